@@ -1,0 +1,167 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
+)
+
+func TestAccounts(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		id1, err := c.CreateUser(ctx, "d1", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id2, _ := c.CreateUser(ctx, "d2", 1000)
+		if id1 != "1" || id2 != "2" {
+			t.Fatalf("ids %s %s, want 1 2 from the counter", id1, id2)
+		}
+		d, ok, err := c.PasswordDigest(ctx, id2)
+		if err != nil || !ok || d != "d2" {
+			t.Fatalf("digest = %q %v %v", d, ok, err)
+		}
+		if _, ok, err := c.PasswordDigest(ctx, "99"); ok || err != nil {
+			t.Fatalf("unknown user: ok=%v err=%v", ok, err)
+		}
+		g1, _ := c.Login(ctx, id1, 2000, 1000)
+		g2, err := c.Login(ctx, id1, 3000, 1000)
+		if err != nil || g2 != g1+1 {
+			t.Fatalf("generations %d then %d (%v), want increasing", g1, g2, err)
+		}
+		k1, err := c.Secret(ctx)
+		k2, _ := c.Secret(ctx)
+		if err != nil || len(k1) != 32 || string(k1) != string(k2) {
+			t.Fatalf("secret not stable: %x %x %v", k1, k2, err)
+		}
+	})
+}
+
+func TestQueueFetchAckAndCap(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		now := int64(1_000_000)
+		id, _ := c.CreateUser(ctx, "d", now)
+		opt := broker.StoreOptions{Cap: 3, TTLms: 60_000}
+		if _, err := c.StoreMessage(ctx, "404", []byte(`"a":1`), now, opt, false); !errors.Is(err, broker.ErrNoUser) {
+			t.Fatalf("unknown recipient: %v", err)
+		}
+		for i := 1; i <= 5; i++ {
+			seq, err := c.StoreMessage(ctx, id, []byte(`"n":`+string(rune('0'+i))), now, opt, false)
+			if err != nil || seq != int64(i) {
+				t.Fatalf("store %d: seq %d err %v", i, seq, err)
+			}
+		}
+		// Cap 3: the two oldest are gone.
+		msgs, err := c.FetchMessages(ctx, id, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{`{"msg_id":3,"n":3}`, `{"msg_id":4,"n":4}`, `{"msg_id":5,"n":5}`}
+		if strings.Join(msgs, " ") != strings.Join(want, " ") {
+			t.Fatalf("fetched %v, want %v", msgs, want)
+		}
+		// Fetching again without an ack returns the same (nothing left).
+		msgs, _ = c.FetchMessages(ctx, id, 0, 2)
+		if len(msgs) != 2 || msgs[0] != want[0] {
+			t.Fatalf("refetch %v", msgs)
+		}
+		// A damaged element at the head is dropped, never stalls the queue.
+		msgs, _ = c.FetchMessages(ctx, id, 4, 10)
+		if len(msgs) != 1 || msgs[0] != want[2] {
+			t.Fatalf("after ack 4: %v", msgs)
+		}
+		c.RawPush(ctx, id, "garbage")
+		c.StoreMessage(ctx, id, []byte(`"n":6`), now, opt, false)
+		msgs, _ = c.FetchMessages(ctx, id, 5, 10)
+		if len(msgs) != 1 || msgs[0] != `{"msg_id":6,"n":6}` {
+			t.Fatalf("after garbage: %v", msgs)
+		}
+		if n, _ := c.QueueLen(ctx, id); n != 1 {
+			t.Fatalf("queue length %d, want 1", n)
+		}
+		// A message stored after the queue's lifetime (TTL after the last
+		// login, by the injected clock) is not kept.
+		c.StoreMessage(ctx, id, []byte(`"n":7`), now+opt.TTLms+1, opt, false)
+		if n, _ := c.QueueLen(ctx, id); n != 0 {
+			t.Fatalf("expired queue still holds %d", n)
+		}
+	})
+}
+
+func TestPubSubNotifyAndResubscribe(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		resub := make(chan struct{}, 4)
+		c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+		c.OnResubscribed(func() { resub <- struct{}{} })
+		id, _ := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+		ch := c.UserChannel(id)
+		if err := c.Subscribe(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), broker.StoreOptions{Cap: 10, TTLms: 60000}, true); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, got, ch+" n")
+		if b.Redis == nil {
+			return // the embedded server cannot be restarted under a client
+		}
+		// A restart of Redis: the node subscribes again and says so.
+		b.Redis.Restart()
+		select {
+		case <-resub:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no re-subscription after a Redis restart")
+		}
+		// The first command on the dead pooled connection fails fast as
+		// unavailable; the client reconnects on the next one.
+		var n int64
+		var err error
+		for i := 0; i < 50; i++ {
+			if n, err = c.Publish(ctx, ch, "again"); err == nil {
+				break
+			}
+			if !errors.Is(err, broker.ErrUnavailable) {
+				t.Fatalf("publish failed with %v, want ErrUnavailable", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil || n != 1 {
+			t.Fatalf("publish after restart reached %d subscribers (%v), want 1", n, err)
+		}
+		expect(t, got, ch+" again")
+		// Unsubscribe at the last reference only.
+		c.Subscribe(ctx, ch)
+		c.Unsubscribe(ctx, ch)
+		if n, _ := c.Publish(ctx, ch, "x"); n != 1 {
+			t.Fatalf("one reference left, got %d subscribers", n)
+		}
+		expect(t, got, ch+" x")
+		c.Unsubscribe(ctx, ch)
+		if n, _ := c.Publish(ctx, ch, "x"); n != 0 {
+			t.Fatalf("no reference left, got %d subscribers", n)
+		}
+	})
+}
+
+func expect(t *testing.T, got chan string, want string) {
+	t.Helper()
+	select {
+	case s := <-got:
+		if s != want {
+			t.Fatalf("got %q, want %q", s, want)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %q", want)
+	}
+}

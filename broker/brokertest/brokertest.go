@@ -1,0 +1,148 @@
+// Package brokertest starts the Redis servers that integration tests run
+// against: a real redis-server process on a free loopback port, and the
+// embedded in-process server. Every integration test runs on both.
+package brokertest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"go.uber.org/zap/zaptest"
+)
+
+// Redis is a redis-server child process on a loopback port.
+type Redis struct {
+	Addr string
+	port int
+	dir  string
+	cmd  *exec.Cmd
+	t    testing.TB
+}
+
+// StartRedis starts redis-server on a free loopback port and stops it when
+// the test ends. It fails the test when redis-server is not installed: the
+// README's test command installs it.
+func StartRedis(t testing.TB, extraArgs ...string) *Redis {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Fatalf("redis-server is not installed (apt-get install redis-server, or run .ci/run): %v", err)
+	}
+	r := &Redis{port: freePort(t), dir: t.TempDir(), t: t}
+	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+	r.start(extraArgs...)
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func (r *Redis) start(extraArgs ...string) {
+	r.t.Helper()
+	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no",
+		"--protected-mode", "no"}, extraArgs...)
+	cmd := exec.Command("redis-server", args...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	r.cmd = cmd
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		signalled := false
+		for sc.Scan() {
+			if !signalled && strings.Contains(sc.Text(), "Ready to accept connections") {
+				close(ready)
+				signalled = true
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		r.t.Fatalf("redis-server on %s did not become ready", r.Addr)
+	}
+}
+
+// Stop kills the server (as a crash would). Safe to call twice.
+func (r *Redis) Stop() {
+	if r.cmd == nil {
+		return
+	}
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
+	r.cmd = nil
+}
+
+// Restart stops the server and starts a new, empty one on the same port.
+func (r *Redis) Restart() {
+	r.Stop()
+	r.start()
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+var prefixes atomic.Int64
+
+// Prefix returns a key prefix unique in this process, so tests sharing a
+// server never see each other's keys.
+func Prefix() string {
+	return fmt.Sprintf("t%d_%d:", os.Getpid(), prefixes.Add(1))
+}
+
+// Backend names one of the servers a test runs against.
+type Backend struct {
+	Name string
+	// Options for broker.Open: the address of the real server, or of an
+	// embedded server started for this test and shared by all its nodes.
+	Options broker.Options
+	// Redis is the real server (nil for embedded).
+	Redis *Redis
+}
+
+// Each runs fn as a subtest against a real redis-server and against the
+// embedded server.
+func Each(t *testing.T, fn func(t *testing.T, b Backend)) {
+	t.Run("redis", func(t *testing.T) {
+		r := StartRedis(t)
+		fn(t, Backend{Name: "redis", Options: broker.Options{Addrs: []string{r.Addr}, Prefix: Prefix()}, Redis: r})
+	})
+	t.Run("embedded", func(t *testing.T) {
+		m, err := broker.StartEmbedded()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(m.Close)
+		fn(t, Backend{Name: "embedded", Options: broker.Options{Addrs: []string{m.Addr()}, Prefix: Prefix()}})
+	})
+}
+
+// Open connects to b, closing the client when the test ends.
+func Open(t testing.TB, opt broker.Options) *broker.Client {
+	t.Helper()
+	c, err := broker.Open(context.Background(), opt, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}

@@ -1,0 +1,103 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/redis/rueidis"
+)
+
+// ErrNoUser is returned when a message is addressed to an unknown user.
+var ErrNoUser = errors.New("no such user")
+
+// storeScript appends one message to a user's queue and notifies the node
+// holding the user, in one atomic step. The stored text is the delivered
+// frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first and the
+// fetch script can read it without decoding JSON.
+//
+// KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel ('' = do
+// not publish). The expiry is relative (PEXPIRE), computed from the
+// caller's clock, so an injected clock behaves like the real one. Returns the message id, or -1 for an unknown user.
+var storeScript = rueidis.NewLuaScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}')
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local now = tonumber(ARGV[4])
+local login = tonumber(redis.call('HGET', KEYS[1], 'login') or ARGV[4]) or now
+local ttl = login + tonumber(ARGV[3]) - now
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
+if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], 'n') end
+return seq`)
+
+// fetchScript removes from the head of a queue every message whose id is at
+// most ARGV[1] (those were written to the user's connection) and anything
+// that does not start with a message id (it could never be delivered), then
+// returns up to ARGV[2] messages from the head.
+var fetchScript = rueidis.NewLuaScript(`
+local upto = tonumber(ARGV[1])
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  local m = string.match(head, '^{"msg_id":(%d+),')
+  local id = m and tonumber(m)
+  if id ~= nil and id > upto then break end
+  redis.call('LPOP', KEYS[1])
+end
+return redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)`)
+
+// StoreOptions bound a user's offline queue.
+type StoreOptions struct {
+	Cap   int64 // at most this many messages; the oldest are dropped
+	TTLms int64 // the queue expires this long after the user's last login
+}
+
+// StoreMessage appends a message to user to's queue. members is the frame's
+// JSON members without braces; the stored frame gets "msg_id" first.
+// notify publishes on the user's channel so that a node holding the user
+// fetches it. It returns the message id, or ErrNoUser.
+func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, now int64, opt StoreOptions, notify bool) (int64, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ch := ""
+	if notify {
+		ch = c.UserChannel(to)
+	}
+	seq, err := storeScript.Exec(ctx, c.rc, []string{c.userKey("u", to), c.userKey("q", to)}, []string{
+		string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
+		strconv.FormatInt(now, 10), ch}).AsInt64()
+	if err != nil {
+		return 0, c.wrap("store message for "+to, err)
+	}
+	if seq < 0 {
+		return 0, ErrNoUser
+	}
+	return seq, nil
+}
+
+// FetchMessages acknowledges every message of user id up to ackUpTo and
+// returns up to n of the next ones, oldest first.
+func (c *Client) FetchMessages(ctx context.Context, id string, ackUpTo int64, n int) ([]string, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	msgs, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id)},
+		[]string{strconv.FormatInt(ackUpTo, 10), strconv.Itoa(n)}).AsStrSlice()
+	return msgs, c.wrap("fetch messages of "+id, err)
+}
+
+// QueueLen returns the number of undelivered messages of user id.
+func (c *Client) QueueLen(ctx context.Context, id string) (int64, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	n, err := c.rc.Do(ctx, c.rc.B().Llen().Key(c.userKey("q", id)).Build()).AsInt64()
+	return n, c.wrap("queue length of "+id, err)
+}
+
+// RawPush appends v to user id's queue as is. Tests use it to plant what a
+// damaged or foreign writer could leave there.
+func (c *Client) RawPush(ctx context.Context, id, v string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	return c.wrap("push", c.rc.Do(ctx, c.rc.B().Rpush().Key(c.userKey("q", id)).Element(v).Build()).Error())
+}

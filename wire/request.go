@@ -1,0 +1,99 @@
+package wire
+
+// Request is a client frame after its one scan: the command name and the raw
+// top-level fields, parsed further only by the handler that needs them.
+type Request struct {
+	Frame  []byte
+	Cmd    string
+	Fields []Field
+}
+
+// ParseRequest scans frame. It fails with ErrNotJSON for bytes that are not
+// JSON (close 1007) and with a bad_request *Error for a JSON value that is
+// not an object with a string "cmd" (close 1008).
+func ParseRequest(frame []byte) (*Request, error) {
+	r := &Request{Frame: frame, Fields: make([]Field, 0, 8)}
+	err := Scan(frame, func(f Field) { r.Fields = append(r.Fields, f) })
+	if err == ErrNotObject {
+		return nil, &Error{Reason: BadRequest, Detail: "a frame must be a JSON object"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw := r.Get("cmd")
+	if raw == nil {
+		return nil, &Error{Reason: BadRequest, Detail: `missing field "cmd"`}
+	}
+	cmd, ok := String(raw)
+	if !ok {
+		return nil, &Error{Reason: BadRequest, Detail: `field "cmd" must be a string`}
+	}
+	r.Cmd = cmd
+	return r, nil
+}
+
+// Get returns the raw value of the last member named key (JSON decoders keep
+// the last of duplicate keys, and so does this), or nil.
+func (r *Request) Get(key string) []byte {
+	for i := len(r.Fields) - 1; i >= 0; i-- {
+		if r.Fields[i].Key == key {
+			return r.Fields[i].Value
+		}
+	}
+	return nil
+}
+
+// Str returns the string field key, or a bad_request error naming it.
+func (r *Request) Str(key string) (string, error) {
+	raw := r.Get(key)
+	if raw == nil {
+		return "", Errorf(BadRequest, "missing field %q", key)
+	}
+	s, ok := String(raw)
+	if !ok {
+		return "", Errorf(BadRequest, "field %q must be a string", key)
+	}
+	return s, nil
+}
+
+// U64 returns the unsigned integer field key, or a bad_request error.
+func (r *Request) U64(key string) (uint64, error) {
+	raw := r.Get(key)
+	if raw == nil {
+		return 0, Errorf(BadRequest, "missing field %q", key)
+	}
+	v, ok := Uint64(raw)
+	if !ok {
+		return 0, Errorf(BadRequest, "field %q must be an unsigned 64-bit integer", key)
+	}
+	return v, nil
+}
+
+// AppendMembers appends the frame's members, comma-separated and without
+// braces, leaving out every member whose key is in drop. Values are copied
+// byte for byte, so fields the server does not interpret pass untouched.
+func (r *Request) AppendMembers(dst []byte, drop ...string) []byte {
+	first := true
+next:
+	for i, f := range r.Fields {
+		for _, d := range drop {
+			if f.Key == d {
+				continue next
+			}
+		}
+		// Keep only the last of duplicate keys, as Get does.
+		for _, g := range r.Fields[i+1:] {
+			if g.Key == f.Key {
+				continue next
+			}
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, f.RawKey...)
+		dst = append(dst, ':')
+		dst = append(dst, f.Value...)
+	}
+	return dst
+}

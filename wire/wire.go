@@ -1,0 +1,71 @@
+// Package wire owns the occase protocol's frames as bytes: the one-pass scan
+// of a client frame into its top-level fields, the stable failure reasons,
+// the channel-hash packing and the close codes. The server and Go clients
+// (the load generator, tests) share it; it knows nothing about Redis or
+// connections.
+package wire
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Stable failure reasons sent to clients in the "reason" field.
+const (
+	BadRequest     = "bad_request"
+	NotLoggedIn    = "not_logged_in"
+	BadCredentials = "bad_credentials"
+	QuotaExceeded  = "quota_exceeded"
+	NotFound       = "not_found"
+	NotOwner       = "not_owner"
+	RateLimited    = "rate_limited"
+	TooLarge       = "too_large"
+	Unavailable    = "unavailable"
+	Internal       = "internal"
+)
+
+// WebSocket close codes used by the server (documented in docs/protocol.md).
+const (
+	CloseNormal         = 1000
+	CloseGoingAway      = 1001 // server shutting down or draining
+	CloseUnsupported    = 1003 // binary frame
+	CloseInvalidPayload = 1007 // not JSON / not UTF-8
+	ClosePolicy         = 1008 // bad_request
+	CloseTooBig         = 1009 // frame over the size limit
+	CloseInternal       = 1011 // a recovered server fault
+	CloseReplaced       = 4001 // a newer login of the same user
+	CloseLoginTimeout   = 4002 // no successful login in time
+	CloseBadCredentials = 4003 // login failed
+	CloseSlowConsumer   = 4004 // the send queue overflowed
+	CloseIdle           = 4005 // no answer to pings within the idle timeout
+)
+
+// Error is a failure a client may see: a stable reason code and an optional
+// human sentence. It never carries an internal error text.
+type Error struct {
+	Reason string
+	Detail string
+}
+
+func (e *Error) Error() string {
+	if e.Detail == "" {
+		return e.Reason
+	}
+	return e.Reason + ": " + e.Detail
+}
+
+// Errorf builds an *Error with a formatted detail.
+func Errorf(reason, format string, args ...any) *Error {
+	return &Error{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns the client-facing error inside err, or an "internal" one
+// when err is not a *Error (the operator sees err in the log, the client
+// never does).
+func AsError(err error) *Error {
+	var we *Error
+	if errors.As(err, &we) {
+		return we
+	}
+	return &Error{Reason: Internal}
+}
