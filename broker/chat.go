@@ -16,7 +16,7 @@ var ErrNoUser = errors.New("no such user")
 // frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first and the
 // fetch script can read it without decoding JSON.
 //
-// KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel ('' = do
+// KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel (” = do
 // not publish). The expiry is relative (PEXPIRE), computed from the
 // caller's clock, so an injected clock behaves like the real one. Returns the message id, or -1 for an unknown user.
 var storeScript = rueidis.NewLuaScript(`

@@ -181,7 +181,6 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 	}
 }
 
-
 // reject sends the generic error frame that precedes a policy close.
 func (ss *session) reject(e *wire.Error) {
 	ss.Send(errorFrame("error", e))
