@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/occase/occase/bench"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
@@ -56,7 +57,7 @@ func app() *cli.App {
 				}
 				return srv.Run(ctx)
 			},
-		}},
+		}, bench.Command()},
 	}
 }
 

@@ -1,0 +1,47 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Run plays cfg's scenario and returns its report. It returns when the run
+// is over: after at most Duration of load plus the setup, the drain and
+// the closing, each bounded, or earlier when ctx ends.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	// A hard ceiling over every phase, so the bench stops by itself
+	// whatever the server does.
+	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Drain+3*time.Minute)
+	defer cancel()
+	r := newRun(cfg)
+	var rep *Report
+	var err error
+	switch cfg.Scenario {
+	case Chat:
+		rep, err = runChat(ctx, r)
+	case Fanout:
+		rep, err = runFanout(ctx, r)
+	case Connect:
+		rep, err = runConnect(ctx, r)
+	case Idle:
+		rep, err = runIdle(ctx, r)
+	default:
+		return nil, fmt.Errorf("unknown scenario %q", cfg.Scenario)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if rep.Server == nil && len(cfg.Metrics)+len(cfg.ServerPIDs) > 0 {
+		// Scenarios other than idle report the server's figures after the
+		// load, without a per-connection split.
+		rep.Server = serverFigures(sampleServers(ctx, cfg, nil, true), 0)
+	}
+	if rep.Connections == 0 {
+		return rep, fmt.Errorf("no connection could take part (errors: %v)", rep.Errors)
+	}
+	return rep, nil
+}

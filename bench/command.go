@@ -1,0 +1,117 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
+)
+
+func env(name string) []string { return []string{"OCCASE_BENCH_" + name} }
+
+// Command is `occase bench`. main.go only lists it; the flags and their
+// mapping to Config live here, next to the code they configure.
+func Command() *cli.Command {
+	d := DefaultConfig()
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "load one or more running nodes with simulated apps and report throughput, latency and exactness",
+		Description: `Scenarios:
+   chat     users chat in pairs (across nodes when several --url are given), with
+            delivery and read receipts and typing presence
+   fanout   --publishers publish posts at --post-rate; --users subscribers get them all
+   connect  --users connections register, close, then log in again (a login storm)
+   idle     --users logged-in connections stay idle for --duration; with --metrics or
+            --server-pid the report gives the server memory per connection
+
+Only loopback addresses are accepted unless --allow-remote is given. Start the
+servers with --chat-rate 0 --presence-rate 0 --register-rate 0, or the per-user
+limits are what you measure.`,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "scenario", Value: d.Scenario, EnvVars: env("SCENARIO"), Usage: "chat, fanout, connect or idle"},
+			&cli.StringSliceFlag{Name: "url", Value: cli.NewStringSlice(d.URLs...), EnvVars: env("URL"), Usage: "ws:// URL of a node (repeat, or comma-separate, for several); users are spread across them"},
+			&cli.IntFlag{Name: "users", Value: d.Users, EnvVars: env("USERS"), Usage: "chat: users (paired); fanout: subscribers; connect, idle: connections"},
+			&cli.DurationFlag{Name: "duration", Value: d.Duration, EnvVars: env("DURATION"), Usage: "length of the load phase (connect: bound on each storm; idle: how long to hold)"},
+			&cli.DurationFlag{Name: "warmup", Value: d.Warmup, EnvVars: env("WARMUP"), Usage: "first part of --duration left out of the figures"},
+			&cli.DurationFlag{Name: "drain", Value: d.Drain, EnvVars: env("DRAIN"), Usage: "after the load, how long to wait for messages in flight before counting the rest as lost"},
+			&cli.Float64Flag{Name: "rate", Value: d.Rate, EnvVars: env("RATE"), Usage: "chat messages per second per user (0: as fast as --window allows)"},
+			&cli.IntFlag{Name: "window", Value: d.Window, EnvVars: env("WINDOW"), Usage: "unanswered messages (or posts) in flight per sender"},
+			&cli.IntFlag{Name: "size", Value: d.Size, EnvVars: env("SIZE"), Usage: "approximate bytes of a chat frame or post body"},
+			&cli.IntFlag{Name: "count", Value: d.Count, EnvVars: env("COUNT"), Usage: "chat: messages per user; fanout: posts per publisher (0: until --duration)"},
+			&cli.BoolFlag{Name: "receipts", Value: d.Receipts, EnvVars: env("RECEIPTS"), Usage: "answer each chat message with app_ack_received"},
+			&cli.IntFlag{Name: "read-every", Value: d.ReadEvery, EnvVars: env("READ_EVERY"), Usage: "send app_ack_read after every Nth chat message received (0: never)"},
+			&cli.IntFlag{Name: "typing-every", Value: d.TypingEvery, EnvVars: env("TYPING_EVERY"), Usage: "send a 'writing' presence before every Nth chat message (0: never)"},
+			&cli.IntFlag{Name: "publishers", Value: d.Publishers, EnvVars: env("PUBLISHERS"), Usage: "fanout: publishing users"},
+			&cli.Float64Flag{Name: "post-rate", Value: d.PostRate, EnvVars: env("POST_RATE"), Usage: "fanout: posts per second per publisher (0: as fast as --window allows)"},
+			&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: env("CONCURRENCY"), Usage: "dials and logins in flight at once"},
+			&cli.StringSliceFlag{Name: "metrics", EnvVars: env("METRICS"), Usage: "Prometheus /metrics URL of a node, for its memory and connection figures (repeat per node)"},
+			&cli.IntSliceFlag{Name: "server-pid", EnvVars: env("SERVER_PID"), Usage: "PID of a server process on this machine, to read its VmRSS (repeat per node)"},
+			&cli.BoolFlag{Name: "json", EnvVars: env("JSON"), Usage: "print the report as JSON"},
+			&cli.BoolFlag{Name: "allow-remote", EnvVars: env("ALLOW_REMOTE"), Usage: "accept non-loopback targets (never point this at a server that is not yours)"},
+			&cli.DurationFlag{Name: "progress-every", Value: d.ProgressEvery, Usage: "period of the progress line (on stderr)"},
+			&cli.BoolFlag{Name: "quiet", Usage: "no progress line"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg := d
+			cfg.Scenario = c.String("scenario")
+			cfg.URLs = splitList(c.StringSlice("url"))
+			cfg.Users = c.Int("users")
+			cfg.Duration = c.Duration("duration")
+			cfg.Warmup = c.Duration("warmup")
+			cfg.Drain = c.Duration("drain")
+			cfg.Rate = c.Float64("rate")
+			cfg.Window = c.Int("window")
+			cfg.Size = c.Int("size")
+			cfg.Count = c.Int("count")
+			cfg.Receipts = c.Bool("receipts")
+			cfg.ReadEvery = c.Int("read-every")
+			cfg.TypingEvery = c.Int("typing-every")
+			cfg.Publishers = c.Int("publishers")
+			cfg.PostRate = c.Float64("post-rate")
+			cfg.Concurrency = c.Int("concurrency")
+			cfg.Metrics = splitList(c.StringSlice("metrics"))
+			cfg.ServerPIDs = c.IntSlice("server-pid")
+			cfg.AllowRemote = c.Bool("allow-remote")
+			cfg.ProgressEvery = c.Duration("progress-every")
+			if !c.Bool("quiet") {
+				// Progress goes to stderr so that stdout holds only the
+				// report (JSON stays parseable); redrawn in place on a
+				// terminal, plain lines in a log.
+				cfg.Progress = os.Stderr
+				cfg.ProgressTerminal = term.IsTerminal(int(os.Stderr.Fd()))
+			}
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := Run(ctx, cfg)
+			if rep != nil {
+				if c.Bool("json") {
+					if werr := rep.WriteJSON(os.Stdout); werr != nil {
+						return werr
+					}
+				} else if werr := rep.WriteText(os.Stdout); werr != nil {
+					return werr
+				}
+			}
+			if err != nil {
+				return fmt.Errorf("bench: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// run is the state that every scenario shares: the clock origin, the
+// latency histograms, the live counters the progress line reads, and the
+// errors by reason.
+type run struct {
+	cfg   Config
+	start time.Time // the origin of every "ts" the bench puts in a frame
+
+	// The measured window, as offsets from start; set once before any
+	// sender starts.
+	measureFrom, measureTo time.Duration
+
+	latency    Histogram // end-to-end: the sender's ts to the recipient's read
+	ackLatency Histogram // request written to its reply read
+
+	conns     atomic.Int64 // open, logged-in connections
+	delivered atomic.Uint64
+	inWindow  atomic.Uint64 // deliveries read inside the measured window
+
+	errMu  sync.Mutex
+	errors map[string]uint64
+}
+
+func newRun(cfg Config) *run {
+	return &run{cfg: cfg, start: time.Now(), errors: map[string]uint64{}}
+}
+
+// now is the offset from start: monotonic, so a clock step during a run
+// does not bend latencies.
+func (r *run) now() time.Duration { return time.Since(r.start) }
+
+func (r *run) fail(reason string) {
+	r.errMu.Lock()
+	r.errors[reason]++
+	r.errMu.Unlock()
+}
+
+func (r *run) errorCounts() map[string]uint64 {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	out := make(map[string]uint64, len(r.errors))
+	for k, v := range r.errors {
+		out[k] = v
+	}
+	return out
+}
+
+func (r *run) totalErrors() uint64 {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	var n uint64
+	for _, v := range r.errors {
+		n += v
+	}
+	return n
+}
+
+// delivery counts one message read by a recipient that the sender stamped
+// at sentAt. Latency is taken for messages sent inside the window, however
+// late they arrive; throughput counts what arrives inside it.
+func (r *run) delivery(sentAt time.Duration) {
+	now := r.now()
+	r.delivered.Add(1)
+	if now >= r.measureFrom && now < r.measureTo {
+		r.inWindow.Add(1)
+	}
+	if sentAt >= r.measureFrom && sentAt < r.measureTo {
+		r.latency.Record(now - sentAt)
+	}
+}
+
+// progress prints a line every ProgressEvery until ctx ends: a redrawn
+// line on a terminal, plain lines otherwise (logs, CI).
+func (r *run) progress(ctx context.Context, phase *atomic.Value) {
+	w := r.cfg.Progress
+	if w == nil {
+		return
+	}
+	t := time.NewTicker(r.cfg.ProgressEvery)
+	defer t.Stop()
+	var last uint64
+	lastAt := r.now()
+	for {
+		select {
+		case <-ctx.Done():
+			if r.cfg.ProgressTerminal {
+				fmt.Fprintln(w)
+			}
+			return
+		case <-t.C:
+		}
+		now := r.now()
+		d := r.delivered.Load()
+		rate := float64(d-last) / (now - lastAt).Seconds()
+		last, lastAt = d, now
+		line := fmt.Sprintf("%6.1fs %-8s conns %6d  delivered %9d  %9.0f msg/s  p99 %8s  errors %d",
+			now.Seconds(), phase.Load(), r.conns.Load(), d, rate,
+			fmtDur(r.latency.Quantile(0.99)), r.totalErrors())
+		if r.cfg.ProgressTerminal {
+			fmt.Fprint(w, "\r\x1b[K"+line)
+		} else {
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "-"
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.0fµs", float64(d)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.2fms", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// parallel runs fn(i) for i in [0, n) with at most c at once, stopping the
+// hand-out of new work when ctx ends. It returns how many ran.
+func parallel(ctx context.Context, n, c int, fn func(i int)) int {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c)
+	started := 0
+	for i := 0; i < n; i++ {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return started
+		case sem <- struct{}{}:
+		}
+		started++
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+	return started
+}
+
+func sortedKeys(m map[string]uint64) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}

@@ -1,0 +1,166 @@
+package bench
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// The connect scenario: a storm of Users connections that register, then,
+// once they have all closed, a storm of as many that log in with the
+// credentials just made. Concurrency bounds the dials in flight, as a
+// server restart with thousands of apps reconnecting would.
+func runConnect(ctx context.Context, r *run) (*Report, error) {
+	cfg := r.cfg
+	phase := &atomic.Value{}
+	phase.Store("register")
+	pctx, pstop := context.WithCancel(ctx)
+	defer pstop()
+	go r.progress(pctx, phase)
+
+	// Each storm is bounded by Duration.
+	sctx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	accts := make([]account, cfg.Users)
+	conns := make([]*websocket.Conn, cfg.Users)
+	var ok atomic.Int64
+	t0 := r.now()
+	parallel(sctx, cfg.Users, cfg.Concurrency, func(i int) {
+		c, a, err := register(sctx, cfg.URLs[i%len(cfg.URLs)])
+		if err != nil {
+			r.fail("register_" + reasonOf(err))
+			return
+		}
+		accts[i], conns[i] = a, c
+		ok.Add(1)
+		r.conns.Add(1)
+	})
+	regTook := r.now() - t0
+	cancel()
+	regs := int(ok.Load())
+	phase.Store("close")
+	closeAll(conns)
+	r.conns.Store(0)
+
+	phase.Store("login")
+	var loginLat Histogram
+	sctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	ok.Store(0)
+	t0 = r.now()
+	parallel(sctx, cfg.Users, cfg.Concurrency, func(i int) {
+		conns[i] = nil
+		if accts[i].id == "" {
+			return
+		}
+		s := r.now()
+		c, err := login(sctx, cfg.URLs[(i+1)%len(cfg.URLs)], accts[i])
+		if err != nil {
+			r.fail("login_" + reasonOf(err))
+			return
+		}
+		loginLat.Record(r.now() - s)
+		conns[i] = c
+		ok.Add(1)
+		r.conns.Add(1)
+	})
+	loginTook := r.now() - t0
+	logins := int(ok.Load())
+	phase.Store("close")
+	closeAll(conns)
+	pstop()
+
+	rep := r.report()
+	rep.Connections = logins
+	rep.Setup = rateOf(regs, regTook)
+	rep.Logins = rateOf(logins, loginTook)
+	rep.LoginLatency = latencyOf(&loginLat)
+	if len(cfg.URLs) > 1 {
+		rep.Notes = append(rep.Notes, "each user logs in on another node than the one it registered on")
+	}
+	return rep, nil
+}
+
+// The idle scenario: Users connections register and then stay, answering
+// the server's pings and nothing else, for Duration; the server's memory is
+// read before the first connects and again at the end, so the report gives
+// the memory one idle logged-in connection costs.
+func runIdle(ctx context.Context, r *run) (*Report, error) {
+	cfg := r.cfg
+	phase := &atomic.Value{}
+	phase.Store("connect")
+	pctx, pstop := context.WithCancel(ctx)
+	defer pstop()
+	go r.progress(pctx, phase)
+
+	samples := sampleServers(ctx, cfg, nil, false)
+	conns := make([]*websocket.Conn, cfg.Users)
+	readCtx, stopReaders := context.WithCancel(context.Background())
+	defer stopReaders()
+	var closing, dropped atomic.Bool
+	var readers sync.WaitGroup
+	var ok atomic.Int64
+	t0 := r.now()
+	sctx, cancel := context.WithTimeout(ctx, cfg.Duration+time.Minute)
+	parallel(sctx, cfg.Users, cfg.Concurrency, func(i int) {
+		c, _, err := register(sctx, cfg.URLs[i%len(cfg.URLs)])
+		if err != nil {
+			r.fail("register_" + reasonOf(err))
+			return
+		}
+		conns[i] = c
+		ok.Add(1)
+		r.conns.Add(1)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			// A read must be pending for the client to answer pings.
+			for {
+				_, _, err := c.Read(readCtx)
+				if err != nil {
+					if !closing.Load() {
+						r.fail("dropped_" + reasonOf(err))
+						dropped.Store(true)
+						r.conns.Add(-1)
+					}
+					return
+				}
+				r.fail("unexpected_frame")
+			}
+		}()
+	})
+	cancel()
+	connTook := r.now() - t0
+	n := int(ok.Load())
+
+	phase.Store("hold")
+	hold := time.NewTimer(cfg.Duration)
+	select {
+	case <-hold.C:
+	case <-ctx.Done():
+		hold.Stop()
+	}
+	samples = sampleServers(ctx, cfg, samples, true)
+	held := int(r.conns.Load())
+
+	phase.Store("close")
+	closing.Store(true)
+	closeAll(conns)
+	stopReaders()
+	readers.Wait()
+	pstop()
+
+	rep := r.report()
+	rep.Connections = held
+	rep.Setup = rateOf(n, connTook)
+	rep.Server = serverFigures(samples, n)
+	if dropped.Load() {
+		rep.Notes = append(rep.Notes, "some idle connections were dropped by the server (see errors)")
+	}
+	if len(cfg.Metrics)+len(cfg.ServerPIDs) == 0 {
+		rep.Notes = append(rep.Notes, "no --metrics or --server-pid given: server memory not measured")
+	}
+	return rep, nil
+}
