@@ -96,10 +96,25 @@ func runFanout(ctx context.Context, r *run) (*Report, error) {
 	})
 	setupTook := r.now() - setupStart
 	var live []*subscriber
+	var setupConns []*websocket.Conn
 	for _, s := range subs {
 		if s != nil {
 			live = append(live, s)
+			setupConns = append(setupConns, s.ws)
 		}
+	}
+	npubs := 0
+	for _, p := range pubs {
+		if p != nil {
+			npubs++
+			setupConns = append(setupConns, p.ws)
+		}
+	}
+	if len(live) == 0 || npubs == 0 {
+		// Nothing to measure; the errors say why (a node without posts
+		// refuses subscribe with "unavailable").
+		closeAll(setupConns)
+		return r.report(), nil
 	}
 
 	loadStart := r.now()
