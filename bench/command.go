@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -54,6 +55,7 @@ limits are what you measure.`,
 			&cli.BoolFlag{Name: "allow-remote", EnvVars: env("ALLOW_REMOTE"), Usage: "accept non-loopback targets (never point this at a server that is not yours)"},
 			&cli.DurationFlag{Name: "progress-every", Value: d.ProgressEvery, Usage: "period of the progress line (on stderr)"},
 			&cli.BoolFlag{Name: "quiet", Usage: "no progress line"},
+			&cli.StringFlag{Name: "cpuprofile", Hidden: true, Usage: "write the bench's own CPU profile here (to check that the load generator is not the bottleneck)"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg := d
@@ -83,6 +85,17 @@ limits are what you measure.`,
 				// terminal, plain lines in a log.
 				cfg.Progress = os.Stderr
 				cfg.ProgressTerminal = term.IsTerminal(int(os.Stderr.Fd()))
+			}
+			if f := c.String("cpuprofile"); f != "" {
+				out, err := os.Create(f)
+				if err != nil {
+					return err
+				}
+				defer out.Close()
+				if err := pprof.StartCPUProfile(out); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -92,14 +92,11 @@ func (rep *Report) WriteText(w io.Writer) error {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("occase bench: scenario %s, %d users on %s\n", rep.Scenario, rep.Users, strings.Join(rep.URLs, ", "))
-	p("  duration %.1fs (warm-up %.1fs", rep.Duration, rep.Warmup)
+	p("  duration %.1fs", rep.Duration)
 	if rep.Window > 0 {
-		p(", measured %.1fs", rep.Window)
+		p(" (warm-up %.1fs, measured %.1fs, drain %.2fs)", rep.Warmup, rep.Window, rep.Drain)
 	}
-	if rep.Drain > 0 {
-		p(", drain %.2fs", rep.Drain)
-	}
-	p("), %d connections taking part\n", rep.Connections)
+	p(", %d connections taking part\n", rep.Connections)
 	if s := rep.Setup; s != nil {
 		p("  register      %8d in %6.2fs = %9.0f /s (connect + register)\n", s.Count, s.Took, s.PerSec)
 	}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# Reproduces the figures of docs/benchmarks.md on this machine: it builds
+# occase, starts one redis-server and the nodes on free loopback ports, and
+# runs, each in the same session so that ratios compare like with like:
+#   1. redis-benchmark of the two Lua scripts one chat message costs
+#      (the ceiling), on the same redis-server;
+#   2. the chat scenario on two nodes, with Redis' own command counts
+#      (INFO commandstats) and every process's CPU time around it, and a
+#      CPU profile of node 1 taken in the middle of it;
+#   3. fanout to 1,000 and 10,000 subscribers, connect, and idle.
+# Every step is bounded; everything it starts is stopped on exit.
+#
+#   bash bench/reproduce.sh            # results in a fresh /tmp/occase-bench.* folder
+#   DUR=30s USERS=200 bash bench/reproduce.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$(mktemp -d /tmp/occase-bench.XXXXXX)}
+DUR=${DUR:-30s}                 # load phase of chat and fanout
+WARMUP=${WARMUP:-5s}
+CHAT_ARGS=${CHAT_ARGS:---users 200 --window 4}
+IDLE_USERS=${IDLE_USERS:-10000}
+CONNECT_USERS=${CONNECT_USERS:-5000}
+SCENARIOS=${SCENARIOS:-ceiling chat fanout connect idle}
+mkdir -p "$OUT"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+echo "results in $OUT"
+
+go build -o "$OUT/occase" "$root"
+B="$OUT/occase"
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+RP=$(freeport)
+redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
+REDIS=$!
+pids+=("$REDIS")
+for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+rcli() { redis-cli -p "$RP" "$@"; }
+
+# Nodes: rate limits off (the bench measures the server, not them); node 1
+# serves pprof on its own loopback port.
+nodes=()
+urls=""
+start_nodes() {
+	stop_nodes
+	local n=$1 i port prefix
+	prefix="bench$(date +%s%N):"
+	urls=""
+	for i in $(seq "$n"); do
+		port=$(freeport)
+		local extra=()
+		if [ "$i" = 1 ]; then PPROF=$(freeport); extra=(--pprof-addr "127.0.0.1:$PPROF"); fi
+		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 \
+			"$B" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" \
+			--redis-prefix "$prefix" --log-level error "${extra[@]}" >>"$OUT/node$i.log" 2>&1 &
+		nodes+=($!)
+		pids+=($!)
+		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
+		for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+	done
+}
+stop_nodes() {
+	for p in "${nodes[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+	nodes=()
+}
+
+echo "load before: $(cat /proc/loadavg)" | tee "$OUT/machine.txt"
+nproc >>"$OUT/machine.txt"
+redis-server --version >>"$OUT/machine.txt"
+
+for s in $SCENARIOS; do case $s in
+ceiling)
+	# The two scripts exactly as broker/chat.go has them, loaded under
+	# their SHA, and 1,000 users' hashes to run them on. A stored message
+	# is ~300 bytes, as the chat scenario's.
+	script() { awk -v name="$1" '$0 ~ name" = rueidis.NewLuaScript\\(`" {f=1; sub(/.*NewLuaScript\(`/,"")} f { if ($0 ~ /`\)$/) {sub(/`\)$/,""); print; exit} print }' "$root/broker/chat.go"; }
+	STORE=$(rcli script load "$(script storeScript)")
+	FETCH=$(rcli script load "$(script fetchScript)")
+	for i in $(seq 0 999); do printf 'HSET rb:u:{%012d} pwd x login %s\n' "$i" "$(date +%s000)"; done | rcli >/dev/null
+	MEMBERS='"from":"1","cmd":"message","type":"chat","to":"2","id":1,"seq":1,"ts":1,"post_id":1,"is_sender_post":false,"msg":"'$(head -c 150 /dev/zero | tr '\0' a)'"'
+	for P in 1 16; do
+		redis-benchmark -p "$RP" -c 50 -P "$P" -n 400000 -r 1000 -q \
+			EVALSHA "$STORE" 2 'rb:u:{__rand_int__}' 'rb:q:{__rand_int__}' "$MEMBERS" 1000 2592000000 "$(date +%s000)" 'rb:c:{__rand_int__}' \
+			| tr "\r" "\n" | grep -a "requests per second" | tail -1 | awk -F': ' -v t="store P=$P" '{print t": "$NF}' | tee -a "$OUT/ceiling.txt"
+		# The recipient's fetch: drop nothing already written (upto 0) and
+		# read the next message, as a mailbox does once per new message.
+		redis-benchmark -p "$RP" -c 50 -P "$P" -n 400000 -r 1000 -q \
+			EVALSHA "$FETCH" 1 'rb:q:{__rand_int__}' 0 1 \
+			| tr "\r" "\n" | grep -a "requests per second" | tail -1 | awk -F': ' -v t="fetch P=$P" '{print t": "$NF}' | tee -a "$OUT/ceiling.txt"
+	done
+	rcli eval "for _,k in ipairs(redis.call('KEYS','rb:*')) do redis.call('DEL',k) end return 0" 0 >/dev/null
+	;;
+chat)
+	start_nodes 2
+	rcli config resetstat >/dev/null
+	declare -A before
+	for p in "$REDIS" "${nodes[@]}"; do before[$p]=$(cputicks "$p"); done
+	"$B" bench --scenario chat --url "$urls" $CHAT_ARGS --duration "$DUR" --warmup "$WARMUP" \
+		--server-pid "${nodes[0]}" --server-pid "${nodes[1]}" --json --cpuprofile "$OUT/bench-cpu.prof" \
+		>"$OUT/chat.json" 2>"$OUT/chat.progress" &
+		BENCH=$!
+	pids+=("$BENCH")
+	sleep "$(( ${WARMUP%s} + 2 ))"
+	curl -sf -o "$OUT/node1-cpu.prof" "http://127.0.0.1:$PPROF/debug/pprof/profile?seconds=15" || echo "no profile"
+	wait "$BENCH" || true
+	for p in "$REDIS" "${nodes[@]}"; do echo "cpu_ticks pid $p $(( $(cputicks "$p") - ${before[$p]} ))"; done >"$OUT/chat.cpu"
+	rcli info commandstats | grep -E 'cmdstat_(evalsha|eval|publish|hget|hincrby):' >"$OUT/chat.commandstats" || true
+	go tool pprof -top -nodecount=40 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.top" 2>/dev/null || true
+	go tool pprof -top -cum -nodecount=60 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.cum" 2>/dev/null || true
+	go tool pprof -top -nodecount=25 "$B" "$OUT/bench-cpu.prof" >"$OUT/bench-cpu.top" 2>/dev/null || true
+	;;
+fanout)
+	for subs in 1000 10000; do
+		start_nodes 2
+		rate=$(( 200000 / subs * 3 / 2 ))
+		"$B" bench --scenario fanout --url "$urls" --users "$subs" --publishers 1 --post-rate "$rate" \
+			--window 64 --duration "$DUR" --warmup "$WARMUP" --concurrency 128 --json --quiet \
+			>"$OUT/fanout-$subs.json" 2>"$OUT/fanout-$subs.err" || true
+	done
+	;;
+connect)
+	start_nodes 2
+	"$B" bench --scenario connect --url "$urls" --users "$CONNECT_USERS" --concurrency 128 --duration 60s \
+		--json --quiet >"$OUT/connect.json" 2>"$OUT/connect.err" || true
+	;;
+idle)
+	start_nodes 1
+	"$B" bench --scenario idle --url "$urls" --users "$IDLE_USERS" --concurrency 128 --duration 20s \
+		--server-pid "${nodes[0]}" --json --quiet >"$OUT/idle.json" 2>"$OUT/idle.err" || true
+	;;
+esac; done
+stop_nodes
+echo "load after: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
+echo "results in $OUT"
