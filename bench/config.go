@@ -43,7 +43,7 @@ type Config struct {
 
 	// chat
 	Rate        float64 // chat messages per second per user; 0: as fast as Window allows
-	Window      int     // unanswered chat messages per user
+	Window      int     // unanswered messages (receipts included) or posts per sender
 	Size        int     // bytes of a chat frame or post body (about)
 	Count       int     // chat: messages per user; fanout: posts per publisher; 0: until Duration
 	Receipts    bool    // answer each chat message with app_ack_received

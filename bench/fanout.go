@@ -239,7 +239,7 @@ func (p *publisher) publish(sendCtx context.Context, tag, pad string) {
 		case <-p.window:
 		}
 		p.out.sent++
-		pd := pending{id: p.out.sent, seq: p.out.sent, chat: true, at: p.r.now()}
+		pd := pending{id: p.out.sent, seq: p.out.sent, at: p.r.now()}
 		f = append(f[:0], `{"cmd":"publish","items":[{"body":"r`...)
 		f = append(f, tag...)
 		f = append(f, " p"...)

@@ -18,10 +18,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$(mktemp -d /tmp/occase-bench.XXXXXX)}
 DUR=${DUR:-30s}                 # load phase of chat and fanout
 WARMUP=${WARMUP:-5s}
-CHAT_ARGS=${CHAT_ARGS:---users 200 --window 4}
+CHAT_ARGS=${CHAT_ARGS:---users 200 --window 4}          # saturating: throughput
+PACED_ARGS=${PACED_ARGS:---users 1000 --rate 2 --window 8} # well below it: latency
 IDLE_USERS=${IDLE_USERS:-10000}
 CONNECT_USERS=${CONNECT_USERS:-5000}
-SCENARIOS=${SCENARIOS:-ceiling chat fanout connect idle}
+SCENARIOS=${SCENARIOS:-ceiling chat paced fanout connect idle}
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "results in $OUT"
@@ -105,7 +106,8 @@ chat)
 	rcli config resetstat >/dev/null
 	declare -A before
 	for p in "$REDIS" "${nodes[@]}"; do before[$p]=$(cputicks "$p"); done
-	"$B" bench --scenario chat --url "$urls" $CHAT_ARGS --duration "$DUR" --warmup "$WARMUP" \
+	/usr/bin/time -f "cpu_seconds bench %U %S" -o "$OUT/bench.time" \
+		"$B" bench --scenario chat --url "$urls" $CHAT_ARGS --duration "$DUR" --warmup "$WARMUP" \
 		--server-pid "${nodes[0]}" --server-pid "${nodes[1]}" --json --cpuprofile "$OUT/bench-cpu.prof" \
 		>"$OUT/chat.json" 2>"$OUT/chat.progress" &
 		BENCH=$!
@@ -114,10 +116,17 @@ chat)
 	curl -sf -o "$OUT/node1-cpu.prof" "http://127.0.0.1:$PPROF/debug/pprof/profile?seconds=15" || echo "no profile"
 	wait "$BENCH" || true
 	for p in "$REDIS" "${nodes[@]}"; do echo "cpu_ticks pid $p $(( $(cputicks "$p") - ${before[$p]} ))"; done >"$OUT/chat.cpu"
+	cat "$OUT/bench.time" >>"$OUT/chat.cpu"
+	echo "redis=$REDIS nodes=${nodes[*]}" >>"$OUT/chat.cpu"
 	rcli info commandstats | grep -E 'cmdstat_(evalsha|eval|publish|hget|hincrby):' >"$OUT/chat.commandstats" || true
 	go tool pprof -top -nodecount=40 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.top" 2>/dev/null || true
 	go tool pprof -top -cum -nodecount=60 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.cum" 2>/dev/null || true
 	go tool pprof -top -nodecount=25 "$B" "$OUT/bench-cpu.prof" >"$OUT/bench-cpu.top" 2>/dev/null || true
+	;;
+paced)
+	start_nodes 2
+	"$B" bench --scenario chat --url "$urls" $PACED_ARGS --duration "$DUR" --warmup "$WARMUP" \
+		--json --quiet >"$OUT/paced.json" 2>"$OUT/paced.err" || true
 	;;
 fanout)
 	for subs in 1000 10000; do
@@ -136,7 +145,15 @@ connect)
 idle)
 	start_nodes 1
 	"$B" bench --scenario idle --url "$urls" --users "$IDLE_USERS" --concurrency 128 --duration 20s \
-		--server-pid "${nodes[0]}" --json --quiet >"$OUT/idle.json" 2>"$OUT/idle.err" || true
+		--server-pid "${nodes[0]}" --json --quiet >"$OUT/idle.json" 2>"$OUT/idle.err" &
+	BENCH=$!
+	pids+=("$BENCH")
+	# While the connections are held: what the node's heap holds, after a GC.
+	sleep 18
+	curl -sf -o "$OUT/idle-heap.prof" "http://127.0.0.1:$PPROF/debug/pprof/heap?gc=1" || echo "no heap profile"
+	curl -sf "http://127.0.0.1:$PPROF/debug/pprof/goroutine?debug=1" | head -1 >"$OUT/idle-goroutines.txt" || true
+	wait "$BENCH" || true
+	go tool pprof -sample_index=inuse_space -top -nodecount=25 "$B" "$OUT/idle-heap.prof" >"$OUT/idle-heap.top" 2>/dev/null || true
 	;;
 esac; done
 stop_nodes
