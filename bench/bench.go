@@ -18,6 +18,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Drain+3*time.Minute)
 	defer cancel()
 	r := newRun(cfg)
+	wctx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
+	go r.watchdog(wctx)
 	var rep *Report
 	var err error
 	switch cfg.Scenario {
@@ -32,8 +35,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", cfg.Scenario)
 	}
+	stopWatchdog()
 	if err != nil {
 		return nil, err
+	}
+	rep.StallMs = float64(r.stall.Load()) / 1e6
+	if rep.StallMs > 500 {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("the bench was not scheduled for up to %.1f s: the machine was overloaded, and the figures are those of a starved run", rep.StallMs/1000))
 	}
 	if rep.Server == nil && len(cfg.Metrics)+len(cfg.ServerPIDs) > 0 {
 		// Scenarios other than idle report the server's figures after the

@@ -30,8 +30,11 @@ type Report struct {
 	LoginLatency    *Latency          `json:"login_latency_ms,omitempty"` // dial to login_ack
 
 	Errors map[string]uint64 `json:"errors"`
-	Server *ServerFigures    `json:"server,omitempty"`
-	Notes  []string          `json:"notes,omitempty"`
+	// StallMs is the longest time a 100 ms ticker in the bench fired late:
+	// how starved of CPU this machine's processes were during the run.
+	StallMs float64        `json:"max_stall_ms"`
+	Server  *ServerFigures `json:"server,omitempty"`
+	Notes   []string       `json:"notes,omitempty"`
 }
 
 // Rate is a count of operations over a time.
@@ -135,6 +138,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 		p("\n")
 	}
+	p("  scheduling    longest stall of the bench's 100 ms ticker: %.1f ms\n", rep.StallMs)
 	if s := rep.Server; s != nil {
 		for _, n := range s.Samples {
 			p("  server        %s: %s\n", n.Source, n.describe())

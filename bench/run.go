@@ -29,6 +29,30 @@ type run struct {
 
 	errMu  sync.Mutex
 	errors map[string]uint64
+
+	stall atomic.Int64 // longest lateness of the watchdog tick, ns
+}
+
+// watchdog measures how late a 100 ms ticker fires while the run goes on.
+// On a machine the bench shares, a late tick means every process here
+// (the nodes, Redis, the bench) was starved: the report says so, rather
+// than let a starved run pass for the server's figures.
+func (r *run) watchdog(ctx context.Context) {
+	const every = 100 * time.Millisecond
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if late := now.Sub(last) - every; late > time.Duration(r.stall.Load()) {
+				r.stall.Store(int64(late))
+			}
+			last = now
+		}
+	}
 }
 
 func newRun(cfg Config) *run {
