@@ -115,9 +115,13 @@ chat)
 	sleep "$(( ${WARMUP%s} + 2 ))"
 	curl -sf -o "$OUT/node1-cpu.prof" "http://127.0.0.1:$PPROF/debug/pprof/profile?seconds=15" || echo "no profile"
 	wait "$BENCH" || true
-	for p in "$REDIS" "${nodes[@]}"; do echo "cpu_ticks pid $p $(( $(cputicks "$p") - ${before[$p]} ))"; done >"$OUT/chat.cpu"
+	# CPU seconds (clock ticks / 100) each process used during the run.
+	{
+		echo "redis $(( $(cputicks "$REDIS") - ${before[$REDIS]} ))"
+		echo "node1 $(( $(cputicks "${nodes[0]}") - ${before[${nodes[0]}]} ))"
+		echo "node2 $(( $(cputicks "${nodes[1]}") - ${before[${nodes[1]}]} ))"
+	} | awk '{printf "cpu_seconds %s %.2f\n", $1, $2/100}' >"$OUT/chat.cpu"
 	cat "$OUT/bench.time" >>"$OUT/chat.cpu"
-	echo "redis=$REDIS nodes=${nodes[*]}" >>"$OUT/chat.cpu"
 	rcli info commandstats | grep -E 'cmdstat_(evalsha|eval|publish|hget|hincrby):' >"$OUT/chat.commandstats" || true
 	go tool pprof -top -nodecount=40 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.top" 2>/dev/null || true
 	go tool pprof -top -cum -nodecount=60 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.cum" 2>/dev/null || true
