@@ -46,7 +46,11 @@ func (r *run) watchdog(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
+		case <-t.C:
+			// The time of the receive, not the tick's own stamp: a
+			// starved process receives late, and missed ticks are
+			// dropped.
+			now := time.Now()
 			if late := now.Sub(last) - every; late > time.Duration(r.stall.Load()) {
 				r.stall.Store(int64(late))
 			}
