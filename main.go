@@ -5,6 +5,7 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -67,14 +68,45 @@ func app() *cli.App {
 				}
 				return srv.Run(ctx)
 			},
+		}, {
+			Name:      "probe",
+			Usage:     "GET a URL and fail unless it answers 200 (the container HEALTHCHECK; distroless has no curl)",
+			ArgsUsage: "URL",
+			Action: func(c *cli.Context) error {
+				return probe(c.Context, c.Args().First())
+			},
 		}, bench.Command()},
 	}
+}
+
+func probe(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return nil
 }
 
 func serveFlags(d roles.Config) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "role", Value: d.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
 		&cli.StringFlag{Name: "addr", Value: d.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
+		&cli.StringFlag{Name: "admin-addr", EnvVars: env("ADMIN_ADDR"), Usage: "separate listen address for /metrics and /healthz (default: /metrics on --addr)"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "TLS certificate file (PEM); with --tls-key serves HTTPS/WSS on --addr"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "TLS private key file (PEM)"},
+		&cli.StringSliceFlag{Name: "domain", EnvVars: env("DOMAIN"), Usage: "automatic TLS certificates (ACME) for these host names"},
+		&cli.StringFlag{Name: "acme-cache", Value: d.ACMECache, EnvVars: env("ACME_CACHE"), Usage: "directory where automatic certificates are kept"},
+		&cli.StringFlag{Name: "acme-http-addr", EnvVars: env("ACME_HTTP_ADDR"), Usage: "also answer ACME HTTP-01 challenges here (e.g. :80)"},
 		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: env("LOG_FORMAT"), Usage: "console or json"},
 		&cli.StringFlag{Name: "pprof-addr", Hidden: true, EnvVars: env("PPROF_ADDR"), Usage: "serve net/http/pprof on this loopback host:port, for profiling"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
@@ -115,6 +147,14 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg := d
 	cfg.Role = c.String("role")
 	cfg.Addr = c.String("addr")
+	cfg.AdminAddr = c.String("admin-addr")
+	cfg.TLSCert, cfg.TLSKey = c.String("tls-cert"), c.String("tls-key")
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	cfg.Domains = splitList(c.StringSlice("domain"))
+	cfg.ACMECache = c.String("acme-cache")
+	cfg.ACMEHTTPAddr = c.String("acme-http-addr")
 	cfg.Redis = broker.Options{
 		Addrs:    splitList(c.StringSlice("redis")),
 		Username: c.String("redis-user"),
