@@ -110,8 +110,8 @@ func TestConnectStorm(t *testing.T) {
 			t.Fatal(err)
 		}
 		noErrors(t, rep)
-		if rep.Setup.Count != 40 || rep.Logins.Count != 40 || rep.LoginLatency.Count != 40 {
-			t.Fatalf("register %+v, login %+v, latency %+v", rep.Setup, rep.Logins, rep.LoginLatency)
+		if rep.Dials.Count != 40 || rep.Setup.Count != 40 || rep.Logins.Count != 40 || rep.LoginLatency.Count != 40 {
+			t.Fatalf("dial %+v, register %+v, login %+v, latency %+v", rep.Dials, rep.Setup, rep.Logins, rep.LoginLatency)
 		}
 	})
 }

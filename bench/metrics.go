@@ -65,6 +65,10 @@ var metricNames = map[string]string{
 	"go_memstats_stack_inuse_bytes": "stack_inuse_bytes",
 	"go_memstats_sys_bytes":         "go_sys_bytes",
 	"go_goroutines":                 "goroutines",
+	// occase's own gauges (roles/metrics.go).
+	`occase_connections{state="all"}`:       "connections",
+	`occase_connections{state="logged_in"}`: "connections_logged_in",
+	"occase_send_queue_frames":              "send_queue_frames",
 }
 
 var metricsClient = &http.Client{Timeout: 5 * time.Second}

@@ -14,7 +14,10 @@ go_goroutines 1042
 go_memstats_heap_inuse_bytes 2.5e+07
 go_memstats_stack_inuse_bytes 8.388608e+06
 process_resident_memory_bytes 6.7e+07
-occase_connections 1000
+occase_connections{state="all"} 1001
+occase_connections{state="logged_in"} 1000
+occase_connection_closes_total{code="1000"} 7
+legacy_connections 3
 occase_frames_total{dir="in"} 12
 `
 
@@ -24,7 +27,7 @@ func TestParseMetricsKeepsKnownSeries(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]float64{"goroutines": 1042, "heap_inuse_bytes": 25e6, "stack_inuse_bytes": 8388608,
-		"rss_bytes": 67e6, "occase_connections": 1000}
+		"rss_bytes": 67e6, "connections": 1001, "connections_logged_in": 1000, "legacy_connections": 3}
 	if len(m) != len(want) {
 		t.Fatalf("got %v, want %v", m, want)
 	}

@@ -19,6 +19,7 @@ type Report struct {
 	Window      float64  `json:"window_s,omitempty"` // the measured part of the load phase
 	Drain       float64  `json:"drain_s,omitempty"`  // time the in-flight messages took to land
 
+	Dials  *Rate `json:"dial,omitempty"`     // WebSocket handshake only (connect scenario's baseline)
 	Setup  *Rate `json:"register,omitempty"` // connect + register
 	Logins *Rate `json:"login,omitempty"`    // connect + login (connect scenario)
 
@@ -100,6 +101,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 		p(" (warm-up %.1fs, measured %.1fs, drain %.2fs)", rep.Warmup, rep.Window, rep.Drain)
 	}
 	p(", %d connections taking part\n", rep.Connections)
+	if s := rep.Dials; s != nil {
+		p("  dial          %8d in %6.2fs = %9.0f /s (WebSocket handshake only: the baseline)\n", s.Count, s.Took, s.PerSec)
+	}
 	if s := rep.Setup; s != nil {
 		p("  register      %8d in %6.2fs = %9.0f /s (connect + register)\n", s.Count, s.Took, s.PerSec)
 	}

@@ -57,6 +57,7 @@ start_nodes() {
 	local n=$1 i port prefix
 	prefix="bench$(date +%s%N):"
 	urls=""
+	murls=()
 	for i in $(seq "$n"); do
 		port=$(freeport)
 		local extra=()
@@ -67,6 +68,7 @@ start_nodes() {
 		nodes+=($!)
 		pids+=($!)
 		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
+		murls+=("http://127.0.0.1:$port/metrics")
 		for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 	done
 }
@@ -84,19 +86,20 @@ ceiling)
 	# The two scripts exactly as broker/chat.go has them, loaded under
 	# their SHA, and 1,000 users' hashes to run them on. A stored message
 	# is ~300 bytes, as the chat scenario's.
-	script() { awk -v name="$1" '$0 ~ name" = rueidis.NewLuaScript\\(`" {f=1; sub(/.*NewLuaScript\(`/,"")} f { if ($0 ~ /`\)$/) {sub(/`\)$/,""); print; exit} print }' "$root/broker/chat.go"; }
-	STORE=$(rcli script load "$(script storeScript)")
-	FETCH=$(rcli script load "$(script fetchScript)")
+	fetchsrc=$(awk '/fetchScript = rueidis.NewLuaScript\(`/ {f=1; sub(/.*NewLuaScript\(`/,"")} f { if ($0 ~ /`\)$/) {sub(/`\)$/,""); print; exit} print }' "$root/broker/chat.go")
+	STORE=$(rcli script load "$(cd "$root" && go run ./scripts/printscript)")
+	FETCH=$(rcli script load "$fetchsrc")
 	for i in $(seq 0 999); do printf 'HSET rb:u:{%012d} pwd x login %s\n' "$i" "$(date +%s000)"; done | rcli >/dev/null
 	MEMBERS='"from":"1","cmd":"message","type":"chat","to":"2","id":1,"seq":1,"ts":1,"post_id":1,"is_sender_post":false,"msg":"'$(head -c 150 /dev/zero | tr '\0' a)'"'
 	for P in 1 16; do
 		redis-benchmark -p "$RP" -c 50 -P "$P" -n 400000 -r 1000 -q \
-			EVALSHA "$STORE" 2 'rb:u:{__rand_int__}' 'rb:q:{__rand_int__}' "$MEMBERS" 1000 2592000000 "$(date +%s000)" 'rb:c:{__rand_int__}' \
+			EVALSHA "$STORE" 3 'rb:u:{__rand_int__}' 'rb:q:{__rand_int__}' 'rb:n:{__rand_int__}' "$MEMBERS" 1000 2592000000 "$(date +%s000)" 'rb:c:{__rand_int__}' \
 			| tr "\r" "\n" | grep -a "requests per second" | tail -1 | awk -F': ' -v t="store P=$P" '{print t": "$NF}' | tee -a "$OUT/ceiling.txt"
-		# The recipient's fetch: drop nothing already written (upto 0) and
-		# read the next message, as a mailbox does once per new message.
+		# The recipient's fetch, as a mailbox does once per batch: look for
+		# the last written element at the head (not found here, so nothing
+		# is trimmed) and read the next one.
 		redis-benchmark -p "$RP" -c 50 -P "$P" -n 400000 -r 1000 -q \
-			EVALSHA "$FETCH" 1 'rb:q:{__rand_int__}' 0 1 \
+			EVALSHA "$FETCH" 2 'rb:q:{__rand_int__}' 'rb:n:{__rand_int__}' 1 x 1 \
 			| tr "\r" "\n" | grep -a "requests per second" | tail -1 | awk -F': ' -v t="fetch P=$P" '{print t": "$NF}' | tee -a "$OUT/ceiling.txt"
 	done
 	rcli eval "for _,k in ipairs(redis.call('KEYS','rb:*')) do redis.call('DEL',k) end return 0" 0 >/dev/null
@@ -108,7 +111,7 @@ chat)
 	for p in "$REDIS" "${nodes[@]}"; do before[$p]=$(cputicks "$p"); done
 	/usr/bin/time -f "cpu_seconds bench %U %S" -o "$OUT/bench.time" \
 		"$B" bench --scenario chat --url "$urls" $CHAT_ARGS --duration "$DUR" --warmup "$WARMUP" \
-		--server-pid "${nodes[0]}" --server-pid "${nodes[1]}" --json --cpuprofile "$OUT/bench-cpu.prof" \
+		--server-pid "${nodes[0]}" --server-pid "${nodes[1]}" --metrics "${murls[0]}" --metrics "${murls[1]}" --json --cpuprofile "$OUT/bench-cpu.prof" \
 		>"$OUT/chat.json" 2>"$OUT/chat.progress" &
 		BENCH=$!
 	pids+=("$BENCH")
@@ -149,7 +152,7 @@ connect)
 idle)
 	start_nodes 1
 	"$B" bench --scenario idle --url "$urls" --users "$IDLE_USERS" --concurrency 128 --duration 20s \
-		--server-pid "${nodes[0]}" --json --quiet >"$OUT/idle.json" 2>"$OUT/idle.err" &
+		--server-pid "${nodes[0]}" --metrics "${murls[0]}" --json --quiet >"$OUT/idle.json" 2>"$OUT/idle.err" &
 	BENCH=$!
 	pids+=("$BENCH")
 	# While the connections are held: what the node's heap holds, after a GC.

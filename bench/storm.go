@@ -9,9 +9,10 @@ import (
 	"github.com/coder/websocket"
 )
 
-// The connect scenario: a storm of Users connections that register, then,
-// once they have all closed, a storm of as many that log in with the
-// credentials just made. Concurrency bounds the dials in flight, as a
+// The connect scenario: a storm of Users bare WebSocket connections (the
+// baseline), then a storm of as many that register, then, once they have
+// all closed, a storm of as many that log in with the credentials just
+// made. Concurrency bounds the dials in flight, as a
 // server restart with thousands of apps reconnecting would.
 func runConnect(ctx context.Context, r *run) (*Report, error) {
 	cfg := r.cfg
@@ -21,12 +22,34 @@ func runConnect(ctx context.Context, r *run) (*Report, error) {
 	defer pstop()
 	go r.progress(pctx, phase)
 
-	// Each storm is bounded by Duration.
+	// The baseline, against the same nodes in the same run: connections
+	// that only open the WebSocket (TCP and the HTTP upgrade) and close,
+	// so the report tells what register and login add to the handshake.
+	phase.Store("dial")
 	sctx, cancel := context.WithTimeout(ctx, cfg.Duration)
-	accts := make([]account, cfg.Users)
 	conns := make([]*websocket.Conn, cfg.Users)
 	var ok atomic.Int64
 	t0 := r.now()
+	parallel(sctx, cfg.Users, cfg.Concurrency, func(i int) {
+		c, err := dial(sctx, cfg.URLs[i%len(cfg.URLs)])
+		if err != nil {
+			r.fail("dial_" + reasonOf(err))
+			return
+		}
+		conns[i] = c
+		ok.Add(1)
+	})
+	dialTook := r.now() - t0
+	cancel()
+	dials := int(ok.Load())
+	closeAll(conns)
+
+	// Each storm is bounded by Duration.
+	phase.Store("register")
+	sctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+	accts := make([]account, cfg.Users)
+	ok.Store(0)
+	t0 = r.now()
 	parallel(sctx, cfg.Users, cfg.Concurrency, func(i int) {
 		c, a, err := register(sctx, cfg.URLs[i%len(cfg.URLs)])
 		if err != nil {
@@ -74,6 +97,7 @@ func runConnect(ctx context.Context, r *run) (*Report, error) {
 
 	rep := r.report()
 	rep.Connections = logins
+	rep.Dials = rateOf(dials, dialTook)
 	rep.Setup = rateOf(regs, regTook)
 	rep.Logins = rateOf(logins, loginTook)
 	rep.LoginLatency = latencyOf(&loginLat)
