@@ -17,6 +17,7 @@
 package posts
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -261,8 +262,10 @@ func (s *Service) reload(ctx context.Context) error {
 	cutoff := s.cutoff()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id := range s.x.byID {
-		if _, ok := seen[id]; !ok {
+	for id, old := range s.x.byID {
+		// A post gone from Redis leaves. One whose bytes changed (ids
+		// start over when Redis lost its data) is replaced.
+		if p, ok := seen[id]; !ok || !bytes.Equal(p.JSON, old.JSON) {
 			s.x.remove(id)
 		}
 	}
