@@ -24,7 +24,7 @@ func verdict(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	if IsMalformed(err) {
+	if isMalformed(err) {
 		return "malformed"
 	}
 	var we *wire.Error

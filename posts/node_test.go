@@ -269,19 +269,19 @@ func TestDeleteReachesEveryNode(t *testing.T) {
 			return err
 		}
 		frame := fmt.Sprintf(`{"cmd":"delete","id":%d}`, id)
-		if err := del(n1, other, frame); reason(err) != wire.NotOwner || IsMalformed(err) {
+		if err := del(n1, other, frame); reason(err) != wire.NotOwner || isMalformed(err) {
 			t.Fatalf("delete by another user: %v", err)
 		}
 		if err := del(n1, author, `{"cmd":"delete","id":999999}`); reason(err) != wire.NotFound {
 			t.Fatalf("delete of an unknown id: %v", err)
 		}
-		if err := del(n1, author, `{"cmd":"delete","id":-4}`); reason(err) != wire.NotFound || IsMalformed(err) {
+		if err := del(n1, author, `{"cmd":"delete","id":-4}`); reason(err) != wire.NotFound || isMalformed(err) {
 			t.Fatalf("delete of a negative id: %v", err)
 		}
-		if err := del(n1, author, `{"cmd":"delete"}`); !IsMalformed(err) {
+		if err := del(n1, author, `{"cmd":"delete"}`); !isMalformed(err) {
 			t.Fatalf("delete without id: %v", err)
 		}
-		if err := del(n1, author, `{"cmd":"delete","id":"1"}`); !IsMalformed(err) {
+		if err := del(n1, author, `{"cmd":"delete","id":"1"}`); !isMalformed(err) {
 			t.Fatalf("delete with a string id: %v", err)
 		}
 		if !n1.has(id) || !n2.has(id) {
@@ -370,7 +370,7 @@ func TestQuotaRefillsByTime(t *testing.T) {
 		}
 		before := len(c.frames())
 		err := n.Publish(ctx, c, req(t, publishFrame("[0]", "[0]", 0, "")))
-		if reason(err) != wire.QuotaExceeded || IsMalformed(err) || len(c.frames()) != before {
+		if reason(err) != wire.QuotaExceeded || isMalformed(err) || len(c.frames()) != before {
 			t.Fatalf("third publish: %v, frames %v", err, c.frames()[before:])
 		}
 		if r, _ := n.RemainingPosts(ctx, "7"); r != 0 {
@@ -415,7 +415,7 @@ func TestBadInput(t *testing.T) {
 		for _, tc := range tests {
 			err := n.Publish(ctx, c, req(t, tc.frame))
 			got := reason(err)
-			if IsMalformed(err) {
+			if isMalformed(err) {
 				got = "malformed"
 			}
 			if got != tc.want {
@@ -425,7 +425,7 @@ func TestBadInput(t *testing.T) {
 		if f := c.frames(); len(f) != 0 {
 			t.Fatalf("failed requests sent %v", f)
 		}
-		if err := n.Subscribe(ctx, c, req(t, `{"cmd":"subscribe","channels":5}`)); !IsMalformed(err) || len(c.frames()) != 0 {
+		if err := n.Subscribe(ctx, c, req(t, `{"cmd":"subscribe","channels":5}`)); !isMalformed(err) || len(c.frames()) != 0 {
 			t.Fatalf("malformed subscribe: %v %v", err, c.frames())
 		}
 		// A valid code of the menu is accepted; then broadcasts that do not

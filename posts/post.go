@@ -48,29 +48,22 @@ func (l *Limits) defaults() {
 	}
 }
 
-// malformedError marks a request that cannot be understood at all: a
-// required field missing or of the wrong JSON type. The session answers it
-// with a bad_request error frame and closes the connection; every other
-// *wire.Error is a failed reply on a connection that stays open.
-type malformedError struct{ e *wire.Error }
-
-func (m *malformedError) Error() string { return m.e.Error() }
-func (m *malformedError) Unwrap() error { return m.e }
-
+// malformed marks a request that cannot be understood at all (a required
+// field missing or of the wrong JSON type): the session answers it with a
+// bad_request error frame and closes the connection. invalid is a failed
+// reply on a connection that stays open (a value out of range, a code
+// outside the menu).
 func malformed(format string, args ...any) error {
-	return &malformedError{wire.Errorf(wire.BadRequest, format, args...)}
+	return wire.Malformedf(format, args...)
 }
 
 func invalid(format string, args ...any) error {
 	return wire.Errorf(wire.BadRequest, format, args...)
 }
 
-// IsMalformed tells whether err means the request could not be understood,
-// so the connection is to be closed (PROTOCOL.md section 1). errors.As(err,
-// *wire.Error) still finds the bad_request reason inside.
-func IsMalformed(err error) bool {
-	var m *malformedError
-	return errors.As(err, &m)
+// isMalformed tells whether err closes the connection.
+func isMalformed(err error) bool {
+	return err != nil && wire.AsError(err).Malformed
 }
 
 // draft is a publish request's post after validation, before the server

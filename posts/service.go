@@ -189,12 +189,14 @@ func (s *Service) Run(ctx context.Context) error {
 	s.b.Handle(broker.PostsChannel, func(_, payload string) { s.in.push(item{payload: payload}) })
 	s.b.OnResubscribed(func() { s.in.push(item{reload: true}) })
 	ch := s.b.Key(broker.PostsChannel)
-	if err := s.b.Subscribe(ctx, ch); err != nil {
-		return fmt.Errorf("subscribe to posts: %w", err)
+	// Redis may be unreachable at start: keep trying (subscribes fail fast
+	// with unavailable meanwhile) rather than take the node down.
+	if !s.retry(ctx, "subscribe to the posts channel", func() error { return s.b.Subscribe(ctx, ch) }) {
+		return nil
 	}
 	defer s.b.Unsubscribe(context.WithoutCancel(ctx), ch)
-	if err := s.reload(ctx); err != nil {
-		return err
+	if !s.retry(ctx, "load posts", func() error { return s.reload(ctx) }) {
+		return nil
 	}
 	close(s.ready)
 	sweep := time.NewTicker(s.cfg.SweepEvery)
@@ -227,9 +229,32 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// waitReady waits for the first load of the index, so that no subscribe is
-// answered from an empty one.
+// retry runs fn until it succeeds (true) or ctx ends (false).
+func (s *Service) retry(ctx context.Context, what string, fn func() error) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Warn(what+" failed; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// waitReady waits a little for the first load of the index, so that no
+// subscribe is answered from an empty one.
 func (s *Service) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	select {
 	case <-s.ready:
 		return nil
