@@ -18,17 +18,15 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 )
 
-// PostsConn is what the posts service sees of a connection.
-type PostsConn interface {
-	User() string
-	Send(frame []byte) bool
-	SendPersistent(frame []byte) bool
-}
+// PostsConn is what the posts service sees of a connection. An alias, so
+// that *posts.Service satisfies postsService as it is.
+type PostsConn = posts.Conn
 
 type postsService interface {
 	Subscribe(ctx context.Context, c PostsConn, req *wire.Request) error
@@ -56,6 +54,10 @@ type Server struct {
 	posts    postsService
 	names    nameIssuer
 	regLimit *addrLimiter
+
+	// postsStop ends the posts service's Run; postsDone closes when it has.
+	postsStop context.CancelFunc
+	postsDone chan struct{}
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -109,9 +111,39 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
 	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst)
+	if err := s.buildPosts(b); err != nil {
+		return err
+	}
 	s.echo.GET("/ws", s.serveWS)
 	s.echo.GET("/", s.serveWS)
 	s.echo.GET("/readyz", s.ready)
+	return nil
+}
+
+// buildPosts starts the posts service: its Run (index load, broadcasts,
+// expiry sweep) lives as long as the Server and ends in Close, before the
+// broker closes.
+func (s *Server) buildPosts(b *broker.Client) error {
+	pc := s.cfg.Posts
+	pc.Clock = s.cfg.Clock
+	if pc.Menu == nil && b.Embedded() {
+		// Try-it-out mode: the demo menu, so apps have codes to use.
+		pc.Menu = posts.DemoMenu()
+	}
+	ps, err := posts.New(pc, b, s.log.Named("posts"))
+	if err != nil {
+		return err
+	}
+	ps.Register(s.echo)
+	s.posts = ps
+	ctx, cancel := context.WithCancel(context.Background())
+	s.postsStop, s.postsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.postsDone)
+		if err := ps.Run(ctx); err != nil {
+			s.log.Error("posts service stopped", zap.Error(err))
+		}
+	}()
 	return nil
 }
 
@@ -244,6 +276,10 @@ func (s *Server) Close() {
 	case <-done:
 	case <-time.After(s.cfg.DrainTimeout):
 		s.log.Warn("some connections did not finish within the drain timeout")
+	}
+	if s.postsStop != nil {
+		s.postsStop()
+		<-s.postsDone
 	}
 	if s.broker != nil {
 		s.broker.Close()
