@@ -81,6 +81,13 @@ type Config struct {
 	PageSize, MaxPage int
 }
 
+// DefaultConfig returns the documented defaults, for flag definitions.
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
+
 func (c *Config) defaults() error {
 	if c.Clock == nil {
 		c.Clock = time.Now

@@ -69,6 +69,7 @@ func DefaultConfig() Config {
 		FilenamesRate:   1,
 		FilenamesBurst:  10,
 		Chat:            chat.DefaultConfig(),
+		Posts:           posts.DefaultConfig(),
 		Clock:           time.Now,
 	}
 }
