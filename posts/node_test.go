@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -474,3 +475,110 @@ func TestSubscribeReplacesAndLeave(t *testing.T) {
 		}
 	})
 }
+
+// Subscribing while posts keep coming: each subscription gets its ack, then
+// its catch-up, then live posts, and altogether every post above its
+// last_post_id exactly once, none at or below it.
+func TestSubscribeDuringPublishingGetsEveryPostOnce(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		clk := newClock()
+		cfg := Config{Clock: clk.Now, QuotaN: 1000, MaxCatchUp: 1000}
+		n1 := startNode(t, b.Options, cfg)
+		n2 := startNode(t, b.Options, cfg)
+		const total = 300
+		var acked atomic.Uint64
+		ticks := make(chan uint64, total)
+		done := make(chan error, 1)
+		go func() {
+			pub := newConn("7")
+			for i := 0; i < total; i++ {
+				r, _ := wire.ParseRequest([]byte(publishFrame("[0,1,2]", "[0,3,7]", 1, "")))
+				if err := n2.Publish(context.Background(), pub, r); err != nil {
+					done <- err
+					return
+				}
+				var id uint64
+				fmt.Sscanf(pub.frames()[i], `{"cmd":"publish_ack","result":"ok","id":%d,`, &id)
+				acked.Store(id)
+				ticks <- id
+			}
+			done <- nil
+		}()
+		type subscription struct {
+			c     *fakeConn
+			after uint64
+		}
+		var subs []subscription
+		for k := 0; k < 30; k++ {
+			// Subscribe every 10 publishes, while the posts are in flight.
+			var after uint64
+			for i := 0; i < 10; i++ {
+				select {
+				case after = <-ticks:
+				case err := <-done:
+					t.Fatalf("publisher stopped early: %v", err)
+				}
+			}
+			if after > 3 {
+				after -= 3 // some already on this node, some not yet
+			}
+			c := newConn(fmt.Sprint(100 + k))
+			subscribe(t, n1, c, fmt.Sprintf(`{"cmd":"subscribe","last_post_id":%d}`, after))
+			subs = append(subs, subscription{c, after})
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		last := acked.Load()
+		for _, s := range subs {
+			want := int(last - s.after)
+			f := s.c.wait(t, 1)
+			if f[0] != `{"cmd":"subscribe_ack","result":"ok"}` {
+				t.Fatalf("first frame %s", f[0])
+			}
+			// Wait until the subscriber has seen the last post.
+			var ids []uint64
+			n1.until(t, "the last post reaches every subscriber", func() bool {
+				ids = ids[:0]
+				for _, fr := range s.c.frames()[1:] {
+					ids = append(ids, items(t, fr)...)
+				}
+				return len(ids) > 0 && ids[len(ids)-1] == last || len(ids) >= want
+			})
+			seen := map[uint64]bool{}
+			for _, id := range ids {
+				if id <= s.after || seen[id] {
+					t.Fatalf("after %d: id %d is at or below it or came twice: %v", s.after, id, ids)
+				}
+				seen[id] = true
+			}
+			if len(seen) != want {
+				t.Fatalf("after %d: %d posts, want %d", s.after, len(seen), want)
+			}
+		}
+	})
+}
+
+// A connection whose queue is full (Send false) does not keep the post
+// from the others.
+func TestFullConnDoesNotStopFanOut(t *testing.T) {
+	x := newIndex()
+	full := &fullConn{}
+	ok1, ok2 := newConn("1"), newConn("2")
+	x.subscribe(ok1, &Filter{})
+	x.subscribe(full, &Filter{})
+	x.subscribe(ok2, &Filter{Prods: []uint64{5}})
+	p := &Post{ID: 1, Prod: 5, JSON: []byte(`{}`)}
+	if n := x.fanout(p, liveFrame(p), nil); n != 3 {
+		t.Fatalf("fanned out to %d, want 3", n)
+	}
+	if len(ok1.frames()) != 1 || len(ok2.frames()) != 1 || full.n != 1 {
+		t.Fatalf("deliveries %d %d %d", len(ok1.frames()), len(ok2.frames()), full.n)
+	}
+}
+
+type fullConn struct{ n int }
+
+func (c *fullConn) User() string                 { return "full" }
+func (c *fullConn) Send([]byte) bool             { c.n++; return false }
+func (c *fullConn) SendPersistent(b []byte) bool { return c.Send(b) }
