@@ -488,13 +488,13 @@ func TestSubscribeDuringPublishingGetsEveryPostOnce(t *testing.T) {
 		const total = 300
 		var acked atomic.Uint64
 		ticks := make(chan uint64, total)
-		done := make(chan error, 1)
+		done, failed := make(chan struct{}), make(chan error, 1)
 		go func() {
 			pub := newConn("7")
 			for i := 0; i < total; i++ {
 				r, _ := wire.ParseRequest([]byte(publishFrame("[0,1,2]", "[0,3,7]", 1, "")))
 				if err := n2.Publish(context.Background(), pub, r); err != nil {
-					done <- err
+					failed <- err
 					return
 				}
 				var id uint64
@@ -502,7 +502,7 @@ func TestSubscribeDuringPublishingGetsEveryPostOnce(t *testing.T) {
 				acked.Store(id)
 				ticks <- id
 			}
-			done <- nil
+			close(done)
 		}()
 		type subscription struct {
 			c     *fakeConn
@@ -515,8 +515,8 @@ func TestSubscribeDuringPublishingGetsEveryPostOnce(t *testing.T) {
 			for i := 0; i < 10; i++ {
 				select {
 				case after = <-ticks:
-				case err := <-done:
-					t.Fatalf("publisher stopped early: %v", err)
+				case err := <-failed:
+					t.Fatalf("publish: %v", err)
 				}
 			}
 			if after > 3 {
@@ -526,7 +526,9 @@ func TestSubscribeDuringPublishingGetsEveryPostOnce(t *testing.T) {
 			subscribe(t, n1, c, fmt.Sprintf(`{"cmd":"subscribe","last_post_id":%d}`, after))
 			subs = append(subs, subscription{c, after})
 		}
-		if err := <-done; err != nil {
+		select {
+		case <-done:
+		case err := <-failed:
 			t.Fatal(err)
 		}
 		last := acked.Load()
