@@ -35,7 +35,7 @@ func verdict(err error) string {
 }
 
 func TestDecodePublish(t *testing.T) {
-	lim := Limits{MaxBody: 40}
+	lim := Limits{MaxBody: 80}
 	lim.defaults()
 	good := `"body":"hi","to":[[[0,1,2]],[[0,3,7]]],"features":5,"range_values":[27000,-3]`
 	tests := []struct {
@@ -45,6 +45,9 @@ func TestDecodePublish(t *testing.T) {
 		{"server fields ignored", `{"cmd":"publish","items":[{"id":-1,"from":"x","date":0,` + good + `}]}`, "ok"},
 		{"optional features and ranges", `{"cmd":"publish","items":[{"body":"","to":[[[0]],[[1,2,3,4,5,6,7]]]}]}`, "ok"},
 		{"nulls", `{"cmd":"publish","items":[{"body":"","to":[[[0]],[[1]]],"features":null,"range_values":null}]}`, "ok"},
+		{"app 7351342 shape", `{"cmd":"publish","items":[{"from":"17","to":2097154,"filter":0,"id":-1,"features":4,"body":"{\"msg\":\"x\",\"channel\":[[[0,1,2]],[[0,0,0,0,0,0,0]]]}","date":0,"range_values":[45000,2015,80000]}]}`, "ok"},
+		{"app shape without channel", `{"cmd":"publish","items":[{"to":2097154,"filter":0,"body":"{\"msg\":\"x\"}"}]}`, wire.BadRequest},
+		{"app shape, body not JSON", `{"cmd":"publish","items":[{"to":2097154,"filter":0,"body":"hello"}]}`, wire.BadRequest},
 		{"no items", `{"cmd":"publish"}`, "malformed"},
 		{"items not array", `{"cmd":"publish","items":{}}`, "malformed"},
 		{"no item", `{"cmd":"publish","items":[]}`, "malformed"},
@@ -52,9 +55,10 @@ func TestDecodePublish(t *testing.T) {
 		{"item not object", `{"cmd":"publish","items":[3]}`, "malformed"},
 		{"no body", `{"cmd":"publish","items":[{"to":[[[0]],[[1]]]}]}`, "malformed"},
 		{"body object", `{"cmd":"publish","items":[{"body":{},"to":[[[0]],[[1]]]}]}`, "malformed"},
-		{"body too large", `{"cmd":"publish","items":[{"body":"` + strings.Repeat("x", 40) + `","to":[[[0]],[[1]]]}]}`, wire.TooLarge},
+		{"body too large", `{"cmd":"publish","items":[{"body":"` + strings.Repeat("x", 80) + `","to":[[[0]],[[1]]]}]}`, wire.TooLarge},
 		{"no to", `{"cmd":"publish","items":[{"body":""}]}`, "malformed"},
-		{"to number", `{"cmd":"publish","items":[{"body":"","to":2097154}]}`, "malformed"},
+		{"to number, no body channel", `{"cmd":"publish","items":[{"body":"","to":2097154}]}`, wire.BadRequest},
+		{"to string", `{"cmd":"publish","items":[{"body":"","to":"x"}]}`, "malformed"},
 		{"to flat", `{"cmd":"publish","items":[{"body":"","to":[[0,1,2],[0,3,7]]}]}`, "malformed"},
 		{"code of strings", `{"cmd":"publish","items":[{"body":"","to":[[["a"]],[[1]]]}]}`, "malformed"},
 		{"one side", `{"cmd":"publish","items":[{"body":"","to":[[[0]]]}]}`, wire.BadRequest},
@@ -131,7 +135,13 @@ func TestDecodeSubscribe(t *testing.T) {
 		{"bare", `{"cmd":"subscribe"}`, "ok", "&{[] [] 0 [] 0}"},
 		{"empty lists", `{"cmd":"subscribe","channels":[[],[]],"ranges":[]}`, "ok", "&{[] [] 0 [] 0}"},
 		{"big hash", `{"cmd":"subscribe","channels":[[18446744073709551615],[]]}`, "ok", "&{[18446744073709551615] [] 0 [] 0}"},
-		{"channels flat", `{"cmd":"subscribe","channels":[1,2]}`, "malformed", ""},
+		{"app 7351342 shape", `{"cmd":"subscribe","last_post_id":42,"channels":[4398046511104,4398048608257],"filters":[7,3],"any_of_features":6,"ranges":[0,5120000,0,2030]}`, "ok",
+			"&{[4398046511104 4398048608257] [3 7] 6 [0 5120000 0 2030] 42}"},
+		{"app shape, empty lists", `{"cmd":"subscribe","channels":[],"filters":[]}`, "ok", "&{[] [] 0 [] 0}"},
+		{"app shape, bad filters", `{"cmd":"subscribe","channels":[1],"filters":{}}`, "malformed", ""},
+		{"app shape, too many", `{"cmd":"subscribe","channels":[1,2,3,4]}`, wire.BadRequest, ""},
+		{"mixed numbers and lists", `{"cmd":"subscribe","channels":[1,[2]]}`, "malformed", ""},
+		{"mixed lists and numbers", `{"cmd":"subscribe","channels":[[1],2]}`, "malformed", ""},
 		{"channels object", `{"cmd":"subscribe","channels":{}}`, "malformed", ""},
 		{"one list", `{"cmd":"subscribe","channels":[[1]]}`, wire.BadRequest, ""},
 		{"three lists", `{"cmd":"subscribe","channels":[[1],[2],[3]]}`, wire.BadRequest, ""},
@@ -202,4 +212,24 @@ func seq(from, to uint64) []uint64 {
 		out = append(out, i)
 	}
 	return out
+}
+
+// The original app's publish carries hashes in "to"/"filter" (0 for its
+// 7-long product codes); the codes come from its body's "channel", and the
+// stored post gets them in the protocol's "to".
+func TestAppShapePublishTakesCodesFromBody(t *testing.T) {
+	lim := Limits{}
+	lim.defaults()
+	d, err := decodePublish(req(t, `{"cmd":"publish","items":[{"from":"17","to":2097154,"filter":0,"id":-1,"features":4,`+
+		`"body":"{\"msg\":\"x\",\"channel\":[[[0,1,2]],[[0,2,0,0,1,0,0]]]}","date":0,"range_values":[45000,2015,80000]}]}`), &lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parseStored([]byte(`{"id":1,`+string(d.members("17", 5))+`}`), 3, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(d.loc, d.prod) != "[0 1 2] [0 2 0 0 1 0 0]" || p.Loc != 2097154 || p.Prod != 4194304 || p.Features != 4 {
+		t.Fatalf("codes %v %v, hashes %d %d", d.loc, d.prod, p.Loc, p.Prod)
+	}
 }

@@ -75,21 +75,35 @@ func decodeSubscribe(req *wire.Request, lim *Limits) (*Filter, error) {
 	f := &Filter{}
 	if raw := req.Get("channels"); raw != nil && string(raw) != "null" {
 		var lists [][]byte
-		if !eachElem(raw, func(v []byte) bool { lists = append(lists, v); return len(lists) <= 2 }) {
-			if len(lists) > 2 {
-				return nil, invalid(`"channels" must be [[<location hashes>],[<product hashes>]]`)
-			}
-			return nil, malformed(`"channels" must be [[<location hashes>],[<product hashes>]]`)
-		}
-		if len(lists) != 2 {
-			return nil, invalid(`"channels" must be [[<location hashes>],[<product hashes>]]`)
-		}
+		ok := eachElem(raw, func(v []byte) bool { lists = append(lists, v); return len(lists) <= 2 || isNumber(v) })
 		var err error
-		if f.Locs, err = decodeU64s(lists[0], "channels[0]", lim.MaxLocations); err != nil {
-			return nil, err
-		}
-		if f.Prods, err = decodeU64s(lists[1], "channels[1]", lim.MaxProducts); err != nil {
-			return nil, err
+		switch {
+		case ok && (len(lists) == 0 || isNumber(lists[0])):
+			// The original app (7351342) sends a flat list of location
+			// hashes in "channels" and its product hashes in "filters".
+			// Accepting that shape keeps it online instead of closing it
+			// after every login, as the original server did.
+			if f.Locs, err = decodeU64s(raw, "channels", lim.MaxLocations); err != nil {
+				return nil, err
+			}
+			if fr := req.Get("filters"); fr != nil && string(fr) != "null" {
+				if f.Prods, err = decodeU64s(fr, "filters", lim.MaxProducts); err != nil {
+					return nil, err
+				}
+			}
+		case !ok && len(lists) > 2:
+			return nil, invalid(`"channels" must be [[<location hashes>],[<product hashes>]]`)
+		case !ok:
+			return nil, malformed(`"channels" must be [[<location hashes>],[<product hashes>]]`)
+		case len(lists) != 2:
+			return nil, invalid(`"channels" must be [[<location hashes>],[<product hashes>]]`)
+		default:
+			if f.Locs, err = decodeU64s(lists[0], "channels[0]", lim.MaxLocations); err != nil {
+				return nil, err
+			}
+			if f.Prods, err = decodeU64s(lists[1], "channels[1]", lim.MaxProducts); err != nil {
+				return nil, err
+			}
 		}
 		f.Locs, f.Prods = normalise(f.Locs), normalise(f.Prods)
 	}

@@ -118,6 +118,15 @@ func decodePublish(req *wire.Request, lim *Limits) (*draft, error) {
 		return nil, malformed(`missing field "to"`)
 	}
 	var err error
+	if isNumber(to) {
+		// The original app (7351342) sends hashes in "to" and "filter"
+		// and the codes themselves in its body's "channel", in the shape
+		// of "to" here; the hashes of long codes are 0 there, so the
+		// codes are the only reliable source.
+		if to = bodyChannel(d.body); to == nil {
+			return nil, invalid(`"to" must be [[<location code>],[<product code>]]`)
+		}
+	}
 	if d.loc, d.prod, err = decodeTo(to, lim); err != nil {
 		return nil, err
 	}
@@ -137,6 +146,24 @@ func decodePublish(req *wire.Request, lim *Limits) (*draft, error) {
 		}
 	}
 	return d, nil
+}
+
+// bodyChannel returns the raw "channel" member of a body string holding a
+// JSON object, or nil.
+func bodyChannel(body []byte) []byte {
+	s, ok := wire.String(body)
+	if !ok {
+		return nil
+	}
+	var ch []byte
+	if wire.Scan([]byte(s), func(f wire.Field) {
+		if f.Key == "channel" {
+			ch = f.Value
+		}
+	}) != nil {
+		return nil
+	}
+	return ch
 }
 
 // decodeTo reads [[<location code>],[<product code>]].
