@@ -442,6 +442,9 @@ func TestBadInput(t *testing.T) {
 		if f := sub.wait(t, 2); len(f) != 2 || items(t, f[1])[0] != id {
 			t.Fatalf("subscriber after bad broadcasts: %v", f)
 		}
+		if st := n.Stats(); st.Skipped != 6 || st.Delivered != 1 || st.Posts != 1 || st.Subscriptions != 1 {
+			t.Fatalf("stats %+v, want 6 skipped, 1 delivered, 1 post, 1 subscription", st)
+		}
 	})
 }
 

@@ -159,6 +159,9 @@ type Service struct {
 
 	in    inbox
 	ready chan struct{}
+
+	delivered atomic.Uint64 // live post frames queued to connections
+	skipped   atomic.Uint64 // broadcasts and stored posts that did not parse
 	// applied, when set (by tests), is called after each broadcast or
 	// reload has been applied, so tests wait for events, not for time.
 	applied func()
@@ -290,6 +293,7 @@ func (s *Service) reload(ctx context.Context) error {
 	}
 	if bad > 0 {
 		s.log.Warn("skipped stored posts that do not parse", zap.Int("count", bad))
+		s.skipped.Add(uint64(bad))
 	}
 	cutoff := s.cutoff()
 	s.mu.Lock()
@@ -321,7 +325,7 @@ func (s *Service) reload(ctx context.Context) error {
 	}
 	for _, p := range fresh {
 		s.x.insert(p)
-		s.x.fanout(p, liveFrame(p), publishing[p.From])
+		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), publishing[p.From])))
 	}
 	s.log.Info("posts loaded", zap.Int("posts", s.x.len()), zap.Int("new", len(fresh)))
 	return nil
@@ -346,6 +350,7 @@ func (s *Service) apply(payload string) {
 	})
 	if err != nil {
 		s.log.Warn("skipped a posts broadcast that is not a JSON object", zap.Int("bytes", len(payload)))
+		s.skipped.Add(1)
 		return
 	}
 	switch string(op) {
@@ -353,6 +358,7 @@ func (s *Service) apply(payload string) {
 		p, err := parseStored(postRaw, s.cfg.LocationDepth, s.cfg.ProductDepth)
 		if err != nil {
 			s.log.Warn("skipped a broadcast post that does not parse", zap.Error(err), zap.Int("bytes", len(payload)))
+			s.skipped.Add(1)
 			return
 		}
 		o, _ := wire.String(origin)
@@ -368,11 +374,12 @@ func (s *Service) apply(payload string) {
 		if strings.HasPrefix(o, s.node) {
 			skip = s.pending[o]
 		}
-		s.x.fanout(p, liveFrame(p), skip)
+		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), skip)))
 	case `"del"`:
 		ids, err := decodeU64s(idsRaw, "ids", 1<<20)
 		if err != nil {
 			s.log.Warn("skipped a broadcast deletion that does not parse", zap.Int("bytes", len(payload)))
+			s.skipped.Add(1)
 			return
 		}
 		s.mu.Lock()
@@ -386,6 +393,7 @@ func (s *Service) apply(payload string) {
 		s.x.tidy()
 	default:
 		s.log.Warn("skipped a posts broadcast of unknown kind", zap.ByteString("op", clipBytes(op)))
+		s.skipped.Add(1)
 	}
 }
 
@@ -476,12 +484,13 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 	}
 	if s.x.insert(p) {
 		// First here: everyone matching, the publisher included, gets it.
-		s.x.fanout(p, liveFrame(p), nil)
+		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), nil)))
 		return nil
 	}
 	// The broadcast was applied first and skipped the publisher.
 	if sb, ok := s.x.subs[c]; ok && sb.f.Match(p) {
 		c.Send(liveFrame(s.x.byID[id]))
+		s.delivered.Add(1)
 	}
 	return nil
 }
@@ -545,6 +554,22 @@ func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 	ack = strconv.AppendUint(ack, id, 10)
 	c.SendPersistent(append(ack, '}'))
 	return nil
+}
+
+// Stats are a node's posts figures, for metrics.
+type Stats struct {
+	Posts         int    // live posts in this node's index
+	Subscriptions int    // connections of this node with a subscription
+	Delivered     uint64 // live post frames queued to connections, since start
+	Skipped       uint64 // broadcasts or stored posts skipped because they did not parse
+}
+
+// Stats returns the current figures.
+func (s *Service) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Stats{Posts: s.x.len(), Subscriptions: len(s.x.subs),
+		Delivered: s.delivered.Load(), Skipped: s.skipped.Load()}
 }
 
 // Leave drops the subscription of a closed connection.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
@@ -111,6 +112,15 @@ func TestPostsAcrossNodesOverWebSockets(t *testing.T) {
 		resp.Body.Close()
 		if !strings.Contains(string(body), fmt.Sprintf(`"id":%d,`, id2)) || strings.Contains(string(body), fmt.Sprintf(`"id":%d,`, id)) {
 			t.Fatalf("GET /api/posts: %s", body)
+		}
+
+		// Node 2's metrics count its live post and its three subscribers.
+		rec := httptest.NewRecorder()
+		n2.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for _, want := range []string{"occase_posts_live 1\n", "occase_posts_subscriptions 3\n", "occase_posts_skipped_total 0\n"} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("metrics lack %q", want)
+			}
 		}
 
 		// login_ack reports the quota left (5 - 2 publishes).
