@@ -14,6 +14,8 @@
 //	                    seq (last chat message id)
 //	<p>q:{<id>}         list: the user's undelivered chat messages, oldest first
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
+//	<p>pq:{<id>}        list: times of the user's publishes in the quota window
+//	<p>{posts}:seq, :data, :owner, :date, and the channel <p>posts: see posts.go
 package broker
 
 import (
