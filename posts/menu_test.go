@@ -2,6 +2,7 @@ package posts
 
 import (
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,5 +127,29 @@ func TestLoadMenuAndDemo(t *testing.T) {
 	}
 	if !d.Locations.valid([]uint64{0, 0, 0}) || !strings.Contains(string(demoMenu), "Munich") {
 		t.Fatal("demo menu does not start with Germany/Bavaria/Munich")
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// The GET /api/menu body of the demo menu is what the web app is built
+// against: any change to it shows up here (refresh with -update).
+func TestDemoMenuAPIGolden(t *testing.T) {
+	got, err := marshalMenu(DemoMenu())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := filepath.Join("testdata", "demo_menu_api.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if string(got) != string(want) {
+		t.Fatalf("GET /api/menu changed:\n got %s\nwant %s", got, want)
 	}
 }
