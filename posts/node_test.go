@@ -582,3 +582,26 @@ type fullConn struct{ n int }
 func (c *fullConn) User() string                 { return "full" }
 func (c *fullConn) Send([]byte) bool             { c.n++; return false }
 func (c *fullConn) SendPersistent(b []byte) bool { return c.Send(b) }
+
+// Run sweeps by itself: with a short sweep period, an expired post leaves
+// Redis and the node without anyone calling Sweep.
+func TestRunSweepsPeriodically(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		clk := newClock()
+		n := startNode(t, b.Options, Config{Clock: clk.Now, Expiry: time.Hour, SweepEvery: 10 * time.Millisecond})
+		id := n.publish(t, newConn("7"), publishFrame("[0]", "[0]", 0, ""))
+		clk.Add(2 * time.Hour)
+		deadline := time.After(10 * time.Second)
+		for {
+			c, err := n.b.PostCount(context.Background())
+			if err == nil && c == 0 && !n.has(id) {
+				return
+			}
+			select {
+			case <-n.applied: // the sweep's deletion broadcast
+			case <-deadline:
+				t.Fatalf("after 10 s redis holds %d posts, node has it: %v", c, n.has(id))
+			}
+		}
+	})
+}
