@@ -28,8 +28,10 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// Set once by the reader at login, read by other goroutines after.
+	// Set once by the reader at login; other goroutines read user only
+	// after seeing loggedIn (or attached) true.
 	loggedIn atomic.Bool
+	attached atomic.Bool // the hub routes this user's signals here
 	user     string
 	gen      atomic.Int64 // generation of this login (set before it completes)
 	mboxMu   sync.Mutex
@@ -73,6 +75,15 @@ func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ss.pingTimer.Stop()
 	ss.touch()
 	return ss
+}
+
+// logger adds the user once the session is logged in. ss.log itself never
+// changes after the session starts, so any goroutine may use it.
+func (ss *session) logger() *zap.Logger {
+	if ss.loggedIn.Load() {
+		return ss.log.With(zap.String("user", ss.user))
+	}
+	return ss.log
 }
 
 func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()) }
@@ -130,12 +141,14 @@ func (ss *session) Notify() {
 
 func (ss *session) Kick(gen int64) {
 	if g := ss.gen.Load(); g != 0 && gen > g {
-		go ss.shutdown(wire.CloseReplaced, "replaced", gen)
+		go ss.shutdown(wire.CloseReplaced, "replaced")
 	}
 }
 
+// Released counts a release by any older session (or a node with only a
+// stale subscription) toward the ones this login waits for.
 func (ss *session) Released(gen int64) {
-	if gen == ss.gen.Load() {
+	if gen < ss.gen.Load() {
 		select {
 		case ss.releases <- gen:
 		default:
@@ -209,7 +222,7 @@ func (ss *session) reject(e *wire.Error) {
 func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.StatusCode, reason string, stop bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			ss.log.Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
+			ss.logger().Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
 			ss.reject(&wire.Error{Reason: wire.Internal})
 			code, reason, stop = wire.CloseInternal, "internal error", true
 		}
@@ -221,8 +234,11 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	}
 	we := wire.AsError(err)
 	ss.srv.m.request(req.Cmd, start, we.Reason)
-	if we.Reason == wire.Internal {
-		ss.log.Error("request failed", zap.String("cmd", req.Cmd), zap.String("user", ss.user), zap.Error(err))
+	switch we.Reason {
+	case wire.Internal:
+		ss.logger().Error("request failed", zap.String("cmd", req.Cmd), zap.Error(err))
+	case wire.Unavailable:
+		ss.logger().Warn("request failed: redis unavailable", zap.String("cmd", req.Cmd), zap.Error(err))
 	}
 	if we.Malformed {
 		ss.reject(we)
@@ -413,9 +429,9 @@ func (ss *session) ping() {
 
 // shutdown ends the session once: it stops taking frames, hands back what
 // it holds (written chat messages are removed from Redis, unwritten replies
-// requeued), lets go of the user and closes the socket with code. With a
-// releaseGen, the login of that generation is told once all is safe.
-func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen ...int64) {
+// requeued), lets go of the user, tells newer logins so, and closes the
+// socket with code.
+func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	ss.closeOnce.Do(func() {
 		close(ss.closed)
 		ss.loginTimer.Stop()
@@ -447,12 +463,16 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 			if len(pending) > 0 {
 				ss.srv.m.requeued.Add(float64(len(pending)))
 				if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
-					ss.log.Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
+					ss.logger().Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
 				}
 			}
+		}
+		// Also for a session kicked in the middle of its own login: it is
+		// attached, holds nothing yet, and must still let go and say so.
+		if ss.attached.Load() {
 			ss.srv.hub.Detach(ctx, ss.user, ss)
-			if len(releaseGen) > 0 {
-				ss.srv.hub.Release(ctx, ss.user, releaseGen[0])
+			if code == wire.CloseReplaced {
+				ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
 			}
 		}
 		ss.pingTimer.Stop()
@@ -463,7 +483,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 			ss.cancel()
 		}()
 		if ss.loggedIn.Load() {
-			ss.log.Debug("session closed", zap.String("user", ss.user), zap.Int("code", int(code)), zap.String("reason", reason))
+			ss.logger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
 		}
 	})
 }
