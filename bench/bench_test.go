@@ -23,6 +23,8 @@ func startNode(t *testing.T, opt broker.Options) string {
 	cfg.Role = "db"
 	cfg.Redis = opt
 	cfg.RegisterRate, cfg.ChatRate, cfg.PresenceRate = 0, 0, 0
+	// A publisher in a load test posts far more than an app may.
+	cfg.Posts.QuotaN = 1 << 20
 	srv, err := roles.New(context.Background(), cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -137,18 +139,22 @@ func TestIdleHoldsConnectionsAndReadsServerMemory(t *testing.T) {
 	})
 }
 
-func TestFanoutAgainstTheNodeAsItIs(t *testing.T) {
-	// Posts are not merged into this branch's server yet: every subscribe
-	// is refused with a reason, the run says so and ends.
+func TestFanoutAcrossTwoNodesCountsAddUp(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
-		cfg := short(bench.Fanout, startNode(t, b.Options))
-		cfg.Users, cfg.Count = 5, 3
+		cfg := short(bench.Fanout, startNode(t, b.Options), startNode(t, b.Options))
+		cfg.Users, cfg.Publishers, cfg.Count, cfg.PostRate = 10, 2, 15, 0
 		rep, err := bench.Run(context.Background(), cfg)
-		if err == nil {
-			t.Fatalf("fanout ran against a node without posts: %+v", rep)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if rep.Errors["subscribe_unavailable"] != 5 {
-			t.Fatalf("errors %v, want 5 subscribe_unavailable", rep.Errors)
+		noErrors(t, rep)
+		// Every subscriber, on either node, gets each of the 30 posts once.
+		want := bench.Tally{Sent: 30, Accepted: 30, Delivered: 30 * 10}
+		if *rep.Messages != want {
+			t.Fatalf("tally %+v, want %+v", *rep.Messages, want)
+		}
+		if rep.Connections != 12 || rep.Latency.Count != 300 {
+			t.Fatalf("connections %d, latency samples %d", rep.Connections, rep.Latency.Count)
 		}
 	})
 }

@@ -19,7 +19,7 @@ import (
 // subscribe to everything, publish, live post delivery) to check the
 // fanout scenario's bookkeeping, and can damage the delivery to its first
 // subscriber, so the test sees the bench count loss, duplication and
-// reordering exactly. It stands in until the posts service is merged.
+// reordering exactly, which a correct server never lets a test see.
 type fakePosts struct {
 	damage bool
 

@@ -22,7 +22,8 @@ CHAT_ARGS=${CHAT_ARGS:---users 200 --window 4}          # saturating: throughput
 PACED_ARGS=${PACED_ARGS:---users 1000 --rate 2 --window 8} # well below it: latency
 IDLE_USERS=${IDLE_USERS:-10000}
 CONNECT_USERS=${CONNECT_USERS:-5000}
-SCENARIOS=${SCENARIOS:-ceiling chat paced fanout connect idle}
+SWEEP_RATES=${SWEEP_RATES:-1 2 4 8}                        # chat/s per user, 1000 users
+SCENARIOS=${SCENARIOS:-ceiling chat paced sweep fanout connect idle}
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "results in $OUT"
@@ -48,7 +49,8 @@ pids+=("$REDIS")
 for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
 rcli() { redis-cli -p "$RP" "$@"; }
 
-# Nodes: rate limits off (the bench measures the server, not them); node 1
+# Nodes: rate limits and the post quota off (the bench measures the server,
+# not them); node 1
 # serves pprof on its own loopback port.
 nodes=()
 urls=""
@@ -62,7 +64,7 @@ start_nodes() {
 		port=$(freeport)
 		local extra=()
 		if [ "$i" = 1 ]; then PPROF=$(freeport); extra=(--pprof-addr "127.0.0.1:$PPROF"); fi
-		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 \
+		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_POST_QUOTA_N=1000000000 \
 			"$B" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" \
 			--redis-prefix "$prefix" --log-level error "${extra[@]}" >>"$OUT/node$i.log" 2>&1 &
 		nodes+=($!)
@@ -135,6 +137,14 @@ paced)
 	"$B" bench --scenario chat --url "$urls" $PACED_ARGS --duration "$DUR" --warmup "$WARMUP" \
 		--json --quiet >"$OUT/paced.json" 2>"$OUT/paced.err" || true
 	;;
+sweep)
+	# Latency against offered load: where does p99 cross 10 ms?
+	for rate in $SWEEP_RATES; do
+		start_nodes 2
+		"$B" bench --scenario chat --url "$urls" --users 1000 --rate "$rate" --window 8 --duration 15s --warmup 3s \
+			--json --quiet >"$OUT/sweep-$rate.json" 2>"$OUT/sweep-$rate.err" || true
+	done
+	;;
 fanout)
 	for subs in 1000 10000; do
 		start_nodes 2
@@ -165,4 +175,5 @@ idle)
 esac; done
 stop_nodes
 echo "load after: $(cat /proc/loadavg)" | tee -a "$OUT/machine.txt"
+python3 "$root/bench/summarize.py" "$OUT" | tee "$OUT/summary.txt"
 echo "results in $OUT"
