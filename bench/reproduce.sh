@@ -50,8 +50,7 @@ for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0
 rcli() { redis-cli -p "$RP" "$@"; }
 
 # Nodes: rate limits and the post quota off (the bench measures the server,
-# not them); node 1
-# serves pprof on its own loopback port.
+# not them); node 1 serves pprof on its own loopback port.
 nodes=()
 urls=""
 start_nodes() {
@@ -148,10 +147,20 @@ sweep)
 fanout)
 	for subs in 1000 10000; do
 		start_nodes 2
+		# Offered: 1.5 times the target of 200,000 deliveries/s.
 		rate=$(( 200000 / subs * 3 / 2 ))
-		"$B" bench --scenario fanout --url "$urls" --users "$subs" --publishers 1 --post-rate "$rate" \
-			--window 64 --duration "$DUR" --warmup "$WARMUP" --concurrency 128 --json --quiet \
+		declare -A fb
+		for p in "$REDIS" "${nodes[@]}"; do fb[$p]=$(cputicks "$p"); done
+		/usr/bin/time -f "cpu_seconds bench %U %S" -o "$OUT/fanout-$subs.time" \
+			"$B" bench --scenario fanout --url "$urls" --users "$subs" --publishers 1 --post-rate "$rate" \
+			--window 64 --duration "$DUR" --warmup "$WARMUP" --drain 30s --concurrency 128 --json --quiet \
 			>"$OUT/fanout-$subs.json" 2>"$OUT/fanout-$subs.err" || true
+		{
+			echo "redis $(( $(cputicks "$REDIS") - ${fb[$REDIS]} ))"
+			echo "node1 $(( $(cputicks "${nodes[0]}") - ${fb[${nodes[0]}]} ))"
+			echo "node2 $(( $(cputicks "${nodes[1]}") - ${fb[${nodes[1]}]} ))"
+		} | awk '{printf "cpu_seconds %s %.2f\n", $1, $2/100}' >"$OUT/fanout-$subs.cpu"
+		cat "$OUT/fanout-$subs.time" >>"$OUT/fanout-$subs.cpu"
 	done
 	;;
 connect)

@@ -58,5 +58,12 @@ for r in sorted((f for f in os.listdir(d) if f.startswith('sweep-') and f.endswi
 for s in (1000, 10000):
     f = j(f'fanout-{s}.json')
     if f:
-        P(f"fanout {s}: {f.get('delivered_per_s')} deliveries/s tally {f.get('messages')} latency {f.get('latency_ms')} errors {f['errors']}")
+        P(f"fanout {s}: {f.get('delivered_per_s')} deliveries/s tally {f.get('messages')} latency {f.get('latency_ms')} errors {f['errors']} stall {f.get('max_stall_ms')}")
+        cf = os.path.join(d, f'fanout-{s}.cpu')
+        if os.path.exists(cf) and f.get('messages'):
+            n = f['messages']['delivered']
+            for l in open(cf):
+                w = l.split()
+                v = float(w[2]) + (float(w[3]) if len(w) > 3 else 0)
+                P(f"fanout {s}: cpu {w[1]} {v:.2f} s = {v/n*1e6:.2f} µs per delivery")
 print("\n".join(out))
