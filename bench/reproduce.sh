@@ -154,7 +154,13 @@ fanout)
 		/usr/bin/time -f "cpu_seconds bench %U %S" -o "$OUT/fanout-$subs.time" \
 			"$B" bench --scenario fanout --url "$urls" --users "$subs" --publishers 1 --post-rate "$rate" \
 			--window 64 --duration "$DUR" --warmup "$WARMUP" --drain 30s --concurrency 128 --json --quiet \
-			>"$OUT/fanout-$subs.json" 2>"$OUT/fanout-$subs.err" || true
+			>"$OUT/fanout-$subs.json" 2>"$OUT/fanout-$subs.err" &
+		BENCH=$!
+		pids+=("$BENCH")
+		sleep "$(( ${WARMUP%s} + 3 ))"
+		curl -sf -o "$OUT/fanout-$subs-node1-cpu.prof" "http://127.0.0.1:$PPROF/debug/pprof/profile?seconds=10" || echo "no profile"
+		wait "$BENCH" || true
+		go tool pprof -top -cum -nodecount=50 "$B" "$OUT/fanout-$subs-node1-cpu.prof" >"$OUT/fanout-$subs-node1-cpu.cum" 2>/dev/null || true
 		{
 			echo "redis $(( $(cputicks "$REDIS") - ${fb[$REDIS]} ))"
 			echo "node1 $(( $(cputicks "${nodes[0]}") - ${fb[${nodes[0]}]} ))"
