@@ -768,7 +768,7 @@ function renderMine() {
 
 const tickWords = { 0: "Not sent yet", 1: "Sent", 2: "Delivered", 3: "Read" };
 const tickNames = { 0: "pending", 1: "sent", 2: "received", 3: "read" };
-const tickGlyph = { 0: "🕓", 1: "✓", 2: "✓✓", 3: "✓✓" };
+const tickGlyph = { 0: "○", 1: "✓", 2: "✓✓", 3: "✓✓" };
 
 function isTyping(key) {
   return (app.typing[key] || 0) > Date.now();
