@@ -64,7 +64,7 @@ const reasonWords = {
   not_found: "That no longer exists.",
   not_owner: "You can only delete your own posts.",
   bad_credentials: "Wrong user id or password.",
-  unavailable: "The server is busy or restarting. Please try again in a moment.",
+  unavailable: "The server cannot do that right now (it may be restarting, or not offer it). Please try again later.",
   bad_request: "The server could not understand the request.",
   not_logged_in: "You are not logged in.",
 };
@@ -152,6 +152,7 @@ async function boot() {
     app.session.start(app.creds);
   }
   render();
+  openLinkedChat();
 }
 
 function enterUser(id) {
@@ -193,6 +194,7 @@ function onLogin(identity, ack) {
   subscribe();
   pump();
   render();
+  openLinkedChat();
 }
 
 function onAuthFailed(r) {
@@ -664,6 +666,18 @@ function markRead() {
   save();
 }
 
+// A link #chat/<post id>/<user id> opens a conversation with that user
+// about that post, so a seller can hand out a way to reach them.
+function openLinkedChat() {
+  const m = /^#chat\/(\d+)\/(\d+)$/.exec(location.hash);
+  if (!m || !app.u || !app.creds) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  if (m[2] === app.creds.user) return;
+  const c = ensureChat(parse(m[1]), m[2], isMyPost(m[1]), "");
+  save();
+  openChat(c.key);
+}
+
 function chatWithAuthor(p) {
   const c = ensureChat(p.id, p.from, false, p.doc.nick || "");
   save();
@@ -975,6 +989,7 @@ function wireUI() {
     app.u = null;
     render();
   });
+  addEventListener("hashchange", openLinkedChat);
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && app.view === "chat-view") { markRead(); render(); }
   });
