@@ -5,8 +5,10 @@
 package main
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -56,8 +58,33 @@ func app() *cli.App {
 				}
 				return srv.Run(ctx)
 			},
+		}, {
+			Name:      "probe",
+			Usage:     "GET a URL and fail unless it answers 200 (the container HEALTHCHECK; distroless has no curl)",
+			ArgsUsage: "URL",
+			Action: func(c *cli.Context) error {
+				return probe(c.Context, c.Args().First())
+			},
 		}},
 	}
+}
+
+func probe(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return nil
 }
 
 func serveFlags(d roles.Config) []cli.Flag {

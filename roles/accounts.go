@@ -62,7 +62,7 @@ func (ss *session) register(*wire.Request) error {
 	b = append(b, '}')
 	ss.Send(b)
 	ss.startMailbox()
-	ss.log.Info("registered", zap.String("user", id))
+	ss.log.Info("registered")
 	return nil
 }
 

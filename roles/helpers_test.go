@@ -23,7 +23,7 @@ type node struct {
 	url string
 }
 
-func startNode(t *testing.T, opt broker.Options, mut ...func(*roles.Config)) *node {
+func startNode(t testing.TB, opt broker.Options, mut ...func(*roles.Config)) *node {
 	t.Helper()
 	cfg := roles.DefaultConfig()
 	cfg.Role = "db"
@@ -51,14 +51,14 @@ func (n *node) stop() {
 
 // client speaks the protocol over a real WebSocket.
 type client struct {
-	t    *testing.T
+	t    testing.TB
 	c    *websocket.Conn
 	id   string
 	pwd  string
 	seen map[int64]bool // msg_ids received, to drop duplicates
 }
 
-func dial(t *testing.T, url string) *client {
+func dial(t testing.TB, url string) *client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -144,7 +144,7 @@ func (c *client) closed() websocket.StatusCode {
 	}
 }
 
-func register(t *testing.T, url string) *client {
+func register(t testing.TB, url string) *client {
 	t.Helper()
 	c := dial(t, url)
 	c.send(`{"cmd":"register"}`)
@@ -156,7 +156,7 @@ func register(t *testing.T, url string) *client {
 	return c
 }
 
-func login(t *testing.T, url, id, pwd string) *client {
+func login(t testing.TB, url, id, pwd string) *client {
 	t.Helper()
 	c := dial(t, url)
 	c.id, c.pwd = id, pwd

@@ -60,6 +60,7 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	draining bool
+	handlers sync.WaitGroup // WebSocket handlers still running
 }
 
 // New builds a node for cfg.Role. It connects to Redis when the role
@@ -157,6 +158,7 @@ func (s *Server) serveWS(c echo.Context) error {
 		conn.Close(wire.CloseGoingAway, "draining")
 		return nil
 	}
+	defer s.handlers.Done()
 	ss.serve()
 	return nil
 }
@@ -168,6 +170,7 @@ func (s *Server) track(ss *session) bool {
 		return false
 	}
 	s.sessions[ss] = struct{}{}
+	s.handlers.Add(1)
 	return true
 }
 
@@ -233,6 +236,15 @@ func (s *Server) Close() {
 		}()
 	}
 	wg.Wait()
+	// Sessions that were already ending on their own are untracked but
+	// may still be handing back what they hold.
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.DrainTimeout):
+		s.log.Warn("some connections did not finish within the drain timeout")
+	}
 	if s.broker != nil {
 		s.broker.Close()
 	}
