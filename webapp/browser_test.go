@@ -28,6 +28,9 @@ type server interface {
 const waitFor = 30 * time.Second
 
 func chromiumPath(t *testing.T) string {
+	if os.Getenv("OCCASE_SKIP_BROWSER") == "1" {
+		t.Skip("OCCASE_SKIP_BROWSER=1")
+	}
 	if p := os.Getenv("OCCASE_CHROMIUM"); p != "" {
 		return p
 	}
