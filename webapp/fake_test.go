@@ -40,6 +40,10 @@ type fakeServer struct {
 	nextUser int64
 	nextPost int64
 	wg       sync.WaitGroup
+
+	// Failure injection for the error-path test.
+	uploadStatus int    // answer every upload with this status, when not 0
+	publishFail  string // fail every publish with this reason, when not ""
 }
 
 type fakeConn struct {
@@ -150,6 +154,10 @@ func (s *fakeServer) image(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	switch r.Method {
 	case http.MethodPost:
+		if s.uploadStatus != 0 {
+			http.Error(w, "injected", s.uploadStatus)
+			return
+		}
 		var b bytes.Buffer
 		if _, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, 10<<20)); err != nil {
 			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
@@ -330,6 +338,11 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 			return true
 		}
 		s.mu.Lock()
+		if s.publishFail != "" {
+			s.mu.Unlock()
+			s.fail(c, "publish_ack", s.publishFail)
+			return true
+		}
 		id := s.nextPost
 		s.nextPost++
 		p["id"], p["from"], p["date"] = id, c.user, time.Now().Unix()
