@@ -50,6 +50,7 @@ const app = {
   draft: { loc: [], prod: [] },
   pub: { loc: [], prod: [] },
   remaining: null,
+  subscribeError: "",
   inflight: null,
   publishing: false,
   lastLocalId: 0,
@@ -302,7 +303,10 @@ function subscribeRequest() {
 async function subscribe() {
   try {
     const r = await app.session.request(subscribeRequest());
-    if (r.result !== "ok") showError(`Could not follow these posts. ${reasonText(r)}`);
+    // Shown in the list's summary rather than as an alarm: the rest of the
+    // app (chat) works without posts.
+    app.subscribeError = r.result === "ok" ? "" : `New posts cannot be followed right now. ${reasonText(r)}`;
+    render();
   } catch (e) {
     if (!(e instanceof Offline)) throw e;
   }
@@ -760,7 +764,8 @@ function renderPosts() {
   const f = app.u.filter;
   const where = menu.names(app.menu.locations, f.loc).join(" › ") || "everywhere";
   const what = menu.names(app.menu.products, f.prod).join(" › ") || "everything";
-  $("browse-summary").textContent = `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. New ones appear here as they are published.`;
+  $("browse-summary").textContent = app.subscribeError ||
+    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. New ones appear here as they are published.`;
 }
 
 function renderMine() {
