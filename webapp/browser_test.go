@@ -10,9 +10,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
 
@@ -91,7 +93,30 @@ type tab struct {
 }
 
 func newTab(t *testing.T, browser context.Context, name string, w, h int64, shots string, n *int) *tab {
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext())
+	// Any uncaught exception or unhandled rejection in the page fails the
+	// test, even when the UI happened to recover.
+	var mu sync.Mutex
+	var thrown []string
+	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(),
+		chromedp.WithListener(func(ev any) {
+			if e, ok := ev.(*runtime.EventExceptionThrown); ok && e.ExceptionDetails != nil {
+				d := e.ExceptionDetails
+				msg := d.Text
+				if d.Exception != nil && d.Exception.Description != "" {
+					msg += " " + d.Exception.Description
+				}
+				mu.Lock()
+				thrown = append(thrown, fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber+1, msg))
+				mu.Unlock()
+			}
+		}))
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range thrown {
+			t.Errorf("tab %s: uncaught in the page: %s", name, e)
+		}
+	})
 	t.Cleanup(cancel)
 	// The first Run binds the tab's life to its context: no timeout here.
 	if err := chromedp.Do(ctx); err != nil {
