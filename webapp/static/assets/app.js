@@ -327,6 +327,8 @@ function applyFilter(ev) {
   app.u.posts = {};
   app.u.lastPostId = 0;
   save();
+  // On a phone the form would push the posts off screen: fold it away.
+  if (matchMedia("(max-width: 30rem)").matches) $("filter-box").open = false;
   render();
   subscribe();
 }
@@ -764,6 +766,9 @@ function renderPosts() {
   const f = app.u.filter;
   const where = menu.names(app.menu.locations, f.loc).join(" › ") || "everywhere";
   const what = menu.names(app.menu.products, f.prod).join(" › ") || "everything";
+  const feats = FEATURES.filter((x) => f.features & x.bit).map((x) => x.label);
+  const price = f.priceMin !== "" || f.priceMax !== "" ? `€${f.priceMin || 0}–${f.priceMax || "…"}` : "";
+  $("filter-summary").textContent = `Filter: ${[where, what, feats.join("/"), price].filter(Boolean).join(" · ")}`;
   $("browse-summary").textContent = app.subscribeError ||
     `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. New ones appear here as they are published.`;
 }
