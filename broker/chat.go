@@ -19,7 +19,12 @@ var ErrNoUser = errors.New("no such user")
 // KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel (” = do
 // not publish). The expiry is relative (PEXPIRE), computed from the
 // caller's clock, so an injected clock behaves like the real one. Returns the message id, or -1 for an unknown user.
-var storeScript = rueidis.NewLuaScript(`
+var storeScript = rueidis.NewLuaScript(StoreScriptSource)
+
+// StoreScriptSource is the store script's text, exported so that
+// scripts/bench-chat.sh can run the very same script under redis-benchmark
+// as the ceiling of one chat message's Redis work.
+const StoreScriptSource = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}')
@@ -29,7 +34,7 @@ local login = tonumber(redis.call('HGET', KEYS[1], 'login') or ARGV[4]) or now
 local ttl = login + tonumber(ARGV[3]) - now
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
 if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], 'n') end
-return seq`)
+return seq`
 
 // fetchScript first removes the head elements the node has processed
 // (written to the connection, or skipped as undeliverable): ARGV[1] says how
