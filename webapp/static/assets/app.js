@@ -517,9 +517,25 @@ function ensureChat(postId, peer, iAmSeller, peerNick) {
       title: (p && (p.doc.title || p.doc.msg)) || `Post #${postId}`,
       msgs: [], unread: 0, peerIds: [], last: Date.now(),
     };
+    if (!p) fillChatTitle(c);
   }
   if (peerNick) c.peerNick = peerNick;
   return c;
+}
+
+// fillChatTitle names a chat about a post this browser has not seen, from
+// the HTTP read API when the server has one.
+async function fillChatTitle(c) {
+  try {
+    const p = postOf(await fetchJSON(`/api/posts/${encodeURIComponent(String(c.postId))}`));
+    const t = p.doc.title || p.doc.msg;
+    if (!t || !app.u || app.u.chats[c.key] !== c) return;
+    c.title = String(t).slice(0, 80);
+    save();
+    render();
+  } catch {
+    // No such post (deleted, or no read API): keep "Post #id".
+  }
 }
 
 function newLocalId() {
@@ -802,7 +818,7 @@ function renderChats() {
   const list = Object.values(app.u.chats).sort((a, b) => b.last - a.last);
   $("chats-empty").hidden = list.length > 0;
   syncList($("chat-list"), list, (c) => c.key,
-    (c) => `${c.msgs.length}|${c.unread}|${isTyping(c.key)}|${c.peerNick}`, (c) => {
+    (c) => `${c.msgs.length}|${c.unread}|${isTyping(c.key)}|${c.peerNick}|${c.title}`, (c) => {
       const last = c.msgs[c.msgs.length - 1];
       return h("li", {},
         h("button", { type: "button", class: "chatrow", "data-testid": "chat-row", "data-chat": c.key, onclick: () => openChat(c.key) },
