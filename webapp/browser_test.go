@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -439,6 +440,28 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		a.click("#mine-list [data-testid=delete-post]")
 		a.wait("post gone", `document.querySelectorAll("#mine-list [data-testid=post-card]").length === 0`)
 		a.shot("deleted")
+	})
+
+	run("login-on-another-device", func(t *testing.T) {
+		a.click("#tab-account")
+		a.click("#acct-reveal")
+		id := a.eval(`document.getElementById("acct-id").textContent`)
+		pw := a.eval(`document.getElementById("acct-password").textContent`)
+		if len(pw) < 10 || strings.Contains(pw, "•") {
+			t.Fatalf("password shown as %q", pw)
+		}
+		c := newTab(t, browser, "C", 390, 844, shots, &n)
+		c.do(chromedp.Navigate(srv.URL() + "/"))
+		c.typeInto("#login-id", id)
+		c.typeInto("#login-password", pw)
+		c.click("#login-btn")
+		c.state("online")
+		c.wait("logged in as A", hasText("#me", "#"+id))
+		a.state("replaced")
+		a.shot("replaced")
+		a.click("#reconnect-btn")
+		a.state("online")
+		c.state("replaced")
 	})
 }
 
