@@ -25,13 +25,15 @@ var storeScript = rueidis.NewLuaScript(StoreScriptSource)
 // scripts/bench-chat.sh can run the very same script under redis-benchmark
 // as the ceiling of one chat message's Redis work.
 const StoreScriptSource = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local login = redis.call('HGET', KEYS[1], 'login')
+if not login then return -1 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}')
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local cap = tonumber(ARGV[2])
+if redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}') > cap then
+  redis.call('LTRIM', KEYS[2], -cap, -1)
+end
 local now = tonumber(ARGV[4])
-local login = tonumber(redis.call('HGET', KEYS[1], 'login') or ARGV[4]) or now
-local ttl = login + tonumber(ARGV[3]) - now
+local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
 if ARGV[5] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'PX', 10000) then
   redis.call('PUBLISH', ARGV[5], 'n')
