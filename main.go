@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/posts"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -129,6 +130,18 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "register-burst", Value: d.RegisterBurst, EnvVars: env("REGISTER_BURST")},
 		&cli.Float64Flag{Name: "filenames-rate", Value: d.FilenamesRate, EnvVars: env("FILENAMES_RATE"), Usage: "filenames requests per second per user (0: unlimited)"},
 		&cli.IntFlag{Name: "filenames-burst", Value: d.FilenamesBurst, EnvVars: env("FILENAMES_BURST")},
+
+		&cli.StringFlag{Name: "menu", EnvVars: env("MENU"), Usage: "menu file (docs/menus.md); none: any well-formed code (the embedded broker uses the demo menu)"},
+		&cli.IntFlag{Name: "location-depth", Value: d.Posts.LocationDepth, EnvVars: env("LOCATION_DEPTH"), Usage: "filter depth of location codes (1..4)"},
+		&cli.IntFlag{Name: "product-depth", Value: d.Posts.ProductDepth, EnvVars: env("PRODUCT_DEPTH"), Usage: "filter depth of product codes (1..4)"},
+		&cli.IntFlag{Name: "max-catchup", Value: d.Posts.MaxCatchUp, EnvVars: env("MAX_CATCHUP"), Usage: "posts sent after a subscribe_ack, at most"},
+		&cli.IntFlag{Name: "post-quota-n", Value: d.Posts.QuotaN, EnvVars: env("POST_QUOTA_N"), Usage: "publishes allowed per user per --post-quota-period"},
+		&cli.DurationFlag{Name: "post-quota-period", Value: d.Posts.QuotaPeriod, EnvVars: env("POST_QUOTA_PERIOD"), Usage: "sliding window of the publish quota"},
+		&cli.DurationFlag{Name: "post-expiry", Value: d.Posts.Expiry, EnvVars: env("POST_EXPIRY"), Usage: "posts this old are removed and never returned"},
+		&cli.IntFlag{Name: "max-body", Value: d.Posts.Limits.MaxBody, EnvVars: env("MAX_BODY"), Usage: "largest post body in bytes (as sent, JSON-escaped)"},
+		&cli.IntFlag{Name: "max-sub-locations", Value: d.Posts.Limits.MaxLocations, EnvVars: env("MAX_SUB_LOCATIONS"), Usage: "location hashes in one subscription, at most"},
+		&cli.IntFlag{Name: "max-sub-products", Value: d.Posts.Limits.MaxProducts, EnvVars: env("MAX_SUB_PRODUCTS"), Usage: "product hashes in one subscription, at most"},
+		&cli.StringSliceFlag{Name: "cors-origins", Value: cli.NewStringSlice(d.Posts.CORSOrigins...), EnvVars: env("CORS_ORIGINS"), Usage: "origins allowed to read the HTTP API (/api/...)"},
 	}
 }
 
@@ -182,6 +195,21 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.PresenceRate, cfg.PresenceBurst = c.Float64("presence-rate"), c.Int("presence-burst")
 	cfg.RegisterRate, cfg.RegisterBurst = c.Float64("register-rate"), c.Int("register-burst")
 	cfg.FilenamesRate, cfg.FilenamesBurst = c.Float64("filenames-rate"), c.Int("filenames-burst")
+	if f := c.String("menu"); f != "" {
+		m, err := posts.LoadMenu(f)
+		if err != nil {
+			return cfg, fmt.Errorf("--menu: %w", err)
+		}
+		cfg.Posts.Menu = m
+	}
+	cfg.Posts.LocationDepth, cfg.Posts.ProductDepth = c.Int("location-depth"), c.Int("product-depth")
+	cfg.Posts.MaxCatchUp = c.Int("max-catchup")
+	cfg.Posts.QuotaN, cfg.Posts.QuotaPeriod = c.Int("post-quota-n"), c.Duration("post-quota-period")
+	cfg.Posts.Expiry = c.Duration("post-expiry")
+	cfg.Posts.Limits.MaxBody = c.Int("max-body")
+	cfg.Posts.Limits.MaxLocations = c.Int("max-sub-locations")
+	cfg.Posts.Limits.MaxProducts = c.Int("max-sub-products")
+	cfg.Posts.CORSOrigins = splitList(c.StringSlice("cors-origins"))
 	return cfg, nil
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/posts"
 )
 
 // Config is everything a node needs; main.go fills it from flags and the
@@ -48,6 +49,9 @@ type Config struct {
 	FilenamesBurst int
 
 	Chat chat.Config
+	// Posts: zero fields take the posts package's defaults; Clock is set
+	// from Clock below. Menu nil with the embedded broker: the demo menu.
+	Posts posts.Config
 
 	Clock func() time.Time
 }
@@ -76,6 +80,7 @@ func DefaultConfig() Config {
 		FilenamesRate:     1,
 		FilenamesBurst:    10,
 		Chat:              chat.DefaultConfig(),
+		Posts:             posts.DefaultConfig(),
 		Clock:             time.Now,
 	}
 }

@@ -19,20 +19,19 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/wire"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
 )
 
-// PostsConn is what the posts service sees of a connection.
-type PostsConn interface {
-	User() string
-	Send(frame []byte) bool
-	SendPersistent(frame []byte) bool
-}
+// PostsConn is what the posts service sees of a connection. An alias, so
+// that *posts.Service satisfies postsService as it is.
+type PostsConn = posts.Conn
 
 type postsService interface {
 	Subscribe(ctx context.Context, c PostsConn, req *wire.Request) error
@@ -60,6 +59,10 @@ type Server struct {
 	posts    postsService
 	names    nameIssuer
 	regLimit *addrLimiter
+
+	// postsStop ends the posts service's Run; postsDone closes when it has.
+	postsStop context.CancelFunc
+	postsDone chan struct{}
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -119,9 +122,48 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
 	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst)
+	if err := s.buildPosts(b); err != nil {
+		return err
+	}
 	s.echo.GET("/ws", s.serveWS)
 	s.echo.GET("/", s.serveWS)
 	s.echo.GET("/readyz", s.ready)
+	return nil
+}
+
+// buildPosts starts the posts service: its Run (index load, broadcasts,
+// expiry sweep) lives as long as the Server and ends in Close, before the
+// broker closes.
+func (s *Server) buildPosts(b *broker.Client) error {
+	pc := s.cfg.Posts
+	pc.Clock = s.cfg.Clock
+	if pc.Menu == nil && b.Embedded() {
+		// Try-it-out mode: the demo menu, so apps have codes to use.
+		pc.Menu = posts.DemoMenu()
+	}
+	ps, err := posts.New(pc, b, s.log.Named("posts"))
+	if err != nil {
+		return err
+	}
+	ps.Register(s.echo)
+	s.posts = ps
+	reg := s.Registerer()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_live",
+		Help: "Live posts in this node's index."}, func() float64 { return float64(ps.Stats().Posts) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_subscriptions",
+		Help: "Connections of this node with a posts subscription."}, func() float64 { return float64(ps.Stats().Subscriptions) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_delivered_total",
+		Help: "Live posts queued to connections of this node."}, func() float64 { return float64(ps.Stats().Delivered) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_skipped_total",
+		Help: "Post broadcasts or stored posts skipped because they did not parse (logged)."}, func() float64 { return float64(ps.Stats().Skipped) }))
+	ctx, cancel := context.WithCancel(context.Background())
+	s.postsStop, s.postsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.postsDone)
+		if err := ps.Run(ctx); err != nil {
+			s.log.Error("posts service stopped", zap.Error(err))
+		}
+	}()
 	return nil
 }
 
@@ -317,6 +359,10 @@ func (s *Server) Close() {
 	case <-done:
 	case <-time.After(s.cfg.DrainTimeout):
 		s.log.Warn("some connections did not finish within the drain timeout")
+	}
+	if s.postsStop != nil {
+		s.postsStop()
+		<-s.postsDone
 	}
 	if s.broker != nil {
 		s.broker.Close()
