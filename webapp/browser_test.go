@@ -57,6 +57,7 @@ func artifactDir(t *testing.T, name string) string {
 		base = filepath.Join("..", "artifacts", "webapp")
 	}
 	dir := filepath.Join(base, name)
+	_ = os.RemoveAll(dir) // only this run's steps
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
