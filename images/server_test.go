@@ -428,3 +428,43 @@ func TestCORS(t *testing.T) {
 		})
 	}
 }
+
+// The signature and the declared size are judged before the body is read:
+// a client that waits for "100 Continue" gets its answer without ever
+// sending the body.
+func TestUploadRefusedBeforeBody(t *testing.T) {
+	h := newHarness(t, Config{MaxBytes: 1000})
+	n := h.name()
+	d, name, _ := strings.Cut(n, "/")
+	other, _, _ := strings.Cut(h.name(), "/")
+	tests := []struct {
+		name   string
+		target string
+		length int
+		want   int
+	}{
+		{"bad signature", "/" + other + "/" + name + ".jpg", 500, http.StatusForbidden},
+		{"too large", "/" + d + "/" + name + ".jpg", 1001, http.StatusRequestEntityTooLarge},
+		{"bad path", "/" + d + "/" + name + ".exe", 500, http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(30 * time.Second)) // hang guard only
+			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", tc.target, tc.length)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("got %d, want %d without sending the body", resp.StatusCode, tc.want)
+			}
+		})
+	}
+	h.checkRoot()
+}
