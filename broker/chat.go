@@ -16,7 +16,7 @@ var ErrNoUser = errors.New("no such user")
 // frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first and the
 // fetch script can read it without decoding JSON.
 //
-// KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel ('' = do
+// KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel (” = do
 // not publish). The expiry is relative (PEXPIRE), computed from the
 // caller's clock, so an injected clock behaves like the real one. Returns the message id, or -1 for an unknown user.
 var storeScript = rueidis.NewLuaScript(`
@@ -45,6 +45,7 @@ while true do
   if id ~= nil and id > upto then break end
   redis.call('LPOP', KEYS[1])
 end
+if tonumber(ARGV[2]) <= 0 then return {} end
 return redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)`)
 
 // StoreOptions bound a user's offline queue.
@@ -77,7 +78,7 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 }
 
 // FetchMessages acknowledges every message of user id up to ackUpTo and
-// returns up to n of the next ones, oldest first.
+// returns up to n of the next ones, oldest first (none when n is 0).
 func (c *Client) FetchMessages(ctx context.Context, id string, ackUpTo int64, n int) ([]string, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()

@@ -15,18 +15,18 @@ func ParseRequest(frame []byte) (*Request, error) {
 	r := &Request{Frame: frame, Fields: make([]Field, 0, 8)}
 	err := Scan(frame, func(f Field) { r.Fields = append(r.Fields, f) })
 	if err == ErrNotObject {
-		return nil, &Error{Reason: BadRequest, Detail: "a frame must be a JSON object"}
+		return nil, Malformedf("a frame must be a JSON object")
 	}
 	if err != nil {
 		return nil, err
 	}
 	raw := r.Get("cmd")
 	if raw == nil {
-		return nil, &Error{Reason: BadRequest, Detail: `missing field "cmd"`}
+		return nil, Malformedf(`missing field "cmd"`)
 	}
 	cmd, ok := String(raw)
 	if !ok {
-		return nil, &Error{Reason: BadRequest, Detail: `field "cmd" must be a string`}
+		return nil, Malformedf(`field "cmd" must be a string`)
 	}
 	r.Cmd = cmd
 	return r, nil
@@ -47,11 +47,11 @@ func (r *Request) Get(key string) []byte {
 func (r *Request) Str(key string) (string, error) {
 	raw := r.Get(key)
 	if raw == nil {
-		return "", Errorf(BadRequest, "missing field %q", key)
+		return "", Malformedf("missing field %q", key)
 	}
 	s, ok := String(raw)
 	if !ok {
-		return "", Errorf(BadRequest, "field %q must be a string", key)
+		return "", Malformedf("field %q must be a string", key)
 	}
 	return s, nil
 }
@@ -60,11 +60,11 @@ func (r *Request) Str(key string) (string, error) {
 func (r *Request) U64(key string) (uint64, error) {
 	raw := r.Get(key)
 	if raw == nil {
-		return 0, Errorf(BadRequest, "missing field %q", key)
+		return 0, Malformedf("missing field %q", key)
 	}
 	v, ok := Uint64(raw)
 	if !ok {
-		return 0, Errorf(BadRequest, "field %q must be an unsigned 64-bit integer", key)
+		return 0, Malformedf("field %q must be an unsigned 64-bit integer", key)
 	}
 	return v, nil
 }

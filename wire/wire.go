@@ -45,6 +45,11 @@ const (
 type Error struct {
 	Reason string
 	Detail string
+	// Malformed marks a request that cannot be understood (not JSON, no
+	// cmd, unknown cmd, a required field missing or of the wrong type): the
+	// server answers {"cmd":"error",...} and closes the connection, instead
+	// of a fail reply on a connection that stays open.
+	Malformed bool
 }
 
 func (e *Error) Error() string {
@@ -57,6 +62,11 @@ func (e *Error) Error() string {
 // Errorf builds an *Error with a formatted detail.
 func Errorf(reason, format string, args ...any) *Error {
 	return &Error{Reason: reason, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Malformedf builds a bad_request *Error that closes the connection.
+func Malformedf(format string, args ...any) *Error {
+	return &Error{Reason: BadRequest, Detail: fmt.Sprintf(format, args...), Malformed: true}
 }
 
 // AsError returns the client-facing error inside err, or an "internal" one

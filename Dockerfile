@@ -1,0 +1,19 @@
+# Multi-stage: build a static binary, run it as a non-root user.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/occase .
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/occase /occase
+# Images are stored here in roles img and all; mount a volume in production.
+WORKDIR /data
+USER nonroot:nonroot
+EXPOSE 8080
+ENV OCCASE_ADDR=:8080 OCCASE_LOG_FORMAT=json
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/occase", "probe", "http://127.0.0.1:8080/healthz"]
+ENTRYPOINT ["/occase"]
+CMD ["serve", "--role=all"]

@@ -1,0 +1,204 @@
+// Command occase is the realtime backend of a classifieds app: one binary,
+// run as `occase serve --role=db|img|all`. main parses flags and the
+// environment into a roles.Config, builds the logger, and exits once with
+// the error that Run returns.
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/roles"
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func main() {
+	if err := app().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "occase:", err)
+		os.Exit(1)
+	}
+}
+
+func env(name string) []string { return []string{"OCCASE_" + name} }
+
+func app() *cli.App {
+	d := roles.DefaultConfig()
+	return &cli.App{
+		Name:  "occase",
+		Usage: "realtime backend for classifieds apps: chat, live posts, presence and images",
+		Commands: []*cli.Command{{
+			Name:  "serve",
+			Usage: "run a node (role db: the realtime engine; img: the image server; all: both)",
+			Flags: serveFlags(d),
+			Action: func(c *cli.Context) error {
+				cfg, err := configFrom(c, d)
+				if err != nil {
+					return err
+				}
+				log, err := newLogger(c.String("log-format"), c.String("log-level"))
+				if err != nil {
+					return err
+				}
+				defer log.Sync()
+				ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				srv, err := roles.New(ctx, cfg, log)
+				if err != nil {
+					return err
+				}
+				return srv.Run(ctx)
+			},
+		}, {
+			Name:      "probe",
+			Usage:     "GET a URL and fail unless it answers 200 (the container HEALTHCHECK; distroless has no curl)",
+			ArgsUsage: "URL",
+			Action: func(c *cli.Context) error {
+				return probe(c.Context, c.Args().First())
+			},
+		}},
+	}
+}
+
+func probe(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return nil
+}
+
+func serveFlags(d roles.Config) []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "role", Value: d.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
+		&cli.StringFlag{Name: "addr", Value: d.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
+		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: env("LOG_FORMAT"), Usage: "console or json"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
+
+		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; none runs the embedded in-memory server"},
+		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER")},
+		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD")},
+		&cli.StringFlag{Name: "redis-prefix", Value: "occase:", EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
+		&cli.DurationFlag{Name: "redis-timeout", Value: 5 * time.Second, EnvVars: env("REDIS_TIMEOUT"), Usage: "bound on every Redis command; requests fail with 'unavailable' after it"},
+		&cli.StringFlag{Name: "secret", EnvVars: env("SECRET"), Usage: "32-byte key (64 hex chars) of the stored password digests; the same on every node"},
+		&cli.StringFlag{Name: "secret-file", EnvVars: env("SECRET_FILE"), Usage: "file holding --secret"},
+
+		&cli.DurationFlag{Name: "login-timeout", Value: d.LoginTimeout, EnvVars: env("LOGIN_TIMEOUT"), Usage: "close connections that have not logged in by then"},
+		&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, EnvVars: env("IDLE_TIMEOUT"), Usage: "drop peers that answer no ping for this long"},
+		&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, EnvVars: env("WRITE_TIMEOUT"), Usage: "bound on writing one frame"},
+		&cli.Int64Flag{Name: "max-frame", Value: d.MaxFrame, EnvVars: env("MAX_FRAME"), Usage: "largest frame in bytes (larger: close 1009)"},
+		&cli.IntFlag{Name: "send-queue", Value: d.SendQueue, EnvVars: env("SEND_QUEUE"), Usage: "frames queued per connection before it is closed as a slow consumer"},
+		&cli.IntFlag{Name: "send-queue-bytes", Value: d.SendQueueBytes, EnvVars: env("SEND_QUEUE_BYTES"), Usage: "bytes queued per connection before it is closed as a slow consumer"},
+		&cli.DurationFlag{Name: "displace-timeout", Value: d.DisplaceTimeout, EnvVars: env("DISPLACE_TIMEOUT"), Usage: "how long a login waits for the user's older connection to let go"},
+		&cli.DurationFlag{Name: "drain-timeout", Value: d.DrainTimeout, EnvVars: env("DRAIN_TIMEOUT"), Usage: "graceful shutdown budget"},
+		&cli.StringSliceFlag{Name: "allowed-origins", EnvVars: env("ALLOWED_ORIGINS"), Usage: "WebSocket Origin host patterns accepted besides same-origin (e.g. app.example.com, *)"},
+
+		&cli.Int64Flag{Name: "chat-queue-cap", Value: d.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user (oldest dropped)"},
+		&cli.DurationFlag{Name: "chat-queue-ttl", Value: d.Chat.QueueTTL, EnvVars: env("CHAT_QUEUE_TTL"), Usage: "offline queue lifetime after the user's last login"},
+		&cli.IntFlag{Name: "max-message", Value: d.Chat.MaxMessage, EnvVars: env("MAX_MESSAGE"), Usage: "largest chat or presence frame in bytes"},
+		&cli.Float64Flag{Name: "chat-rate", Value: d.ChatRate, EnvVars: env("CHAT_RATE"), Usage: "chat messages per second per user (0: unlimited)"},
+		&cli.IntFlag{Name: "chat-burst", Value: d.ChatBurst, EnvVars: env("CHAT_BURST")},
+		&cli.Float64Flag{Name: "presence-rate", Value: d.PresenceRate, EnvVars: env("PRESENCE_RATE"), Usage: "presence signals per second per user (0: unlimited)"},
+		&cli.IntFlag{Name: "presence-burst", Value: d.PresenceBurst, EnvVars: env("PRESENCE_BURST")},
+		&cli.Float64Flag{Name: "register-rate", Value: d.RegisterRate, EnvVars: env("REGISTER_RATE"), Usage: "registrations per second per client address (0: unlimited)"},
+		&cli.IntFlag{Name: "register-burst", Value: d.RegisterBurst, EnvVars: env("REGISTER_BURST")},
+		&cli.Float64Flag{Name: "filenames-rate", Value: d.FilenamesRate, EnvVars: env("FILENAMES_RATE"), Usage: "filenames requests per second per user (0: unlimited)"},
+		&cli.IntFlag{Name: "filenames-burst", Value: d.FilenamesBurst, EnvVars: env("FILENAMES_BURST")},
+	}
+}
+
+func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
+	cfg := d
+	cfg.Role = c.String("role")
+	cfg.Addr = c.String("addr")
+	cfg.Redis = broker.Options{
+		Addrs:    splitList(c.StringSlice("redis")),
+		Username: c.String("redis-user"),
+		Password: c.String("redis-password"),
+		Prefix:   c.String("redis-prefix"),
+		Timeout:  c.Duration("redis-timeout"),
+	}
+	secret := c.String("secret")
+	if f := c.String("secret-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, fmt.Errorf("read --secret-file: %w", err)
+		}
+		secret = strings.TrimSpace(string(b))
+	}
+	if secret != "" {
+		k, err := hex.DecodeString(secret)
+		if err != nil || len(k) != 32 {
+			return cfg, fmt.Errorf("--secret must be 64 hex characters (32 bytes)")
+		}
+		cfg.Secret = k
+	}
+	cfg.LoginTimeout = c.Duration("login-timeout")
+	cfg.IdleTimeout = c.Duration("idle-timeout")
+	cfg.WriteTimeout = c.Duration("write-timeout")
+	cfg.MaxFrame = c.Int64("max-frame")
+	cfg.SendQueue = c.Int("send-queue")
+	cfg.SendQueueBytes = c.Int("send-queue-bytes")
+	cfg.DisplaceTimeout = c.Duration("displace-timeout")
+	cfg.DrainTimeout = c.Duration("drain-timeout")
+	cfg.AllowedOrigins = splitList(c.StringSlice("allowed-origins"))
+	cfg.Chat.QueueCap = c.Int64("chat-queue-cap")
+	cfg.Chat.QueueTTL = c.Duration("chat-queue-ttl")
+	cfg.Chat.MaxMessage = c.Int("max-message")
+	cfg.ChatRate, cfg.ChatBurst = c.Float64("chat-rate"), c.Int("chat-burst")
+	cfg.PresenceRate, cfg.PresenceBurst = c.Float64("presence-rate"), c.Int("presence-burst")
+	cfg.RegisterRate, cfg.RegisterBurst = c.Float64("register-rate"), c.Int("register-burst")
+	cfg.FilenamesRate, cfg.FilenamesBurst = c.Float64("filenames-rate"), c.Int("filenames-burst")
+	return cfg, nil
+}
+
+// splitList accepts both repeated flags and comma-separated values.
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func newLogger(format, level string) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	var cfg zap.Config
+	switch format {
+	case "json":
+		cfg = zap.NewProductionConfig()
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+		cfg.DisableStacktrace = true
+	default:
+		return nil, fmt.Errorf("--log-format must be console or json, got %q", format)
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	return cfg.Build()
+}

@@ -1,0 +1,184 @@
+// Package presence owns who is connected to this node and the live signals
+// between connected users. Each logged-in user has one pub/sub channel,
+// subscribed by the node that holds the user and only by it. The channel
+// carries four kinds of signal, by their first byte:
+//
+//	p<frame>  a typing (or other) presence frame to forward to the user
+//	n         chat messages are waiting in the user's queue
+//	k<gen>    a login of generation gen happened: older sessions must go
+//	r<gen>    an older session has let go for the login of generation gen
+//
+// Presence frames are never stored: when the user is offline they vanish.
+package presence
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/occase/occase/broker"
+	"go.uber.org/zap"
+)
+
+// Peer is a logged-in connection as presence sees it. Its methods are called
+// from the subscriber's reader and must not block.
+type Peer interface {
+	// Signal forwards a presence frame (transient: may be dropped).
+	Signal(frame []byte)
+	// Notify says chat messages are waiting in Redis.
+	Notify()
+	// Kick says a login of generation gen happened elsewhere; a peer of an
+	// older generation must hand back what it holds and close.
+	Kick(gen int64)
+	// Released says an older session of this user let go for the login of
+	// generation gen.
+	Released(gen int64)
+}
+
+// Hub routes signals to the peers connected to this node.
+type Hub struct {
+	b   *broker.Client
+	log *zap.Logger
+
+	mu    sync.RWMutex
+	peers map[string]Peer
+}
+
+// New returns a hub and starts routing the user channels of b to it.
+func New(b *broker.Client, log *zap.Logger) *Hub {
+	h := &Hub{b: b, log: log, peers: map[string]Peer{}}
+	b.Handle("c:{", h.route)
+	b.OnResubscribed(h.pokeAll)
+	return h
+}
+
+// Attach makes p the local peer of user and subscribes the user's channel;
+// it returns the previous local peer of that user, if any. It returns
+// once the subscription is live, so no signal sent after it is missed.
+func (h *Hub) Attach(ctx context.Context, user string, p Peer) (prev Peer, err error) {
+	if err := h.b.Subscribe(ctx, h.b.UserChannel(user)); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	prev = h.peers[user]
+	h.peers[user] = p
+	h.mu.Unlock()
+	return prev, nil
+}
+
+// Detach removes p (if it is still the local peer of user) and drops its
+// reference to the user's channel.
+func (h *Hub) Detach(ctx context.Context, user string, p Peer) {
+	h.mu.Lock()
+	if h.peers[user] == p {
+		delete(h.peers, user)
+	}
+	h.mu.Unlock()
+	h.b.Unsubscribe(ctx, h.b.UserChannel(user))
+}
+
+// Local returns the peer of user on this node, or nil.
+func (h *Hub) Local(user string) Peer {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.peers[user]
+}
+
+// Count returns the number of users connected to this node.
+func (h *Hub) Count() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.peers)
+}
+
+// Signal forwards a presence frame to user to: directly when it is here,
+// else through its channel. It is dropped when to is offline.
+func (h *Hub) Signal(ctx context.Context, to string, frame []byte) error {
+	if p := h.Local(to); p != nil {
+		p.Signal(frame)
+		return nil
+	}
+	_, err := h.b.Publish(ctx, h.b.UserChannel(to), "p"+string(frame))
+	return err
+}
+
+// Kick announces a login of generation gen of user to every node and
+// returns how many other nodes hold the user's channel (each will answer
+// with a release).
+func (h *Hub) Kick(ctx context.Context, user string, gen int64) (others int64, err error) {
+	n, err := h.b.Publish(ctx, h.b.UserChannel(user), "k"+strconv.FormatInt(gen, 10))
+	if err != nil {
+		return 0, err
+	}
+	// This node is subscribed too (Attach came first) and counts once.
+	return max(n-1, 0), nil
+}
+
+// Release tells the login of generation gen that an older session of user
+// has handed back everything it held.
+func (h *Hub) Release(ctx context.Context, user string, gen int64) {
+	if _, err := h.b.Publish(ctx, h.b.UserChannel(user), "r"+strconv.FormatInt(gen, 10)); err != nil {
+		h.log.Warn("could not announce a release; the newer login waits for its timeout", zap.String("user", user), zap.Error(err))
+	}
+}
+
+// route handles one message on a user channel. It runs on the subscriber's
+// reader: everything it calls is non-blocking.
+func (h *Hub) route(channel, payload string) {
+	user, ok := channelUser(channel)
+	if !ok || payload == "" {
+		h.log.Warn("ignoring a malformed user-channel message", zap.String("channel", channel))
+		return
+	}
+	p := h.Local(user)
+	kind, rest := payload[0], payload[1:]
+	switch kind {
+	case 'p':
+		if p != nil {
+			p.Signal([]byte(rest))
+		}
+	case 'n':
+		if p != nil {
+			p.Notify()
+		}
+	case 'k', 'r':
+		gen, err := strconv.ParseInt(rest, 10, 64)
+		if err != nil {
+			h.log.Warn("ignoring a malformed user-channel message", zap.String("channel", channel))
+			return
+		}
+		switch {
+		case kind == 'r' && p != nil:
+			p.Released(gen)
+		case kind == 'k' && p != nil:
+			p.Kick(gen)
+		case kind == 'k':
+			// Subscribed without a live peer (it is leaving): nothing is
+			// held here, so answer at once instead of making the new login
+			// wait for its timeout.
+			go h.Release(context.Background(), user, gen)
+		}
+	default:
+		h.log.Warn("ignoring an unknown user-channel message", zap.String("channel", channel), zap.Uint8("kind", kind))
+	}
+}
+
+// pokeAll runs after a reconnect: messages stored while the subscriber was
+// down produced notifications nobody heard.
+func (h *Hub) pokeAll() {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, p := range h.peers {
+		p.Notify()
+	}
+}
+
+// channelUser extracts the user id from "<prefix>c:{<id>}".
+func channelUser(channel string) (string, bool) {
+	i := strings.LastIndex(channel, "c:{")
+	if i < 0 || !strings.HasSuffix(channel, "}") {
+		return "", false
+	}
+	return channel[i+3 : len(channel)-1], true
+}

@@ -1,0 +1,219 @@
+package roles
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/occase/occase/chat"
+	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
+	"golang.org/x/crypto/blake2b"
+	"golang.org/x/time/rate"
+)
+
+const (
+	passwordLen      = 16 // 96 bits from [A-Za-z0-9+-]
+	passwordAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-"
+)
+
+// newPassword draws passwordLen characters from a 64-letter alphabet; 64
+// divides 256, so masking a random byte is unbiased.
+func newPassword() string {
+	b := make([]byte, passwordLen)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand failed: " + err.Error())
+	}
+	for i := range b {
+		b[i] = passwordAlphabet[b[i]&63]
+	}
+	return string(b)
+}
+
+// digest is the keyed digest kept in Redis instead of the password.
+func (s *Server) digest(password string) string {
+	h, _ := blake2b.New256(s.secret)
+	h.Write([]byte(password))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (ss *session) register(*wire.Request) error {
+	if !ss.srv.regLimit.allow(ss.remote) {
+		return wire.Errorf(wire.RateLimited, "too many registrations from this address; try later")
+	}
+	pwd := newPassword()
+	now := ss.srv.cfg.Clock().UnixMilli()
+	id, err := ss.srv.broker.CreateUser(ss.ctx, ss.srv.digest(pwd), now)
+	if err != nil {
+		return unavailable(err)
+	}
+	ss.gen.Store(1)
+	if _, err := ss.srv.hub.Attach(ss.ctx, id, ss); err != nil {
+		return unavailable(err)
+	}
+	ss.becomeUser(id)
+	b := []byte(`{"cmd":"register_ack","result":"ok","id":`)
+	b = wire.AppendString(b, id)
+	b = append(b, `,"password":`...)
+	b = wire.AppendString(b, pwd)
+	b = append(b, '}')
+	ss.Send(b)
+	ss.startMailbox()
+	ss.log.Info("registered")
+	return nil
+}
+
+func (ss *session) login(req *wire.Request) error {
+	user, err := req.Str("user")
+	if err != nil {
+		return err
+	}
+	pwd, err := req.Str("password")
+	if err != nil {
+		return err
+	}
+	srv := ss.srv
+	if !chat.ValidUserID(user) {
+		return &wire.Error{Reason: wire.BadCredentials}
+	}
+	stored, ok, err := srv.broker.PasswordDigest(ss.ctx, user)
+	if err != nil {
+		return unavailable(err)
+	}
+	// Compare even for an unknown user, so both cases cost the same.
+	got := srv.digest(pwd)
+	if !ok {
+		stored = got + "x"
+	}
+	if subtle.ConstantTimeCompare([]byte(stored), []byte(got)) != 1 {
+		ss.log.Info("login failed", zap.String("user", user))
+		return &wire.Error{Reason: wire.BadCredentials}
+	}
+	gen, err := srv.broker.Login(ss.ctx, user, srv.cfg.Clock().UnixMilli(), srv.chat.QueueTTL().Milliseconds())
+	if err != nil {
+		return unavailable(err)
+	}
+	ss.gen.Store(gen)
+	prev, err := srv.hub.Attach(ss.ctx, user, ss)
+	if err != nil {
+		return unavailable(err)
+	}
+	// One login per user in the whole cluster: every older session hands
+	// back what it holds and says so before this one starts delivering.
+	others, err := srv.hub.Kick(ss.ctx, user, gen)
+	if err != nil {
+		srv.hub.Detach(ss.ctx, user, ss)
+		return unavailable(err)
+	}
+	if p, ok := prev.(*session); ok && p != ss {
+		others++
+		p.Kick(gen)
+	}
+	ss.awaitReleases(others)
+	ss.becomeUser(user)
+	remaining := 0
+	if srv.posts != nil {
+		if remaining, err = srv.posts.RemainingPosts(ss.ctx, user); err != nil {
+			ss.log.Warn("could not read the post quota", zap.Error(err))
+		}
+	}
+	b := []byte(`{"cmd":"login_ack","result":"ok","remaining_posts":`)
+	b = strconv.AppendInt(b, int64(remaining), 10)
+	b = append(b, '}')
+	ss.Send(b)
+	ss.startMailbox()
+	return nil
+}
+
+// awaitReleases waits for n older sessions to let go, or for the displace
+// timeout (an older node that died cannot answer; what it held is in Redis).
+func (ss *session) awaitReleases(n int64) {
+	if n <= 0 {
+		return
+	}
+	t := time.NewTimer(ss.srv.cfg.DisplaceTimeout)
+	defer t.Stop()
+	for ; n > 0; n-- {
+		select {
+		case <-ss.releases:
+		case <-t.C:
+			ss.log.Info("an older session did not let go in time; continuing", zap.Int64("missing", n))
+			return
+		case <-ss.closed:
+			return
+		}
+	}
+}
+
+func (ss *session) becomeUser(id string) {
+	ss.user = id
+	ss.log = ss.log.With(zap.String("user", id))
+	cfg := ss.srv.cfg
+	ss.chatLim = newLimiter(cfg.ChatRate, cfg.ChatBurst)
+	ss.presLim = newLimiter(cfg.PresenceRate, cfg.PresenceBurst)
+	ss.fileLim = newLimiter(cfg.FilenamesRate, cfg.FilenamesBurst)
+	ss.loggedIn.Store(true)
+	ss.loginTimer.Stop()
+}
+
+func (ss *session) startMailbox() {
+	m := ss.srv.chat.Mailbox(ss.user, ss)
+	ss.mboxMu.Lock()
+	ss.mbox = m
+	ss.mboxMu.Unlock()
+	m.Poke()
+}
+
+func unavailable(err error) error {
+	return &wrapped{we: &wire.Error{Reason: wire.Unavailable}, err: err}
+}
+
+// wrapped carries a client reason and the operator's error together.
+type wrapped struct {
+	we  *wire.Error
+	err error
+}
+
+func (w *wrapped) Error() string { return w.err.Error() }
+func (w *wrapped) Unwrap() []error {
+	return []error{w.we, w.err}
+}
+
+// addrLimiter rate-limits by client address, forgetting idle addresses.
+type addrLimiter struct {
+	r     rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
+	swept time.Time
+}
+
+func newAddrLimiter(r float64, burst int) *addrLimiter {
+	return &addrLimiter{r: rate.Limit(r), burst: burst, m: map[string]*rate.Limiter{}}
+}
+
+func (a *addrLimiter) allow(addr string) bool {
+	if a.r <= 0 {
+		return true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	if now.Sub(a.swept) > time.Minute {
+		for k, l := range a.m {
+			if l.TokensAt(now) >= float64(a.burst) {
+				delete(a.m, k)
+			}
+		}
+		a.swept = now
+	}
+	l := a.m[addr]
+	if l == nil {
+		l = rate.NewLimiter(a.r, a.burst)
+		a.m[addr] = l
+	}
+	return l.AllowN(now, 1)
+}

@@ -1,0 +1,82 @@
+package roles_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/coder/websocket"
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
+)
+
+// BenchmarkChatAcrossNodes sends b.N chat messages from users on one node
+// to users on another, through one real Redis, and waits until every one is
+// delivered and acknowledged. It reports delivered messages per second;
+// allocations are per message, servers and the in-process test clients
+// together. scripts/bench-chat.sh runs it next to redis-benchmark on the
+// same Redis, so the figure is a ratio. OCCASE_BENCH_REDIS=host:port uses
+// an existing Redis instead of starting one.
+func BenchmarkChatAcrossNodes(b *testing.B) {
+	addr := os.Getenv("OCCASE_BENCH_REDIS")
+	if addr == "" {
+		addr = brokertest.StartRedis(b).Addr
+	}
+	opt := broker.Options{Addrs: []string{addr}, Prefix: brokertest.Prefix()}
+	n1 := startNode(b, opt)
+	n2 := startNode(b, opt)
+	const pairs = 32
+	senders := make([]*client, pairs)
+	receivers := make([]*client, pairs)
+	for i := range pairs {
+		senders[i] = register(b, n1.url)
+		receivers[i] = register(b, n2.url)
+	}
+	frames := make([][]byte, pairs)
+	for i := range pairs {
+		frames[i] = []byte(fmt.Sprintf(`{"cmd":"message","type":"chat","to":%q,"msg":"Is it still available?","post_id":17,"is_sender_post":false,"id":1}`, receivers[i].id))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*pairs)
+	for i := range pairs {
+		n := b.N / pairs
+		if i < b.N%pairs {
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		wg.Add(3)
+		go func() { // send, pipelined
+			defer wg.Done()
+			for range n {
+				if err := senders[i].c.Write(context.Background(), websocket.MessageText, frames[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+		drain := func(c *client) {
+			defer wg.Done()
+			for range n {
+				if _, _, err := c.c.Read(context.Background()); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}
+		go drain(senders[i])   // server_acks
+		go drain(receivers[i]) // deliveries
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}

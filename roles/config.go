@@ -1,0 +1,89 @@
+package roles
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/chat"
+)
+
+// Config is everything a node needs; main.go fills it from flags and the
+// environment. Every field has a sane default (DefaultConfig).
+type Config struct {
+	Role string // db, img or all
+	Addr string // listen address
+
+	Redis  broker.Options
+	Secret []byte // 32-byte key of the password digests; nil: generated
+
+	// Session limits.
+	LoginTimeout    time.Duration
+	IdleTimeout     time.Duration
+	WriteTimeout    time.Duration
+	MaxFrame        int64
+	SendQueue       int // frames waiting to be written, per connection
+	SendQueueBytes  int
+	DisplaceTimeout time.Duration // how long a login waits for an older session to let go
+	DrainTimeout    time.Duration
+	AllowedOrigins  []string // WebSocket Origin patterns accepted besides same-origin
+
+	// Per-user and per-address rates (events per second; 0 disables).
+	ChatRate       float64
+	ChatBurst      int
+	PresenceRate   float64
+	PresenceBurst  int
+	RegisterRate   float64 // per client address
+	RegisterBurst  int
+	FilenamesRate  float64
+	FilenamesBurst int
+
+	Chat chat.Config
+
+	Clock func() time.Time
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Role:            "all",
+		Addr:            ":8080",
+		LoginTimeout:    10 * time.Second,
+		IdleTimeout:     60 * time.Second,
+		WriteTimeout:    10 * time.Second,
+		MaxFrame:        64 << 10,
+		SendQueue:       1024,
+		SendQueueBytes:  4 << 20,
+		DisplaceTimeout: 3 * time.Second,
+		DrainTimeout:    10 * time.Second,
+		ChatRate:        50,
+		ChatBurst:       200,
+		PresenceRate:    5,
+		PresenceBurst:   20,
+		RegisterRate:    1,
+		RegisterBurst:   20,
+		FilenamesRate:   1,
+		FilenamesBurst:  10,
+		Chat:            chat.DefaultConfig(),
+		Clock:           time.Now,
+	}
+}
+
+// roleTable says which parts run in each role; "all" is just the union.
+var roleTable = map[string][]string{
+	"db":  {"db"},
+	"img": {"img"},
+	"all": {"db", "img"},
+}
+
+func (c Config) parts() (db, img bool, err error) {
+	ps, ok := roleTable[c.Role]
+	if !ok {
+		return false, false, fmt.Errorf("unknown role %q (want db, img or all)", c.Role)
+	}
+	for _, p := range ps {
+		db = db || p == "db"
+		img = img || p == "img"
+	}
+	return db, img, nil
+}

@@ -1,0 +1,141 @@
+package roles
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// A frame's fate when its connection ends before it is written.
+const (
+	transient  = iota // dropped (live posts, presence, replies that can be asked again)
+	persistent        // stored in the user's offline queue (publish_ack, delete_ack, filenames_ack)
+)
+
+type item struct {
+	data []byte
+	kind int
+	done func(error) // called once: nil when written, else the error
+}
+
+var errClosed = errors.New("connection closed")
+
+// outbox is a connection's bounded send queue. Its writer goroutine exists
+// only while there is something to write, so an idle connection holds none.
+// Overflow means a slow reader: the connection is closed (nothing is lost:
+// chat stays in Redis until written, posts are in Redis for catch-up, and
+// persistent replies are requeued).
+type outbox struct {
+	write      func([]byte) error
+	onOverflow func()
+	maxItems   int
+	maxBytes   int
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	q       []item
+	bytes   int
+	running bool
+	stopped bool
+	failed  []item // persistent items whose write failed
+}
+
+func newOutbox(write func([]byte) error, onOverflow func(), maxItems, maxBytes int) *outbox {
+	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes}
+	o.cond = sync.NewCond(&o.mu)
+	return o
+}
+
+// push queues it. It never blocks; false means the frame will never be
+// written (it.done is then not called).
+func (o *outbox) push(it item) bool {
+	o.mu.Lock()
+	if o.stopped {
+		o.mu.Unlock()
+		return false
+	}
+	if len(o.q) >= o.maxItems || o.bytes+len(it.data) > o.maxBytes {
+		o.mu.Unlock()
+		o.onOverflow()
+		return false
+	}
+	o.q = append(o.q, it)
+	o.bytes += len(it.data)
+	if !o.running {
+		o.running = true
+		go o.run()
+	}
+	o.mu.Unlock()
+	return true
+}
+
+func (o *outbox) run() {
+	for {
+		o.mu.Lock()
+		if o.stopped || len(o.q) == 0 {
+			o.running = false
+			o.q = nil // an idle connection keeps no buffer
+			o.cond.Broadcast()
+			o.mu.Unlock()
+			return
+		}
+		it := o.q[0]
+		o.q[0] = item{}
+		o.q = o.q[1:]
+		o.bytes -= len(it.data)
+		o.mu.Unlock()
+
+		err := o.write(it.data)
+		if it.done != nil {
+			it.done(err)
+		}
+		if err != nil {
+			o.mu.Lock()
+			o.stopped = true
+			if it.kind == persistent {
+				o.failed = append(o.failed, item{data: it.data, kind: persistent}) // done already called
+			}
+			o.mu.Unlock()
+		}
+	}
+}
+
+// drain waits until everything queued so far is written, the writer fails,
+// or ctx ends.
+func (o *outbox) drain(ctx context.Context) {
+	stop := context.AfterFunc(ctx, func() {
+		o.mu.Lock()
+		o.cond.Broadcast()
+		o.mu.Unlock()
+	})
+	defer stop()
+	o.mu.Lock()
+	for o.running && ctx.Err() == nil {
+		o.cond.Wait()
+	}
+	o.mu.Unlock()
+}
+
+// stop refuses further frames, waits for the frame being written, and
+// returns the persistent frames that were never written. Pending done
+// callbacks get errClosed.
+func (o *outbox) stop() [][]byte {
+	o.mu.Lock()
+	o.stopped = true
+	for o.running {
+		o.cond.Wait()
+	}
+	rest := append(o.failed, o.q...)
+	o.q, o.failed, o.bytes = nil, nil, 0
+	o.mu.Unlock()
+	var keep [][]byte
+	for _, it := range rest {
+		if it.kind == persistent {
+			keep = append(keep, it.data)
+		}
+		if it.done != nil {
+			it.done(errClosed)
+		}
+	}
+	return keep
+}

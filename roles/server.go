@@ -1,0 +1,254 @@
+// Package roles is the composition root: it decides which parts run in each
+// role (db, img, all), builds them, mounts them on one echo router, and owns
+// the WebSocket session loop, the frame envelope and the close codes.
+// Feature packages never learn which role is running.
+package roles
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/labstack/echo/v4"
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/chat"
+	"github.com/occase/occase/presence"
+	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
+)
+
+// PostsConn is what the posts service sees of a connection.
+type PostsConn interface {
+	User() string
+	Send(frame []byte) bool
+	SendPersistent(frame []byte) bool
+}
+
+type postsService interface {
+	Subscribe(ctx context.Context, c PostsConn, req *wire.Request) error
+	Publish(ctx context.Context, c PostsConn, req *wire.Request) error
+	Delete(ctx context.Context, c PostsConn, req *wire.Request) error
+	Leave(c PostsConn)
+	RemainingPosts(ctx context.Context, user string) (int, error)
+}
+
+type nameIssuer interface {
+	Names(n int) ([]string, error)
+}
+
+// Server is one node.
+type Server struct {
+	cfg  Config
+	log  *zap.Logger
+	echo *echo.Echo
+
+	// db role
+	broker   *broker.Client
+	secret   []byte
+	hub      *presence.Hub
+	chat     *chat.Service
+	posts    postsService
+	names    nameIssuer
+	regLimit *addrLimiter
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	draining bool
+	handlers sync.WaitGroup // WebSocket handlers still running
+}
+
+// New builds a node for cfg.Role. It connects to Redis when the role
+// needs it.
+func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	db, _, err := cfg.parts()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, sessions: map[*session]struct{}{}}
+	s.echo = echo.New()
+	s.echo.HideBanner, s.echo.HidePort = true, true
+	s.echo.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	if db {
+		if err := s.buildDB(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) buildDB(ctx context.Context) error {
+	b, err := broker.Open(ctx, s.cfg.Redis, s.log.Named("broker"))
+	if err != nil {
+		return err
+	}
+	s.broker = b
+	s.secret = s.cfg.Secret
+	switch {
+	case s.secret != nil && len(s.secret) != 32:
+		return fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(s.secret))
+	case s.secret == nil && b.Embedded():
+		s.secret = make([]byte, 32)
+		rand.Read(s.secret)
+	case s.secret == nil:
+		if s.secret, err = b.Secret(ctx); err != nil {
+			return fmt.Errorf("no --secret given and none could be read from Redis: %w", err)
+		}
+		s.log.Warn("no --secret given: using the password-digest key stored in Redis; set --secret (the same on every node) in production")
+	}
+	cc := s.cfg.Chat
+	cc.Clock = s.cfg.Clock
+	s.chat = chat.New(cc, b, s.log.Named("chat"))
+	s.hub = presence.New(b, s.log.Named("presence"))
+	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst)
+	s.echo.GET("/ws", s.serveWS)
+	s.echo.GET("/", s.serveWS)
+	s.echo.GET("/readyz", s.ready)
+	return nil
+}
+
+// Handler is the node's HTTP handler (for tests and for Run).
+func (s *Server) Handler() http.Handler { return s.echo }
+
+func (s *Server) ready(c echo.Context) error {
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		return c.String(http.StatusServiceUnavailable, "draining\n")
+	}
+	if err := s.broker.Ping(c.Request().Context()); err != nil {
+		return c.String(http.StatusServiceUnavailable, "redis unreachable\n")
+	}
+	if !s.broker.SubscribeReady() {
+		return c.String(http.StatusServiceUnavailable, "redis subscription not live\n")
+	}
+	return c.String(http.StatusOK, "ready\n")
+}
+
+func (s *Server) serveWS(c echo.Context) error {
+	r := c.Request()
+	if r.Header.Get("Upgrade") == "" {
+		return echo.ErrNotFound
+	}
+	s.mu.Lock()
+	draining := s.draining
+	s.mu.Unlock()
+	if draining {
+		return c.String(http.StatusServiceUnavailable, "draining\n")
+	}
+	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+		OriginPatterns:  s.cfg.AllowedOrigins,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		return nil // Accept has answered the client
+	}
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	ss := s.newSession(conn, host)
+	if !s.track(ss) {
+		conn.Close(wire.CloseGoingAway, "draining")
+		return nil
+	}
+	defer s.handlers.Done()
+	ss.serve()
+	return nil
+}
+
+func (s *Server) track(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.sessions[ss] = struct{}{}
+	s.handlers.Add(1)
+	return true
+}
+
+func (s *Server) untrack(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss)
+	s.mu.Unlock()
+}
+
+// Run serves on cfg.Addr until ctx ends, then drains.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve serves on l until ctx ends, then drains: stop accepting, mark not
+// ready, close every session with 1001 after flushing and handing back what
+// it holds, within the drain timeout.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()))
+	select {
+	case err := <-errc:
+		s.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("draining")
+	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+	defer cancel()
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	hs.Shutdown(dctx)
+	s.Close()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Close ends every session (1001, handing back what each holds) and the
+// broker connection.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.draining = true
+	all := make([]*session, 0, len(s.sessions))
+	for ss := range s.sessions {
+		all = append(all, ss)
+	}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, ss := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ss.shutdown(wire.CloseGoingAway, "server shutting down")
+		}()
+	}
+	wg.Wait()
+	// Sessions that were already ending on their own are untracked but
+	// may still be handing back what they hold.
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.DrainTimeout):
+		s.log.Warn("some connections did not finish within the drain timeout")
+	}
+	if s.broker != nil {
+		s.broker.Close()
+	}
+}
+
+// Online tells whether user is connected to this node.
+func (s *Server) Online(user string) bool { return s.hub != nil && s.hub.Local(user) != nil }

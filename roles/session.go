@@ -1,0 +1,444 @@
+package roles
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/occase/occase/chat"
+	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// session is one WebSocket connection. Its reader goroutine handles
+// requests one at a time, so replies leave in request order and nothing a
+// request causes can overtake its reply; everything unsolicited goes
+// through the same outbox.
+type session struct {
+	srv    *Server
+	conn   *websocket.Conn
+	remote string
+	log    *zap.Logger
+	out    *outbox
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Set once by the reader at login, read by other goroutines after.
+	loggedIn atomic.Bool
+	user     string
+	gen      atomic.Int64 // generation of this login (set before it completes)
+	mboxMu   sync.Mutex
+	mbox     *chat.Mailbox
+	chatLim  *rate.Limiter
+	presLim  *rate.Limiter
+	fileLim  *rate.Limiter
+
+	// deliverMu orders local deliveries against shutdown: a sender on this
+	// node stores without a pub/sub notify while holding it for reading,
+	// and shutdown takes it for writing before it lets go of the user.
+	deliverMu sync.RWMutex
+	leaving   bool
+
+	releases     chan int64
+	lastActivity atomic.Int64
+	closeOnce    sync.Once
+	closed       chan struct{}
+	loginTimer   *time.Timer
+	pingTimer    *time.Timer
+}
+
+func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	ss := &session{srv: s, conn: conn, remote: remote, ctx: ctx, cancel: cancel,
+		log: s.log.With(zap.String("remote", remote)), releases: make(chan int64, 8), closed: make(chan struct{})}
+	ss.out = newOutbox(ss.writeFrame, func() { go ss.shutdown(wire.CloseSlowConsumer, "send queue full") },
+		s.cfg.SendQueue, s.cfg.SendQueueBytes)
+	// Both timers exist (stopped) before anything can fire, so shutdown
+	// may always stop them.
+	ss.loginTimer = time.AfterFunc(time.Hour, func() {
+		if !ss.loggedIn.Load() {
+			ss.shutdown(wire.CloseLoginTimeout, "login timeout")
+		}
+	})
+	ss.loginTimer.Stop()
+	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
+	ss.pingTimer.Stop()
+	ss.touch()
+	return ss
+}
+
+func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()) }
+
+func (ss *session) writeFrame(b []byte) error {
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout)
+	defer cancel()
+	return ss.conn.Write(ctx, websocket.MessageText, b)
+}
+
+// User, Send, SendPersistent and SendTracked are what the feature packages
+// see of a connection.
+func (ss *session) User() string { return ss.user }
+
+func (ss *session) Send(frame []byte) bool {
+	return ss.out.push(item{data: frame, kind: transient})
+}
+
+func (ss *session) SendPersistent(frame []byte) bool {
+	if ss.out.push(item{data: frame, kind: persistent}) {
+		return true
+	}
+	// Never queued: the connection is ending. Keep it for the next login.
+	if ss.loggedIn.Load() {
+		if err := ss.srv.chat.Requeue(context.Background(), ss.user, [][]byte{frame}); err != nil {
+			ss.log.Error("lost a reply that could not be delivered nor stored", zap.Error(err))
+		}
+	}
+	return false
+}
+
+func (ss *session) SendTracked(frame []byte, done func(error)) bool {
+	return ss.out.push(item{data: frame, kind: transient, done: done})
+}
+
+// presence.Peer: called from the subscriber's reader, never blocking.
+
+func (ss *session) Signal(frame []byte) { ss.Send(frame) }
+
+func (ss *session) Notify() {
+	if m := ss.mailbox(); m != nil {
+		m.Poke()
+	}
+}
+
+func (ss *session) Kick(gen int64) {
+	if g := ss.gen.Load(); g != 0 && gen > g {
+		go ss.shutdown(wire.CloseReplaced, "replaced", gen)
+	}
+}
+
+func (ss *session) Released(gen int64) {
+	if gen == ss.gen.Load() {
+		select {
+		case ss.releases <- gen:
+		default:
+		}
+	}
+}
+
+func (ss *session) mailbox() *chat.Mailbox {
+	ss.mboxMu.Lock()
+	defer ss.mboxMu.Unlock()
+	return ss.mbox
+}
+
+// serve runs the reader loop until the connection ends.
+func (ss *session) serve() {
+	cfg := ss.srv.cfg
+	ss.conn.SetReadLimit(cfg.MaxFrame)
+	ss.loginTimer.Reset(cfg.LoginTimeout)
+	ss.pingTimer.Reset(cfg.IdleTimeout / 3)
+	code, reason := ss.readLoop()
+	ss.shutdown(code, reason)
+}
+
+func (ss *session) readLoop() (websocket.StatusCode, string) {
+	for {
+		typ, frame, err := ss.conn.Read(ss.ctx)
+		if err != nil {
+			var ce websocket.CloseError
+			switch {
+			case errors.As(err, &ce):
+				return websocket.StatusNormalClosure, ""
+			case errors.Is(err, context.Canceled):
+				return websocket.StatusNormalClosure, ""
+			case errors.Is(err, websocket.ErrMessageTooBig):
+				return wire.CloseTooBig, "frame too large"
+			}
+			return websocket.StatusAbnormalClosure, ""
+		}
+		ss.touch()
+		if typ != websocket.MessageText {
+			ss.reject(wire.Malformedf("binary frames are not accepted; send JSON text"))
+			return wire.CloseUnsupported, "text frames only"
+		}
+		req, err := wire.ParseRequest(frame)
+		if errors.Is(err, wire.ErrNotJSON) {
+			ss.reject(wire.Malformedf("the frame is not valid UTF-8 JSON"))
+			return wire.CloseInvalidPayload, "invalid JSON"
+		}
+		if err != nil {
+			ss.reject(wire.AsError(err))
+			return wire.ClosePolicy, "bad request"
+		}
+		if code, reason, stop := ss.handle(req); stop {
+			return code, reason
+		}
+	}
+}
+
+// reject sends the generic error frame that precedes a policy close.
+func (ss *session) reject(e *wire.Error) {
+	ss.Send(errorFrame("error", e))
+}
+
+// handle runs one request. A panic is recovered: the connection closes
+// with 1011 and every other connection is unaffected.
+func (ss *session) handle(req *wire.Request) (code websocket.StatusCode, reason string, stop bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			ss.log.Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
+			ss.reject(&wire.Error{Reason: wire.Internal})
+			code, reason, stop = wire.CloseInternal, "internal error", true
+		}
+	}()
+	err := ss.dispatch(req)
+	if err == nil {
+		return 0, "", false
+	}
+	we := wire.AsError(err)
+	if we.Reason == wire.Internal {
+		ss.log.Error("request failed", zap.String("cmd", req.Cmd), zap.String("user", ss.user), zap.Error(err))
+	}
+	if we.Malformed {
+		ss.reject(we)
+		return wire.ClosePolicy, "bad request", true
+	}
+	switch req.Cmd {
+	case "message":
+		to, _ := wire.String(req.Get("to"))
+		ss.Send(chat.ServerAck(req, to, 0, we.Reason))
+	case "presence":
+		// presence has no reply
+	default:
+		ss.Send(errorFrame(req.Cmd+"_ack", we))
+	}
+	if we.Reason == wire.BadCredentials {
+		return wire.CloseBadCredentials, "bad credentials", true
+	}
+	return 0, "", false
+}
+
+func (ss *session) dispatch(req *wire.Request) error {
+	if !ss.loggedIn.Load() {
+		switch req.Cmd {
+		case "register":
+			return ss.register(req)
+		case "login":
+			return ss.login(req)
+		case "message", "presence", "subscribe", "publish", "delete", "filenames":
+			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
+		}
+		return wire.Malformedf("unknown command %q", req.Cmd)
+	}
+	switch req.Cmd {
+	case "message":
+		return ss.message(req)
+	case "presence":
+		return ss.presence(req)
+	case "register", "login":
+		return wire.Errorf(wire.BadRequest, "this connection is already logged in")
+	case "filenames":
+		return ss.filenames(req)
+	case "subscribe", "publish", "delete":
+		return ss.posts(req)
+	}
+	return wire.Malformedf("unknown command %q", req.Cmd)
+}
+
+func (ss *session) message(req *wire.Request) error {
+	m, err := ss.srv.chat.Prepare(ss.user, req)
+	if err != nil {
+		return err
+	}
+	if !allow(ss.chatLim) {
+		return wire.Errorf(wire.RateLimited, "too many messages; slow down")
+	}
+	// A recipient on this node is poked directly instead of through Redis
+	// pub/sub; holding its deliverMu keeps it from leaving between the store
+	// and the poke (after it leaves, its new login fetches the queue).
+	var local *session
+	if p, ok := ss.srv.hub.Local(m.To).(*session); ok {
+		p.deliverMu.RLock()
+		if !p.leaving {
+			local = p
+		} else {
+			p.deliverMu.RUnlock()
+		}
+	}
+	ack, err := ss.srv.chat.Store(ss.ctx, m, local == nil)
+	if local != nil {
+		if err == nil {
+			local.Notify()
+		}
+		local.deliverMu.RUnlock()
+	}
+	if err != nil {
+		return err
+	}
+	ss.Send(ack)
+	return nil
+}
+
+func (ss *session) presence(req *wire.Request) error {
+	to, err := req.Str("to")
+	if err != nil {
+		return err
+	}
+	if !allow(ss.presLim) || !chat.ValidUserID(to) || len(req.Frame) > ss.srv.cfg.Chat.MaxMessage {
+		return nil // never answered; dropped
+	}
+	f := make([]byte, 0, len(req.Frame)+24)
+	f = append(f, `{"from":`...)
+	f = wire.AppendString(f, ss.user)
+	f = append(f, ',')
+	f = req.AppendMembers(f, "from")
+	f = append(f, '}')
+	if err := ss.srv.hub.Signal(ss.ctx, to, f); err != nil {
+		ss.log.Debug("presence not forwarded", zap.Error(err))
+	}
+	return nil
+}
+
+func (ss *session) filenames(*wire.Request) error {
+	if ss.srv.names == nil {
+		return wire.Errorf(wire.Unavailable, "image uploads are not configured on this node")
+	}
+	if !allow(ss.fileLim) {
+		return wire.Errorf(wire.RateLimited, "too many filename requests; slow down")
+	}
+	names, err := ss.srv.names.Names(9)
+	if err != nil {
+		return err
+	}
+	b := []byte(`{"cmd":"filenames_ack","result":"ok","names":[`)
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = wire.AppendString(b, n)
+	}
+	b = append(b, "]}"...)
+	ss.SendPersistent(b)
+	return nil
+}
+
+func (ss *session) posts(req *wire.Request) error {
+	if ss.srv.posts == nil {
+		return wire.Errorf(wire.Unavailable, "posts are not available on this node")
+	}
+	switch req.Cmd {
+	case "subscribe":
+		return ss.srv.posts.Subscribe(ss.ctx, ss, req)
+	case "publish":
+		return ss.srv.posts.Publish(ss.ctx, ss, req)
+	default:
+		return ss.srv.posts.Delete(ss.ctx, ss, req)
+	}
+}
+
+func allow(l *rate.Limiter) bool { return l == nil || l.Allow() }
+
+func newLimiter(r float64, burst int) *rate.Limiter {
+	if r <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(r), burst)
+}
+
+// errorFrame is a fail reply: {"cmd":cmd,"result":"fail","reason":...}.
+func errorFrame(cmd string, e *wire.Error) []byte {
+	b := []byte(`{"cmd":`)
+	b = wire.AppendString(b, cmd)
+	b = append(b, `,"result":"fail","reason":`...)
+	b = wire.AppendString(b, e.Reason)
+	if e.Detail != "" {
+		b = append(b, `,"detail":`...)
+		b = wire.AppendString(b, e.Detail)
+	}
+	return append(b, '}')
+}
+
+func (ss *session) ping() {
+	cfg := ss.srv.cfg
+	select {
+	case <-ss.closed:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(ss.ctx, cfg.IdleTimeout)
+	err := ss.conn.Ping(ctx)
+	cancel()
+	if err == nil {
+		ss.touch()
+	}
+	idle := time.Duration(cfg.Clock().UnixNano() - ss.lastActivity.Load())
+	if err != nil && idle >= cfg.IdleTimeout {
+		ss.shutdown(wire.CloseIdle, "idle timeout")
+		return
+	}
+	select {
+	case <-ss.closed:
+	default:
+		ss.pingTimer.Reset(cfg.IdleTimeout / 3)
+	}
+}
+
+// shutdown ends the session once: it stops taking frames, hands back what
+// it holds (written chat messages are removed from Redis, unwritten replies
+// requeued), lets go of the user and closes the socket with code. With a
+// releaseGen, the login of that generation is told once all is safe.
+func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen ...int64) {
+	ss.closeOnce.Do(func() {
+		close(ss.closed)
+		ss.loginTimer.Stop()
+		ss.srv.untrack(ss)
+		ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DrainTimeout)
+		defer cancel()
+
+		ss.deliverMu.Lock()
+		ss.leaving = true
+		ss.deliverMu.Unlock()
+
+		// Let queued frames (an error reply, a last ack) go out before the
+		// close frame, unless the peer is gone, idle or not reading.
+		switch code {
+		case websocket.StatusAbnormalClosure, wire.CloseSlowConsumer, wire.CloseIdle:
+		default:
+			fctx, fcancel := context.WithTimeout(ctx, min(ss.srv.cfg.WriteTimeout, 2*time.Second))
+			ss.out.drain(fctx)
+			fcancel()
+		}
+		pending := ss.out.stop()
+		if m := ss.mailbox(); m != nil {
+			m.Close(ctx)
+		}
+		if ss.loggedIn.Load() {
+			if ss.srv.posts != nil {
+				ss.srv.posts.Leave(ss)
+			}
+			if len(pending) > 0 {
+				if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
+					ss.log.Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
+				}
+			}
+			ss.srv.hub.Detach(ctx, ss.user, ss)
+			if len(releaseGen) > 0 {
+				ss.srv.hub.Release(ctx, ss.user, releaseGen[0])
+			}
+		}
+		ss.pingTimer.Stop()
+		go func() {
+			// Close waits for the peer's close frame; never hold anyone up.
+			ss.conn.Close(code, reason)
+			ss.cancel()
+		}()
+		if ss.loggedIn.Load() {
+			ss.log.Debug("session closed", zap.String("user", ss.user), zap.Int("code", int(code)), zap.String("reason", reason))
+		}
+	})
+}
