@@ -6,6 +6,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
 )
 
 // Config is everything a node needs; main.go fills it from flags and the
@@ -40,6 +41,13 @@ type Config struct {
 
 	Chat chat.Config
 
+	// Images. ImageKey signs upload names on db and checks them on img, so
+	// it must be the same on every node; nil is allowed only in role all,
+	// where one random key serves both halves of the same process.
+	ImageKey []byte
+	ImageDir string // storage root of the img role
+	Images   images.Config
+
 	Clock func() time.Time
 }
 
@@ -65,6 +73,8 @@ func DefaultConfig() Config {
 		FilenamesRate:   1,
 		FilenamesBurst:  10,
 		Chat:            chat.DefaultConfig(),
+		ImageDir:        "./data/images",
+		Images:          images.DefaultConfig(),
 		Clock:           time.Now,
 	}
 }
