@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.uber.org/zap"
@@ -27,13 +28,18 @@ import (
 // Both sides run over loopback with keep-alive clients.
 
 // benchPhoto is a 1024×768 JPEG with noise, about the size of an app's
-// resized photo.
-func benchPhoto(b *testing.B) []byte {
+// resized photo (~400 KB).
+func benchPhoto(b *testing.B) []byte { return benchJPEG(b, 1024, 768) }
+
+// benchThumb is a 160×120 JPEG (~10 KB), where per-request cost dominates.
+func benchThumb(b *testing.B) []byte { return benchJPEG(b, 160, 120) }
+
+func benchJPEG(b *testing.B, w, h int) []byte {
 	b.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 1024, 768))
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	r := rand.New(rand.NewPCG(1, 2))
-	for y := range 768 {
-		for x := range 1024 {
+	for y := range h {
+		for x := range w {
 			n := uint8(r.IntN(48))
 			img.Set(x, y, color.RGBA{uint8(x/4) + n, uint8(y/3) + n, n * 3, 255})
 		}
@@ -86,7 +92,11 @@ func doBench(b *testing.B, c *http.Client, method string, url func() string, bod
 // BenchmarkGet serves the same 32 stored photos through the img server and
 // through http.FileServer over the same directory.
 func BenchmarkGet(b *testing.B) {
-	photo := benchPhoto(b)
+	b.Run("photo", func(b *testing.B) { benchGet(b, benchPhoto(b)) })
+	b.Run("thumb", func(b *testing.B) { benchGet(b, benchThumb(b)) })
+}
+
+func benchGet(b *testing.B, photo []byte) {
 	root := b.TempDir()
 	st, err := NewDirStore(root)
 	if err != nil {
@@ -202,4 +212,138 @@ func BenchmarkSanitize(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkGetInterleaved alternates requests to the img server and to
+// http.FileServer within each goroutine, so that both see the same machine
+// load (a shared machine makes back-to-back sub-benchmarks drift), and
+// reports the time each spent per request and their ratio
+// (occase/fileserver: 1.0 = same cost, 1.2 = 20% slower).
+func BenchmarkGetInterleaved(b *testing.B) {
+	b.Run("photo", func(b *testing.B) { benchGetInterleaved(b, benchPhoto(b)) })
+	b.Run("thumb", func(b *testing.B) { benchGetInterleaved(b, benchThumb(b)) })
+}
+
+func benchGetInterleaved(b *testing.B, photo []byte) {
+	root := b.TempDir()
+	st, err := NewDirStore(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	s := testSigner(b)
+	names, _ := s.Names(32)
+	for _, n := range names {
+		if err := st.Create(context.Background(), n[:DigestLen], bytes.NewReader(photo)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	e := echo.New()
+	NewServer(Config{}, s, st, zap.NewNop()).Register(e)
+	occase := httptest.NewServer(e)
+	defer occase.Close()
+	plain := httptest.NewServer(http.FileServer(http.Dir(root)))
+	defer plain.Close()
+	oc, pc := benchClient(occase), benchClient(plain)
+
+	get := func(c *http.Client, url string) time.Duration {
+		t0 := time.Now()
+		resp, err := c.Get(url)
+		if err != nil {
+			b.Error(err)
+			return 0
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || n != int64(len(photo)) {
+			b.Errorf("GET %s: %d, %d bytes", url, resp.StatusCode, n)
+		}
+		return time.Since(t0)
+	}
+	var i atomic.Uint64
+	var occaseNS, plainNS atomic.Int64
+	b.SetBytes(int64(len(photo)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := names[i.Add(1)%32]
+			d := n[:DigestLen]
+			occaseNS.Add(int64(get(oc, occase.URL+"/"+n+".jpg")))
+			plainNS.Add(int64(get(pc, plain.URL+"/"+d[:2]+"/"+d[2:4]+"/"+d)))
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(occaseNS.Load())/float64(b.N), "occase-ns/req")
+	b.ReportMetric(float64(plainNS.Load())/float64(b.N), "fileserver-ns/req")
+	b.ReportMetric(float64(occaseNS.Load())/float64(plainNS.Load()), "ratio")
+}
+
+// BenchmarkUploadInterleaved alternates a full upload to the img server
+// with a bare net/http upload that writes and fsyncs the body, as
+// BenchmarkGetInterleaved does for reads. "cold" is a new store, where
+// nearly every upload creates its shard directories (and syncs them and
+// their parents); "warm" is a store whose shard directories exist, as
+// they all do once a store holds a few hundred thousand images.
+func BenchmarkUploadInterleaved(b *testing.B) {
+	b.Run("cold", func(b *testing.B) { benchUploadInterleaved(b, false) })
+	b.Run("warm", func(b *testing.B) { benchUploadInterleaved(b, true) })
+}
+
+func benchUploadInterleaved(b *testing.B, warm bool) {
+	photo := benchPhoto(b)
+	s := testSigner(b)
+	root := b.TempDir()
+	st, err := NewDirStore(root)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	e := echo.New()
+	NewServer(Config{}, s, st, zap.NewNop()).Register(e)
+	occase := httptest.NewServer(e)
+	defer occase.Close()
+	dir := filepath.Join(b.TempDir(), "up")
+	os.Mkdir(dir, 0o755)
+	plain := httptest.NewServer(plainUpload(dir, true))
+	defer plain.Close()
+	oc, pc := benchClient(occase), benchClient(plain)
+	names, err := s.Names(b.N + 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if warm {
+		for _, n := range names {
+			if err := os.MkdirAll(filepath.Join(root, n[:2], n[2:4]), 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	post := func(c *http.Client, url string) time.Duration {
+		t0 := time.Now()
+		resp, err := c.Post(url, "image/jpeg", bytes.NewReader(photo))
+		if err != nil {
+			b.Error(err)
+			return 0
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			b.Errorf("POST %s: %d", url, resp.StatusCode)
+		}
+		return time.Since(t0)
+	}
+	var i atomic.Int64
+	var occaseNS, plainNS atomic.Int64
+	b.SetBytes(int64(len(photo)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			occaseNS.Add(int64(post(oc, occase.URL+"/"+names[i.Add(1)]+".jpg")))
+			plainNS.Add(int64(post(pc, plain.URL+"/x")))
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(occaseNS.Load())/float64(b.N), "occase-ns/req")
+	b.ReportMetric(float64(plainNS.Load())/float64(b.N), "nethttp-fsync-ns/req")
+	b.ReportMetric(float64(occaseNS.Load())/float64(plainNS.Load()), "ratio")
 }

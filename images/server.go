@@ -132,7 +132,8 @@ func (s *Server) upload(c echo.Context) error {
 	case s.slots <- struct{}{}:
 		defer func() { <-s.slots }()
 	case <-ctx.Done():
-		return nil // the client is gone; nobody reads an answer
+		// Normally the client is gone and nobody reads this.
+		return s.fail(c, http.StatusServiceUnavailable, "busy")
 	}
 
 	// net/http sets the connection's read deadline afresh before it reads
