@@ -60,7 +60,7 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 			}
 		}
 		// Cap 3: the two oldest are gone.
-		msgs, err := c.FetchMessages(ctx, id, 0, 10)
+		msgs, err := c.FetchMessages(ctx, id, 0, "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -68,28 +68,43 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 		if strings.Join(msgs, " ") != strings.Join(want, " ") {
 			t.Fatalf("fetched %v, want %v", msgs, want)
 		}
-		// Fetching again without an ack returns the same (nothing left).
-		msgs, _ = c.FetchMessages(ctx, id, 0, 2)
+		// Nothing processed: the same again.
+		msgs, _ = c.FetchMessages(ctx, id, 0, "", 2)
 		if len(msgs) != 2 || msgs[0] != want[0] {
 			t.Fatalf("refetch %v", msgs)
 		}
-		// A damaged element at the head is dropped, never stalls the queue.
-		msgs, _ = c.FetchMessages(ctx, id, 4, 10)
-		if len(msgs) != 1 || msgs[0] != want[2] {
-			t.Fatalf("after ack 4: %v", msgs)
+		// Two processed; meanwhile the cap trimmed one more from the head:
+		// only what was processed goes, and nothing else.
+		c.StoreMessage(ctx, id, []byte(`"n":6`), now, opt, false) // trims msg 3
+		msgs, _ = c.FetchMessages(ctx, id, 2, want[1], 10)
+		if strings.Join(msgs, " ") != `{"msg_id":5,"n":5} {"msg_id":6,"n":6}` {
+			t.Fatalf("after acking 3 and 4 with a trim in between: %v", msgs)
 		}
+		// Foreign elements are acknowledged like any other: no stall, and
+		// an element that pretends to a huge id makes nothing vanish.
 		c.RawPush(ctx, id, "garbage")
-		c.StoreMessage(ctx, id, []byte(`"n":6`), now, opt, false)
-		msgs, _ = c.FetchMessages(ctx, id, 5, 10)
-		if len(msgs) != 1 || msgs[0] != `{"msg_id":6,"n":6}` {
-			t.Fatalf("after garbage: %v", msgs)
+		c.RawPush(ctx, id, `{"msg_id":99999999999,"x":1}`)
+		c.StoreMessage(ctx, id, []byte(`"n":7`), now, opt, false)
+		c.StoreMessage(ctx, id, []byte(`"n":8`), now, opt, false)
+		msgs, _ = c.FetchMessages(ctx, id, 2, `{"msg_id":6,"n":6}`, 10)
+		if len(msgs) != 3 || msgs[2] != `{"msg_id":8,"n":8}` {
+			// The cap (3) keeps the newest three.
+			t.Fatalf("with foreign elements: %v", msgs)
+		}
+		msgs, _ = c.FetchMessages(ctx, id, 2, msgs[1], 10)
+		if len(msgs) != 1 || msgs[0] != `{"msg_id":8,"n":8}` {
+			t.Fatalf("after the foreign ones: %v", msgs)
 		}
 		if n, _ := c.QueueLen(ctx, id); n != 1 {
 			t.Fatalf("queue length %d, want 1", n)
 		}
+		c.FetchMessages(ctx, id, 1, msgs[0], 0)
+		if n, _ := c.QueueLen(ctx, id); n != 0 {
+			t.Fatalf("queue length %d after acking all, want 0", n)
+		}
 		// A message stored after the queue's lifetime (TTL after the last
 		// login, by the injected clock) is not kept.
-		c.StoreMessage(ctx, id, []byte(`"n":7`), now+opt.TTLms+1, opt, false)
+		c.StoreMessage(ctx, id, []byte(`"n":9`), now+opt.TTLms+1, opt, false)
 		if n, _ := c.QueueLen(ctx, id); n != 0 {
 			t.Fatalf("expired queue still holds %d", n)
 		}

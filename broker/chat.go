@@ -19,7 +19,12 @@ var ErrNoUser = errors.New("no such user")
 // KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel (” = do
 // not publish). The expiry is relative (PEXPIRE), computed from the
 // caller's clock, so an injected clock behaves like the real one. Returns the message id, or -1 for an unknown user.
-var storeScript = rueidis.NewLuaScript(`
+var storeScript = rueidis.NewLuaScript(StoreScriptSource)
+
+// StoreScriptSource is the store script's text, exported so that
+// scripts/bench-chat.sh can run the very same script under redis-benchmark
+// as the ceiling of one chat message's Redis work.
+const StoreScriptSource = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}')
@@ -29,24 +34,30 @@ local login = tonumber(redis.call('HGET', KEYS[1], 'login') or ARGV[4]) or now
 local ttl = login + tonumber(ARGV[3]) - now
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
 if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], 'n') end
-return seq`)
+return seq`
 
-// fetchScript removes from the head of a queue every message whose id is at
-// most ARGV[1] (those were written to the user's connection) and anything
-// that does not start with a message id (it could never be delivered), then
-// returns up to ARGV[2] messages from the head.
+// fetchScript first removes the head elements the node has processed
+// (written to the connection, or skipped as undeliverable): ARGV[1] says how
+// many, ARGV[2] is the exact text of the last of them. If the cap trimmed
+// the head meanwhile, that element sits earlier (or is gone, and with it
+// everything before it), so the script trims up to wherever it is now. It
+// then returns up to ARGV[3] elements from the head. Acknowledging by
+// position and content, not by a parsed id, means nothing a foreign writer
+// puts in a queue can stall it or make the script drop what was not sent.
 var fetchScript = rueidis.NewLuaScript(`
-local upto = tonumber(ARGV[1])
-while true do
-  local head = redis.call('LINDEX', KEYS[1], 0)
-  if not head then break end
-  local m = string.match(head, '^{"msg_id":(%d+),')
-  local id = m and tonumber(m)
-  if id ~= nil and id > upto then break end
-  redis.call('LPOP', KEYS[1])
+local n = tonumber(ARGV[1])
+if n > 0 then
+  local items = redis.call('LRANGE', KEYS[1], 0, n - 1)
+  for i = #items, 1, -1 do
+    if items[i] == ARGV[2] then
+      redis.call('LTRIM', KEYS[1], i, -1)
+      break
+    end
+  end
 end
-if tonumber(ARGV[2]) <= 0 then return {} end
-return redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)`)
+local m = tonumber(ARGV[3])
+if m <= 0 then return {} end
+return redis.call('LRANGE', KEYS[1], 0, m - 1)`)
 
 // StoreOptions bound a user's offline queue.
 type StoreOptions struct {
@@ -77,13 +88,14 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 	return seq, nil
 }
 
-// FetchMessages acknowledges every message of user id up to ackUpTo and
-// returns up to n of the next ones, oldest first (none when n is 0).
-func (c *Client) FetchMessages(ctx context.Context, id string, ackUpTo int64, n int) ([]string, error) {
+// FetchMessages removes the processed head of user id's queue (count
+// elements, the last of which is last) and returns up to n of the next ones,
+// oldest first (none when n is 0).
+func (c *Client) FetchMessages(ctx context.Context, id string, count int, last string, n int) ([]string, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	msgs, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id)},
-		[]string{strconv.FormatInt(ackUpTo, 10), strconv.Itoa(n)}).AsStrSlice()
+		[]string{strconv.Itoa(count), last, strconv.Itoa(n)}).AsStrSlice()
 	return msgs, c.wrap("fetch messages of "+id, err)
 }
 

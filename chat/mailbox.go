@@ -4,9 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -29,14 +28,16 @@ type Mailbox struct {
 	w    Writer
 	log  *zap.Logger
 
-	written atomic.Int64 // highest message id written to the connection
-	acked   int64        // highest id removed from Redis (pump only)
-
 	mu      sync.Mutex
 	running bool
 	again   bool
 	closed  bool
 	idle    *sync.Cond
+	// The head of the queue that is done with (written, or skipped as
+	// undeliverable) and not yet removed from Redis: how many elements, and
+	// the text of the last one.
+	doneCount int
+	doneLast  string
 }
 
 // Mailbox returns the mailbox of user for w. Call Poke to start delivery.
@@ -70,13 +71,15 @@ func (m *Mailbox) Close(ctx context.Context) {
 	for m.running {
 		m.idle.Wait()
 	}
+	count, last := m.doneCount, m.doneLast
 	m.mu.Unlock()
-	if w := m.written.Load(); w > m.acked {
-		if _, err := m.s.b.FetchMessages(ctx, m.user, w, 0); err != nil {
-			// They stay in Redis and come again at the next login; the app
-			// drops them by msg_id.
-			m.log.Warn("could not remove delivered messages; they will be delivered again", zap.Int64("upto", w), zap.Error(err))
-		}
+	if count == 0 {
+		return
+	}
+	if _, err := m.s.b.FetchMessages(ctx, m.user, count, last, 0); err != nil {
+		// They stay in Redis and come again at the next login; the app
+		// drops them by msg_id.
+		m.log.Warn("could not remove delivered messages; they will be delivered again", zap.Int("count", count), zap.Error(err))
 	}
 }
 
@@ -100,10 +103,10 @@ func (m *Mailbox) pump() {
 			return
 		}
 		m.again = false
+		count, last := m.doneCount, m.doneLast
 		m.mu.Unlock()
 
-		upto := m.written.Load()
-		msgs, err := m.s.b.FetchMessages(context.Background(), m.user, upto, m.s.cfg.Batch)
+		msgs, err := m.s.b.FetchMessages(context.Background(), m.user, count, last, m.s.cfg.Batch)
 		if err != nil {
 			// Redis is away. The messages wait there; retry a few times,
 			// then the re-subscription after the reconnect pokes again.
@@ -116,7 +119,12 @@ func (m *Mailbox) pump() {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		m.acked = upto
+		m.mu.Lock()
+		m.doneCount -= count // removed from Redis
+		if m.doneCount == 0 {
+			m.doneLast = ""
+		}
+		m.mu.Unlock()
 		if len(msgs) == 0 {
 			m.mu.Lock()
 			if !m.again || m.closed {
@@ -133,39 +141,42 @@ func (m *Mailbox) pump() {
 }
 
 // deliver writes msgs in order and returns once the last one is written.
-// A message that is not something our scripts store is skipped rather than
-// allowed to stall the queue: the fetch script removes it once the written
-// mark passes its id (or at once, when it has no id).
+// An element that is not what our scripts store is
+// skipped rather than allowed to stall the queue; it counts as done once
+// everything before it is written.
 func (m *Mailbox) deliver(msgs []string) error {
-	ids := make([]int64, len(msgs))
+	// done[i] is true once element i and everything before it is done.
 	lastValid := -1
 	for i, s := range msgs {
-		id, ok := messageID(s)
-		if !ok || !json.Valid([]byte(s)) {
-			m.log.Error("skipping an undeliverable message read from Redis", zap.Int("bytes", len(s)))
-			ids[i] = -id - 1 // negative: skip
-			continue
+		if deliverable(s) {
+			lastValid = i
+		} else {
+			m.log.Error("skipping an undeliverable element read from Redis", zap.Int("bytes", len(s)))
 		}
-		ids[i] = id
-		lastValid = i
 	}
+	// Skipped elements before the first valid one are done at once.
+	first := 0
+	for first < len(msgs) && !deliverable(msgs[first]) {
+		first++
+	}
+	m.markDone(first, msgs)
 	if lastValid < 0 {
-		// Nothing to write, nothing pending: step over the skipped ones.
-		for _, id := range ids {
-			m.advance(-id - 1)
-		}
 		return nil
 	}
 	last := make(chan error, 1)
-	for i, s := range msgs[:lastValid+1] {
-		id := ids[i]
-		if id < 0 {
+	for i := first; i <= lastValid; i++ {
+		if !deliverable(msgs[i]) {
 			continue
 		}
+		// When i is written, it and the skipped ones right after it are done.
+		upto := i + 1
+		for upto < len(msgs) && !deliverable(msgs[upto]) {
+			upto++
+		}
 		isLast := i == lastValid
-		if !m.w.SendTracked([]byte(s), func(err error) {
+		if !m.w.SendTracked([]byte(msgs[i]), func(err error) {
 			if err == nil {
-				m.advance(id)
+				m.markDone(upto, msgs)
 			}
 			if isLast {
 				last <- err
@@ -177,30 +188,22 @@ func (m *Mailbox) deliver(msgs []string) error {
 	return <-last
 }
 
-// advance raises the written mark; frames are written in order, so ids only
-// grow, but a skipped one must not lower it.
-func (m *Mailbox) advance(id int64) {
-	for {
-		cur := m.written.Load()
-		if id <= cur || m.written.CompareAndSwap(cur, id) {
-			return
-		}
+// markDone records that the first n elements of the batch msgs are done.
+func (m *Mailbox) markDone(n int, msgs []string) {
+	if n == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	// doneCount counts from the queue's head at this batch's fetch, which
+	// the pump reset to 0 before delivering.
+	if n > m.doneCount {
+		m.doneCount, m.doneLast = n, msgs[n-1]
 	}
 }
 
-// messageID reads the id that every stored message starts with.
-func messageID(s string) (int64, bool) {
-	const p = `{"msg_id":`
-	if len(s) < len(p)+2 || s[:len(p)] != p {
-		return 0, false
-	}
-	end := len(p)
-	for end < len(s) && s[end] >= '0' && s[end] <= '9' {
-		end++
-	}
-	if end == len(p) || end >= len(s) || s[end] != ',' {
-		return 0, false
-	}
-	id, err := strconv.ParseInt(s[len(p):end], 10, 64)
-	return id, err == nil
+// deliverable tells whether s is what the store script writes: a JSON
+// object that starts with its msg_id.
+func deliverable(s string) bool {
+	return strings.HasPrefix(s, `{"msg_id":`) && json.Valid([]byte(s))
 }

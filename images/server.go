@@ -149,7 +149,11 @@ func (s *Server) upload(c echo.Context) error {
 		case errors.As(err, &tooLarge):
 			return s.fail(c, http.StatusRequestEntityTooLarge, "too_large")
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			w.Header().Set("Connection", "close")
+			// The rest of that body may still come: do not read it as
+			// the next request. (HTTP/2 resets just the stream.)
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
 			return s.fail(c, http.StatusRequestTimeout, "timeout")
 		}
 		s.log.Debug("upload read failed", zap.String("digest", t.digest), zap.Error(err))

@@ -13,6 +13,7 @@ package presence
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"sync"
@@ -135,6 +136,12 @@ func (h *Hub) route(channel, payload string) {
 	kind, rest := payload[0], payload[1:]
 	switch kind {
 	case 'p':
+		// Our own nodes publish only JSON objects; anything else is not
+		// ours to forward.
+		if len(rest) < 2 || rest[0] != '{' || !json.Valid([]byte(rest)) {
+			h.log.Warn("ignoring a presence signal that is not a JSON object", zap.String("channel", channel))
+			return
+		}
 		if p != nil {
 			p.Signal([]byte(rest))
 		}

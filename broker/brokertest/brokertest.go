@@ -25,6 +25,7 @@ type Redis struct {
 	Addr string
 	port int
 	dir  string
+	args []string
 	cmd  *exec.Cmd
 	t    testing.TB
 }
@@ -37,18 +38,18 @@ func StartRedis(t testing.TB, extraArgs ...string) *Redis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install redis-server, or run .ci/run): %v", err)
 	}
-	r := &Redis{port: freePort(t), dir: t.TempDir(), t: t}
+	r := &Redis{port: freePort(t), dir: t.TempDir(), t: t, args: extraArgs}
 	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
-	r.start(extraArgs...)
+	r.start()
 	t.Cleanup(r.Stop)
 	return r
 }
 
-func (r *Redis) start(extraArgs ...string) {
+func (r *Redis) start() {
 	r.t.Helper()
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no",
-		"--protected-mode", "no"}, extraArgs...)
+		"--protected-mode", "no"}, r.args...)
 	cmd := exec.Command("redis-server", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -86,7 +87,9 @@ func (r *Redis) Stop() {
 	r.cmd = nil
 }
 
-// Restart stops the server and starts a new, empty one on the same port.
+// Restart kills the server and starts it again on the same port and
+// directory: empty, unless it was started with persistence (for example
+// "--appendonly", "yes", "--appendfsync", "always").
 func (r *Redis) Restart() {
 	r.Stop()
 	r.start()
