@@ -468,3 +468,60 @@ func TestUploadRefusedBeforeBody(t *testing.T) {
 	}
 	h.checkRoot()
 }
+
+// Behind --tls-cert the same handlers run over HTTP/2: uploads, reads and
+// the per-request read deadline must work there too.
+func TestUploadHTTP2(t *testing.T) {
+	dir := t.TempDir()
+	st, err := NewDirStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := echo.New()
+	s := testSigner(t)
+	NewServer(Config{UploadTimeout: 100 * time.Millisecond}, s, st, zaptest.NewLogger(t)).Register(e)
+	srv := httptest.NewUnstartedServer(e)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	c := srv.Client()
+
+	names, _ := s.Names(2)
+	jpg := encodeJPEG(t, 32, 32)
+	resp, err := c.Post(srv.URL+"/"+names[0]+".jpg", "image/jpeg", bytes.NewReader(jpg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST over %s: %d", resp.Proto, resp.StatusCode)
+	}
+	resp, err = c.Get(srv.URL + "/" + names[0] + ".jpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, jpg) {
+		t.Fatalf("GET: %d", resp.StatusCode)
+	}
+
+	// A stream that stops half way gets 408.
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/"+names[1]+".jpg", pr)
+	req.ContentLength = int64(len(jpg))
+	go pw.Write(jpg[:len(jpg)/2])
+	resp, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("stalled stream: %d, want 408", resp.StatusCode)
+	}
+	if files := listFiles(t, dir); len(files) != 1 {
+		t.Fatalf("files %v, want only the first upload", files)
+	}
+}
