@@ -180,3 +180,45 @@ func expect(t *testing.T, got chan string, want string) {
 		t.Fatalf("timed out waiting for %q", want)
 	}
 }
+
+// One notification per idle-to-busy change: stores while the node has not
+// yet found the queue empty do not publish again; an empty fetch re-arms.
+func TestNotifyOncePerWakeup(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		c.Handle("c:", func(ch, payload string) { got <- payload })
+		now := time.Now().UnixMilli()
+		id, _ := c.CreateUser(ctx, "d", now)
+		if err := c.Subscribe(ctx, c.UserChannel(id)); err != nil {
+			t.Fatal(err)
+		}
+		opt := broker.StoreOptions{Cap: 100, TTLms: 60000}
+		for i := 0; i < 3; i++ {
+			c.StoreMessage(ctx, id, []byte(`"n":1`), now, opt, true)
+		}
+		expect(t, got, "n")
+		msgs, _ := c.FetchMessages(ctx, id, 0, "", 10)
+		if len(msgs) != 3 {
+			t.Fatalf("fetched %d", len(msgs))
+		}
+		// Not empty yet: a store now does not notify.
+		c.StoreMessage(ctx, id, []byte(`"n":2`), now, opt, true)
+		msgs, _ = c.FetchMessages(ctx, id, 3, msgs[2], 10)
+		if len(msgs) != 1 {
+			t.Fatalf("second fetch %d", len(msgs))
+		}
+		if msgs, _ = c.FetchMessages(ctx, id, 1, msgs[0], 10); len(msgs) != 0 {
+			t.Fatalf("third fetch %d", len(msgs))
+		}
+		// Found empty: the next store notifies again, and exactly once so far.
+		c.StoreMessage(ctx, id, []byte(`"n":3`), now, opt, true)
+		expect(t, got, "n")
+		select {
+		case p := <-got:
+			t.Fatalf("an extra notification %q", p)
+		default:
+		}
+	})
+}

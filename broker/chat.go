@@ -25,15 +25,19 @@ var storeScript = rueidis.NewLuaScript(StoreScriptSource)
 // scripts/bench-chat.sh can run the very same script under redis-benchmark
 // as the ceiling of one chat message's Redis work.
 const StoreScriptSource = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local login = redis.call('HGET', KEYS[1], 'login')
+if not login then return -1 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}')
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local cap = tonumber(ARGV[2])
+if redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}') > cap then
+  redis.call('LTRIM', KEYS[2], -cap, -1)
+end
 local now = tonumber(ARGV[4])
-local login = tonumber(redis.call('HGET', KEYS[1], 'login') or ARGV[4]) or now
-local ttl = login + tonumber(ARGV[3]) - now
+local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
-if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], 'n') end
+if ARGV[5] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'PX', 10000) then
+  redis.call('PUBLISH', ARGV[5], 'n')
+end
 return seq`
 
 // fetchScript first removes the head elements the node has processed
@@ -41,7 +45,9 @@ return seq`
 // many, ARGV[2] is the exact text of the last of them. If the cap trimmed
 // the head meanwhile, that element sits earlier (or is gone, and with it
 // everything before it), so the script trims up to wherever it is now. It
-// then returns up to ARGV[3] elements from the head. Acknowledging by
+// then returns up to ARGV[3] elements from the head; when there are none it
+// clears the user's "notified" flag (KEYS[2]) in the same step, so the next
+// store notifies again and no wakeup is lost. Acknowledging by
 // position and content, not by a parsed id, means nothing a foreign writer
 // puts in a queue can stall it or make the script drop what was not sent.
 var fetchScript = rueidis.NewLuaScript(`
@@ -57,7 +63,9 @@ if n > 0 then
 end
 local m = tonumber(ARGV[3])
 if m <= 0 then return {} end
-return redis.call('LRANGE', KEYS[1], 0, m - 1)`)
+local items = redis.call('LRANGE', KEYS[1], 0, m - 1)
+if #items == 0 then redis.call('DEL', KEYS[2]) end
+return items`)
 
 // StoreOptions bound a user's offline queue.
 type StoreOptions struct {
@@ -76,7 +84,7 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 	if notify {
 		ch = c.UserChannel(to)
 	}
-	seq, err := storeScript.Exec(ctx, c.rc, []string{c.userKey("u", to), c.userKey("q", to)}, []string{
+	seq, err := storeScript.Exec(ctx, c.rc, []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to)}, []string{
 		string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
 		strconv.FormatInt(now, 10), ch}).AsInt64()
 	if err != nil {
@@ -94,7 +102,7 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 func (c *Client) FetchMessages(ctx context.Context, id string, count int, last string, n int) ([]string, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	msgs, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id)},
+	msgs, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id), c.userKey("n", id)},
 		[]string{strconv.Itoa(count), last, strconv.Itoa(n)}).AsStrSlice()
 	return msgs, c.wrap("fetch messages of "+id, err)
 }

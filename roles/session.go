@@ -28,8 +28,10 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// Set once by the reader at login, read by other goroutines after.
+	// Set once by the reader at login; other goroutines read user only
+	// after seeing loggedIn (or attached) true.
 	loggedIn atomic.Bool
+	attached atomic.Bool // the hub routes this user's signals here
 	user     string
 	gen      atomic.Int64 // generation of this login (set before it completes)
 	mboxMu   sync.Mutex
@@ -73,6 +75,15 @@ func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ss.pingTimer.Stop()
 	ss.touch()
 	return ss
+}
+
+// logger adds the user once the session is logged in. ss.log itself never
+// changes after the session starts, so any goroutine may use it.
+func (ss *session) logger() *zap.Logger {
+	if ss.loggedIn.Load() {
+		return ss.log.With(zap.String("user", ss.user))
+	}
+	return ss.log
 }
 
 func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()) }
@@ -209,7 +220,7 @@ func (ss *session) reject(e *wire.Error) {
 func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.StatusCode, reason string, stop bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			ss.log.Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
+			ss.logger().Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
 			ss.reject(&wire.Error{Reason: wire.Internal})
 			code, reason, stop = wire.CloseInternal, "internal error", true
 		}
@@ -221,8 +232,11 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	}
 	we := wire.AsError(err)
 	ss.srv.m.request(req.Cmd, start, we.Reason)
-	if we.Reason == wire.Internal {
-		ss.log.Error("request failed", zap.String("cmd", req.Cmd), zap.String("user", ss.user), zap.Error(err))
+	switch we.Reason {
+	case wire.Internal:
+		ss.logger().Error("request failed", zap.String("cmd", req.Cmd), zap.Error(err))
+	case wire.Unavailable:
+		ss.logger().Warn("request failed: redis unavailable", zap.String("cmd", req.Cmd), zap.Error(err))
 	}
 	if we.Malformed {
 		ss.reject(we)
@@ -447,9 +461,13 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 			if len(pending) > 0 {
 				ss.srv.m.requeued.Add(float64(len(pending)))
 				if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
-					ss.log.Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
+					ss.logger().Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
 				}
 			}
+		}
+		// Also for a session kicked in the middle of its own login: it is
+		// attached, holds nothing yet, and must still let go and say so.
+		if ss.attached.Load() {
 			ss.srv.hub.Detach(ctx, ss.user, ss)
 			if len(releaseGen) > 0 {
 				ss.srv.hub.Release(ctx, ss.user, releaseGen[0])
@@ -463,7 +481,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 			ss.cancel()
 		}()
 		if ss.loggedIn.Load() {
-			ss.log.Debug("session closed", zap.String("user", ss.user), zap.Int("code", int(code)), zap.String("reason", reason))
+			ss.logger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
 		}
 	})
 }
