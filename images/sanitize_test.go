@@ -303,3 +303,62 @@ func FuzzSanitize(f *testing.F) {
 		}
 	})
 }
+
+func TestExifOrientation(t *testing.T) {
+	le := func(o uint16, typ uint16, count uint32) []byte {
+		b := []byte{'I', 'I', 42, 0, 8, 0, 0, 0, 2, 0}
+		b = binary.LittleEndian.AppendUint16(b, 0x010F) // Make, skipped
+		b = binary.LittleEndian.AppendUint16(b, 2)
+		b = binary.LittleEndian.AppendUint32(b, 4)
+		b = append(b, 'A', 'C', 'M', 0)
+		b = binary.LittleEndian.AppendUint16(b, tagOrientation)
+		b = binary.LittleEndian.AppendUint16(b, typ)
+		b = binary.LittleEndian.AppendUint32(b, count)
+		b = binary.LittleEndian.AppendUint16(b, o)
+		return append(b, 0, 0, 0, 0, 0, 0)
+	}
+	tests := []struct {
+		name string
+		tiff []byte
+		want uint16
+	}{
+		{"little endian", le(8, 3, 1), 8},
+		{"big endian", minimalTIFF(5), 5},
+		{"normal is nothing to keep", le(1, 3, 1), 0},
+		{"out of range", le(9, 3, 1), 0},
+		{"wrong type", le(6, 4, 1), 0},
+		{"wrong count", le(6, 3, 2), 0},
+		{"no orientation", exifTIFF(0), 0},
+		{"with GPS", exifTIFF(6), 6},
+		{"cut in the IFD", le(6, 3, 1)[:20], 0},
+		{"IFD offset past the end", []byte{'M', 'M', 0, 42, 0xFF, 0xFF, 0xFF, 0xF0}, 0},
+		{"not TIFF", []byte("Exif\x00\x00MM\x00*"), 0},
+		{"empty", nil, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exifOrientation(tc.tiff); got != tc.want {
+				t.Fatalf("exifOrientation = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}
+
+// Bytes between segments are skipped by decoders (libjpeg warns); they are
+// accepted and not stored. Fill bytes before a marker are kept as they are.
+func TestSanitizeJPEGStrayAndFillBytes(t *testing.T) {
+	plain := encodeJPEG(t, 16, 16)
+	// After SOI and the first segment (DQT), add "junk" then fill bytes.
+	n := int(binary.BigEndian.Uint16(plain[4:]))
+	cut := 4 + n
+	in := append(append(append([]byte{}, plain[:cut]...), "junk\xFF\xFF"...), plain[cut:]...)
+	got, err := sanitize(in, kindJPEG, testMaxPixels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := append(append(append([]byte{}, plain[:cut]...), "\xFF\xFF"...), plain[cut:]...)
+	if !bytes.Equal(got, want) {
+		t.Fatal("stray bytes kept or fill bytes lost")
+	}
+	samePixels(t, plain, got, decodeJPEG)
+}
