@@ -61,6 +61,17 @@ func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen in
 	return gen, c.wrap("login "+id, err)
 }
 
+// Generation returns the login generation of user id (0 if none).
+func (c *Client) Generation(ctx context.Context, id string) (int64, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	g, err := c.rc.Do(ctx, c.rc.B().Hget().Key(c.userKey("u", id)).Field("gen").Build()).AsInt64()
+	if rueidis.IsRedisNil(err) {
+		return 0, nil
+	}
+	return g, c.wrap("read generation of "+id, err)
+}
+
 // UserExists tells whether id is a registered user.
 func (c *Client) UserExists(ctx context.Context, id string) (bool, error) {
 	ctx, cancel := c.bound(ctx)

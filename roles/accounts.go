@@ -100,7 +100,7 @@ func (ss *session) login(req *wire.Request) error {
 	}
 	ss.gen.Store(gen)
 	ss.user = user
-	prev, err := srv.hub.Attach(ss.ctx, user, ss)
+	prevs, err := srv.hub.Attach(ss.ctx, user, ss)
 	if err != nil {
 		return unavailable(err)
 	}
@@ -113,9 +113,21 @@ func (ss *session) login(req *wire.Request) error {
 		srv.hub.Detach(ss.ctx, user, ss)
 		return unavailable(err)
 	}
-	if p, ok := prev.(*session); ok && p != ss {
+	for _, p := range prevs {
 		others++
-		p.Kick(gen)
+		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
+	}
+	// A newer login that bumped the generation before this session was
+	// subscribed could not reach it with its kick: ask Redis. Any login
+	// after this read finds this session subscribed.
+	cur, err := srv.broker.Generation(ss.ctx, user)
+	if err != nil {
+		ss.shutdown(wire.CloseGoingAway, "redis unavailable")
+		return nil
+	}
+	if cur > gen {
+		ss.shutdown(wire.CloseReplaced, "replaced")
+		return nil
 	}
 	ss.awaitReleases(others)
 	select {

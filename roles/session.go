@@ -141,12 +141,14 @@ func (ss *session) Notify() {
 
 func (ss *session) Kick(gen int64) {
 	if g := ss.gen.Load(); g != 0 && gen > g {
-		go ss.shutdown(wire.CloseReplaced, "replaced", gen)
+		go ss.shutdown(wire.CloseReplaced, "replaced")
 	}
 }
 
+// Released counts a release by any older session (or a node with only a
+// stale subscription) toward the ones this login waits for.
 func (ss *session) Released(gen int64) {
-	if gen == ss.gen.Load() {
+	if gen < ss.gen.Load() {
 		select {
 		case ss.releases <- gen:
 		default:
@@ -427,9 +429,9 @@ func (ss *session) ping() {
 
 // shutdown ends the session once: it stops taking frames, hands back what
 // it holds (written chat messages are removed from Redis, unwritten replies
-// requeued), lets go of the user and closes the socket with code. With a
-// releaseGen, the login of that generation is told once all is safe.
-func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen ...int64) {
+// requeued), lets go of the user, tells newer logins so, and closes the
+// socket with code.
+func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	ss.closeOnce.Do(func() {
 		close(ss.closed)
 		ss.loginTimer.Stop()
@@ -469,8 +471,8 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 		// attached, holds nothing yet, and must still let go and say so.
 		if ss.attached.Load() {
 			ss.srv.hub.Detach(ctx, ss.user, ss)
-			if len(releaseGen) > 0 {
-				ss.srv.hub.Release(ctx, ss.user, releaseGen[0])
+			if code == wire.CloseReplaced {
+				ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
 			}
 		}
 		ss.pingTimer.Stop()
