@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/wire"
@@ -63,6 +64,8 @@ type Server struct {
 	// postsStop ends the posts service's Run; postsDone closes when it has.
 	postsStop context.CancelFunc
 	postsDone chan struct{}
+	// img role
+	imgStore *images.DirStore
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -78,7 +81,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	db, _, err := cfg.parts()
+	db, img, err := cfg.parts()
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +93,62 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if cfg.AdminAddr == "" {
 		s.echo.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
 	}
+	signer, err := s.imageSigner(db, img)
+	if err != nil {
+		return nil, err
+	}
 	if db {
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
 		}
+		if signer != nil { // never store a typed nil in the interface
+			s.names = signer
+		}
+	}
+	if img {
+		if err := s.buildImg(signer, !db); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// imageSigner builds the signer shared by both halves of the node.
+func (s *Server) imageSigner(db, img bool) (*images.Signer, error) {
+	key := s.cfg.ImageKey
+	if key == nil {
+		switch {
+		case db && img:
+			k, err := images.RandomKey()
+			if err != nil {
+				return nil, err
+			}
+			key = k
+			s.log.Warn("no --image-key: using a random one; upload names issued now stop working when the process restarts")
+		case img:
+			return nil, errors.New("the img role needs --image-key or --image-key-file, the same key as the db nodes")
+		default:
+			s.log.Warn("no --image-key: filenames will answer unavailable")
+			return nil, nil
+		}
+	}
+	return images.NewSigner(key)
+}
+
+// buildImg mounts the image routes. A node without the db role answers its
+// own /readyz: it is ready once the store is open.
+func (s *Server) buildImg(signer *images.Signer, alone bool) error {
+	st, err := images.NewDirStore(s.cfg.ImageDir)
+	if err != nil {
+		return err
+	}
+	s.imgStore = st
+	images.NewServer(s.cfg.Images, signer, st, s.log.Named("images")).Register(s.echo)
+	if alone {
+		s.echo.GET("/readyz", func(c echo.Context) error { return c.String(http.StatusOK, "ready\n") })
+	}
+	return nil
 }
 
 func (s *Server) buildDB(ctx context.Context) error {
@@ -366,6 +419,9 @@ func (s *Server) Close() {
 	}
 	if s.broker != nil {
 		s.broker.Close()
+	}
+	if s.imgStore != nil {
+		s.imgStore.Close()
 	}
 }
 
