@@ -98,6 +98,13 @@ func newServeBinary(t *testing.T) *serveBinary {
 	s.args = []string{"serve", "--role=all", "--addr", s.addr,
 		"--redis", startRedis(t), "--redis-prefix", "webapp-test-" + hex.EncodeToString(prefix) + ":",
 		"--secret", hex.EncodeToString(secret), "--log-level", "warn"}
+	if s.hasFlag(t, "--image-key") {
+		// Fixed across the restart, like the password secret: names handed
+		// out before it must still upload and display after it.
+		imgKey := make([]byte, 32)
+		_, _ = rand.Read(imgKey)
+		s.args = append(s.args, "--image-key", hex.EncodeToString(imgKey), "--image-dir", t.TempDir())
+	}
 	var err error
 	if s.log, err = os.Create(filepath.Join(t.TempDir(), "occase.log")); err != nil {
 		t.Fatal(err)
@@ -125,6 +132,16 @@ func newServeBinary(t *testing.T) *serveBinary {
 		t.Log("the server does not serve the app at / yet: a test proxy serves it and forwards the rest")
 	}
 	return s
+}
+
+// hasFlag reports whether `occase serve` knows flag, so that the harness
+// works with the server as it was before and after that flag landed.
+func (s *serveBinary) hasFlag(t *testing.T, flag string) bool {
+	out, err := exec.Command(s.bin, "serve", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("occase serve --help: %v\n%s", err, out)
+	}
+	return bytes.Contains(out, []byte(flag+" "))
 }
 
 func (s *serveBinary) URL() string {
