@@ -27,6 +27,12 @@ type session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	// Writes use wctx; wtimer cancels it when one write takes longer than
+	// the write timeout (which closes the connection, as a write timeout
+	// should). One reusable timer instead of a context per frame.
+	wctx    context.Context
+	wcancel context.CancelFunc
+	wtimer  *time.Timer
 
 	// Set once by the reader at login; other goroutines read user only
 	// after seeing loggedIn (or attached) true.
@@ -73,6 +79,9 @@ func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ss.loginTimer.Stop()
 	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
 	ss.pingTimer.Stop()
+	ss.wctx, ss.wcancel = context.WithCancel(ctx)
+	ss.wtimer = time.AfterFunc(time.Hour, ss.wcancel)
+	ss.wtimer.Stop()
 	ss.touch()
 	return ss
 }
@@ -88,10 +97,11 @@ func (ss *session) logger() *zap.Logger {
 
 func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()) }
 
+// writeFrame runs on the outbox's single writer goroutine only.
 func (ss *session) writeFrame(b []byte) error {
-	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout)
-	defer cancel()
-	err := ss.conn.Write(ctx, websocket.MessageText, b)
+	ss.wtimer.Reset(ss.srv.cfg.WriteTimeout)
+	err := ss.conn.Write(ss.wctx, websocket.MessageText, b)
+	ss.wtimer.Stop()
 	if err == nil {
 		ss.srv.m.framesOut.Inc()
 	}
@@ -476,6 +486,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 			}
 		}
 		ss.pingTimer.Stop()
+		ss.wtimer.Stop()
 		ss.srv.m.closed(int(code))
 		go func() {
 			// Close waits for the peer's close frame; never hold anyone up.
