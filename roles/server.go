@@ -22,6 +22,7 @@ import (
 	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
+	"github.com/occase/occase/webapp"
 	"github.com/occase/occase/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -60,6 +61,7 @@ type Server struct {
 	posts    postsService
 	names    nameIssuer
 	regLimit *addrLimiter
+	app      http.Handler // the web app
 
 	// postsStop ends the posts service's Run; postsDone closes when it has.
 	postsStop context.CancelFunc
@@ -180,6 +182,12 @@ func (s *Server) buildDB(ctx context.Context) error {
 	}
 	s.echo.GET("/ws", s.serveWS)
 	s.echo.GET("/", s.serveWS)
+	// The web app: index.html at / (a plain GET; an upgrade is the
+	// WebSocket) and its files under /assets/, registered explicitly so the
+	// image server's catch-all routes never take them.
+	s.app = webapp.Handler()
+	s.echo.GET("/assets/*", echo.WrapHandler(s.app))
+	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
 	return nil
 }
@@ -247,6 +255,10 @@ func (s *Server) ready(c echo.Context) error {
 func (s *Server) serveWS(c echo.Context) error {
 	r := c.Request()
 	if r.Header.Get("Upgrade") == "" {
+		if r.URL.Path == "/" {
+			s.app.ServeHTTP(c.Response(), r)
+			return nil
+		}
 		return echo.ErrNotFound
 	}
 	s.mu.Lock()
