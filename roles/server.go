@@ -280,8 +280,13 @@ func (s *Server) serveWS(c echo.Context) error {
 		conn.Close(wire.CloseGoingAway, "draining")
 		return nil
 	}
-	defer s.handlers.Done()
-	ss.serve()
+	// The session gets a goroutine of its own and this handler returns:
+	// net/http's goroutine (and its deep stack), the request and echo's
+	// context are freed instead of living as long as the connection.
+	go func() {
+		defer s.handlers.Done()
+		ss.serve()
+	}()
 	return nil
 }
 
