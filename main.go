@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/occase/occase/bench"
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
@@ -152,7 +154,14 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "max-body", Value: d.Posts.Limits.MaxBody, EnvVars: env("MAX_BODY"), Usage: "largest post body in bytes (as sent, JSON-escaped)"},
 		&cli.IntFlag{Name: "max-sub-locations", Value: d.Posts.Limits.MaxLocations, EnvVars: env("MAX_SUB_LOCATIONS"), Usage: "location hashes in one subscription, at most"},
 		&cli.IntFlag{Name: "max-sub-products", Value: d.Posts.Limits.MaxProducts, EnvVars: env("MAX_SUB_PRODUCTS"), Usage: "product hashes in one subscription, at most"},
-		&cli.StringSliceFlag{Name: "cors-origins", Value: cli.NewStringSlice(d.Posts.CORSOrigins...), EnvVars: env("CORS_ORIGINS"), Usage: "origins allowed to read the HTTP API (/api/...)"},
+		&cli.StringSliceFlag{Name: "cors-origins", Value: cli.NewStringSlice(d.Posts.CORSOrigins...), EnvVars: env("CORS_ORIGINS"), Usage: "web origins allowed to use the HTTP API (/api/...) and to upload and fetch images from a browser (e.g. https://app.example.com, or *)"},
+		&cli.StringFlag{Name: "image-key", EnvVars: env("IMAGE_KEY"), Usage: "32-byte key of the upload names (64 hex chars, or 32 raw characters as in the original configs); the same on db and img nodes; role all without it uses a random key"},
+		&cli.StringFlag{Name: "image-key-file", EnvVars: env("IMAGE_KEY_FILE"), Usage: "file holding --image-key"},
+		&cli.StringFlag{Name: "image-dir", Value: d.ImageDir, EnvVars: env("IMAGE_DIR"), Usage: "storage root of uploaded images (roles img and all)"},
+		&cli.Int64Flag{Name: "image-max-bytes", Value: d.Images.MaxBytes, EnvVars: env("IMAGE_MAX_BYTES"), Usage: "largest upload body in bytes (larger: 413)"},
+		&cli.Int64Flag{Name: "image-max-pixels", Value: d.Images.MaxPixels, EnvVars: env("IMAGE_MAX_PIXELS"), Usage: "largest width*height accepted (larger: 413)"},
+		&cli.DurationFlag{Name: "image-upload-timeout", Value: d.Images.UploadTimeout, EnvVars: env("IMAGE_UPLOAD_TIMEOUT"), Usage: "time allowed to receive one upload's body (slower: 408)"},
+		&cli.IntFlag{Name: "image-max-uploads", Value: d.Images.MaxUploads, EnvVars: env("IMAGE_MAX_UPLOADS"), Usage: "uploads received and checked at once, each held in memory; others wait"},
 	}
 }
 
@@ -221,6 +230,20 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.Posts.Limits.MaxLocations = c.Int("max-sub-locations")
 	cfg.Posts.Limits.MaxProducts = c.Int("max-sub-products")
 	cfg.Posts.CORSOrigins = splitList(c.StringSlice("cors-origins"))
+	key, err := images.LoadKey(c.String("image-key"), c.String("image-key-file"))
+	switch {
+	case errors.Is(err, images.ErrNoKey): // roles decides what a missing key means
+	case err != nil:
+		return cfg, fmt.Errorf("--image-key: %w", err)
+	default:
+		cfg.ImageKey = key
+	}
+	cfg.ImageDir = c.String("image-dir")
+	cfg.Images.MaxBytes = c.Int64("image-max-bytes")
+	cfg.Images.MaxPixels = c.Int64("image-max-pixels")
+	cfg.Images.UploadTimeout = c.Duration("image-upload-timeout")
+	cfg.Images.MaxUploads = c.Int("image-max-uploads")
+	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
 	return cfg, nil
 }
 

@@ -225,42 +225,25 @@ func decodeTo(raw []byte, lim *Limits) (loc, prod []uint64, err error) {
 
 // decodeInts reads an array of at most max signed 64-bit integers.
 func decodeInts(raw []byte, name string, max int) ([]int64, error) {
-	var out []int64
-	var bad error
-	if !eachElem(raw, func(n []byte) bool {
-		v, ok := wire.Int64(n)
-		if !ok {
-			if isNumber(n) {
-				bad = invalid(`%q must hold 64-bit integers, got %s`, name, clip(n))
-			} else {
-				bad = malformed(`%q must be an array of numbers`, name)
-			}
-			return false
-		}
-		if len(out) >= max {
-			bad = invalid(`%q has more than %d values`, name, max)
-			return false
-		}
-		out = append(out, v)
-		return true
-	}) {
-		if bad == nil {
-			bad = malformed(`%q must be an array of numbers`, name)
-		}
-		return nil, bad
-	}
-	return out, nil
+	return decodeNumbers(raw, name, max, wire.Int64, "64-bit integers")
 }
 
 // decodeU64s reads an array of at most max unsigned 64-bit integers.
 func decodeU64s(raw []byte, name string, max int) ([]uint64, error) {
-	var out []uint64
+	return decodeNumbers(raw, name, max, wire.Uint64, "unsigned 64-bit integers")
+}
+
+// decodeNumbers reads an array of at most max integers with parse. A value
+// that is a number of the wrong kind is an invalid value (a fail reply);
+// anything else in the array is malformed (the connection closes).
+func decodeNumbers[T int64 | uint64](raw []byte, name string, max int, parse func([]byte) (T, bool), kind string) ([]T, error) {
+	var out []T
 	var bad error
 	if !eachElem(raw, func(n []byte) bool {
-		v, ok := wire.Uint64(n)
+		v, ok := parse(n)
 		if !ok {
 			if isNumber(n) {
-				bad = invalid(`%q must hold unsigned 64-bit integers, got %s`, name, clip(n))
+				bad = invalid(`%q must hold %s, got %s`, name, kind, clip(n))
 			} else {
 				bad = malformed(`%q must be an array of numbers`, name)
 			}
@@ -293,84 +276,10 @@ func clip(v []byte) string {
 }
 
 // eachElem calls fn with the raw bytes of each element of the JSON array
-// raw, which the frame scan has already validated as JSON. It returns false
-// when raw is not an array or fn stopped it.
+// raw (validated by the frame scan). It returns false when raw is not an
+// array or fn stopped it.
 func eachElem(raw []byte, fn func(v []byte) bool) bool {
-	i := skipWS(raw, 0)
-	if i >= len(raw) || raw[i] != '[' {
-		return false
-	}
-	i = skipWS(raw, i+1)
-	if i < len(raw) && raw[i] == ']' {
-		return true
-	}
-	for i < len(raw) {
-		end := valueEnd(raw, i)
-		if !fn(raw[i:end]) {
-			return false
-		}
-		i = skipWS(raw, end)
-		if i >= len(raw) {
-			return false
-		}
-		if raw[i] == ']' {
-			return true
-		}
-		i = skipWS(raw, i+1) // ','
-	}
-	return false
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// valueEnd returns the index just past the JSON value starting at b[i].
-func valueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return strEnd(b, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				j = strEnd(b, j) - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	}
-	j := i
-	for j < len(b) {
-		switch b[j] {
-		case ',', '}', ']', ' ', '\t', '\n', '\r':
-			return j
-		}
-		j++
-	}
-	return j
-}
-
-func strEnd(b []byte, i int) int {
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1
-		}
-	}
-	return len(b)
+	return wire.EachElement(raw, fn)
 }
 
 // members renders the stored post's members after "id": the order and

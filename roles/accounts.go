@@ -139,7 +139,7 @@ func (ss *session) login(req *wire.Request) error {
 	remaining := 0
 	if srv.posts != nil {
 		if remaining, err = srv.posts.RemainingPosts(ss.ctx, user); err != nil {
-			ss.log.Warn("could not read the post quota", zap.Error(err))
+			ss.logger().Warn("could not read the post quota", zap.Error(err))
 		}
 	}
 	b := []byte(`{"cmd":"login_ack","result":"ok","remaining_posts":`)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
 )
 
@@ -53,6 +54,13 @@ type Config struct {
 	// from Clock below. Menu nil with the embedded broker: the demo menu.
 	Posts posts.Config
 
+	// Images. ImageKey signs upload names on db and checks them on img, so
+	// it must be the same on every node; nil is allowed only in role all,
+	// where one random key serves both halves of the same process.
+	ImageKey []byte
+	ImageDir string // storage root of the img role
+	Images   images.Config
+
 	Clock func() time.Time
 }
 
@@ -81,6 +89,8 @@ func DefaultConfig() Config {
 		FilenamesBurst:    10,
 		Chat:              chat.DefaultConfig(),
 		Posts:             posts.DefaultConfig(),
+		ImageDir:          "./data/images",
+		Images:            images.DefaultConfig(),
 		Clock:             time.Now,
 	}
 }

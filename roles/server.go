@@ -19,8 +19,10 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
+	"github.com/occase/occase/webapp"
 	"github.com/occase/occase/wire"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,10 +61,13 @@ type Server struct {
 	posts    postsService
 	names    nameIssuer
 	regLimit *addrLimiter
+	app      http.Handler // the web app
 
 	// postsStop ends the posts service's Run; postsDone closes when it has.
 	postsStop context.CancelFunc
 	postsDone chan struct{}
+	// img role
+	imgStore *images.DirStore
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -78,7 +83,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	db, _, err := cfg.parts()
+	db, img, err := cfg.parts()
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +95,62 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if cfg.AdminAddr == "" {
 		s.echo.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
 	}
+	signer, err := s.imageSigner(db, img)
+	if err != nil {
+		return nil, err
+	}
 	if db {
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
 		}
+		if signer != nil { // never store a typed nil in the interface
+			s.names = signer
+		}
+	}
+	if img {
+		if err := s.buildImg(signer, !db); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// imageSigner builds the signer shared by both halves of the node.
+func (s *Server) imageSigner(db, img bool) (*images.Signer, error) {
+	key := s.cfg.ImageKey
+	if key == nil {
+		switch {
+		case db && img:
+			k, err := images.RandomKey()
+			if err != nil {
+				return nil, err
+			}
+			key = k
+			s.log.Warn("no --image-key: using a random one; upload names issued now stop working when the process restarts")
+		case img:
+			return nil, errors.New("the img role needs --image-key or --image-key-file, the same key as the db nodes")
+		default:
+			s.log.Warn("no --image-key: filenames will answer unavailable")
+			return nil, nil
+		}
+	}
+	return images.NewSigner(key)
+}
+
+// buildImg mounts the image routes. A node without the db role answers its
+// own /readyz: it is ready once the store is open.
+func (s *Server) buildImg(signer *images.Signer, alone bool) error {
+	st, err := images.NewDirStore(s.cfg.ImageDir)
+	if err != nil {
+		return err
+	}
+	s.imgStore = st
+	images.NewServer(s.cfg.Images, signer, st, s.log.Named("images")).Register(s.echo)
+	if alone {
+		s.echo.GET("/readyz", func(c echo.Context) error { return c.String(http.StatusOK, "ready\n") })
+	}
+	return nil
 }
 
 func (s *Server) buildDB(ctx context.Context) error {
@@ -127,6 +182,12 @@ func (s *Server) buildDB(ctx context.Context) error {
 	}
 	s.echo.GET("/ws", s.serveWS)
 	s.echo.GET("/", s.serveWS)
+	// The web app: index.html at / (a plain GET; an upgrade is the
+	// WebSocket) and its files under /assets/, registered explicitly so the
+	// image server's catch-all routes never take them.
+	s.app = webapp.Handler()
+	s.echo.GET("/assets/*", echo.WrapHandler(s.app))
+	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
 	return nil
 }
@@ -194,6 +255,10 @@ func (s *Server) ready(c echo.Context) error {
 func (s *Server) serveWS(c echo.Context) error {
 	r := c.Request()
 	if r.Header.Get("Upgrade") == "" {
+		if r.URL.Path == "/" {
+			s.app.ServeHTTP(c.Response(), r)
+			return nil
+		}
 		return echo.ErrNotFound
 	}
 	s.mu.Lock()
@@ -215,8 +280,13 @@ func (s *Server) serveWS(c echo.Context) error {
 		conn.Close(wire.CloseGoingAway, "draining")
 		return nil
 	}
-	defer s.handlers.Done()
-	ss.serve()
+	// The session gets a goroutine of its own and this handler returns:
+	// net/http's goroutine (and its deep stack), the request and echo's
+	// context are freed instead of living as long as the connection.
+	go func() {
+		defer s.handlers.Done()
+		ss.serve()
+	}()
 	return nil
 }
 
@@ -366,6 +436,9 @@ func (s *Server) Close() {
 	}
 	if s.broker != nil {
 		s.broker.Close()
+	}
+	if s.imgStore != nil {
+		s.imgStore.Close()
 	}
 }
 

@@ -22,11 +22,16 @@ type session struct {
 	srv    *Server
 	conn   *websocket.Conn
 	remote string
-	log    *zap.Logger
 	out    *outbox
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	// Writes use wctx; wtimer cancels it when one write takes longer than
+	// the write timeout (which closes the connection, as a write timeout
+	// should). One reusable timer instead of a context per frame.
+	wctx    context.Context
+	wcancel context.CancelFunc
+	wtimer  *time.Timer
 
 	// Set once by the reader at login; other goroutines read user only
 	// after seeing loggedIn (or attached) true.
@@ -57,7 +62,7 @@ type session struct {
 func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &session{srv: s, conn: conn, remote: remote, ctx: ctx, cancel: cancel,
-		log: s.log.With(zap.String("remote", remote)), releases: make(chan int64, 8), closed: make(chan struct{})}
+		releases: make(chan int64, 8), closed: make(chan struct{})}
 	ss.out = newOutbox(ss.writeFrame, func() {
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
@@ -73,25 +78,30 @@ func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ss.loginTimer.Stop()
 	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
 	ss.pingTimer.Stop()
+	ss.wctx, ss.wcancel = context.WithCancel(ctx)
+	ss.wtimer = time.AfterFunc(time.Hour, ss.wcancel)
+	ss.wtimer.Stop()
 	ss.touch()
 	return ss
 }
 
-// logger adds the user once the session is logged in. ss.log itself never
-// changes after the session starts, so any goroutine may use it.
+// logger returns the node's logger with this connection's address and,
+// once logged in, its user. It is built when something is logged, not held
+// by every idle connection (a zap child logger costs kilobytes).
 func (ss *session) logger() *zap.Logger {
 	if ss.loggedIn.Load() {
-		return ss.log.With(zap.String("user", ss.user))
+		return ss.srv.log.With(zap.String("remote", ss.remote), zap.String("user", ss.user))
 	}
-	return ss.log
+	return ss.srv.log.With(zap.String("remote", ss.remote))
 }
 
 func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()) }
 
+// writeFrame runs on the outbox's single writer goroutine only.
 func (ss *session) writeFrame(b []byte) error {
-	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout)
-	defer cancel()
-	err := ss.conn.Write(ctx, websocket.MessageText, b)
+	ss.wtimer.Reset(ss.srv.cfg.WriteTimeout)
+	err := ss.conn.Write(ss.wctx, websocket.MessageText, b)
+	ss.wtimer.Stop()
 	if err == nil {
 		ss.srv.m.framesOut.Inc()
 	}
@@ -113,7 +123,7 @@ func (ss *session) SendPersistent(frame []byte) bool {
 	// Never queued: the connection is ending. Keep it for the next login.
 	if ss.loggedIn.Load() {
 		if err := ss.srv.chat.Requeue(context.Background(), ss.user, [][]byte{frame}); err != nil {
-			ss.log.Error("lost a reply that could not be delivered nor stored", zap.Error(err))
+			ss.logger().Error("lost a reply that could not be delivered nor stored", zap.Error(err))
 		}
 	}
 	return false
@@ -338,7 +348,7 @@ func (ss *session) presence(req *wire.Request) error {
 	f = req.AppendMembers(f, "from")
 	f = append(f, '}')
 	if err := ss.srv.hub.Signal(ss.ctx, to, f); err != nil {
-		ss.log.Debug("presence not forwarded", zap.Error(err))
+		ss.logger().Debug("presence not forwarded", zap.Error(err))
 	}
 	return nil
 }
@@ -476,6 +486,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 			}
 		}
 		ss.pingTimer.Stop()
+		ss.wtimer.Stop()
 		ss.srv.m.closed(int(code))
 		go func() {
 			// Close waits for the peer's close frame; never hold anyone up.
