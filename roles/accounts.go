@@ -107,7 +107,11 @@ func (ss *session) login(req *wire.Request) error {
 	ss.attached.Store(true)
 	// One login per user in the whole cluster: every older session hands
 	// back what it holds and says so before this one starts delivering.
-	others, err := srv.hub.Kick(ss.ctx, user, gen)
+	// The kick and a read of the generation are one step: a newer login
+	// that bumped the generation before this session was subscribed could
+	// not reach it with its kick, and shows here instead. Any login after
+	// this step finds this session subscribed.
+	others, cur, err := srv.hub.Kick(ss.ctx, user, gen)
 	if err != nil {
 		ss.attached.Store(false)
 		srv.hub.Detach(ss.ctx, user, ss)
@@ -116,14 +120,6 @@ func (ss *session) login(req *wire.Request) error {
 	for _, p := range prevs {
 		others++
 		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
-	}
-	// A newer login that bumped the generation before this session was
-	// subscribed could not reach it with its kick: ask Redis. Any login
-	// after this read finds this session subscribed.
-	cur, err := srv.broker.Generation(ss.ctx, user)
-	if err != nil {
-		ss.shutdown(wire.CloseGoingAway, "redis unavailable")
-		return nil
 	}
 	if cur > gen {
 		ss.shutdown(wire.CloseReplaced, "replaced")
