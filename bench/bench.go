@@ -18,6 +18,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Drain+3*time.Minute)
 	defer cancel()
 	r := newRun(cfg)
+	cpu0 := ownCPU()
 	wctx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
 	go r.watchdog(wctx)
@@ -40,6 +41,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.StallMs = float64(r.stall.Load()) / 1e6
+	rep.BenchCPU = ownCPU() - cpu0
 	if rep.StallMs > 500 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the bench was not scheduled for up to %.1f s: the machine was overloaded, and the figures are those of a starved run", rep.StallMs/1000))
 	}

@@ -33,9 +33,12 @@ type Report struct {
 	Errors map[string]uint64 `json:"errors"`
 	// StallMs is the longest time a 100 ms ticker in the bench fired late:
 	// how starved of CPU this machine's processes were during the run.
-	StallMs float64        `json:"max_stall_ms"`
-	Server  *ServerFigures `json:"server,omitempty"`
-	Notes   []string       `json:"notes,omitempty"`
+	StallMs float64 `json:"max_stall_ms"`
+	// BenchCPU is the CPU time the bench itself used during the run: on
+	// a shared machine it is CPU the servers did not get.
+	BenchCPU float64        `json:"bench_cpu_s"`
+	Server   *ServerFigures `json:"server,omitempty"`
+	Notes    []string       `json:"notes,omitempty"`
 }
 
 // Rate is a count of operations over a time.
@@ -142,7 +145,7 @@ func (rep *Report) WriteText(w io.Writer) error {
 		}
 		p("\n")
 	}
-	p("  scheduling    longest stall of the bench's 100 ms ticker: %.1f ms\n", rep.StallMs)
+	p("  scheduling    longest stall of the bench's 100 ms ticker: %.1f ms; the bench used %.2f CPU-seconds\n", rep.StallMs, rep.BenchCPU)
 	if s := rep.Server; s != nil {
 		for _, n := range s.Samples {
 			p("  server        %s: %s\n", n.Source, n.describe())

@@ -110,8 +110,7 @@ chat)
 	rcli config resetstat >/dev/null
 	declare -A before
 	for p in "$REDIS" "${nodes[@]}"; do before[$p]=$(cputicks "$p"); done
-	/usr/bin/time -f "cpu_seconds bench %U %S" -o "$OUT/bench.time" \
-		"$B" bench --scenario chat --url "$urls" $CHAT_ARGS --duration "$DUR" --warmup "$WARMUP" \
+	"$B" bench --scenario chat --url "$urls" $CHAT_ARGS --duration "$DUR" --warmup "$WARMUP" \
 		--server-pid "${nodes[0]}" --server-pid "${nodes[1]}" --metrics "${murls[0]}" --metrics "${murls[1]}" --json --cpuprofile "$OUT/bench-cpu.prof" \
 		>"$OUT/chat.json" 2>"$OUT/chat.progress" &
 		BENCH=$!
@@ -125,7 +124,7 @@ chat)
 		echo "node1 $(( $(cputicks "${nodes[0]}") - ${before[${nodes[0]}]} ))"
 		echo "node2 $(( $(cputicks "${nodes[1]}") - ${before[${nodes[1]}]} ))"
 	} | awk '{printf "cpu_seconds %s %.2f\n", $1, $2/100}' >"$OUT/chat.cpu"
-	cat "$OUT/bench.time" >>"$OUT/chat.cpu"
+	python3 -c 'import json,sys; print("cpu_seconds bench %.2f" % json.load(open(sys.argv[1]))["bench_cpu_s"])' "$OUT/chat.json" >>"$OUT/chat.cpu" || true
 	rcli info commandstats | grep -E 'cmdstat_(evalsha|eval|publish|hget|hincrby):' >"$OUT/chat.commandstats" || true
 	go tool pprof -top -nodecount=40 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.top" 2>/dev/null || true
 	go tool pprof -top -cum -nodecount=60 "$B" "$OUT/node1-cpu.prof" >"$OUT/node1-cpu.cum" 2>/dev/null || true
@@ -151,8 +150,7 @@ fanout)
 		rate=$(( 200000 / subs * 3 / 2 ))
 		declare -A fb
 		for p in "$REDIS" "${nodes[@]}"; do fb[$p]=$(cputicks "$p"); done
-		/usr/bin/time -f "cpu_seconds bench %U %S" -o "$OUT/fanout-$subs.time" \
-			"$B" bench --scenario fanout --url "$urls" --users "$subs" --publishers 1 --post-rate "$rate" \
+		"$B" bench --scenario fanout --url "$urls" --users "$subs" --publishers 1 --post-rate "$rate" \
 			--window 64 --duration "$DUR" --warmup "$WARMUP" --drain 30s --concurrency 128 --json --quiet \
 			>"$OUT/fanout-$subs.json" 2>"$OUT/fanout-$subs.err" &
 		BENCH=$!
@@ -166,7 +164,7 @@ fanout)
 			echo "node1 $(( $(cputicks "${nodes[0]}") - ${fb[${nodes[0]}]} ))"
 			echo "node2 $(( $(cputicks "${nodes[1]}") - ${fb[${nodes[1]}]} ))"
 		} | awk '{printf "cpu_seconds %s %.2f\n", $1, $2/100}' >"$OUT/fanout-$subs.cpu"
-		cat "$OUT/fanout-$subs.time" >>"$OUT/fanout-$subs.cpu"
+		python3 -c 'import json,sys; print("cpu_seconds bench %.2f" % json.load(open(sys.argv[1]))["bench_cpu_s"])' "$OUT/fanout-$subs.json" >>"$OUT/fanout-$subs.cpu" || true
 	done
 	;;
 connect)
