@@ -74,7 +74,11 @@ func (o *outbox) run() {
 		o.mu.Lock()
 		if o.stopped || len(o.q) == 0 {
 			o.running = false
-			o.q = nil // an idle connection keeps no buffer
+			if len(o.q) == 0 {
+				o.q = nil // an idle connection keeps no buffer
+			}
+			// Frames left after a failed write stay queued for stop(),
+			// which hands back the persistent ones and fails the rest.
 			o.cond.Broadcast()
 			o.mu.Unlock()
 			return

@@ -2,11 +2,13 @@ package roles_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/occase/occase/roles"
 )
 
 // Redis restarts under two nodes (its data kept on disk): both re-subscribe
@@ -77,5 +79,36 @@ func TestGarbageFromRedisIsSkipped(t *testing.T) {
 		a.chat(u.id, "again", 2)
 		a.expectServerAck(2, u.id)
 		u.expectChat(a.id, "again")
+	})
+}
+
+// A peer that stops reading while messages keep coming: once a write has
+// been stuck for the write timeout, the node drops the connection (nothing
+// is lost: the messages wait in Redis) and serves everybody else.
+func TestStalledReaderIsDropped(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := startNode(t, b.Options, func(c *roles.Config) {
+			c.WriteTimeout = 300 * time.Millisecond
+			// Queue limits out of reach: only the write timeout can act.
+			c.SendQueue, c.SendQueueBytes = 1 << 20, 1 << 30
+			c.Chat.MaxMessage = 64 << 10
+			c.Chat.QueueCap = 100000
+		})
+		a := register(t, n.url)
+		stuck := register(t, n.url) // never reads again
+		big := strings.Repeat("x", 60<<10)
+		deadline := time.Now().Add(20 * time.Second)
+		for i := 0; n.srv.Online(stuck.id); i++ {
+			if time.Now().After(deadline) {
+				t.Fatalf("the stalled reader is still connected after %d messages of %d KiB", i, len(big)>>10)
+			}
+			a.chat(stuck.id, big, i)
+			a.expect("message")
+		}
+		// The others are unaffected.
+		c := register(t, n.url)
+		a.chat(c.id, "still serving", 1)
+		a.expectServerAck(1, c.id)
+		c.expectChat(a.id, "still serving")
 	})
 }

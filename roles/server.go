@@ -73,6 +73,8 @@ type Server struct {
 	sessions map[*session]struct{}
 	draining bool
 	handlers sync.WaitGroup // WebSocket handlers still running
+	stopDog  chan struct{}  // ends the write watchdog
+	dogDone  chan struct{}
 
 	m *metrics
 }
@@ -87,8 +89,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, sessions: map[*session]struct{}{}}
+	s := &Server{cfg: cfg, log: log, sessions: map[*session]struct{}{},
+		stopDog: make(chan struct{}), dogDone: make(chan struct{})}
 	s.m = newMetrics(s)
+	go s.writeWatchdog()
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
 	s.echo.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
@@ -434,11 +438,41 @@ func (s *Server) Close() {
 		s.postsStop()
 		<-s.postsDone
 	}
+	select {
+	case <-s.stopDog:
+	default:
+		close(s.stopDog)
+		<-s.dogDone
+	}
 	if s.broker != nil {
 		s.broker.Close()
 	}
 	if s.imgStore != nil {
 		s.imgStore.Close()
+	}
+}
+
+// writeWatchdog closes connections whose current write has taken longer
+// than the write timeout (a peer that stopped reading), checking every
+// quarter of the timeout.
+func (s *Server) writeWatchdog() {
+	defer close(s.dogDone)
+	t := time.NewTicker(max(s.cfg.WriteTimeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopDog:
+			return
+		case now := <-t.C:
+			limit := now.Add(-s.cfg.WriteTimeout).UnixNano()
+			s.mu.Lock()
+			for ss := range s.sessions {
+				if w := ss.writeStart.Load(); w != 0 && w < limit {
+					ss.wcancel()
+				}
+			}
+			s.mu.Unlock()
+		}
 	}
 }
 

@@ -26,12 +26,13 @@ type session struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	// Writes use wctx; wtimer cancels it when one write takes longer than
-	// the write timeout (which closes the connection, as a write timeout
-	// should). One reusable timer instead of a context per frame.
-	wctx    context.Context
-	wcancel context.CancelFunc
-	wtimer  *time.Timer
+	// Writes use wctx. The node's write watchdog cancels it when a write
+	// has been going on for longer than the write timeout (which closes the
+	// connection, as a write timeout should): per frame, two atomic stores
+	// instead of a timer or a context.
+	wctx       context.Context
+	wcancel    context.CancelFunc
+	writeStart atomic.Int64 // UnixNano of the write in progress; 0 when none
 
 	// Set once by the reader at login; other goroutines read user only
 	// after seeing loggedIn (or attached) true.
@@ -79,8 +80,6 @@ func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
 	ss.pingTimer.Stop()
 	ss.wctx, ss.wcancel = context.WithCancel(ctx)
-	ss.wtimer = time.AfterFunc(time.Hour, ss.wcancel)
-	ss.wtimer.Stop()
 	ss.touch()
 	return ss
 }
@@ -99,9 +98,9 @@ func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()
 
 // writeFrame runs on the outbox's single writer goroutine only.
 func (ss *session) writeFrame(b []byte) error {
-	ss.wtimer.Reset(ss.srv.cfg.WriteTimeout)
+	ss.writeStart.Store(time.Now().UnixNano())
 	err := ss.conn.Write(ss.wctx, websocket.MessageText, b)
-	ss.wtimer.Stop()
+	ss.writeStart.Store(0)
 	if err == nil {
 		ss.srv.m.framesOut.Inc()
 	}
@@ -486,7 +485,6 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 			}
 		}
 		ss.pingTimer.Stop()
-		ss.wtimer.Stop()
 		ss.srv.m.closed(int(code))
 		go func() {
 			// Close waits for the peer's close frame; never hold anyone up.
