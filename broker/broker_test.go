@@ -9,10 +9,11 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"go.uber.org/zap"
 )
 
 func TestAccounts(t *testing.T) {
-	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
 		id1, err := c.CreateUser(ctx, "d1", 1000)
@@ -44,7 +45,7 @@ func TestAccounts(t *testing.T) {
 }
 
 func TestQueueFetchAckAndCap(t *testing.T) {
-	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
 		now := int64(1_000_000)
@@ -112,7 +113,7 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 }
 
 func TestPubSubNotifyAndResubscribe(t *testing.T) {
-	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
 		got := make(chan string, 16)
@@ -128,11 +129,17 @@ func TestPubSubNotifyAndResubscribe(t *testing.T) {
 			t.Fatal(err)
 		}
 		expect(t, got, ch+" n")
-		if b.Redis == nil {
+		// A restart of Redis (of the cluster node serving the user's
+		// channel): the node subscribes again and says so.
+		switch {
+		case b.Redis != nil:
+			b.Redis.Restart()
+		case b.Cluster != nil:
+			b.Cluster.Owner(t, ch).Restart()
+			b.Cluster.WaitOK(t)
+		default:
 			return // the embedded server cannot be restarted under a client
 		}
-		// A restart of Redis: the node subscribes again and says so.
-		b.Redis.Restart()
 		select {
 		case <-resub:
 		case <-time.After(10 * time.Second):
@@ -178,5 +185,64 @@ func expect(t *testing.T, got chan string, want string) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("timed out waiting for %q", want)
+	}
+}
+
+// On a cluster a user channel is sharded: its slot moving to another master
+// (a reshard) drops the subscription there, and the node subscribes it
+// again on the new owner, where the store script now publishes.
+func TestShardedChannelFollowsSlotMigration(t *testing.T) {
+	ctx := context.Background()
+	cl := brokertest.StartCluster(t)
+	c := brokertest.Open(t, broker.Options{Addrs: cl.Addrs, Prefix: brokertest.Prefix(), Cluster: true})
+	if !c.Cluster() {
+		t.Fatal("not in cluster mode")
+	}
+	got := make(chan string, 16)
+	resub := make(chan struct{}, 4)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	id, _ := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	ch := c.UserChannel(id)
+	if err := c.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	// SPUBLISH reaches the subscriber; a plain PUBLISH does not (it is
+	// another channel namespace), which proves the subscription is sharded.
+	owner := cl.Owner(t, ch)
+	if n := owner.CLI(t, "PUBLISH", ch, "plain"); n != "0\n" {
+		t.Fatalf("a plain PUBLISH reached %q subscribers, want 0", n)
+	}
+	if n := owner.CLI(t, "SPUBLISH", ch, "sharded"); n != "1\n" {
+		t.Fatalf("SPUBLISH reached %q subscribers, want 1", n)
+	}
+	expect(t, got, ch+" sharded")
+
+	to := cl.Nodes[0]
+	if to == owner {
+		to = cl.Nodes[1]
+	}
+	cl.MoveSlot(t, ch, to)
+	select {
+	case <-resub:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no re-subscription after the slot moved")
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	if _, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, ch+" n")
+	if n, err := c.QueueLen(ctx, id); err != nil || n != 1 {
+		t.Fatalf("queue on the new owner holds %d (%v), want 1", n, err)
+	}
+}
+
+// Requiring a cluster fails on a lone Redis instead of running there.
+func TestClusterRequired(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	_, err := broker.Open(context.Background(), broker.Options{Addrs: []string{r.Addr}, Cluster: true}, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "not a Redis Cluster") {
+		t.Fatalf("Open with Cluster on a lone Redis: %v", err)
 	}
 }

@@ -2,7 +2,10 @@ package broker
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/redis/rueidis"
@@ -17,9 +20,13 @@ var ErrNoUser = errors.New("no such user")
 // fetch script can read it without decoding JSON.
 //
 // KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel (” = do
-// not publish). The expiry is relative (PEXPIRE), computed from the
-// caller's clock, so an injected clock behaves like the real one. Returns the message id, or -1 for an unknown user.
-var storeScript = rueidis.NewLuaScript(`
+// not publish), and the publish command: PUBLISH, or SPUBLISH on a cluster,
+// where the user's channel is sharded (the embedded server knows no
+// SPUBLISH). The channel carries the keys' hash tag, so it is in their
+// slot. The expiry is relative (PEXPIRE), computed from the caller's clock,
+// so an injected clock behaves like the real one. Returns the message id,
+// or -1 for an unknown user.
+const storeSrc = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
 redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}')
@@ -28,8 +35,18 @@ local now = tonumber(ARGV[4])
 local login = tonumber(redis.call('HGET', KEYS[1], 'login') or ARGV[4]) or now
 local ttl = login + tonumber(ARGV[3]) - now
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
-if ARGV[5] ~= '' then redis.call('PUBLISH', ARGV[5], 'n') end
-return seq`)
+if ARGV[5] ~= '' then redis.call(ARGV[6], ARGV[5], 'n') end
+return seq`
+
+var (
+	storeScript = rueidis.NewLuaScript(storeSrc)
+	storeSHA    = sha1hex(storeSrc)
+)
+
+func sha1hex(s string) string {
+	h := sha1.Sum([]byte(s))
+	return hex.EncodeToString(h[:])
+}
 
 // fetchScript first removes the head elements the node has processed
 // (written to the connection, or skipped as undeliverable): ARGV[1] says how
@@ -67,13 +84,23 @@ type StoreOptions struct {
 func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, now int64, opt StoreOptions, notify bool) (int64, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	ch := ""
+	ch, pub := "", "PUBLISH"
 	if notify {
 		ch = c.UserChannel(to)
 	}
-	seq, err := storeScript.Exec(ctx, c.rc, []string{c.userKey("u", to), c.userKey("q", to)}, []string{
-		string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
-		strconv.FormatInt(now, 10), ch}).AsInt64()
+	if c.sharded(c.UserChannel(to)) {
+		pub = "SPUBLISH"
+	}
+	keys := []string{c.userKey("u", to), c.userKey("q", to)}
+	args := []string{string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
+		strconv.FormatInt(now, 10), ch, pub}
+	var seq int64
+	var err error
+	if c.waitN > 0 {
+		seq, err = c.storeReplicated(ctx, keys, args)
+	} else {
+		seq, err = storeScript.Exec(ctx, c.rc, keys, args).AsInt64()
+	}
 	if err != nil {
 		return 0, c.wrap("store message for "+to, err)
 	}
@@ -108,4 +135,28 @@ func (c *Client) RawPush(ctx context.Context, id, v string) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	return c.wrap("push", c.rc.Do(ctx, c.rc.B().Rpush().Key(c.userKey("q", id)).Element(v).Build()).Error())
+}
+
+// storeReplicated runs the store script and then WAIT on the same
+// connection, so the ack waits until c.waitN replicas have the message.
+func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (int64, error) {
+	var seq, acked int64
+	err := c.rc.Dedicated(func(dc rueidis.DedicatedClient) error {
+		wait := dc.B().Wait().Numreplicas(int64(c.waitN)).Timeout(c.tmo.Milliseconds()).Build()
+		rs := dc.DoMulti(ctx, dc.B().Evalsha().Sha1(storeSHA).Numkeys(2).Key(keys...).Arg(args...).Build(), wait)
+		if re, ok := rueidis.IsRedisErr(rs[0].Error()); ok && re.IsNoScript() {
+			wait = dc.B().Wait().Numreplicas(int64(c.waitN)).Timeout(c.tmo.Milliseconds()).Build()
+			rs = dc.DoMulti(ctx, dc.B().Eval().Script(storeSrc).Numkeys(2).Key(keys...).Arg(args...).Build(), wait)
+		}
+		var err error
+		if seq, err = rs[0].AsInt64(); err != nil {
+			return err
+		}
+		acked, err = rs[1].AsInt64()
+		return err
+	})
+	if err == nil && seq >= 0 && acked < int64(c.waitN) {
+		err = fmt.Errorf("%w: the message reached %d of %d replicas", ErrUnavailable, acked, c.waitN)
+	}
+	return seq, err
 }
