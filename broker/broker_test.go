@@ -246,3 +246,51 @@ func TestClusterRequired(t *testing.T) {
 		t.Fatalf("Open with Cluster on a lone Redis: %v", err)
 	}
 }
+
+// Through Sentinel with WaitReplicas: a message acknowledged before the
+// master dies is on the promoted replica; the node follows the failover,
+// subscribes again and says so, and stores and notifies on the new master.
+func TestSentinelFailover(t *testing.T) {
+	ctx := context.Background()
+	s := brokertest.StartSentinel(t, 2)
+	c := brokertest.Open(t, broker.Options{Sentinels: []string{s.Addr}, MasterName: s.Name,
+		Prefix: brokertest.Prefix(), WaitReplicas: 1, Timeout: 2 * time.Second})
+	got := make(chan string, 16)
+	resub := make(chan struct{}, 4)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	id, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := c.UserChannel(id)
+	if err := c.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	if _, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, ch+" n")
+
+	s.KillMaster(t)
+	select {
+	case <-resub:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no re-subscription after the failover")
+	}
+	// Until the client has followed the switch, storing fails fast as
+	// unavailable.
+	brokertest.Poll(t, 20*time.Second, "a store on the new master", func() bool {
+		_, err := c.StoreMessage(ctx, id, []byte(`"x":2`), time.Now().UnixMilli(), opt, true)
+		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			t.Fatalf("store during failover: %v, want ErrUnavailable", err)
+		}
+		return err == nil
+	})
+	expect(t, got, ch+" n")
+	msgs, err := c.FetchMessages(ctx, id, 0, "", 10)
+	if err != nil || len(msgs) != 2 || !strings.Contains(msgs[0], `"x":1`) || !strings.Contains(msgs[1], `"x":2`) {
+		t.Fatalf("after the failover the queue holds %v (%v), want both messages", msgs, err)
+	}
+}

@@ -222,7 +222,7 @@ func StartSentinel(t testing.TB, replicas int) *Sentinel {
 		s.Replicas = append(s.Replicas, StartRedis(t, "--replicaof", "127.0.0.1", mport))
 	}
 	Poll(t, 20*time.Second, "replicas in sync", func() bool {
-		return strings.Contains(s.Master.CLI(t, "INFO", "replication"), fmt.Sprintf("connected_slaves:%d", replicas))
+		return strings.Count(s.Master.CLI(t, "INFO", "replication"), "state=online") == replicas
 	})
 	// Debian's redis-server package ships no redis-sentinel binary, but
 	// redis-server runs as one with --sentinel and a writable config file.
