@@ -91,6 +91,12 @@ func serveFlags(d roles.Config) []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "role", Value: d.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
 		&cli.StringFlag{Name: "addr", Value: d.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
+		&cli.StringFlag{Name: "admin-addr", EnvVars: env("ADMIN_ADDR"), Usage: "separate listen address for /metrics and /healthz (default: /metrics on --addr)"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "TLS certificate file (PEM); with --tls-key serves HTTPS/WSS on --addr"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "TLS private key file (PEM)"},
+		&cli.StringSliceFlag{Name: "domain", EnvVars: env("DOMAIN"), Usage: "automatic TLS certificates (ACME) for these host names"},
+		&cli.StringFlag{Name: "acme-cache", Value: d.ACMECache, EnvVars: env("ACME_CACHE"), Usage: "directory where automatic certificates are kept"},
+		&cli.StringFlag{Name: "acme-http-addr", EnvVars: env("ACME_HTTP_ADDR"), Usage: "also answer ACME HTTP-01 challenges here (e.g. :80)"},
 		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: env("LOG_FORMAT"), Usage: "console or json"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 
@@ -135,6 +141,14 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg := d
 	cfg.Role = c.String("role")
 	cfg.Addr = c.String("addr")
+	cfg.AdminAddr = c.String("admin-addr")
+	cfg.TLSCert, cfg.TLSKey = c.String("tls-cert"), c.String("tls-key")
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	cfg.Domains = splitList(c.StringSlice("domain"))
+	cfg.ACMECache = c.String("acme-cache")
+	cfg.ACMEHTTPAddr = c.String("acme-http-addr")
 	cfg.Redis = broker.Options{
 		Addrs:    splitList(c.StringSlice("redis")),
 		Username: c.String("redis-user"),

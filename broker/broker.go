@@ -13,6 +13,7 @@
 //	<p>u:{<id>}         hash: pwd (digest), gen (login generation), login (ms),
 //	                    seq (last chat message id)
 //	<p>q:{<id>}         list: the user's undelivered chat messages, oldest first
+//	<p>n:{<id>}         flag: a node has been told the queue has work (expires)
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
 //
 // Three deployments: one Redis (or the embedded server), Redis Cluster, and

@@ -259,19 +259,24 @@ func TestSentinelFailover(t *testing.T) {
 	resub := make(chan struct{}, 4)
 	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
 	c.OnResubscribed(func() { resub <- struct{}{} })
-	id, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	// u1 gets a message before the crash; u2, subscribed too, gets the
+	// first one after it (a user is notified once until its queue is
+	// found empty, so u1's second message would not publish).
+	u1, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ch := c.UserChannel(id)
-	if err := c.Subscribe(ctx, ch); err != nil {
-		t.Fatal(err)
+	u2, _ := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	for _, u := range []string{u1, u2} {
+		if err := c.Subscribe(ctx, c.UserChannel(u)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
-	if _, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
+	if _, err := c.StoreMessage(ctx, u1, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, got, ch+" n")
+	expect(t, got, c.UserChannel(u1)+" n")
 
 	s.KillMaster(t)
 	select {
@@ -282,15 +287,57 @@ func TestSentinelFailover(t *testing.T) {
 	// Until the client has followed the switch, storing fails fast as
 	// unavailable.
 	brokertest.Poll(t, 20*time.Second, "a store on the new master", func() bool {
-		_, err := c.StoreMessage(ctx, id, []byte(`"x":2`), time.Now().UnixMilli(), opt, true)
+		_, err := c.StoreMessage(ctx, u2, []byte(`"x":2`), time.Now().UnixMilli(), opt, true)
 		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
 			t.Fatalf("store during failover: %v, want ErrUnavailable", err)
 		}
 		return err == nil
 	})
-	expect(t, got, ch+" n")
-	msgs, err := c.FetchMessages(ctx, id, 0, "", 10)
-	if err != nil || len(msgs) != 2 || !strings.Contains(msgs[0], `"x":1`) || !strings.Contains(msgs[1], `"x":2`) {
-		t.Fatalf("after the failover the queue holds %v (%v), want both messages", msgs, err)
+	expect(t, got, c.UserChannel(u2)+" n")
+	msgs, err := c.FetchMessages(ctx, u1, 0, "", 10)
+	if err != nil || len(msgs) != 1 || !strings.Contains(msgs[0], `"x":1`) {
+		t.Fatalf("after the failover the queue holds %v (%v), want the message acknowledged before it", msgs, err)
 	}
+}
+
+// One notification per idle-to-busy change: stores while the node has not
+// yet found the queue empty do not publish again; an empty fetch re-arms.
+func TestNotifyOncePerWakeup(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		c.Handle("c:", func(ch, payload string) { got <- payload })
+		now := time.Now().UnixMilli()
+		id, _ := c.CreateUser(ctx, "d", now)
+		if err := c.Subscribe(ctx, c.UserChannel(id)); err != nil {
+			t.Fatal(err)
+		}
+		opt := broker.StoreOptions{Cap: 100, TTLms: 60000}
+		for i := 0; i < 3; i++ {
+			c.StoreMessage(ctx, id, []byte(`"n":1`), now, opt, true)
+		}
+		expect(t, got, "n")
+		msgs, _ := c.FetchMessages(ctx, id, 0, "", 10)
+		if len(msgs) != 3 {
+			t.Fatalf("fetched %d", len(msgs))
+		}
+		// Not empty yet: a store now does not notify.
+		c.StoreMessage(ctx, id, []byte(`"n":2`), now, opt, true)
+		msgs, _ = c.FetchMessages(ctx, id, 3, msgs[2], 10)
+		if len(msgs) != 1 {
+			t.Fatalf("second fetch %d", len(msgs))
+		}
+		if msgs, _ = c.FetchMessages(ctx, id, 1, msgs[0], 10); len(msgs) != 0 {
+			t.Fatalf("third fetch %d", len(msgs))
+		}
+		// Found empty: the next store notifies again, and exactly once so far.
+		c.StoreMessage(ctx, id, []byte(`"n":3`), now, opt, true)
+		expect(t, got, "n")
+		select {
+		case p := <-got:
+			t.Fatalf("an extra notification %q", p)
+		default:
+		}
+	})
 }

@@ -19,28 +19,16 @@ var ErrNoUser = errors.New("no such user")
 // frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first and the
 // fetch script can read it without decoding JSON.
 //
-// KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel (” = do
-// not publish), and the publish command: PUBLISH, or SPUBLISH on a cluster,
-// where the user's channel is sharded (the embedded server knows no
-// SPUBLISH). The channel carries the keys' hash tag, so it is in their
+// KEYS: u:{to}, q:{to}, n:{to}. ARGV: members, cap, ttl ms, now ms, channel
+// (” = do not publish), and the publish command: PUBLISH, or SPUBLISH on a
+// cluster, where the user's channel is sharded (the embedded server knows
+// no SPUBLISH). The channel carries the keys' hash tag, so it is in their
 // slot. The expiry is relative (PEXPIRE), computed from the caller's clock,
 // so an injected clock behaves like the real one. Returns the message id,
 // or -1 for an unknown user.
-const storeSrc = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
-redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}')
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-local now = tonumber(ARGV[4])
-local login = tonumber(redis.call('HGET', KEYS[1], 'login') or ARGV[4]) or now
-local ttl = login + tonumber(ARGV[3]) - now
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
-if ARGV[5] ~= '' then redis.call(ARGV[6], ARGV[5], 'n') end
-return seq`
-
 var (
-	storeScript = rueidis.NewLuaScript(storeSrc)
-	storeSHA    = sha1hex(storeSrc)
+	storeScript = rueidis.NewLuaScript(StoreScriptSource)
+	storeSHA    = sha1hex(StoreScriptSource)
 )
 
 func sha1hex(s string) string {
@@ -48,12 +36,33 @@ func sha1hex(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// StoreScriptSource is the store script's text, exported so that
+// scripts/bench-chat.sh can run the very same script under redis-benchmark
+// as the ceiling of one chat message's Redis work.
+const StoreScriptSource = `
+local login = redis.call('HGET', KEYS[1], 'login')
+if not login then return -1 end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local cap = tonumber(ARGV[2])
+if redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}') > cap then
+  redis.call('LTRIM', KEYS[2], -cap, -1)
+end
+local now = tonumber(ARGV[4])
+local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
+if ARGV[5] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'PX', 10000) then
+  redis.call(ARGV[6], ARGV[5], 'n')
+end
+return seq`
+
 // fetchScript first removes the head elements the node has processed
 // (written to the connection, or skipped as undeliverable): ARGV[1] says how
 // many, ARGV[2] is the exact text of the last of them. If the cap trimmed
 // the head meanwhile, that element sits earlier (or is gone, and with it
 // everything before it), so the script trims up to wherever it is now. It
-// then returns up to ARGV[3] elements from the head. Acknowledging by
+// then returns up to ARGV[3] elements from the head; when there are none it
+// clears the user's "notified" flag (KEYS[2]) in the same step, so the next
+// store notifies again and no wakeup is lost. Acknowledging by
 // position and content, not by a parsed id, means nothing a foreign writer
 // puts in a queue can stall it or make the script drop what was not sent.
 var fetchScript = rueidis.NewLuaScript(`
@@ -69,7 +78,9 @@ if n > 0 then
 end
 local m = tonumber(ARGV[3])
 if m <= 0 then return {} end
-return redis.call('LRANGE', KEYS[1], 0, m - 1)`)
+local items = redis.call('LRANGE', KEYS[1], 0, m - 1)
+if #items == 0 then redis.call('DEL', KEYS[2]) end
+return items`)
 
 // StoreOptions bound a user's offline queue.
 type StoreOptions struct {
@@ -91,7 +102,7 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 	if c.sharded(c.UserChannel(to)) {
 		pub = "SPUBLISH"
 	}
-	keys := []string{c.userKey("u", to), c.userKey("q", to)}
+	keys := []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to)}
 	args := []string{string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
 		strconv.FormatInt(now, 10), ch, pub}
 	var seq int64
@@ -116,7 +127,7 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 func (c *Client) FetchMessages(ctx context.Context, id string, count int, last string, n int) ([]string, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	msgs, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id)},
+	msgs, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id), c.userKey("n", id)},
 		[]string{strconv.Itoa(count), last, strconv.Itoa(n)}).AsStrSlice()
 	return msgs, c.wrap("fetch messages of "+id, err)
 }
@@ -143,10 +154,10 @@ func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (int6
 	var seq, acked int64
 	err := c.rc.Dedicated(func(dc rueidis.DedicatedClient) error {
 		wait := dc.B().Wait().Numreplicas(int64(c.waitN)).Timeout(c.tmo.Milliseconds()).Build()
-		rs := dc.DoMulti(ctx, dc.B().Evalsha().Sha1(storeSHA).Numkeys(2).Key(keys...).Arg(args...).Build(), wait)
+		rs := dc.DoMulti(ctx, dc.B().Evalsha().Sha1(storeSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
 		if re, ok := rueidis.IsRedisErr(rs[0].Error()); ok && re.IsNoScript() {
 			wait = dc.B().Wait().Numreplicas(int64(c.waitN)).Timeout(c.tmo.Milliseconds()).Build()
-			rs = dc.DoMulti(ctx, dc.B().Eval().Script(storeSrc).Numkeys(2).Key(keys...).Arg(args...).Build(), wait)
+			rs = dc.DoMulti(ctx, dc.B().Eval().Script(StoreScriptSource).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
 		}
 		var err error
 		if seq, err = rs[0].AsInt64(); err != nil {

@@ -86,19 +86,27 @@ func (m *Mailbox) Close(ctx context.Context) {
 var errGone = errors.New("connection gone")
 
 func (m *Mailbox) pump() {
+	stopped := false
+	stop := func() {
+		m.mu.Lock()
+		m.running, stopped = false, true
+		m.idle.Broadcast()
+		m.mu.Unlock()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			m.log.Error("chat pump panicked", zap.Any("panic", r), zap.Stack("stack"))
 		}
-		m.mu.Lock()
-		m.running = false
-		m.idle.Broadcast()
-		m.mu.Unlock()
+		if !stopped {
+			stop()
+		}
 	}()
 	backoff := 50 * time.Millisecond
 	for {
 		m.mu.Lock()
 		if m.closed {
+			m.running, stopped = false, true
+			m.idle.Broadcast()
 			m.mu.Unlock()
 			return
 		}
@@ -124,14 +132,17 @@ func (m *Mailbox) pump() {
 		if m.doneCount == 0 {
 			m.doneLast = ""
 		}
+		if len(msgs) == 0 && (!m.again || m.closed) {
+			// Deciding to stop and saying so happen under one lock: a Poke
+			// either sees the pump running and sets again before this, or
+			// sees it stopped and starts a new one.
+			m.running, stopped = false, true
+			m.idle.Broadcast()
+			m.mu.Unlock()
+			return
+		}
 		m.mu.Unlock()
 		if len(msgs) == 0 {
-			m.mu.Lock()
-			if !m.again || m.closed {
-				m.mu.Unlock()
-				return
-			}
-			m.mu.Unlock()
 			continue
 		}
 		if err := m.deliver(msgs); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -18,7 +19,8 @@ import (
 // allocations are per message, servers and the in-process test clients
 // together. scripts/bench-chat.sh runs it next to redis-benchmark on the
 // same Redis, so the figure is a ratio. OCCASE_BENCH_REDIS=host:port uses
-// an existing Redis instead of starting one.
+// an existing Redis instead of starting one; OCCASE_BENCH_PAIRS sets the
+// number of sender/receiver pairs (32).
 func BenchmarkChatAcrossNodes(b *testing.B) {
 	addr := os.Getenv("OCCASE_BENCH_REDIS")
 	if addr == "" {
@@ -27,7 +29,10 @@ func BenchmarkChatAcrossNodes(b *testing.B) {
 	opt := broker.Options{Addrs: []string{addr}, Prefix: brokertest.Prefix()}
 	n1 := startNode(b, opt)
 	n2 := startNode(b, opt)
-	const pairs = 32
+	pairs := 32
+	if v, err := strconv.Atoi(os.Getenv("OCCASE_BENCH_PAIRS")); err == nil && v > 0 {
+		pairs = v
+	}
 	senders := make([]*client, pairs)
 	receivers := make([]*client, pairs)
 	for i := range pairs {

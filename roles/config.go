@@ -11,8 +11,17 @@ import (
 // Config is everything a node needs; main.go fills it from flags and the
 // environment. Every field has a sane default (DefaultConfig).
 type Config struct {
-	Role string // db, img or all
-	Addr string // listen address
+	Role      string // db, img or all
+	Addr      string // listen address
+	AdminAddr string // optional separate listener for /metrics; "" serves it on Addr
+
+	// TLS: a certificate and key, or automatic certificates for Domains
+	// (ACME TLS-ALPN-01 on Addr, and HTTP-01 on ACMEHTTPAddr when set).
+	TLSCert, TLSKey   string
+	Domains           []string
+	ACMECache         string
+	ACMEHTTPAddr      string
+	ReadHeaderTimeout time.Duration
 
 	Redis  broker.Options
 	Secret []byte // 32-byte key of the password digests; nil: generated
@@ -46,26 +55,28 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Role:            "all",
-		Addr:            ":8080",
-		LoginTimeout:    10 * time.Second,
-		IdleTimeout:     60 * time.Second,
-		WriteTimeout:    10 * time.Second,
-		MaxFrame:        64 << 10,
-		SendQueue:       1024,
-		SendQueueBytes:  4 << 20,
-		DisplaceTimeout: 3 * time.Second,
-		DrainTimeout:    10 * time.Second,
-		ChatRate:        50,
-		ChatBurst:       200,
-		PresenceRate:    5,
-		PresenceBurst:   20,
-		RegisterRate:    1,
-		RegisterBurst:   20,
-		FilenamesRate:   1,
-		FilenamesBurst:  10,
-		Chat:            chat.DefaultConfig(),
-		Clock:           time.Now,
+		Role:              "all",
+		Addr:              ":8080",
+		LoginTimeout:      10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		MaxFrame:          64 << 10,
+		SendQueue:         1024,
+		SendQueueBytes:    4 << 20,
+		DisplaceTimeout:   3 * time.Second,
+		DrainTimeout:      10 * time.Second,
+		ACMECache:         "./data/acme",
+		ReadHeaderTimeout: 10 * time.Second,
+		ChatRate:          50,
+		ChatBurst:         200,
+		PresenceRate:      5,
+		PresenceBurst:     20,
+		RegisterRate:      1,
+		RegisterBurst:     20,
+		FilenamesRate:     1,
+		FilenamesBurst:    10,
+		Chat:              chat.DefaultConfig(),
+		Clock:             time.Now,
 	}
 }
 

@@ -7,6 +7,7 @@ package roles
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -20,7 +21,10 @@ import (
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/wire"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/crypto/acme"
+	"golang.org/x/crypto/acme/autocert"
 )
 
 // PostsConn is what the posts service sees of a connection.
@@ -61,6 +65,8 @@ type Server struct {
 	sessions map[*session]struct{}
 	draining bool
 	handlers sync.WaitGroup // WebSocket handlers still running
+
+	m *metrics
 }
 
 // New builds a node for cfg.Role. It connects to Redis when the role
@@ -74,9 +80,13 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, sessions: map[*session]struct{}{}}
+	s.m = newMetrics(s)
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
 	s.echo.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	if cfg.AdminAddr == "" {
+		s.echo.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
+	}
 	if db {
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
@@ -113,6 +123,11 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.echo.GET("/", s.serveWS)
 	s.echo.GET("/readyz", s.ready)
 	return nil
+}
+
+// MetricsHandler serves the Prometheus metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{})
 }
 
 // Handler is the node's HTTP handler (for tests and for Run).
@@ -180,23 +195,81 @@ func (s *Server) untrack(ss *session) {
 	s.mu.Unlock()
 }
 
-// Run serves on cfg.Addr until ctx ends, then drains.
+// Run serves on cfg.Addr (and cfg.AdminAddr) until ctx ends, then drains.
 func (s *Server) Run(ctx context.Context) error {
 	l, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	if s.cfg.AdminAddr != "" {
+		al, err := net.Listen("tcp", s.cfg.AdminAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("listen on %s: %w", s.cfg.AdminAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", s.MetricsHandler())
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go admin.Serve(al)
+		defer admin.Close()
+		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
+	}
 	return s.Serve(ctx, l)
+}
+
+// tlsConfig returns the TLS setup, or nil for plain TCP. Only HTTP/1.1 is
+// offered: WebSockets upgrade over it, and nothing on the connection is
+// ever given a deadline after the upgrade (the original cut TLS sessions
+// after 30 s).
+func (s *Server) tlsConfig() (*tls.Config, http.Handler, error) {
+	switch {
+	case s.cfg.TLSCert != "" || s.cfg.TLSKey != "":
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("load TLS certificate: %w", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}, nil, nil
+	case len(s.cfg.Domains) > 0:
+		m := &autocert.Manager{
+			Prompt:     autocert.AcceptTOS,
+			HostPolicy: autocert.HostWhitelist(s.cfg.Domains...),
+			Cache:      autocert.DirCache(s.cfg.ACMECache),
+		}
+		c := m.TLSConfig()
+		c.MinVersion = tls.VersionTLS12
+		c.NextProtos = []string{"http/1.1", acme.ALPNProto}
+		return c, m.HTTPHandler(nil), nil
+	}
+	return nil, nil, nil
 }
 
 // Serve serves on l until ctx ends, then drains: stop accepting, mark not
 // ready, close every session with 1001 after flushing and handing back what
 // it holds, within the drain timeout.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: 10 * time.Second, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+	tc, acmeHTTP, err := s.tlsConfig()
+	if err != nil {
+		l.Close()
+		return err
+	}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
+	}
+	if acmeHTTP != nil && s.cfg.ACMEHTTPAddr != "" {
+		hl, err := net.Listen("tcp", s.cfg.ACMEHTTPAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("listen on %s: %w", s.cfg.ACMEHTTPAddr, err)
+		}
+		hs := &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(hl)
+		defer hs.Close()
+	}
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
-	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()))
+	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()), zap.Bool("tls", tc != nil))
 	select {
 	case err := <-errc:
 		s.Close()

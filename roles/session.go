@@ -56,7 +56,10 @@ func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &session{srv: s, conn: conn, remote: remote, ctx: ctx, cancel: cancel,
 		log: s.log.With(zap.String("remote", remote)), releases: make(chan int64, 8), closed: make(chan struct{})}
-	ss.out = newOutbox(ss.writeFrame, func() { go ss.shutdown(wire.CloseSlowConsumer, "send queue full") },
+	ss.out = newOutbox(ss.writeFrame, func() {
+		s.m.overflows.Inc()
+		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
+	},
 		s.cfg.SendQueue, s.cfg.SendQueueBytes)
 	// Both timers exist (stopped) before anything can fire, so shutdown
 	// may always stop them.
@@ -77,7 +80,11 @@ func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()
 func (ss *session) writeFrame(b []byte) error {
 	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout)
 	defer cancel()
-	return ss.conn.Write(ctx, websocket.MessageText, b)
+	err := ss.conn.Write(ctx, websocket.MessageText, b)
+	if err == nil {
+		ss.srv.m.framesOut.Inc()
+	}
+	return err
 }
 
 // User, Send, SendPersistent and SendTracked are what the feature packages
@@ -101,8 +108,14 @@ func (ss *session) SendPersistent(frame []byte) bool {
 	return false
 }
 
+// SendTracked is the mailbox's path: its frames are chat deliveries.
 func (ss *session) SendTracked(frame []byte, done func(error)) bool {
-	return ss.out.push(item{data: frame, kind: transient, done: done})
+	return ss.out.push(item{data: frame, kind: transient, done: func(err error) {
+		if err == nil {
+			ss.srv.m.chatDeliv.Inc()
+		}
+		done(err)
+	}})
 }
 
 // presence.Peer: called from the subscriber's reader, never blocking.
@@ -167,6 +180,9 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 			return wire.CloseUnsupported, "text frames only"
 		}
 		req, err := wire.ParseRequest(frame)
+		if err != nil {
+			ss.srv.m.request("", time.Now(), wire.BadRequest)
+		}
 		if errors.Is(err, wire.ErrNotJSON) {
 			ss.reject(wire.Malformedf("the frame is not valid UTF-8 JSON"))
 			return wire.CloseInvalidPayload, "invalid JSON"
@@ -175,7 +191,9 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 			ss.reject(wire.AsError(err))
 			return wire.ClosePolicy, "bad request"
 		}
-		if code, reason, stop := ss.handle(req); stop {
+		start := time.Now()
+		code, reason, stop := ss.handle(req, start)
+		if stop {
 			return code, reason
 		}
 	}
@@ -188,7 +206,7 @@ func (ss *session) reject(e *wire.Error) {
 
 // handle runs one request. A panic is recovered: the connection closes
 // with 1011 and every other connection is unaffected.
-func (ss *session) handle(req *wire.Request) (code websocket.StatusCode, reason string, stop bool) {
+func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.StatusCode, reason string, stop bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			ss.log.Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
@@ -198,9 +216,11 @@ func (ss *session) handle(req *wire.Request) (code websocket.StatusCode, reason 
 	}()
 	err := ss.dispatch(req)
 	if err == nil {
+		ss.srv.m.request(req.Cmd, start, "")
 		return 0, "", false
 	}
 	we := wire.AsError(err)
+	ss.srv.m.request(req.Cmd, start, we.Reason)
 	if we.Reason == wire.Internal {
 		ss.log.Error("request failed", zap.String("cmd", req.Cmd), zap.String("user", ss.user), zap.Error(err))
 	}
@@ -271,6 +291,9 @@ func (ss *session) message(req *wire.Request) error {
 		}
 	}
 	ack, err := ss.srv.chat.Store(ss.ctx, m, local == nil)
+	if err == nil {
+		ss.srv.m.chatStored.Inc()
+	}
 	if local != nil {
 		if err == nil {
 			local.Notify()
@@ -422,6 +445,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 				ss.srv.posts.Leave(ss)
 			}
 			if len(pending) > 0 {
+				ss.srv.m.requeued.Add(float64(len(pending)))
 				if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
 					ss.log.Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
 				}
@@ -432,6 +456,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 			}
 		}
 		ss.pingTimer.Stop()
+		ss.srv.m.closed(int(code))
 		go func() {
 			// Close waits for the peer's close frame; never hold anyone up.
 			ss.conn.Close(code, reason)

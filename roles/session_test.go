@@ -1,6 +1,8 @@
 package roles_test
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +129,46 @@ func TestAnonymousAndLoginTimeout(t *testing.T) {
 			t.Fatalf("logged-in connection was closed: %v", err)
 		}
 	})
+}
+
+func TestMetricsCountWhatHappened(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := startNode(t, b.Options)
+		a := register(t, n.url)
+		u := register(t, n.url)
+		a.chat(u.id, "hi", 1)
+		a.expectServerAck(1, u.id)
+		u.expectChat(a.id, "hi")
+		a.send(`{"cmd":"message","to":"99999","id":2}`)
+		a.expect("message")
+		body := httpGet(t, n.ts.URL+"/metrics")
+		for _, want := range []string{
+			`occase_frames_in_total{cmd="message"} 2`,
+			`occase_frames_in_total{cmd="register"} 2`,
+			`occase_request_errors_total{cmd="message",reason="not_found"} 1`,
+			`occase_chat_stored_total 1`,
+			`occase_chat_delivered_total 1`,
+			`occase_connections{state="logged_in"} 2`,
+			`occase_redis_subscriber_up 1`,
+			`process_resident_memory_bytes`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+	})
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	return string(b)
 }

@@ -1,0 +1,165 @@
+package chat_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/occase/occase/broker/brokertest"
+	"github.com/occase/occase/chat"
+	"github.com/occase/occase/wire"
+	"go.uber.org/zap/zaptest"
+)
+
+func TestValidUserID(t *testing.T) {
+	tests := []struct {
+		id   string
+		want bool
+	}{
+		{"1", true}, {"42", true}, {"18446744073709551615", true},
+		{"", false}, {"0", true}, {"01", false}, {"-1", false}, {"1a", false},
+		{"18446744073709551616", false}, {"../1", false}, {" 1", false},
+	}
+	for _, tt := range tests {
+		if got := chat.ValidUserID(tt.id); got != tt.want {
+			t.Errorf("ValidUserID(%q) = %v, want %v", tt.id, got, tt.want)
+		}
+	}
+}
+
+func TestServerAck(t *testing.T) {
+	tests := []struct {
+		name, req, to, reason string
+		id                    int64
+		want                  string
+	}{
+		{"ok with everything", `{"cmd":"message","to":"57","id":23,"post_id":17,"is_sender_post":false}`, "57", "", 9,
+			`{"cmd":"message","type":"server_ack","result":"ok","msg_id":9,"ack_id":23,"from":"57","post_id":17,"is_sender_post":true}`},
+		{"ok minimal", `{"cmd":"message","to":"57"}`, "57", "", 1,
+			`{"cmd":"message","type":"server_ack","result":"ok","msg_id":1,"from":"57"}`},
+		{"fail keeps the echo", `{"cmd":"message","to":"5","id":"abc","is_sender_post":true}`, "5", "not_found", 0,
+			`{"cmd":"message","type":"server_ack","result":"fail","reason":"not_found","ack_id":"abc","from":"5","is_sender_post":false}`},
+		{"non-bool is_sender_post is not echoed", `{"cmd":"message","to":"5","is_sender_post":1}`, "5", "", 2,
+			`{"cmd":"message","type":"server_ack","result":"ok","msg_id":2,"from":"5"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := wire.ParseRequest([]byte(tt.req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := string(chat.ServerAck(r, tt.to, tt.id, tt.reason)); got != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrepare(t *testing.T) {
+	s := chat.New(chat.Config{MaxMessage: 100}, nil, zaptest.NewLogger(t))
+	tests := []struct {
+		name, req, reason string
+		malformed         bool
+	}{
+		{"ok", `{"cmd":"message","to":"5","msg":"hi"}`, "", false},
+		{"no to", `{"cmd":"message","msg":"hi"}`, wire.BadRequest, true},
+		{"to a number", `{"cmd":"message","to":5}`, wire.BadRequest, true},
+		{"to not an id", `{"cmd":"message","to":"x"}`, wire.NotFound, false},
+		{"reserved type", `{"cmd":"message","to":"5","type":"server_ack"}`, wire.BadRequest, false},
+		{"too large", `{"cmd":"message","to":"5","msg":"` + fmt.Sprint(make([]byte, 100)) + `"}`, wire.TooLarge, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := wire.ParseRequest([]byte(tt.req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Prepare("7", r)
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			we := wire.AsError(err)
+			if we.Reason != tt.reason || we.Malformed != tt.malformed {
+				t.Fatalf("got %+v, want reason %s malformed %v", we, tt.reason, tt.malformed)
+			}
+		})
+	}
+}
+
+// writer records frames; it fails every write from failAt on.
+type writer struct {
+	mu     sync.Mutex
+	frames []string
+	failAt int
+	wrote  chan struct{}
+}
+
+func (w *writer) SendTracked(frame []byte, done func(error)) bool {
+	w.mu.Lock()
+	var err error
+	if w.failAt > 0 && len(w.frames) >= w.failAt {
+		err = errors.New("connection broke")
+	} else {
+		w.frames = append(w.frames, string(frame))
+	}
+	w.mu.Unlock()
+	go func() {
+		done(err)
+		w.wrote <- struct{}{}
+	}()
+	return true
+}
+
+// A connection that breaks in the middle of a batch: exactly the written
+// messages leave Redis, the rest stay at the front in order.
+func TestMailboxRemovesOnlyWhatWasWritten(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		bc := brokertest.Open(t, b.Options)
+		s := chat.New(chat.Config{Batch: 4}, bc, zaptest.NewLogger(t))
+		now := time.Now().UnixMilli()
+		id, _ := bc.CreateUser(ctx, "d", now)
+		for i := 0; i < 10; i++ {
+			r, _ := wire.ParseRequest([]byte(fmt.Sprintf(`{"cmd":"message","to":%q,"n":%d}`, id, i)))
+			m, err := s.Prepare("9", r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Store(ctx, m, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w := &writer{failAt: 6, wrote: make(chan struct{}, 64)}
+		mb := s.Mailbox(id, w)
+		mb.Poke()
+		// 6 written, then the 7th fails and the pump stops.
+		for i := 0; i < 7; i++ {
+			select {
+			case <-w.wrote:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("only %d writes", i)
+			}
+		}
+		mb.Close(ctx)
+		left, _ := bc.FetchMessages(ctx, id, 0, "", 100)
+		if len(left) != 4 {
+			t.Fatalf("%d left in Redis, want 4: %v", len(left), left)
+		}
+		for i, f := range left {
+			if want := fmt.Sprintf(`"n":%d}`, 6+i); f[len(f)-len(want):] != want {
+				t.Fatalf("left[%d] = %s, want n %d", i, f, 6+i)
+			}
+		}
+		for i, f := range w.frames {
+			if want := fmt.Sprintf(`{"msg_id":%d,"from":"9"`, i+1); f[:len(want)] != want {
+				t.Fatalf("frame %d = %s", i, f)
+			}
+		}
+	})
+}
