@@ -272,6 +272,18 @@ func (c *Client) sharded(channel string) bool {
 	return c.cluster && hashTag(channel) != channel
 }
 
+// publishCmd is the command a script must use to publish on channel:
+// SPUBLISH for a sharded channel, else PUBLISH. Scripts take it as an
+// argument (redis.call(ARGV[n], channel, message)), since the same script
+// runs on a cluster and on the embedded server, which has no SPUBLISH. A
+// script may SPUBLISH only on a channel in the slot of its keys.
+func (c *Client) publishCmd(channel string) string {
+	if c.sharded(channel) {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
+}
+
 // key names a global key.
 func (c *Client) key(name string) string { return c.prefix + name }
 

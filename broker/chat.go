@@ -95,13 +95,11 @@ type StoreOptions struct {
 func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, now int64, opt StoreOptions, notify bool) (int64, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	ch, pub := "", "PUBLISH"
+	ch := ""
 	if notify {
 		ch = c.UserChannel(to)
 	}
-	if c.sharded(c.UserChannel(to)) {
-		pub = "SPUBLISH"
-	}
+	pub := c.publishCmd(c.UserChannel(to))
 	keys := []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to)}
 	args := []string{string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
 		strconv.FormatInt(now, 10), ch, pub}
