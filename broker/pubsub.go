@@ -174,7 +174,12 @@ func (c *Client) Publish(ctx context.Context, channel, payload string) (int64, e
 	if c.sharded(channel) {
 		cmd = c.rc.B().Spublish().Channel(channel).Message(payload).Build()
 	}
-	n, err := c.rc.Do(ctx, cmd).AsInt64()
+	// After Redis restarts, an idle pooled connection learns it is dead
+	// only from the command sent on it. Publishing twice is harmless for
+	// every signal we send (presence, notifications, kick and release
+	// carry their generation), so let rueidis retry on a fresh connection
+	// instead of dropping the signal.
+	n, err := c.rc.Do(ctx, cmd.ToRetryable()).AsInt64()
 	return n, c.wrap("publish", err)
 }
 
