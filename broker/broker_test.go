@@ -145,8 +145,9 @@ func TestPubSubNotifyAndResubscribe(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("no re-subscription after a Redis restart")
 		}
-		// The first command on the dead pooled connection fails fast as
-		// unavailable; the client reconnects on the next one.
+		// Publish resends on a fresh connection when its pooled one died
+		// with the server; while the server is not back it fails fast as
+		// unavailable.
 		var n int64
 		var err error
 		for i := 0; i < 50; i++ {
