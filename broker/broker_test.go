@@ -342,3 +342,73 @@ func TestNotifyOncePerWakeup(t *testing.T) {
 		}
 	})
 }
+
+// A cluster master that goes away fails the requests for its slots fast
+// as unavailable, while users on the other shards are served; once it is
+// back, the node has subscribed its channels again.
+func TestClusterMasterDownFailsFast(t *testing.T) {
+	ctx := context.Background()
+	cl := brokertest.StartCluster(t)
+	c := brokertest.Open(t, broker.Options{Addrs: cl.Addrs, Prefix: brokertest.Prefix(), Timeout: 500 * time.Millisecond})
+	if !c.Cluster() {
+		t.Fatal("a cluster was not detected from its seed addresses")
+	}
+	resub := make(chan struct{}, 4)
+	got := make(chan string, 16)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	// Users until two of them live on different masters.
+	var ids []string
+	owners := map[*brokertest.Redis]string{}
+	for len(owners) < 2 {
+		id, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		owners[cl.Owner(t, c.UserChannel(id))] = id
+	}
+	var down *brokertest.Redis
+	var downUser, upUser string
+	for r, id := range owners {
+		if down == nil {
+			down, downUser = r, id
+		} else {
+			upUser = id
+		}
+	}
+	for _, id := range []string{downUser, upUser} {
+		if err := c.Subscribe(ctx, c.UserChannel(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	down.Stop()
+	if _, err := c.StoreMessage(ctx, downUser, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("store on the stopped master: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := c.PasswordDigest(ctx, downUser); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("read on the stopped master: %v, want ErrUnavailable", err)
+	}
+	if _, err := c.StoreMessage(ctx, upUser, []byte(`"x":1`), time.Now().UnixMilli(), opt, false); err != nil {
+		t.Fatalf("store on a live master: %v", err)
+	}
+	if c.SubscribeReady() {
+		t.Fatal("subscriptions reported live with a master down")
+	}
+	down.Restart()
+	select {
+	case <-resub:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no re-subscription after the master came back")
+	}
+	if !c.SubscribeReady() {
+		t.Fatal("subscriptions not live after the re-subscription")
+	}
+	// The restarted master lost its data (no persistence here), so the
+	// user is gone: publish on its channel directly.
+	if n, err := c.Publish(ctx, c.UserChannel(downUser), "back"); err != nil || n != 1 {
+		t.Fatalf("publish after the restart reached %d (%v), want 1", n, err)
+	}
+	expect(t, got, c.UserChannel(downUser)+" back")
+}
