@@ -412,3 +412,47 @@ func TestClusterMasterDownFailsFast(t *testing.T) {
 	}
 	expect(t, got, c.UserChannel(downUser)+" back")
 }
+
+// A cluster master dies and its replica takes over: the node subscribes
+// the user's sharded channel again on the new master, and the user's data
+// (replicated before the crash) is there.
+func TestClusterFailover(t *testing.T) {
+	ctx := context.Background()
+	cl := brokertest.StartClusterWithReplicas(t, 2000)
+	c := brokertest.Open(t, broker.Options{Addrs: cl.Addrs, Prefix: brokertest.Prefix(), Cluster: true, Timeout: time.Second})
+	got := make(chan string, 16)
+	resub := make(chan struct{}, 4)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	id, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := c.UserChannel(id)
+	if err := c.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	master := cl.Owner(t, ch)
+	// WAIT makes sure the replica has the user before the master dies.
+	if out := master.CLI(t, "WAIT", "1", "2000"); strings.TrimSpace(out) != "1" {
+		t.Fatalf("WAIT answered %q", out)
+	}
+	master.Stop()
+	select {
+	case <-resub:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no re-subscription after the failover")
+	}
+	if cl.Owner(t, ch) == master {
+		t.Fatal("the slot is still served by the dead master")
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	brokertest.Poll(t, 20*time.Second, "a store on the promoted replica", func() bool {
+		_, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), opt, true)
+		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			t.Fatalf("store during the failover: %v, want ErrUnavailable", err)
+		}
+		return err == nil
+	})
+	expect(t, got, ch+" n")
+}

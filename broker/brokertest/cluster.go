@@ -25,22 +25,44 @@ type Cluster struct {
 // every master. Everything stops when the test ends.
 func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
+	// A node that misses pings for the node timeout is marked failing; on
+	// a loaded CI machine a short timeout would flap.
+	return startCluster(t, 0, 5000)
+}
+
+// StartClusterWithReplicas starts three masters with one replica each; a
+// replica takes over after its master has been unreachable for
+// nodeTimeoutMs.
+func StartClusterWithReplicas(t testing.TB, nodeTimeoutMs int) *Cluster {
+	t.Helper()
+	return startCluster(t, 1, nodeTimeoutMs)
+}
+
+func startCluster(t testing.TB, replicas, nodeTimeoutMs int) *Cluster {
+	t.Helper()
 	needRedisCLI(t)
 	c := &Cluster{}
-	for i := 0; i < 3; i++ {
-		// A node that misses pings for the node timeout is marked failing;
-		// on a loaded CI machine a short timeout would flap.
+	for i := 0; i < 3*(1+replicas); i++ {
 		r := StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000")
+			"--cluster-node-timeout", strconv.Itoa(nodeTimeoutMs))
 		c.Nodes = append(c.Nodes, r)
 		c.Addrs = append(c.Addrs, r.Addr)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
-	args = append(args, "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
 		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitOK(t)
+	if replicas > 0 {
+		Poll(t, 30*time.Second, "every replica in sync", func() bool {
+			online := 0
+			for _, n := range c.Nodes {
+				online += strings.Count(n.CLI(t, "INFO", "replication"), "state=online")
+			}
+			return online == 3*replicas
+		})
+	}
 	return c
 }
 
@@ -56,7 +78,8 @@ func (c *Cluster) WaitOK(t testing.TB) {
 			if !strings.Contains(n.CLI(t, "CLUSTER", "INFO"), "cluster_state:ok") {
 				return false
 			}
-			if masters := strings.Count(n.CLI(t, "CLUSTER", "NODES"), "master"); masters < 3 {
+			nodes := n.CLI(t, "CLUSTER", "NODES")
+			if strings.Count(nodes, "master") < 3 || strings.Count(nodes, " connected") < c.running() {
 				return false
 			}
 		}
@@ -64,17 +87,39 @@ func (c *Cluster) WaitOK(t testing.TB) {
 	})
 }
 
+func (c *Cluster) live(t testing.TB) *Redis {
+	for _, r := range c.Nodes {
+		if r.cmd != nil {
+			return r
+		}
+	}
+	t.Fatal("no cluster node is running")
+	return nil
+}
+
+func (c *Cluster) running() int {
+	n := 0
+	for _, r := range c.Nodes {
+		if r.cmd != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // Owner returns the node serving key's slot.
 func (c *Cluster) Owner(t testing.TB, key string) *Redis {
 	t.Helper()
-	slot := strings.TrimSpace(c.Nodes[0].CLI(t, "CLUSTER", "KEYSLOT", key))
+	s, _ := strconv.Atoi(strings.TrimSpace(c.live(t).CLI(t, "CLUSTER", "KEYSLOT", key)))
 	for _, n := range c.Nodes {
+		if n.cmd == nil {
+			continue
+		}
 		for _, line := range strings.Split(n.CLI(t, "CLUSTER", "NODES"), "\n") {
 			f := strings.Fields(line)
 			if len(f) < 9 || !strings.Contains(f[2], "myself") {
 				continue
 			}
-			s, _ := strconv.Atoi(slot)
 			for _, r := range f[8:] {
 				lo, hi, ok := strings.Cut(r, "-")
 				if !ok {
