@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -218,6 +219,17 @@ func TestShardedChannelFollowsSlotMigration(t *testing.T) {
 		t.Fatalf("SPUBLISH reached %q subscribers, want 1", n)
 	}
 	expect(t, got, ch+" sharded")
+	// A global channel (no hash tag, like the posts broadcast) is plain
+	// pub/sub: a PUBLISH on any cluster node reaches it.
+	global := c.Key("posts")
+	c.Handle("posts", func(ch, payload string) { got <- ch + " " + payload })
+	if err := c.Subscribe(ctx, global); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range cl.Nodes {
+		n.CLI(t, "PUBLISH", global, fmt.Sprint("g", i))
+		expect(t, got, global+" g"+fmt.Sprint(i))
+	}
 
 	to := cl.Nodes[0]
 	if to == owner {
@@ -237,6 +249,11 @@ func TestShardedChannelFollowsSlotMigration(t *testing.T) {
 	if n, err := c.QueueLen(ctx, id); err != nil || n != 1 {
 		t.Fatalf("queue on the new owner holds %d (%v), want 1", n, err)
 	}
+	// The global channel was subscribed again too.
+	if _, err := c.Publish(ctx, global, "again"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, global+" again")
 }
 
 // Requiring a cluster fails on a lone Redis instead of running there.
