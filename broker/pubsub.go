@@ -252,9 +252,7 @@ func (p *pubSub) run() {
 		case <-p.stop:
 			return
 		}
-		if backoff < 2*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
