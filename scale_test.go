@@ -445,3 +445,50 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 		t.Fatal("the last message, sent after the failover, was not acknowledged")
 	}
 }
+
+// Three db nodes on a Redis Cluster with a replica per master,
+// acknowledging chat messages once a replica has them. The master serving
+// the receiver's slot is killed mid-stream: /readyz goes 503, the replica
+// takes over, the nodes subscribe the sharded channels again on it and
+// answer 200; the old master comes back as a replica; the receiver's
+// connection stays up and gets every acknowledged message exactly once.
+func TestClusterFailoverMidStream(t *testing.T) {
+	cl := brokertest.StartClusterWithReplicas(t, 2000)
+	args := []string{"--role=db", "--redis", strings.Join(cl.Addrs, ","), "--redis-cluster",
+		"--redis-wait-replicas", "1", "--redis-timeout", "1s",
+		"--secret", testSecret, "--chat-queue-cap", "100000"}
+	n1, n2, n3 := startProc(t, args...), startProc(t, args...), startProc(t, args...)
+	r := wsDial(t, n1.addr)
+	r.register()
+	s := wsDial(t, n2.addr)
+	s.register()
+	st := startStream(t, s, r.id)
+	f := follow(r)
+	st.readUntil(f, 200)
+	master := cl.Owner(t, "occase:c:{"+r.id+"}")
+	master.Stop()
+	for _, n := range []*proc{n1, n2, n3} {
+		waitReady(t, n, http.StatusServiceUnavailable, 10*time.Second)
+	}
+	for _, n := range []*proc{n1, n2, n3} {
+		waitReady(t, n, http.StatusOK, 30*time.Second)
+	}
+	promoted := cl.Owner(t, "occase:c:{"+r.id+"}")
+	if promoted == master {
+		t.Fatal("the dead master still serves the receiver's slot")
+	}
+	// The promoted replica has no replica of its own, so acknowledged
+	// (replicated) stores fail as unavailable until the old master is back
+	// and has rejoined as its replica.
+	master.Restart()
+	brokertest.Poll(t, 30*time.Second, "the old master to rejoin as a replica", func() bool {
+		return strings.Contains(promoted.CLI(t, "INFO", "replication"), "state=online")
+	})
+	st.extend(200)
+	st.finish(f)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.acked[int(st.sent.Load())-1] {
+		t.Fatal("the last message, sent after the failover, was not acknowledged")
+	}
+}
