@@ -12,7 +12,7 @@ COPY --from=build /out/occase /occase
 WORKDIR /data
 USER nonroot:nonroot
 EXPOSE 8080
-ENV OCCASE_ADDR=:8080 OCCASE_LOG_FORMAT=json
+ENV OCCASE_ADDR=:8080 OCCASE_LOG_FORMAT=json OCCASE_IMAGE_DIR=/data/images
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["/occase", "probe", "http://127.0.0.1:8080/healthz"]
 ENTRYPOINT ["/occase"]

@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/images"
+	"github.com/occase/occase/posts"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -134,6 +137,25 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "register-burst", Value: d.RegisterBurst, EnvVars: env("REGISTER_BURST")},
 		&cli.Float64Flag{Name: "filenames-rate", Value: d.FilenamesRate, EnvVars: env("FILENAMES_RATE"), Usage: "filenames requests per second per user (0: unlimited)"},
 		&cli.IntFlag{Name: "filenames-burst", Value: d.FilenamesBurst, EnvVars: env("FILENAMES_BURST")},
+
+		&cli.StringFlag{Name: "menu", EnvVars: env("MENU"), Usage: "menu file (docs/menus.md); none: any well-formed code (the embedded broker uses the demo menu)"},
+		&cli.IntFlag{Name: "location-depth", Value: d.Posts.LocationDepth, EnvVars: env("LOCATION_DEPTH"), Usage: "filter depth of location codes (1..4)"},
+		&cli.IntFlag{Name: "product-depth", Value: d.Posts.ProductDepth, EnvVars: env("PRODUCT_DEPTH"), Usage: "filter depth of product codes (1..4)"},
+		&cli.IntFlag{Name: "max-catchup", Value: d.Posts.MaxCatchUp, EnvVars: env("MAX_CATCHUP"), Usage: "posts sent after a subscribe_ack, at most"},
+		&cli.IntFlag{Name: "post-quota-n", Value: d.Posts.QuotaN, EnvVars: env("POST_QUOTA_N"), Usage: "publishes allowed per user per --post-quota-period"},
+		&cli.DurationFlag{Name: "post-quota-period", Value: d.Posts.QuotaPeriod, EnvVars: env("POST_QUOTA_PERIOD"), Usage: "sliding window of the publish quota"},
+		&cli.DurationFlag{Name: "post-expiry", Value: d.Posts.Expiry, EnvVars: env("POST_EXPIRY"), Usage: "posts this old are removed and never returned"},
+		&cli.IntFlag{Name: "max-body", Value: d.Posts.Limits.MaxBody, EnvVars: env("MAX_BODY"), Usage: "largest post body in bytes (as sent, JSON-escaped)"},
+		&cli.IntFlag{Name: "max-sub-locations", Value: d.Posts.Limits.MaxLocations, EnvVars: env("MAX_SUB_LOCATIONS"), Usage: "location hashes in one subscription, at most"},
+		&cli.IntFlag{Name: "max-sub-products", Value: d.Posts.Limits.MaxProducts, EnvVars: env("MAX_SUB_PRODUCTS"), Usage: "product hashes in one subscription, at most"},
+		&cli.StringSliceFlag{Name: "cors-origins", Value: cli.NewStringSlice(d.Posts.CORSOrigins...), EnvVars: env("CORS_ORIGINS"), Usage: "web origins allowed to use the HTTP API (/api/...) and to upload and fetch images from a browser (e.g. https://app.example.com, or *)"},
+		&cli.StringFlag{Name: "image-key", EnvVars: env("IMAGE_KEY"), Usage: "32-byte key of the upload names (64 hex chars, or 32 raw characters as in the original configs); the same on db and img nodes; role all without it uses a random key"},
+		&cli.StringFlag{Name: "image-key-file", EnvVars: env("IMAGE_KEY_FILE"), Usage: "file holding --image-key"},
+		&cli.StringFlag{Name: "image-dir", Value: d.ImageDir, EnvVars: env("IMAGE_DIR"), Usage: "storage root of uploaded images (roles img and all)"},
+		&cli.Int64Flag{Name: "image-max-bytes", Value: d.Images.MaxBytes, EnvVars: env("IMAGE_MAX_BYTES"), Usage: "largest upload body in bytes (larger: 413)"},
+		&cli.Int64Flag{Name: "image-max-pixels", Value: d.Images.MaxPixels, EnvVars: env("IMAGE_MAX_PIXELS"), Usage: "largest width*height accepted (larger: 413)"},
+		&cli.DurationFlag{Name: "image-upload-timeout", Value: d.Images.UploadTimeout, EnvVars: env("IMAGE_UPLOAD_TIMEOUT"), Usage: "time allowed to receive one upload's body (slower: 408)"},
+		&cli.IntFlag{Name: "image-max-uploads", Value: d.Images.MaxUploads, EnvVars: env("IMAGE_MAX_UPLOADS"), Usage: "uploads received and checked at once, each held in memory; others wait"},
 	}
 }
 
@@ -193,6 +215,35 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.PresenceRate, cfg.PresenceBurst = c.Float64("presence-rate"), c.Int("presence-burst")
 	cfg.RegisterRate, cfg.RegisterBurst = c.Float64("register-rate"), c.Int("register-burst")
 	cfg.FilenamesRate, cfg.FilenamesBurst = c.Float64("filenames-rate"), c.Int("filenames-burst")
+	if f := c.String("menu"); f != "" {
+		m, err := posts.LoadMenu(f)
+		if err != nil {
+			return cfg, fmt.Errorf("--menu: %w", err)
+		}
+		cfg.Posts.Menu = m
+	}
+	cfg.Posts.LocationDepth, cfg.Posts.ProductDepth = c.Int("location-depth"), c.Int("product-depth")
+	cfg.Posts.MaxCatchUp = c.Int("max-catchup")
+	cfg.Posts.QuotaN, cfg.Posts.QuotaPeriod = c.Int("post-quota-n"), c.Duration("post-quota-period")
+	cfg.Posts.Expiry = c.Duration("post-expiry")
+	cfg.Posts.Limits.MaxBody = c.Int("max-body")
+	cfg.Posts.Limits.MaxLocations = c.Int("max-sub-locations")
+	cfg.Posts.Limits.MaxProducts = c.Int("max-sub-products")
+	cfg.Posts.CORSOrigins = splitList(c.StringSlice("cors-origins"))
+	key, err := images.LoadKey(c.String("image-key"), c.String("image-key-file"))
+	switch {
+	case errors.Is(err, images.ErrNoKey): // roles decides what a missing key means
+	case err != nil:
+		return cfg, fmt.Errorf("--image-key: %w", err)
+	default:
+		cfg.ImageKey = key
+	}
+	cfg.ImageDir = c.String("image-dir")
+	cfg.Images.MaxBytes = c.Int64("image-max-bytes")
+	cfg.Images.MaxPixels = c.Int64("image-max-pixels")
+	cfg.Images.UploadTimeout = c.Duration("image-upload-timeout")
+	cfg.Images.MaxUploads = c.Int("image-max-uploads")
+	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
 	return cfg, nil
 }
 

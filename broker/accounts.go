@@ -61,6 +61,30 @@ func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen in
 	return gen, c.wrap("login "+id, err)
 }
 
+// announceScript: KEYS: u:{id}. ARGV: the user's channel, the payload, and
+// the publish command (PUBLISH, or SPUBLISH where the channel is sharded:
+// see publishCmd).
+var announceScript = rueidis.NewLuaScript(`
+local n = redis.call(ARGV[3], ARGV[1], ARGV[2])
+return {n, tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') or 0}`)
+
+// AnnounceLogin publishes payload (a kick) on user id's channel and, in the
+// same step, reads the user's current login generation: it returns how
+// many subscribers got the kick and that generation. One round trip where a
+// login needs both.
+func (c *Client) AnnounceLogin(ctx context.Context, id, payload string) (receivers, gen int64, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	v, err := announceScript.Exec(ctx, c.rc, []string{c.userKey("u", id)}, []string{c.UserChannel(id), payload, c.publishCmd(c.UserChannel(id))}).AsIntSlice()
+	if err != nil {
+		return 0, 0, c.wrap("announce login of "+id, err)
+	}
+	if len(v) != 2 {
+		return 0, 0, fmt.Errorf("announce login of %s: unexpected reply %v", id, v)
+	}
+	return v[0], v[1], nil
+}
+
 // UserExists tells whether id is a registered user.
 func (c *Client) UserExists(ctx context.Context, id string) (bool, error) {
 	ctx, cancel := c.bound(ctx)

@@ -15,6 +15,8 @@
 //	<p>q:{<id>}         list: the user's undelivered chat messages, oldest first
 //	<p>n:{<id>}         flag: a node has been told the queue has work (expires)
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
+//	<p>pq:{<id>}        list: times of the user's publishes in the quota window
+//	<p>{posts}:seq, :data, :owner, :date, and the channel <p>posts: see posts.go
 //
 // Three deployments: one Redis (or the embedded server), Redis Cluster, and
 // a master with replicas watched by Sentinel. On a cluster every channel

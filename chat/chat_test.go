@@ -98,6 +98,17 @@ type writer struct {
 	frames []string
 	failAt int
 	wrote  chan struct{}
+	queue  chan func()
+}
+
+func newWriter(failAt int) *writer {
+	w := &writer{failAt: failAt, wrote: make(chan struct{}, 64), queue: make(chan func(), 64)}
+	go func() {
+		for f := range w.queue {
+			f()
+		}
+	}()
+	return w
 }
 
 func (w *writer) SendTracked(frame []byte, done func(error)) bool {
@@ -109,10 +120,11 @@ func (w *writer) SendTracked(frame []byte, done func(error)) bool {
 		w.frames = append(w.frames, string(frame))
 	}
 	w.mu.Unlock()
-	go func() {
+	// Like the real outbox: completions come in order, after the call.
+	w.queue <- func() {
 		done(err)
 		w.wrote <- struct{}{}
-	}()
+	}
 	return true
 }
 
@@ -135,7 +147,7 @@ func TestMailboxRemovesOnlyWhatWasWritten(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		w := &writer{failAt: 6, wrote: make(chan struct{}, 64)}
+		w := newWriter(6)
 		mb := s.Mailbox(id, w)
 		mb.Poke()
 		// 6 written, then the 7th fails and the pump stops.

@@ -28,6 +28,7 @@ type Mailbox struct {
 	w    Writer
 	log  *zap.Logger
 
+	stop    chan struct{} // closed by Close: ends a pump waiting to retry
 	mu      sync.Mutex
 	running bool
 	again   bool
@@ -42,7 +43,7 @@ type Mailbox struct {
 
 // Mailbox returns the mailbox of user for w. Call Poke to start delivery.
 func (s *Service) Mailbox(user string, w Writer) *Mailbox {
-	m := &Mailbox{s: s, user: user, w: w, log: s.log.With(zap.String("user", user))}
+	m := &Mailbox{s: s, user: user, w: w, log: s.log.With(zap.String("user", user)), stop: make(chan struct{})}
 	m.idle = sync.NewCond(&m.mu)
 	return m
 }
@@ -67,6 +68,9 @@ func (m *Mailbox) Poke() {
 // write ends promptly.
 func (m *Mailbox) Close(ctx context.Context) {
 	m.mu.Lock()
+	if !m.closed {
+		close(m.stop)
+	}
 	m.closed = true
 	for m.running {
 		m.idle.Wait()
@@ -116,14 +120,16 @@ func (m *Mailbox) pump() {
 
 		msgs, err := m.s.b.FetchMessages(context.Background(), m.user, count, last, m.s.cfg.Batch)
 		if err != nil {
-			// Redis is away. The messages wait there; retry a few times,
-			// then the re-subscription after the reconnect pokes again.
-			m.log.Warn("fetch messages", zap.Error(err))
-			if backoff > 2*time.Second {
-				return
+			// Redis is away or still loading. The messages wait there, and
+			// the store that notified may have set the user's flag, so no
+			// further notification comes: keep trying while the user is
+			// connected.
+			m.log.Warn("fetch messages; retrying", zap.Error(err), zap.Duration("in", backoff))
+			select {
+			case <-time.After(backoff):
+			case <-m.stop:
 			}
-			time.Sleep(backoff)
-			backoff *= 2
+			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
 		backoff = 50 * time.Millisecond

@@ -6,7 +6,8 @@
 //	p<frame>  a typing (or other) presence frame to forward to the user
 //	n         chat messages are waiting in the user's queue
 //	k<gen>    a login of generation gen happened: older sessions must go
-//	r<gen>    an older session has let go for the login of generation gen
+//	r<gen>    the session of generation gen has let go (0: a node that held
+//	          only a stale subscription)
 //
 // Presence frames are never stored: when the user is offline they vanish.
 package presence
@@ -32,8 +33,8 @@ type Peer interface {
 	// Kick says a login of generation gen happened elsewhere; a peer of an
 	// older generation must hand back what it holds and close.
 	Kick(gen int64)
-	// Released says an older session of this user let go for the login of
-	// generation gen.
+	// Released says the session of generation gen (0: none, only a stale
+	// subscription) let go of the user.
 	Released(gen int64)
 }
 
@@ -42,48 +43,69 @@ type Hub struct {
 	b   *broker.Client
 	log *zap.Logger
 
-	mu    sync.RWMutex
-	peers map[string]Peer
+	mu sync.RWMutex
+	// Usually one peer per user. During a displacement on this node an
+	// older and a newer session coexist, attached in any order; signals go
+	// to all of them and each decides by its generation.
+	peers map[string][]Peer
 }
 
 // New returns a hub and starts routing the user channels of b to it.
 func New(b *broker.Client, log *zap.Logger) *Hub {
-	h := &Hub{b: b, log: log, peers: map[string]Peer{}}
+	h := &Hub{b: b, log: log, peers: map[string][]Peer{}}
 	b.Handle("c:{", h.route)
 	b.OnResubscribed(h.pokeAll)
 	return h
 }
 
-// Attach makes p the local peer of user and subscribes the user's channel;
-// it returns the previous local peer of that user, if any. It returns
-// once the subscription is live, so no signal sent after it is missed.
-func (h *Hub) Attach(ctx context.Context, user string, p Peer) (prev Peer, err error) {
+// Attach adds p as a local peer of user and subscribes the user's channel;
+// it returns the user's other local peers. It returns once the
+// subscription is live, so no signal sent after it is missed.
+func (h *Hub) Attach(ctx context.Context, user string, p Peer) (others []Peer, err error) {
 	if err := h.b.Subscribe(ctx, h.b.UserChannel(user)); err != nil {
 		return nil, err
 	}
 	h.mu.Lock()
-	prev = h.peers[user]
-	h.peers[user] = p
+	others = append(others, h.peers[user]...)
+	h.peers[user] = append(h.peers[user], p)
 	h.mu.Unlock()
-	return prev, nil
+	return others, nil
 }
 
-// Detach removes p (if it is still the local peer of user) and drops its
-// reference to the user's channel.
+// Detach removes p and drops its reference to the user's channel.
 func (h *Hub) Detach(ctx context.Context, user string, p Peer) {
 	h.mu.Lock()
-	if h.peers[user] == p {
+	ps := h.peers[user]
+	for i, q := range ps {
+		if q == p {
+			ps = append(ps[:i:i], ps[i+1:]...)
+			break
+		}
+	}
+	if len(ps) == 0 {
 		delete(h.peers, user)
+	} else {
+		h.peers[user] = ps
 	}
 	h.mu.Unlock()
 	h.b.Unsubscribe(ctx, h.b.UserChannel(user))
 }
 
-// Local returns the peer of user on this node, or nil.
+// Local returns the most recently attached peer of user on this node, or
+// nil.
 func (h *Hub) Local(user string) Peer {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return h.peers[user]
+	if ps := h.peers[user]; len(ps) > 0 {
+		return ps[len(ps)-1]
+	}
+	return nil
+}
+
+func (h *Hub) locals(user string) []Peer {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return append([]Peer(nil), h.peers[user]...)
 }
 
 // Count returns the number of users connected to this node.
@@ -104,20 +126,22 @@ func (h *Hub) Signal(ctx context.Context, to string, frame []byte) error {
 	return err
 }
 
-// Kick announces a login of generation gen of user to every node and
+// Kick announces a login of generation gen of user to every node. It
 // returns how many other nodes hold the user's channel (each will answer
-// with a release).
-func (h *Hub) Kick(ctx context.Context, user string, gen int64) (others int64, err error) {
-	n, err := h.b.Publish(ctx, h.b.UserChannel(user), "k"+strconv.FormatInt(gen, 10))
+// with a release) and the user's generation in Redis at that moment: when it
+// is above gen, a newer login exists that this one's subscription may have
+// been too late to hear.
+func (h *Hub) Kick(ctx context.Context, user string, gen int64) (others, current int64, err error) {
+	n, cur, err := h.b.AnnounceLogin(ctx, user, "k"+strconv.FormatInt(gen, 10))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// This node is subscribed too (Attach came first) and counts once.
-	return max(n-1, 0), nil
+	return max(n-1, 0), cur, nil
 }
 
-// Release tells the login of generation gen that an older session of user
-// has handed back everything it held.
+// Release tells newer logins of user that the session of generation gen has
+// handed back everything it held.
 func (h *Hub) Release(ctx context.Context, user string, gen int64) {
 	if _, err := h.b.Publish(ctx, h.b.UserChannel(user), "r"+strconv.FormatInt(gen, 10)); err != nil {
 		h.log.Warn("could not announce a release; the newer login waits for its timeout", zap.String("user", user), zap.Error(err))
@@ -132,7 +156,7 @@ func (h *Hub) route(channel, payload string) {
 		h.log.Warn("ignoring a malformed user-channel message", zap.String("channel", channel))
 		return
 	}
-	p := h.Local(user)
+	ps := h.locals(user)
 	kind, rest := payload[0], payload[1:]
 	switch kind {
 	case 'p':
@@ -142,11 +166,11 @@ func (h *Hub) route(channel, payload string) {
 			h.log.Warn("ignoring a presence signal that is not a JSON object", zap.String("channel", channel))
 			return
 		}
-		if p != nil {
+		for _, p := range ps {
 			p.Signal([]byte(rest))
 		}
 	case 'n':
-		if p != nil {
+		for _, p := range ps {
 			p.Notify()
 		}
 	case 'k', 'r':
@@ -156,15 +180,19 @@ func (h *Hub) route(channel, payload string) {
 			return
 		}
 		switch {
-		case kind == 'r' && p != nil:
-			p.Released(gen)
-		case kind == 'k' && p != nil:
-			p.Kick(gen)
-		case kind == 'k':
+		case kind == 'r':
+			for _, p := range ps {
+				p.Released(gen)
+			}
+		case len(ps) > 0:
+			for _, p := range ps {
+				p.Kick(gen)
+			}
+		default:
 			// Subscribed without a live peer (it is leaving): nothing is
 			// held here, so answer at once instead of making the new login
 			// wait for its timeout.
-			go h.Release(context.Background(), user, gen)
+			go h.Release(context.Background(), user, 0)
 		}
 	default:
 		h.log.Warn("ignoring an unknown user-channel message", zap.String("channel", channel), zap.Uint8("kind", kind))
@@ -176,8 +204,10 @@ func (h *Hub) route(channel, payload string) {
 func (h *Hub) pokeAll() {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for _, p := range h.peers {
-		p.Notify()
+	for _, ps := range h.peers {
+		for _, p := range ps {
+			p.Notify()
+		}
 	}
 }
 

@@ -80,7 +80,7 @@ func TestRouting(t *testing.T) {
 		if _, err := h2.Attach(ctx, "5", q); err != nil {
 			t.Fatal(err)
 		}
-		if n, _ := h2.Kick(ctx, "5", 3); n != 1 {
+		if n, _, _ := h2.Kick(ctx, "5", 3); n != 1 {
 			t.Fatalf("kick reached %d other nodes, want 1", n)
 		}
 		want("kick")
@@ -88,7 +88,7 @@ func TestRouting(t *testing.T) {
 		// kick with a release by itself, so the login need not time out.
 		h1.Detach(ctx, "5", p)
 		h1.b.Subscribe(ctx, h1.b.UserChannel("5"))
-		if n, _ := h2.Kick(ctx, "5", 4); n != 1 {
+		if n, _, _ := h2.Kick(ctx, "5", 4); n != 1 {
 			t.Fatalf("kick reached %d other nodes, want 1", n)
 		}
 		got := map[string]int{}

@@ -51,10 +51,12 @@ func (ss *session) register(*wire.Request) error {
 		return unavailable(err)
 	}
 	ss.gen.Store(1)
+	ss.user = id
 	if _, err := ss.srv.hub.Attach(ss.ctx, id, ss); err != nil {
 		return unavailable(err)
 	}
-	ss.becomeUser(id)
+	ss.attached.Store(true)
+	ss.becomeUser()
 	b := []byte(`{"cmd":"register_ack","result":"ok","id":`)
 	b = wire.AppendString(b, id)
 	b = append(b, `,"password":`...)
@@ -62,7 +64,7 @@ func (ss *session) register(*wire.Request) error {
 	b = append(b, '}')
 	ss.Send(b)
 	ss.startMailbox()
-	ss.log.Info("registered")
+	ss.logger().Info("registered")
 	return nil
 }
 
@@ -89,7 +91,7 @@ func (ss *session) login(req *wire.Request) error {
 		stored = got + "x"
 	}
 	if subtle.ConstantTimeCompare([]byte(stored), []byte(got)) != 1 {
-		ss.log.Info("login failed", zap.String("user", user))
+		ss.logger().Info("login failed", zap.String("user", user))
 		return &wire.Error{Reason: wire.BadCredentials}
 	}
 	gen, err := srv.broker.Login(ss.ctx, user, srv.cfg.Clock().UnixMilli(), srv.chat.QueueTTL().Milliseconds())
@@ -97,27 +99,43 @@ func (ss *session) login(req *wire.Request) error {
 		return unavailable(err)
 	}
 	ss.gen.Store(gen)
-	prev, err := srv.hub.Attach(ss.ctx, user, ss)
+	ss.user = user
+	prevs, err := srv.hub.Attach(ss.ctx, user, ss)
 	if err != nil {
 		return unavailable(err)
 	}
+	ss.attached.Store(true)
 	// One login per user in the whole cluster: every older session hands
 	// back what it holds and says so before this one starts delivering.
-	others, err := srv.hub.Kick(ss.ctx, user, gen)
+	// The kick and a read of the generation are one step: a newer login
+	// that bumped the generation before this session was subscribed could
+	// not reach it with its kick, and shows here instead. Any login after
+	// this step finds this session subscribed.
+	others, cur, err := srv.hub.Kick(ss.ctx, user, gen)
 	if err != nil {
+		ss.attached.Store(false)
 		srv.hub.Detach(ss.ctx, user, ss)
 		return unavailable(err)
 	}
-	if p, ok := prev.(*session); ok && p != ss {
+	for _, p := range prevs {
 		others++
-		p.Kick(gen)
+		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
+	}
+	if cur > gen {
+		ss.shutdown(wire.CloseReplaced, "replaced")
+		return nil
 	}
 	ss.awaitReleases(others)
-	ss.becomeUser(user)
+	select {
+	case <-ss.closed:
+		return nil // a still newer login displaced this one while it waited
+	default:
+	}
+	ss.becomeUser()
 	remaining := 0
 	if srv.posts != nil {
 		if remaining, err = srv.posts.RemainingPosts(ss.ctx, user); err != nil {
-			ss.log.Warn("could not read the post quota", zap.Error(err))
+			ss.logger().Warn("could not read the post quota", zap.Error(err))
 		}
 	}
 	b := []byte(`{"cmd":"login_ack","result":"ok","remaining_posts":`)
@@ -140,7 +158,7 @@ func (ss *session) awaitReleases(n int64) {
 		select {
 		case <-ss.releases:
 		case <-t.C:
-			ss.log.Info("an older session did not let go in time; continuing", zap.Int64("missing", n))
+			ss.logger().Info("an older session did not let go in time; continuing", zap.String("user", ss.user), zap.Int64("missing", n))
 			return
 		case <-ss.closed:
 			return
@@ -148,9 +166,9 @@ func (ss *session) awaitReleases(n int64) {
 	}
 }
 
-func (ss *session) becomeUser(id string) {
-	ss.user = id
-	ss.log = ss.log.With(zap.String("user", id))
+// becomeUser completes a login of ss.user (set, with the generation, before
+// the session was attached to the hub).
+func (ss *session) becomeUser() {
 	cfg := ss.srv.cfg
 	ss.chatLim = newLimiter(cfg.ChatRate, cfg.ChatBurst)
 	ss.presLim = newLimiter(cfg.PresenceRate, cfg.PresenceBurst)

@@ -227,3 +227,80 @@ func TestPresence(t *testing.T) {
 		}
 	})
 }
+
+// Simultaneous logins of one user on two nodes: exactly one connection
+// survives, every other one is closed with 4001, and chat reaches the
+// survivor.
+func TestConcurrentLoginsLeaveOne(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n1 := startNode(t, b.Options)
+		n2 := startNode(t, b.Options)
+		a := register(t, n1.url)
+		u := register(t, n1.url)
+		const k = 6
+		conns := []*client{u}
+		for i := 0; i < k; i++ {
+			url := n1.url
+			if i%2 == 1 {
+				url = n2.url
+			}
+			conns = append(conns, dial(t, url))
+		}
+		for _, c := range conns[1:] {
+			c.send(`{"cmd":"login","user":"` + u.id + `","password":"` + u.pwd + `"}`)
+		}
+		// One reader per connection, without deadlines (an expired read
+		// would close the client's own connection).
+		type event struct {
+			i    int
+			m    msg
+			code websocket.StatusCode
+		}
+		events := make(chan event, 64)
+		for i, c := range conns {
+			go func() {
+				for {
+					m, err := c.tryRecv(time.Minute)
+					if err != nil {
+						events <- event{i: i, code: websocket.CloseStatus(err)}
+						return
+					}
+					events <- event{i: i, m: m}
+				}
+			}()
+		}
+		closed := map[int]bool{}
+		timeout := time.After(20 * time.Second)
+		for len(closed) < k {
+			select {
+			case e := <-events:
+				if e.m == nil {
+					if e.code != wire.CloseReplaced {
+						t.Fatalf("connection %d closed with %d, want %d", e.i, e.code, wire.CloseReplaced)
+					}
+					closed[e.i] = true
+				}
+			case <-timeout:
+				t.Fatalf("only %d of %d older connections were closed", len(closed), k)
+			}
+		}
+		a.chat(u.id, "to the one", 1)
+		a.expectServerAck(1, u.id)
+		for {
+			select {
+			case e := <-events:
+				if e.m == nil {
+					t.Fatalf("connection %d closed with %d: no survivor", e.i, e.code)
+				}
+				if e.m.str("msg") == "to the one" {
+					if closed[e.i] {
+						t.Fatal("a closed connection got the message")
+					}
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the survivor got nothing")
+			}
+		}
+	})
+}

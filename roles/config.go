@@ -6,6 +6,8 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
+	"github.com/occase/occase/posts"
 )
 
 // Config is everything a node needs; main.go fills it from flags and the
@@ -48,6 +50,16 @@ type Config struct {
 	FilenamesBurst int
 
 	Chat chat.Config
+	// Posts: zero fields take the posts package's defaults; Clock is set
+	// from Clock below. Menu nil with the embedded broker: the demo menu.
+	Posts posts.Config
+
+	// Images. ImageKey signs upload names on db and checks them on img, so
+	// it must be the same on every node; nil is allowed only in role all,
+	// where one random key serves both halves of the same process.
+	ImageKey []byte
+	ImageDir string // storage root of the img role
+	Images   images.Config
 
 	Clock func() time.Time
 }
@@ -76,6 +88,9 @@ func DefaultConfig() Config {
 		FilenamesRate:     1,
 		FilenamesBurst:    10,
 		Chat:              chat.DefaultConfig(),
+		Posts:             posts.DefaultConfig(),
+		ImageDir:          "./data/images",
+		Images:            images.DefaultConfig(),
 		Clock:             time.Now,
 	}
 }

@@ -19,20 +19,21 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
+	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
+	"github.com/occase/occase/webapp"
 	"github.com/occase/occase/wire"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/acme"
 	"golang.org/x/crypto/acme/autocert"
 )
 
-// PostsConn is what the posts service sees of a connection.
-type PostsConn interface {
-	User() string
-	Send(frame []byte) bool
-	SendPersistent(frame []byte) bool
-}
+// PostsConn is what the posts service sees of a connection. An alias, so
+// that *posts.Service satisfies postsService as it is.
+type PostsConn = posts.Conn
 
 type postsService interface {
 	Subscribe(ctx context.Context, c PostsConn, req *wire.Request) error
@@ -60,6 +61,13 @@ type Server struct {
 	posts    postsService
 	names    nameIssuer
 	regLimit *addrLimiter
+	app      http.Handler // the web app
+
+	// postsStop ends the posts service's Run; postsDone closes when it has.
+	postsStop context.CancelFunc
+	postsDone chan struct{}
+	// img role
+	imgStore *images.DirStore
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -75,7 +83,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	db, _, err := cfg.parts()
+	db, img, err := cfg.parts()
 	if err != nil {
 		return nil, err
 	}
@@ -87,12 +95,62 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if cfg.AdminAddr == "" {
 		s.echo.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
 	}
+	signer, err := s.imageSigner(db, img)
+	if err != nil {
+		return nil, err
+	}
 	if db {
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
 		}
+		if signer != nil { // never store a typed nil in the interface
+			s.names = signer
+		}
+	}
+	if img {
+		if err := s.buildImg(signer, !db); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// imageSigner builds the signer shared by both halves of the node.
+func (s *Server) imageSigner(db, img bool) (*images.Signer, error) {
+	key := s.cfg.ImageKey
+	if key == nil {
+		switch {
+		case db && img:
+			k, err := images.RandomKey()
+			if err != nil {
+				return nil, err
+			}
+			key = k
+			s.log.Warn("no --image-key: using a random one; upload names issued now stop working when the process restarts")
+		case img:
+			return nil, errors.New("the img role needs --image-key or --image-key-file, the same key as the db nodes")
+		default:
+			s.log.Warn("no --image-key: filenames will answer unavailable")
+			return nil, nil
+		}
+	}
+	return images.NewSigner(key)
+}
+
+// buildImg mounts the image routes. A node without the db role answers its
+// own /readyz: it is ready once the store is open.
+func (s *Server) buildImg(signer *images.Signer, alone bool) error {
+	st, err := images.NewDirStore(s.cfg.ImageDir)
+	if err != nil {
+		return err
+	}
+	s.imgStore = st
+	images.NewServer(s.cfg.Images, signer, st, s.log.Named("images")).Register(s.echo)
+	if alone {
+		s.echo.GET("/readyz", func(c echo.Context) error { return c.String(http.StatusOK, "ready\n") })
+	}
+	return nil
 }
 
 func (s *Server) buildDB(ctx context.Context) error {
@@ -119,9 +177,54 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
 	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst)
+	if err := s.buildPosts(b); err != nil {
+		return err
+	}
 	s.echo.GET("/ws", s.serveWS)
 	s.echo.GET("/", s.serveWS)
+	// The web app: index.html at / (a plain GET; an upgrade is the
+	// WebSocket) and its files under /assets/, registered explicitly so the
+	// image server's catch-all routes never take them.
+	s.app = webapp.Handler()
+	s.echo.GET("/assets/*", echo.WrapHandler(s.app))
+	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
+	return nil
+}
+
+// buildPosts starts the posts service: its Run (index load, broadcasts,
+// expiry sweep) lives as long as the Server and ends in Close, before the
+// broker closes.
+func (s *Server) buildPosts(b *broker.Client) error {
+	pc := s.cfg.Posts
+	pc.Clock = s.cfg.Clock
+	if pc.Menu == nil && b.Embedded() {
+		// Try-it-out mode: the demo menu, so apps have codes to use.
+		pc.Menu = posts.DemoMenu()
+	}
+	ps, err := posts.New(pc, b, s.log.Named("posts"))
+	if err != nil {
+		return err
+	}
+	ps.Register(s.echo)
+	s.posts = ps
+	reg := s.Registerer()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_live",
+		Help: "Live posts in this node's index."}, func() float64 { return float64(ps.Stats().Posts) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_subscriptions",
+		Help: "Connections of this node with a posts subscription."}, func() float64 { return float64(ps.Stats().Subscriptions) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_delivered_total",
+		Help: "Live posts queued to connections of this node."}, func() float64 { return float64(ps.Stats().Delivered) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_skipped_total",
+		Help: "Post broadcasts or stored posts skipped because they did not parse (logged)."}, func() float64 { return float64(ps.Stats().Skipped) }))
+	ctx, cancel := context.WithCancel(context.Background())
+	s.postsStop, s.postsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.postsDone)
+		if err := ps.Run(ctx); err != nil {
+			s.log.Error("posts service stopped", zap.Error(err))
+		}
+	}()
 	return nil
 }
 
@@ -152,6 +255,10 @@ func (s *Server) ready(c echo.Context) error {
 func (s *Server) serveWS(c echo.Context) error {
 	r := c.Request()
 	if r.Header.Get("Upgrade") == "" {
+		if r.URL.Path == "/" {
+			s.app.ServeHTTP(c.Response(), r)
+			return nil
+		}
 		return echo.ErrNotFound
 	}
 	s.mu.Lock()
@@ -173,8 +280,13 @@ func (s *Server) serveWS(c echo.Context) error {
 		conn.Close(wire.CloseGoingAway, "draining")
 		return nil
 	}
-	defer s.handlers.Done()
-	ss.serve()
+	// The session gets a goroutine of its own and this handler returns:
+	// net/http's goroutine (and its deep stack), the request and echo's
+	// context are freed instead of living as long as the connection.
+	go func() {
+		defer s.handlers.Done()
+		ss.serve()
+	}()
 	return nil
 }
 
@@ -318,8 +430,15 @@ func (s *Server) Close() {
 	case <-time.After(s.cfg.DrainTimeout):
 		s.log.Warn("some connections did not finish within the drain timeout")
 	}
+	if s.postsStop != nil {
+		s.postsStop()
+		<-s.postsDone
+	}
 	if s.broker != nil {
 		s.broker.Close()
+	}
+	if s.imgStore != nil {
+		s.imgStore.Close()
 	}
 }
 

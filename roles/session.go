@@ -22,14 +22,21 @@ type session struct {
 	srv    *Server
 	conn   *websocket.Conn
 	remote string
-	log    *zap.Logger
 	out    *outbox
 
 	ctx    context.Context
 	cancel context.CancelFunc
+	// Writes use wctx; wtimer cancels it when one write takes longer than
+	// the write timeout (which closes the connection, as a write timeout
+	// should). One reusable timer instead of a context per frame.
+	wctx    context.Context
+	wcancel context.CancelFunc
+	wtimer  *time.Timer
 
-	// Set once by the reader at login, read by other goroutines after.
+	// Set once by the reader at login; other goroutines read user only
+	// after seeing loggedIn (or attached) true.
 	loggedIn atomic.Bool
+	attached atomic.Bool // the hub routes this user's signals here
 	user     string
 	gen      atomic.Int64 // generation of this login (set before it completes)
 	mboxMu   sync.Mutex
@@ -55,7 +62,7 @@ type session struct {
 func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &session{srv: s, conn: conn, remote: remote, ctx: ctx, cancel: cancel,
-		log: s.log.With(zap.String("remote", remote)), releases: make(chan int64, 8), closed: make(chan struct{})}
+		releases: make(chan int64, 8), closed: make(chan struct{})}
 	ss.out = newOutbox(ss.writeFrame, func() {
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
@@ -71,16 +78,30 @@ func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
 	ss.loginTimer.Stop()
 	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
 	ss.pingTimer.Stop()
+	ss.wctx, ss.wcancel = context.WithCancel(ctx)
+	ss.wtimer = time.AfterFunc(time.Hour, ss.wcancel)
+	ss.wtimer.Stop()
 	ss.touch()
 	return ss
 }
 
+// logger returns the node's logger with this connection's address and,
+// once logged in, its user. It is built when something is logged, not held
+// by every idle connection (a zap child logger costs kilobytes).
+func (ss *session) logger() *zap.Logger {
+	if ss.loggedIn.Load() {
+		return ss.srv.log.With(zap.String("remote", ss.remote), zap.String("user", ss.user))
+	}
+	return ss.srv.log.With(zap.String("remote", ss.remote))
+}
+
 func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()) }
 
+// writeFrame runs on the outbox's single writer goroutine only.
 func (ss *session) writeFrame(b []byte) error {
-	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.cfg.WriteTimeout)
-	defer cancel()
-	err := ss.conn.Write(ctx, websocket.MessageText, b)
+	ss.wtimer.Reset(ss.srv.cfg.WriteTimeout)
+	err := ss.conn.Write(ss.wctx, websocket.MessageText, b)
+	ss.wtimer.Stop()
 	if err == nil {
 		ss.srv.m.framesOut.Inc()
 	}
@@ -102,7 +123,7 @@ func (ss *session) SendPersistent(frame []byte) bool {
 	// Never queued: the connection is ending. Keep it for the next login.
 	if ss.loggedIn.Load() {
 		if err := ss.srv.chat.Requeue(context.Background(), ss.user, [][]byte{frame}); err != nil {
-			ss.log.Error("lost a reply that could not be delivered nor stored", zap.Error(err))
+			ss.logger().Error("lost a reply that could not be delivered nor stored", zap.Error(err))
 		}
 	}
 	return false
@@ -130,12 +151,14 @@ func (ss *session) Notify() {
 
 func (ss *session) Kick(gen int64) {
 	if g := ss.gen.Load(); g != 0 && gen > g {
-		go ss.shutdown(wire.CloseReplaced, "replaced", gen)
+		go ss.shutdown(wire.CloseReplaced, "replaced")
 	}
 }
 
+// Released counts a release by any older session (or a node with only a
+// stale subscription) toward the ones this login waits for.
 func (ss *session) Released(gen int64) {
-	if gen == ss.gen.Load() {
+	if gen < ss.gen.Load() {
 		select {
 		case ss.releases <- gen:
 		default:
@@ -209,7 +232,7 @@ func (ss *session) reject(e *wire.Error) {
 func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.StatusCode, reason string, stop bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			ss.log.Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
+			ss.logger().Error("request handler panicked", zap.String("cmd", req.Cmd), zap.Any("panic", r), zap.Stack("stack"))
 			ss.reject(&wire.Error{Reason: wire.Internal})
 			code, reason, stop = wire.CloseInternal, "internal error", true
 		}
@@ -221,8 +244,11 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	}
 	we := wire.AsError(err)
 	ss.srv.m.request(req.Cmd, start, we.Reason)
-	if we.Reason == wire.Internal {
-		ss.log.Error("request failed", zap.String("cmd", req.Cmd), zap.String("user", ss.user), zap.Error(err))
+	switch we.Reason {
+	case wire.Internal:
+		ss.logger().Error("request failed", zap.String("cmd", req.Cmd), zap.Error(err))
+	case wire.Unavailable:
+		ss.logger().Warn("request failed: redis unavailable", zap.String("cmd", req.Cmd), zap.Error(err))
 	}
 	if we.Malformed {
 		ss.reject(we)
@@ -322,7 +348,7 @@ func (ss *session) presence(req *wire.Request) error {
 	f = req.AppendMembers(f, "from")
 	f = append(f, '}')
 	if err := ss.srv.hub.Signal(ss.ctx, to, f); err != nil {
-		ss.log.Debug("presence not forwarded", zap.Error(err))
+		ss.logger().Debug("presence not forwarded", zap.Error(err))
 	}
 	return nil
 }
@@ -413,9 +439,9 @@ func (ss *session) ping() {
 
 // shutdown ends the session once: it stops taking frames, hands back what
 // it holds (written chat messages are removed from Redis, unwritten replies
-// requeued), lets go of the user and closes the socket with code. With a
-// releaseGen, the login of that generation is told once all is safe.
-func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen ...int64) {
+// requeued), lets go of the user, tells newer logins so, and closes the
+// socket with code.
+func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	ss.closeOnce.Do(func() {
 		close(ss.closed)
 		ss.loginTimer.Stop()
@@ -447,15 +473,20 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 			if len(pending) > 0 {
 				ss.srv.m.requeued.Add(float64(len(pending)))
 				if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
-					ss.log.Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
+					ss.logger().Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
 				}
 			}
+		}
+		// Also for a session kicked in the middle of its own login: it is
+		// attached, holds nothing yet, and must still let go and say so.
+		if ss.attached.Load() {
 			ss.srv.hub.Detach(ctx, ss.user, ss)
-			if len(releaseGen) > 0 {
-				ss.srv.hub.Release(ctx, ss.user, releaseGen[0])
+			if code == wire.CloseReplaced {
+				ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
 			}
 		}
 		ss.pingTimer.Stop()
+		ss.wtimer.Stop()
 		ss.srv.m.closed(int(code))
 		go func() {
 			// Close waits for the peer's close frame; never hold anyone up.
@@ -463,7 +494,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string, releaseGen
 			ss.cancel()
 		}()
 		if ss.loggedIn.Load() {
-			ss.log.Debug("session closed", zap.String("user", ss.user), zap.Int("code", int(code)), zap.String("reason", reason))
+			ss.logger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
 		}
 	})
 }

@@ -175,3 +175,32 @@ func AppendString(dst []byte, s string) []byte {
 	b, _ := json.Marshal(s)
 	return append(dst, b...)
 }
+
+// EachElement calls fn with the raw bytes of each element of the JSON
+// array raw, which must already be valid JSON (a field of a scanned frame).
+// It returns false when raw is not an array or fn stopped it.
+func EachElement(raw []byte, fn func(v []byte) bool) bool {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '[' {
+		return false
+	}
+	i = skipSpace(raw, i+1)
+	if i < len(raw) && raw[i] == ']' {
+		return true
+	}
+	for i < len(raw) {
+		end := endOfValue(raw, i)
+		if !fn(raw[i:end]) {
+			return false
+		}
+		i = skipSpace(raw, end)
+		if i >= len(raw) {
+			return false
+		}
+		if raw[i] == ']' {
+			return true
+		}
+		i = skipSpace(raw, i+1) // ','
+	}
+	return false
+}

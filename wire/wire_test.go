@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -193,4 +194,29 @@ func FuzzParseRequest(f *testing.F) {
 			t.Fatalf("rewrite changed the object: %q -> %q", frame, out)
 		}
 	})
+}
+
+func TestEachElement(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want []string
+		ok   bool
+	}{
+		{`[]`, nil, true},
+		{` [ 1 , "a,]" , [2,[3]] , {"k":"]"} ] `, []string{`1`, `"a,]"`, `[2,[3]]`, `{"k":"]"}`}, true},
+		{`{"a":1}`, nil, false},
+		{`"x"`, nil, false},
+	}
+	for _, tt := range tests {
+		var got []string
+		ok := EachElement([]byte(tt.raw), func(v []byte) bool { got = append(got, string(v)); return true })
+		if ok != tt.ok || strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("EachElement(%s) = %v %q, want %v %q", tt.raw, ok, got, tt.ok, tt.want)
+		}
+	}
+	// fn stops it.
+	n := 0
+	if EachElement([]byte(`[1,2,3]`), func([]byte) bool { n++; return n < 2 }) || n != 2 {
+		t.Errorf("stopping after 2: n=%d", n)
+	}
 }

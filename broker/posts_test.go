@@ -1,0 +1,147 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
+)
+
+func TestStoreDeleteExpirePosts(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		c.Handle(broker.PostsChannel, func(_, payload string) { got <- payload })
+		if err := c.Subscribe(ctx, c.Key(broker.PostsChannel)); err != nil {
+			t.Fatal(err)
+		}
+		id1, err := c.StorePost(ctx, []byte(`"from":"7","date":100`), "7", 100, "n1:1")
+		if err != nil || id1 != 1 {
+			t.Fatalf("first id %d (%v), want 1", id1, err)
+		}
+		expect(t, got, `{"op":"post","origin":"n1:1","post":{"id":1,"from":"7","date":100}}`)
+		id2, _ := c.StorePost(ctx, []byte(`"from":"8","date":200`), "8", 200, "n1:2")
+		expect(t, got, `{"op":"post","origin":"n1:2","post":{"id":2,"from":"8","date":200}}`)
+		id3, _ := c.StorePost(ctx, []byte(`"from":"8","date":300`), "8", 300, "n1:3")
+		expect(t, got, `{"op":"post","origin":"n1:3","post":{"id":3,"from":"8","date":300}}`)
+
+		// Only the author deletes; the check is inside the script.
+		if err := c.DeletePost(ctx, id2, "7"); !errors.Is(err, broker.ErrNotOwner) {
+			t.Fatalf("delete by another user: %v, want ErrNotOwner", err)
+		}
+		if err := c.DeletePost(ctx, 99, "7"); !errors.Is(err, broker.ErrPostNotFound) {
+			t.Fatalf("delete of unknown post: %v, want ErrPostNotFound", err)
+		}
+		if err := c.DeletePost(ctx, id2, "8"); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, got, `{"op":"del","ids":[2]}`)
+		if err := c.DeletePost(ctx, id2, "8"); !errors.Is(err, broker.ErrPostNotFound) {
+			t.Fatalf("second delete: %v, want ErrPostNotFound", err)
+		}
+
+		// Expiry removes what is dated at or before the cutoff, in batches.
+		n, err := c.ExpirePosts(ctx, 100, 10)
+		if err != nil || n != 1 {
+			t.Fatalf("expired %d (%v), want 1", n, err)
+		}
+		expect(t, got, `{"op":"del","ids":[1]}`)
+		if n, _ := c.ExpirePosts(ctx, 100, 10); n != 0 {
+			t.Fatalf("second sweep expired %d", n)
+		}
+		var left []string
+		if err := c.ScanPosts(ctx, func(p string) { left = append(left, p) }); err != nil {
+			t.Fatal(err)
+		}
+		if len(left) != 1 || !strings.HasPrefix(left[0], `{"id":3,`) {
+			t.Fatalf("left %v, want only post %d", left, id3)
+		}
+	})
+}
+
+func TestScanPostsManyBatches(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		for i := 0; i < 2500; i++ {
+			if _, err := c.StorePost(ctx, []byte(`"date":1`), "1", 1, "x"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seen := map[string]bool{}
+		c.ScanPosts(ctx, func(p string) { seen[p] = true })
+		if len(seen) != 2500 {
+			t.Fatalf("scanned %d distinct posts, want 2500", len(seen))
+		}
+		if n, _ := c.PostCount(ctx); n != 2500 {
+			t.Fatalf("count %d", n)
+		}
+	})
+}
+
+func TestPostQuotaSlidingWindow(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		q := broker.Quota{N: 2, PeriodMs: 1000}
+		type step struct {
+			now       int64
+			take      bool
+			ok        bool
+			remaining int
+			retry     int64
+		}
+		steps := []step{
+			{now: 0, take: false, remaining: 2},
+			{now: 10, take: true, ok: true, remaining: 1},
+			{now: 500, take: true, ok: true, remaining: 0},
+			{now: 900, take: true, ok: false, retry: 110}, // the 10 ms publish leaves the window at 1010
+			{now: 1010, take: false, remaining: 1},
+			{now: 1010, take: true, ok: true, remaining: 0},
+			{now: 1499, take: true, ok: false, retry: 1},
+			{now: 5000, take: false, remaining: 2}, // refilled by time alone
+		}
+		for i, s := range steps {
+			if !s.take {
+				r, err := c.PostQuotaRemaining(ctx, "u1", s.now, q)
+				if err != nil || r != s.remaining {
+					t.Fatalf("step %d: remaining %d (%v), want %d", i, r, err, s.remaining)
+				}
+				continue
+			}
+			r, retry, ok, err := c.TakePostQuota(ctx, "u1", s.now, q)
+			if err != nil || ok != s.ok || r != s.remaining || retry != s.retry {
+				t.Fatalf("step %d: take = %d %d %v %v, want %d %d %v", i, r, retry, ok, err, s.remaining, s.retry, s.ok)
+			}
+		}
+		// A refund gives the last publish back.
+		c.TakePostQuota(ctx, "u2", 0, q)
+		c.RefundPostQuota(ctx, "u2")
+		if r, _ := c.PostQuotaRemaining(ctx, "u2", 0, q); r != 2 {
+			t.Fatalf("after refund %d left, want 2", r)
+		}
+	})
+}
+
+func TestRawStorePost(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		c.RawStorePost(ctx, 5, "garbage", 1)
+		var all []string
+		c.ScanPosts(ctx, func(p string) { all = append(all, p) })
+		sort.Strings(all)
+		if len(all) != 1 || all[0] != "garbage" {
+			t.Fatalf("scanned %v", all)
+		}
+		// The sweep removes it like any other post.
+		if n, _ := c.ExpirePosts(ctx, 1, 10); n != 1 {
+			t.Fatalf("expired %d", n)
+		}
+	})
+}

@@ -1,0 +1,333 @@
+package images
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"go.uber.org/zap"
+)
+
+// Config holds the img role's options. Zero fields take the defaults of
+// DefaultConfig.
+type Config struct {
+	// MaxBytes caps an upload's body, checked while it streams in.
+	MaxBytes int64
+	// MaxPixels caps width*height from the image header, so a small file
+	// cannot make every client decode a gigapixel picture.
+	MaxPixels int64
+	// UploadTimeout is the read deadline for the whole body of one upload.
+	// It is set per request, because the same http.Server may carry
+	// long-lived WebSockets (role all) and cannot have a ReadTimeout.
+	UploadTimeout time.Duration
+	// MaxUploads caps the uploads being read and checked at once; each
+	// holds up to MaxBytes in memory. Further uploads wait their turn.
+	MaxUploads int
+	// CORSOrigins lists the web origins (e.g. "https://app.example")
+	// allowed to upload and to read images with fetch; "*" allows any.
+	// Empty: no CORS headers, which suits native apps and <img> tags.
+	CORSOrigins []string
+}
+
+// DefaultConfig returns the defaults: 10 MB bodies (as the original
+// server), 50 megapixels, 60 s per upload, 64 uploads at once, no CORS.
+func DefaultConfig() Config {
+	return Config{
+		MaxBytes:      10_000_000,
+		MaxPixels:     50_000_000,
+		UploadTimeout: 60 * time.Second,
+		MaxUploads:    64,
+	}
+}
+
+// Server is the img role's HTTP side.
+type Server struct {
+	cfg       Config
+	signer    *Signer
+	store     Store
+	log       *zap.Logger
+	slots     chan struct{}
+	anyOrigin bool
+	origins   map[string]bool
+}
+
+// NewServer returns a server that checks names with s and keeps images in
+// st.
+func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
+	def := DefaultConfig()
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = def.MaxBytes
+	}
+	if cfg.MaxPixels <= 0 {
+		cfg.MaxPixels = def.MaxPixels
+	}
+	if cfg.UploadTimeout <= 0 {
+		cfg.UploadTimeout = def.UploadTimeout
+	}
+	if cfg.MaxUploads <= 0 {
+		cfg.MaxUploads = def.MaxUploads
+	}
+	srv := &Server{
+		cfg:     cfg,
+		signer:  s,
+		store:   st,
+		log:     log,
+		slots:   make(chan struct{}, cfg.MaxUploads),
+		origins: map[string]bool{},
+	}
+	for _, o := range cfg.CORSOrigins {
+		if o == "*" {
+			srv.anyOrigin = true
+		}
+		srv.origins[o] = true
+	}
+	return srv
+}
+
+// Register adds the image routes to e: POST, GET, HEAD and OPTIONS on
+// "/:digest/:file", and the same on "/*" so that every other path those
+// methods reach (traversal attempts, "/d%2Fn.jpg", extra segments) gets
+// this server's 400 rather than the router's 404. Echo prefers static and
+// longer routes, so the db role's routes on the same instance are not
+// affected. The handlers parse the raw path themselves and ignore the
+// route parameters.
+func (s *Server) Register(e *echo.Echo) {
+	for _, p := range []string{"/:digest/:file", "/*"} {
+		e.POST(p, s.upload)
+		e.GET(p, s.serve)
+		e.HEAD(p, s.serve)
+		e.OPTIONS(p, s.preflight)
+	}
+}
+
+const cacheForever = "public, max-age=31536000, immutable"
+
+func (s *Server) upload(c echo.Context) error {
+	r, w := c.Request(), c.Response()
+	s.cors(w.Header(), r)
+	t, err := parseTarget(r.URL.EscapedPath())
+	if err != nil {
+		return s.fail(c, http.StatusBadRequest, "bad_path")
+	}
+	// Before a byte of the body is read: a client without a valid name
+	// costs us no bandwidth (Go sends "100 Continue" only on first read).
+	if !s.signer.Valid(t.digest, t.name) {
+		return s.fail(c, http.StatusForbidden, "bad_signature")
+	}
+	if r.ContentLength > s.cfg.MaxBytes {
+		return s.fail(c, http.StatusRequestEntityTooLarge, "too_large")
+	}
+	ctx := r.Context()
+	if obj, err := s.store.Open(ctx, t.digest); err == nil {
+		obj.Body.Close()
+		return s.fail(c, http.StatusConflict, "exists")
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	case <-ctx.Done():
+		// Normally the client is gone and nobody reads this.
+		return s.fail(c, http.StatusServiceUnavailable, "busy")
+	}
+
+	// net/http sets the connection's read deadline afresh before it reads
+	// the next request, so this one ends with the upload.
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.UploadTimeout)); err != nil {
+		s.log.Warn("upload read deadline not supported", zap.Error(err))
+	}
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBytes), r.ContentLength)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return s.fail(c, http.StatusRequestEntityTooLarge, "too_large")
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The rest of that body may still come: do not read it as
+			// the next request. (HTTP/2 resets just the stream.)
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
+			return s.fail(c, http.StatusRequestTimeout, "timeout")
+		}
+		s.log.Debug("upload read failed", zap.String("digest", t.digest), zap.Error(err))
+		return s.fail(c, http.StatusBadRequest, "bad_body")
+	}
+
+	clean, err := sanitize(body, t.kind, s.cfg.MaxPixels)
+	if err != nil {
+		code, reason := http.StatusUnsupportedMediaType, "not_image"
+		switch {
+		case errors.Is(err, errTooManyPix):
+			code, reason = http.StatusRequestEntityTooLarge, "too_many_pixels"
+		case errors.Is(err, errKindMismatch):
+			reason = "type_mismatch"
+		case errors.Is(err, errTruncated):
+			reason = "truncated"
+		}
+		s.log.Debug("upload refused", zap.String("digest", t.digest), zap.String("reason", reason), zap.Error(err))
+		return s.fail(c, code, reason)
+	}
+	// The upload is checked: finish storing it even if the client hangs up
+	// now, so a retry finds it (409) instead of a half-done state.
+	if err := s.store.Create(context.WithoutCancel(ctx), t.digest, bytes.NewReader(clean)); err != nil {
+		if errors.Is(err, ErrExists) {
+			return s.fail(c, http.StatusConflict, "exists")
+		}
+		s.log.Error("store upload", zap.String("digest", t.digest), zap.Error(err))
+		return s.fail(c, http.StatusInternalServerError, "internal")
+	}
+	s.log.Info("image stored", zap.String("digest", t.digest), zap.String("type", t.kind.contentType()),
+		zap.Int("bytes", len(clean)), zap.Int("stripped", len(body)-len(clean)))
+	w.Header().Set("Location", "/"+t.digest+"/"+t.name+"."+t.ext)
+	return c.NoContent(http.StatusCreated)
+}
+
+// readBody reads all of r, sized from the declared length when there is one
+// (already checked against the cap) so a 10 MB upload is not copied while
+// the buffer doubles.
+func readBody(r io.Reader, declared int64) ([]byte, error) {
+	size := 64 << 10
+	if declared > 0 {
+		size = int(declared)
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
+	_, err := buf.ReadFrom(r)
+	return buf.Bytes(), err
+}
+
+func (s *Server) serve(c echo.Context) error {
+	r, w := c.Request(), c.Response()
+	s.cors(w.Header(), r)
+	t, err := parseTarget(r.URL.EscapedPath())
+	if err != nil {
+		return s.fail(c, http.StatusBadRequest, "bad_path")
+	}
+	// A digest that does not sign the name can have nothing stored under
+	// it; say so without touching the disk.
+	if !s.signer.Valid(t.digest, t.name) {
+		return s.fail(c, http.StatusNotFound, "not_found")
+	}
+	obj, err := s.store.Open(r.Context(), t.digest)
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return s.fail(c, http.StatusNotFound, "not_found")
+		}
+		s.log.Error("open image", zap.String("digest", t.digest), zap.Error(err))
+		return s.fail(c, http.StatusInternalServerError, "internal")
+	}
+	defer obj.Body.Close()
+	// The stored bytes say what they are; "x.jpeg" and "x.jpg" are the same
+	// picture, "x.png" is not.
+	k, err := sniffObject(obj.Body)
+	if err != nil {
+		s.log.Error("read image", zap.String("digest", t.digest), zap.Error(err))
+		return s.fail(c, http.StatusInternalServerError, "internal")
+	}
+	if k != t.kind {
+		return s.fail(c, http.StatusNotFound, "not_found")
+	}
+	h := w.Header()
+	h.Set("Content-Type", k.contentType())
+	h.Set("Cache-Control", cacheForever)
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Content under a key is never replaced, so digest, size and time of
+	// storing identify the bytes: a strong validator without hashing them.
+	h.Set("ETag", `"`+t.digest+"-"+strconv.FormatInt(obj.Size, 36)+"-"+
+		strconv.FormatInt(obj.ModTime.UnixNano(), 36)+`"`)
+	http.ServeContent(readerFromResponse{w}, r, "", obj.ModTime, obj.Body)
+	return nil
+}
+
+func sniffObject(body io.ReadSeeker) (kind, error) {
+	var head [12]byte
+	var n int
+	var err error
+	if ra, ok := body.(io.ReaderAt); ok {
+		n, err = ra.ReadAt(head[:], 0)
+	} else {
+		n, err = io.ReadFull(body, head[:])
+		if _, serr := body.Seek(0, io.SeekStart); serr != nil {
+			return kindNone, serr
+		}
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return kindNone, err
+	}
+	return sniff(head[:n]), nil
+}
+
+// readerFromResponse lets http.ServeContent reach net/http's sendfile path:
+// echo's Response does not implement io.ReaderFrom, so without this every
+// image would be copied through a user-space buffer.
+type readerFromResponse struct{ *echo.Response }
+
+func (w readerFromResponse) ReadFrom(src io.Reader) (int64, error) {
+	if !w.Committed {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := io.Copy(w.Response.Writer, src)
+	w.Size += n
+	return n, err
+}
+
+func (s *Server) preflight(c echo.Context) error {
+	r, w := c.Request(), c.Response()
+	if _, err := parseTarget(r.URL.EscapedPath()); err != nil {
+		return s.fail(c, http.StatusBadRequest, "bad_path")
+	}
+	h := w.Header()
+	if s.cors(h, r) {
+		h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST")
+		// The body is raw bytes with an image/* type, which is not a
+		// "simple" content type: that is why browsers preflight at all.
+		h.Set("Access-Control-Allow-Headers", "Content-Type")
+		h.Set("Access-Control-Max-Age", "86400")
+	}
+	// Without the allow headers the browser refuses by itself.
+	return c.NoContent(http.StatusNoContent)
+}
+
+// cors sets the CORS response headers for r's Origin and reports whether
+// that origin is allowed.
+func (s *Server) cors(h http.Header, r *http.Request) bool {
+	if len(s.origins) == 0 {
+		return false
+	}
+	if !s.anyOrigin {
+		// A CDN must not hand one origin's answer to another.
+		h.Add("Vary", "Origin")
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return false
+	}
+	switch {
+	case s.anyOrigin:
+		h.Set("Access-Control-Allow-Origin", "*")
+	case s.origins[origin]:
+		h.Set("Access-Control-Allow-Origin", origin)
+	default:
+		return false
+	}
+	h.Set("Access-Control-Expose-Headers", "ETag, Location, Content-Range")
+	return true
+}
+
+// fail answers with code and a stable reason. Errors are never cached: a
+// 404 now may be a 200 once the app has finished uploading.
+func (s *Server) fail(c echo.Context, code int, reason string) error {
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if c.Request().Method == http.MethodHead {
+		return c.NoContent(code)
+	}
+	return c.String(code, reason+"\n")
+}

@@ -1,0 +1,140 @@
+package posts
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
+)
+
+// countConn counts what it is sent.
+type countConn struct{ n int }
+
+func (c *countConn) User() string                 { return "b" }
+func (c *countConn) Send([]byte) bool             { c.n++; return true }
+func (c *countConn) SendPersistent(b []byte) bool { return c.Send(b) }
+
+// matchSetup builds 100,000 subscriptions spread over 1,000 product
+// channels (two products each; half also filter on one of 10 locations).
+func matchSetup() (*index, []*sub, *Post) {
+	x := newIndex()
+	var all []*sub
+	for i := 0; i < 100_000; i++ {
+		f := &Filter{Prods: normalise([]uint64{uint64(i % 1000), uint64((i*7 + 3) % 1000)})}
+		if i%2 == 0 {
+			f.Locs = []uint64{uint64(i % 10)}
+		}
+		c := &countConn{}
+		x.subscribe(c, f)
+		all = append(all, x.subs[c])
+	}
+	return x, all, &Post{ID: 1, Prod: 7, Loc: 3}
+}
+
+// BenchmarkMatch compares the fan-out through the product index with the
+// naive scan of every subscription (the baseline), on the same data:
+//
+//	go test -run '^$' -bench BenchmarkMatch -benchtime 2s ./posts/
+func BenchmarkMatch(b *testing.B) {
+	x, all, p := matchSetup()
+	frame := liveFrame(&Post{JSON: []byte(`{}`)})
+	b.Run("index", func(b *testing.B) {
+		d := 0
+		for b.Loop() {
+			d += x.fanout(p, frame, nil)
+		}
+		b.ReportMetric(float64(d)/b.Elapsed().Seconds(), "deliveries/s")
+		b.ReportMetric(float64(d)/float64(b.N), "deliveries/op")
+	})
+	b.Run("naive-scan", func(b *testing.B) {
+		d := 0
+		for b.Loop() {
+			for _, s := range all {
+				if s.f.Match(p) {
+					s.c.Send(frame)
+					d++
+				}
+			}
+		}
+		b.ReportMetric(float64(d)/b.Elapsed().Seconds(), "deliveries/s")
+		b.ReportMetric(float64(d)/float64(b.N), "deliveries/op")
+	})
+}
+
+// BenchmarkIndexMemory reports the heap a node spends per stored post
+// (index structures plus the post's JSON), for 100,000 posts with a
+// 300-byte body over 1,000 products:
+//
+//	go test -run '^$' -bench BenchmarkIndexMemory -benchtime 1x ./posts/
+func BenchmarkIndexMemory(b *testing.B) {
+	const n = 100_000
+	lim := Limits{}
+	lim.defaults()
+	body := `"` + strings.Repeat("x", 298) + `"`
+	var jsonBytes int
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		x := newIndex()
+		jsonBytes = 0
+		for i := 0; i < n; i++ {
+			d := &draft{body: []byte(body), loc: []uint64{uint64(i % 3), 1, 2}, prod: []uint64{uint64(i % 10), uint64(i % 100), 3},
+				features: 1, ranges: []int64{27000, 2016, 150000}}
+			js := `{"id":` + fmt.Sprint(i+1) + `,` + string(d.members("12345", 1570970000)) + `}`
+			p, err := parseStored([]byte(js), 3, 3)
+			if err != nil {
+				b.Fatal(err)
+			}
+			jsonBytes += len(js)
+			x.insert(p)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/post")
+		b.ReportMetric(float64(jsonBytes)/n, "json-B/post")
+		runtime.KeepAlive(x)
+	}
+}
+
+// chanConn signals each frame it is sent.
+type chanConn struct{ ch chan []byte }
+
+func (c *chanConn) User() string                 { return "s" }
+func (c *chanConn) Send(f []byte) bool           { c.ch <- f; return true }
+func (c *chanConn) SendPersistent(f []byte) bool { return c.Send(f) }
+
+// BenchmarkPublishToDelivery measures one publish on node 2 until its
+// delivery to a subscriber on node 1, through a real redis-server:
+//
+//	go test -run '^$' -bench BenchmarkPublishToDelivery ./posts/
+func BenchmarkPublishToDelivery(b *testing.B) {
+	r := brokertest.StartRedis(b)
+	opt := broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix()}
+	cfg := Config{QuotaN: 1 << 30}
+	n1 := startNode(b, opt, cfg)
+	n2 := startNode(b, opt, cfg)
+	sub := &chanConn{ch: make(chan []byte, 16)}
+	ctx := context.Background()
+	if err := n1.Subscribe(ctx, sub, req(b, `{"cmd":"subscribe"}`)); err != nil {
+		b.Fatal(err)
+	}
+	<-sub.ch // subscribe_ack
+	pub := &countConn{}
+	frame := publishFrame("[0,1,2]", "[0,3,7]", 1, "27000,2016")
+	var worst time.Duration
+	for b.Loop() {
+		start := time.Now()
+		if err := n2.Publish(ctx, pub, req(b, frame)); err != nil {
+			b.Fatal(err)
+		}
+		<-sub.ch
+		worst = max(worst, time.Since(start))
+	}
+	b.ReportMetric(float64(worst.Microseconds()), "worst-us")
+}

@@ -1,0 +1,189 @@
+package posts
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/occase/occase/wire"
+)
+
+// Register adds the HTTP read API (docs/http-api.md) to e:
+//
+//	GET /api/menu        the menu, when one is configured
+//	GET /api/posts       live posts matching filters, newest first, paged
+//	GET /api/posts/:id   one live post
+//
+// CORS applies to these routes only (with their OPTIONS preflights), so the
+// rest of the router is left as the caller set it up.
+func (s *Service) Register(e *echo.Echo) {
+	cors := middleware.CORSWithConfig(middleware.CORSConfig{
+		AllowOrigins: s.cfg.CORSOrigins,
+		AllowMethods: []string{http.MethodGet, http.MethodHead, http.MethodOptions},
+	})
+	preflight := func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }
+	for path, h := range map[string]echo.HandlerFunc{
+		"/api/menu":      s.getMenu,
+		"/api/posts":     s.listPosts,
+		"/api/posts/:id": s.getPost,
+	} {
+		e.GET(path, h, cors)
+		e.HEAD(path, h, cors)
+		e.OPTIONS(path, preflight, cors)
+	}
+}
+
+func marshalMenu(m *Menu) ([]byte, error) {
+	return json.Marshal(m)
+}
+
+func fail(c echo.Context, status int, reason, detail string) error {
+	return c.JSON(status, map[string]string{"result": "fail", "reason": reason, "detail": detail})
+}
+
+func (s *Service) getMenu(c echo.Context) error {
+	if s.menu == nil {
+		return fail(c, http.StatusNotFound, wire.NotFound, "this server has no menu: any well-formed code is accepted")
+	}
+	return c.JSONBlob(http.StatusOK, s.menu)
+}
+
+func (s *Service) getPost(c echo.Context) error {
+	id, err := strconv.ParseUint(c.Param("id"), 10, 64)
+	if err != nil {
+		return fail(c, http.StatusBadRequest, wire.BadRequest, "a post id is an unsigned integer")
+	}
+	cutoff := s.cutoff()
+	s.mu.RLock()
+	p, ok := s.x.byID[id]
+	var js []byte
+	if ok && p.Date > cutoff {
+		js = p.JSON
+	}
+	s.mu.RUnlock()
+	if js == nil {
+		return fail(c, http.StatusNotFound, wire.NotFound, "no such post")
+	}
+	return c.JSONBlob(http.StatusOK, js)
+}
+
+// listPosts answers GET /api/posts. Query parameters (all optional):
+// location, product (hash lists, comma-separated or repeated), features
+// (any_of_features), ranges (min,max pairs), before (cursor: only ids below
+// it), limit, and count (any non-empty value but 0/false: answer only the
+// number of matches).
+func (s *Service) listPosts(c echo.Context) error {
+	q := c.QueryParams()
+	f := &Filter{}
+	var err error
+	lim := &s.cfg.Limits
+	if f.Locs, err = u64List(q["location"], "location", lim.MaxLocations); err == nil {
+		f.Prods, err = u64List(q["product"], "product", lim.MaxProducts)
+	}
+	if err == nil {
+		f.Features, err = u64Param(q.Get("features"), "features")
+	}
+	var before uint64
+	if err == nil {
+		before, err = u64Param(q.Get("before"), "before")
+	}
+	if err == nil && q.Get("ranges") != "" {
+		f.Ranges, err = i64List(q["ranges"], 2*lim.MaxRangeValues)
+	}
+	if err != nil {
+		return fail(c, http.StatusBadRequest, wire.BadRequest, err.Error())
+	}
+	f.Locs, f.Prods = normalise(f.Locs), normalise(f.Prods)
+	cutoff := s.cutoff()
+	if v := q.Get("count"); v != "" && v != "0" && v != "false" {
+		s.mu.RLock()
+		n := s.x.count(f, cutoff)
+		s.mu.RUnlock()
+		return c.JSON(http.StatusOK, map[string]int{"count": n})
+	}
+	limit := s.cfg.PageSize
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return fail(c, http.StatusBadRequest, wire.BadRequest, "limit must be a positive integer")
+		}
+		limit = min(n, s.cfg.MaxPage)
+	}
+	s.mu.RLock()
+	// One more than asked tells whether there is a next page.
+	ps := s.x.query(f, cutoff, limit+1, true, before)
+	more := len(ps) > limit
+	if more {
+		ps = ps[:limit]
+	}
+	b := make([]byte, 0, 64+len(ps)*256)
+	b = append(b, `{"posts":[`...)
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.JSON...)
+	}
+	b = append(b, ']')
+	if more {
+		b = append(b, `,"next":"`...)
+		b = strconv.AppendUint(b, ps[len(ps)-1].ID, 10)
+		b = append(b, '"')
+	}
+	s.mu.RUnlock()
+	return c.JSONBlob(http.StatusOK, append(b, '}'))
+}
+
+func u64Param(v, name string) (uint64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, wire.Errorf(wire.BadRequest, "%s must be an unsigned 64-bit integer", name)
+	}
+	return n, nil
+}
+
+func u64List(vals []string, name string, max int) ([]uint64, error) {
+	var out []uint64
+	for _, v := range vals {
+		for _, part := range strings.Split(v, ",") {
+			if part == "" {
+				continue
+			}
+			n, err := strconv.ParseUint(part, 10, 64)
+			if err != nil {
+				return nil, wire.Errorf(wire.BadRequest, "%s must hold unsigned 64-bit integers", name)
+			}
+			if len(out) >= max {
+				return nil, wire.Errorf(wire.BadRequest, "%s has more than %d values", name, max)
+			}
+			out = append(out, n)
+		}
+	}
+	return out, nil
+}
+
+func i64List(vals []string, max int) ([]int64, error) {
+	var out []int64
+	for _, v := range vals {
+		for _, part := range strings.Split(v, ",") {
+			n, err := strconv.ParseInt(part, 10, 64)
+			if err != nil {
+				return nil, wire.Errorf(wire.BadRequest, "ranges must hold 64-bit integers")
+			}
+			if len(out) >= max {
+				return nil, wire.Errorf(wire.BadRequest, "ranges has more than %d values", max)
+			}
+			out = append(out, n)
+		}
+	}
+	if len(out)%2 != 0 {
+		return nil, wire.Errorf(wire.BadRequest, "ranges must hold min,max pairs")
+	}
+	return out, nil
+}

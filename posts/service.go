@@ -1,0 +1,670 @@
+// Package posts owns classified posts: publish, subscribe with filters,
+// live fan-out to every matching connection of this node, catch-up after a
+// subscribe, owner-only delete, the per-user publish quota, expiry, the
+// menus that give codes their meaning, and the HTTP read API.
+//
+// Redis (through broker) is the truth: a post exists once the store script
+// has stored and announced it on the posts channel. Every node keeps an
+// in-memory index of the live posts, built from Redis at start and again
+// after every Redis reconnect, and kept current by the broadcasts; matching,
+// catch-up and the HTTP reads are served from it.
+//
+// Ordering rules (PROTOCOL.md sections 1 and 4) rest on one lock: the index
+// and the subscriptions change together under Service.mu, and frames are
+// queued with Conn.Send, which never blocks, while it is held. So a
+// subscribe_ack and its catch-up leave together with no live post between
+// them, and a post is applied once per node whatever path it arrives by.
+package posts
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
+)
+
+// Conn is what posts needs from a live, logged-in connection. Its dynamic
+// type must be comparable (a pointer): it keys the subscription table.
+type Conn interface {
+	User() string
+	// Send queues a transient frame (a live or catch-up post). false when
+	// the connection is gone or its bounded queue is full (it is then
+	// being closed as a slow consumer; posts are not lost: they are in
+	// Redis). It never blocks. The frame may be shared between
+	// connections: it must not be modified.
+	Send(frame []byte) bool
+	// SendPersistent queues a reply that must reach the user: if the
+	// connection ends before it is written it goes to the user's offline
+	// queue and comes after the next login_ack (publish_ack, delete_ack).
+	SendPersistent(frame []byte) bool
+}
+
+// Config of a Service. Zero fields take the defaults given.
+type Config struct {
+	// Clock gives the time of dates, quotas and expiry; default time.Now.
+	Clock func() time.Time
+	// Menu gives the valid codes; nil accepts any well-formed code.
+	Menu *Menu
+	// LocationDepth and ProductDepth are the filter depths (1..4) used to
+	// hash codes; default 3 each. A menu that states another depth is an
+	// error.
+	LocationDepth int
+	ProductDepth  int
+	// MaxCatchUp caps the posts sent after a subscribe_ack; default 100.
+	MaxCatchUp int
+	// QuotaN publishes are allowed per QuotaPeriod; defaults 10 per 24 h.
+	QuotaN      int
+	QuotaPeriod time.Duration
+	// Expiry: posts this old are removed and never returned; default 90 days.
+	Expiry time.Duration
+	// SweepEvery is the period of the expiry sweep; default 1 minute.
+	SweepEvery time.Duration
+	// Limits on what a request may hold.
+	Limits Limits
+	// CORSOrigins allowed to read the HTTP API; default ["*"] (the data is
+	// public and no credentials are involved).
+	CORSOrigins []string
+	// PageSize is the default and MaxPage the largest page of GET
+	// /api/posts; defaults 20 and 100.
+	PageSize, MaxPage int
+}
+
+// DefaultConfig returns the documented defaults, for flag definitions.
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
+
+func (c *Config) defaults() error {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.LocationDepth == 0 {
+		c.LocationDepth = 3
+	}
+	if c.ProductDepth == 0 {
+		c.ProductDepth = 3
+	}
+	for _, d := range []int{c.LocationDepth, c.ProductDepth} {
+		if _, err := wire.ChannelHash(nil, d); err != nil {
+			return err
+		}
+	}
+	if c.Menu != nil {
+		if d := c.Menu.Locations.Depth; d != 0 && d != c.LocationDepth {
+			return fmt.Errorf("the menu's location depth is %d but the location depth is set to %d", d, c.LocationDepth)
+		}
+		if d := c.Menu.Products.Depth; d != 0 && d != c.ProductDepth {
+			return fmt.Errorf("the menu's product depth is %d but the product depth is set to %d", d, c.ProductDepth)
+		}
+		m := *c.Menu
+		m.Locations.Depth, m.Products.Depth = c.LocationDepth, c.ProductDepth
+		c.Menu = &m
+	}
+	if c.MaxCatchUp <= 0 {
+		c.MaxCatchUp = 100
+	}
+	if c.QuotaN <= 0 {
+		c.QuotaN = 10
+	}
+	if c.QuotaPeriod <= 0 {
+		c.QuotaPeriod = 24 * time.Hour
+	}
+	if c.Expiry <= 0 {
+		c.Expiry = 90 * 24 * time.Hour
+	}
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = time.Minute
+	}
+	if len(c.CORSOrigins) == 0 {
+		c.CORSOrigins = []string{"*"}
+	}
+	if c.PageSize <= 0 {
+		c.PageSize = 20
+	}
+	if c.MaxPage <= 0 {
+		c.MaxPage = 100
+	}
+	c.Limits.defaults()
+	return nil
+}
+
+// Service is the posts feature of one node.
+type Service struct {
+	cfg   Config
+	b     *broker.Client
+	log   *zap.Logger
+	quota broker.Quota
+	node  string // origin prefix of this node's publishes
+	seq   atomic.Uint64
+
+	mu      sync.RWMutex
+	x       *index
+	pending map[string]Conn  // origin -> connection whose publish it is, until acked
+	tomb    map[uint64]int64 // ids deleted here, until their broadcast comes back
+	menu    []byte           // GET /api/menu body, nil without a menu
+
+	in    inbox
+	ready chan struct{}
+
+	delivered atomic.Uint64 // live post frames queued to connections
+	skipped   atomic.Uint64 // broadcasts and stored posts that did not parse
+	// applied, when set (by tests), is called after each broadcast or
+	// reload has been applied, so tests wait for events, not for time.
+	applied func()
+}
+
+// New builds the service; Run must run for it to work.
+func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, fmt.Errorf("posts config: %w", err)
+	}
+	var r [6]byte
+	rand.Read(r[:])
+	s := &Service{cfg: cfg, b: b, log: log,
+		quota:   broker.Quota{N: cfg.QuotaN, PeriodMs: cfg.QuotaPeriod.Milliseconds()},
+		node:    hex.EncodeToString(r[:]) + ":",
+		x:       newIndex(),
+		pending: map[string]Conn{},
+		tomb:    map[uint64]int64{},
+		in:      inbox{sig: make(chan struct{}, 1)},
+		ready:   make(chan struct{}),
+	}
+	if cfg.Menu != nil {
+		var err error
+		if s.menu, err = marshalMenu(cfg.Menu); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Run subscribes to the posts channel, loads the index from Redis, then
+// applies broadcasts, reloads after Redis reconnects and sweeps expired
+// posts until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	s.b.Handle(broker.PostsChannel, func(_, payload string) { s.in.push(item{payload: payload}) })
+	s.b.OnResubscribed(func() { s.in.push(item{reload: true}) })
+	ch := s.b.Key(broker.PostsChannel)
+	// Redis may be unreachable at start: keep trying (subscribes fail fast
+	// with unavailable meanwhile) rather than take the node down.
+	if !s.retry(ctx, "subscribe to the posts channel", func() error { return s.b.Subscribe(ctx, ch) }) {
+		return nil
+	}
+	defer s.b.Unsubscribe(context.WithoutCancel(ctx), ch)
+	if !s.retry(ctx, "load posts", func() error { return s.reload(ctx) }) {
+		return nil
+	}
+	close(s.ready)
+	sweep := time.NewTicker(s.cfg.SweepEvery)
+	defer sweep.Stop()
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.in.sig:
+			for _, it := range s.in.take() {
+				if !it.reload {
+					s.apply(it.payload)
+				} else if err := s.reload(ctx); err != nil {
+					s.log.Warn("reloading posts after a Redis reconnect failed; retrying", zap.Error(err))
+					retry = time.After(time.Second)
+				}
+				if s.applied != nil {
+					s.applied()
+				}
+			}
+		case <-retry:
+			retry = nil
+			s.in.push(item{reload: true})
+		case <-sweep.C:
+			if err := s.Sweep(ctx); err != nil {
+				s.log.Warn("expiry sweep failed", zap.Error(err))
+			}
+		}
+	}
+}
+
+// retry runs fn until it succeeds (true) or ctx ends (false).
+func (s *Service) retry(ctx context.Context, what string, fn func() error) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.log.Warn(what+" failed; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// waitReady waits a little for the first load of the index, so that no
+// subscribe is answered from an empty one.
+func (s *Service) waitReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		return &wire.Error{Reason: wire.Unavailable, Detail: "posts are not loaded yet"}
+	}
+}
+
+// reload replaces the index's posts with what Redis holds. Posts new to
+// this node (published while its subscriber connection was down) go to the
+// matching subscribers, in id order; posts gone from Redis leave; posts
+// already known stay as they are, so nobody gets one twice.
+func (s *Service) reload(ctx context.Context) error {
+	seen := map[uint64]*Post{}
+	bad := 0
+	err := s.b.ScanPosts(ctx, func(js string) {
+		p, err := parseStored([]byte(js), s.cfg.LocationDepth, s.cfg.ProductDepth)
+		if err != nil {
+			bad++
+			return
+		}
+		seen[p.ID] = p
+	})
+	if err != nil {
+		return fmt.Errorf("load posts: %w", err)
+	}
+	if bad > 0 {
+		s.log.Warn("skipped stored posts that do not parse", zap.Int("count", bad))
+		s.skipped.Add(uint64(bad))
+	}
+	cutoff := s.cutoff()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, old := range s.x.byID {
+		// A post gone from Redis leaves. One whose bytes changed (ids
+		// start over when Redis lost its data) is replaced.
+		if p, ok := seen[id]; !ok || !bytes.Equal(p.JSON, old.JSON) {
+			s.x.remove(id)
+		}
+	}
+	s.x.tidy()
+	fresh := make([]*Post, 0)
+	for id, p := range seen {
+		if _, ok := s.x.byID[id]; ok || p.Date <= cutoff {
+			continue
+		}
+		if _, ok := s.tomb[id]; ok {
+			continue
+		}
+		fresh = append(fresh, p)
+	}
+	sortByID(fresh)
+	// A publisher whose publish_ack is not out yet gets its echo from
+	// Publish, after the ack.
+	publishing := map[string]Conn{}
+	for _, c := range s.pending {
+		publishing[c.User()] = c
+	}
+	for _, p := range fresh {
+		s.x.insert(p)
+		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), publishing[p.From])))
+	}
+	s.log.Info("posts loaded", zap.Int("posts", s.x.len()), zap.Int("new", len(fresh)))
+	return nil
+}
+
+func sortByID(ps []*Post) { slices.SortFunc(ps, cmpID) }
+
+// apply handles one message of the posts channel.
+func (s *Service) apply(payload string) {
+	var op, origin, postRaw, idsRaw []byte
+	err := wire.Scan([]byte(payload), func(f wire.Field) {
+		switch f.Key {
+		case "op":
+			op = f.Value
+		case "origin":
+			origin = f.Value
+		case "post":
+			postRaw = f.Value
+		case "ids":
+			idsRaw = f.Value
+		}
+	})
+	if err != nil {
+		s.log.Warn("skipped a posts broadcast that is not a JSON object", zap.Int("bytes", len(payload)))
+		s.skipped.Add(1)
+		return
+	}
+	switch string(op) {
+	case `"post"`:
+		p, err := parseStored(postRaw, s.cfg.LocationDepth, s.cfg.ProductDepth)
+		if err != nil {
+			s.log.Warn("skipped a broadcast post that does not parse", zap.Error(err), zap.Int("bytes", len(payload)))
+			s.skipped.Add(1)
+			return
+		}
+		o, _ := wire.String(origin)
+		cutoff := s.cutoff()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, gone := s.tomb[p.ID]; gone || p.Date <= cutoff || !s.x.insert(p) {
+			return
+		}
+		// The publisher's own connection gets its echo from Publish, right
+		// after its publish_ack, never before it.
+		var skip Conn
+		if strings.HasPrefix(o, s.node) {
+			skip = s.pending[o]
+		}
+		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), skip)))
+	case `"del"`:
+		ids, err := decodeU64s(idsRaw, "ids", 1<<20)
+		if err != nil {
+			s.log.Warn("skipped a broadcast deletion that does not parse", zap.Int("bytes", len(payload)))
+			s.skipped.Add(1)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, id := range ids {
+			s.x.remove(id)
+			// The deletion came back through the channel, after the post
+			// itself: the tombstone has done its job.
+			delete(s.tomb, id)
+		}
+		s.x.tidy()
+	default:
+		s.log.Warn("skipped a posts broadcast of unknown kind", zap.ByteString("op", clipBytes(op)))
+		s.skipped.Add(1)
+	}
+}
+
+func clipBytes(b []byte) []byte {
+	if len(b) > 32 {
+		return b[:32]
+	}
+	return b
+}
+
+// cutoff is the date at or before which a post has expired.
+func (s *Service) cutoff() int64 {
+	return s.cfg.Clock().Add(-s.cfg.Expiry).Unix()
+}
+
+// Publish handles {"cmd":"publish","items":[<post>]}: validate, take one
+// publish of the user's quota, store and broadcast, reply publish_ack, then
+// echo the post to the publisher if it matches the publisher's own
+// subscription.
+func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error {
+	d, err := decodePublish(req, &s.cfg.Limits)
+	if err != nil {
+		return err
+	}
+	p := &Post{Features: d.features, Ranges: d.ranges, From: c.User()}
+	if p.Loc, err = wire.ChannelHash(d.loc, s.cfg.LocationDepth); err != nil {
+		return invalid("location code: %v", err)
+	}
+	if p.Prod, err = wire.ChannelHash(d.prod, s.cfg.ProductDepth); err != nil {
+		return invalid("product code: %v", err)
+	}
+	if m := s.cfg.Menu; m != nil {
+		if !m.Locations.valid(d.loc) {
+			return invalid("the location code %s is not in the menu", appendCode(nil, d.loc))
+		}
+		if !m.Products.valid(d.prod) {
+			return invalid("the product code %s is not in the menu", appendCode(nil, d.prod))
+		}
+	}
+	now := s.cfg.Clock()
+	remaining, retry, ok, err := s.b.TakePostQuota(ctx, p.From, now.UnixMilli(), s.quota)
+	if err != nil {
+		s.log.Warn("post quota check failed", zap.String("user", p.From), zap.Error(err))
+		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+	}
+	if !ok {
+		return wire.Errorf(wire.QuotaExceeded, "%d posts per %s; the next is possible in %d s",
+			s.quota.N, s.cfg.QuotaPeriod, (retry+999)/1000)
+	}
+	p.Date = now.Unix()
+	members := d.members(p.From, p.Date)
+	origin := s.node + strconv.FormatUint(s.seq.Add(1), 10)
+	s.mu.Lock()
+	s.pending[origin] = c
+	s.mu.Unlock()
+	id, err := s.b.StorePost(ctx, members, p.From, p.Date, origin)
+	if err != nil {
+		s.mu.Lock()
+		delete(s.pending, origin)
+		s.mu.Unlock()
+		if rerr := s.b.RefundPostQuota(context.WithoutCancel(ctx), p.From); rerr != nil {
+			s.log.Warn("refunding a post quota failed", zap.String("user", p.From), zap.Error(rerr))
+		}
+		s.log.Warn("storing a post failed", zap.String("user", p.From), zap.Error(err))
+		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+	}
+	p.ID = id
+	p.JSON = make([]byte, 0, len(members)+32)
+	p.JSON = append(p.JSON, `{"id":`...)
+	p.JSON = strconv.AppendUint(p.JSON, id, 10)
+	p.JSON = append(p.JSON, ',')
+	p.JSON = append(append(p.JSON, members...), '}')
+
+	ack := []byte(`{"cmd":"publish_ack","result":"ok","id":`)
+	ack = strconv.AppendUint(ack, id, 10)
+	ack = append(ack, `,"date":`...)
+	ack = strconv.AppendInt(ack, p.Date, 10)
+	ack = append(ack, `,"remaining_posts":`...)
+	ack = strconv.AppendInt(ack, int64(remaining), 10)
+	ack = append(ack, '}')
+	c.SendPersistent(ack)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, origin)
+	if _, gone := s.tomb[id]; gone {
+		return nil
+	}
+	if s.x.insert(p) {
+		// First here: everyone matching, the publisher included, gets it.
+		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), nil)))
+		return nil
+	}
+	// The broadcast was applied first and skipped the publisher.
+	if sb, ok := s.x.subs[c]; ok && sb.f.Match(p) {
+		c.Send(liveFrame(s.x.byID[id]))
+		s.delivered.Add(1)
+	}
+	return nil
+}
+
+// Subscribe handles subscribe: it replaces the connection's subscription,
+// replies subscribe_ack and then the catch-up, both under the lock that
+// live posts take, so nothing comes between them and every later live post
+// has not been in the catch-up.
+func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) error {
+	f, err := decodeSubscribe(req, &s.cfg.Limits)
+	if err != nil {
+		return err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		return err
+	}
+	cutoff := s.cutoff()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	catch := s.x.query(f, cutoff, s.cfg.MaxCatchUp, false, 0)
+	c.Send([]byte(`{"cmd":"subscribe_ack","result":"ok"}`))
+	if len(catch) > 0 {
+		c.Send(itemsFrame(catch))
+	}
+	s.x.subscribe(c, f)
+	return nil
+}
+
+// Delete handles {"cmd":"delete","id":N}: only the author may delete, and
+// Redis checks that atomically with the removal.
+func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
+	raw := req.Get("id")
+	if raw == nil {
+		return malformed(`missing field "id"`)
+	}
+	id, ok := wire.Uint64(raw)
+	if !ok {
+		if !isNumber(raw) {
+			return malformed(`"id" must be a number`)
+		}
+		return wire.Errorf(wire.NotFound, "there is no post %s", clip(raw))
+	}
+	err := s.b.DeletePost(ctx, id, c.User())
+	switch {
+	case errors.Is(err, broker.ErrPostNotFound):
+		return wire.Errorf(wire.NotFound, "there is no post %d", id)
+	case errors.Is(err, broker.ErrNotOwner):
+		return wire.Errorf(wire.NotOwner, "post %d is not yours", id)
+	case err != nil:
+		s.log.Warn("deleting a post failed", zap.Uint64("post", id), zap.Error(err))
+		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+	}
+	s.mu.Lock()
+	s.x.remove(id)
+	s.x.tidy()
+	// Until the deletion comes back through the channel, a late broadcast
+	// of the post itself must not bring it back.
+	s.tomb[id] = s.cfg.Clock().Unix()
+	s.mu.Unlock()
+	ack := []byte(`{"cmd":"delete_ack","result":"ok","id":`)
+	ack = strconv.AppendUint(ack, id, 10)
+	c.SendPersistent(append(ack, '}'))
+	return nil
+}
+
+// Stats are a node's posts figures, for metrics.
+type Stats struct {
+	Posts         int    // live posts in this node's index
+	Subscriptions int    // connections of this node with a subscription
+	Delivered     uint64 // live post frames queued to connections, since start
+	Skipped       uint64 // broadcasts or stored posts skipped because they did not parse
+}
+
+// Stats returns the current figures.
+func (s *Service) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return Stats{Posts: s.x.len(), Subscriptions: len(s.x.subs),
+		Delivered: s.delivered.Load(), Skipped: s.skipped.Load()}
+}
+
+// Leave drops the subscription of a closed connection.
+func (s *Service) Leave(c Conn) {
+	s.mu.Lock()
+	s.x.leave(c)
+	s.mu.Unlock()
+}
+
+// RemainingPosts is how many posts user may still publish now, for
+// login_ack.
+func (s *Service) RemainingPosts(ctx context.Context, user string) (int, error) {
+	n, err := s.b.PostQuotaRemaining(ctx, user, s.cfg.Clock().UnixMilli(), s.quota)
+	if err != nil {
+		return 0, fmt.Errorf("remaining posts of %s: %w", user, err)
+	}
+	return n, nil
+}
+
+// Sweep removes expired posts from Redis (announcing them to every node)
+// and from this node's index. Run calls it periodically; every node may run
+// it, the work is idempotent.
+func (s *Service) Sweep(ctx context.Context) error {
+	cutoff := s.cutoff()
+	const batch = 500
+	for {
+		n, err := s.b.ExpirePosts(ctx, cutoff, batch)
+		if err != nil {
+			return err
+		}
+		if n < batch {
+			break
+		}
+	}
+	now := s.cfg.Clock().Unix()
+	s.mu.Lock()
+	s.x.removeOlder(cutoff)
+	for id, t := range s.tomb {
+		// A deletion whose broadcast never came back (the subscriber
+		// connection was down) is settled by the reload that followed.
+		if now-t > 600 {
+			delete(s.tomb, id)
+		}
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func liveFrame(p *Post) []byte {
+	return itemsFrame([]*Post{p})
+}
+
+func itemsFrame(ps []*Post) []byte {
+	n := 32
+	for _, p := range ps {
+		n += len(p.JSON) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"cmd":"post","items":[`...)
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.JSON...)
+	}
+	return append(b, "]}"...)
+}
+
+// inbox is the unbounded queue between the pub/sub reader (which must never
+// block) and Run, which applies messages in arrival order.
+type inbox struct {
+	mu    sync.Mutex
+	items []item
+	sig   chan struct{}
+}
+
+type item struct {
+	payload string
+	reload  bool
+}
+
+func (q *inbox) push(it item) {
+	q.mu.Lock()
+	q.items = append(q.items, it)
+	q.mu.Unlock()
+	select {
+	case q.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (q *inbox) take() []item {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	its := q.items
+	q.items = nil
+	return its
+}

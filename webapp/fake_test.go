@@ -1,0 +1,488 @@
+package webapp
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/occase/occase/wire"
+)
+
+// fakeServer is a small in-memory implementation of PROTOCOL.md (db and img
+// roles, one node) used to drive the app in a browser independently of the
+// real server's progress. Its state outlives Stop/Start, as Redis does for
+// the real one. It is deliberately simple: no quotas, no rate limits.
+type fakeServer struct {
+	t    *testing.T
+	addr string
+
+	mu       sync.Mutex
+	srv      *http.Server
+	users    map[string]string
+	queues   map[string][][]byte
+	online   map[string]*fakeConn
+	conns    map[*fakeConn]bool
+	seq      map[string]int64
+	posts    []map[string]any
+	images   map[string][]byte
+	nextUser int64
+	nextPost int64
+	wg       sync.WaitGroup
+
+	// Failure injection for the error-path test.
+	uploadStatus int    // answer every upload with this status, when not 0
+	publishFail  string // fail every publish with this reason, when not ""
+}
+
+type fakeConn struct {
+	ws   *websocket.Conn
+	user string
+	sub  *fakeSub
+	wmu  sync.Mutex
+}
+
+type fakeSub struct {
+	locs, prods map[uint64]bool
+	features    uint64
+	ranges      []float64
+}
+
+const fakeMenu = `{"locations":{"depth":3,"children":[
+ {"name":"Germany","children":[{"name":"Bavaria","children":[{"name":"Munich"},{"name":"Nuremberg"}]},
+                               {"name":"Berlin","children":[{"name":"Berlin"}]}]},
+ {"name":"Austria","children":[{"name":"Vienna","children":[{"name":"Vienna"}]}]}]},
+"products":{"depth":3,"children":[
+ {"name":"Bicycles","children":[{"name":"City","children":[{"name":"Dutch"},{"name":"Folding"}]}]},
+ {"name":"Cars","children":[{"name":"BMW","children":[{"name":"3 Series"}]}]}]}}`
+
+func newFakeServer(t *testing.T) *fakeServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &fakeServer{
+		t: t, addr: ln.Addr().String(),
+		users: map[string]string{}, queues: map[string][][]byte{}, online: map[string]*fakeConn{},
+		conns: map[*fakeConn]bool{}, seq: map[string]int64{}, images: map[string][]byte{},
+		nextUser: 1, nextPost: 1,
+	}
+	s.serve(ln)
+	t.Cleanup(func() { s.Stop(t) })
+	return s
+}
+
+func (s *fakeServer) URL() string { return "http://" + s.addr }
+
+func (s *fakeServer) serve(ln net.Listener) {
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = srv.Serve(ln)
+	}()
+}
+
+// Stop closes every connection with 1001 and the listener, as a server
+// going away does.
+func (s *fakeServer) Stop(t *testing.T) {
+	s.mu.Lock()
+	srv := s.srv
+	s.srv = nil
+	conns := s.conns
+	s.conns = map[*fakeConn]bool{}
+	s.online = map[string]*fakeConn{}
+	s.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	_ = srv.Close()
+	for c := range conns {
+		_ = c.ws.Close(websocket.StatusGoingAway, "restart")
+	}
+	s.wg.Wait()
+}
+
+// Start listens again on the same address.
+func (s *fakeServer) Start(t *testing.T) {
+	var ln net.Listener
+	var err error
+	for range 50 {
+		if ln, err = net.Listen("tcp", s.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // the port is released asynchronously
+	}
+	if err != nil {
+		t.Fatalf("relisten on %s: %v", s.addr, err)
+	}
+	s.serve(ln)
+}
+
+var imgPath = regexp.MustCompile(`^/[0-9a-f]{32}/[A-Za-z0-9+-]{9}\.(jpg|jpeg|png|webp)$`)
+
+func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case (r.URL.Path == "/" || r.URL.Path == "/ws") && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+		s.websocket(w, r)
+	case r.URL.Path == "/api/menu":
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(fakeMenu))
+	case imgPath.MatchString(r.URL.Path):
+		s.image(w, r)
+	default:
+		Handler().ServeHTTP(w, r)
+	}
+}
+
+func (s *fakeServer) image(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch r.Method {
+	case http.MethodPost:
+		if s.uploadStatus != 0 {
+			http.Error(w, "injected", s.uploadStatus)
+			return
+		}
+		var b bytes.Buffer
+		if _, err := b.ReadFrom(http.MaxBytesReader(w, r.Body, 10<<20)); err != nil {
+			http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		if !strings.HasPrefix(http.DetectContentType(b.Bytes()), "image/") {
+			http.Error(w, "not an image", http.StatusUnsupportedMediaType)
+			return
+		}
+		if _, ok := s.images[r.URL.Path]; ok {
+			http.Error(w, "exists", http.StatusConflict)
+			return
+		}
+		s.images[r.URL.Path] = b.Bytes()
+		w.WriteHeader(http.StatusCreated)
+	case http.MethodGet:
+		b, ok := s.images[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", http.DetectContentType(b))
+		_, _ = w.Write(b)
+	default:
+		http.Error(w, "method", http.StatusMethodNotAllowed)
+	}
+}
+
+func (s *fakeServer) websocket(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return
+	}
+	c := &fakeConn{ws: ws}
+	s.mu.Lock()
+	if s.srv == nil {
+		s.mu.Unlock()
+		_ = ws.Close(websocket.StatusGoingAway, "stopping")
+		return
+	}
+	s.conns[c] = true
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		if s.online[c.user] == c {
+			delete(s.online, c.user)
+		}
+		s.mu.Unlock()
+		_ = ws.CloseNow()
+	}()
+	ctx := context.Background()
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			return
+		}
+		var f map[string]any
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		if d.Decode(&f) != nil {
+			s.fail(c, "error", wire.BadRequest)
+			_ = ws.Close(websocket.StatusPolicyViolation, "bad request")
+			return
+		}
+		if !s.handle(c, f) {
+			return
+		}
+	}
+}
+
+func (c *fakeConn) write(v any) {
+	b, _ := json.Marshal(v)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.ws.Write(ctx, websocket.MessageText, b)
+}
+
+func (s *fakeServer) fail(c *fakeConn, cmd, reason string) {
+	c.write(map[string]any{"cmd": cmd, "result": "fail", "reason": reason})
+}
+
+func randName(n int) string {
+	const abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-"
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = abc[int(b[i])%len(abc)]
+	}
+	return string(b)
+}
+
+// handle runs one request; false closes the connection.
+func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
+	cmd, _ := f["cmd"].(string)
+	if c.user == "" && cmd != "register" && cmd != "login" {
+		s.fail(c, "error", wire.NotLoggedIn)
+		_ = c.ws.Close(websocket.StatusPolicyViolation, "not logged in")
+		return false
+	}
+	switch cmd {
+	case "register":
+		s.mu.Lock()
+		id := strconv.FormatInt(s.nextUser, 10)
+		s.nextUser++
+		pw := randName(12)
+		s.users[id] = pw
+		c.user = id
+		s.online[id] = c
+		s.mu.Unlock()
+		c.write(map[string]any{"cmd": "register_ack", "result": "ok", "id": id, "password": pw})
+	case "login":
+		user, _ := f["user"].(string)
+		pw, _ := f["password"].(string)
+		s.mu.Lock()
+		if want, ok := s.users[user]; !ok || want != pw {
+			s.mu.Unlock()
+			s.fail(c, "login_ack", wire.BadCredentials)
+			_ = c.ws.Close(wire.CloseBadCredentials, "bad credentials")
+			return false
+		}
+		old := s.online[user]
+		c.user = user
+		s.online[user] = c
+		q := s.queues[user]
+		delete(s.queues, user)
+		s.mu.Unlock()
+		if old != nil {
+			_ = old.ws.Close(wire.CloseReplaced, "replaced")
+		}
+		c.write(map[string]any{"cmd": "login_ack", "result": "ok", "remaining_posts": 5})
+		for _, m := range q {
+			c.write(json.RawMessage(m))
+		}
+	case "subscribe":
+		sub := &fakeSub{locs: map[uint64]bool{}, prods: map[uint64]bool{}}
+		if ch, ok := f["channels"].([]any); ok && len(ch) == 2 {
+			for i, set := range []map[uint64]bool{sub.locs, sub.prods} {
+				l, _ := ch[i].([]any)
+				for _, h := range l {
+					set[u64(h)] = true
+				}
+			}
+		}
+		sub.features = u64(f["any_of_features"])
+		if rs, ok := f["ranges"].([]any); ok {
+			for _, v := range rs {
+				n, _ := v.(json.Number)
+				x, _ := n.Float64()
+				sub.ranges = append(sub.ranges, x)
+			}
+		}
+		last := u64(f["last_post_id"])
+		s.mu.Lock()
+		c.sub = sub
+		var items []map[string]any
+		for _, p := range s.posts {
+			if u64(p["id"]) > last && sub.match(p) {
+				items = append(items, p)
+			}
+		}
+		s.mu.Unlock()
+		c.write(map[string]any{"cmd": "subscribe_ack", "result": "ok"})
+		if len(items) > 0 {
+			c.write(map[string]any{"cmd": "post", "items": items})
+		}
+	case "publish":
+		items, _ := f["items"].([]any)
+		if len(items) != 1 {
+			s.fail(c, "publish_ack", wire.BadRequest)
+			return true
+		}
+		p, _ := items[0].(map[string]any)
+		if p == nil {
+			s.fail(c, "publish_ack", wire.BadRequest)
+			return true
+		}
+		s.mu.Lock()
+		if s.publishFail != "" {
+			s.mu.Unlock()
+			s.fail(c, "publish_ack", s.publishFail)
+			return true
+		}
+		id := s.nextPost
+		s.nextPost++
+		p["id"], p["from"], p["date"] = id, c.user, time.Now().Unix()
+		s.posts = append(s.posts, p)
+		var subs []*fakeConn
+		for o := range s.conns {
+			if o.sub != nil && o.sub.match(p) {
+				subs = append(subs, o)
+			}
+		}
+		s.mu.Unlock()
+		c.write(map[string]any{"cmd": "publish_ack", "result": "ok", "id": id, "date": p["date"]})
+		for _, o := range subs {
+			o.write(map[string]any{"cmd": "post", "items": []any{p}})
+		}
+	case "delete":
+		id := u64(f["id"])
+		s.mu.Lock()
+		reason := wire.NotFound
+		for i, p := range s.posts {
+			if u64(p["id"]) == id {
+				reason = wire.NotOwner
+				if p["from"] == c.user {
+					s.posts = append(s.posts[:i], s.posts[i+1:]...)
+					reason = ""
+				}
+				break
+			}
+		}
+		s.mu.Unlock()
+		if reason != "" {
+			s.fail(c, "delete_ack", reason)
+		} else {
+			c.write(map[string]any{"cmd": "delete_ack", "result": "ok"})
+		}
+	case "filenames":
+		var names []string
+		for range 9 {
+			k := make([]byte, 16)
+			_, _ = rand.Read(k)
+			names = append(names, hex.EncodeToString(k)+"/"+randName(9))
+		}
+		c.write(map[string]any{"cmd": "filenames_ack", "result": "ok", "names": names})
+	case "message":
+		to, _ := f["to"].(string)
+		s.mu.Lock()
+		if _, ok := s.users[to]; !ok {
+			s.mu.Unlock()
+			c.write(map[string]any{"cmd": "message", "type": "server_ack", "result": "fail", "reason": wire.NotFound})
+			return true
+		}
+		s.seq[to]++
+		f["from"] = c.user
+		f["msg_id"] = s.seq[to]
+		b, _ := json.Marshal(f)
+		peer := s.online[to]
+		if peer == nil {
+			s.queues[to] = append(s.queues[to], b)
+		}
+		s.mu.Unlock()
+		ack := map[string]any{"cmd": "message", "type": "server_ack", "result": "ok", "from": to, "msg_id": f["msg_id"]}
+		if id, ok := f["id"]; ok {
+			ack["ack_id"] = id
+		}
+		if pid, ok := f["post_id"]; ok {
+			ack["post_id"] = pid
+		}
+		if isp, ok := f["is_sender_post"].(bool); ok {
+			ack["is_sender_post"] = !isp
+		}
+		c.write(ack)
+		if peer != nil {
+			peer.write(json.RawMessage(b))
+		}
+	case "presence":
+		to, _ := f["to"].(string)
+		f["from"] = c.user
+		s.mu.Lock()
+		peer := s.online[to]
+		s.mu.Unlock()
+		if peer != nil {
+			peer.write(f)
+		}
+	default:
+		s.fail(c, "error", wire.BadRequest)
+		_ = c.ws.Close(websocket.StatusPolicyViolation, "unknown command")
+		return false
+	}
+	return true
+}
+
+func u64(v any) uint64 {
+	switch x := v.(type) {
+	case json.Number:
+		var n uint64
+		_ = json.Unmarshal([]byte(x), &n)
+		return n
+	case int64:
+		return uint64(x)
+	}
+	return 0
+}
+
+func codeOf(v any) []uint64 {
+	l, _ := v.([]any)
+	out := make([]uint64, 0, len(l))
+	for _, x := range l {
+		out = append(out, u64(x))
+	}
+	return out
+}
+
+func (s *fakeSub) match(p map[string]any) bool {
+	to, _ := p["to"].([]any)
+	if len(to) != 2 {
+		return false
+	}
+	for i, set := range []map[uint64]bool{s.locs, s.prods} {
+		codes, _ := to[i].([]any)
+		if len(codes) == 0 {
+			return false
+		}
+		h, err := wire.ChannelHash(codeOf(codes[0]), 3)
+		if err != nil {
+			return false
+		}
+		if len(set) > 0 && !set[h] {
+			return false
+		}
+	}
+	if s.features != 0 && s.features&u64(p["features"]) == 0 {
+		return false
+	}
+	rv, _ := p["range_values"].([]any)
+	for i := 0; i+1 < len(s.ranges) && i/2 < len(rv); i += 2 {
+		n, _ := rv[i/2].(json.Number)
+		x, _ := n.Float64()
+		if x < s.ranges[i] || x > s.ranges[i+1] {
+			return false
+		}
+	}
+	return true
+}

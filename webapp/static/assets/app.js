@@ -1,0 +1,1024 @@
+// The occase web app: account, browsing with a live subscription, selling
+// with photos, and 1:1 chats with delivery ticks and a typing signal. It is a
+// client of docs/PROTOCOL: every server interaction goes through Session
+// (conn.js); all state lives in `app` and is saved through store.js.
+
+import { Session, Offline } from "./conn.js";
+import * as menu from "./menu.js";
+import * as store from "./store.js";
+import { parse } from "./json.js";
+
+const $ = (id) => document.getElementById(id);
+
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const k of kids.flat()) {
+    if (k == null || k === false) continue;
+    el.append(k instanceof Node ? k : document.createTextNode(String(k)));
+  }
+  return el;
+}
+
+// Feature bits of a post. Condition is one choice, the others add up.
+const CONDITION = [{ bit: 1, label: "New" }, { bit: 2, label: "Used" }];
+const EXTRAS = [{ bit: 4, label: "Warranty" }, { bit: 8, label: "Trade-in accepted" }];
+const FEATURES = [...CONDITION, ...EXTRAS];
+const MAX_PHOTOS = 4;
+const TYPING_SHOW_MS = 5000;
+const PRESENCE_EVERY_MS = 3000;
+
+class UserError extends Error {}
+
+const app = {
+  menu: null,
+  imgBase: "",
+  creds: null,   // {user, password} once the server accepted them
+  nick: "",
+  u: null,       // the logged-in user's saved state (store.emptyUser)
+  session: null,
+  view: "browse-view",
+  openChat: null,
+  typing: {},    // chat key -> time until which "typing…" shows
+  lastPresence: {},
+  photos: [],    // {blob, url, progress}
+  draft: { loc: [], prod: [] },
+  pub: { loc: [], prod: [] },
+  remaining: null,
+  subscribeError: "",
+  inflight: null,
+  publishing: false,
+  lastLocalId: 0,
+};
+
+// ---------------------------------------------------------------- words
+
+const reasonWords = {
+  quota_exceeded: "You have reached your posting limit for now. Please try again later.",
+  rate_limited: "That was too many requests in a short time. Please wait a moment and try again.",
+  too_large: "That is too large for the server.",
+  not_found: "That no longer exists.",
+  not_owner: "You can only delete your own posts.",
+  bad_credentials: "Wrong user id or password.",
+  unavailable: "The server cannot do that right now (it may be restarting, or not offer it). Please try again later.",
+  bad_request: "The server could not understand the request.",
+  not_logged_in: "You are not logged in.",
+};
+
+function reasonText(r, what) {
+  if (what === "chat" && r.reason === "not_found") return "This person's account does not exist any more.";
+  if (what === "delete" && r.reason === "not_found") return "That post was already deleted.";
+  if (what === "publish" && r.reason === "too_large") return "The post is too long. Please shorten the description.";
+  if (what === "chat" && r.reason === "too_large") return "The message is too long.";
+  return reasonWords[r.reason] || (r.detail ? `The server said: ${r.detail}` : "Something went wrong on the server.");
+}
+
+function uploadText(status) {
+  switch (status) {
+    case 0: return "Could not reach the image server. Check your connection and try again.";
+    case 413: return "A photo is too large for the server. Please choose a smaller one.";
+    case 415: return "The server did not accept a photo: it is not a JPEG, PNG or WebP image.";
+    case 403: return "The photo upload was refused (its name was not signed by the server). Please publish again.";
+    case 409: return "A photo with that name already exists. Please publish again.";
+    default: return `The photo upload failed (HTTP ${status}).`;
+  }
+}
+
+let bannerTimer;
+function showError(text) {
+  $("banner-text").textContent = text;
+  $("banner").hidden = false;
+  clearTimeout(bannerTimer);
+  bannerTimer = setTimeout(() => { $("banner").hidden = true; }, 12000);
+}
+
+let noticeTimer;
+function notice(text) {
+  $("notice").textContent = text;
+  $("notice").hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => { $("notice").hidden = true; }, 5000);
+}
+
+const money = new Intl.NumberFormat("en", { style: "currency", currency: "EUR", maximumFractionDigits: 0 });
+const num = new Intl.NumberFormat("en");
+
+// ---------------------------------------------------------------- boot
+
+async function fetchJSON(path) {
+  const r = await fetch(path, { headers: { Accept: "application/json" } });
+  if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
+  return parse(await r.text());
+}
+
+async function loadMenu() {
+  try {
+    const m = await fetchJSON("/api/menu");
+    if (!m || !m.locations || !m.products) throw new Error("menu without trees");
+    app.menu = m;
+  } catch {
+    app.menu = menu.fallbackMenu;
+    notice("Could not load the menu from the server; showing a sample one.");
+  }
+}
+
+async function loadConfig() {
+  try {
+    const c = await fetchJSON("/api/config");
+    if (c && typeof c.img_url === "string") app.imgBase = c.img_url.replace(/\/+$/, "");
+  } catch {
+    app.imgBase = ""; // same origin
+  }
+}
+
+function wsURL() {
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+}
+
+async function boot() {
+  wireUI();
+  await Promise.all([loadMenu(), loadConfig()]);
+  app.session = new Session(wsURL(), {
+    onState, onLogin, onPush, onStale, onAuthFailed, onIdentifyFailed,
+  });
+  app.creds = store.loadCreds();
+  app.nick = store.loadNick();
+  if (app.creds) {
+    enterUser(app.creds.user);
+    app.session.start(app.creds);
+  }
+  render();
+  openLinkedChat();
+}
+
+function enterUser(id) {
+  app.u = store.loadUser(id);
+  app.draft = { loc: [...app.u.filter.loc], prod: [...app.u.filter.prod] };
+  app.openChat = null;
+  app.inflight = null;
+  app.view = "browse-view";
+}
+
+function save() {
+  if (app.u && app.creds) store.saveUser(app.creds.user, app.u);
+}
+
+// ---------------------------------------------------------------- session hooks
+
+function onState(state, info) {
+  const el = $("conn-status");
+  el.dataset.state = state;
+  const words = {
+    idle: "Not connected",
+    connecting: "Connecting…",
+    online: "Online",
+    offline: `Server unreachable. Retrying in ${Math.ceil((info.retryIn || 0) / 1000)} s…`,
+    replaced: "You are logged in from another tab or device; this one is paused.",
+  };
+  el.textContent = words[state] || state;
+  $("reconnect-btn").hidden = !(state === "offline" || state === "replaced");
+}
+
+function onLogin(identity, ack) {
+  if (!app.creds || app.creds.user !== identity.user) {
+    app.creds = identity;
+    store.saveCreds(identity);
+    enterUser(identity.user);
+    notice(`Welcome! Your user id is ${identity.user}.`);
+  }
+  if (typeof ack.remaining_posts === "number") app.remaining = ack.remaining_posts;
+  subscribe();
+  pump();
+  render();
+  openLinkedChat();
+}
+
+function onAuthFailed(r) {
+  store.clearCreds();
+  app.creds = null;
+  app.u = null;
+  showError(reasonText(r));
+  render();
+}
+
+function onIdentifyFailed(r) {
+  showError(reasonText(r));
+}
+
+function onPush(f) {
+  if (!app.u) return;
+  if (f.cmd === "post" && Array.isArray(f.items)) onPosts(f.items);
+  else if (f.cmd === "message") onMessage(f);
+  else if (f.cmd === "presence") onPresence(f);
+}
+
+// onStale handles a reply the server kept for us while we were away: a
+// publish_ack tells us the id of the post we were publishing when the
+// connection dropped.
+function onStale(f) {
+  if (!app.u) return;
+  if (f.msg_id != null && seenMsg(f.msg_id)) return;
+  if (f.cmd === "publish_ack" && f.result === "ok" && app.u.pendingPublish) {
+    adoptPublished(f, app.u.pendingPublish.post);
+    app.u.pendingPublish = null;
+    notice(`Your post #${f.id} was published.`);
+  }
+  save();
+  render();
+}
+
+// seenMsg reports whether a server msg_id was handled before, and records it.
+function seenMsg(id) {
+  const k = String(id);
+  const s = app.u.seenMsgIds;
+  if (s.includes(k)) return true;
+  s.push(k);
+  if (s.length > 2000) s.splice(0, s.length - 2000);
+  return false;
+}
+
+// ---------------------------------------------------------------- posts
+
+function parseBody(body) {
+  try {
+    const d = typeof body === "string" ? JSON.parse(body) : body;
+    return d && typeof d === "object" ? d : {};
+  } catch {
+    return {};
+  }
+}
+
+function postOf(p) {
+  return {
+    id: p.id, from: String(p.from), date: p.date, features: p.features,
+    range_values: p.range_values, to: p.to, doc: parseBody(p.body),
+  };
+}
+
+function onPosts(items) {
+  const me = app.creds && app.creds.user;
+  let max = app.u.lastPostId;
+  for (const raw of items) {
+    if (raw == null || raw.id == null) continue;
+    if (raw.id > max) max = raw.id;
+    const p = postOf(raw);
+    app.u.posts[String(p.id)] = p;
+    if (p.from === me) app.u.myPosts[String(p.id)] = p;
+  }
+  app.u.lastPostId = max;
+  trimPosts();
+  save();
+  render();
+  // A full catch-up page means there may be more: ask from the highest id.
+  if (items.length >= 100) subscribe();
+}
+
+function trimPosts() {
+  const ids = Object.keys(app.u.posts);
+  if (ids.length <= 300) return;
+  ids.sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
+  for (const id of ids.slice(0, ids.length - 300)) delete app.u.posts[id];
+}
+
+function subscribeRequest() {
+  const f = app.u.filter;
+  const ranges = [];
+  if (f.priceMin !== "" || f.priceMax !== "") {
+    ranges.push(Number(f.priceMin || 0), f.priceMax === "" ? Number.MAX_SAFE_INTEGER : Number(f.priceMax));
+  }
+  return {
+    cmd: "subscribe",
+    channels: [menu.channelHashes(app.menu.locations, f.loc), menu.channelHashes(app.menu.products, f.prod)],
+    any_of_features: f.features,
+    last_post_id: app.u.lastPostId,
+    ranges,
+  };
+}
+
+async function subscribe() {
+  try {
+    const r = await app.session.request(subscribeRequest());
+    // Shown in the list's summary rather than as an alarm: the rest of the
+    // app (chat) works without posts.
+    app.subscribeError = r.result === "ok" ? "" : `New posts cannot be followed right now. ${reasonText(r)}`;
+    render();
+  } catch (e) {
+    if (!(e instanceof Offline)) throw e;
+  }
+}
+
+function applyFilter(ev) {
+  ev.preventDefault();
+  const min = $("filter-price-min").value.trim();
+  const max = $("filter-price-max").value.trim();
+  if (min !== "" && max !== "" && Number(min) > Number(max)) {
+    showError("The lowest price is above the highest one.");
+    return;
+  }
+  let features = 0;
+  for (const f of FEATURES) if ($(`filter-feat-${f.bit}`).checked) features |= f.bit;
+  app.u.filter = { loc: [...app.draft.loc], prod: [...app.draft.prod], features, priceMin: min, priceMax: max };
+  // A new filter starts a new list: older posts may match it now.
+  app.u.posts = {};
+  app.u.lastPostId = 0;
+  save();
+  // On a phone the form would push the posts off screen: fold it away.
+  if (matchMedia("(max-width: 30rem)").matches) $("filter-box").open = false;
+  render();
+  subscribe();
+}
+
+function adoptPublished(ack, post) {
+  const p = postOf({ ...post, id: ack.id, date: ack.date, from: app.creds.user });
+  app.u.myPosts[String(ack.id)] = p;
+  if (typeof app.remaining === "number" && app.remaining > 0) app.remaining--;
+}
+
+async function deletePost(id) {
+  try {
+    const r = await app.session.request({ cmd: "delete", id });
+    if (r.result === "ok" || r.reason === "not_found") {
+      delete app.u.myPosts[String(id)];
+      delete app.u.posts[String(id)];
+      save();
+      render();
+      notice(r.result === "ok" ? "Post deleted." : reasonText(r, "delete"));
+    } else {
+      showError(reasonText(r, "delete"));
+    }
+  } catch (e) {
+    if (!(e instanceof Offline)) throw e;
+    showError("You are offline. Try again when the app shows “Online”.");
+  }
+}
+
+// ---------------------------------------------------------------- publishing
+
+async function toJpeg(file) {
+  const bmp = await createImageBitmap(file);
+  const scale = Math.min(1, 1600 / Math.max(bmp.width, bmp.height));
+  const w = Math.max(1, Math.round(bmp.width * scale));
+  const hh = Math.max(1, Math.round(bmp.height * scale));
+  const c = document.createElement("canvas");
+  c.width = w;
+  c.height = hh;
+  c.getContext("2d").drawImage(bmp, 0, 0, w, hh);
+  bmp.close();
+  return new Promise((res, rej) => c.toBlob((b) => (b ? res(b) : rej(new Error("encode"))), "image/jpeg", 0.85));
+}
+
+async function addPhotos(ev) {
+  const files = [...ev.target.files];
+  ev.target.value = "";
+  for (const f of files) {
+    if (app.photos.length >= MAX_PHOTOS) {
+      showError(`A post can have at most ${MAX_PHOTOS} photos.`);
+      break;
+    }
+    try {
+      const blob = await toJpeg(f);
+      if (blob.size > 10 * 1024 * 1024) throw new UserError(`“${f.name}” is too large even after shrinking it.`);
+      app.photos.push({ blob, url: URL.createObjectURL(blob), progress: 0 });
+    } catch (e) {
+      showError(e instanceof UserError ? e.message : `“${f.name}” is not an image this browser can read.`);
+    }
+  }
+  renderPreviews();
+}
+
+function upload(photo, path, onProgress) {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open("POST", `${app.imgBase}/${path}`);
+    x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
+    x.onload = () => {
+      if (x.status === 200 || x.status === 201) { onProgress(1); resolve(); }
+      else reject(new UserError(uploadText(x.status)));
+    };
+    x.onerror = () => reject(new UserError(uploadText(0)));
+    x.send(photo.blob);
+  });
+}
+
+function leafCode(tree, code) {
+  const n = menu.nodeAt(tree, code);
+  return n && code.length > 0 && !(n.children && n.children.length);
+}
+
+function setPubStatus(t) {
+  $("pub-status").textContent = t;
+}
+
+async function publish(ev) {
+  ev.preventDefault();
+  if (app.publishing) return;
+  const title = $("pub-title").value.trim();
+  const price = $("pub-price").value.trim();
+  const year = $("pub-year").value.trim();
+  const km = $("pub-km").value.trim();
+  const cond = CONDITION.find((c) => $(`pub-feat-${c.bit}`).checked);
+  const problems = [];
+  if (!title) problems.push("a title");
+  if (!leafCode(app.menu.locations, app.pub.loc)) problems.push("where it is (down to the city)");
+  if (!leafCode(app.menu.products, app.pub.prod)) problems.push("what it is (down to the model)");
+  if (price === "" || !(Number(price) >= 0)) problems.push("a price");
+  if (!cond) problems.push("its condition");
+  if (problems.length) {
+    setPubStatus(`Please give ${problems.join(", ")}.`);
+    return;
+  }
+  let features = cond.bit;
+  for (const x of EXTRAS) if ($(`pub-feat-${x.bit}`).checked) features |= x.bit;
+  app.publishing = true;
+  $("pub-submit").disabled = true;
+  try {
+    const images = [];
+    if (app.photos.length) {
+      setPubStatus("Preparing the upload…");
+      const r = await app.session.request({ cmd: "filenames" });
+      if (r.result !== "ok") throw new UserError(reasonText(r));
+      if (!Array.isArray(r.names) || r.names.length < app.photos.length) throw new UserError("The server gave too few photo names.");
+      for (let i = 0; i < app.photos.length; i++) {
+        setPubStatus(`Uploading photo ${i + 1} of ${app.photos.length}…`);
+        const path = `${r.names[i]}.jpg`;
+        const ph = app.photos[i];
+        await upload(ph, path, (f) => { ph.progress = f; renderProgress(i); });
+        images.push(path);
+      }
+    }
+    const loc = [...app.pub.loc];
+    const prod = [...app.pub.prod];
+    const doc = {
+      msg: $("pub-desc").value.trim(), nick: app.nick || `User ${app.creds.user}`, avatar: "",
+      images, ex_details: [], in_details: [], channel: [[loc], [prod]], title, price: Number(price),
+    };
+    const post = {
+      to: [[loc], [prod]], body: JSON.stringify(doc), features,
+      range_values: [Number(price), Number(year || 0), Number(km || 0)],
+    };
+    setPubStatus("Publishing…");
+    app.u.pendingPublish = { post };
+    save();
+    const r = await app.session.request({ cmd: "publish", items: [post] });
+    app.u.pendingPublish = null;
+    if (r.result !== "ok") throw new UserError(reasonText(r, "publish"));
+    adoptPublished(r, post);
+    save();
+    resetPublishForm();
+    setPubStatus(`Published! Your post number is ${r.id}.`);
+    notice("Your post is published.");
+    render();
+  } catch (e) {
+    if (e instanceof Offline) {
+      setPubStatus("The connection to the server was lost. If the post is not in “My posts” once the app is online again, press Publish again.");
+    } else if (e instanceof UserError) {
+      setPubStatus(e.message);
+      showError(e.message);
+    } else {
+      throw e;
+    }
+  } finally {
+    app.publishing = false;
+    $("pub-submit").disabled = false;
+  }
+}
+
+function resetPublishForm() {
+  $("publish-form").reset();
+  for (const p of app.photos) URL.revokeObjectURL(p.url);
+  app.photos = [];
+  app.pub = { loc: [], prod: [] };
+  renderPublishSelects();
+  renderPreviews();
+}
+
+// ---------------------------------------------------------------- chat
+
+function chatKey(postId, peer) {
+  return `${postId}:${peer}`;
+}
+
+function isMyPost(postId) {
+  return Boolean(app.u.myPosts[String(postId)]);
+}
+
+function ensureChat(postId, peer, iAmSeller, peerNick) {
+  const key = chatKey(postId, peer);
+  let c = app.u.chats[key];
+  if (!c) {
+    const p = app.u.posts[String(postId)] || app.u.myPosts[String(postId)];
+    c = app.u.chats[key] = {
+      key, postId, peer: String(peer), peerNick: peerNick || "", iAmSeller,
+      title: (p && (p.doc.title || p.doc.msg)) || `Post #${postId}`,
+      msgs: [], unread: 0, peerIds: [], last: Date.now(),
+    };
+    if (!p) fillChatTitle(c);
+  }
+  if (peerNick) c.peerNick = peerNick;
+  return c;
+}
+
+// fillChatTitle names a chat about a post this browser has not seen, from
+// the HTTP read API when the server has one.
+async function fillChatTitle(c) {
+  try {
+    const p = postOf(await fetchJSON(`/api/posts/${encodeURIComponent(String(c.postId))}`));
+    const t = p.doc.title || p.doc.msg;
+    if (!t || !app.u || app.u.chats[c.key] !== c) return;
+    c.title = String(t).slice(0, 80);
+    save();
+    render();
+  } catch {
+    // No such post (deleted, or no read API): keep "Post #id".
+  }
+}
+
+function newLocalId() {
+  // Unique per sender across browsers and restarts, exact as a JS number.
+  app.lastLocalId = Math.max(Date.now() * 1000, app.lastLocalId + 1);
+  return app.lastLocalId;
+}
+
+function enqueue(frame, chat, id) {
+  app.u.outbox.push({ frame, chat, id });
+  save();
+  pump();
+}
+
+// pump sends the head of the outbox and waits for its server_ack before
+// the next one (stop-and-wait): a line is removed only once the server has
+// stored it, and is resent after a reconnect otherwise. The receiver drops
+// the copy it may already have by the line's id.
+function pump() {
+  if (app.inflight || !app.u || !app.session.loggedIn || app.u.outbox.length === 0) return;
+  const u = app.u;
+  const item = u.outbox[0];
+  app.inflight = item;
+  app.session.request(item.frame).then((r) => {
+    app.inflight = null;
+    if (u !== app.u || u.outbox[0] !== item) return;
+    if (r.result === "ok") {
+      u.outbox.shift();
+      markMine(item.chat, item.id, (m) => { if (m.status < 1) m.status = 1; });
+    } else if (r.reason === "rate_limited" || r.reason === "unavailable") {
+      setTimeout(pump, 2000);
+      return;
+    } else {
+      u.outbox.shift();
+      markMine(item.chat, item.id, (m) => { m.failed = reasonText(r, "chat"); });
+      if (item.chat) showError(reasonText(r, "chat"));
+    }
+    save();
+    render();
+    pump();
+  }, () => {
+    app.inflight = null; // resent after the next login
+  });
+}
+
+function markMine(key, id, fn) {
+  const c = key && app.u.chats[key];
+  if (!c) return;
+  const m = c.msgs.find((x) => x.mine && x.id === id);
+  if (m) fn(m);
+}
+
+function sendChat(ev) {
+  ev.preventDefault();
+  const input = $("chat-input");
+  const text = input.value.trim();
+  const c = app.u && app.u.chats[app.openChat];
+  if (!text || !c) return;
+  input.value = "";
+  const id = newLocalId();
+  c.msgs.push({ id, mine: true, text, date: Date.now(), status: 0 });
+  c.last = Date.now();
+  enqueue({
+    cmd: "message", type: "chat", to: c.peer, msg: text, refers_to: -1,
+    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id,
+  }, c.key, id);
+  render();
+}
+
+function sendReceipt(c, type, ids) {
+  if (!ids.length) return;
+  enqueue({ cmd: "message", type, to: c.peer, post_id: c.postId, is_sender_post: c.iAmSeller, ack_ids: ids });
+}
+
+function onMessage(f) {
+  if (f.msg_id != null && seenMsg(f.msg_id)) return;
+  const from = String(f.from);
+  if (f.type === "chat" || f.type === "chat_redirected") {
+    const iAmSeller = typeof f.is_sender_post === "boolean" ? !f.is_sender_post : isMyPost(f.post_id);
+    const c = ensureChat(f.post_id, from, iAmSeller, typeof f.nick === "string" ? f.nick : "");
+    if (f.id != null) {
+      if (c.peerIds.includes(String(f.id))) { save(); return; } // resent by the sender
+      c.peerIds.push(String(f.id));
+      if (c.peerIds.length > 1000) c.peerIds.splice(0, c.peerIds.length - 1000);
+    }
+    const reading = app.openChat === c.key && !document.hidden;
+    c.msgs.push({ id: f.id, mine: false, text: String(f.msg ?? ""), date: Date.now(), readSent: reading });
+    c.last = Date.now();
+    if (!reading) c.unread++;
+    delete app.typing[c.key];
+    sendReceipt(c, reading ? "app_ack_read" : "app_ack_received", f.id != null ? [f.id] : []);
+  } else if (f.type === "app_ack_received" || f.type === "app_ack_read") {
+    const c = app.u.chats[chatKey(f.post_id, from)];
+    if (c) {
+      const st = f.type === "app_ack_read" ? 3 : 2;
+      const ids = Array.isArray(f.ack_ids) ? f.ack_ids.map(String) : null;
+      // Receipts are cumulative: everything of mine up to the newest line
+      // they name (or, without ids, everything the server has).
+      let upto = -1;
+      c.msgs.forEach((m, i) => { if (m.mine && (ids ? ids.includes(String(m.id)) : m.status >= 1)) upto = i; });
+      for (let i = 0; i <= upto; i++) {
+        const m = c.msgs[i];
+        if (m.mine && !(m.status >= st)) m.status = st;
+      }
+    }
+  }
+  save();
+  render();
+}
+
+function onPresence(f) {
+  if (f.type !== "writing") return;
+  const key = chatKey(f.post_id, String(f.from));
+  app.typing[key] = Date.now() + TYPING_SHOW_MS;
+  render();
+  setTimeout(render, TYPING_SHOW_MS + 100);
+}
+
+function typed() {
+  const c = app.u && app.u.chats[app.openChat];
+  if (!c) return;
+  const now = Date.now();
+  if (now - (app.lastPresence[c.key] || 0) < PRESENCE_EVERY_MS) return;
+  if (app.session.send({ cmd: "presence", to: c.peer, type: "writing", post_id: c.postId, is_sender_post: c.iAmSeller })) {
+    app.lastPresence[c.key] = now;
+  }
+}
+
+function openChat(key) {
+  app.openChat = key;
+  app.view = "chat-view";
+  markRead();
+  render();
+  $("chat-input").focus();
+}
+
+// markRead tells the peer that everything shown in the open chat was read.
+function markRead() {
+  const c = app.u && app.u.chats[app.openChat];
+  if (!c || document.hidden) return;
+  const ids = [];
+  for (const m of c.msgs) {
+    if (!m.mine && !m.readSent) {
+      m.readSent = true;
+      if (m.id != null) ids.push(m.id);
+    }
+  }
+  c.unread = 0;
+  sendReceipt(c, "app_ack_read", ids);
+  save();
+}
+
+// A link #chat/<post id>/<user id> opens a conversation with that user
+// about that post, so a seller can hand out a way to reach them.
+function openLinkedChat() {
+  const m = /^#chat\/(\d+)\/(\d+)$/.exec(location.hash);
+  if (!m || !app.u || !app.creds) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  if (m[2] === app.creds.user) return;
+  const c = ensureChat(parse(m[1]), m[2], isMyPost(m[1]), "");
+  save();
+  openChat(c.key);
+}
+
+function chatWithAuthor(p) {
+  const c = ensureChat(p.id, p.from, false, p.doc.nick || "");
+  save();
+  openChat(c.key);
+}
+
+// ---------------------------------------------------------------- rendering
+
+// syncList keeps ul's children equal to items, rebuilding an item only when
+// its signature changed (so images are not reloaded on every update).
+function syncList(ul, items, keyOf, sigOf, build) {
+  const old = new Map([...ul.children].map((li) => [li.dataset.key, li]));
+  let i = 0;
+  for (const it of items) {
+    const k = keyOf(it);
+    const sig = sigOf(it);
+    let li = old.get(k);
+    if (li && li.dataset.sig === sig) {
+      old.delete(k);
+    } else {
+      const fresh = build(it);
+      fresh.dataset.key = k;
+      fresh.dataset.sig = sig;
+      if (li) { li.replaceWith(fresh); old.delete(k); }
+      li = fresh;
+    }
+    if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
+    i++;
+  }
+  for (const li of old.values()) li.remove();
+}
+
+const imagePath = /^[0-9a-f]{8,64}\/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$/;
+
+function placeText(p) {
+  const code = (p.doc.channel && p.doc.channel[0] && p.doc.channel[0][0]) || (p.to && p.to[0] && p.to[0][0]);
+  const pcode = (p.doc.channel && p.doc.channel[1] && p.doc.channel[1][0]) || (p.to && p.to[1] && p.to[1][0]);
+  const where = menu.names(app.menu.locations, code).reverse().join(", ");
+  const what = menu.names(app.menu.products, pcode).join(" › ");
+  return [where, what].filter(Boolean).join(" · ");
+}
+
+function postCard(p, mine) {
+  const d = p.doc;
+  const rv = Array.isArray(p.range_values) ? p.range_values : [];
+  const price = d.price ?? rv[0];
+  const facts = [];
+  if (rv[1]) facts.push(String(rv[1]));
+  if (rv[2]) facts.push(`${num.format(Number(rv[2]))} km`);
+  for (const f of FEATURES) if (Number(p.features) & f.bit) facts.push(f.label);
+  const imgs = (Array.isArray(d.images) ? d.images : []).filter((s) => typeof s === "string" && imagePath.test(s)).slice(0, MAX_PHOTOS);
+  const title = d.title || (d.msg ? String(d.msg).slice(0, 60) : `Post #${p.id}`);
+  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
+  return h("li", { class: "card", "data-testid": "post-card", "data-post-id": String(p.id) },
+    imgs.length ? h("div", { class: "photos" }, imgs.map((s, i) =>
+      h("img", { src: `${app.imgBase}/${s}`, alt: `Photo ${i + 1} of ${title}`, "data-testid": "post-photo" }))) : null,
+    h("div", { class: "body" },
+      h("h3", { "data-testid": "post-title" }, title),
+      price != null ? h("p", { class: "price", "data-testid": "post-price" }, money.format(Number(price))) : null,
+      facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
+      h("p", { class: "where" }, placeText(p)),
+      d.msg ? h("p", { class: "desc" }, String(d.msg)) : null,
+      h("p", { class: "meta" }, `by ${d.nick || "someone"} (#${p.from}) · ${when} · post ${p.id}`),
+      mine
+        ? h("div", { class: "actions" }, h("span", { class: "tag" }, "Your post"))
+        : h("div", { class: "actions" }, h("button", {
+          type: "button", class: "primary", "data-testid": "chat-with-author",
+          "aria-label": `Message the seller of ${title}`, onclick: () => chatWithAuthor(p),
+        }, "Message seller"))));
+}
+
+function sortedPosts(obj) {
+  return Object.values(obj).sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+}
+
+function renderPosts() {
+  const me = app.creds && app.creds.user;
+  const list = sortedPosts(app.u.posts);
+  syncList($("post-list"), list, (p) => String(p.id), () => "1", (p) => postCard(p, p.from === me));
+  const f = app.u.filter;
+  const where = menu.names(app.menu.locations, f.loc).join(" › ") || "everywhere";
+  const what = menu.names(app.menu.products, f.prod).join(" › ") || "everything";
+  const feats = FEATURES.filter((x) => f.features & x.bit).map((x) => x.label);
+  const price = f.priceMin !== "" || f.priceMax !== "" ? `€${f.priceMin || 0}–${f.priceMax || "…"}` : "";
+  $("filter-summary").textContent = `Filter: ${[where, what, feats.join("/"), price].filter(Boolean).join(" · ")}`;
+  $("browse-summary").textContent = app.subscribeError ||
+    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. New ones appear here as they are published.`;
+}
+
+function renderMine() {
+  const list = sortedPosts(app.u.myPosts);
+  syncList($("mine-list"), list, (p) => String(p.id), () => "1", (p) => {
+    const li = postCard(p, true);
+    const btn = h("button", { type: "button", class: "danger", "data-testid": "delete-post", "aria-label": `Delete post ${p.id}` }, "Delete");
+    btn.addEventListener("click", () => {
+      if (btn.dataset.confirm) { btn.disabled = true; deletePost(p.id); return; }
+      btn.dataset.confirm = "1";
+      btn.textContent = "Really delete?";
+    });
+    li.querySelector(".actions").append(btn);
+    return li;
+  });
+  const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
+  $("mine-summary").textContent = (list.length ? `${list.length} post${list.length === 1 ? "" : "s"}.` : "You have not published anything yet.") + rem;
+}
+
+const tickWords = { 0: "Not sent yet", 1: "Sent", 2: "Delivered", 3: "Read" };
+const tickNames = { 0: "pending", 1: "sent", 2: "received", 3: "read" };
+const tickGlyph = { 0: "○", 1: "✓", 2: "✓✓", 3: "✓✓" };
+
+function isTyping(key) {
+  return (app.typing[key] || 0) > Date.now();
+}
+
+function renderChats() {
+  const list = Object.values(app.u.chats).sort((a, b) => b.last - a.last);
+  $("chats-empty").hidden = list.length > 0;
+  syncList($("chat-list"), list, (c) => c.key,
+    (c) => `${c.msgs.length}|${c.unread}|${isTyping(c.key)}|${c.peerNick}|${c.title}`, (c) => {
+      const last = c.msgs[c.msgs.length - 1];
+      return h("li", {},
+        h("button", { type: "button", class: "chatrow", "data-testid": "chat-row", "data-chat": c.key, onclick: () => openChat(c.key) },
+          h("strong", {}, c.title),
+          h("span", { class: "peer" }, ` with ${c.peerNick || "user"} #${c.peer}`),
+          c.unread ? h("span", { class: "badge", "aria-label": `${c.unread} unread` }, String(c.unread)) : null,
+          h("span", { class: "last" }, isTyping(c.key) ? "typing…" : last ? `${last.mine ? "You: " : ""}${last.text}` : "")));
+    });
+  const unread = list.reduce((n, c) => n + c.unread, 0);
+  $("unread-count").hidden = unread === 0;
+  $("unread-count").textContent = String(unread);
+}
+
+function renderChat() {
+  const c = app.u.chats[app.openChat];
+  if (!c) return;
+  $("chat-title").textContent = c.title;
+  $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "user"} #${c.peer}`;
+  $("chat-typing").hidden = !isTyping(c.key);
+  const ol = $("chat-messages");
+  const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
+  syncList(ol, c.msgs, (m) => `${m.mine ? "m" : "t"}${m.id ?? m.date + m.text}`, (m) => `${m.status}|${m.failed || ""}`, (m) =>
+    h("li", { class: `msg ${m.mine ? "mine" : "theirs"}`, "data-testid": "chat-msg", "data-mine": m.mine ? "1" : "0" },
+      h("span", { class: "text", "data-testid": "chat-text" }, m.text),
+      h("span", { class: "time" }, new Date(m.date).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
+      m.mine ? (m.failed
+        ? h("span", { class: "tick failed", "data-testid": "tick", "data-status": "failed", title: m.failed }, `⚠ ${m.failed}`)
+        : h("span", {
+          class: `tick t${m.status || 0}`, "data-testid": "tick", "data-status": tickNames[m.status || 0],
+          "aria-label": tickWords[m.status || 0], title: tickWords[m.status || 0],
+        }, tickGlyph[m.status || 0])) : null));
+  if (atBottom) ol.scrollTop = ol.scrollHeight;
+}
+
+function renderPreviews() {
+  const ul = $("pub-previews");
+  ul.replaceChildren(...app.photos.map((p, i) => h("li", {},
+    h("img", { src: p.url, alt: `Photo ${i + 1} to upload` }),
+    h("progress", { max: "1", value: String(p.progress), "data-testid": "upload-progress", "aria-label": `Upload of photo ${i + 1}` }),
+    h("button", {
+      type: "button", "aria-label": `Remove photo ${i + 1}`, onclick: () => {
+        if (app.publishing) return;
+        URL.revokeObjectURL(p.url);
+        app.photos.splice(i, 1);
+        renderPreviews();
+      },
+    }, "Remove"))));
+}
+
+function renderProgress(i) {
+  const bar = $("pub-previews").querySelectorAll("progress")[i];
+  if (bar) bar.value = app.photos[i].progress;
+}
+
+const levelNames = {
+  loc: ["Country", "Region", "City", "District"],
+  prod: ["Category", "Make", "Model", "Version"],
+};
+
+// cascade renders one select per level of a tree down the chosen code.
+function cascade(container, tree, code, idPrefix, kind, anyLabel, onChange) {
+  container.replaceChildren();
+  let node = tree;
+  for (let lvl = 0; node && node.children && node.children.length; lvl++) {
+    const name = levelNames[kind][lvl] || `Level ${lvl + 1}`;
+    const id = `${idPrefix}-${lvl}`;
+    const sel = h("select", { id, "data-testid": id, "aria-label": name },
+      h("option", { value: "" }, anyLabel(name)),
+      node.children.map((c, i) => h("option", { value: String(i) }, c.name)));
+    if (lvl < code.length) sel.value = String(code[lvl]);
+    sel.addEventListener("change", () => {
+      const next = code.slice(0, lvl);
+      if (sel.value !== "") next.push(Number(sel.value));
+      onChange(next);
+    });
+    container.append(sel);
+    if (lvl >= code.length) break;
+    node = node.children[code[lvl]];
+  }
+}
+
+function renderFilterSelects() {
+  cascade($("filter-loc"), app.menu.locations, app.draft.loc, "filter-loc", "loc", (n) => `Any ${n.toLowerCase()}`,
+    (c) => { app.draft.loc = c; renderFilterSelects(); });
+  cascade($("filter-prod"), app.menu.products, app.draft.prod, "filter-prod", "prod", (n) => `Any ${n.toLowerCase()}`,
+    (c) => { app.draft.prod = c; renderFilterSelects(); });
+}
+
+function renderPublishSelects() {
+  cascade($("pub-loc"), app.menu.locations, app.pub.loc, "pub-loc", "loc", (n) => `Choose ${n.toLowerCase()}`,
+    (c) => { app.pub.loc = c; renderPublishSelects(); });
+  cascade($("pub-prod"), app.menu.products, app.pub.prod, "pub-prod", "prod", (n) => `Choose ${n.toLowerCase()}`,
+    (c) => { app.pub.prod = c; renderPublishSelects(); });
+}
+
+function renderFilterForm() {
+  const f = app.u.filter;
+  for (const x of FEATURES) $(`filter-feat-${x.bit}`).checked = Boolean(f.features & x.bit);
+  $("filter-price-min").value = f.priceMin;
+  $("filter-price-max").value = f.priceMax;
+  renderFilterSelects();
+}
+
+let renderedUser = null;
+
+function render() {
+  const in_ = Boolean(app.creds && app.u);
+  $("account-view").hidden = in_;
+  $("tabs").hidden = !in_;
+  $("me").textContent = in_ ? `${app.nick || "You"} · #${app.creds.user}` : "";
+  for (const v of document.querySelectorAll(".view")) v.hidden = !in_ || v.id !== app.view;
+  for (const t of document.querySelectorAll("#tabs [role=tab]")) {
+    const sel = t.dataset.view === app.view || (app.view === "chat-view" && t.dataset.view === "chats-view");
+    t.setAttribute("aria-selected", String(sel));
+  }
+  if (!in_) {
+    renderedUser = null;
+    $("nick-input").value = app.nick;
+    return;
+  }
+  if (renderedUser !== app.creds.user) {
+    renderedUser = app.creds.user;
+    for (const id of ["post-list", "mine-list", "chat-list", "chat-messages"]) $(id).replaceChildren();
+    renderFilterForm();
+    renderPublishSelects();
+    $("acct-id").textContent = app.creds.user;
+    $("acct-nick").value = app.nick;
+    $("acct-password").textContent = "••••••••••";
+    $("acct-reveal").textContent = "Show";
+  }
+  renderPosts();
+  renderMine();
+  renderChats();
+  if (app.view === "chat-view") renderChat();
+}
+
+// ---------------------------------------------------------------- wiring
+
+function featureBoxes(container, prefix, list, type, name) {
+  container.replaceChildren(...list.map((f) => h("label", { class: "check" },
+    h("input", { type, id: `${prefix}-${f.bit}`, "data-testid": `${prefix}-${f.bit}`, name: type === "radio" ? name : null, value: String(f.bit) }),
+    ` ${f.label}`)));
+}
+
+function wireUI() {
+  featureBoxes($("filter-features"), "filter-feat", FEATURES, "checkbox");
+  const pf = $("pub-features");
+  featureBoxes(pf, "pub-feat", CONDITION, "radio", "condition");
+  pf.append(...EXTRAS.map((f) => h("label", { class: "check" },
+    h("input", { type: "checkbox", id: `pub-feat-${f.bit}`, "data-testid": `pub-feat-${f.bit}` }), ` ${f.label}`)));
+
+  $("banner-close").addEventListener("click", () => { $("banner").hidden = true; });
+  $("reconnect-btn").addEventListener("click", () => {
+    if (app.session.state === "replaced" && app.creds) app.session.start(app.creds);
+    else app.session.reconnectNow();
+  });
+  $("register-btn").addEventListener("click", () => {
+    app.nick = $("nick-input").value.trim();
+    store.saveNick(app.nick);
+    app.session.start({ register: true });
+  });
+  $("login-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const user = $("login-id").value.trim();
+    const password = $("login-password").value;
+    if (!/^\d+$/.test(user)) { showError("The user id is a number, like 42."); return; }
+    app.nick = $("nick-input").value.trim() || app.nick;
+    store.saveNick(app.nick);
+    app.session.start({ user, password });
+  });
+  for (const t of document.querySelectorAll("#tabs [role=tab]")) {
+    t.addEventListener("click", () => { app.view = t.dataset.view; app.openChat = null; render(); });
+  }
+  $("filter-form").addEventListener("submit", applyFilter);
+  $("publish-form").addEventListener("submit", publish);
+  $("pub-photos").addEventListener("change", addPhotos);
+  $("chat-form").addEventListener("submit", sendChat);
+  $("chat-input").addEventListener("input", typed);
+  $("chat-back").addEventListener("click", () => { app.openChat = null; app.view = "chats-view"; render(); });
+  $("acct-reveal").addEventListener("click", () => {
+    const shown = $("acct-reveal").textContent === "Hide";
+    $("acct-password").textContent = shown ? "••••••••••" : app.creds.password;
+    $("acct-reveal").textContent = shown ? "Show" : "Hide";
+  });
+  $("acct-nick").addEventListener("change", () => {
+    app.nick = $("acct-nick").value.trim();
+    store.saveNick(app.nick);
+    render();
+  });
+  $("logout-btn").addEventListener("click", () => {
+    app.session.stop();
+    store.clearCreds();
+    app.creds = null;
+    app.u = null;
+    render();
+  });
+  addEventListener("hashchange", openLinkedChat);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && app.view === "chat-view") { markRead(); render(); }
+  });
+}
+
+boot();

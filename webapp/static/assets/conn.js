@@ -1,0 +1,200 @@
+// Session: one WebSocket to the realtime engine, logged in, reopened with
+// backoff whenever the server or the network goes away. Requests are
+// answered in order, one reply each (PROTOCOL.md §1); replies are matched to
+// the oldest waiting request of the same kind, so that an unsolicited frame
+// or a reply the server replays after a reconnect never answers the wrong
+// request.
+
+import { parse, stringify } from "./json.js";
+
+const ackKind = {
+  register_ack: "register", login_ack: "login", subscribe_ack: "subscribe",
+  publish_ack: "publish", delete_ack: "delete", filenames_ack: "filenames",
+};
+
+// Close codes after which reconnecting on our own would be wrong.
+export const CloseReplaced = 4001;
+export const CloseBadCredentials = 4003;
+
+export class Offline extends Error {
+  constructor() { super("not connected"); this.name = "Offline"; }
+}
+
+export class Session {
+  // hooks: onState(state, info), onLogin(identity, ack), onPush(frame),
+  // onStale(frame), onAuthFailed(reply), onIdentifyFailed(reply)
+  constructor(url, hooks) {
+    this.url = url;
+    this.hooks = hooks;
+    this.ws = null;
+    this.pending = [];
+    this.identity = null;
+    this.stopped = true;
+    this.attempt = 0;
+    this.timer = null;
+    this.state = "idle";
+    this.loggedIn = false;
+    addEventListener("online", () => {
+      if (!this.stopped && !this.ws) this.open();
+    });
+  }
+
+  // start connects as identity: {register: true} or {user, password}.
+  start(identity) {
+    this.stop();
+    this.identity = identity;
+    this.stopped = false;
+    this.attempt = 0;
+    this.open();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const ws = this.ws;
+    this.ws = null;
+    this.loggedIn = false;
+    this.failPending();
+    if (ws) ws.close(1000);
+    this.setState("idle");
+  }
+
+  reconnectNow() {
+    if (this.stopped || this.ws) return;
+    this.attempt = 0;
+    this.open();
+  }
+
+  setState(state, info = {}) {
+    this.state = state;
+    this.hooks.onState(state, info);
+  }
+
+  open() {
+    clearTimeout(this.timer);
+    this.setState("connecting");
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      const id = this.identity;
+      const req = id.register ? { cmd: "register" }
+        : { cmd: "login", user: id.user, password: id.password };
+      this.request(req, true).then((r) => this.identified(r, ws), () => {});
+    };
+    ws.onmessage = (ev) => this.frame(ev.data);
+    ws.onclose = (ev) => this.closed(ev, ws);
+    ws.onerror = () => {}; // a close event always follows
+  }
+
+  identified(r, ws) {
+    if (ws !== this.ws) return;
+    if (r.result === "ok") {
+      if (this.identity.register) {
+        this.identity = { user: String(r.id), password: r.password };
+      }
+      this.attempt = 0;
+      this.loggedIn = true;
+      this.setState("online");
+      this.hooks.onLogin(this.identity, r);
+      return;
+    }
+    if (r.reason === "bad_credentials") {
+      this.stopped = true;
+      this.hooks.onAuthFailed(r);
+      return; // the server closes with 4003
+    }
+    this.hooks.onIdentifyFailed(r);
+    ws.close(1000);
+  }
+
+  closed(ev, ws) {
+    if (ws !== this.ws) return;
+    this.ws = null;
+    this.loggedIn = false;
+    this.failPending();
+    if (ev.code === CloseReplaced) {
+      this.stopped = true;
+      this.setState("replaced");
+      return;
+    }
+    if (ev.code === CloseBadCredentials || this.stopped) {
+      this.stopped = true;
+      this.setState("idle");
+      return;
+    }
+    this.scheduleReconnect(ev.code);
+  }
+
+  scheduleReconnect(code) {
+    const base = Math.min(8000, 500 * 2 ** this.attempt);
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    this.attempt++;
+    this.setState("offline", { retryIn: delay, code });
+    this.timer = setTimeout(() => this.open(), delay);
+  }
+
+  failPending() {
+    const p = this.pending;
+    this.pending = [];
+    for (const r of p) r.reject(new Offline());
+  }
+
+  // send writes a request that has no reply (presence). It reports whether
+  // the frame went out.
+  send(obj) {
+    if (!this.loggedIn || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(stringify(obj));
+    return true;
+  }
+
+  // request writes obj and resolves with its reply (ok or fail). It rejects
+  // with Offline when there is no logged-in connection or it ends first.
+  request(obj, identify = false) {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || (!identify && !this.loggedIn)) {
+      return Promise.reject(new Offline());
+    }
+    return new Promise((resolve, reject) => {
+      this.pending.push({ kind: obj.cmd, resolve, reject });
+      ws.send(stringify(obj));
+    });
+  }
+
+  frame(text) {
+    let f;
+    try {
+      f = parse(text);
+    } catch {
+      return;
+    }
+    if (!f || typeof f !== "object") return;
+    let kind = ackKind[f.cmd];
+    if (f.cmd === "error") kind = "*";
+    if (f.cmd === "message" && (f.type === "server_ack" || (f.result === "fail" && !("msg_id" in f)))) {
+      kind = "message";
+    }
+    if (!kind) {
+      this.hooks.onPush(f);
+      return;
+    }
+    // An ack other than server_ack that carries a msg_id came out of the
+    // offline queue: it answers a request of an earlier connection.
+    if (kind !== "message" && kind !== "*" && "msg_id" in f) {
+      this.hooks.onStale(f);
+      return;
+    }
+    const i = kind === "*" ? 0 : this.pending.findIndex((p) => p.kind === kind);
+    if (i < 0 || i >= this.pending.length) {
+      this.hooks.onStale(f);
+      return;
+    }
+    const [p] = this.pending.splice(i, 1);
+    p.resolve(f);
+  }
+}
