@@ -361,6 +361,64 @@ func TestCluster(t *testing.T) {
 		d2.expectChats(a.id, "latest")
 	})
 
+	// Posts on the cluster: the {posts} keys sit in one slot and the
+	// broadcast channel is plain pub/sub, reaching every node.
+	t.Run("posts", func(t *testing.T) {
+		n1, n2, n3 := startProc(t, args...), startProc(t, args...), startProc(t, args...)
+		a := wsDial(t, n1.addr)
+		a.register()
+		c := wsDial(t, n3.addr)
+		c.register()
+		c.send(`{"cmd":"subscribe","channels":[[],[]],"any_of_features":0,"last_post_id":0,"ranges":[]}`)
+		c.expectFrame("subscribe_ack")
+		a.send(`{"cmd":"publish","items":[{"body":"{\"msg\":\"Golf, 2016\"}","to":[[[0,0,0]],[[0,0,0]]],"features":4,"range_values":[27000,2016,150000]}]}`)
+		ack := a.expectFrame("publish_ack")
+		id := num(ack["id"])
+		if ack["result"] != "ok" || id < 1 {
+			t.Fatalf("publish_ack %v", ack)
+		}
+		postID := func(m map[string]any) int64 {
+			its, _ := m["items"].([]any)
+			if len(its) != 1 {
+				t.Fatalf("post frame %v", m)
+			}
+			return num(its[0].(map[string]any)["id"])
+		}
+		if got := postID(c.expectFrame("post")); got != id {
+			t.Fatalf("subscriber on n3 got post %d, want %d", got, id)
+		}
+		// A late subscriber on n2 gets it as catch-up; after the author
+		// deletes it, a new one on n2 does not.
+		d := wsDial(t, n2.addr)
+		d.register()
+		d.send(`{"cmd":"subscribe","last_post_id":0}`)
+		d.expectFrame("subscribe_ack")
+		if got := postID(d.expectFrame("post")); got != id {
+			t.Fatalf("catch-up on n2: %d, want %d", got, id)
+		}
+		a.send(fmt.Sprintf(`{"cmd":"delete","id":%d}`, id))
+		if m := a.expectFrame("delete_ack"); m["result"] != "ok" {
+			t.Fatalf("delete: %v", m)
+		}
+		a.send(`{"cmd":"publish","items":[{"body":"{}","to":[[[0,0,0]],[[0,0,1]]],"features":4,"range_values":[1,2,3]}]}`)
+		id2 := num(a.expectFrame("publish_ack")["id"])
+		if got := postID(c.expectFrame("post")); got != id2 {
+			t.Fatalf("second post on n3: %d, want %d", got, id2)
+		}
+		// The deletion and the new post travel the same channel: once d
+		// on n2 has the new post, n2 has dropped the deleted one.
+		if got := postID(d.expectFrame("post")); got != id2 {
+			t.Fatalf("second post on n2: %d, want %d", got, id2)
+		}
+		e := wsDial(t, n2.addr)
+		e.register()
+		e.send(`{"cmd":"subscribe","last_post_id":0}`)
+		e.expectFrame("subscribe_ack")
+		if got := postID(e.expectFrame("post")); got != id2 {
+			t.Fatalf("catch-up after the delete: %d, want only %d", got, id2)
+		}
+	})
+
 	// The receiver's node is killed with SIGKILL mid-stream; the receiver
 	// logs in again on another node.
 	t.Run("kill db node", func(t *testing.T) {
