@@ -182,8 +182,27 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		log.Info("connected to the Redis master through Sentinel", zap.String("master", opt.MasterName), zap.Strings("sentinels", addrs))
 	}
 	c.rc = rc
+	if opt.WaitReplicas > 0 && !c.cluster {
+		c.checkReplicas(ctx, opt.WaitReplicas)
+	}
 	c.ps = newPubSub(c)
 	return c, nil
+}
+
+// checkReplicas warns when the master has fewer replicas than every chat
+// message must reach: each store would then fail as unavailable.
+func (c *Client) checkReplicas(ctx context.Context, want int) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	info, err := c.rc.Do(ctx, c.rc.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return
+	}
+	have := strings.Count(info, "state=online")
+	if have < want {
+		c.log.Warn("fewer replicas are online than --redis-wait-replicas asks for: storing chat messages fails until they are",
+			zap.Int("online", have), zap.Int("wanted", want))
+	}
 }
 
 // realCluster tells whether a server that answers CLUSTER SLOTS has
