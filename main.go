@@ -119,6 +119,11 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD")},
 		&cli.StringFlag{Name: "redis-prefix", Value: "occase:", EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
 		&cli.DurationFlag{Name: "redis-timeout", Value: 5 * time.Second, EnvVars: env("REDIS_TIMEOUT"), Usage: "bound on every Redis command; requests fail with 'unavailable' after it"},
+		&cli.BoolFlag{Name: "redis-cluster", EnvVars: env("REDIS_CLUSTER"), Usage: "require Redis Cluster at --redis (detected anyway; this fails instead of running on a lone Redis)"},
+		&cli.StringSliceFlag{Name: "redis-sentinel", EnvVars: env("REDIS_SENTINEL"), Usage: "Sentinel address(es) host:port, instead of --redis; needs --redis-master"},
+		&cli.StringFlag{Name: "redis-master", EnvVars: env("REDIS_MASTER"), Usage: "name of the master set the Sentinels watch"},
+		&cli.StringFlag{Name: "redis-sentinel-password", EnvVars: env("REDIS_SENTINEL_PASSWORD")},
+		&cli.IntFlag{Name: "redis-wait-replicas", EnvVars: env("REDIS_WAIT_REPLICAS"), Usage: "acknowledge a chat message only once this many replicas have it (survives a failover)"},
 		&cli.StringFlag{Name: "secret", EnvVars: env("SECRET"), Usage: "32-byte key (64 hex chars) of the stored password digests; the same on every node"},
 		&cli.StringFlag{Name: "secret-file", EnvVars: env("SECRET_FILE"), Usage: "file holding --secret"},
 
@@ -183,6 +188,12 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		Password: c.String("redis-password"),
 		Prefix:   c.String("redis-prefix"),
 		Timeout:  c.Duration("redis-timeout"),
+
+		Cluster:          c.Bool("redis-cluster"),
+		Sentinels:        splitList(c.StringSlice("redis-sentinel")),
+		MasterName:       c.String("redis-master"),
+		SentinelPassword: c.String("redis-sentinel-password"),
+		WaitReplicas:     c.Int("redis-wait-replicas"),
 	}
 	secret := c.String("secret")
 	if f := c.String("secret-file"); f != "" {

@@ -61,8 +61,11 @@ func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen in
 	return gen, c.wrap("login "+id, err)
 }
 
+// announceScript: KEYS: u:{id}. ARGV: the user's channel, the payload, and
+// the publish command (PUBLISH, or SPUBLISH where the channel is sharded:
+// see publishCmd).
 var announceScript = rueidis.NewLuaScript(`
-local n = redis.call('PUBLISH', ARGV[1], ARGV[2])
+local n = redis.call(ARGV[3], ARGV[1], ARGV[2])
 return {n, tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') or 0}`)
 
 // AnnounceLogin publishes payload (a kick) on user id's channel and, in the
@@ -72,7 +75,7 @@ return {n, tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') or 0}`)
 func (c *Client) AnnounceLogin(ctx context.Context, id, payload string) (receivers, gen int64, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	v, err := announceScript.Exec(ctx, c.rc, []string{c.userKey("u", id)}, []string{c.UserChannel(id), payload}).AsIntSlice()
+	v, err := announceScript.Exec(ctx, c.rc, []string{c.userKey("u", id)}, []string{c.UserChannel(id), payload, c.publishCmd(c.UserChannel(id))}).AsIntSlice()
 	if err != nil {
 		return 0, 0, c.wrap("announce login of "+id, err)
 	}

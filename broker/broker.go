@@ -17,6 +17,16 @@
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
 //	<p>pq:{<id>}        list: times of the user's publishes in the quota window
 //	<p>{posts}:seq, :data, :owner, :date, and the channel <p>posts: see posts.go
+//
+// Three deployments: one Redis (or the embedded server), Redis Cluster, and
+// a master with replicas watched by Sentinel. On a cluster every channel
+// whose name carries a hash tag ("{...}", the per-user channels) is a
+// sharded channel (SSUBSCRIBE/SPUBLISH, Redis 7): it lives on the shard that
+// owns its slot, so pub/sub load spreads over the shards instead of being
+// broadcast to every cluster node. A channel without a hash tag (a global
+// broadcast channel that every node subscribes) stays plain
+// SUBSCRIBE/PUBLISH, which a cluster delivers to subscribers on any node.
+// Elsewhere every channel is plain.
 package broker
 
 import (
@@ -33,10 +43,26 @@ import (
 
 // Options configure Open.
 type Options struct {
-	// Addrs of a real Redis; empty starts the embedded server.
+	// Addrs of a real Redis; empty starts the embedded server. Several
+	// addresses are the seed nodes of a Redis Cluster; one address is a
+	// cluster node or a lone Redis, told apart by asking the server.
 	Addrs    []string
 	Username string
 	Password string
+	// Cluster requires Redis Cluster: Open fails when the servers at Addrs
+	// are not one, instead of silently running on a lone Redis.
+	Cluster bool
+	// Sentinels are the addresses of Redis Sentinels watching the master
+	// set MasterName; when set, Addrs must be empty. Username and Password
+	// are the master's; the Sentinels take SentinelPassword.
+	Sentinels        []string
+	MasterName       string
+	SentinelPassword string
+	// WaitReplicas > 0 acknowledges a chat message only once that many
+	// replicas have it (Redis WAIT), so a failover after the ack loses
+	// nothing. While fewer replicas are connected, storing fails with
+	// ErrUnavailable. 0 acknowledges once the master has it.
+	WaitReplicas int
 	// Prefix is put in front of every key and channel name.
 	Prefix string
 	// Timeout bounds every command, so that a Redis outage fails requests
@@ -53,6 +79,10 @@ type Client struct {
 	ps     *pubSub
 	tmo    time.Duration
 	opt    rueidis.ClientOption
+	// cluster: the connection is to a Redis Cluster, and tagged channels
+	// are sharded.
+	cluster bool
+	waitN   int
 }
 
 // ErrUnavailable wraps every failure to reach Redis.
@@ -66,9 +96,19 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Second
 	}
-	c := &Client{prefix: opt.Prefix, log: log, tmo: opt.Timeout}
+	c := &Client{prefix: opt.Prefix, log: log, tmo: opt.Timeout, waitN: opt.WaitReplicas}
 	addrs := opt.Addrs
-	if len(addrs) == 0 {
+	switch {
+	case len(opt.Sentinels) > 0 && len(addrs) > 0:
+		return nil, errors.New("give either Redis addresses or Sentinel addresses, not both")
+	case len(opt.Sentinels) > 0 && opt.MasterName == "":
+		return nil, errors.New("Sentinel needs the name of the master set")
+	case len(opt.Sentinels) > 0 && opt.Cluster:
+		return nil, errors.New("Sentinel and Redis Cluster exclude each other")
+	case len(addrs) == 0 && len(opt.Sentinels) == 0:
+		if opt.Cluster {
+			return nil, errors.New("Redis Cluster needs the addresses of its nodes")
+		}
 		m, err := StartEmbedded()
 		if err != nil {
 			return nil, err
@@ -85,11 +125,26 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		// RESP2 keeps pub/sub on its own connection, which the embedded
 		// server needs (it refuses commands on a subscribed RESP3
 		// connection); a real Redis works the same way.
-		AlwaysRESP2:       true,
-		DisableCache:      true,
-		ConnWriteTimeout:  opt.Timeout,
-		Dialer:            dialer(opt.Timeout),
-		ForceSingleClient: true,
+		AlwaysRESP2:      true,
+		DisableCache:     true,
+		ConnWriteTimeout: opt.Timeout,
+		Dialer:           dialer(opt.Timeout),
+		// The embedded server knows no CLUSTER command; a real Redis is
+		// asked, and rueidis runs a cluster client when it is one.
+		ForceSingleClient: c.mini != nil,
+	}
+	if len(opt.Sentinels) > 0 {
+		addrs = opt.Sentinels
+		c.opt.InitAddress = addrs
+		c.opt.Sentinel = rueidis.SentinelOption{
+			MasterSet: opt.MasterName,
+			Dialer:    dialer(opt.Timeout),
+			Password:  opt.SentinelPassword,
+			// Besides the +switch-master events, look again now and then:
+			// a missed event would otherwise bind the node to a demoted
+			// master for good.
+			TopologyRefreshInterval: 5 * time.Second,
+		}
 	}
 	rc, err := rueidis.NewClient(c.opt)
 	if err != nil {
@@ -98,9 +153,68 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		}
 		return nil, fmt.Errorf("connect to redis %s: %w", strings.Join(addrs, ","), err)
 	}
+	if rc.Mode() == rueidis.ClientModeCluster {
+		real, err := realCluster(ctx, rc, opt.Timeout)
+		if err != nil {
+			rc.Close()
+			return nil, fmt.Errorf("ask redis %s for its cluster mode: %w", strings.Join(addrs, ","), err)
+		}
+		if !real {
+			// The embedded server, reached by its address, answers
+			// CLUSTER SLOTS as a one-node cluster but has no sharded
+			// pub/sub.
+			rc.Close()
+			c.opt.ForceSingleClient = true
+			if rc, err = rueidis.NewClient(c.opt); err != nil {
+				return nil, fmt.Errorf("connect to redis %s: %w", strings.Join(addrs, ","), err)
+			}
+		}
+	}
+	c.cluster = rc.Mode() == rueidis.ClientModeCluster
+	if opt.Cluster && !c.cluster {
+		rc.Close()
+		return nil, fmt.Errorf("redis %s is not a Redis Cluster (cluster mode was required)", strings.Join(addrs, ","))
+	}
+	switch {
+	case c.cluster:
+		log.Info("connected to Redis Cluster; per-user channels are sharded", zap.Strings("seeds", addrs))
+	case len(opt.Sentinels) > 0:
+		log.Info("connected to the Redis master through Sentinel", zap.String("master", opt.MasterName), zap.Strings("sentinels", addrs))
+	}
 	c.rc = rc
+	if opt.WaitReplicas > 0 && !c.cluster {
+		c.checkReplicas(ctx, opt.WaitReplicas)
+	}
 	c.ps = newPubSub(c)
 	return c, nil
+}
+
+// checkReplicas warns when the master has fewer replicas than every chat
+// message must reach: each store would then fail as unavailable.
+func (c *Client) checkReplicas(ctx context.Context, want int) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	info, err := c.rc.Do(ctx, c.rc.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return
+	}
+	have := strings.Count(info, "state=online")
+	if have < want {
+		c.log.Warn("fewer replicas are online than --redis-wait-replicas asks for: storing chat messages fails until they are",
+			zap.Int("online", have), zap.Int("wanted", want))
+	}
+}
+
+// realCluster tells whether a server that answers CLUSTER SLOTS has
+// cluster mode enabled.
+func realCluster(ctx context.Context, rc rueidis.Client, timeout time.Duration) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	info, err := rc.Do(ctx, rc.B().Info().Section("cluster").Build()).ToString()
+	if _, isReply := rueidis.IsRedisErr(err); err != nil && !isReply {
+		return false, err
+	}
+	return strings.Contains(info, "cluster_enabled:1"), nil
 }
 
 // StartEmbedded starts the in-process Redis-compatible server on a free
@@ -137,16 +251,58 @@ func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(ctx, c.tmo)
 }
 
-// wrap marks connection-level failures as ErrUnavailable; Redis replies
-// that are errors (a script error, a wrong type) stay as they are.
+// wrap marks connection-level failures as ErrUnavailable, and so are the
+// replies of a Redis that is failing over or starting (CLUSTERDOWN,
+// TRYAGAIN, LOADING, a write to a just demoted master...); other Redis
+// replies that are errors (a script error, a wrong type) stay as they are.
 func (c *Client) wrap(action string, err error) error {
 	if err == nil || rueidis.IsRedisNil(err) {
 		return err
 	}
-	if _, ok := rueidis.IsRedisErr(err); ok {
+	if re, ok := rueidis.IsRedisErr(err); ok && !transient(re) {
 		return fmt.Errorf("%s: %w", action, err)
 	}
 	return fmt.Errorf("%s: %w: %v", action, ErrUnavailable, err)
+}
+
+func transient(re *rueidis.RedisError) bool {
+	if re.IsClusterDown() || re.IsTryAgain() || re.IsLoading() {
+		return true
+	}
+	if _, moved := re.IsMoved(); moved {
+		return true
+	}
+	if _, ask := re.IsAsk(); ask {
+		return true
+	}
+	msg := re.Error()
+	for _, p := range []string{"READONLY", "MASTERDOWN", "NOREPLICAS", "UNAVAILABLE"} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Cluster tells whether the connection is to a Redis Cluster.
+func (c *Client) Cluster() bool { return c.cluster }
+
+// sharded tells whether channel is a sharded channel: on a cluster, one
+// whose name carries a hash tag.
+func (c *Client) sharded(channel string) bool {
+	return c.cluster && hashTag(channel) != channel
+}
+
+// publishCmd is the command a script must use to publish on channel:
+// SPUBLISH for a sharded channel, else PUBLISH. Scripts take it as an
+// argument (redis.call(ARGV[n], channel, message)), since the same script
+// runs on a cluster and on the embedded server, which has no SPUBLISH. A
+// script may SPUBLISH only on a channel in the slot of its keys.
+func (c *Client) publishCmd(channel string) string {
+	if c.sharded(channel) {
+		return "SPUBLISH"
+	}
+	return "PUBLISH"
 }
 
 // key names a global key.

@@ -3,16 +3,18 @@ package broker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"go.uber.org/zap"
 )
 
 func TestAccounts(t *testing.T) {
-	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
 		id1, err := c.CreateUser(ctx, "d1", 1000)
@@ -44,7 +46,7 @@ func TestAccounts(t *testing.T) {
 }
 
 func TestQueueFetchAckAndCap(t *testing.T) {
-	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
 		now := int64(1_000_000)
@@ -112,7 +114,7 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 }
 
 func TestPubSubNotifyAndResubscribe(t *testing.T) {
-	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
 		got := make(chan string, 16)
@@ -128,18 +130,25 @@ func TestPubSubNotifyAndResubscribe(t *testing.T) {
 			t.Fatal(err)
 		}
 		expect(t, got, ch+" n")
-		if b.Redis == nil {
+		// A restart of Redis (of the cluster node serving the user's
+		// channel): the node subscribes again and says so.
+		switch {
+		case b.Redis != nil:
+			b.Redis.Restart()
+		case b.Cluster != nil:
+			b.Cluster.Owner(t, ch).Restart()
+			b.Cluster.WaitOK(t)
+		default:
 			return // the embedded server cannot be restarted under a client
 		}
-		// A restart of Redis: the node subscribes again and says so.
-		b.Redis.Restart()
 		select {
 		case <-resub:
 		case <-time.After(10 * time.Second):
 			t.Fatal("no re-subscription after a Redis restart")
 		}
-		// The first command on the dead pooled connection fails fast as
-		// unavailable; the client reconnects on the next one.
+		// Publish resends on a fresh connection when its pooled one died
+		// with the server; while the server is not back it fails fast as
+		// unavailable.
 		var n int64
 		var err error
 		for i := 0; i < 50; i++ {
@@ -178,6 +187,134 @@ func expect(t *testing.T, got chan string, want string) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("timed out waiting for %q", want)
+	}
+}
+
+// On a cluster a user channel is sharded: its slot moving to another master
+// (a reshard) drops the subscription there, and the node subscribes it
+// again on the new owner, where the store script now publishes.
+func TestShardedChannelFollowsSlotMigration(t *testing.T) {
+	ctx := context.Background()
+	cl := brokertest.StartCluster(t)
+	c := brokertest.Open(t, broker.Options{Addrs: cl.Addrs, Prefix: brokertest.Prefix(), Cluster: true})
+	if !c.Cluster() {
+		t.Fatal("not in cluster mode")
+	}
+	got := make(chan string, 16)
+	resub := make(chan struct{}, 4)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	id, _ := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	ch := c.UserChannel(id)
+	if err := c.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	// SPUBLISH reaches the subscriber; a plain PUBLISH does not (it is
+	// another channel namespace), which proves the subscription is sharded.
+	owner := cl.Owner(t, ch)
+	if n := owner.CLI(t, "PUBLISH", ch, "plain"); n != "0\n" {
+		t.Fatalf("a plain PUBLISH reached %q subscribers, want 0", n)
+	}
+	if n := owner.CLI(t, "SPUBLISH", ch, "sharded"); n != "1\n" {
+		t.Fatalf("SPUBLISH reached %q subscribers, want 1", n)
+	}
+	expect(t, got, ch+" sharded")
+	// A global channel (no hash tag, like the posts broadcast) is plain
+	// pub/sub: a PUBLISH on any cluster node reaches it.
+	global := c.Key("posts")
+	c.Handle("posts", func(ch, payload string) { got <- ch + " " + payload })
+	if err := c.Subscribe(ctx, global); err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range cl.Nodes {
+		n.CLI(t, "PUBLISH", global, fmt.Sprint("g", i))
+		expect(t, got, global+" g"+fmt.Sprint(i))
+	}
+
+	to := cl.Nodes[0]
+	if to == owner {
+		to = cl.Nodes[1]
+	}
+	cl.MoveSlot(t, ch, to)
+	select {
+	case <-resub:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no re-subscription after the slot moved")
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	if _, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, ch+" n")
+	if n, err := c.QueueLen(ctx, id); err != nil || n != 1 {
+		t.Fatalf("queue on the new owner holds %d (%v), want 1", n, err)
+	}
+	// The global channel was subscribed again too.
+	if _, err := c.Publish(ctx, global, "again"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, global+" again")
+}
+
+// Requiring a cluster fails on a lone Redis instead of running there.
+func TestClusterRequired(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	_, err := broker.Open(context.Background(), broker.Options{Addrs: []string{r.Addr}, Cluster: true}, zap.NewNop())
+	if err == nil || !strings.Contains(err.Error(), "not a Redis Cluster") {
+		t.Fatalf("Open with Cluster on a lone Redis: %v", err)
+	}
+}
+
+// Through Sentinel with WaitReplicas: a message acknowledged before the
+// master dies is on the promoted replica; the node follows the failover,
+// subscribes again and says so, and stores and notifies on the new master.
+func TestSentinelFailover(t *testing.T) {
+	ctx := context.Background()
+	s := brokertest.StartSentinel(t, 2)
+	c := brokertest.Open(t, broker.Options{Sentinels: []string{s.Addr}, MasterName: s.Name,
+		Prefix: brokertest.Prefix(), WaitReplicas: 1, Timeout: 2 * time.Second})
+	got := make(chan string, 16)
+	resub := make(chan struct{}, 4)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	// u1 gets a message before the crash; u2, subscribed too, gets the
+	// first one after it (a user is notified once until its queue is
+	// found empty, so u1's second message would not publish).
+	u1, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2, _ := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	for _, u := range []string{u1, u2} {
+		if err := c.Subscribe(ctx, c.UserChannel(u)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	if _, err := c.StoreMessage(ctx, u1, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, got, c.UserChannel(u1)+" n")
+
+	s.KillMaster(t)
+	select {
+	case <-resub:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no re-subscription after the failover")
+	}
+	// Until the client has followed the switch, storing fails fast as
+	// unavailable.
+	brokertest.Poll(t, 20*time.Second, "a store on the new master", func() bool {
+		_, err := c.StoreMessage(ctx, u2, []byte(`"x":2`), time.Now().UnixMilli(), opt, true)
+		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			t.Fatalf("store during failover: %v, want ErrUnavailable", err)
+		}
+		return err == nil
+	})
+	expect(t, got, c.UserChannel(u2)+" n")
+	msgs, err := c.FetchMessages(ctx, u1, 0, "", 10)
+	if err != nil || len(msgs) != 1 || !strings.Contains(msgs[0], `"x":1`) {
+		t.Fatalf("after the failover the queue holds %v (%v), want the message acknowledged before it", msgs, err)
 	}
 }
 
@@ -221,4 +358,117 @@ func TestNotifyOncePerWakeup(t *testing.T) {
 		default:
 		}
 	})
+}
+
+// A cluster master that goes away fails the requests for its slots fast
+// as unavailable, while users on the other shards are served; once it is
+// back, the node has subscribed its channels again.
+func TestClusterMasterDownFailsFast(t *testing.T) {
+	ctx := context.Background()
+	cl := brokertest.StartCluster(t)
+	c := brokertest.Open(t, broker.Options{Addrs: cl.Addrs, Prefix: brokertest.Prefix(), Timeout: time.Second})
+	if !c.Cluster() {
+		t.Fatal("a cluster was not detected from its seed addresses")
+	}
+	resub := make(chan struct{}, 4)
+	got := make(chan string, 16)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	// Users until two of them live on different masters.
+	var ids []string
+	owners := map[*brokertest.Redis]string{}
+	for len(owners) < 2 {
+		id, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+		owners[cl.Owner(t, c.UserChannel(id))] = id
+	}
+	var down *brokertest.Redis
+	var downUser, upUser string
+	for r, id := range owners {
+		if down == nil {
+			down, downUser = r, id
+		} else {
+			upUser = id
+		}
+	}
+	for _, id := range []string{downUser, upUser} {
+		if err := c.Subscribe(ctx, c.UserChannel(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	down.Stop()
+	if _, err := c.StoreMessage(ctx, downUser, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("store on the stopped master: %v, want ErrUnavailable", err)
+	}
+	if _, _, err := c.PasswordDigest(ctx, downUser); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("read on the stopped master: %v, want ErrUnavailable", err)
+	}
+	if _, err := c.StoreMessage(ctx, upUser, []byte(`"x":1`), time.Now().UnixMilli(), opt, false); err != nil {
+		t.Fatalf("store on a live master: %v", err)
+	}
+	// The subscriber learns of the dead connection asynchronously.
+	brokertest.Poll(t, 10*time.Second, "subscriptions reported not live", func() bool { return !c.SubscribeReady() })
+	down.Restart()
+	select {
+	case <-resub:
+	case <-time.After(15 * time.Second):
+		t.Fatal("no re-subscription after the master came back")
+	}
+	if !c.SubscribeReady() {
+		t.Fatal("subscriptions not live after the re-subscription")
+	}
+	// The restarted master lost its data (no persistence here), so the
+	// user is gone: publish on its channel directly.
+	if n, err := c.Publish(ctx, c.UserChannel(downUser), "back"); err != nil || n != 1 {
+		t.Fatalf("publish after the restart reached %d (%v), want 1", n, err)
+	}
+	expect(t, got, c.UserChannel(downUser)+" back")
+}
+
+// A cluster master dies and its replica takes over: the node subscribes
+// the user's sharded channel again on the new master, and the user's data
+// (replicated before the crash) is there.
+func TestClusterFailover(t *testing.T) {
+	ctx := context.Background()
+	cl := brokertest.StartClusterWithReplicas(t, 2000)
+	c := brokertest.Open(t, broker.Options{Addrs: cl.Addrs, Prefix: brokertest.Prefix(), Cluster: true, Timeout: time.Second})
+	got := make(chan string, 16)
+	resub := make(chan struct{}, 4)
+	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
+	c.OnResubscribed(func() { resub <- struct{}{} })
+	id, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := c.UserChannel(id)
+	if err := c.Subscribe(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	master := cl.Owner(t, ch)
+	// WAIT makes sure the replica has the user before the master dies.
+	if out := master.CLI(t, "WAIT", "1", "2000"); strings.TrimSpace(out) != "1" {
+		t.Fatalf("WAIT answered %q", out)
+	}
+	master.Stop()
+	select {
+	case <-resub:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no re-subscription after the failover")
+	}
+	if cl.Owner(t, ch) == master {
+		t.Fatal("the slot is still served by the dead master")
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000}
+	brokertest.Poll(t, 20*time.Second, "a store on the promoted replica", func() bool {
+		_, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), opt, true)
+		if err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			t.Fatalf("store during the failover: %v, want ErrUnavailable", err)
+		}
+		return err == nil
+	})
+	expect(t, got, ch+" n")
 }

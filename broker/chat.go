@@ -2,7 +2,10 @@ package broker
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"strconv"
 
 	"github.com/redis/rueidis"
@@ -16,10 +19,22 @@ var ErrNoUser = errors.New("no such user")
 // frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first and the
 // fetch script can read it without decoding JSON.
 //
-// KEYS: u:{to}, q:{to}. ARGV: members, cap, ttl ms, now ms, channel (” = do
-// not publish). The expiry is relative (PEXPIRE), computed from the
-// caller's clock, so an injected clock behaves like the real one. Returns the message id, or -1 for an unknown user.
-var storeScript = rueidis.NewLuaScript(StoreScriptSource)
+// KEYS: u:{to}, q:{to}, n:{to}. ARGV: members, cap, ttl ms, now ms, channel
+// (” = do not publish), and the publish command: PUBLISH, or SPUBLISH on a
+// cluster, where the user's channel is sharded (the embedded server knows
+// no SPUBLISH). The channel carries the keys' hash tag, so it is in their
+// slot. The expiry is relative (PEXPIRE), computed from the caller's clock,
+// so an injected clock behaves like the real one. Returns the message id,
+// or -1 for an unknown user.
+var (
+	storeScript = rueidis.NewLuaScript(StoreScriptSource)
+	storeSHA    = sha1hex(StoreScriptSource)
+)
+
+func sha1hex(s string) string {
+	h := sha1.Sum([]byte(s))
+	return hex.EncodeToString(h[:])
+}
 
 // StoreScriptSource is the store script's text, exported so that
 // scripts/bench-chat.sh can run the very same script under redis-benchmark
@@ -36,7 +51,7 @@ local now = tonumber(ARGV[4])
 local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
 if ARGV[5] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'PX', 10000) then
-  redis.call('PUBLISH', ARGV[5], 'n')
+  redis.call(ARGV[6], ARGV[5], 'n')
 end
 return seq`
 
@@ -84,9 +99,17 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 	if notify {
 		ch = c.UserChannel(to)
 	}
-	seq, err := storeScript.Exec(ctx, c.rc, []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to)}, []string{
-		string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
-		strconv.FormatInt(now, 10), ch}).AsInt64()
+	pub := c.publishCmd(c.UserChannel(to))
+	keys := []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to)}
+	args := []string{string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
+		strconv.FormatInt(now, 10), ch, pub}
+	var seq int64
+	var err error
+	if c.waitN > 0 {
+		seq, err = c.storeReplicated(ctx, keys, args)
+	} else {
+		seq, err = storeScript.Exec(ctx, c.rc, keys, args).AsInt64()
+	}
 	if err != nil {
 		return 0, c.wrap("store message for "+to, err)
 	}
@@ -121,4 +144,28 @@ func (c *Client) RawPush(ctx context.Context, id, v string) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	return c.wrap("push", c.rc.Do(ctx, c.rc.B().Rpush().Key(c.userKey("q", id)).Element(v).Build()).Error())
+}
+
+// storeReplicated runs the store script and then WAIT on the same
+// connection, so the ack waits until c.waitN replicas have the message.
+func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (int64, error) {
+	var seq, acked int64
+	err := c.rc.Dedicated(func(dc rueidis.DedicatedClient) error {
+		wait := dc.B().Wait().Numreplicas(int64(c.waitN)).Timeout(c.tmo.Milliseconds()).Build()
+		rs := dc.DoMulti(ctx, dc.B().Evalsha().Sha1(storeSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
+		if re, ok := rueidis.IsRedisErr(rs[0].Error()); ok && re.IsNoScript() {
+			wait = dc.B().Wait().Numreplicas(int64(c.waitN)).Timeout(c.tmo.Milliseconds()).Build()
+			rs = dc.DoMulti(ctx, dc.B().Eval().Script(StoreScriptSource).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
+		}
+		var err error
+		if seq, err = rs[0].AsInt64(); err != nil {
+			return err
+		}
+		acked, err = rs[1].AsInt64()
+		return err
+	})
+	if err == nil && seq >= 0 && acked < int64(c.waitN) {
+		err = fmt.Errorf("%w: the message reached %d of %d replicas", ErrUnavailable, acked, c.waitN)
+	}
+	return seq, err
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strings"
@@ -12,20 +13,21 @@ import (
 	"go.uber.org/zap"
 )
 
-// pubSub keeps one dedicated subscriber connection and the set of channels
-// this node wants. After the connection breaks it reconnects and subscribes
-// every wanted channel again, then tells the features (which fetch what they
-// may have missed meanwhile).
+// pubSub keeps one generation of subscriber connections (subConn) and the
+// set of channels this node wants. When any connection of the generation
+// breaks, or a cluster slot it serves moves elsewhere, it builds a new
+// generation and subscribes every wanted channel again, then tells the
+// features (which fetch what they may have missed meanwhile).
 type pubSub struct {
 	c *Client
 
 	mu       sync.Mutex
-	dc       rueidis.DedicatedClient // nil while disconnected
-	want     map[string]int          // channel -> references
+	sc       *subConn       // nil while disconnected
+	want     map[string]int // channel -> references
 	handlers []handler
 	onResub  []func()
-	ready    bool          // every wanted channel subscribed on the current connection
-	readyCh  chan struct{} // closed when ready; replaced when the connection drops
+	ready    bool          // every wanted channel subscribed on sc
+	changed  chan struct{} // closed and replaced whenever sc or ready changes
 
 	// stripes serialise SUBSCRIBE/UNSUBSCRIBE of one channel so that a late
 	// UNSUBSCRIBE never overtakes a newer SUBSCRIBE.
@@ -41,10 +43,16 @@ type handler struct {
 }
 
 func newPubSub(c *Client) *pubSub {
-	p := &pubSub{c: c, want: map[string]int{}, readyCh: make(chan struct{}),
+	p := &pubSub{c: c, want: map[string]int{}, changed: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go p.run()
 	return p
+}
+
+// signal wakes everyone waiting for a change of sc or ready; p.mu is held.
+func (p *pubSub) signal() {
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // Handle routes messages on channels starting with prefix to fn. fn runs on
@@ -68,7 +76,7 @@ func (c *Client) OnResubscribed(fn func()) {
 func (c *Client) SubscribeReady() bool {
 	c.ps.mu.Lock()
 	defer c.ps.mu.Unlock()
-	return c.ps.dc != nil && c.ps.ready
+	return c.ps.sc != nil && c.ps.ready
 }
 
 // Subscribe adds a reference to channel and returns once Redis has
@@ -83,21 +91,25 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 	p.mu.Lock()
 	p.want[channel]++
 	first := p.want[channel] == 1
-	dc, ready := p.dc, p.readyCh
+	sc := p.sc
 	p.mu.Unlock()
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	var err error
 	switch {
-	case dc == nil:
-		// The next subscribeAll snapshot includes channel.
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			err = fmt.Errorf("subscribe: %w: subscriber connection is down", ErrUnavailable)
-		}
+	case sc == nil:
+		// The next generation's snapshot includes channel.
+		err = p.awaitLive(ctx, nil)
 	case first:
-		err = c.wrap("subscribe", dc.Do(ctx, dc.B().Subscribe().Channel(channel).Build()).Error())
+		err = sc.subscribe(ctx, c, []string{channel})
+		if errors.Is(err, errMoved) {
+			// The slot has moved since this generation began: the next
+			// one asks the cluster where it lives now.
+			sc.fail(err)
+			err = p.awaitLive(ctx, sc)
+		} else {
+			err = c.wrap("subscribe", err)
+		}
 	}
 	if err != nil {
 		p.mu.Lock()
@@ -107,6 +119,24 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 		p.mu.Unlock()
 	}
 	return err
+}
+
+// awaitLive waits for a generation other than old with every wanted
+// channel subscribed.
+func (p *pubSub) awaitLive(ctx context.Context, old *subConn) error {
+	for {
+		p.mu.Lock()
+		sc, ready, changed := p.sc, p.ready, p.changed
+		p.mu.Unlock()
+		if sc != nil && sc != old && ready {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("subscribe: %w: subscriber connection is down", ErrUnavailable)
+		}
+	}
 }
 
 // Unsubscribe drops a reference to channel, unsubscribing at the last one.
@@ -122,23 +152,34 @@ func (c *Client) Unsubscribe(ctx context.Context, channel string) {
 	} else {
 		p.want[channel] = n
 	}
-	dc := p.dc
+	sc := p.sc
 	p.mu.Unlock()
-	if n > 0 || dc == nil {
+	if n > 0 || sc == nil {
 		return
 	}
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	if err := dc.Do(ctx, dc.B().Unsubscribe().Channel(channel).Build()).Error(); err != nil {
+	if err := sc.unsubscribe(ctx, c, channel); err != nil {
 		c.log.Debug("unsubscribe failed; the reconnect will not restore it", zap.String("channel", channel), zap.Error(err))
 	}
 }
 
 // Publish sends payload on channel and returns how many subscribers got it.
+// On a cluster the count of a plain (untagged) channel covers only the
+// subscribers of the cluster node that took the PUBLISH.
 func (c *Client) Publish(ctx context.Context, channel, payload string) (int64, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	n, err := c.rc.Do(ctx, c.rc.B().Publish().Channel(channel).Message(payload).Build()).AsInt64()
+	cmd := c.rc.B().Publish().Channel(channel).Message(payload).Build()
+	if c.sharded(channel) {
+		cmd = c.rc.B().Spublish().Channel(channel).Message(payload).Build()
+	}
+	// After Redis restarts, an idle pooled connection learns it is dead
+	// only from the command sent on it. Publishing twice is harmless for
+	// every signal we send (presence, notifications, kick and release
+	// carry their generation), so let rueidis retry on a fresh connection
+	// instead of dropping the signal.
+	n, err := c.rc.Do(ctx, cmd.ToRetryable()).AsInt64()
 	return n, c.wrap("publish", err)
 }
 
@@ -166,22 +207,18 @@ func (p *pubSub) run() {
 	backoff := 50 * time.Millisecond
 	connected := false
 	for {
-		// A client of its own, made anew for every connection: a recycled
-		// dedicated connection can keep a dead RESP2 pub/sub half.
-		var err error
-		var wait <-chan error
-		rc, err := rueidis.NewClient(p.c.opt)
-		cancel := func() {}
+		// Connections of their own, made anew for every generation: a
+		// recycled dedicated connection can keep a dead RESP2 pub/sub half.
+		sc, err := p.connect()
+		n := 0
 		if err == nil {
-			var dc rueidis.DedicatedClient
-			dc, cancel = rc.Dedicate()
-			wait = dc.SetPubSubHooks(rueidis.PubSubHooks{OnMessage: p.dispatch})
-			err = p.subscribeAll(dc)
+			n, err = p.subscribeAll(sc)
 		}
 		if err == nil {
 			backoff = 50 * time.Millisecond
 			if connected {
-				log.Info("redis subscriber reconnected; every channel subscribed again")
+				log.Info("redis subscriber reconnected; every channel subscribed again",
+					zap.Int("channels", n), zap.Int("connections", len(sc.dcs)))
 				p.mu.Lock()
 				fns := p.onResub
 				p.mu.Unlock()
@@ -191,19 +228,18 @@ func (p *pubSub) run() {
 			}
 			connected = true
 			select {
-			case err = <-wait:
+			case err = <-sc.broken:
 			case <-p.stop:
 			}
 		}
 		p.mu.Lock()
-		p.dc = nil
-		if p.ready {
-			p.ready, p.readyCh = false, make(chan struct{})
+		if p.sc != nil || p.ready {
+			p.sc, p.ready = nil, false
+			p.signal()
 		}
 		p.mu.Unlock()
-		cancel()
-		if rc != nil {
-			rc.Close()
+		if sc != nil {
+			sc.close()
 		}
 		select {
 		case <-p.stop:
@@ -216,18 +252,16 @@ func (p *pubSub) run() {
 		case <-p.stop:
 			return
 		}
-		if backoff < 2*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
-// subscribeAll publishes dc as the live connection, then subscribes every
+// subscribeAll publishes sc as the live generation, then subscribes every
 // wanted channel. A Subscribe racing with this either lands in the snapshot
-// or sees dc and subscribes itself; a second SUBSCRIBE is harmless.
-func (p *pubSub) subscribeAll(dc rueidis.DedicatedClient) error {
+// or sees sc and subscribes itself; a second SUBSCRIBE is harmless.
+func (p *pubSub) subscribeAll(sc *subConn) (int, error) {
 	p.mu.Lock()
-	p.dc = dc
+	p.sc = sc
 	chans := make([]string, 0, len(p.want))
 	for ch := range p.want {
 		chans = append(chans, ch)
@@ -235,27 +269,32 @@ func (p *pubSub) subscribeAll(dc rueidis.DedicatedClient) error {
 	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), p.c.tmo+time.Duration(len(chans)/1000)*time.Second)
 	defer cancel()
-	// A PING first proves the connection works even with nothing to
-	// subscribe (SUBSCRIBE needs at least one channel).
-	if len(chans) == 0 {
-		if err := dc.Do(ctx, dc.B().Subscribe().Channel(p.c.key("ping")).Build()).Error(); err != nil {
-			return err
-		}
-	}
-	for len(chans) > 0 {
-		n := min(len(chans), 1000)
-		if err := dc.Do(ctx, dc.B().Subscribe().Channel(chans[:n]...).Build()).Error(); err != nil {
-			return err
-		}
-		chans = chans[n:]
+	if err := sc.subscribe(ctx, p.c, chans); err != nil {
+		return 0, err
 	}
 	p.mu.Lock()
-	if p.dc == dc && !p.ready {
+	if p.sc == sc && !p.ready {
 		p.ready = true
-		close(p.readyCh)
+		p.signal()
 	}
 	p.mu.Unlock()
-	return nil
+	return len(chans), nil
+}
+
+// onSubscription watches for a cluster node dropping a sharded channel
+// this node still wants: Redis does that when the channel's slot moves to
+// another shard (a migration, or a failover that demotes the node).
+func (p *pubSub) onSubscription(sc *subConn, s rueidis.PubSubSubscription) {
+	if s.Kind != "sunsubscribe" {
+		return
+	}
+	p.mu.Lock()
+	wanted := p.want[s.Channel] > 0 && p.sc == sc
+	p.mu.Unlock()
+	if wanted {
+		p.c.log.Info("a cluster node dropped a sharded channel (its slot moved); subscribing everything again", zap.String("channel", s.Channel))
+		sc.fail(errMoved)
+	}
 }
 
 func (p *pubSub) close() {

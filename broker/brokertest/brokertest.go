@@ -1,6 +1,8 @@
 // Package brokertest starts the Redis servers that integration tests run
-// against: a real redis-server process on a free loopback port, and the
-// embedded in-process server. Every integration test runs on both.
+// against: a real redis-server process on a free loopback port, the
+// embedded in-process server, a three-master Redis Cluster, and a master
+// with replicas under a Sentinel. Every integration test runs on the first
+// two; the broker's tests and the end-to-end tests also on the others.
 package brokertest
 
 import (
@@ -26,6 +28,7 @@ type Redis struct {
 	port int
 	dir  string
 	args []string
+	conf string // a Sentinel's config file; empty for a server
 	cmd  *exec.Cmd
 	t    testing.TB
 }
@@ -50,6 +53,9 @@ func (r *Redis) start() {
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no",
 		"--protected-mode", "no"}, r.args...)
+	if r.conf != "" {
+		args = []string{r.conf, "--sentinel"}
+	}
 	cmd := exec.Command("redis-server", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -64,7 +70,9 @@ func (r *Redis) start() {
 		sc := bufio.NewScanner(out)
 		signalled := false
 		for sc.Scan() {
-			if !signalled && strings.Contains(sc.Text(), "Ready to accept connections") {
+			// A Sentinel never says it is ready; it is once it monitors.
+			line := sc.Text()
+			if !signalled && (strings.Contains(line, "Ready to accept connections") || strings.Contains(line, "+monitor master")) {
 				close(ready)
 				signalled = true
 			}
@@ -118,8 +126,10 @@ type Backend struct {
 	// Options for broker.Open: the address of the real server, or of an
 	// embedded server started for this test and shared by all its nodes.
 	Options broker.Options
-	// Redis is the real server (nil for embedded).
+	// Redis is the real server (nil for embedded and cluster).
 	Redis *Redis
+	// Cluster is the Redis Cluster (nil unless Name is "cluster").
+	Cluster *Cluster
 }
 
 // Each runs fn as a subtest against a real redis-server and against the
@@ -136,6 +146,18 @@ func Each(t *testing.T, fn func(t *testing.T, b Backend)) {
 		}
 		t.Cleanup(m.Close)
 		fn(t, Backend{Name: "embedded", Options: broker.Options{Addrs: []string{m.Addr()}, Prefix: Prefix()}})
+	})
+}
+
+// EachWithCluster runs fn like Each, and also against a three-master Redis
+// Cluster. The broker's own tests use it; feature tests that only need the
+// broker's contract stay on Each, and the end-to-end tests run the cluster
+// separately, so the suite does not start a cluster per test.
+func EachWithCluster(t *testing.T, fn func(t *testing.T, b Backend)) {
+	Each(t, fn)
+	t.Run("cluster", func(t *testing.T) {
+		c := StartCluster(t)
+		fn(t, Backend{Name: "cluster", Options: broker.Options{Addrs: c.Addrs, Prefix: Prefix(), Cluster: true}, Cluster: c})
 	})
 }
 
