@@ -3,6 +3,7 @@ package roles_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -122,6 +123,18 @@ func TestImagesRoleAll(t *testing.T) {
 		c.send(`{"cmd":"filenames"}`)
 		if m := c.expect("filenames_ack"); m.str("result") != "ok" {
 			t.Fatalf("filenames after uploads: %v", m)
+		}
+		// Uploads are counted by outcome, and the stored bytes.
+		_, body := httpDo(t, http.MethodGet, n.ts.URL+"/metrics", nil)
+		for _, want := range []string{
+			`occase_http_requests_total{code="201",method="POST",route="/:digest/:file"} 2`,
+			`occase_http_requests_total{code="409",method="POST",route="/:digest/:file"} 2`,
+			`occase_http_requests_total{code="403",method="POST",route="/:digest/:file"} 1`,
+			fmt.Sprintf("occase_image_upload_bytes_total %d", len(jpg)+len(pngb)),
+		} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("metrics lack %q", want)
+			}
 		}
 	})
 }

@@ -1,9 +1,11 @@
 package roles
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -21,6 +23,8 @@ type metrics struct {
 	chatDeliv  prometheus.Counter
 	requeued   prometheus.Counter
 	overflows  prometheus.Counter
+	httpReqs   *prometheus.CounterVec
+	uploaded   prometheus.Counter
 }
 
 // knownCmds bounds the cmd label: anything else is counted as "other".
@@ -59,8 +63,14 @@ func newMetrics(s *Server) *metrics {
 			Help: "Replies (publish_ack, delete_ack, filenames_ack) that could not be written and were queued for the next login."}),
 		overflows: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_send_queue_overflows_total",
 			Help: "Connections closed because their send queue overflowed (slow readers)."}),
+		httpReqs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_http_requests_total",
+			Help: "HTTP requests by route pattern, method and status (image uploads are route /:digest/:file, method POST)."},
+			[]string{"route", "method", "code"}),
+		uploaded: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_upload_bytes_total",
+			Help: "Bytes of image uploads that were stored (as received, before metadata was removed)."}),
 	}
 	reg.MustRegister(m.framesIn, m.framesOut, m.duration, m.errors, m.closes, m.chatStored, m.chatDeliv, m.requeued, m.overflows,
+		m.httpReqs, m.uploaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
@@ -80,6 +90,28 @@ func newMetrics(s *Server) *metrics {
 			return 0
 		}))
 	return m
+}
+
+// httpMiddleware counts HTTP requests by route pattern (a bounded label;
+// unmatched paths are "other") and the bytes of stored uploads. WebSocket
+// upgrades are counted too (route /ws or /), once, at the upgrade.
+func (m *metrics) httpMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		route := c.Path()
+		if route == "" || route == "/*" {
+			route = "other"
+		}
+		code := c.Response().Status
+		if he, ok := err.(*echo.HTTPError); ok {
+			code = he.Code
+		}
+		m.httpReqs.WithLabelValues(route, c.Request().Method, strconv.Itoa(code)).Inc()
+		if c.Request().Method == http.MethodPost && code == http.StatusCreated && c.Request().ContentLength > 0 {
+			m.uploaded.Add(float64(c.Request().ContentLength))
+		}
+		return err
+	}
 }
 
 // Registerer lets feature packages add their own series.

@@ -95,6 +95,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	go s.writeWatchdog()
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
+	s.echo.Use(s.m.httpMiddleware)
 	s.echo.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	if cfg.AdminAddr == "" {
 		s.echo.GET("/metrics", echo.WrapHandler(s.MetricsHandler()))
