@@ -94,7 +94,7 @@ ceiling)
 	MEMBERS='"from":"1","cmd":"message","type":"chat","to":"2","id":1,"seq":1,"ts":1,"post_id":1,"is_sender_post":false,"msg":"'$(head -c 150 /dev/zero | tr '\0' a)'"'
 	for P in 1 16; do
 		redis-benchmark -p "$RP" -c 50 -P "$P" -n 400000 -r 1000 -q \
-			EVALSHA "$STORE" 3 'rb:u:{__rand_int__}' 'rb:q:{__rand_int__}' 'rb:n:{__rand_int__}' "$MEMBERS" 1000 2592000000 "$(date +%s000)" 'rb:c:{__rand_int__}' \
+			EVALSHA "$STORE" 3 'rb:u:{__rand_int__}' 'rb:q:{__rand_int__}' 'rb:n:{__rand_int__}' "$MEMBERS" 1000 2592000000 "$(date +%s000)" 'rb:c:{__rand_int__}' PUBLISH \
 			| tr "\r" "\n" | grep -a "requests per second" | tail -1 | awk -F': ' -v t="store P=$P" '{print t": "$NF}' | tee -a "$OUT/ceiling.txt"
 		# The recipient's fetch, as a mailbox does once per batch: look for
 		# the last written element at the head (not found here, so nothing
