@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -135,6 +136,7 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "send-queue-bytes", Value: d.SendQueueBytes, EnvVars: env("SEND_QUEUE_BYTES"), Usage: "bytes queued per connection before it is closed as a slow consumer"},
 		&cli.DurationFlag{Name: "displace-timeout", Value: d.DisplaceTimeout, EnvVars: env("DISPLACE_TIMEOUT"), Usage: "how long a login waits for the user's older connection to let go"},
 		&cli.DurationFlag{Name: "drain-timeout", Value: d.DrainTimeout, EnvVars: env("DRAIN_TIMEOUT"), Usage: "graceful shutdown budget"},
+		&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: env("TRUSTED_PROXIES"), Usage: "load balancers (CIDRs or addresses) whose X-Forwarded-For is believed, so per-address limits count clients, not the balancer"},
 		&cli.StringSliceFlag{Name: "allowed-origins", EnvVars: env("ALLOWED_ORIGINS"), Usage: "WebSocket Origin host patterns accepted besides same-origin (e.g. app.example.com, *)"},
 
 		&cli.Int64Flag{Name: "chat-queue-cap", Value: d.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user (oldest dropped)"},
@@ -219,6 +221,17 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.DisplaceTimeout = c.Duration("displace-timeout")
 	cfg.DrainTimeout = c.Duration("drain-timeout")
 	cfg.AllowedOrigins = splitList(c.StringSlice("allowed-origins"))
+	for _, p := range splitList(c.StringSlice("trusted-proxies")) {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil {
+			a, aerr := netip.ParseAddr(p)
+			if aerr != nil {
+				return cfg, fmt.Errorf("--trusted-proxies: %q is neither a CIDR nor an address", p)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
+	}
 	cfg.Chat.QueueCap = c.Int64("chat-queue-cap")
 	cfg.Chat.QueueTTL = c.Duration("chat-queue-ttl")
 	cfg.Chat.MaxMessage = c.Int("max-message")

@@ -20,7 +20,7 @@ var ErrNoUser = errors.New("no such user")
 // fetch script can read it without decoding JSON.
 //
 // KEYS: u:{to}, q:{to}, n:{to}. ARGV: members, cap, ttl ms, now ms, channel
-// ('' = do not publish), and the publish command: PUBLISH, or SPUBLISH on a
+// (empty: do not publish), and the publish command: PUBLISH, or SPUBLISH on a
 // cluster, where the user's channel is sharded (the embedded server knows
 // no SPUBLISH). The channel carries the keys' hash tag, so it is in their
 // slot. The expiry is relative (PEXPIRE), computed from the caller's clock,

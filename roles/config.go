@@ -2,6 +2,7 @@ package roles
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -38,6 +39,9 @@ type Config struct {
 	DisplaceTimeout time.Duration // how long a login waits for an older session to let go
 	DrainTimeout    time.Duration
 	AllowedOrigins  []string // WebSocket Origin patterns accepted besides same-origin
+	// TrustedProxies may set X-Forwarded-For: behind them the per-address
+	// limits count the client's address, not the proxy's.
+	TrustedProxies []netip.Prefix
 
 	// Per-user and per-address rates (events per second; 0 disables).
 	ChatRate       float64

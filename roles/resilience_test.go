@@ -90,7 +90,7 @@ func TestStalledReaderIsDropped(t *testing.T) {
 		n := startNode(t, b.Options, func(c *roles.Config) {
 			c.WriteTimeout = 300 * time.Millisecond
 			// Queue limits out of reach: only the write timeout can act.
-			c.SendQueue, c.SendQueueBytes = 1 << 20, 1 << 30
+			c.SendQueue, c.SendQueueBytes = 1<<20, 1<<30
 			c.Chat.MaxMessage = 64 << 10
 			c.Chat.QueueCap = 100000
 		})

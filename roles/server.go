@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -279,8 +281,7 @@ func (s *Server) serveWS(c echo.Context) error {
 	if err != nil {
 		return nil // Accept has answered the client
 	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
-	ss := s.newSession(conn, host)
+	ss := s.newSession(conn, clientAddr(r, s.cfg.TrustedProxies))
 	if !s.track(ss) {
 		conn.Close(wire.CloseGoingAway, "draining")
 		return nil
@@ -475,6 +476,50 @@ func (s *Server) writeWatchdog() {
 			s.mu.Unlock()
 		}
 	}
+}
+
+// clientAddr is the address the per-address limits count: the peer's,
+// unless the peer is a trusted proxy; then the nearest address in
+// X-Forwarded-For that is not a trusted proxy (read from the right: what a
+// client writes on the left is not to be believed).
+func clientAddr(r *http.Request, trusted []netip.Prefix) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	isTrusted := func(a string) bool {
+		ip, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil {
+			return false
+		}
+		for _, p := range trusted {
+			if p.Contains(ip.Unmap()) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(trusted) == 0 || !isTrusted(host) {
+		return host
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if hop == "" {
+			continue
+		}
+		if !isTrusted(hop) {
+			if _, err := netip.ParseAddr(hop); err != nil {
+				return host // garbage: count it against the proxy
+			}
+			return hop
+		}
+		host = hop
+	}
+	return host
 }
 
 // Online tells whether user is connected to this node.
