@@ -137,21 +137,7 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 			u.write(writeCtx, sendCtx, &senders, pad)
 		}()
 	}
-	phase.Store("warmup")
-	allSent := make(chan struct{})
-	go func() { senders.Wait(); close(allSent) }()
-	warm := time.NewTimer(cfg.Warmup)
-	for done := false; !done; {
-		select {
-		case <-warm.C:
-			phase.Store("measure")
-		case <-allSent:
-			done = true
-		}
-	}
-	warm.Stop()
-	sendEnd := r.now()
-	window := min(sendEnd, r.measureTo) - r.measureFrom
+	window := r.sendPhase(phase, &senders)
 
 	// Drain: wait until every request is answered, every receipt written,
 	// and every accepted message read, or the drain budget is spent.

@@ -149,21 +149,7 @@ func runFanout(ctx context.Context, r *run) (*Report, error) {
 			p.publish(sendCtx, tag, pad)
 		}()
 	}
-	phase.Store("warmup")
-	allSent := make(chan struct{})
-	go func() { senders.Wait(); close(allSent) }()
-	warm := time.NewTimer(cfg.Warmup)
-	for done := false; !done; {
-		select {
-		case <-warm.C:
-			phase.Store("measure")
-		case <-allSent:
-			done = true
-		}
-	}
-	warm.Stop()
-	sendEnd := r.now()
-	window := min(sendEnd, r.measureTo) - r.measureFrom
+	window := r.sendPhase(phase, &senders)
 
 	phase.Store("drain")
 	drainStart := r.now()

@@ -186,3 +186,23 @@ func sortedKeys(m map[string]uint64) []string {
 	sort.Strings(ks)
 	return ks
 }
+
+// sendPhase runs the warm-up (phase "warmup", then "measure" once
+// cfg.Warmup has passed) until every sender is done, and returns the length
+// of the measured window.
+func (r *run) sendPhase(phase *atomic.Value, senders *sync.WaitGroup) time.Duration {
+	phase.Store("warmup")
+	allSent := make(chan struct{})
+	go func() { senders.Wait(); close(allSent) }()
+	warm := time.NewTimer(r.cfg.Warmup)
+	defer warm.Stop()
+	for done := false; !done; {
+		select {
+		case <-warm.C:
+			phase.Store("measure")
+		case <-allSent:
+			done = true
+		}
+	}
+	return min(r.now(), r.measureTo) - r.measureFrom
+}
