@@ -12,7 +12,7 @@ type Request struct {
 // JSON (close 1007) and with a bad_request *Error for a JSON value that is
 // not an object with a string "cmd" (close 1008).
 func ParseRequest(frame []byte) (*Request, error) {
-	r := &Request{Frame: frame, Fields: make([]Field, 0, 8)}
+	r := &Request{Frame: frame, Fields: make([]Field, 0, 12)}
 	err := Scan(frame, func(f Field) { r.Fields = append(r.Fields, f) })
 	if err == ErrNotObject {
 		return nil, Malformedf("a frame must be a JSON object")

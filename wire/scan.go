@@ -23,39 +23,29 @@ var (
 )
 
 // Scan validates frame as one JSON value and, when it is an object, calls fn
-// for each top-level member in order. It is the single decode of a frame on
-// the hot path: values stay raw and are parsed only when a handler needs them.
-// Keys without escapes are not copied.
+// for each top-level member in order, in one pass. It is the single decode
+// of a frame on the hot path: values stay raw and are parsed only when a
+// handler needs them. Keys without escapes are not copied.
 func Scan(frame []byte, fn func(f Field)) error {
-	if !utf8.Valid(frame) || !json.Valid(frame) {
+	if !utf8.Valid(frame) {
 		return ErrNotJSON
 	}
 	i := skipSpace(frame, 0)
-	if i >= len(frame) || frame[i] != '{' {
-		return ErrNotObject
-	}
-	i = skipSpace(frame, i+1)
-	if frame[i] == '}' {
-		return nil
-	}
-	for {
-		// frame is valid JSON, so frame[i] is '"'.
-		kEnd := endOfString(frame, i)
-		rawKey := frame[i:kEnd]
-		key, ok := unquote(rawKey)
-		if !ok {
+	if i < len(frame) && frame[i] == '{' {
+		// Members are reported as they are read; a frame found invalid
+		// later is refused as a whole, so the callback's caller must not
+		// act on them before Scan returns (ParseRequest does not).
+		end := parseObject(frame, i, 1, fn, string(frame))
+		if end < 0 || skipSpace(frame, end) != len(frame) {
 			return ErrNotJSON
 		}
-		i = skipSpace(frame, kEnd)
-		i = skipSpace(frame, i+1) // ':'
-		vEnd := endOfValue(frame, i)
-		fn(Field{Key: key, RawKey: rawKey, Value: frame[i:vEnd]})
-		i = skipSpace(frame, vEnd)
-		if frame[i] == '}' {
-			return nil
-		}
-		i = skipSpace(frame, i+1) // ','
+		return nil
 	}
+	end := parseValue(frame, i, 0)
+	if end < 0 || skipSpace(frame, end) != len(frame) {
+		return ErrNotJSON
+	}
+	return ErrNotObject
 }
 
 func skipSpace(b []byte, i int) int {

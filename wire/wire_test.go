@@ -169,9 +169,10 @@ func FuzzParseRequest(f *testing.F) {
 			return
 		}
 		if err != nil {
-			// An object: only a missing or non-string cmd may fail.
+			// An object: only a missing or non-string cmd may fail (encoding/json
+			// would decode null into a string; it is not one).
 			var cmd string
-			if raw, ok := m["cmd"]; ok && json.Unmarshal(raw, &cmd) == nil {
+			if raw, ok := m["cmd"]; ok && string(raw) != "null" && json.Unmarshal(raw, &cmd) == nil {
 				t.Fatalf("rejected object with string cmd %q: %v", frame, err)
 			}
 			return
@@ -218,5 +219,28 @@ func TestEachElement(t *testing.T) {
 	n := 0
 	if EachElement([]byte(`[1,2,3]`), func([]byte) bool { n++; return n < 2 }) || n != 2 {
 		t.Errorf("stopping after 2: n=%d", n)
+	}
+}
+
+func BenchmarkParseRequestChat(b *testing.B) {
+	frame := []byte(`{"cmd":"message","type":"chat","to":"57","msg":"Is it still available? I could come on Saturday.","refers_to":-1,"post_id":17,"is_sender_post":false,"nick":"Ana","id":23}`)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		if _, err := ParseRequest(frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Nesting is limited as encoding/json limits it, and deep input neither
+// crashes nor is judged differently.
+func TestScanNestingMatchesEncodingJSON(t *testing.T) {
+	for _, depth := range []int{9998, 9999, 10000, 10001, 50000} {
+		frame := `{"cmd":"x","a":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`
+		err := Scan([]byte(frame), func(Field) {})
+		if got, want := err == nil, json.Valid([]byte(frame)); got != want {
+			t.Errorf("depth %d: scan accepted=%v, encoding/json valid=%v", depth, got, want)
+		}
 	}
 }
