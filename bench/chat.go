@@ -417,17 +417,7 @@ func (u *chatUser) reply(req *wire.Request) {
 	if id, _ := wire.Uint64(req.Get("ack_id")); id != p.id {
 		u.r.fail("reply_out_of_order")
 	}
-	if res, _ := wire.String(req.Get("result")); res == "ok" {
-		u.out.acked.add(p.seq)
-		u.cc.accepted.Add(1)
-	} else {
-		reason, _ := wire.String(req.Get("reason"))
-		u.out.failed.add(p.seq)
-		u.r.fail(reason)
-	}
-	if now := u.r.now(); p.at >= u.r.measureFrom && p.at < u.r.measureTo {
-		u.r.ackLatency.Record(now - p.at)
-	}
+	u.r.settle(req, p, &u.out, &u.cc.accepted)
 	u.window <- struct{}{}
 	u.cc.outstanding.Add(-1)
 }

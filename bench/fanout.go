@@ -293,17 +293,7 @@ func (p *publisher) read(ctx context.Context, closing *atomic.Bool) {
 		pd := p.pending[0]
 		p.pending = p.pending[1:]
 		p.mu.Unlock()
-		if res, _ := wire.String(req.Get("result")); res == "ok" {
-			p.out.acked.add(pd.seq)
-			p.fc.accepted.Add(1)
-		} else {
-			reason, _ := wire.String(req.Get("reason"))
-			p.out.failed.add(pd.seq)
-			p.r.fail(reason)
-		}
-		if now := p.r.now(); pd.at >= p.r.measureFrom && pd.at < p.r.measureTo {
-			p.r.ackLatency.Record(now - pd.at)
-		}
+		p.r.settle(req, pd, &p.out, &p.fc.accepted)
 		p.window <- struct{}{}
 		p.fc.outstanding.Add(-1)
 	}

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"github.com/occase/occase/wire"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -205,4 +206,21 @@ func (r *run) sendPhase(phase *atomic.Value, senders *sync.WaitGroup) time.Durat
 		}
 	}
 	return min(r.now(), r.measureTo) - r.measureFrom
+}
+
+// settle records the server's answer to the pending request p of stream
+// out: accepted (counted in accepted) or failed with its reason, and the
+// reply's latency when the request was sent inside the measured window.
+func (r *run) settle(req *wire.Request, p pending, out *outStream, accepted *atomic.Uint64) {
+	if res, _ := wire.String(req.Get("result")); res == "ok" {
+		out.acked.add(p.seq)
+		accepted.Add(1)
+	} else {
+		reason, _ := wire.String(req.Get("reason"))
+		out.failed.add(p.seq)
+		r.fail(reason)
+	}
+	if now := r.now(); p.at >= r.measureFrom && p.at < r.measureTo {
+		r.ackLatency.Record(now - p.at)
+	}
 }
