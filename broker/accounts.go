@@ -44,7 +44,7 @@ func (c *Client) PasswordDigest(ctx context.Context, id string) (digest string, 
 	return s, true, nil
 }
 
-var loginScript = rueidis.NewLuaScript(`
+var loginScript = newScript("login", `
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HSET', KEYS[1], 'login', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
@@ -64,7 +64,7 @@ func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen in
 // announceScript: KEYS: u:{id}. ARGV: the user's channel, the payload, and
 // the publish command (PUBLISH, or SPUBLISH where the channel is sharded:
 // see publishCmd).
-var announceScript = rueidis.NewLuaScript(`
+var announceScript = newScript("login_announce", `
 local n = redis.call(ARGV[3], ARGV[1], ARGV[2])
 return {n, tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') or 0}`)
 

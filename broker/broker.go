@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 )
@@ -68,6 +69,9 @@ type Options struct {
 	// Timeout bounds every command, so that a Redis outage fails requests
 	// fast instead of hanging them.
 	Timeout time.Duration
+	// Metrics, when set, receives the Redis command latency and error
+	// series.
+	Metrics prometheus.Registerer
 }
 
 // Client is a connection to Redis shared by every feature of a node.
@@ -182,6 +186,9 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		log.Info("connected to the Redis master through Sentinel", zap.String("master", opt.MasterName), zap.Strings("sentinels", addrs))
 	}
 	c.rc = rc
+	if opt.Metrics != nil {
+		c.rc = &instrumented{Client: rc, m: newMetrics(opt.Metrics)}
+	}
 	if opt.WaitReplicas > 0 && !c.cluster {
 		c.checkReplicas(ctx, opt.WaitReplicas)
 	}

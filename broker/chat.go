@@ -27,7 +27,7 @@ var ErrNoUser = errors.New("no such user")
 // so an injected clock behaves like the real one. Returns the message id,
 // or -1 for an unknown user.
 var (
-	storeScript = rueidis.NewLuaScript(StoreScriptSource)
+	storeScript = newScript("chat_store", StoreScriptSource)
 	storeSHA    = sha1hex(StoreScriptSource)
 )
 
@@ -65,7 +65,7 @@ return seq`
 // store notifies again and no wakeup is lost. Acknowledging by
 // position and content, not by a parsed id, means nothing a foreign writer
 // puts in a queue can stall it or make the script drop what was not sent.
-var fetchScript = rueidis.NewLuaScript(`
+var fetchScript = newScript("chat_fetch", `
 local n = tonumber(ARGV[1])
 if n > 0 then
   local items = redis.call('LRANGE', KEYS[1], 0, n - 1)

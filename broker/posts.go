@@ -56,7 +56,7 @@ func (c *Client) postsKey(name string) string { return c.prefix + "{posts}:" + n
 // storePostScript allocates the id, stores the post and announces it.
 // KEYS: seq, data, owner, date. ARGV: members after the id (no braces),
 // owner, date (s), channel, origin.
-var storePostScript = rueidis.NewLuaScript(`
+var storePostScript = newScript("post_store", `
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
 local post = '{"id":' .. id .. ',' .. ARGV[1] .. '}'
 redis.call('HSET', KEYS[2], id, post)
@@ -70,7 +70,7 @@ return id`)
 // it (the original removed first and checked later).
 // KEYS: data, owner, date. ARGV: id, user, channel.
 // Returns 1 done, 0 no such post, -1 not the owner.
-var deletePostScript = rueidis.NewLuaScript(`
+var deletePostScript = newScript("post_delete", `
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
 if not owner then return 0 end
 if owner ~= ARGV[2] then return -1 end
@@ -83,7 +83,7 @@ return 1`)
 // expirePostsScript removes up to ARGV[2] posts dated at or before ARGV[1]
 // and announces them in one message. KEYS: data, owner, date. ARGV: cutoff
 // (s), limit, channel. Returns how many were removed.
-var expirePostsScript = rueidis.NewLuaScript(`
+var expirePostsScript = newScript("post_expire", `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids == 0 then return 0 end
 for _, id in ipairs(ids) do
@@ -99,7 +99,7 @@ return #ids`)
 // as time passes (the original refilled only at login). KEYS: pq:{user}.
 // ARGV: now (ms), n, period (ms), take ('1' to consume one publish).
 // Returns {remaining, retry-after ms}; remaining is -1 when take was refused.
-var quotaScript = rueidis.NewLuaScript(`
+var quotaScript = newScript("post_quota", `
 local now = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local period = tonumber(ARGV[3])

@@ -161,7 +161,9 @@ func (s *Server) buildImg(signer *images.Signer, alone bool) error {
 }
 
 func (s *Server) buildDB(ctx context.Context) error {
-	b, err := broker.Open(ctx, s.cfg.Redis, s.log.Named("broker"))
+	ro := s.cfg.Redis
+	ro.Metrics = s.m.reg
+	b, err := broker.Open(ctx, ro, s.log.Named("broker"))
 	if err != nil {
 		return err
 	}
