@@ -41,6 +41,15 @@ func StartRedis(t testing.TB, extraArgs ...string) *Redis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install redis-server, or run .ci/run): %v", err)
 	}
+	for _, a := range extraArgs {
+		if a == "--cluster-enabled" {
+			// The cluster bus defaults to port+10000, which is out of range
+			// for free ports above 55535 (Redis then refuses to start) and
+			// may be taken: give it a free port of its own.
+			extraArgs = append(extraArgs, "--cluster-port", strconv.Itoa(freePort(t)))
+			break
+		}
+	}
 	r := &Redis{port: freePort(t), dir: t.TempDir(), t: t, args: extraArgs}
 	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
 	r.start()
