@@ -85,14 +85,6 @@ func (c *Client) AnnounceLogin(ctx context.Context, id, payload string) (receive
 	return v[0], v[1], nil
 }
 
-// UserExists tells whether id is a registered user.
-func (c *Client) UserExists(ctx context.Context, id string) (bool, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	n, err := c.rc.Do(ctx, c.rc.B().Exists().Key(c.userKey("u", id)).Build()).AsInt64()
-	return n == 1, c.wrap("check user "+id, err)
-}
-
 // Secret returns the password-digest key stored in Redis, creating a random
 // one on first use. Used only when the operator configured none.
 func (c *Client) Secret(ctx context.Context) ([]byte, error) {

@@ -324,6 +324,6 @@ func (c *Client) userKey(kind, id string) string {
 // UserChannel is the pub/sub channel of the node that holds user id.
 func (c *Client) UserChannel(id string) string { return c.userKey("c", id) }
 
-// Key exposes the key naming to feature scripts kept in this package's
-// siblings' tests; features use the typed methods.
+// Key names a global key or channel under the node's prefix (the posts
+// service names its broadcast channel with it).
 func (c *Client) Key(name string) string { return c.key(name) }

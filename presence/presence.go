@@ -108,13 +108,6 @@ func (h *Hub) locals(user string) []Peer {
 	return append([]Peer(nil), h.peers[user]...)
 }
 
-// Count returns the number of users connected to this node.
-func (h *Hub) Count() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.peers)
-}
-
 // Signal forwards a presence frame to user to: directly when it is here,
 // else through its channel. It is dropped when to is offline.
 func (h *Hub) Signal(ctx context.Context, to string, frame []byte) error {

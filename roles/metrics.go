@@ -114,9 +114,6 @@ func (m *metrics) httpMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// Registerer lets feature packages add their own series.
-func (s *Server) Registerer() prometheus.Registerer { return s.m.reg }
-
 func (m *metrics) request(cmd string, start time.Time, reason string) {
 	c := cmdLabel(cmd)
 	m.framesIn.WithLabelValues(c).Inc()

@@ -217,7 +217,7 @@ func (s *Server) buildPosts(b *broker.Client) error {
 	}
 	ps.Register(s.echo)
 	s.posts = ps
-	reg := s.Registerer()
+	reg := s.m.reg
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_live",
 		Help: "Live posts in this node's index."}, func() float64 { return float64(ps.Stats().Posts) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_subscriptions",
