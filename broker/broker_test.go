@@ -55,9 +55,13 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 		if _, err := c.StoreMessage(ctx, "404", []byte(`"a":1`), now, opt, false); !errors.Is(err, broker.ErrNoUser) {
 			t.Fatalf("unknown recipient: %v", err)
 		}
+		// Ids are max(previous + 1, now_ms * 1000): all stored at the same
+		// now, message i gets base + i - 1.
+		base := now * 1000
+		m := func(i int) string { return fmt.Sprintf(`{"msg_id":%d,"n":%d}`, base+int64(i)-1, i) }
 		for i := 1; i <= 5; i++ {
 			seq, err := c.StoreMessage(ctx, id, []byte(`"n":`+string(rune('0'+i))), now, opt, false)
-			if err != nil || seq != int64(i) {
+			if err != nil || seq != base+int64(i)-1 {
 				t.Fatalf("store %d: seq %d err %v", i, seq, err)
 			}
 		}
@@ -66,7 +70,7 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{`{"msg_id":3,"n":3}`, `{"msg_id":4,"n":4}`, `{"msg_id":5,"n":5}`}
+		want := []string{m(3), m(4), m(5)}
 		if strings.Join(msgs, " ") != strings.Join(want, " ") {
 			t.Fatalf("fetched %v, want %v", msgs, want)
 		}
@@ -79,7 +83,7 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 		// only what was processed goes, and nothing else.
 		c.StoreMessage(ctx, id, []byte(`"n":6`), now, opt, false) // trims msg 3
 		msgs, _ = c.FetchMessages(ctx, id, 2, want[1], 10)
-		if strings.Join(msgs, " ") != `{"msg_id":5,"n":5} {"msg_id":6,"n":6}` {
+		if strings.Join(msgs, " ") != m(5)+" "+m(6) {
 			t.Fatalf("after acking 3 and 4 with a trim in between: %v", msgs)
 		}
 		// Foreign elements are acknowledged like any other: no stall, and
@@ -88,13 +92,13 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 		c.RawPush(ctx, id, `{"msg_id":99999999999,"x":1}`)
 		c.StoreMessage(ctx, id, []byte(`"n":7`), now, opt, false)
 		c.StoreMessage(ctx, id, []byte(`"n":8`), now, opt, false)
-		msgs, _ = c.FetchMessages(ctx, id, 2, `{"msg_id":6,"n":6}`, 10)
-		if len(msgs) != 3 || msgs[2] != `{"msg_id":8,"n":8}` {
+		msgs, _ = c.FetchMessages(ctx, id, 2, m(6), 10)
+		if len(msgs) != 3 || msgs[2] != m(8) {
 			// The cap (3) keeps the newest three.
 			t.Fatalf("with foreign elements: %v", msgs)
 		}
 		msgs, _ = c.FetchMessages(ctx, id, 2, msgs[1], 10)
-		if len(msgs) != 1 || msgs[0] != `{"msg_id":8,"n":8}` {
+		if len(msgs) != 1 || msgs[0] != m(8) {
 			t.Fatalf("after the foreign ones: %v", msgs)
 		}
 		if n, _ := c.QueueLen(ctx, id); n != 1 {
@@ -471,4 +475,36 @@ func TestClusterFailover(t *testing.T) {
 		return err == nil
 	})
 	expect(t, got, ch+" n")
+}
+
+// Ids never repeat after lost writes: when the last stores vanish (as in a
+// failover before they were replicated) and time has moved on, the next id
+// is above every id handed out before, not a reuse of the lost ones.
+func TestMessageIDsSurviveLostWrites(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		now := time.Now().UnixMilli()
+		id, _ := c.CreateUser(ctx, "d", now)
+		opt := broker.StoreOptions{Cap: 100, TTLms: 60_000}
+		var last int64
+		for i := 0; i < 3; i++ {
+			seq, err := c.StoreMessage(ctx, id, []byte(`"n":1`), now, opt, false)
+			if err != nil || seq <= last {
+				t.Fatalf("id %d after %d (%v): not increasing", seq, last, err)
+			}
+			last = seq
+		}
+		// A node whose clock is behind still gets increasing ids.
+		if seq, _ := c.StoreMessage(ctx, id, []byte(`"n":2`), now-60_000, opt, false); seq != last+1 {
+			t.Fatalf("id %d from a slow clock, want %d", seq, last+1)
+		}
+		// Lose the last two writes (the counter goes back), one second on.
+		raw := brokertest.Open(t, b.Options)
+		raw.RawHSet(ctx, id, "seq", fmt.Sprint(last-1))
+		seq, err := c.StoreMessage(ctx, id, []byte(`"n":3`), now+1000, opt, false)
+		if err != nil || seq <= last+1 {
+			t.Fatalf("after lost writes the next id is %d (%v), want above %d", seq, err, last+1)
+		}
+	})
 }

@@ -36,18 +36,29 @@ func sha1hex(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
+// Message ids are max(previous + 1, now in ms × 1000): strictly increasing
+// per recipient whatever the nodes' clocks say, and after a Redis failover
+// that lost the last writes (a message delivered but never replicated, whose
+// sender got "unavailable"), the ids handed out next are above the lost ones
+// rather than equal to them, so a client that drops repeated ids never drops
+// a new message. They stay below 2^53, exact in JavaScript; the script
+// formats them itself because Redis would print a large Lua number in
+// exponent notation.
+//
 // StoreScriptSource is the store script's text, exported so that
 // scripts/bench-chat.sh can run the very same script under redis-benchmark
 // as the ceiling of one chat message's Redis work.
 const StoreScriptSource = `
 local login = redis.call('HGET', KEYS[1], 'login')
 if not login then return -1 end
-local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local now = tonumber(ARGV[4])
+local seq = math.max((tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') or 0) + 1, now * 1000)
+local id = string.format('%d', seq)
+redis.call('HSET', KEYS[1], 'seq', id)
 local cap = tonumber(ARGV[2])
-if redis.call('RPUSH', KEYS[2], '{"msg_id":' .. seq .. ',' .. ARGV[1] .. '}') > cap then
+if redis.call('RPUSH', KEYS[2], '{"msg_id":' .. id .. ',' .. ARGV[1] .. '}') > cap then
   redis.call('LTRIM', KEYS[2], -cap, -1)
 end
-local now = tonumber(ARGV[4])
 local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('DEL', KEYS[2]) end
 if ARGV[5] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'PX', 10000) then
@@ -136,6 +147,14 @@ func (c *Client) QueueLen(ctx context.Context, id string) (int64, error) {
 	defer cancel()
 	n, err := c.rc.Do(ctx, c.rc.B().Llen().Key(c.userKey("q", id)).Build()).AsInt64()
 	return n, c.wrap("queue length of "+id, err)
+}
+
+// RawHSet sets a field of user id's hash as is. Tests use it to plant what
+// a lost write or a foreign writer could leave there.
+func (c *Client) RawHSet(ctx context.Context, id, field, v string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	return c.wrap("hset", c.rc.Do(ctx, c.rc.B().Hset().Key(c.userKey("u", id)).FieldValue().FieldValue(field, v).Build()).Error())
 }
 
 // RawPush appends v to user id's queue as is. Tests use it to plant what a

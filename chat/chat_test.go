@@ -2,6 +2,7 @@ package chat_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -168,10 +169,17 @@ func TestMailboxRemovesOnlyWhatWasWritten(t *testing.T) {
 				t.Fatalf("left[%d] = %s, want n %d", i, f, 6+i)
 			}
 		}
+		// The six written ones, in order: increasing ids, n 0 to 5.
+		var prev int64
 		for i, f := range w.frames {
-			if want := fmt.Sprintf(`{"msg_id":%d,"from":"9"`, i+1); f[:len(want)] != want {
+			var m struct {
+				ID int64 `json:"msg_id"`
+				N  int   `json:"n"`
+			}
+			if err := json.Unmarshal([]byte(f), &m); err != nil || m.ID <= prev || m.N != i {
 				t.Fatalf("frame %d = %s", i, f)
 			}
+			prev = m.ID
 		}
 	})
 }

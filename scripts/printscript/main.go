@@ -2,9 +2,10 @@
 package main
 
 import (
-	"fmt"
+	"io"
+	"os"
 
 	"github.com/occase/occase/broker"
 )
 
-func main() { fmt.Print(broker.StoreScriptSource) }
+func main() { io.WriteString(os.Stdout, broker.StoreScriptSource) }
