@@ -141,8 +141,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		u.expectChat(a.id, "hi")
 		a.send(`{"cmd":"message","to":"99999","id":2}`)
 		a.expect("message")
-		body := httpGet(t, n.ts.URL+"/metrics")
-		for _, want := range []string{
+		wants := []string{
 			`occase_frames_in_total{cmd="message"} 2`,
 			`occase_frames_in_total{cmd="register"} 2`,
 			`occase_request_errors_total{cmd="message",reason="not_found"} 1`,
@@ -156,10 +155,24 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 			`occase_redis_command_duration_seconds_count{cmd="chat_fetch"}`,
 			`occase_redis_command_duration_seconds_count{cmd="incr"} 2`,
 			`process_resident_memory_bytes`,
-		} {
-			if !strings.Contains(body, want) {
-				t.Errorf("metrics lack %q", want)
+		}
+		// The delivered counter moves when the writer learns its write
+		// succeeded, which can be just after the peer read the frame: poll.
+		var missing []string
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			body := httpGet(t, n.ts.URL+"/metrics")
+			missing = missing[:0]
+			for _, want := range wants {
+				if !strings.Contains(body, want) {
+					missing = append(missing, want)
+				}
 			}
+			if len(missing) == 0 || time.Now().After(deadline) {
+				break
+			}
+		}
+		for _, want := range missing {
+			t.Errorf("metrics lack %q", want)
 		}
 	})
 }
