@@ -22,11 +22,14 @@ var errClosed = errors.New("connection closed")
 
 // outbox is a connection's bounded send queue. Its writer goroutine exists
 // only while there is something to write, so an idle connection holds none.
+// The writer takes everything queued (up to a batch limit) at once and
+// hands it to write, which sends the batch in one system call: under load,
+// many frames per write(2) instead of one; when idle, no added latency.
 // Overflow means a slow reader: the connection is closed (nothing is lost:
 // chat stays in Redis until written, posts are in Redis for catch-up, and
 // persistent replies are requeued).
 type outbox struct {
-	write      func([]byte) error
+	write      func(frames [][]byte) error // all or nothing, as far as done is told
 	onOverflow func()
 	maxItems   int
 	maxBytes   int
@@ -40,7 +43,13 @@ type outbox struct {
 	failed  []item // persistent items whose write failed
 }
 
-func newOutbox(write func([]byte) error, onOverflow func(), maxItems, maxBytes int) *outbox {
+// Batch limits: a batch is what one write(2) carries at most.
+const (
+	maxBatchItems = 64
+	maxBatchBytes = 64 << 10
+)
+
+func newOutbox(write func(frames [][]byte) error, onOverflow func(), maxItems, maxBytes int) *outbox {
 	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes}
 	o.cond = sync.NewCond(&o.mu)
 	return o
@@ -70,6 +79,8 @@ func (o *outbox) push(it item) bool {
 }
 
 func (o *outbox) run() {
+	var batch []item
+	var frames [][]byte
 	for {
 		o.mu.Lock()
 		if o.stopped || len(o.q) == 0 {
@@ -83,24 +94,40 @@ func (o *outbox) run() {
 			o.mu.Unlock()
 			return
 		}
-		it := o.q[0]
-		o.q[0] = item{}
-		o.q = o.q[1:]
-		o.bytes -= len(it.data)
+		batch, frames = batch[:0], frames[:0]
+		size := 0
+		for len(o.q) > 0 && len(batch) < maxBatchItems {
+			it := o.q[0]
+			if len(batch) > 0 && size+len(it.data) > maxBatchBytes {
+				break
+			}
+			batch = append(batch, it)
+			frames = append(frames, it.data)
+			size += len(it.data)
+			o.q[0] = item{}
+			o.q = o.q[1:]
+		}
+		o.bytes -= size
 		o.mu.Unlock()
 
-		err := o.write(it.data)
-		if it.done != nil {
-			it.done(err)
+		err := o.write(frames)
+		for _, it := range batch {
+			if it.done != nil {
+				it.done(err)
+			}
 		}
 		if err != nil {
 			o.mu.Lock()
 			o.stopped = true
-			if it.kind == persistent {
-				o.failed = append(o.failed, item{data: it.data, kind: persistent}) // done already called
+			for _, it := range batch {
+				if it.kind == persistent {
+					o.failed = append(o.failed, item{data: it.data, kind: persistent}) // done already called
+				}
 			}
 			o.mu.Unlock()
 		}
+		clear(batch) // let the frames go
+		clear(frames)
 	}
 }
 

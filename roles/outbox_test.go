@@ -1,7 +1,9 @@
 package roles
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -14,7 +16,7 @@ func TestOutboxHandsBackWhatAFailedWriteLeft(t *testing.T) {
 	var mu sync.Mutex
 	block := make(chan struct{})
 	writes := 0
-	o := newOutbox(func(b []byte) error {
+	o := newOutbox(func([][]byte) error {
 		mu.Lock()
 		writes++
 		n := writes
@@ -60,5 +62,75 @@ func TestOutboxHandsBackWhatAFailedWriteLeft(t *testing.T) {
 	}
 	if o.push(item{data: []byte("late")}) {
 		t.Fatal("a stopped outbox took a frame")
+	}
+}
+
+// Whatever queued while a write was in progress leaves as one batch, in
+// order, within the batch limits.
+func TestOutboxWritesWhatQueuedAsOneBatch(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]string
+	first := make(chan struct{})
+	release := make(chan struct{})
+	o := newOutbox(func(frames [][]byte) error {
+		mu.Lock()
+		var b []string
+		for _, f := range frames {
+			b = append(b, string(f))
+		}
+		batches = append(batches, b)
+		n := len(batches)
+		mu.Unlock()
+		if n == 1 {
+			close(first)
+			<-release
+		}
+		return nil
+	}, func() {}, 1000, 1<<20)
+
+	if !o.push(item{data: []byte("f0")}) {
+		t.Fatal("push refused")
+	}
+	<-first // the writer holds f0; the rest queue behind it
+	written := 0
+	const total = 1 + maxBatchItems + 10
+	for i := 1; i < total; i++ {
+		if !o.push(item{data: []byte(fmt.Sprintf("f%d", i)), done: func(err error) {
+			if err != nil {
+				t.Errorf("done: %v", err)
+			}
+			mu.Lock()
+			written++
+			mu.Unlock()
+		}}) {
+			t.Fatalf("push %d refused", i)
+		}
+	}
+	close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	o.drain(ctx)
+	o.stop()
+
+	mu.Lock()
+	defer mu.Unlock()
+	if written != total-1 {
+		t.Fatalf("%d done callbacks, want %d", written, total-1)
+	}
+	want := []int{1, maxBatchItems, 10}
+	if len(batches) != len(want) {
+		t.Fatalf("%d batches, want %d: %v", len(batches), len(want), batches)
+	}
+	next := 0
+	for i, b := range batches {
+		if len(b) != want[i] {
+			t.Fatalf("batch %d has %d frames, want %d", i, len(b), want[i])
+		}
+		for _, f := range b {
+			if f != fmt.Sprintf("f%d", next) {
+				t.Fatalf("batch %d: frame %q, want f%d", i, f, next)
+			}
+			next++
+		}
 	}
 }

@@ -276,14 +276,15 @@ func (s *Server) serveWS(c echo.Context) error {
 	if draining {
 		return c.String(http.StatusServiceUnavailable, "draining\n")
 	}
-	conn, err := websocket.Accept(c.Response(), r, &websocket.AcceptOptions{
+	cw := &corkWriter{ResponseWriter: c.Response()}
+	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
 		OriginPatterns:  s.cfg.AllowedOrigins,
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
 		return nil // Accept has answered the client
 	}
-	ss := s.newSession(conn, clientAddr(r, s.cfg.TrustedProxies))
+	ss := s.newSession(conn, cw.conn, clientAddr(r, s.cfg.TrustedProxies))
 	if !s.track(ss) {
 		conn.Close(wire.CloseGoingAway, "draining")
 		return nil
@@ -472,7 +473,7 @@ func (s *Server) writeWatchdog() {
 			s.mu.Lock()
 			for ss := range s.sessions {
 				if w := ss.writeStart.Load(); w != 0 && w < limit {
-					ss.wcancel()
+					ss.abortWrite()
 				}
 			}
 			s.mu.Unlock()

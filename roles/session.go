@@ -21,6 +21,7 @@ import (
 type session struct {
 	srv    *Server
 	conn   *websocket.Conn
+	raw    *corkConn // under conn; nil if it was not accepted through a corkWriter
 	remote string
 	out    *outbox
 
@@ -60,11 +61,11 @@ type session struct {
 	pingTimer    *time.Timer
 }
 
-func (s *Server) newSession(conn *websocket.Conn, remote string) *session {
+func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	ss := &session{srv: s, conn: conn, remote: remote, ctx: ctx, cancel: cancel,
+	ss := &session{srv: s, conn: conn, raw: raw, remote: remote, ctx: ctx, cancel: cancel,
 		releases: make(chan int64, 8), closed: make(chan struct{})}
-	ss.out = newOutbox(ss.writeFrame, func() {
+	ss.out = newOutbox(ss.writeFrames, func() {
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
 	},
@@ -96,15 +97,47 @@ func (ss *session) logger() *zap.Logger {
 
 func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()) }
 
-// writeFrame runs on the outbox's single writer goroutine only.
-func (ss *session) writeFrame(b []byte) error {
+// writeFrames runs on the outbox's single writer goroutine only. The
+// library frames each message into the corked connection's buffer; uncork
+// sends the batch in one write. It succeeds or fails as a whole: a failed
+// batch is reported unwritten even if some of it reached the peer, so chat
+// stays in Redis and is delivered again under the same msg_id.
+func (ss *session) writeFrames(frames [][]byte) error {
 	ss.writeStart.Store(time.Now().UnixNano())
-	err := ss.conn.Write(ss.wctx, websocket.MessageText, b)
-	ss.writeStart.Store(0)
-	if err == nil {
-		ss.srv.m.framesOut.Inc()
+	defer ss.writeStart.Store(0)
+	if ss.raw == nil { // not accepted through a corkWriter
+		for _, b := range frames {
+			if err := ss.conn.Write(ss.wctx, websocket.MessageText, b); err != nil {
+				return err
+			}
+		}
+	} else {
+		ss.raw.cork()
+		var err error
+		for _, b := range frames {
+			if err = ss.conn.Write(ss.wctx, websocket.MessageText, b); err != nil {
+				break
+			}
+		}
+		if ferr := ss.raw.uncork(); err == nil {
+			err = ferr
+		}
+		if err != nil {
+			return err
+		}
 	}
-	return err
+	ss.srv.m.framesOut.Add(float64(len(frames)))
+	return nil
+}
+
+// abortWrite ends a write that has taken too long (a peer that stopped
+// reading): the library's context for a frame being framed, and the socket
+// itself for a batch being sent.
+func (ss *session) abortWrite() {
+	ss.wcancel()
+	if ss.raw != nil {
+		ss.raw.Conn.Close()
+	}
 }
 
 // User, Send, SendPersistent and SendTracked are what the feature packages
