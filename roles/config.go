@@ -36,6 +36,7 @@ type Config struct {
 	MaxFrame        int64
 	SendQueue       int // frames waiting to be written, per connection
 	SendQueueBytes  int
+	WriteBatch      int           // most frames sent in one write(2); 1 writes each alone
 	DisplaceTimeout time.Duration // how long a login waits for an older session to let go
 	DrainTimeout    time.Duration
 	AllowedOrigins  []string // WebSocket Origin patterns accepted besides same-origin
@@ -79,6 +80,7 @@ func DefaultConfig() Config {
 		MaxFrame:          64 << 10,
 		SendQueue:         1024,
 		SendQueueBytes:    4 << 20,
+		WriteBatch:        64,
 		DisplaceTimeout:   3 * time.Second,
 		DrainTimeout:      10 * time.Second,
 		ACMECache:         "./data/acme",

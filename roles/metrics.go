@@ -16,6 +16,7 @@ type metrics struct {
 	reg        *prometheus.Registry
 	framesIn   *prometheus.CounterVec
 	framesOut  prometheus.Counter
+	sockWrites prometheus.Counter
 	duration   *prometheus.HistogramVec
 	errors     *prometheus.CounterVec
 	closes     *prometheus.CounterVec
@@ -48,6 +49,8 @@ func newMetrics(s *Server) *metrics {
 			Help: "Frames received from apps, by command (other: unknown or unparsable)."}, []string{"cmd"}),
 		framesOut: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_frames_out_total",
 			Help: "Frames written to apps (replies, chat, posts, presence)."}),
+		sockWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_socket_writes_total",
+			Help: "Writes to app sockets; occase_frames_out_total divided by this is the frames each write(2) carried."}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "occase_request_duration_seconds",
 			Help:    "Time to handle one request, Redis round trips included, by command.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"cmd"}),
@@ -69,7 +72,7 @@ func newMetrics(s *Server) *metrics {
 		uploaded: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_upload_bytes_total",
 			Help: "Bytes of image uploads that were stored (as received, before metadata was removed)."}),
 	}
-	reg.MustRegister(m.framesIn, m.framesOut, m.duration, m.errors, m.closes, m.chatStored, m.chatDeliv, m.requeued, m.overflows,
+	reg.MustRegister(m.framesIn, m.framesOut, m.sockWrites, m.duration, m.errors, m.closes, m.chatStored, m.chatDeliv, m.requeued, m.overflows,
 		m.httpReqs, m.uploaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",

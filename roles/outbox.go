@@ -33,6 +33,7 @@ type outbox struct {
 	onOverflow func()
 	maxItems   int
 	maxBytes   int
+	maxBatch   int
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -43,14 +44,12 @@ type outbox struct {
 	failed  []item // persistent items whose write failed
 }
 
-// Batch limits: a batch is what one write(2) carries at most.
-const (
-	maxBatchItems = 64
-	maxBatchBytes = 64 << 10
-)
+// maxBatchBytes bounds a batch (what one write(2) carries) in bytes; the
+// frame count is the outbox's maxBatch.
+const maxBatchBytes = 64 << 10
 
-func newOutbox(write func(frames [][]byte) error, onOverflow func(), maxItems, maxBytes int) *outbox {
-	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes}
+func newOutbox(write func(frames [][]byte) error, onOverflow func(), maxItems, maxBytes, maxBatch int) *outbox {
+	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes, maxBatch: max(maxBatch, 1)}
 	o.cond = sync.NewCond(&o.mu)
 	return o
 }
@@ -96,7 +95,7 @@ func (o *outbox) run() {
 		}
 		batch, frames = batch[:0], frames[:0]
 		size := 0
-		for len(o.q) > 0 && len(batch) < maxBatchItems {
+		for len(o.q) > 0 && len(batch) < o.maxBatch {
 			it := o.q[0]
 			if len(batch) > 0 && size+len(it.data) > maxBatchBytes {
 				break

@@ -26,7 +26,7 @@ func TestOutboxHandsBackWhatAFailedWriteLeft(t *testing.T) {
 			return errors.New("peer gone")
 		}
 		return nil
-	}, func() {}, 100, 1<<20)
+	}, func() {}, 100, 1<<20, 64)
 
 	var dones sync.WaitGroup
 	results := make([]error, 5)
@@ -68,6 +68,7 @@ func TestOutboxHandsBackWhatAFailedWriteLeft(t *testing.T) {
 // Whatever queued while a write was in progress leaves as one batch, in
 // order, within the batch limits.
 func TestOutboxWritesWhatQueuedAsOneBatch(t *testing.T) {
+	const maxBatch = 16
 	var mu sync.Mutex
 	var batches [][]string
 	first := make(chan struct{})
@@ -86,14 +87,14 @@ func TestOutboxWritesWhatQueuedAsOneBatch(t *testing.T) {
 			<-release
 		}
 		return nil
-	}, func() {}, 1000, 1<<20)
+	}, func() {}, 1000, 1<<20, maxBatch)
 
 	if !o.push(item{data: []byte("f0")}) {
 		t.Fatal("push refused")
 	}
 	<-first // the writer holds f0; the rest queue behind it
 	written := 0
-	const total = 1 + maxBatchItems + 10
+	const total = 1 + maxBatch + 10
 	for i := 1; i < total; i++ {
 		if !o.push(item{data: []byte(fmt.Sprintf("f%d", i)), done: func(err error) {
 			if err != nil {
@@ -117,7 +118,7 @@ func TestOutboxWritesWhatQueuedAsOneBatch(t *testing.T) {
 	if written != total-1 {
 		t.Fatalf("%d done callbacks, want %d", written, total-1)
 	}
-	want := []int{1, maxBatchItems, 10}
+	want := []int{1, maxBatch, 10}
 	if len(batches) != len(want) {
 		t.Fatalf("%d batches, want %d: %v", len(batches), len(want), batches)
 	}

@@ -69,7 +69,7 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
 	},
-		s.cfg.SendQueue, s.cfg.SendQueueBytes)
+		s.cfg.SendQueue, s.cfg.SendQueueBytes, s.cfg.WriteBatch)
 	// Both timers exist (stopped) before anything can fire, so shutdown
 	// may always stop them.
 	ss.loginTimer = time.AfterFunc(time.Hour, func() {
@@ -112,10 +112,15 @@ func (ss *session) writeFrames(frames [][]byte) error {
 			}
 		}
 	} else {
+		// Corked, the library's writes only append to memory, so they
+		// get no context of their own (a cancellable one costs an
+		// AfterFunc per frame). The one thing that could block them, the
+		// library's lock held by a ping or pong stuck on the network, ends
+		// when the watchdog closes the socket.
 		ss.raw.cork()
 		var err error
 		for _, b := range frames {
-			if err = ss.conn.Write(ss.wctx, websocket.MessageText, b); err != nil {
+			if err = ss.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
 				break
 			}
 		}
@@ -127,6 +132,7 @@ func (ss *session) writeFrames(frames [][]byte) error {
 		}
 	}
 	ss.srv.m.framesOut.Add(float64(len(frames)))
+	ss.srv.m.sockWrites.Inc()
 	return nil
 }
 
