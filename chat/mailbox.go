@@ -2,12 +2,12 @@ package chat
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 )
 
@@ -26,7 +26,6 @@ type Mailbox struct {
 	s    *Service
 	user string
 	w    Writer
-	log  *zap.Logger
 
 	stop    chan struct{} // closed by Close: ends a pump waiting to retry
 	mu      sync.Mutex
@@ -43,10 +42,14 @@ type Mailbox struct {
 
 // Mailbox returns the mailbox of user for w. Call Poke to start delivery.
 func (s *Service) Mailbox(user string, w Writer) *Mailbox {
-	m := &Mailbox{s: s, user: user, w: w, log: s.log.With(zap.String("user", user)), stop: make(chan struct{})}
+	m := &Mailbox{s: s, user: user, w: w, stop: make(chan struct{})}
 	m.idle = sync.NewCond(&m.mu)
 	return m
 }
+
+// logger is built when something is logged: a zap child logger holds a
+// 1 KiB encoder buffer, too much for every idle connection to keep.
+func (m *Mailbox) logger() *zap.Logger { return m.s.log.With(zap.String("user", m.user)) }
 
 // Poke tells the mailbox that messages may be waiting. It never blocks.
 func (m *Mailbox) Poke() {
@@ -83,7 +86,7 @@ func (m *Mailbox) Close(ctx context.Context) {
 	if _, err := m.s.b.FetchMessages(ctx, m.user, count, last, 0); err != nil {
 		// They stay in Redis and come again at the next login; the app
 		// drops them by msg_id.
-		m.log.Warn("could not remove delivered messages; they will be delivered again", zap.Int("count", count), zap.Error(err))
+		m.logger().Warn("could not remove delivered messages; they will be delivered again", zap.Int("count", count), zap.Error(err))
 	}
 }
 
@@ -99,7 +102,7 @@ func (m *Mailbox) pump() {
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			m.log.Error("chat pump panicked", zap.Any("panic", r), zap.Stack("stack"))
+			m.logger().Error("chat pump panicked", zap.Any("panic", r), zap.Stack("stack"))
 		}
 		if !stopped {
 			stop()
@@ -124,7 +127,7 @@ func (m *Mailbox) pump() {
 			// the store that notified may have set the user's flag, so no
 			// further notification comes: keep trying while the user is
 			// connected.
-			m.log.Warn("fetch messages; retrying", zap.Error(err), zap.Duration("in", backoff))
+			m.logger().Warn("fetch messages; retrying", zap.Error(err), zap.Duration("in", backoff))
 			select {
 			case <-time.After(backoff):
 			case <-m.stop:
@@ -168,7 +171,7 @@ func (m *Mailbox) deliver(msgs []string) error {
 		if deliverable(s) {
 			lastValid = i
 		} else {
-			m.log.Error("skipping an undeliverable element read from Redis", zap.Int("bytes", len(s)))
+			m.logger().Error("skipping an undeliverable element read from Redis", zap.Int("bytes", len(s)))
 		}
 	}
 	// Skipped elements before the first valid one are done at once.
@@ -220,7 +223,8 @@ func (m *Mailbox) markDone(n int, msgs []string) {
 }
 
 // deliverable tells whether s is what the store script writes: a JSON
-// object that starts with its msg_id.
+// object that starts with its msg_id, in valid UTF-8 (it goes out as a
+// text frame).
 func deliverable(s string) bool {
-	return strings.HasPrefix(s, `{"msg_id":`) && json.Valid([]byte(s))
+	return strings.HasPrefix(s, `{"msg_id":`) && wire.ValidString(s)
 }
