@@ -14,12 +14,12 @@ package presence
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 )
 
@@ -155,7 +155,7 @@ func (h *Hub) route(channel, payload string) {
 	case 'p':
 		// Our own nodes publish only JSON objects; anything else is not
 		// ours to forward.
-		if len(rest) < 2 || rest[0] != '{' || !json.Valid([]byte(rest)) {
+		if len(rest) < 2 || rest[0] != '{' || !wire.ValidString(rest) {
 			h.log.Warn("ignoring a presence signal that is not a JSON object", zap.String("channel", channel))
 			return
 		}

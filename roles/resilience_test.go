@@ -61,12 +61,12 @@ func TestGarbageFromRedisIsSkipped(t *testing.T) {
 		u := register(t, n.url)
 		raw := brokertest.Open(t, bk.Options)
 		ctx := context.Background()
-		for _, p := range []string{"", "k", "kNaN", "r1x", "z???", "p{not json"} {
+		for _, p := range []string{"", "k", "kNaN", "r1x", "z???", "p{not json", "p{\"from\":\"\xff\"}"} {
 			if _, err := raw.Publish(ctx, raw.UserChannel(u.id), p); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, g := range []string{"garbage", `{"msg_id":99999999999,"broken`, `[1,2]`, `{"cmd":"message","msg":"forged"}`, ""} {
+		for _, g := range []string{"garbage", `{"msg_id":99999999999,"broken`, `[1,2]`, `{"cmd":"message","msg":"forged"}`, "{\"msg_id\":99999999998,\"msg\":\"\xc3\"}", ""} {
 			if err := raw.RawPush(ctx, u.id, g); err != nil {
 				t.Fatal(err)
 			}

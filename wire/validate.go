@@ -1,5 +1,10 @@
 package wire
 
+import (
+	"unicode/utf8"
+	"unsafe"
+)
+
 // A validating JSON reader for the frame scan: one pass both checks the
 // frame is valid JSON (the grammar of RFC 8259, as encoding/json accepts
 // it) and finds its top-level members, where json.Valid followed by a walk
@@ -207,4 +212,17 @@ func hasEscape(raw []byte) bool {
 		}
 	}
 	return false
+}
+
+// ValidString reports whether s is one JSON value in valid UTF-8, the
+// check for text read back from Redis before it goes to an app as a text
+// frame. It is json.Valid plus UTF-8 (which encoding/json does not
+// require), in one pass and without copying s.
+func ValidString(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	b := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
+	end := parseValue(b, skipSpace(b, 0), 0)
+	return end >= 0 && skipSpace(b, end) == len(b)
 }

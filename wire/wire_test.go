@@ -244,3 +244,22 @@ func TestScanNestingMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// ValidString agrees with encoding/json on what is JSON, and refuses what
+// is not UTF-8 (a text frame must be).
+func FuzzValidString(f *testing.F) {
+	for _, s := range []string{
+		`{"msg_id":1764255000000001,"cmd":"message","type":"chat","from":"1","msg":"hi \u00e9 \ud83d\ude00"}`,
+		`{"msg_id":1,"a":[1,-2.5e+3,true,false,null,{"b":"]"}]}`,
+		` {} `, `[]`, `"x"`, `0`, `-0.1E-2`, `{"a":1,}`, `{"a"}`, `[1,]`, `01`, `1.`, `"\x"`,
+		`{"msg_id":1,"x":"` + "\xff" + `"}`, "\"\u2028\"", `{"a":"b"}x`, ``, `nul`, `{"a":[[[[[]]]]]}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		want := utf8.ValidString(s) && json.Valid([]byte(s))
+		if got := ValidString(s); got != want {
+			t.Fatalf("ValidString(%q) = %v, encoding/json and utf8 say %v", s, got, want)
+		}
+	})
+}
