@@ -263,3 +263,23 @@ func FuzzValidString(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkValidString compares the check of a stored chat message with
+// encoding/json's in the same run (the baseline sub-benchmark).
+func BenchmarkValidString(b *testing.B) {
+	const s = `{"msg_id":1764255000000001,"cmd":"message","type":"chat","from":"12345","to":"67890","msg":"Is it still available? I can pick it up tomorrow morning.","post_id":17,"is_sender_post":false,"seq":123456,"ts":1764255000123456789}`
+	b.Run("wire.ValidString", func(b *testing.B) {
+		for b.Loop() {
+			if !ValidString(s) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+	b.Run("baseline=json.Valid", func(b *testing.B) {
+		for b.Loop() {
+			if !utf8.ValidString(s) || !json.Valid([]byte(s)) {
+				b.Fatal("invalid")
+			}
+		}
+	})
+}
