@@ -119,6 +119,7 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER")},
 		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD")},
 		&cli.StringFlag{Name: "redis-prefix", Value: "occase:", EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
+		&cli.DurationFlag{Name: "redis-flush-delay", Value: 20 * time.Microsecond, EnvVars: env("REDIS_FLUSH_DELAY"), Usage: "how long a Redis connection may wait after a write to gather more commands into the next (fewer system calls under load; adds at most this latency)"},
 		&cli.DurationFlag{Name: "redis-timeout", Value: 5 * time.Second, EnvVars: env("REDIS_TIMEOUT"), Usage: "bound on every Redis command; requests fail with 'unavailable' after it"},
 		&cli.BoolFlag{Name: "redis-cluster", EnvVars: env("REDIS_CLUSTER"), Usage: "require Redis Cluster at --redis (detected anyway; this fails instead of running on a lone Redis)"},
 		&cli.StringSliceFlag{Name: "redis-sentinel", EnvVars: env("REDIS_SENTINEL"), Usage: "Sentinel address(es) host:port, instead of --redis; needs --redis-master"},
@@ -186,11 +187,12 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.ACMECache = c.String("acme-cache")
 	cfg.ACMEHTTPAddr = c.String("acme-http-addr")
 	cfg.Redis = broker.Options{
-		Addrs:    splitList(c.StringSlice("redis")),
-		Username: c.String("redis-user"),
-		Password: c.String("redis-password"),
-		Prefix:   c.String("redis-prefix"),
-		Timeout:  c.Duration("redis-timeout"),
+		Addrs:      splitList(c.StringSlice("redis")),
+		Username:   c.String("redis-user"),
+		Password:   c.String("redis-password"),
+		Prefix:     c.String("redis-prefix"),
+		Timeout:    c.Duration("redis-timeout"),
+		FlushDelay: c.Duration("redis-flush-delay"),
 
 		Cluster:          c.Bool("redis-cluster"),
 		Sentinels:        splitList(c.StringSlice("redis-sentinel")),

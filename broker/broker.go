@@ -69,6 +69,11 @@ type Options struct {
 	// Timeout bounds every command, so that a Redis outage fails requests
 	// fast instead of hanging them.
 	Timeout time.Duration
+	// FlushDelay, when > 0, lets each Redis connection's writer wait up
+	// to this long after a flush to gather more commands into the next
+	// write (rueidis MaxFlushDelay): fewer system calls in occase and in
+	// Redis under load, at most this much added latency per command.
+	FlushDelay time.Duration
 	// Metrics, when set, receives the Redis command latency and error
 	// series.
 	Metrics prometheus.Registerer
@@ -132,6 +137,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		AlwaysRESP2:      true,
 		DisableCache:     true,
 		ConnWriteTimeout: opt.Timeout,
+		MaxFlushDelay:    opt.FlushDelay,
 		Dialer:           dialer(opt.Timeout),
 		// The embedded server knows no CLUSTER command; a real Redis is
 		// asked, and rueidis runs a cluster client when it is one.
