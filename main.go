@@ -134,6 +134,7 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, EnvVars: env("WRITE_TIMEOUT"), Usage: "bound on writing one frame"},
 		&cli.Int64Flag{Name: "max-frame", Value: d.MaxFrame, EnvVars: env("MAX_FRAME"), Usage: "largest frame in bytes (larger: close 1009)"},
 		&cli.IntFlag{Name: "send-queue", Value: d.SendQueue, EnvVars: env("SEND_QUEUE"), Usage: "frames queued per connection before it is closed as a slow consumer"},
+		&cli.DurationFlag{Name: "write-delay", Value: d.WriteDelay, EnvVars: env("WRITE_DELAY"), Usage: "how long a live post to an idle connection may wait for others to share its write(2): fewer system calls under fan-out, at most this much more latency for live posts (chat, presence and replies never wait; 0: none; at most 1s)"},
 		&cli.IntFlag{Name: "write-batch", Value: d.WriteBatch, EnvVars: env("WRITE_BATCH"), Usage: "most queued frames a connection sends in one write(2) (1: each frame alone)"},
 		&cli.IntFlag{Name: "send-queue-bytes", Value: d.SendQueueBytes, EnvVars: env("SEND_QUEUE_BYTES"), Usage: "bytes queued per connection before it is closed as a slow consumer"},
 		&cli.DurationFlag{Name: "displace-timeout", Value: d.DisplaceTimeout, EnvVars: env("DISPLACE_TIMEOUT"), Usage: "how long a login waits for the user's older connection to let go"},
@@ -222,6 +223,7 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.SendQueue = c.Int("send-queue")
 	cfg.SendQueueBytes = c.Int("send-queue-bytes")
 	cfg.WriteBatch = c.Int("write-batch")
+	cfg.WriteDelay = c.Duration("write-delay")
 	cfg.DisplaceTimeout = c.Duration("displace-timeout")
 	cfg.DrainTimeout = c.Duration("drain-timeout")
 	cfg.AllowedOrigins = splitList(c.StringSlice("allowed-origins"))

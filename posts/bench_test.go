@@ -17,6 +17,7 @@ type countConn struct{ n int }
 
 func (c *countConn) User() string                 { return "b" }
 func (c *countConn) Send([]byte) bool             { c.n++; return true }
+func (c *countConn) SendLive(f []byte) bool       { return c.Send(f) }
 func (c *countConn) SendPersistent(b []byte) bool { return c.Send(b) }
 
 // matchSetup builds 100,000 subscriptions spread over 1,000 product
@@ -107,6 +108,7 @@ type chanConn struct{ ch chan []byte }
 
 func (c *chanConn) User() string                 { return "s" }
 func (c *chanConn) Send(f []byte) bool           { c.ch <- f; return true }
+func (c *chanConn) SendLive(f []byte) bool       { return c.Send(f) }
 func (c *chanConn) SendPersistent(f []byte) bool { return c.Send(f) }
 
 // BenchmarkPublishToDelivery measures one publish on node 2 until its

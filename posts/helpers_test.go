@@ -30,6 +30,8 @@ func newConn(user string) *fakeConn {
 
 func (c *fakeConn) User() string { return c.user }
 
+func (c *fakeConn) SendLive(frame []byte) bool { return c.Send(frame) }
+
 func (c *fakeConn) Send(frame []byte) bool {
 	c.mu.Lock()
 	c.got = append(c.got, string(frame))

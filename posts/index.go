@@ -264,7 +264,7 @@ func (x *index) fanout(p *Post, frame []byte, skip Conn) int {
 	for _, l := range [2][]*sub{x.prodSubs[p.Prod], x.wild} {
 		for _, s := range l {
 			if s.c != skip && p.ID > s.f.After && s.f.matchRest(p) {
-				s.c.Send(frame)
+				s.c.SendLive(frame)
 				n++
 			}
 		}

@@ -581,6 +581,7 @@ type fullConn struct{ n int }
 
 func (c *fullConn) User() string                 { return "full" }
 func (c *fullConn) Send([]byte) bool             { c.n++; return false }
+func (c *fullConn) SendLive(f []byte) bool       { return c.Send(f) }
 func (c *fullConn) SendPersistent(b []byte) bool { return c.Send(b) }
 
 // Run sweeps by itself: with a short sweep period, an expired post leaves

@@ -45,6 +45,10 @@ type Conn interface {
 	// Redis). It never blocks. The frame may be shared between
 	// connections: it must not be modified.
 	Send(frame []byte) bool
+	// SendLive is Send for a live post (one published while the
+	// connection is subscribed): it may wait up to the node's write delay
+	// for other frames to share its write.
+	SendLive(frame []byte) bool
 	// SendPersistent queues a reply that must reach the user: if the
 	// connection ends before it is written it goes to the user's offline
 	// queue and comes after the next login_ack (publish_ack, delete_ack).
@@ -489,7 +493,7 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 	}
 	// The broadcast was applied first and skipped the publisher.
 	if sb, ok := s.x.subs[c]; ok && sb.f.Match(p) {
-		c.Send(liveFrame(s.x.byID[id]))
+		c.SendLive(liveFrame(s.x.byID[id]))
 		s.delivered.Add(1)
 	}
 	return nil

@@ -37,6 +37,7 @@ type Config struct {
 	SendQueue       int // frames waiting to be written, per connection
 	SendQueueBytes  int
 	WriteBatch      int           // most frames sent in one write(2); 1 writes each alone
+	WriteDelay      time.Duration // a live post to an idle connection waits up to this long for others to share its write
 	DisplaceTimeout time.Duration // how long a login waits for an older session to let go
 	DrainTimeout    time.Duration
 	AllowedOrigins  []string // WebSocket Origin patterns accepted besides same-origin
@@ -81,6 +82,7 @@ func DefaultConfig() Config {
 		SendQueue:         1024,
 		SendQueueBytes:    4 << 20,
 		WriteBatch:        64,
+		WriteDelay:        50 * time.Millisecond,
 		DisplaceTimeout:   3 * time.Second,
 		DrainTimeout:      10 * time.Second,
 		ACMECache:         "./data/acme",
@@ -112,6 +114,9 @@ func (c Config) parts() (db, img bool, err error) {
 	ps, ok := roleTable[c.Role]
 	if !ok {
 		return false, false, fmt.Errorf("unknown role %q (want db, img or all)", c.Role)
+	}
+	if c.WriteDelay < 0 || c.WriteDelay > time.Second {
+		return false, false, fmt.Errorf("--write-delay %v: want 0 to 1s", c.WriteDelay)
 	}
 	for _, p := range ps {
 		db = db || p == "db"

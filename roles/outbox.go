@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // A frame's fate when its connection ends before it is written.
@@ -13,9 +14,10 @@ const (
 )
 
 type item struct {
-	data []byte
-	kind int
-	done func(error) // called once: nil when written, else the error
+	data       []byte
+	kind       int
+	deferrable bool        // may wait up to the outbox's delay (live posts)
+	done       func(error) // called once: nil when written, else the error
 }
 
 var errClosed = errors.New("connection closed")
@@ -34,12 +36,14 @@ type outbox struct {
 	maxItems   int
 	maxBytes   int
 	maxBatch   int
+	delay      time.Duration // how long a deferrable frame may wait for company
 
 	mu      sync.Mutex
 	cond    *sync.Cond
 	q       []item
 	bytes   int
 	running bool
+	wake    chan struct{} // while the writer waits out the delay: closed to end the wait
 	stopped bool
 	failed  []item // persistent items whose write failed
 }
@@ -48,8 +52,8 @@ type outbox struct {
 // frame count is the outbox's maxBatch.
 const maxBatchBytes = 64 << 10
 
-func newOutbox(write func(frames [][]byte) error, onOverflow func(), maxItems, maxBytes, maxBatch int) *outbox {
-	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes, maxBatch: max(maxBatch, 1)}
+func newOutbox(write func(frames [][]byte) error, onOverflow func(), maxItems, maxBytes, maxBatch int, delay time.Duration) *outbox {
+	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes, maxBatch: max(maxBatch, 1), delay: delay}
 	o.cond = sync.NewCond(&o.mu)
 	return o
 }
@@ -69,15 +73,47 @@ func (o *outbox) push(it item) bool {
 	}
 	o.q = append(o.q, it)
 	o.bytes += len(it.data)
-	if !o.running {
+	switch {
+	case !o.running && it.deferrable && o.delay > 0:
 		o.running = true
-		go o.run()
+		o.wake = make(chan struct{})
+		go o.run(o.wake)
+	case !o.running:
+		o.running = true
+		go o.run(nil)
+	case o.wake != nil && !it.deferrable:
+		o.endWait() // a frame that must not wait
 	}
 	o.mu.Unlock()
 	return true
 }
 
-func (o *outbox) run() {
+// endWait ends the writer's wait for company, if it is waiting. o.mu held.
+func (o *outbox) endWait() {
+	if o.wake != nil {
+		close(o.wake)
+		o.wake = nil
+	}
+}
+
+// run is the writer. wake is non-nil when it was started for a deferrable
+// frame: it first waits up to the delay (or until wake is closed) so that
+// the frames arriving meanwhile share the first write (--write-delay).
+// Once busy it never waits again: its queue is its batch.
+func (o *outbox) run(wake chan struct{}) {
+	if wake != nil {
+		t := time.NewTimer(o.delay)
+		select {
+		case <-t.C:
+		case <-wake:
+			t.Stop()
+		}
+		o.mu.Lock()
+		if o.wake == wake {
+			o.wake = nil
+		}
+		o.mu.Unlock()
+	}
 	var batch []item
 	var frames [][]byte
 	for {
@@ -140,6 +176,7 @@ func (o *outbox) drain(ctx context.Context) {
 	})
 	defer stop()
 	o.mu.Lock()
+	o.endWait() // everything queued is wanted now
 	for o.running && ctx.Err() == nil {
 		o.cond.Wait()
 	}
@@ -152,6 +189,7 @@ func (o *outbox) drain(ctx context.Context) {
 func (o *outbox) stop() [][]byte {
 	o.mu.Lock()
 	o.stopped = true
+	o.endWait()
 	for o.running {
 		o.cond.Wait()
 	}

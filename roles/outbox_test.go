@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestOutboxHandsBackWhatAFailedWriteLeft(t *testing.T) {
 			return errors.New("peer gone")
 		}
 		return nil
-	}, func() {}, 100, 1<<20, 64)
+	}, func() {}, 100, 1<<20, 64, 0)
 
 	var dones sync.WaitGroup
 	results := make([]error, 5)
@@ -87,7 +88,7 @@ func TestOutboxWritesWhatQueuedAsOneBatch(t *testing.T) {
 			<-release
 		}
 		return nil
-	}, func() {}, 1000, 1<<20, maxBatch)
+	}, func() {}, 1000, 1<<20, maxBatch, 0)
 
 	if !o.push(item{data: []byte("f0")}) {
 		t.Fatal("push refused")
@@ -133,5 +134,80 @@ func TestOutboxWritesWhatQueuedAsOneBatch(t *testing.T) {
 			}
 			next++
 		}
+	}
+}
+
+// With a write delay, the live posts that arrive while the first one waits
+// share its write; a frame that must not wait (chat, a reply) ends the wait
+// at once and takes the waiting ones along; stop does not wait it out.
+func TestOutboxWriteDelay(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]string
+	wrote := make(chan struct{}, 10)
+	newBox := func(delay time.Duration) *outbox {
+		return newOutbox(func(frames [][]byte) error {
+			var b []string
+			for _, f := range frames {
+				b = append(b, string(f))
+			}
+			mu.Lock()
+			batches = append(batches, b)
+			mu.Unlock()
+			wrote <- struct{}{}
+			return nil
+		}, func() {}, 100, 1<<20, 64, delay)
+	}
+	reset := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var got []string
+		for _, b := range batches {
+			got = append(got, strings.Join(b, ""))
+		}
+		batches = nil
+		return got
+	}
+	live := func(o *outbox, s string) {
+		if !o.push(item{data: []byte(s), deferrable: true}) {
+			t.Fatalf("push %s refused", s)
+		}
+	}
+
+	// Live posts gather for the delay, then leave together.
+	o := newBox(200 * time.Millisecond)
+	for _, s := range []string{"a", "b", "c"} {
+		live(o, s)
+	}
+	<-wrote
+	if got := reset(); len(got) != 1 || got[0] != "abc" {
+		t.Fatalf("writes %q, want one write of abc", got)
+	}
+	o.stop()
+
+	// A chat frame ends the wait: it does not sit behind an hour's delay.
+	o = newBox(time.Hour)
+	live(o, "p")
+	if !o.push(item{data: []byte("m")}) {
+		t.Fatal("push refused")
+	}
+	select {
+	case <-wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a frame that must not wait waited")
+	}
+	if got := reset(); len(got) != 1 || got[0] != "pm" {
+		t.Fatalf("writes %q, want one write of pm", got)
+	}
+	o.stop()
+
+	// stop ends the wait too (and the waiting post is dropped: transient).
+	o = newBox(time.Hour)
+	live(o, "q")
+	done := make(chan struct{})
+	go func() { o.stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("stop waited out the write delay")
 	}
 }

@@ -69,7 +69,7 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
 	},
-		s.cfg.SendQueue, s.cfg.SendQueueBytes, s.cfg.WriteBatch)
+		s.cfg.SendQueue, s.cfg.SendQueueBytes, s.cfg.WriteBatch, s.cfg.WriteDelay)
 	// Both timers exist (stopped) before anything can fire, so shutdown
 	// may always stop them.
 	ss.loginTimer = time.AfterFunc(time.Hour, func() {
@@ -152,6 +152,12 @@ func (ss *session) User() string { return ss.user }
 
 func (ss *session) Send(frame []byte) bool {
 	return ss.out.push(item{data: frame, kind: transient})
+}
+
+// SendLive is for live posts: the frame may wait up to --write-delay for
+// others to share its write (chat, presence and replies never wait).
+func (ss *session) SendLive(frame []byte) bool {
+	return ss.out.push(item{data: frame, kind: transient, deferrable: true})
 }
 
 func (ss *session) SendPersistent(frame []byte) bool {
