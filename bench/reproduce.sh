@@ -23,6 +23,7 @@ PACED_ARGS=${PACED_ARGS:---users 1000 --rate 2 --window 8} # well below it: late
 IDLE_USERS=${IDLE_USERS:-10000}
 CONNECT_USERS=${CONNECT_USERS:-5000}
 SWEEP_RATES=${SWEEP_RATES:-1 2 4 8}                        # chat/s per user, 1000 users
+FANOUT_OFFER=${FANOUT_OFFER:-600000}                       # deliveries/s offered in fanout: 3x the target, so the nodes saturate
 SCENARIOS=${SCENARIOS:-ceiling chat paced sweep fanout connect idle}
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -147,7 +148,7 @@ fanout)
 	for subs in 1000 10000; do
 		start_nodes 2
 		# Offered: 1.5 times the target of 200,000 deliveries/s.
-		rate=$(( 200000 / subs * 3 / 2 ))
+		rate=$(( FANOUT_OFFER / subs ))
 		declare -A fb
 		for p in "$REDIS" "${nodes[@]}"; do fb[$p]=$(cputicks "$p"); done
 		"$B" bench --scenario fanout --url "$urls" --users "$subs" --publishers 1 --post-rate "$rate" \
