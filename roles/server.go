@@ -284,6 +284,10 @@ func (s *Server) serveWS(c echo.Context) error {
 	if err != nil {
 		return nil // Accept has answered the client
 	}
+	if cw.conn == nil { // cannot happen: an accepted connection was hijacked
+		conn.CloseNow()
+		return errors.New("websocket accepted without a hijack")
+	}
 	ss := s.newSession(conn, cw.conn, clientAddr(r, s.cfg.TrustedProxies))
 	if !s.track(ss) {
 		conn.Close(wire.CloseGoingAway, "draining")

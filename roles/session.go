@@ -21,18 +21,16 @@ import (
 type session struct {
 	srv    *Server
 	conn   *websocket.Conn
-	raw    *corkConn // under conn; nil if it was not accepted through a corkWriter
+	raw    *corkConn // the socket under conn
 	remote string
 	out    *outbox
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	// Writes use wctx. The node's write watchdog cancels it when a write
-	// has been going on for longer than the write timeout (which closes the
-	// connection, as a write timeout should): per frame, two atomic stores
-	// instead of a timer or a context.
-	wctx       context.Context
-	wcancel    context.CancelFunc
+	// The node's write watchdog closes the socket when a write has been
+	// going on for longer than the write timeout (a peer that stopped
+	// reading): per batch, two atomic stores instead of a timer or a
+	// context.
 	writeStart atomic.Int64 // UnixNano of the write in progress; 0 when none
 
 	// Set once by the reader at login; other goroutines read user only
@@ -80,7 +78,6 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 	ss.loginTimer.Stop()
 	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
 	ss.pingTimer.Stop()
-	ss.wctx, ss.wcancel = context.WithCancel(ctx)
 	ss.touch()
 	return ss
 }
@@ -105,31 +102,23 @@ func (ss *session) touch() { ss.lastActivity.Store(ss.srv.cfg.Clock().UnixNano()
 func (ss *session) writeFrames(frames [][]byte) error {
 	ss.writeStart.Store(time.Now().UnixNano())
 	defer ss.writeStart.Store(0)
-	if ss.raw == nil { // not accepted through a corkWriter
-		for _, b := range frames {
-			if err := ss.conn.Write(ss.wctx, websocket.MessageText, b); err != nil {
-				return err
-			}
+	// Corked, the library's writes only append to memory, so they get no
+	// context of their own (a cancellable one costs an AfterFunc per
+	// frame). The one thing that could block them, the library's lock held
+	// by a ping or pong stuck on the network, ends when the watchdog closes
+	// the socket.
+	ss.raw.cork()
+	var err error
+	for _, b := range frames {
+		if err = ss.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
+			break
 		}
-	} else {
-		// Corked, the library's writes only append to memory, so they
-		// get no context of their own (a cancellable one costs an
-		// AfterFunc per frame). The one thing that could block them, the
-		// library's lock held by a ping or pong stuck on the network, ends
-		// when the watchdog closes the socket.
-		ss.raw.cork()
-		var err error
-		for _, b := range frames {
-			if err = ss.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
-				break
-			}
-		}
-		if ferr := ss.raw.uncork(); err == nil {
-			err = ferr
-		}
-		if err != nil {
-			return err
-		}
+	}
+	if ferr := ss.raw.uncork(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return err
 	}
 	ss.srv.m.framesOut.Add(float64(len(frames)))
 	ss.srv.m.sockWrites.Inc()
@@ -137,14 +126,9 @@ func (ss *session) writeFrames(frames [][]byte) error {
 }
 
 // abortWrite ends a write that has taken too long (a peer that stopped
-// reading): the library's context for a frame being framed, and the socket
-// itself for a batch being sent.
-func (ss *session) abortWrite() {
-	ss.wcancel()
-	if ss.raw != nil {
-		ss.raw.Conn.Close()
-	}
-}
+// reading) by closing the socket: the write fails, and so does the read
+// loop, which ends the session.
+func (ss *session) abortWrite() { ss.raw.Conn.Close() }
 
 // User, Send, SendPersistent and SendTracked are what the feature packages
 // see of a connection.
