@@ -110,14 +110,3 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	return w.conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.conn, connWriteBuffer)), nil
 }
-
-// Flush is for http.Flusher users before the hijack; the library does not
-// need it, but the wrapper must not hide it.
-func (w *corkWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the real writer.
-func (w *corkWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -26,7 +26,9 @@ var errClosed = errors.New("connection closed")
 // only while there is something to write, so an idle connection holds none.
 // The writer takes everything queued (up to a batch limit) at once and
 // hands it to write, which sends the batch in one system call: under load,
-// many frames per write(2) instead of one; when idle, no added latency.
+// many frames per write(2) instead of one. Only deferrable frames (live
+// posts) to an idle connection wait, up to delay, for company; anything
+// else is written at once.
 // Overflow means a slow reader: the connection is closed (nothing is lost:
 // chat stays in Redis until written, posts are in Redis for catch-up, and
 // persistent replies are requeued).
