@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"slices"
 	"sync"
 	"time"
 )
@@ -192,11 +191,11 @@ func readBody(r io.Reader, declared, limit int64) ([]byte, error) {
 	buf := make([]byte, 0, size)
 	for {
 		if len(buf) == cap(buf) {
-			grow := min(int64(cap(buf))*2, limit+1) - int64(len(buf))
-			if grow <= 0 {
-				grow = 1 // only past limit, which r refuses
-			}
-			buf = slices.Grow(buf, int(grow))
+			// Not append: past 256 KiB it grows by 1.25 and rounds up,
+			// which at the limit would overshoot it by a sixth.
+			next := make([]byte, len(buf), max(min(int64(cap(buf))*2, limit+1), int64(len(buf))+1))
+			copy(next, buf)
+			buf = next
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
