@@ -172,6 +172,17 @@ func (p *pacedReader) move() {
 	}
 }
 
+// done is called once the whole body is in: the rate no longer applies,
+// and net/http's background read of the idle connection must not hit the
+// rate's deadline while the upload is checked and stored, which would
+// cancel the request's context. The overall deadline stays.
+func (p *pacedReader) done() {
+	if p.slow {
+		p.deadline, p.slow = p.end, false
+		p.rc.SetReadDeadline(p.end)
+	}
+}
+
 // timedOut reports whether err is the read deadline passing.
 func timedOut(err error) bool {
 	return err != nil && errors.Is(err, os.ErrDeadlineExceeded)

@@ -228,6 +228,7 @@ func (s *Server) upload(c echo.Context) error {
 		s.log.Debug("upload read failed", zap.String("digest", t.digest), zap.Error(err))
 		return s.fail(c, http.StatusBadRequest, "bad_body")
 	}
+	paced.done()
 
 	clean, err := sanitize(body, t.kind, s.cfg.MaxPixels)
 	if err != nil {
