@@ -172,6 +172,11 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.Int64Flag{Name: "image-max-pixels", Value: d.Images.MaxPixels, EnvVars: env("IMAGE_MAX_PIXELS"), Usage: "largest width*height accepted (larger: 413)"},
 		&cli.DurationFlag{Name: "image-upload-timeout", Value: d.Images.UploadTimeout, EnvVars: env("IMAGE_UPLOAD_TIMEOUT"), Usage: "time allowed to receive one upload's body (slower: 408)"},
 		&cli.IntFlag{Name: "image-max-uploads", Value: d.Images.MaxUploads, EnvVars: env("IMAGE_MAX_UPLOADS"), Usage: "uploads received and checked at once, each held in memory; others wait"},
+		&cli.DurationFlag{Name: "image-name-ttl", Value: d.Images.NameTTL, EnvVars: env("IMAGE_NAME_TTL"), Usage: "time after issue (plus the rest of its hour) an upload name may be used (later: 410)"},
+		&cli.IntFlag{Name: "image-uploads-per-address", Value: d.Images.UploadsPerAddress, EnvVars: env("IMAGE_UPLOADS_PER_ADDRESS"), Usage: "uploads from one client address at once (more: 503 with Retry-After)"},
+		&cli.DurationFlag{Name: "image-queue-wait", Value: d.Images.QueueWait, EnvVars: env("IMAGE_QUEUE_WAIT"), Usage: "longest an upload waits for a slot before 503 with Retry-After"},
+		&cli.Int64Flag{Name: "image-min-upload-rate", Value: d.Images.MinRate, EnvVars: env("IMAGE_MIN_UPLOAD_RATE"), Usage: "slowest average upload in bytes/s after --image-upload-grace (slower: 408); 0 disables"},
+		&cli.DurationFlag{Name: "image-upload-grace", Value: d.Images.UploadGrace, EnvVars: env("IMAGE_UPLOAD_GRACE"), Usage: "time an upload's body has before --image-min-upload-rate applies"},
 	}
 }
 
@@ -273,6 +278,14 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.Images.MaxPixels = c.Int64("image-max-pixels")
 	cfg.Images.UploadTimeout = c.Duration("image-upload-timeout")
 	cfg.Images.MaxUploads = c.Int("image-max-uploads")
+	cfg.Images.NameTTL = c.Duration("image-name-ttl")
+	cfg.Images.UploadsPerAddress = c.Int("image-uploads-per-address")
+	cfg.Images.QueueWait = c.Duration("image-queue-wait")
+	cfg.Images.MinRate = c.Int64("image-min-upload-rate")
+	if cfg.Images.MinRate == 0 {
+		cfg.Images.MinRate = -1 // images: negative is off, zero the default
+	}
+	cfg.Images.UploadGrace = c.Duration("image-upload-grace")
 	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
 	return cfg, nil
 }

@@ -9,5 +9,11 @@
 // A name is "<digest>/<name>": name is 9 characters from [A-Za-z0-9+-],
 // digest the lowercase hex of keyed BLAKE2b-128 over name. The signature is
 // what makes an upload legitimate; there is no other authentication, so a
-// name can be uploaded once only and nothing is ever overwritten.
+// name can be uploaded once only and nothing is ever overwritten. The first
+// three characters are the hour the name was issued in, so the img node,
+// which keeps no state, refuses names older than Config.NameTTL.
+//
+// The img node's bounds (docs/security.md, "Image uploads"): slots per
+// node, per client address and per name, a bounded wait for one, a
+// minimum body rate, and a body buffer that grows with the bytes received.
 package images

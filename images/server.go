@@ -6,11 +6,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -27,8 +27,31 @@ type Config struct {
 	// long-lived WebSockets (role all) and cannot have a ReadTimeout.
 	UploadTimeout time.Duration
 	// MaxUploads caps the uploads being read and checked at once; each
-	// holds up to MaxBytes in memory. Further uploads wait their turn.
+	// holds up to MaxBytes in memory. Further uploads wait their turn, for
+	// at most QueueWait.
 	MaxUploads int
+	// NameTTL is how long after it was issued a name may be uploaded (the
+	// rest of its hour added, see Signer.Expiry); later: 410.
+	NameTTL time.Duration
+	// UploadsPerAddress caps the uploads of one client (ClientKey) at once.
+	UploadsPerAddress int
+	// QueueWait is the longest an upload waits for a slot before it is
+	// answered 503 with Retry-After.
+	QueueWait time.Duration
+	// MinRate is the slowest average a body may arrive at, in bytes a
+	// second, once UploadGrace has passed; slower: 408. Negative: no
+	// minimum, only UploadTimeout.
+	MinRate int64
+	// UploadGrace is the time a body has before MinRate applies, for the
+	// connection to get going.
+	UploadGrace time.Duration
+	// ClientKey names the client an upload counts against for
+	// UploadsPerAddress. Nil: the host of r.RemoteAddr. A node behind a
+	// proxy passes a key from the trusted forwarded address, and may group
+	// IPv6 addresses by prefix.
+	ClientKey func(*http.Request) string
+	// Metrics, when set, gets the image server's series.
+	Metrics prometheus.Registerer
 	// CORSOrigins lists the web origins (e.g. "https://app.example")
 	// allowed to upload and to read images with fetch; "*" allows any.
 	// Empty: no CORS headers, which suits native apps and <img> tags.
@@ -36,13 +59,20 @@ type Config struct {
 }
 
 // DefaultConfig returns the defaults: 10 MB bodies (as the original
-// server), 50 megapixels, 60 s per upload, 64 uploads at once, no CORS.
+// server), 50 megapixels, 60 s per upload, 64 uploads at once, no CORS;
+// names live 24 hours, 4 uploads at once per address, 2 s in the queue at
+// most, and a body slower than 16 KiB/s after 10 s is cut.
 func DefaultConfig() Config {
 	return Config{
-		MaxBytes:      10_000_000,
-		MaxPixels:     50_000_000,
-		UploadTimeout: 60 * time.Second,
-		MaxUploads:    64,
+		MaxBytes:          10_000_000,
+		MaxPixels:         50_000_000,
+		UploadTimeout:     60 * time.Second,
+		MaxUploads:        64,
+		NameTTL:           24 * time.Hour,
+		UploadsPerAddress: 4,
+		QueueWait:         2 * time.Second,
+		MinRate:           16 << 10,
+		UploadGrace:       10 * time.Second,
 	}
 }
 
@@ -52,9 +82,13 @@ type Server struct {
 	signer    *Signer
 	store     Store
 	log       *zap.Logger
-	slots     chan struct{}
+	gate      *gate
 	anyOrigin bool
 	origins   map[string]bool
+	refused   *prometheus.CounterVec
+	// retryAfter is the Retry-After of a 503: the queue wait, whole
+	// seconds, at least 1.
+	retryAfter string
 }
 
 // NewServer returns a server that checks names with s and keeps images in
@@ -73,13 +107,40 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 	if cfg.MaxUploads <= 0 {
 		cfg.MaxUploads = def.MaxUploads
 	}
+	if cfg.NameTTL <= 0 {
+		cfg.NameTTL = def.NameTTL
+	}
+	if cfg.UploadsPerAddress <= 0 {
+		cfg.UploadsPerAddress = def.UploadsPerAddress
+	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = def.QueueWait
+	}
+	if cfg.MinRate == 0 {
+		cfg.MinRate = def.MinRate
+	}
+	if cfg.UploadGrace <= 0 {
+		cfg.UploadGrace = def.UploadGrace
+	}
+	if cfg.ClientKey == nil {
+		cfg.ClientKey = remoteHost
+	}
 	srv := &Server{
 		cfg:     cfg,
 		signer:  s,
 		store:   st,
 		log:     log,
-		slots:   make(chan struct{}, cfg.MaxUploads),
+		gate:    newGate(cfg.MaxUploads, cfg.UploadsPerAddress),
 		origins: map[string]bool{},
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_image_refusals_total",
+			Help: "Image requests refused, by reason (the reason code in the answer's body)."}, []string{"reason"}),
+		retryAfter: strconv.FormatInt(max(1, int64((cfg.QueueWait+time.Second-1)/time.Second)), 10),
+	}
+	if cfg.Metrics != nil {
+		cfg.Metrics.MustRegister(srv.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "occase_image_uploads_in_progress",
+			Help: "Uploads holding a slot: being received, checked or stored."},
+			func() float64 { return float64(srv.gate.inFlight()) }))
 	}
 	for _, o := range cfg.CORSOrigins {
 		if o == "*" {
@@ -120,6 +181,11 @@ func (s *Server) upload(c echo.Context) error {
 	if !s.signer.Valid(t.digest, t.name) {
 		return s.fail(c, http.StatusForbidden, "bad_signature")
 	}
+	// Gone rather than forbidden: the name was ours, and the app should
+	// ask for fresh ones. The image of a name stays readable for ever.
+	if !s.signer.Fresh(t.name, s.cfg.NameTTL) {
+		return s.fail(c, http.StatusGone, "name_expired")
+	}
 	if r.ContentLength > s.cfg.MaxBytes {
 		return s.fail(c, http.StatusRequestEntityTooLarge, "too_large")
 	}
@@ -128,37 +194,41 @@ func (s *Server) upload(c echo.Context) error {
 		obj.Body.Close()
 		return s.fail(c, http.StatusConflict, "exists")
 	}
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	case <-ctx.Done():
-		// Normally the client is gone and nobody reads this.
-		return s.fail(c, http.StatusServiceUnavailable, "busy")
+	release, busy := s.gate.acquire(ctx, s.cfg.ClientKey(r), t.digest, s.cfg.QueueWait)
+	if release == nil {
+		w.Header().Set("Retry-After", s.retryAfter)
+		return s.fail(c, http.StatusServiceUnavailable, busy)
 	}
+	defer release()
 
 	// net/http sets the connection's read deadline afresh before it reads
 	// the next request, so this one ends with the upload.
-	rc := http.NewResponseController(w)
-	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.UploadTimeout)); err != nil {
-		s.log.Warn("upload read deadline not supported", zap.Error(err))
+	paced := newPacedReader(http.MaxBytesReader(w, r.Body, s.cfg.MaxBytes), http.NewResponseController(w),
+		time.Now(), s.cfg.UploadTimeout, s.cfg.UploadGrace, s.cfg.MinRate)
+	if paced.err != nil {
+		s.log.Warn("upload read deadline not supported", zap.Error(paced.err))
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBytes), r.ContentLength)
+	body, err := readBody(paced, r.ContentLength, s.cfg.MaxBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge):
 			return s.fail(c, http.StatusRequestEntityTooLarge, "too_large")
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		case timedOut(err):
 			// The rest of that body may still come: do not read it as
 			// the next request. (HTTP/2 resets just the stream.)
 			if r.ProtoMajor == 1 {
 				w.Header().Set("Connection", "close")
+			}
+			if paced.slow {
+				return s.fail(c, http.StatusRequestTimeout, "too_slow")
 			}
 			return s.fail(c, http.StatusRequestTimeout, "timeout")
 		}
 		s.log.Debug("upload read failed", zap.String("digest", t.digest), zap.Error(err))
 		return s.fail(c, http.StatusBadRequest, "bad_body")
 	}
+	paced.done()
 
 	clean, err := sanitize(body, t.kind, s.cfg.MaxPixels)
 	if err != nil {
@@ -187,19 +257,6 @@ func (s *Server) upload(c echo.Context) error {
 		zap.Int("bytes", len(clean)), zap.Int("stripped", len(body)-len(clean)))
 	w.Header().Set("Location", "/"+t.digest+"/"+t.name+"."+t.ext)
 	return c.NoContent(http.StatusCreated)
-}
-
-// readBody reads all of r, sized from the declared length when there is one
-// (already checked against the cap) so a 10 MB upload is not copied while
-// the buffer doubles.
-func readBody(r io.Reader, declared int64) ([]byte, error) {
-	size := 64 << 10
-	if declared > 0 {
-		size = int(declared)
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+bytes.MinRead))
-	_, err := buf.ReadFrom(r)
-	return buf.Bytes(), err
 }
 
 func (s *Server) serve(c echo.Context) error {
@@ -323,6 +380,7 @@ func (s *Server) cors(h http.Header, r *http.Request) bool {
 // fail answers with code and a stable reason. Errors are never cached: a
 // 404 now may be a 200 once the app has finished uploading.
 func (s *Server) fail(c echo.Context, code int, reason string) error {
+	s.refused.WithLabelValues(reason).Inc()
 	h := c.Response().Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -25,12 +25,18 @@ import (
 type harness struct {
 	t      *testing.T
 	srv    *httptest.Server
+	img    *Server
 	signer *Signer
 	dir    string
 	root   string
 }
 
 func newHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	return newHarnessSigner(t, cfg, testSigner(t))
+}
+
+func newHarnessSigner(t *testing.T, cfg Config, s *Signer) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	root := filepath.Join(dir, "images")
@@ -41,11 +47,11 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	t.Cleanup(func() { st.Close() })
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	s := testSigner(t)
-	NewServer(cfg, s, st, zaptest.NewLogger(t)).Register(e)
+	img := NewServer(cfg, s, st, zaptest.NewLogger(t))
+	img.Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return &harness{t: t, srv: srv, signer: s, dir: dir, root: root}
+	return &harness{t: t, srv: srv, img: img, signer: s, dir: dir, root: root}
 }
 
 // name returns a fresh signed "<digest>/<name>".

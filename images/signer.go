@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"time"
 
 	"golang.org/x/crypto/blake2b"
 )
@@ -26,21 +28,49 @@ const (
 	// alphabet has exactly 64 symbols, so the low 6 bits of a random byte
 	// pick one without modulo bias.
 	alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-"
+
+	// A name starts with the hour it was issued in (hours since the Unix
+	// epoch, modulo 64^3: three symbols, 6 bits each, most significant
+	// first), so the img node, which keeps no state, can tell its age. The
+	// other six symbols are random. The hour count wraps every 2^18 hours
+	// (29.9 years), long after any name was meant to be used; see
+	// docs/security.md for the collision odds of 36 random bits per hour.
+	timeSyms   = 3
+	randSyms   = NameLen - timeSyms
+	bucket     = time.Hour
+	bucketWrap = 1 << (6 * timeSyms)
+	// A name up to this many buckets "from the future" is accepted: the
+	// db node that issued it may run a little ahead of this img node.
+	skewBuckets = 1
 )
 
 // Signer issues and checks upload names. It is safe for concurrent use.
 type Signer struct {
 	key  []byte
-	rand io.Reader // crypto/rand in production; injected by tests
+	rand io.Reader        // crypto/rand in production; injected by tests
+	now  func() time.Time // time.Now in production; see WithClock
+}
+
+// SignerOption changes how NewSigner builds a Signer.
+type SignerOption func(*Signer)
+
+// WithClock makes the Signer read the time from now, both to stamp the names
+// it issues and to judge their age.
+func WithClock(now func() time.Time) SignerOption {
+	return func(s *Signer) { s.now = now }
 }
 
 // NewSigner returns a Signer keyed with key, which must be exactly KeySize
 // bytes. The key is copied.
-func NewSigner(key []byte) (*Signer, error) {
+func NewSigner(key []byte, opts ...SignerOption) (*Signer, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("image key: need %d bytes, got %d", KeySize, len(key))
 	}
-	return &Signer{key: bytes.Clone(key), rand: rand.Reader}, nil
+	s := &Signer{key: bytes.Clone(key), rand: rand.Reader, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 // Names returns n fresh names of the form "<digest>/<name>", as the
@@ -49,19 +79,68 @@ func (s *Signer) Names(n int) ([]string, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("image names: negative count %d", n)
 	}
-	raw := make([]byte, n*NameLen)
+	raw := make([]byte, n*randSyms)
 	if _, err := io.ReadFull(s.rand, raw); err != nil {
 		return nil, fmt.Errorf("image names: read random: %w", err)
 	}
+	var stamp [timeSyms]byte
+	b := hourOf(s.now()) % bucketWrap
+	for j := timeSyms - 1; j >= 0; j-- {
+		stamp[j] = alphabet[b&63]
+		b >>= 6
+	}
 	out := make([]string, n)
+	var name [NameLen]byte
+	copy(name[:], stamp[:])
 	for i := range out {
-		name := raw[i*NameLen : (i+1)*NameLen]
-		for j, b := range name {
-			name[j] = alphabet[b&63]
+		for j, b := range raw[i*randSyms : (i+1)*randSyms] {
+			name[timeSyms+j] = alphabet[b&63]
 		}
-		out[i] = s.Digest(string(name)) + "/" + string(name)
+		out[i] = s.Digest(string(name[:])) + "/" + string(name[:])
 	}
 	return out, nil
+}
+
+// hourOf returns the number of whole buckets since the Unix epoch.
+func hourOf(t time.Time) int64 {
+	return t.Unix() / int64(bucket/time.Second)
+}
+
+// Expiry returns when name stops being accepted for upload: the end of the
+// hour it was issued in, plus ttl, so every name lives at least ttl. The
+// hour is read from the name's first symbols, taken as the latest hour with
+// those symbols that is not more than skewBuckets ahead of now. ok is false
+// for a name that is not NameLen symbols of the alphabet. The signature is
+// not checked here; see Valid.
+func (s *Signer) Expiry(name string, ttl time.Duration) (expires time.Time, ok bool) {
+	if len(name) != NameLen {
+		return time.Time{}, false
+	}
+	var stamp int64
+	for i := range timeSyms {
+		v := strings.IndexByte(alphabet, name[i])
+		if v < 0 {
+			return time.Time{}, false
+		}
+		stamp = stamp<<6 | int64(v)
+	}
+	now := hourOf(s.now())
+	// Buckets since issue, modulo the wrap, with the few just ahead of now
+	// read as clock skew rather than as nearly 30 years old.
+	age := ((now-stamp)%bucketWrap + bucketWrap) % bucketWrap
+	if age >= bucketWrap-skewBuckets {
+		age -= bucketWrap
+	}
+	issued := time.Unix((now-age)*int64(bucket/time.Second), 0)
+	return issued.Add(bucket + ttl), true
+}
+
+// Fresh reports whether name may still be uploaded with a time to live of
+// ttl: it was issued at most ttl (plus the rest of its hour) ago, and not
+// more than skewBuckets ahead of this node's clock.
+func (s *Signer) Fresh(name string, ttl time.Duration) bool {
+	exp, ok := s.Expiry(name, ttl)
+	return ok && s.now().Before(exp)
 }
 
 // Digest returns the lowercase hex keyed BLAKE2b-128 of name.

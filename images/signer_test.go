@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 const testKey = "0123456789abcdefghijklmnopqrstuv"
@@ -87,15 +89,16 @@ func TestNames(t *testing.T) {
 }
 
 // Every byte value maps to a symbol, and each symbol gets exactly 4 of the
-// 256: no symbol is likelier than another.
+// 256: no random symbol is likelier than another. (The first timeSyms
+// symbols are the hour, not random.)
 func TestNamesUnbiased(t *testing.T) {
 	s := testSigner(t)
 	all := make([]byte, 256)
 	for i := range all {
 		all[i] = byte(i)
 	}
-	// 256 bytes do not split into 9-byte names; repeat them 9 times.
-	s.rand = bytes.NewReader(bytes.Repeat(all, NameLen))
+	// 256 bytes do not split into 6-byte names; repeat them 6 times.
+	s.rand = bytes.NewReader(bytes.Repeat(all, randSyms))
 	names, err := s.Names(256)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +106,7 @@ func TestNamesUnbiased(t *testing.T) {
 	count := map[byte]int{}
 	for _, n := range names {
 		_, name, _ := strings.Cut(n, "/")
-		for i := 0; i < len(name); i++ {
+		for i := timeSyms; i < len(name); i++ {
 			count[name[i]]++
 		}
 	}
@@ -111,8 +114,8 @@ func TestNamesUnbiased(t *testing.T) {
 		t.Fatalf("%d distinct symbols, want %d", len(count), len(alphabet))
 	}
 	for c, n := range count {
-		if n != 4*NameLen {
-			t.Fatalf("symbol %q drawn %d times, want %d", c, n, 4*NameLen)
+		if n != 4*randSyms {
+			t.Fatalf("symbol %q drawn %d times, want %d", c, n, 4*randSyms)
 		}
 	}
 }
@@ -190,5 +193,124 @@ func TestLoadKey(t *testing.T) {
 	}
 	if _, err := NewSigner(k); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// clock is a settable time for tests of name expiry.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock(t time.Time) *clock { return &clock{t: t} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.t = t
+	c.mu.Unlock()
+}
+
+func TestNameStamp(t *testing.T) {
+	tests := []struct {
+		at   time.Time
+		want string
+	}{
+		{time.Unix(0, 0), "AAA"},
+		{time.Unix(3599, 0), "AAA"},
+		{time.Unix(3600, 0), "AAB"},
+		{time.Unix(64*3600, 0), "ABA"},
+		// 2026-12-04T20:00Z is hour 499,004; modulo 2^18 that is
+		// 236,860 = 57*4096 + 52*64 + 60: "5", "0", "8".
+		{time.Date(2026, 12, 4, 20, 30, 0, 0, time.UTC), "508"},
+		// Hour 2^18 wraps to 0.
+		{time.Unix(1<<18*3600, 0), "AAA"},
+	}
+	for _, tc := range tests {
+		s, err := NewSigner([]byte(testKey), WithClock(func() time.Time { return tc.at }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := s.Names(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if got := n[DigestLen+1:][:timeSyms]; got != tc.want {
+				t.Errorf("name issued at %v starts %q, want %q", tc.at, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestNameExpiry(t *testing.T) {
+	const ttl = 24 * time.Hour
+	issued := time.Date(2026, 12, 4, 10, 30, 0, 0, time.UTC)
+	expires := time.Date(2026, 12, 5, 11, 0, 0, 0, time.UTC) // end of the hour + ttl
+	tests := []struct {
+		name     string
+		issue    time.Time // the issuing db node's clock
+		check    time.Time // the img node's clock
+		want     bool
+		wantExp  time.Time
+		checkExp bool
+	}{
+		{name: "just issued", issue: issued, check: issued, want: true, wantExp: expires, checkExp: true},
+		{name: "a second before expiry", issue: issued, check: expires.Add(-time.Second), want: true, wantExp: expires, checkExp: true},
+		{name: "at expiry", issue: issued, check: expires, want: false, wantExp: expires, checkExp: true},
+		{name: "a week old", issue: issued, check: issued.Add(7 * 24 * time.Hour), want: false, wantExp: expires, checkExp: true},
+		{name: "issuer an hour ahead", issue: issued.Add(time.Hour), check: issued, want: true},
+		{name: "issuer three hours ahead", issue: issued.Add(3 * time.Hour), check: issued, want: false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newClock(tc.issue)
+			s, err := NewSigner([]byte(testKey), WithClock(c.Now))
+			if err != nil {
+				t.Fatal(err)
+			}
+			names, err := s.Names(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := names[0][DigestLen+1:]
+			c.Set(tc.check)
+			if got := s.Fresh(name, ttl); got != tc.want {
+				t.Fatalf("Fresh = %v, want %v", got, tc.want)
+			}
+			exp, ok := s.Expiry(name, ttl)
+			if !ok || (tc.checkExp && !exp.Equal(tc.wantExp)) {
+				t.Fatalf("Expiry = %v, %v; want %v", exp, ok, tc.wantExp)
+			}
+		})
+	}
+}
+
+// Names issued before names carried their hour are random in their first
+// symbols too: they still verify (the PROTOCOL.md vector included), but
+// read as issued at a random hour of the last 30 years, so the img node
+// refuses nearly all of them for upload (docs/security.md).
+func TestOldNamesRefused(t *testing.T) {
+	now := time.Date(2026, 12, 4, 20, 30, 0, 0, time.UTC)
+	s, err := NewSigner([]byte(testKey), WithClock(func() time.Time { return now }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name, digest = "aB3+x-9Qz", "671772238154af7fce237c8a217d2cd2"
+	if !s.Valid(digest, name) {
+		t.Fatal("the test vector no longer verifies")
+	}
+	if s.Fresh(name, 24*time.Hour) {
+		t.Fatal("an old-style name is accepted for upload")
+	}
+	for _, bad := range []string{"", "aB3", "aB3+x-9Qz0", "a*3+x-9Qz"} {
+		if _, ok := s.Expiry(bad, time.Hour); ok || s.Fresh(bad, time.Hour) {
+			t.Fatalf("Expiry accepts %q", bad)
+		}
 	}
 }

@@ -142,7 +142,7 @@ func (s *Server) imageSigner(db, img bool) (*images.Signer, error) {
 			return nil, nil
 		}
 	}
-	return images.NewSigner(key)
+	return images.NewSigner(key, images.WithClock(s.cfg.Clock))
 }
 
 // buildImg mounts the image routes. A node without the db role answers its
@@ -153,7 +153,13 @@ func (s *Server) buildImg(signer *images.Signer, alone bool) error {
 		return err
 	}
 	s.imgStore = st
-	images.NewServer(s.cfg.Images, signer, st, s.log.Named("images")).Register(s.echo)
+	ic := s.cfg.Images
+	ic.Metrics = s.m.reg
+	if ic.ClientKey == nil {
+		// Uploads per address count the same client as the other limits.
+		ic.ClientKey = func(r *http.Request) string { return clientAddr(r, s.cfg.TrustedProxies) }
+	}
+	images.NewServer(ic, signer, st, s.log.Named("images")).Register(s.echo)
 	if alone {
 		s.echo.GET("/readyz", func(c echo.Context) error { return c.String(http.StatusOK, "ready\n") })
 	}
