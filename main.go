@@ -142,7 +142,8 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: env("TRUSTED_PROXIES"), Usage: "load balancers (CIDRs or addresses) whose X-Forwarded-For is believed, so per-address limits count clients, not the balancer"},
 		&cli.StringSliceFlag{Name: "allowed-origins", EnvVars: env("ALLOWED_ORIGINS"), Usage: "WebSocket Origin host patterns accepted besides same-origin (e.g. app.example.com, *)"},
 
-		&cli.Int64Flag{Name: "chat-queue-cap", Value: d.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user (oldest dropped)"},
+		&cli.Int64Flag{Name: "chat-queue-cap", Value: d.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user; a full queue refuses new ones (queue_full), never drops acknowledged ones"},
+		&cli.Int64Flag{Name: "chat-queue-sender-share", Value: d.Chat.QueueSenderShare, EnvVars: env("CHAT_QUEUE_SENDER_SHARE"), Usage: "messages one sender may have in one recipient's queue (beyond: queue_full); 0: a quarter of --chat-queue-cap"},
 		&cli.DurationFlag{Name: "chat-queue-ttl", Value: d.Chat.QueueTTL, EnvVars: env("CHAT_QUEUE_TTL"), Usage: "offline queue lifetime after the user's last login"},
 		&cli.IntFlag{Name: "max-message", Value: d.Chat.MaxMessage, EnvVars: env("MAX_MESSAGE"), Usage: "largest chat or presence frame in bytes"},
 		&cli.Float64Flag{Name: "chat-rate", Value: d.ChatRate, EnvVars: env("CHAT_RATE"), Usage: "chat messages per second per user (0: unlimited)"},
@@ -240,6 +241,7 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	}
 	cfg.Chat.QueueCap = c.Int64("chat-queue-cap")
 	cfg.Chat.QueueTTL = c.Duration("chat-queue-ttl")
+	cfg.Chat.QueueSenderShare = c.Int64("chat-queue-sender-share")
 	cfg.Chat.MaxMessage = c.Int("max-message")
 	cfg.ChatRate, cfg.ChatBurst = c.Float64("chat-rate"), c.Int("chat-burst")
 	cfg.PresenceRate, cfg.PresenceBurst = c.Float64("presence-rate"), c.Int("presence-burst")
