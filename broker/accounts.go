@@ -81,6 +81,21 @@ func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen in
 	return gen, c.wrap("login "+id, err)
 }
 
+// AccountTTL returns how long until user id's account expires: -1ns when
+// it never does, -2ns when there is no such account (Redis PTTL).
+func (c *Client) AccountTTL(ctx context.Context, id string) (time.Duration, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ms, err := c.rc.Do(ctx, c.rc.B().Pttl().Key(c.userKey("u", id)).Build()).AsInt64()
+	if err != nil {
+		return 0, c.wrap("account expiry of "+id, err)
+	}
+	if ms < 0 {
+		return time.Duration(ms), nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
 // regScript counts a registration from one client address in a window of
 // ARGV[2] ms that starts at its first registration: KEYS reg:{addr}:day;
 // ARGV now (ms), the window (ms), the limit. It returns 0 when admitted

@@ -588,3 +588,73 @@ func TestMessageIDsSurviveLostWrites(t *testing.T) {
 		}
 	})
 }
+
+// With an account lifetime, an account expires that long after its
+// registration, and each login starts it again; without one, logins take
+// a lifetime away. An account that expired is not brought back by a login.
+func TestAccountTTL(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		opt := b.Options
+		opt.AccountTTL = time.Hour
+		c := brokertest.Open(t, opt)
+		now := time.Now().UnixMilli()
+		id, err := c.CreateUser(ctx, "d", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := c.AccountTTL(ctx, id); d <= 59*time.Minute || d > time.Hour {
+			t.Fatalf("a new account expires in %v, want an hour", d)
+		}
+		forever := brokertest.Open(t, b.Options)
+		if _, err := forever.Login(ctx, id, now, 60_000); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := c.AccountTTL(ctx, id); d != -1 {
+			t.Fatalf("after a login without a lifetime the account expires in %v, want never", d)
+		}
+		if _, err := c.Login(ctx, id, now, 60_000); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := c.AccountTTL(ctx, id); d <= 59*time.Minute || d > time.Hour {
+			t.Fatalf("after a login the account expires in %v, want an hour", d)
+		}
+		if _, err := c.Login(ctx, "424242", now, 60_000); !errors.Is(err, broker.ErrNoUser) {
+			t.Fatalf("login of a missing account: %v, want ErrNoUser", err)
+		}
+		if d, _ := c.AccountTTL(ctx, "424242"); d != -2 {
+			t.Fatalf("a login brought a missing account back (ttl %v)", d)
+		}
+	})
+}
+
+// The registration budget counts per address within a day-long window
+// that starts at the first registration, by the caller's clock.
+func TestAdmitRegistration(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		now := time.Now().UnixMilli()
+		day := 24 * time.Hour
+		for i := 0; i < 2; i++ {
+			if w, err := c.AdmitRegistration(ctx, "2001:db8::/64", now+int64(i), day, 2); err != nil || w != 0 {
+				t.Fatalf("registration %d: wait %v, %v", i, w, err)
+			}
+		}
+		w, err := c.AdmitRegistration(ctx, "2001:db8::/64", now+1000, day, 2)
+		if err != nil || w != day-time.Second {
+			t.Fatalf("third: wait %v (%v), want %v", w, err, day-time.Second)
+		}
+		if w, _ := c.AdmitRegistration(ctx, "192.0.2.1", now, day, 2); w != 0 {
+			t.Fatalf("another address waits %v", w)
+		}
+		if w, _ := c.AdmitRegistration(ctx, "2001:db8::/64", now+day.Milliseconds(), day, 2); w != 0 {
+			t.Fatalf("a day later: wait %v", w)
+		}
+		ok, err := c.UseSignupNonce(ctx, "n0nce123", time.Minute)
+		again, _ := c.UseSignupNonce(ctx, "n0nce123", time.Minute)
+		if err != nil || !ok || again {
+			t.Fatalf("nonce: first %v (%v), again %v; want true then false", ok, err, again)
+		}
+	})
+}
