@@ -185,7 +185,7 @@ func TestNewerLoginDisplacesOlderAcrossNodes(t *testing.T) {
 // another still gets through; once delivered, the sender may send again.
 func TestOfflineQueueIsBoundedNeverEvicted(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
-		n := startNode(t, b.Options, func(c *roles.Config) { c.Chat.QueueCap, c.Chat.QueueSenderShare = 4, 2 })
+		n := startNode(t, b.Options, func(c *roles.Config) { c.Chat.QueueCap, c.Chat.QueueSenderShare = 4, 3 })
 		a := register(t, n.url)
 		c := register(t, n.url)
 		u := register(t, n.url)
@@ -199,16 +199,14 @@ func TestOfflineQueueIsBoundedNeverEvicted(t *testing.T) {
 				t.Fatalf("got %v, want server_ack fail queue_full", m)
 			}
 		}
-		for i := 1; i <= 2; i++ {
+		for i := 1; i <= 3; i++ {
 			a.chat(u.id, fmt.Sprint("a", i), i)
 			a.expectServerAck(i, u.id)
 		}
-		refused(a, 3) // a's share
-		for i := 1; i <= 2; i++ {
-			c.chat(u.id, fmt.Sprint("c", i), i)
-			c.expectServerAck(i, u.id)
-		}
-		refused(c, 3) // the whole queue
+		refused(a, 4) // a's share
+		c.chat(u.id, "c1", 1) // another sender still gets through
+		c.expectServerAck(1, u.id)
+		refused(c, 2) // now the whole queue is full
 		if v := metricValue(t, n, `occase_chat_refused_total{limit="sender_share"}`); v != 1 {
 			t.Fatalf("sender_share refusals %v, want 1", v)
 		}
@@ -216,10 +214,10 @@ func TestOfflineQueueIsBoundedNeverEvicted(t *testing.T) {
 			t.Fatalf("queue refusals %v, want 1", v)
 		}
 		u = login(t, n.url, u.id, u.pwd)
-		u.expectChat(a.id, "a1")
-		u.expectChat(a.id, "a2")
+		for i := 1; i <= 3; i++ {
+			u.expectChat(a.id, fmt.Sprint("a", i))
+		}
 		u.expectChat(c.id, "c1")
-		u.expectChat(c.id, "c2")
 		// Delivered: once the node has removed them from Redis, the queue
 		// and a's share are free again.
 		bc := brokertest.Open(t, b.Options)

@@ -133,7 +133,7 @@ func (c Config) parts() (db, img bool, err error) {
 		return false, false, fmt.Errorf("--write-delay %v: want 0 to 1s", c.WriteDelay)
 	}
 	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
-		return false, false, fmt.Errorf("--ipv6-prefix %d: want 1 to 128", c.IPv6Prefix)
+		return false, false, fmt.Errorf("--ipv6-prefix %d: want 1 to 128 (0: 64)", c.IPv6Prefix)
 	}
 	if c.RegisterKey != nil && len(c.RegisterKey) < 16 {
 		return false, false, fmt.Errorf("--register-key: want at least 16 bytes, got %d", len(c.RegisterKey))
