@@ -203,7 +203,7 @@ func TestOfflineQueueIsBoundedNeverEvicted(t *testing.T) {
 			a.chat(u.id, fmt.Sprint("a", i), i)
 			a.expectServerAck(i, u.id)
 		}
-		refused(a, 4) // a's share
+		refused(a, 4)         // a's share
 		c.chat(u.id, "c1", 1) // another sender still gets through
 		c.expectServerAck(1, u.id)
 		refused(c, 2) // now the whole queue is full
