@@ -79,7 +79,38 @@ func app() *cli.App {
 			Action: func(c *cli.Context) error {
 				return probe(c.Context, c.Args().First())
 			},
-		}, bench.Command()},
+		}, registerTokenCommand(), bench.Command()},
+	}
+}
+
+// registerTokenCommand prints a sign-up token for --register-key, so an
+// operator can try a node that requires one (its sign-up service makes
+// them the same way: docs/security.md).
+func registerTokenCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "register-token",
+		Usage: "print a signup_token for a node run with --register-key",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "register-key", EnvVars: env("REGISTER_KEY"), Usage: "the nodes' --register-key (hex)"},
+			&cli.StringFlag{Name: "register-key-file", EnvVars: env("REGISTER_KEY_FILE"), Usage: "file holding --register-key"},
+			&cli.DurationFlag{Name: "ttl", Value: time.Hour, Usage: "the token expires this long from now (at most 168h)"},
+			&cli.StringFlag{Name: "subject", Usage: "your own reference of the verified user, carried in the token (optional)"},
+		},
+		Action: func(c *cli.Context) error {
+			key, err := roles.LoadRegisterKey(c.String("register-key"), c.String("register-key-file"))
+			if err != nil {
+				return err
+			}
+			if key == nil {
+				return errors.New("give --register-key or --register-key-file")
+			}
+			tok, err := roles.SignupToken(key, c.String("subject"), time.Now().Add(c.Duration("ttl")))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.App.Writer, tok)
+			return nil
+		},
 	}
 }
 
@@ -142,7 +173,8 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: env("TRUSTED_PROXIES"), Usage: "load balancers (CIDRs or addresses) whose X-Forwarded-For is believed, so per-address limits count clients, not the balancer"},
 		&cli.StringSliceFlag{Name: "allowed-origins", EnvVars: env("ALLOWED_ORIGINS"), Usage: "WebSocket Origin host patterns accepted besides same-origin (e.g. app.example.com, *)"},
 
-		&cli.Int64Flag{Name: "chat-queue-cap", Value: d.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user (oldest dropped)"},
+		&cli.Int64Flag{Name: "chat-queue-cap", Value: d.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user; a full queue refuses new ones (queue_full), never drops acknowledged ones"},
+		&cli.Int64Flag{Name: "chat-queue-sender-share", Value: d.Chat.QueueSenderShare, EnvVars: env("CHAT_QUEUE_SENDER_SHARE"), Usage: "messages one sender may have in one recipient's queue (beyond: queue_full); 0: a quarter of --chat-queue-cap"},
 		&cli.DurationFlag{Name: "chat-queue-ttl", Value: d.Chat.QueueTTL, EnvVars: env("CHAT_QUEUE_TTL"), Usage: "offline queue lifetime after the user's last login"},
 		&cli.IntFlag{Name: "max-message", Value: d.Chat.MaxMessage, EnvVars: env("MAX_MESSAGE"), Usage: "largest chat or presence frame in bytes"},
 		&cli.Float64Flag{Name: "chat-rate", Value: d.ChatRate, EnvVars: env("CHAT_RATE"), Usage: "chat messages per second per user (0: unlimited)"},
@@ -151,6 +183,11 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "presence-burst", Value: d.PresenceBurst, EnvVars: env("PRESENCE_BURST")},
 		&cli.Float64Flag{Name: "register-rate", Value: d.RegisterRate, EnvVars: env("REGISTER_RATE"), Usage: "registrations per second per client address (0: unlimited)"},
 		&cli.IntFlag{Name: "register-burst", Value: d.RegisterBurst, EnvVars: env("REGISTER_BURST")},
+		&cli.Int64Flag{Name: "register-per-day", Value: d.RegisterPerDay, EnvVars: env("REGISTER_PER_DAY"), Usage: "accounts one client address (an IPv6 --ipv6-prefix network) may create per day, counted in Redis across nodes (0: unlimited)"},
+		&cli.IntFlag{Name: "ipv6-prefix", Value: d.IPv6Prefix, EnvVars: env("IPV6_PREFIX"), Usage: "per-address limits count an IPv6 client by its network of this many bits (IPv4: each address)"},
+		&cli.StringFlag{Name: "register-key", EnvVars: env("REGISTER_KEY"), Usage: "hex key (64 hex chars) of sign-up tokens: when set, register requires a signup_token from your sign-up service (see occase register-token)"},
+		&cli.StringFlag{Name: "register-key-file", EnvVars: env("REGISTER_KEY_FILE"), Usage: "file holding --register-key"},
+		&cli.DurationFlag{Name: "account-ttl", EnvVars: env("ACCOUNT_TTL"), Usage: "delete an account this long after its last login (0: never)"},
 		&cli.Float64Flag{Name: "filenames-rate", Value: d.FilenamesRate, EnvVars: env("FILENAMES_RATE"), Usage: "filenames requests per second per user (0: unlimited)"},
 		&cli.IntFlag{Name: "filenames-burst", Value: d.FilenamesBurst, EnvVars: env("FILENAMES_BURST")},
 
@@ -245,10 +282,20 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	}
 	cfg.Chat.QueueCap = c.Int64("chat-queue-cap")
 	cfg.Chat.QueueTTL = c.Duration("chat-queue-ttl")
+	cfg.Chat.QueueSenderShare = c.Int64("chat-queue-sender-share")
 	cfg.Chat.MaxMessage = c.Int("max-message")
 	cfg.ChatRate, cfg.ChatBurst = c.Float64("chat-rate"), c.Int("chat-burst")
 	cfg.PresenceRate, cfg.PresenceBurst = c.Float64("presence-rate"), c.Int("presence-burst")
 	cfg.RegisterRate, cfg.RegisterBurst = c.Float64("register-rate"), c.Int("register-burst")
+	cfg.RegisterPerDay, cfg.IPv6Prefix = c.Int64("register-per-day"), c.Int("ipv6-prefix")
+	rk, err := roles.LoadRegisterKey(c.String("register-key"), c.String("register-key-file"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.RegisterKey = rk
+	if cfg.Redis.AccountTTL = c.Duration("account-ttl"); cfg.Redis.AccountTTL < 0 {
+		return cfg, fmt.Errorf("--account-ttl must not be negative")
+	}
 	cfg.FilenamesRate, cfg.FilenamesBurst = c.Float64("filenames-rate"), c.Int("filenames-burst")
 	if f := c.String("menu"); f != "" {
 		m, err := posts.LoadMenu(f)

@@ -23,6 +23,7 @@ func startNode(t *testing.T, opt broker.Options) string {
 	cfg.Role = "db"
 	cfg.Redis = opt
 	cfg.RegisterRate, cfg.ChatRate, cfg.PresenceRate = 0, 0, 0
+	cfg.RegisterPerDay = 0
 	// A publisher in a load test posts far more than an app may.
 	cfg.Posts.QuotaN = 1 << 20
 	srv, err := roles.New(context.Background(), cfg, zaptest.NewLogger(t))

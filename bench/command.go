@@ -30,8 +30,8 @@ func Command() *cli.Command {
             --server-pid the report gives the server memory per connection
 
 Only loopback addresses are accepted unless --allow-remote is given. Start the
-servers with --chat-rate 0 --presence-rate 0 --register-rate 0, or the per-user
-limits are what you measure.`,
+servers with --chat-rate 0 --presence-rate 0 --register-rate 0 --register-per-day 0,
+or the per-user and per-address limits are what you measure.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "scenario", Value: d.Scenario, EnvVars: env("SCENARIO"), Usage: "chat, fanout, connect or idle"},
 			&cli.StringSliceFlag{Name: "url", Value: cli.NewStringSlice(d.URLs...), EnvVars: env("URL"), Usage: "ws:// URL of a node (repeat, or comma-separate, for several); users are spread across them"},

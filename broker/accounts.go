@@ -6,9 +6,18 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/rueidis"
 )
+
+// createScript stores a new user's hash: KEYS u:{id}; ARGV the digest, the
+// first login (ms), and the account's lifetime in ms (0: for ever).
+var createScript = newScript("create_user", `
+redis.call('HSET', KEYS[1], 'pwd', ARGV[1], 'gen', '1', 'login', ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1`)
 
 // CreateUser allocates the next user id and stores the password digest.
 // now is Unix milliseconds; it counts as the user's first login.
@@ -20,9 +29,8 @@ func (c *Client) CreateUser(ctx context.Context, digest string, now int64) (stri
 		return "", c.wrap("allocate user id", err)
 	}
 	id := strconv.FormatInt(n, 10)
-	err = c.rc.Do(ctx, c.rc.B().Hset().Key(c.userKey("u", id)).FieldValue().
-		FieldValue("pwd", digest).FieldValue("gen", "1").
-		FieldValue("login", strconv.FormatInt(now, 10)).Build()).Error()
+	err = createScript.Exec(ctx, c.rc, []string{c.userKey("u", id)},
+		[]string{digest, strconv.FormatInt(now, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10)}).Error()
 	if err != nil {
 		return "", c.wrap("store user "+id, err)
 	}
@@ -44,21 +52,96 @@ func (c *Client) PasswordDigest(ctx context.Context, id string) (digest string, 
 	return s, true, nil
 }
 
+// loginScript: KEYS u:{id}, q:{id}, s:{id}; ARGV now (ms), the queue's
+// lifetime (ms), the account's lifetime (ms; 0: for ever). An account that
+// expired since its password was checked is not brought back as an empty
+// hash: -1.
 var loginScript = newScript("login", `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HSET', KEYS[1], 'login', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
 return gen`)
 
 // Login records a successful login at now (Unix ms): it bumps the user's
-// login generation (a newer login displaces every older one) and restarts the
-// offline queue's expiry of ttlMs.
+// login generation (a newer login displaces every older one), restarts the
+// offline queue's expiry of ttlMs and the account's own (Options.AccountTTL).
+// It returns ErrNoUser when the account has expired meanwhile.
 func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen int64, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	gen, err = loginScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id)},
-		[]string{strconv.FormatInt(now, 10), strconv.FormatInt(ttlMs, 10)}).AsInt64()
+	gen, err = loginScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id)},
+		[]string{strconv.FormatInt(now, 10), strconv.FormatInt(ttlMs, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10)}).AsInt64()
+	if err == nil && gen < 0 {
+		return 0, ErrNoUser
+	}
 	return gen, c.wrap("login "+id, err)
+}
+
+// AccountTTL returns how long until user id's account expires: -1ns when
+// it never does, -2ns when there is no such account (Redis PTTL).
+func (c *Client) AccountTTL(ctx context.Context, id string) (time.Duration, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ms, err := c.rc.Do(ctx, c.rc.B().Pttl().Key(c.userKey("u", id)).Build()).AsInt64()
+	if err != nil {
+		return 0, c.wrap("account expiry of "+id, err)
+	}
+	if ms < 0 {
+		return time.Duration(ms), nil
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// regScript counts a registration from one client address in a window of
+// ARGV[2] ms that starts at its first registration: KEYS reg:{addr}:day;
+// ARGV now (ms), the window (ms), the limit. It returns 0 when admitted
+// (and counted), else the ms until the window ends. The window is kept in
+// the hash by the caller's clock (so an injected clock behaves like the
+// real one); the key's expiry only collects it.
+var regScript = newScript("register_budget", `
+local now, win, lim = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local start = tonumber(redis.call('HGET', KEYS[1], 's') or '')
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0') or 0
+if not start or now >= start + win or now < start - win then
+  start, n = now, 0
+end
+if n >= lim then return start + win - now end
+redis.call('HSET', KEYS[1], 's', string.format('%d', start), 'n', n + 1)
+redis.call('PEXPIRE', KEYS[1], start + win - now)
+return 0`)
+
+// AdmitRegistration counts one registration from client address group addr
+// against limit per window: it returns 0 when admitted, or how long until
+// the window ends and registration from addr is possible again. The count
+// is in Redis, so it holds across every node.
+func (c *Client) AdmitRegistration(ctx context.Context, addr string, now int64, window time.Duration, limit int64) (time.Duration, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ms, err := regScript.Exec(ctx, c.rc, []string{c.key("reg:{" + addr + "}:day")},
+		[]string{strconv.FormatInt(now, 10), strconv.FormatInt(window.Milliseconds(), 10), strconv.FormatInt(limit, 10)}).AsInt64()
+	if err != nil {
+		return 0, c.wrap("count registration from "+addr, err)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// UseSignupNonce marks a sign-up token's nonce used for ttl (until the
+// token expires). It returns false when the nonce was used already.
+func (c *Client) UseSignupNonce(ctx context.Context, nonce string, ttl time.Duration) (bool, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	err := c.rc.Do(ctx, c.rc.B().Set().Key(c.key("signup:"+nonce)).Value("1").Nx().PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()).Error()
+	if rueidis.IsRedisNil(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, c.wrap("use sign-up nonce", err)
+	}
+	return true, nil
 }
 
 // announceScript: KEYS: u:{id}. ARGV: the user's channel, the payload, and

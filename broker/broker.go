@@ -11,8 +11,13 @@
 //	<p>user_id          counter of user ids
 //	<p>secret           generated password-digest key, when none is configured
 //	<p>u:{<id>}         hash: pwd (digest), gen (login generation), login (ms),
-//	                    seq (last chat message id)
+//	                    seq (last chat message id); expires AccountTTL after
+//	                    the last login when that is set
 //	<p>q:{<id>}         list: the user's undelivered chat messages, oldest first
+//	<p>s:{<id>}         hash: sender id -> that sender's messages in q:{<id>}
+//	<p>reg:{<addr>}:day hash: registrations from one client address (group)
+//	                    in the current day-long window: s (start ms), n
+//	<p>signup:<nonce>   a used sign-up token, kept until the token expires
 //	<p>n:{<id>}         flag: a node has been told the queue has work (expires)
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
 //	<p>pq:{<id>}        list: times of the user's publishes in the quota window
@@ -77,6 +82,9 @@ type Options struct {
 	// Metrics, when set, receives the Redis command latency and error
 	// series.
 	Metrics prometheus.Registerer
+	// AccountTTL > 0 deletes an account this long after its last login
+	// (or its registration); 0 keeps accounts for ever.
+	AccountTTL time.Duration
 }
 
 // Client is a connection to Redis shared by every feature of a node.
@@ -92,6 +100,8 @@ type Client struct {
 	// are sharded.
 	cluster bool
 	waitN   int
+	// accountTTL: see Options.AccountTTL.
+	accountTTL time.Duration
 }
 
 // ErrUnavailable wraps every failure to reach Redis.
@@ -105,7 +115,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Second
 	}
-	c := &Client{prefix: opt.Prefix, log: log, tmo: opt.Timeout, waitN: opt.WaitReplicas}
+	c := &Client{prefix: opt.Prefix, log: log, tmo: opt.Timeout, waitN: opt.WaitReplicas, accountTTL: opt.AccountTTL}
 	addrs := opt.Addrs
 	switch {
 	case len(opt.Sentinels) > 0 && len(addrs) > 0:

@@ -59,18 +59,27 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 		// now, message i gets base + i - 1.
 		base := now * 1000
 		m := func(i int) string { return fmt.Sprintf(`{"msg_id":%d,"n":%d}`, base+int64(i)-1, i) }
-		for i := 1; i <= 5; i++ {
-			seq, err := c.StoreMessage(ctx, id, []byte(`"n":`+string(rune('0'+i))), now, opt, false)
-			if err != nil || seq != base+int64(i)-1 {
-				t.Fatalf("store %d: seq %d err %v", i, seq, err)
+		store := func(i int) error {
+			seq, err := c.StoreMessage(ctx, id, []byte(fmt.Sprintf(`"n":%d`, i)), now, opt, false)
+			if err == nil && seq != base+int64(i)-1 {
+				t.Fatalf("store %d: seq %d", i, seq)
+			}
+			return err
+		}
+		for i := 1; i <= 3; i++ {
+			if err := store(i); err != nil {
+				t.Fatalf("store %d: %v", i, err)
 			}
 		}
-		// Cap 3: the two oldest are gone.
+		// Cap 3: the fourth is refused, and what was acknowledged stays.
+		if _, err := c.StoreMessage(ctx, id, []byte(`"n":99`), now, opt, false); !errors.Is(err, broker.ErrQueueFull) {
+			t.Fatalf("store into a full queue: %v, want ErrQueueFull", err)
+		}
 		msgs, err := c.FetchMessages(ctx, id, 0, "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []string{m(3), m(4), m(5)}
+		want := []string{m(1), m(2), m(3)}
 		if strings.Join(msgs, " ") != strings.Join(want, " ") {
 			t.Fatalf("fetched %v, want %v", msgs, want)
 		}
@@ -79,26 +88,39 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 		if len(msgs) != 2 || msgs[0] != want[0] {
 			t.Fatalf("refetch %v", msgs)
 		}
-		// Two processed; meanwhile the cap trimmed one more from the head:
-		// only what was processed goes, and nothing else.
-		c.StoreMessage(ctx, id, []byte(`"n":6`), now, opt, false) // trims msg 3
+		// Two processed: they go, and make room for two more.
 		msgs, _ = c.FetchMessages(ctx, id, 2, want[1], 10)
-		if strings.Join(msgs, " ") != m(5)+" "+m(6) {
-			t.Fatalf("after acking 3 and 4 with a trim in between: %v", msgs)
+		if strings.Join(msgs, " ") != m(3) {
+			t.Fatalf("after acking 1 and 2: %v", msgs)
+		}
+		if err := store(4); err != nil {
+			t.Fatal(err)
+		}
+		// A requeued frame was accepted already: a full queue takes it.
+		c.StoreMessage(ctx, id, []byte(`"n":5`), now, opt, false)
+		rq := opt
+		rq.Requeue = true
+		if _, err := c.StoreMessage(ctx, id, []byte(`"n":6`), now, rq, false); err != nil {
+			t.Fatalf("requeue into a full queue: %v", err)
+		}
+		if n, _ := c.QueueLen(ctx, id); n != 4 {
+			t.Fatalf("queue length %d, want 4 (3 and a requeued one over the cap)", n)
 		}
 		// Foreign elements are acknowledged like any other: no stall, and
 		// an element that pretends to a huge id makes nothing vanish.
+		msgs, _ = c.FetchMessages(ctx, id, 4, m(6), 10)
+		if len(msgs) != 0 {
+			t.Fatalf("after acking all: %v", msgs)
+		}
 		c.RawPush(ctx, id, "garbage")
 		c.RawPush(ctx, id, `{"msg_id":99999999999,"x":1}`)
-		c.StoreMessage(ctx, id, []byte(`"n":7`), now, opt, false)
-		c.StoreMessage(ctx, id, []byte(`"n":8`), now, opt, false)
-		msgs, _ = c.FetchMessages(ctx, id, 2, m(6), 10)
-		if len(msgs) != 3 || msgs[2] != m(8) {
-			// The cap (3) keeps the newest three.
+		store(7)
+		msgs, _ = c.FetchMessages(ctx, id, 0, "", 10)
+		if len(msgs) != 3 || msgs[2] != m(7) {
 			t.Fatalf("with foreign elements: %v", msgs)
 		}
 		msgs, _ = c.FetchMessages(ctx, id, 2, msgs[1], 10)
-		if len(msgs) != 1 || msgs[0] != m(8) {
+		if len(msgs) != 1 || msgs[0] != m(7) {
 			t.Fatalf("after the foreign ones: %v", msgs)
 		}
 		if n, _ := c.QueueLen(ctx, id); n != 1 {
@@ -117,6 +139,64 @@ func TestQueueFetchAckAndCap(t *testing.T) {
 	})
 }
 
+// One sender may hold only its share of a recipient's queue; another
+// sender still gets through, and a sender's count goes down as its
+// messages are delivered.
+func TestSenderShare(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		now := time.Now().UnixMilli()
+		id, _ := c.CreateUser(ctx, "d", now)
+		from := func(s string) broker.StoreOptions {
+			return broker.StoreOptions{Cap: 5, SenderShare: 2, TTLms: 60_000, From: s}
+		}
+		msg := func(s string, i int) []byte { return []byte(fmt.Sprintf(`"from":%q,"n":%d`, s, i)) }
+		for i := 0; i < 2; i++ {
+			if _, err := c.StoreMessage(ctx, id, msg("7", i), now, from("7"), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.StoreMessage(ctx, id, msg("7", 2), now, from("7"), false); !errors.Is(err, broker.ErrSenderShare) {
+			t.Fatalf("third from 7: %v, want ErrSenderShare", err)
+		}
+		if _, err := c.StoreMessage(ctx, id, msg("8", 0), now, from("8"), false); err != nil {
+			t.Fatalf("another sender: %v", err)
+		}
+		if n, _ := c.QueuedFrom(ctx, id, "7"); n != 2 {
+			t.Fatalf("7 holds %d, want 2", n)
+		}
+		// One of 7's is delivered: 7 may send one more.
+		msgs, _ := c.FetchMessages(ctx, id, 0, "", 1)
+		c.FetchMessages(ctx, id, 1, msgs[0], 0)
+		if n, _ := c.QueuedFrom(ctx, id, "7"); n != 1 {
+			t.Fatalf("7 holds %d after a delivery, want 1", n)
+		}
+		if _, err := c.StoreMessage(ctx, id, msg("7", 3), now, from("7"), false); err != nil {
+			t.Fatalf("7 after a delivery: %v", err)
+		}
+		// Everything delivered: nothing is counted any more.
+		msgs, _ = c.FetchMessages(ctx, id, 0, "", 10)
+		if len(msgs) != 3 {
+			t.Fatalf("queue %v", msgs)
+		}
+		c.FetchMessages(ctx, id, 3, msgs[2], 0)
+		for _, s := range []string{"7", "8"} {
+			if n, _ := c.QueuedFrom(ctx, id, s); n != 0 {
+				t.Fatalf("%s holds %d of an empty queue", s, n)
+			}
+		}
+		// A count left behind (a foreign writer, a lost write) cannot lock a
+		// sender out: the empty queue forgets it.
+		raw := brokertest.Open(t, b.Options)
+		if err := raw.RawHIncr(ctx, "s", id, "7", 2); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.StoreMessage(ctx, id, msg("7", 4), now, from("7"), false); err != nil {
+			t.Fatalf("after a stale count: %v", err)
+		}
+	})
+}
 func TestPubSubNotifyAndResubscribe(t *testing.T) {
 	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
@@ -505,6 +585,76 @@ func TestMessageIDsSurviveLostWrites(t *testing.T) {
 		seq, err := c.StoreMessage(ctx, id, []byte(`"n":3`), now+1000, opt, false)
 		if err != nil || seq <= last+1 {
 			t.Fatalf("after lost writes the next id is %d (%v), want above %d", seq, err, last+1)
+		}
+	})
+}
+
+// With an account lifetime, an account expires that long after its
+// registration, and each login starts it again; without one, logins take
+// a lifetime away. An account that expired is not brought back by a login.
+func TestAccountTTL(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		opt := b.Options
+		opt.AccountTTL = time.Hour
+		c := brokertest.Open(t, opt)
+		now := time.Now().UnixMilli()
+		id, err := c.CreateUser(ctx, "d", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := c.AccountTTL(ctx, id); d <= 59*time.Minute || d > time.Hour {
+			t.Fatalf("a new account expires in %v, want an hour", d)
+		}
+		forever := brokertest.Open(t, b.Options)
+		if _, err := forever.Login(ctx, id, now, 60_000); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := c.AccountTTL(ctx, id); d != -1 {
+			t.Fatalf("after a login without a lifetime the account expires in %v, want never", d)
+		}
+		if _, err := c.Login(ctx, id, now, 60_000); err != nil {
+			t.Fatal(err)
+		}
+		if d, _ := c.AccountTTL(ctx, id); d <= 59*time.Minute || d > time.Hour {
+			t.Fatalf("after a login the account expires in %v, want an hour", d)
+		}
+		if _, err := c.Login(ctx, "424242", now, 60_000); !errors.Is(err, broker.ErrNoUser) {
+			t.Fatalf("login of a missing account: %v, want ErrNoUser", err)
+		}
+		if d, _ := c.AccountTTL(ctx, "424242"); d != -2 {
+			t.Fatalf("a login brought a missing account back (ttl %v)", d)
+		}
+	})
+}
+
+// The registration budget counts per address within a day-long window
+// that starts at the first registration, by the caller's clock.
+func TestAdmitRegistration(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		now := time.Now().UnixMilli()
+		day := 24 * time.Hour
+		for i := 0; i < 2; i++ {
+			if w, err := c.AdmitRegistration(ctx, "2001:db8::/64", now+int64(i), day, 2); err != nil || w != 0 {
+				t.Fatalf("registration %d: wait %v, %v", i, w, err)
+			}
+		}
+		w, err := c.AdmitRegistration(ctx, "2001:db8::/64", now+1000, day, 2)
+		if err != nil || w != day-time.Second {
+			t.Fatalf("third: wait %v (%v), want %v", w, err, day-time.Second)
+		}
+		if w, _ := c.AdmitRegistration(ctx, "192.0.2.1", now, day, 2); w != 0 {
+			t.Fatalf("another address waits %v", w)
+		}
+		if w, _ := c.AdmitRegistration(ctx, "2001:db8::/64", now+day.Milliseconds(), day, 2); w != 0 {
+			t.Fatalf("a day later: wait %v", w)
+		}
+		ok, err := c.UseSignupNonce(ctx, "n0nce123", time.Minute)
+		again, _ := c.UseSignupNonce(ctx, "n0nce123", time.Minute)
+		if err != nil || !ok || again {
+			t.Fatalf("nonce: first %v (%v), again %v; want true then false", ok, err, again)
 		}
 	})
 }

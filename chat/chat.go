@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -19,11 +20,14 @@ import (
 
 // Config bounds chat.
 type Config struct {
-	QueueCap   int64         // offline messages kept per user; the oldest are dropped
-	QueueTTL   time.Duration // a queue expires this long after the user's last login
-	MaxMessage int           // largest message frame in bytes
-	Batch      int           // messages fetched from Redis per round trip
-	Clock      func() time.Time
+	QueueCap int64 // offline messages kept per user; a full queue refuses more (queue_full)
+	// QueueSenderShare is how many of them one sender may hold (refused
+	// beyond with queue_full too); 0: a quarter of QueueCap.
+	QueueSenderShare int64
+	QueueTTL         time.Duration // a queue expires this long after the user's last login
+	MaxMessage       int           // largest message frame in bytes
+	Batch            int           // messages fetched from Redis per round trip
+	Clock            func() time.Time
 }
 
 // DefaultConfig returns the documented defaults.
@@ -36,6 +40,19 @@ type Service struct {
 	b   *broker.Client
 	cfg Config
 	log *zap.Logger
+
+	refusedFull, refusedShare atomic.Int64
+}
+
+// Stats are the service's counters since it started.
+type Stats struct {
+	RefusedQueueFull   int64 // messages refused: the recipient's queue was full
+	RefusedSenderShare int64 // messages refused: the sender held its share of the queue
+}
+
+// Stats returns the counters.
+func (s *Service) Stats() Stats {
+	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load()}
 }
 
 // New returns a chat service on b.
@@ -43,6 +60,9 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) *Service {
 	d := DefaultConfig()
 	if cfg.QueueCap <= 0 {
 		cfg.QueueCap = d.QueueCap
+	}
+	if cfg.QueueSenderShare <= 0 {
+		cfg.QueueSenderShare = max(cfg.QueueCap/4, 1)
 	}
 	if cfg.QueueTTL <= 0 {
 		cfg.QueueTTL = d.QueueTTL
@@ -62,8 +82,11 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) *Service {
 // QueueTTL is how long a queue lives after a login.
 func (s *Service) QueueTTL() time.Duration { return s.cfg.QueueTTL }
 
+// SenderShare is the most messages one sender may have in a queue.
+func (s *Service) SenderShare() int64 { return s.cfg.QueueSenderShare }
+
 func (s *Service) opts() broker.StoreOptions {
-	return broker.StoreOptions{Cap: s.cfg.QueueCap, TTLms: s.cfg.QueueTTL.Milliseconds()}
+	return broker.StoreOptions{Cap: s.cfg.QueueCap, SenderShare: s.cfg.QueueSenderShare, TTLms: s.cfg.QueueTTL.Milliseconds()}
 }
 
 // ValidUserID tells whether id has the shape of a user id (a decimal u64).
@@ -78,6 +101,7 @@ func ValidUserID(id string) bool {
 // Message is a validated "message" request ready to store.
 type Message struct {
 	To      string
+	From    string
 	members []byte // the stored frame's members: "from" first, then the request's own
 	req     *wire.Request
 }
@@ -104,17 +128,27 @@ func (s *Service) Prepare(from string, req *wire.Request) (*Message, error) {
 	m = wire.AppendString(m, from)
 	m = append(m, ',')
 	m = req.AppendMembers(m, "from", "msg_id")
-	return &Message{To: to, members: m, req: req}, nil
+	return &Message{To: to, From: from, members: m, req: req}, nil
 }
 
 // Store puts m in its recipient's queue and returns the server_ack frame.
 // notify asks Redis to publish on the recipient's channel; the caller skips
 // it when the recipient is connected to this node and pokes it directly.
+// A full queue, or one holding the sender's share, refuses m (queue_full):
+// what it holds was acknowledged and is never dropped to make room.
 func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, error) {
-	id, err := s.b.StoreMessage(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), s.opts(), notify)
+	opt := s.opts()
+	opt.From = m.From
+	id, err := s.b.StoreMessage(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
 	switch {
 	case errors.Is(err, broker.ErrNoUser):
 		return nil, wire.Errorf(wire.NotFound, "no user %q", m.To)
+	case errors.Is(err, broker.ErrQueueFull):
+		s.refusedFull.Add(1)
+		return nil, wire.Errorf(wire.QueueFull, "user %s has %d undelivered messages, the most a queue holds; try again once they have been delivered", m.To, s.cfg.QueueCap)
+	case errors.Is(err, broker.ErrSenderShare):
+		s.refusedShare.Add(1)
+		return nil, wire.Errorf(wire.QueueFull, "this sender's share of user %s's queue is full (%d undelivered messages from you); try again once they have been delivered", m.To, s.cfg.QueueSenderShare)
 	case errors.Is(err, broker.ErrUnavailable):
 		return nil, &wire.Error{Reason: wire.Unavailable}
 	case err != nil:
@@ -156,16 +190,31 @@ func ServerAck(req *wire.Request, to string, msgID int64, reason string) []byte 
 	return append(b, '}')
 }
 
+// FailAck is the fail reply to a "message" request with e's reason and
+// detail (ServerAck's fail reply, plus the detail).
+func FailAck(req *wire.Request, to string, e *wire.Error) []byte {
+	b := ServerAck(req, to, 0, e.Reason)
+	if e.Detail == "" {
+		return b
+	}
+	b = append(b[:len(b)-1], `,"detail":`...)
+	b = wire.AppendString(b, e.Detail)
+	return append(b, '}')
+}
+
 // Requeue stores frames (replies that could not be written before the
 // user's connection ended) at the end of the user's queue, to be delivered
-// after the next login.
+// after the next login. They were accepted already: the queue's cap never
+// refuses them.
 func (s *Service) Requeue(ctx context.Context, user string, frames [][]byte) error {
+	opt := s.opts()
+	opt.Requeue = true
 	for _, f := range frames {
 		if len(f) < 2 || f[0] != '{' {
 			continue
 		}
 		members := f[1 : len(f)-1]
-		if _, err := s.b.StoreMessage(ctx, user, members, s.cfg.Clock().UnixMilli(), s.opts(), false); err != nil {
+		if _, err := s.b.StoreMessage(ctx, user, members, s.cfg.Clock().UnixMilli(), opt, false); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,6 +181,65 @@ func TestMailboxRemovesOnlyWhatWasWritten(t *testing.T) {
 				t.Fatalf("frame %d = %s", i, f)
 			}
 			prev = m.ID
+		}
+	})
+}
+
+func TestFailAck(t *testing.T) {
+	r, _ := wire.ParseRequest([]byte(`{"cmd":"message","to":"5","id":3}`))
+	got := string(chat.FailAck(r, "5", wire.Errorf(wire.QueueFull, "this sender's share")))
+	want := `{"cmd":"message","type":"server_ack","result":"fail","reason":"queue_full","ack_id":3,"from":"5","detail":"this sender's share"}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if got := string(chat.FailAck(r, "5", &wire.Error{Reason: wire.NotFound})); got != string(chat.ServerAck(r, "5", 0, wire.NotFound)) {
+		t.Fatalf("without a detail: %s", got)
+	}
+}
+
+// A full queue refuses the next message instead of dropping an
+// acknowledged one; a sender's share is refused with its own detail while
+// another sender gets through; requeued replies are never refused.
+func TestQueueFullAndSenderShare(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		bc := brokertest.Open(t, b.Options)
+		s := chat.New(chat.Config{QueueCap: 4, QueueSenderShare: 2}, bc, zaptest.NewLogger(t))
+		id, _ := bc.CreateUser(ctx, "d", time.Now().UnixMilli())
+		send := func(from string, n int) error {
+			r, _ := wire.ParseRequest([]byte(fmt.Sprintf(`{"cmd":"message","to":%q,"n":%d}`, id, n)))
+			m, err := s.Prepare(from, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.Store(ctx, m, false)
+			return err
+		}
+		for i, from := range []string{"7", "7", "8"} {
+			if err := send(from, i); err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+		err := send("7", 3)
+		if we := wire.AsError(err); we.Reason != wire.QueueFull || !strings.Contains(we.Detail, "sender's share") {
+			t.Fatalf("7 past its share: %v", err)
+		}
+		if err := send("8", 4); err != nil {
+			t.Fatalf("8 within its share: %v", err)
+		}
+		err = send("9", 5)
+		if we := wire.AsError(err); we.Reason != wire.QueueFull || strings.Contains(we.Detail, "share") {
+			t.Fatalf("a full queue: %v", err)
+		}
+		if st := s.Stats(); st.RefusedQueueFull != 1 || st.RefusedSenderShare != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+		if err := s.Requeue(ctx, id, [][]byte{[]byte(`{"cmd":"publish_ack","result":"ok"}`)}); err != nil {
+			t.Fatalf("requeue into a full queue: %v", err)
+		}
+		left, _ := bc.FetchMessages(ctx, id, 0, "", 100)
+		if len(left) != 5 || !strings.Contains(left[4], "publish_ack") {
+			t.Fatalf("queue %v: want the four acknowledged messages, then the reply", left)
 		}
 	})
 }

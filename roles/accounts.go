@@ -40,9 +40,9 @@ func (s *Server) digest(password string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (ss *session) register(*wire.Request) error {
-	if !ss.srv.regLimit.allow(ss.remote) {
-		return wire.Errorf(wire.RateLimited, "too many registrations from this address; try later")
+func (ss *session) register(req *wire.Request) error {
+	if err := ss.srv.admitRegistration(ss.ctx, ss.remote, req); err != nil {
+		return err
 	}
 	pwd := newPassword()
 	now := ss.srv.cfg.Clock().UnixMilli()

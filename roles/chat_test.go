@@ -1,6 +1,7 @@
 package roles_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -179,24 +180,54 @@ func TestNewerLoginDisplacesOlderAcrossNodes(t *testing.T) {
 	})
 }
 
-func TestOfflineQueueIsCapped(t *testing.T) {
+// A full offline queue refuses the next message (queue_full) and every
+// acknowledged one is delivered at login; one sender hits its share while
+// another still gets through; once delivered, the sender may send again.
+func TestOfflineQueueIsBoundedNeverEvicted(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
-		n := startNode(t, b.Options, func(c *roles.Config) { c.Chat.QueueCap = 3 })
+		n := startNode(t, b.Options, func(c *roles.Config) { c.Chat.QueueCap, c.Chat.QueueSenderShare = 4, 3 })
 		a := register(t, n.url)
+		c := register(t, n.url)
 		u := register(t, n.url)
 		u.c.Close(websocket.StatusNormalClosure, "")
 		waitOffline(t, n, u.id)
-		for i := 1; i <= 5; i++ {
-			a.chat(u.id, fmt.Sprint("m", i), i)
+		refused := func(from *client, id int) {
+			t.Helper()
+			from.chat(u.id, "refused", id)
+			m := from.expect("message")
+			if m.str("type") != "server_ack" || m.str("result") != "fail" || m.str("reason") != wire.QueueFull || m.num("ack_id") != int64(id) {
+				t.Fatalf("got %v, want server_ack fail queue_full", m)
+			}
+		}
+		for i := 1; i <= 3; i++ {
+			a.chat(u.id, fmt.Sprint("a", i), i)
 			a.expectServerAck(i, u.id)
 		}
+		refused(a, 4)         // a's share
+		c.chat(u.id, "c1", 1) // another sender still gets through
+		c.expectServerAck(1, u.id)
+		refused(c, 2) // now the whole queue is full
+		if v := metricValue(t, n, `occase_chat_refused_total{limit="sender_share"}`); v != 1 {
+			t.Fatalf("sender_share refusals %v, want 1", v)
+		}
+		if v := metricValue(t, n, `occase_chat_refused_total{limit="queue"}`); v != 1 {
+			t.Fatalf("queue refusals %v, want 1", v)
+		}
 		u = login(t, n.url, u.id, u.pwd)
-		for i := 3; i <= 5; i++ {
-			u.expectChat(a.id, fmt.Sprint("m", i))
+		for i := 1; i <= 3; i++ {
+			u.expectChat(a.id, fmt.Sprint("a", i))
 		}
-		if m, err := u.tryRecv(300 * time.Millisecond); err == nil {
-			t.Fatalf("more than the cap arrived: %v", m)
-		}
+		u.expectChat(c.id, "c1")
+		// Delivered: once the node has removed them from Redis, the queue
+		// and a's share are free again.
+		bc := brokertest.Open(t, b.Options)
+		brokertest.Poll(t, 5*time.Second, "the delivered messages are removed", func() bool {
+			n, err := bc.QueueLen(context.Background(), u.id)
+			return err == nil && n == 0
+		})
+		a.chat(u.id, "again", 10)
+		a.expectServerAck(10, u.id)
+		u.expectChat(a.id, "again")
 	})
 }
 

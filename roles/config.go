@@ -55,6 +55,18 @@ type Config struct {
 	FilenamesRate  float64
 	FilenamesBurst int
 
+	// Registration budgets (docs/security.md, "Registration").
+	// IPv6Prefix is the network size (bits) one IPv6 client is counted by
+	// in every per-address limit; 0: 64. IPv4 counts each address.
+	IPv6Prefix int
+	// RegisterPerDay is how many accounts one client address (group) may
+	// create per day, counted in Redis across every node; 0: unlimited.
+	RegisterPerDay int64
+	// RegisterKey, when set, requires a signup_token in register: an
+	// HMAC-SHA256 token the operator's sign-up service gives a verified
+	// user (SignupToken).
+	RegisterKey []byte
+
 	Chat chat.Config
 	// Posts: zero fields take the posts package's defaults; Clock is set
 	// from Clock below. Menu nil with the embedded broker: the demo menu.
@@ -95,6 +107,8 @@ func DefaultConfig() Config {
 		RegisterBurst:     20,
 		FilenamesRate:     1,
 		FilenamesBurst:    10,
+		IPv6Prefix:        defaultIPv6Prefix,
+		RegisterPerDay:    20,
 		Chat:              chat.DefaultConfig(),
 		Posts:             posts.DefaultConfig(),
 		ImageDir:          "./data/images",
@@ -117,6 +131,12 @@ func (c Config) parts() (db, img bool, err error) {
 	}
 	if c.WriteDelay < 0 || c.WriteDelay > time.Second {
 		return false, false, fmt.Errorf("--write-delay %v: want 0 to 1s", c.WriteDelay)
+	}
+	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
+		return false, false, fmt.Errorf("--ipv6-prefix %d: want 1 to 128 (0: 64)", c.IPv6Prefix)
+	}
+	if c.RegisterKey != nil && len(c.RegisterKey) < 16 {
+		return false, false, fmt.Errorf("--register-key: want at least 16 bytes, got %d", len(c.RegisterKey))
 	}
 	for _, p := range ps {
 		db = db || p == "db"

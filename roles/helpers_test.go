@@ -29,6 +29,7 @@ func startNode(t testing.TB, opt broker.Options, mut ...func(*roles.Config)) *no
 	cfg.Role = "db"
 	cfg.Redis = opt
 	cfg.RegisterRate = 0
+	cfg.RegisterPerDay = 0
 	cfg.ChatRate = 0
 	cfg.PresenceRate = 0
 	for _, m := range mut {

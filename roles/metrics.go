@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"github.com/occase/occase/chat"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -26,6 +27,9 @@ type metrics struct {
 	overflows  prometheus.Counter
 	httpReqs   *prometheus.CounterVec
 	uploaded   prometheus.Counter
+	// regRefused counts refused registrations by limit: rate (per second),
+	// daily (per address per day), token (signup_token).
+	regRefused *prometheus.CounterVec
 }
 
 // knownCmds bounds the cmd label: anything else is counted as "other".
@@ -84,6 +88,26 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_send_queue_frames",
 		Help: "Frames waiting in the send queues of all connections of this node."},
 		func() float64 { _, _, q := s.gauges(); return float64(q) }))
+	m.regRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_register_refused_total",
+		Help: "Registrations refused, by limit: rate (per address per second), daily (per address per day), token (signup_token missing, bad, expired or used)."},
+		[]string{"limit"})
+	reg.MustRegister(m.regRefused)
+	for _, l := range []string{"rate", "daily", "token"} {
+		m.regRefused.WithLabelValues(l)
+	}
+	chatRefused := func(limit string, get func(chat.Stats) int64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_chat_refused_total",
+			Help:        "Chat messages refused with queue_full, by limit: queue (the recipient's queue was full), sender_share (the sender held its share of it).",
+			ConstLabels: prometheus.Labels{"limit": limit}},
+			func() float64 {
+				if s.chat == nil {
+					return 0
+				}
+				return float64(get(s.chat.Stats()))
+			}))
+	}
+	chatRefused("queue", func(st chat.Stats) int64 { return st.RefusedQueueFull })
+	chatRefused("sender_share", func(st chat.Stats) int64 { return st.RefusedSenderShare })
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_redis_subscriber_up",
 		Help: "1 when the Redis pub/sub connection is up and every channel subscribed."},
 		func() float64 {

@@ -22,6 +22,8 @@ const (
 	TooLarge       = "too_large"
 	Unavailable    = "unavailable"
 	Internal       = "internal"
+	QueueFull      = "queue_full" // the recipient's offline queue, or the sender's share of it, is full
+	BadToken       = "bad_token"  // register: the signup_token is missing, forged, expired or used
 )
 
 // WebSocket close codes used by the server (documented in docs/protocol.md).
