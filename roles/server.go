@@ -157,7 +157,7 @@ func (s *Server) buildImg(signer *images.Signer, alone bool) error {
 	ic.Metrics = s.m.reg
 	if ic.ClientKey == nil {
 		// Uploads per address count the same client as the other limits.
-		ic.ClientKey = func(r *http.Request) string { return clientAddr(r, s.cfg.TrustedProxies) }
+		ic.ClientKey = func(r *http.Request) string { return s.clientKey(clientAddr(r, s.cfg.TrustedProxies)) }
 	}
 	images.NewServer(ic, signer, st, s.log.Named("images")).Register(s.echo)
 	if alone {
