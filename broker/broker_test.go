@@ -658,3 +658,36 @@ func TestAdmitRegistration(t *testing.T) {
 		}
 	})
 }
+
+// A message to a user whose last login is older than the queue's lifetime
+// would expire the moment it is stored: it is refused, never acknowledged
+// and lost, and what the queue held is untouched. A requeued frame, which
+// was accepted already, is kept.
+func TestStoreRefusesInactiveRecipient(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		then := time.Now().Add(-time.Hour).UnixMilli()
+		id, _ := c.CreateUser(ctx, "d", then)
+		opt := broker.StoreOptions{Cap: 5, TTLms: 10 * 60_000, From: "7"}
+		if _, err := c.StoreMessage(ctx, id, []byte(`"from":"7","n":0`), then, opt, false); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UnixMilli()
+		if _, err := c.StoreMessage(ctx, id, []byte(`"from":"7","n":1`), now, opt, false); !errors.Is(err, broker.ErrInactive) {
+			t.Fatalf("store to an inactive user: %v, want ErrInactive", err)
+		}
+		requeue := opt
+		requeue.Requeue, requeue.From = true, ""
+		if _, err := c.StoreMessage(ctx, id, []byte(`"cmd":"publish_ack"`), now, requeue, false); err != nil {
+			t.Fatalf("requeue to an inactive user: %v", err)
+		}
+		msgs, err := c.FetchMessages(ctx, id, 0, "", 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) != 2 || !strings.Contains(msgs[0], `"n":0`) || !strings.Contains(msgs[1], "publish_ack") {
+			t.Fatalf("queue %q, want the first message and the requeued reply", msgs)
+		}
+	})
+}

@@ -21,6 +21,9 @@ var ErrNoUser = errors.New("no such user")
 var (
 	ErrQueueFull   = errors.New("the recipient's queue is full")
 	ErrSenderShare = errors.New("the sender holds its share of the recipient's queue")
+	// ErrInactive: the recipient's last login is older than the queue's
+	// lifetime, so the message could not be kept; nothing was stored.
+	ErrInactive = errors.New("the recipient has not logged in within the queue's lifetime")
 )
 
 // storeScript appends one message to a user's queue and notifies the node
@@ -37,7 +40,10 @@ var (
 // relative (PEXPIRE), computed from the caller's clock, so an injected
 // clock behaves like the real one. Returns the message id, or -1 for an
 // unknown user, -2 when the queue holds cap messages, -3 when the sender
-// holds its share.
+// holds its share, -4 when the recipient has not logged in within the
+// queue's lifetime: such a queue would expire at once, so a message to it
+// is refused rather than acknowledged and lost (a requeued frame, already
+// accepted, is kept for a whole lifetime instead).
 //
 // s:{to} counts each sender's messages in the queue; the fetch script
 // takes them off as it removes them (a stored chat frame starts with
@@ -80,18 +86,18 @@ if ARGV[9] ~= '1' then
   local share = tonumber(ARGV[8] or '0') or 0
   if from ~= '' and share > 0 and (tonumber(redis.call('HGET', KEYS[4], from) or '0') or 0) >= share then return -3 end
 end
+local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
+if ttl <= 0 then
+  if ARGV[9] ~= '1' then return -4 end
+  ttl = tonumber(ARGV[3])
+end
 local seq = math.max((tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') or 0) + 1, now * 1000)
 local id = string.format('%d', seq)
 redis.call('HSET', KEYS[1], 'seq', id)
 redis.call('RPUSH', KEYS[2], '{"msg_id":' .. id .. ',' .. ARGV[1] .. '}')
 if from ~= '' then redis.call('HINCRBY', KEYS[4], from, 1) end
-local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
-if ttl > 0 then
-  redis.call('PEXPIRE', KEYS[2], ttl)
-  redis.call('PEXPIRE', KEYS[4], ttl)
-else
-  redis.call('DEL', KEYS[2], KEYS[4])
-end
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('PEXPIRE', KEYS[4], ttl)
 if ARGV[5] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'PX', 10000) then
   redis.call(ARGV[6], ARGV[5], 'n')
 end
@@ -183,6 +189,8 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 		return 0, ErrQueueFull
 	case -3:
 		return 0, ErrSenderShare
+	case -4:
+		return 0, ErrInactive
 	}
 	return seq, nil
 }

@@ -24,6 +24,9 @@ const (
 	Internal       = "internal"
 	QueueFull      = "queue_full" // the recipient's offline queue, or the sender's share of it, is full
 	BadToken       = "bad_token"  // register: the signup_token is missing, forged, expired or used
+	// RecipientInactive: the recipient has not logged in within the queue
+	// lifetime, so a message to them could not be kept.
+	RecipientInactive = "recipient_inactive"
 )
 
 // WebSocket close codes used by the server (documented in docs/protocol.md).
