@@ -31,6 +31,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -77,6 +78,9 @@ type Options struct {
 	// Metrics, when set, receives the Redis command latency and error
 	// series.
 	Metrics prometheus.Registerer
+	// TLS, when set, is used on every connection to Redis and to the
+	// Sentinels (TLSConfig builds it from files).
+	TLS *tls.Config
 }
 
 // Client is a connection to Redis shared by every feature of a node.
@@ -139,6 +143,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		ConnWriteTimeout: opt.Timeout,
 		MaxFlushDelay:    opt.FlushDelay,
 		Dialer:           dialer(opt.Timeout),
+		TLSConfig:        opt.TLS,
 		// The embedded server knows no CLUSTER command; a real Redis is
 		// asked, and rueidis runs a cluster client when it is one.
 		ForceSingleClient: c.mini != nil,
@@ -149,6 +154,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		c.opt.Sentinel = rueidis.SentinelOption{
 			MasterSet: opt.MasterName,
 			Dialer:    dialer(opt.Timeout),
+			TLSConfig: opt.TLS,
 			Password:  opt.SentinelPassword,
 			// Besides the +switch-master events, look again now and then:
 			// a missed event would otherwise bind the node to a demoted
