@@ -96,6 +96,9 @@ func New(inner zapcore.Core, opt Options) *Limiter {
 		keys: map[key]*window{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
+	for _, lvl := range []zapcore.Level{zapcore.DebugLevel, zapcore.InfoLevel, zapcore.WarnLevel, zapcore.ErrorLevel} {
+		l.dropped.WithLabelValues(lvl.String()) // exported at 0 from the start
+	}
 	go l.run()
 	return l
 }

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/occase/occase/broker/brokertest"
+)
+
+func run(t *testing.T, bin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var o, e bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd.Env = append(os.Environ(), "OCCASE_LOG_FORMAT=") // the test's own environment must not leak in
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+// There was no way to ask a binary what it is.
+func TestVersion(t *testing.T) {
+	bin := binary(t)
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		out, _, err := run(t, bin, args...)
+		if err != nil || !strings.HasPrefix(out, "occase ") || !strings.Contains(out, runtime.Version()) {
+			t.Fatalf("occase %v = %q, %v", args, out, err)
+		}
+	}
+	// The Dockerfile's -ldflags -X main.version=... names the build.
+	dir := t.TempDir()
+	named := filepath.Join(dir, "occase")
+	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", named, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, _, err := run(t, named, "version"); err != nil || !strings.HasPrefix(out, "occase v9.8.7-test (revision ") {
+		t.Fatalf("version = %q, %v", out, err)
+	}
+}
+
+// In JSON mode every line on the node's output must be JSON, the fatal
+// startup error included; it was plain text.
+func TestFatalErrorIsJSON(t *testing.T) {
+	bin := binary(t)
+	for name, args := range map[string][]string{
+		"config error":  {"serve", "--log-format", "json", "--secret", "zz"},
+		"startup error": {"serve", "--log-format", "json", "--role", "img", "--addr", "127.0.0.1:0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, errOut, err := run(t, bin, args...)
+			if err == nil {
+				t.Fatal("exit 0")
+			}
+			lines := strings.Split(strings.TrimSpace(out+errOut), "\n")
+			last := lines[len(lines)-1]
+			var m map[string]any
+			if err := json.Unmarshal([]byte(last), &m); err != nil {
+				t.Fatalf("last line is not JSON: %q\nall output:\n%s%s", last, out, errOut)
+			}
+			if msg, _ := m["msg"].(string); !strings.HasPrefix(msg, "occase: ") {
+				t.Fatalf("msg = %q", m["msg"])
+			}
+			for _, l := range lines {
+				if !json.Valid([]byte(l)) {
+					t.Fatalf("non-JSON line %q", l)
+				}
+			}
+		})
+	}
+	// Console mode keeps the short plain line.
+	_, errOut, _ := run(t, bin, "serve", "--secret", "zz")
+	if !strings.HasPrefix(errOut, "occase: --secret") {
+		t.Fatalf("console: %q", errOut)
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	return string(b)
+}
+
+// img nodes exported occase_redis_subscriber_up 0 for ever, so the first
+// suggested alert always fired there; /metrics on --admin-addr only.
+func TestMetricsByRole(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	admin := freeAddr(t)
+	img := startProc(t, "--role", "img", "--image-dir", t.TempDir(), "--image-key", testSecret, "--admin-addr", admin)
+	m := scrape(t, "http://"+admin+"/metrics")
+	for _, want := range []string{"occase_build_info{", "occase_log_dropped_total{level=\"warn\"} 0"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("img /metrics lacks %s", want)
+		}
+	}
+	if strings.Contains(m, "occase_redis_") {
+		t.Errorf("img /metrics exports Redis series:\n%s", grepLines(m, "occase_redis_"))
+	}
+	if resp, err := http.Get("http://" + img.addr + "/metrics"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("/metrics served on the public listener despite --admin-addr")
+		}
+	}
+
+	admin = freeAddr(t)
+	startProc(t, "--role", "db", "--redis", r.Addr, "--secret", testSecret, "--admin-addr", admin)
+	m = scrape(t, "http://"+admin+"/metrics")
+	for _, want := range []string{"occase_redis_subscriber_up 1", "occase_redis_memory_used_bytes{addr=\"" + r.Addr + "\"}",
+		"occase_redis_memory_max_bytes{addr=\"" + r.Addr + "\"} 0", "occase_redis_oom_errors_total 0", "occase_build_info{"} {
+		if !strings.Contains(m, want) {
+			t.Errorf("db /metrics lacks %s", want)
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// The startup line names the version, so a rollout can be followed in the
+// logs.
+func TestStartupLineNamesVersion(t *testing.T) {
+	p := &proc{addr: freeAddr(t)}
+	out := &syncBuf{}
+	p.cmd = exec.Command(binary(t), "serve", "--addr", p.addr, "--log-format", "json")
+	p.cmd.Stdout, p.cmd.Stderr = out, out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.cmd.Process.Kill(); p.cmd.Wait() })
+	brokertest.Poll(t, 15*time.Second, "the startup line", func() bool {
+		out.mu.Lock()
+		defer out.mu.Unlock()
+		return strings.Contains(out.String(), `"msg":"starting"`)
+	})
+	out.mu.Lock()
+	defer out.mu.Unlock()
+	for _, l := range strings.Split(out.String(), "\n") {
+		if !strings.Contains(l, `"msg":"starting"`) {
+			continue
+		}
+		var m map[string]any
+		json.Unmarshal([]byte(l), &m)
+		if m["version"] == nil || m["version"] == "" || m["go"] != runtime.Version() || m["revision"] == nil {
+			t.Fatalf("startup line %s", l)
+		}
+	}
+}
