@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -167,4 +168,89 @@ func TestStartupLineNamesVersion(t *testing.T) {
 			t.Fatalf("startup line %s", l)
 		}
 	}
+}
+
+// Every series the shipped alerts and dashboard name must exist on a
+// node: a renamed metric would otherwise leave an alert that never fires.
+func TestMonitoringNamesExist(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	admin := freeAddr(t)
+	p := startProc(t, "--role", "all", "--redis", r.Addr, "--secret", testSecret, "--image-dir", t.TempDir(), "--admin-addr", admin)
+	// Vectors are exported once they have a child: make a request, a
+	// failed one and an HTTP request first.
+	c := wsDial(t, p.addr)
+	c.register()
+	c.send(`{"cmd":"login","user":"` + c.id + `","password":"wrong"}`)
+	c.recv(5 * time.Second)
+	scrape(t, "http://"+p.addr+"/readyz")
+	have := map[string]bool{}
+	for _, l := range strings.Split(scrape(t, "http://"+admin+"/metrics"), "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		name, _, _ := strings.Cut(l, "{")
+		name, _, _ = strings.Cut(name, " ")
+		have[name] = true
+	}
+	re := regexp.MustCompile(`\b(occase_[a-z_]+|process_[a-z_]+|go_[a-z_]+)\b`)
+	for _, f := range []string{"deploy/monitoring/alerts.yml", "deploy/monitoring/grafana-dashboard.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, name := range re.FindAllString(string(b), -1) {
+			if !seen[name] && !have[name] && !have[name+"_bucket"] {
+				t.Errorf("%s names %s, which the node does not export", f, name)
+			}
+			seen[name] = true
+		}
+	}
+}
+
+// promtool (Debian package prometheus) checks the rules and runs their
+// unit tests; haproxy checks the compose balancer's configuration.
+func TestMonitoringAndBalancerFiles(t *testing.T) {
+	t.Run("promtool", func(t *testing.T) {
+		if _, err := exec.LookPath("promtool"); err != nil {
+			t.Skip("promtool not installed (apt-get install prometheus)")
+		}
+		for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "alerts_test.yml"}} {
+			cmd := exec.Command("promtool", args...)
+			cmd.Dir = "deploy/monitoring"
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("promtool %v: %v\n%s", args, err, out)
+			}
+		}
+	})
+	t.Run("haproxy", func(t *testing.T) {
+		if _, err := exec.LookPath("haproxy"); err != nil {
+			t.Skip("haproxy not installed")
+		}
+		// The service names resolve only inside compose: haproxy warns and
+		// disables those servers, and still checks the rest.
+		if out, err := exec.Command("haproxy", "-c", "-f", "deploy/compose/haproxy.cfg").CombinedOutput(); err != nil {
+			t.Errorf("haproxy -c: %v\n%s", err, out)
+		}
+	})
+	t.Run("dashboard", func(t *testing.T) {
+		b, err := os.ReadFile("deploy/monitoring/grafana-dashboard.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Panels []struct {
+				Title   string
+				Targets []struct{ Expr string }
+			}
+		}
+		if err := json.Unmarshal(b, &d); err != nil || len(d.Panels) == 0 {
+			t.Fatalf("dashboard: %v, %d panels", err, len(d.Panels))
+		}
+		for _, p := range d.Panels {
+			if len(p.Targets) == 0 || p.Targets[0].Expr == "" {
+				t.Errorf("panel %q has no query", p.Title)
+			}
+		}
+	})
 }
