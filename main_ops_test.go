@@ -2,8 +2,16 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -253,4 +261,63 @@ func TestMonitoringAndBalancerFiles(t *testing.T) {
 			}
 		}
 	})
+}
+
+func writeCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	if parent == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key
+}
+
+// The Redis flags reach the connection: a node talks to a Redis that
+// speaks only TLS, wants a client certificate and a password read from a
+// file; a bad CA file stops the node with a line naming the flag.
+func TestRedisTLSAndPasswordFileFlags(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey := writeCert(t, dir, "ca", nil, nil)
+	writeCert(t, dir, "server", ca, caKey)
+	writeCert(t, dir, "client", ca, caKey)
+	pw := filepath.Join(dir, "redis-password")
+	os.WriteFile(pw, []byte("s3cret\n"), 0o600)
+	tlsAddr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(tlsAddr)
+	brokertest.StartRedis(t, "--port", "0", "--tls-port", port,
+		"--tls-cert-file", filepath.Join(dir, "server.crt"), "--tls-key-file", filepath.Join(dir, "server.key"),
+		"--tls-ca-cert-file", filepath.Join(dir, "ca.crt"), "--tls-auth-clients", "yes", "--requirepass", "s3cret")
+	p := startProc(t, "--role", "db", "--redis", tlsAddr, "--secret", testSecret,
+		"--redis-tls-ca", filepath.Join(dir, "ca.crt"), "--redis-tls-cert", filepath.Join(dir, "client.crt"),
+		"--redis-tls-key", filepath.Join(dir, "client.key"), "--redis-password-file", pw)
+	c := wsDial(t, p.addr)
+	c.register()
+
+	for name, args := range map[string][]string{
+		"bad CA":        {"--redis-tls-ca", filepath.Join(dir, "client.key")},
+		"cert, no key":  {"--redis-tls-cert", filepath.Join(dir, "client.crt")},
+		"both password": {"--redis-password", "x", "--redis-password-file", pw},
+	} {
+		_, errOut, err := run(t, binary(t), append([]string{"serve", "--role", "db", "--redis", tlsAddr, "--addr", "127.0.0.1:0"}, args...)...)
+		if err == nil || !strings.Contains(errOut, "--redis-") {
+			t.Errorf("%s: %v %q, want an error naming the flag", name, err, errOut)
+		}
+	}
 }
