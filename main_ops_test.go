@@ -154,7 +154,9 @@ func TestStartupLineNamesVersion(t *testing.T) {
 	p := &proc{addr: freeAddr(t)}
 	out := &syncBuf{}
 	p.cmd = exec.Command(binary(t), "serve", "--addr", p.addr, "--log-format", "json")
-	p.cmd.Stdout, p.cmd.Stderr = out, out
+	// Only Write: syncBuf's promoted ReadFrom would bypass its lock.
+	w := struct{ io.Writer }{out}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
