@@ -4,13 +4,20 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/occase .
+# VERSION names the build in `occase version`, the startup log line and
+# occase_build_info (docker build --build-arg VERSION=$(git describe)); left
+# empty, the module version and VCS revision Go records are used.
+ARG VERSION=""
+RUN CGO_ENABLED=0 GOOS=linux go build -trimpath \
+      -ldflags="-s -w -X main.version=${VERSION}" -o /out/occase .
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/occase /occase
 # Images are stored here in roles img and all; mount a volume in production.
 WORKDIR /data
-USER nonroot:nonroot
+# Numeric, so that Kubernetes' runAsNonRoot can verify it (a user name makes
+# the kubelet refuse the container: "image has non-numeric user").
+USER 65532:65532
 EXPOSE 8080
 ENV OCCASE_ADDR=:8080 OCCASE_LOG_FORMAT=json OCCASE_IMAGE_DIR=/data/images
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

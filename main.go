@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/occase/occase/bench"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/images"
+	"github.com/occase/occase/logs"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
@@ -29,48 +32,100 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
+// version names this build; the Dockerfile sets it with
+// -ldflags "-X main.version=...". Empty: the module version Go recorded.
+var version string
+
 func main() {
 	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "occase:", err)
+		var logged loggedError
+		if !errors.As(err, &logged) {
+			fmt.Fprintln(os.Stderr, "occase:", err)
+		}
 		os.Exit(1)
 	}
+}
+
+// loggedError is an error already written to the log (as a JSON line in
+// JSON mode): main only exits with it.
+type loggedError struct{ error }
+
+// buildInfo is what `occase version`, the startup line and
+// occase_build_info say about this binary.
+func buildInfo() roles.BuildInfo {
+	b := roles.BuildInfo{Version: version, GoVersion: runtime.Version()}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if b.Version == "" {
+			b.Version = bi.Main.Version
+		}
+		modified := false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				b.Revision = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if modified && b.Revision != "" {
+			b.Revision += "-dirty"
+		}
+	}
+	if b.Version == "" {
+		b.Version = "unknown"
+	}
+	if b.Revision == "" {
+		b.Revision = "unknown"
+	}
+	return b
+}
+
+func (b buildInfoText) String() string {
+	return fmt.Sprintf("occase %s (revision %s, %s)", b.Version, b.Revision, b.GoVersion)
+}
+
+type buildInfoText roles.BuildInfo
+
+// fatalJSON writes err as one JSON log line, for startup errors in JSON
+// mode that happen before (or instead of) the logger.
+func fatalJSON(err error) {
+	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), zapcore.DebugLevel)
+	core.Write(zapcore.Entry{Level: zapcore.FatalLevel, Time: time.Now(), Message: "occase: " + err.Error()}, nil)
+	core.Sync()
 }
 
 func env(name string) []string { return []string{"OCCASE_" + name} }
 
 func app() *cli.App {
 	d := roles.DefaultConfig()
+	b := buildInfo()
+	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, buildInfoText(b)) }
 	return &cli.App{
-		Name:  "occase",
-		Usage: "realtime backend for classifieds apps: chat, live posts, presence and images",
+		Name:    "occase",
+		Usage:   "realtime backend for classifieds apps: chat, live posts, presence and images",
+		Version: b.Version,
 		Commands: []*cli.Command{{
 			Name:  "serve",
 			Usage: "run a node (role db: the realtime engine; img: the image server; all: both)",
 			Flags: serveFlags(d),
 			Action: func(c *cli.Context) error {
-				cfg, err := configFrom(c, d)
-				if err != nil {
-					return err
-				}
-				log, err := newLogger(c.String("log-format"), c.String("log-level"))
-				if err != nil {
-					return err
-				}
-				defer log.Sync()
-				if a := c.String("pprof-addr"); a != "" {
-					stopPprof, err := servePprof(a, log)
-					if err != nil {
-						return err
+				err := serve(c, d, b)
+				if err != nil && c.String("log-format") == "json" {
+					var logged loggedError
+					if !errors.As(err, &logged) {
+						fatalJSON(err)
 					}
-					defer stopPprof()
+					return loggedError{err}
 				}
-				ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-				defer stop()
-				srv, err := roles.New(ctx, cfg, log)
-				if err != nil {
-					return err
-				}
-				return srv.Run(ctx)
+				return err
+			},
+		}, {
+			Name:  "version",
+			Usage: "print the version, the VCS revision and the Go version of this build",
+			Action: func(c *cli.Context) error {
+				fmt.Fprintln(c.App.Writer, buildInfoText(b))
+				return nil
 			},
 		}, {
 			Name:      "probe",
@@ -114,6 +169,43 @@ func registerTokenCommand() *cli.Command {
 	}
 }
 
+func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
+	cfg, err := configFrom(c, d)
+	if err != nil {
+		return err
+	}
+	cfg.Build = b
+	log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), c.Int("log-per-second"))
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	defer limiter.Close()
+	cfg.Collectors = append(cfg.Collectors, limiter.Metric())
+	log.Info("starting", zap.String("version", b.Version), zap.String("revision", b.Revision),
+		zap.String("go", b.GoVersion), zap.String("role", cfg.Role))
+	if a := c.String("pprof-addr"); a != "" {
+		stopPprof, err := servePprof(a, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := roles.New(ctx, cfg, log)
+	if err == nil {
+		err = srv.Run(ctx)
+	}
+	if err != nil && c.String("log-format") == "json" {
+		// Through the logger, so that the line is JSON like the others
+		// (and the limiter's pending summaries come first).
+		log.Error("occase: " + err.Error())
+		return loggedError{err}
+	}
+	return err
+}
+
 func probe(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
@@ -145,10 +237,17 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: env("LOG_FORMAT"), Usage: "console or json"},
 		&cli.StringFlag{Name: "pprof-addr", Hidden: true, EnvVars: env("PPROF_ADDR"), Usage: "serve net/http/pprof on this loopback host:port, for profiling"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
+		&cli.IntFlag{Name: "log-per-second", Value: 100, EnvVars: env("LOG_PER_SECOND"), Usage: "log lines written per second for each message; the rest are counted (occase_log_dropped_total) and reported in one line with \"dropped\": N (0: write every line)"},
 
 		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; none runs the embedded in-memory server"},
-		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER")},
-		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD")},
+		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER"), Usage: "Redis ACL user name (Redis 6+); empty: the default user"},
+		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD"), Usage: "Redis password (AUTH); prefer --redis-password-file, which stays out of the process list and the environment"},
+		&cli.StringFlag{Name: "redis-password-file", EnvVars: env("REDIS_PASSWORD_FILE"), Usage: "file holding the Redis password (trailing newline ignored)"},
+		&cli.BoolFlag{Name: "redis-tls", EnvVars: env("REDIS_TLS"), Usage: "connect to Redis (and Sentinels) over TLS; implied by --redis-tls-ca or --redis-tls-cert"},
+		&cli.StringFlag{Name: "redis-tls-ca", EnvVars: env("REDIS_TLS_CA"), Usage: "PEM file of the CA(s) that sign the Redis server certificate (default: the system roots)"},
+		&cli.StringFlag{Name: "redis-tls-cert", EnvVars: env("REDIS_TLS_CERT"), Usage: "client certificate (PEM) for Redis servers that require one (tls-auth-clients yes); with --redis-tls-key"},
+		&cli.StringFlag{Name: "redis-tls-key", EnvVars: env("REDIS_TLS_KEY"), Usage: "private key (PEM) of --redis-tls-cert"},
+		&cli.StringFlag{Name: "redis-tls-server-name", EnvVars: env("REDIS_TLS_SERVER_NAME"), Usage: "name to verify the Redis certificate against (default: the host of each address)"},
 		&cli.StringFlag{Name: "redis-prefix", Value: "occase:", EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
 		&cli.DurationFlag{Name: "redis-flush-delay", Value: 20 * time.Microsecond, EnvVars: env("REDIS_FLUSH_DELAY"), Usage: "how long a Redis connection may wait after a write to gather more commands into the next (fewer system calls under load; adds at most this latency)"},
 		&cli.DurationFlag{Name: "redis-timeout", Value: 5 * time.Second, EnvVars: env("REDIS_TIMEOUT"), Usage: "bound on every Redis command; requests fail with 'unavailable' after it"},
@@ -242,6 +341,26 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		MasterName:       c.String("redis-master"),
 		SentinelPassword: c.String("redis-sentinel-password"),
 		WaitReplicas:     c.Int("redis-wait-replicas"),
+	}
+	if f := c.String("redis-password-file"); f != "" {
+		if c.String("redis-password") != "" {
+			return cfg, fmt.Errorf("give --redis-password or --redis-password-file, not both")
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return cfg, fmt.Errorf("read --redis-password-file: %w", err)
+		}
+		cfg.Redis.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	if c.Bool("redis-tls") || c.String("redis-tls-ca") != "" || c.String("redis-tls-cert") != "" || c.String("redis-tls-key") != "" {
+		tc, err := broker.TLSConfig(broker.TLSFiles{
+			CA: c.String("redis-tls-ca"), Cert: c.String("redis-tls-cert"), Key: c.String("redis-tls-key"),
+			ServerName: c.String("redis-tls-server-name"),
+		})
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Redis.TLS = tc
 	}
 	secret := c.String("secret")
 	if f := c.String("secret-file"); f != "" {
@@ -350,10 +469,16 @@ func splitList(in []string) []string {
 	return out
 }
 
-func newLogger(format, level string) (*zap.Logger, error) {
+// newLogger builds the logger on a logs.Limiter instead of zap's sampler,
+// which dropped lines without saying so: at most perSecond lines of each
+// message a second, and a line with the count of the others.
+func newLogger(format, level string, perSecond int) (*zap.Logger, *logs.Limiter, error) {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return nil, nil, fmt.Errorf("--log-level: %w", err)
+	}
+	if perSecond < 0 {
+		return nil, nil, fmt.Errorf("--log-per-second must be 0 or more, got %d", perSecond)
 	}
 	var cfg zap.Config
 	switch format {
@@ -363,10 +488,19 @@ func newLogger(format, level string) (*zap.Logger, error) {
 		cfg = zap.NewDevelopmentConfig()
 		cfg.DisableStacktrace = true
 	default:
-		return nil, fmt.Errorf("--log-format must be console or json, got %q", format)
+		return nil, nil, fmt.Errorf("--log-format must be console or json, got %q", format)
 	}
+	cfg.Sampling = nil
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	return cfg.Build()
+	var lim *logs.Limiter
+	log, err := cfg.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		lim = logs.New(c, logs.Options{PerSecond: perSecond})
+		return lim.Core()
+	}))
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, lim, nil
 }
 
 // servePprof serves the runtime profiles on their own loopback listener,

@@ -36,6 +36,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
@@ -85,6 +86,9 @@ type Options struct {
 	// AccountTTL > 0 deletes an account this long after its last login
 	// (or its registration); 0 keeps accounts for ever.
 	AccountTTL time.Duration
+	// TLS, when set, is used on every connection to Redis and to the
+	// Sentinels (TLSConfig builds it from files).
+	TLS *tls.Config
 }
 
 // Client is a connection to Redis shared by every feature of a node.
@@ -149,6 +153,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		ConnWriteTimeout: opt.Timeout,
 		MaxFlushDelay:    opt.FlushDelay,
 		Dialer:           dialer(opt.Timeout),
+		TLSConfig:        opt.TLS,
 		// The embedded server knows no CLUSTER command; a real Redis is
 		// asked, and rueidis runs a cluster client when it is one.
 		ForceSingleClient: c.mini != nil,
@@ -159,6 +164,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		c.opt.Sentinel = rueidis.SentinelOption{
 			MasterSet: opt.MasterName,
 			Dialer:    dialer(opt.Timeout),
+			TLSConfig: opt.TLS,
 			Password:  opt.SentinelPassword,
 			// Besides the +switch-master events, look again now and then:
 			// a missed event would otherwise bind the node to a demoted

@@ -25,6 +25,7 @@ func newScript(name, src string) *rueidis.Lua {
 type metrics struct {
 	dur  *prometheus.HistogramVec
 	errs *prometheus.CounterVec
+	oom  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,8 +35,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}, []string{"cmd"}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_redis_command_errors_total",
 			Help: "Redis commands that failed (connection errors, timeouts and error replies; a nil reply is not an error)."}, []string{"cmd"}),
+		oom: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_redis_oom_errors_total",
+			Help: "Redis commands refused because Redis reached maxmemory (OOM replies; with noeviction every write fails until memory is freed or raised)."}),
 	}
-	reg.MustRegister(m.dur, m.errs)
+	reg.MustRegister(m.dur, m.errs, m.oom)
 	return m
 }
 
@@ -77,6 +80,9 @@ func (c *instrumented) observe(name string, d time.Duration, err error) {
 	c.m.dur.WithLabelValues(name).Observe(d.Seconds())
 	if err != nil && !rueidis.IsRedisNil(err) {
 		c.m.errs.WithLabelValues(name).Inc()
+		if re, ok := rueidis.IsRedisErr(err); ok && IsOOM(re) {
+			c.m.oom.Inc()
+		}
 	}
 }
 
@@ -100,4 +106,15 @@ func (c *instrumented) DoMulti(ctx context.Context, cmds ...rueidis.Completed) [
 		c.observe(names[i], d, r.Error())
 	}
 	return rs
+}
+
+// IsOOM tells whether err is Redis refusing a write at maxmemory: "OOM
+// command not allowed when used memory > 'maxmemory'", as a command's reply
+// or from inside a script.
+func IsOOM(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "OOM ") || strings.Contains(msg, "OOM command not allowed")
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/occase/occase/logs"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 )
@@ -246,7 +247,7 @@ func (p *pubSub) run() {
 			return
 		default:
 		}
-		log.Warn("redis subscriber connection lost; reconnecting", zap.Error(err), zap.Duration("retry_in", backoff))
+		log.Warn("redis subscriber connection lost; reconnecting", logs.Repeated(logs.RepeatEvery), zap.Error(err), zap.Duration("retry_in", backoff))
 		select {
 		case <-time.After(backoff):
 		case <-p.stop:

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/occase/occase/logs"
 	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 )
@@ -127,7 +128,7 @@ func (m *Mailbox) pump() {
 			// the store that notified may have set the user's flag, so no
 			// further notification comes: keep trying while the user is
 			// connected.
-			m.logger().Warn("fetch messages; retrying", zap.Error(err), zap.Duration("in", backoff))
+			m.logger().Warn("fetch messages; retrying", logs.Repeated(logs.RepeatEvery), zap.Error(err), zap.Duration("in", backoff))
 			select {
 			case <-time.After(backoff):
 			case <-m.stop:

@@ -9,6 +9,7 @@ import (
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is everything a node needs; main.go fills it from flags and the
@@ -80,6 +81,12 @@ type Config struct {
 	Images   images.Config
 
 	Clock func() time.Time
+
+	// Build names the binary in occase_build_info (main fills it).
+	Build BuildInfo
+	// Collectors are further series for the node's /metrics, made outside
+	// roles (the log limiter's occase_log_dropped_total).
+	Collectors []prometheus.Collector
 }
 
 // DefaultConfig returns the documented defaults.

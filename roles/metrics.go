@@ -1,12 +1,15 @@
 package roles
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/broker"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -108,15 +111,79 @@ func newMetrics(s *Server) *metrics {
 	}
 	chatRefused("queue", func(st chat.Stats) int64 { return st.RefusedQueueFull })
 	chatRefused("sender_share", func(st chat.Stats) int64 { return st.RefusedSenderShare })
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_redis_subscriber_up",
-		Help: "1 when the Redis pub/sub connection is up and every channel subscribed."},
-		func() float64 {
-			if s.broker != nil && s.broker.SubscribeReady() {
-				return 1
-			}
-			return 0
-		}))
+	b := s.cfg.Build
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_build_info",
+		Help:        "Always 1; the labels name the running build (follow a rollout with count by (version)).",
+		ConstLabels: prometheus.Labels{"version": orUnknown(b.Version), "revision": orUnknown(b.Revision), "goversion": orUnknown(b.GoVersion)}},
+		func() float64 { return 1 }))
+	for _, c := range s.cfg.Collectors {
+		reg.MustRegister(c)
+	}
+	// The Redis series only where Redis is used: an img node would export
+	// occase_redis_subscriber_up 0 for ever and fire its alert.
+	if db, _, _ := s.cfg.parts(); db {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_redis_subscriber_up",
+			Help: "1 when the Redis pub/sub connection is up and every channel subscribed."},
+			func() float64 {
+				if s.broker != nil && s.broker.SubscribeReady() {
+					return 1
+				}
+				return 0
+			}))
+		reg.MustRegister(&redisMemory{s: s})
+	}
 	return m
+}
+
+// BuildInfo names the running binary (occase_build_info).
+type BuildInfo struct {
+	Version, Revision, GoVersion string
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// redisMemory reports INFO memory of each Redis server at scrape time,
+// asking Redis at most every redisMemoryEvery however often the node is
+// scraped.
+type redisMemory struct {
+	s *Server
+
+	mu   sync.Mutex
+	at   time.Time
+	last []broker.Memory
+}
+
+const redisMemoryEvery = 5 * time.Second
+
+var (
+	redisUsedDesc = prometheus.NewDesc("occase_redis_memory_used_bytes",
+		"Memory Redis uses (INFO memory used_memory, the figure maxmemory is compared with), by server.", []string{"addr"}, nil)
+	redisMaxDesc = prometheus.NewDesc("occase_redis_memory_max_bytes",
+		"Redis maxmemory by server; 0: unbounded (Redis grows until the host or container kills it).", []string{"addr"}, nil)
+)
+
+func (r *redisMemory) Describe(ch chan<- *prometheus.Desc) {
+	ch <- redisUsedDesc
+	ch <- redisMaxDesc
+}
+
+func (r *redisMemory) Collect(ch chan<- prometheus.Metric) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.s.broker; b != nil && time.Since(r.at) >= redisMemoryEvery {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r.last, r.at = b.Memory(ctx), time.Now()
+		cancel()
+	}
+	for _, m := range r.last {
+		ch <- prometheus.MustNewConstMetric(redisUsedDesc, prometheus.GaugeValue, float64(m.Used), m.Addr)
+		ch <- prometheus.MustNewConstMetric(redisMaxDesc, prometheus.GaugeValue, float64(m.Max), m.Addr)
+	}
 }
 
 // httpMiddleware counts HTTP requests by route pattern (a bounded label;

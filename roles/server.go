@@ -414,6 +414,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.draining = true
 	s.mu.Unlock()
 	hs.Shutdown(dctx)
+	s.spreadCloses()
 	s.Close()
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err

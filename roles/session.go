@@ -9,6 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/logs"
 	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -276,7 +277,7 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	case wire.Internal:
 		ss.logger().Error("request failed", zap.String("cmd", req.Cmd), zap.Error(err))
 	case wire.Unavailable:
-		ss.logger().Warn("request failed: redis unavailable", zap.String("cmd", req.Cmd), zap.Error(err))
+		ss.logger().Warn("request failed: redis unavailable", logs.Repeated(logs.RepeatEvery), zap.String("cmd", req.Cmd), zap.Error(err))
 	}
 	if we.Malformed {
 		ss.reject(we)

@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# promtool checks deploy/monitoring's alert rules; haproxy -c the compose
+# balancer's configuration (the tests skip them when absent).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 if [ "${OCCASE_SKIP_BROWSER:-}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
   need+=(chromium)
 fi
