@@ -19,6 +19,7 @@ func (c *countConn) User() string                 { return "b" }
 func (c *countConn) Send([]byte) bool             { c.n++; return true }
 func (c *countConn) SendLive(f []byte) bool       { return c.Send(f) }
 func (c *countConn) SendPersistent(b []byte) bool { return c.Send(b) }
+func (c *countConn) Client() string               { return "127.0.0.1" }
 
 // matchSetup builds 100,000 subscriptions spread over 1,000 product
 // channels (two products each; half also filter on one of 10 locations).
@@ -31,7 +32,7 @@ func matchSetup() (*index, []*sub, *Post) {
 			f.Locs = []uint64{uint64(i % 10)}
 		}
 		c := &countConn{}
-		x.subscribe(c, f)
+		x.subscribe(c, f, 0)
 		all = append(all, x.subs[c])
 	}
 	return x, all, &Post{ID: 1, Prod: 7, Loc: 3}
@@ -110,6 +111,7 @@ func (c *chanConn) User() string                 { return "s" }
 func (c *chanConn) Send(f []byte) bool           { c.ch <- f; return true }
 func (c *chanConn) SendLive(f []byte) bool       { return c.Send(f) }
 func (c *chanConn) SendPersistent(f []byte) bool { return c.Send(f) }
+func (c *chanConn) Client() string               { return "127.0.0.1" }
 
 // BenchmarkPublishToDelivery measures one publish on node 2 until its
 // delivery to a subscriber on node 1, through a real redis-server:

@@ -27,12 +27,33 @@ func (s *Service) Register(e *echo.Echo) {
 	preflight := func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }
 	for path, h := range map[string]echo.HandlerFunc{
 		"/api/menu":      s.getMenu,
-		"/api/posts":     s.listPosts,
-		"/api/posts/:id": s.getPost,
+		"/api/posts":     s.limitReads(s.listPosts),
+		"/api/posts/:id": s.limitReads(s.getPost),
 	} {
 		e.GET(path, h, cors)
 		e.HEAD(path, h, cors)
 		e.OPTIONS(path, preflight, cors)
+	}
+}
+
+// limitReads refuses a read beyond the client address's rate (ReadRate)
+// with 429, Retry-After and the reason rate_limited, before any work.
+func (s *Service) limitReads(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var key string
+		if s.cfg.ClientKey != nil {
+			key = s.cfg.ClientKey(c.Request())
+		} else {
+			key = c.RealIP()
+		}
+		if ok, retry := s.readLimit.allow(key, s.cfg.Clock()); !ok {
+			s.counts.readLimited.Add(1)
+			secs := seconds(retry)
+			c.Response().Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			return fail(c, http.StatusTooManyRequests, wire.RateLimited,
+				"too many requests from this address; try again in "+strconv.FormatInt(secs, 10)+" s")
+		}
+		return h(c)
 	}
 }
 
@@ -74,7 +95,8 @@ func (s *Service) getPost(c echo.Context) error {
 // location, product (hash lists, comma-separated or repeated), features
 // (any_of_features), ranges (min,max pairs), before (cursor: only ids below
 // it), limit, and count (any non-empty value but 0/false: answer only the
-// number of matches).
+// number of matches). A read examines at most MaxScan posts; one that stops
+// there answers what it found with "next", the cursor to continue from.
 func (s *Service) listPosts(c echo.Context) error {
 	q := c.QueryParams()
 	f := &Filter{}
@@ -100,9 +122,17 @@ func (s *Service) listPosts(c echo.Context) error {
 	cutoff := s.cutoff()
 	if v := q.Get("count"); v != "" && v != "0" && v != "false" {
 		s.mu.RLock()
-		n := s.x.count(f, cutoff)
+		r := s.x.count(f, cutoff, before, s.cfg.MaxScan)
 		s.mu.RUnlock()
-		return c.JSON(http.StatusOK, map[string]int{"count": n})
+		b := []byte(`{"count":`)
+		b = strconv.AppendInt(b, int64(r.n), 10)
+		if r.next != 0 {
+			s.counts.scanCapped.Add(1)
+			b = append(b, `,"next":"`...)
+			b = strconv.AppendUint(b, r.next, 10)
+			b = append(b, '"')
+		}
+		return c.JSONBlob(http.StatusOK, append(b, "}\n"...))
 	}
 	limit := s.cfg.PageSize
 	if v := q.Get("limit"); v != "" {
@@ -114,10 +144,11 @@ func (s *Service) listPosts(c echo.Context) error {
 	}
 	s.mu.RLock()
 	// One more than asked tells whether there is a next page.
-	ps := s.x.query(f, cutoff, limit+1, true, before)
-	more := len(ps) > limit
-	if more {
+	r := s.x.scan(f, cutoff, read{limit: limit + 1, maxScan: s.cfg.MaxScan, desc: true, from: before})
+	ps, next := r.posts, r.next
+	if len(ps) > limit {
 		ps = ps[:limit]
+		next = ps[limit-1].ID
 	}
 	b := make([]byte, 0, 64+len(ps)*256)
 	b = append(b, `{"posts":[`...)
@@ -128,12 +159,15 @@ func (s *Service) listPosts(c echo.Context) error {
 		b = append(b, p.JSON...)
 	}
 	b = append(b, ']')
-	if more {
+	s.mu.RUnlock()
+	if r.next != 0 {
+		s.counts.scanCapped.Add(1)
+	}
+	if next != 0 {
 		b = append(b, `,"next":"`...)
-		b = strconv.AppendUint(b, ps[len(ps)-1].ID, 10)
+		b = strconv.AppendUint(b, next, 10)
 		b = append(b, '"')
 	}
-	s.mu.RUnlock()
 	return c.JSONBlob(http.StatusOK, append(b, '}'))
 }
 

@@ -22,6 +22,9 @@ const (
 	TooLarge       = "too_large"
 	Unavailable    = "unavailable"
 	Internal       = "internal"
+	// PostsFull: the server holds as many posts as its budget allows
+	// (--max-posts, --max-post-bytes); a publish may succeed later.
+	PostsFull = "posts_full"
 )
 
 // WebSocket close codes used by the server (documented in docs/protocol.md).
