@@ -326,8 +326,12 @@ func (x *index) count(f *Filter, cutoff int64, before uint64, maxScan int) readR
 		// skew between nodes; those past the cutoff that the sweep has
 		// not removed yet sit at the front.
 		for _, p := range l.ps {
-			if budget == 0 || p.alive() && p.Date > cutoff {
+			if p.alive() && p.Date > cutoff {
 				break
+			}
+			if budget == 0 {
+				// Many expired posts the sweep has not taken yet.
+				return x.scan(f, cutoff, read{maxScan: maxScan, desc: true})
 			}
 			budget--
 			if p.alive() {

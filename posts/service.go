@@ -230,6 +230,9 @@ type Service struct {
 	// applied, when set (by tests), is called after each broadcast or
 	// reload has been applied, so tests wait for events, not for time.
 	applied func()
+	// betweenLocks, when set (by tests), runs in Subscribe between the
+	// catch-up's read lock and the write lock.
+	betweenLocks func()
 }
 
 // New builds the service; Run must run for it to work.
@@ -700,6 +703,9 @@ func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) erro
 		frame = itemsFrame(res.posts)
 	}
 	s.mu.RUnlock()
+	if s.betweenLocks != nil {
+		s.betweenLocks()
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
