@@ -383,3 +383,18 @@ func TestPostDeletedAcrossNodes(t *testing.T) {
 		}
 	})
 }
+
+// TestHTTPReadLimitIgnoresForwardedFor: without a key function, the limit
+// keys on the peer: a client cannot mint fresh buckets by sending
+// X-Forwarded-For.
+func TestHTTPReadLimitIgnoresForwardedFor(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		clk := newClock()
+		n := startNode(t, b.Options, Config{Clock: clk.Now, ReadRate: 1, ReadBurst: 1})
+		srv := serve(t, n)
+		get(t, srv.URL+"/api/posts", "X-Forwarded-For", "198.51.100.1")
+		if code, _, _ := get(t, srv.URL+"/api/posts", "X-Forwarded-For", "198.51.100.2"); code != http.StatusTooManyRequests {
+			t.Fatalf("a second read with another X-Forwarded-For: %d", code)
+		}
+	})
+}

@@ -40,12 +40,7 @@ func (s *Service) Register(e *echo.Echo) {
 // with 429, Retry-After and the reason rate_limited, before any work.
 func (s *Service) limitReads(h echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		var key string
-		if s.cfg.ClientKey != nil {
-			key = s.cfg.ClientKey(c.Request())
-		} else {
-			key = c.RealIP()
-		}
+		key := s.clientKey(c)
 		if ok, retry := s.readLimit.allow(key, s.cfg.Clock()); !ok {
 			s.counts.readLimited.Add(1)
 			secs := seconds(retry)
@@ -55,6 +50,20 @@ func (s *Service) limitReads(h echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return h(c)
 	}
+}
+
+// clientKey is the key of the HTTP client's address: ClientKey's when set,
+// else echo's RealIP when the router has an IP extractor (it then knows
+// which proxies to trust), else the connection's own address: without
+// one, RealIP would believe any X-Forwarded-For a client cares to send.
+func (s *Service) clientKey(c echo.Context) string {
+	if s.cfg.ClientKey != nil {
+		return s.cfg.ClientKey(c.Request())
+	}
+	if c.Echo().IPExtractor != nil {
+		return c.RealIP()
+	}
+	return echo.ExtractIPDirect()(c.Request())
 }
 
 func marshalMenu(m *Menu) ([]byte, error) {

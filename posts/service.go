@@ -113,7 +113,8 @@ type Config struct {
 	// (Conn.Client) per UTC day; default 50; negative: no limit.
 	PostsPerAddress int
 	// ClientKey gives the client address key of an HTTP request (roles
-	// groups IPv6 by prefix); default echo's RealIP.
+	// trusts its proxies and groups IPv6 by prefix); default echo's RealIP
+	// when the router has an IPExtractor, else the peer's address.
 	ClientKey func(*http.Request) string
 }
 
