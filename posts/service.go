@@ -389,6 +389,12 @@ func (s *Service) reload(ctx context.Context) error {
 		fresh = append(fresh, p)
 	}
 	sortByID(fresh)
+	if m := s.cfg.MaxPosts; m > 0 && len(fresh) > m {
+		// Only the newest can stay: do not deliver what admit would
+		// drop right after.
+		s.evicted(len(fresh) - m)
+		fresh = fresh[len(fresh)-m:]
+	}
 	// A publisher whose publish_ack is not out yet gets its echo from
 	// Publish, after the ack.
 	publishing := map[string]Conn{}
