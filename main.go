@@ -300,6 +300,14 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "max-body", Value: d.Posts.Limits.MaxBody, EnvVars: env("MAX_BODY"), Usage: "largest post body in bytes (as sent, JSON-escaped)"},
 		&cli.IntFlag{Name: "max-sub-locations", Value: d.Posts.Limits.MaxLocations, EnvVars: env("MAX_SUB_LOCATIONS"), Usage: "location hashes in one subscription, at most"},
 		&cli.IntFlag{Name: "max-sub-products", Value: d.Posts.Limits.MaxProducts, EnvVars: env("MAX_SUB_PRODUCTS"), Usage: "product hashes in one subscription, at most"},
+		&cli.IntFlag{Name: "max-scan", Value: d.Posts.MaxScan, EnvVars: env("MAX_SCAN"), Usage: "posts one read (a catch-up, a GET /api/posts page or count) examines at most; a read that stops there answers a cursor to continue from"},
+		&cli.Float64Flag{Name: "read-rate", Value: d.Posts.ReadRate, EnvVars: env("READ_RATE"), Usage: "GET /api/posts and /api/posts/{id} requests per second per client address (0: unlimited); over it: 429 rate_limited"},
+		&cli.IntFlag{Name: "read-burst", Value: d.Posts.ReadBurst, EnvVars: env("READ_BURST")},
+		&cli.Float64Flag{Name: "subscribe-rate", Value: d.Posts.SubscribeRate, EnvVars: env("SUBSCRIBE_RATE"), Usage: "subscribes per second per user (0: unlimited); over it: subscribe_ack fail rate_limited"},
+		&cli.IntFlag{Name: "subscribe-burst", Value: d.Posts.SubscribeBurst, EnvVars: env("SUBSCRIBE_BURST")},
+		&cli.IntFlag{Name: "max-posts", Value: d.Posts.MaxPosts, EnvVars: env("MAX_POSTS"), Usage: "live posts held, in Redis (publish refused posts_full) and in each node's index (0: no bound); about 1.7 KB of node RAM and 0.8 KB of Redis each"},
+		&cli.Int64Flag{Name: "max-post-bytes", Value: d.Posts.MaxPostBytes, EnvVars: env("MAX_POST_BYTES"), Usage: "total bytes of the live posts' JSON, in Redis and in each node (0: no bound)"},
+		&cli.IntFlag{Name: "posts-per-address", Value: d.Posts.PostsPerAddress, EnvVars: env("POSTS_PER_ADDRESS"), Usage: "publishes per client address per UTC day, all users together (0: unlimited); over it: quota_exceeded"},
 		&cli.StringSliceFlag{Name: "cors-origins", Value: cli.NewStringSlice(d.Posts.CORSOrigins...), EnvVars: env("CORS_ORIGINS"), Usage: "web origins allowed to use the HTTP API (/api/...) and to upload and fetch images from a browser (e.g. https://app.example.com, or *)"},
 		&cli.StringFlag{Name: "image-key", EnvVars: env("IMAGE_KEY"), Usage: "32-byte key of the upload names (64 hex chars, or 32 raw characters as in the original configs); the same on db and img nodes; role all without it uses a random key"},
 		&cli.StringFlag{Name: "image-key-file", EnvVars: env("IMAGE_KEY_FILE"), Usage: "file holding --image-key"},
@@ -430,6 +438,20 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.Posts.Limits.MaxBody = c.Int("max-body")
 	cfg.Posts.Limits.MaxLocations = c.Int("max-sub-locations")
 	cfg.Posts.Limits.MaxProducts = c.Int("max-sub-products")
+	// 0 on the command line means "no limit"; in posts.Config it means
+	// "the default" and a negative value turns the limit off.
+	off := func(v float64) float64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	cfg.Posts.MaxScan = c.Int("max-scan")
+	cfg.Posts.ReadRate, cfg.Posts.ReadBurst = off(c.Float64("read-rate")), c.Int("read-burst")
+	cfg.Posts.SubscribeRate, cfg.Posts.SubscribeBurst = off(c.Float64("subscribe-rate")), c.Int("subscribe-burst")
+	cfg.Posts.MaxPosts = int(off(float64(c.Int("max-posts"))))
+	cfg.Posts.MaxPostBytes = int64(off(float64(c.Int64("max-post-bytes"))))
+	cfg.Posts.PostsPerAddress = int(off(float64(c.Int("posts-per-address"))))
 	cfg.Posts.CORSOrigins = splitList(c.StringSlice("cors-origins"))
 	key, err := images.LoadKey(c.String("image-key"), c.String("image-key-file"))
 	switch {

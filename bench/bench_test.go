@@ -26,6 +26,7 @@ func startNode(t *testing.T, opt broker.Options) string {
 	cfg.RegisterPerDay = 0
 	// A publisher in a load test posts far more than an app may.
 	cfg.Posts.QuotaN = 1 << 20
+	cfg.Posts.PostsPerAddress, cfg.Posts.MaxPosts, cfg.Posts.SubscribeRate = -1, -1, -1
 	srv, err := roles.New(context.Background(), cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,12 @@ package broker
 //	                script checks ownership without decoding JSON
 //	{posts}:date    sorted set: member post id, score the post's date (Unix
 //	                seconds), for the expiry sweep
+//	{posts}:bytes   the total length of the posts in {posts}:data, kept by
+//	                the store, delete and expiry scripts for the byte budget
+//	                (rebuilt by the store script when missing)
+//	pa:{<addr>}:<day>  posts published from one client address (the key
+//	                given by the caller) on one UTC day (days since the
+//	                epoch); expires after two days
 //	pq:{<user>}     list: the times (Unix ms) of the user's publishes in the
 //	                current quota window, oldest first
 //	posts           pub/sub channel every node subscribes to: new posts and
@@ -45,6 +51,8 @@ import (
 var (
 	ErrPostNotFound = errors.New("no such post")
 	ErrNotOwner     = errors.New("not the author of the post")
+	// ErrPostsFull: storing the post would pass a PostBounds bound.
+	ErrPostsFull = errors.New("the posts budget is used up")
 )
 
 // PostsChannel is the pub/sub channel of post broadcasts, and the prefix to
@@ -53,27 +61,44 @@ const PostsChannel = "posts"
 
 func (c *Client) postsKey(name string) string { return c.prefix + "{posts}:" + name }
 
-// storePostScript allocates the id, stores the post and announces it.
-// KEYS: seq, data, owner, date. ARGV: members after the id (no braces),
-// owner, date (s), channel, origin.
+// storePostScript allocates the id, stores the post and announces it,
+// unless Redis already holds ARGV[6] posts or the post would bring their
+// total length past ARGV[7] bytes (0: no bound); then it returns 'full' and
+// changes nothing. The length is checked with an upper bound of the id's
+// digits, so the budget is never passed.
+// KEYS: seq, data, owner, date, bytes. ARGV: members after the id (no
+// braces), owner, date (s), channel, origin, max posts, max bytes.
 var storePostScript = newScript("post_store", `
+local maxn = tonumber(ARGV[6])
+local maxb = tonumber(ARGV[7])
+if maxn > 0 and redis.call('HLEN', KEYS[2]) >= maxn then return 'full' end
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  local t = 0
+  for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do t = t + redis.call('HSTRLEN', KEYS[2], k) end
+  redis.call('SET', KEYS[5], t)
+end
+if maxb > 0 and tonumber(redis.call('GET', KEYS[5])) + #ARGV[1] + 28 > maxb then return 'full' end
 local id = string.format('%d', redis.call('INCR', KEYS[1]))
 local post = '{"id":' .. id .. ',' .. ARGV[1] .. '}'
 redis.call('HSET', KEYS[2], id, post)
 redis.call('HSET', KEYS[3], id, ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[3], id)
+redis.call('INCRBY', KEYS[5], #post)
 redis.call('PUBLISH', ARGV[4], '{"op":"post","origin":"' .. ARGV[5] .. '","post":' .. post .. '}')
 return id`)
 
 // deletePostScript removes a post if, and only if, user is its author: the
 // check and the removal are one atomic step, so no other user can ever erase
 // it (the original removed first and checked later).
-// KEYS: data, owner, date. ARGV: id, user, channel.
+// KEYS: data, owner, date, bytes. ARGV: id, user, channel.
 // Returns 1 done, 0 no such post, -1 not the owner.
 var deletePostScript = newScript("post_delete", `
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
 if not owner then return 0 end
 if owner ~= ARGV[2] then return -1 end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('DECRBY', KEYS[4], redis.call('HSTRLEN', KEYS[1], ARGV[1]))
+end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
@@ -81,12 +106,14 @@ redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 return 1`)
 
 // expirePostsScript removes up to ARGV[2] posts dated at or before ARGV[1]
-// and announces them in one message. KEYS: data, owner, date. ARGV: cutoff
-// (s), limit, channel. Returns how many were removed.
+// and announces them in one message. KEYS: data, owner, date, bytes. ARGV:
+// cutoff (s), limit, channel. Returns how many were removed.
 var expirePostsScript = newScript("post_expire", `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids == 0 then return 0 end
+local counted = redis.call('EXISTS', KEYS[4]) == 1
 for _, id in ipairs(ids) do
+  if counted then redis.call('DECRBY', KEYS[4], redis.call('HSTRLEN', KEYS[1], id)) end
   redis.call('HDEL', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
@@ -185,19 +212,76 @@ func (c *Client) quota(ctx context.Context, user string, now int64, q Quota, tak
 // and broadcasts it on PostsChannel with origin, in one atomic step. members
 // must be the post's other JSON members, comma-separated, without braces.
 func (c *Client) StorePost(ctx context.Context, members []byte, owner string, date int64, origin string) (uint64, error) {
+	return c.StorePostWithin(ctx, members, owner, date, origin, PostBounds{})
+}
+
+// PostBounds are the budgets of the posts Redis holds; zero fields (or
+// negative ones) bound nothing.
+type PostBounds struct {
+	Posts int   // posts held
+	Bytes int64 // total length of the posts' JSON
+}
+
+// StorePostWithin is StorePost, refused with ErrPostsFull when the post
+// would pass b: the check, the store and the broadcast are one atomic step,
+// so every node sees one budget.
+func (c *Client) StorePostWithin(ctx context.Context, members []byte, owner string, date int64, origin string, b PostBounds) (uint64, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	s, err := storePostScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date")},
-		[]string{string(members), owner, strconv.FormatInt(date, 10), c.key(PostsChannel), origin}).ToString()
+		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes")},
+		[]string{string(members), owner, strconv.FormatInt(date, 10), c.key(PostsChannel), origin,
+			strconv.Itoa(max(b.Posts, 0)), strconv.FormatInt(max(b.Bytes, 0), 10)}).ToString()
 	if err != nil {
 		return 0, c.wrap("store post of "+owner, err)
+	}
+	if s == "full" {
+		return 0, ErrPostsFull
 	}
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
 		return 0, errors.New("store post: the script returned a bad id " + strconv.Quote(s))
 	}
 	return id, nil
+}
+
+// addrPostsScript counts one publish from a client address on a day, unless
+// ARGV[1] are counted already. KEYS: pa:{addr}:day. ARGV: n, ttl (s).
+// Returns the count after, or -1 when refused.
+var addrPostsScript = newScript("post_addr", `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return -1
+end
+return n`)
+
+func (c *Client) addrPostsKey(addr string, day int64) string {
+	return c.userKey("pa", addr) + ":" + strconv.FormatInt(day, 10)
+}
+
+// TakeAddressPost counts one publish from client address addr on day
+// (days since the epoch, UTC), and reports false, counting nothing, when n
+// are counted already.
+func (c *Client) TakeAddressPost(ctx context.Context, addr string, day int64, n int) (bool, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := addrPostsScript.Exec(ctx, c.rc, []string{c.addrPostsKey(addr, day)},
+		[]string{strconv.Itoa(n), "172800"}).AsInt64()
+	if err != nil {
+		return false, c.wrap("address post quota of "+addr, err)
+	}
+	return r >= 0, nil
+}
+
+// RefundAddressPost gives back a publish counted by TakeAddressPost, when
+// the post was not stored after all.
+func (c *Client) RefundAddressPost(ctx context.Context, addr string, day int64) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	err := c.rc.Do(ctx, c.rc.B().Decr().Key(c.addrPostsKey(addr, day)).Build()).Error()
+	return c.wrap("refund address post quota of "+addr, err)
 }
 
 // DeletePost removes post id if user is its author, and broadcasts the
@@ -207,7 +291,7 @@ func (c *Client) DeletePost(ctx context.Context, id uint64, user string) error {
 	defer cancel()
 	sid := strconv.FormatUint(id, 10)
 	r, err := deletePostScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date")},
+		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes")},
 		[]string{sid, user, c.key(PostsChannel)}).AsInt64()
 	if err != nil {
 		return c.wrap("delete post "+sid, err)
@@ -228,7 +312,7 @@ func (c *Client) ExpirePosts(ctx context.Context, cutoff int64, limit int) (int,
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	n, err := expirePostsScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date")},
+		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes")},
 		[]string{strconv.FormatInt(cutoff, 10), strconv.Itoa(limit), c.key(PostsChannel)}).AsInt64()
 	return int(n), c.wrap("expire posts", err)
 }
@@ -255,6 +339,24 @@ func (c *Client) ScanPosts(ctx context.Context, fn func(post string)) error {
 		}
 		cursor = e.Cursor
 	}
+}
+
+// PostSeq returns the highest post id ever issued (0 when none was).
+func (c *Client) PostSeq(ctx context.Context) (uint64, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	s, err := c.rc.Do(ctx, c.rc.B().Get().Key(c.postsKey("seq")).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, c.wrap("read the post id counter", err)
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, errors.New("post id counter: not a number: " + strconv.Quote(s))
+	}
+	return n, nil
 }
 
 // PostCount returns how many posts Redis holds.

@@ -145,3 +145,79 @@ func TestRawStorePost(t *testing.T) {
 		}
 	})
 }
+
+// TestPostBounds: the store script refuses past the count and byte
+// budgets, atomically, and deletions and expiry give their room back; a
+// byte counter missing (posts stored before it existed) is rebuilt.
+func TestPostBounds(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		// Planted without the counter, as an older version stored them:
+		// 20 bytes.
+		if err := c.RawStorePost(ctx, 50, `{"id":50,"date":100}`, 100); err != nil {
+			t.Fatal(err)
+		}
+		m := []byte(`"date":100`) // posts of 17 or 18 bytes: '{"id":N,"date":100}'
+		bounds := broker.PostBounds{Posts: 3, Bytes: 20 + 17 + 18 + 28 + 10}
+		id1, err := c.StorePostWithin(ctx, m, "7", 100, "o", bounds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// 20+19 held; the next needs at most 10+28 more: 77 > 75.
+		bounds.Bytes = 75
+		if _, err := c.StorePostWithin(ctx, m, "7", 200, "o", bounds); !errors.Is(err, broker.ErrPostsFull) {
+			t.Fatalf("past the byte budget: %v", err)
+		}
+		bounds.Bytes = 0
+		if _, err := c.StorePostWithin(ctx, m, "7", 200, "o", bounds); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.StorePostWithin(ctx, m, "7", 300, "o", bounds); !errors.Is(err, broker.ErrPostsFull) {
+			t.Fatalf("past the count budget: %v", err)
+		}
+		if n, _ := c.PostCount(ctx); n != 3 {
+			t.Fatalf("%d posts stored, want 3", n)
+		}
+		if err := c.DeletePost(ctx, id1, "7"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.StorePostWithin(ctx, m, "7", 300, "o", bounds); err != nil {
+			t.Fatalf("after a deletion: %v", err)
+		}
+		// Expire everything: the byte budget is whole again.
+		if _, err := c.ExpirePosts(ctx, 1000, 100); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.StorePostWithin(ctx, m, "7", 2000, "o", broker.PostBounds{Bytes: 18 + 28}); err != nil {
+			t.Fatalf("after expiry: %v", err)
+		}
+		if seq, err := c.PostSeq(ctx); err != nil || seq != 4 {
+			t.Fatalf("PostSeq %d (%v), want 4", seq, err)
+		}
+	})
+}
+
+func TestAddressPosts(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		for i := 0; i < 2; i++ {
+			if ok, err := c.TakeAddressPost(ctx, "2001:db8::/64", 20000, 2); !ok || err != nil {
+				t.Fatalf("take %d: %v %v", i, ok, err)
+			}
+		}
+		if ok, _ := c.TakeAddressPost(ctx, "2001:db8::/64", 20000, 2); ok {
+			t.Fatal("a third publish from the address was counted")
+		}
+		if ok, _ := c.TakeAddressPost(ctx, "2001:db8::/64", 20001, 2); !ok {
+			t.Fatal("the next day is refused")
+		}
+		if err := c.RefundAddressPost(ctx, "2001:db8::/64", 20000); err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := c.TakeAddressPost(ctx, "2001:db8::/64", 20000, 2); !ok {
+			t.Fatal("a refunded publish is still counted")
+		}
+	})
+}

@@ -14,6 +14,8 @@ type Filter struct {
 	Features uint64  // any_of_features; 0 = any
 	Ranges   []int64 // min0,max0,min1,max1...
 	After    uint64  // last_post_id: only ids above it
+	// Deletions asks for post_deleted frames (PROTOCOL.md 1.1 section 4).
+	Deletions bool
 }
 
 // Match tells whether p passes every filter of PROTOCOL.md section 4: product
@@ -23,10 +25,11 @@ func (f *Filter) Match(p *Post) bool {
 	if p.ID <= f.After {
 		return false
 	}
-	if len(f.Prods) > 0 && !contains(f.Prods, p.Prod) {
-		return false
-	}
-	return f.matchRest(p)
+	return f.matchProd(p) && f.matchRest(p)
+}
+
+func (f *Filter) matchProd(p *Post) bool {
+	return len(f.Prods) == 0 || contains(f.Prods, p.Prod)
 }
 
 // matchRest is Match without the product test, for the fan-out, which has
@@ -113,6 +116,12 @@ func decodeSubscribe(req *wire.Request, lim *Limits) (*Filter, error) {
 	}
 	if f.After, err = optU64(req, "last_post_id"); err != nil {
 		return nil, err
+	}
+	if raw := req.Get("deletions"); raw != nil && string(raw) != "null" {
+		var ok bool
+		if f.Deletions, ok = wire.Bool(raw); !ok {
+			return nil, malformed(`"deletions" must be true or false`)
+		}
 	}
 	if raw := req.Get("ranges"); raw != nil && string(raw) != "null" {
 		if f.Ranges, err = decodeInts(raw, "ranges", 2*lim.MaxRangeValues); err != nil {

@@ -19,6 +19,7 @@ import (
 // fakeConn records the frames a connection was sent, in order.
 type fakeConn struct {
 	user string
+	addr string // Client(): "" (no per-address budget) unless a test sets it
 	mu   sync.Mutex
 	got  []string
 	sig  chan struct{}
@@ -44,6 +45,8 @@ func (c *fakeConn) Send(frame []byte) bool {
 }
 
 func (c *fakeConn) SendPersistent(frame []byte) bool { return c.Send(frame) }
+
+func (c *fakeConn) Client() string { return c.addr }
 
 func (c *fakeConn) frames() []string {
 	c.mu.Lock()

@@ -27,13 +27,43 @@ func (s *Service) Register(e *echo.Echo) {
 	preflight := func(c echo.Context) error { return c.NoContent(http.StatusNoContent) }
 	for path, h := range map[string]echo.HandlerFunc{
 		"/api/menu":      s.getMenu,
-		"/api/posts":     s.listPosts,
-		"/api/posts/:id": s.getPost,
+		"/api/posts":     s.limitReads(s.listPosts),
+		"/api/posts/:id": s.limitReads(s.getPost),
 	} {
 		e.GET(path, h, cors)
 		e.HEAD(path, h, cors)
 		e.OPTIONS(path, preflight, cors)
 	}
+}
+
+// limitReads refuses a read beyond the client address's rate (ReadRate)
+// with 429, Retry-After and the reason rate_limited, before any work.
+func (s *Service) limitReads(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		key := s.clientKey(c)
+		if ok, retry := s.readLimit.allow(key, s.cfg.Clock()); !ok {
+			s.counts.readLimited.Add(1)
+			secs := seconds(retry)
+			c.Response().Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+			return fail(c, http.StatusTooManyRequests, wire.RateLimited,
+				"too many requests from this address; try again in "+strconv.FormatInt(secs, 10)+" s")
+		}
+		return h(c)
+	}
+}
+
+// clientKey is the key of the HTTP client's address: ClientKey's when set,
+// else echo's RealIP when the router has an IP extractor (it then knows
+// which proxies to trust), else the connection's own address: without
+// one, RealIP would believe any X-Forwarded-For a client cares to send.
+func (s *Service) clientKey(c echo.Context) string {
+	if s.cfg.ClientKey != nil {
+		return s.cfg.ClientKey(c.Request())
+	}
+	if c.Echo().IPExtractor != nil {
+		return c.RealIP()
+	}
+	return echo.ExtractIPDirect()(c.Request())
 }
 
 func marshalMenu(m *Menu) ([]byte, error) {
@@ -74,7 +104,8 @@ func (s *Service) getPost(c echo.Context) error {
 // location, product (hash lists, comma-separated or repeated), features
 // (any_of_features), ranges (min,max pairs), before (cursor: only ids below
 // it), limit, and count (any non-empty value but 0/false: answer only the
-// number of matches).
+// number of matches). A read examines at most MaxScan posts; one that stops
+// there answers what it found with "next", the cursor to continue from.
 func (s *Service) listPosts(c echo.Context) error {
 	q := c.QueryParams()
 	f := &Filter{}
@@ -100,9 +131,17 @@ func (s *Service) listPosts(c echo.Context) error {
 	cutoff := s.cutoff()
 	if v := q.Get("count"); v != "" && v != "0" && v != "false" {
 		s.mu.RLock()
-		n := s.x.count(f, cutoff)
+		r := s.x.count(f, cutoff, before, s.cfg.MaxScan)
 		s.mu.RUnlock()
-		return c.JSON(http.StatusOK, map[string]int{"count": n})
+		b := []byte(`{"count":`)
+		b = strconv.AppendInt(b, int64(r.n), 10)
+		if r.next != 0 {
+			s.counts.scanCapped.Add(1)
+			b = append(b, `,"next":"`...)
+			b = strconv.AppendUint(b, r.next, 10)
+			b = append(b, '"')
+		}
+		return c.JSONBlob(http.StatusOK, append(b, "}\n"...))
 	}
 	limit := s.cfg.PageSize
 	if v := q.Get("limit"); v != "" {
@@ -114,10 +153,11 @@ func (s *Service) listPosts(c echo.Context) error {
 	}
 	s.mu.RLock()
 	// One more than asked tells whether there is a next page.
-	ps := s.x.query(f, cutoff, limit+1, true, before)
-	more := len(ps) > limit
-	if more {
+	r := s.x.scan(f, cutoff, read{limit: limit + 1, maxScan: s.cfg.MaxScan, desc: true, from: before})
+	ps, next := r.posts, r.next
+	if len(ps) > limit {
 		ps = ps[:limit]
+		next = ps[limit-1].ID
 	}
 	b := make([]byte, 0, 64+len(ps)*256)
 	b = append(b, `{"posts":[`...)
@@ -128,12 +168,15 @@ func (s *Service) listPosts(c echo.Context) error {
 		b = append(b, p.JSON...)
 	}
 	b = append(b, ']')
-	if more {
+	s.mu.RUnlock()
+	if r.next != 0 {
+		s.counts.scanCapped.Add(1)
+	}
+	if next != 0 {
 		b = append(b, `,"next":"`...)
-		b = strconv.AppendUint(b, ps[len(ps)-1].ID, 10)
+		b = strconv.AppendUint(b, next, 10)
 		b = append(b, '"')
 	}
-	s.mu.RUnlock()
 	return c.JSONBlob(http.StatusOK, append(b, '}'))
 }
 

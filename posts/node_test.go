@@ -82,9 +82,10 @@ func TestTwoNodesLiveFanOut(t *testing.T) {
 		if f := byProduct.wait(t, 3); items(t, f[2])[0] != id2 {
 			t.Fatalf("product subscriber: %v", f)
 		}
-		// Nobody gets a post at or below its last_post_id.
-		if f := seenAll.frames(); len(f) != 1 {
-			t.Fatalf("subscriber past every id got %v", f)
+		// A last_post_id above every stored post asks for no catch-up, and
+		// every later post arrives (PROTOCOL.md section 4; issue 11.2).
+		if f := seenAll.wait(t, 3); len(f) != 3 || items(t, f[1])[0] != id || items(t, f[2])[0] != id2 {
+			t.Fatalf("subscriber past every id got %v, want posts %d and %d", f, id, id2)
 		}
 	})
 }
@@ -92,7 +93,7 @@ func TestTwoNodesLiveFanOut(t *testing.T) {
 func TestBurstAcksAndCatchUpPaging(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		clk := newClock()
-		cfg := Config{Clock: clk.Now, QuotaN: 2000}
+		cfg := Config{Clock: clk.Now, QuotaN: 2000, SubscribeRate: -1}
 		n1 := startNode(t, b.Options, cfg)
 		n2 := startNode(t, b.Options, cfg)
 		pub := newConn("7")
@@ -565,9 +566,9 @@ func TestFullConnDoesNotStopFanOut(t *testing.T) {
 	x := newIndex()
 	full := &fullConn{}
 	ok1, ok2 := newConn("1"), newConn("2")
-	x.subscribe(ok1, &Filter{})
-	x.subscribe(full, &Filter{})
-	x.subscribe(ok2, &Filter{Prods: []uint64{5}})
+	x.subscribe(ok1, &Filter{}, 0)
+	x.subscribe(full, &Filter{}, 0)
+	x.subscribe(ok2, &Filter{Prods: []uint64{5}}, 0)
 	p := &Post{ID: 1, Prod: 5, JSON: []byte(`{}`)}
 	if n := x.fanout(p, liveFrame(p), nil); n != 3 {
 		t.Fatalf("fanned out to %d, want 3", n)
@@ -583,6 +584,7 @@ func (c *fullConn) User() string                 { return "full" }
 func (c *fullConn) Send([]byte) bool             { c.n++; return false }
 func (c *fullConn) SendLive(f []byte) bool       { return c.Send(f) }
 func (c *fullConn) SendPersistent(b []byte) bool { return c.Send(b) }
+func (c *fullConn) Client() string               { return "127.0.0.1" }
 
 // Run sweeps by itself: with a short sweep period, an expired post leaves
 // Redis and the node without anyone calling Sweep.

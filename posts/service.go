@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,10 @@ type Conn interface {
 	// connection ends before it is written it goes to the user's offline
 	// queue and comes after the next login_ack (publish_ack, delete_ack).
 	SendPersistent(frame []byte) bool
+	// Client is the key of the client's address (the address, or its
+	// network for IPv6), for the per-address publish budget; "" when
+	// unknown (no budget applies).
+	Client() string
 }
 
 // Config of a Service. Zero fields take the defaults given.
@@ -83,6 +88,34 @@ type Config struct {
 	// PageSize is the default and MaxPage the largest page of GET
 	// /api/posts; defaults 20 and 100.
 	PageSize, MaxPage int
+
+	// MaxScan bounds the posts one read examines (a catch-up, a page or a
+	// count of GET /api/posts); default 10,000. A read that reaches it
+	// answers what it found with a cursor to continue from.
+	MaxScan int
+	// ReadRate is the GET /api/posts and /api/posts/{id} requests allowed
+	// per second per client address, with bursts of ReadBurst; defaults
+	// 20 and 40. A negative rate means no limit.
+	ReadRate  float64
+	ReadBurst int
+	// SubscribeRate is the subscribes allowed per second per user, with
+	// bursts of SubscribeBurst; defaults 1 and 20 (a client pages through
+	// a backlog by subscribing again). Negative: no limit.
+	SubscribeRate  float64
+	SubscribeBurst int
+	// MaxPosts and MaxPostBytes bound the live posts (count, and total
+	// length of their JSON): Redis refuses a publish past them (posts_full)
+	// and a node's index holds no more (it keeps the newest). Defaults
+	// 500,000 and 512 MiB; negative: no bound.
+	MaxPosts     int
+	MaxPostBytes int64
+	// PostsPerAddress is the publishes allowed per client address
+	// (Conn.Client) per UTC day; default 50; negative: no limit.
+	PostsPerAddress int
+	// ClientKey gives the client address key of an HTTP request (roles
+	// trusts its proxies and groups IPv6 by prefix); default echo's RealIP
+	// when the router has an IPExtractor, else the peer's address.
+	ClientKey func(*http.Request) string
 }
 
 // DefaultConfig returns the documented defaults, for flag definitions.
@@ -142,6 +175,30 @@ func (c *Config) defaults() error {
 	if c.MaxPage <= 0 {
 		c.MaxPage = 100
 	}
+	if c.MaxScan <= 0 {
+		c.MaxScan = 10_000
+	}
+	if c.ReadRate == 0 {
+		c.ReadRate = 20
+	}
+	if c.ReadBurst <= 0 {
+		c.ReadBurst = 40
+	}
+	if c.SubscribeRate == 0 {
+		c.SubscribeRate = 1
+	}
+	if c.SubscribeBurst <= 0 {
+		c.SubscribeBurst = 20
+	}
+	if c.MaxPosts == 0 {
+		c.MaxPosts = 500_000
+	}
+	if c.MaxPostBytes == 0 {
+		c.MaxPostBytes = 512 << 20
+	}
+	if c.PostsPerAddress == 0 {
+		c.PostsPerAddress = 50
+	}
 	c.Limits.defaults()
 	return nil
 }
@@ -164,11 +221,19 @@ type Service struct {
 	in    inbox
 	ready chan struct{}
 
-	delivered atomic.Uint64 // live post frames queued to connections
-	skipped   atomic.Uint64 // broadcasts and stored posts that did not parse
+	readLimit *keyed // per client address, HTTP reads
+	subLimit  *keyed // per user, subscribes
+
+	delivered    atomic.Uint64 // live post frames queued to connections
+	skipped      atomic.Uint64 // broadcasts and stored posts that did not parse
+	counts       counters
+	lastEvictLog atomic.Int64 // Unix s of the last eviction warning
 	// applied, when set (by tests), is called after each broadcast or
 	// reload has been applied, so tests wait for events, not for time.
 	applied func()
+	// betweenLocks, when set (by tests), runs in Subscribe between the
+	// catch-up's read lock and the write lock.
+	betweenLocks func()
 }
 
 // New builds the service; Run must run for it to work.
@@ -186,6 +251,9 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 		tomb:    map[uint64]int64{},
 		in:      inbox{sig: make(chan struct{}, 1)},
 		ready:   make(chan struct{}),
+		// 100,000 keys: a few MB at most, far more than the clients of one node.
+		readLimit: newKeyed(cfg.ReadRate, cfg.ReadBurst, 100_000),
+		subLimit:  newKeyed(cfg.SubscribeRate, cfg.SubscribeBurst, 100_000),
 	}
 	if cfg.Menu != nil {
 		var err error
@@ -306,7 +374,7 @@ func (s *Service) reload(ctx context.Context) error {
 		// A post gone from Redis leaves. One whose bytes changed (ids
 		// start over when Redis lost its data) is replaced.
 		if p, ok := seen[id]; !ok || !bytes.Equal(p.JSON, old.JSON) {
-			s.x.remove(id)
+			s.removed(s.x.remove(id))
 		}
 	}
 	s.x.tidy()
@@ -321,6 +389,12 @@ func (s *Service) reload(ctx context.Context) error {
 		fresh = append(fresh, p)
 	}
 	sortByID(fresh)
+	if m := s.cfg.MaxPosts; m > 0 && len(fresh) > m {
+		// Only the newest can stay: do not deliver what admit would
+		// drop right after.
+		s.evicted(len(fresh) - m)
+		fresh = fresh[len(fresh)-m:]
+	}
 	// A publisher whose publish_ack is not out yet gets its echo from
 	// Publish, after the ack.
 	publishing := map[string]Conn{}
@@ -328,7 +402,9 @@ func (s *Service) reload(ctx context.Context) error {
 		publishing[c.User()] = c
 	}
 	for _, p := range fresh {
-		s.x.insert(p)
+		if !s.admit(p) {
+			continue
+		}
 		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), publishing[p.From])))
 	}
 	s.log.Info("posts loaded", zap.Int("posts", s.x.len()), zap.Int("new", len(fresh)))
@@ -369,7 +445,7 @@ func (s *Service) apply(payload string) {
 		cutoff := s.cutoff()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, gone := s.tomb[p.ID]; gone || p.Date <= cutoff || !s.x.insert(p) {
+		if _, gone := s.tomb[p.ID]; gone || p.Date <= cutoff || !s.admit(p) {
 			return
 		}
 		// The publisher's own connection gets its echo from Publish, right
@@ -389,7 +465,7 @@ func (s *Service) apply(payload string) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, id := range ids {
-			s.x.remove(id)
+			s.removed(s.x.remove(id))
 			// The deletion came back through the channel, after the post
 			// itself: the tombstone has done its job.
 			delete(s.tomb, id)
@@ -447,19 +523,35 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 		return wire.Errorf(wire.QuotaExceeded, "%d posts per %s; the next is possible in %d s",
 			s.quota.N, s.cfg.QuotaPeriod, (retry+999)/1000)
 	}
+	addr, day := c.Client(), now.Unix()/86400
+	if addr == "" || s.cfg.PostsPerAddress < 0 {
+		addr = ""
+	} else if ok, err := s.b.TakeAddressPost(ctx, addr, day, s.cfg.PostsPerAddress); err != nil || !ok {
+		s.refund(ctx, p.From, "", 0)
+		if err != nil {
+			s.log.Warn("address post quota check failed", zap.String("user", p.From), zap.Error(err))
+			return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+		}
+		s.counts.addressQuota.Add(1)
+		return wire.Errorf(wire.QuotaExceeded, "%d posts per address per day; the next is possible in %d s (at 00:00 UTC)",
+			s.cfg.PostsPerAddress, (day+1)*86400-now.Unix())
+	}
 	p.Date = now.Unix()
 	members := d.members(p.From, p.Date)
 	origin := s.node + strconv.FormatUint(s.seq.Add(1), 10)
 	s.mu.Lock()
 	s.pending[origin] = c
 	s.mu.Unlock()
-	id, err := s.b.StorePost(ctx, members, p.From, p.Date, origin)
+	id, err := s.b.StorePostWithin(ctx, members, p.From, p.Date, origin,
+		broker.PostBounds{Posts: s.cfg.MaxPosts, Bytes: s.cfg.MaxPostBytes})
 	if err != nil {
 		s.mu.Lock()
 		delete(s.pending, origin)
 		s.mu.Unlock()
-		if rerr := s.b.RefundPostQuota(context.WithoutCancel(ctx), p.From); rerr != nil {
-			s.log.Warn("refunding a post quota failed", zap.String("user", p.From), zap.Error(rerr))
+		s.refund(ctx, p.From, addr, day)
+		if errors.Is(err, broker.ErrPostsFull) {
+			s.counts.full.Add(1)
+			return wire.Errorf(wire.PostsFull, "this server holds as many posts as it may; try again later")
 		}
 		s.log.Warn("storing a post failed", zap.String("user", p.From), zap.Error(err))
 		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
@@ -486,41 +578,184 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 	if _, gone := s.tomb[id]; gone {
 		return nil
 	}
-	if s.x.insert(p) {
+	if s.admit(p) {
 		// First here: everyone matching, the publisher included, gets it.
 		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), nil)))
 		return nil
 	}
 	// The broadcast was applied first and skipped the publisher.
-	if sb, ok := s.x.subs[c]; ok && sb.f.Match(p) {
-		c.SendLive(liveFrame(s.x.byID[id]))
-		s.delivered.Add(1)
+	if sb, ok := s.x.subs[c]; ok && sb.match(p) {
+		if q := s.x.byID[id]; q != nil {
+			c.SendLive(liveFrame(q))
+			s.delivered.Add(1)
+		}
 	}
 	return nil
 }
 
+// refund gives back the publish taken from user's quota and, when addr is
+// not "", from addr's, when the post was not stored after all.
+func (s *Service) refund(ctx context.Context, user, addr string, day int64) {
+	ctx = context.WithoutCancel(ctx)
+	if err := s.b.RefundPostQuota(ctx, user); err != nil {
+		s.log.Warn("refunding a post quota failed", zap.String("user", user), zap.Error(err))
+	}
+	if addr == "" {
+		return
+	}
+	if err := s.b.RefundAddressPost(ctx, addr, day); err != nil {
+		s.log.Warn("refunding an address post quota failed", zap.String("user", user), zap.Error(err))
+	}
+}
+
+// admit inserts p into the index, evicting the oldest posts first when p
+// would pass the node's bounds (a node configured with lower bounds than
+// the one that let p into Redis, or clock skew between their sweeps): the
+// node keeps the newest posts, counts and logs what it let go, and never
+// tells subscribers (the posts are still stored). It reports false when p
+// was already there, or is itself older than every post it would evict.
+func (s *Service) admit(p *Post) bool {
+	if _, ok := s.x.byID[p.ID]; ok {
+		return false
+	}
+	n := 0
+	for s.cfg.MaxPosts > 0 && s.x.len() >= s.cfg.MaxPosts ||
+		s.cfg.MaxPostBytes > 0 && int64(s.x.bytes+len(p.JSON)) > s.cfg.MaxPostBytes {
+		o := s.x.oldest()
+		if o == nil || o.ID > p.ID {
+			s.evicted(1)
+			return false
+		}
+		s.x.remove(o.ID)
+		n++
+	}
+	if n > 0 {
+		s.evicted(n)
+		s.x.tidy()
+	}
+	return s.x.insert(p)
+}
+
+func (s *Service) evicted(n int) {
+	s.counts.evicted.Add(uint64(n))
+	now := s.cfg.Clock().Unix()
+	if last := s.lastEvictLog.Load(); now-last >= 60 && s.lastEvictLog.CompareAndSwap(last, now) {
+		s.log.Warn("the posts index is at its bound (--max-posts, --max-post-bytes); dropped the oldest posts from this node",
+			zap.Uint64("dropped_total", s.counts.evicted.Load()), zap.Int("posts", s.x.len()), zap.Int("bytes", s.x.bytes))
+	}
+}
+
+// removed tells the subscriptions that asked for deletions that p (a post
+// just removed from the index; nil: none was) is gone.
+func (s *Service) removed(p *Post) {
+	if p != nil {
+		s.counts.deletedSent.Add(uint64(s.x.fanoutDeleted(p)))
+	}
+}
+
 // Subscribe handles subscribe: it replaces the connection's subscription,
-// replies subscribe_ack and then the catch-up, both under the lock that
-// live posts take, so nothing comes between them and every later live post
-// has not been in the catch-up.
+// replies subscribe_ack and then the catch-up.
+//
+// The catch-up is read under the read lock, so that neither its cost nor
+// an adversary's subscribe storm holds up the fan-out. The write lock is
+// then taken to send the frames and register the subscription together;
+// what changed in between is settled there: catch-up posts deleted
+// meanwhile are dropped, and posts inserted meanwhile (found through the
+// index's ring of recent inserts) go out after the catch-up as the live
+// posts they would have been. So every matching post the node learns of
+// after the subscribe arrives once, and none in the catch-up arrives again.
+//
+// Live posts need an id above the subscription's floor, and the catch-up
+// starts above it too. The floor is last_post_id when that is an id the
+// server has issued (the client holds the posts up to it, perhaps from
+// another node this one lags behind); when last_post_id is above every id
+// ever issued (a client that wants no catch-up), the floor is the highest
+// id issued at the subscribe, so that every post published after it
+// arrives (PROTOCOL.md section 4; issue 11.2). Redis is asked for that
+// highest id only in this case; if it cannot answer, the node's own newest
+// post stands in.
 func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) error {
 	f, err := decodeSubscribe(req, &s.cfg.Limits)
 	if err != nil {
 		return err
 	}
+	if ok, retry := s.subLimit.allow(c.User(), s.cfg.Clock()); !ok {
+		s.counts.subLimited.Add(1)
+		return wire.Errorf(wire.RateLimited, "too many subscribes; try again in %d s", seconds(retry))
+	}
 	if err := s.waitReady(ctx); err != nil {
 		return err
 	}
+	floor := f.After
+	s.mu.RLock()
+	top := s.x.newest()
+	s.mu.RUnlock()
+	if floor > top {
+		// Read before the catch-up, so that every post published after
+		// this read has an id above it and is caught up or live.
+		if seq, err := s.b.PostSeq(ctx); err == nil {
+			floor = min(floor, seq)
+		} else {
+			s.log.Warn("reading the post id counter failed; the floor of a subscription is this node's newest post", zap.Error(err))
+			floor = top
+		}
+	}
 	cutoff := s.cutoff()
+	r := read{limit: s.cfg.MaxCatchUp, maxScan: s.cfg.MaxScan, from: floor}
+	s.mu.RLock()
+	res := s.x.scan(f, cutoff, r)
+	gen := s.x.gen
+	var frame []byte
+	if len(res.posts) > 0 {
+		frame = itemsFrame(res.posts)
+	}
+	s.mu.RUnlock()
+	if s.betweenLocks != nil {
+		s.betweenLocks()
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	catch := s.x.query(f, cutoff, s.cfg.MaxCatchUp, false, 0)
-	c.Send([]byte(`{"cmd":"subscribe_ack","result":"ok"}`))
-	if len(catch) > 0 {
-		c.Send(itemsFrame(catch))
+	var late []*Post
+	if d := s.x.gen - gen; d > uint64(len(s.x.recent)) {
+		// Too much arrived meanwhile to replay: read again, here.
+		res = s.x.scan(f, cutoff, r)
+		frame = nil
+		if len(res.posts) > 0 {
+			frame = itemsFrame(res.posts)
+		}
+	} else if d > 0 {
+		sb := sub{f: f, floor: floor}
+		for g := gen + 1; g <= s.x.gen; g++ {
+			if p := s.x.recent[g%uint64(len(s.x.recent))]; p.alive() && p.Date > cutoff && sb.match(p) {
+				late = append(late, p)
+			}
+		}
 	}
-	s.x.subscribe(c, f)
+	if slices.ContainsFunc(res.posts, func(p *Post) bool { return !p.alive() }) {
+		res.posts = slices.DeleteFunc(slices.Clone(res.posts), func(p *Post) bool { return !p.alive() })
+		frame = nil
+		if len(res.posts) > 0 {
+			frame = itemsFrame(res.posts)
+		}
+	}
+	if res.next != 0 {
+		s.counts.scanCapped.Add(1)
+	}
+	c.Send([]byte(`{"cmd":"subscribe_ack","result":"ok"}`))
+	if frame != nil {
+		c.Send(frame)
+	}
+	for _, p := range late {
+		c.Send(liveFrame(p))
+		s.delivered.Add(1)
+	}
+	s.x.subscribe(c, f, floor)
 	return nil
+}
+
+func seconds(d time.Duration) int64 {
+	return int64((d + time.Second - 1) / time.Second)
 }
 
 // Delete handles {"cmd":"delete","id":N}: only the author may delete, and
@@ -548,7 +783,7 @@ func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
 	}
 	s.mu.Lock()
-	s.x.remove(id)
+	s.removed(s.x.remove(id))
 	s.x.tidy()
 	// Until the deletion comes back through the channel, a late broadcast
 	// of the post itself must not bring it back.
@@ -566,14 +801,31 @@ type Stats struct {
 	Subscriptions int    // connections of this node with a subscription
 	Delivered     uint64 // live post frames queued to connections, since start
 	Skipped       uint64 // broadcasts or stored posts skipped because they did not parse
+
+	ReadsLimited      uint64 // HTTP reads refused rate_limited (429)
+	SubscribesLimited uint64 // subscribes refused rate_limited
+	ScansCapped       uint64 // reads that stopped at MaxScan and answered a cursor
+	RefusedFull       uint64 // publishes refused posts_full
+	RefusedAddress    uint64 // publishes refused quota_exceeded by the per-address budget
+	Evicted           uint64 // posts this node dropped from its index at its bound
+	DeletedSent       uint64 // post_deleted frames queued to connections
+}
+
+// counters are the refusal and guard counts behind Stats.
+type counters struct {
+	readLimited, subLimited, scanCapped, full, addressQuota, evicted, deletedSent atomic.Uint64
 }
 
 // Stats returns the current figures.
 func (s *Service) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	k := &s.counts
 	return Stats{Posts: s.x.len(), Subscriptions: len(s.x.subs),
-		Delivered: s.delivered.Load(), Skipped: s.skipped.Load()}
+		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(),
+		ReadsLimited: k.readLimited.Load(), SubscribesLimited: k.subLimited.Load(),
+		ScansCapped: k.scanCapped.Load(), RefusedFull: k.full.Load(),
+		RefusedAddress: k.addressQuota.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load()}
 }
 
 // Leave drops the subscription of a closed connection.
@@ -610,7 +862,9 @@ func (s *Service) Sweep(ctx context.Context) error {
 	}
 	now := s.cfg.Clock().Unix()
 	s.mu.Lock()
-	s.x.removeOlder(cutoff)
+	for _, p := range s.x.removeOlder(cutoff) {
+		s.removed(p)
+	}
 	for id, t := range s.tomb {
 		// A deletion whose broadcast never came back (the subscriber
 		// connection was down) is settled by the reload that followed.
@@ -620,6 +874,12 @@ func (s *Service) Sweep(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+func deletedFrame(id uint64) []byte {
+	b := []byte(`{"cmd":"post_deleted","id":`)
+	b = strconv.AppendUint(b, id, 10)
+	return append(b, '}')
 }
 
 func liveFrame(p *Post) []byte {

@@ -19,6 +19,8 @@ import (
 func postsNode(t *testing.T, b brokertest.Backend, quota int) *node {
 	return startNode(t, b.Options, func(c *roles.Config) {
 		c.Posts.QuotaN = quota
+		// Every test user connects from 127.0.0.1.
+		c.Posts.PostsPerAddress = max(quota, 50)
 		c.Posts.Menu = posts.DemoMenu()
 	})
 }

@@ -217,6 +217,11 @@ func (s *Server) buildPosts(b *broker.Client) error {
 		// Try-it-out mode: the demo menu, so apps have codes to use.
 		pc.Menu = posts.DemoMenu()
 	}
+	if pc.ClientKey == nil {
+		// HTTP reads and publishes count the same client as every other
+		// per-address limit: behind --trusted-proxies, by /64 for IPv6.
+		pc.ClientKey = func(r *http.Request) string { return s.clientKey(clientAddr(r, s.cfg.TrustedProxies)) }
+	}
 	ps, err := posts.New(pc, b, s.log.Named("posts"))
 	if err != nil {
 		return err
@@ -232,6 +237,7 @@ func (s *Server) buildPosts(b *broker.Client) error {
 		Help: "Live posts queued to connections of this node."}, func() float64 { return float64(ps.Stats().Delivered) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_skipped_total",
 		Help: "Post broadcasts or stored posts skipped because they did not parse (logged)."}, func() float64 { return float64(ps.Stats().Skipped) }))
+	registerPostsMetrics(reg, ps)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.postsStop, s.postsDone = cancel, make(chan struct{})
 	go func() {

@@ -27,6 +27,9 @@ const (
 	// RecipientInactive: the recipient has not logged in within the queue
 	// lifetime, so a message to them could not be kept.
 	RecipientInactive = "recipient_inactive"
+	// PostsFull: the server holds as many posts as its budget allows
+	// (--max-posts, --max-post-bytes); a publish may succeed later.
+	PostsFull = "posts_full"
 )
 
 // WebSocket close codes used by the server (documented in docs/protocol.md).
