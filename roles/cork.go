@@ -23,6 +23,31 @@ type corkConn struct {
 	mu     sync.Mutex
 	corked bool
 	buf    *[]byte
+
+	// The read side: budget (nil: unpaced) is set before the first read;
+	// closing wakes a read paused by it when the connection closes.
+	budget    *byteBudget
+	closing   chan struct{}
+	closeOnce sync.Once
+}
+
+func newCorkConn(nc net.Conn) *corkConn {
+	return &corkConn{Conn: nc, closing: make(chan struct{})}
+}
+
+// errConnClosed ends a read paused by the budget when the connection closes.
+var errConnClosed = net.ErrClosed
+
+func (c *corkConn) Read(p []byte) (int, error) {
+	if c.budget == nil {
+		return c.Conn.Read(p)
+	}
+	return c.budget.read(c, p)
+}
+
+func (c *corkConn) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	return c.Conn.Close()
 }
 
 var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -93,7 +118,7 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &corkConn{Conn: nc}
+	w.conn = newCorkConn(nc)
 	br := bufio.NewReaderSize(w.conn, connReadBuffer)
 	// Bytes the client sent right after its handshake may already be in
 	// net/http's buffer. The library keeps only what is buffered in the
