@@ -296,3 +296,52 @@ func testLeavingSessionActsOnNothing(t *testing.T, b brokertest.Backend, code we
 		t.Errorf("posts_delivered_total = %v, want 1 (bob only)", got)
 	}
 }
+
+// A subscribe already running when its session is replaced finishes
+// before the shutdown leaves the posts index, so it cannot put the
+// session back into the fan-out after the Leave.
+func TestSubscribeInFlightDuringKick(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := startNode(t, b.Options, func(c *roles.Config) {
+			c.Posts.QuotaN = 100
+			// The newer login does not wait for the old session, which
+			// cannot let go while its subscribe is held.
+			c.DisplaceTimeout = 200 * time.Millisecond
+		})
+		victim := make(chan string, 1)
+		entered, release := make(chan struct{}), make(chan struct{})
+		n.srv.BeforePostsSubscribe(func(user string) {
+			select {
+			case id := <-victim:
+				if id == user {
+					close(entered)
+					<-release
+					return
+				}
+				victim <- id
+			default:
+			}
+		})
+		bob := register(t, n.url)
+		bob.send(`{"cmd":"subscribe"}`)
+		bob.expect("subscribe_ack")
+		old := register(t, n.url)
+		victim <- old.id
+		old.send(`{"cmd":"subscribe"}`)
+		<-entered
+		// Replaced while its subscribe is in dispatch.
+		newer := login(t, n.url, old.id, old.pwd)
+		close(release)
+		if got := old.closed(); got != wire.CloseReplaced {
+			t.Fatalf("close code %d, want %d", got, wire.CloseReplaced)
+		}
+		waitMetric(t, n, `occase_connection_closes_total{code="4001"}`, 1)
+		if got := metric(t, n, "occase_posts_subscriptions"); got != 1 {
+			t.Fatalf("posts_subscriptions = %v, want 1 (bob): the replaced session is still in the fan-out", got)
+		}
+		// The newer session of the same user works.
+		newer.send(`{"cmd":"subscribe"}`)
+		newer.expect("subscribe_ack")
+		waitMetric(t, n, "occase_posts_subscriptions", 2)
+	})
+}
