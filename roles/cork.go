@@ -24,15 +24,29 @@ type corkConn struct {
 	corked bool
 	buf    *[]byte
 
-	// The read side: budget (nil: unpaced) is set before the first read;
-	// closing wakes a read paused by it when the connection closes.
-	budget    *byteBudget
-	closing   chan struct{}
-	closeOnce sync.Once
+	// The read side: budget (nil: unpaced) is set before the first read.
+	// closing (made by the first pause, so an idle connection holds none)
+	// wakes a paused reader when the connection closes. Both under mu.
+	budget   *byteBudget
+	closing  chan struct{}
+	isClosed bool
 }
 
 func newCorkConn(nc net.Conn) *corkConn {
-	return &corkConn{Conn: nc, closing: make(chan struct{})}
+	return &corkConn{Conn: nc}
+}
+
+// closed returns a channel that is closed once the connection is.
+func (c *corkConn) closed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing == nil {
+		c.closing = make(chan struct{})
+		if c.isClosed {
+			close(c.closing)
+		}
+	}
+	return c.closing
 }
 
 // errConnClosed ends a read paused by the budget when the connection closes.
@@ -46,7 +60,14 @@ func (c *corkConn) Read(p []byte) (int, error) {
 }
 
 func (c *corkConn) Close() error {
-	c.closeOnce.Do(func() { close(c.closing) })
+	c.mu.Lock()
+	if !c.isClosed {
+		c.isClosed = true
+		if c.closing != nil {
+			close(c.closing)
+		}
+	}
+	c.mu.Unlock()
 	return c.Conn.Close()
 }
 

@@ -43,7 +43,7 @@ func (b *byteBudget) read(c *corkConn, p []byte) (int, error) {
 	if d := time.Until(b.next); d > 0 {
 		b.throttle(d)
 		b.paused.Store(true)
-		if !pause(d, c.closing) {
+		if !pause(d, c.closed()) {
 			return 0, errConnClosed
 		}
 	}
@@ -95,7 +95,7 @@ func (ss *session) waitFrame() bool {
 	ss.throttled("frames", d)
 	select {
 	case <-ss.leave:
-	case <-ss.raw.closing:
+	case <-ss.raw.closed():
 	case <-time.After(d):
 	}
 	return true
@@ -110,8 +110,18 @@ func (ss *session) throttled(budget string, d time.Duration) {
 func (ss *session) strike() { ss.strikes.Add(1) }
 
 // overLimit reports whether the strikes so far exceed what the abuse
-// window allows. Only the reader calls it.
+// window allows. Only the reader calls it; the limiter is made at the
+// first strike, so a connection that never strikes holds none.
 func (ss *session) overLimit() bool {
 	n := ss.strikes.Swap(0)
-	return n > 0 && ss.abuse != nil && !ss.abuse.AllowN(time.Now(), int(n))
+	if n == 0 {
+		return false
+	}
+	cfg := ss.srv.cfg
+	if ss.abuse == nil {
+		if ss.abuse = newAbuseLimiter(cfg.AbuseLimit, cfg.AbuseWindow); ss.abuse == nil {
+			return false
+		}
+	}
+	return !ss.abuse.AllowN(time.Now(), int(n))
 }

@@ -79,7 +79,6 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 	cfg := s.cfg
 	raw.budget = newByteBudget(cfg.ReadRateBytes, cfg.ReadBurstBytes, func(d time.Duration) { ss.throttled("bytes", d) })
 	ss.frameLim = newLimiter(cfg.ReadRateFrames, cfg.ReadBurstFrames)
-	ss.abuse = newAbuseLimiter(cfg.AbuseLimit, cfg.AbuseWindow)
 	ss.out = newOutbox(ss.writeFrames, func() {
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
