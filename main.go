@@ -289,6 +289,12 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.DurationFlag{Name: "account-ttl", EnvVars: env("ACCOUNT_TTL"), Usage: "delete an account this long after its last login (0: never)"},
 		&cli.Float64Flag{Name: "filenames-rate", Value: d.FilenamesRate, EnvVars: env("FILENAMES_RATE"), Usage: "filenames requests per second per user (0: unlimited)"},
 		&cli.IntFlag{Name: "filenames-burst", Value: d.FilenamesBurst, EnvVars: env("FILENAMES_BURST")},
+		&cli.Float64Flag{Name: "read-rate-bytes", Value: d.ReadRateBytes, EnvVars: env("READ_RATE_BYTES"), Usage: "bytes per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
+		&cli.IntFlag{Name: "read-burst-bytes", Value: d.ReadBurstBytes, EnvVars: env("READ_BURST_BYTES"), Usage: "bytes one connection may send at once above --read-rate-bytes (at least 1024)"},
+		&cli.Float64Flag{Name: "read-rate-frames", Value: d.ReadRateFrames, EnvVars: env("READ_RATE_FRAMES"), Usage: "frames per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
+		&cli.IntFlag{Name: "read-burst-frames", Value: d.ReadBurstFrames, EnvVars: env("READ_BURST_FRAMES"), Usage: "frames one connection may send at once above --read-rate-frames"},
+		&cli.IntFlag{Name: "abuse-limit", Value: d.AbuseLimit, EnvVars: env("ABUSE_LIMIT"), Usage: "read pauses and rate-limit refusals one connection may cause within --abuse-window before it is closed with 4006 (0: never closed)"},
+		&cli.DurationFlag{Name: "abuse-window", Value: d.AbuseWindow, EnvVars: env("ABUSE_WINDOW"), Usage: "the window of --abuse-limit"},
 
 		&cli.StringFlag{Name: "menu", EnvVars: env("MENU"), Usage: "menu file (docs/menus.md); none: any well-formed code (the embedded broker uses the demo menu)"},
 		&cli.IntFlag{Name: "location-depth", Value: d.Posts.LocationDepth, EnvVars: env("LOCATION_DEPTH"), Usage: "filter depth of location codes (1..4)"},
@@ -424,6 +430,9 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		return cfg, fmt.Errorf("--account-ttl must not be negative")
 	}
 	cfg.FilenamesRate, cfg.FilenamesBurst = c.Float64("filenames-rate"), c.Int("filenames-burst")
+	cfg.ReadRateBytes, cfg.ReadBurstBytes = c.Float64("read-rate-bytes"), c.Int("read-burst-bytes")
+	cfg.ReadRateFrames, cfg.ReadBurstFrames = c.Float64("read-rate-frames"), c.Int("read-burst-frames")
+	cfg.AbuseLimit, cfg.AbuseWindow = c.Int("abuse-limit"), c.Duration("abuse-window")
 	if f := c.String("menu"); f != "" {
 		m, err := posts.LoadMenu(f)
 		if err != nil {

@@ -66,6 +66,7 @@ start_nodes() {
 		if [ "$i" = 1 ]; then PPROF=$(freeport); extra=(--pprof-addr "127.0.0.1:$PPROF"); fi
 		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 OCCASE_POST_QUOTA_N=1000000000 \
 		OCCASE_POSTS_PER_ADDRESS=0 OCCASE_MAX_POSTS=0 OCCASE_MAX_POST_BYTES=0 OCCASE_SUBSCRIBE_RATE=0 OCCASE_READ_RATE=0 \
+			OCCASE_READ_RATE_BYTES=0 OCCASE_READ_RATE_FRAMES=0 OCCASE_ABUSE_LIMIT=0 \
 			"$B" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" \
 			--redis-prefix "$prefix" --log-level error "${extra[@]}" >>"$OUT/node$i.log" 2>&1 &
 		nodes+=($!)

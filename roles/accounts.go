@@ -55,7 +55,7 @@ func (ss *session) register(req *wire.Request) error {
 	if _, err := ss.srv.hub.Attach(ss.ctx, id, ss); err != nil {
 		return unavailable(err)
 	}
-	ss.attached.Store(true)
+	ss.attached = true
 	ss.becomeUser()
 	b := []byte(`{"cmd":"register_ack","result":"ok","id":`)
 	b = wire.AppendString(b, id)
@@ -104,7 +104,7 @@ func (ss *session) login(req *wire.Request) error {
 	if err != nil {
 		return unavailable(err)
 	}
-	ss.attached.Store(true)
+	ss.attached = true
 	// One login per user in the whole cluster: every older session hands
 	// back what it holds and says so before this one starts delivering.
 	// The kick and a read of the generation are one step: a newer login
@@ -113,7 +113,7 @@ func (ss *session) login(req *wire.Request) error {
 	// this step finds this session subscribed.
 	others, cur, err := srv.hub.Kick(ss.ctx, user, gen)
 	if err != nil {
-		ss.attached.Store(false)
+		ss.attached = false
 		srv.hub.Detach(ss.ctx, user, ss)
 		return unavailable(err)
 	}
@@ -122,16 +122,12 @@ func (ss *session) login(req *wire.Request) error {
 		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
 	}
 	if cur > gen {
-		ss.shutdown(wire.CloseReplaced, "replaced")
-		return nil
+		return &closeError{code: wire.CloseReplaced, reason: "replaced"}
 	}
 	ss.awaitReleases(others)
-	select {
-	case <-ss.closed:
+	if !ss.becomeUser() {
 		return nil // a still newer login displaced this one while it waited
-	default:
 	}
-	ss.becomeUser()
 	remaining := 0
 	if srv.posts != nil {
 		if remaining, err = srv.posts.RemainingPosts(ss.ctx, user); err != nil {
@@ -160,21 +156,25 @@ func (ss *session) awaitReleases(n int64) {
 		case <-t.C:
 			ss.logger().Info("an older session did not let go in time; continuing", zap.String("user", ss.user), zap.Int64("missing", n))
 			return
-		case <-ss.closed:
+		case <-ss.leave:
 			return
 		}
 	}
 }
 
 // becomeUser completes a login of ss.user (set, with the generation, before
-// the session was attached to the hub).
-func (ss *session) becomeUser() {
+// the session was attached to the hub). It fails when the session is
+// already leaving.
+func (ss *session) becomeUser() bool {
 	cfg := ss.srv.cfg
 	ss.chatLim = newLimiter(cfg.ChatRate, cfg.ChatBurst)
 	ss.presLim = newLimiter(cfg.PresenceRate, cfg.PresenceBurst)
 	ss.fileLim = newLimiter(cfg.FilenamesRate, cfg.FilenamesBurst)
-	ss.loggedIn.Store(true)
+	if !ss.setStatus(statusActive) {
+		return false
+	}
 	ss.loginTimer.Stop()
+	return true
 }
 
 func (ss *session) startMailbox() {

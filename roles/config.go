@@ -67,6 +67,16 @@ type Config struct {
 	// HMAC-SHA256 token the operator's sign-up service gives a verified
 	// user (SignupToken).
 	RegisterKey []byte
+	// What one connection may make the node read, checked before decoding
+	// (0 rate: unlimited). Over a budget the reader pauses; a connection
+	// with more than AbuseLimit pauses and rate refusals within
+	// AbuseWindow is closed with 4006 (AbuseLimit 0: never).
+	ReadRateBytes   float64 // bytes per second
+	ReadBurstBytes  int
+	ReadRateFrames  float64 // frames per second
+	ReadBurstFrames int
+	AbuseLimit      int
+	AbuseWindow     time.Duration
 
 	Chat chat.Config
 	// Posts: zero fields take the posts package's defaults; Clock is set
@@ -116,6 +126,12 @@ func DefaultConfig() Config {
 		FilenamesBurst:    10,
 		IPv6Prefix:        defaultIPv6Prefix,
 		RegisterPerDay:    20,
+		ReadRateBytes:     256 << 10,
+		ReadBurstBytes:    1 << 20,
+		ReadRateFrames:    100,
+		ReadBurstFrames:   400,
+		AbuseLimit:        100,
+		AbuseWindow:       10 * time.Second,
 		Chat:              chat.DefaultConfig(),
 		Posts:             posts.DefaultConfig(),
 		ImageDir:          "./data/images",
@@ -144,6 +160,15 @@ func (c Config) parts() (db, img bool, err error) {
 	}
 	if c.RegisterKey != nil && len(c.RegisterKey) < 16 {
 		return false, false, fmt.Errorf("--register-key: want at least 16 bytes, got %d", len(c.RegisterKey))
+	}
+	if c.ReadRateBytes > 0 && c.ReadBurstBytes < 1024 {
+		return false, false, fmt.Errorf("--read-burst-bytes %d: want at least 1024 when --read-rate-bytes is set", c.ReadBurstBytes)
+	}
+	if c.ReadRateFrames > 0 && c.ReadBurstFrames < 1 {
+		return false, false, fmt.Errorf("--read-burst-frames %d: want at least 1 when --read-rate-frames is set", c.ReadBurstFrames)
+	}
+	if c.AbuseLimit > 0 && c.AbuseWindow <= 0 {
+		return false, false, fmt.Errorf("--abuse-window %v: want a positive window when --abuse-limit is set", c.AbuseWindow)
 	}
 	for _, p := range ps {
 		db = db || p == "db"

@@ -23,6 +23,52 @@ type corkConn struct {
 	mu     sync.Mutex
 	corked bool
 	buf    *[]byte
+
+	// The read side: budget (nil: unpaced) is set before the first read.
+	// closing (made by the first pause, so an idle connection holds none)
+	// wakes a paused reader when the connection closes. Both under mu.
+	budget   *byteBudget
+	closing  chan struct{}
+	isClosed bool
+}
+
+func newCorkConn(nc net.Conn) *corkConn {
+	return &corkConn{Conn: nc}
+}
+
+// closed returns a channel that is closed once the connection is.
+func (c *corkConn) closed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing == nil {
+		c.closing = make(chan struct{})
+		if c.isClosed {
+			close(c.closing)
+		}
+	}
+	return c.closing
+}
+
+// errConnClosed ends a read paused by the budget when the connection closes.
+var errConnClosed = net.ErrClosed
+
+func (c *corkConn) Read(p []byte) (int, error) {
+	if c.budget == nil {
+		return c.Conn.Read(p)
+	}
+	return c.budget.read(c, p)
+}
+
+func (c *corkConn) Close() error {
+	c.mu.Lock()
+	if !c.isClosed {
+		c.isClosed = true
+		if c.closing != nil {
+			close(c.closing)
+		}
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
 }
 
 var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -93,7 +139,7 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.conn = &corkConn{Conn: nc}
+	w.conn = newCorkConn(nc)
 	br := bufio.NewReaderSize(w.conn, connReadBuffer)
 	// Bytes the client sent right after its handshake may already be in
 	// net/http's buffer. The library keeps only what is buffered in the

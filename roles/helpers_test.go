@@ -32,6 +32,7 @@ func startNode(t testing.TB, opt broker.Options, mut ...func(*roles.Config)) *no
 	cfg.RegisterPerDay = 0
 	cfg.ChatRate = 0
 	cfg.PresenceRate = 0
+	cfg.ReadRateBytes, cfg.ReadRateFrames, cfg.AbuseLimit = 0, 0, 0
 	for _, m := range mut {
 		m(&cfg)
 	}

@@ -33,6 +33,12 @@ type metrics struct {
 	// regRefused counts refused registrations by limit: rate (per second),
 	// daily (per address per day), token (signup_token).
 	regRefused *prometheus.CounterVec
+
+	// Connection limits (docs/security.md).
+	readThrottled    *prometheus.CounterVec
+	readThrottledSec prometheus.Counter
+	rateRefusedC     *prometheus.CounterVec
+	ignored          prometheus.Counter
 }
 
 // knownCmds bounds the cmd label: anything else is counted as "other".
@@ -82,6 +88,15 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(m.framesIn, m.framesOut, m.sockWrites, m.duration, m.errors, m.closes, m.chatStored, m.chatDeliv, m.requeued, m.overflows,
 		m.httpReqs, m.uploaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.readThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_read_throttled_total",
+		Help: "Times a connection's reader paused because it was over its read budget (bytes or frames per second)."}, []string{"budget"})
+	m.readThrottledSec = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_read_throttled_seconds_total",
+		Help: "Time connection readers spent paused over their read budgets."})
+	m.rateRefusedC = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_rate_refused_total",
+		Help: "Requests refused or dropped by a per-user or per-address rate limit, by command."}, []string{"cmd"})
+	m.ignored = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_frames_ignored_total",
+		Help: "Frames read from connections that were already closing (replaced, overflowed, over their limits), not acted on."})
+	reg.MustRegister(m.readThrottled, m.readThrottledSec, m.rateRefusedC, m.ignored)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
 		func() float64 { all, _, _ := s.gauges(); return float64(all) }))
@@ -217,6 +232,15 @@ func (m *metrics) request(cmd string, start time.Time, reason string) {
 	}
 }
 
+func (m *metrics) throttled(budget string, d time.Duration) {
+	m.readThrottled.WithLabelValues(budget).Inc()
+	m.readThrottledSec.Add(d.Seconds())
+}
+
+func (m *metrics) rateRefused(cmd string) {
+	m.rateRefusedC.WithLabelValues(cmdLabel(cmd)).Inc()
+}
+
 func (m *metrics) closed(code int) {
 	m.closes.WithLabelValues(strconv.Itoa(code)).Inc()
 }
@@ -227,7 +251,7 @@ func (s *Server) gauges() (all, loggedIn, queued int) {
 	defer s.mu.Unlock()
 	for ss := range s.sessions {
 		all++
-		if ss.loggedIn.Load() {
+		if ss.status() == statusActive {
 			loggedIn++
 		}
 		ss.out.mu.Lock()

@@ -34,11 +34,21 @@ type session struct {
 	// context.
 	writeStart atomic.Int64 // UnixNano of the write in progress; 0 when none
 
-	// Set once by the reader at login; other goroutines read user only
-	// after seeing loggedIn (or attached) true.
-	loggedIn atomic.Bool
-	attached atomic.Bool // the hub routes this user's signals here
+	// st is the session's status (status.go): changed only by setStatus.
+	st    atomic.Int32
+	leave chan struct{} // closed when the status becomes leaving
+	// dispatchMu is held by the reader while it runs a request; shutdown
+	// takes it once after the session is leaving, so a request already
+	// running finishes before anything is handed back (a subscribe in
+	// flight cannot re-enter the posts index after Leave), and none
+	// starts after.
+	dispatchMu sync.Mutex
+
+	// Written by the reader during register/login, before the session is
+	// attached to the hub or becomes active; other goroutines read user
+	// only after that, and shutdown only after the dispatch barrier.
 	user     string
+	attached bool         // the hub routes this user's signals here
 	gen      atomic.Int64 // generation of this login (set before it completes)
 	mboxMu   sync.Mutex
 	mbox     *chat.Mailbox
@@ -46,16 +56,19 @@ type session struct {
 	presLim  *rate.Limiter
 	fileLim  *rate.Limiter
 
+	// Read limits (readlimit.go); the byte budget is on raw.
+	frameLim *rate.Limiter
+	abuse    *rate.Limiter
+	strikes  atomic.Int64 // not yet weighed by the reader
+
 	// deliverMu orders local deliveries against shutdown: a sender on this
-	// node stores without a pub/sub notify while holding it for reading,
-	// and shutdown takes it for writing before it lets go of the user.
+	// node stores without a pub/sub notify while holding it for reading
+	// and the recipient is not leaving, and shutdown takes it for writing
+	// before it lets go of the user.
 	deliverMu sync.RWMutex
-	leaving   bool
 
 	releases     chan int64
 	lastActivity atomic.Int64
-	closeOnce    sync.Once
-	closed       chan struct{}
 	loginTimer   *time.Timer
 	pingTimer    *time.Timer
 }
@@ -63,7 +76,10 @@ type session struct {
 func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &session{srv: s, conn: conn, raw: raw, remote: remote, ctx: ctx, cancel: cancel,
-		releases: make(chan int64, 8), closed: make(chan struct{})}
+		releases: make(chan int64, 8), leave: make(chan struct{})}
+	cfg := s.cfg
+	raw.budget = newByteBudget(cfg.ReadRateBytes, cfg.ReadBurstBytes, func(d time.Duration) { ss.throttled("bytes", d) })
+	ss.frameLim = newLimiter(cfg.ReadRateFrames, cfg.ReadBurstFrames)
 	ss.out = newOutbox(ss.writeFrames, func() {
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
@@ -72,7 +88,7 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 	// Both timers exist (stopped) before anything can fire, so shutdown
 	// may always stop them.
 	ss.loginTimer = time.AfterFunc(time.Hour, func() {
-		if !ss.loggedIn.Load() {
+		if ss.status() < statusActive {
 			ss.shutdown(wire.CloseLoginTimeout, "login timeout")
 		}
 	})
@@ -84,10 +100,19 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 }
 
 // logger returns the node's logger with this connection's address and,
-// once logged in, its user. It is built when something is logged, not held
+// while logged in, its user. It is built when something is logged, not held
 // by every idle connection (a zap child logger costs kilobytes).
 func (ss *session) logger() *zap.Logger {
-	if ss.loggedIn.Load() {
+	if ss.status() == statusActive {
+		return ss.srv.log.With(zap.String("remote", ss.remote), zap.String("user", ss.user))
+	}
+	return ss.srv.log.With(zap.String("remote", ss.remote))
+}
+
+// leftLogger is logger for shutdown, after the dispatch barrier: the
+// user is named whether or not the session got as far as active.
+func (ss *session) leftLogger() *zap.Logger {
+	if ss.user != "" {
 		return ss.srv.log.With(zap.String("remote", ss.remote), zap.String("user", ss.user))
 	}
 	return ss.srv.log.With(zap.String("remote", ss.remote))
@@ -129,7 +154,7 @@ func (ss *session) writeFrames(frames [][]byte) error {
 // abortWrite ends a write that has taken too long (a peer that stopped
 // reading) by closing the socket: the write fails, and so does the read
 // loop, which ends the session.
-func (ss *session) abortWrite() { ss.raw.Conn.Close() }
+func (ss *session) abortWrite() { ss.raw.Close() }
 
 // User, Send, SendPersistent and SendTracked are what the feature packages
 // see of a connection.
@@ -150,7 +175,9 @@ func (ss *session) SendPersistent(frame []byte) bool {
 		return true
 	}
 	// Never queued: the connection is ending. Keep it for the next login.
-	if ss.loggedIn.Load() {
+	// Persistent frames answer what only a logged-in session can ask, so
+	// its user is set (and was seen by whoever calls this).
+	if ss.user != "" {
 		if err := ss.srv.chat.Requeue(context.Background(), ss.user, [][]byte{frame}); err != nil {
 			ss.logger().Error("lost a reply that could not be delivered nor stored", zap.Error(err))
 		}
@@ -203,6 +230,9 @@ func (ss *session) mailbox() *chat.Mailbox {
 
 // serve runs the reader loop until the connection ends.
 func (ss *session) serve() {
+	if !ss.setStatus(statusAnonymous) {
+		return // shut down before it started (the node is closing)
+	}
 	cfg := ss.srv.cfg
 	ss.conn.SetReadLimit(cfg.MaxFrame)
 	ss.loginTimer.Reset(cfg.LoginTimeout)
@@ -213,7 +243,12 @@ func (ss *session) serve() {
 
 func (ss *session) readLoop() (websocket.StatusCode, string) {
 	for {
+		paused := ss.waitFrame()
 		typ, frame, err := ss.conn.Read(ss.ctx)
+		// A frame that waited for either budget is one strike.
+		if ss.raw.budget.tookPause() || paused {
+			ss.strike()
+		}
 		if err != nil {
 			var ce websocket.CloseError
 			switch {
@@ -227,6 +262,15 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 			return websocket.StatusAbnormalClosure, ""
 		}
 		ss.touch()
+		if ss.status() >= statusLeaving {
+			// Replaced, overflowed or limited: the reader goes on only to
+			// meet the peer's close frame.
+			ss.srv.m.ignored.Inc()
+			continue
+		}
+		if ss.overLimit() {
+			return ss.rateExceeded()
+		}
 		if typ != websocket.MessageText {
 			ss.reject(wire.Malformedf("binary frames are not accepted; send JSON text"))
 			return wire.CloseUnsupported, "text frames only"
@@ -251,9 +295,36 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 	}
 }
 
+// rateExceeded ends a connection that kept exceeding its limits.
+func (ss *session) rateExceeded() (websocket.StatusCode, string) {
+	ss.reject(wire.Errorf(wire.RateLimited, "this connection kept exceeding its limits; reconnect later"))
+	return wire.CloseRateExceeded, "rate exceeded"
+}
+
 // reject sends the generic error frame that precedes a policy close.
 func (ss *session) reject(e *wire.Error) {
 	ss.Send(errorFrame("error", e))
+}
+
+// closeError asks the reader to end the session with a close code; only
+// dispatch returns it (shutdown itself must not run inside dispatch).
+type closeError struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+func (e *closeError) Error() string { return e.reason }
+
+// dispatchLive runs req unless the session is leaving; shutdown waits for
+// a request that is running (dispatchMu), so none is acted on after it
+// began handing back what the session holds.
+func (ss *session) dispatchLive(req *wire.Request) (err error, ran bool) {
+	ss.dispatchMu.Lock()
+	defer ss.dispatchMu.Unlock()
+	if ss.status() >= statusLeaving {
+		return nil, false
+	}
+	return ss.dispatch(req), true
 }
 
 // handle runs one request. A panic is recovered: the connection closes
@@ -266,7 +337,16 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 			code, reason, stop = wire.CloseInternal, "internal error", true
 		}
 	}()
-	err := ss.dispatch(req)
+	err, ran := ss.dispatchLive(req)
+	if !ran {
+		ss.srv.m.ignored.Inc()
+		return 0, "", false
+	}
+	var ce *closeError
+	if errors.As(err, &ce) {
+		ss.srv.m.request(req.Cmd, start, "")
+		return ce.code, ce.reason, true
+	}
 	if err == nil {
 		ss.srv.m.request(req.Cmd, start, "")
 		return 0, "", false
@@ -278,6 +358,9 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 		ss.logger().Error("request failed", zap.String("cmd", req.Cmd), zap.Error(err))
 	case wire.Unavailable:
 		ss.logger().Warn("request failed: redis unavailable", logs.Repeated(logs.RepeatEvery), zap.String("cmd", req.Cmd), zap.Error(err))
+	case wire.RateLimited:
+		ss.srv.m.rateRefused(req.Cmd)
+		ss.strike()
 	}
 	if we.Malformed {
 		ss.reject(we)
@@ -286,7 +369,7 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	switch req.Cmd {
 	case "message":
 		to, _ := wire.String(req.Get("to"))
-		ss.Send(chat.ServerAck(req, to, 0, we.Reason))
+		ss.Send(chat.FailAck(req, to, we))
 	case "presence":
 		// presence has no reply
 	default:
@@ -299,7 +382,7 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 }
 
 func (ss *session) dispatch(req *wire.Request) error {
-	if !ss.loggedIn.Load() {
+	if ss.status() != statusActive {
 		switch req.Cmd {
 		case "register":
 			return ss.register(req)
@@ -326,12 +409,18 @@ func (ss *session) dispatch(req *wire.Request) error {
 }
 
 func (ss *session) message(req *wire.Request) error {
-	m, err := ss.srv.chat.Prepare(ss.user, req)
-	if err != nil {
+	// The rate comes before the frame is rewritten: a refused message
+	// costs a lookup, not a copy of its members. A missing "to" is still
+	// malformed first.
+	if _, err := req.Str("to"); err != nil {
 		return err
 	}
 	if !allow(ss.chatLim) {
 		return wire.Errorf(wire.RateLimited, "too many messages; slow down")
+	}
+	m, err := ss.srv.chat.Prepare(ss.user, req)
+	if err != nil {
+		return err
 	}
 	// A recipient on this node is poked directly instead of through Redis
 	// pub/sub; holding its deliverMu keeps it from leaving between the store
@@ -339,7 +428,7 @@ func (ss *session) message(req *wire.Request) error {
 	var local *session
 	if p, ok := ss.srv.hub.Local(m.To).(*session); ok {
 		p.deliverMu.RLock()
-		if !p.leaving {
+		if p.status() < statusLeaving {
 			local = p
 		} else {
 			p.deliverMu.RUnlock()
@@ -367,7 +456,12 @@ func (ss *session) presence(req *wire.Request) error {
 	if err != nil {
 		return err
 	}
-	if !allow(ss.presLim) || !chat.ValidUserID(to) || len(req.Frame) > ss.srv.cfg.Chat.MaxMessage {
+	if !allow(ss.presLim) {
+		ss.srv.m.rateRefused(req.Cmd)
+		ss.strike()
+		return nil // never answered; dropped
+	}
+	if !chat.ValidUserID(to) || len(req.Frame) > ss.srv.cfg.Chat.MaxMessage {
 		return nil // never answered; dropped
 	}
 	f := make([]byte, 0, len(req.Frame)+24)
@@ -443,10 +537,8 @@ func errorFrame(cmd string, e *wire.Error) []byte {
 
 func (ss *session) ping() {
 	cfg := ss.srv.cfg
-	select {
-	case <-ss.closed:
+	if ss.status() >= statusLeaving {
 		return
-	default:
 	}
 	ctx, cancel := context.WithTimeout(ss.ctx, cfg.IdleTimeout)
 	err := ss.conn.Ping(ctx)
@@ -459,70 +551,76 @@ func (ss *session) ping() {
 		ss.shutdown(wire.CloseIdle, "idle timeout")
 		return
 	}
-	select {
-	case <-ss.closed:
-	default:
+	if ss.status() < statusLeaving {
 		ss.pingTimer.Reset(cfg.IdleTimeout / 3)
 	}
 }
 
-// shutdown ends the session once: it stops taking frames, hands back what
-// it holds (written chat messages are removed from Redis, unwritten replies
-// requeued), lets go of the user, tells newer logins so, and closes the
-// socket with code.
+// shutdown ends the session once: it stops acting on frames, waits for
+// the request in flight, hands back what it holds (written chat messages
+// are removed from Redis, unwritten replies requeued), lets go of the
+// user, tells newer logins so, and closes the socket with code. It must
+// not be called from inside dispatch (that returns a closeError instead).
 func (ss *session) shutdown(code websocket.StatusCode, reason string) {
-	ss.closeOnce.Do(func() {
-		close(ss.closed)
-		ss.loginTimer.Stop()
-		ss.srv.untrack(ss)
-		ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DrainTimeout)
-		defer cancel()
+	if !ss.setStatus(statusLeaving) {
+		return
+	}
+	ss.loginTimer.Stop()
+	ss.srv.untrack(ss)
+	// A request read before the session began leaving finishes first; no
+	// other starts (dispatchLive checks the status under the same lock).
+	// After this, the reader's fields (user, attached) are settled.
+	ss.dispatchMu.Lock()
+	ss.dispatchMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DrainTimeout)
+	defer cancel()
 
-		ss.deliverMu.Lock()
-		ss.leaving = true
-		ss.deliverMu.Unlock()
+	// A local sender that saw this session not leaving has finished its
+	// store and poke; later ones see it leaving and notify through Redis.
+	ss.deliverMu.Lock()
+	ss.deliverMu.Unlock()
 
-		// Let queued frames (an error reply, a last ack) go out before the
-		// close frame, unless the peer is gone, idle or not reading.
-		switch code {
-		case websocket.StatusAbnormalClosure, wire.CloseSlowConsumer, wire.CloseIdle:
-		default:
-			fctx, fcancel := context.WithTimeout(ctx, min(ss.srv.cfg.WriteTimeout, 2*time.Second))
-			ss.out.drain(fctx)
-			fcancel()
+	// Let queued frames (an error reply, a last ack) go out before the
+	// close frame, unless the peer is gone, idle or not reading.
+	switch code {
+	case websocket.StatusAbnormalClosure, wire.CloseSlowConsumer, wire.CloseIdle:
+	default:
+		fctx, fcancel := context.WithTimeout(ctx, min(ss.srv.cfg.WriteTimeout, 2*time.Second))
+		ss.out.drain(fctx)
+		fcancel()
+	}
+	pending := ss.out.stop()
+	if m := ss.mailbox(); m != nil {
+		m.Close(ctx)
+	}
+	if ss.user != "" {
+		if ss.srv.posts != nil {
+			ss.srv.posts.Leave(ss)
 		}
-		pending := ss.out.stop()
-		if m := ss.mailbox(); m != nil {
-			m.Close(ctx)
-		}
-		if ss.loggedIn.Load() {
-			if ss.srv.posts != nil {
-				ss.srv.posts.Leave(ss)
-			}
-			if len(pending) > 0 {
-				ss.srv.m.requeued.Add(float64(len(pending)))
-				if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
-					ss.logger().Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
-				}
-			}
-		}
-		// Also for a session kicked in the middle of its own login: it is
-		// attached, holds nothing yet, and must still let go and say so.
-		if ss.attached.Load() {
-			ss.srv.hub.Detach(ctx, ss.user, ss)
-			if code == wire.CloseReplaced {
-				ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
+		if len(pending) > 0 {
+			ss.srv.m.requeued.Add(float64(len(pending)))
+			if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
+				ss.leftLogger().Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
 			}
 		}
-		ss.pingTimer.Stop()
-		ss.srv.m.closed(int(code))
-		go func() {
-			// Close waits for the peer's close frame; never hold anyone up.
-			ss.conn.Close(code, reason)
-			ss.cancel()
-		}()
-		if ss.loggedIn.Load() {
-			ss.logger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
+	}
+	// Also for a session kicked in the middle of its own login: it is
+	// attached, holds nothing yet, and must still let go and say so.
+	if ss.attached {
+		ss.srv.hub.Detach(ctx, ss.user, ss)
+		if code == wire.CloseReplaced {
+			ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
 		}
-	})
+	}
+	ss.pingTimer.Stop()
+	ss.srv.m.closed(int(code))
+	ss.setStatus(statusClosed)
+	go func() {
+		// Close waits for the peer's close frame; never hold anyone up.
+		ss.conn.Close(code, reason)
+		ss.cancel()
+	}()
+	if ss.user != "" {
+		ss.leftLogger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
+	}
 }

@@ -72,19 +72,50 @@ func (r *Request) U64(key string) (uint64, error) {
 // AppendMembers appends the frame's members, comma-separated and without
 // braces, leaving out every member whose key is in drop. Values are copied
 // byte for byte, so fields the server does not interpret pass untouched.
+// Its cost is linear in the number of fields: a frame is client input, and
+// one with thousands of fields must not cost their square.
 func (r *Request) AppendMembers(dst []byte, drop ...string) []byte {
+	return r.appendMembers(dst, drop, nil)
+}
+
+// pairwiseFields is how many fields a pairwise duplicate check handles
+// (at most 120 key comparisons) before a map of last positions is cheaper.
+const pairwiseFields = 16
+
+// appendMembers is AppendMembers; steps, when not nil, counts the key
+// comparisons and lookups it made, so a test can show the cost is linear
+// without timing it.
+func (r *Request) appendMembers(dst []byte, drop []string, steps *int) []byte {
+	n := 0
+	// Keep only the last of duplicate keys, as Get does.
+	var last map[string]int
+	if len(r.Fields) > pairwiseFields {
+		last = make(map[string]int, len(r.Fields))
+		for i, f := range r.Fields {
+			last[f.Key] = i
+		}
+		n += len(r.Fields)
+	}
 	first := true
 next:
 	for i, f := range r.Fields {
 		for _, d := range drop {
+			n++
 			if f.Key == d {
 				continue next
 			}
 		}
-		// Keep only the last of duplicate keys, as Get does.
-		for _, g := range r.Fields[i+1:] {
-			if g.Key == f.Key {
-				continue next
+		if last != nil {
+			n++
+			if last[f.Key] != i {
+				continue
+			}
+		} else {
+			for _, g := range r.Fields[i+1:] {
+				n++
+				if g.Key == f.Key {
+					continue next
+				}
 			}
 		}
 		if !first {
@@ -94,6 +125,9 @@ next:
 		dst = append(dst, f.RawKey...)
 		dst = append(dst, ':')
 		dst = append(dst, f.Value...)
+	}
+	if steps != nil {
+		*steps += n
 	}
 	return dst
 }

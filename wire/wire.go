@@ -46,6 +46,7 @@ const (
 	CloseBadCredentials = 4003 // login failed
 	CloseSlowConsumer   = 4004 // the send queue overflowed
 	CloseIdle           = 4005 // no answer to pings within the idle timeout
+	CloseRateExceeded   = 4006 // kept exceeding its read budget or rate limits
 )
 
 // Error is a failure a client may see: a stable reason code and an optional

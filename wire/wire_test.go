@@ -143,6 +143,11 @@ func FuzzParseRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	// Many fields, with and without repeated keys: the rewrite switches
+	// from a pairwise duplicate check to a map above pairwiseFields.
+	f.Add(manyFields(40, 0, 0))
+	f.Add(manyFields(40, 25, 0))
+	f.Add(manyFields(pairwiseFields+1, 3, 0))
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		r, err := ParseRequest(frame)
 		var m map[string]json.RawMessage
