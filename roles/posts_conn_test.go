@@ -12,9 +12,19 @@ import (
 
 var _ posts.Conn = (*session)(nil)
 
+// TestSessionClientIsItsAddressKey: the posts service's per-address budget
+// counts what every other per-address limit counts: IPv4 as is, IPv6 by
+// its /64.
 func TestSessionClientIsItsAddressKey(t *testing.T) {
-	if got := (&session{remote: "192.0.2.7"}).Client(); got != "192.0.2.7" {
-		t.Fatalf("Client() = %q", got)
+	srv := &Server{cfg: Config{IPv6Prefix: 64}}
+	for remote, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2::9":      "2001:db8:1:2::/64",
+	} {
+		if got := (&session{srv: srv, remote: remote}).Client(); got != want {
+			t.Errorf("Client() for %s = %q, want %q", remote, got, want)
+		}
 	}
 }
 
