@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -92,15 +93,37 @@ type tab struct {
 	ctx   context.Context
 	shots string
 	n     *int
+
+	mu      *sync.Mutex
+	console *[]string // console errors and failed loads, until read by consoleErrors
 }
 
 func newTab(t *testing.T, browser context.Context, name string, w, h int64, shots string, n *int) *tab {
 	// Any uncaught exception or unhandled rejection in the page fails the
 	// test, even when the UI happened to recover.
 	var mu sync.Mutex
-	var thrown []string
+	var thrown, console []string
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(),
 		chromedp.WithListener(func(ev any) {
+			switch e := ev.(type) {
+			case *runtime.EventConsoleAPICalled:
+				if e.Type == runtime.ConsoleAPICalledTypeError {
+					var args []string
+					for _, a := range e.Args {
+						args = append(args, string(a.Value)+a.Description)
+					}
+					mu.Lock()
+					console = append(console, "console.error: "+strings.Join(args, " "))
+					mu.Unlock()
+				}
+			case *log.EventEntryAdded:
+				// Failed loads (a 404 fetch, a refused WebSocket) land here.
+				if e.Entry != nil && e.Entry.Level == log.EntryLevelError {
+					mu.Lock()
+					console = append(console, fmt.Sprintf("%s: %s (%s)", e.Entry.Source, e.Entry.Text, e.Entry.URL))
+					mu.Unlock()
+				}
+			}
 			if e, ok := ev.(*runtime.EventExceptionThrown); ok && e.ExceptionDetails != nil {
 				d := e.ExceptionDetails
 				msg := d.Text
@@ -124,9 +147,27 @@ func newTab(t *testing.T, browser context.Context, name string, w, h int64, shot
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("open tab %s: %v", name, err)
 	}
-	b := &tab{t: t, name: name, ctx: ctx, shots: shots, n: n}
+	b := &tab{t: t, name: name, ctx: ctx, shots: shots, n: n, mu: &mu, console: &console}
 	b.do(chromedp.EmulateViewport(w, h))
 	return b
+}
+
+// consoleErrors returns the console errors logged since the last call.
+func (b *tab) consoleErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := *b.console
+	*b.console = nil
+	return out
+}
+
+// noConsoleErrors fails the test when the page logged an error (a failed
+// request included) since the last check.
+func (b *tab) noConsoleErrors(when string) {
+	b.t.Helper()
+	for _, e := range b.consoleErrors() {
+		b.t.Errorf("%s: console error %s: %s", b.name, when, e)
+	}
 }
 
 func (b *tab) do(actions ...chromedp.Action[chromedp.Void]) {
@@ -287,6 +328,9 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 			u.tab.click("#register-btn")
 			u.tab.state("online")
 			u.tab.wait("my id shown", `/#\d+/.test(document.getElementById("me").textContent)`)
+			// Issue 11: nothing the page asks for on load may fail (it
+			// used to fetch /api/config, and /favicon.ico answered 400).
+			u.tab.noConsoleErrors("on load and sign-up")
 		}
 		a.shot("registered")
 	})

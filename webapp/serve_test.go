@@ -98,6 +98,16 @@ func newServeBinary(t *testing.T) *serveBinary {
 	s.args = []string{"serve", "--role=all", "--addr", s.addr,
 		"--redis", startRedis(t), "--redis-prefix", "webapp-test-" + hex.EncodeToString(prefix) + ":",
 		"--secret", hex.EncodeToString(secret), "--log-level", "warn"}
+	if s.hasFlag(t, "--menu") {
+		// A known menu: without one, GET /api/menu answers 404 (an error in
+		// the browser console on every load) and the app falls back to its
+		// sample menu.
+		menu := filepath.Join(t.TempDir(), "menu.json")
+		if err := os.WriteFile(menu, []byte(fakeMenu), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		s.args = append(s.args, "--menu", menu)
+	}
 	if s.hasFlag(t, "--image-key") {
 		// Fixed across the restart, like the password secret: names handed
 		// out before it must still upload and display after it.

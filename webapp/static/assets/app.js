@@ -7,6 +7,8 @@ import { Session, Offline } from "./conn.js";
 import * as menu from "./menu.js";
 import * as store from "./store.js";
 import { parse } from "./json.js";
+import * as safe from "./safe.js";
+import * as state from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -29,7 +31,7 @@ function h(tag, attrs, ...kids) {
 const CONDITION = [{ bit: 1, label: "New" }, { bit: 2, label: "Used" }];
 const EXTRAS = [{ bit: 4, label: "Warranty" }, { bit: 8, label: "Trade-in accepted" }];
 const FEATURES = [...CONDITION, ...EXTRAS];
-const MAX_PHOTOS = 4;
+const MAX_PHOTOS = safe.MAX_PHOTOS;
 const TYPING_SHOW_MS = 5000;
 const PRESENCE_EVERY_MS = 3000;
 
@@ -37,7 +39,6 @@ class UserError extends Error {}
 
 const app = {
   menu: null,
-  imgBase: "",
   creds: null,   // {user, password} once the server accepted them
   nick: "",
   u: null,       // the logged-in user's saved state (store.emptyUser)
@@ -71,11 +72,13 @@ const reasonWords = {
 };
 
 function reasonText(r, what) {
+  r = { reason: safe.reason(r && r.reason), detail: safe.text(r && r.detail, 300) };
   if (what === "chat" && r.reason === "not_found") return "This person's account does not exist any more.";
   if (what === "delete" && r.reason === "not_found") return "That post was already deleted.";
   if (what === "publish" && r.reason === "too_large") return "The post is too long. Please shorten the description.";
   if (what === "chat" && r.reason === "too_large") return "The message is too long.";
-  return reasonWords[r.reason] || (r.detail ? `The server said: ${r.detail}` : "Something went wrong on the server.");
+  if (Object.hasOwn(reasonWords, r.reason)) return reasonWords[r.reason];
+  return r.detail ? `The server said: ${r.detail}` : "Something went wrong on the server.";
 }
 
 function uploadText(status) {
@@ -90,12 +93,18 @@ function uploadText(status) {
 }
 
 let bannerTimer;
-function showError(text) {
+// showError shows text in the alert bar; a sticky one stays until dismissed.
+function showError(text, sticky = false) {
   $("banner-text").textContent = text;
   $("banner").hidden = false;
   clearTimeout(bannerTimer);
-  bannerTimer = setTimeout(() => { $("banner").hidden = true; }, 12000);
+  if (!sticky) bannerTimer = setTimeout(() => { $("banner").hidden = true; }, 12000);
 }
+
+const RESET_TEXT = "The server's data was reset: your old account, listings and chats are gone. " +
+  "Create a new account (or log in with one made since) to go on.";
+const RESET_ACTED_TEXT = "The server's data was reset: the account, listings and chats this browser " +
+  "kept from before are gone.";
 
 let noticeTimer;
 function notice(text) {
@@ -119,20 +128,13 @@ async function fetchJSON(path) {
 async function loadMenu() {
   try {
     const m = await fetchJSON("/api/menu");
-    if (!m || !m.locations || !m.products) throw new Error("menu without trees");
-    app.menu = m;
+    const locations = safe.menuTree(m && m.locations);
+    const products = safe.menuTree(m && m.products);
+    if (!locations || !products) throw new Error("menu without trees");
+    app.menu = { locations, products };
   } catch {
     app.menu = menu.fallbackMenu;
     notice("Could not load the menu from the server; showing a sample one.");
-  }
-}
-
-async function loadConfig() {
-  try {
-    const c = await fetchJSON("/api/config");
-    if (c && typeof c.img_url === "string") app.imgBase = c.img_url.replace(/\/+$/, "");
-  } catch {
-    app.imgBase = ""; // same origin
   }
 }
 
@@ -142,7 +144,7 @@ function wsURL() {
 
 async function boot() {
   wireUI();
-  await Promise.all([loadMenu(), loadConfig()]);
+  await loadMenu();
   app.session = new Session(wsURL(), {
     onState, onLogin, onPush, onStale, onAuthFailed, onIdentifyFailed,
   });
@@ -184,14 +186,42 @@ function onState(state, info) {
   $("reconnect-btn").hidden = !(state === "offline" || state === "replaced");
 }
 
-function onLogin(identity, ack) {
+// dropLocal forgets, in memory, everything of the old data epoch (store.js
+// has already removed it from storage).
+function dropLocal() {
+  app.creds = null;
+  app.u = null;
+  app.inflight = null;
+  app.openChat = null;
+  app.typing = {};
+  app.remaining = null;
+  app.view = "browse-view";
+}
+
+// onLogin runs after register_ack or login_ack ok. acted says the person
+// asked for this login (the register button, the login form) rather than
+// the app logging in with what it had stored.
+function onLogin(identity, ack, acted) {
+  if (store.checkEpoch(ack.epoch) === "reset") {
+    dropLocal();
+    if (!acted) {
+      // These credentials came from the old data: whoever holds that id
+      // now is someone else. Stop, and let the person start again.
+      app.session.stop();
+      showError(RESET_TEXT, true);
+      render();
+      return;
+    }
+    showError(RESET_ACTED_TEXT, true);
+  }
   if (!app.creds || app.creds.user !== identity.user) {
     app.creds = identity;
     store.saveCreds(identity);
     enterUser(identity.user);
     notice(`Welcome! Your user id is ${identity.user}.`);
   }
-  if (typeof ack.remaining_posts === "number") app.remaining = ack.remaining_posts;
+  const rem = safe.finite(ack.remaining_posts);
+  if (rem !== undefined) app.remaining = Math.max(0, Math.trunc(rem));
   subscribe();
   pump();
   render();
@@ -199,10 +229,10 @@ function onLogin(identity, ack) {
 }
 
 function onAuthFailed(r) {
+  const reset = store.checkEpoch(r.epoch) === "reset";
   store.clearCreds();
-  app.creds = null;
-  app.u = null;
-  showError(reasonText(r));
+  dropLocal();
+  showError(reset ? RESET_TEXT : reasonText(r), reset);
   render();
 }
 
@@ -213,8 +243,15 @@ function onIdentifyFailed(r) {
 function onPush(f) {
   if (!app.u) return;
   if (f.cmd === "post" && Array.isArray(f.items)) onPosts(f.items);
+  else if (f.cmd === "post_deleted") onPostDeleted(f);
   else if (f.cmd === "message") onMessage(f);
   else if (f.cmd === "presence") onPresence(f);
+}
+
+function onPostDeleted(f) {
+  if (!state.removePost(app.u, f.id)) return;
+  save();
+  render();
 }
 
 // onStale handles a reply the server kept for us while we were away: a
@@ -223,7 +260,7 @@ function onPush(f) {
 function onStale(f) {
   if (!app.u) return;
   if (f.msg_id != null && seenMsg(f.msg_id)) return;
-  if (f.cmd === "publish_ack" && f.result === "ok" && app.u.pendingPublish) {
+  if (f.cmd === "publish_ack" && f.result === "ok" && safe.isId(f.id) && app.u.pendingPublish) {
     adoptPublished(f, app.u.pendingPublish.post);
     app.u.pendingPublish = null;
     notice(`Your post #${f.id} was published.`);
@@ -234,6 +271,7 @@ function onStale(f) {
 
 // seenMsg reports whether a server msg_id was handled before, and records it.
 function seenMsg(id) {
+  if (!safe.isId(id)) return false;
   const k = String(id);
   const s = app.u.seenMsgIds;
   if (s.includes(k)) return true;
@@ -244,45 +282,12 @@ function seenMsg(id) {
 
 // ---------------------------------------------------------------- posts
 
-function parseBody(body) {
-  try {
-    const d = typeof body === "string" ? JSON.parse(body) : body;
-    return d && typeof d === "object" ? d : {};
-  } catch {
-    return {};
-  }
-}
-
-function postOf(p) {
-  return {
-    id: p.id, from: String(p.from), date: p.date, features: p.features,
-    range_values: p.range_values, to: p.to, doc: parseBody(p.body),
-  };
-}
-
 function onPosts(items) {
-  const me = app.creds && app.creds.user;
-  let max = app.u.lastPostId;
-  for (const raw of items) {
-    if (raw == null || raw.id == null) continue;
-    if (raw.id > max) max = raw.id;
-    const p = postOf(raw);
-    app.u.posts[String(p.id)] = p;
-    if (p.from === me) app.u.myPosts[String(p.id)] = p;
-  }
-  app.u.lastPostId = max;
-  trimPosts();
+  state.addPosts(app.u, items, app.creds && app.creds.user);
   save();
   render();
   // A full catch-up page means there may be more: ask from the highest id.
   if (items.length >= 100) subscribe();
-}
-
-function trimPosts() {
-  const ids = Object.keys(app.u.posts);
-  if (ids.length <= 300) return;
-  ids.sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  for (const id of ids.slice(0, ids.length - 300)) delete app.u.posts[id];
 }
 
 function subscribeRequest() {
@@ -297,6 +302,9 @@ function subscribeRequest() {
     any_of_features: f.features,
     last_post_id: app.u.lastPostId,
     ranges,
+    // PROTOCOL.md 1.1 §4: post_deleted events. A 1.0 server ignores the
+    // field, and then deleted listings stay until the list is reloaded.
+    deletions: true,
   };
 }
 
@@ -334,8 +342,9 @@ function applyFilter(ev) {
 }
 
 function adoptPublished(ack, post) {
-  const p = postOf({ ...post, id: ack.id, date: ack.date, from: app.creds.user });
-  app.u.myPosts[String(ack.id)] = p;
+  const p = safe.post({ ...post, id: ack.id, date: ack.date, from: app.creds.user });
+  if (!p) return;
+  app.u.myPosts[String(p.id)] = p;
   if (typeof app.remaining === "number" && app.remaining > 0) app.remaining--;
 }
 
@@ -394,7 +403,7 @@ async function addPhotos(ev) {
 function upload(photo, path, onProgress) {
   return new Promise((resolve, reject) => {
     const x = new XMLHttpRequest();
-    x.open("POST", `${app.imgBase}/${path}`);
+    x.open("POST", `/${path}`);
     x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
     x.onload = () => {
       if (x.status === 200 || x.status === 201) { onProgress(1); resolve(); }
@@ -442,10 +451,11 @@ async function publish(ev) {
       setPubStatus("Preparing the upload…");
       const r = await app.session.request({ cmd: "filenames" });
       if (r.result !== "ok") throw new UserError(reasonText(r));
-      if (!Array.isArray(r.names) || r.names.length < app.photos.length) throw new UserError("The server gave too few photo names.");
+      const names = (Array.isArray(r.names) ? r.names : []).filter((n) => typeof n === "string" && safe.uploadName.test(n));
+      if (names.length < app.photos.length) throw new UserError("The server gave too few photo names.");
       for (let i = 0; i < app.photos.length; i++) {
         setPubStatus(`Uploading photo ${i + 1} of ${app.photos.length}…`);
-        const path = `${r.names[i]}.jpg`;
+        const path = `${names[i]}.jpg`;
         const ph = app.photos[i];
         await upload(ph, path, (f) => { ph.progress = f; renderProgress(i); });
         images.push(path);
@@ -467,6 +477,7 @@ async function publish(ev) {
     const r = await app.session.request({ cmd: "publish", items: [post] });
     app.u.pendingPublish = null;
     if (r.result !== "ok") throw new UserError(reasonText(r, "publish"));
+    if (!safe.isId(r.id)) throw new UserError("The server's answer did not name the new post.");
     adoptPublished(r, post);
     save();
     resetPublishForm();
@@ -514,8 +525,8 @@ function ensureChat(postId, peer, iAmSeller, peerNick) {
     const p = app.u.posts[String(postId)] || app.u.myPosts[String(postId)];
     c = app.u.chats[key] = {
       key, postId, peer: String(peer), peerNick: peerNick || "", iAmSeller,
-      title: (p && (p.doc.title || p.doc.msg)) || `Post #${postId}`,
-      msgs: [], unread: 0, peerIds: [], last: Date.now(),
+      title: (p && !p.bad && (p.doc.title || p.doc.msg || "").slice(0, safe.MAX_TITLE)) || `Post #${postId}`,
+      msgs: [], unread: 0, peerIds: [], last: Date.now(), removed: false,
     };
     if (!p) fillChatTitle(c);
   }
@@ -527,8 +538,8 @@ function ensureChat(postId, peer, iAmSeller, peerNick) {
 // the HTTP read API when the server has one.
 async function fillChatTitle(c) {
   try {
-    const p = postOf(await fetchJSON(`/api/posts/${encodeURIComponent(String(c.postId))}`));
-    const t = p.doc.title || p.doc.msg;
+    const p = safe.post(await fetchJSON(`/api/posts/${encodeURIComponent(String(c.postId))}`));
+    const t = p && !p.bad && (p.doc.title || p.doc.msg);
     if (!t || !app.u || app.u.chats[c.key] !== c) return;
     c.title = String(t).slice(0, 80);
     save();
@@ -610,28 +621,37 @@ function sendReceipt(c, type, ids) {
   enqueue({ cmd: "message", type, to: c.peer, post_id: c.postId, is_sender_post: c.iAmSeller, ack_ids: ids });
 }
 
+// onMessage handles a chat line or a receipt from a peer. Every field is
+// checked: a frame without a usable sender or post is dropped, a line whose
+// text is not text is shown as unreadable.
 function onMessage(f) {
   if (f.msg_id != null && seenMsg(f.msg_id)) return;
-  const from = String(f.from);
+  const from = safe.userId(f.from);
+  if (from == null || !safe.isId(f.post_id)) return;
+  const lineId = safe.lineId(f.id);
   if (f.type === "chat" || f.type === "chat_redirected") {
     const iAmSeller = typeof f.is_sender_post === "boolean" ? !f.is_sender_post : isMyPost(f.post_id);
-    const c = ensureChat(f.post_id, from, iAmSeller, typeof f.nick === "string" ? f.nick : "");
-    if (f.id != null) {
-      if (c.peerIds.includes(String(f.id))) { save(); return; } // resent by the sender
-      c.peerIds.push(String(f.id));
+    const c = ensureChat(f.post_id, from, iAmSeller, safe.text(f.nick, safe.MAX_NICK) ?? "");
+    if (lineId !== undefined) {
+      if (c.peerIds.includes(String(lineId))) { save(); return; } // resent by the sender
+      c.peerIds.push(String(lineId));
       if (c.peerIds.length > 1000) c.peerIds.splice(0, c.peerIds.length - 1000);
     }
     const reading = app.openChat === c.key && !document.hidden;
-    c.msgs.push({ id: f.id, mine: false, text: String(f.msg ?? ""), date: Date.now(), readSent: reading });
+    const text = safe.msgText(f.msg);
+    c.msgs.push({
+      id: lineId, mine: false, text: text ?? "This message could not be read.", bad: text == null,
+      date: Date.now(), readSent: reading,
+    });
     c.last = Date.now();
     if (!reading) c.unread++;
     delete app.typing[c.key];
-    sendReceipt(c, reading ? "app_ack_read" : "app_ack_received", f.id != null ? [f.id] : []);
+    sendReceipt(c, reading ? "app_ack_read" : "app_ack_received", lineId !== undefined ? [lineId] : []);
   } else if (f.type === "app_ack_received" || f.type === "app_ack_read") {
     const c = app.u.chats[chatKey(f.post_id, from)];
     if (c) {
       const st = f.type === "app_ack_read" ? 3 : 2;
-      const ids = Array.isArray(f.ack_ids) ? f.ack_ids.map(String) : null;
+      const ids = Array.isArray(f.ack_ids) ? f.ack_ids.filter(safe.isId).map(String) : null;
       // Receipts are cumulative: everything of mine up to the newest line
       // they name (or, without ids, everything the server has).
       let upto = -1;
@@ -647,8 +667,10 @@ function onMessage(f) {
 }
 
 function onPresence(f) {
-  if (f.type !== "writing") return;
-  const key = chatKey(f.post_id, String(f.from));
+  const from = safe.userId(f.from);
+  if (f.type !== "writing" || from == null || !safe.isId(f.post_id)) return;
+  const key = chatKey(f.post_id, from);
+  if (!app.u.chats[key]) return; // typing in a chat this browser does not have
   app.typing[key] = Date.now() + TYPING_SHOW_MS;
   render();
   setTimeout(render, TYPING_SHOW_MS + 100);
@@ -708,31 +730,54 @@ function chatWithAuthor(p) {
 
 // ---------------------------------------------------------------- rendering
 
+// renderFailures counts items and panels that threw while rendering: the
+// checks in safe.js should make it stay 0 (the browser tests read it from
+// body[data-render-failures]); the try/catch around each is the safety net
+// that keeps one bad item from stopping everything after it.
+let renderFailures = 0;
+function failed(what, e) {
+  renderFailures++;
+  document.body.dataset.renderFailures = String(renderFailures);
+  console.warn(`occase: could not render ${what}:`, e);
+}
+
 // syncList keeps ul's children equal to items, rebuilding an item only when
-// its signature changed (so images are not reloaded on every update).
+// its signature changed (so images are not reloaded on every update). An
+// item that cannot be built is shown as unreadable; the others are not
+// affected.
 function syncList(ul, items, keyOf, sigOf, build) {
   const old = new Map([...ul.children].map((li) => [li.dataset.key, li]));
   let i = 0;
   for (const it of items) {
-    const k = keyOf(it);
-    const sig = sigOf(it);
-    let li = old.get(k);
-    if (li && li.dataset.sig === sig) {
-      old.delete(k);
-    } else {
-      const fresh = build(it);
-      fresh.dataset.key = k;
-      fresh.dataset.sig = sig;
-      if (li) { li.replaceWith(fresh); old.delete(k); }
-      li = fresh;
+    let k, sig, li;
+    try {
+      k = String(keyOf(it));
+      sig = String(sigOf(it));
+      li = old.get(k);
+      if (li && li.dataset.sig === sig) {
+        old.delete(k);
+      } else {
+        let fresh;
+        try {
+          fresh = build(it);
+        } catch (e) {
+          failed(`item ${k}`, e);
+          fresh = h("li", { class: "unreadable", "data-testid": "unreadable" }, "This item could not be shown.");
+        }
+        fresh.dataset.key = k;
+        fresh.dataset.sig = sig;
+        if (li) { li.replaceWith(fresh); old.delete(k); }
+        li = fresh;
+      }
+    } catch (e) {
+      failed("an item", e);
+      continue;
     }
     if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
     i++;
   }
   for (const li of old.values()) li.remove();
 }
-
-const imagePath = /^[0-9a-f]{8,64}\/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$/;
 
 function placeText(p) {
   const code = (p.doc.channel && p.doc.channel[0] && p.doc.channel[0][0]) || (p.to && p.to[0] && p.to[0][0]);
@@ -742,7 +787,17 @@ function placeText(p) {
   return [where, what].filter(Boolean).join(" · ");
 }
 
+// unreadableCard stands for a post whose body has fields of the wrong type:
+// nothing of the body is shown, and there is nothing to act on.
+function unreadableCard(p) {
+  return h("li", { class: "card unreadable", "data-testid": "post-card", "data-post-id": String(p.id), "data-unreadable": "1" },
+    h("div", { class: "body" },
+      h("h3", { "data-testid": "post-title" }, "Unreadable listing"),
+      h("p", { class: "meta" }, `This listing (post ${p.id}) could not be read, so it is not shown.`)));
+}
+
 function postCard(p, mine) {
+  if (p.bad) return unreadableCard(p);
   const d = p.doc;
   const rv = Array.isArray(p.range_values) ? p.range_values : [];
   const price = d.price ?? rv[0];
@@ -750,18 +805,19 @@ function postCard(p, mine) {
   if (rv[1]) facts.push(String(rv[1]));
   if (rv[2]) facts.push(`${num.format(Number(rv[2]))} km`);
   for (const f of FEATURES) if (Number(p.features) & f.bit) facts.push(f.label);
-  const imgs = (Array.isArray(d.images) ? d.images : []).filter((s) => typeof s === "string" && imagePath.test(s)).slice(0, MAX_PHOTOS);
-  const title = d.title || (d.msg ? String(d.msg).slice(0, 60) : `Post #${p.id}`);
+  // safe.post let through only relative paths of the signed-name shape.
+  const imgs = safe.images(d.images);
+  const title = d.title || (d.msg ? d.msg.slice(0, 60) : `Post #${p.id}`);
   const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
   return h("li", { class: "card", "data-testid": "post-card", "data-post-id": String(p.id) },
     imgs.length ? h("div", { class: "photos" }, imgs.map((s, i) =>
-      h("img", { src: `${app.imgBase}/${s}`, alt: `Photo ${i + 1} of ${title}`, "data-testid": "post-photo" }))) : null,
+      h("img", { src: `/${s}`, alt: `Photo ${i + 1} of ${title}`, loading: "lazy", "data-testid": "post-photo" }))) : null,
     h("div", { class: "body" },
       h("h3", { "data-testid": "post-title" }, title),
       price != null ? h("p", { class: "price", "data-testid": "post-price" }, money.format(Number(price))) : null,
       facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
       h("p", { class: "where" }, placeText(p)),
-      d.msg ? h("p", { class: "desc" }, String(d.msg)) : null,
+      d.msg ? h("p", { class: "desc" }, d.msg) : null,
       h("p", { class: "meta" }, `by ${d.nick || "someone"} (#${p.from}) · ${when} · post ${p.id}`),
       mine
         ? h("div", { class: "actions" }, h("span", { class: "tag" }, "Your post"))
@@ -818,11 +874,12 @@ function renderChats() {
   const list = Object.values(app.u.chats).sort((a, b) => b.last - a.last);
   $("chats-empty").hidden = list.length > 0;
   syncList($("chat-list"), list, (c) => c.key,
-    (c) => `${c.msgs.length}|${c.unread}|${isTyping(c.key)}|${c.peerNick}|${c.title}`, (c) => {
+    (c) => `${c.msgs.length}|${c.unread}|${isTyping(c.key)}|${c.peerNick}|${c.title}|${c.removed}`, (c) => {
       const last = c.msgs[c.msgs.length - 1];
       return h("li", {},
         h("button", { type: "button", class: "chatrow", "data-testid": "chat-row", "data-chat": c.key, onclick: () => openChat(c.key) },
           h("strong", {}, c.title),
+          c.removed ? h("span", { class: "tag", "data-testid": "chat-row-removed" }, " (listing removed)") : null,
           h("span", { class: "peer" }, ` with ${c.peerNick || "user"} #${c.peer}`),
           c.unread ? h("span", { class: "badge", "aria-label": `${c.unread} unread` }, String(c.unread)) : null,
           h("span", { class: "last" }, isTyping(c.key) ? "typing…" : last ? `${last.mine ? "You: " : ""}${last.text}` : "")));
@@ -838,10 +895,11 @@ function renderChat() {
   $("chat-title").textContent = c.title;
   $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "user"} #${c.peer}`;
   $("chat-typing").hidden = !isTyping(c.key);
+  $("chat-removed").hidden = !c.removed;
   const ol = $("chat-messages");
   const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
   syncList(ol, c.msgs, (m) => `${m.mine ? "m" : "t"}${m.id ?? m.date + m.text}`, (m) => `${m.status}|${m.failed || ""}`, (m) =>
-    h("li", { class: `msg ${m.mine ? "mine" : "theirs"}`, "data-testid": "chat-msg", "data-mine": m.mine ? "1" : "0" },
+    h("li", { class: `msg ${m.mine ? "mine" : "theirs"}${m.bad ? " unreadable" : ""}`, "data-testid": "chat-msg", "data-mine": m.mine ? "1" : "0" },
       h("span", { class: "text", "data-testid": "chat-text" }, m.text),
       h("span", { class: "time" }, new Date(m.date).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
       m.mine ? (m.failed
@@ -949,10 +1007,16 @@ function render() {
     $("acct-password").textContent = "••••••••••";
     $("acct-reveal").textContent = "Show";
   }
-  renderPosts();
-  renderMine();
-  renderChats();
-  if (app.view === "chat-view") renderChat();
+  // Each panel on its own: one that throws leaves the others working.
+  const parts = [renderPosts, renderMine, renderChats];
+  if (app.view === "chat-view") parts.push(renderChat);
+  for (const f of parts) {
+    try {
+      f();
+    } catch (e) {
+      failed(f.name, e);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- wiring
@@ -978,7 +1042,7 @@ function wireUI() {
   $("register-btn").addEventListener("click", () => {
     app.nick = $("nick-input").value.trim();
     store.saveNick(app.nick);
-    app.session.start({ register: true });
+    app.session.start({ register: true }, true);
   });
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -987,7 +1051,7 @@ function wireUI() {
     if (!/^\d+$/.test(user)) { showError("The user id is a number, like 42."); return; }
     app.nick = $("nick-input").value.trim() || app.nick;
     store.saveNick(app.nick);
-    app.session.start({ user, password });
+    app.session.start({ user, password }, true);
   });
   for (const t of document.querySelectorAll("#tabs [role=tab]")) {
     t.addEventListener("click", () => { app.view = t.dataset.view; app.openChat = null; render(); });
