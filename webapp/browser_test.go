@@ -284,8 +284,9 @@ func writePhoto(t *testing.T) string {
 // features says which parts of the protocol a server offers; a part it
 // lacks is skipped with a message naming it.
 type features struct {
-	posts  string // "" when subscribe/publish/delete work, else what is missing
-	images string // "" when filenames and the image upload work
+	posts     string // "" when subscribe/publish/delete work, else what is missing
+	images    string // "" when filenames and the image upload work
+	deletions string // "" when a subscription with "deletions":true gets post_deleted
 }
 
 // runScenario is issue 7's scenario: A registers and publishes a post with a
@@ -492,6 +493,18 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		a.click("#mine-list [data-testid=delete-post]")
 		a.wait("post gone", `document.querySelectorAll("#mine-list [data-testid=post-card]").length === 0`)
 		a.shot("deleted")
+		if have.deletions != "" {
+			t.Log("not checking that B's list drops the post: " + have.deletions)
+			return
+		}
+		b.wait("post_deleted takes the post off B's list", `![...document.querySelectorAll("#post-list [data-testid=post-title]")].some(e => e.textContent === `+js(title)+`)`)
+	})
+
+	run("hostile-posts-and-chat", func(t *testing.T) {
+		if have.posts != "" {
+			t.Skip("posts not available on this server: " + have.posts)
+		}
+		hostileStage(t, srv, a, b, have)
 	})
 
 	run("login-on-another-device", func(t *testing.T) {
