@@ -202,6 +202,8 @@ function dropLocal() {
 // asked for this login (the register button, the login form) rather than
 // the app logging in with what it had stored.
 function onLogin(identity, ack, acted) {
+  // What the last attempt said (wrong password, data reset) is answered now.
+  if (acted) $("banner").hidden = true;
   if (store.checkEpoch(ack.epoch) === "reset") {
     dropLocal();
     if (!acted) {
