@@ -857,7 +857,8 @@ function renderMine() {
       btn.dataset.confirm = "1";
       btn.textContent = "Really delete?";
     });
-    li.querySelector(".actions").append(btn);
+    // An unreadable card has no actions row; the owner may still delete it.
+    (li.querySelector(".actions") || li.appendChild(h("div", { class: "actions" }))).append(btn);
     return li;
   });
   const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
