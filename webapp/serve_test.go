@@ -308,6 +308,17 @@ func TestBrowserAgainstServe(t *testing.T) {
 	}
 	chromiumPath(t) // skip early when there is no browser
 	s := newServeBinary(t)
+	if s.front == nil {
+		// Issue 11: /favicon.ico went to the image server and answered 400.
+		r, err := http.Get("http://" + s.addr + FaviconPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusNoContent {
+			t.Errorf("GET %s: %d, want 204", FaviconPath, r.StatusCode)
+		}
+	}
 	have := probe(t, s)
 	if have.posts != "" {
 		t.Logf("skipping the post stages: %s", have.posts)
