@@ -262,6 +262,25 @@ func tickOf(text string) string {
 	  return li ? li.querySelector('[data-testid=tick]').dataset.status : "absent"; })()`
 }
 
+// withContrast wraps a function body that may use contrast(a, b), the WCAG
+// contrast ratio of two CSS rgb() colours, and bgOf(el), the first opaque
+// background at or above el.
+func withContrast(body string) string { return "(() => {" + contrastJS + body + "})()" }
+
+const contrastJS = `const lum = (c) => { const v = c.match(/[\d.]+/g).slice(0, 3).map(Number).map((x) => {
+  x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+const contrast = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+const bgOf = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
+  const m = c.match(/[\d.]+/g); if (m && (m.length < 4 || Number(m[3]) === 1)) return c; } return "rgb(255, 255, 255)"; };
+`
+
+func atLeast(got string, want float64) bool {
+	var f float64
+	_, err := fmt.Sscan(got, &f)
+	return err == nil && f >= want
+}
+
 func writePhoto(t *testing.T) string {
 	img := image.NewRGBA(image.Rect(0, 0, 320, 240))
 	for y := range 240 {
@@ -438,6 +457,17 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		b.wait("B sees A read its line", tickOf(q2)+` === "read"`)
 		b.shot("chat")
 		a.shot("chat")
+
+		// Issue 15: the read tick (text, 4.5:1) and the focus ring (3:1)
+		// stand out from what is behind them.
+		if got := b.eval(withContrast(`const t = document.querySelector('[data-testid=tick][data-status=read]');
+		  return String(contrast(getComputedStyle(t).color, bgOf(t)));`)); !atLeast(got, 4.5) {
+			t.Errorf("read tick contrast %s, want at least 4.5", got)
+		}
+		if got := b.eval(withContrast(`const i = document.getElementById("chat-input"); i.focus();
+		  return String(contrast(getComputedStyle(i).outlineColor, bgOf(i.parentElement)));`)); !atLeast(got, 3) {
+			t.Errorf("focus ring contrast %s, want at least 3", got)
+		}
 	})
 
 	const q3 = "Sent while the server was down."
