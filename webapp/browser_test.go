@@ -340,10 +340,14 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 			nick string
 		}{{a, "Alice"}, {b, "Bob"}} {
 			u.tab.do(chromedp.Navigate(srv.URL() + "/"))
-			u.tab.do(chromedp.WaitVisible(chromedp.CSS("#register-btn")))
+			// A first visit browses as a guest; signing up is one click away.
+			u.tab.do(chromedp.WaitVisible(chromedp.CSS("#signup-btn")))
+			u.tab.wait("listings shown to a guest", `/\d+ posts? for/.test(document.getElementById("browse-summary").textContent)`)
 			if u.tab == b {
 				u.tab.shot("welcome")
 			}
+			u.tab.click("#signup-btn")
+			u.tab.do(chromedp.WaitVisible(chromedp.CSS("#register-btn")))
 			u.tab.typeInto("#nick-input", u.nick)
 			u.tab.click("#register-btn")
 			u.tab.state("online")
@@ -547,6 +551,7 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		}
 		c := newTab(t, browser, "C", 390, 844, shots, &n)
 		c.do(chromedp.Navigate(srv.URL() + "/"))
+		c.click("#signup-btn")
 		c.typeInto("#login-id", id)
 		c.typeInto("#login-password", pw)
 		c.click("#login-btn")

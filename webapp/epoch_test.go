@@ -21,6 +21,7 @@ func TestBrowserEpochReset(t *testing.T) {
 	n := 0
 	x := newTab(t, startBrowser(t), "X", 390, 844, shots, &n)
 	x.do(chromedp.Navigate(srv.URL() + "/"))
+	x.click("#signup-btn")
 	const reset = "The server's data was reset"
 
 	// someone publishes and writes to X, so that X holds a listing and a chat.

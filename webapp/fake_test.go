@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"regexp"
@@ -159,6 +160,8 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case (r.URL.Path == "/" || r.URL.Path == "/ws") && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		s.websocket(w, r)
+	case r.URL.Path == "/api/posts":
+		s.listPosts(w, r)
 	case r.URL.Path == "/api/menu":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(fakeMenu))
@@ -167,6 +170,56 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		Handler().ServeHTTP(w, r)
 	}
+}
+
+// listPosts is GET /api/posts (docs/http-api.md): matching posts newest
+// first, paged with before/next.
+func (s *fakeServer) listPosts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	sub := &fakeSub{locs: map[uint64]bool{}, prods: map[uint64]bool{}}
+	for key, set := range map[string]map[uint64]bool{"location": sub.locs, "product": sub.prods} {
+		for _, v := range strings.Split(q.Get(key), ",") {
+			if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+				set[n] = true
+			}
+		}
+	}
+	sub.features, _ = strconv.ParseUint(q.Get("features"), 10, 64)
+	for _, v := range strings.Split(q.Get("ranges"), ",") {
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			sub.ranges = append(sub.ranges, x)
+		}
+	}
+	before := uint64(1<<64 - 1)
+	if b, err := strconv.ParseUint(q.Get("before"), 10, 64); err == nil {
+		before = b
+	}
+	limit := 20
+	if l, err := strconv.Atoi(q.Get("limit")); err == nil && l > 0 && l <= 100 {
+		limit = l
+	}
+	s.mu.Lock()
+	out := []any{}
+	next := ""
+	for i := len(s.posts) - 1; i >= 0; i-- {
+		p := s.posts[i]
+		if u64(p["id"]) >= before || !sub.match(p) {
+			continue
+		}
+		if len(out) == limit {
+			next = fmt.Sprint(u64(out[len(out)-1].(map[string]any)["id"]))
+			break
+		}
+		out = append(out, p)
+	}
+	body := map[string]any{"posts": out}
+	if next != "" {
+		body["next"] = next
+	}
+	b, _ := json.Marshal(body)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 func (s *fakeServer) image(w http.ResponseWriter, r *http.Request) {
@@ -346,8 +399,8 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		c.sub = sub
 		var items []map[string]any
 		for _, p := range s.posts {
-			if u64(p["id"]) > last && sub.match(p) {
-				items = append(items, p)
+			if u64(p["id"]) > last && sub.match(p) && len(items) < 100 {
+				items = append(items, p) // the catch-up cap, as --max-catchup
 			}
 		}
 		s.mu.Unlock()

@@ -55,6 +55,9 @@ const app = {
   inflight: null,
   publishing: false,
   lastLocalId: 0,
+  more: { next: "", done: false, loading: false, error: "" }, // "Load more" over GET /api/posts
+  signUpWhy: "",     // why the sign-up screen is shown to a guest
+  afterLogin: null,  // what a guest asked for before signing up (write to a seller)
 };
 
 // ---------------------------------------------------------------- words
@@ -153,9 +156,34 @@ async function boot() {
   if (app.creds) {
     enterUser(app.creds.user);
     app.session.start(app.creds);
+  } else {
+    enterGuest("browse-view");
   }
   render();
   openLinkedChat();
+}
+
+// enterGuest shows the listings to someone without an account, over the
+// HTTP read API (no WebSocket): an account is asked for only to sell or to
+// write. view is "browse-view", or "account-view" for the sign-up screen.
+function enterGuest(view) {
+  app.u = store.emptyUser(); // never saved: save() needs credentials
+  app.draft = { loc: [], prod: [] };
+  app.openChat = null;
+  app.inflight = null;
+  app.view = view;
+  app.more = { next: "", done: false, loading: false, error: "" };
+  loadMore();
+}
+
+// askSignUp shows the sign-up screen to a guest, saying why; then, once
+// signed up, runs what they were doing.
+function askSignUp(why, then = null) {
+  app.signUpWhy = why;
+  app.afterLogin = then;
+  app.view = "account-view";
+  render();
+  $("nick-input").focus();
 }
 
 function enterUser(id) {
@@ -164,6 +192,7 @@ function enterUser(id) {
   app.openChat = null;
   app.inflight = null;
   app.view = "browse-view";
+  app.more = { next: "", done: false, loading: false, error: "" };
 }
 
 function save() {
@@ -195,7 +224,8 @@ function dropLocal() {
   app.openChat = null;
   app.typing = {};
   app.remaining = null;
-  app.view = "browse-view";
+  app.afterLogin = null;
+  app.view = "account-view";
 }
 
 // onLogin runs after register_ack or login_ack ok. acted says the person
@@ -210,6 +240,7 @@ function onLogin(identity, ack, acted) {
       // These credentials came from the old data: whoever holds that id
       // now is someone else. Stop, and let the person start again.
       app.session.stop();
+      enterGuest("account-view");
       showError(RESET_TEXT, true);
       render();
       return;
@@ -226,7 +257,11 @@ function onLogin(identity, ack, acted) {
   if (rem !== undefined) app.remaining = Math.max(0, Math.trunc(rem));
   subscribe();
   pump();
+  app.signUpWhy = "";
+  const then = app.afterLogin;
+  app.afterLogin = null;
   render();
+  if (then) then();
   openLinkedChat();
 }
 
@@ -234,6 +269,7 @@ function onAuthFailed(r) {
   const reset = store.checkEpoch(r.epoch) === "reset";
   store.clearCreds();
   dropLocal();
+  enterGuest("account-view");
   showError(reset ? RESET_TEXT : reasonText(r), reset);
   render();
 }
@@ -336,11 +372,58 @@ function applyFilter(ev) {
   // A new filter starts a new list: older posts may match it now.
   app.u.posts = {};
   app.u.lastPostId = 0;
+  app.u.keep = 0;
+  app.more = { next: "", done: false, loading: false, error: "" };
   save();
   // On a phone the form would push the posts off screen: fold it away.
   if (matchMedia("(max-width: 30rem)").matches) $("filter-box").open = false;
   render();
-  subscribe();
+  if (app.creds) subscribe();
+  else loadMore();
+}
+
+// apiQuery is the filter as GET /api/posts parameters (docs/http-api.md).
+function apiQuery(f) {
+  const q = new URLSearchParams();
+  const loc = menu.channelHashes(app.menu.locations, f.loc);
+  const prod = menu.channelHashes(app.menu.products, f.prod);
+  if (loc.length) q.set("location", loc.join(","));
+  if (prod.length) q.set("product", prod.join(","));
+  if (f.features) q.set("features", String(f.features));
+  if (f.priceMin !== "" || f.priceMax !== "") {
+    q.set("ranges", `${Number(f.priceMin || 0)},${f.priceMax === "" ? Number.MAX_SAFE_INTEGER : Number(f.priceMax)}`);
+  }
+  q.set("limit", "20");
+  return q;
+}
+
+// loadMore fetches the next older page of listings over the HTTP read API:
+// the whole list for a guest, older pages for a member (whose newest posts
+// come live over the subscription).
+async function loadMore() {
+  const u = app.u;
+  const more = app.more;
+  if (!u || more.loading || more.done) return;
+  const q = apiQuery(u.filter);
+  const before = more.next || (app.creds ? state.oldestPostId(u) : "");
+  if (before) q.set("before", before);
+  more.loading = true;
+  more.error = "";
+  render();
+  try {
+    const r = await fetchJSON(`/api/posts?${q}`);
+    if (u !== app.u || more !== app.more) return;
+    state.addOlder(u, r && r.posts, app.creds && app.creds.user);
+    const next = r && (typeof r.next === "string" || typeof r.next === "number") ? String(r.next) : "";
+    more.next = /^\d{1,20}$/.test(next) ? next : "";
+    more.done = more.next === "";
+    save();
+  } catch {
+    more.error = "Could not load more listings. Please try again.";
+  } finally {
+    more.loading = false;
+    render();
+  }
 }
 
 function adoptPublished(ack, post) {
@@ -725,6 +808,10 @@ function openLinkedChat() {
 }
 
 function chatWithAuthor(p) {
+  if (!app.creds) {
+    askSignUp("To write to the seller, create an account first: it takes one click.", () => chatWithAuthor(p));
+    return;
+  }
   const c = ensureChat(p.id, p.from, false, p.doc.nick || "");
   save();
   openChat(c.key);
@@ -843,8 +930,17 @@ function renderPosts() {
   const feats = FEATURES.filter((x) => f.features & x.bit).map((x) => x.label);
   const price = f.priceMin !== "" || f.priceMax !== "" ? `€${f.priceMin || 0}–${f.priceMax || "…"}` : "";
   $("filter-summary").textContent = `Filter: ${[where, what, feats.join("/"), price].filter(Boolean).join(" · ")}`;
-  $("browse-summary").textContent = app.subscribeError ||
-    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. New ones appear here as they are published.`;
+  const live = app.creds ? "New ones appear here as they are published." : "Create an account to see new ones live, to sell, or to write to a seller.";
+  $("browse-summary").textContent = (app.creds && app.subscribeError) ||
+    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. ${live}`;
+}
+
+function renderMore() {
+  const m = app.more;
+  $("load-more").hidden = m.done;
+  $("load-more").disabled = m.loading;
+  $("load-more").textContent = m.loading ? "Loading…" : "Load more listings";
+  $("more-status").textContent = m.error || (m.done && Object.keys(app.u.posts).length ? "That is every listing." : "");
 }
 
 function renderMine() {
@@ -983,36 +1079,38 @@ function renderFilterForm() {
   renderFilterSelects();
 }
 
-let renderedUser = null;
+let renderedU = null; // the state object the lists and forms were built for
 
 function render() {
-  const in_ = Boolean(app.creds && app.u);
-  $("account-view").hidden = in_;
-  $("tabs").hidden = !in_;
-  $("me").textContent = in_ ? `${app.nick || "You"} · #${app.creds.user}` : "";
-  for (const v of document.querySelectorAll(".view")) v.hidden = !in_ || v.id !== app.view;
+  if (!app.u) return; // before boot has chosen a user or a guest
+  const member = Boolean(app.creds);
+  if (!member && app.view !== "browse-view") app.view = "account-view";
+  $("account-view").hidden = app.view !== "account-view";
+  $("account-why").textContent = app.signUpWhy;
+  $("account-why").hidden = !app.signUpWhy;
+  $("signup-btn").hidden = member;
+  if (!member && app.session.state === "idle") $("conn-status").textContent = "Browsing as a guest";
+  $("me").textContent = member ? `${app.nick || "You"} · #${app.creds.user}` : "";
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== app.view;
   for (const t of document.querySelectorAll("#tabs [role=tab]")) {
     const sel = t.dataset.view === app.view || (app.view === "chat-view" && t.dataset.view === "chats-view");
     t.setAttribute("aria-selected", String(sel));
   }
-  if (!in_) {
-    renderedUser = null;
-    $("nick-input").value = app.nick;
-    return;
-  }
-  if (renderedUser !== app.creds.user) {
-    renderedUser = app.creds.user;
+  if (!member && $("nick-input") !== document.activeElement) $("nick-input").value = app.nick;
+  if (renderedU !== app.u) {
+    renderedU = app.u;
     for (const id of ["post-list", "mine-list", "chat-list", "chat-messages"]) $(id).replaceChildren();
     renderFilterForm();
     renderPublishSelects();
-    $("acct-id").textContent = app.creds.user;
+    $("acct-id").textContent = member ? app.creds.user : "";
     $("acct-nick").value = app.nick;
     $("acct-password").textContent = "••••••••••";
     $("acct-reveal").textContent = "Show";
   }
   // Each panel on its own: one that throws leaves the others working.
-  const parts = [renderPosts, renderMine, renderChats];
-  if (app.view === "chat-view") parts.push(renderChat);
+  const parts = [renderPosts, renderMore];
+  if (member) parts.push(renderMine, renderChats);
+  if (member && app.view === "chat-view") parts.push(renderChat);
   for (const f of parts) {
     try {
       f();
@@ -1056,8 +1154,19 @@ function wireUI() {
     store.saveNick(app.nick);
     app.session.start({ user, password }, true);
   });
+  const why = {
+    "publish-view": "To sell something, create an account first: it takes one click.",
+    "mine-view": "Create an account to publish listings of your own.",
+    "chats-view": "Create an account to write to sellers and buyers.",
+    "settings-view": "",
+  };
   for (const t of document.querySelectorAll("#tabs [role=tab]")) {
-    t.addEventListener("click", () => { app.view = t.dataset.view; app.openChat = null; render(); });
+    t.addEventListener("click", () => {
+      if (!app.creds && t.dataset.view !== "browse-view") { askSignUp(why[t.dataset.view] || ""); return; }
+      app.view = t.dataset.view;
+      app.openChat = null;
+      render();
+    });
   }
   $("filter-form").addEventListener("submit", applyFilter);
   $("publish-form").addEventListener("submit", publish);
@@ -1079,9 +1188,11 @@ function wireUI() {
     app.session.stop();
     store.clearCreds();
     app.creds = null;
-    app.u = null;
+    enterGuest("browse-view");
     render();
   });
+  $("signup-btn").addEventListener("click", () => askSignUp(""));
+  $("load-more").addEventListener("click", loadMore);
   addEventListener("hashchange", openLinkedChat);
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && app.view === "chat-view") { markRead(); render(); }

@@ -27,12 +27,36 @@ export function addPosts(u, items, me) {
   return kept;
 }
 
+// trimPosts keeps the newest u.keep posts (MAX_POSTS, raised by each
+// "Load more" so that older pages the person asked for stay).
 function trimPosts(u) {
   const ids = Object.keys(u.posts);
-  if (ids.length <= MAX_POSTS) return;
+  const keep = Math.max(MAX_POSTS, u.keep || 0);
+  if (ids.length <= keep) return;
   ids.sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  for (const id of ids.slice(0, ids.length - MAX_POSTS)) delete u.posts[id];
+  for (const id of ids.slice(0, ids.length - keep)) delete u.posts[id];
 }
+
+// oldestPostId is the smallest id in u.posts as a decimal string, or "".
+export function oldestPostId(u) {
+  let min = null;
+  for (const k of Object.keys(u.posts)) if (min === null || BigInt(k) < min) min = BigInt(k);
+  return min === null ? "" : String(min);
+}
+
+// addOlder keeps a page of older posts from GET /api/posts (newest first)
+// without moving lastPostId, which pages the live subscription, and raises
+// the number of posts kept so the page is not trimmed away.
+export function addOlder(u, items, me) {
+  if (!Array.isArray(items)) return 0;
+  const last = u.lastPostId;
+  u.keep = Math.min(MAX_KEPT, Math.max(MAX_POSTS, u.keep || 0) + items.length);
+  const n = addPosts(u, items, me);
+  u.lastPostId = last;
+  return n;
+}
+
+export const MAX_KEPT = 5000;
 
 // removePost applies {"cmd":"post_deleted","id":N} (PROTOCOL.md 1.1 §4):
 // the listing leaves the lists, and every conversation about it is marked

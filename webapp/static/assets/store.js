@@ -93,6 +93,7 @@ export function emptyUser() {
   return {
     filter: { loc: [], prod: [], features: 0, priceMin: "", priceMax: "" },
     lastPostId: 0,
+    keep: 0,        // posts kept besides the newest 300, raised by "Load more"
     posts: {},      // id -> post as received, body parsed into .doc
     myPosts: {},    // id -> post I published
     chats: {},      // "postId:peer" -> chat
@@ -128,6 +129,8 @@ export function cleanUser(s) {
     };
   }
   if (safe.isId(s.lastPostId)) u.lastPostId = s.lastPostId;
+  const keep = safe.finite(s.keep);
+  if (keep !== undefined && keep > 0) u.keep = Math.min(5000, Math.trunc(keep));
   u.posts = posts(s.posts);
   u.myPosts = posts(s.myPosts);
   if (s.chats && typeof s.chats === "object") {
