@@ -603,11 +603,13 @@ function isMyPost(postId) {
   return Boolean(app.u.myPosts[String(postId)]);
 }
 
-function ensureChat(postId, peer, iAmSeller, peerNick) {
+// ensureChat returns the chat about postId with peer, creating it; known is
+// the post when the caller has it (a guest's listing, before signing up).
+function ensureChat(postId, peer, iAmSeller, peerNick, known = null) {
   const key = chatKey(postId, peer);
   let c = app.u.chats[key];
   if (!c) {
-    const p = app.u.posts[String(postId)] || app.u.myPosts[String(postId)];
+    const p = app.u.posts[String(postId)] || app.u.myPosts[String(postId)] || known;
     c = app.u.chats[key] = {
       key, postId, peer: String(peer), peerNick: peerNick || "", iAmSeller,
       title: (p && !p.bad && (p.doc.title || p.doc.msg || "").slice(0, safe.MAX_TITLE)) || `Post #${postId}`,
@@ -812,7 +814,7 @@ function chatWithAuthor(p) {
     askSignUp("To write to the seller, create an account first: it takes one click.", () => chatWithAuthor(p));
     return;
   }
-  const c = ensureChat(p.id, p.from, false, p.doc.nick || "");
+  const c = ensureChat(p.id, p.from, false, p.doc.nick || "", p);
   save();
   openChat(c.key);
 }
