@@ -192,6 +192,19 @@ if (state.removePost(u, 4)) return "a second post_deleted changed something";
 for (const bad of [undefined, "6", -6, 6.5, {}, null]) if (state.removePost(u, bad)) return "id " + S(bad) + " accepted";
 if (!("6" in u.posts)) return "a bad id removed a post";
 return "";`},
+		{"older pages are kept beyond the newest 300 and do not move the live cursor", `
+const u = store.emptyUser();
+const page = (from, to) => { const out = []; for (let i = from; i <= to; i++) out.push({id: i, from: "7", body: "{}"}); return out; };
+state.addPosts(u, page(101, 400), "1");
+if (Object.keys(u.posts).length !== 300 || u.lastPostId !== 400) return "live " + Object.keys(u.posts).length;
+if (state.oldestPostId(u) !== "101") return "oldest " + state.oldestPostId(u);
+state.addOlder(u, page(81, 100).reverse(), "1");
+if (Object.keys(u.posts).length !== 320 || u.lastPostId !== 400 || state.oldestPostId(u) !== "81") return "older " + S([Object.keys(u.posts).length, u.lastPostId]);
+state.addPosts(u, page(401, 401), "1");
+if (Object.keys(u.posts).length !== 321) return "a live post trimmed an older page: " + Object.keys(u.posts).length;
+if (u.keep !== 321) return "keep " + u.keep;
+if (state.oldestPostId(store.emptyUser()) !== "") return "oldest of none";
+return "";`},
 		{"post_deleted for a post only a chat knows", `
 const u = store.emptyUser();
 u.chats["9007199254740993:7"] = {key: "9007199254740993:7", postId: 9007199254740993n, peer: "7", msgs: [], removed: false};

@@ -10,6 +10,15 @@ export const MAX_POSTS = 300;
 // usable id or author is skipped; one with an unreadable body is kept
 // marked bad. It returns how many items were kept.
 export function addPosts(u, items, me) {
+  const kept = put(u, items, me);
+  // Once the person paged back (keep above the default), new posts do not
+  // push out the pages they asked for, up to MAX_KEPT.
+  if ((u.keep || 0) > MAX_POSTS) u.keep = Math.min(MAX_KEPT, u.keep + kept);
+  trimPosts(u);
+  return kept;
+}
+
+function put(u, items, me) {
   if (!Array.isArray(items)) return 0;
   let kept = 0;
   let max = u.lastPostId;
@@ -23,7 +32,6 @@ export function addPosts(u, items, me) {
     if (p.from === me) u.myPosts[k] = p;
   }
   u.lastPostId = max;
-  trimPosts(u);
   return kept;
 }
 
@@ -48,11 +56,11 @@ export function oldestPostId(u) {
 // without moving lastPostId, which pages the live subscription, and raises
 // the number of posts kept so the page is not trimmed away.
 export function addOlder(u, items, me) {
-  if (!Array.isArray(items)) return 0;
   const last = u.lastPostId;
-  u.keep = Math.min(MAX_KEPT, Math.max(MAX_POSTS, u.keep || 0) + items.length);
-  const n = addPosts(u, items, me);
+  const n = put(u, items, me);
   u.lastPostId = last;
+  u.keep = Math.min(MAX_KEPT, Math.max(MAX_POSTS, u.keep || 0) + n);
+  trimPosts(u);
   return n;
 }
 
