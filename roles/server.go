@@ -203,6 +203,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.app = webapp.Handler()
 	s.echo.GET("/assets/*", echo.WrapHandler(s.app))
 	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
+	s.echo.GET(webapp.FaviconPath, echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
 	return nil
 }

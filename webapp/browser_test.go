@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -92,15 +93,37 @@ type tab struct {
 	ctx   context.Context
 	shots string
 	n     *int
+
+	mu      *sync.Mutex
+	console *[]string // console errors and failed loads, until read by consoleErrors
 }
 
 func newTab(t *testing.T, browser context.Context, name string, w, h int64, shots string, n *int) *tab {
 	// Any uncaught exception or unhandled rejection in the page fails the
 	// test, even when the UI happened to recover.
 	var mu sync.Mutex
-	var thrown []string
+	var thrown, console []string
 	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(),
 		chromedp.WithListener(func(ev any) {
+			switch e := ev.(type) {
+			case *runtime.EventConsoleAPICalled:
+				if e.Type == runtime.ConsoleAPICalledTypeError {
+					var args []string
+					for _, a := range e.Args {
+						args = append(args, string(a.Value)+a.Description)
+					}
+					mu.Lock()
+					console = append(console, "console.error: "+strings.Join(args, " "))
+					mu.Unlock()
+				}
+			case *log.EventEntryAdded:
+				// Failed loads (a 404 fetch, a refused WebSocket) land here.
+				if e.Entry != nil && e.Entry.Level == log.EntryLevelError {
+					mu.Lock()
+					console = append(console, fmt.Sprintf("%s: %s (%s)", e.Entry.Source, e.Entry.Text, e.Entry.URL))
+					mu.Unlock()
+				}
+			}
 			if e, ok := ev.(*runtime.EventExceptionThrown); ok && e.ExceptionDetails != nil {
 				d := e.ExceptionDetails
 				msg := d.Text
@@ -124,9 +147,27 @@ func newTab(t *testing.T, browser context.Context, name string, w, h int64, shot
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("open tab %s: %v", name, err)
 	}
-	b := &tab{t: t, name: name, ctx: ctx, shots: shots, n: n}
+	b := &tab{t: t, name: name, ctx: ctx, shots: shots, n: n, mu: &mu, console: &console}
 	b.do(chromedp.EmulateViewport(w, h))
 	return b
+}
+
+// consoleErrors returns the console errors logged since the last call.
+func (b *tab) consoleErrors() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := *b.console
+	*b.console = nil
+	return out
+}
+
+// noConsoleErrors fails the test when the page logged an error (a failed
+// request included) since the last check.
+func (b *tab) noConsoleErrors(when string) {
+	b.t.Helper()
+	for _, e := range b.consoleErrors() {
+		b.t.Errorf("%s: console error %s: %s", b.name, when, e)
+	}
 }
 
 func (b *tab) do(actions ...chromedp.Action[chromedp.Void]) {
@@ -221,6 +262,25 @@ func tickOf(text string) string {
 	  return li ? li.querySelector('[data-testid=tick]').dataset.status : "absent"; })()`
 }
 
+// withContrast wraps a function body that may use contrast(a, b), the WCAG
+// contrast ratio of two CSS rgb() colours, and bgOf(el), the first opaque
+// background at or above el.
+func withContrast(body string) string { return "(() => {" + contrastJS + body + "})()" }
+
+const contrastJS = `const lum = (c) => { const v = c.match(/[\d.]+/g).slice(0, 3).map(Number).map((x) => {
+  x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+  return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+const contrast = (a, b) => { const x = lum(a), y = lum(b); return (Math.max(x, y) + 0.05) / (Math.min(x, y) + 0.05); };
+const bgOf = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor;
+  const m = c.match(/[\d.]+/g); if (m && (m.length < 4 || Number(m[3]) === 1)) return c; } return "rgb(255, 255, 255)"; };
+`
+
+func atLeast(got string, want float64) bool {
+	var f float64
+	_, err := fmt.Sscan(got, &f)
+	return err == nil && f >= want
+}
+
 func writePhoto(t *testing.T) string {
 	img := image.NewRGBA(image.Rect(0, 0, 320, 240))
 	for y := range 240 {
@@ -243,8 +303,9 @@ func writePhoto(t *testing.T) string {
 // features says which parts of the protocol a server offers; a part it
 // lacks is skipped with a message naming it.
 type features struct {
-	posts  string // "" when subscribe/publish/delete work, else what is missing
-	images string // "" when filenames and the image upload work
+	posts     string // "" when subscribe/publish/delete work, else what is missing
+	images    string // "" when filenames and the image upload work
+	deletions string // "" when a subscription with "deletions":true gets post_deleted
 }
 
 // runScenario is issue 7's scenario: A registers and publishes a post with a
@@ -279,14 +340,21 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 			nick string
 		}{{a, "Alice"}, {b, "Bob"}} {
 			u.tab.do(chromedp.Navigate(srv.URL() + "/"))
-			u.tab.do(chromedp.WaitVisible(chromedp.CSS("#register-btn")))
+			// A first visit browses as a guest; signing up is one click away.
+			u.tab.do(chromedp.WaitVisible(chromedp.CSS("#signup-btn")))
+			u.tab.wait("listings shown to a guest", `/\d+ posts? for/.test(document.getElementById("browse-summary").textContent)`)
 			if u.tab == b {
 				u.tab.shot("welcome")
 			}
+			u.tab.click("#signup-btn")
+			u.tab.do(chromedp.WaitVisible(chromedp.CSS("#register-btn")))
 			u.tab.typeInto("#nick-input", u.nick)
 			u.tab.click("#register-btn")
 			u.tab.state("online")
 			u.tab.wait("my id shown", `/#\d+/.test(document.getElementById("me").textContent)`)
+			// Issue 11: nothing the page asks for on load may fail (it
+			// used to fetch /api/config, and /favicon.ico answered 400).
+			u.tab.noConsoleErrors("on load and sign-up")
 		}
 		a.shot("registered")
 	})
@@ -393,6 +461,17 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		b.wait("B sees A read its line", tickOf(q2)+` === "read"`)
 		b.shot("chat")
 		a.shot("chat")
+
+		// Issue 15: the read tick (text, 4.5:1) and the focus ring (3:1)
+		// stand out from what is behind them.
+		if got := b.eval(withContrast(`const t = document.querySelector('[data-testid=tick][data-status=read]');
+		  return String(contrast(getComputedStyle(t).color, bgOf(t)));`)); !atLeast(got, 4.5) {
+			t.Errorf("read tick contrast %s, want at least 4.5", got)
+		}
+		if got := b.eval(withContrast(`const i = document.getElementById("chat-input"); i.focus();
+		  return String(contrast(getComputedStyle(i).outlineColor, bgOf(i.parentElement)));`)); !atLeast(got, 3) {
+			t.Errorf("focus ring contrast %s, want at least 3", got)
+		}
 	})
 
 	const q3 = "Sent while the server was down."
@@ -448,6 +527,18 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		a.click("#mine-list [data-testid=delete-post]")
 		a.wait("post gone", `document.querySelectorAll("#mine-list [data-testid=post-card]").length === 0`)
 		a.shot("deleted")
+		if have.deletions != "" {
+			t.Log("not checking that B's list drops the post: " + have.deletions)
+			return
+		}
+		b.wait("post_deleted takes the post off B's list", `![...document.querySelectorAll("#post-list [data-testid=post-title]")].some(e => e.textContent === `+js(title)+`)`)
+	})
+
+	run("hostile-posts-and-chat", func(t *testing.T) {
+		if have.posts != "" {
+			t.Skip("posts not available on this server: " + have.posts)
+		}
+		hostileStage(t, srv, a, b, have)
 	})
 
 	run("login-on-another-device", func(t *testing.T) {
@@ -460,6 +551,7 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		}
 		c := newTab(t, browser, "C", 390, 844, shots, &n)
 		c.do(chromedp.Navigate(srv.URL() + "/"))
+		c.click("#signup-btn")
 		c.typeInto("#login-id", id)
 		c.typeInto("#login-password", pw)
 		c.click("#login-btn")

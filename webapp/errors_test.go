@@ -22,6 +22,7 @@ func TestBrowserErrors(t *testing.T) {
 	browser := startBrowser(t)
 	a := newTab(t, browser, "A", 390, 844, shots, &n)
 	a.do(chromedp.Navigate(srv.URL() + "/"))
+	a.click("#signup-btn")
 
 	// Wrong credentials.
 	a.typeInto("#login-id", "999")

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"regexp"
@@ -44,6 +45,12 @@ type fakeServer struct {
 	// Failure injection for the error-path test.
 	uploadStatus int    // answer every upload with this status, when not 0
 	publishFail  string // fail every publish with this reason, when not ""
+
+	// PROTOCOL.md 1.1 §2: the data epoch named in register_ack and
+	// login_ack ok, when not "" (an older server sends none); epochOnFail
+	// names it in a failed login_ack too.
+	epoch       string
+	epochOnFail bool
 }
 
 type fakeConn struct {
@@ -57,6 +64,7 @@ type fakeSub struct {
 	locs, prods map[uint64]bool
 	features    uint64
 	ranges      []float64
+	deletions   bool // PROTOCOL.md 1.1 §4: post_deleted wanted
 }
 
 const fakeMenu = `{"locations":{"depth":3,"children":[
@@ -117,6 +125,19 @@ func (s *fakeServer) Stop(t *testing.T) {
 	s.wg.Wait()
 }
 
+// LoseData models a Redis without persistence restarted under the server:
+// every account, queue and post is gone, ids start again at 1, and the
+// data epoch becomes epoch. Connections are closed as by a restart.
+func (s *fakeServer) LoseData(t *testing.T, epoch string) {
+	s.Stop(t)
+	s.mu.Lock()
+	s.users, s.queues, s.seq = map[string]string{}, map[string][][]byte{}, map[string]int64{}
+	s.posts, s.nextUser, s.nextPost = nil, 1, 1
+	s.epoch = epoch
+	s.mu.Unlock()
+	s.Start(t)
+}
+
 // Start listens again on the same address.
 func (s *fakeServer) Start(t *testing.T) {
 	var ln net.Listener
@@ -139,6 +160,8 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case (r.URL.Path == "/" || r.URL.Path == "/ws") && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		s.websocket(w, r)
+	case r.URL.Path == "/api/posts":
+		s.listPosts(w, r)
 	case r.URL.Path == "/api/menu":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(fakeMenu))
@@ -147,6 +170,56 @@ func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		Handler().ServeHTTP(w, r)
 	}
+}
+
+// listPosts is GET /api/posts (docs/http-api.md): matching posts newest
+// first, paged with before/next.
+func (s *fakeServer) listPosts(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	sub := &fakeSub{locs: map[uint64]bool{}, prods: map[uint64]bool{}}
+	for key, set := range map[string]map[uint64]bool{"location": sub.locs, "product": sub.prods} {
+		for _, v := range strings.Split(q.Get(key), ",") {
+			if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+				set[n] = true
+			}
+		}
+	}
+	sub.features, _ = strconv.ParseUint(q.Get("features"), 10, 64)
+	for _, v := range strings.Split(q.Get("ranges"), ",") {
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			sub.ranges = append(sub.ranges, x)
+		}
+	}
+	before := uint64(1<<64 - 1)
+	if b, err := strconv.ParseUint(q.Get("before"), 10, 64); err == nil {
+		before = b
+	}
+	limit := 20
+	if l, err := strconv.Atoi(q.Get("limit")); err == nil && l > 0 && l <= 100 {
+		limit = l
+	}
+	s.mu.Lock()
+	out := []any{}
+	next := ""
+	for i := len(s.posts) - 1; i >= 0; i-- {
+		p := s.posts[i]
+		if u64(p["id"]) >= before || !sub.match(p) {
+			continue
+		}
+		if len(out) == limit {
+			next = fmt.Sprint(u64(out[len(out)-1].(map[string]any)["id"]))
+			break
+		}
+		out = append(out, p)
+	}
+	body := map[string]any{"posts": out}
+	if next != "" {
+		body["next"] = next
+	}
+	b, _ := json.Marshal(body)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 func (s *fakeServer) image(w http.ResponseWriter, r *http.Request) {
@@ -269,15 +342,19 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		s.users[id] = pw
 		c.user = id
 		s.online[id] = c
+		ack := map[string]any{"cmd": "register_ack", "result": "ok", "id": id, "password": pw}
+		s.withEpoch(ack, true)
 		s.mu.Unlock()
-		c.write(map[string]any{"cmd": "register_ack", "result": "ok", "id": id, "password": pw})
+		c.write(ack)
 	case "login":
 		user, _ := f["user"].(string)
 		pw, _ := f["password"].(string)
 		s.mu.Lock()
 		if want, ok := s.users[user]; !ok || want != pw {
+			fail := map[string]any{"cmd": "login_ack", "result": "fail", "reason": wire.BadCredentials}
+			s.withEpoch(fail, s.epochOnFail)
 			s.mu.Unlock()
-			s.fail(c, "login_ack", wire.BadCredentials)
+			c.write(fail)
 			_ = c.ws.Close(wire.CloseBadCredentials, "bad credentials")
 			return false
 		}
@@ -290,7 +367,11 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		if old != nil {
 			_ = old.ws.Close(wire.CloseReplaced, "replaced")
 		}
-		c.write(map[string]any{"cmd": "login_ack", "result": "ok", "remaining_posts": 5})
+		ack := map[string]any{"cmd": "login_ack", "result": "ok", "remaining_posts": 5}
+		s.mu.Lock()
+		s.withEpoch(ack, true)
+		s.mu.Unlock()
+		c.write(ack)
 		for _, m := range q {
 			c.write(json.RawMessage(m))
 		}
@@ -305,6 +386,7 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 			}
 		}
 		sub.features = u64(f["any_of_features"])
+		sub.deletions = f["deletions"] == true
 		if rs, ok := f["ranges"].([]any); ok {
 			for _, v := range rs {
 				n, _ := v.(json.Number)
@@ -317,8 +399,8 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		c.sub = sub
 		var items []map[string]any
 		for _, p := range s.posts {
-			if u64(p["id"]) > last && sub.match(p) {
-				items = append(items, p)
+			if u64(p["id"]) > last && sub.match(p) && len(items) < 100 {
+				items = append(items, p) // the catch-up cap, as --max-catchup
 			}
 		}
 		s.mu.Unlock()
@@ -362,12 +444,18 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		id := u64(f["id"])
 		s.mu.Lock()
 		reason := wire.NotFound
+		var subs []*fakeConn
 		for i, p := range s.posts {
 			if u64(p["id"]) == id {
 				reason = wire.NotOwner
 				if p["from"] == c.user {
 					s.posts = append(s.posts[:i], s.posts[i+1:]...)
 					reason = ""
+					for o := range s.conns {
+						if o.sub != nil && o.sub.deletions && o.sub.match(p) {
+							subs = append(subs, o)
+						}
+					}
 				}
 				break
 			}
@@ -376,7 +464,10 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		if reason != "" {
 			s.fail(c, "delete_ack", reason)
 		} else {
-			c.write(map[string]any{"cmd": "delete_ack", "result": "ok"})
+			c.write(map[string]any{"cmd": "delete_ack", "result": "ok", "id": id})
+			for _, o := range subs {
+				o.write(map[string]any{"cmd": "post_deleted", "id": id})
+			}
 		}
 	case "filenames":
 		var names []string
@@ -432,6 +523,14 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		return false
 	}
 	return true
+}
+
+// withEpoch adds the data epoch to an ack when there is one and on says so.
+// s.mu is held.
+func (s *fakeServer) withEpoch(ack map[string]any, on bool) {
+	if on && s.epoch != "" {
+		ack["epoch"] = s.epoch
+	}
 }
 
 func u64(v any) uint64 {

@@ -48,6 +48,7 @@ func TestBrowserFilters(t *testing.T) {
 	n := 0
 	b := newTab(t, startBrowser(t), "B", 1000, 800, shots, &n)
 	b.do(chromedp.Navigate(srv.URL() + "/"))
+	b.click("#signup-btn")
 	b.click("#register-btn")
 	b.state("online")
 

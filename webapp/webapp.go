@@ -3,7 +3,8 @@
 // protocol over the same origin's WebSocket. It serves exactly two kinds of
 // path: "/" (the page) and "/assets/..." (its files), so that it can share
 // the root of a listener with the realtime engine (WebSocket upgrades) and
-// the image server (two-segment paths). It has no build step.
+// the image server (two-segment paths), plus "/favicon.ico", which browsers
+// ask for on their own. It has no build step.
 package webapp
 
 import (
@@ -31,9 +32,15 @@ type file struct {
 	etag  string
 }
 
-// Handler serves index.html at "/" and the app's files under /assets/, for
-// GET and HEAD. Every other path or method is answered 404 or 405, so a
-// router may send it anything on "/" that is not a WebSocket upgrade.
+// FaviconPath is answered 204: the page names its icon (/assets/icon.svg),
+// and a browser that asks for the conventional path anyway gets a cheap,
+// cacheable empty answer instead of an error in its console.
+const FaviconPath = "/favicon.ico"
+
+// Handler serves index.html at "/", the app's files under /assets/ and
+// FaviconPath, for GET and HEAD. Every other path or method is answered 404
+// or 405, so a router may send it anything on "/" that is not a WebSocket
+// upgrade.
 func Handler() http.Handler {
 	files := map[string]file{}
 	err := fs.WalkDir(static, "static", func(p string, d fs.DirEntry, err error) error {
@@ -70,6 +77,15 @@ type handler struct {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Path
 	switch {
+	case name == FaviconPath:
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
 	case name == "/":
 		name = "/index.html"
 	case strings.HasPrefix(name, AssetPrefix):
@@ -100,9 +116,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
 }
 
-// csp allows only this origin's scripts and styles. Images may come from
-// any http(s) origin because /api/config can name a separate image server;
-// uploads and the WebSocket may go there too.
-const csp = "default-src 'self'; img-src 'self' blob: data: http: https:; " +
-	"connect-src 'self' ws: wss: http: https:; style-src 'self'; script-src 'self'; " +
-	"object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+// csp allows only this origin: its scripts, styles, images (blob: for the
+// previews of photos being published), fetches, uploads and WebSocket
+// ('self' covers ws:/wss: to the same host). A post can therefore never make
+// the page load anything from elsewhere, even if a check in safe.js failed.
+const csp = "default-src 'self'; img-src 'self' blob:; connect-src 'self'; " +
+	"style-src 'self'; script-src 'self'; " +
+	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"

@@ -23,6 +23,9 @@ func TestHandlerPaths(t *testing.T) {
 		{"image path belongs to the image server", "GET", "/671772238154af7fce237c8a217d2cd2/aB3+x-9Qz.jpg", 404, "", ""},
 		{"no traversal", "GET", "/assets/../webapp.go", 404, "", ""},
 		{"post", "POST", "/", 405, "", ""},
+		{"icon", "GET", "/assets/icon.svg", 200, "image/svg+xml", "<svg"},
+		{"favicon answers empty, not an error", "GET", "/favicon.ico", 204, "", ""},
+		{"favicon post", "POST", "/favicon.ico", 405, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,8 @@ import { Session, Offline } from "./conn.js";
 import * as menu from "./menu.js";
 import * as store from "./store.js";
 import { parse } from "./json.js";
+import * as safe from "./safe.js";
+import * as state from "./state.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -29,7 +31,7 @@ function h(tag, attrs, ...kids) {
 const CONDITION = [{ bit: 1, label: "New" }, { bit: 2, label: "Used" }];
 const EXTRAS = [{ bit: 4, label: "Warranty" }, { bit: 8, label: "Trade-in accepted" }];
 const FEATURES = [...CONDITION, ...EXTRAS];
-const MAX_PHOTOS = 4;
+const MAX_PHOTOS = safe.MAX_PHOTOS;
 const TYPING_SHOW_MS = 5000;
 const PRESENCE_EVERY_MS = 3000;
 
@@ -37,7 +39,6 @@ class UserError extends Error {}
 
 const app = {
   menu: null,
-  imgBase: "",
   creds: null,   // {user, password} once the server accepted them
   nick: "",
   u: null,       // the logged-in user's saved state (store.emptyUser)
@@ -54,6 +55,9 @@ const app = {
   inflight: null,
   publishing: false,
   lastLocalId: 0,
+  more: { next: "", done: false, loading: false, error: "" }, // "Load more" over GET /api/posts
+  signUpWhy: "",     // why the sign-up screen is shown to a guest
+  afterLogin: null,  // what a guest asked for before signing up (write to a seller)
 };
 
 // ---------------------------------------------------------------- words
@@ -71,11 +75,13 @@ const reasonWords = {
 };
 
 function reasonText(r, what) {
+  r = { reason: safe.reason(r && r.reason), detail: safe.text(r && r.detail, 300) };
   if (what === "chat" && r.reason === "not_found") return "This person's account does not exist any more.";
   if (what === "delete" && r.reason === "not_found") return "That post was already deleted.";
   if (what === "publish" && r.reason === "too_large") return "The post is too long. Please shorten the description.";
   if (what === "chat" && r.reason === "too_large") return "The message is too long.";
-  return reasonWords[r.reason] || (r.detail ? `The server said: ${r.detail}` : "Something went wrong on the server.");
+  if (Object.hasOwn(reasonWords, r.reason)) return reasonWords[r.reason];
+  return r.detail ? `The server said: ${r.detail}` : "Something went wrong on the server.";
 }
 
 function uploadText(status) {
@@ -90,12 +96,18 @@ function uploadText(status) {
 }
 
 let bannerTimer;
-function showError(text) {
+// showError shows text in the alert bar; a sticky one stays until dismissed.
+function showError(text, sticky = false) {
   $("banner-text").textContent = text;
   $("banner").hidden = false;
   clearTimeout(bannerTimer);
-  bannerTimer = setTimeout(() => { $("banner").hidden = true; }, 12000);
+  if (!sticky) bannerTimer = setTimeout(() => { $("banner").hidden = true; }, 12000);
 }
+
+const RESET_TEXT = "The server's data was reset: your old account, listings and chats are gone. " +
+  "Create a new account (or log in with one made since) to go on.";
+const RESET_ACTED_TEXT = "The server's data was reset: the account, listings and chats this browser " +
+  "kept from before are gone.";
 
 let noticeTimer;
 function notice(text) {
@@ -119,20 +131,13 @@ async function fetchJSON(path) {
 async function loadMenu() {
   try {
     const m = await fetchJSON("/api/menu");
-    if (!m || !m.locations || !m.products) throw new Error("menu without trees");
-    app.menu = m;
+    const locations = safe.menuTree(m && m.locations);
+    const products = safe.menuTree(m && m.products);
+    if (!locations || !products) throw new Error("menu without trees");
+    app.menu = { locations, products };
   } catch {
     app.menu = menu.fallbackMenu;
     notice("Could not load the menu from the server; showing a sample one.");
-  }
-}
-
-async function loadConfig() {
-  try {
-    const c = await fetchJSON("/api/config");
-    if (c && typeof c.img_url === "string") app.imgBase = c.img_url.replace(/\/+$/, "");
-  } catch {
-    app.imgBase = ""; // same origin
   }
 }
 
@@ -142,7 +147,7 @@ function wsURL() {
 
 async function boot() {
   wireUI();
-  await Promise.all([loadMenu(), loadConfig()]);
+  await loadMenu();
   app.session = new Session(wsURL(), {
     onState, onLogin, onPush, onStale, onAuthFailed, onIdentifyFailed,
   });
@@ -151,9 +156,34 @@ async function boot() {
   if (app.creds) {
     enterUser(app.creds.user);
     app.session.start(app.creds);
+  } else {
+    enterGuest("browse-view");
   }
   render();
   openLinkedChat();
+}
+
+// enterGuest shows the listings to someone without an account, over the
+// HTTP read API (no WebSocket): an account is asked for only to sell or to
+// write. view is "browse-view", or "account-view" for the sign-up screen.
+function enterGuest(view) {
+  app.u = store.emptyUser(); // never saved: save() needs credentials
+  app.draft = { loc: [], prod: [] };
+  app.openChat = null;
+  app.inflight = null;
+  app.view = view;
+  app.more = { next: "", done: false, loading: false, error: "" };
+  loadMore();
+}
+
+// askSignUp shows the sign-up screen to a guest, saying why; then, once
+// signed up, runs what they were doing.
+function askSignUp(why, then = null) {
+  app.signUpWhy = why;
+  app.afterLogin = then;
+  app.view = "account-view";
+  render();
+  $("nick-input").focus();
 }
 
 function enterUser(id) {
@@ -162,6 +192,7 @@ function enterUser(id) {
   app.openChat = null;
   app.inflight = null;
   app.view = "browse-view";
+  app.more = { next: "", done: false, loading: false, error: "" };
 }
 
 function save() {
@@ -184,25 +215,62 @@ function onState(state, info) {
   $("reconnect-btn").hidden = !(state === "offline" || state === "replaced");
 }
 
-function onLogin(identity, ack) {
+// dropLocal forgets, in memory, everything of the old data epoch (store.js
+// has already removed it from storage).
+function dropLocal() {
+  app.creds = null;
+  app.u = null;
+  app.inflight = null;
+  app.openChat = null;
+  app.typing = {};
+  app.remaining = null;
+  app.afterLogin = null;
+  app.view = "account-view";
+}
+
+// onLogin runs after register_ack or login_ack ok. acted says the person
+// asked for this login (the register button, the login form) rather than
+// the app logging in with what it had stored.
+function onLogin(identity, ack, acted) {
+  // What the last attempt said (wrong password, data reset) is answered now.
+  if (acted) $("banner").hidden = true;
+  if (store.checkEpoch(ack.epoch) === "reset") {
+    dropLocal();
+    if (!acted) {
+      // These credentials came from the old data: whoever holds that id
+      // now is someone else. Stop, and let the person start again.
+      app.session.stop();
+      enterGuest("account-view");
+      showError(RESET_TEXT, true);
+      render();
+      return;
+    }
+    showError(RESET_ACTED_TEXT, true);
+  }
   if (!app.creds || app.creds.user !== identity.user) {
     app.creds = identity;
     store.saveCreds(identity);
     enterUser(identity.user);
     notice(`Welcome! Your user id is ${identity.user}.`);
   }
-  if (typeof ack.remaining_posts === "number") app.remaining = ack.remaining_posts;
+  const rem = safe.finite(ack.remaining_posts);
+  if (rem !== undefined) app.remaining = Math.max(0, Math.trunc(rem));
   subscribe();
   pump();
+  app.signUpWhy = "";
+  const then = app.afterLogin;
+  app.afterLogin = null;
   render();
+  if (then) then();
   openLinkedChat();
 }
 
 function onAuthFailed(r) {
+  const reset = store.checkEpoch(r.epoch) === "reset";
   store.clearCreds();
-  app.creds = null;
-  app.u = null;
-  showError(reasonText(r));
+  dropLocal();
+  enterGuest("account-view");
+  showError(reset ? RESET_TEXT : reasonText(r), reset);
   render();
 }
 
@@ -213,8 +281,15 @@ function onIdentifyFailed(r) {
 function onPush(f) {
   if (!app.u) return;
   if (f.cmd === "post" && Array.isArray(f.items)) onPosts(f.items);
+  else if (f.cmd === "post_deleted") onPostDeleted(f);
   else if (f.cmd === "message") onMessage(f);
   else if (f.cmd === "presence") onPresence(f);
+}
+
+function onPostDeleted(f) {
+  if (!state.removePost(app.u, f.id)) return;
+  save();
+  render();
 }
 
 // onStale handles a reply the server kept for us while we were away: a
@@ -223,7 +298,7 @@ function onPush(f) {
 function onStale(f) {
   if (!app.u) return;
   if (f.msg_id != null && seenMsg(f.msg_id)) return;
-  if (f.cmd === "publish_ack" && f.result === "ok" && app.u.pendingPublish) {
+  if (f.cmd === "publish_ack" && f.result === "ok" && safe.isId(f.id) && app.u.pendingPublish) {
     adoptPublished(f, app.u.pendingPublish.post);
     app.u.pendingPublish = null;
     notice(`Your post #${f.id} was published.`);
@@ -234,6 +309,7 @@ function onStale(f) {
 
 // seenMsg reports whether a server msg_id was handled before, and records it.
 function seenMsg(id) {
+  if (!safe.isId(id)) return false;
   const k = String(id);
   const s = app.u.seenMsgIds;
   if (s.includes(k)) return true;
@@ -244,45 +320,12 @@ function seenMsg(id) {
 
 // ---------------------------------------------------------------- posts
 
-function parseBody(body) {
-  try {
-    const d = typeof body === "string" ? JSON.parse(body) : body;
-    return d && typeof d === "object" ? d : {};
-  } catch {
-    return {};
-  }
-}
-
-function postOf(p) {
-  return {
-    id: p.id, from: String(p.from), date: p.date, features: p.features,
-    range_values: p.range_values, to: p.to, doc: parseBody(p.body),
-  };
-}
-
 function onPosts(items) {
-  const me = app.creds && app.creds.user;
-  let max = app.u.lastPostId;
-  for (const raw of items) {
-    if (raw == null || raw.id == null) continue;
-    if (raw.id > max) max = raw.id;
-    const p = postOf(raw);
-    app.u.posts[String(p.id)] = p;
-    if (p.from === me) app.u.myPosts[String(p.id)] = p;
-  }
-  app.u.lastPostId = max;
-  trimPosts();
+  state.addPosts(app.u, items, app.creds && app.creds.user);
   save();
   render();
   // A full catch-up page means there may be more: ask from the highest id.
   if (items.length >= 100) subscribe();
-}
-
-function trimPosts() {
-  const ids = Object.keys(app.u.posts);
-  if (ids.length <= 300) return;
-  ids.sort((a, b) => (BigInt(a) < BigInt(b) ? -1 : 1));
-  for (const id of ids.slice(0, ids.length - 300)) delete app.u.posts[id];
 }
 
 function subscribeRequest() {
@@ -297,6 +340,9 @@ function subscribeRequest() {
     any_of_features: f.features,
     last_post_id: app.u.lastPostId,
     ranges,
+    // PROTOCOL.md 1.1 §4: post_deleted events. A 1.0 server ignores the
+    // field, and then deleted listings stay until the list is reloaded.
+    deletions: true,
   };
 }
 
@@ -326,16 +372,64 @@ function applyFilter(ev) {
   // A new filter starts a new list: older posts may match it now.
   app.u.posts = {};
   app.u.lastPostId = 0;
+  app.u.keep = 0;
+  app.more = { next: "", done: false, loading: false, error: "" };
   save();
   // On a phone the form would push the posts off screen: fold it away.
   if (matchMedia("(max-width: 30rem)").matches) $("filter-box").open = false;
   render();
-  subscribe();
+  if (app.creds) subscribe();
+  else loadMore();
+}
+
+// apiQuery is the filter as GET /api/posts parameters (docs/http-api.md).
+function apiQuery(f) {
+  const q = new URLSearchParams();
+  const loc = menu.channelHashes(app.menu.locations, f.loc);
+  const prod = menu.channelHashes(app.menu.products, f.prod);
+  if (loc.length) q.set("location", loc.join(","));
+  if (prod.length) q.set("product", prod.join(","));
+  if (f.features) q.set("features", String(f.features));
+  if (f.priceMin !== "" || f.priceMax !== "") {
+    q.set("ranges", `${Number(f.priceMin || 0)},${f.priceMax === "" ? Number.MAX_SAFE_INTEGER : Number(f.priceMax)}`);
+  }
+  q.set("limit", "20");
+  return q;
+}
+
+// loadMore fetches the next older page of listings over the HTTP read API:
+// the whole list for a guest, older pages for a member (whose newest posts
+// come live over the subscription).
+async function loadMore() {
+  const u = app.u;
+  const more = app.more;
+  if (!u || more.loading || more.done) return;
+  const q = apiQuery(u.filter);
+  const before = more.next || (app.creds ? state.oldestPostId(u) : "");
+  if (before) q.set("before", before);
+  more.loading = true;
+  more.error = "";
+  render();
+  try {
+    const r = await fetchJSON(`/api/posts?${q}`);
+    if (u !== app.u || more !== app.more) return;
+    state.addOlder(u, r && r.posts, app.creds && app.creds.user);
+    const next = r && (typeof r.next === "string" || typeof r.next === "number") ? String(r.next) : "";
+    more.next = /^\d{1,20}$/.test(next) ? next : "";
+    more.done = more.next === "";
+    save();
+  } catch {
+    more.error = "Could not load more listings. Please try again.";
+  } finally {
+    more.loading = false;
+    render();
+  }
 }
 
 function adoptPublished(ack, post) {
-  const p = postOf({ ...post, id: ack.id, date: ack.date, from: app.creds.user });
-  app.u.myPosts[String(ack.id)] = p;
+  const p = safe.post({ ...post, id: ack.id, date: ack.date, from: app.creds.user });
+  if (!p) return;
+  app.u.myPosts[String(p.id)] = p;
   if (typeof app.remaining === "number" && app.remaining > 0) app.remaining--;
 }
 
@@ -394,7 +488,7 @@ async function addPhotos(ev) {
 function upload(photo, path, onProgress) {
   return new Promise((resolve, reject) => {
     const x = new XMLHttpRequest();
-    x.open("POST", `${app.imgBase}/${path}`);
+    x.open("POST", `/${path}`);
     x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
     x.onload = () => {
       if (x.status === 200 || x.status === 201) { onProgress(1); resolve(); }
@@ -442,10 +536,11 @@ async function publish(ev) {
       setPubStatus("Preparing the upload…");
       const r = await app.session.request({ cmd: "filenames" });
       if (r.result !== "ok") throw new UserError(reasonText(r));
-      if (!Array.isArray(r.names) || r.names.length < app.photos.length) throw new UserError("The server gave too few photo names.");
+      const names = (Array.isArray(r.names) ? r.names : []).filter((n) => typeof n === "string" && safe.uploadName.test(n));
+      if (names.length < app.photos.length) throw new UserError("The server gave too few photo names.");
       for (let i = 0; i < app.photos.length; i++) {
         setPubStatus(`Uploading photo ${i + 1} of ${app.photos.length}…`);
-        const path = `${r.names[i]}.jpg`;
+        const path = `${names[i]}.jpg`;
         const ph = app.photos[i];
         await upload(ph, path, (f) => { ph.progress = f; renderProgress(i); });
         images.push(path);
@@ -467,6 +562,7 @@ async function publish(ev) {
     const r = await app.session.request({ cmd: "publish", items: [post] });
     app.u.pendingPublish = null;
     if (r.result !== "ok") throw new UserError(reasonText(r, "publish"));
+    if (!safe.isId(r.id)) throw new UserError("The server's answer did not name the new post.");
     adoptPublished(r, post);
     save();
     resetPublishForm();
@@ -507,15 +603,17 @@ function isMyPost(postId) {
   return Boolean(app.u.myPosts[String(postId)]);
 }
 
-function ensureChat(postId, peer, iAmSeller, peerNick) {
+// ensureChat returns the chat about postId with peer, creating it; known is
+// the post when the caller has it (a guest's listing, before signing up).
+function ensureChat(postId, peer, iAmSeller, peerNick, known = null) {
   const key = chatKey(postId, peer);
   let c = app.u.chats[key];
   if (!c) {
-    const p = app.u.posts[String(postId)] || app.u.myPosts[String(postId)];
+    const p = app.u.posts[String(postId)] || app.u.myPosts[String(postId)] || known;
     c = app.u.chats[key] = {
       key, postId, peer: String(peer), peerNick: peerNick || "", iAmSeller,
-      title: (p && (p.doc.title || p.doc.msg)) || `Post #${postId}`,
-      msgs: [], unread: 0, peerIds: [], last: Date.now(),
+      title: (p && !p.bad && (p.doc.title || p.doc.msg || "").slice(0, safe.MAX_TITLE)) || `Post #${postId}`,
+      msgs: [], unread: 0, peerIds: [], last: Date.now(), removed: false,
     };
     if (!p) fillChatTitle(c);
   }
@@ -527,8 +625,8 @@ function ensureChat(postId, peer, iAmSeller, peerNick) {
 // the HTTP read API when the server has one.
 async function fillChatTitle(c) {
   try {
-    const p = postOf(await fetchJSON(`/api/posts/${encodeURIComponent(String(c.postId))}`));
-    const t = p.doc.title || p.doc.msg;
+    const p = safe.post(await fetchJSON(`/api/posts/${encodeURIComponent(String(c.postId))}`));
+    const t = p && !p.bad && (p.doc.title || p.doc.msg);
     if (!t || !app.u || app.u.chats[c.key] !== c) return;
     c.title = String(t).slice(0, 80);
     save();
@@ -610,28 +708,37 @@ function sendReceipt(c, type, ids) {
   enqueue({ cmd: "message", type, to: c.peer, post_id: c.postId, is_sender_post: c.iAmSeller, ack_ids: ids });
 }
 
+// onMessage handles a chat line or a receipt from a peer. Every field is
+// checked: a frame without a usable sender or post is dropped, a line whose
+// text is not text is shown as unreadable.
 function onMessage(f) {
   if (f.msg_id != null && seenMsg(f.msg_id)) return;
-  const from = String(f.from);
+  const from = safe.userId(f.from);
+  if (from == null || !safe.isId(f.post_id)) return;
+  const lineId = safe.lineId(f.id);
   if (f.type === "chat" || f.type === "chat_redirected") {
     const iAmSeller = typeof f.is_sender_post === "boolean" ? !f.is_sender_post : isMyPost(f.post_id);
-    const c = ensureChat(f.post_id, from, iAmSeller, typeof f.nick === "string" ? f.nick : "");
-    if (f.id != null) {
-      if (c.peerIds.includes(String(f.id))) { save(); return; } // resent by the sender
-      c.peerIds.push(String(f.id));
+    const c = ensureChat(f.post_id, from, iAmSeller, safe.text(f.nick, safe.MAX_NICK) ?? "");
+    if (lineId !== undefined) {
+      if (c.peerIds.includes(String(lineId))) { save(); return; } // resent by the sender
+      c.peerIds.push(String(lineId));
       if (c.peerIds.length > 1000) c.peerIds.splice(0, c.peerIds.length - 1000);
     }
     const reading = app.openChat === c.key && !document.hidden;
-    c.msgs.push({ id: f.id, mine: false, text: String(f.msg ?? ""), date: Date.now(), readSent: reading });
+    const text = safe.msgText(f.msg);
+    c.msgs.push({
+      id: lineId, mine: false, text: text ?? "This message could not be read.", bad: text == null,
+      date: Date.now(), readSent: reading,
+    });
     c.last = Date.now();
     if (!reading) c.unread++;
     delete app.typing[c.key];
-    sendReceipt(c, reading ? "app_ack_read" : "app_ack_received", f.id != null ? [f.id] : []);
+    sendReceipt(c, reading ? "app_ack_read" : "app_ack_received", lineId !== undefined ? [lineId] : []);
   } else if (f.type === "app_ack_received" || f.type === "app_ack_read") {
     const c = app.u.chats[chatKey(f.post_id, from)];
     if (c) {
       const st = f.type === "app_ack_read" ? 3 : 2;
-      const ids = Array.isArray(f.ack_ids) ? f.ack_ids.map(String) : null;
+      const ids = Array.isArray(f.ack_ids) ? f.ack_ids.filter(safe.isId).map(String) : null;
       // Receipts are cumulative: everything of mine up to the newest line
       // they name (or, without ids, everything the server has).
       let upto = -1;
@@ -647,8 +754,10 @@ function onMessage(f) {
 }
 
 function onPresence(f) {
-  if (f.type !== "writing") return;
-  const key = chatKey(f.post_id, String(f.from));
+  const from = safe.userId(f.from);
+  if (f.type !== "writing" || from == null || !safe.isId(f.post_id)) return;
+  const key = chatKey(f.post_id, from);
+  if (!app.u.chats[key]) return; // typing in a chat this browser does not have
   app.typing[key] = Date.now() + TYPING_SHOW_MS;
   render();
   setTimeout(render, TYPING_SHOW_MS + 100);
@@ -701,38 +810,65 @@ function openLinkedChat() {
 }
 
 function chatWithAuthor(p) {
-  const c = ensureChat(p.id, p.from, false, p.doc.nick || "");
+  if (!app.creds) {
+    askSignUp("To write to the seller, create an account first: it takes one click.", () => chatWithAuthor(p));
+    return;
+  }
+  const c = ensureChat(p.id, p.from, false, p.doc.nick || "", p);
   save();
   openChat(c.key);
 }
 
 // ---------------------------------------------------------------- rendering
 
+// renderFailures counts items and panels that threw while rendering: the
+// checks in safe.js should make it stay 0 (the browser tests read it from
+// body[data-render-failures]); the try/catch around each is the safety net
+// that keeps one bad item from stopping everything after it.
+let renderFailures = 0;
+function failed(what, e) {
+  renderFailures++;
+  document.body.dataset.renderFailures = String(renderFailures);
+  console.warn(`occase: could not render ${what}:`, e);
+}
+
 // syncList keeps ul's children equal to items, rebuilding an item only when
-// its signature changed (so images are not reloaded on every update).
+// its signature changed (so images are not reloaded on every update). An
+// item that cannot be built is shown as unreadable; the others are not
+// affected.
 function syncList(ul, items, keyOf, sigOf, build) {
   const old = new Map([...ul.children].map((li) => [li.dataset.key, li]));
   let i = 0;
   for (const it of items) {
-    const k = keyOf(it);
-    const sig = sigOf(it);
-    let li = old.get(k);
-    if (li && li.dataset.sig === sig) {
-      old.delete(k);
-    } else {
-      const fresh = build(it);
-      fresh.dataset.key = k;
-      fresh.dataset.sig = sig;
-      if (li) { li.replaceWith(fresh); old.delete(k); }
-      li = fresh;
+    let k, sig, li;
+    try {
+      k = String(keyOf(it));
+      sig = String(sigOf(it));
+      li = old.get(k);
+      if (li && li.dataset.sig === sig) {
+        old.delete(k);
+      } else {
+        let fresh;
+        try {
+          fresh = build(it);
+        } catch (e) {
+          failed(`item ${k}`, e);
+          fresh = h("li", { class: "unreadable", "data-testid": "unreadable" }, "This item could not be shown.");
+        }
+        fresh.dataset.key = k;
+        fresh.dataset.sig = sig;
+        if (li) { li.replaceWith(fresh); old.delete(k); }
+        li = fresh;
+      }
+    } catch (e) {
+      failed("an item", e);
+      continue;
     }
     if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
     i++;
   }
   for (const li of old.values()) li.remove();
 }
-
-const imagePath = /^[0-9a-f]{8,64}\/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$/;
 
 function placeText(p) {
   const code = (p.doc.channel && p.doc.channel[0] && p.doc.channel[0][0]) || (p.to && p.to[0] && p.to[0][0]);
@@ -742,7 +878,17 @@ function placeText(p) {
   return [where, what].filter(Boolean).join(" · ");
 }
 
+// unreadableCard stands for a post whose body has fields of the wrong type:
+// nothing of the body is shown, and there is nothing to act on.
+function unreadableCard(p) {
+  return h("li", { class: "card unreadable", "data-testid": "post-card", "data-post-id": String(p.id), "data-unreadable": "1" },
+    h("div", { class: "body" },
+      h("h3", { "data-testid": "post-title" }, "Unreadable listing"),
+      h("p", { class: "meta" }, `This listing (post ${p.id}) could not be read, so it is not shown.`)));
+}
+
 function postCard(p, mine) {
+  if (p.bad) return unreadableCard(p);
   const d = p.doc;
   const rv = Array.isArray(p.range_values) ? p.range_values : [];
   const price = d.price ?? rv[0];
@@ -750,18 +896,19 @@ function postCard(p, mine) {
   if (rv[1]) facts.push(String(rv[1]));
   if (rv[2]) facts.push(`${num.format(Number(rv[2]))} km`);
   for (const f of FEATURES) if (Number(p.features) & f.bit) facts.push(f.label);
-  const imgs = (Array.isArray(d.images) ? d.images : []).filter((s) => typeof s === "string" && imagePath.test(s)).slice(0, MAX_PHOTOS);
-  const title = d.title || (d.msg ? String(d.msg).slice(0, 60) : `Post #${p.id}`);
+  // safe.post let through only relative paths of the signed-name shape.
+  const imgs = safe.images(d.images);
+  const title = d.title || (d.msg ? d.msg.slice(0, 60) : `Post #${p.id}`);
   const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
   return h("li", { class: "card", "data-testid": "post-card", "data-post-id": String(p.id) },
     imgs.length ? h("div", { class: "photos" }, imgs.map((s, i) =>
-      h("img", { src: `${app.imgBase}/${s}`, alt: `Photo ${i + 1} of ${title}`, "data-testid": "post-photo" }))) : null,
+      h("img", { src: `/${s}`, alt: `Photo ${i + 1} of ${title}`, loading: "lazy", "data-testid": "post-photo" }))) : null,
     h("div", { class: "body" },
       h("h3", { "data-testid": "post-title" }, title),
       price != null ? h("p", { class: "price", "data-testid": "post-price" }, money.format(Number(price))) : null,
       facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
       h("p", { class: "where" }, placeText(p)),
-      d.msg ? h("p", { class: "desc" }, String(d.msg)) : null,
+      d.msg ? h("p", { class: "desc" }, d.msg) : null,
       h("p", { class: "meta" }, `by ${d.nick || "someone"} (#${p.from}) · ${when} · post ${p.id}`),
       mine
         ? h("div", { class: "actions" }, h("span", { class: "tag" }, "Your post"))
@@ -785,8 +932,17 @@ function renderPosts() {
   const feats = FEATURES.filter((x) => f.features & x.bit).map((x) => x.label);
   const price = f.priceMin !== "" || f.priceMax !== "" ? `€${f.priceMin || 0}–${f.priceMax || "…"}` : "";
   $("filter-summary").textContent = `Filter: ${[where, what, feats.join("/"), price].filter(Boolean).join(" · ")}`;
-  $("browse-summary").textContent = app.subscribeError ||
-    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. New ones appear here as they are published.`;
+  const live = app.creds ? "New ones appear here as they are published." : "Create an account to see new ones live, to sell, or to write to a seller.";
+  $("browse-summary").textContent = (app.creds && app.subscribeError) ||
+    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. ${live}`;
+}
+
+function renderMore() {
+  const m = app.more;
+  $("load-more").hidden = m.done;
+  $("load-more").disabled = m.loading;
+  $("load-more").textContent = m.loading ? "Loading…" : "Load more listings";
+  $("more-status").textContent = m.error || (m.done && Object.keys(app.u.posts).length ? "That is every listing." : "");
 }
 
 function renderMine() {
@@ -799,7 +955,8 @@ function renderMine() {
       btn.dataset.confirm = "1";
       btn.textContent = "Really delete?";
     });
-    li.querySelector(".actions").append(btn);
+    // An unreadable card has no actions row; the owner may still delete it.
+    (li.querySelector(".actions") || li.appendChild(h("div", { class: "actions" }))).append(btn);
     return li;
   });
   const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
@@ -818,11 +975,12 @@ function renderChats() {
   const list = Object.values(app.u.chats).sort((a, b) => b.last - a.last);
   $("chats-empty").hidden = list.length > 0;
   syncList($("chat-list"), list, (c) => c.key,
-    (c) => `${c.msgs.length}|${c.unread}|${isTyping(c.key)}|${c.peerNick}|${c.title}`, (c) => {
+    (c) => `${c.msgs.length}|${c.unread}|${isTyping(c.key)}|${c.peerNick}|${c.title}|${c.removed}`, (c) => {
       const last = c.msgs[c.msgs.length - 1];
       return h("li", {},
         h("button", { type: "button", class: "chatrow", "data-testid": "chat-row", "data-chat": c.key, onclick: () => openChat(c.key) },
           h("strong", {}, c.title),
+          c.removed ? h("span", { class: "tag", "data-testid": "chat-row-removed" }, " (listing removed)") : null,
           h("span", { class: "peer" }, ` with ${c.peerNick || "user"} #${c.peer}`),
           c.unread ? h("span", { class: "badge", "aria-label": `${c.unread} unread` }, String(c.unread)) : null,
           h("span", { class: "last" }, isTyping(c.key) ? "typing…" : last ? `${last.mine ? "You: " : ""}${last.text}` : "")));
@@ -838,10 +996,11 @@ function renderChat() {
   $("chat-title").textContent = c.title;
   $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "user"} #${c.peer}`;
   $("chat-typing").hidden = !isTyping(c.key);
+  $("chat-removed").hidden = !c.removed;
   const ol = $("chat-messages");
   const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
   syncList(ol, c.msgs, (m) => `${m.mine ? "m" : "t"}${m.id ?? m.date + m.text}`, (m) => `${m.status}|${m.failed || ""}`, (m) =>
-    h("li", { class: `msg ${m.mine ? "mine" : "theirs"}`, "data-testid": "chat-msg", "data-mine": m.mine ? "1" : "0" },
+    h("li", { class: `msg ${m.mine ? "mine" : "theirs"}${m.bad ? " unreadable" : ""}`, "data-testid": "chat-msg", "data-mine": m.mine ? "1" : "0" },
       h("span", { class: "text", "data-testid": "chat-text" }, m.text),
       h("span", { class: "time" }, new Date(m.date).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
       m.mine ? (m.failed
@@ -922,37 +1081,45 @@ function renderFilterForm() {
   renderFilterSelects();
 }
 
-let renderedUser = null;
+let renderedU = null; // the state object the lists and forms were built for
 
 function render() {
-  const in_ = Boolean(app.creds && app.u);
-  $("account-view").hidden = in_;
-  $("tabs").hidden = !in_;
-  $("me").textContent = in_ ? `${app.nick || "You"} · #${app.creds.user}` : "";
-  for (const v of document.querySelectorAll(".view")) v.hidden = !in_ || v.id !== app.view;
+  if (!app.u) return; // before boot has chosen a user or a guest
+  const member = Boolean(app.creds);
+  if (!member && app.view !== "browse-view") app.view = "account-view";
+  $("account-view").hidden = app.view !== "account-view";
+  $("account-why").textContent = app.signUpWhy;
+  $("account-why").hidden = !app.signUpWhy;
+  $("signup-btn").hidden = member;
+  if (!member && app.session.state === "idle") $("conn-status").textContent = "Browsing as a guest";
+  $("me").textContent = member ? `${app.nick || "You"} · #${app.creds.user}` : "";
+  for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== app.view;
   for (const t of document.querySelectorAll("#tabs [role=tab]")) {
     const sel = t.dataset.view === app.view || (app.view === "chat-view" && t.dataset.view === "chats-view");
     t.setAttribute("aria-selected", String(sel));
   }
-  if (!in_) {
-    renderedUser = null;
-    $("nick-input").value = app.nick;
-    return;
-  }
-  if (renderedUser !== app.creds.user) {
-    renderedUser = app.creds.user;
+  if (!member && $("nick-input") !== document.activeElement) $("nick-input").value = app.nick;
+  if (renderedU !== app.u) {
+    renderedU = app.u;
     for (const id of ["post-list", "mine-list", "chat-list", "chat-messages"]) $(id).replaceChildren();
     renderFilterForm();
     renderPublishSelects();
-    $("acct-id").textContent = app.creds.user;
+    $("acct-id").textContent = member ? app.creds.user : "";
     $("acct-nick").value = app.nick;
     $("acct-password").textContent = "••••••••••";
     $("acct-reveal").textContent = "Show";
   }
-  renderPosts();
-  renderMine();
-  renderChats();
-  if (app.view === "chat-view") renderChat();
+  // Each panel on its own: one that throws leaves the others working.
+  const parts = [renderPosts, renderMore];
+  if (member) parts.push(renderMine, renderChats);
+  if (member && app.view === "chat-view") parts.push(renderChat);
+  for (const f of parts) {
+    try {
+      f();
+    } catch (e) {
+      failed(f.name, e);
+    }
+  }
 }
 
 // ---------------------------------------------------------------- wiring
@@ -978,7 +1145,7 @@ function wireUI() {
   $("register-btn").addEventListener("click", () => {
     app.nick = $("nick-input").value.trim();
     store.saveNick(app.nick);
-    app.session.start({ register: true });
+    app.session.start({ register: true }, true);
   });
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -987,10 +1154,21 @@ function wireUI() {
     if (!/^\d+$/.test(user)) { showError("The user id is a number, like 42."); return; }
     app.nick = $("nick-input").value.trim() || app.nick;
     store.saveNick(app.nick);
-    app.session.start({ user, password });
+    app.session.start({ user, password }, true);
   });
+  const why = {
+    "publish-view": "To sell something, create an account first: it takes one click.",
+    "mine-view": "Create an account to publish listings of your own.",
+    "chats-view": "Create an account to write to sellers and buyers.",
+    "settings-view": "",
+  };
   for (const t of document.querySelectorAll("#tabs [role=tab]")) {
-    t.addEventListener("click", () => { app.view = t.dataset.view; app.openChat = null; render(); });
+    t.addEventListener("click", () => {
+      if (!app.creds && t.dataset.view !== "browse-view") { askSignUp(why[t.dataset.view] || ""); return; }
+      app.view = t.dataset.view;
+      app.openChat = null;
+      render();
+    });
   }
   $("filter-form").addEventListener("submit", applyFilter);
   $("publish-form").addEventListener("submit", publish);
@@ -1012,9 +1190,11 @@ function wireUI() {
     app.session.stop();
     store.clearCreds();
     app.creds = null;
-    app.u = null;
+    enterGuest("browse-view");
     render();
   });
+  $("signup-btn").addEventListener("click", () => askSignUp(""));
+  $("load-more").addEventListener("click", loadMore);
   addEventListener("hashchange", openLinkedChat);
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && app.view === "chat-view") { markRead(); render(); }

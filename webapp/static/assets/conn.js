@@ -6,6 +6,7 @@
 // request.
 
 import { parse, stringify } from "./json.js";
+import * as safe from "./safe.js";
 
 const ackKind = {
   register_ack: "register", login_ack: "login", subscribe_ack: "subscribe",
@@ -21,7 +22,7 @@ export class Offline extends Error {
 }
 
 export class Session {
-  // hooks: onState(state, info), onLogin(identity, ack), onPush(frame),
+  // hooks: onState(state, info), onLogin(identity, ack, acted), onPush(frame),
   // onStale(frame), onAuthFailed(reply), onIdentifyFailed(reply)
   constructor(url, hooks) {
     this.url = url;
@@ -40,9 +41,13 @@ export class Session {
   }
 
   // start connects as identity: {register: true} or {user, password}.
-  start(identity) {
+  // acted says a person asked for it (rather than the app, with what it had
+  // stored); it is passed to the first onLogin only, not to the logins of
+  // later reconnects.
+  start(identity, acted = false) {
     this.stop();
     this.identity = identity;
+    this.acted = acted;
     this.stopped = false;
     this.attempt = 0;
     this.open();
@@ -96,12 +101,21 @@ export class Session {
     if (ws !== this.ws) return;
     if (r.result === "ok") {
       if (this.identity.register) {
-        this.identity = { user: String(r.id), password: r.password };
+        const user = safe.userId(r.id);
+        if (user == null || typeof r.password !== "string" || !/^[\x21-\x7e]{1,200}$/.test(r.password)) {
+          this.hooks.onIdentifyFailed({ reason: "bad_request", detail: "the server's reply to register had no usable id" });
+          this.stopped = true;
+          ws.close(1000);
+          return;
+        }
+        this.identity = { user, password: r.password };
       }
       this.attempt = 0;
       this.loggedIn = true;
       this.setState("online");
-      this.hooks.onLogin(this.identity, r);
+      const acted = this.acted;
+      this.acted = false;
+      this.hooks.onLogin(this.identity, r, acted);
       return;
     }
     if (r.reason === "bad_credentials") {
@@ -173,8 +187,8 @@ export class Session {
     } catch {
       return;
     }
-    if (!f || typeof f !== "object") return;
-    let kind = ackKind[f.cmd];
+    if (!f || typeof f !== "object" || Array.isArray(f) || typeof f.cmd !== "string") return;
+    let kind = Object.hasOwn(ackKind, f.cmd) ? ackKind[f.cmd] : undefined;
     if (f.cmd === "error") kind = "*";
     if (f.cmd === "message" && (f.type === "server_ack" || (f.result === "fail" && !("msg_id" in f)))) {
       kind = "message";

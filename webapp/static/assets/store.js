@@ -1,9 +1,12 @@
-// Everything the app keeps in the browser: the credentials, and per user
-// the filter, the highest post id seen, the posts, the chats and the
-// outgoing queue. localStorage is synchronous, so a chat line is on disk
-// before it is on the wire.
+// Everything the app keeps in the browser: the credentials, the data epoch
+// they belong to, and per user the filter, the highest post id seen, the
+// posts, the chats and the outgoing queue. localStorage is synchronous, so
+// a chat line is on disk before it is on the wire. What is read back is
+// checked again (safe.js): a value stored by an older version, or a hostile
+// post kept before it was checked, must not break the page.
 
 import { parse, stringify } from "./json.js";
+import * as safe from "./safe.js";
 
 const prefix = "occase.v1.";
 
@@ -24,16 +27,73 @@ function write(key, value) {
   }
 }
 
-export const loadCreds = () => read("creds", null);
-export const saveCreds = (c) => write("creds", c);
-export const clearCreds = () => localStorage.removeItem(prefix + "creds");
-export const loadNick = () => read("nick", "");
+function remove(key) {
+  try {
+    localStorage.removeItem(prefix + key);
+  } catch {
+    // As in write.
+  }
+}
+
+export function loadCreds() {
+  const c = read("creds", null);
+  if (!c || typeof c !== "object") return null;
+  const user = safe.userId(c.user);
+  if (user == null || typeof c.password !== "string") return null;
+  return { user, password: c.password };
+}
+export const saveCreds = (c) => write("creds", { user: c.user, password: c.password });
+export const clearCreds = () => remove("creds");
+export const loadNick = () => safe.text(read("nick", ""), safe.MAX_NICK) ?? "";
 export const saveNick = (n) => write("nick", n);
+
+// Epochs (PROTOCOL.md 1.1 §2): register_ack and login_ack name the
+// deployment's data. When they name another epoch than the one this
+// browser's ids came from, the server lost its data and those ids may now
+// belong to strangers.
+export const loadEpoch = () => safe.text(read("epoch", null), 200) ?? null;
+
+// checkEpoch compares an ack's epoch with the stored one:
+//   "none"    the ack has none (a server older than 1.1): nothing changes;
+//   "same"    it is the stored one;
+//   "adopted" nothing was stored (first contact, or data from before
+//             epochs): it is stored, and everything else kept;
+//   "reset"   it differs: every credential, id, conversation, listing and
+//             draft of the old epoch is removed (the nick is kept), and the
+//             new epoch stored.
+export function checkEpoch(epoch) {
+  if (typeof epoch === "number" && Number.isFinite(epoch)) epoch = String(epoch);
+  if (typeof epoch !== "string" || epoch === "" || epoch.length > 200) return "none";
+  const had = loadEpoch();
+  if (had === epoch) return "same";
+  if (had == null) {
+    write("epoch", epoch);
+    return "adopted";
+  }
+  dropAll();
+  write("epoch", epoch);
+  return "reset";
+}
+
+// dropAll removes everything but the nick.
+export function dropAll() {
+  try {
+    const keys = [];
+    for (let i = 0; i < localStorage.length; i++) {
+      const k = localStorage.key(i);
+      if (k && k.startsWith(prefix) && k !== prefix + "nick") keys.push(k);
+    }
+    for (const k of keys) localStorage.removeItem(k);
+  } catch {
+    // Nothing stored, or storage unavailable.
+  }
+}
 
 export function emptyUser() {
   return {
     filter: { loc: [], prod: [], features: 0, priceMin: "", priceMax: "" },
     lastPostId: 0,
+    keep: 0,        // posts kept besides the newest 300, raised by "Load more"
     posts: {},      // id -> post as received, body parsed into .doc
     myPosts: {},    // id -> post I published
     chats: {},      // "postId:peer" -> chat
@@ -43,8 +103,52 @@ export function emptyUser() {
   };
 }
 
+function posts(obj) {
+  const out = {};
+  if (obj && typeof obj === "object") {
+    for (const v of Object.values(obj)) {
+      const p = safe.post(v);
+      if (p) out[String(p.id)] = p;
+    }
+  }
+  return out;
+}
+
+// cleanUser checks a stored user's state field by field; what does not
+// have the expected shape is replaced by its empty value.
+export function cleanUser(s) {
+  const u = emptyUser();
+  if (!s || typeof s !== "object") return u;
+  const f = s.filter;
+  if (f && typeof f === "object") {
+    u.filter = {
+      loc: safe.code(f.loc) || [], prod: safe.code(f.prod) || [],
+      features: safe.isId(f.features) ? Number(f.features) : 0,
+      priceMin: typeof f.priceMin === "string" ? f.priceMin : "",
+      priceMax: typeof f.priceMax === "string" ? f.priceMax : "",
+    };
+  }
+  if (safe.isId(s.lastPostId)) u.lastPostId = s.lastPostId;
+  const keep = safe.finite(s.keep);
+  if (keep !== undefined && keep > 0) u.keep = Math.min(5000, Math.trunc(keep));
+  u.posts = posts(s.posts);
+  u.myPosts = posts(s.myPosts);
+  if (s.chats && typeof s.chats === "object") {
+    for (const v of Object.values(s.chats)) {
+      const c = safe.chat(v);
+      if (c) u.chats[c.key] = c;
+    }
+  }
+  if (Array.isArray(s.outbox)) {
+    u.outbox = s.outbox.filter((o) => o && typeof o === "object" && o.frame && typeof o.frame === "object");
+  }
+  if (Array.isArray(s.seenMsgIds)) u.seenMsgIds = s.seenMsgIds.filter((x) => typeof x === "string");
+  if (s.pendingPublish && typeof s.pendingPublish === "object" && s.pendingPublish.post) u.pendingPublish = s.pendingPublish;
+  return u;
+}
+
 export function loadUser(id) {
-  return Object.assign(emptyUser(), read("user." + id, {}));
+  return cleanUser(read("user." + id, {}));
 }
 
 export function saveUser(id, u) {
