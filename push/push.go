@@ -82,7 +82,7 @@ func DefaultConfig() Config {
 		CountTTL:     30 * 24 * time.Hour,
 		FCMEndpoint:  "https://fcm.googleapis.com",
 		APNsEndpoint: "https://api.push.apple.com",
-		Lease:        60 * time.Second,
+		Lease:        2 * time.Minute,
 		Poll:         time.Second,
 		Concurrency:  64,
 		SendTimeout:  10 * time.Second,
