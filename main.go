@@ -46,7 +46,7 @@ func app() *cli.App {
 		Commands: []*cli.Command{{
 			Name:  "serve",
 			Usage: "run a node (role db: the realtime engine; img: the image server; all: both)",
-			Flags: serveFlags(d),
+			Flags: append(serveFlags(d), pushFlags(d)...),
 			Action: func(c *cli.Context) error {
 				cfg, err := configFrom(c, d)
 				if err != nil {
@@ -79,7 +79,7 @@ func app() *cli.App {
 			Action: func(c *cli.Context) error {
 				return probe(c.Context, c.Args().First())
 			},
-		}, bench.Command()},
+		}, bench.Command(), pushCommand()},
 	}
 }
 
@@ -287,6 +287,9 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	}
 	cfg.Images.UploadGrace = c.Duration("image-upload-grace")
 	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
+	if err := pushConfigFrom(c, &cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 

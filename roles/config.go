@@ -9,6 +9,7 @@ import (
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
+	"github.com/occase/occase/push"
 )
 
 // Config is everything a node needs; main.go fills it from flags and the
@@ -67,6 +68,9 @@ type Config struct {
 	ImageDir string // storage root of the img role
 	Images   images.Config
 
+	// Push notifications (push.Config; FCM and APNs off until configured).
+	Push push.Config
+
 	Clock func() time.Time
 }
 
@@ -99,6 +103,7 @@ func DefaultConfig() Config {
 		Posts:             posts.DefaultConfig(),
 		ImageDir:          "./data/images",
 		Images:            images.DefaultConfig(),
+		Push:              push.DefaultConfig(),
 		Clock:             time.Now,
 	}
 }
