@@ -183,10 +183,15 @@ func startWebPush(t testing.TB, vapidPublic func() string) *webPushFake {
 	return f
 }
 
-func (f *webPushFake) subscribe(name string) *subscription {
+func newSubKeys() (*ecdh.PrivateKey, []byte) {
 	k, _ := ecdh.P256().GenerateKey(rand.Reader)
 	a := make([]byte, 16)
 	rand.Read(a)
+	return k, a
+}
+
+func (f *webPushFake) subscribe(name string) *subscription {
+	k, a := newSubKeys()
 	s := &subscription{key: k, auth: a, endpoint: f.srv.URL + "/push/" + name}
 	f.mu.Lock()
 	f.subs["/push/"+name] = s

@@ -274,9 +274,12 @@ func (s *Service) Unsubscribe(ctx context.Context, user string, req *wire.Reques
 }
 
 // SetFCMToken handles the "token" field of register and login (the
-// original app's FCM token): it registers token as user's FCM device, or,
+// original app's FCM token; a nil Service ignores it): it registers token as user's FCM device, or,
 // when token is empty, removes all of user's FCM devices.
 func (s *Service) SetFCMToken(ctx context.Context, user, token string) error {
+	if s == nil {
+		return nil
+	}
 	if token == "" {
 		return unavailable(s.b.RemovePushDevicesWithPrefix(ctx, user, kindFCM+":"))
 	}
@@ -302,6 +305,28 @@ func unavailable(err error) error {
 	return err
 }
 
+// Handle runs a push_subscribe or push_unsubscribe request of user and
+// returns the ack frame to send; an error is a wire error for the fail
+// reply (cmd + "_ack"). A nil Service answers unavailable.
+func (s *Service) Handle(ctx context.Context, user string, req *wire.Request) ([]byte, error) {
+	if s == nil {
+		return nil, wire.Errorf(wire.Unavailable, "push notifications are not available on this node")
+	}
+	var err error
+	switch req.Cmd {
+	case "push_subscribe":
+		err = s.Subscribe(ctx, user, req)
+	case "push_unsubscribe":
+		err = s.Unsubscribe(ctx, user, req)
+	default:
+		return nil, wire.Malformedf("unknown command %q", req.Cmd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return Ack(req.Cmd), nil
+}
+
 // Ack is the success reply to cmd (push_subscribe or push_unsubscribe).
 func Ack(cmd string) []byte {
 	b := []byte(`{"cmd":`)
@@ -316,6 +341,9 @@ func Ack(cmd string) []byte {
 // server_acks are not notified. Errors are logged, not returned: a
 // notification never fails a message.
 func (s *Service) Schedule(ctx context.Context, to, from string, frame []byte) {
+	if s == nil {
+		return
+	}
 	var msgID int64
 	var typ, msg, nick string
 	wire.Scan(frame, func(f wire.Field) {
@@ -373,6 +401,9 @@ func truncate(s string, n int) string {
 // scheduled later for one of them (the delivery can beat the scheduling)
 // is not made due. Errors are logged.
 func (s *Service) Written(ctx context.Context, to string, frames []string) {
+	if s == nil {
+		return
+	}
 	var ws []broker.Written
 	for _, f := range frames {
 		var from string
@@ -404,6 +435,9 @@ func (s *Service) Written(ctx context.Context, to string, frames []string) {
 
 // Cancel cancels the notification due to to for messages of from.
 func (s *Service) Cancel(ctx context.Context, to, from string) {
+	if s == nil {
+		return
+	}
 	s.cancel(ctx, to, []broker.Written{{From: from}})
 }
 

@@ -517,3 +517,63 @@ func TestVAPID(t *testing.T) {
 		t.Fatalf("POST: %d", rec.Code)
 	}
 }
+
+// TestPrivateAddressRefused: an endpoint whose name resolves to a loopback
+// address is never connected to (the server must not be pointed at its
+// own network) and is removed as gone.
+func TestPrivateAddressRefused(t *testing.T) {
+	ctx := context.Background()
+	m, err := broker.StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	b := brokertest.Open(t, broker.Options{Addrs: []string{m.Addr()}, Prefix: brokertest.Prefix()})
+	clk := start()
+	n := newNode(t, b, clk, func(c *Config) { c.AllowInsecureEndpoints = false })
+	hit := make(chan struct{}, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hit <- struct{}{} }))
+	t.Cleanup(srv.Close)
+	port := srv.URL[strings.LastIndexByte(srv.URL, ':'):]
+	sub := &subscription{endpoint: "https://localhost" + port + "/push/x"}
+	sub.key, sub.auth = newSubKeys()
+	n.subscribe(t, "7", sub.request("push_subscribe"))
+	n.s.Schedule(ctx, "7", "5", stored(1, "5", "hi"))
+	clk.Add(5 * time.Second)
+	n.round()
+	select {
+	case <-hit:
+		t.Fatal("the server connected to a loopback endpoint")
+	default:
+	}
+	if devs, _ := b.PushDevices(ctx, "7"); len(devs) != 0 {
+		t.Fatalf("device kept: %v", devs)
+	}
+	if v := testutil.ToFloat64(n.s.m.failed.WithLabelValues("webpush", "gone")); v != 1 {
+		t.Fatalf("failed{gone} = %v", v)
+	}
+}
+
+func TestHandle(t *testing.T) {
+	var nilService *Service
+	req, _ := wire.ParseRequest([]byte(`{"cmd":"push_subscribe","fcm":"a"}`))
+	if _, err := nilService.Handle(context.Background(), "1", req); wire.AsError(err).Reason != wire.Unavailable {
+		t.Fatalf("nil service: %v", err)
+	}
+	nilService.Schedule(context.Background(), "1", "2", nil)
+	nilService.Written(context.Background(), "1", nil)
+	m, err := broker.StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	b := brokertest.Open(t, broker.Options{Addrs: []string{m.Addr()}, Prefix: brokertest.Prefix()})
+	n := newNode(t, b, start())
+	for _, cmd := range []string{"push_subscribe", "push_unsubscribe"} {
+		req, _ := wire.ParseRequest([]byte(`{"cmd":"` + cmd + `","fcm":"a"}`))
+		ack, err := n.s.Handle(context.Background(), "1", req)
+		if err != nil || string(ack) != `{"cmd":"`+cmd+`_ack","result":"ok"}` {
+			t.Fatalf("%s: %s %v", cmd, ack, err)
+		}
+	}
+}
