@@ -406,16 +406,7 @@ func (s *Service) Written(ctx context.Context, to string, frames []string) {
 	}
 	var ws []broker.Written
 	for _, f := range frames {
-		var from string
-		var id int64
-		wire.Scan([]byte(f), func(fl wire.Field) {
-			switch fl.Key {
-			case "msg_id":
-				id, _ = wire.Int64(fl.Value)
-			case "from":
-				from, _ = wire.String(fl.Value)
-			}
-		})
+		id, from := frameSender(f)
 		if from == "" || strings.IndexByte(from, ':') >= 0 {
 			continue
 		}
@@ -431,6 +422,56 @@ func (s *Service) Written(ctx context.Context, to string, frames []string) {
 		}
 	}
 	s.cancel(ctx, to, ws)
+}
+
+// frameSender returns the msg_id and sender of a stored frame ("" for a
+// queued reply, which has no sender).
+func frameSender(f string) (id int64, from string) {
+	if id, from, ok := senderOf(f); ok {
+		return id, from
+	}
+	wire.Scan([]byte(f), func(fl wire.Field) {
+		switch fl.Key {
+		case "msg_id":
+			id, _ = wire.Int64(fl.Value)
+		case "from":
+			from, _ = wire.String(fl.Value)
+		}
+	})
+	return id, from
+}
+
+// senderOf reads the id and sender of a stored chat frame without
+// scanning all of it: the store script writes '{"msg_id":<id>,' first and
+// chat puts '"from":"<user id>"' right after. ok is false for any other
+// shape, which the caller then scans in full.
+func senderOf(f string) (id int64, from string, ok bool) {
+	rest, ok := strings.CutPrefix(f, `{"msg_id":`)
+	if !ok {
+		return 0, "", false
+	}
+	i := strings.IndexByte(rest, ',')
+	if i <= 0 {
+		return 0, "", false
+	}
+	id, err := strconv.ParseInt(rest[:i], 10, 64)
+	if err != nil {
+		return 0, "", false
+	}
+	rest, ok = strings.CutPrefix(rest[i+1:], `"from":"`)
+	if !ok {
+		return 0, "", false
+	}
+	j := strings.IndexByte(rest, '"')
+	if j <= 0 || j > 20 {
+		return 0, "", false
+	}
+	for k := 0; k < j; k++ {
+		if rest[k] < '0' || rest[k] > '9' {
+			return 0, "", false
+		}
+	}
+	return id, rest[:j], true
 }
 
 // Cancel cancels the notification due to to for messages of from.
@@ -497,5 +538,3 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -577,3 +577,22 @@ func TestHandle(t *testing.T) {
 		}
 	}
 }
+
+func TestSenderOf(t *testing.T) {
+	for _, tc := range []struct {
+		frame string
+		id    int64
+		from  string
+	}{
+		{`{"msg_id":17,"from":"42","msg":"x"}`, 17, "42"},
+		{`{"msg_id":17,"msg":"x","from":"42"}`, 17, "42"},           // another order: the full scan
+		{`{"msg_id":17, "from" : "42"}`, 17, "42"},                  // spaces: the full scan
+		{`{"msg_id":17,"from":"4\u0032"}`, 17, "42"},                // an escape: the full scan
+		{`{"msg_id":18,"cmd":"publish_ack","result":"ok"}`, 18, ""}, // a queued reply: no sender
+	} {
+		id, from := frameSender(tc.frame)
+		if id != tc.id || from != tc.from {
+			t.Errorf("%s: %d %q, want %d %q", tc.frame, id, from, tc.id, tc.from)
+		}
+	}
+}

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -148,6 +149,9 @@ func newVAPID(public, private, subject string) (*vapid, error) {
 	}
 	if subject == "" {
 		subject = "mailto:admin@localhost"
+	}
+	if !strings.HasPrefix(subject, "mailto:") && !strings.HasPrefix(subject, "https://") {
+		return nil, errors.New("the VAPID subject must be a mailto: or https: URL")
 	}
 	return &vapid{key: key, public: b64.EncodeToString(pub), subject: subject}, nil
 }
