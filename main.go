@@ -108,7 +108,7 @@ func app() *cli.App {
 		Commands: []*cli.Command{{
 			Name:  "serve",
 			Usage: "run a node (role db: the realtime engine; img: the image server; all: both)",
-			Flags: serveFlags(d),
+			Flags: append(serveFlags(d), pushFlags(d)...),
 			Action: func(c *cli.Context) error {
 				err := serve(c, d, b)
 				if err != nil && c.String("log-format") == "json" {
@@ -134,7 +134,7 @@ func app() *cli.App {
 			Action: func(c *cli.Context) error {
 				return probe(c.Context, c.Args().First())
 			},
-		}, registerTokenCommand(), bench.Command()},
+		}, registerTokenCommand(), bench.Command(), pushCommand()},
 	}
 }
 
@@ -484,6 +484,9 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	}
 	cfg.Images.UploadGrace = c.Duration("image-upload-grace")
 	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
+	if err := pushConfigFrom(c, &cfg); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
+	"github.com/occase/occase/push"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -90,6 +91,9 @@ type Config struct {
 	ImageDir string // storage root of the img role
 	Images   images.Config
 
+	// Push notifications (push.Config; FCM and APNs off until configured).
+	Push push.Config
+
 	Clock func() time.Time
 
 	// Build names the binary in occase_build_info (main fills it).
@@ -136,6 +140,7 @@ func DefaultConfig() Config {
 		Posts:             posts.DefaultConfig(),
 		ImageDir:          "./data/images",
 		Images:            images.DefaultConfig(),
+		Push:              push.DefaultConfig(),
 		Clock:             time.Now,
 	}
 }

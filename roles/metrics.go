@@ -45,6 +45,7 @@ type metrics struct {
 var knownCmds = map[string]bool{
 	"register": true, "login": true, "message": true, "presence": true, "subscribe": true,
 	"publish": true, "delete": true, "filenames": true,
+	"push_subscribe": true, "push_unsubscribe": true,
 }
 
 func cmdLabel(cmd string) string {

@@ -1,0 +1,138 @@
+package broker_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
+)
+
+// TestPushScripts runs the push scripts on every deployment, the cluster
+// included: a script that mixed slots would fail there with CROSSSLOT.
+func TestPushScripts(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, be brokertest.Backend) {
+		testPushScripts(t, brokertest.Open(t, be.Options))
+	})
+	t.Run("sentinel", func(t *testing.T) {
+		s := brokertest.StartSentinel(t, 1)
+		testPushScripts(t, brokertest.Open(t, broker.Options{Sentinels: []string{s.Addr}, MasterName: s.Name,
+			Prefix: brokertest.Prefix()}))
+	})
+}
+
+func testPushScripts(t *testing.T, c *broker.Client) {
+	ctx := context.Background()
+	const day = int64(86400000)
+
+	// The device limit: new devices past it are refused, a known one
+	// is replaced.
+	for i, id := range []string{"w:1", "w:2"} {
+		ok, err := c.AddPushDevice(ctx, "7", id, `{"k":"w"}`, 2, day)
+		if err != nil || !ok {
+			t.Fatalf("device %d: %v %v", i, ok, err)
+		}
+	}
+	if ok, err := c.AddPushDevice(ctx, "7", "w:3", `{}`, 2, day); err != nil || ok {
+		t.Fatalf("third device: ok %v, err %v; want refused", ok, err)
+	}
+	if ok, err := c.AddPushDevice(ctx, "7", "w:2", `{"k":"w","e":"x"}`, 2, day); err != nil || !ok {
+		t.Fatalf("replacing a device: ok %v, err %v", ok, err)
+	}
+	if err := c.RemovePushDevicesWithPrefix(ctx, "7", "w:"); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := c.PushDevices(ctx, "7"); err != nil || len(d) != 0 {
+		t.Fatalf("after removing the kind: %v %v", d, err)
+	}
+
+	// No device: nothing is scheduled.
+	if ok, err := c.SchedulePush(ctx, "8", "1", 0, 1000, day, ""); err != nil || ok {
+		t.Fatalf("schedule without device: %v %v", ok, err)
+	}
+	if _, err := c.AddPushDevice(ctx, "8", "f:1", `{"k":"f","t":"x"}`, 10, day); err != nil {
+		t.Fatal(err)
+	}
+	for i := int64(1); i <= 3; i++ {
+		if ok, err := c.SchedulePush(ctx, "8", "1", i*1000, 999+i, day, `{"nick":"n`+string(rune('0'+i))+`"}`); err != nil || !ok {
+			t.Fatalf("schedule %d: %v %v", i, ok, err)
+		}
+	}
+	ps, waiting, err := c.ClaimPushes(ctx, 999, 5000, 10)
+	if err != nil || len(ps) != 0 || waiting != 1 {
+		t.Fatalf("claim before due: %v, waiting %d, %v", ps, waiting, err)
+	}
+	// Due at the first message's time, showing the latest.
+	ps, _, err = c.ClaimPushes(ctx, 1000, 5000, 10)
+	if err != nil || len(ps) != 1 || ps[0].To != "8" || ps[0].From != "1" || ps[0].Data != `{"nick":"n3"}` {
+		t.Fatalf("claim when due: %+v %v", ps, err)
+	}
+	if n, devs, err := c.LoadPush(ctx, "8", "1"); err != nil || n != 3 || len(devs) != 1 {
+		t.Fatalf("load: %d %v %v", n, devs, err)
+	}
+	// Leased: no other claim gets it until the lease ends.
+	if ps2, _, _ := c.ClaimPushes(ctx, 4999, 9000, 10); len(ps2) != 0 {
+		t.Fatalf("claimed twice while leased: %+v", ps2)
+	}
+	ps2, _, err := c.ClaimPushes(ctx, 5000, 9000, 10)
+	if err != nil || len(ps2) != 1 {
+		t.Fatalf("not taken again after the lease: %+v %v", ps2, err)
+	}
+	if err := c.DonePush(ctx, ps2[0]); err != nil {
+		t.Fatal(err)
+	}
+	if ps3, waiting, _ := c.ClaimPushes(ctx, 99999, 199999, 10); len(ps3) != 0 || waiting != 0 {
+		t.Fatalf("after done: %+v, waiting %d", ps3, waiting)
+	}
+
+	// Written live before the delay: cancelled, and a later count for
+	// an already written message is not made.
+	if ok, _ := c.SchedulePush(ctx, "8", "2", 5000, 2000, day, ""); !ok {
+		t.Fatal("not scheduled")
+	}
+	if err := c.CancelPush(ctx, "8", []broker.Written{{From: "2", MaxID: 5000}}, day); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := c.SchedulePush(ctx, "8", "2", 5000, 2000, day, ""); ok {
+		t.Fatal("a message written before its scheduling was scheduled")
+	}
+	if ps, waiting, _ := c.ClaimPushes(ctx, 99999, 199999, 10); len(ps) != 0 || waiting != 0 {
+		t.Fatalf("cancelled notification claimed: %+v, waiting %d", ps, waiting)
+	}
+	if n, _, _ := c.LoadPush(ctx, "8", "2"); n != 0 {
+		t.Fatalf("count after written: %d", n)
+	}
+	// A newer message of the same sender counts again.
+	if ok, _ := c.SchedulePush(ctx, "8", "2", 6000, 2000, day, ""); !ok {
+		t.Fatal("a newer message was not scheduled")
+	}
+
+	// The VAPID pair: the first stored wins.
+	a, err := c.VAPIDKeys(ctx, "a.b")
+	if err != nil || a != "a.b" {
+		t.Fatalf("vapid: %q %v", a, err)
+	}
+	if b, _ := c.VAPIDKeys(ctx, "c.d"); b != "a.b" {
+		t.Fatalf("vapid replaced: %q", b)
+	}
+}
+
+// TestPushShardsSpread checks that recipients spread over the shards.
+func TestPushShardsSpread(t *testing.T) {
+	seen := map[int]bool{}
+	for i := 1; i <= 1000; i++ {
+		seen[broker.PushShard(itoa(i))] = true
+	}
+	if len(seen) != broker.PushShards {
+		t.Fatalf("1000 users fill %d of %d shards", len(seen), broker.PushShards)
+	}
+}
+
+func itoa(i int) string {
+	b := []byte{}
+	for i > 0 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+		i /= 10
+	}
+	return string(b)
+}
