@@ -28,6 +28,14 @@ type Config struct {
 	MaxMessage       int           // largest message frame in bytes
 	Batch            int           // messages fetched from Redis per round trip
 	Clock            func() time.Time
+
+	// OnStored, when set, is called after a message is stored, with the
+	// frame as stored ('{"msg_id":<id>,"from":...}'): push notifications
+	// schedule one here.
+	OnStored func(ctx context.Context, to, from string, frame []byte)
+	// OnWritten, when set, is called once a batch of queued frames was
+	// written to user's connection: push notifications cancel here.
+	OnWritten func(ctx context.Context, user string, frames []string)
 }
 
 // DefaultConfig returns the documented defaults.
@@ -155,6 +163,14 @@ func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, e
 		return nil, &wire.Error{Reason: wire.Unavailable}
 	case err != nil:
 		return nil, err
+	}
+	if s.cfg.OnStored != nil {
+		f := make([]byte, 0, len(m.members)+32)
+		f = append(f, `{"msg_id":`...)
+		f = strconv.AppendInt(f, id, 10)
+		f = append(f, ',')
+		f = append(f, m.members...)
+		s.cfg.OnStored(ctx, m.To, m.From, append(f, '}'))
 	}
 	return ServerAck(m.req, m.To, id, ""), nil
 }

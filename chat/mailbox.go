@@ -206,7 +206,11 @@ func (m *Mailbox) deliver(msgs []string) error {
 			return errGone
 		}
 	}
-	return <-last
+	err := <-last
+	if err == nil && m.s.cfg.OnWritten != nil {
+		m.s.cfg.OnWritten(context.Background(), m.user, msgs[first:lastValid+1])
+	}
+	return err
 }
 
 // markDone records that the first n elements of the batch msgs are done.

@@ -62,6 +62,7 @@ func (ss *session) register(req *wire.Request) error {
 	b = append(b, `,"password":`...)
 	b = wire.AppendString(b, pwd)
 	b = append(b, '}')
+	ss.pushToken(req)
 	ss.Send(b)
 	ss.startMailbox()
 	ss.logger().Info("registered")
@@ -137,6 +138,7 @@ func (ss *session) login(req *wire.Request) error {
 	b := []byte(`{"cmd":"login_ack","result":"ok","remaining_posts":`)
 	b = strconv.AppendInt(b, int64(remaining), 10)
 	b = append(b, '}')
+	ss.pushToken(req)
 	ss.Send(b)
 	ss.startMailbox()
 	return nil
@@ -234,4 +236,21 @@ func (a *addrLimiter) allow(addr string) bool {
 		a.m[addr] = l
 	}
 	return l.AllowN(now, 1)
+}
+
+// pushToken registers the original app's FCM "token" of register and
+// login (an empty one removes the user's FCM devices). A bad or refused
+// token does not fail the login.
+func (ss *session) pushToken(req *wire.Request) {
+	raw := req.Get("token")
+	if raw == nil {
+		return
+	}
+	tok, ok := wire.String(raw)
+	if !ok {
+		return
+	}
+	if err := ss.srv.push.SetFCMToken(ss.ctx, ss.user, tok); err != nil {
+		ss.logger().Info("push token not registered", zap.String("reason", wire.AsError(err).Reason))
+	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
+	"github.com/occase/occase/push"
 	"github.com/occase/occase/webapp"
 	"github.com/occase/occase/wire"
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +65,11 @@ type Server struct {
 	names    nameIssuer
 	regLimit *addrLimiter
 	app      http.Handler // the web app
+
+	push *push.Service
+	// pushStop ends the push sender's Run; pushDone closes when it has.
+	pushStop context.CancelFunc
+	pushDone chan struct{}
 
 	// postsStop ends the posts service's Run; postsDone closes when it has.
 	postsStop context.CancelFunc
@@ -187,8 +193,13 @@ func (s *Server) buildDB(ctx context.Context) error {
 		}
 		s.log.Warn("no --secret given: using the password-digest key stored in Redis; set --secret (the same on every node) in production")
 	}
+	if err := s.buildPush(ctx, b); err != nil {
+		return err
+	}
 	cc := s.cfg.Chat
 	cc.Clock = s.cfg.Clock
+	cc.OnStored = s.push.Schedule
+	cc.OnWritten = s.push.Written
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
 	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst)
@@ -245,6 +256,33 @@ func (s *Server) buildPosts(b *broker.Client) error {
 		defer close(s.postsDone)
 		if err := ps.Run(ctx); err != nil {
 			s.log.Error("posts service stopped", zap.Error(err))
+		}
+	}()
+	return nil
+}
+
+// buildPush starts the push notification sender; it lives as long as the
+// Server and ends in Close, before the broker closes.
+func (s *Server) buildPush(ctx context.Context, b *broker.Client) error {
+	pc := s.cfg.Push
+	if pc.Clock == nil {
+		pc.Clock = s.cfg.Clock
+	}
+	if pc.CountTTL <= 0 {
+		pc.CountTTL = s.cfg.Chat.QueueTTL
+	}
+	ps, err := push.New(ctx, pc, b, s.m.reg, s.log.Named("push"))
+	if err != nil {
+		return err
+	}
+	s.push = ps
+	s.echo.GET("/api/push/vapid-public-key", echo.WrapHandler(ps.VAPIDKeyHandler()))
+	rctx, cancel := context.WithCancel(context.Background())
+	s.pushStop, s.pushDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.pushDone)
+		if err := ps.Run(rctx); err != nil {
+			s.log.Error("push sender stopped", zap.Error(err))
 		}
 	}()
 	return nil
@@ -460,6 +498,10 @@ func (s *Server) Close() {
 	if s.postsStop != nil {
 		s.postsStop()
 		<-s.postsDone
+	}
+	if s.pushStop != nil {
+		s.pushStop()
+		<-s.pushDone
 	}
 	select {
 	case <-s.stopDog:

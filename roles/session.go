@@ -55,6 +55,7 @@ type session struct {
 	chatLim  *rate.Limiter
 	presLim  *rate.Limiter
 	fileLim  *rate.Limiter
+	pushLim  *rate.Limiter // made on the first push_subscribe or push_unsubscribe
 
 	// Read limits (readlimit.go); the byte budget is on raw.
 	frameLim *rate.Limiter
@@ -388,7 +389,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 			return ss.register(req)
 		case "login":
 			return ss.login(req)
-		case "message", "presence", "subscribe", "publish", "delete", "filenames":
+		case "message", "presence", "subscribe", "publish", "delete", "filenames", "push_subscribe", "push_unsubscribe":
 			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
 		}
 		return wire.Malformedf("unknown command %q", req.Cmd)
@@ -404,6 +405,20 @@ func (ss *session) dispatch(req *wire.Request) error {
 		return ss.filenames(req)
 	case "subscribe", "publish", "delete":
 		return ss.posts(req)
+	case "push_subscribe", "push_unsubscribe":
+		if ss.srv.push == nil {
+			return wire.Errorf(wire.Unavailable, "push notifications are not configured on this node")
+		}
+		// Devices change rarely; each change is a Redis script.
+		if !allow(ss.pushLimiter()) {
+			return wire.Errorf(wire.RateLimited, "too many device changes; slow down")
+		}
+		ack, err := ss.srv.push.Handle(ss.ctx, ss.user, req)
+		if err != nil {
+			return err
+		}
+		ss.Send(ack)
+		return nil
 	}
 	return wire.Malformedf("unknown command %q", req.Cmd)
 }
@@ -624,3 +639,17 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 		ss.leftLogger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
 	}
 }
+
+// pushLimiter bounds device changes: a burst of pushBurst, then one every
+// pushEvery. Only the reader calls it, so it needs no lock.
+func (ss *session) pushLimiter() *rate.Limiter {
+	if ss.pushLim == nil {
+		ss.pushLim = rate.NewLimiter(rate.Every(pushEvery), pushBurst)
+	}
+	return ss.pushLim
+}
+
+const (
+	pushEvery = 2 * time.Second
+	pushBurst = 10
+)
