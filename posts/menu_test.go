@@ -2,8 +2,8 @@ package posts
 
 import (
 	"encoding/json"
-	"fmt"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,20 +63,20 @@ func TestParseMenuFormatsAgree(t *testing.T) {
 
 func TestParseMenuErrors(t *testing.T) {
 	for name, in := range map[string]string{
-		"one tree":           "Locations\n   A\n",
-		"three trees":        "L\n   A\nP\n   B\nX\n   C\n",
-		"bad indent":         "L\n  A\nP\n   B\n",
-		"jump":               "L\n      A\nP\n   B\n",
-		"tab":                "L\n\tA\nP\n   B\n",
-		"empty tree":         "L\nP\n   B\n",
-		"json unknown field": `{"locations":{"depth":3,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]},"x":1}`,
-		"json empty name":    `{"locations":{"children":[{"name":""}]},"products":{"children":[{"name":"b"}]}}`,
-		"json bad depth":     `{"locations":{"depth":5,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]}}`,
-		"counter one menu":   `{"menus":[{"data":"0;R;0=1;A;0","depth":3}]}`,
-		"counter bad record": `{"menus":[{"data":"0;R;0=1A","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
+		"one tree":             "Locations\n   A\n",
+		"three trees":          "L\n   A\nP\n   B\nX\n   C\n",
+		"bad indent":           "L\n  A\nP\n   B\n",
+		"jump":                 "L\n      A\nP\n   B\n",
+		"tab":                  "L\n\tA\nP\n   B\n",
+		"empty tree":           "L\nP\n   B\n",
+		"json unknown field":   `{"locations":{"depth":3,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]},"x":1}`,
+		"json empty name":      `{"locations":{"children":[{"name":""}]},"products":{"children":[{"name":"b"}]}}`,
+		"json bad depth":       `{"locations":{"depth":5,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]}}`,
+		"counter one menu":     `{"menus":[{"data":"0;R;0=1;A;0","depth":3}]}`,
+		"counter bad record":   `{"menus":[{"data":"0;R;0=1A","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
 		"counter empty record": `{"menus":[{"data":"0;R;0==1;A;0=","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
-		"counter depth jump": `{"menus":[{"data":"0;R;0=2;A;0","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
-		"invalid json":       `{"locations":`,
+		"counter depth jump":   `{"menus":[{"data":"0;R;0=2;A;0","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
+		"invalid json":         `{"locations":`,
 	} {
 		if _, err := ParseMenu([]byte(in)); err == nil {
 			t.Errorf("%s: parsed, want an error", name)
