@@ -26,6 +26,8 @@ type metrics struct {
 	overflows  prometheus.Counter
 	httpReqs   *prometheus.CounterVec
 	uploaded   prometheus.Counter
+	// epochChanges counts changes of the data epoch seen by this node.
+	epochChanges prometheus.Counter
 }
 
 // knownCmds bounds the cmd label: anything else is counted as "other".
@@ -75,6 +77,9 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(m.framesIn, m.framesOut, m.sockWrites, m.duration, m.errors, m.closes, m.chatStored, m.chatDeliv, m.requeued, m.overflows,
 		m.httpReqs, m.uploaded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.epochChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_data_epoch_changes_total",
+		Help: "Times this node saw the data epoch in Redis change: the data was lost (a Redis without persistence restarted, or a flush)."})
+	reg.MustRegister(m.epochChanges)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
 		func() float64 { all, _, _ := s.gauges(); return float64(all) }))

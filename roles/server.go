@@ -6,7 +6,6 @@ package roles
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -68,6 +68,27 @@ type Server struct {
 	// postsStop ends the posts service's Run; postsDone closes when it has.
 	postsStop context.CancelFunc
 	postsDone chan struct{}
+	// index tells whether the posts index has been loaded at start.
+	index interface {
+		Loaded() bool
+		LoadSeconds() float64
+	}
+	// started: what the node needs from Redis before it can take
+	// connections is done (the secret is known, the shared keys agree,
+	// the data epoch is read). Set once.
+	started atomic.Bool
+	epoch   atomic.Pointer[string] // the data epoch, for register_ack and login_ack
+	// fatal carries a misconfiguration found after New (a key that
+	// differs from the other nodes'): Run returns it.
+	fatal    chan error
+	checkNow chan struct{} // asks the shared-state watcher to look now
+	// bg owns the background work that needs Redis (shared-state setup
+	// and watch); bgStop ends it.
+	bg     sync.WaitGroup
+	bgStop context.CancelFunc
+	bgCtx  context.Context
+
+	closeOnce sync.Once
 	// img role
 	imgStore *images.DirStore
 
@@ -82,19 +103,40 @@ type Server struct {
 }
 
 // New builds a node for cfg.Role. It connects to Redis when the role
-// needs it.
-func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
+// needs it; a Redis that cannot be reached yet is retried in the
+// background (the node is not ready until it has been reached). On any
+// failure New releases everything it started.
+func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.SharedCheckEvery <= 0 {
+		cfg.SharedCheckEvery = 10 * time.Second
 	}
 	db, img, err := cfg.parts()
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Secret != nil && len(cfg.Secret) != 32 {
+		return nil, fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(cfg.Secret))
+	}
+	if db && !img && len(cfg.Redis.Addrs) == 0 && len(cfg.Redis.Sentinels) == 0 {
+		return nil, errors.New("role db needs --redis, the Redis shared by every node (--redis=embedded runs the in-process server, for a single node)")
+	}
 	s := &Server{cfg: cfg, log: log, sessions: map[*session]struct{}{},
-		stopDog: make(chan struct{}), dogDone: make(chan struct{})}
+		stopDog: make(chan struct{}), dogDone: make(chan struct{}),
+		fatal: make(chan error, 1), checkNow: make(chan struct{}, 1)}
+	s.bgCtx, s.bgStop = context.WithCancel(context.Background())
 	s.m = newMetrics(s)
 	go s.writeWatchdog()
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if !db {
+		s.started.Store(true) // nothing to wait for
+	}
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
 	s.echo.Use(s.m.httpMiddleware)
@@ -106,6 +148,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.registerKeyInfo()
 	if db {
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
@@ -116,7 +159,6 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	}
 	if img {
 		if err := s.buildImg(signer, !db); err != nil {
-			s.Close()
 			return nil, err
 		}
 	}
@@ -169,18 +211,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	}
 	s.broker = b
 	s.secret = s.cfg.Secret
-	switch {
-	case s.secret != nil && len(s.secret) != 32:
-		return fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(s.secret))
-	case s.secret == nil && b.Embedded():
-		s.secret = make([]byte, 32)
-		rand.Read(s.secret)
-	case s.secret == nil:
-		if s.secret, err = b.Secret(ctx); err != nil {
-			return fmt.Errorf("no --secret given and none could be read from Redis: %w", err)
-		}
-		s.log.Warn("no --secret given: using the password-digest key stored in Redis; set --secret (the same on every node) in production")
-	}
+	s.registerRedisMetrics()
 	cc := s.cfg.Chat
 	cc.Clock = s.cfg.Clock
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
@@ -198,6 +229,27 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.echo.GET("/assets/*", echo.WrapHandler(s.app))
 	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
+	// What needs Redis before connections are taken: at once when Redis
+	// answers (a misconfiguration then stops New with one clear error),
+	// else in the background.
+	select {
+	case <-b.Connected():
+		if err := s.setupShared(ctx); err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			return err
+		}
+	default:
+	}
+	b.OnResubscribed(func() {
+		select {
+		case s.checkNow <- struct{}{}:
+		default:
+		}
+	})
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.watchShared(s.bgCtx)
+	}()
 	return nil
 }
 
@@ -217,6 +269,7 @@ func (s *Server) buildPosts(b *broker.Client) error {
 	}
 	ps.Register(s.echo)
 	s.posts = ps
+	s.index = ps
 	reg := s.m.reg
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_live",
 		Help: "Live posts in this node's index."}, func() float64 { return float64(ps.Stats().Posts) }))
@@ -224,6 +277,15 @@ func (s *Server) buildPosts(b *broker.Client) error {
 		Help: "Connections of this node with a posts subscription."}, func() float64 { return float64(ps.Stats().Subscriptions) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_delivered_total",
 		Help: "Live posts queued to connections of this node."}, func() float64 { return float64(ps.Stats().Delivered) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_index_loaded",
+		Help: "1 once this node has loaded the posts index at start (it is not ready before)."}, func() float64 {
+		if ps.Loaded() {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_index_load_seconds",
+		Help: "How long the first load of the posts index took (0 until done)."}, ps.LoadSeconds))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_skipped_total",
 		Help: "Post broadcasts or stored posts skipped because they did not parse (logged)."}, func() float64 { return float64(ps.Stats().Skipped) }))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -245,18 +307,31 @@ func (s *Server) MetricsHandler() http.Handler {
 // Handler is the node's HTTP handler (for tests and for Run).
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// ready answers /readyz: whether THIS node can serve (it has started, its
+// posts index is loaded, it is not draining), not whether the Redis that
+// every node shares is up: a Redis outage must not take every node off
+// the load balancer at once (occase_redis_up and the alerts say that).
+// /readyz?deep=1 also checks Redis and the subscriber connection, for
+// operators who want it.
 func (s *Server) ready(c echo.Context) error {
 	s.mu.Lock()
 	draining := s.draining
 	s.mu.Unlock()
-	if draining {
+	switch {
+	case draining:
 		return c.String(http.StatusServiceUnavailable, "draining\n")
+	case !s.started.Load():
+		return c.String(http.StatusServiceUnavailable, "starting: waiting for redis\n")
+	case s.index != nil && !s.index.Loaded():
+		return c.String(http.StatusServiceUnavailable, "loading posts\n")
 	}
-	if err := s.broker.Ping(c.Request().Context()); err != nil {
-		return c.String(http.StatusServiceUnavailable, "redis unreachable\n")
-	}
-	if !s.broker.SubscribeReady() {
-		return c.String(http.StatusServiceUnavailable, "redis subscription not live\n")
+	if c.QueryParam("deep") != "" {
+		if err := s.broker.Ping(c.Request().Context()); err != nil {
+			return c.String(http.StatusServiceUnavailable, "redis unreachable\n")
+		}
+		if !s.broker.SubscribeReady() {
+			return c.String(http.StatusServiceUnavailable, "redis subscription not live\n")
+		}
 	}
 	return c.String(http.StatusOK, "ready\n")
 }
@@ -275,6 +350,12 @@ func (s *Server) serveWS(c echo.Context) error {
 	s.mu.Unlock()
 	if draining {
 		return c.String(http.StatusServiceUnavailable, "draining\n")
+	}
+	if !s.started.Load() {
+		// Until Redis has been reached the password-digest key may be
+		// unknown: nothing a connection asks could be served.
+		c.Response().Header().Set("Retry-After", "1")
+		return c.String(http.StatusServiceUnavailable, "starting: waiting for redis\n")
 	}
 	cw := &corkWriter{ResponseWriter: c.Response()}
 	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
@@ -335,7 +416,7 @@ func (s *Server) Run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}
 		go admin.Serve(al)
 		defer admin.Close()
 		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
@@ -387,11 +468,16 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			l.Close()
 			return fmt.Errorf("listen on %s: %w", s.cfg.ACMEHTTPAddr, err)
 		}
-		hs := &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second}
+		hs := &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}
 		go hs.Serve(hl)
 		defer hs.Close()
 	}
-	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+	// IdleTimeout closes keep-alive connections that sit idle (a hijacked
+	// WebSocket is no longer the server's and is not affected). No
+	// ReadTimeout: it would stay on a hijacked connection's deadline;
+	// uploads have their own timeout.
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout,
+		ErrorLog: zap.NewStdLog(s.log.Named("http"))}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()), zap.Bool("tls", tc != nil))
@@ -399,6 +485,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	case err := <-errc:
 		s.Close()
 		return fmt.Errorf("serve: %w", err)
+	case err := <-s.fatal:
+		hs.Close()
+		s.Close()
+		<-errc
+		return err
 	case <-ctx.Done():
 	}
 	s.log.Info("draining")
@@ -415,9 +506,14 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return nil
 }
 
-// Close ends every session (1001, handing back what each holds) and the
-// broker connection.
+// Close ends every session (1001, handing back what each holds), the
+// background work and the broker connection. It may be called more than
+// once, and concurrently: every call returns once the node is closed.
 func (s *Server) Close() {
+	s.closeOnce.Do(s.close)
+}
+
+func (s *Server) close() {
 	s.mu.Lock()
 	s.draining = true
 	all := make([]*session, 0, len(s.sessions))
@@ -453,6 +549,8 @@ func (s *Server) Close() {
 		close(s.stopDog)
 		<-s.dogDone
 	}
+	s.bgStop()
+	s.bg.Wait()
 	if s.broker != nil {
 		s.broker.Close()
 	}
