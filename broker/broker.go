@@ -84,18 +84,18 @@ type Options struct {
 // Client is a connection to Redis shared by every feature of a node.
 type Client struct {
 	// rc is the client of every command: lazy, or lazy instrumented.
-	rc     rueidis.Client
-	lazy   *lazyClient
-	addrs  []string
+	rc    rueidis.Client
+	lazy  *lazyClient
+	addrs []string
 	// connected closes when the first connection is made; dialDone when
 	// the dial loop has ended (stopDial ends it).
 	connected, stopDial, dialDone chan struct{}
-	mini   *miniredis.Miniredis
-	prefix string
-	log    *zap.Logger
-	ps     *pubSub
-	tmo    time.Duration
-	opt    rueidis.ClientOption
+	mini                          *miniredis.Miniredis
+	prefix                        string
+	log                           *zap.Logger
+	ps                            *pubSub
+	tmo                           time.Duration
+	opt                           rueidis.ClientOption
 	// cluster: the connection is to a Redis Cluster, and tagged channels
 	// are sharded. Set once, when the connection is made.
 	cluster atomic.Bool
