@@ -115,7 +115,7 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "pprof-addr", Hidden: true, EnvVars: env("PPROF_ADDR"), Usage: "serve net/http/pprof on this loopback host:port, for profiling"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 
-		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; none runs the embedded in-memory server"},
+		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; 'embedded' (or none, in role all only) runs the embedded in-process server"},
 		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER")},
 		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD")},
 		&cli.StringFlag{Name: "redis-prefix", Value: "occase:", EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
@@ -139,6 +139,7 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "send-queue-bytes", Value: d.SendQueueBytes, EnvVars: env("SEND_QUEUE_BYTES"), Usage: "bytes queued per connection before it is closed as a slow consumer"},
 		&cli.DurationFlag{Name: "displace-timeout", Value: d.DisplaceTimeout, EnvVars: env("DISPLACE_TIMEOUT"), Usage: "how long a login waits for the user's older connection to let go"},
 		&cli.DurationFlag{Name: "drain-timeout", Value: d.DrainTimeout, EnvVars: env("DRAIN_TIMEOUT"), Usage: "graceful shutdown budget"},
+		&cli.DurationFlag{Name: "http-idle-timeout", Value: d.HTTPIdleTimeout, EnvVars: env("HTTP_IDLE_TIMEOUT"), Usage: "close keep-alive HTTP connections idle this long (every listener; WebSockets are not affected)"},
 		&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: env("TRUSTED_PROXIES"), Usage: "load balancers (CIDRs or addresses) whose X-Forwarded-For is believed, so per-address limits count clients, not the balancer"},
 		&cli.StringSliceFlag{Name: "allowed-origins", EnvVars: env("ALLOWED_ORIGINS"), Usage: "WebSocket Origin host patterns accepted besides same-origin (e.g. app.example.com, *)"},
 
@@ -226,6 +227,7 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.WriteDelay = c.Duration("write-delay")
 	cfg.DisplaceTimeout = c.Duration("displace-timeout")
 	cfg.DrainTimeout = c.Duration("drain-timeout")
+	cfg.HTTPIdleTimeout = c.Duration("http-idle-timeout")
 	cfg.AllowedOrigins = splitList(c.StringSlice("allowed-origins"))
 	for _, p := range splitList(c.StringSlice("trusted-proxies")) {
 		pfx, err := netip.ParsePrefix(p)

@@ -284,7 +284,7 @@ func (c *Client) dialLoop(opt Options) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 		attempts++
 		rc, err := c.dial(ctx, opt)
 		if err == nil {

@@ -121,13 +121,16 @@ func (s *Server) watchShared(ctx context.Context) {
 	}
 	t := time.NewTicker(s.cfg.SharedCheckEvery)
 	defer t.Stop()
+	var retry <-chan time.Time // sooner than the ticker after a failure
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-retry:
 		case <-s.checkNow:
 		}
+		retry = nil
 		if err := s.checkShared(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
@@ -137,6 +140,7 @@ func (s *Server) watchShared(ctx context.Context) {
 				return
 			}
 			s.log.Debug("checking the shared keys and epoch failed", zap.Error(err))
+			retry = time.After(time.Second)
 		}
 	}
 }
