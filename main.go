@@ -116,6 +116,8 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 
 		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; 'embedded' (or none, in role all only) runs the embedded in-process server"},
+		&cli.StringFlag{Name: "embedded-snapshot", Value: "./data/embedded.json", EnvVars: env("EMBEDDED_SNAPSHOT"), Usage: "file that keeps the embedded server's data across restarts (written atomically every --embedded-snapshot-every and at shutdown; a crash loses what changed since); empty: memory only"},
+		&cli.DurationFlag{Name: "embedded-snapshot-every", Value: 5 * time.Second, EnvVars: env("EMBEDDED_SNAPSHOT_EVERY"), Usage: "how often the embedded server's snapshot is written"},
 		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER")},
 		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD")},
 		&cli.StringFlag{Name: "redis-prefix", Value: "occase:", EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
@@ -201,6 +203,9 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		MasterName:       c.String("redis-master"),
 		SentinelPassword: c.String("redis-sentinel-password"),
 		WaitReplicas:     c.Int("redis-wait-replicas"),
+
+		SnapshotPath:  c.String("embedded-snapshot"),
+		SnapshotEvery: c.Duration("embedded-snapshot-every"),
 	}
 	secret := c.String("secret")
 	if f := c.String("secret-file"); f != "" {

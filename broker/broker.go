@@ -79,6 +79,11 @@ type Options struct {
 	// Metrics, when set, receives the Redis command latency and error
 	// series.
 	Metrics prometheus.Registerer
+	// SnapshotPath, for the embedded server only, keeps its data across
+	// restarts: loaded at Open, written every SnapshotEvery (default 5s)
+	// and at Close. Empty: memory only.
+	SnapshotPath  string
+	SnapshotEvery time.Duration
 }
 
 // Client is a connection to Redis shared by every feature of a node.
@@ -102,6 +107,13 @@ type Client struct {
 	waitN   int
 
 	closeOnce sync.Once
+
+	// The embedded server's snapshot (snapshot.go); snapLast and
+	// snapFails belong to whoever writes it (the loop, then Close).
+	snapPath           string
+	snapStop, snapDone chan struct{}
+	snapLast           []byte
+	snapFails          int
 }
 
 // Embedded, given as the only Redis address, asks for the embedded server
@@ -138,8 +150,22 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		}
 		c.mini = m
 		addrs = []string{m.Addr()}
-		log.Warn("no --redis given: using the embedded in-process Redis; all data lives in memory only and is lost when the process stops",
-			zap.String("addr", m.Addr()))
+		if opt.SnapshotPath == "" {
+			log.Warn("using the embedded in-process Redis without a snapshot: all data lives in memory only and is lost when the process stops",
+				zap.String("addr", m.Addr()))
+			break
+		}
+		n, err := restoreSnapshot(m, opt.SnapshotPath)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		if opt.SnapshotEvery <= 0 {
+			opt.SnapshotEvery = 5 * time.Second
+		}
+		c.snapPath = opt.SnapshotPath
+		log.Warn("using the embedded in-process Redis, for one node: its data is kept in a snapshot written every interval and at shutdown; a crash loses what changed since the last snapshot",
+			zap.String("addr", m.Addr()), zap.String("snapshot", opt.SnapshotPath), zap.Duration("every", opt.SnapshotEvery), zap.Int("keys_loaded", n))
 	}
 	c.opt = rueidis.ClientOption{
 		InitAddress: addrs,
@@ -196,6 +222,10 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		return nil, err
 	}
 	c.ps = newPubSub(c)
+	if c.snapPath != "" {
+		c.snapStop, c.snapDone = make(chan struct{}), make(chan struct{})
+		go c.snapshotLoop(opt.SnapshotEvery)
+	}
 	return c, nil
 }
 
@@ -357,6 +387,11 @@ func (c *Client) close() {
 	close(c.stopDial)
 	<-c.dialDone
 	c.ps.close()
+	if c.snapPath != "" {
+		close(c.snapStop)
+		<-c.snapDone
+		c.saveSnapshot()
+	}
 	c.rc.Close()
 	if c.mini != nil {
 		c.mini.Close()
