@@ -34,7 +34,10 @@ type Config struct {
 	// fingerprints and the data epoch with Redis (also after every
 	// reconnect).
 	SharedCheckEvery time.Duration
-	Secret           []byte // 32-byte key of the password digests; nil: generated
+	// KeyWarnEvery is how often an img node logs the uploads it refused
+	// for a bad signature (a sign of another --image-key), when any.
+	KeyWarnEvery time.Duration
+	Secret       []byte // 32-byte key of the password digests; nil: generated
 
 	// Session limits.
 	LoginTimeout    time.Duration
@@ -96,6 +99,7 @@ func DefaultConfig() Config {
 		ReadHeaderTimeout: 10 * time.Second,
 		HTTPIdleTimeout:   120 * time.Second,
 		SharedCheckEvery:  10 * time.Second,
+		KeyWarnEvery:      time.Minute,
 		ChatRate:          50,
 		ChatBurst:         200,
 		PresenceRate:      5,

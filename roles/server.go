@@ -89,6 +89,7 @@ type Server struct {
 	bgCtx  context.Context
 
 	closeOnce sync.Once
+	badSigs   atomic.Int64 // uploads refused for a bad signature since the last warning
 	// img role
 	imgStore *images.DirStore
 
@@ -112,6 +113,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 	}
 	if cfg.SharedCheckEvery <= 0 {
 		cfg.SharedCheckEvery = 10 * time.Second
+	}
+	if cfg.KeyWarnEvery <= 0 {
+		cfg.KeyWarnEvery = time.Minute
 	}
 	db, img, err := cfg.parts()
 	if err != nil {
@@ -195,6 +199,12 @@ func (s *Server) buildImg(signer *images.Signer, alone bool) error {
 		return err
 	}
 	s.imgStore = st
+	s.echo.Use(s.countBadSignatures)
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.warnBadSignatures(s.bgCtx)
+	}()
 	images.NewServer(s.cfg.Images, signer, st, s.log.Named("images")).Register(s.echo)
 	if alone {
 		s.echo.GET("/readyz", func(c echo.Context) error { return c.String(http.StatusOK, "ready\n") })

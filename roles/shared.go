@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/occase/occase/broker"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -189,4 +191,40 @@ func (s *Server) registerRedisMetrics() {
 		}
 		return 0
 	}))
+}
+
+// countBadSignatures counts uploads refused 403 (a name whose signature
+// does not check: forged, or signed with another --image-key).
+func (s *Server) countBadSignatures(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if c.Request().Method == http.MethodPost && c.Response().Status == http.StatusForbidden {
+			s.badSigs.Add(1)
+		}
+		return err
+	}
+}
+
+// warnBadSignatures logs, once per KeyWarnEvery and only when there were
+// any, how many uploads were refused for a bad signature: an img node has
+// no Redis to compare its --image-key with, and every upload failing is
+// how another key shows.
+func (s *Server) warnBadSignatures(ctx context.Context) {
+	t := time.NewTicker(s.cfg.KeyWarnEvery)
+	defer t.Stop()
+	fp := ""
+	if s.cfg.ImageKey != nil {
+		fp = broker.Fingerprint(s.cfg.ImageKey)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n := s.badSigs.Swap(0); n > 0 {
+				s.log.Warn("uploads refused for a bad signature; if most uploads fail, --image-key differs between the db nodes and this node (compare occase_key_info)",
+					zap.Int64("count", n), zap.Duration("interval", s.cfg.KeyWarnEvery), zap.String("image_key_fingerprint", fp))
+			}
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/roles"
 	"go.uber.org/zap"
@@ -348,5 +350,49 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Fatalf("idle keep-alive connection: read gave %v, want EOF (closed by the server)", err)
+	}
+}
+
+// An img node, which has no Redis to compare keys with, exports its key's
+// fingerprint and warns, with a count, about uploads refused for a bad
+// signature (what another --image-key looks like).
+func TestImgNodeWarnsAboutBadSignatures(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	cfg := roles.DefaultConfig()
+	cfg.Role = "img"
+	cfg.ImageDir = t.TempDir()
+	cfg.ImageKey = hexKey(secretA)
+	cfg.KeyWarnEvery = 20 * time.Millisecond
+	srv, err := roles.New(context.Background(), cfg, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	ts := httptest.NewServer(srv.Handler())
+	defer ts.Close()
+	other, err := images.NewSigner(hexKey(secretB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := other.Names(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if code, _ := httpDo(t, http.MethodPost, ts.URL+"/"+n+".jpg", []byte("x")); code != http.StatusForbidden {
+			t.Fatalf("upload signed with another key: %d, want 403", code)
+		}
+	}
+	waitFor(t, "the bad-signature warning", func() bool {
+		for _, e := range logs.All() {
+			if strings.Contains(e.Message, "bad signature") && e.ContextMap()["count"] == int64(2) {
+				return true
+			}
+		}
+		return false
+	})
+	_, body := httpDo(t, http.MethodGet, ts.URL+"/metrics", nil)
+	if want := `image_key="` + broker.Fingerprint(hexKey(secretA)) + `"`; !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %s", want)
 	}
 }
