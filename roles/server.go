@@ -26,6 +26,7 @@ import (
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/webapp"
 	"github.com/occase/occase/wire"
+	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -417,6 +418,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	var g run.Group
 	if s.cfg.AdminAddr != "" {
 		al, err := net.Listen("tcp", s.cfg.AdminAddr)
 		if err != nil {
@@ -427,11 +429,21 @@ func (s *Server) Run(ctx context.Context) error {
 		mux.Handle("/metrics", s.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}
-		go admin.Serve(al)
-		defer admin.Close()
+		addServer(&g, "admin", admin, al)
 		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
 	}
-	return s.Serve(ctx, l)
+	return s.serve(ctx, l, &g)
+}
+
+// addServer makes hs on l a member of g: a failure to serve stops the
+// node; the node stopping closes hs.
+func addServer(g *run.Group, name string, hs *http.Server, l net.Listener) {
+	g.Add(func() error {
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve %s on %s: %w", name, l.Addr(), err)
+		}
+		return nil
+	}, func(error) { hs.Close() })
 }
 
 // tlsConfig returns the TLS setup, or nil for plain TCP. Only HTTP/1.1 is
@@ -464,6 +476,15 @@ func (s *Server) tlsConfig() (*tls.Config, http.Handler, error) {
 // ready, close every session with 1001 after flushing and handing back what
 // it holds, within the drain timeout.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return s.serve(ctx, l, &run.Group{})
+}
+
+// serve runs the node's long-running members as one group (the listeners,
+// the wait for ctx, and the wait for a misconfiguration found after
+// start): the first to end stops the others, and serve returns its error
+// after the node has drained and closed.
+func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error {
+	defer s.Close()
 	tc, acmeHTTP, err := s.tlsConfig()
 	if err != nil {
 		l.Close()
@@ -478,9 +499,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			l.Close()
 			return fmt.Errorf("listen on %s: %w", s.cfg.ACMEHTTPAddr, err)
 		}
-		hs := &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}
-		go hs.Serve(hl)
-		defer hs.Close()
+		addServer(g, "ACME HTTP-01", &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}, hl)
 	}
 	// IdleTimeout closes keep-alive connections that sit idle (a hijacked
 	// WebSocket is no longer the server's and is not affected). No
@@ -488,32 +507,41 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	// uploads have their own timeout.
 	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout,
 		ErrorLog: zap.NewStdLog(s.log.Named("http"))}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	g.Add(func() error {
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	}, func(error) {
+		// Drain: stop accepting and mark not ready; the sessions are
+		// closed by Close once every member has ended.
+		s.log.Info("draining")
+		s.mu.Lock()
+		s.draining = true
+		s.mu.Unlock()
+		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+		defer cancel()
+		hs.Shutdown(dctx)
+	})
+	stop := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		return nil
+	}, func(error) { close(stop) })
+	stopFatal := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case err := <-s.fatal:
+			return err
+		case <-stopFatal:
+			return nil
+		}
+	}, func(error) { close(stopFatal) })
 	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()), zap.Bool("tls", tc != nil))
-	select {
-	case err := <-errc:
-		s.Close()
-		return fmt.Errorf("serve: %w", err)
-	case err := <-s.fatal:
-		hs.Close()
-		s.Close()
-		<-errc
-		return err
-	case <-ctx.Done():
-	}
-	s.log.Info("draining")
-	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
-	defer cancel()
-	s.mu.Lock()
-	s.draining = true
-	s.mu.Unlock()
-	hs.Shutdown(dctx)
-	s.Close()
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return g.Run()
 }
 
 // Close ends every session (1001, handing back what each holds), the
