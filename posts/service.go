@@ -273,7 +273,7 @@ func (s *Service) retry(ctx context.Context, what string, fn func() error) bool 
 			return false
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
