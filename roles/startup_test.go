@@ -170,9 +170,10 @@ func TestReadyThroughRedisOutageAndEpochChange(t *testing.T) {
 	n := startNode(t, opt, withPosts)
 	base := n.ts.URL
 	a := register(t, n.url)
-	if code, _ := get(t, base+"/readyz?deep=1"); code != http.StatusOK {
-		t.Fatalf("deep check with Redis up: %d", code)
-	}
+	waitFor(t, "the deep check to pass with Redis up", func() bool {
+		code, _ := get(t, base+"/readyz?deep=1")
+		return code == http.StatusOK
+	})
 	r.Stop()
 	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz during a Redis outage: %d %s", code, body)
