@@ -195,7 +195,11 @@ func TestReadyThroughRedisOutageAndEpochChange(t *testing.T) {
 	if b.epoch == "" || b.epoch == a.epoch {
 		t.Fatalf("epoch %q after the data was lost, was %q", b.epoch, a.epoch)
 	}
-	login(t, n.url, b.id, b.pwd)
+	l := login(t, n.url, b.id, b.pwd)
+	// One more round trip: the login has finished (its mailbox started)
+	// before the test ends and closes the node.
+	l.send(`{"cmd":"subscribe"}`)
+	l.expect("subscribe_ack")
 }
 
 // Nodes sharing a Redis must share their keys: another --secret (or
