@@ -239,7 +239,9 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 		&cli.IntFlag{Name: "log-per-second", Value: 100, EnvVars: env("LOG_PER_SECOND"), Usage: "log lines written per second for each message; the rest are counted (occase_log_dropped_total) and reported in one line with \"dropped\": N (0: write every line)"},
 
-		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; none runs the embedded in-memory server"},
+		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; 'embedded' (or none, in role all only) runs the embedded in-process server"},
+		&cli.StringFlag{Name: "embedded-snapshot", Value: "./data/embedded.json", EnvVars: env("EMBEDDED_SNAPSHOT"), Usage: "file that keeps the embedded server's data across restarts (written atomically every --embedded-snapshot-every and at shutdown; a crash loses what changed since); empty: memory only"},
+		&cli.DurationFlag{Name: "embedded-snapshot-every", Value: 5 * time.Second, EnvVars: env("EMBEDDED_SNAPSHOT_EVERY"), Usage: "how often the embedded server's snapshot is written"},
 		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER"), Usage: "Redis ACL user name (Redis 6+); empty: the default user"},
 		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD"), Usage: "Redis password (AUTH); prefer --redis-password-file, which stays out of the process list and the environment"},
 		&cli.StringFlag{Name: "redis-password-file", EnvVars: env("REDIS_PASSWORD_FILE"), Usage: "file holding the Redis password (trailing newline ignored)"},
@@ -269,6 +271,7 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "send-queue-bytes", Value: d.SendQueueBytes, EnvVars: env("SEND_QUEUE_BYTES"), Usage: "bytes queued per connection before it is closed as a slow consumer"},
 		&cli.DurationFlag{Name: "displace-timeout", Value: d.DisplaceTimeout, EnvVars: env("DISPLACE_TIMEOUT"), Usage: "how long a login waits for the user's older connection to let go"},
 		&cli.DurationFlag{Name: "drain-timeout", Value: d.DrainTimeout, EnvVars: env("DRAIN_TIMEOUT"), Usage: "graceful shutdown budget"},
+		&cli.DurationFlag{Name: "http-idle-timeout", Value: d.HTTPIdleTimeout, EnvVars: env("HTTP_IDLE_TIMEOUT"), Usage: "close keep-alive HTTP connections idle this long (every listener; WebSockets are not affected)"},
 		&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: env("TRUSTED_PROXIES"), Usage: "load balancers (CIDRs or addresses) whose X-Forwarded-For is believed, so per-address limits count clients, not the balancer"},
 		&cli.StringSliceFlag{Name: "allowed-origins", EnvVars: env("ALLOWED_ORIGINS"), Usage: "WebSocket Origin host patterns accepted besides same-origin (e.g. app.example.com, *)"},
 
@@ -355,6 +358,9 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		MasterName:       c.String("redis-master"),
 		SentinelPassword: c.String("redis-sentinel-password"),
 		WaitReplicas:     c.Int("redis-wait-replicas"),
+
+		SnapshotPath:  c.String("embedded-snapshot"),
+		SnapshotEvery: c.Duration("embedded-snapshot-every"),
 	}
 	if f := c.String("redis-password-file"); f != "" {
 		if c.String("redis-password") != "" {
@@ -401,6 +407,7 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.WriteDelay = c.Duration("write-delay")
 	cfg.DisplaceTimeout = c.Duration("displace-timeout")
 	cfg.DrainTimeout = c.Duration("drain-timeout")
+	cfg.HTTPIdleTimeout = c.Duration("http-idle-timeout")
 	cfg.AllowedOrigins = splitList(c.StringSlice("allowed-origins"))
 	for _, p := range splitList(c.StringSlice("trusted-proxies")) {
 		pfx, err := netip.ParsePrefix(p)

@@ -114,10 +114,11 @@ func startProc(t *testing.T, args ...string) *proc {
 }
 
 type wsClient struct {
-	t  *testing.T
-	c  *websocket.Conn
-	id string
-	pw string
+	t         *testing.T
+	c         *websocket.Conn
+	id        string
+	pw        string
+	lastEpoch string
 }
 
 func wsDial(t *testing.T, addr string) *wsClient {
@@ -171,6 +172,7 @@ func (w *wsClient) register() {
 		w.t.Fatalf("register: %v %v", m, err)
 	}
 	w.id, w.pw = m["id"].(string), m["password"].(string)
+	w.lastEpoch, _ = m["epoch"].(string)
 }
 
 func (w *wsClient) login(id, pw string) {
@@ -327,4 +329,45 @@ func TestSigtermDrains(t *testing.T) {
 			t.Fatalf("exit after SIGTERM: %v", err)
 		}
 	})
+}
+
+// The embedded default keeps its data across a restart of the real
+// binary: a user registered before logs in after, the epoch is the same,
+// and the next registration gets a new id, not one handed out before.
+func TestEmbeddedSnapshotSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"--role=all", "--image-dir", filepath.Join(dir, "images"),
+		"--embedded-snapshot", filepath.Join(dir, "embedded.json")}
+	n := startProc(t, args...)
+	a := wsDial(t, n.addr)
+	epoch := registerEpoch(a)
+	if epoch == "" {
+		t.Fatal("register_ack carries no epoch")
+	}
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	if err := n.cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+
+	n2 := startProc(t, args...)
+	a2 := wsDial(t, n2.addr)
+	a2.send(`{"cmd":"login","user":"` + a.id + `","password":"` + a.pw + `"}`)
+	m, err := a2.recv(10 * time.Second)
+	if err != nil || m["cmd"] != "login_ack" || m["result"] != "ok" {
+		t.Fatalf("login after a restart: %v %v", m, err)
+	}
+	if m["epoch"] != epoch {
+		t.Fatalf("epoch %v after a restart that kept the data, want %q", m["epoch"], epoch)
+	}
+	b := wsDial(t, n2.addr)
+	registerEpoch(b)
+	if b.id == a.id {
+		t.Fatalf("user id %s handed out again after a restart", b.id)
+	}
+}
+
+func registerEpoch(w *wsClient) string {
+	w.t.Helper()
+	w.register()
+	return w.lastEpoch
 }

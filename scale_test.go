@@ -66,8 +66,11 @@ func (w *wsClient) expectChats(from string, texts ...string) {
 	}
 }
 
+// readyStatus reads the deep readiness check, which follows Redis and the
+// pub/sub subscription: these tests watch a failover through it. (Plain
+// /readyz stays 200 through a Redis outage; TestReadyThroughRedisOutage.)
 func readyStatus(addr string) int {
-	resp, err := http.Get("http://" + addr + "/readyz")
+	resp, err := http.Get("http://" + addr + "/readyz?deep=1")
 	if err != nil {
 		return 0
 	}
@@ -470,7 +473,7 @@ func TestCluster(t *testing.T) {
 
 // Two db nodes on a master with two replicas under Sentinel, acknowledging
 // chat messages only once a replica has them. The master is killed in the
-// middle of a chat stream: /readyz goes 503 on both nodes, Sentinel
+// middle of a chat stream: /readyz?deep=1 goes 503 on both nodes, Sentinel
 // promotes a replica, the nodes follow it, subscribe again and answer 200;
 // the receiver's connection stays up and gets every acknowledged message
 // exactly once; messages sent during the failover fail as unavailable.
@@ -506,7 +509,7 @@ func TestSentinelFailoverMidStream(t *testing.T) {
 
 // Three db nodes on a Redis Cluster with a replica per master,
 // acknowledging chat messages once a replica has them. The master serving
-// the receiver's slot is killed mid-stream: /readyz goes 503, the replica
+// the receiver's slot is killed mid-stream: /readyz?deep=1 goes 503, the replica
 // takes over, the nodes subscribe the sharded channels again on it and
 // answer 200; the old master comes back as a replica; the receiver's
 // connection stays up and gets every acknowledged message exactly once.

@@ -92,7 +92,7 @@ func TestChatAcrossTwoNodesCountsAddUp(t *testing.T) {
 func TestChatTimeBoundedStopsAndAddsUp(t *testing.T) {
 	// Bounded by time instead of count, with pacing: whatever was
 	// accepted arrives, exactly once.
-	cfg := short(bench.Chat, startNode(t, broker.Options{}))
+	cfg := short(bench.Chat, startNode(t, broker.Options{Addrs: []string{broker.Embedded}}))
 	cfg.Users, cfg.Rate, cfg.Duration, cfg.Warmup = 4, 200, 300*time.Millisecond, 100*time.Millisecond
 	rep, err := bench.Run(context.Background(), cfg)
 	if err != nil {

@@ -40,6 +40,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -89,24 +91,48 @@ type Options struct {
 	// TLS, when set, is used on every connection to Redis and to the
 	// Sentinels (TLSConfig builds it from files).
 	TLS *tls.Config
+	// SnapshotPath, for the embedded server only, keeps its data across
+	// restarts: loaded at Open, written every SnapshotEvery (default 5s)
+	// and at Close. Empty: memory only.
+	SnapshotPath  string
+	SnapshotEvery time.Duration
 }
 
 // Client is a connection to Redis shared by every feature of a node.
 type Client struct {
-	rc     rueidis.Client
-	mini   *miniredis.Miniredis
-	prefix string
-	log    *zap.Logger
-	ps     *pubSub
-	tmo    time.Duration
-	opt    rueidis.ClientOption
+	// rc is the client of every command: lazy, or lazy instrumented.
+	rc    rueidis.Client
+	lazy  *lazyClient
+	addrs []string
+	// connected closes when the first connection is made; dialDone when
+	// the dial loop has ended (stopDial ends it).
+	connected, stopDial, dialDone chan struct{}
+	mini                          *miniredis.Miniredis
+	prefix                        string
+	log                           *zap.Logger
+	ps                            *pubSub
+	tmo                           time.Duration
+	opt                           rueidis.ClientOption
 	// cluster: the connection is to a Redis Cluster, and tagged channels
-	// are sharded.
-	cluster bool
+	// are sharded. Set once, when the connection is made.
+	cluster atomic.Bool
 	waitN   int
 	// accountTTL: see Options.AccountTTL.
 	accountTTL time.Duration
+
+	closeOnce sync.Once
+
+	// The embedded server's snapshot (snapshot.go); snapLast and
+	// snapFails belong to whoever writes it (the loop, then Close).
+	snapPath           string
+	snapStop, snapDone chan struct{}
+	snapLast           []byte
+	snapFails          int
 }
+
+// Embedded, given as the only Redis address, asks for the embedded server
+// by name (--redis=embedded).
+const Embedded = "embedded"
 
 // ErrUnavailable wraps every failure to reach Redis.
 var ErrUnavailable = errors.New("redis unavailable")
@@ -128,7 +154,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		return nil, errors.New("Sentinel needs the name of the master set")
 	case len(opt.Sentinels) > 0 && opt.Cluster:
 		return nil, errors.New("Sentinel and Redis Cluster exclude each other")
-	case len(addrs) == 0 && len(opt.Sentinels) == 0:
+	case (len(addrs) == 0 || (len(addrs) == 1 && addrs[0] == Embedded)) && len(opt.Sentinels) == 0:
 		if opt.Cluster {
 			return nil, errors.New("Redis Cluster needs the addresses of its nodes")
 		}
@@ -138,8 +164,22 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		}
 		c.mini = m
 		addrs = []string{m.Addr()}
-		log.Warn("no --redis given: using the embedded in-process Redis; all data lives in memory only and is lost when the process stops",
-			zap.String("addr", m.Addr()))
+		if opt.SnapshotPath == "" {
+			log.Warn("using the embedded in-process Redis without a snapshot: all data lives in memory only and is lost when the process stops",
+				zap.String("addr", m.Addr()))
+			break
+		}
+		n, err := restoreSnapshot(m, opt.SnapshotPath)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		if opt.SnapshotEvery <= 0 {
+			opt.SnapshotEvery = 5 * time.Second
+		}
+		c.snapPath = opt.SnapshotPath
+		log.Warn("using the embedded in-process Redis, for one node: its data is kept in a snapshot written every interval and at shutdown; a crash loses what changed since the last snapshot",
+			zap.String("addr", m.Addr()), zap.String("snapshot", opt.SnapshotPath), zap.Duration("every", opt.SnapshotEvery), zap.Int("keys_loaded", n))
 	}
 	c.opt = rueidis.ClientOption{
 		InitAddress: addrs,
@@ -172,18 +212,67 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 			TopologyRefreshInterval: 5 * time.Second,
 		}
 	}
-	rc, err := rueidis.NewClient(c.opt)
-	if err != nil {
+	c.lazy = newLazy()
+	c.rc = c.lazy
+	if opt.Metrics != nil {
+		c.rc = &instrumented{Client: c.lazy, m: newMetrics(opt.Metrics)}
+	}
+	c.connected, c.stopDial, c.dialDone = make(chan struct{}), make(chan struct{}), make(chan struct{})
+	c.addrs = addrs
+	rc, err := c.dial(ctx, opt)
+	switch {
+	case err == nil:
+		c.connect(ctx, rc, opt)
+		close(c.dialDone)
+	case errors.As(err, new(*dialError)) && c.mini == nil:
+		// A node must start while Redis is down (pods restarted during an
+		// outage would otherwise crash-loop): commands answer unavailable
+		// until the connection is made in the background.
+		log.Warn("redis is unreachable; starting anyway and retrying in the background (commands answer unavailable until then)",
+			zap.Strings("addrs", addrs), zap.Error(err))
+		go c.dialLoop(opt)
+	default:
 		if c.mini != nil {
 			c.mini.Close()
 		}
-		return nil, fmt.Errorf("connect to redis %s: %w", strings.Join(addrs, ","), err)
+		return nil, err
+	}
+	c.ps = newPubSub(c)
+	if c.snapPath != "" {
+		c.snapStop, c.snapDone = make(chan struct{}), make(chan struct{})
+		go c.snapshotLoop(opt.SnapshotEvery)
+	}
+	return c, nil
+}
+
+// dialError is a failure to reach Redis at all, worth retrying; other
+// failures of dial (a refused password, a lone Redis where a cluster was
+// required) are the operator's to fix.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func dialFailure(err error) error {
+	if re, ok := rueidis.IsRedisErr(err); ok && !transient(re) {
+		return err
+	}
+	return &dialError{err}
+}
+
+// dial makes the client: it connects and tells a cluster from a lone
+// Redis.
+func (c *Client) dial(ctx context.Context, opt Options) (rueidis.Client, error) {
+	addrs := strings.Join(c.addrs, ",")
+	rc, err := rueidis.NewClient(c.opt)
+	if err != nil {
+		return nil, fmt.Errorf("connect to redis %s: %w", addrs, dialFailure(err))
 	}
 	if rc.Mode() == rueidis.ClientModeCluster {
 		real, err := realCluster(ctx, rc, opt.Timeout)
 		if err != nil {
 			rc.Close()
-			return nil, fmt.Errorf("ask redis %s for its cluster mode: %w", strings.Join(addrs, ","), err)
+			return nil, fmt.Errorf("ask redis %s for its cluster mode: %w", addrs, dialFailure(err))
 		}
 		if !real {
 			// The embedded server, reached by its address, answers
@@ -192,31 +281,76 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 			rc.Close()
 			c.opt.ForceSingleClient = true
 			if rc, err = rueidis.NewClient(c.opt); err != nil {
-				return nil, fmt.Errorf("connect to redis %s: %w", strings.Join(addrs, ","), err)
+				return nil, fmt.Errorf("connect to redis %s: %w", addrs, dialFailure(err))
 			}
 		}
 	}
-	c.cluster = rc.Mode() == rueidis.ClientModeCluster
-	if opt.Cluster && !c.cluster {
+	if opt.Cluster && rc.Mode() != rueidis.ClientModeCluster {
 		rc.Close()
-		return nil, fmt.Errorf("redis %s is not a Redis Cluster (cluster mode was required)", strings.Join(addrs, ","))
+		return nil, fmt.Errorf("redis %s is not a Redis Cluster (cluster mode was required)", addrs)
 	}
+	return rc, nil
+}
+
+// connect makes rc the client of every command, and says so.
+func (c *Client) connect(ctx context.Context, rc rueidis.Client, opt Options) {
+	c.cluster.Store(rc.Mode() == rueidis.ClientModeCluster)
 	switch {
-	case c.cluster:
-		log.Info("connected to Redis Cluster; per-user channels are sharded", zap.Strings("seeds", addrs))
+	case c.cluster.Load():
+		c.log.Info("connected to Redis Cluster; per-user channels are sharded", zap.Strings("seeds", c.addrs))
 	case len(opt.Sentinels) > 0:
-		log.Info("connected to the Redis master through Sentinel", zap.String("master", opt.MasterName), zap.Strings("sentinels", addrs))
+		c.log.Info("connected to the Redis master through Sentinel", zap.String("master", opt.MasterName), zap.Strings("sentinels", c.addrs))
 	}
-	c.rc = rc
-	if opt.Metrics != nil {
-		c.rc = &instrumented{Client: rc, m: newMetrics(opt.Metrics)}
-	}
-	if opt.WaitReplicas > 0 && !c.cluster {
+	c.lazy.set(rc)
+	close(c.connected)
+	if opt.WaitReplicas > 0 && !c.cluster.Load() {
 		c.checkReplicas(ctx, opt.WaitReplicas)
 	}
-	c.ps = newPubSub(c)
-	return c, nil
 }
+
+// dialLoop retries dial with backoff until it succeeds or Close, logging
+// once per cause (with the count of attempts), not once per attempt.
+func (c *Client) dialLoop(opt Options) {
+	defer close(c.dialDone)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stopDial:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	var last string
+	attempts := 0
+	for {
+		select {
+		case <-c.stopDial:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		attempts++
+		rc, err := c.dial(ctx, opt)
+		if err == nil {
+			c.log.Info("connected to redis", zap.Strings("addrs", c.addrs), zap.Int("attempts", attempts))
+			c.connect(ctx, rc, opt)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if cause := err.Error(); cause != last {
+			c.log.Warn("redis still unreachable; retrying", zap.Error(err), zap.Int("attempts", attempts))
+			last = cause
+		}
+	}
+}
+
+// Connected is closed once the node has reached Redis (at once when Open
+// did).
+func (c *Client) Connected() <-chan struct{} { return c.connected }
 
 // checkReplicas warns when the master has fewer replicas than every chat
 // message must reach: each store would then fail as unavailable.
@@ -262,7 +396,18 @@ func (c *Client) Embedded() bool { return c.mini != nil }
 
 // Close stops pub/sub, the connection and the embedded server.
 func (c *Client) Close() {
+	c.closeOnce.Do(c.close)
+}
+
+func (c *Client) close() {
+	close(c.stopDial)
+	<-c.dialDone
 	c.ps.close()
+	if c.snapPath != "" {
+		close(c.snapStop)
+		<-c.snapDone
+		c.saveSnapshot()
+	}
 	c.rc.Close()
 	if c.mini != nil {
 		c.mini.Close()
@@ -314,12 +459,12 @@ func transient(re *rueidis.RedisError) bool {
 }
 
 // Cluster tells whether the connection is to a Redis Cluster.
-func (c *Client) Cluster() bool { return c.cluster }
+func (c *Client) Cluster() bool { return c.cluster.Load() }
 
 // sharded tells whether channel is a sharded channel: on a cluster, one
 // whose name carries a hash tag.
 func (c *Client) sharded(channel string) bool {
-	return c.cluster && hashTag(channel) != channel
+	return c.cluster.Load() && hashTag(channel) != channel
 }
 
 // publishCmd is the command a script must use to publish on channel:

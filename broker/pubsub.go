@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/occase/occase/logs"
 	"github.com/redis/rueidis"
 	"go.uber.org/zap"
 )
@@ -207,6 +206,7 @@ func (p *pubSub) run() {
 	log := p.c.log
 	backoff := 50 * time.Millisecond
 	connected := false
+	fails, lastCause := 0, ""
 	for {
 		// Connections of their own, made anew for every generation: a
 		// recycled dedicated connection can keep a dead RESP2 pub/sub half.
@@ -217,6 +217,7 @@ func (p *pubSub) run() {
 		}
 		if err == nil {
 			backoff = 50 * time.Millisecond
+			fails, lastCause = 0, ""
 			if connected {
 				log.Info("redis subscriber reconnected; every channel subscribed again",
 					zap.Int("channels", n), zap.Int("connections", len(sc.dcs)))
@@ -247,7 +248,13 @@ func (p *pubSub) run() {
 			return
 		default:
 		}
-		log.Warn("redis subscriber connection lost; reconnecting", logs.Repeated(logs.RepeatEvery), zap.Error(err), zap.Duration("retry_in", backoff))
+		// Once per cause, with a count, not once per attempt: an outage
+		// would otherwise log the same line every two seconds per node.
+		fails++
+		if cause := err.Error(); cause != lastCause {
+			log.Warn("redis subscriber connection lost; reconnecting", zap.Error(err), zap.Int("attempts", fails))
+			lastCause = cause
+		}
 		select {
 		case <-time.After(backoff):
 		case <-p.stop:

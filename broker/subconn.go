@@ -52,7 +52,12 @@ func (p *pubSub) connect() (*subConn, error) {
 		OnMessage:      p.dispatch,
 		OnSubscription: func(s rueidis.PubSubSubscription) { p.onSubscription(sc, s) },
 	}
-	if !p.c.cluster {
+	select {
+	case <-p.c.connected: // c.opt and c.cluster are set
+	default:
+		return nil, errNotConnected
+	}
+	if !p.c.cluster.Load() {
 		dc, err := sc.dial(p.c.opt, hooks)
 		if err != nil {
 			return nil, err

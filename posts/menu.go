@@ -202,7 +202,14 @@ func parseCounterMenu(b []byte) (*Menu, error) {
 	var ts [2]Tree
 	for k, mn := range f.Menus {
 		bl := &builder{}
-		for j, rec := range strings.Split(mn.Data, "=") {
+		recs := strings.Split(mn.Data, "=")
+		if len(recs) > 1 && recs[len(recs)-1] == "" {
+			// The original's menu tool ends every record with the
+			// separator, the last one included; the original ignores
+			// the empty record this leaves.
+			recs = recs[:len(recs)-1]
+		}
+		for j, rec := range recs {
 			first, last := strings.Index(rec, ";"), strings.LastIndex(rec, ";")
 			if first < 0 || last == first {
 				return nil, fmt.Errorf("menu %d record %d %q is not depth;name;flag", k, j, rec)

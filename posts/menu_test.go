@@ -3,6 +3,7 @@ package posts
 import (
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,19 +63,20 @@ func TestParseMenuFormatsAgree(t *testing.T) {
 
 func TestParseMenuErrors(t *testing.T) {
 	for name, in := range map[string]string{
-		"one tree":           "Locations\n   A\n",
-		"three trees":        "L\n   A\nP\n   B\nX\n   C\n",
-		"bad indent":         "L\n  A\nP\n   B\n",
-		"jump":               "L\n      A\nP\n   B\n",
-		"tab":                "L\n\tA\nP\n   B\n",
-		"empty tree":         "L\nP\n   B\n",
-		"json unknown field": `{"locations":{"depth":3,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]},"x":1}`,
-		"json empty name":    `{"locations":{"children":[{"name":""}]},"products":{"children":[{"name":"b"}]}}`,
-		"json bad depth":     `{"locations":{"depth":5,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]}}`,
-		"counter one menu":   `{"menus":[{"data":"0;R;0=1;A;0","depth":3}]}`,
-		"counter bad record": `{"menus":[{"data":"0;R;0=1A","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
-		"counter depth jump": `{"menus":[{"data":"0;R;0=2;A;0","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
-		"invalid json":       `{"locations":`,
+		"one tree":             "Locations\n   A\n",
+		"three trees":          "L\n   A\nP\n   B\nX\n   C\n",
+		"bad indent":           "L\n  A\nP\n   B\n",
+		"jump":                 "L\n      A\nP\n   B\n",
+		"tab":                  "L\n\tA\nP\n   B\n",
+		"empty tree":           "L\nP\n   B\n",
+		"json unknown field":   `{"locations":{"depth":3,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]},"x":1}`,
+		"json empty name":      `{"locations":{"children":[{"name":""}]},"products":{"children":[{"name":"b"}]}}`,
+		"json bad depth":       `{"locations":{"depth":5,"children":[{"name":"a"}]},"products":{"children":[{"name":"b"}]}}`,
+		"counter one menu":     `{"menus":[{"data":"0;R;0=1;A;0","depth":3}]}`,
+		"counter bad record":   `{"menus":[{"data":"0;R;0=1A","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
+		"counter empty record": `{"menus":[{"data":"0;R;0==1;A;0=","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
+		"counter depth jump":   `{"menus":[{"data":"0;R;0=2;A;0","depth":3},{"data":"0;R;0=1;A;0","depth":3}]}`,
+		"invalid json":         `{"locations":`,
 	} {
 		if _, err := ParseMenu([]byte(in)); err == nil {
 			t.Errorf("%s: parsed, want an error", name)
@@ -151,5 +153,48 @@ func TestDemoMenuAPIGolden(t *testing.T) {
 	}
 	if string(got) != string(want) {
 		t.Fatalf("GET /api/menu changed:\n got %s\nwant %s", got, want)
+	}
+}
+
+// originalCounterMenu writes a menu the way the original's menu tool does
+// (docs/menus.md, format 3): a root, one node below it, four below that
+// and eight leaves under each, every record followed by the separator "=",
+// the last one included.
+func originalCounterMenu() string {
+	var b strings.Builder
+	b.WriteString("0;Root;0=1;Country;0=")
+	for i := range 4 {
+		fmt.Fprintf(&b, "2;State %d;0=", i)
+		for j := range 8 {
+			fmt.Fprintf(&b, "3;City %d.%d;0=", i, j)
+		}
+	}
+	data, _ := json.Marshal(b.String())
+	return `{"menus":[{"data":` + string(data) + `,"depth":3,"version":3},{"data":` + string(data) + `,"depth":3,"version":3}]}`
+}
+
+// The original's "counter" menu, with its trailing separator, loads (it
+// stopped the node with 'record 38 "" is not depth;name;flag').
+func TestParseMenuOriginalCounterFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "menu.json")
+	if err := os.WriteFile(path, []byte(originalCounterMenu()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadMenu(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range []Tree{m.Locations, m.Products} {
+		if tr.Depth != 3 || len(tr.Children) != 1 || len(tr.Children[0].Children) != 4 {
+			t.Fatalf("tree %+v: want depth 3, one node with four below", tr)
+		}
+		for _, st := range tr.Children[0].Children {
+			if len(st.Children) != 8 {
+				t.Fatalf("%s has %d leaves, want 8", st.Name, len(st.Children))
+			}
+		}
+		if !tr.valid([]uint64{0, 3, 7}) || tr.valid([]uint64{0, 3, 8}) {
+			t.Fatal("codes of the leaves are not what the tree says")
+		}
 	}
 }

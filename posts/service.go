@@ -218,8 +218,9 @@ type Service struct {
 	tomb    map[uint64]int64 // ids deleted here, until their broadcast comes back
 	menu    []byte           // GET /api/menu body, nil without a menu
 
-	in    inbox
-	ready chan struct{}
+	in        inbox
+	ready     chan struct{} // closed once the index is loaded at start
+	loadNanos atomic.Int64  // how long that took
 
 	readLimit *keyed // per client address, HTTP reads
 	subLimit  *keyed // per user, subscribes
@@ -277,10 +278,14 @@ func (s *Service) Run(ctx context.Context) error {
 		return nil
 	}
 	defer s.b.Unsubscribe(context.WithoutCancel(ctx), ch)
+	start := time.Now()
 	if !s.retry(ctx, "load posts", func() error { return s.reload(ctx) }) {
 		return nil
 	}
+	took := time.Since(start)
+	s.loadNanos.Store(int64(took))
 	close(s.ready)
+	s.log.Info("posts index loaded; the node can be ready", zap.Int("posts", s.Stats().Posts), zap.Duration("took", took))
 	sweep := time.NewTicker(s.cfg.SweepEvery)
 	defer sweep.Stop()
 	var retry <-chan time.Time
@@ -311,25 +316,51 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// retry runs fn until it succeeds (true) or ctx ends (false).
+// retry runs fn until it succeeds (true) or ctx ends (false). It logs once
+// per cause, with the count of attempts, not once per attempt.
 func (s *Service) retry(ctx context.Context, what string, fn func() error) bool {
 	backoff := 100 * time.Millisecond
-	for {
+	var last string
+	for attempts := 1; ; attempts++ {
 		err := fn()
 		if err == nil {
+			if attempts > 1 {
+				s.log.Info(what+" succeeded", zap.Int("attempts", attempts))
+			}
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		s.log.Warn(what+" failed; retrying", zap.Error(err), zap.Duration("retry_in", backoff))
+		if cause := err.Error(); cause != last {
+			s.log.Warn(what+" failed; retrying", zap.Error(err), zap.Int("attempts", attempts))
+			last = cause
+		}
 		select {
 		case <-ctx.Done():
 			return false
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// Loaded tells whether the index has been loaded from Redis once (at
+// start); from then on it is served, and a reload after a Redis reconnect
+// is built aside and applied in one step.
+func (s *Service) Loaded() bool {
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// LoadSeconds is how long the first load of the index took (0 until it
+// is done).
+func (s *Service) LoadSeconds() float64 {
+	return time.Duration(s.loadNanos.Load()).Seconds()
 }
 
 // waitReady waits a little for the first load of the index, so that no

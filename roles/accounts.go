@@ -61,6 +61,8 @@ func (ss *session) register(req *wire.Request) error {
 	b = wire.AppendString(b, id)
 	b = append(b, `,"password":`...)
 	b = wire.AppendString(b, pwd)
+	b = append(b, `,"epoch":`...)
+	b = wire.AppendString(b, ss.srv.Epoch())
 	b = append(b, '}')
 	ss.pushToken(req)
 	ss.Send(b)
@@ -137,6 +139,8 @@ func (ss *session) login(req *wire.Request) error {
 	}
 	b := []byte(`{"cmd":"login_ack","result":"ok","remaining_posts":`)
 	b = strconv.AppendInt(b, int64(remaining), 10)
+	b = append(b, `,"epoch":`...)
+	b = wire.AppendString(b, srv.Epoch())
 	b = append(b, '}')
 	ss.pushToken(req)
 	ss.Send(b)

@@ -27,9 +27,19 @@ type Config struct {
 	ACMECache         string
 	ACMEHTTPAddr      string
 	ReadHeaderTimeout time.Duration
+	// HTTPIdleTimeout closes keep-alive HTTP connections idle this long
+	// (every listener: main, admin, ACME).
+	HTTPIdleTimeout time.Duration
 
-	Redis  broker.Options
-	Secret []byte // 32-byte key of the password digests; nil: generated
+	Redis broker.Options
+	// SharedCheckEvery is how often a db node compares its key
+	// fingerprints and the data epoch with Redis (also after every
+	// reconnect).
+	SharedCheckEvery time.Duration
+	// KeyWarnEvery is how often an img node logs the uploads it refused
+	// for a bad signature (a sign of another --image-key), when any.
+	KeyWarnEvery time.Duration
+	Secret       []byte // 32-byte key of the password digests; nil: generated
 
 	// Session limits.
 	LoginTimeout    time.Duration
@@ -120,6 +130,9 @@ func DefaultConfig() Config {
 		DrainTimeout:      10 * time.Second,
 		ACMECache:         "./data/acme",
 		ReadHeaderTimeout: 10 * time.Second,
+		HTTPIdleTimeout:   120 * time.Second,
+		SharedCheckEvery:  10 * time.Second,
+		KeyWarnEvery:      time.Minute,
 		ChatRate:          50,
 		ChatBurst:         200,
 		PresenceRate:      5,

@@ -53,11 +53,12 @@ func (n *node) stop() {
 
 // client speaks the protocol over a real WebSocket.
 type client struct {
-	t    testing.TB
-	c    *websocket.Conn
-	id   string
-	pwd  string
-	seen map[int64]bool // msg_ids received, to drop duplicates
+	t     testing.TB
+	c     *websocket.Conn
+	id    string
+	pwd   string
+	epoch string
+	seen  map[int64]bool // msg_ids received, to drop duplicates
 }
 
 func dial(t testing.TB, url string) *client {
@@ -154,7 +155,7 @@ func register(t testing.TB, url string) *client {
 	if m.str("result") != "ok" || m.str("id") == "" || len(m.str("password")) < 10 {
 		t.Fatalf("register_ack %v", m)
 	}
-	c.id, c.pwd = m.str("id"), m.str("password")
+	c.id, c.pwd, c.epoch = m.str("id"), m.str("password"), m.str("epoch")
 	return c
 }
 

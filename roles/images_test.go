@@ -196,7 +196,7 @@ func TestImagesKeyRequirements(t *testing.T) {
 	}
 
 	// A db node without a key runs, and says filenames is unavailable.
-	n := startNode(t, broker.Options{}, func(c *roles.Config) { c.FilenamesRate = 0 })
+	n := startNode(t, broker.Options{Addrs: []string{broker.Embedded}}, func(c *roles.Config) { c.FilenamesRate = 0 })
 	c := register(t, n.url)
 	c.send(`{"cmd":"filenames"}`)
 	if m := c.expect("filenames_ack"); m.str("result") != "fail" || m.str("reason") != "unavailable" {

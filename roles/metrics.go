@@ -39,6 +39,8 @@ type metrics struct {
 	readThrottledSec prometheus.Counter
 	rateRefusedC     *prometheus.CounterVec
 	ignored          prometheus.Counter
+	// epochChanges counts changes of the data epoch seen by this node.
+	epochChanges prometheus.Counter
 }
 
 // knownCmds bounds the cmd label: anything else is counted as "other".
@@ -98,6 +100,9 @@ func newMetrics(s *Server) *metrics {
 	m.ignored = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_frames_ignored_total",
 		Help: "Frames read from connections that were already closing (replaced, overflowed, over their limits), not acted on."})
 	reg.MustRegister(m.readThrottled, m.readThrottledSec, m.rateRefusedC, m.ignored)
+	m.epochChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_data_epoch_changes_total",
+		Help: "Times this node saw the data epoch in Redis change: the data was lost (a Redis without persistence restarted, or a flush)."})
+	reg.MustRegister(m.epochChanges)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
 		func() float64 { all, _, _ := s.gauges(); return float64(all) }))

@@ -6,7 +6,6 @@ package roles
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -27,6 +27,7 @@ import (
 	"github.com/occase/occase/push"
 	"github.com/occase/occase/webapp"
 	"github.com/occase/occase/wire"
+	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -74,6 +75,28 @@ type Server struct {
 	// postsStop ends the posts service's Run; postsDone closes when it has.
 	postsStop context.CancelFunc
 	postsDone chan struct{}
+	// index tells whether the posts index has been loaded at start.
+	index interface {
+		Loaded() bool
+		LoadSeconds() float64
+	}
+	// started: what the node needs from Redis before it can take
+	// connections is done (the secret is known, the shared keys agree,
+	// the data epoch is read). Set once.
+	started atomic.Bool
+	epoch   atomic.Pointer[string] // the data epoch, for register_ack and login_ack
+	// fatal carries a misconfiguration found after New (a key that
+	// differs from the other nodes'): Run returns it.
+	fatal    chan error
+	checkNow chan struct{} // asks the shared-state watcher to look now
+	// bg owns the background work that needs Redis (shared-state setup
+	// and watch); bgStop ends it.
+	bg     sync.WaitGroup
+	bgStop context.CancelFunc
+	bgCtx  context.Context
+
+	closeOnce sync.Once
+	badSigs   atomic.Int64 // uploads refused for a bad signature since the last warning
 	// img role
 	imgStore *images.DirStore
 
@@ -88,19 +111,43 @@ type Server struct {
 }
 
 // New builds a node for cfg.Role. It connects to Redis when the role
-// needs it.
-func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
+// needs it; a Redis that cannot be reached yet is retried in the
+// background (the node is not ready until it has been reached). On any
+// failure New releases everything it started.
+func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	if cfg.SharedCheckEvery <= 0 {
+		cfg.SharedCheckEvery = 10 * time.Second
+	}
+	if cfg.KeyWarnEvery <= 0 {
+		cfg.KeyWarnEvery = time.Minute
 	}
 	db, img, err := cfg.parts()
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Secret != nil && len(cfg.Secret) != 32 {
+		return nil, fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(cfg.Secret))
+	}
+	if db && !img && len(cfg.Redis.Addrs) == 0 && len(cfg.Redis.Sentinels) == 0 {
+		return nil, errors.New("role db needs --redis, the Redis shared by every node (--redis=embedded runs the in-process server, for a single node)")
+	}
 	s := &Server{cfg: cfg, log: log, sessions: map[*session]struct{}{},
-		stopDog: make(chan struct{}), dogDone: make(chan struct{})}
+		stopDog: make(chan struct{}), dogDone: make(chan struct{}),
+		fatal: make(chan error, 1), checkNow: make(chan struct{}, 1)}
+	s.bgCtx, s.bgStop = context.WithCancel(context.Background())
 	s.m = newMetrics(s)
 	go s.writeWatchdog()
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if !db {
+		s.started.Store(true) // nothing to wait for
+	}
 	s.echo = echo.New()
 	s.echo.HideBanner, s.echo.HidePort = true, true
 	s.echo.Use(s.m.httpMiddleware)
@@ -112,6 +159,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.registerKeyInfo()
 	if db {
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
@@ -122,7 +170,6 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (*Server, error) {
 	}
 	if img {
 		if err := s.buildImg(signer, !db); err != nil {
-			s.Close()
 			return nil, err
 		}
 	}
@@ -159,6 +206,12 @@ func (s *Server) buildImg(signer *images.Signer, alone bool) error {
 		return err
 	}
 	s.imgStore = st
+	s.echo.Use(s.countBadSignatures)
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.warnBadSignatures(s.bgCtx)
+	}()
 	ic := s.cfg.Images
 	ic.Metrics = s.m.reg
 	if ic.ClientKey == nil {
@@ -181,18 +234,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	}
 	s.broker = b
 	s.secret = s.cfg.Secret
-	switch {
-	case s.secret != nil && len(s.secret) != 32:
-		return fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(s.secret))
-	case s.secret == nil && b.Embedded():
-		s.secret = make([]byte, 32)
-		rand.Read(s.secret)
-	case s.secret == nil:
-		if s.secret, err = b.Secret(ctx); err != nil {
-			return fmt.Errorf("no --secret given and none could be read from Redis: %w", err)
-		}
-		s.log.Warn("no --secret given: using the password-digest key stored in Redis; set --secret (the same on every node) in production")
-	}
+	s.registerRedisMetrics()
 	if err := s.buildPush(ctx, b); err != nil {
 		return err
 	}
@@ -216,6 +258,27 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
 	s.echo.GET(webapp.FaviconPath, echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
+	// What needs Redis before connections are taken: at once when Redis
+	// answers (a misconfiguration then stops New with one clear error),
+	// else in the background.
+	select {
+	case <-b.Connected():
+		if err := s.setupShared(ctx); err != nil && !errors.Is(err, broker.ErrUnavailable) {
+			return err
+		}
+	default:
+	}
+	b.OnResubscribed(func() {
+		select {
+		case s.checkNow <- struct{}{}:
+		default:
+		}
+	})
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		s.watchShared(s.bgCtx)
+	}()
 	return nil
 }
 
@@ -240,6 +303,7 @@ func (s *Server) buildPosts(b *broker.Client) error {
 	}
 	ps.Register(s.echo)
 	s.posts = ps
+	s.index = ps
 	reg := s.m.reg
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_live",
 		Help: "Live posts in this node's index."}, func() float64 { return float64(ps.Stats().Posts) }))
@@ -247,6 +311,15 @@ func (s *Server) buildPosts(b *broker.Client) error {
 		Help: "Connections of this node with a posts subscription."}, func() float64 { return float64(ps.Stats().Subscriptions) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_delivered_total",
 		Help: "Live posts queued to connections of this node."}, func() float64 { return float64(ps.Stats().Delivered) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_index_loaded",
+		Help: "1 once this node has loaded the posts index at start (it is not ready before)."}, func() float64 {
+		if ps.Loaded() {
+			return 1
+		}
+		return 0
+	}))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_index_load_seconds",
+		Help: "How long the first load of the posts index took (0 until done)."}, ps.LoadSeconds))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_posts_skipped_total",
 		Help: "Post broadcasts or stored posts skipped because they did not parse (logged)."}, func() float64 { return float64(ps.Stats().Skipped) }))
 	registerPostsMetrics(reg, ps)
@@ -296,18 +369,31 @@ func (s *Server) MetricsHandler() http.Handler {
 // Handler is the node's HTTP handler (for tests and for Run).
 func (s *Server) Handler() http.Handler { return s.echo }
 
+// ready answers /readyz: whether THIS node can serve (it has started, its
+// posts index is loaded, it is not draining), not whether the Redis that
+// every node shares is up: a Redis outage must not take every node off
+// the load balancer at once (occase_redis_up and the alerts say that).
+// /readyz?deep=1 also checks Redis and the subscriber connection, for
+// operators who want it.
 func (s *Server) ready(c echo.Context) error {
 	s.mu.Lock()
 	draining := s.draining
 	s.mu.Unlock()
-	if draining {
+	switch {
+	case draining:
 		return c.String(http.StatusServiceUnavailable, "draining\n")
+	case !s.started.Load():
+		return c.String(http.StatusServiceUnavailable, "starting: waiting for redis\n")
+	case s.index != nil && !s.index.Loaded():
+		return c.String(http.StatusServiceUnavailable, "loading posts\n")
 	}
-	if err := s.broker.Ping(c.Request().Context()); err != nil {
-		return c.String(http.StatusServiceUnavailable, "redis unreachable\n")
-	}
-	if !s.broker.SubscribeReady() {
-		return c.String(http.StatusServiceUnavailable, "redis subscription not live\n")
+	if c.QueryParam("deep") != "" {
+		if err := s.broker.Ping(c.Request().Context()); err != nil {
+			return c.String(http.StatusServiceUnavailable, "redis unreachable\n")
+		}
+		if !s.broker.SubscribeReady() {
+			return c.String(http.StatusServiceUnavailable, "redis subscription not live\n")
+		}
 	}
 	return c.String(http.StatusOK, "ready\n")
 }
@@ -326,6 +412,12 @@ func (s *Server) serveWS(c echo.Context) error {
 	s.mu.Unlock()
 	if draining {
 		return c.String(http.StatusServiceUnavailable, "draining\n")
+	}
+	if !s.started.Load() {
+		// Until Redis has been reached the password-digest key may be
+		// unknown: nothing a connection asks could be served.
+		c.Response().Header().Set("Retry-After", "1")
+		return c.String(http.StatusServiceUnavailable, "starting: waiting for redis\n")
 	}
 	cw := &corkWriter{ResponseWriter: c.Response()}
 	conn, err := websocket.Accept(cw, r, &websocket.AcceptOptions{
@@ -377,6 +469,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	var g run.Group
 	if s.cfg.AdminAddr != "" {
 		al, err := net.Listen("tcp", s.cfg.AdminAddr)
 		if err != nil {
@@ -386,12 +479,22 @@ func (s *Server) Run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go admin.Serve(al)
-		defer admin.Close()
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}
+		addServer(&g, "admin", admin, al)
 		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
 	}
-	return s.Serve(ctx, l)
+	return s.serve(ctx, l, &g)
+}
+
+// addServer makes hs on l a member of g: a failure to serve stops the
+// node; the node stopping closes hs.
+func addServer(g *run.Group, name string, hs *http.Server, l net.Listener) {
+	g.Add(func() error {
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve %s on %s: %w", name, l.Addr(), err)
+		}
+		return nil
+	}, func(error) { hs.Close() })
 }
 
 // tlsConfig returns the TLS setup, or nil for plain TCP. Only HTTP/1.1 is
@@ -424,6 +527,15 @@ func (s *Server) tlsConfig() (*tls.Config, http.Handler, error) {
 // ready, close every session with 1001 after flushing and handing back what
 // it holds, within the drain timeout.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return s.serve(ctx, l, &run.Group{})
+}
+
+// serve runs the node's long-running members as one group (the listeners,
+// the wait for ctx, and the wait for a misconfiguration found after
+// start): the first to end stops the others, and serve returns its error
+// after the node has drained and closed.
+func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error {
+	defer s.Close()
 	tc, acmeHTTP, err := s.tlsConfig()
 	if err != nil {
 		l.Close()
@@ -438,38 +550,60 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 			l.Close()
 			return fmt.Errorf("listen on %s: %w", s.cfg.ACMEHTTPAddr, err)
 		}
-		hs := &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second}
-		go hs.Serve(hl)
-		defer hs.Close()
+		addServer(g, "ACME HTTP-01", &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}, hl)
 	}
-	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
+	// IdleTimeout closes keep-alive connections that sit idle (a hijacked
+	// WebSocket is no longer the server's and is not affected). No
+	// ReadTimeout: it would stay on a hijacked connection's deadline;
+	// uploads have their own timeout.
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout,
+		ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+	g.Add(func() error {
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	}, func(error) {
+		// Drain: stop accepting and mark not ready; the sessions are
+		// closed by Close once every member has ended.
+		s.log.Info("draining")
+		s.mu.Lock()
+		s.draining = true
+		s.mu.Unlock()
+		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+		defer cancel()
+		hs.Shutdown(dctx)
+		s.spreadCloses()
+	})
+	stop := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		return nil
+	}, func(error) { close(stop) })
+	stopFatal := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case err := <-s.fatal:
+			return err
+		case <-stopFatal:
+			return nil
+		}
+	}, func(error) { close(stopFatal) })
 	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()), zap.Bool("tls", tc != nil))
-	select {
-	case err := <-errc:
-		s.Close()
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	s.log.Info("draining")
-	dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
-	defer cancel()
-	s.mu.Lock()
-	s.draining = true
-	s.mu.Unlock()
-	hs.Shutdown(dctx)
-	s.spreadCloses()
-	s.Close()
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return g.Run()
 }
 
-// Close ends every session (1001, handing back what each holds) and the
-// broker connection.
+// Close ends every session (1001, handing back what each holds), the
+// background work and the broker connection. It may be called more than
+// once, and concurrently: every call returns once the node is closed.
 func (s *Server) Close() {
+	s.closeOnce.Do(s.close)
+}
+
+func (s *Server) close() {
 	s.mu.Lock()
 	s.draining = true
 	all := make([]*session, 0, len(s.sessions))
@@ -509,6 +643,8 @@ func (s *Server) Close() {
 		close(s.stopDog)
 		<-s.dogDone
 	}
+	s.bgStop()
+	s.bg.Wait()
 	if s.broker != nil {
 		s.broker.Close()
 	}
