@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -106,14 +108,18 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // Service registers devices and sends notifications.
 type Service struct {
-	b     *broker.Client
-	cfg   Config
-	log   *zap.Logger
-	m     *metrics
-	vapid *vapid
-	web   *http.Client // Web Push: endpoints are client-given, so only public addresses
-	fcm   *fcmSender
-	apns  *apnsSender
+	b   *broker.Client
+	cfg Config
+	log *zap.Logger
+	m   *metrics
+	// vapid is the VAPID key pair, loaded from the configuration or from
+	// Redis. A node may start while Redis is down: the pair is then read
+	// on first use (keys), and Web Push waits for it.
+	vapid   atomic.Pointer[vapid]
+	vapidMu sync.Mutex
+	web     *http.Client // Web Push: endpoints are client-given, so only public addresses
+	fcm     *fcmSender
+	apns    *apnsSender
 }
 
 // New returns the push service of a node. It loads (or, with no VAPID key
@@ -160,7 +166,9 @@ func New(ctx context.Context, cfg Config, b *broker.Client, reg prometheus.Regis
 		return nil, fmt.Errorf("push: attempts × (send timeout + max backoff) = %v must stay under half the lease (%v)", budget, cfg.Lease)
 	}
 	s := &Service{b: b, cfg: cfg, log: log, m: newMetrics(reg)}
-	if err := s.loadVAPID(ctx); err != nil {
+	if err := s.loadVAPID(ctx); errors.Is(err, broker.ErrUnavailable) {
+		log.Info("the VAPID key pair is read from Redis once it answers")
+	} else if err != nil {
 		return nil, err
 	}
 	s.web = s.httpClient(!cfg.AllowInsecureEndpoints)
@@ -204,8 +212,25 @@ func (s *Service) loadVAPID(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("push: %w", err)
 	}
-	s.vapid = v
+	s.vapid.Store(v)
 	return nil
+}
+
+// keys returns the VAPID key pair, reading it from Redis if that could not
+// be done at start.
+func (s *Service) keys(ctx context.Context) (*vapid, error) {
+	if v := s.vapid.Load(); v != nil {
+		return v, nil
+	}
+	s.vapidMu.Lock()
+	defer s.vapidMu.Unlock()
+	if v := s.vapid.Load(); v != nil {
+		return v, nil
+	}
+	if err := s.loadVAPID(ctx); err != nil {
+		return nil, err
+	}
+	return s.vapid.Load(), nil
 }
 
 // httpClient is a client for the push services; public refuses to connect
@@ -499,19 +524,31 @@ func (s *Service) VAPIDKeyHandler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
+		v, err := s.keys(r.Context())
+		if err != nil {
+			w.Header().Set("Retry-After", "2")
+			http.Error(w, "push keys not available yet", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		if strings.Contains(r.Header.Get("Accept"), "application/json") {
 			w.Header().Set("Content-Type", "application/json")
-			w.Write([]byte(`{"key":"` + s.vapid.public + `"}`))
+			w.Write([]byte(`{"key":"` + v.public + `"}`))
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Write([]byte(s.vapid.public))
+		w.Write([]byte(v.public))
 	})
 }
 
 // VAPIDPublicKey is the application server key, base64url.
-func (s *Service) VAPIDPublicKey() string { return s.vapid.public }
+// It is "" while the pair could not be read from Redis yet.
+func (s *Service) VAPIDPublicKey() string {
+	if v, err := s.keys(context.Background()); err == nil {
+		return v.public
+	}
+	return ""
+}
 
 // metrics of the push service.
 type metrics struct {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/logs"
 	"go.uber.org/zap"
 )
 
@@ -47,7 +48,7 @@ func (s *Service) tick(ctx context.Context, sem chan struct{}, wg *sync.WaitGrou
 		}
 		ps, err := s.claim(ctx, free)
 		if err != nil {
-			s.log.Warn("claiming due push notifications failed", zap.Error(err))
+			s.log.Warn("claiming due push notifications failed", logs.Repeated(logs.RepeatEvery), zap.Error(err))
 		}
 		if len(ps) == 0 {
 			return
@@ -316,7 +317,11 @@ func (w webPushProvider) push(ctx context.Context, d *device, p *payload) result
 	if err != nil {
 		return result{out: outcomeGone}
 	}
-	authz, err := w.s.vapid.authorization(d.Endpoint, w.s.cfg.Clock())
+	v, err := w.s.keys(ctx)
+	if err != nil {
+		return result{out: outcomeRetry} // Redis is down: the claim's lease brings it back
+	}
+	authz, err := v.authorization(d.Endpoint, w.s.cfg.Clock())
 	if err != nil {
 		return result{out: outcomeGone}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/occase/occase/broker"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -41,6 +42,7 @@ func (s *Server) tracked() int {
 func TestDrainSpreadsCloses(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Role = "db"
+	cfg.Redis.Addrs = []string{broker.Embedded}
 	s, err := New(context.Background(), cfg, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
