@@ -183,9 +183,16 @@ func (ss *session) becomeUser() bool {
 	return true
 }
 
+// startMailbox starts delivering the user's queue, unless the session
+// began leaving meanwhile (its shutdown then finds no mailbox to close, so
+// none may be started after it looked).
 func (ss *session) startMailbox() {
-	m := ss.srv.chat.Mailbox(ss.user, ss)
 	ss.mboxMu.Lock()
+	if ss.status() >= statusLeaving {
+		ss.mboxMu.Unlock()
+		return
+	}
+	m := ss.srv.chat.Mailbox(ss.user, ss)
 	ss.mbox = m
 	ss.mboxMu.Unlock()
 	m.Poke()
