@@ -14,8 +14,11 @@ type Filter struct {
 	Features uint64  // any_of_features; 0 = any
 	Ranges   []int64 // min0,max0,min1,max1...
 	After    uint64  // last_post_id: only ids above it
-	// Deletions asks for post_deleted frames (PROTOCOL.md 1.1 section 4).
+	// Deletions asks for post_deleted frames (PROTOCOL.md 1.1 section 4),
+	// and for the new versions of edited posts.
 	Deletions bool
+	// Search is the text query of an HTTP read; nil: none.
+	Search *Search
 }
 
 // Match tells whether p passes every filter of PROTOCOL.md section 4: product

@@ -90,7 +90,7 @@ func (s *Service) getPost(c echo.Context) error {
 	s.mu.RLock()
 	p, ok := s.x.byID[id]
 	var js []byte
-	if ok && p.Date > cutoff {
+	if ok && !p.expired(cutoff) {
 		js = p.JSON
 	}
 	s.mu.RUnlock()

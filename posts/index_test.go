@@ -11,7 +11,7 @@ import (
 func naive(x *index, f *Filter, cutoff int64, desc bool) []uint64 {
 	var out []uint64
 	for _, p := range x.all.ps {
-		if p.alive() && p.Date > cutoff && f.matchProd(p) && f.matchRest(p) {
+		if p.alive() && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) {
 			out = append(out, p.ID)
 		}
 	}

@@ -380,7 +380,7 @@ func (s *Service) reload(ctx context.Context) error {
 	s.x.tidy()
 	fresh := make([]*Post, 0)
 	for id, p := range seen {
-		if _, ok := s.x.byID[id]; ok || p.Date <= cutoff {
+		if _, ok := s.x.byID[id]; ok || p.expired(cutoff) {
 			continue
 		}
 		if _, ok := s.tomb[id]; ok {
@@ -445,7 +445,7 @@ func (s *Service) apply(payload string) {
 		cutoff := s.cutoff()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, gone := s.tomb[p.ID]; gone || p.Date <= cutoff || !s.admit(p) {
+		if _, gone := s.tomb[p.ID]; gone || p.expired(cutoff) || !s.admit(p) {
 			return
 		}
 		// The publisher's own connection gets its echo from Publish, right
@@ -557,6 +557,7 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
 	}
 	p.ID = id
+	p.words = bodyWords(d.body)
 	p.JSON = make([]byte, 0, len(members)+32)
 	p.JSON = append(p.JSON, `{"id":`...)
 	p.JSON = strconv.AppendUint(p.JSON, id, 10)
@@ -727,7 +728,7 @@ func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) erro
 	} else if d > 0 {
 		sb := sub{f: f, floor: floor}
 		for g := gen + 1; g <= s.x.gen; g++ {
-			if p := s.x.recent[g%uint64(len(s.x.recent))]; p.alive() && p.Date > cutoff && sb.match(p) {
+			if p := s.x.recent[g%uint64(len(s.x.recent))]; p.alive() && !p.expired(cutoff) && sb.match(p) {
 				late = append(late, p)
 			}
 		}
