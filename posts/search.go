@@ -3,6 +3,7 @@ package posts
 import (
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -290,4 +291,89 @@ func (x *index) drivers(f *Filter) []*plist {
 		}
 	}
 	return ls
+}
+
+// priceKey orders posts by price (range_values[0], the demo menu's and the
+// web app's convention): posts with a price first, by price, ties newest
+// first; posts without one last, newest first.
+type priceKey struct {
+	has   bool
+	price int64
+	id    uint64
+}
+
+func keyOf(p *Post) priceKey {
+	if len(p.Ranges) == 0 {
+		return priceKey{id: p.ID}
+	}
+	return priceKey{has: true, price: p.Ranges[0], id: p.ID}
+}
+
+// before tells whether a comes before b in price order (desc: dearest
+// first).
+func (a priceKey) before(b priceKey, desc bool) bool {
+	if a.has != b.has {
+		return a.has
+	}
+	if a.has && a.price != b.price {
+		return a.price < b.price != desc
+	}
+	return a.id > b.id
+}
+
+// String is the cursor form: "<price>:<id>", or ":<id>" without a price.
+func (a priceKey) String() string {
+	s := ""
+	if a.has {
+		s = strconv.FormatInt(a.price, 10)
+	}
+	return s + ":" + strconv.FormatUint(a.id, 10)
+}
+
+func parsePriceKey(v string) (priceKey, error) {
+	bad := wire.Errorf(wire.BadRequest, `before must be a cursor "<price>:<id>" of a price sort`)
+	p, id, ok := strings.Cut(v, ":")
+	if !ok {
+		return priceKey{}, bad
+	}
+	k := priceKey{}
+	var err error
+	if k.id, err = strconv.ParseUint(id, 10, 64); err != nil {
+		return priceKey{}, bad
+	}
+	if p != "" {
+		k.has = true
+		if k.price, err = strconv.ParseInt(p, 10, 64); err != nil {
+			return priceKey{}, bad
+		}
+	}
+	return k, nil
+}
+
+// byPrice returns up to limit posts matching f in price order after
+// cursor (nil: from the start), and whether more follow. The order is
+// exact among the newest posts a read of at most maxScan examined; capped
+// tells that the read stopped there, so older matches are left out.
+func (x *index) byPrice(f *Filter, cutoff int64, maxScan, limit int, desc bool, cursor *priceKey) (ps []*Post, more, capped bool) {
+	r := x.scan(f, cutoff, read{limit: maxScan + 1, maxScan: maxScan, desc: true})
+	cand := r.posts[:0:0]
+	for _, p := range r.posts {
+		if cursor == nil || cursor.before(keyOf(p), desc) {
+			cand = append(cand, p)
+		}
+	}
+	slices.SortFunc(cand, func(a, b *Post) int {
+		ka, kb := keyOf(a), keyOf(b)
+		switch {
+		case ka.before(kb, desc):
+			return -1
+		case kb.before(ka, desc):
+			return 1
+		}
+		return 0
+	})
+	if len(cand) > limit {
+		return cand[:limit], true, r.next != 0
+	}
+	return cand, false, r.next != 0
 }

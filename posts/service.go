@@ -112,6 +112,14 @@ type Config struct {
 	// PostsPerAddress is the publishes allowed per client address
 	// (Conn.Client) per UTC day; default 50; negative: no limit.
 	PostsPerAddress int
+	// EditRate is the update, set_status and renew commands allowed per
+	// second per user, with bursts of EditBurst; defaults 0.1 (one per 10
+	// s) and 10. Negative: no limit.
+	EditRate  float64
+	EditBurst int
+	// RenewWindow is how long before its expiry a post may be renewed;
+	// default 7 days.
+	RenewWindow time.Duration
 	// ClientKey gives the client address key of an HTTP request (roles
 	// trusts its proxies and groups IPv6 by prefix); default echo's RealIP
 	// when the router has an IPExtractor, else the peer's address.
@@ -199,6 +207,15 @@ func (c *Config) defaults() error {
 	if c.PostsPerAddress == 0 {
 		c.PostsPerAddress = 50
 	}
+	if c.EditRate == 0 {
+		c.EditRate = 0.1
+	}
+	if c.EditBurst <= 0 {
+		c.EditBurst = 10
+	}
+	if c.RenewWindow <= 0 {
+		c.RenewWindow = 7 * 24 * time.Hour
+	}
 	c.Limits.defaults()
 	return nil
 }
@@ -223,6 +240,7 @@ type Service struct {
 
 	readLimit *keyed // per client address, HTTP reads
 	subLimit  *keyed // per user, subscribes
+	editLimit *keyed // per user, update, set_status and renew
 
 	delivered    atomic.Uint64 // live post frames queued to connections
 	skipped      atomic.Uint64 // broadcasts and stored posts that did not parse
@@ -254,6 +272,7 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 		// 100,000 keys: a few MB at most, far more than the clients of one node.
 		readLimit: newKeyed(cfg.ReadRate, cfg.ReadBurst, 100_000),
 		subLimit:  newKeyed(cfg.SubscribeRate, cfg.SubscribeBurst, 100_000),
+		editLimit: newKeyed(cfg.EditRate, cfg.EditBurst, 100_000),
 	}
 	if cfg.Menu != nil {
 		var err error
@@ -471,6 +490,16 @@ func (s *Service) apply(payload string) {
 			delete(s.tomb, id)
 		}
 		s.x.tidy()
+	case `"upd"`:
+		p, err := parseStored(postRaw, s.cfg.LocationDepth, s.cfg.ProductDepth)
+		if err != nil {
+			s.log.Warn("skipped a broadcast change that does not parse", zap.Error(err), zap.Int("bytes", len(payload)))
+			s.skipped.Add(1)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.applyChange(p)
 	default:
 		s.log.Warn("skipped a posts broadcast of unknown kind", zap.ByteString("op", clipBytes(op)))
 		s.skipped.Add(1)
@@ -810,11 +839,18 @@ type Stats struct {
 	RefusedAddress    uint64 // publishes refused quota_exceeded by the per-address budget
 	Evicted           uint64 // posts this node dropped from its index at its bound
 	DeletedSent       uint64 // post_deleted frames queued to connections
+
+	Changed      uint64 // update, set_status and renew done through this node
+	EditsLimited uint64 // update, set_status and renew refused rate_limited by EditRate
+	RenewEarly   uint64 // renew refused rate_limited: before the renewal window
+	ChangesSent  uint64 // frames queued to connections for changed posts (new versions, post_deleted)
 }
 
 // counters are the refusal and guard counts behind Stats.
 type counters struct {
 	readLimited, subLimited, scanCapped, full, addressQuota, evicted, deletedSent atomic.Uint64
+
+	changed, editLimited, renewEarly, changesSent atomic.Uint64
 }
 
 // Stats returns the current figures.
@@ -826,7 +862,9 @@ func (s *Service) Stats() Stats {
 		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(),
 		ReadsLimited: k.readLimited.Load(), SubscribesLimited: k.subLimited.Load(),
 		ScansCapped: k.scanCapped.Load(), RefusedFull: k.full.Load(),
-		RefusedAddress: k.addressQuota.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load()}
+		RefusedAddress: k.addressQuota.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load(),
+		Changed: k.changed.Load(), EditsLimited: k.editLimited.Load(), RenewEarly: k.renewEarly.Load(),
+		ChangesSent: k.changesSent.Load()}
 }
 
 // Leave drops the subscription of a closed connection.

@@ -39,6 +39,7 @@ type metrics struct {
 var knownCmds = map[string]bool{
 	"register": true, "login": true, "message": true, "presence": true, "subscribe": true,
 	"publish": true, "delete": true, "filenames": true,
+	"update": true, "set_status": true, "renew": true,
 }
 
 func cmdLabel(cmd string) string {
