@@ -433,11 +433,16 @@ if not k then return {-2} end
 local head = string.sub(old, 1, i - 1)
 local tail = string.sub(old, i, k)
 local extras = string.sub(old, k + 1, -2)
-local date = tonumber(string.match(head, ',"date":(%-?%d+)$'))
+local function num(s, pat)
+  local v = string.match(s, pat)
+  if v then return tonumber(v) end
+  return nil
+end
+local date = num(head, ',"date":(%-?%d+)$')
 if not date then return {-2} end
 local status = string.match(extras, ',"status":"(%a+)"')
-local renewed = tonumber(string.match(extras, ',"renewed":(%d+)'))
-local edited = tonumber(string.match(extras, ',"edited":(%d+)'))
+local renewed = num(extras, ',"renewed":(%d+)')
+local edited = num(extras, ',"edited":(%d+)')
 local kind = ARGV[4]
 local now = tonumber(ARGV[5])
 if kind == 'update' then

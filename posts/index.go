@@ -264,9 +264,10 @@ type read struct {
 // candidate; otherwise the read stopped at maxScan and next is the cursor
 // to continue from (ids below it when desc, above it when not).
 type readResult struct {
-	posts []*Post
-	n     int
-	next  uint64
+	posts   []*Post
+	n       int
+	next    uint64
+	scanned int // list entries examined (the read's cost)
 }
 
 // scan walks the posts matching f and dated after cutoff in id order from
@@ -299,7 +300,6 @@ func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 		h.cs = append(h.cs, cursor{l.ps, i})
 	}
 	heap.Init(h)
-	scanned := 0
 	// A post may be met more than once: on the lists of two words of a
 	// prefix, or as the dead and the live version of an edited post. seen
 	// holds the posts met at the current id.
@@ -307,13 +307,13 @@ func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 	for h.Len() > 0 {
 		// Never stop between two entries of one id: the cursor would
 		// skip the second.
-		if r.maxScan >= 0 && scanned >= r.maxScan && h.top() != h.lastID {
+		if r.maxScan >= 0 && res.scanned >= r.maxScan && h.top() != h.lastID {
 			res.next = h.lastID
 			return res
 		}
 		atID := h.lastID
 		p := h.next()
-		scanned++
+		res.scanned++
 		if p.ID != atID {
 			seen = seen[:0]
 		} else if slices.Contains(seen, p) {
