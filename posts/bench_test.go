@@ -2,7 +2,9 @@ package posts
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
@@ -69,38 +71,65 @@ func BenchmarkMatch(b *testing.B) {
 }
 
 // BenchmarkIndexMemory reports the heap a node spends per stored post
-// (index structures plus the post's JSON), for 100,000 posts with a
-// 300-byte body over 1,000 products:
+// (index structures, the word index, plus the post's JSON), for 100,000
+// posts with a 300-byte body over 1,000 products: "opaque" is a body of one
+// long word, "text" a JSON object whose title and description hold 45 words
+// drawn from a vocabulary of 20,000 (the word index's cost):
 //
 //	go test -run '^$' -bench BenchmarkIndexMemory -benchtime 1x ./posts/
 func BenchmarkIndexMemory(b *testing.B) {
 	const n = 100_000
-	lim := Limits{}
-	lim.defaults()
-	body := `"` + strings.Repeat("x", 298) + `"`
-	var jsonBytes int
-	for b.Loop() {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		x := newIndex()
-		jsonBytes = 0
-		for i := 0; i < n; i++ {
-			d := &draft{body: []byte(body), loc: []uint64{uint64(i % 3), 1, 2}, prod: []uint64{uint64(i % 10), uint64(i % 100), 3},
-				features: 1, ranges: []int64{27000, 2016, 150000}}
-			js := `{"id":` + fmt.Sprint(i+1) + `,` + string(d.members("12345", 1570970000)) + `}`
-			p, err := parseStored([]byte(js), 3, 3)
-			if err != nil {
-				b.Fatal(err)
-			}
-			jsonBytes += len(js)
-			x.insert(p)
+	opaque := func(int) string { return `"` + strings.Repeat("x", 298) + `"` }
+	r := rand.New(rand.NewPCG(1, 1))
+	word := func() string { return fmt.Sprintf("w%xz", r.IntN(20_000)*2654435761%(1<<24)) }
+	text := func(int) string {
+		var t, d []string
+		for i := 0; i < 5; i++ {
+			t = append(t, word())
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/post")
-		b.ReportMetric(float64(jsonBytes)/n, "json-B/post")
-		runtime.KeepAlive(x)
+		for i := 0; i < 40; i++ {
+			d = append(d, word())
+		}
+		inner, _ := json.Marshal(map[string]string{"title": strings.Join(t, " "), "description": strings.Join(d, " ")})
+		body, _ := json.Marshal(string(inner))
+		return string(body)
+	}
+	for _, tc := range []struct {
+		name string
+		body func(int) string
+	}{{"opaque", opaque}, {"text", text}} {
+		b.Run(tc.name, func(b *testing.B) {
+			bodies := make([]string, n)
+			for i := range bodies {
+				bodies[i] = tc.body(i)
+			}
+			var jsonBytes, words int
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				x := newIndex()
+				jsonBytes, words = 0, 0
+				for i := 0; i < n; i++ {
+					d := &draft{body: []byte(bodies[i]), loc: []uint64{uint64(i % 3), 1, 2}, prod: []uint64{uint64(i % 10), uint64(i % 100), 3},
+						features: 1, ranges: []int64{27000, 2016, 150000}}
+					js := `{"id":` + fmt.Sprint(i+1) + `,` + string(d.members("12345", 1570970000)) + `}`
+					p, err := parseStored([]byte(js), 3, 3)
+					if err != nil {
+						b.Fatal(err)
+					}
+					jsonBytes += len(js)
+					words += len(p.words)
+					x.insert(p)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/post")
+				b.ReportMetric(float64(jsonBytes)/n, "json-B/post")
+				b.ReportMetric(float64(words)/n, "words/post")
+				runtime.KeepAlive(x)
+			}
+		})
 	}
 }
 

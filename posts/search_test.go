@@ -304,3 +304,103 @@ func TestHTTPSearch(t *testing.T) {
 		}
 	})
 }
+
+// sort=price_asc|price_desc pages through every match in price order (no
+// price last, ties newest first) when the matches fit in max-scan, and says
+// "partial" when they do not.
+func TestHTTPSortByPrice(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		clk := newClock()
+		n := startNode(t, b.Options, Config{Clock: clk.Now, QuotaN: 100, MaxScan: 40})
+		srv := serve(t, n)
+		pub := newConn("7")
+		r := rand.New(rand.NewPCG(3, 4))
+		type post struct {
+			id    uint64
+			price int64
+			has   bool
+		}
+		var ps []post
+		for i := 0; i < 30; i++ {
+			price := int64(r.IntN(10)*100 - 200)
+			ranges := fmt.Sprint(price)
+			if i%7 == 0 {
+				ranges = ""
+			}
+			id := n.publish(t, pub, publishFrame("[0,1,2]", "[0,3,7]", 1<<(i%2), ranges))
+			ps = append(ps, post{id, price, ranges != ""})
+		}
+		walk := func(query string) ([]uint64, bool) {
+			var got []uint64
+			partial := false
+			cursor := ""
+			for pages := 0; pages < 50; pages++ {
+				code, _, body := get(t, srv.URL+"/api/posts?limit=4&"+query+cursor)
+				if code != http.StatusOK {
+					t.Fatalf("%s: %d %s", query, code, body)
+				}
+				var p struct {
+					page
+					Partial bool
+				}
+				if err := json.Unmarshal([]byte(body), &p); err != nil {
+					t.Fatal(err)
+				}
+				partial = partial || p.Partial
+				for _, it := range p.Posts {
+					got = append(got, it.ID)
+				}
+				if p.Next == "" {
+					return got, partial
+				}
+				cursor = "&before=" + url.QueryEscape(p.Next)
+			}
+			t.Fatal("no end")
+			return nil, false
+		}
+		for _, desc := range []bool{false, true} {
+			want := slices.Clone(ps)
+			slices.SortFunc(want, func(a, b post) int {
+				switch {
+				case a.has != b.has:
+					if a.has {
+						return -1
+					}
+					return 1
+				case a.has && a.price != b.price:
+					if (a.price < b.price) != desc {
+						return -1
+					}
+					return 1
+				case a.id > b.id:
+					return -1
+				}
+				return 1
+			})
+			var wantIDs []uint64
+			for _, p := range want {
+				wantIDs = append(wantIDs, p.id)
+			}
+			sort := map[bool]string{false: "price_asc", true: "price_desc"}[desc]
+			got, partial := walk("sort=" + sort)
+			if !slices.Equal(got, wantIDs) || partial {
+				t.Fatalf("%s: partial %v\n got %v\nwant %v", sort, partial, got, wantIDs)
+			}
+		}
+		if got, _ := walk("sort=date"); len(got) != 30 || got[0] != ps[29].id {
+			t.Fatalf("sort=date: %v", got)
+		}
+		// More matches than max-scan: the order covers the newest 40.
+		for i := 0; i < 20; i++ {
+			n.publish(t, pub, publishFrame("[0,1,2]", "[0,3,7]", 1, "5"))
+		}
+		if got, partial := walk("sort=price_asc"); len(got) != 40 || !partial {
+			t.Fatalf("past max-scan: %d posts, partial %v", len(got), partial)
+		}
+		for _, bad := range []string{"sort=price", "sort=price_asc&before=12", "sort=price_asc&before=x:1"} {
+			if code, _, _ := get(t, srv.URL+"/api/posts?"+bad); code != http.StatusBadRequest {
+				t.Fatalf("%s: %d", bad, code)
+			}
+		}
+	})
+}
