@@ -26,7 +26,7 @@ func (c *countConn) Client() string               { return "127.0.0.1" }
 // matchSetup builds 100,000 subscriptions spread over 1,000 product
 // channels (two products each; half also filter on one of 10 locations).
 func matchSetup() (*index, []*sub, *Post) {
-	x := newIndex()
+	x := newIndex(0)
 	var all []*sub
 	for i := 0; i < 100_000; i++ {
 		f := &Filter{Prods: normalise([]uint64{uint64(i % 1000), uint64((i*7 + 3) % 1000)})}
@@ -108,7 +108,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 				runtime.GC()
 				var before, after runtime.MemStats
 				runtime.ReadMemStats(&before)
-				x := newIndex()
+				x := newIndex(0)
 				jsonBytes, words = 0, 0
 				for i := 0; i < n; i++ {
 					d := &draft{body: []byte(bodies[i]), loc: []uint64{uint64(i % 3), 1, 2}, prod: []uint64{uint64(i % 10), uint64(i % 100), 3},
@@ -176,7 +176,7 @@ func BenchmarkPublishToDelivery(b *testing.B) {
 // locations, the size at which issue 10.5 measured 19 ms per no-match GET
 // /api/posts.
 func readSetup() *index {
-	x := newIndex()
+	x := newIndex(0)
 	for i := 1; i <= 200_000; i++ {
 		x.insert(&Post{ID: uint64(i), Date: 100, Prod: uint64(i % 1000), Loc: uint64(i % 10),
 			Features: 1, Ranges: []int64{int64(i % 5000)}, JSON: []byte("{}")})

@@ -51,6 +51,10 @@ type index struct {
 	// prefix queries.
 	words   map[string]*wlist
 	buckets map[string][]string
+	// maxVocab bounds len(words) (0: no bound); wordsDropped counts the
+	// words of posts left unindexed at that bound.
+	maxVocab     int
+	wordsDropped uint64
 }
 
 // plist is one id-ordered list of posts and how many of them are alive.
@@ -77,8 +81,8 @@ func (s *sub) match(p *Post) bool {
 	return p.ID > s.floor && s.f.matchProd(p) && s.f.matchRest(p)
 }
 
-func newIndex() *index {
-	return &index{byID: map[uint64]*Post{}, byProd: map[uint64]*plist{},
+func newIndex(maxVocab int) *index {
+	return &index{maxVocab: maxVocab, byID: map[uint64]*Post{}, byProd: map[uint64]*plist{},
 		byLoc: map[uint64]*plist{}, byPair: map[pair]*plist{},
 		subs: map[Conn]*sub{}, prodSubs: map[uint64][]*sub{},
 		words: map[string]*wlist{}, buckets: map[string][]string{}}

@@ -195,11 +195,18 @@ func bucketKey(w string) string {
 }
 
 // addWords puts p on the list of each of its words and makes p.words share
-// the index's copy of each word.
+// the index's copy of each word. When the vocabulary holds maxVocab words,
+// a word new to it is not indexed (dropped from p.words, counted): an
+// adversary's bodies of random words cannot grow it without bound.
 func (x *index) addWords(p *Post) {
-	for i, w := range p.words {
+	kept := p.words[:0]
+	for _, w := range p.words {
 		l := x.words[w]
 		if l == nil {
+			if x.maxVocab > 0 && len(x.words) >= x.maxVocab {
+				x.wordsDropped++
+				continue
+			}
 			l = &wlist{w: w}
 			x.words[w] = l
 			k := bucketKey(w)
@@ -207,9 +214,10 @@ func (x *index) addWords(p *Post) {
 			j, _ := slices.BinarySearch(b, w)
 			x.buckets[k] = slices.Insert(b, j, w)
 		}
-		p.words[i] = l.w
+		kept = append(kept, l.w)
 		l.add(p)
 	}
+	p.words = kept
 }
 
 func (x *index) removeWords(p *Post) {

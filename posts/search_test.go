@@ -115,7 +115,7 @@ func (p *Post) bodyRaw() []byte {
 // with the cursor at a small max-scan.
 func TestSearchMatchesBruteForce(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	x := newIndex()
+	x := newIndex(0)
 	const n = 1500
 	for id := uint64(1); id <= n; id++ {
 		x.insert(randomPost(r, id))
@@ -185,7 +185,7 @@ func h(a, b, c uint64) uint64 { return a<<42 | b<<21 | c }
 // A search costs what its rarest word costs: a word on no post costs
 // nothing, and a common word stops at max-scan with a cursor.
 func TestSearchBounded(t *testing.T) {
-	x := newIndex()
+	x := newIndex(0)
 	body := func(s string) []byte { b, _ := json.Marshal(`{"title":"` + s + `"}`); return b }
 	for id := uint64(1); id <= 5000; id++ {
 		d := &draft{body: body("common words here"), loc: []uint64{0, 0, 0}, prod: []uint64{0, 0, 0}, features: 1}
@@ -403,4 +403,36 @@ func TestHTTPSortByPrice(t *testing.T) {
 			}
 		}
 	})
+}
+
+// The vocabulary is bounded: words new to a full index are not indexed,
+// and counted; the posts' other words still are.
+func TestSearchVocabularyBound(t *testing.T) {
+	x := newIndex(4)
+	for id := uint64(1); id <= 3; id++ {
+		body, _ := json.Marshal(fmt.Sprintf(`{"title":"golf word%d other%d"}`, id, id))
+		p, err := parseStored([]byte(fmt.Sprintf(`{"id":%d,"from":"u","body":%s,"to":[[[0]],[[0]]],"features":0,"date":5,"range_values":[]}`, id, body)), 3, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x.insert(p)
+	}
+	if len(x.words) != 4 || x.wordsDropped != 3 {
+		t.Fatalf("%d words, %d dropped", len(x.words), x.wordsDropped)
+	}
+	find := func(q string) int {
+		s, _ := parseSearch(q)
+		return len(x.scan(&Filter{Search: s}, 0, read{limit: 10, maxScan: -1, desc: true}).posts)
+	}
+	if find("golf") != 3 || find("word1 ") != 1 || find("word3 ") != 0 {
+		t.Fatalf("golf %d, word1 %d, word3 %d", find("golf"), find("word1 "), find("word3 "))
+	}
+	// Deleting the posts frees the vocabulary for new words.
+	for id := uint64(1); id <= 3; id++ {
+		x.remove(id)
+	}
+	x.compact()
+	if len(x.words) != 0 || len(x.buckets) != 0 {
+		t.Fatalf("after compaction: %d words, %d buckets", len(x.words), len(x.buckets))
+	}
 }

@@ -120,6 +120,10 @@ type Config struct {
 	// RenewWindow is how long before its expiry a post may be renewed;
 	// default 7 days.
 	RenewWindow time.Duration
+	// MaxWords bounds the distinct words of a node's search index;
+	// default 2,000,000 (about 300 MB). Words new to a full index are not
+	// indexed (the post is not found by them). Negative: no bound.
+	MaxWords int
 	// ClientKey gives the client address key of an HTTP request (roles
 	// trusts its proxies and groups IPv6 by prefix); default echo's RealIP
 	// when the router has an IPExtractor, else the peer's address.
@@ -216,6 +220,9 @@ func (c *Config) defaults() error {
 	if c.RenewWindow <= 0 {
 		c.RenewWindow = 7 * 24 * time.Hour
 	}
+	if c.MaxWords == 0 {
+		c.MaxWords = 2_000_000
+	}
 	c.Limits.defaults()
 	return nil
 }
@@ -264,7 +271,7 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, b: b, log: log,
 		quota:   broker.Quota{N: cfg.QuotaN, PeriodMs: cfg.QuotaPeriod.Milliseconds()},
 		node:    hex.EncodeToString(r[:]) + ":",
-		x:       newIndex(),
+		x:       newIndex(max(cfg.MaxWords, 0)),
 		pending: map[string]Conn{},
 		tomb:    map[uint64]int64{},
 		in:      inbox{sig: make(chan struct{}, 1)},
@@ -844,6 +851,8 @@ type Stats struct {
 	EditsLimited uint64 // update, set_status and renew refused rate_limited by EditRate
 	RenewEarly   uint64 // renew refused rate_limited: before the renewal window
 	ChangesSent  uint64 // frames queued to connections for changed posts (new versions, post_deleted)
+	Words        int    // distinct words in this node's search index
+	WordsDropped uint64 // words of posts left unindexed at MaxWords
 }
 
 // counters are the refusal and guard counts behind Stats.
@@ -864,7 +873,7 @@ func (s *Service) Stats() Stats {
 		ScansCapped: k.scanCapped.Load(), RefusedFull: k.full.Load(),
 		RefusedAddress: k.addressQuota.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load(),
 		Changed: k.changed.Load(), EditsLimited: k.editLimited.Load(), RenewEarly: k.renewEarly.Load(),
-		ChangesSent: k.changesSent.Load()}
+		ChangesSent: k.changesSent.Load(), Words: len(s.x.words), WordsDropped: s.x.wordsDropped}
 }
 
 // Leave drops the subscription of a closed connection.

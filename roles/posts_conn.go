@@ -36,6 +36,10 @@ func registerPostsMetrics(reg prometheus.Registerer, ps *posts.Service) {
 		func(s posts.Stats) uint64 { return s.EditsLimited })
 	counter("occase_posts_renew_early_total", "renew refused rate_limited: before the renewal window.",
 		func(s posts.Stats) uint64 { return s.RenewEarly })
+	counter("occase_posts_words_dropped_total", "Words of posts left out of this node's search index at its vocabulary bound.",
+		func(s posts.Stats) uint64 { return s.WordsDropped })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_search_words",
+		Help: "Distinct words in this node's search index."}, func() float64 { return float64(ps.Stats().Words) }))
 	counter("occase_posts_changes_sent_total", "Frames queued to connections of this node for changed posts (new versions, post_deleted).",
 		func(s posts.Stats) uint64 { return s.ChangesSent })
 }
