@@ -240,3 +240,31 @@ func TestEditRateLimited(t *testing.T) {
 		}
 	})
 }
+
+// An update cannot bring the posts past --max-post-bytes (checked in the
+// script, like a publish), and a post stored in another format is refused,
+// unchanged.
+func TestUpdateBounds(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		clk := newClock()
+		n := startNode(t, b.Options, Config{Clock: clk.Now, MaxPostBytes: 400})
+		ctx := context.Background()
+		seller := newConn("7")
+		id := n.publish(t, seller, publishFrame("[0,1,2]", "[0,3,7]", 1, ""))
+		up := func(body string) error {
+			return n.Update(ctx, seller, req(t, fmt.Sprintf(`{"cmd":"update","id":%d,"items":[{"body":%q,"to":[[[0,1,2]],[[0,3,7]]]}]}`, id, body)))
+		}
+		if err := up(strings.Repeat("x", 300)); reason(err) != wire.PostsFull {
+			t.Fatalf("an update past the byte budget: %v", err)
+		}
+		if err := up("short"); err != nil {
+			t.Fatalf("an update within it: %v", err)
+		}
+		if err := n.b.RawStorePost(ctx, id, `{"id":1,"from":"7","note":"foreign"}`, clk.Now().Unix()); err != nil {
+			t.Fatal(err)
+		}
+		if err := up("again"); reason(err) != wire.BadRequest {
+			t.Fatalf("an update of a foreign post: %v", err)
+		}
+	})
+}
