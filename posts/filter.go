@@ -19,6 +19,9 @@ type Filter struct {
 	Deletions bool
 	// Search is the text query of an HTTP read; nil: none.
 	Search *Search
+	// Status keeps, in an HTTP read, only the posts of these statuses
+	// (statusAvailable, statusSold, statusReserved bits); 0: any.
+	Status uint8
 }
 
 // Match tells whether p passes every filter of PROTOCOL.md section 4: product

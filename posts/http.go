@@ -102,7 +102,8 @@ func (s *Service) getPost(c echo.Context) error {
 
 // listPosts answers GET /api/posts. Query parameters (all optional):
 // location, product (hash lists, comma-separated or repeated), features
-// (any_of_features), ranges (min,max pairs), q (text search), sort (date,
+// (any_of_features), ranges (min,max pairs), status (available, sold,
+// reserved; comma-separated), q (text search), sort (date,
 // price_asc, price_desc), before (cursor: only ids below it; for a price
 // sort, the "<price>:<id>" of the last post seen), limit, and count (any
 // non-empty value but 0/false: answer only the number of matches; sort
@@ -121,6 +122,18 @@ func (s *Service) listPosts(c echo.Context) error {
 	}
 	if err == nil {
 		f.Search, err = parseSearch(q.Get("q"))
+	}
+	for _, v := range q["status"] {
+		for _, st := range strings.Split(v, ",") {
+			if st == "" {
+				continue
+			}
+			b := statusBit(st)
+			if b == 0 && err == nil {
+				err = wire.Errorf(wire.BadRequest, "status must hold available, sold or reserved")
+			}
+			f.Status |= b
+		}
 	}
 	sort := q.Get("sort")
 	var before uint64

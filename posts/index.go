@@ -325,7 +325,7 @@ func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 		}
 		seen = append(seen, p)
 		if !p.alive() || p.expired(cutoff) || !f.matchProd(p) || !f.matchRest(p) ||
-			f.Search != nil && !f.Search.match(p) {
+			f.Search != nil && !f.Search.match(p) || f.Status != 0 && f.Status&p.status == 0 {
 			continue
 		}
 		res.n++
@@ -344,7 +344,7 @@ func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 // filter of channels only is answered from the lists' sizes without a walk.
 func (x *index) count(f *Filter, cutoff int64, before uint64, maxScan int) readResult {
 	ls, exact := x.lists(f)
-	if !exact || before != 0 || f.Features != 0 || len(f.Ranges) > 0 || f.Search != nil {
+	if !exact || before != 0 || f.Features != 0 || len(f.Ranges) > 0 || f.Search != nil || f.Status != 0 {
 		return x.scan(f, cutoff, read{maxScan: maxScan, desc: true, from: before})
 	}
 	var res readResult

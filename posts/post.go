@@ -24,6 +24,27 @@ type Post struct {
 	Renewed int64
 	// words are the post's indexed words, sorted (search.go).
 	words []string
+	// status is the post's "status" member as a bit: statusAvailable
+	// (none), statusSold or statusReserved.
+	status uint8
+}
+
+const (
+	statusAvailable uint8 = 1 << iota
+	statusSold
+	statusReserved
+)
+
+func statusBit(s string) uint8 {
+	switch s {
+	case "available":
+		return statusAvailable
+	case "sold":
+		return statusSold
+	case "reserved":
+		return statusReserved
+	}
+	return 0
 }
 
 // expired tells whether p's expiry clock (its date, or its last renewal)
@@ -349,7 +370,7 @@ func parseStored(js []byte, locDepth, prodDepth int) (*Post, error) {
 	if err := wire.Scan(js, func(f wire.Field) { fields = append(fields, f) }); err != nil {
 		return nil, errors.New("not a JSON object")
 	}
-	p := &Post{JSON: js}
+	p := &Post{JSON: js, status: statusAvailable}
 	seen := 0
 	for _, f := range fields {
 		var ok bool
@@ -368,6 +389,12 @@ func parseStored(js []byte, locDepth, prodDepth int) (*Post, error) {
 			p.Features, ok = wire.Uint64(f.Value)
 		case "renewed":
 			p.Renewed, ok = wire.Int64(f.Value)
+		case "status":
+			var st string
+			st, ok = wire.String(f.Value)
+			if p.status = statusBit(st); p.status == 0 {
+				p.status = statusAvailable // a status this server does not know
+			}
 		case "body":
 			p.words = bodyWords(f.Value)
 			ok = true

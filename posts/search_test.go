@@ -302,6 +302,20 @@ func TestHTTPSearch(t *testing.T) {
 		if got := ids(q("golf")); !slices.Equal(got, golfs[2:]) {
 			t.Fatalf("golf after the deletion: %v, want %v", got, golfs[2:])
 		}
+		// Sold posts can be left out, or asked for.
+		if err := n.SetStatus(t.Context(), pub, req(t, fmt.Sprintf(`{"cmd":"set_status","id":%d,"status":"sold"}`, golfs[2]))); err != nil {
+			t.Fatal(err)
+		}
+		n.until(t, "the status", func() bool { return len(ids(q("golf")+"&status=sold")) == 1 })
+		if got := ids(q("golf") + "&status=available,reserved"); !slices.Equal(got, golfs[3:]) {
+			t.Fatalf("golf not sold: %v, want %v", got, golfs[3:])
+		}
+		if _, _, body := get(t, srv.URL+"/api/posts?count=1&status=available"); body != "{\"count\":10}\n" {
+			t.Fatalf("count of available posts: %s", body)
+		}
+		if code, _, _ := get(t, srv.URL+"/api/posts?status=gone"); code != http.StatusBadRequest {
+			t.Fatalf("unknown status: %d", code)
+		}
 	})
 }
 

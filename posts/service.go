@@ -594,6 +594,7 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 	}
 	p.ID = id
 	p.words = bodyWords(d.body)
+	p.status = statusAvailable
 	p.JSON = make([]byte, 0, len(members)+32)
 	p.JSON = append(p.JSON, `{"id":`...)
 	p.JSON = strconv.AppendUint(p.JSON, id, 10)
