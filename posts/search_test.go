@@ -450,3 +450,29 @@ func TestSearchVocabularyBound(t *testing.T) {
 		t.Fatalf("after compaction: %d words, %d buckets", len(x.words), len(x.buckets))
 	}
 }
+
+// Whatever the body, its indexed words are sorted, distinct, normalised,
+// 2 to 32 runes, at most maxPostWords; a query built from any of them
+// finds them.
+func FuzzBodyWords(f *testing.F) {
+	for _, s := range []string{`{"title":"Café Crème"}`, `plain ÉTÉ ﬁ x`, `{"a":"` + strings.Repeat("w ", 300) + `"}`, "\u0301\u0301", `{"t":"a\u0301b"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		body, _ := json.Marshal(s)
+		ws := bodyWords(body)
+		if len(ws) > maxPostWords || !slices.IsSorted(ws) || len(slices.Compact(slices.Clone(ws))) != len(ws) {
+			t.Fatalf("%q: words %q", s, ws)
+		}
+		for _, w := range ws {
+			n := len([]rune(w))
+			if n < minWordRunes || n > maxWordRunes || w != strings.ToLower(w) {
+				t.Fatalf("%q: word %q", s, w)
+			}
+			q, err := parseSearch(w + " ")
+			if err != nil || len(q.Words) != 1 || q.Words[0] != w {
+				t.Fatalf("%q: word %q reads back as %+v (%v)", s, w, q, err)
+			}
+		}
+	})
+}
