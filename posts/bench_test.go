@@ -251,3 +251,50 @@ func BenchmarkNoMatchRead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkSearch reads one page of 20 of a text search over 50,000 posts
+// whose bodies hold 45 words from a vocabulary of 20,000 ("common" is on
+// every post, "rare" on one in 1,000; prefixes expand to few or many
+// words), newest first, with --max-scan's default:
+//
+//	go test -run '^$' -bench BenchmarkSearch -benchtime 200x ./posts/
+func BenchmarkSearch(b *testing.B) {
+	const n = 50_000
+	r := rand.New(rand.NewPCG(2, 2))
+	x := newIndex(0)
+	for i := 0; i < n; i++ {
+		var ws []string
+		for j := 0; j < 44; j++ {
+			ws = append(ws, fmt.Sprintf("w%d", r.IntN(20_000)))
+		}
+		ws = append(ws, "common")
+		if i%1000 == 0 {
+			ws = append(ws, "rare")
+		}
+		inner, _ := json.Marshal(map[string]string{"description": strings.Join(ws, " ")})
+		body, _ := json.Marshal(string(inner))
+		d := &draft{body: body, loc: []uint64{0, 0, 0}, prod: []uint64{uint64(i % 10), 0, 0}, features: 1 << (i % 4)}
+		p, err := parseStored([]byte(`{"id":`+fmt.Sprint(i+1)+`,`+string(d.members("1", 1000))+`}`), 3, 3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		x.insert(p)
+	}
+	for _, q := range []string{"common ", "rare ", "common rare ", "w123 ", "w1234", "w1", "absent "} {
+		for _, features := range []uint64{0, 8} {
+			b.Run(fmt.Sprintf("q=%s/features=%d", strings.TrimSpace(q), features), func(b *testing.B) {
+				s, err := parseSearch(q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f := &Filter{Search: s, Features: features}
+				var res readResult
+				for b.Loop() {
+					res = x.scan(f, 0, read{limit: 21, maxScan: 10_000, desc: true})
+				}
+				b.ReportMetric(float64(res.scanned), "examined")
+				b.ReportMetric(float64(len(res.posts)), "found")
+			})
+		}
+	}
+}
