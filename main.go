@@ -314,6 +314,10 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "read-burst", Value: d.Posts.ReadBurst, EnvVars: env("READ_BURST")},
 		&cli.Float64Flag{Name: "subscribe-rate", Value: d.Posts.SubscribeRate, EnvVars: env("SUBSCRIBE_RATE"), Usage: "subscribes per second per user (0: unlimited); over it: subscribe_ack fail rate_limited"},
 		&cli.IntFlag{Name: "subscribe-burst", Value: d.Posts.SubscribeBurst, EnvVars: env("SUBSCRIBE_BURST")},
+		&cli.Float64Flag{Name: "edit-rate", Value: d.Posts.EditRate, EnvVars: env("EDIT_RATE"), Usage: "update, set_status and renew commands per second per user (0: unlimited); over it: rate_limited"},
+		&cli.IntFlag{Name: "edit-burst", Value: d.Posts.EditBurst, EnvVars: env("EDIT_BURST")},
+		&cli.IntFlag{Name: "max-search-words", Value: d.Posts.MaxWords, EnvVars: env("MAX_SEARCH_WORDS"), Usage: "distinct words in a node's search index (0: no bound); words new to a full index are not indexed"},
+		&cli.DurationFlag{Name: "renew-window", Value: d.Posts.RenewWindow, EnvVars: env("RENEW_WINDOW"), Usage: "how long before its expiry a post may be renewed"},
 		&cli.IntFlag{Name: "max-posts", Value: d.Posts.MaxPosts, EnvVars: env("MAX_POSTS"), Usage: "live posts held, in Redis (publish refused posts_full) and in each node's index (0: no bound); about 1.7 KB of node RAM and 0.8 KB of Redis each"},
 		&cli.Int64Flag{Name: "max-post-bytes", Value: d.Posts.MaxPostBytes, EnvVars: env("MAX_POST_BYTES"), Usage: "total bytes of the live posts' JSON, in Redis and in each node (0: no bound)"},
 		&cli.IntFlag{Name: "posts-per-address", Value: d.Posts.PostsPerAddress, EnvVars: env("POSTS_PER_ADDRESS"), Usage: "publishes per client address per UTC day, all users together (0: unlimited); over it: quota_exceeded"},
@@ -465,6 +469,9 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	cfg.Posts.MaxScan = c.Int("max-scan")
 	cfg.Posts.ReadRate, cfg.Posts.ReadBurst = off(c.Float64("read-rate")), c.Int("read-burst")
 	cfg.Posts.SubscribeRate, cfg.Posts.SubscribeBurst = off(c.Float64("subscribe-rate")), c.Int("subscribe-burst")
+	cfg.Posts.EditRate, cfg.Posts.EditBurst = off(c.Float64("edit-rate")), c.Int("edit-burst")
+	cfg.Posts.RenewWindow = c.Duration("renew-window")
+	cfg.Posts.MaxWords = int(off(float64(c.Int("max-search-words"))))
 	cfg.Posts.MaxPosts = int(off(float64(c.Int("max-posts"))))
 	cfg.Posts.MaxPostBytes = int64(off(float64(c.Int64("max-post-bytes"))))
 	cfg.Posts.PostsPerAddress = int(off(float64(c.Int("posts-per-address"))))

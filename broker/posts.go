@@ -10,7 +10,7 @@ package broker
 //	{posts}:owner   hash: post id -> author's user id, so that the delete
 //	                script checks ownership without decoding JSON
 //	{posts}:date    sorted set: member post id, score the post's date (Unix
-//	                seconds), for the expiry sweep
+//	                seconds), or its last renewal, for the expiry sweep
 //	{posts}:bytes   the total length of the posts in {posts}:data, kept by
 //	                the store, delete and expiry scripts for the byte budget
 //	                (rebuilt by the store script when missing)
@@ -35,6 +35,8 @@ package broker
 //
 //	{"op":"post","origin":"<token>","post":<post JSON>}
 //	{"op":"del","ids":[<id>,...]}
+//	{"op":"upd","post":<post JSON>}   (an edit, status change or renewal:
+//	                                   the post's new version, same id)
 //
 // origin is an opaque token chosen by the publishing node (letters, digits,
 // ':' and '-' only); it lets that node recognise its own publishes.
@@ -383,4 +385,166 @@ func (c *Client) RawStorePost(ctx context.Context, id uint64, v string, date int
 		}
 	}
 	return nil
+}
+
+// Errors of ChangePost, besides ErrPostNotFound, ErrNotOwner and
+// ErrPostsFull.
+var (
+	// ErrTooEarly: a renewal before the renewal window opens.
+	ErrTooEarly = errors.New("too early to renew the post")
+	// ErrPostFormat: the stored post is not in the format the store
+	// script writes (a foreign or damaged writer); nothing was changed.
+	ErrPostFormat = errors.New("the stored post is not in the store format")
+)
+
+// changePostScript edits a stored post in place, keeping its id, author and
+// date, if and only if user is its author (checked atomically with the
+// change, like the delete script), and announces the new version.
+//
+// A stored post is '{"id":N,' .. members .. extras .. '}' where members are
+// those of the store script (ending with ',"range_values":[...]') and extras
+// are set here only, in this order: ',"status":"sold"|"reserved"',
+// ',"renewed":<s>', ',"edited":<s>'. A JSON string holds '"' only escaped,
+// so the first ',"range_values":[' of the post is the member itself.
+//
+// KEYS: data, owner, date, bytes. ARGV: id, user, channel, kind, now (s),
+// then by kind:
+//
+//	update: members before the date (from .. features), the range_values
+//	        member (',"range_values":[...]'), max bytes (0: no bound)
+//	status: "sold", "reserved" or "available" (no status member)
+//	renew:  expiry (s), window (s): allowed once
+//	        now >= max(date, renewed) + expiry - window
+//
+// Returns {1, post} done, {0} no such post, {-1} not the owner, {-2} not in
+// the store format, {-3, s} too early (s: when it becomes possible), {-4}
+// the byte budget would be passed. A renewal moves the post's score in
+// the date set to now, so the expiry sweep counts from the renewal.
+var changePostScript = newScript("post_change", `
+local owner = redis.call('HGET', KEYS[2], ARGV[1])
+if not owner then return {0} end
+if owner ~= ARGV[2] then return {-1} end
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if not old then return {0} end
+local i, j = string.find(old, ',"range_values":[', 1, true)
+if not i then return {-2} end
+local k = string.find(old, ']', j + 1, true)
+if not k then return {-2} end
+local head = string.sub(old, 1, i - 1)
+local tail = string.sub(old, i, k)
+local extras = string.sub(old, k + 1, -2)
+local function num(s, pat)
+  local v = string.match(s, pat)
+  if v then return tonumber(v) end
+  return nil
+end
+local date = num(head, ',"date":(%-?%d+)$')
+if not date then return {-2} end
+local status = string.match(extras, ',"status":"(%a+)"')
+local renewed = num(extras, ',"renewed":(%d+)')
+local edited = num(extras, ',"edited":(%d+)')
+local kind = ARGV[4]
+local now = tonumber(ARGV[5])
+if kind == 'update' then
+  head = '{"id":' .. ARGV[1] .. ',' .. ARGV[6] .. ',"date":' .. date
+  tail = ARGV[7]
+  edited = now
+elseif kind == 'status' then
+  status = ARGV[6]
+  if status == 'available' then status = nil end
+elseif kind == 'renew' then
+  local base = date
+  if renewed and renewed > base then base = renewed end
+  local from = base + tonumber(ARGV[6]) - tonumber(ARGV[7])
+  if now < from then return {-3, from} end
+  renewed = now
+else
+  return redis.error_reply('unknown change ' .. kind)
+end
+local post = head .. tail
+if status then post = post .. ',"status":"' .. status .. '"' end
+if renewed then post = post .. ',"renewed":' .. string.format('%d', renewed) end
+if edited then post = post .. ',"edited":' .. string.format('%d', edited) end
+post = post .. '}'
+local counted = redis.call('EXISTS', KEYS[4]) == 1
+if kind == 'update' and counted and #post > #old then
+  local maxb = tonumber(ARGV[8])
+  if maxb > 0 and tonumber(redis.call('GET', KEYS[4])) + #post - #old > maxb then return {-4} end
+end
+if counted then redis.call('INCRBY', KEYS[4], #post - #old) end
+redis.call('HSET', KEYS[1], ARGV[1], post)
+if kind == 'renew' then redis.call('ZADD', KEYS[3], now, ARGV[1]) end
+redis.call('PUBLISH', ARGV[3], '{"op":"upd","post":' .. post .. '}')
+return {1, post}`)
+
+// PostChange is one change ChangePost makes to a post.
+type PostChange struct {
+	// Kind is "update", "status" or "renew".
+	Kind string
+	// Update: the new members before the date (from .. features) and the
+	// range_values member with its leading comma; MaxBytes bounds the
+	// total length of the posts' JSON (0: none).
+	Head, Tail []byte
+	MaxBytes   int64
+	// Status: "sold", "reserved" or "available".
+	Status string
+	// Renew: the expiry and the window before it in which a renewal is
+	// allowed, in seconds.
+	Expiry, Window int64
+}
+
+// ChangePost applies ch to post id if user is its author, at now (Unix s),
+// and broadcasts the new version ({"op":"upd","post":...}). It returns the
+// post's new JSON, or ErrPostNotFound, ErrNotOwner, ErrPostFormat,
+// ErrPostsFull, or ErrTooEarly with the time (Unix s) a renewal becomes
+// possible.
+func (c *Client) ChangePost(ctx context.Context, id uint64, user string, now int64, ch PostChange) (post string, from int64, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	sid := strconv.FormatUint(id, 10)
+	args := []string{sid, user, c.key(PostsChannel), ch.Kind, strconv.FormatInt(now, 10)}
+	switch ch.Kind {
+	case "update":
+		args = append(args, string(ch.Head), string(ch.Tail), strconv.FormatInt(max(ch.MaxBytes, 0), 10))
+	case "status":
+		args = append(args, ch.Status)
+	case "renew":
+		args = append(args, strconv.FormatInt(ch.Expiry, 10), strconv.FormatInt(ch.Window, 10))
+	default:
+		return "", 0, errors.New("change post: unknown kind " + strconv.Quote(ch.Kind))
+	}
+	vs, err := changePostScript.Exec(ctx, c.rc,
+		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes")}, args).ToArray()
+	if err != nil {
+		return "", 0, c.wrap("change post "+sid, err)
+	}
+	if len(vs) == 0 {
+		return "", 0, errors.New("change post script: empty reply")
+	}
+	r, err := vs[0].AsInt64()
+	if err != nil {
+		return "", 0, c.wrap("change post "+sid, err)
+	}
+	switch r {
+	case 1:
+		if len(vs) < 2 {
+			return "", 0, errors.New("change post script: no post in the reply")
+		}
+		post, err = vs[1].ToString()
+		return post, 0, c.wrap("change post "+sid, err)
+	case 0:
+		return "", 0, ErrPostNotFound
+	case -1:
+		return "", 0, ErrNotOwner
+	case -2:
+		return "", 0, ErrPostFormat
+	case -3:
+		if len(vs) >= 2 {
+			from, _ = vs[1].AsInt64()
+		}
+		return "", from, ErrTooEarly
+	case -4:
+		return "", 0, ErrPostsFull
+	}
+	return "", 0, errors.New("change post script: unexpected reply")
 }

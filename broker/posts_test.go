@@ -221,3 +221,62 @@ func TestAddressPosts(t *testing.T) {
 		}
 	})
 }
+
+// ChangePost edits a stored post in place: owner-checked, the new version
+// broadcast, the extras in a fixed order, a renewal moving the post's
+// expiry; on Redis Cluster too (its keys share the {posts} slot).
+func TestChangePost(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		c.Handle(broker.PostsChannel, func(_, payload string) { got <- payload })
+		if err := c.Subscribe(ctx, c.Key(broker.PostsChannel)); err != nil {
+			t.Fatal(err)
+		}
+		members := `"from":"7","body":"\"a\"","to":[[[0]],[[1]]],"features":0,"date":100,"range_values":[5]`
+		id, err := c.StorePost(ctx, []byte(members), "7", 100, "n1:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		expect(t, got, `{"op":"post","origin":"n1:1","post":{"id":1,`+members+`}}`)
+
+		if _, _, err := c.ChangePost(ctx, id, "8", 150, broker.PostChange{Kind: "status", Status: "sold"}); !errors.Is(err, broker.ErrNotOwner) {
+			t.Fatalf("change by another user: %v", err)
+		}
+		if _, _, err := c.ChangePost(ctx, 9, "7", 150, broker.PostChange{Kind: "status", Status: "sold"}); !errors.Is(err, broker.ErrPostNotFound) {
+			t.Fatalf("change of no post: %v", err)
+		}
+		post, _, err := c.ChangePost(ctx, id, "7", 150, broker.PostChange{Kind: "update",
+			Head: []byte(`"from":"7","body":"\"range_values\\\":[1]\"","to":[[[2]],[[3]]],"features":4`), Tail: []byte(`,"range_values":[]`)})
+		want := `{"id":1,"from":"7","body":"\"range_values\\\":[1]\"","to":[[[2]],[[3]]],"features":4,"date":100,"range_values":[],"edited":150}`
+		if err != nil || post != want {
+			t.Fatalf("update: %v\n got %s\nwant %s", err, post, want)
+		}
+		expect(t, got, `{"op":"upd","post":`+want+`}`)
+		post, _, _ = c.ChangePost(ctx, id, "7", 160, broker.PostChange{Kind: "status", Status: "reserved"})
+		expect(t, got, `{"op":"upd","post":`+post+`}`)
+		// Renewal: expiry 1000 s, window 100 s: possible from 1000.
+		if _, from, err := c.ChangePost(ctx, id, "7", 899, broker.PostChange{Kind: "renew", Expiry: 1000, Window: 100}); !errors.Is(err, broker.ErrTooEarly) || from != 1000 {
+			t.Fatalf("early renewal: %v, from %d", err, from)
+		}
+		post, _, err = c.ChangePost(ctx, id, "7", 1000, broker.PostChange{Kind: "renew", Expiry: 1000, Window: 100})
+		want = `{"id":1,"from":"7","body":"\"range_values\\\":[1]\"","to":[[[2]],[[3]]],"features":4,"date":100,"range_values":[],"status":"reserved","renewed":1000,"edited":150}`
+		if err != nil || post != want {
+			t.Fatalf("renew: %v\n got %s\nwant %s", err, post, want)
+		}
+		expect(t, got, `{"op":"upd","post":`+want+`}`)
+		post, _, _ = c.ChangePost(ctx, id, "7", 1001, broker.PostChange{Kind: "status", Status: "available"})
+		if strings.Contains(post, "status") {
+			t.Fatalf("available: %s", post)
+		}
+		expect(t, got, `{"op":"upd","post":`+post+`}`)
+		// The sweep counts from the renewal.
+		if n, _ := c.ExpirePosts(ctx, 999, 10); n != 0 {
+			t.Fatalf("a renewed post expired at its old date")
+		}
+		if n, _ := c.ExpirePosts(ctx, 1000, 10); n != 1 {
+			t.Fatalf("the renewed post did not expire at its renewal date")
+		}
+	})
+}

@@ -2,7 +2,9 @@ package posts
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"strings"
 	"testing"
@@ -24,7 +26,7 @@ func (c *countConn) Client() string               { return "127.0.0.1" }
 // matchSetup builds 100,000 subscriptions spread over 1,000 product
 // channels (two products each; half also filter on one of 10 locations).
 func matchSetup() (*index, []*sub, *Post) {
-	x := newIndex()
+	x := newIndex(0)
 	var all []*sub
 	for i := 0; i < 100_000; i++ {
 		f := &Filter{Prods: normalise([]uint64{uint64(i % 1000), uint64((i*7 + 3) % 1000)})}
@@ -69,38 +71,65 @@ func BenchmarkMatch(b *testing.B) {
 }
 
 // BenchmarkIndexMemory reports the heap a node spends per stored post
-// (index structures plus the post's JSON), for 100,000 posts with a
-// 300-byte body over 1,000 products:
+// (index structures, the word index, plus the post's JSON), for 100,000
+// posts with a 300-byte body over 1,000 products: "opaque" is a body of one
+// long word, "text" a JSON object whose title and description hold 45 words
+// drawn from a vocabulary of 20,000 (the word index's cost):
 //
 //	go test -run '^$' -bench BenchmarkIndexMemory -benchtime 1x ./posts/
 func BenchmarkIndexMemory(b *testing.B) {
 	const n = 100_000
-	lim := Limits{}
-	lim.defaults()
-	body := `"` + strings.Repeat("x", 298) + `"`
-	var jsonBytes int
-	for b.Loop() {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		x := newIndex()
-		jsonBytes = 0
-		for i := 0; i < n; i++ {
-			d := &draft{body: []byte(body), loc: []uint64{uint64(i % 3), 1, 2}, prod: []uint64{uint64(i % 10), uint64(i % 100), 3},
-				features: 1, ranges: []int64{27000, 2016, 150000}}
-			js := `{"id":` + fmt.Sprint(i+1) + `,` + string(d.members("12345", 1570970000)) + `}`
-			p, err := parseStored([]byte(js), 3, 3)
-			if err != nil {
-				b.Fatal(err)
-			}
-			jsonBytes += len(js)
-			x.insert(p)
+	opaque := func(int) string { return `"` + strings.Repeat("x", 298) + `"` }
+	r := rand.New(rand.NewPCG(1, 1))
+	word := func() string { return fmt.Sprintf("w%xz", r.IntN(20_000)*2654435761%(1<<24)) }
+	text := func(int) string {
+		var t, d []string
+		for i := 0; i < 5; i++ {
+			t = append(t, word())
 		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/post")
-		b.ReportMetric(float64(jsonBytes)/n, "json-B/post")
-		runtime.KeepAlive(x)
+		for i := 0; i < 40; i++ {
+			d = append(d, word())
+		}
+		inner, _ := json.Marshal(map[string]string{"title": strings.Join(t, " "), "description": strings.Join(d, " ")})
+		body, _ := json.Marshal(string(inner))
+		return string(body)
+	}
+	for _, tc := range []struct {
+		name string
+		body func(int) string
+	}{{"opaque", opaque}, {"text", text}} {
+		b.Run(tc.name, func(b *testing.B) {
+			bodies := make([]string, n)
+			for i := range bodies {
+				bodies[i] = tc.body(i)
+			}
+			var jsonBytes, words int
+			for b.Loop() {
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				x := newIndex(0)
+				jsonBytes, words = 0, 0
+				for i := 0; i < n; i++ {
+					d := &draft{body: []byte(bodies[i]), loc: []uint64{uint64(i % 3), 1, 2}, prod: []uint64{uint64(i % 10), uint64(i % 100), 3},
+						features: 1, ranges: []int64{27000, 2016, 150000}}
+					js := `{"id":` + fmt.Sprint(i+1) + `,` + string(d.members("12345", 1570970000)) + `}`
+					p, err := parseStored([]byte(js), 3, 3)
+					if err != nil {
+						b.Fatal(err)
+					}
+					jsonBytes += len(js)
+					words += len(p.words)
+					x.insert(p)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/post")
+				b.ReportMetric(float64(jsonBytes)/n, "json-B/post")
+				b.ReportMetric(float64(words)/n, "words/post")
+				runtime.KeepAlive(x)
+			}
+		})
 	}
 }
 
@@ -147,7 +176,7 @@ func BenchmarkPublishToDelivery(b *testing.B) {
 // locations, the size at which issue 10.5 measured 19 ms per no-match GET
 // /api/posts.
 func readSetup() *index {
-	x := newIndex()
+	x := newIndex(0)
 	for i := 1; i <= 200_000; i++ {
 		x.insert(&Post{ID: uint64(i), Date: 100, Prod: uint64(i % 1000), Loc: uint64(i % 10),
 			Features: 1, Ranges: []int64{int64(i % 5000)}, JSON: []byte("{}")})
@@ -220,5 +249,52 @@ func BenchmarkNoMatchRead(b *testing.B) {
 				fullCount(x, tc.f)
 			}
 		})
+	}
+}
+
+// BenchmarkSearch reads one page of 20 of a text search over 50,000 posts
+// whose bodies hold 45 words from a vocabulary of 20,000 ("common" is on
+// every post, "rare" on one in 1,000; prefixes expand to few or many
+// words), newest first, with --max-scan's default:
+//
+//	go test -run '^$' -bench BenchmarkSearch -benchtime 200x ./posts/
+func BenchmarkSearch(b *testing.B) {
+	const n = 50_000
+	r := rand.New(rand.NewPCG(2, 2))
+	x := newIndex(0)
+	for i := 0; i < n; i++ {
+		var ws []string
+		for j := 0; j < 44; j++ {
+			ws = append(ws, fmt.Sprintf("w%d", r.IntN(20_000)))
+		}
+		ws = append(ws, "common")
+		if i%1000 == 0 {
+			ws = append(ws, "rare")
+		}
+		inner, _ := json.Marshal(map[string]string{"description": strings.Join(ws, " ")})
+		body, _ := json.Marshal(string(inner))
+		d := &draft{body: body, loc: []uint64{0, 0, 0}, prod: []uint64{uint64(i % 10), 0, 0}, features: 1 << (i % 4)}
+		p, err := parseStored([]byte(`{"id":`+fmt.Sprint(i+1)+`,`+string(d.members("1", 1000))+`}`), 3, 3)
+		if err != nil {
+			b.Fatal(err)
+		}
+		x.insert(p)
+	}
+	for _, q := range []string{"common ", "rare ", "common rare ", "w123 ", "w1234", "w1", "absent "} {
+		for _, features := range []uint64{0, 8} {
+			b.Run(fmt.Sprintf("q=%s/features=%d", strings.TrimSpace(q), features), func(b *testing.B) {
+				s, err := parseSearch(q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				f := &Filter{Search: s, Features: features}
+				var res readResult
+				for b.Loop() {
+					res = x.scan(f, 0, read{limit: 21, maxScan: 10_000, desc: true})
+				}
+				b.ReportMetric(float64(res.scanned), "examined")
+				b.ReportMetric(float64(len(res.posts)), "found")
+			})
+		}
 	}
 }

@@ -14,8 +14,14 @@ type Filter struct {
 	Features uint64  // any_of_features; 0 = any
 	Ranges   []int64 // min0,max0,min1,max1...
 	After    uint64  // last_post_id: only ids above it
-	// Deletions asks for post_deleted frames (PROTOCOL.md 1.1 section 4).
+	// Deletions asks for post_deleted frames (PROTOCOL.md 1.1 section 4),
+	// and for the new versions of edited posts.
 	Deletions bool
+	// Search is the text query of an HTTP read; nil: none.
+	Search *Search
+	// Status keeps, in an HTTP read, only the posts of these statuses
+	// (statusAvailable, statusSold, statusReserved bits); 0: any.
+	Status uint8
 }
 
 // Match tells whether p passes every filter of PROTOCOL.md section 4: product

@@ -90,7 +90,7 @@ func (s *Service) getPost(c echo.Context) error {
 	s.mu.RLock()
 	p, ok := s.x.byID[id]
 	var js []byte
-	if ok && p.Date > cutoff {
+	if ok && !p.expired(cutoff) {
 		js = p.JSON
 	}
 	s.mu.RUnlock()
@@ -102,9 +102,12 @@ func (s *Service) getPost(c echo.Context) error {
 
 // listPosts answers GET /api/posts. Query parameters (all optional):
 // location, product (hash lists, comma-separated or repeated), features
-// (any_of_features), ranges (min,max pairs), before (cursor: only ids below
-// it), limit, and count (any non-empty value but 0/false: answer only the
-// number of matches). A read examines at most MaxScan posts; one that stops
+// (any_of_features), ranges (min,max pairs), status (available, sold,
+// reserved; comma-separated), q (text search), sort (date,
+// price_asc, price_desc), before (cursor: only ids below it; for a price
+// sort, the "<price>:<id>" of the last post seen), limit, and count (any
+// non-empty value but 0/false: answer only the number of matches; sort
+// does not apply). A read examines at most MaxScan posts; one that stops
 // there answers what it found with "next", the cursor to continue from.
 func (s *Service) listPosts(c echo.Context) error {
 	q := c.QueryParams()
@@ -117,9 +120,39 @@ func (s *Service) listPosts(c echo.Context) error {
 	if err == nil {
 		f.Features, err = u64Param(q.Get("features"), "features")
 	}
-	var before uint64
 	if err == nil {
-		before, err = u64Param(q.Get("before"), "before")
+		f.Search, err = parseSearch(q.Get("q"))
+	}
+	for _, v := range q["status"] {
+		for _, st := range strings.Split(v, ",") {
+			if st == "" {
+				continue
+			}
+			b := statusBit(st)
+			if b == 0 && err == nil {
+				err = wire.Errorf(wire.BadRequest, "status must hold available, sold or reserved")
+			}
+			f.Status |= b
+		}
+	}
+	sort := q.Get("sort")
+	var before uint64
+	var cursor *priceKey
+	switch sort {
+	case "", "date":
+		if err == nil {
+			before, err = u64Param(q.Get("before"), "before")
+		}
+	case "price_asc", "price_desc":
+		if v := q.Get("before"); err == nil && v != "" {
+			var k priceKey
+			k, err = parsePriceKey(v)
+			cursor = &k
+		}
+	default:
+		if err == nil {
+			err = wire.Errorf(wire.BadRequest, "sort must be date, price_asc or price_desc")
+		}
 	}
 	if err == nil && q.Get("ranges") != "" {
 		f.Ranges, err = i64List(q["ranges"], 2*lim.MaxRangeValues)
@@ -150,6 +183,9 @@ func (s *Service) listPosts(c echo.Context) error {
 			return fail(c, http.StatusBadRequest, wire.BadRequest, "limit must be a positive integer")
 		}
 		limit = min(n, s.cfg.MaxPage)
+	}
+	if sort == "price_asc" || sort == "price_desc" {
+		return s.listByPrice(c, f, cutoff, limit, sort == "price_desc", cursor)
 	}
 	s.mu.RLock()
 	// One more than asked tells whether there is a next page.
@@ -229,4 +265,33 @@ func i64List(vals []string, max int) ([]int64, error) {
 		return nil, wire.Errorf(wire.BadRequest, "ranges must hold min,max pairs")
 	}
 	return out, nil
+}
+
+// listByPrice answers GET /api/posts?sort=price_asc|price_desc: the order is
+// exact among the newest matches a read of at most MaxScan posts finds;
+// "partial":true says the read stopped there and older matches are not in
+// the order. "next" is the cursor ("<price>:<id>") of the next page.
+func (s *Service) listByPrice(c echo.Context, f *Filter, cutoff int64, limit int, desc bool, cursor *priceKey) error {
+	s.mu.RLock()
+	ps, more, capped := s.x.byPrice(f, cutoff, s.cfg.MaxScan, limit, desc, cursor)
+	b := make([]byte, 0, 64+len(ps)*256)
+	b = append(b, `{"posts":[`...)
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.JSON...)
+	}
+	b = append(b, ']')
+	s.mu.RUnlock()
+	if capped {
+		s.counts.scanCapped.Add(1)
+		b = append(b, `,"partial":true`...)
+	}
+	if more {
+		b = append(b, `,"next":"`...)
+		b = append(b, keyOf(ps[len(ps)-1]).String()...)
+		b = append(b, '"')
+	}
+	return c.JSONBlob(http.StatusOK, append(b, '}'))
 }

@@ -45,6 +45,16 @@ type index struct {
 	subs     map[Conn]*sub
 	prodSubs map[uint64][]*sub
 	wild     []*sub
+
+	// words: the id-ordered posts of each indexed word (search.go);
+	// buckets: the words, sorted, by their first minWordRunes runes, for
+	// prefix queries.
+	words   map[string]*wlist
+	buckets map[string][]string
+	// maxVocab bounds len(words) (0: no bound); wordsDropped counts the
+	// words of posts left unindexed at that bound.
+	maxVocab     int
+	wordsDropped uint64
 }
 
 // plist is one id-ordered list of posts and how many of them are alive.
@@ -71,10 +81,11 @@ func (s *sub) match(p *Post) bool {
 	return p.ID > s.floor && s.f.matchProd(p) && s.f.matchRest(p)
 }
 
-func newIndex() *index {
-	return &index{byID: map[uint64]*Post{}, byProd: map[uint64]*plist{},
+func newIndex(maxVocab int) *index {
+	return &index{maxVocab: maxVocab, byID: map[uint64]*Post{}, byProd: map[uint64]*plist{},
 		byLoc: map[uint64]*plist{}, byPair: map[pair]*plist{},
-		subs: map[Conn]*sub{}, prodSubs: map[uint64][]*sub{}}
+		subs: map[Conn]*sub{}, prodSubs: map[uint64][]*sub{},
+		words: map[string]*wlist{}, buckets: map[string][]string{}}
 }
 
 // alive marks a post as present; a dead post stays in the lists until the
@@ -93,6 +104,7 @@ func (x *index) insert(p *Post) bool {
 	listOf(x.byProd, p.Prod).add(p)
 	listOf(x.byLoc, p.Loc).add(p)
 	listOf(x.byPair, pair{p.Loc, p.Prod}).add(p)
+	x.addWords(p)
 	x.gen++
 	x.recent[x.gen%uint64(len(x.recent))] = p
 	return true
@@ -133,6 +145,7 @@ func (x *index) remove(id uint64) *Post {
 	x.byProd[p.Prod].live--
 	x.byLoc[p.Loc].live--
 	x.byPair[pair{p.Loc, p.Prod}].live--
+	x.removeWords(p)
 	return p
 }
 
@@ -151,6 +164,7 @@ func (x *index) compact() {
 	compactMap(x.byProd, keep)
 	compactMap(x.byLoc, keep)
 	compactMap(x.byPair, keep)
+	x.compactWords(keep)
 	x.dead = 0
 }
 
@@ -182,11 +196,12 @@ func (x *index) newest() uint64 {
 	return 0
 }
 
-// removeOlder drops every post dated at or before cutoff and returns them.
+// removeOlder drops every post dated (or renewed last) at or before cutoff
+// and returns them.
 func (x *index) removeOlder(cutoff int64) []*Post {
 	var out []*Post
 	for _, p := range x.all.ps {
-		if p.alive() && p.Date <= cutoff {
+		if p.alive() && p.expired(cutoff) {
 			out = append(out, x.remove(p.ID))
 		}
 	}
@@ -253,9 +268,10 @@ type read struct {
 // candidate; otherwise the read stopped at maxScan and next is the cursor
 // to continue from (ids below it when desc, above it when not).
 type readResult struct {
-	posts []*Post
-	n     int
-	next  uint64
+	posts   []*Post
+	n       int
+	next    uint64
+	scanned int // list entries examined (the read's cost)
 }
 
 // scan walks the posts matching f and dated after cutoff in id order from
@@ -263,7 +279,7 @@ type readResult struct {
 // is 0), and examining at most r.maxScan posts.
 func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 	var res readResult
-	ls, _ := x.lists(f)
+	ls := x.drivers(f)
 	if len(ls) == 0 {
 		return res
 	}
@@ -288,15 +304,28 @@ func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 		h.cs = append(h.cs, cursor{l.ps, i})
 	}
 	heap.Init(h)
-	scanned := 0
+	// A post may be met more than once: on the lists of two words of a
+	// prefix, or as the dead and the live version of an edited post. seen
+	// holds the posts met at the current id.
+	var seen []*Post
 	for h.Len() > 0 {
-		if scanned == r.maxScan {
+		// Never stop between two entries of one id: the cursor would
+		// skip the second.
+		if r.maxScan >= 0 && res.scanned >= r.maxScan && h.top() != h.lastID {
 			res.next = h.lastID
 			return res
 		}
+		atID := h.lastID
 		p := h.next()
-		scanned++
-		if !p.alive() || p.Date <= cutoff || !f.matchProd(p) || !f.matchRest(p) {
+		res.scanned++
+		if p.ID != atID {
+			seen = seen[:0]
+		} else if slices.Contains(seen, p) {
+			continue
+		}
+		seen = append(seen, p)
+		if !p.alive() || p.expired(cutoff) || !f.matchProd(p) || !f.matchRest(p) ||
+			f.Search != nil && !f.Search.match(p) || f.Status != 0 && f.Status&p.status == 0 {
 			continue
 		}
 		res.n++
@@ -315,26 +344,27 @@ func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 // filter of channels only is answered from the lists' sizes without a walk.
 func (x *index) count(f *Filter, cutoff int64, before uint64, maxScan int) readResult {
 	ls, exact := x.lists(f)
-	if !exact || before != 0 || f.Features != 0 || len(f.Ranges) > 0 {
+	if !exact || before != 0 || f.Features != 0 || len(f.Ranges) > 0 || f.Search != nil || f.Status != 0 {
 		return x.scan(f, cutoff, read{maxScan: maxScan, desc: true, from: before})
 	}
 	var res readResult
 	budget := maxScan
 	for _, l := range ls {
 		res.n += l.live
-		// Posts expire in date order, which is id order but for clock
-		// skew between nodes; those past the cutoff that the sweep has
-		// not removed yet sit at the front.
+		// Posts are dated in id order but for clock skew between
+		// nodes, so those past the cutoff that the sweep has not removed
+		// yet sit at the front, among the renewed ones (old dates, not
+		// expired).
 		for _, p := range l.ps {
 			if p.alive() && p.Date > cutoff {
 				break
 			}
 			if budget == 0 {
-				// Many expired posts the sweep has not taken yet.
+				// Many expired or renewed posts at the front.
 				return x.scan(f, cutoff, read{maxScan: maxScan, desc: true})
 			}
 			budget--
-			if p.alive() {
+			if p.alive() && p.expired(cutoff) {
 				res.n--
 			}
 		}
@@ -370,6 +400,15 @@ func (h *cursors) Pop() any {
 	v := h.cs[len(h.cs)-1]
 	h.cs = h.cs[:len(h.cs)-1]
 	return v
+}
+
+// top is the id at the top; 0 when the heap is empty.
+func (h *cursors) top() uint64 {
+	if len(h.cs) == 0 {
+		return 0
+	}
+	c := &h.cs[0]
+	return c.ps[c.i].ID
 }
 
 // next returns the post at the top and moves that list on.

@@ -11,7 +11,7 @@ import (
 func naive(x *index, f *Filter, cutoff int64, desc bool) []uint64 {
 	var out []uint64
 	for _, p := range x.all.ps {
-		if p.alive() && p.Date > cutoff && f.matchProd(p) && f.matchRest(p) {
+		if p.alive() && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) {
 			out = append(out, p.ID)
 		}
 	}
@@ -22,7 +22,7 @@ func naive(x *index, f *Filter, cutoff int64, desc bool) []uint64 {
 }
 
 func randomIndex(r *rand.Rand, n int) *index {
-	x := newIndex()
+	x := newIndex(0)
 	for i := 0; i < n; i++ {
 		p := &Post{ID: uint64(i + 1), Date: int64(100 + i), Loc: uint64(r.IntN(5)), Prod: uint64(r.IntN(7)),
 			Features: 1 << r.IntN(4), Ranges: []int64{int64(r.IntN(100))}, JSON: []byte("{}")}
@@ -116,7 +116,7 @@ func TestScanMatchesBruteForce(t *testing.T) {
 // it walked the whole index), and that a read that must filter stops at
 // its bound with a cursor.
 func TestNoMatchReadsExamineNothing(t *testing.T) {
-	x := newIndex()
+	x := newIndex(0)
 	for i := 1; i <= 50_000; i++ {
 		x.insert(&Post{ID: uint64(i), Date: 10, Prod: uint64(i % 10), Loc: uint64(i % 3), JSON: []byte("{}")})
 	}
@@ -149,7 +149,7 @@ func TestNoMatchReadsExamineNothing(t *testing.T) {
 }
 
 func TestIndexEvictionOrder(t *testing.T) {
-	x := newIndex()
+	x := newIndex(0)
 	for i := 1; i <= 5; i++ {
 		x.insert(&Post{ID: uint64(i), JSON: []byte("{}")})
 	}

@@ -198,3 +198,29 @@ func TestParseMenuOriginalCounterFile(t *testing.T) {
 		}
 	}
 }
+
+// Anything can be listed (issue 15): every node of the demo menu above the
+// leaves ends with an "Other" child, so a helmet need not pose as a
+// motorbike model, and the codes of the entries before it keep their
+// indexes.
+func TestDemoMenuHasOtherEverywhere(t *testing.T) {
+	d := DemoMenu()
+	var walk func(path string, ns []*Node, level, depth int)
+	walk = func(path string, ns []*Node, level, depth int) {
+		if len(ns) == 0 || ns[len(ns)-1].Name != "Other" {
+			t.Errorf("%s: the last child is not Other", path)
+		}
+		for _, n := range ns {
+			if level < depth {
+				walk(path+"/"+n.Name, n.Children, level+1, depth)
+			}
+		}
+	}
+	walk("locations", d.Locations.Children, 1, d.Locations.Depth)
+	walk("products", d.Products.Children, 1, d.Products.Depth)
+	// Existing codes are stable: Cars/BMW/X5 is still [0,1,1], and the
+	// helmet's code is [1,2,0] (Motorcycles/Other/Other).
+	if !d.Products.valid([]uint64{0, 1, 1}) || !d.Products.valid([]uint64{1, 2, 0}) || !d.Locations.valid([]uint64{3, 0, 0}) {
+		t.Fatal("demo menu codes moved")
+	}
+}

@@ -563,7 +563,7 @@ func TestSubscribeDuringPublishingGetsEveryPostOnce(t *testing.T) {
 // A connection whose queue is full (Send false) does not keep the post
 // from the others.
 func TestFullConnDoesNotStopFanOut(t *testing.T) {
-	x := newIndex()
+	x := newIndex(0)
 	full := &fullConn{}
 	ok1, ok2 := newConn("1"), newConn("2")
 	x.subscribe(ok1, &Filter{}, 0)

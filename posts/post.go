@@ -19,6 +19,38 @@ type Post struct {
 	From     string
 	Ranges   []int64
 	JSON     []byte
+	// Renewed is the date (Unix s) of the post's last renewal, 0 when
+	// none: the post expires Expiry after the later of Date and Renewed.
+	Renewed int64
+	// words are the post's indexed words, sorted (search.go).
+	words []string
+	// status is the post's "status" member as a bit: statusAvailable
+	// (none), statusSold or statusReserved.
+	status uint8
+}
+
+const (
+	statusAvailable uint8 = 1 << iota
+	statusSold
+	statusReserved
+)
+
+func statusBit(s string) uint8 {
+	switch s {
+	case "available":
+		return statusAvailable
+	case "sold":
+		return statusSold
+	case "reserved":
+		return statusReserved
+	}
+	return 0
+}
+
+// expired tells whether p's expiry clock (its date, or its last renewal)
+// is at or before cutoff.
+func (p *Post) expired(cutoff int64) bool {
+	return max(p.Date, p.Renewed) <= cutoff
 }
 
 // Limits bound what a client may send. Zero fields take the defaults.
@@ -285,6 +317,18 @@ func eachElem(raw []byte, fn func(v []byte) bool) bool {
 // members renders the stored post's members after "id": the order and
 // spelling are fixed so that every node produces the same bytes.
 func (d *draft) members(from string, date int64) []byte {
+	head, tail := d.parts(from)
+	b := make([]byte, 0, len(head)+len(tail)+32)
+	b = append(b, head...)
+	b = append(b, `,"date":`...)
+	b = strconv.AppendInt(b, date, 10)
+	return append(b, tail...)
+}
+
+// parts renders members without the date: the members before it ("from"
+// to "features") and the range_values member with its leading comma. An
+// update sends them to Redis, which keeps the post's date between them.
+func (d *draft) parts(from string) (head, tail []byte) {
 	b := make([]byte, 0, 96+len(d.body))
 	b = append(b, `"from":`...)
 	b = wire.AppendString(b, from)
@@ -296,16 +340,15 @@ func (d *draft) members(from string, date int64) []byte {
 	b = appendCode(b, d.prod)
 	b = append(b, `]],"features":`...)
 	b = strconv.AppendUint(b, d.features, 10)
-	b = append(b, `,"date":`...)
-	b = strconv.AppendInt(b, date, 10)
-	b = append(b, `,"range_values":[`...)
+	t := make([]byte, 0, 24+20*len(d.ranges))
+	t = append(t, `,"range_values":[`...)
 	for i, v := range d.ranges {
 		if i > 0 {
-			b = append(b, ',')
+			t = append(t, ',')
 		}
-		b = strconv.AppendInt(b, v, 10)
+		t = strconv.AppendInt(t, v, 10)
 	}
-	return append(b, ']')
+	return b, append(t, ']')
 }
 
 func appendCode(b []byte, code []uint64) []byte {
@@ -327,7 +370,7 @@ func parseStored(js []byte, locDepth, prodDepth int) (*Post, error) {
 	if err := wire.Scan(js, func(f wire.Field) { fields = append(fields, f) }); err != nil {
 		return nil, errors.New("not a JSON object")
 	}
-	p := &Post{JSON: js}
+	p := &Post{JSON: js, status: statusAvailable}
 	seen := 0
 	for _, f := range fields {
 		var ok bool
@@ -344,6 +387,17 @@ func parseStored(js []byte, locDepth, prodDepth int) (*Post, error) {
 			seen |= 4
 		case "features":
 			p.Features, ok = wire.Uint64(f.Value)
+		case "renewed":
+			p.Renewed, ok = wire.Int64(f.Value)
+		case "status":
+			var st string
+			st, ok = wire.String(f.Value)
+			if p.status = statusBit(st); p.status == 0 {
+				p.status = statusAvailable // a status this server does not know
+			}
+		case "body":
+			p.words = bodyWords(f.Value)
+			ok = true
 		case "range_values":
 			var err error
 			p.Ranges, err = decodeInts(f.Value, "range_values", 1<<10)

@@ -112,6 +112,18 @@ type Config struct {
 	// PostsPerAddress is the publishes allowed per client address
 	// (Conn.Client) per UTC day; default 50; negative: no limit.
 	PostsPerAddress int
+	// EditRate is the update, set_status and renew commands allowed per
+	// second per user, with bursts of EditBurst; defaults 0.1 (one per 10
+	// s) and 10. Negative: no limit.
+	EditRate  float64
+	EditBurst int
+	// RenewWindow is how long before its expiry a post may be renewed;
+	// default 7 days.
+	RenewWindow time.Duration
+	// MaxWords bounds the distinct words of a node's search index;
+	// default 2,000,000 (about 300 MB). Words new to a full index are not
+	// indexed (the post is not found by them). Negative: no bound.
+	MaxWords int
 	// ClientKey gives the client address key of an HTTP request (roles
 	// trusts its proxies and groups IPv6 by prefix); default echo's RealIP
 	// when the router has an IPExtractor, else the peer's address.
@@ -199,6 +211,18 @@ func (c *Config) defaults() error {
 	if c.PostsPerAddress == 0 {
 		c.PostsPerAddress = 50
 	}
+	if c.EditRate == 0 {
+		c.EditRate = 0.1
+	}
+	if c.EditBurst <= 0 {
+		c.EditBurst = 10
+	}
+	if c.RenewWindow <= 0 {
+		c.RenewWindow = 7 * 24 * time.Hour
+	}
+	if c.MaxWords == 0 {
+		c.MaxWords = 2_000_000
+	}
 	c.Limits.defaults()
 	return nil
 }
@@ -224,6 +248,7 @@ type Service struct {
 
 	readLimit *keyed // per client address, HTTP reads
 	subLimit  *keyed // per user, subscribes
+	editLimit *keyed // per user, update, set_status and renew
 
 	delivered    atomic.Uint64 // live post frames queued to connections
 	skipped      atomic.Uint64 // broadcasts and stored posts that did not parse
@@ -247,7 +272,7 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 	s := &Service{cfg: cfg, b: b, log: log,
 		quota:   broker.Quota{N: cfg.QuotaN, PeriodMs: cfg.QuotaPeriod.Milliseconds()},
 		node:    hex.EncodeToString(r[:]) + ":",
-		x:       newIndex(),
+		x:       newIndex(max(cfg.MaxWords, 0)),
 		pending: map[string]Conn{},
 		tomb:    map[uint64]int64{},
 		in:      inbox{sig: make(chan struct{}, 1)},
@@ -255,6 +280,7 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 		// 100,000 keys: a few MB at most, far more than the clients of one node.
 		readLimit: newKeyed(cfg.ReadRate, cfg.ReadBurst, 100_000),
 		subLimit:  newKeyed(cfg.SubscribeRate, cfg.SubscribeBurst, 100_000),
+		editLimit: newKeyed(cfg.EditRate, cfg.EditBurst, 100_000),
 	}
 	if cfg.Menu != nil {
 		var err error
@@ -411,7 +437,7 @@ func (s *Service) reload(ctx context.Context) error {
 	s.x.tidy()
 	fresh := make([]*Post, 0)
 	for id, p := range seen {
-		if _, ok := s.x.byID[id]; ok || p.Date <= cutoff {
+		if _, ok := s.x.byID[id]; ok || p.expired(cutoff) {
 			continue
 		}
 		if _, ok := s.tomb[id]; ok {
@@ -476,7 +502,7 @@ func (s *Service) apply(payload string) {
 		cutoff := s.cutoff()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, gone := s.tomb[p.ID]; gone || p.Date <= cutoff || !s.admit(p) {
+		if _, gone := s.tomb[p.ID]; gone || p.expired(cutoff) || !s.admit(p) {
 			return
 		}
 		// The publisher's own connection gets its echo from Publish, right
@@ -502,6 +528,16 @@ func (s *Service) apply(payload string) {
 			delete(s.tomb, id)
 		}
 		s.x.tidy()
+	case `"upd"`:
+		p, err := parseStored(postRaw, s.cfg.LocationDepth, s.cfg.ProductDepth)
+		if err != nil {
+			s.log.Warn("skipped a broadcast change that does not parse", zap.Error(err), zap.Int("bytes", len(payload)))
+			s.skipped.Add(1)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.applyChange(p)
 	default:
 		s.log.Warn("skipped a posts broadcast of unknown kind", zap.ByteString("op", clipBytes(op)))
 		s.skipped.Add(1)
@@ -588,6 +624,8 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
 	}
 	p.ID = id
+	p.words = bodyWords(d.body)
+	p.status = statusAvailable
 	p.JSON = make([]byte, 0, len(members)+32)
 	p.JSON = append(p.JSON, `{"id":`...)
 	p.JSON = strconv.AppendUint(p.JSON, id, 10)
@@ -758,7 +796,7 @@ func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) erro
 	} else if d > 0 {
 		sb := sub{f: f, floor: floor}
 		for g := gen + 1; g <= s.x.gen; g++ {
-			if p := s.x.recent[g%uint64(len(s.x.recent))]; p.alive() && p.Date > cutoff && sb.match(p) {
+			if p := s.x.recent[g%uint64(len(s.x.recent))]; p.alive() && !p.expired(cutoff) && sb.match(p) {
 				late = append(late, p)
 			}
 		}
@@ -840,11 +878,20 @@ type Stats struct {
 	RefusedAddress    uint64 // publishes refused quota_exceeded by the per-address budget
 	Evicted           uint64 // posts this node dropped from its index at its bound
 	DeletedSent       uint64 // post_deleted frames queued to connections
+
+	Changed      uint64 // update, set_status and renew done through this node
+	EditsLimited uint64 // update, set_status and renew refused rate_limited by EditRate
+	RenewEarly   uint64 // renew refused rate_limited: before the renewal window
+	ChangesSent  uint64 // frames queued to connections for changed posts (new versions, post_deleted)
+	Words        int    // distinct words in this node's search index
+	WordsDropped uint64 // words of posts left unindexed at MaxWords
 }
 
 // counters are the refusal and guard counts behind Stats.
 type counters struct {
 	readLimited, subLimited, scanCapped, full, addressQuota, evicted, deletedSent atomic.Uint64
+
+	changed, editLimited, renewEarly, changesSent atomic.Uint64
 }
 
 // Stats returns the current figures.
@@ -856,7 +903,9 @@ func (s *Service) Stats() Stats {
 		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(),
 		ReadsLimited: k.readLimited.Load(), SubscribesLimited: k.subLimited.Load(),
 		ScansCapped: k.scanCapped.Load(), RefusedFull: k.full.Load(),
-		RefusedAddress: k.addressQuota.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load()}
+		RefusedAddress: k.addressQuota.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load(),
+		Changed: k.changed.Load(), EditsLimited: k.editLimited.Load(), RenewEarly: k.renewEarly.Load(),
+		ChangesSent: k.changesSent.Load(), Words: len(s.x.words), WordsDropped: s.x.wordsDropped}
 }
 
 // Leave drops the subscription of a closed connection.

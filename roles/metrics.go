@@ -48,6 +48,7 @@ var knownCmds = map[string]bool{
 	"register": true, "login": true, "message": true, "presence": true, "subscribe": true,
 	"publish": true, "delete": true, "filenames": true,
 	"push_subscribe": true, "push_unsubscribe": true,
+	"update": true, "set_status": true, "renew": true,
 }
 
 func cmdLabel(cmd string) string {

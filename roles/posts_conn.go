@@ -30,4 +30,16 @@ func registerPostsMetrics(reg prometheus.Registerer, ps *posts.Service) {
 		func(s posts.Stats) uint64 { return s.Evicted })
 	counter("occase_posts_deleted_sent_total", "post_deleted frames queued to connections of this node.",
 		func(s posts.Stats) uint64 { return s.DeletedSent })
+	counter("occase_posts_changed_total", "update, set_status and renew done through this node.",
+		func(s posts.Stats) uint64 { return s.Changed })
+	counter("occase_posts_edits_rate_limited_total", "update, set_status and renew refused rate_limited (per user, --edit-rate).",
+		func(s posts.Stats) uint64 { return s.EditsLimited })
+	counter("occase_posts_renew_early_total", "renew refused rate_limited: before the renewal window.",
+		func(s posts.Stats) uint64 { return s.RenewEarly })
+	counter("occase_posts_words_dropped_total", "Words of posts left out of this node's search index at its vocabulary bound.",
+		func(s posts.Stats) uint64 { return s.WordsDropped })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_posts_search_words",
+		Help: "Distinct words in this node's search index."}, func() float64 { return float64(ps.Stats().Words) }))
+	counter("occase_posts_changes_sent_total", "Frames queued to connections of this node for changed posts (new versions, post_deleted).",
+		func(s posts.Stats) uint64 { return s.ChangesSent })
 }

@@ -43,6 +43,9 @@ type postsService interface {
 	Subscribe(ctx context.Context, c PostsConn, req *wire.Request) error
 	Publish(ctx context.Context, c PostsConn, req *wire.Request) error
 	Delete(ctx context.Context, c PostsConn, req *wire.Request) error
+	Update(ctx context.Context, c PostsConn, req *wire.Request) error
+	SetStatus(ctx context.Context, c PostsConn, req *wire.Request) error
+	Renew(ctx context.Context, c PostsConn, req *wire.Request) error
 	Leave(c PostsConn)
 	RemainingPosts(ctx context.Context, user string) (int, error)
 }

@@ -389,7 +389,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 			return ss.register(req)
 		case "login":
 			return ss.login(req)
-		case "message", "presence", "subscribe", "publish", "delete", "filenames", "push_subscribe", "push_unsubscribe":
+		case "message", "presence", "subscribe", "publish", "delete", "filenames", "update", "set_status", "renew", "push_subscribe", "push_unsubscribe":
 			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
 		}
 		return wire.Malformedf("unknown command %q", req.Cmd)
@@ -403,7 +403,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 		return wire.Errorf(wire.BadRequest, "this connection is already logged in")
 	case "filenames":
 		return ss.filenames(req)
-	case "subscribe", "publish", "delete":
+	case "subscribe", "publish", "delete", "update", "set_status", "renew":
 		return ss.posts(req)
 	case "push_subscribe", "push_unsubscribe":
 		if ss.srv.push == nil {
@@ -523,6 +523,12 @@ func (ss *session) posts(req *wire.Request) error {
 		return ss.srv.posts.Subscribe(ss.ctx, ss, req)
 	case "publish":
 		return ss.srv.posts.Publish(ss.ctx, ss, req)
+	case "update":
+		return ss.srv.posts.Update(ss.ctx, ss, req)
+	case "set_status":
+		return ss.srv.posts.SetStatus(ss.ctx, ss, req)
+	case "renew":
+		return ss.srv.posts.Renew(ss.ctx, ss, req)
 	default:
 		return ss.srv.posts.Delete(ss.ctx, ss, req)
 	}
