@@ -41,18 +41,23 @@ type Service struct {
 	cfg Config
 	log *zap.Logger
 
-	refusedFull, refusedShare atomic.Int64
+	refusedFull, refusedShare  atomic.Int64
+	fetches, removals, carried atomic.Int64
 }
 
 // Stats are the service's counters since it started.
 type Stats struct {
 	RefusedQueueFull   int64 // messages refused: the recipient's queue was full
 	RefusedSenderShare int64 // messages refused: the sender held its share of the queue
+	Fetches            int64 // fetch script calls that read a queue (with any removal they carried)
+	Removals           int64 // fetch script calls that only removed a written head
+	Carried            int64 // messages taken as carried with their store, not fetched
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
-	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load()}
+	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load(),
+		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load()}
 }
 
 // New returns a chat service on b.
@@ -104,6 +109,15 @@ type Message struct {
 	From    string
 	members []byte // the stored frame's members: "from" first, then the request's own
 	req     *wire.Request
+	stored  broker.Stored // set by Store
+}
+
+// Carried returns what a mailbox on this node needs to deliver m without
+// fetching it (Mailbox.Carry): the id of the message stored for the
+// recipient before m, m's id, and the frame exactly as stored. Call it
+// after Store succeeded.
+func (m *Message) Carried() (prev, id int64, frame string) {
+	return m.stored.Prev, m.stored.ID, broker.StoredFrame(m.stored.ID, m.members)
 }
 
 // Prepare validates a "message" request from user from. A missing or
@@ -132,14 +146,17 @@ func (s *Service) Prepare(from string, req *wire.Request) (*Message, error) {
 }
 
 // Store puts m in its recipient's queue and returns the server_ack frame.
-// notify asks Redis to publish on the recipient's channel; the caller skips
-// it when the recipient is connected to this node and pokes it directly.
+// notify asks Redis to publish the stored frame on the recipient's channel;
+// the caller skips it when the recipient is connected to this node and
+// hands it m.Carried() directly.
 // A full queue, or one holding the sender's share, refuses m (queue_full):
 // what it holds was acknowledged and is never dropped to make room.
 func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, error) {
 	opt := s.opts()
 	opt.From = m.From
-	id, err := s.b.StoreMessage(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
+	st, err := s.b.Store(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
+	m.stored = st
+	id := st.ID
 	switch {
 	case errors.Is(err, broker.ErrNoUser):
 		return nil, wire.Errorf(wire.NotFound, "no user %q", m.To)
