@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,11 @@ type Mailbox struct {
 	// carried message whose prev is lastSeen is the very next one.
 	synced   bool
 	lastSeen int64
+	// written is the highest msg_id written by this mailbox. Ids grow
+	// along a queue, so an element at or below it that a fetch finds
+	// again (its removal missed: a foreign element sat in front of it) was
+	// written already; it is passed over as done, as the app would drop it.
+	written int64
 }
 
 // carried is a message that came with its store.
@@ -313,16 +319,24 @@ func (m *Mailbox) deliver(msgs []string) error {
 	base := m.doneCount
 	m.mu.Unlock()
 	lastValid := -1
+	ok := make([]bool, len(msgs))
+	top := m.written
 	for i, s := range msgs {
-		if deliverable(s) {
-			lastValid = i
-		} else {
+		id, valid := deliverable(s)
+		switch {
+		case !valid:
 			m.logger().Error("skipping an undeliverable element read from Redis", zap.Int("bytes", len(s)))
+		case id <= m.written:
+			// Written already (see written).
+		default:
+			ok[i], lastValid = true, i
+			top = max(top, id)
 		}
 	}
+	deliverable := func(i int) bool { return ok[i] }
 	// Skipped elements before the first valid one are done at once.
 	first := 0
-	for first < len(msgs) && !deliverable(msgs[first]) {
+	for first < len(msgs) && !deliverable(first) {
 		first++
 	}
 	m.markDone(base, first, msgs)
@@ -331,12 +345,12 @@ func (m *Mailbox) deliver(msgs []string) error {
 	}
 	last := make(chan error, 1)
 	for i := first; i <= lastValid; i++ {
-		if !deliverable(msgs[i]) {
+		if !deliverable(i) {
 			continue
 		}
 		// When i is written, it and the skipped ones right after it are done.
 		upto := i + 1
-		for upto < len(msgs) && !deliverable(msgs[upto]) {
+		for upto < len(msgs) && !deliverable(upto) {
 			upto++
 		}
 		isLast := i == lastValid
@@ -351,7 +365,11 @@ func (m *Mailbox) deliver(msgs []string) error {
 			return errGone
 		}
 	}
-	return <-last
+	err := <-last
+	if err == nil {
+		m.written = top
+	}
+	return err
 }
 
 // markDone records that the first n elements of the batch msgs, which
@@ -367,9 +385,18 @@ func (m *Mailbox) markDone(base, n int, msgs []string) {
 	}
 }
 
-// deliverable tells whether s is what the store script writes: a JSON
+// deliverable tells whether s is what the store script writes, a JSON
 // object that starts with its msg_id, in valid UTF-8 (it goes out as a
-// text frame).
-func deliverable(s string) bool {
-	return strings.HasPrefix(s, `{"msg_id":`) && wire.ValidString(s)
+// text frame), and returns that id.
+func deliverable(s string) (int64, bool) {
+	const head = `{"msg_id":`
+	if !strings.HasPrefix(s, head) || !wire.ValidString(s) {
+		return 0, false
+	}
+	end := strings.IndexByte(s[len(head):], ',')
+	if end <= 0 {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(s[len(head):len(head)+end], 10, 64)
+	return id, err == nil
 }
