@@ -754,3 +754,53 @@ func TestStoreRefusesInactiveRecipient(t *testing.T) {
 		}
 	})
 }
+
+// One call removes the written heads of many users' queues (one per hash
+// slot on a cluster), each only when it is found at the front, and gives
+// each sender's places back.
+func TestRemoveHeads(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		now := time.Now().UnixMilli()
+		opt := broker.StoreOptions{Cap: 100, TTLms: 60000, From: "7", SenderShare: 50}
+		var heads []broker.Head
+		var users []string
+		for u := 0; u < 5; u++ {
+			id, err := c.CreateUser(ctx, "d", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			users = append(users, id)
+			var frames []string
+			for i := 0; i < 3; i++ {
+				members := []byte(fmt.Sprintf(`"from":"7","n":%d`, i))
+				st, err := c.Store(ctx, id, members, now, opt, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				frames = append(frames, broker.StoredFrame(st.ID, members))
+			}
+			h := broker.Head{User: id, Count: 2, Last: frames[1]}
+			if u == 3 {
+				h.Last = "not there" // never written: nothing removed
+			}
+			heads = append(heads, h)
+		}
+		removed, err := c.RemoveHeads(ctx, heads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for u, id := range users {
+			n, _ := c.QueueLen(ctx, id)
+			k, _ := c.QueuedFrom(ctx, id, "7")
+			want := int64(1)
+			if u == 3 {
+				want = 3
+			}
+			if removed[u] != (u != 3) || n != want || k != want {
+				t.Fatalf("user %d: removed %v, queue %d, sender's count %d; want %v, %d, %d", u, removed[u], n, k, u != 3, want, want)
+			}
+		}
+	})
+}

@@ -397,3 +397,103 @@ func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (Stor
 	}
 	return st, err
 }
+
+// removeScript removes the written heads of several users' queues in one
+// call, each exactly as the fetch script's first part does (see
+// fetchScript): KEYS are q:{id}, s:{id} per user, ARGV count, last per
+// user. It returns, per user, 1 when the head was removed and 0 when it was
+// not found (nothing removed). One call for many users: the price of a
+// chat message in Redis is the script call, not the commands in it.
+var removeScript = newScript("chat_remove", `
+local out = {}
+for k = 1, #KEYS / 2 do
+  local q, s = KEYS[2 * k - 1], KEYS[2 * k]
+  local n, last = tonumber(ARGV[2 * k - 1]), ARGV[2 * k]
+  out[k] = 0
+  local items = redis.call('LRANGE', q, 0, n - 1)
+  for i = #items, 1, -1 do
+    if items[i] == last then
+      redis.call('LTRIM', q, i, -1)
+      for j = 1, i do
+        local from = string.match(items[j], '^{"msg_id":%d+,"from":"([^"]*)"')
+        if from and redis.call('HINCRBY', s, from, -1) <= 0 then
+          redis.call('HDEL', s, from)
+        end
+      end
+      out[k] = 1
+      break
+    end
+  end
+end
+return out`)
+
+// Head is the written head of a user's queue: Count elements, the last of
+// which is Last.
+type Head struct {
+	User  string
+	Count int
+	Last  string
+}
+
+// RemoveHeads removes the written heads of several users' queues: in one
+// script call, or on a cluster in one per hash slot (pipelined). removed[i]
+// is false when heads[i] was not found at the front of its queue (nothing
+// of it was removed). err is for the whole call: any head may or may not
+// have been removed, and removing it again later is harmless (it is not
+// found, or found where it is).
+func (c *Client) RemoveHeads(ctx context.Context, heads []Head) (removed []bool, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	removed = make([]bool, len(heads))
+	// Which heads each call carries, in order.
+	var groups [][]int
+	if c.cluster {
+		bySlot := map[uint16]int{}
+		for i, h := range heads {
+			s := keySlot(c.userKey("q", h.User))
+			g, ok := bySlot[s]
+			if !ok {
+				g = len(groups)
+				bySlot[s] = g
+				groups = append(groups, nil)
+			}
+			groups[g] = append(groups[g], i)
+		}
+	} else {
+		all := make([]int, len(heads))
+		for i := range all {
+			all[i] = i
+		}
+		groups = [][]int{all}
+	}
+	execs := make([]rueidis.LuaExec, len(groups))
+	for g, idx := range groups {
+		e := rueidis.LuaExec{Keys: make([]string, 0, 2*len(idx)), Args: make([]string, 0, 2*len(idx))}
+		for _, i := range idx {
+			h := heads[i]
+			e.Keys = append(e.Keys, c.userKey("q", h.User), c.userKey("s", h.User))
+			e.Args = append(e.Args, strconv.Itoa(h.Count), h.Last)
+		}
+		execs[g] = e
+	}
+	var rs []rueidis.RedisResult
+	if len(execs) == 1 {
+		rs = []rueidis.RedisResult{removeScript.Exec(ctx, c.rc, execs[0].Keys, execs[0].Args)}
+	} else {
+		rs = removeScript.ExecMulti(ctx, c.rc, execs...)
+	}
+	for g, r := range rs {
+		v, rerr := r.AsIntSlice()
+		if rerr == nil && len(v) != len(groups[g]) {
+			rerr = fmt.Errorf("remove script replied %d values, want %d", len(v), len(groups[g]))
+		}
+		if rerr != nil {
+			err = rerr
+			continue
+		}
+		for k, i := range groups[g] {
+			removed[i] = v[k] == 1
+		}
+	}
+	return removed, c.wrap("remove written messages", err)
+}

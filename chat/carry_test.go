@@ -235,3 +235,49 @@ func TestMailboxCarriedButNotWrittenStays(t *testing.T) {
 		}
 	})
 }
+
+// The written heads of several users' queues leave Redis together: the
+// node's remover gathers them into one call.
+func TestRemovalsOfManyUsersShareACall(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		bc := brokertest.Open(t, b.Options)
+		s := chat.New(chat.Config{RemoveDelay: 200 * time.Millisecond}, bc, zaptest.NewLogger(t))
+		open := make(chan struct{})
+		close(open)
+		const users = 5
+		var ws []*gatedWriter
+		var ids []string
+		for u := 0; u < users; u++ {
+			id, _ := bc.CreateUser(ctx, "d", time.Now().UnixMilli())
+			ids = append(ids, id)
+			w := newGatedWriter(0, open)
+			ws = append(ws, w)
+			mb := s.Mailbox(id, w)
+			defer mb.Close(ctx)
+			req, _ := wire.ParseRequest([]byte(fmt.Sprintf(`{"cmd":"message","to":%q,"n":0}`, id)))
+			m, err := s.Prepare("7", req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Store(ctx, m, false); err != nil {
+				t.Fatal(err)
+			}
+			mb.Poke()
+		}
+		for u := 0; u < users; u++ {
+			waitWrites(t, ws[u].wrote, 1)
+		}
+		brokertest.Poll(t, 10*time.Second, "every written message removed", func() bool {
+			for _, id := range ids {
+				if n, _ := bc.QueueLen(ctx, id); n != 0 {
+					return false
+				}
+			}
+			return true
+		})
+		if st := s.Stats(); st.Removals != users || st.RemoveCalls >= users {
+			t.Fatalf("stats %+v: want %d removals in fewer calls", st, users)
+		}
+	})
+}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,12 +28,17 @@ type Config struct {
 	QueueTTL         time.Duration // a queue expires this long after the user's last login
 	MaxMessage       int           // largest message frame in bytes
 	Batch            int           // messages fetched from Redis per round trip
-	Clock            func() time.Time
+	// RemoveDelay is how long the node gathers the written heads of its
+	// users' queues before it removes them in one call (0: no wait; they
+	// still gather while a call is in flight).
+	RemoveDelay time.Duration
+	Clock       func() time.Time
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{QueueCap: 1000, QueueTTL: 30 * 24 * time.Hour, MaxMessage: 16 << 10, Batch: 64, Clock: time.Now}
+	return Config{QueueCap: 1000, QueueTTL: 30 * 24 * time.Hour, MaxMessage: 16 << 10, Batch: 64,
+		RemoveDelay: time.Millisecond, Clock: time.Now}
 }
 
 // Service stores and delivers chat messages.
@@ -43,6 +49,12 @@ type Service struct {
 
 	refusedFull, refusedShare  atomic.Int64
 	fetches, removals, carried atomic.Int64
+	removeCalls                atomic.Int64
+
+	// The node's remover (remover.go).
+	rmMu      sync.Mutex
+	rmPending []*removal
+	rmRunning bool
 }
 
 // Stats are the service's counters since it started.
@@ -50,14 +62,16 @@ type Stats struct {
 	RefusedQueueFull   int64 // messages refused: the recipient's queue was full
 	RefusedSenderShare int64 // messages refused: the sender held its share of the queue
 	Fetches            int64 // fetch script calls that read a queue (with any removal they carried)
-	Removals           int64 // fetch script calls that only removed a written head
+	Removals           int64 // written heads removed on their own (not by a fetch)
+	RemoveCalls        int64 // script calls that removed them, many heads each
 	Carried            int64 // messages taken as carried with their store, not fetched
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load(),
-		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load()}
+		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load(),
+		RemoveCalls: s.removeCalls.Load()}
 }
 
 // New returns a chat service on b.

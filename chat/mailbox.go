@@ -222,14 +222,14 @@ func (m *Mailbox) pump() {
 			// The carried messages taken above wait for the next round.
 			m.requeueInbox(in)
 			m.s.removals.Add(1)
-			f, err := m.s.b.Fetch(context.Background(), m.user, count, last, 0)
+			ok, err := m.s.removeHead(m.user, count, last)
 			if err != nil {
 				wait("remove delivered messages", err)
 				continue
 			}
 			backoff = 50 * time.Millisecond
 			m.removed(count)
-			if !f.Removed {
+			if !ok {
 				// The head is not what we wrote: read the queue afresh
 				// (what is still there is delivered again, same msg_id).
 				m.synced = false
