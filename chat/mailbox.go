@@ -48,6 +48,7 @@ type Mailbox struct {
 	closed  bool
 	idle    *sync.Cond
 	inbox   []carried // carried messages not yet looked at by the pump
+	inboxB  int       // their bytes
 	// The head of the queue that is done with (written, or skipped as
 	// undeliverable) and not yet removed from Redis: how many elements, and
 	// the text of the last one.
@@ -96,21 +97,26 @@ func (m *Mailbox) Poke() {
 	m.start()
 }
 
+// maxInboxBytes bounds the carried frames one mailbox holds while its
+// pump is busy (writing to a slow connection, waiting for Redis).
+const maxInboxBytes = 256 << 10
+
 // Carry hands the mailbox a message as it was stored: frame, its id, and
 // prev, the id of the message stored for the user just before it. It never
-// blocks. What the mailbox cannot take (more than a batch waiting) is
-// dropped and fetched from the queue instead.
+// blocks. What the mailbox cannot take (more than a batch, or
+// maxInboxBytes, waiting) is dropped and fetched from the queue instead.
 func (m *Mailbox) Carry(prev, id int64, frame string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return
 	}
-	if len(m.inbox) >= m.s.cfg.Batch {
-		m.inbox = nil
+	if len(m.inbox) >= m.s.cfg.Batch || m.inboxB+len(frame) > maxInboxBytes {
+		m.inbox, m.inboxB = nil, 0
 		m.again = true
 	} else {
 		m.inbox = append(m.inbox, carried{prev, id, frame})
+		m.inboxB += len(frame)
 	}
 	m.start()
 }
@@ -132,7 +138,7 @@ func (m *Mailbox) Close(ctx context.Context) {
 		close(m.stop)
 	}
 	m.closed = true
-	m.inbox = nil
+	m.inbox, m.inboxB = nil, 0
 	for m.running {
 		m.idle.Wait()
 	}
@@ -167,7 +173,7 @@ func (m *Mailbox) pump() {
 		}
 	}()
 	backoff := 50 * time.Millisecond
-	// wait sleeps after a failed call to Redis; false when closed.
+	// wait sleeps after a failed call to Redis (less when closed).
 	wait := func(what string, err error) {
 		// Redis is away or still loading. The messages wait there, and no
 		// further notification may come: keep trying while the user is
@@ -193,7 +199,7 @@ func (m *Mailbox) pump() {
 		// messages waiting now are dropped; those that come while it runs
 		// are kept, and sorted out by their ids after it.
 		in := m.inbox
-		m.inbox = nil
+		m.inbox, m.inboxB = nil, 0
 		count, last := m.doneCount, m.doneLast
 		removeNow := !fetch && count > 0 && (len(in) == 0 || count >= m.s.cfg.Batch)
 		m.mu.Unlock()
@@ -269,6 +275,9 @@ func (m *Mailbox) requeueInbox(in []carried) {
 		return
 	}
 	m.mu.Lock()
+	for _, c := range in {
+		m.inboxB += len(c.frame)
+	}
 	m.inbox = append(in, m.inbox...)
 	m.mu.Unlock()
 }
