@@ -57,6 +57,15 @@ var (
 // subscriber connection) fetches the queue instead. The message stays in
 // the queue until the node removes it after writing it.
 //
+// What Redis spends on a script call is mostly the call and each
+// redis.call in it, not the commands' own work, so the common path makes
+// five: HMGET, RPUSH, HINCRBY, HSET, PUBLISH. The message is pushed first
+// and taken back (RPOP, and its count) when the cap or the sender's share
+// refuses it: a refusal costs a little more so that a stored message costs
+// less. The expiries are set when the queue (or a sender's count) starts,
+// to the same instant the login script sets: the last login plus the
+// queue's lifetime.
+//
 // s:{to} counts each sender's messages in the queue; the fetch script
 // takes them off as it removes them (a stored chat frame starts with
 // msg_id then from). It lives and dies with the queue (same expiry), and is
@@ -87,31 +96,50 @@ func sha1hex(s string) string {
 // scripts/bench-chat.sh can run the very same script under redis-benchmark
 // as the ceiling of one chat message's Redis work.
 const StoreScriptSource = `
-local login = redis.call('HGET', KEYS[1], 'login')
+local u = redis.call('HMGET', KEYS[1], 'login', 'seq')
+local login = u[1]
 if not login then return {-1, 0} end
 local now = tonumber(ARGV[4])
 local from = ARGV[7] or ''
-local len = redis.call('LLEN', KEYS[2])
-if len == 0 then redis.call('DEL', KEYS[4]) end
-if ARGV[9] ~= '1' then
-  if len >= tonumber(ARGV[2]) then return {-2, 0} end
-  local share = tonumber(ARGV[8] or '0') or 0
-  if from ~= '' and share > 0 and (tonumber(redis.call('HGET', KEYS[4], from) or '0') or 0) >= share then return {-3, 0} end
-end
+local requeue = ARGV[9] == '1'
 local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
+local reset = false
 if ttl <= 0 then
-  if ARGV[9] ~= '1' then return {-4, 0} end
+  if not requeue then return {-4, 0} end
   ttl = tonumber(ARGV[3])
+  reset = true
 end
-local prev = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') or 0
+local prev = tonumber(u[2] or '0') or 0
 local seq = math.max(prev + 1, now * 1000)
 local id = string.format('%d', seq)
 local frame = '{"msg_id":' .. id .. ',' .. ARGV[1] .. '}'
+local len = redis.call('RPUSH', KEYS[2], frame)
+if len == 1 then
+  redis.call('DEL', KEYS[4])
+  reset = true
+end
+if from ~= '' then
+  local k = redis.call('HINCRBY', KEYS[4], from, 1)
+  if not requeue then
+    local share = tonumber(ARGV[8] or '0') or 0
+    local refuse = 0
+    if len > tonumber(ARGV[2]) then refuse = -2 elseif share > 0 and k > share then refuse = -3 end
+    if refuse < 0 then
+      redis.call('RPOP', KEYS[2])
+      if k <= 1 then redis.call('HDEL', KEYS[4], from) else redis.call('HINCRBY', KEYS[4], from, -1) end
+      return {refuse, 0}
+    end
+  end
+  if k == 1 and not reset then redis.call('PEXPIRE', KEYS[4], ttl) end
+elseif not requeue and len > tonumber(ARGV[2]) then
+  redis.call('RPOP', KEYS[2])
+  return {-2, 0}
+end
 redis.call('HSET', KEYS[1], 'seq', id)
-redis.call('RPUSH', KEYS[2], frame)
-if from ~= '' then redis.call('HINCRBY', KEYS[4], from, 1) end
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('PEXPIRE', KEYS[4], ttl)
+if reset then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
 if ARGV[5] ~= '' then
   redis.call(ARGV[6], ARGV[5], 'm' .. string.format('%d', prev) .. ' ' .. frame)
 end
