@@ -49,7 +49,7 @@ type Service struct {
 
 	refusedFull, refusedShare  atomic.Int64
 	fetches, removals, carried atomic.Int64
-	removeCalls                atomic.Int64
+	removeCalls, inboxDropped  atomic.Int64
 
 	// The node's remover (remover.go).
 	rmMu      sync.Mutex
@@ -64,6 +64,7 @@ type Stats struct {
 	Fetches            int64 // fetch script calls that read a queue (with any removal they carried)
 	Removals           int64 // written heads removed on their own (not by a fetch)
 	RemoveCalls        int64 // script calls that removed them, many heads each
+	InboxDropped       int64 // carried messages a mailbox could not hold (fetched instead)
 	Carried            int64 // messages taken as carried with their store, not fetched
 }
 
@@ -71,7 +72,7 @@ type Stats struct {
 func (s *Service) Stats() Stats {
 	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load(),
 		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load(),
-		RemoveCalls: s.removeCalls.Load()}
+		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load()}
 }
 
 // New returns a chat service on b.

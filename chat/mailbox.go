@@ -112,6 +112,7 @@ func (m *Mailbox) Carry(prev, id int64, frame string) {
 		return
 	}
 	if len(m.inbox) >= m.s.cfg.Batch || m.inboxB+len(frame) > maxInboxBytes {
+		m.s.inboxDropped.Add(int64(len(m.inbox)) + 1)
 		m.inbox, m.inboxB = nil, 0
 		m.again = true
 	} else {
