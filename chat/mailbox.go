@@ -1,9 +1,10 @@
 package chat
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,8 @@ type Mailbox struct {
 	// written already; it is passed over as done, as the app would drop it.
 	written int64
 }
+
+func byID(a, b carried) int { return cmp.Compare(a.id, b.id) }
 
 // carried is a message that came with its store.
 type carried struct {
@@ -303,7 +306,9 @@ func (m *Mailbox) chain(in []carried) []string {
 		return nil
 	}
 	// Stores from several senders on this node may hand over out of order.
-	sort.Slice(in, func(i, j int) bool { return in[i].id < in[j].id })
+	if !slices.IsSortedFunc(in, byID) {
+		slices.SortFunc(in, byID)
+	}
 	var batch []string
 	for _, c := range in {
 		switch {
