@@ -1,7 +1,7 @@
 // Package chat owns 1:1 messages between users: validating and storing a
-// message in the recipient's queue (atomically with the notification of the
+// message in the recipient's queue (atomically with its publication to the
 // node holding the recipient), and the per-connection mailbox that moves
-// messages from that queue to the socket. A message leaves Redis only after
+// messages to the socket, as they come with their store or from the queue. A message leaves Redis only after
 // it has been written to the recipient's connection; whatever was fetched
 // but not written simply stays at the front of the queue.
 package chat
