@@ -35,8 +35,9 @@ type Writer interface {
 // it cannot prove that (a gap in the chain of ids, a Poke after a
 // subscriber reconnect, a carried message that did not fit), it fetches
 // the queue instead. Either way a message leaves Redis only after it was
-// written: the written head is removed in one call per written batch, or
-// by the next fetch.
+// written: the written head is removed after each written batch, by the
+// node's remover (remover.go: many users' heads in one call), or by the
+// next fetch.
 type Mailbox struct {
 	s    *Service
 	user string
@@ -227,8 +228,9 @@ func (m *Mailbox) pump() {
 			continue
 		}
 		if removeNow {
-			// Written messages leave Redis in one call per written batch:
-			// when nothing else waits, or a batch's worth has gathered.
+			// Written messages leave Redis after each written batch,
+			// when nothing else waits or a batch's worth has gathered,
+			// through the node's remover.
 			// The carried messages taken above wait for the next round.
 			m.requeueInbox(in)
 			m.s.removals.Add(1)
