@@ -11,6 +11,9 @@
 #   scripts/bench-chat-ab.sh BEFORE_BINARY AFTER_BINARY [rounds]
 #   DUR=25s USERS=100 WINDOW=10 TASKSET=1 scripts/bench-chat-ab.sh ...
 #
+# ARGS_A, ARGS_B: extra `occase serve` flags for the nodes of each build
+# (e.g. the same binary twice with different --redis-flush-delay).
+#
 # TASKSET=1 pins Redis and the nodes to CPU 0 and the bench to CPU 1, so
 # the load generator does not steal from what is measured.
 set -euo pipefail
@@ -42,15 +45,15 @@ REDIS=$!
 pids+=("$REDIS")
 for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
-run() { # name binary
-	local name=$1 bin=$2 i port nodes=() urls="" prefix
+run() { # name binary extra-flags
+	local name=$1 bin=$2 extra=$3 i port nodes=() urls="" prefix
 	prefix="ab$(date +%s%N):" # one per run, shared by its two nodes
 	for i in 1 2; do
 		port=$(freeport)
 		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 \
 			OCCASE_READ_RATE=0 OCCASE_READ_RATE_BYTES=0 OCCASE_READ_RATE_FRAMES=0 OCCASE_ABUSE_LIMIT=0 \
 			"${srv[@]}" "$bin" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" \
-			--redis-prefix "$prefix" --log-level error >>"$OUT/$name.node$i.log" 2>&1 &
+			--redis-prefix "$prefix" --log-level error $extra >>"$OUT/$name.node$i.log" 2>&1 &
 		nodes+=($!)
 		pids+=($!)
 		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
@@ -81,7 +84,7 @@ EOF
 }
 
 for r in $(seq "$ROUNDS"); do
-	run "before$r" "$A"
-	run "after$r" "$B"
+	run "before$r" "$A" "${ARGS_A:-}"
+	run "after$r" "$B" "${ARGS_B:-}"
 done
 echo "results in $OUT"
