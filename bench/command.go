@@ -44,6 +44,7 @@ or the per-user and per-address limits are what you measure.`,
 			&cli.IntFlag{Name: "size", Value: d.Size, EnvVars: env("SIZE"), Usage: "approximate bytes of a chat frame or post body"},
 			&cli.IntFlag{Name: "count", Value: d.Count, EnvVars: env("COUNT"), Usage: "chat: messages per user; fanout: posts per publisher (0: until --duration)"},
 			&cli.BoolFlag{Name: "receipts", Value: d.Receipts, EnvVars: env("RECEIPTS"), Usage: "answer each chat message with app_ack_received"},
+			&cli.BoolFlag{Name: "no-receipts", EnvVars: env("NO_RECEIPTS"), Usage: "chat: send chat messages only, no receipts and no typing presence, so each delivery is exactly one message and its server_ack (overrides --receipts and --typing-every)"},
 			&cli.IntFlag{Name: "read-every", Value: d.ReadEvery, EnvVars: env("READ_EVERY"), Usage: "send app_ack_read after every Nth chat message received (0: never)"},
 			&cli.IntFlag{Name: "typing-every", Value: d.TypingEvery, EnvVars: env("TYPING_EVERY"), Usage: "send a 'writing' presence before every Nth chat message (0: never)"},
 			&cli.IntFlag{Name: "publishers", Value: d.Publishers, EnvVars: env("PUBLISHERS"), Usage: "fanout: publishing users"},
@@ -72,6 +73,9 @@ or the per-user and per-address limits are what you measure.`,
 			cfg.Receipts = c.Bool("receipts")
 			cfg.ReadEvery = c.Int("read-every")
 			cfg.TypingEvery = c.Int("typing-every")
+			if c.Bool("no-receipts") {
+				cfg.Receipts, cfg.TypingEvery = false, 0
+			}
 			cfg.Publishers = c.Int("publishers")
 			cfg.PostRate = c.Float64("post-rate")
 			cfg.Concurrency = c.Int("concurrency")

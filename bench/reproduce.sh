@@ -90,20 +90,20 @@ ceiling)
 	# The two scripts exactly as broker/chat.go has them, loaded under
 	# their SHA, and 1,000 users' hashes to run them on. A stored message
 	# is ~300 bytes, as the chat scenario's.
-	fetchsrc=$(awk '/fetchScript = rueidis.NewLuaScript\(`/ {f=1; sub(/.*NewLuaScript\(`/,"")} f { if ($0 ~ /`\)$/) {sub(/`\)$/,""); print; exit} print }' "$root/broker/chat.go")
+	fetchsrc=$(awk '/fetchScript = newScript\("chat_fetch", `/ {f=1; sub(/.*`/,"")} f { if ($0 ~ /`\)$/) {sub(/`\)$/,""); print; exit} print }' "$root/broker/chat.go")
 	STORE=$(rcli script load "$(cd "$root" && go run ./scripts/printscript)")
 	FETCH=$(rcli script load "$fetchsrc")
 	for i in $(seq 0 999); do printf 'HSET rb:u:{%012d} pwd x login %s\n' "$i" "$(date +%s000)"; done | rcli >/dev/null
 	MEMBERS='"from":"1","cmd":"message","type":"chat","to":"2","id":1,"seq":1,"ts":1,"post_id":1,"is_sender_post":false,"msg":"'$(head -c 150 /dev/zero | tr '\0' a)'"'
 	for P in 1 16; do
 		redis-benchmark -p "$RP" -c 50 -P "$P" -n 400000 -r 1000 -q \
-			EVALSHA "$STORE" 3 'rb:u:{__rand_int__}' 'rb:q:{__rand_int__}' 'rb:n:{__rand_int__}' "$MEMBERS" 1000 2592000000 "$(date +%s000)" 'rb:c:{__rand_int__}' PUBLISH \
+			EVALSHA "$STORE" 4 'rb:u:{__rand_int__}' 'rb:q:{__rand_int__}' 'rb:n:{__rand_int__}' 'rb:s:{__rand_int__}' "$MEMBERS" 1000 2592000000 "$(date +%s000)" 'rb:c:{__rand_int__}' PUBLISH \
 			| tr "\r" "\n" | grep -a "requests per second" | tail -1 | awk -F': ' -v t="store P=$P" '{print t": "$NF}' | tee -a "$OUT/ceiling.txt"
 		# The recipient's fetch, as a mailbox does once per batch: look for
 		# the last written element at the head (not found here, so nothing
 		# is trimmed) and read the next one.
 		redis-benchmark -p "$RP" -c 50 -P "$P" -n 400000 -r 1000 -q \
-			EVALSHA "$FETCH" 2 'rb:q:{__rand_int__}' 'rb:n:{__rand_int__}' 1 x 1 \
+			EVALSHA "$FETCH" 3 'rb:q:{__rand_int__}' 'rb:s:{__rand_int__}' 'rb:u:{__rand_int__}' 1 x 1 \
 			| tr "\r" "\n" | grep -a "requests per second" | tail -1 | awk -F': ' -v t="fetch P=$P" '{print t": "$NF}' | tee -a "$OUT/ceiling.txt"
 	done
 	rcli eval "for _,k in ipairs(redis.call('KEYS','rb:*')) do redis.call('DEL',k) end return 0" 0 >/dev/null

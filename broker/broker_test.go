@@ -213,7 +213,7 @@ func TestPubSubNotifyAndResubscribe(t *testing.T) {
 		if _, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), broker.StoreOptions{Cap: 10, TTLms: 60000}, true); err != nil {
 			t.Fatal(err)
 		}
-		expect(t, got, ch+" n")
+		expectCarried(t, got, ch)
 		// A restart of Redis (of the cluster node serving the user's
 		// channel): the node subscribes again and says so.
 		switch {
@@ -260,6 +260,19 @@ func TestPubSubNotifyAndResubscribe(t *testing.T) {
 			t.Fatalf("no reference left, got %d subscribers", n)
 		}
 	})
+}
+
+// expectCarried waits for a carried message on channel ch.
+func expectCarried(t *testing.T, got chan string, ch string) {
+	t.Helper()
+	select {
+	case s := <-got:
+		if !strings.HasPrefix(s, ch+" n") {
+			t.Fatalf("got %q, want a carried message on %s", s, ch)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for a carried message on %s", ch)
+	}
 }
 
 func expect(t *testing.T, got chan string, want string) {
@@ -329,7 +342,7 @@ func TestShardedChannelFollowsSlotMigration(t *testing.T) {
 	if _, err := c.StoreMessage(ctx, id, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, got, ch+" n")
+	expectCarried(t, got, ch)
 	if n, err := c.QueueLen(ctx, id); err != nil || n != 1 {
 		t.Fatalf("queue on the new owner holds %d (%v), want 1", n, err)
 	}
@@ -362,8 +375,7 @@ func TestSentinelFailover(t *testing.T) {
 	c.Handle("c:", func(ch, payload string) { got <- ch + " " + payload })
 	c.OnResubscribed(func() { resub <- struct{}{} })
 	// u1 gets a message before the crash; u2, subscribed too, gets the
-	// first one after it (a user is notified once until its queue is
-	// found empty, so u1's second message would not publish).
+	// first one after it.
 	u1, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +390,7 @@ func TestSentinelFailover(t *testing.T) {
 	if _, err := c.StoreMessage(ctx, u1, []byte(`"x":1`), time.Now().UnixMilli(), opt, true); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, got, c.UserChannel(u1)+" n")
+	expectCarried(t, got, c.UserChannel(u1))
 
 	s.KillMaster(t)
 	select {
@@ -395,16 +407,20 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		return err == nil
 	})
-	expect(t, got, c.UserChannel(u2)+" n")
+	expectCarried(t, got, c.UserChannel(u2))
 	msgs, err := c.FetchMessages(ctx, u1, 0, "", 10)
 	if err != nil || len(msgs) != 1 || !strings.Contains(msgs[0], `"x":1`) {
 		t.Fatalf("after the failover the queue holds %v (%v), want the message acknowledged before it", msgs, err)
 	}
 }
 
-// One notification per idle-to-busy change: stores while the node has not
-// yet found the queue empty do not publish again; an empty fetch re-arms.
-func TestNotifyOncePerWakeup(t *testing.T) {
+// Every store with notify carries the stored frame on the user's channel
+// with the id of the message before it, so the holder of the channel can
+// tell a complete chain from a gap; a store without notify (a requeue, a
+// recipient on the storing node) publishes nothing and shows up as a gap.
+// A fetch returns the last id with the elements, and says whether it found
+// the head it was told to remove.
+func TestStoreCarriesMessage(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
@@ -415,30 +431,77 @@ func TestNotifyOncePerWakeup(t *testing.T) {
 		if err := c.Subscribe(ctx, c.UserChannel(id)); err != nil {
 			t.Fatal(err)
 		}
-		opt := broker.StoreOptions{Cap: 100, TTLms: 60000}
+		opt := broker.StoreOptions{Cap: 100, TTLms: 60000, From: "7", SenderShare: 50}
+		carriedNext := func() (prev, mid int64, frame string) {
+			t.Helper()
+			select {
+			case p := <-got:
+				if p[0] != 'n' || len(p) == 1 {
+					t.Fatalf("payload %q, want a carried message", p)
+				}
+				prev, mid, frame, ok := broker.ParseCarried(p[1:])
+				if !ok {
+					t.Fatalf("unparsable carried message %q", p)
+				}
+				return prev, mid, frame
+			case <-time.After(5 * time.Second):
+				t.Fatal("no carried message")
+			}
+			return
+		}
+		var prev int64
+		var frames []string
 		for i := 0; i < 3; i++ {
-			c.StoreMessage(ctx, id, []byte(`"n":1`), now, opt, true)
+			st, err := c.Store(ctx, id, []byte(fmt.Sprintf(`"from":"7","n":%d`, i)), now, opt, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Prev != prev {
+				t.Fatalf("store %d: prev %d, want %d", i, st.Prev, prev)
+			}
+			p, mid, frame := carriedNext()
+			if p != prev || mid != st.ID || frame != broker.StoredFrame(st.ID, []byte(fmt.Sprintf(`"from":"7","n":%d`, i))) {
+				t.Fatalf("carried %d %d %q, want %d %d", p, mid, frame, prev, st.ID)
+			}
+			frames = append(frames, frame)
+			prev = st.ID
 		}
-		expect(t, got, "n")
-		msgs, _ := c.FetchMessages(ctx, id, 0, "", 10)
-		if len(msgs) != 3 {
-			t.Fatalf("fetched %d", len(msgs))
+		f, err := c.Fetch(ctx, id, 0, "", 10)
+		if err != nil || !f.Removed || f.Seq != prev || len(f.Msgs) != 3 || f.Msgs[2] != frames[2] {
+			t.Fatalf("fetch %+v (%v), want the 3 carried frames and seq %d", f, err, prev)
 		}
-		// Not empty yet: a store now does not notify.
-		c.StoreMessage(ctx, id, []byte(`"n":2`), now, opt, true)
-		msgs, _ = c.FetchMessages(ctx, id, 3, msgs[2], 10)
-		if len(msgs) != 1 {
-			t.Fatalf("second fetch %d", len(msgs))
+		// Written in a batch: one call removes the three and gives the
+		// sender's places back.
+		if f, err = c.Fetch(ctx, id, 3, frames[2], 0); err != nil || !f.Removed {
+			t.Fatalf("remove %+v (%v)", f, err)
 		}
-		if msgs, _ = c.FetchMessages(ctx, id, 1, msgs[0], 10); len(msgs) != 0 {
-			t.Fatalf("third fetch %d", len(msgs))
+		if n, _ := c.QueueLen(ctx, id); n != 0 {
+			t.Fatalf("queue holds %d after the removal", n)
 		}
-		// Found empty: the next store notifies again, and exactly once so far.
-		c.StoreMessage(ctx, id, []byte(`"n":3`), now, opt, true)
-		expect(t, got, "n")
+		if n, _ := c.QueuedFrom(ctx, id, "7"); n != 0 {
+			t.Fatalf("sender 7 holds %d places after the removal", n)
+		}
+		// A head that is not there is reported, and nothing is removed.
+		st, _ := c.Store(ctx, id, []byte(`"from":"7","n":3`), now, opt, true)
+		carriedNext()
+		if f, err = c.Fetch(ctx, id, 1, "not what was written", 0); err != nil || f.Removed {
+			t.Fatalf("remove of a missing head %+v (%v), want not removed", f, err)
+		}
+		// No notify: nothing published, and the next carried message's
+		// prev is the silent one's id, a gap for whoever saw only st.
+		rq := opt
+		rq.Requeue = true
+		silent, err := c.Store(ctx, id, []byte(`"cmd":"publish_ack"`), now, rq, false)
+		if err != nil || silent.Prev != st.ID {
+			t.Fatalf("silent store %+v (%v)", silent, err)
+		}
+		c.Store(ctx, id, []byte(`"from":"7","n":4`), now, opt, true)
+		if p, _, _ := carriedNext(); p != silent.ID {
+			t.Fatalf("carried prev %d, want the silent store's %d", p, silent.ID)
+		}
 		select {
 		case p := <-got:
-			t.Fatalf("an extra notification %q", p)
+			t.Fatalf("an extra publication %q", p)
 		default:
 		}
 	})
@@ -554,7 +617,7 @@ func TestClusterFailover(t *testing.T) {
 		}
 		return err == nil
 	})
-	expect(t, got, ch+" n")
+	expectCarried(t, got, ch)
 }
 
 // Ids never repeat after lost writes: when the last stores vanish (as in a
@@ -688,6 +751,56 @@ func TestStoreRefusesInactiveRecipient(t *testing.T) {
 		}
 		if len(msgs) != 2 || !strings.Contains(msgs[0], `"n":0`) || !strings.Contains(msgs[1], "publish_ack") {
 			t.Fatalf("queue %q, want the first message and the requeued reply", msgs)
+		}
+	})
+}
+
+// One call removes the written heads of many users' queues (one per hash
+// slot on a cluster), each only when it is found at the front, and gives
+// each sender's places back.
+func TestRemoveHeads(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		now := time.Now().UnixMilli()
+		opt := broker.StoreOptions{Cap: 100, TTLms: 60000, From: "7", SenderShare: 50}
+		var heads []broker.Head
+		var users []string
+		for u := 0; u < 5; u++ {
+			id, err := c.CreateUser(ctx, "d", now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			users = append(users, id)
+			var frames []string
+			for i := 0; i < 3; i++ {
+				members := []byte(fmt.Sprintf(`"from":"7","n":%d`, i))
+				st, err := c.Store(ctx, id, members, now, opt, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				frames = append(frames, broker.StoredFrame(st.ID, members))
+			}
+			h := broker.Head{User: id, Count: 2, Last: frames[1]}
+			if u == 3 {
+				h.Last = "not there" // never written: nothing removed
+			}
+			heads = append(heads, h)
+		}
+		removed, err := c.RemoveHeads(ctx, heads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for u, id := range users {
+			n, _ := c.QueueLen(ctx, id)
+			k, _ := c.QueuedFrom(ctx, id, "7")
+			want := int64(1)
+			if u == 3 {
+				want = 3
+			}
+			if removed[u] != (u != 3) || n != want || k != want {
+				t.Fatalf("user %d: removed %v, queue %d, sender's count %d; want %v, %d, %d", u, removed[u], n, k, u != 3, want, want)
+			}
 		}
 	})
 }

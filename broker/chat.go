@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/rueidis"
 )
@@ -26,24 +27,44 @@ var (
 	ErrInactive = errors.New("the recipient has not logged in within the queue's lifetime")
 )
 
-// storeScript appends one message to a user's queue and notifies the node
-// holding the user, in one atomic step. The stored text is the delivered
-// frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first and the
-// fetch script can read it without decoding JSON.
+// storeScript appends one message to a user's queue and carries it to the
+// node holding the user, in one atomic step. The stored text is the
+// delivered frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first
+// and the fetch script can read it without decoding JSON.
 //
-// KEYS: u:{to}, q:{to}, n:{to}, s:{to}. ARGV: members, cap, ttl ms, now ms,
-// channel (empty: do not publish), the publish command: PUBLISH, or
-// SPUBLISH on a cluster, where the user's channel is sharded (the embedded
-// server knows no SPUBLISH), the sender ("" counts against no share), the
-// sender's share (0: none), and "1" for a requeued frame. The channel
-// carries the keys' hash tag, so it is in their slot. The expiry is
+// KEYS: u:{to}, q:{to}, n:{to} (unused since messages are carried; kept so
+// the key list stays what scripts/ pass), s:{to}. ARGV: members, cap, ttl
+// ms, now ms, channel (empty: do not publish), the publish command:
+// PUBLISH, or SPUBLISH on a cluster, where the user's channel is sharded
+// (the embedded server knows no SPUBLISH), the sender ("" counts against no
+// share), the sender's share (0: none), and "1" for a requeued frame. The
+// channel carries the keys' hash tag, so it is in their slot. The expiry is
 // relative (PEXPIRE), computed from the caller's clock, so an injected
-// clock behaves like the real one. Returns the message id, or -1 for an
-// unknown user, -2 when the queue holds cap messages, -3 when the sender
-// holds its share, -4 when the recipient has not logged in within the
-// queue's lifetime: such a queue would expire at once, so a message to it
-// is refused rather than acknowledged and lost (a requeued frame, already
-// accepted, is kept for a whole lifetime instead).
+// clock behaves like the real one. Returns {id, prev}: the message id and
+// the id of the message stored before it (the user's previous seq, 0 for
+// none), or {-1, 0} for an unknown user, {-2, 0} when the queue holds cap
+// messages, {-3, 0} when the sender holds its share, {-4, 0} when the
+// recipient has not logged in within the queue's lifetime: such a queue
+// would expire at once, so a message to it is refused rather than
+// acknowledged and lost (a requeued frame, already accepted, is kept for a
+// whole lifetime instead).
+//
+// With a channel, every stored message is published on it as
+// 'n' .. prev .. ' ' .. frame (see CarriedPayload): the node holding the
+// user writes it without fetching it, and prev lets that node prove that it
+// has seen every message before this one (a chain of ids); a node that
+// cannot prove it (a gap: a requeued frame, a message lost with a
+// subscriber connection) fetches the queue instead. The message stays in
+// the queue until the node removes it after writing it.
+//
+// What Redis spends on a script call is mostly the call and each
+// redis.call in it, not the commands' own work, so the common path makes
+// five: HMGET, RPUSH, HINCRBY, HSET, PUBLISH. The message is pushed first
+// and taken back (RPOP, and its count) when the cap or the sender's share
+// refuses it: a refusal costs a little more so that a stored message costs
+// less. The expiries are set when the queue (or a sender's count) starts,
+// to the same instant the login script sets: the last login plus the
+// queue's lifetime.
 //
 // s:{to} counts each sender's messages in the queue; the fetch script
 // takes them off as it removes them (a stored chat frame starts with
@@ -75,68 +96,100 @@ func sha1hex(s string) string {
 // scripts/bench-chat.sh can run the very same script under redis-benchmark
 // as the ceiling of one chat message's Redis work.
 const StoreScriptSource = `
-local login = redis.call('HGET', KEYS[1], 'login')
-if not login then return -1 end
+local u = redis.call('HMGET', KEYS[1], 'login', 'seq')
+local login = u[1]
+if not login then return {-1, 0} end
 local now = tonumber(ARGV[4])
 local from = ARGV[7] or ''
-local len = redis.call('LLEN', KEYS[2])
-if len == 0 then redis.call('DEL', KEYS[4]) end
-if ARGV[9] ~= '1' then
-  if len >= tonumber(ARGV[2]) then return -2 end
-  local share = tonumber(ARGV[8] or '0') or 0
-  if from ~= '' and share > 0 and (tonumber(redis.call('HGET', KEYS[4], from) or '0') or 0) >= share then return -3 end
-end
+local requeue = ARGV[9] == '1'
 local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
+local reset = false
 if ttl <= 0 then
-  if ARGV[9] ~= '1' then return -4 end
+  if not requeue then return {-4, 0} end
   ttl = tonumber(ARGV[3])
+  reset = true
 end
-local seq = math.max((tonumber(redis.call('HGET', KEYS[1], 'seq') or '0') or 0) + 1, now * 1000)
+local prev = tonumber(u[2] or '0') or 0
+local seq = math.max(prev + 1, now * 1000)
 local id = string.format('%d', seq)
-redis.call('HSET', KEYS[1], 'seq', id)
-redis.call('RPUSH', KEYS[2], '{"msg_id":' .. id .. ',' .. ARGV[1] .. '}')
-if from ~= '' then redis.call('HINCRBY', KEYS[4], from, 1) end
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('PEXPIRE', KEYS[4], ttl)
-if ARGV[5] ~= '' and redis.call('SET', KEYS[3], '1', 'NX', 'PX', 10000) then
-  redis.call(ARGV[6], ARGV[5], 'n')
+local frame = '{"msg_id":' .. id .. ',' .. ARGV[1] .. '}'
+local len = redis.call('RPUSH', KEYS[2], frame)
+if len == 1 then
+  redis.call('DEL', KEYS[4])
+  reset = true
 end
-return seq`
+if from ~= '' then
+  local k = redis.call('HINCRBY', KEYS[4], from, 1)
+  if not requeue then
+    local share = tonumber(ARGV[8] or '0') or 0
+    local refuse = 0
+    if len > tonumber(ARGV[2]) then refuse = -2 elseif share > 0 and k > share then refuse = -3 end
+    if refuse < 0 then
+      redis.call('RPOP', KEYS[2])
+      if k <= 1 then redis.call('HDEL', KEYS[4], from) else redis.call('HINCRBY', KEYS[4], from, -1) end
+      return {refuse, 0}
+    end
+  end
+  if k == 1 and not reset then redis.call('PEXPIRE', KEYS[4], ttl) end
+elseif not requeue and len > tonumber(ARGV[2]) then
+  redis.call('RPOP', KEYS[2])
+  return {-2, 0}
+end
+redis.call('HSET', KEYS[1], 'seq', id)
+if reset then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[4], ttl)
+end
+if ARGV[5] ~= '' then
+  redis.call(ARGV[6], ARGV[5], 'n' .. string.format('%d', prev) .. ' ' .. frame)
+end
+return {seq, prev}`
 
 // fetchScript first removes the head elements the node has processed
 // (written to the connection, or skipped as undeliverable): ARGV[1] says how
 // many, ARGV[2] is the exact text of the last of them. Should the head have
 // changed meanwhile (a foreign writer), that element sits earlier (or is
 // gone, and with it everything before it), so the script trims up to
-// wherever it is now. Each removed chat frame gives its sender's place in
-// the queue back (KEYS[3], see storeScript). It then returns up to ARGV[3]
-// elements from the head; when there are none it clears the user's
-// "notified" flag (KEYS[2]) in the same step, so the next store notifies
-// again and no wakeup is lost. Acknowledging by position and content, not
-// by a parsed id, means nothing a foreign writer puts in a queue can stall
-// it or make the script drop what was not sent.
+// wherever it is now; when it is not among the first ARGV[1] elements
+// nothing is removed and the reply says so, and the node fetches the queue
+// afresh. Each removed chat frame gives its sender's place in the queue
+// back (KEYS[2], see storeScript). It then returns up to ARGV[3] elements
+// from the head. Acknowledging by position and content, not by a parsed id,
+// means nothing a foreign writer puts in a queue can stall it or make the
+// script drop what was not sent.
+//
+// KEYS: q:{id}, s:{id}, u:{id}. The reply is {removed, seq, elements...}:
+// removed is "1" when the processed head was removed (or there was none to
+// remove), "0" when it was not found; seq is the id of the last message
+// stored for the user (its "seq", "0" for none), read in the same step as
+// the elements, so a node that got the whole queue knows which carried
+// message comes next (the one whose prev is seq).
 var fetchScript = newScript("chat_fetch", `
+local removed = '1'
 local n = tonumber(ARGV[1])
 if n > 0 then
+  removed = '0'
   local items = redis.call('LRANGE', KEYS[1], 0, n - 1)
   for i = #items, 1, -1 do
     if items[i] == ARGV[2] then
       redis.call('LTRIM', KEYS[1], i, -1)
       for j = 1, i do
         local from = string.match(items[j], '^{"msg_id":%d+,"from":"([^"]*)"')
-        if from and redis.call('HINCRBY', KEYS[3], from, -1) <= 0 then
-          redis.call('HDEL', KEYS[3], from)
+        if from and redis.call('HINCRBY', KEYS[2], from, -1) <= 0 then
+          redis.call('HDEL', KEYS[2], from)
         end
       end
+      removed = '1'
       break
     end
   end
 end
 local m = tonumber(ARGV[3])
-if m <= 0 then return {} end
+if m <= 0 then return {removed, '0'} end
+local out = {removed, string.format('%d', tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0)}
 local items = redis.call('LRANGE', KEYS[1], 0, m - 1)
-if #items == 0 then redis.call('DEL', KEYS[2]) end
-return items`)
+for i = 1, #items do out[i + 2] = items[i] end
+return out`)
 
 // StoreOptions bound a user's offline queue, and say who a message is from.
 type StoreOptions struct {
@@ -151,13 +204,27 @@ type StoreOptions struct {
 	Requeue bool
 }
 
+// Stored says where a stored message sits: its id, and the id of the
+// message stored for the same user just before it (0: none).
+type Stored struct {
+	ID, Prev int64
+}
+
 // StoreMessage appends a message to user to's queue. members is the frame's
 // JSON members without braces; the stored frame gets "msg_id" first, and a
 // chat message's members start with "from" (the fetch script reads it
-// there). notify publishes on the user's channel so that a node holding the
-// user fetches it. It returns the message id, or ErrNoUser, ErrQueueFull or
-// ErrSenderShare.
+// there). notify publishes the stored frame on the user's channel so that a
+// node holding the user writes it (CarriedPayload). It returns the message
+// id, or ErrNoUser, ErrQueueFull or ErrSenderShare.
 func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, now int64, opt StoreOptions, notify bool) (int64, error) {
+	st, err := c.Store(ctx, to, members, now, opt, notify)
+	return st.ID, err
+}
+
+// Store is StoreMessage that also returns the previous message's id, which
+// a caller delivering the frame itself (the recipient is on this node)
+// passes on with it.
+func (c *Client) Store(ctx context.Context, to string, members []byte, now int64, opt StoreOptions, notify bool) (Stored, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	ch := ""
@@ -172,38 +239,121 @@ func (c *Client) StoreMessage(ctx context.Context, to string, members []byte, no
 	}
 	args := []string{string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
 		strconv.FormatInt(now, 10), ch, pub, from, strconv.FormatInt(opt.SenderShare, 10), requeue}
-	var seq int64
+	var st Stored
 	var err error
 	if c.waitN > 0 {
-		seq, err = c.storeReplicated(ctx, keys, args)
+		st, err = c.storeReplicated(ctx, keys, args)
 	} else {
-		seq, err = storeScript.Exec(ctx, c.rc, keys, args).AsInt64()
+		st, err = storedOf(storeScript.Exec(ctx, c.rc, keys, args))
 	}
 	if err != nil {
-		return 0, c.wrap("store message for "+to, err)
+		return Stored{}, c.wrap("store message for "+to, err)
 	}
-	switch seq {
+	switch st.ID {
 	case -1:
-		return 0, ErrNoUser
+		return Stored{}, ErrNoUser
 	case -2:
-		return 0, ErrQueueFull
+		return Stored{}, ErrQueueFull
 	case -3:
-		return 0, ErrSenderShare
+		return Stored{}, ErrSenderShare
 	case -4:
-		return 0, ErrInactive
+		return Stored{}, ErrInactive
 	}
-	return seq, nil
+	return st, nil
+}
+
+func storedOf(r rueidis.RedisResult) (Stored, error) {
+	v, err := r.ToArray()
+	if err != nil {
+		return Stored{}, err
+	}
+	if len(v) != 2 {
+		return Stored{}, fmt.Errorf("store script replied %d values, want 2", len(v))
+	}
+	id, err := v[0].AsInt64()
+	if err != nil {
+		return Stored{}, err
+	}
+	prev, err := v[1].AsInt64()
+	return Stored{ID: id, Prev: prev}, err
+}
+
+// StoredFrame is the text the store script stores for members under id:
+// what a caller that delivers the message itself writes, byte for byte
+// what the fetch script will find at the head of the queue.
+func StoredFrame(id int64, members []byte) string {
+	b := make([]byte, 0, len(members)+32)
+	b = append(b, `{"msg_id":`...)
+	b = strconv.AppendInt(b, id, 10)
+	b = append(b, ',')
+	b = append(b, members...)
+	b = append(b, '}')
+	return string(b)
+}
+
+// ParseCarried splits the payload of a carried message (what the store
+// script publishes after its 'n': prev, a space, the stored frame) into the
+// previous message's id, the message's id (read from the frame's leading
+// msg_id) and the frame.
+func ParseCarried(p string) (prev, id int64, frame string, ok bool) {
+	sp := strings.IndexByte(p, ' ')
+	if sp <= 0 {
+		return 0, 0, "", false
+	}
+	prev, err := strconv.ParseInt(p[:sp], 10, 64)
+	if err != nil {
+		return 0, 0, "", false
+	}
+	frame = p[sp+1:]
+	const head = `{"msg_id":`
+	if !strings.HasPrefix(frame, head) {
+		return 0, 0, "", false
+	}
+	end := strings.IndexByte(frame[len(head):], ',')
+	if end <= 0 {
+		return 0, 0, "", false
+	}
+	if id, err = strconv.ParseInt(frame[len(head):len(head)+end], 10, 64); err != nil {
+		return 0, 0, "", false
+	}
+	return prev, id, frame, true
+}
+
+// Fetched is what one fetch script run did and found.
+type Fetched struct {
+	// Removed is false when the processed head given was not found among
+	// the queue's first elements (a foreign writer, an expired queue):
+	// nothing was removed.
+	Removed bool
+	// Seq is the id of the last message stored for the user when the
+	// elements were read (0 when none were asked for).
+	Seq  int64
+	Msgs []string
 }
 
 // FetchMessages removes the processed head of user id's queue (count
 // elements, the last of which is last) and returns up to n of the next ones,
 // oldest first (none when n is 0).
 func (c *Client) FetchMessages(ctx context.Context, id string, count int, last string, n int) ([]string, error) {
+	f, err := c.Fetch(ctx, id, count, last, n)
+	return f.Msgs, err
+}
+
+// Fetch is FetchMessages that also says whether the head was removed, and
+// the user's last message id read with the elements.
+func (c *Client) Fetch(ctx context.Context, id string, count int, last string, n int) (Fetched, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	msgs, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id), c.userKey("n", id), c.userKey("s", id)},
+	v, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id), c.userKey("s", id), c.userKey("u", id)},
 		[]string{strconv.Itoa(count), last, strconv.Itoa(n)}).AsStrSlice()
-	return msgs, c.wrap("fetch messages of "+id, err)
+	if err == nil && len(v) < 2 {
+		err = fmt.Errorf("fetch script replied %d values, want at least 2", len(v))
+	}
+	if err != nil {
+		return Fetched{}, c.wrap("fetch messages of "+id, err)
+	}
+	seq, _ := strconv.ParseInt(v[1], 10, 64)
+	return Fetched{Removed: v[0] == "1", Seq: seq, Msgs: v[2:]}, nil
 }
 
 // QueueLen returns the number of undelivered messages of user id.
@@ -252,8 +402,9 @@ func (c *Client) RawPush(ctx context.Context, id, v string) error {
 
 // storeReplicated runs the store script and then WAIT on the same
 // connection, so the ack waits until c.waitN replicas have the message.
-func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (int64, error) {
-	var seq, acked int64
+func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (Stored, error) {
+	var st Stored
+	var acked int64
 	err := c.rc.Dedicated(func(dc rueidis.DedicatedClient) error {
 		wait := dc.B().Wait().Numreplicas(int64(c.waitN)).Timeout(c.tmo.Milliseconds()).Build()
 		rs := dc.DoMulti(ctx, dc.B().Evalsha().Sha1(storeSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
@@ -262,15 +413,115 @@ func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (int6
 			rs = dc.DoMulti(ctx, dc.B().Eval().Script(StoreScriptSource).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build(), wait)
 		}
 		var err error
-		if seq, err = rs[0].AsInt64(); err != nil {
+		if st, err = storedOf(rs[0]); err != nil {
 			return err
 		}
 		acked, err = rs[1].AsInt64()
 		return err
 	})
 	// A refusal (seq < 0) stored nothing: nothing to wait for.
-	if err == nil && seq >= 0 && acked < int64(c.waitN) {
+	if err == nil && st.ID >= 0 && acked < int64(c.waitN) {
 		err = fmt.Errorf("%w: the message reached %d of %d replicas", ErrUnavailable, acked, c.waitN)
 	}
-	return seq, err
+	return st, err
+}
+
+// removeScript removes the written heads of several users' queues in one
+// call, each exactly as the fetch script's first part does (see
+// fetchScript): KEYS are q:{id}, s:{id} per user, ARGV count, last per
+// user. It returns, per user, 1 when the head was removed and 0 when it was
+// not found (nothing removed). One call for many users: the price of a
+// chat message in Redis is the script call, not the commands in it.
+var removeScript = newScript("chat_remove", `
+local out = {}
+for k = 1, #KEYS / 2 do
+  local q, s = KEYS[2 * k - 1], KEYS[2 * k]
+  local n, last = tonumber(ARGV[2 * k - 1]), ARGV[2 * k]
+  out[k] = 0
+  local items = redis.call('LRANGE', q, 0, n - 1)
+  for i = #items, 1, -1 do
+    if items[i] == last then
+      redis.call('LTRIM', q, i, -1)
+      for j = 1, i do
+        local from = string.match(items[j], '^{"msg_id":%d+,"from":"([^"]*)"')
+        if from and redis.call('HINCRBY', s, from, -1) <= 0 then
+          redis.call('HDEL', s, from)
+        end
+      end
+      out[k] = 1
+      break
+    end
+  end
+end
+return out`)
+
+// Head is the written head of a user's queue: Count elements, the last of
+// which is Last.
+type Head struct {
+	User  string
+	Count int
+	Last  string
+}
+
+// RemoveHeads removes the written heads of several users' queues: in one
+// script call, or on a cluster in one per hash slot (pipelined). removed[i]
+// is false when heads[i] was not found at the front of its queue (nothing
+// of it was removed). err is for the whole call: any head may or may not
+// have been removed, and removing it again later is harmless (it is not
+// found, or found where it is).
+func (c *Client) RemoveHeads(ctx context.Context, heads []Head) (removed []bool, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	removed = make([]bool, len(heads))
+	// Which heads each call carries, in order.
+	var groups [][]int
+	if c.cluster.Load() {
+		bySlot := map[uint16]int{}
+		for i, h := range heads {
+			s := keySlot(c.userKey("q", h.User))
+			g, ok := bySlot[s]
+			if !ok {
+				g = len(groups)
+				bySlot[s] = g
+				groups = append(groups, nil)
+			}
+			groups[g] = append(groups[g], i)
+		}
+	} else {
+		all := make([]int, len(heads))
+		for i := range all {
+			all[i] = i
+		}
+		groups = [][]int{all}
+	}
+	execs := make([]rueidis.LuaExec, len(groups))
+	for g, idx := range groups {
+		e := rueidis.LuaExec{Keys: make([]string, 0, 2*len(idx)), Args: make([]string, 0, 2*len(idx))}
+		for _, i := range idx {
+			h := heads[i]
+			e.Keys = append(e.Keys, c.userKey("q", h.User), c.userKey("s", h.User))
+			e.Args = append(e.Args, strconv.Itoa(h.Count), h.Last)
+		}
+		execs[g] = e
+	}
+	var rs []rueidis.RedisResult
+	if len(execs) == 1 {
+		rs = []rueidis.RedisResult{removeScript.Exec(ctx, c.rc, execs[0].Keys, execs[0].Args)}
+	} else {
+		rs = removeScript.ExecMulti(ctx, c.rc, execs...)
+	}
+	for g, r := range rs {
+		v, rerr := r.AsIntSlice()
+		if rerr == nil && len(v) != len(groups[g]) {
+			rerr = fmt.Errorf("remove script replied %d values, want %d", len(v), len(groups[g]))
+		}
+		if rerr != nil {
+			err = rerr
+			continue
+		}
+		for k, i := range groups[g] {
+			removed[i] = v[k] == 1
+		}
+	}
+	return removed, c.wrap("remove written messages", err)
 }

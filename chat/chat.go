@@ -1,7 +1,7 @@
 // Package chat owns 1:1 messages between users: validating and storing a
-// message in the recipient's queue (atomically with the notification of the
+// message in the recipient's queue (atomically with its publication to the
 // node holding the recipient), and the per-connection mailbox that moves
-// messages from that queue to the socket. A message leaves Redis only after
+// messages to the socket, as they come with their store or from the queue. A message leaves Redis only after
 // it has been written to the recipient's connection; whatever was fetched
 // but not written simply stays at the front of the queue.
 package chat
@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,7 +28,11 @@ type Config struct {
 	QueueTTL         time.Duration // a queue expires this long after the user's last login
 	MaxMessage       int           // largest message frame in bytes
 	Batch            int           // messages fetched from Redis per round trip
-	Clock            func() time.Time
+	// RemoveDelay is how long the node gathers the written heads of its
+	// users' queues before it removes them in one call (0: no wait; they
+	// still gather while a call is in flight).
+	RemoveDelay time.Duration
+	Clock       func() time.Time
 
 	// OnStored, when set, is called after a message is stored, with the
 	// frame as stored ('{"msg_id":<id>,"from":...}'): push notifications
@@ -40,7 +45,8 @@ type Config struct {
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{QueueCap: 1000, QueueTTL: 30 * 24 * time.Hour, MaxMessage: 16 << 10, Batch: 64, Clock: time.Now}
+	return Config{QueueCap: 1000, QueueTTL: 30 * 24 * time.Hour, MaxMessage: 16 << 10, Batch: 64,
+		RemoveDelay: time.Millisecond, Clock: time.Now}
 }
 
 // Service stores and delivers chat messages.
@@ -49,18 +55,32 @@ type Service struct {
 	cfg Config
 	log *zap.Logger
 
-	refusedFull, refusedShare atomic.Int64
+	refusedFull, refusedShare  atomic.Int64
+	fetches, removals, carried atomic.Int64
+	removeCalls, inboxDropped  atomic.Int64
+
+	// The node's remover (remover.go).
+	rmMu      sync.Mutex
+	rmPending []*removal
+	rmRunning bool
 }
 
 // Stats are the service's counters since it started.
 type Stats struct {
 	RefusedQueueFull   int64 // messages refused: the recipient's queue was full
 	RefusedSenderShare int64 // messages refused: the sender held its share of the queue
+	Fetches            int64 // fetch script calls that read a queue (with any removal they carried)
+	Removals           int64 // written heads removed on their own (not by a fetch)
+	RemoveCalls        int64 // script calls that removed them, many heads each
+	InboxDropped       int64 // carried messages a mailbox could not hold (fetched instead)
+	Carried            int64 // messages taken as carried with their store, not fetched
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
-	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load()}
+	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load(),
+		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load(),
+		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load()}
 }
 
 // New returns a chat service on b.
@@ -112,6 +132,15 @@ type Message struct {
 	From    string
 	members []byte // the stored frame's members: "from" first, then the request's own
 	req     *wire.Request
+	stored  broker.Stored // set by Store
+}
+
+// Carried returns what a mailbox on this node needs to deliver m without
+// fetching it (Mailbox.Carry): the id of the message stored for the
+// recipient before m, m's id, and the frame exactly as stored. Call it
+// after Store succeeded.
+func (m *Message) Carried() (prev, id int64, frame string) {
+	return m.stored.Prev, m.stored.ID, broker.StoredFrame(m.stored.ID, m.members)
 }
 
 // Prepare validates a "message" request from user from. A missing or
@@ -140,14 +169,17 @@ func (s *Service) Prepare(from string, req *wire.Request) (*Message, error) {
 }
 
 // Store puts m in its recipient's queue and returns the server_ack frame.
-// notify asks Redis to publish on the recipient's channel; the caller skips
-// it when the recipient is connected to this node and pokes it directly.
+// notify asks Redis to publish the stored frame on the recipient's channel;
+// the caller skips it when the recipient is connected to this node and
+// hands it m.Carried() directly.
 // A full queue, or one holding the sender's share, refuses m (queue_full):
 // what it holds was acknowledged and is never dropped to make room.
 func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, error) {
 	opt := s.opts()
 	opt.From = m.From
-	id, err := s.b.StoreMessage(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
+	st, err := s.b.Store(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
+	m.stored = st
+	id := st.ID
 	switch {
 	case errors.Is(err, broker.ErrNoUser):
 		return nil, wire.Errorf(wire.NotFound, "no user %q", m.To)

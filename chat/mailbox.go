@@ -1,8 +1,11 @@
 package chat
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +26,18 @@ type Writer interface {
 // Mailbox moves one logged-in user's queued messages to its connection. Its
 // pump goroutine runs only while there is work: an idle user costs no
 // goroutine.
+//
+// Messages come two ways. A fetch reads the queue from Redis. A carried
+// message (Carry) comes with its store, through the user's channel or
+// straight from a sender on this node, with the id of the message stored
+// before it: when that is the last message the mailbox knows of, nothing
+// can be missing and the mailbox writes it without asking Redis. Whenever
+// it cannot prove that (a gap in the chain of ids, a Poke after a
+// subscriber reconnect, a carried message that did not fit), it fetches
+// the queue instead. Either way a message leaves Redis only after it was
+// written: the written head is removed after each written batch, by the
+// node's remover (remover.go: many users' heads in one call), or by the
+// next fetch.
 type Mailbox struct {
 	s    *Service
 	user string
@@ -31,14 +46,36 @@ type Mailbox struct {
 	stop    chan struct{} // closed by Close: ends a pump waiting to retry
 	mu      sync.Mutex
 	running bool
-	again   bool
+	again   bool // fetch the queue: something may be there that no carried message shows
 	closed  bool
 	idle    *sync.Cond
+	inbox   []carried // carried messages not yet looked at by the pump
+	inboxB  int       // their bytes
 	// The head of the queue that is done with (written, or skipped as
 	// undeliverable) and not yet removed from Redis: how many elements, and
 	// the text of the last one.
 	doneCount int
 	doneLast  string
+
+	// The pump's own (one pump at a time; the next one starts under mu
+	// after the last one stopped): whether every message of the queue up
+	// to the one with id lastSeen is known (fetched or carried), so a
+	// carried message whose prev is lastSeen is the very next one.
+	synced   bool
+	lastSeen int64
+	// written is the highest msg_id written by this mailbox. Ids grow
+	// along a queue, so an element at or below it that a fetch finds
+	// again (its removal missed: a foreign element sat in front of it) was
+	// written already; it is passed over as done, as the app would drop it.
+	written int64
+}
+
+func byID(a, b carried) int { return cmp.Compare(a.id, b.id) }
+
+// carried is a message that came with its store.
+type carried struct {
+	prev, id int64
+	frame    string
 }
 
 // Mailbox returns the mailbox of user for w. Call Poke to start delivery.
@@ -52,19 +89,49 @@ func (s *Service) Mailbox(user string, w Writer) *Mailbox {
 // 1 KiB encoder buffer, too much for every idle connection to keep.
 func (m *Mailbox) logger() *zap.Logger { return m.s.log.With(zap.String("user", m.user)) }
 
-// Poke tells the mailbox that messages may be waiting. It never blocks.
+// Poke tells the mailbox that messages may be waiting in the queue: it
+// fetches it. It never blocks.
 func (m *Mailbox) Poke() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return
 	}
-	if m.running {
-		m.again = true
+	m.again = true
+	m.start()
+}
+
+// maxInboxBytes bounds the carried frames one mailbox holds while its
+// pump is busy (writing to a slow connection, waiting for Redis).
+const maxInboxBytes = 256 << 10
+
+// Carry hands the mailbox a message as it was stored: frame, its id, and
+// prev, the id of the message stored for the user just before it. It never
+// blocks. What the mailbox cannot take (more than a batch, or
+// maxInboxBytes, waiting) is dropped and fetched from the queue instead.
+func (m *Mailbox) Carry(prev, id int64, frame string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
 		return
 	}
-	m.running = true
-	go m.pump()
+	if len(m.inbox) >= m.s.cfg.Batch || m.inboxB+len(frame) > maxInboxBytes {
+		m.s.inboxDropped.Add(int64(len(m.inbox)) + 1)
+		m.inbox, m.inboxB = nil, 0
+		m.again = true
+	} else {
+		m.inbox = append(m.inbox, carried{prev, id, frame})
+		m.inboxB += len(frame)
+	}
+	m.start()
+}
+
+// start runs the pump unless it runs; m.mu is held.
+func (m *Mailbox) start() {
+	if !m.running {
+		m.running = true
+		go m.pump()
+	}
 }
 
 // Close stops delivery and removes from Redis what was written. The
@@ -76,6 +143,7 @@ func (m *Mailbox) Close(ctx context.Context) {
 		close(m.stop)
 	}
 	m.closed = true
+	m.inbox, m.inboxB = nil, 0
 	for m.running {
 		m.idle.Wait()
 	}
@@ -110,6 +178,18 @@ func (m *Mailbox) pump() {
 		}
 	}()
 	backoff := 50 * time.Millisecond
+	// wait sleeps after a failed call to Redis (less when closed).
+	wait := func(what string, err error) {
+		// Redis is away or still loading. The messages wait there, and no
+		// further notification may come: keep trying while the user is
+		// connected.
+		m.logger().Warn(what+"; retrying", logs.Repeated(logs.RepeatEvery), zap.Error(err), zap.Duration("in", backoff))
+		select {
+		case <-time.After(backoff):
+		case <-m.stop:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 	for {
 		m.mu.Lock()
 		if m.closed {
@@ -118,86 +198,182 @@ func (m *Mailbox) pump() {
 			m.mu.Unlock()
 			return
 		}
+		fetch := m.again || !m.synced
 		m.again = false
+		// A fetch covers everything stored before it runs, so the carried
+		// messages waiting now are dropped; those that come while it runs
+		// are kept, and sorted out by their ids after it.
+		in := m.inbox
+		m.inbox, m.inboxB = nil, 0
 		count, last := m.doneCount, m.doneLast
+		removeNow := !fetch && count > 0 && (len(in) == 0 || count >= m.s.cfg.Batch)
 		m.mu.Unlock()
 
-		msgs, err := m.s.b.FetchMessages(context.Background(), m.user, count, last, m.s.cfg.Batch)
-		if err != nil {
-			// Redis is away or still loading. The messages wait there, and
-			// the store that notified may have set the user's flag, so no
-			// further notification comes: keep trying while the user is
-			// connected.
-			m.logger().Warn("fetch messages; retrying", logs.Repeated(logs.RepeatEvery), zap.Error(err), zap.Duration("in", backoff))
-			select {
-			case <-time.After(backoff):
-			case <-m.stop:
+		if fetch {
+			m.synced = false
+			m.s.fetches.Add(1)
+			f, err := m.s.b.Fetch(context.Background(), m.user, count, last, m.s.cfg.Batch)
+			if err != nil {
+				wait("fetch messages", err)
+				continue
 			}
-			backoff = min(2*backoff, 2*time.Second)
+			backoff = 50 * time.Millisecond
+			m.removed(count)
+			// The whole queue was read: the next carried message is the
+			// one stored after f.Seq.
+			m.synced, m.lastSeen = len(f.Msgs) < m.s.cfg.Batch, f.Seq
+			if len(f.Msgs) > 0 && m.deliver(f.Msgs) != nil {
+				return
+			}
 			continue
 		}
-		backoff = 50 * time.Millisecond
-		m.mu.Lock()
-		m.doneCount -= count // removed from Redis
-		if m.doneCount == 0 {
-			m.doneLast = ""
+		if removeNow {
+			// Written messages leave Redis after each written batch,
+			// when nothing else waits or a batch's worth has gathered,
+			// through the node's remover.
+			// The carried messages taken above wait for the next round.
+			m.requeueInbox(in)
+			m.s.removals.Add(1)
+			ok, err := m.s.removeHead(m.user, count, last)
+			if err != nil {
+				wait("remove delivered messages", err)
+				continue
+			}
+			backoff = 50 * time.Millisecond
+			m.removed(count)
+			if !ok {
+				// The head is not what we wrote: read the queue afresh
+				// (what is still there is delivered again, same msg_id).
+				m.synced = false
+			}
+			continue
 		}
-		if len(msgs) == 0 && (!m.again || m.closed) {
-			// Deciding to stop and saying so happen under one lock: a Poke
-			// either sees the pump running and sets again before this, or
-			// sees it stopped and starts a new one.
+		batch := m.chain(in)
+		if len(batch) > 0 {
+			m.s.carried.Add(int64(len(batch)))
+			if m.deliver(batch) != nil {
+				return
+			}
+			continue
+		}
+		if !m.synced {
+			continue // a gap: fetch
+		}
+		m.mu.Lock()
+		if len(m.inbox) == 0 && !m.again && m.doneCount == 0 || m.closed {
+			// Deciding to stop and saying so happen under one lock: a
+			// Poke or Carry either sees the pump running and leaves its
+			// work for it before this, or sees it stopped and starts a
+			// new one.
 			m.running, stopped = false, true
 			m.idle.Broadcast()
 			m.mu.Unlock()
 			return
 		}
 		m.mu.Unlock()
-		if len(msgs) == 0 {
-			continue
-		}
-		if err := m.deliver(msgs); err != nil {
-			return
-		}
 	}
 }
 
-// deliver writes msgs in order and returns once the last one is written.
-// An element that is not what our scripts store is
-// skipped rather than allowed to stall the queue; it counts as done once
-// everything before it is written.
-func (m *Mailbox) deliver(msgs []string) error {
-	// done[i] is true once element i and everything before it is done.
-	lastValid := -1
-	for i, s := range msgs {
-		if deliverable(s) {
-			lastValid = i
-		} else {
-			m.logger().Error("skipping an undeliverable element read from Redis", zap.Int("bytes", len(s)))
+// requeueInbox puts carried messages taken by the pump back in front of
+// those that came since.
+func (m *Mailbox) requeueInbox(in []carried) {
+	if len(in) == 0 {
+		return
+	}
+	m.mu.Lock()
+	for _, c := range in {
+		m.inboxB += len(c.frame)
+	}
+	m.inbox = append(in, m.inbox...)
+	m.mu.Unlock()
+}
+
+// removed records that the written head of count elements is no longer in
+// Redis (removed, or found gone).
+func (m *Mailbox) removed(count int) {
+	m.mu.Lock()
+	m.doneCount -= count
+	if m.doneCount == 0 {
+		m.doneLast = ""
+	}
+	m.mu.Unlock()
+}
+
+// chain returns the carried messages that continue what the mailbox knows
+// of the queue, in order. Those already known (fetched since) are dropped;
+// at the first one that does not continue the chain, the mailbox is no
+// longer synced and fetches the queue, which holds the rest.
+func (m *Mailbox) chain(in []carried) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	// Stores from several senders on this node may hand over out of order.
+	if !slices.IsSortedFunc(in, byID) {
+		slices.SortFunc(in, byID)
+	}
+	var batch []string
+	for _, c := range in {
+		switch {
+		case c.id <= m.lastSeen:
+			// Fetched already.
+		case c.prev == m.lastSeen:
+			batch = append(batch, c.frame)
+			m.lastSeen = c.id
+		default:
+			m.synced = false
+			return batch
 		}
 	}
+	return batch
+}
+
+// deliver writes msgs, the queue's elements right after the done head, in
+// order and returns once the last one is written. An element that is not
+// what our scripts store is skipped rather than allowed to stall the queue;
+// it counts as done once everything before it is written.
+func (m *Mailbox) deliver(msgs []string) error {
+	m.mu.Lock()
+	base := m.doneCount
+	m.mu.Unlock()
+	lastValid := -1
+	ok := make([]bool, len(msgs))
+	top := m.written
+	for i, s := range msgs {
+		id, valid := deliverable(s)
+		switch {
+		case !valid:
+			m.logger().Error("skipping an undeliverable element read from Redis", zap.Int("bytes", len(s)))
+		case id <= m.written:
+			// Written already (see written).
+		default:
+			ok[i], lastValid = true, i
+			top = max(top, id)
+		}
+	}
+	deliverable := func(i int) bool { return ok[i] }
 	// Skipped elements before the first valid one are done at once.
 	first := 0
-	for first < len(msgs) && !deliverable(msgs[first]) {
+	for first < len(msgs) && !deliverable(first) {
 		first++
 	}
-	m.markDone(first, msgs)
+	m.markDone(base, first, msgs)
 	if lastValid < 0 {
 		return nil
 	}
 	last := make(chan error, 1)
 	for i := first; i <= lastValid; i++ {
-		if !deliverable(msgs[i]) {
+		if !deliverable(i) {
 			continue
 		}
 		// When i is written, it and the skipped ones right after it are done.
 		upto := i + 1
-		for upto < len(msgs) && !deliverable(msgs[upto]) {
+		for upto < len(msgs) && !deliverable(upto) {
 			upto++
 		}
 		isLast := i == lastValid
 		if !m.w.SendTracked([]byte(msgs[i]), func(err error) {
 			if err == nil {
-				m.markDone(upto, msgs)
+				m.markDone(base, upto, msgs)
 			}
 			if isLast {
 				last <- err
@@ -207,29 +383,40 @@ func (m *Mailbox) deliver(msgs []string) error {
 		}
 	}
 	err := <-last
-	if err == nil && m.s.cfg.OnWritten != nil {
-		m.s.cfg.OnWritten(context.Background(), m.user, msgs[first:lastValid+1])
+	if err == nil {
+		m.written = top
+		if m.s.cfg.OnWritten != nil {
+			m.s.cfg.OnWritten(context.Background(), m.user, msgs[first:lastValid+1])
+		}
 	}
 	return err
 }
 
-// markDone records that the first n elements of the batch msgs are done.
-func (m *Mailbox) markDone(n int, msgs []string) {
+// markDone records that the first n elements of the batch msgs, which
+// follows the base elements done before it, are done.
+func (m *Mailbox) markDone(base, n int, msgs []string) {
 	if n == 0 {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	// doneCount counts from the queue's head at this batch's fetch, which
-	// the pump reset to 0 before delivering.
-	if n > m.doneCount {
-		m.doneCount, m.doneLast = n, msgs[n-1]
+	if base+n > m.doneCount {
+		m.doneCount, m.doneLast = base+n, msgs[n-1]
 	}
 }
 
-// deliverable tells whether s is what the store script writes: a JSON
+// deliverable tells whether s is what the store script writes, a JSON
 // object that starts with its msg_id, in valid UTF-8 (it goes out as a
-// text frame).
-func deliverable(s string) bool {
-	return strings.HasPrefix(s, `{"msg_id":`) && wire.ValidString(s)
+// text frame), and returns that id.
+func deliverable(s string) (int64, bool) {
+	const head = `{"msg_id":`
+	if !strings.HasPrefix(s, head) || !wire.ValidString(s) {
+		return 0, false
+	}
+	end := strings.IndexByte(s[len(head):], ',')
+	if end <= 0 {
+		return 0, false
+	}
+	id, err := strconv.ParseInt(s[len(head):len(head)+end], 10, 64)
+	return id, err == nil
 }

@@ -5,6 +5,8 @@
 //
 //	p<frame>  a typing (or other) presence frame to forward to the user
 //	n         chat messages are waiting in the user's queue
+//	m<prev> <frame>  a chat message just stored in the user's queue (the
+//	          store script publishes it; see broker.ParseCarried)
 //	k<gen>    a login of generation gen happened: older sessions must go
 //	r<gen>    the session of generation gen has let go (0: a node that held
 //	          only a stale subscription)
@@ -36,6 +38,12 @@ type Peer interface {
 	// Released says the session of generation gen (0: none, only a stale
 	// subscription) let go of the user.
 	Released(gen int64)
+}
+
+// Carrier is a Peer that takes a chat message as it was stored (see
+// chat.Mailbox.Carry). A peer that is not one is told to fetch instead.
+type Carrier interface {
+	Carry(prev, id int64, frame string)
 }
 
 // Hub routes signals to the peers connected to this node.
@@ -163,8 +171,26 @@ func (h *Hub) route(channel, payload string) {
 			p.Signal([]byte(rest))
 		}
 	case 'n':
+		// A bare 'n' says messages are waiting; with a payload it carries
+		// the message itself (broker's store script).
+		if rest == "" {
+			for _, p := range ps {
+				p.Notify()
+			}
+			return
+		}
+		prev, id, frame, ok := broker.ParseCarried(rest)
+		if !ok {
+			// Not what the store script publishes: whatever it is, the
+			// queue says what is there.
+			h.log.Warn("ignoring a malformed carried message; fetching the queue", zap.String("channel", channel))
+		}
 		for _, p := range ps {
-			p.Notify()
+			if c, isC := p.(Carrier); isC && ok {
+				c.Carry(prev, id, frame)
+			} else {
+				p.Notify()
+			}
 		}
 	case 'k', 'r':
 		gen, err := strconv.ParseInt(rest, 10, 64)

@@ -2,6 +2,7 @@ package presence
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -104,6 +105,53 @@ func TestRouting(t *testing.T) {
 		// of its own generation.
 		if got["released"] != 1 || got["kick"] != 2 {
 			t.Fatalf("node 2's peer saw %v, want kick and released", got)
+		}
+	})
+}
+
+type carrier struct{ peer }
+
+func (c *carrier) Carry(prev, id int64, frame string) {
+	c.add(fmt.Sprintf("carry %d %d %s", prev, id, frame))
+}
+
+// A carried chat message goes to a peer that takes it as it is; a peer
+// that does not, or a payload that is not what the store script
+// publishes, gets a notify (it fetches the queue).
+func TestCarriedMessages(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c1 := brokertest.Open(t, b.Options)
+		c2 := brokertest.Open(t, b.Options)
+		h1 := New(c1, zaptest.NewLogger(t))
+		p := &carrier{peer{ch: make(chan string, 16)}}
+		q := &peer{ch: make(chan string, 16)}
+		for _, x := range []Peer{p, q} {
+			if _, err := h1.Attach(ctx, "5", x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := func(ch chan string, e string) {
+			t.Helper()
+			select {
+			case got := <-ch:
+				if got != e {
+					t.Fatalf("got %q, want %q", got, e)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no %q", e)
+			}
+		}
+		// A peer that takes no carried messages (as every node before them
+		// did, for any 'n') fetches instead: nodes of both kinds deliver
+		// during a rolling upgrade.
+		c2.Publish(ctx, c2.UserChannel("5"), `n7 {"msg_id":9,"from":"1"}`)
+		want(p.ch, `carry 7 9 {"msg_id":9,"from":"1"}`)
+		want(q.ch, "notify")
+		for _, bad := range []string{"n", `n7{"msg_id":9,"from":"1"}`, `nx {"msg_id":9,"from":"1"}`, `n7 {"id":9}`, `n7 {"msg_id":9}`} {
+			c2.Publish(ctx, c2.UserChannel("5"), bad)
+			want(p.ch, "notify")
+			want(q.ch, "notify")
 		}
 	})
 }

@@ -133,6 +133,27 @@ func newMetrics(s *Server) *metrics {
 	}
 	chatRefused("queue", func(st chat.Stats) int64 { return st.RefusedQueueFull })
 	chatRefused("sender_share", func(st chat.Stats) int64 { return st.RefusedSenderShare })
+	// How chat messages reached their recipients (docs/benchmarks.md, "Chat:
+	// one script per message").
+	chatCounter := func(name, help string, get func(chat.Stats) int64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 {
+				if s.chat == nil {
+					return 0
+				}
+				return float64(get(s.chat.Stats()))
+			}))
+	}
+	chatCounter("occase_chat_carried_total", "Chat messages written as they came with their store, without a fetch from Redis.",
+		func(st chat.Stats) int64 { return st.Carried })
+	chatCounter("occase_chat_fetches_total", "Chat queue fetches from Redis (at login, after a gap in the carried messages, after a re-subscription).",
+		func(st chat.Stats) int64 { return st.Fetches })
+	chatCounter("occase_chat_removals_total", "Written heads of chat queues removed from Redis on their own (not by a fetch).",
+		func(st chat.Stats) int64 { return st.Removals })
+	chatCounter("occase_chat_remove_calls_total", "Redis script calls that removed those heads (many users' each).",
+		func(st chat.Stats) int64 { return st.RemoveCalls })
+	chatCounter("occase_chat_inbox_dropped_total", "Carried chat messages a connection's mailbox could not hold (more than a batch or 256 KiB waiting); they were fetched from Redis instead.",
+		func(st chat.Stats) int64 { return st.InboxDropped })
 	b := s.cfg.Build
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_build_info",
 		Help:        "Always 1; the labels name the running build (follow a rollout with count by (version)).",

@@ -206,6 +206,14 @@ func (ss *session) Notify() {
 	}
 }
 
+// Carry is presence.Carrier: a chat message stored for this user, carried
+// with its store.
+func (ss *session) Carry(prev, id int64, frame string) {
+	if m := ss.mailbox(); m != nil {
+		m.Carry(prev, id, frame)
+	}
+}
+
 func (ss *session) Kick(gen int64) {
 	if g := ss.gen.Load(); g != 0 && gen > g {
 		go ss.shutdown(wire.CloseReplaced, "replaced")
@@ -437,9 +445,10 @@ func (ss *session) message(req *wire.Request) error {
 	if err != nil {
 		return err
 	}
-	// A recipient on this node is poked directly instead of through Redis
-	// pub/sub; holding its deliverMu keeps it from leaving between the store
-	// and the poke (after it leaves, its new login fetches the queue).
+	// A recipient on this node is handed the stored message directly
+	// instead of through Redis pub/sub; holding its deliverMu keeps it from
+	// leaving between the store and the hand-over (after it leaves, its new
+	// login fetches the queue).
 	var local *session
 	if p, ok := ss.srv.hub.Local(m.To).(*session); ok {
 		p.deliverMu.RLock()
@@ -455,7 +464,7 @@ func (ss *session) message(req *wire.Request) error {
 	}
 	if local != nil {
 		if err == nil {
-			local.Notify()
+			local.Carry(m.Carried())
 		}
 		local.deliverMu.RUnlock()
 	}
