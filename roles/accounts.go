@@ -41,13 +41,15 @@ func (s *Server) digest(password string) string {
 }
 
 func (ss *session) register(req *wire.Request) error {
-	if err := ss.srv.admitRegistration(ss.ctx, ss.remote, req); err != nil {
+	undo, err := ss.srv.admitRegistration(ss.ctx, ss.remote, req)
+	if err != nil {
 		return err
 	}
 	pwd := newPassword()
 	now := ss.srv.cfg.Clock().UnixMilli()
 	id, err := ss.srv.broker.CreateUser(ss.ctx, ss.srv.digest(pwd), now)
 	if err != nil {
+		undo() // no account made: the address and the token keep their budget
 		return unavailable(err)
 	}
 	ss.gen.Store(1)
