@@ -202,7 +202,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	cc.OnWritten = s.push.Written
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
-	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst)
+	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst, s.cfg.Clock)
 	if err := s.buildPosts(b); err != nil {
 		return err
 	}
