@@ -22,6 +22,7 @@ import (
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/images"
+	"github.com/occase/occase/logs"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/push"
@@ -442,7 +443,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		go hs.Serve(hl)
 		defer hs.Close()
 	}
-	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, ErrorLog: logs.StdLog(s.log.Named("http"), "http server error")}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()), zap.Bool("tls", tc != nil))
