@@ -19,6 +19,8 @@ type Post struct {
 	From     string
 	Ranges   []int64
 	JSON     []byte
+
+	ins uint64 // the index's insert count (index.gen) that added it
 }
 
 // Limits bound what a client may send. Zero fields take the defaults.
