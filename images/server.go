@@ -31,7 +31,7 @@ type Config struct {
 	// at most QueueWait.
 	MaxUploads int
 	// NameTTL is how long after it was issued a name may be uploaded (the
-	// rest of its hour added, see Signer.Expiry); later: 410.
+	// rest of its issue day added, see Signer.Expiry); later: 410.
 	NameTTL time.Duration
 	// UploadsPerAddress caps the uploads of one client (ClientKey) at once.
 	UploadsPerAddress int
