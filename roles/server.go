@@ -460,8 +460,9 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.draining = true
 	s.mu.Unlock()
 	hs.Shutdown(dctx)
-	s.spreadCloses()
-	s.Close()
+	deadline, _ := dctx.Deadline()
+	s.spreadCloses(deadline)
+	s.closeBy(deadline)
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -470,7 +471,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 
 // Close ends every session (1001, handing back what each holds) and the
 // broker connection.
-func (s *Server) Close() {
+func (s *Server) Close() { s.closeBy(time.Now().Add(s.cfg.DrainTimeout)) }
+
+// closeBy is Close, waiting for the sessions' hand-back until deadline
+// (but at least drainLastWait).
+func (s *Server) closeBy(deadline time.Time) {
 	s.mu.Lock()
 	s.draining = true
 	all := make([]*session, 0, len(s.sessions))
@@ -493,7 +498,7 @@ func (s *Server) Close() {
 	go func() { s.handlers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(s.cfg.DrainTimeout):
+	case <-time.After(max(time.Until(deadline), drainLastWait)):
 		s.log.Warn("some connections did not finish within the drain timeout")
 	}
 	if s.postsStop != nil {
