@@ -124,7 +124,7 @@ func (ss *session) login(req *wire.Request) error {
 		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
 	}
 	if cur > gen {
-		return &closeError{code: wire.CloseReplaced, reason: "replaced"}
+		return &closeError{code: wire.CloseReplaced, reason: "replaced", metric: "replaced"}
 	}
 	ss.awaitReleases(others)
 	if !ss.becomeUser() {
