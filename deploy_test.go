@@ -30,6 +30,14 @@ type k8sObject struct {
 			Name       string
 			TargetPort any
 		}
+		PodSelector struct{ MatchLabels map[string]string }
+		Ingress     []struct {
+			From []struct {
+				NamespaceSelector *struct{ MatchLabels map[string]string }
+				PodSelector       *struct{ MatchLabels map[string]string }
+				IPBlock           *struct{ CIDR string }
+			}
+		}
 	}
 }
 
@@ -157,14 +165,31 @@ func TestKubernetesManifests(t *testing.T) {
 		if grace := time.Duration(pod.TerminationGracePeriodSeconds) * time.Second; grace <= drain+time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second {
 			t.Errorf("%s: grace period %v does not cover preStop + drain", name, grace)
 		}
-		if name == "Deployment/occase-db" && env["OCCASE_TRUSTED_PROXIES"] == "" {
-			t.Errorf("%s: no OCCASE_TRUSTED_PROXIES: every registration counts against the ingress", name)
+		if env["OCCASE_TRUSTED_PROXIES"] == "" {
+			t.Errorf("%s: no OCCASE_TRUSTED_PROXIES: every client counts as the ingress for the per-address limits (registrations, uploads)", name)
 		}
 	}
 	for _, name := range []string{"Service/occase-db", "Service/occase-img"} {
 		for _, p := range objs[name].Spec.Ports {
 			if p.TargetPort != "http" {
 				t.Errorf("%s routes %v: only the http port may be reachable through it", name, p.TargetPort)
+			}
+		}
+	}
+	// Trusting X-Forwarded-For from pod addresses is safe only while no
+	// other pod may connect: the NetworkPolicy admits the occase pods'
+	// ports from named namespaces only.
+	np, ok := objs["NetworkPolicy/occase-from-ingress"]
+	if !ok || np.Spec.PodSelector.MatchLabels["app"] != "occase" || len(np.Spec.Ingress) == 0 {
+		t.Errorf("no NetworkPolicy restricting who reaches the occase pods: %+v", np.Spec)
+	}
+	for _, r := range np.Spec.Ingress {
+		if len(r.From) == 0 {
+			t.Errorf("NetworkPolicy rule without from: anyone may connect")
+		}
+		for _, f := range r.From {
+			if f.NamespaceSelector == nil || len(f.NamespaceSelector.MatchLabels) == 0 {
+				t.Errorf("NetworkPolicy source %+v is not one named namespace", f)
 			}
 		}
 	}
@@ -188,6 +213,16 @@ func TestComposeAndDockerfile(t *testing.T) {
 		if !strings.Contains(string(cy), want) {
 			t.Errorf("compose.yaml lacks %s", want)
 		}
+	}
+	// Every occase service (db1, db2 through the shared env, img its own)
+	// believes the balancer's X-Forwarded-For.
+	_, img, _ := strings.Cut(string(cy), "\n  img:\n")
+	img, _, _ = strings.Cut(img, "\n  lb:\n")
+	if !strings.Contains(img, "OCCASE_TRUSTED_PROXIES:") {
+		t.Error("compose.yaml: img has no OCCASE_TRUSTED_PROXIES: every upload counts against the balancer's address")
+	}
+	if _, db, _ := strings.Cut(string(cy), "x-db-env:"); !strings.Contains(db[:strings.Index(db, "services:")], "OCCASE_TRUSTED_PROXIES:") {
+		t.Error("compose.yaml: db has no OCCASE_TRUSTED_PROXIES")
 	}
 	if strings.Contains(string(cy), "9090:") {
 		t.Error("compose.yaml publishes the admin port")

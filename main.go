@@ -329,7 +329,7 @@ func serveFlags(d roles.Config) []cli.Flag {
 		&cli.Int64Flag{Name: "image-max-pixels", Value: d.Images.MaxPixels, EnvVars: env("IMAGE_MAX_PIXELS"), Usage: "largest width*height accepted (larger: 413)"},
 		&cli.DurationFlag{Name: "image-upload-timeout", Value: d.Images.UploadTimeout, EnvVars: env("IMAGE_UPLOAD_TIMEOUT"), Usage: "time allowed to receive one upload's body (slower: 408)"},
 		&cli.IntFlag{Name: "image-max-uploads", Value: d.Images.MaxUploads, EnvVars: env("IMAGE_MAX_UPLOADS"), Usage: "uploads received and checked at once, each held in memory; others wait"},
-		&cli.DurationFlag{Name: "image-name-ttl", Value: d.Images.NameTTL, EnvVars: env("IMAGE_NAME_TTL"), Usage: "time after issue (plus the rest of its hour) an upload name may be used (later: 410)"},
+		&cli.DurationFlag{Name: "image-name-ttl", Value: d.Images.NameTTL, EnvVars: env("IMAGE_NAME_TTL"), Usage: "time after issue (plus the rest of its issue day, UTC) an upload name may be used (later: 410)"},
 		&cli.IntFlag{Name: "image-uploads-per-address", Value: d.Images.UploadsPerAddress, EnvVars: env("IMAGE_UPLOADS_PER_ADDRESS"), Usage: "uploads from one client address at once (more: 503 with Retry-After)"},
 		&cli.DurationFlag{Name: "image-queue-wait", Value: d.Images.QueueWait, EnvVars: env("IMAGE_QUEUE_WAIT"), Usage: "longest an upload waits for a slot before 503 with Retry-After"},
 		&cli.Int64Flag{Name: "image-min-upload-rate", Value: d.Images.MinRate, EnvVars: env("IMAGE_MIN_UPLOAD_RATE"), Usage: "slowest average upload in bytes/s after --image-upload-grace (slower: 408); 0 disables"},

@@ -72,7 +72,7 @@ func TestImgRoleExpiredName(t *testing.T) {
 	p := startProc(t, "--role", "img", "--image-key", hex.EncodeToString(key), "--image-dir", dir,
 		"--redis", "127.0.0.1:1", "--image-name-ttl", "1h")
 
-	old := time.Now().Add(-3 * time.Hour)
+	old := time.Now().Add(-3 * 24 * time.Hour) // names carry their issue day
 	s, err := images.NewSigner(key, images.WithClock(func() time.Time { return old }))
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestImgRoleExpiredName(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusGone || string(body) != "name_expired\n" {
-		t.Fatalf("POST with a 3-hour-old name: %d %q, want 410 name_expired", resp.StatusCode, body)
+		t.Fatalf("POST with a 3-day-old name: %d %q, want 410 name_expired", resp.StatusCode, body)
 	}
 	resp, err = http.Get("http://" + p.addr + "/metrics")
 	if err != nil {

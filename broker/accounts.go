@@ -144,6 +144,34 @@ func (c *Client) UseSignupNonce(ctx context.Context, nonce string, ttl time.Dura
 	return true, nil
 }
 
+// regRefundScript gives back one registration counted by regScript:
+// KEYS reg:{addr}:day. A window that ended meanwhile is left alone.
+var regRefundScript = newScript("register_refund", `
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0') or 0
+if n > 0 then redis.call('HSET', KEYS[1], 'n', n - 1) end
+return 0`)
+
+// RefundRegistration gives back a registration counted by
+// AdmitRegistration whose account was not made after all (a refused
+// token, a failed CreateUser), so a refusal never costs an address its
+// daily budget.
+func (c *Client) RefundRegistration(ctx context.Context, addr string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	err := regRefundScript.Exec(ctx, c.rc, []string{c.key("reg:{" + addr + "}:day")}, nil).Error()
+	return c.wrap("refund registration from "+addr, err)
+}
+
+// ReleaseSignupNonce forgets a nonce marked by UseSignupNonce, when the
+// registration it was for did not make an account: the user may try the
+// same token again.
+func (c *Client) ReleaseSignupNonce(ctx context.Context, nonce string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	err := c.rc.Do(ctx, c.rc.B().Del().Key(c.key("signup:"+nonce)).Build()).Error()
+	return c.wrap("release sign-up nonce", err)
+}
+
 // announceScript: KEYS: u:{id}. ARGV: the user's channel, the payload, and
 // the publish command (PUBLISH, or SPUBLISH where the channel is sharded:
 // see publishCmd).

@@ -58,6 +58,7 @@ type Service struct {
 	refusedFull, refusedShare  atomic.Int64
 	fetches, removals, carried atomic.Int64
 	removeCalls, inboxDropped  atomic.Int64
+	repliesDropped             atomic.Int64
 
 	// The node's remover (remover.go).
 	rmMu      sync.Mutex
@@ -74,13 +75,14 @@ type Stats struct {
 	RemoveCalls        int64 // script calls that removed them, many heads each
 	InboxDropped       int64 // carried messages a mailbox could not hold (fetched instead)
 	Carried            int64 // messages taken as carried with their store, not fetched
+	RepliesDropped     int64 // requeued replies not stored: the queue held its cap and margin
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load(),
 		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load(),
-		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load()}
+		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load(), RepliesDropped: s.repliesDropped.Load()}
 }
 
 // New returns a chat service on b.
@@ -254,15 +256,35 @@ func FailAck(req *wire.Request, to string, e *wire.Error) []byte {
 
 // Requeue stores frames (replies that could not be written before the
 // user's connection ended) at the end of the user's queue, to be delivered
-// after the next login. They were accepted already: the queue's cap never
-// refuses them.
+// after the next login. They answer requests that were carried out, so
+// the cap that refuses chat messages does not refuse them; but they come
+// from the user's own requests, and a client that keeps reconnecting
+// without reading could grow its own queue without end. So replies may
+// take the queue past its cap by requeueMargin at most; the replies that
+// do not fit are dropped (counted in Stats.RepliesDropped), never a chat
+// message. The newest are the ones dropped: taking older replies out of
+// the middle of the list would break the fetch's head accounting.
 func (s *Service) Requeue(ctx context.Context, user string, frames [][]byte) error {
 	opt := s.opts()
 	opt.Requeue = true
-	for _, f := range frames {
+	n, err := s.b.QueueLen(ctx, user)
+	if err != nil {
+		return err
+	}
+	// Only this user's own session requeues past the cap (one login at
+	// a time), so reading the length first is exact enough.
+	room := s.cfg.QueueCap + s.requeueMargin() - n
+	for i, f := range frames {
 		if len(f) < 2 || f[0] != '{' {
 			continue
 		}
+		if room <= 0 {
+			dropped := len(frames) - i
+			s.repliesDropped.Add(int64(dropped))
+			s.log.Warn("dropped replies that did not fit the user's queue", zap.String("user", user), zap.Int("dropped", dropped))
+			return nil
+		}
+		room--
 		members := f[1 : len(f)-1]
 		if _, err := s.b.StoreMessage(ctx, user, members, s.cfg.Clock().UnixMilli(), opt, false); err != nil {
 			return err
@@ -270,3 +292,7 @@ func (s *Service) Requeue(ctx context.Context, user string, frames [][]byte) err
 	}
 	return nil
 }
+
+// requeueMargin is how far requeued replies may take a queue past
+// QueueCap: a tenth of it, at least one.
+func (s *Service) requeueMargin() int64 { return max(s.cfg.QueueCap/10, 1) }

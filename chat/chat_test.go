@@ -243,3 +243,42 @@ func TestQueueFullAndSenderShare(t *testing.T) {
 		}
 	})
 }
+
+// Requeued replies may take a queue past its cap by a tenth of it, no
+// more: a client that reconnects without reading cannot grow its own queue
+// without end. What does not fit is dropped and counted; the chat messages
+// already in the queue stay.
+func TestRequeueBoundedPastCap(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		bc := brokertest.Open(t, b.Options)
+		s := chat.New(chat.Config{QueueCap: 20, QueueSenderShare: 20}, bc, zaptest.NewLogger(t))
+		id, _ := bc.CreateUser(ctx, "d", time.Now().UnixMilli())
+		for i := range 20 {
+			r, _ := wire.ParseRequest([]byte(fmt.Sprintf(`{"cmd":"message","to":%q,"n":%d}`, id, i)))
+			m, err := s.Prepare("7", r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Store(ctx, m, false); err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+		}
+		reply := []byte(`{"cmd":"publish_ack","result":"ok"}`)
+		for range 3 { // three sessions ending with replies unwritten
+			if err := s.Requeue(ctx, id, [][]byte{reply, reply}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, _ := bc.QueueLen(ctx, id)
+		if n != 22 || s.Stats().RepliesDropped != 4 {
+			t.Fatalf("queue holds %d (want the cap 20 + a tenth), %d replies dropped (want 4)", n, s.Stats().RepliesDropped)
+		}
+		left, _ := bc.FetchMessages(ctx, id, 0, "", 100)
+		for i, m := range left[:20] {
+			if !strings.Contains(m, `"from":"7"`) {
+				t.Fatalf("message %d of the queue is not a chat message: %s", i, m)
+			}
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,24 +20,30 @@ const (
 )
 
 // gate hands out upload slots: at most max at once on the node, perKey for
-// one client address, and one per name. A request that finds the node or
-// its address full waits up to its deadline for a slot, then gives up, so a
-// few slow uploads make others fail fast rather than queue without end.
+// one client address, and one per name. A name already being uploaded, or
+// an address that holds its share (slots and waits together), is refused
+// at once. A request that finds only the node full waits in line, up to
+// its deadline, for a slot; at most max requests wait (past that: busy at
+// once), so a few slow uploads make others fail fast rather than queue
+// without end. Each release hands its slot to the first in line and wakes
+// that one only.
 type gate struct {
 	max, perKey int
 
 	mu     sync.Mutex
-	total  int
-	byKey  map[string]int
+	total  int            // slots taken
+	byKey  map[string]int // slots taken and waits, per address
 	byName map[string]bool
-	// freed is closed, and replaced, each time a slot is released, waking
-	// every waiter to look again. Waiters are few and short-lived.
-	freed chan struct{}
+	line   []*waiter // FIFO; at most max
+}
+
+type waiter struct {
+	ready   chan struct{} // buffered: the releaser never blocks
+	granted bool          // under mu: the slot is this waiter's
 }
 
 func newGate(max, perKey int) *gate {
-	return &gate{max: max, perKey: perKey, byKey: map[string]int{},
-		byName: map[string]bool{}, freed: make(chan struct{})}
+	return &gate{max: max, perKey: perKey, byKey: map[string]int{}, byName: map[string]bool{}}
 }
 
 // acquire takes a slot for an upload of name from client key, waiting at
@@ -44,56 +51,84 @@ func newGate(max, perKey int) *gate {
 // already being uploaded is refused at once: that upload will either store
 // it (then this one would get 409) or fail and free it.
 func (g *gate) acquire(ctx context.Context, key, name string, wait time.Duration) (release func(), reason string) {
-	var timeout <-chan time.Time
-	for {
-		g.mu.Lock()
-		switch {
-		case g.byName[name]:
-			reason = reasonNameBusy
-		case g.byKey[key] >= g.perKey:
-			reason = reasonAddressBusy
-		case g.total >= g.max:
-			reason = reasonBusy
-		default:
-			g.total++
-			g.byKey[key]++
-			g.byName[name] = true
-			g.mu.Unlock()
-			return func() { g.release(key, name) }, ""
-		}
-		freed := g.freed
+	g.mu.Lock()
+	switch {
+	case g.byName[name]:
 		g.mu.Unlock()
-		if reason == reasonNameBusy {
-			return nil, reason
-		}
-		if timeout == nil {
-			if wait <= 0 {
-				return nil, reason
-			}
-			t := time.NewTimer(wait)
-			defer t.Stop()
-			timeout = t.C
-		}
-		select {
-		case <-freed:
-		case <-timeout:
-			return nil, reason
-		case <-ctx.Done():
-			return nil, reason
-		}
+		return nil, reasonNameBusy
+	case g.byKey[key] >= g.perKey:
+		g.mu.Unlock()
+		return nil, reasonAddressBusy
+	case g.total < g.max:
+		g.total++
+		g.take(key, name)
+		g.mu.Unlock()
+		return func() { g.release(key, name) }, ""
+	case wait <= 0 || len(g.line) >= g.max:
+		g.mu.Unlock()
+		return nil, reasonBusy
 	}
+	// The wait holds the address's share and the name, as a slot would.
+	g.take(key, name)
+	w := &waiter{ready: make(chan struct{}, 1)}
+	g.line = append(g.line, w)
+	g.mu.Unlock()
+
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+		return func() { g.release(key, name) }, ""
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if w.granted {
+		// Handed a slot as the wait ended: use it rather than pass it on.
+		return func() { g.release(key, name) }, ""
+	}
+	if i := slices.Index(g.line, w); i >= 0 {
+		g.line = slices.Delete(g.line, i, i+1)
+	}
+	g.drop(key, name)
+	return nil, reasonBusy
+}
+
+// take and drop count key's and name's share; g.mu is held.
+func (g *gate) take(key, name string) {
+	g.byKey[key]++
+	g.byName[name] = true
+}
+
+func (g *gate) drop(key, name string) {
+	if g.byKey[key]--; g.byKey[key] <= 0 {
+		delete(g.byKey, key)
+	}
+	delete(g.byName, name)
 }
 
 func (g *gate) release(key, name string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.total--
-	if g.byKey[key]--; g.byKey[key] <= 0 {
-		delete(g.byKey, key)
+	g.drop(key, name)
+	if len(g.line) == 0 {
+		g.total--
+		return
 	}
-	delete(g.byName, name)
-	close(g.freed)
-	g.freed = make(chan struct{})
+	// The slot passes to the first in line (total unchanged).
+	w := g.line[0]
+	g.line[0] = nil
+	g.line = g.line[1:]
+	w.granted = true
+	w.ready <- struct{}{}
+}
+
+// waiting returns the number of requests in line.
+func (g *gate) waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.line)
 }
 
 // inFlight returns the number of slots taken.

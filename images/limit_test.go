@@ -78,7 +78,7 @@ func refusals(s *Server, reason string) float64 {
 	return m.GetCounter().GetValue()
 }
 
-// A name is uploadable for the TTL after the hour it was issued in; then
+// A name is uploadable for the TTL after the day it was issued on; then
 // 410, before any of the body is read. What was stored stays readable.
 func TestUploadExpiredName(t *testing.T) {
 	c := newClock(time.Date(2026, 12, 4, 10, 30, 0, 0, time.UTC))
@@ -94,11 +94,11 @@ func TestUploadExpiredName(t *testing.T) {
 		t.Fatalf("fresh name: %d", code)
 	}
 
-	c.Set(time.Date(2026, 12, 4, 12, 59, 59, 0, time.UTC))
+	c.Set(time.Date(2026, 12, 5, 1, 59, 59, 0, time.UTC))
 	if resp, body := h.do(http.MethodPost, "/"+late+".jpg", nil, []byte{}); resp.StatusCode == http.StatusGone {
 		t.Fatalf("refused before its TTL: %d %q", resp.StatusCode, body)
 	}
-	c.Set(time.Date(2026, 12, 4, 13, 0, 0, 0, time.UTC))
+	c.Set(time.Date(2026, 12, 5, 2, 0, 0, 0, time.UTC))
 	resp, body := h.do(http.MethodPost, "/"+late+".jpg", nil, jpg)
 	if resp.StatusCode != http.StatusGone || string(body) != "name_expired\n" {
 		t.Fatalf("expired name: %d %q, want 410 name_expired", resp.StatusCode, body)

@@ -27,11 +27,11 @@ type Config struct {
 	// long-lived WebSockets (role all) and cannot have a ReadTimeout.
 	UploadTimeout time.Duration
 	// MaxUploads caps the uploads being read and checked at once; each
-	// holds up to MaxBytes in memory. Further uploads wait their turn, for
-	// at most QueueWait.
+	// holds up to MaxBytes in memory. Further uploads wait their turn, in
+	// order, for at most QueueWait; at most MaxUploads of them wait.
 	MaxUploads int
 	// NameTTL is how long after it was issued a name may be uploaded (the
-	// rest of its hour added, see Signer.Expiry); later: 410.
+	// rest of its issue day added, see Signer.Expiry); later: 410.
 	NameTTL time.Duration
 	// UploadsPerAddress caps the uploads of one client (ClientKey) at once.
 	UploadsPerAddress int

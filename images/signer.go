@@ -29,18 +29,22 @@ const (
 	// pick one without modulo bias.
 	alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+-"
 
-	// A name starts with the hour it was issued in (hours since the Unix
-	// epoch, modulo 64^3: three symbols, 6 bits each, most significant
+	// A name starts with the day it was issued on (days since the Unix
+	// epoch, modulo 64^2: two symbols, 6 bits each, most significant
 	// first), so the img node, which keeps no state, can tell its age. The
-	// other six symbols are random. The hour count wraps every 2^18 hours
-	// (29.9 years), long after any name was meant to be used; see
-	// docs/security.md for the collision odds of 36 random bits per hour.
-	timeSyms   = 3
+	// other seven symbols are random (42 bits). The day count wraps every
+	// 4,096 days (11.2 years), long after any name was meant to be used.
+	// Days rather than hours: the random bits are what keeps two names of
+	// one bucket apart (and an adversary holding many names away from a
+	// victim's), and a day bucket leaves 6 more of them than an hour one;
+	// see docs/security.md for the collision odds.
+	timeSyms   = 2
 	randSyms   = NameLen - timeSyms
-	bucket     = time.Hour
+	bucket     = 24 * time.Hour
 	bucketWrap = 1 << (6 * timeSyms)
 	// A name up to this many buckets "from the future" is accepted: the
-	// db node that issued it may run a little ahead of this img node.
+	// db node that issued it may run a little ahead of this img node (and
+	// past midnight already).
 	skewBuckets = 1
 )
 
@@ -84,7 +88,7 @@ func (s *Signer) Names(n int) ([]string, error) {
 		return nil, fmt.Errorf("image names: read random: %w", err)
 	}
 	var stamp [timeSyms]byte
-	b := hourOf(s.now()) % bucketWrap
+	b := bucketOf(s.now()) % bucketWrap
 	for j := timeSyms - 1; j >= 0; j-- {
 		stamp[j] = alphabet[b&63]
 		b >>= 6
@@ -101,15 +105,15 @@ func (s *Signer) Names(n int) ([]string, error) {
 	return out, nil
 }
 
-// hourOf returns the number of whole buckets since the Unix epoch.
-func hourOf(t time.Time) int64 {
+// bucketOf returns the number of whole buckets (days) since the Unix epoch.
+func bucketOf(t time.Time) int64 {
 	return t.Unix() / int64(bucket/time.Second)
 }
 
 // Expiry returns when name stops being accepted for upload: the end of the
-// hour it was issued in, plus ttl, so every name lives at least ttl. The
-// hour is read from the name's first symbols, taken as the latest hour with
-// those symbols that is not more than skewBuckets ahead of now. ok is false
+// day (UTC) it was issued on, plus ttl, so every name lives at least ttl.
+// The day is read from the name's first symbols, taken as the latest day
+// with those symbols that is not more than skewBuckets ahead of now. ok is false
 // for a name that is not NameLen symbols of the alphabet. The signature is
 // not checked here; see Valid.
 func (s *Signer) Expiry(name string, ttl time.Duration) (expires time.Time, ok bool) {
@@ -124,9 +128,9 @@ func (s *Signer) Expiry(name string, ttl time.Duration) (expires time.Time, ok b
 		}
 		stamp = stamp<<6 | int64(v)
 	}
-	now := hourOf(s.now())
+	now := bucketOf(s.now())
 	// Buckets since issue, modulo the wrap, with the few just ahead of now
-	// read as clock skew rather than as nearly 30 years old.
+	// read as clock skew rather than as 11 years old.
 	age := ((now-stamp)%bucketWrap + bucketWrap) % bucketWrap
 	if age >= bucketWrap-skewBuckets {
 		age -= bucketWrap
@@ -136,7 +140,7 @@ func (s *Signer) Expiry(name string, ttl time.Duration) (expires time.Time, ok b
 }
 
 // Fresh reports whether name may still be uploaded with a time to live of
-// ttl: it was issued at most ttl (plus the rest of its hour) ago, and not
+// ttl: it was issued at most ttl (plus the rest of its day) ago, and not
 // more than skewBuckets ahead of this node's clock.
 func (s *Signer) Fresh(name string, ttl time.Duration) bool {
 	exp, ok := s.Expiry(name, ttl)

@@ -90,7 +90,7 @@ func TestNames(t *testing.T) {
 
 // Every byte value maps to a symbol, and each symbol gets exactly 4 of the
 // 256: no random symbol is likelier than another. (The first timeSyms
-// symbols are the hour, not random.)
+// symbols are the day, not random.)
 func TestNamesUnbiased(t *testing.T) {
 	s := testSigner(t)
 	all := make([]byte, 256)
@@ -221,15 +221,15 @@ func TestNameStamp(t *testing.T) {
 		at   time.Time
 		want string
 	}{
-		{time.Unix(0, 0), "AAA"},
-		{time.Unix(3599, 0), "AAA"},
-		{time.Unix(3600, 0), "AAB"},
-		{time.Unix(64*3600, 0), "ABA"},
-		// 2026-12-04T20:00Z is hour 499,004; modulo 2^18 that is
-		// 236,860 = 57*4096 + 52*64 + 60: "5", "0", "8".
-		{time.Date(2026, 12, 4, 20, 30, 0, 0, time.UTC), "508"},
-		// Hour 2^18 wraps to 0.
-		{time.Unix(1<<18*3600, 0), "AAA"},
+		{time.Unix(0, 0), "AA"},
+		{time.Unix(86399, 0), "AA"},
+		{time.Unix(86400, 0), "AB"},
+		{time.Unix(64*86400, 0), "BA"},
+		// 2026-12-04 is day 20,791; modulo 2^12 that is 311 = 4*64 + 55:
+		// "E", "3".
+		{time.Date(2026, 12, 4, 20, 30, 0, 0, time.UTC), "E3"},
+		// Day 2^12 wraps to 0.
+		{time.Unix(1<<12*86400, 0), "AA"},
 	}
 	for _, tc := range tests {
 		s, err := NewSigner([]byte(testKey), WithClock(func() time.Time { return tc.at }))
@@ -251,7 +251,7 @@ func TestNameStamp(t *testing.T) {
 func TestNameExpiry(t *testing.T) {
 	const ttl = 24 * time.Hour
 	issued := time.Date(2026, 12, 4, 10, 30, 0, 0, time.UTC)
-	expires := time.Date(2026, 12, 5, 11, 0, 0, 0, time.UTC) // end of the hour + ttl
+	expires := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC) // end of the day + ttl
 	tests := []struct {
 		name     string
 		issue    time.Time // the issuing db node's clock
@@ -265,7 +265,9 @@ func TestNameExpiry(t *testing.T) {
 		{name: "at expiry", issue: issued, check: expires, want: false, wantExp: expires, checkExp: true},
 		{name: "a week old", issue: issued, check: issued.Add(7 * 24 * time.Hour), want: false, wantExp: expires, checkExp: true},
 		{name: "issuer an hour ahead", issue: issued.Add(time.Hour), check: issued, want: true},
-		{name: "issuer three hours ahead", issue: issued.Add(3 * time.Hour), check: issued, want: false},
+		{name: "issuer past midnight already", issue: time.Date(2026, 12, 5, 0, 10, 0, 0, time.UTC), check: time.Date(2026, 12, 4, 23, 55, 0, 0, time.UTC), want: true},
+		{name: "issuer two days ahead", issue: issued.Add(48 * time.Hour), check: issued, want: false},
+		{name: "ten years old (the day symbols wrap after 11.2)", issue: issued.Add(-3650 * 24 * time.Hour), check: issued, want: false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,9 +293,9 @@ func TestNameExpiry(t *testing.T) {
 	}
 }
 
-// Names issued before names carried their hour are random in their first
+// Names issued before names carried their day are random in their first
 // symbols too: they still verify (the PROTOCOL.md vector included), but
-// read as issued at a random hour of the last 30 years, so the img node
+// read as issued on a random day of the last 11 years, so the img node
 // refuses nearly all of them for upload (docs/security.md).
 func TestOldNamesRefused(t *testing.T) {
 	now := time.Date(2026, 12, 4, 20, 30, 0, 0, time.UTC)

@@ -9,6 +9,7 @@
 package logs
 
 import (
+	"log"
 	"sync"
 	"time"
 
@@ -44,8 +45,13 @@ type Options struct {
 
 // maxKeys bounds the messages tracked at once; messages are constants in
 // the code, so this is a guard against a dynamic message, not a limit
-// reached in practice. Past it, untracked lines are written.
+// reached in practice. Past it, lines of untracked messages are dropped
+// and counted (one line per second says how many), never written: a
+// dynamic message an adversary can vary must not buy it unlimited lines.
 const maxKeys = 4096
+
+// overflowMsg is the summary of the lines dropped past maxKeys.
+const overflowMsg = "log lines dropped: too many distinct messages"
 
 type key struct {
 	level zapcore.Level
@@ -77,6 +83,9 @@ type Limiter struct {
 
 	mu   sync.Mutex
 	keys map[key]*window
+	// overflow counts the lines dropped past maxKeys since the last
+	// summary, by level.
+	overflow map[zapcore.Level]int
 
 	stop chan struct{}
 	done chan struct{}
@@ -93,7 +102,7 @@ func New(inner zapcore.Core, opt Options) *Limiter {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_log_dropped_total",
 			Help: "Log lines not written by the log limiter (sampled out, or repetitions summarised in one line), by level."},
 			[]string{"level"}),
-		keys: map[key]*window{},
+		keys: map[key]*window{}, overflow: map[zapcore.Level]int{},
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	for _, lvl := range []zapcore.Level{zapcore.DebugLevel, zapcore.InfoLevel, zapcore.WarnLevel, zapcore.ErrorLevel} {
@@ -158,6 +167,10 @@ func (l *Limiter) Flush(all bool) {
 		}
 		delete(l.keys, k)
 	}
+	for lvl, n := range l.overflow {
+		out = append(out, summary{key{lvl, "logs", overflowMsg}, n, false, time.Second})
+		delete(l.overflow, lvl)
+	}
 	l.mu.Unlock()
 	for _, s := range out {
 		l.write(s, now)
@@ -182,8 +195,10 @@ func (l *Limiter) allow(ent zapcore.Entry, every time.Duration, budget int, repe
 	w, ok := l.keys[k]
 	switch {
 	case !ok && len(l.keys) >= maxKeys:
+		l.overflow[ent.Level]++
 		l.mu.Unlock()
-		return true
+		l.dropped.WithLabelValues(ent.Level.String()).Inc()
+		return false
 	case !ok:
 		w = &window{start: now, every: every, repeat: repeat}
 		l.keys[k] = w
@@ -244,4 +259,28 @@ func (c *core) Write(ent zapcore.Entry, fields []zapcore.Field) error {
 		return nil
 	}
 	return c.Core.Write(ent, fields)
+}
+
+// StdLog is a *log.Logger for the standard library's servers
+// (http.Server.ErrorLog) that writes every line with one constant message
+// and the text in the "text" field. zap.NewStdLog puts the text itself in
+// the message, and the standard library's texts carry the peer's address
+// and port ("http: TLS handshake error from 203.0.113.9:50123: EOF"), so
+// every line would be a message of its own and none would be limited.
+func StdLog(l *zap.Logger, msg string) *log.Logger {
+	return log.New(stdWriter{l.WithOptions(zap.AddCallerSkip(3)), msg}, "", 0)
+}
+
+type stdWriter struct {
+	l   *zap.Logger
+	msg string
+}
+
+func (w stdWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for n > 0 && p[n-1] == '\n' {
+		n--
+	}
+	w.l.Warn(w.msg, zap.String("text", string(p[:n]))) // a copy: log.Logger reuses p
+	return len(p), nil
 }

@@ -106,6 +106,7 @@ func (x *index) insert(p *Post) bool {
 	listOf(x.byPair, pair{p.Loc, p.Prod}).add(p)
 	x.addWords(p)
 	x.gen++
+	p.ins = x.gen
 	x.recent[x.gen%uint64(len(x.recent))] = p
 	return true
 }

@@ -22,6 +22,7 @@ type Post struct {
 	// Renewed is the date (Unix s) of the post's last renewal, 0 when
 	// none: the post expires Expiry after the later of Date and Renewed.
 	Renewed int64
+	ins     uint64 // the index's insert count (index.gen) that added it
 	// words are the post's indexed words, sorted (search.go).
 	words []string
 	// status is the post's "status" member as a bit: statusAvailable

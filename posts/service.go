@@ -785,6 +785,11 @@ func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) erro
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A connection that subscribes again kept its old subscription until
+	// now: the posts inserted meanwhile that it matched went out through
+	// it already, and must not go out again in this one's catch-up.
+	old := s.x.subs[c]
+	sent := func(p *Post) bool { return old != nil && p.ins > gen && old.match(p) }
 	var late []*Post
 	if d := s.x.gen - gen; d > uint64(len(s.x.recent)) {
 		// Too much arrived meanwhile to replay: read again, here.
@@ -796,13 +801,13 @@ func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) erro
 	} else if d > 0 {
 		sb := sub{f: f, floor: floor}
 		for g := gen + 1; g <= s.x.gen; g++ {
-			if p := s.x.recent[g%uint64(len(s.x.recent))]; p.alive() && !p.expired(cutoff) && sb.match(p) {
+			if p := s.x.recent[g%uint64(len(s.x.recent))]; p.alive() && !p.expired(cutoff) && sb.match(p) && !sent(p) {
 				late = append(late, p)
 			}
 		}
 	}
-	if slices.ContainsFunc(res.posts, func(p *Post) bool { return !p.alive() }) {
-		res.posts = slices.DeleteFunc(slices.Clone(res.posts), func(p *Post) bool { return !p.alive() })
+	if drop := func(p *Post) bool { return !p.alive() || sent(p) }; slices.ContainsFunc(res.posts, drop) {
+		res.posts = slices.DeleteFunc(slices.Clone(res.posts), drop)
 		frame = nil
 		if len(res.posts) > 0 {
 			frame = itemsFrame(res.posts)

@@ -5,14 +5,13 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/keyrate"
 	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 	"golang.org/x/crypto/blake2b"
-	"golang.org/x/time/rate"
 )
 
 const (
@@ -41,13 +40,15 @@ func (s *Server) digest(password string) string {
 }
 
 func (ss *session) register(req *wire.Request) error {
-	if err := ss.srv.admitRegistration(ss.ctx, ss.remote, req); err != nil {
+	undo, err := ss.srv.admitRegistration(ss.ctx, ss.remote, req)
+	if err != nil {
 		return err
 	}
 	pwd := newPassword()
 	now := ss.srv.cfg.Clock().UnixMilli()
 	id, err := ss.srv.broker.CreateUser(ss.ctx, ss.srv.digest(pwd), now)
 	if err != nil {
+		undo() // no account made: the address and the token keep their budget
 		return unavailable(err)
 	}
 	ss.gen.Store(1)
@@ -125,7 +126,7 @@ func (ss *session) login(req *wire.Request) error {
 		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
 	}
 	if cur > gen {
-		return &closeError{code: wire.CloseReplaced, reason: "replaced"}
+		return &closeError{code: wire.CloseReplaced, reason: "replaced", metric: "replaced"}
 	}
 	ss.awaitReleases(others)
 	if !ss.becomeUser() {
@@ -213,40 +214,30 @@ func (w *wrapped) Unwrap() []error {
 	return []error{w.we, w.err}
 }
 
-// addrLimiter rate-limits by client address, forgetting idle addresses.
+// addrLimiter rate-limits by client address, in a table of at most
+// maxLimitedAddrs addresses (keyrate: a full table forgets the address used
+// least recently, so new addresses never share a bucket an adversary
+// drained, and memory stays bounded however many addresses it rotates).
 type addrLimiter struct {
-	r     rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     map[string]*rate.Limiter
-	swept time.Time
+	l     *keyrate.Limiter
+	clock func() time.Time
 }
 
-func newAddrLimiter(r float64, burst int) *addrLimiter {
-	return &addrLimiter{r: rate.Limit(r), burst: burst, m: map[string]*rate.Limiter{}}
+const maxLimitedAddrs = 100_000
+
+func newAddrLimiter(r float64, burst int, clock func() time.Time) *addrLimiter {
+	if r <= 0 {
+		return &addrLimiter{}
+	}
+	return &addrLimiter{l: keyrate.New(r, burst, maxLimitedAddrs), clock: clock}
 }
 
 func (a *addrLimiter) allow(addr string) bool {
-	if a.r <= 0 {
+	if a.l == nil {
 		return true
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	now := time.Now()
-	if now.Sub(a.swept) > time.Minute {
-		for k, l := range a.m {
-			if l.TokensAt(now) >= float64(a.burst) {
-				delete(a.m, k)
-			}
-		}
-		a.swept = now
-	}
-	l := a.m[addr]
-	if l == nil {
-		l = rate.NewLimiter(a.r, a.burst)
-		a.m[addr] = l
-	}
-	return l.AllowN(now, 1)
+	ok, _ := a.l.Allow(addr, a.clock())
+	return ok
 }
 
 // pushToken registers the original app's FCM "token" of register and

@@ -93,3 +93,52 @@ func TestDrainSpreadsCloses(t *testing.T) {
 		}
 	}
 }
+
+// The closes are spread over what is left of the drain deadline, not over
+// half the drain timeout whatever stopping the HTTP server took: with the
+// deadline passed, nothing is spread (Close ends every session at once),
+// so the drain stays within the orchestrator's grace period.
+func TestDrainSpreadFitsDeadline(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Role = "db"
+	cfg.Redis.Addrs = []string{broker.Embedded}
+	cfg.DrainTimeout = time.Hour
+	s, err := New(context.Background(), cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	url := "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"
+	const n = 2 * drainMinBatch
+	for range n {
+		c, _, err := websocket.Dial(context.Background(), url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+	}
+	for deadline := time.Now().Add(10 * time.Second); s.tracked() != n; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sessions tracked, want %d", s.tracked(), n)
+		}
+	}
+	s.mu.Lock()
+	s.draining = true
+	s.drainDeadline = time.Now()
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.spreadCloses(time.Now().Add(-time.Second)); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("spreading the closes outlives the drain deadline (half an hour of a 1 h drain timeout)")
+	}
+	if got := s.tracked(); got != n {
+		t.Fatalf("%d of %d sessions closed by the spread; Close ends them", n-got, n)
+	}
+	s.Close()
+	if s.tracked() != 0 {
+		t.Fatalf("%d sessions left after Close", s.tracked())
+	}
+}

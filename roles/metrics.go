@@ -154,6 +154,14 @@ func newMetrics(s *Server) *metrics {
 		func(st chat.Stats) int64 { return st.RemoveCalls })
 	chatCounter("occase_chat_inbox_dropped_total", "Carried chat messages a connection's mailbox could not hold (more than a batch or 256 KiB waiting); they were fetched from Redis instead.",
 		func(st chat.Stats) int64 { return st.InboxDropped })
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_replies_dropped_total",
+		Help: "Replies that could not be written nor requeued: the user's own queue held --chat-queue-cap plus a tenth (a client that reconnects without reading)."},
+		func() float64 {
+			if s.chat == nil {
+				return 0
+			}
+			return float64(s.chat.Stats().RepliesDropped)
+		}))
 	b := s.cfg.Build
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_build_info",
 		Help:        "Always 1; the labels name the running build (follow a rollout with count by (version)).",

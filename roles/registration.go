@@ -15,15 +15,20 @@ import (
 	"time"
 
 	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
 )
 
 // Registration budgets: what a register request must pass before an
 // account is created, cheapest first. A per-second limit per client
 // address (this node's memory), the operator's sign-up token when one is
-// required (a MAC, no I/O), a daily budget per client address (Redis, so
-// it holds across nodes), and last the token's single use (Redis). Every
-// per-address count is by clientKey, so rotating through the addresses of
-// one IPv6 network buys nothing.
+// required (a MAC, no I/O), the token's single use (Redis), and last a
+// daily budget per client address (Redis, so it holds across nodes).
+// The single use comes before the daily count so that replaying a used
+// token costs the address nothing; whatever a later step refuses or fails
+// gives back what the earlier ones took (the daily count, the nonce), so
+// only an account made costs a registration. Every per-address count is
+// by clientKey, so rotating through the addresses of one IPv6 network buys
+// nothing.
 
 const (
 	registerWindow = 24 * time.Hour
@@ -31,15 +36,20 @@ const (
 	// nonce is remembered in Redis until then.
 	maxSignupTokenLife = 7 * 24 * time.Hour
 	maxSignupToken     = 1024 // bytes of a signup_token, at most
+	// signupNonceSkew keeps a used nonce past its token's expiry, so a
+	// node whose clock is behind the one that took it still finds it used.
+	signupNonceSkew = 5 * time.Minute
 )
 
 // admitRegistration checks a register request from client address remote
-// against every registration budget, counting it where it passes.
-func (s *Server) admitRegistration(ctx context.Context, remote string, req *wire.Request) error {
+// against every registration budget, taking them where it passes. When it
+// admits, undo gives back what it took; the caller runs it if the account
+// is not made after all.
+func (s *Server) admitRegistration(ctx context.Context, remote string, req *wire.Request) (undo func(), err error) {
 	key := s.clientKey(remote)
 	if !s.regLimit.allow(key) {
 		s.m.regRefused.WithLabelValues("rate").Inc()
-		return wire.Errorf(wire.RateLimited, "too many registrations from this address; try again in a few seconds")
+		return nil, wire.Errorf(wire.RateLimited, "too many registrations from this address; try again in a few seconds")
 	}
 	now := s.cfg.Clock()
 	var nonce string
@@ -48,36 +58,52 @@ func (s *Server) admitRegistration(ctx context.Context, remote string, req *wire
 		tok, ok := wire.String(req.Get("signup_token"))
 		if !ok || tok == "" {
 			s.m.regRefused.WithLabelValues("token").Inc()
-			return wire.Errorf(wire.BadToken, "this server registers only with a signup_token from its sign-up service")
+			return nil, wire.Errorf(wire.BadToken, "this server registers only with a signup_token from its sign-up service")
 		}
 		var err error
 		if nonce, exp, err = verifySignupToken(s.cfg.RegisterKey, tok, now); err != nil {
 			s.m.regRefused.WithLabelValues("token").Inc()
-			return wire.Errorf(wire.BadToken, "%v", err)
+			return nil, wire.Errorf(wire.BadToken, "%v", err)
 		}
+	}
+	// The undo steps run on a context of their own: the session's may be
+	// what failed.
+	var undos []func(context.Context) error
+	undo = func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		for _, u := range undos {
+			if err := u(uctx); err != nil {
+				s.log.Warn("give back a registration", zap.Error(err))
+			}
+		}
+	}
+	if nonce != "" {
+		fresh, err := s.broker.UseSignupNonce(ctx, nonce, exp.Sub(now)+signupNonceSkew)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if !fresh {
+			s.m.regRefused.WithLabelValues("token").Inc()
+			return nil, wire.Errorf(wire.BadToken, "this signup_token has been used already")
+		}
+		undos = append(undos, func(c context.Context) error { return s.broker.ReleaseSignupNonce(c, nonce) })
 	}
 	if s.cfg.RegisterPerDay > 0 {
 		wait, err := s.broker.AdmitRegistration(ctx, key, now.UnixMilli(), registerWindow, s.cfg.RegisterPerDay)
 		if err != nil {
-			return unavailable(err)
+			undo()
+			return nil, unavailable(err)
 		}
 		if wait > 0 {
+			undo()
 			s.m.regRefused.WithLabelValues("daily").Inc()
-			return wire.Errorf(wire.RateLimited, "this address has made its %d registrations for the day; registration is possible again at %s (in %s)",
+			return nil, wire.Errorf(wire.RateLimited, "this address has made its %d registrations for the day; registration is possible again at %s (in %s)",
 				s.cfg.RegisterPerDay, now.Add(wait).UTC().Format(time.RFC3339), wait.Round(time.Second))
 		}
+		undos = append(undos, func(c context.Context) error { return s.broker.RefundRegistration(c, key) })
 	}
-	if nonce != "" {
-		fresh, err := s.broker.UseSignupNonce(ctx, nonce, exp.Sub(now))
-		if err != nil {
-			return unavailable(err)
-		}
-		if !fresh {
-			s.m.regRefused.WithLabelValues("token").Inc()
-			return wire.Errorf(wire.BadToken, "this signup_token has been used already")
-		}
-	}
-	return nil
+	return undo, nil
 }
 
 // signupClaims is a sign-up token's payload. Exp is in Unix seconds; Nonce

@@ -22,6 +22,7 @@ import (
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/images"
+	"github.com/occase/occase/logs"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/push"
@@ -106,9 +107,12 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	draining bool
-	handlers sync.WaitGroup // WebSocket handlers still running
-	stopDog  chan struct{}  // ends the write watchdog
-	dogDone  chan struct{}
+	// drainDeadline is when a drain (SIGTERM) must be over; close waits for
+	// the sessions' hand-back until then. Zero when no drain began.
+	drainDeadline time.Time
+	handlers      sync.WaitGroup // WebSocket handlers still running
+	stopDog       chan struct{}  // ends the write watchdog
+	dogDone       chan struct{}
 
 	m *metrics
 }
@@ -247,7 +251,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	cc.OnWritten = s.push.Written
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
-	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst)
+	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst, s.cfg.Clock)
 	if err := s.buildPosts(b); err != nil {
 		return err
 	}
@@ -560,7 +564,7 @@ func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error 
 	// ReadTimeout: it would stay on a hijacked connection's deadline;
 	// uploads have their own timeout.
 	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout,
-		ErrorLog: zap.NewStdLog(s.log.Named("http"))}
+		ErrorLog: logs.StdLog(s.log.Named("http"), "http server error")}
 	g.Add(func() error {
 		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve: %w", err)
@@ -570,13 +574,15 @@ func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error 
 		// Drain: stop accepting and mark not ready; the sessions are
 		// closed by Close once every member has ended.
 		s.log.Info("draining")
-		s.mu.Lock()
-		s.draining = true
-		s.mu.Unlock()
 		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 		defer cancel()
+		deadline, _ := dctx.Deadline()
+		s.mu.Lock()
+		s.draining = true
+		s.drainDeadline = deadline
+		s.mu.Unlock()
 		hs.Shutdown(dctx)
-		s.spreadCloses()
+		s.spreadCloses(deadline)
 	})
 	stop := make(chan struct{})
 	g.Add(func() error {
@@ -606,7 +612,15 @@ func (s *Server) Close() {
 	s.closeOnce.Do(s.close)
 }
 
+// close waits for the sessions' hand-back until the drain's deadline when
+// a drain set one (at least drainLastWait), else for the drain timeout.
 func (s *Server) close() {
+	s.mu.Lock()
+	deadline := s.drainDeadline
+	s.mu.Unlock()
+	if deadline.IsZero() {
+		deadline = time.Now().Add(s.cfg.DrainTimeout)
+	}
 	s.mu.Lock()
 	s.draining = true
 	all := make([]*session, 0, len(s.sessions))
@@ -629,7 +643,7 @@ func (s *Server) close() {
 	go func() { s.handlers.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(s.cfg.DrainTimeout):
+	case <-time.After(max(time.Until(deadline), drainLastWait)):
 		s.log.Warn("some connections did not finish within the drain timeout")
 	}
 	if s.postsStop != nil {

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"sync"
@@ -320,6 +321,7 @@ func (ss *session) reject(e *wire.Error) {
 type closeError struct {
 	code   websocket.StatusCode
 	reason string
+	metric string // the request's reason in occase_request_errors_total
 }
 
 func (e *closeError) Error() string { return e.reason }
@@ -353,7 +355,7 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	}
 	var ce *closeError
 	if errors.As(err, &ce) {
-		ss.srv.m.request(req.Cmd, start, "")
+		ss.srv.m.request(req.Cmd, start, cmp.Or(ce.metric, "closed"))
 		return ce.code, ce.reason, true
 	}
 	if err == nil {
@@ -481,9 +483,9 @@ func (ss *session) presence(req *wire.Request) error {
 		return err
 	}
 	if !allow(ss.presLim) {
-		ss.srv.m.rateRefused(req.Cmd)
-		ss.strike()
-		return nil // never answered; dropped
+		// Never answered (handle sends no presence reply), but counted
+		// as refused and a strike there.
+		return &wire.Error{Reason: wire.RateLimited}
 	}
 	if !chat.ValidUserID(to) || len(req.Frame) > ss.srv.cfg.Chat.MaxMessage {
 		return nil // never answered; dropped
