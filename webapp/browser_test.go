@@ -351,7 +351,12 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 			u.tab.typeInto("#nick-input", u.nick)
 			u.tab.click("#register-btn")
 			u.tab.state("online")
-			u.tab.wait("my id shown", `/#\d+/.test(document.getElementById("me").textContent)`)
+			// Issue 15: the name, never an id such as "#1", and no stale
+			// error beside the welcome.
+			u.tab.wait("my name shown", hasText("#me", u.nick))
+			if got := u.tab.eval(`document.getElementById("me").textContent + "|" + document.getElementById("notice").textContent`); strings.Contains(got, "#") || strings.Contains(got, "user id is") {
+				t.Errorf("an id shown to the person: %q", got)
+			}
 			// Issue 11: nothing the page asks for on load may fail (it
 			// used to fetch /api/config, and /favicon.ico answered 400).
 			u.tab.noConsoleErrors("on load and sign-up")
@@ -556,11 +561,18 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		c.typeInto("#login-password", pw)
 		c.click("#login-btn")
 		c.state("online")
-		c.wait("logged in as A", hasText("#me", "#"+id))
+		c.click("#tab-account")
+		c.wait("logged in as A", `document.getElementById("acct-id").textContent === `+js(id))
+		// Issue 15: a plain login does not greet with an id.
+		if got := c.eval(`document.getElementById("notice").textContent`); strings.Contains(got, id) || strings.Contains(got, "Welcome") {
+			t.Errorf("login on another device says %q", got)
+		}
 		a.state("replaced")
+		a.wait("the first tab says it is paused, by another device", `!document.getElementById("paused").hidden && `+hasText("#paused-text", "another device"))
 		a.shot("replaced")
-		a.click("#reconnect-btn")
+		a.click("#takeover-btn")
 		a.state("online")
+		a.wait("no longer paused", `document.getElementById("paused").hidden`)
 		c.state("replaced")
 	})
 }

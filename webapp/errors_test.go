@@ -47,7 +47,7 @@ func TestBrowserErrors(t *testing.T) {
 
 	// Missing fields.
 	a.click("#pub-submit")
-	a.wait("what is missing", hasText("#pub-status", "Please give a title"))
+	a.wait("what is missing", hasText("#pub-title-err", "Please give a title"))
 
 	fill := func() {
 		a.eval(`(() => { document.getElementById("publish-form").reset(); return "" })()`)
@@ -75,14 +75,50 @@ func TestBrowserErrors(t *testing.T) {
 	a.click("#pub-submit")
 	a.wait("not accepted in words", hasText("#pub-status", "not a JPEG, PNG or WebP image"))
 
-	// The posting quota.
+	// The image server's newer answers (docs/protocol.md "img role,
+	// HTTP"): an expired name is asked for again and retried once; a busy
+	// server is retried after its Retry-After; a too slow upload is an error
+	// in words.
 	srv.mu.Lock()
 	srv.uploadStatus = 0
-	srv.publishFail = wire.QuotaExceeded
+	srv.uploadSeq = []string{"410 name_expired", "503 busy 1"}
+	srv.uploads, srv.filenames = 0, 0
 	srv.mu.Unlock()
 	a.click("#pub-submit")
-	a.wait("quota in words", hasText("#pub-status", "reached your posting limit"))
+	a.wait("published after a renewed name and a busy answer", hasText("#pub-status", "Published"))
+	srv.mu.Lock()
+	uploads, names := srv.uploads, srv.filenames
+	srv.mu.Unlock()
+	if uploads != 3 || names != 2 {
+		t.Errorf("uploads %d (want 3: expired, busy, stored), filenames %d (want 2)", uploads, names)
+	}
+	srv.mu.Lock()
+	// Chromium itself resends a request answered 408 on a reused
+	// connection, so the fake answers every upload so.
+	srv.uploadStatus, srv.uploadBody = http.StatusRequestTimeout, "too_slow"
+	srv.mu.Unlock()
+	fill()
+	a.do(chromedp.SetUploadFiles(chromedp.CSS("#pub-photos"), []string{writePhoto(t)}))
+	a.wait("photo preview", `document.querySelectorAll("#pub-previews img").length === 1`)
+	a.click("#pub-submit")
+	a.wait("too slow in words", hasText("#pub-status", "connection is too slow"))
+	a.shot("upload-too-slow")
+
+	// The posting limits: when posting is possible again is said.
+	srv.mu.Lock()
+	srv.uploadStatus, srv.uploadBody = 0, ""
+	srv.publishFail = wire.QuotaExceeded
+	srv.publishDetail = "10 posts per 24h0m0s; the next is possible in 5400 s"
+	srv.mu.Unlock()
+	a.click("#pub-submit")
+	a.wait("quota in words, with when", hasText("#pub-status", "You can post again in 1 hour 30 min (at "))
 	a.shot("quota")
+	srv.mu.Lock()
+	srv.publishFail = wire.PostsFull
+	srv.publishDetail = ""
+	srv.mu.Unlock()
+	a.click("#pub-submit")
+	a.wait("posts_full in words", hasText("#pub-status", "as many listings as it can"))
 
 	// The server goes away.
 	srv.Stop(t)

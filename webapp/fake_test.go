@@ -48,6 +48,7 @@ type fakeServer struct {
 
 	// Issue 15: more failures, and counts to check what the app did.
 	publishDetail string   // the detail of publishFail
+	uploadBody    string   // the body of uploadStatus's answers
 	uploadSeq     []string // answer the next uploads with these, in turn: "410 name_expired", "503 busy 1" (Retry-After), "408 too_slow"
 	uploads       int      // upload requests received
 	filenames     int      // filenames requests received
@@ -286,7 +287,11 @@ func (s *fakeServer) image(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if s.uploadStatus != 0 {
-			http.Error(w, "injected", s.uploadStatus)
+			body := "injected"
+			if s.uploadBody != "" {
+				body = s.uploadBody
+			}
+			http.Error(w, body, s.uploadStatus)
 			return
 		}
 		var b bytes.Buffer

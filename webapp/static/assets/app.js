@@ -1420,8 +1420,11 @@ function stepPhoto(d) {
   const g = gallery;
   if (!g.imgs.length) return;
   g.i = (g.i + d + g.imgs.length) % g.imgs.length;
-  $("photo-full").src = `/${g.imgs[g.i]}`;
-  $("photo-full").alt = `Photo ${g.i + 1} of ${g.imgs.length} of ${g.title}`;
+  // The image exists only while a photo is shown (an <img> without a
+  // source would be one more thing to check).
+  const img = $("photo-full") || $("photo-dialog").insertBefore(h("img", { id: "photo-full", "data-testid": "photo-full" }), $("photo-dialog").firstChild);
+  img.src = `/${g.imgs[g.i]}`;
+  img.alt = `Photo ${g.i + 1} of ${g.imgs.length} of ${g.title}`;
   $("photo-count").textContent = `${g.i + 1} of ${g.imgs.length}`;
   $("photo-prev").hidden = $("photo-next").hidden = g.imgs.length < 2;
 }
@@ -1690,6 +1693,7 @@ function wireUI() {
     show("browse-view", {}, "replace");
   });
   $("photo-close").addEventListener("click", () => $("photo-dialog").close());
+  $("photo-dialog").addEventListener("close", () => { const i = $("photo-full"); if (i) i.remove(); });
   $("photo-prev").addEventListener("click", () => stepPhoto(-1));
   $("photo-next").addEventListener("click", () => stepPhoto(1));
   $("photo-dialog").addEventListener("keydown", (ev) => {
@@ -1698,9 +1702,11 @@ function wireUI() {
   });
   $("pub-cancel").addEventListener("click", () => { if (app.cancel) app.cancel(); });
   for (const id of ["pub-title", "pub-desc"]) $(id).addEventListener("input", renderCounts);
-  for (const id of ["pub-title", "pub-price", "pub-year", "pub-km", "pub-desc"]) {
-    $(id).addEventListener("change", () => { if ($(id).getAttribute("aria-invalid") === "true") validatePublish(false); });
-  }
+  // Once errors show, they follow what is typed (on input, not on blur: a
+  // message that vanished on blur would move the field being clicked).
+  $("publish-form").addEventListener("input", () => {
+    if ($("publish-form").querySelector("[aria-invalid=true]")) validatePublish(false);
+  });
   $("signup-btn").addEventListener("click", () => askSignUp(""));
   renderCounts();
   $("load-more").addEventListener("click", loadMore);
