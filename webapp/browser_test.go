@@ -99,11 +99,25 @@ type tab struct {
 }
 
 func newTab(t *testing.T, browser context.Context, name string, w, h int64, shots string, n *int) *tab {
+	return openTab(t, browser, true, name, w, h, shots, n)
+}
+
+// sameStorageTab opens another tab in the browser context of b: the same
+// storage, as a second tab of one person's browser.
+func sameStorageTab(t *testing.T, b *tab, name string, w, h int64) *tab {
+	return openTab(t, b.ctx, false, name, w, h, b.shots, b.n)
+}
+
+func openTab(t *testing.T, parent context.Context, fresh bool, name string, w, h int64, shots string, n *int) *tab {
 	// Any uncaught exception or unhandled rejection in the page fails the
 	// test, even when the UI happened to recover.
 	var mu sync.Mutex
 	var thrown, console []string
-	ctx, cancel := chromedp.NewContext(browser, chromedp.WithNewBrowserContext(),
+	var opts []chromedp.ContextOption
+	if fresh {
+		opts = append(opts, chromedp.WithNewBrowserContext())
+	}
+	ctx, cancel := chromedp.NewContext(parent, append(opts,
 		chromedp.WithListener(func(ev any) {
 			switch e := ev.(type) {
 			case *runtime.EventConsoleAPICalled:
@@ -134,7 +148,7 @@ func newTab(t *testing.T, browser context.Context, name string, w, h int64, shot
 				thrown = append(thrown, fmt.Sprintf("%s:%d: %s", d.URL, d.LineNumber+1, msg))
 				mu.Unlock()
 			}
-		}))
+		}))...)
 	t.Cleanup(func() {
 		mu.Lock()
 		defer mu.Unlock()

@@ -122,6 +122,6 @@ func TestBrowserErrors(t *testing.T) {
 
 	// The server goes away.
 	srv.Stop(t)
-	a.wait("unreachable in words", hasText("#conn-status", "Server unreachable"))
+	a.wait("offline in words", hasText("#conn-status", "Offline · retrying in")+` && document.getElementById("conn-status").title.includes("Server unreachable")`)
 	a.shot("unreachable")
 }

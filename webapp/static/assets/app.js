@@ -340,15 +340,17 @@ function save() {
 // ---------------------------------------------------------------- session hooks
 
 let wasOnline = false;
-let retryTimer;
 function onState(state, info) {
   app.connInfo = { ...info, at: Date.now() };
   if (state === "online") { wasOnline = true; app.paused = ""; }
   if (state === "replaced") app.paused = Date.now() - lastHello < 15000 ? "tab" : "device";
   renderConn();
-  clearInterval(retryTimer);
-  if (state === "offline") retryTimer = setInterval(renderConn, 1000);
   if (state === "replaced" || state === "online") render();
+  // 4006: the server paused this app for sending too much; say so plainly.
+  if (state === "offline" && info.held) {
+    showError(`${info.words} It reconnects on its own in ${Math.ceil(info.retryIn / 1000)} s.`, false, "conn");
+  }
+  if (state === "online" && $("banner").dataset.kind === "conn") $("banner").hidden = true;
 }
 
 // renderConn is the header's word for the connection: never "Online" while
@@ -362,10 +364,11 @@ function renderConn() {
   el.dataset.state = state;
   let text;
   if (state === "offline") {
-    const left = Math.max(0, Math.ceil(((info.at || 0) + (info.retryIn || 0) - Date.now()) / 1000));
-    const why = info.code === 4006 || info.code === 1001 ? `${info.words} `
-      : info.code == null || info.code === 1006 ? "Server unreachable. " : "";
-    text = st === "online" ? "Offline" : `Offline. ${why}Reconnecting in ${left} s…`;
+    // Said once per attempt, not counted down: the status is a live region.
+    const left = Math.max(1, Math.ceil((info.retryIn || 0) / 1000));
+    const why = info.code == null || info.code === 1006 ? "Server unreachable." : info.words || "";
+    text = st === "online" ? "Offline" : `Offline · retrying in ${left} s`;
+    el.title = st === "online" ? "This device has no network." : `${why} Reconnecting in ${left} s.`;
   } else {
     text = {
       idle: "Not connected", online: "Online", replaced: "Paused",
@@ -373,6 +376,7 @@ function renderConn() {
     }[state] || state;
   }
   if (!app.creds && st === "idle") text = "Browsing as a guest";
+  if (state !== "offline") el.title = "";
   el.textContent = text;
   $("reconnect-btn").hidden = !(state === "offline" && st !== "online" && !info.held);
   const waiting = app.u && app.creds ? app.u.outbox.filter((o) => o.chat).length : 0;
