@@ -429,6 +429,32 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		b.shot("photo")
 	})
 
+	// Issue 15: a listing's URL, opened by someone else in a fresh browser
+	// (no account), shows the listing with its photos and the seller.
+	run("listing-page-from-a-shared-url", func(t *testing.T) {
+		if !published {
+			t.Skip("no post published: " + have.posts)
+		}
+		id := a.eval(`document.querySelector("#mine-list [data-testid=post-card]").dataset.postId`)
+		for _, sz := range []struct {
+			name string
+			w, h int64
+		}{{"phone", 390, 844}, {"desktop", 1280, 800}} {
+			g := newTab(t, browser, "guest-"+sz.name, sz.w, sz.h, shots, &n)
+			g.do(chromedp.Navigate(srv.URL() + "/#/post/" + id))
+			g.wait("the listing", `!document.getElementById("post-view").hidden && document.getElementById("post-heading").textContent === `+js(title))
+			g.wait("the seller", hasText("[data-testid=detail-seller]", "Alice"))
+			g.wait("the price", hasText("[data-testid=detail-price]", "€350"))
+			if have.images == "" {
+				g.wait("its photo, loaded", `(() => { const i = [...document.querySelectorAll("[data-testid=gallery-photo] img")];
+				  return i.length === 1 && i[0].complete && i[0].naturalWidth > 0; })()`)
+				g.wait("the count", hasText("[data-testid=gallery-count]", "1 photo"))
+			}
+			g.noConsoleErrors("opening a shared listing")
+			g.shot("shared-listing")
+		}
+	})
+
 	const q1 = "Hello! Is it still available?"
 	var q2 string
 	const r1 = "Yes, Saturday at ten works."
@@ -535,6 +561,61 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		if got := b.eval(countText("#chat-messages [data-testid=chat-text]", q1)); got != "1" {
 			t.Errorf("B shows %q %s times after reload, want once", q1, got)
 		}
+	})
+
+	// Issue 15: every view has its URL; a reload stays in it, Back returns
+	// to the view before (and Forward again), a chat's draft survives.
+	run("back-and-reload-in-every-view", func(t *testing.T) {
+		views := []struct{ tab, view, hash string }{
+			{"#tab-browse", "browse-view", "#/browse"}, {"#tab-publish", "publish-view", "#/sell"},
+			{"#tab-mine", "mine-view", "#/mine"}, {"#tab-chats", "chats-view", "#/chats"},
+			{"#tab-account", "settings-view", "#/account"},
+		}
+		at := func(view, hash string) string {
+			return `!document.getElementById(` + js(view) + `).hidden && location.hash === ` + js(hash)
+		}
+		for i, v := range views {
+			b.click(v.tab)
+			b.wait("the URL of "+v.view, at(v.view, v.hash))
+			b.do(chromedp.Reload())
+			b.state("online")
+			b.wait("the same view after a reload: "+v.view, at(v.view, v.hash))
+			if i > 0 {
+				p := views[i-1]
+				b.eval(`history.back(); ""`)
+				b.wait("Back to "+p.view, at(p.view, p.hash))
+				b.eval(`history.forward(); ""`)
+				b.wait("Forward to "+v.view, at(v.view, v.hash))
+			}
+		}
+		// A chat: reload keeps it and its draft; Back returns to the list.
+		b.click("#tab-chats")
+		b.click("#chat-list [data-testid=chat-row]")
+		b.wait("a chat URL", `!document.getElementById("chat-view").hidden && location.hash.startsWith("#/chat/")`)
+		b.typeInto("#chat-input", "A draft kept over a reload")
+		b.do(chromedp.Reload())
+		b.state("online")
+		b.wait("the chat after a reload", `!document.getElementById("chat-view").hidden && location.hash.startsWith("#/chat/")`)
+		b.wait("its draft", `document.getElementById("chat-input").value === "A draft kept over a reload"`)
+		b.shot("chat-reloaded-with-draft")
+		b.eval(`(() => { const i = document.getElementById("chat-input"); i.value = ""; i.dispatchEvent(new Event("input")); return ""; })()`)
+		b.eval(`history.back(); ""`)
+		b.wait("Back from the chat to the list", at("chats-view", "#/chats"))
+		b.click("#chat-list [data-testid=chat-row]")
+		b.click("#chat-back")
+		b.wait("the ← button too", at("chats-view", "#/chats"))
+		if !published {
+			return
+		}
+		// A listing's page: reload keeps it; Back returns to Browse.
+		b.click("#tab-browse")
+		b.click(`#post-list [data-testid=post-link]`)
+		b.wait("a listing URL", `!document.getElementById("post-view").hidden && location.hash.startsWith("#/post/")`)
+		b.do(chromedp.Reload())
+		b.state("online")
+		b.wait("the listing after a reload", `!document.getElementById("post-view").hidden && document.getElementById("post-heading").textContent === `+js(title))
+		b.eval(`history.back(); ""`)
+		b.wait("Back from the listing", at("browse-view", "#/browse"))
 	})
 
 	run("delete-own-post", func(t *testing.T) {

@@ -278,7 +278,13 @@ func TestBrowserPhoneChatOnBadNetwork(t *testing.T) {
 	a.shot("reloaded-chat")
 	// Back leaves the chat for where the user was, not the app.
 	a.eval(`history.back(); ""`)
-	a.wait("back to the listing", `!document.getElementById("post-view").hidden && location.hash === "#/post/`+id+`"`)
+	a.wait("back to the chat list it was opened from", `!document.getElementById("chats-view").hidden && location.hash === "#/chats"`)
+	a.eval(`history.back(); ""`)
+	a.wait("then Browse", `!document.getElementById("browse-view").hidden && location.hash === "#/browse"`)
+	a.eval(`history.back(); ""`)
+	a.wait("then the first chat", `!document.getElementById("chat-view").hidden && location.hash === "#/chat/`+id+`/900"`)
+	a.eval(`history.back(); ""`)
+	a.wait("then the listing", `!document.getElementById("post-view").hidden && location.hash === "#/post/`+id+`"`)
 }
 
 // TestBrowserSecondTab is issue 15's second tab: the first tab says that

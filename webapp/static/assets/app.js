@@ -1257,7 +1257,7 @@ function renderPosts() {
   $("filter-summary").textContent = `Filter: ${[where, what, feats.join("/"), price].filter(Boolean).join(" · ")}`;
   const live = app.creds ? "New ones appear here as they are published." : "Create an account to see new ones live, to sell, or to write to a seller.";
   // On a slow link say that listings are coming, not that there are none.
-  const loading = list.length === 0 && (app.creds ? app.session.state !== "online" : app.more.loading);
+  const loading = list.length === 0 && (app.creds ? ["connecting", "offline"].includes(app.session.state) : app.more.loading);
   $("browse-summary").classList.toggle("loading", loading);
   if (loading) {
     $("browse-summary").replaceChildren(h("span", { class: "spinner", "aria-hidden": "true" }), " Loading listings…");
