@@ -104,6 +104,24 @@ func TestBrowserErrors(t *testing.T) {
 	a.wait("too slow in words", hasText("#pub-status", "connection is too slow"))
 	a.shot("upload-too-slow")
 
+	// A busy image server: while the app waits to try again, Remove says
+	// why it cannot, and Cancel stops it; nothing is published.
+	srv.mu.Lock()
+	srv.uploadStatus, srv.uploadBody = 0, ""
+	srv.uploadSeq = []string{"503 busy 20"}
+	srv.mu.Unlock()
+	a.click("#pub-submit")
+	a.wait("waiting on a busy server", hasText("#pub-status", "busy; trying photo 1 again in 20 s"))
+	a.click(`#pub-previews button`)
+	a.wait("Remove says why", hasText("#pub-status", "cannot be removed while the photos upload"))
+	a.wait("Cancel offered", `!document.getElementById("pub-cancel").hidden`)
+	a.shot("busy-cancel-offered")
+	a.click("#pub-cancel")
+	a.wait("cancelled", hasText("#pub-status", "Upload cancelled. Nothing was published"))
+	a.wait("the photo kept, Remove works again", `document.querySelectorAll("#pub-previews img").length === 1`)
+	a.click(`#pub-previews button`)
+	a.wait("removed", `document.querySelectorAll("#pub-previews img").length === 0`)
+
 	// The posting limits: when posting is possible again is said.
 	srv.mu.Lock()
 	srv.uploadStatus, srv.uploadBody = 0, ""

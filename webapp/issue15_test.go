@@ -245,7 +245,7 @@ func TestBrowserPhoneChatOnBadNetwork(t *testing.T) {
 	a.wait("offline said", `document.getElementById("conn-status").dataset.state !== "online" && !`+hasText("#conn-status", "Online"))
 	a.typeInto("#chat-input", "Hello? Written while offline.")
 	a.click("#chat-send")
-	a.wait("waiting counted", hasText("#outbox-count", "1 message waiting"))
+	a.wait("waiting counted", hasText("#outbox-count", "1 unsent"))
 	a.click("#tab-browse")
 	a.click("#tab-chats")
 	a.click("#chat-list [data-testid=chat-row]")

@@ -381,7 +381,8 @@ function renderConn() {
   $("reconnect-btn").hidden = !(state === "offline" && st !== "online" && !info.held);
   const waiting = app.u && app.creds ? app.u.outbox.filter((o) => o.chat).length : 0;
   $("outbox-count").hidden = !(waiting && state !== "online");
-  $("outbox-count").textContent = waiting ? `${waiting} message${waiting === 1 ? "" : "s"} waiting to be sent` : "";
+  $("outbox-count").textContent = waiting ? `${waiting} unsent` : "";
+  $("outbox-count").title = waiting ? `${waiting} message${waiting === 1 ? "" : "s"} waiting to be sent` : "";
 }
 
 // dropLocal forgets, in memory, everything of the old data epoch (store.js
