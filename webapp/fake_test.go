@@ -54,7 +54,8 @@ type fakeServer struct {
 	filenames     int      // filenames requests received
 	chatFail      string   // fail every chat line (type "chat") with this reason, when not ""
 	chatDetail    string
-	signupToken   string // register only with this signup_token, when not ""
+	signupToken   string        // register only with this signup_token, when not ""
+	slow          time.Duration // answer /api/menu and /api/posts this late (a slow link)
 
 	// PROTOCOL.md 1.1 §2: the data epoch named in register_ack and
 	// login_ack ok, when not "" (an older server sends none); epochOnFail
@@ -167,6 +168,12 @@ func (s *fakeServer) Start(t *testing.T) {
 var imgPath = regexp.MustCompile(`^/[0-9a-f]{32}/[A-Za-z0-9+-]{9}\.(jpg|jpeg|png|webp)$`)
 
 func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		s.mu.Lock()
+		d := s.slow
+		s.mu.Unlock()
+		time.Sleep(d) // a slow link, not synchronisation
+	}
 	switch {
 	case (r.URL.Path == "/" || r.URL.Path == "/ws") && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		s.websocket(w, r)

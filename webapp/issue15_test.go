@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"image/png"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
@@ -384,4 +385,26 @@ func TestBrowserTabsKeyboard(t *testing.T) {
 func (b *tab) ok(expr string) bool {
 	b.t.Helper()
 	return b.eval(`String(Boolean(`+expr+`))`) == "true"
+}
+
+// TestBrowserSlowLink: on a slow link the page shows that it is loading,
+// not a blank page, first the app and then the listings.
+func TestBrowserSlowLink(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	srv := newFakeServer(t)
+	srv.seedListing(t, "Red road bike", nil)
+	srv.mu.Lock()
+	srv.slow = 1500 * time.Millisecond
+	srv.mu.Unlock()
+	shots := artifactDir(t, "slow")
+	n := 0
+	g := newTab(t, startBrowser(t), "phone", 390, 844, shots, &n)
+	g.do(chromedp.Navigate(srv.URL() + "/"))
+	g.wait("loading shown", visible+`(document.getElementById("boot-loading")) || document.getElementById("browse-summary").dataset.state === "loading"`)
+	g.shot("loading")
+	g.wait("listings loading shown", `document.getElementById("browse-summary").dataset.state === "loading" && `+hasText("#browse-summary", "Loading listings")+
+		` || document.querySelectorAll("#post-list [data-testid=post-card]").length > 0`)
+	g.wait("then the listing", `document.querySelectorAll("#post-list [data-testid=post-card]").length === 1 && document.getElementById("boot-loading").hidden`)
 }
