@@ -34,6 +34,8 @@ func TestBrowserErrors(t *testing.T) {
 
 	a.click("#register-btn")
 	a.state("online")
+	// Issue 15: the red "Wrong user id or password" does not stay.
+	a.wait("the stale error cleared", `document.getElementById("banner").hidden`)
 	a.click("#tab-publish")
 
 	// A file that is not an image.
