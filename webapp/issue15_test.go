@@ -345,7 +345,10 @@ func TestBrowserAccountSafety(t *testing.T) {
 
 	a.click("#tab-account")
 	a.wait("the URL", `location.hash === "#/account"`)
-	a.wait("copy and download offered", `!!document.getElementById("acct-copy") && !!document.getElementById("acct-download")`)
+	a.click("#acct-copy")
+	a.wait("copied, or shown to copy by hand", hasText("#acct-saved", "Copied the user id and password")+" || "+hasText("#acct-saved", "the password is shown above"))
+	a.click("#acct-download")
+	a.wait("downloaded", hasText("#acct-saved", "Downloaded a file"))
 	a.click("#logout-btn")
 	a.wait("a warning", `!document.getElementById("logout-confirm").hidden && `+hasText("#logout-warn", "gone for good"))
 	a.wait("offering to save first", visible+`(document.getElementById("logout-download"))`)

@@ -229,8 +229,7 @@ function openChatRoute(postId, peer, how) {
 // does not hold is read over GET /api/posts/{id} (guests too).
 function openPost(id, how = "push") {
   id = String(id);
-  show("post-view", { post: id }, how);
-  if (!localPost(id) && app.fetched[id] === undefined) fetchPost(id);
+  show("post-view", { post: id }, how); // renderPost fetches what is not here
   scrollTo(0, 0);
 }
 
@@ -242,7 +241,6 @@ function localPost(id) {
 
 async function fetchPost(id) {
   app.fetched[id] = "loading";
-  render();
   try {
     const r = await fetch(`/api/posts/${encodeURIComponent(id)}`, { headers: { Accept: "application/json" } });
     if (r.status === 404 || r.status === 400) { app.fetched[id] = "missing"; return; }
@@ -1357,6 +1355,8 @@ function renderPost() {
   const status = $("post-status");
   const art = $("post-detail");
   if (!p) {
+    // Taken off the lists meanwhile (post_deleted): ask the server.
+    if (f === undefined) { app.fetched[id] = "loading"; queueMicrotask(() => fetchPost(id)); }
     art.replaceChildren();
     renderedPost = "";
     $("post-heading").textContent = "Listing";
