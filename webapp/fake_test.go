@@ -46,6 +46,17 @@ type fakeServer struct {
 	uploadStatus int    // answer every upload with this status, when not 0
 	publishFail  string // fail every publish with this reason, when not ""
 
+	// Issue 15: more failures, and counts to check what the app did.
+	publishDetail string   // the detail of publishFail
+	uploadBody    string   // the body of uploadStatus's answers
+	uploadSeq     []string // answer the next uploads with these, in turn: "410 name_expired", "503 busy 1" (Retry-After), "408 too_slow"
+	uploads       int      // upload requests received
+	filenames     int      // filenames requests received
+	chatFail      string   // fail every chat line (type "chat") with this reason, when not ""
+	chatDetail    string
+	signupToken   string        // register only with this signup_token, when not ""
+	slow          time.Duration // answer /api/menu and /api/posts this late (a slow link)
+
 	// PROTOCOL.md 1.1 §2: the data epoch named in register_ack and
 	// login_ack ok, when not "" (an older server sends none); epochOnFail
 	// names it in a failed login_ack too.
@@ -157,11 +168,19 @@ func (s *fakeServer) Start(t *testing.T) {
 var imgPath = regexp.MustCompile(`^/[0-9a-f]{32}/[A-Za-z0-9+-]{9}\.(jpg|jpeg|png|webp)$`)
 
 func (s *fakeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		s.mu.Lock()
+		d := s.slow
+		s.mu.Unlock()
+		time.Sleep(d) // a slow link, not synchronisation
+	}
 	switch {
 	case (r.URL.Path == "/" || r.URL.Path == "/ws") && strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
 		s.websocket(w, r)
 	case r.URL.Path == "/api/posts":
 		s.listPosts(w, r)
+	case strings.HasPrefix(r.URL.Path, "/api/posts/"):
+		s.onePost(w, r)
 	case r.URL.Path == "/api/menu":
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(fakeMenu))
@@ -222,13 +241,64 @@ func (s *fakeServer) listPosts(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
+// onePost is GET /api/posts/{id}: the post, or 404.
+func (s *fakeServer) onePost(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseUint(strings.TrimPrefix(r.URL.Path, "/api/posts/"), 10, 64)
+	if err != nil {
+		http.Error(w, "bad id", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	var b []byte
+	for _, p := range s.posts {
+		if u64(p["id"]) == id {
+			b, _ = json.Marshal(p)
+		}
+	}
+	s.mu.Unlock()
+	if b == nil {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
+}
+
+// closeAll closes every connection with code (4006, ...).
+func (s *fakeServer) closeAll(code websocket.StatusCode, reason string) {
+	s.mu.Lock()
+	var cs []*fakeConn
+	for c := range s.conns {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	for _, c := range cs {
+		_ = c.ws.Close(code, reason)
+	}
+}
+
 func (s *fakeServer) image(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch r.Method {
 	case http.MethodPost:
+		s.uploads++
+		if len(s.uploadSeq) > 0 {
+			f := strings.Fields(s.uploadSeq[0])
+			s.uploadSeq = s.uploadSeq[1:]
+			code, _ := strconv.Atoi(f[0])
+			if len(f) > 2 {
+				w.Header().Set("Retry-After", f[2])
+			}
+			http.Error(w, f[1], code)
+			return
+		}
 		if s.uploadStatus != 0 {
-			http.Error(w, "injected", s.uploadStatus)
+			body := "injected"
+			if s.uploadBody != "" {
+				body = s.uploadBody
+			}
+			http.Error(w, body, s.uploadStatus)
 			return
 		}
 		var b bytes.Buffer
@@ -336,6 +406,15 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 	switch cmd {
 	case "register":
 		s.mu.Lock()
+		if tok, _ := f["signup_token"].(string); s.signupToken != "" && tok != s.signupToken {
+			s.mu.Unlock()
+			detail := "this server registers only with a signup_token from its sign-up service"
+			if tok != "" {
+				detail = "not this server's token"
+			}
+			c.write(map[string]any{"cmd": "register_ack", "result": "fail", "reason": wire.BadToken, "detail": detail})
+			return true
+		}
 		id := strconv.FormatInt(s.nextUser, 10)
 		s.nextUser++
 		pw := randName(12)
@@ -421,8 +500,12 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		}
 		s.mu.Lock()
 		if s.publishFail != "" {
+			fail := map[string]any{"cmd": "publish_ack", "result": "fail", "reason": s.publishFail}
+			if s.publishDetail != "" {
+				fail["detail"] = s.publishDetail
+			}
 			s.mu.Unlock()
-			s.fail(c, "publish_ack", s.publishFail)
+			c.write(fail)
 			return true
 		}
 		id := s.nextPost
@@ -470,6 +553,9 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 			}
 		}
 	case "filenames":
+		s.mu.Lock()
+		s.filenames++
+		s.mu.Unlock()
 		var names []string
 		for range 9 {
 			k := make([]byte, 16)
@@ -483,6 +569,15 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		if _, ok := s.users[to]; !ok {
 			s.mu.Unlock()
 			c.write(map[string]any{"cmd": "message", "type": "server_ack", "result": "fail", "reason": wire.NotFound})
+			return true
+		}
+		if s.chatFail != "" && f["type"] == "chat" {
+			fail := map[string]any{"cmd": "message", "type": "server_ack", "result": "fail", "reason": s.chatFail, "detail": s.chatDetail, "from": to}
+			if id, ok := f["id"]; ok {
+				fail["ack_id"] = id
+			}
+			s.mu.Unlock()
+			c.write(fail)
 			return true
 		}
 		s.seq[to]++

@@ -9,6 +9,7 @@ import * as store from "./store.js";
 import { parse } from "./json.js";
 import * as safe from "./safe.js";
 import * as state from "./state.js";
+import * as codes from "./codes.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -36,6 +37,7 @@ const TYPING_SHOW_MS = 5000;
 const PRESENCE_EVERY_MS = 3000;
 
 class UserError extends Error {}
+class Cancelled extends Error {}
 
 const app = {
   menu: null,
@@ -58,48 +60,31 @@ const app = {
   more: { next: "", done: false, loading: false, error: "" }, // "Load more" over GET /api/posts
   signUpWhy: "",     // why the sign-up screen is shown to a guest
   afterLogin: null,  // what a guest asked for before signing up (write to a seller)
+  postId: null,      // the listing shown in post-view
+  fetched: {},       // id -> post | "loading" | "missing": listings read over /api/posts/{id}
+  needToken: false,  // the server answered register with bad_token
+  xhr: null,         // the photo upload in progress
+  cancel: null,      // cancels the publishing in progress
+  paused: "",        // why this tab is paused (another tab or device took over)
+  connInfo: {},
+  drafts: {},        // chat key -> the line being written (store.js drafts)
 };
 
 // ---------------------------------------------------------------- words
 
-const reasonWords = {
-  quota_exceeded: "You have reached your posting limit for now. Please try again later.",
-  rate_limited: "That was too many requests in a short time. Please wait a moment and try again.",
-  too_large: "That is too large for the server.",
-  not_found: "That no longer exists.",
-  not_owner: "You can only delete your own posts.",
-  bad_credentials: "Wrong user id or password.",
-  unavailable: "The server cannot do that right now (it may be restarting, or not offer it). Please try again later.",
-  bad_request: "The server could not understand the request.",
-  not_logged_in: "You are not logged in.",
-};
-
+// The words for the server's reasons, close codes and HTTP answers live in
+// codes.js.
 function reasonText(r, what) {
-  r = { reason: safe.reason(r && r.reason), detail: safe.text(r && r.detail, 300) };
-  if (what === "chat" && r.reason === "not_found") return "This person's account does not exist any more.";
-  if (what === "delete" && r.reason === "not_found") return "That post was already deleted.";
-  if (what === "publish" && r.reason === "too_large") return "The post is too long. Please shorten the description.";
-  if (what === "chat" && r.reason === "too_large") return "The message is too long.";
-  if (Object.hasOwn(reasonWords, r.reason)) return reasonWords[r.reason];
-  return r.detail ? `The server said: ${r.detail}` : "Something went wrong on the server.";
-}
-
-function uploadText(status) {
-  switch (status) {
-    case 0: return "Could not reach the image server. Check your connection and try again.";
-    case 413: return "A photo is too large for the server. Please choose a smaller one.";
-    case 415: return "The server did not accept a photo: it is not a JPEG, PNG or WebP image.";
-    case 403: return "The photo upload was refused (its name was not signed by the server). Please publish again.";
-    case 409: return "A photo with that name already exists. Please publish again.";
-    default: return `The photo upload failed (HTTP ${status}).`;
-  }
+  return codes.reasonText(r, what);
 }
 
 let bannerTimer;
 // showError shows text in the alert bar; a sticky one stays until dismissed.
-function showError(text, sticky = false) {
+// kind names what it is about ("login"), so a later success can clear it.
+function showError(text, sticky = false, kind = "") {
   $("banner-text").textContent = text;
   $("banner").hidden = false;
+  $("banner").dataset.kind = kind;
   clearTimeout(bannerTimer);
   if (!sticky) bannerTimer = setTimeout(() => { $("banner").hidden = true; }, 12000);
 }
@@ -117,7 +102,9 @@ function notice(text) {
   noticeTimer = setTimeout(() => { $("notice").hidden = true; }, 5000);
 }
 
-const money = new Intl.NumberFormat("en", { style: "currency", currency: "EUR", maximumFractionDigits: 0 });
+const money0 = new Intl.NumberFormat("en", { style: "currency", currency: "EUR", maximumFractionDigits: 0 });
+const money2 = new Intl.NumberFormat("en", { style: "currency", currency: "EUR", minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const money = { format: (v) => (Number.isInteger(v) ? money0 : money2).format(v) };
 const num = new Intl.NumberFormat("en");
 
 // ---------------------------------------------------------------- boot
@@ -159,8 +146,154 @@ async function boot() {
   } else {
     enterGuest("browse-view");
   }
+  $("boot-loading").hidden = true;
+  applyRoute("replace");
+  watchTabs();
+}
+
+// ---------------------------------------------------------------- routes
+//
+// Every view has a URL (hash routes: the db role serves the page only at
+// "/"), kept in step through the history API, so Back, reload, bookmarks
+// and shared links work:
+//   #/browse  #/post/<id>  #/sell  #/mine  #/chats  #/chat/<post>/<user>
+//   #/account  #/signup
+// The older link #chat/<post>/<user> is still understood.
+
+const viewRoutes = {
+  "browse-view": "#/browse", "publish-view": "#/sell", "mine-view": "#/mine",
+  "chats-view": "#/chats", "settings-view": "#/account", "account-view": "#/signup",
+};
+const routeViews = Object.fromEntries(Object.entries(viewRoutes).map(([v, r]) => [r, v]));
+const guestWhy = {
+  "publish-view": "To sell something, create an account first: it takes one click.",
+  "mine-view": "Create an account to publish listings of your own.",
+  "chats-view": "Create an account to write to sellers and buyers.",
+  "settings-view": "",
+};
+
+function routeOf() {
+  if (app.view === "post-view" && app.postId != null) return `#/post/${app.postId}`;
+  if (app.view === "chat-view" && app.openChat) {
+    const c = app.u && app.u.chats[app.openChat];
+    if (c) return `#/chat/${c.postId}/${c.peer}`;
+  }
+  return viewRoutes[app.view] || "#/browse";
+}
+
+let appliedRoute = null;
+
+// show switches to view; how is "push" (a new history entry), "replace" or
+// "none" (the URL is already right: Back, Forward, a typed URL).
+function show(view, extra = {}, how = "push") {
+  saveDraft();
+  app.view = view;
+  app.openChat = extra.chat ?? null;
+  app.postId = extra.post ?? null;
+  const url = routeOf();
+  if (how === "push" && location.hash !== url) history.pushState({ inApp: true }, "", url);
+  else if (how === "replace" || (how === "push" && location.hash === url)) history.replaceState(history.state, "", url);
+  appliedRoute = location.hash;
   render();
-  openLinkedChat();
+}
+
+// applyRoute shows the view the URL names.
+function applyRoute(how = "none") {
+  const h = location.hash;
+  appliedRoute = h;
+  let m = /^#\/?chat\/(\d{1,20})\/(\d{1,20})$/.exec(h);
+  if (m) { openChatRoute(m[1], m[2], h.startsWith("#/") ? how : "replace"); return; }
+  m = /^#\/post\/(\d{1,20})$/.exec(h);
+  if (m) { openPost(m[1], how); return; }
+  const view = routeViews[h] || "browse-view";
+  if (!app.creds && view !== "browse-view" && view !== "account-view") {
+    askSignUp(guestWhy[view] || "", () => show(view, {}, "replace"));
+    return;
+  }
+  if (app.creds && view === "account-view") { show("settings-view", {}, "replace"); return; }
+  show(view, {}, h === viewRoutes[view] ? "none" : "replace");
+}
+
+function openChatRoute(postId, peer, how) {
+  if (!app.creds) {
+    askSignUp("To write to this person, create an account first: it takes one click.", () => openChatRoute(postId, peer, "replace"));
+    return;
+  }
+  if (peer === app.creds.user) { show("browse-view", {}, "replace"); return; }
+  const c = ensureChat(parse(postId), peer, isMyPost(postId), "");
+  save();
+  openChat(c.key, how);
+}
+
+// openPost shows one listing on a page of its own; a listing this browser
+// does not hold is read over GET /api/posts/{id} (guests too).
+function openPost(id, how = "push") {
+  id = String(id);
+  show("post-view", { post: id }, how); // renderPost fetches what is not here
+  scrollTo(0, 0);
+}
+
+function localPost(id) {
+  if (!app.u) return null;
+  const f = app.fetched[id];
+  return app.u.posts[id] || app.u.myPosts[id] || (f && typeof f === "object" ? f : null);
+}
+
+async function fetchPost(id) {
+  app.fetched[id] = "loading";
+  try {
+    const r = await fetch(`/api/posts/${encodeURIComponent(id)}`, { headers: { Accept: "application/json" } });
+    if (r.status === 404 || r.status === 400) { app.fetched[id] = "missing"; return; }
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    const p = safe.post(parse(await r.text()));
+    app.fetched[id] = p && String(p.id) === id ? p : "missing";
+  } catch {
+    app.fetched[id] = "error";
+  } finally {
+    render();
+  }
+}
+
+function goBack(fallback) {
+  if (history.state && history.state.inApp) history.back();
+  else show(fallback, {}, "replace");
+}
+
+// Drafts of chat lines are kept per conversation, across reloads.
+function saveDraft() {
+  if (!app.creds || !app.openChat || app.view !== "chat-view") return;
+  const v = $("chat-input").value;
+  if (v) app.drafts[app.openChat] = v.slice(0, 4000);
+  else delete app.drafts[app.openChat];
+  store.saveDrafts(app.creds.user, app.drafts);
+}
+
+// ---------------------------------------------------------------- other tabs
+//
+// Tabs of this browser say hello when they log in: a tab that the server
+// then pauses (close 4001) knows it was another tab, not another device.
+let tabs = null;
+let lastHello = 0;
+function watchTabs() {
+  if (typeof BroadcastChannel !== "function") return;
+  tabs = new BroadcastChannel("occase");
+  tabs.onmessage = (ev) => {
+    const d = ev.data;
+    if (d && d.type === "hello" && app.creds && d.user === app.creds.user) {
+      // That tab's login closes this tab's connection (4001).
+      lastHello = Date.now();
+      setPaused("tab");
+    }
+  };
+}
+
+function helloTabs() {
+  if (tabs && app.creds) tabs.postMessage({ type: "hello", user: app.creds.user });
+}
+
+function setPaused(where) {
+  app.paused = where;
+  render();
 }
 
 // enterGuest shows the listings to someone without an account, over the
@@ -179,15 +312,18 @@ function enterGuest(view) {
 // askSignUp shows the sign-up screen to a guest, saying why; then, once
 // signed up, runs what they were doing.
 function askSignUp(why, then = null) {
+  saveDraft();
   app.signUpWhy = why;
   app.afterLogin = then;
   app.view = "account-view";
+  app.openChat = null;
   render();
   $("nick-input").focus();
 }
 
 function enterUser(id) {
   app.u = store.loadUser(id);
+  app.drafts = store.loadDrafts(id);
   app.draft = { loc: [...app.u.filter.loc], prod: [...app.u.filter.prod] };
   app.openChat = null;
   app.inflight = null;
@@ -201,18 +337,50 @@ function save() {
 
 // ---------------------------------------------------------------- session hooks
 
+let wasOnline = false;
 function onState(state, info) {
+  app.connInfo = { ...info, at: Date.now() };
+  if (state === "online") { wasOnline = true; app.paused = ""; }
+  if (state === "replaced") app.paused = Date.now() - lastHello < 15000 ? "tab" : "device";
+  renderConn();
+  if (state === "replaced" || state === "online") render();
+  // 4006: the server paused this app for sending too much; say so plainly.
+  if (state === "offline" && info.held) {
+    showError(`${info.words} It reconnects on its own in ${Math.ceil(info.retryIn / 1000)} s.`, false, "conn");
+  }
+  if (state === "online" && $("banner").dataset.kind === "conn") $("banner").hidden = true;
+}
+
+// renderConn is the header's word for the connection: never "Online" while
+// the browser knows it is offline.
+function renderConn() {
+  const st = app.session ? app.session.state : "idle";
+  const info = app.connInfo || {};
   const el = $("conn-status");
+  let state = st;
+  if (st === "online" && !navigator.onLine) state = "offline";
   el.dataset.state = state;
-  const words = {
-    idle: "Not connected",
-    connecting: "Connecting…",
-    online: "Online",
-    offline: `Server unreachable. Retrying in ${Math.ceil((info.retryIn || 0) / 1000)} s…`,
-    replaced: "You are logged in from another tab or device; this one is paused.",
-  };
-  el.textContent = words[state] || state;
-  $("reconnect-btn").hidden = !(state === "offline" || state === "replaced");
+  let text;
+  if (state === "offline") {
+    // Said once per attempt, not counted down: the status is a live region.
+    const left = Math.max(1, Math.ceil((info.retryIn || 0) / 1000));
+    const why = info.code == null || info.code === 1006 ? "Server unreachable." : info.words || "";
+    text = st === "online" ? "Offline" : `Offline · retrying in ${left} s`;
+    el.title = st === "online" ? "This device has no network." : `${why} Reconnecting in ${left} s.`;
+  } else {
+    text = {
+      idle: "Not connected", online: "Online", replaced: "Paused",
+      connecting: wasOnline ? "Reconnecting…" : "Connecting…",
+    }[state] || state;
+  }
+  if (!app.creds && st === "idle") text = "Browsing as a guest";
+  if (state !== "offline") el.title = "";
+  el.textContent = text;
+  $("reconnect-btn").hidden = !(state === "offline" && st !== "online" && !info.held);
+  const waiting = app.u && app.creds ? app.u.outbox.filter((o) => o.chat).length : 0;
+  $("outbox-count").hidden = !(waiting && state !== "online");
+  $("outbox-count").textContent = waiting ? `${waiting} unsent` : "";
+  $("outbox-count").title = waiting ? `${waiting} message${waiting === 1 ? "" : "s"} waiting to be sent` : "";
 }
 
 // dropLocal forgets, in memory, everything of the old data epoch (store.js
@@ -232,8 +400,12 @@ function dropLocal() {
 // asked for this login (the register button, the login form) rather than
 // the app logging in with what it had stored.
 function onLogin(identity, ack, acted) {
-  // What the last attempt said (wrong password, data reset) is answered now.
-  if (acted) $("banner").hidden = true;
+  // What the last attempt said (wrong password, data reset) is answered now;
+  // a stale login error never stays beside a successful login.
+  if (acted || $("banner").dataset.kind === "login") $("banner").hidden = true;
+  $("token-box").hidden = true;
+  app.needToken = false;
+  helloTabs();
   if (store.checkEpoch(ack.epoch) === "reset") {
     dropLocal();
     if (!acted) {
@@ -248,10 +420,18 @@ function onLogin(identity, ack, acted) {
     showError(RESET_ACTED_TEXT, true);
   }
   if (!app.creds || app.creds.user !== identity.user) {
+    const view = app.view;
     app.creds = identity;
     store.saveCreds(identity);
     enterUser(identity.user);
-    notice(`Welcome! Your user id is ${identity.user}.`);
+    if (ack.cmd === "register_ack") {
+      notice("Welcome! Your account is ready. Save your password under Account to use it on other devices.");
+    } else {
+      notice("You are logged in.");
+    }
+    // A guest reading a listing stays on it.
+    if (view === "post-view") app.view = view;
+    else if (!app.afterLogin) { show("browse-view", {}, "replace"); }
   }
   const rem = safe.finite(ack.remaining_posts);
   if (rem !== undefined) app.remaining = Math.max(0, Math.trunc(rem));
@@ -262,7 +442,6 @@ function onLogin(identity, ack, acted) {
   app.afterLogin = null;
   render();
   if (then) then();
-  openLinkedChat();
 }
 
 function onAuthFailed(r) {
@@ -270,12 +449,22 @@ function onAuthFailed(r) {
   store.clearCreds();
   dropLocal();
   enterGuest("account-view");
-  showError(reset ? RESET_TEXT : reasonText(r), reset);
+  showError(reset ? RESET_TEXT : reasonText(r), reset, reset ? "" : "login");
   render();
 }
 
-function onIdentifyFailed(r) {
-  showError(reasonText(r));
+function onIdentifyFailed(r, identity) {
+  const register = identity && identity.register;
+  if (register && r.reason === "bad_token") {
+    app.needToken = true;
+    $("token-box").hidden = false;
+    const had = Boolean(identity.token);
+    showError(had ? reasonText(r, "register") : "This server creates accounts only with a sign-up token. Paste yours and press “Create account” again.", true, "login");
+    $("signup-token").setAttribute("aria-invalid", had ? "true" : "false");
+    $("signup-token").focus();
+    return;
+  }
+  showError(reasonText(r, register ? "register" : "login"), false, "login");
 }
 
 function onPush(f) {
@@ -301,7 +490,7 @@ function onStale(f) {
   if (f.cmd === "publish_ack" && f.result === "ok" && safe.isId(f.id) && app.u.pendingPublish) {
     adoptPublished(f, app.u.pendingPublish.post);
     app.u.pendingPublish = null;
-    notice(`Your post #${f.id} was published.`);
+    notice("Your listing was published.");
   }
   save();
   render();
@@ -346,12 +535,21 @@ function subscribeRequest() {
   };
 }
 
+let subscribeRetry;
 async function subscribe() {
+  clearTimeout(subscribeRetry);
   try {
     const r = await app.session.request(subscribeRequest());
     // Shown in the list's summary rather than as an alarm: the rest of the
     // app (chat) works without posts.
-    app.subscribeError = r.result === "ok" ? "" : `New posts cannot be followed right now. ${reasonText(r)}`;
+    if (r.result === "ok") app.subscribeError = "";
+    else if (r.reason === "rate_limited") {
+      // The earlier subscription stays; this one is asked again when the
+      // server says it can be.
+      app.subscribeError = reasonText(r, "subscribe");
+      const secs = codes.secondsIn(r.detail);
+      subscribeRetry = setTimeout(subscribe, Math.min(60, Math.max(1, secs ?? 5)) * 1000 + 200);
+    } else app.subscribeError = `New posts cannot be followed right now. ${reasonText(r, "subscribe")}`;
     render();
   } catch (e) {
     if (!(e instanceof Offline)) throw e;
@@ -485,18 +683,77 @@ async function addPhotos(ev) {
   renderPreviews();
 }
 
+// upload sends one photo; it resolves with the image server's answer
+// {status, body, retryAfter} and rejects with Cancelled when cancelled.
 function upload(photo, path, onProgress) {
   return new Promise((resolve, reject) => {
     const x = new XMLHttpRequest();
+    app.xhr = x;
     x.open("POST", `/${path}`);
     x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); };
     x.onload = () => {
-      if (x.status === 200 || x.status === 201) { onProgress(1); resolve(); }
-      else reject(new UserError(uploadText(x.status)));
+      app.xhr = null;
+      if (x.status === 200 || x.status === 201) onProgress(1);
+      resolve({ status: x.status, body: String(x.responseText || "").slice(0, 100), retryAfter: x.getResponseHeader("Retry-After") });
     };
-    x.onerror = () => reject(new UserError(uploadText(0)));
+    x.onerror = () => { app.xhr = null; resolve({ status: 0, body: "", retryAfter: null }); };
+    x.onabort = () => { app.xhr = null; reject(new Cancelled()); };
     x.send(photo.blob);
   });
+}
+
+// wait resolves after ms, or rejects with Cancelled when the person cancels.
+function wait(ms) {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { app.waitCancel = null; resolve(); }, ms);
+    app.waitCancel = () => { clearTimeout(t); app.waitCancel = null; reject(new Cancelled()); };
+  });
+}
+
+async function askNames(n) {
+  const r = await app.session.request({ cmd: "filenames" });
+  if (r.result !== "ok") throw new UserError(reasonText(r));
+  const names = (Array.isArray(r.names) ? r.names : []).filter((x) => typeof x === "string" && safe.uploadName.test(x));
+  if (names.length < n) throw new UserError("The server gave too few photo names.");
+  return names;
+}
+
+const MAX_BUSY_RETRIES = 3;
+
+// uploadPhotos uploads every photo (docs/protocol.md "img role, HTTP"):
+// names that expired (410) are asked again once; a busy server (503) is
+// asked again after its Retry-After, at most 3 times a photo.
+async function uploadPhotos() {
+  const images = [];
+  setPubStatus("Preparing the upload…");
+  let names = await askNames(app.photos.length);
+  let renewed = false;
+  for (let i = 0; i < app.photos.length; i++) {
+    const ph = app.photos[i];
+    for (let busy = 0; ;) {
+      if (app.cancelled) throw new Cancelled();
+      setPubStatus(`Uploading photo ${i + 1} of ${app.photos.length}…`);
+      const path = `${names[i]}.jpg`;
+      const res = await upload(ph, path, (f) => { ph.progress = f; renderProgress(i); });
+      const act = codes.uploadAction(res.status, res.body, res.retryAfter);
+      if (act.ok) { images.push(path); break; }
+      if (act.renew && !renewed) {
+        renewed = true;
+        setPubStatus("The photo names had expired; asking the server for new ones…");
+        names = [...names.slice(0, i), ...(await askNames(app.photos.length - i))];
+        continue;
+      }
+      if (act.renew) throw new UserError("The server refused the photo names as expired twice. Please try again later.");
+      if (act.retryAfter !== undefined) {
+        if (++busy > MAX_BUSY_RETRIES) throw new UserError("The image server is busy. Please try again in a minute.");
+        setPubStatus(`The image server is busy; trying photo ${i + 1} again in ${act.retryAfter} s…`);
+        await wait(act.retryAfter * 1000);
+        continue;
+      }
+      throw new UserError(act.error);
+    }
+  }
+  return images;
 }
 
 function leafCode(tree, code) {
@@ -508,53 +765,99 @@ function setPubStatus(t) {
   $("pub-status").textContent = t;
 }
 
+const TITLE_MAX = 80;
+const DESC_MAX = 2000;
+
+function renderCounts() {
+  for (const [id, max] of [["pub-title", TITLE_MAX], ["pub-desc", DESC_MAX]]) {
+    const n = [...$(id).value].length;
+    const el = $(`${id}-count`);
+    el.textContent = n > max ? `${n - max} character${n - max === 1 ? "" : "s"} too long (at most ${max})` : `${n} of ${max} characters`;
+    el.classList.toggle("over", n > max);
+  }
+}
+
+// fieldError shows msg next to a field (or clears it) and ties it to the
+// field with aria-describedby and aria-invalid.
+function fieldError(key, input, msg) {
+  const err = $(`pub-${key}-err`);
+  err.textContent = msg || "";
+  err.hidden = !msg;
+  if (!input) return;
+  const ids = new Set((input.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean));
+  if (msg) ids.add(err.id); else ids.delete(err.id);
+  if (ids.size) input.setAttribute("aria-describedby", [...ids].join(" ")); else input.removeAttribute("aria-describedby");
+  input.setAttribute("aria-invalid", msg ? "true" : "false");
+}
+
+// validatePublish checks the form, shows each problem next to its field,
+// and returns the listing's values, or null. focus moves to the first bad
+// field and scrolls it into view (on a phone the button is far below).
+function validatePublish(focus = true) {
+  const bad = [];
+  const check = (key, input, msg) => { fieldError(key, input, msg); if (msg) bad.push(input); };
+  const title = $("pub-title").value.trim();
+  const tlen = [...title].length;
+  check("title", $("pub-title"), !title ? "Please give a title." : tlen > TITLE_MAX ? `The title is too long: ${tlen} characters, at most ${TITLE_MAX}.` : "");
+  check("loc", $("pub-loc-0") || $("pub-loc"), leafCode(app.menu.locations, app.pub.loc) ? "" : "Please choose where it is, down to the city.");
+  check("prod", $("pub-prod-0") || $("pub-prod"), leafCode(app.menu.products, app.pub.prod) ? "" : "Please choose what it is, down to the model.");
+  const cond = CONDITION.find((c) => $(`pub-feat-${c.bit}`).checked);
+  check("cond", $(`pub-feat-${CONDITION[0].bit}`), cond ? "" : "Please say whether it is new or used.");
+  const price = codes.parsePrice($("pub-price").value);
+  check("price", $("pub-price"), price.error || "");
+  const yearS = $("pub-year").value.trim();
+  const maxYear = new Date().getFullYear() + 1;
+  const year = yearS === "" ? 0 : /^\d{4}$/.test(yearS) && Number(yearS) >= 1900 && Number(yearS) <= maxYear ? Number(yearS) : NaN;
+  check("year", $("pub-year"), Number.isNaN(year) ? `Give the year as four digits, 1900 to ${maxYear}, or leave it empty.` : "");
+  const kmS = $("pub-km").value.trim().replace(/[\s,.]/g, "");
+  const km = kmS === "" ? 0 : /^\d{1,7}$/.test(kmS) ? Number(kmS) : NaN;
+  check("km", $("pub-km"), Number.isNaN(km) ? "Give the kilometres as a whole number up to 9,999,999, or leave it empty." : "");
+  const desc = $("pub-desc").value.trim();
+  const dlen = [...desc].length;
+  check("desc", $("pub-desc"), dlen > DESC_MAX ? `The description is too long: ${dlen} characters, at most ${DESC_MAX}. Please shorten it.` : "");
+  if (bad.length) {
+    if (focus) {
+      bad[0].focus({ preventScroll: true });
+      bad[0].scrollIntoView({ block: "center" });
+    }
+    return null;
+  }
+  return { title, loc: [...app.pub.loc], prod: [...app.pub.prod], cond, price: price.value, year, km, desc };
+}
+
 async function publish(ev) {
   ev.preventDefault();
   if (app.publishing) return;
-  const title = $("pub-title").value.trim();
-  const price = $("pub-price").value.trim();
-  const year = $("pub-year").value.trim();
-  const km = $("pub-km").value.trim();
-  const cond = CONDITION.find((c) => $(`pub-feat-${c.bit}`).checked);
-  const problems = [];
-  if (!title) problems.push("a title");
-  if (!leafCode(app.menu.locations, app.pub.loc)) problems.push("where it is (down to the city)");
-  if (!leafCode(app.menu.products, app.pub.prod)) problems.push("what it is (down to the model)");
-  if (price === "" || !(Number(price) >= 0)) problems.push("a price");
-  if (!cond) problems.push("its condition");
-  if (problems.length) {
-    setPubStatus(`Please give ${problems.join(", ")}.`);
+  // Nothing is uploaded before the form is valid.
+  const v = validatePublish();
+  if (!v) {
+    setPubStatus("Please correct the marked fields.");
     return;
   }
-  let features = cond.bit;
+  let features = v.cond.bit;
   for (const x of EXTRAS) if ($(`pub-feat-${x.bit}`).checked) features |= x.bit;
   app.publishing = true;
+  app.cancelled = false;
+  app.cancel = () => {
+    app.cancelled = true;
+    if (app.xhr) app.xhr.abort();
+    if (app.waitCancel) app.waitCancel();
+  };
   $("pub-submit").disabled = true;
+  $("pub-cancel").hidden = !app.photos.length;
   try {
-    const images = [];
-    if (app.photos.length) {
-      setPubStatus("Preparing the upload…");
-      const r = await app.session.request({ cmd: "filenames" });
-      if (r.result !== "ok") throw new UserError(reasonText(r));
-      const names = (Array.isArray(r.names) ? r.names : []).filter((n) => typeof n === "string" && safe.uploadName.test(n));
-      if (names.length < app.photos.length) throw new UserError("The server gave too few photo names.");
-      for (let i = 0; i < app.photos.length; i++) {
-        setPubStatus(`Uploading photo ${i + 1} of ${app.photos.length}…`);
-        const path = `${names[i]}.jpg`;
-        const ph = app.photos[i];
-        await upload(ph, path, (f) => { ph.progress = f; renderProgress(i); });
-        images.push(path);
-      }
-    }
-    const loc = [...app.pub.loc];
-    const prod = [...app.pub.prod];
+    const images = app.photos.length ? await uploadPhotos() : [];
+    if (app.cancelled) throw new Cancelled();
+    $("pub-cancel").hidden = true;
     const doc = {
-      msg: $("pub-desc").value.trim(), nick: app.nick || `User ${app.creds.user}`, avatar: "",
-      images, ex_details: [], in_details: [], channel: [[loc], [prod]], title, price: Number(price),
+      msg: v.desc, nick: app.nick || "", avatar: "",
+      images, ex_details: [], in_details: [], channel: [[v.loc], [v.prod]], title: v.title, price: v.price,
     };
+    // range_values are integers: the price in whole euros (rounded) for the
+    // filters; the body's price keeps the cents.
     const post = {
-      to: [[loc], [prod]], body: JSON.stringify(doc), features,
-      range_values: [Number(price), Number(year || 0), Number(km || 0)],
+      to: [[v.loc], [v.prod]], body: JSON.stringify(doc), features,
+      range_values: [Math.round(v.price), v.year, v.km],
     };
     setPubStatus("Publishing…");
     app.u.pendingPublish = { post };
@@ -566,11 +869,13 @@ async function publish(ev) {
     adoptPublished(r, post);
     save();
     resetPublishForm();
-    setPubStatus(`Published! Your post number is ${r.id}.`);
+    setPubStatus("Published! It is under “My posts”.");
     notice("Your post is published.");
     render();
   } catch (e) {
-    if (e instanceof Offline) {
+    if (e instanceof Cancelled) {
+      setPubStatus("Upload cancelled. Nothing was published; your form and photos are kept.");
+    } else if (e instanceof Offline) {
       setPubStatus("The connection to the server was lost. If the post is not in “My posts” once the app is online again, press Publish again.");
     } else if (e instanceof UserError) {
       setPubStatus(e.message);
@@ -580,7 +885,11 @@ async function publish(ev) {
     }
   } finally {
     app.publishing = false;
+    app.cancel = null;
+    for (const p of app.photos) if (p.progress < 1) p.progress = 0;
+    renderPreviews();
     $("pub-submit").disabled = false;
+    $("pub-cancel").hidden = true;
   }
 }
 
@@ -591,6 +900,9 @@ function resetPublishForm() {
   app.pub = { loc: [], prod: [] };
   renderPublishSelects();
   renderPreviews();
+  renderCounts();
+  for (const k of ["title", "loc", "prod", "cond", "price", "year", "km", "desc"]) fieldError(k, null, "");
+  for (const el of $("publish-form").querySelectorAll("[aria-invalid]")) el.setAttribute("aria-invalid", "false");
 }
 
 // ---------------------------------------------------------------- chat
@@ -612,7 +924,7 @@ function ensureChat(postId, peer, iAmSeller, peerNick, known = null) {
     const p = app.u.posts[String(postId)] || app.u.myPosts[String(postId)] || known;
     c = app.u.chats[key] = {
       key, postId, peer: String(peer), peerNick: peerNick || "", iAmSeller,
-      title: (p && !p.bad && (p.doc.title || p.doc.msg || "").slice(0, safe.MAX_TITLE)) || `Post #${postId}`,
+      title: (p && !p.bad && (p.doc.title || p.doc.msg || "").slice(0, safe.MAX_TITLE)) || "A listing",
       msgs: [], unread: 0, peerIds: [], last: Date.now(), removed: false,
     };
     if (!p) fillChatTitle(c);
@@ -632,7 +944,7 @@ async function fillChatTitle(c) {
     save();
     render();
   } catch {
-    // No such post (deleted, or no read API): keep "Post #id".
+    // No such post (deleted, or no read API): keep "A listing".
   }
 }
 
@@ -667,9 +979,11 @@ function pump() {
       setTimeout(pump, 2000);
       return;
     } else {
+      // queue_full and recipient_inactive were not stored: the line is
+      // kept, marked, with "Send again" (docs/protocol.md "Full queues").
       u.outbox.shift();
       markMine(item.chat, item.id, (m) => { m.failed = reasonText(r, "chat"); });
-      if (item.chat) showError(reasonText(r, "chat"));
+      if (item.chat && app.openChat !== item.chat) showError(reasonText(r, "chat"));
     }
     save();
     render();
@@ -677,6 +991,21 @@ function pump() {
   }, () => {
     app.inflight = null; // resent after the next login
   });
+}
+
+// sendAgain queues a line that failed once more, under a new id.
+function sendAgain(c, m) {
+  const i = c.msgs.indexOf(m);
+  if (i < 0) return;
+  c.msgs.splice(i, 1);
+  const id = newLocalId();
+  c.msgs.push({ id, mine: true, text: m.text, date: Date.now(), status: 0 });
+  c.last = Date.now();
+  enqueue({
+    cmd: "message", type: "chat", to: c.peer, msg: m.text, refers_to: -1,
+    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id,
+  }, c.key, id);
+  render();
 }
 
 function markMine(key, id, fn) {
@@ -693,6 +1022,8 @@ function sendChat(ev) {
   const c = app.u && app.u.chats[app.openChat];
   if (!text || !c) return;
   input.value = "";
+  delete app.drafts[c.key];
+  store.saveDrafts(app.creds.user, app.drafts);
   const id = newLocalId();
   c.msgs.push({ id, mine: true, text, date: Date.now(), status: 0 });
   c.last = Date.now();
@@ -773,9 +1104,9 @@ function typed() {
   }
 }
 
-function openChat(key) {
-  app.openChat = key;
-  app.view = "chat-view";
+function openChat(key, how = "push") {
+  show("chat-view", { chat: key }, how);
+  $("chat-input").value = app.drafts[key] || "";
   markRead();
   render();
   $("chat-input").focus();
@@ -795,18 +1126,6 @@ function markRead() {
   c.unread = 0;
   sendReceipt(c, "app_ack_read", ids);
   save();
-}
-
-// A link #chat/<post id>/<user id> opens a conversation with that user
-// about that post, so a seller can hand out a way to reach them.
-function openLinkedChat() {
-  const m = /^#chat\/(\d+)\/(\d+)$/.exec(location.hash);
-  if (!m || !app.u || !app.creds) return;
-  history.replaceState(null, "", location.pathname + location.search);
-  if (m[2] === app.creds.user) return;
-  const c = ensureChat(parse(m[1]), m[2], isMyPost(m[1]), "");
-  save();
-  openChat(c.key);
 }
 
 function chatWithAuthor(p) {
@@ -884,7 +1203,7 @@ function unreadableCard(p) {
   return h("li", { class: "card unreadable", "data-testid": "post-card", "data-post-id": String(p.id), "data-unreadable": "1" },
     h("div", { class: "body" },
       h("h3", { "data-testid": "post-title" }, "Unreadable listing"),
-      h("p", { class: "meta" }, `This listing (post ${p.id}) could not be read, so it is not shown.`)));
+      h("p", { class: "meta" }, "This listing could not be read, so it is not shown.")));
 }
 
 function postCard(p, mine) {
@@ -898,18 +1217,21 @@ function postCard(p, mine) {
   for (const f of FEATURES) if (Number(p.features) & f.bit) facts.push(f.label);
   // safe.post let through only relative paths of the signed-name shape.
   const imgs = safe.images(d.images);
-  const title = d.title || (d.msg ? d.msg.slice(0, 60) : `Post #${p.id}`);
+  const title = d.title || (d.msg ? d.msg.slice(0, 60) : "A listing");
   const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
+  const href = `#/post/${p.id}`;
+  const open = (ev) => { ev.preventDefault(); openPost(p.id); };
   return h("li", { class: "card", "data-testid": "post-card", "data-post-id": String(p.id) },
-    imgs.length ? h("div", { class: "photos" }, imgs.map((s, i) =>
-      h("img", { src: `/${s}`, alt: `Photo ${i + 1} of ${title}`, loading: "lazy", "data-testid": "post-photo" }))) : null,
+    imgs.length ? h("a", { class: "photos", href, onclick: open, "aria-label": `${title}: ${imgs.length} photo${imgs.length === 1 ? "" : "s"}`, tabindex: "-1" },
+      h("img", { src: `/${imgs[0]}`, alt: `Photo 1 of ${imgs.length} of ${title}`, loading: "lazy", "data-testid": "post-photo" }),
+      imgs.length > 1 ? h("span", { class: "count", "data-testid": "photo-count-badge" }, `1 / ${imgs.length}`) : null) : null,
     h("div", { class: "body" },
-      h("h3", { "data-testid": "post-title" }, title),
+      h("h3", { "data-testid": "post-title" }, h("a", { href, onclick: open, "data-testid": "post-link" }, title)),
       price != null ? h("p", { class: "price", "data-testid": "post-price" }, money.format(Number(price))) : null,
       facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
       h("p", { class: "where" }, placeText(p)),
       d.msg ? h("p", { class: "desc" }, d.msg) : null,
-      h("p", { class: "meta" }, `by ${d.nick || "someone"} (#${p.from}) · ${when} · post ${p.id}`),
+      h("p", { class: "meta" }, `by ${d.nick || "someone"} · ${when}`),
       mine
         ? h("div", { class: "actions" }, h("span", { class: "tag" }, "Your post"))
         : h("div", { class: "actions" }, h("button", {
@@ -933,6 +1255,15 @@ function renderPosts() {
   const price = f.priceMin !== "" || f.priceMax !== "" ? `€${f.priceMin || 0}–${f.priceMax || "…"}` : "";
   $("filter-summary").textContent = `Filter: ${[where, what, feats.join("/"), price].filter(Boolean).join(" · ")}`;
   const live = app.creds ? "New ones appear here as they are published." : "Create an account to see new ones live, to sell, or to write to a seller.";
+  // On a slow link say that listings are coming, not that there are none.
+  const loading = list.length === 0 && (app.creds ? ["connecting", "offline"].includes(app.session.state) : app.more.loading);
+  $("browse-summary").classList.toggle("loading", loading);
+  if (loading) {
+    $("browse-summary").replaceChildren(h("span", { class: "spinner", "aria-hidden": "true" }), " Loading listings…");
+    $("browse-summary").dataset.state = "loading";
+    return;
+  }
+  $("browse-summary").dataset.state = "ready";
   $("browse-summary").textContent = (app.creds && app.subscribeError) ||
     `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. ${live}`;
 }
@@ -949,7 +1280,7 @@ function renderMine() {
   const list = sortedPosts(app.u.myPosts);
   syncList($("mine-list"), list, (p) => String(p.id), () => "1", (p) => {
     const li = postCard(p, true);
-    const btn = h("button", { type: "button", class: "danger", "data-testid": "delete-post", "aria-label": `Delete post ${p.id}` }, "Delete");
+    const btn = h("button", { type: "button", class: "danger", "data-testid": "delete-post", "aria-label": `Delete ${(!p.bad && p.doc.title) || "this listing"}` }, "Delete");
     btn.addEventListener("click", () => {
       if (btn.dataset.confirm) { btn.disabled = true; deletePost(p.id); return; }
       btn.dataset.confirm = "1";
@@ -981,7 +1312,7 @@ function renderChats() {
         h("button", { type: "button", class: "chatrow", "data-testid": "chat-row", "data-chat": c.key, onclick: () => openChat(c.key) },
           h("strong", {}, c.title),
           c.removed ? h("span", { class: "tag", "data-testid": "chat-row-removed" }, " (listing removed)") : null,
-          h("span", { class: "peer" }, ` with ${c.peerNick || "user"} #${c.peer}`),
+          h("span", { class: "peer" }, ` with ${c.peerNick || (c.iAmSeller ? "a buyer" : "the seller")}`),
           c.unread ? h("span", { class: "badge", "aria-label": `${c.unread} unread` }, String(c.unread)) : null,
           h("span", { class: "last" }, isTyping(c.key) ? "typing…" : last ? `${last.mine ? "You: " : ""}${last.text}` : "")));
     });
@@ -994,22 +1325,113 @@ function renderChat() {
   const c = app.u.chats[app.openChat];
   if (!c) return;
   $("chat-title").textContent = c.title;
-  $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "user"} #${c.peer}`;
+  $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "no name given"}`;
   $("chat-typing").hidden = !isTyping(c.key);
   $("chat-removed").hidden = !c.removed;
   const ol = $("chat-messages");
   const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
   syncList(ol, c.msgs, (m) => `${m.mine ? "m" : "t"}${m.id ?? m.date + m.text}`, (m) => `${m.status}|${m.failed || ""}`, (m) =>
-    h("li", { class: `msg ${m.mine ? "mine" : "theirs"}${m.bad ? " unreadable" : ""}`, "data-testid": "chat-msg", "data-mine": m.mine ? "1" : "0" },
+    h("li", { class: `msg ${m.mine ? "mine" : "theirs"}${m.bad ? " unreadable" : ""}${m.failed ? " failed" : ""}`, "data-testid": "chat-msg", "data-mine": m.mine ? "1" : "0" },
       h("span", { class: "text", "data-testid": "chat-text" }, m.text),
       h("span", { class: "time" }, new Date(m.date).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })),
       m.mine ? (m.failed
-        ? h("span", { class: "tick failed", "data-testid": "tick", "data-status": "failed", title: m.failed }, `⚠ ${m.failed}`)
+        ? h("span", { class: "fail" },
+          h("span", { class: "tick failed", "data-testid": "tick", "data-status": "failed" }, `⚠ ${m.failed}`),
+          h("button", { type: "button", class: "again", "data-testid": "send-again", onclick: () => sendAgain(c, m) }, "Send again"))
         : h("span", {
           class: `tick t${m.status || 0}`, "data-testid": "tick", "data-status": tickNames[m.status || 0],
           "aria-label": tickWords[m.status || 0], title: tickWords[m.status || 0],
         }, tickGlyph[m.status || 0])) : null));
   if (atBottom) ol.scrollTop = ol.scrollHeight;
+}
+
+// renderPost is a listing's page: the gallery (every photo, a count, a
+// full-size view), the facts, the seller, and a link to share.
+let renderedPost = "";
+function renderPost() {
+  const id = app.postId;
+  const p = localPost(id);
+  const f = app.fetched[id];
+  const status = $("post-status");
+  const art = $("post-detail");
+  if (!p) {
+    // Taken off the lists meanwhile (post_deleted): ask the server.
+    if (f === undefined) { app.fetched[id] = "loading"; queueMicrotask(() => fetchPost(id)); }
+    art.replaceChildren();
+    renderedPost = "";
+    $("post-heading").textContent = "Listing";
+    status.textContent = f === "missing" ? "This listing is not available any more: it was removed, sold or has expired."
+      : f === "error" ? "Could not load this listing. Check your connection and try again."
+      : "Loading the listing…";
+    status.dataset.state = f === "missing" || f === "error" ? f : "loading";
+    return;
+  }
+  status.textContent = "";
+  status.dataset.state = "ok";
+  const mine = Boolean(app.creds && p.from === app.creds.user);
+  const sig = `${id}|${mine}|${app.creds ? 1 : 0}|${JSON.stringify(p.doc)}`;
+  if (sig === renderedPost) return;
+  renderedPost = sig;
+  if (p.bad) {
+    $("post-heading").textContent = "Unreadable listing";
+    art.replaceChildren(h("p", {}, "This listing could not be read, so it is not shown."));
+    return;
+  }
+  const d = p.doc;
+  const rv = Array.isArray(p.range_values) ? p.range_values : [];
+  const price = d.price ?? rv[0];
+  const imgs = safe.images(d.images);
+  const title = d.title || (d.msg ? d.msg.slice(0, 60) : "A listing");
+  $("post-heading").textContent = title;
+  document.title = `${title} · occase`;
+  const facts = [];
+  if (rv[1]) facts.push(String(rv[1]));
+  if (rv[2]) facts.push(`${num.format(Number(rv[2]))} km`);
+  for (const x of FEATURES) if (Number(p.features) & x.bit) facts.push(x.label);
+  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
+  const gallery = imgs.length ? h("div", { class: "gallery", "data-testid": "gallery" },
+    h("p", { class: "count", "data-testid": "gallery-count" }, `${imgs.length} photo${imgs.length === 1 ? "" : "s"}`),
+    h("ul", { class: "shots" }, imgs.map((src, i) => h("li", {},
+      h("button", { type: "button", class: "shot", "data-testid": "gallery-photo", onclick: () => openPhoto(imgs, i, title),
+        "aria-label": `Photo ${i + 1} of ${imgs.length}: show full size` },
+      h("img", { src: `/${src}`, alt: `Photo ${i + 1} of ${imgs.length} of ${title}`, loading: i ? "lazy" : "eager" })))))) : h("p", { class: "muted" }, "No photos.");
+  const share = h("button", { type: "button", "data-testid": "share-link", onclick: async () => {
+    const url = location.href;
+    try { await navigator.clipboard.writeText(url); notice("Link copied. Anyone with it can see this listing."); }
+    catch { notice(`The link to this listing: ${url}`); }
+  } }, "Copy link");
+  art.replaceChildren(
+    gallery,
+    h("div", { class: "body" },
+      price != null ? h("p", { class: "price", "data-testid": "detail-price" }, money.format(Number(price))) : null,
+      facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
+      h("p", { class: "where" }, placeText(p)),
+      d.msg ? h("p", { class: "desc", "data-testid": "detail-desc" }, d.msg) : null,
+      h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : ""),
+      h("div", { class: "actions" },
+        mine ? h("span", { class: "tag" }, "Your post")
+          : h("button", { type: "button", class: "primary", "data-testid": "detail-chat", onclick: () => chatWithAuthor(p) }, "Message seller"),
+        share)));
+}
+
+let gallery = { imgs: [], i: 0, title: "" };
+function openPhoto(imgs, i, title) {
+  gallery = { imgs, i, title };
+  stepPhoto(0);
+  if (!$("photo-dialog").open) $("photo-dialog").showModal();
+}
+
+function stepPhoto(d) {
+  const g = gallery;
+  if (!g.imgs.length) return;
+  g.i = (g.i + d + g.imgs.length) % g.imgs.length;
+  // The image exists only while a photo is shown (an <img> without a
+  // source would be one more thing to check).
+  const img = $("photo-full") || $("photo-dialog").insertBefore(h("img", { id: "photo-full", "data-testid": "photo-full" }), $("photo-dialog").firstChild);
+  img.src = `/${g.imgs[g.i]}`;
+  img.alt = `Photo ${g.i + 1} of ${g.imgs.length} of ${g.title}`;
+  $("photo-count").textContent = `${g.i + 1} of ${g.imgs.length}`;
+  $("photo-prev").hidden = $("photo-next").hidden = g.imgs.length < 2;
 }
 
 function renderPreviews() {
@@ -1019,7 +1441,10 @@ function renderPreviews() {
     h("progress", { max: "1", value: String(p.progress), "data-testid": "upload-progress", "aria-label": `Upload of photo ${i + 1}` }),
     h("button", {
       type: "button", "aria-label": `Remove photo ${i + 1}`, onclick: () => {
-        if (app.publishing) return;
+        if (app.publishing) {
+          setPubStatus("A photo cannot be removed while the photos upload. Press “Cancel upload” first, then remove it.");
+          return;
+        }
         URL.revokeObjectURL(p.url);
         app.photos.splice(i, 1);
         renderPreviews();
@@ -1086,18 +1511,27 @@ let renderedU = null; // the state object the lists and forms were built for
 function render() {
   if (!app.u) return; // before boot has chosen a user or a guest
   const member = Boolean(app.creds);
-  if (!member && app.view !== "browse-view") app.view = "account-view";
+  if (!member && app.view !== "browse-view" && app.view !== "post-view") app.view = "account-view";
   $("account-view").hidden = app.view !== "account-view";
   $("account-why").textContent = app.signUpWhy;
   $("account-why").hidden = !app.signUpWhy;
   $("signup-btn").hidden = member;
-  if (!member && app.session.state === "idle") $("conn-status").textContent = "Browsing as a guest";
-  $("me").textContent = member ? `${app.nick || "You"} · #${app.creds.user}` : "";
+  renderConn();
+  $("me").textContent = member ? app.nick || "You" : "";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== app.view;
+  const owner = { "chat-view": "chats-view", "post-view": "browse-view", "account-view": "" }[app.view] ?? app.view;
   for (const t of document.querySelectorAll("#tabs [role=tab]")) {
-    const sel = t.dataset.view === app.view || (app.view === "chat-view" && t.dataset.view === "chats-view");
+    const sel = t.dataset.view === owner;
     t.setAttribute("aria-selected", String(sel));
+    t.tabIndex = sel || (!owner && t.id === "tab-browse") ? 0 : -1;
   }
+  // The chat fills the screen below the header and bars, whatever shows.
+  document.body.classList.toggle("chat-open", app.view === "chat-view");
+  $("paused").hidden = !(member && app.paused);
+  $("paused-text").textContent = app.paused === "tab"
+    ? "This account is now open in another tab of this browser, so this tab is paused: messages and listings are not updated here."
+    : "This account was opened on another device or browser, so this tab is paused: messages and listings are not updated here.";
+  document.body.classList.toggle("paused", Boolean(member && app.paused));
   if (!member && $("nick-input") !== document.activeElement) $("nick-input").value = app.nick;
   if (renderedU !== app.u) {
     renderedU = app.u;
@@ -1113,6 +1547,7 @@ function render() {
   const parts = [renderPosts, renderMore];
   if (member) parts.push(renderMine, renderChats);
   if (member && app.view === "chat-view") parts.push(renderChat);
+  if (app.view === "post-view") parts.push(renderPost);
   for (const f of parts) {
     try {
       f();
@@ -1130,6 +1565,45 @@ function featureBoxes(container, prefix, list, type, name) {
     ` ${f.label}`)));
 }
 
+function credsText() {
+  return `occase account\nServer: ${location.origin}\nUser id: ${app.creds.user}\nPassword: ${app.creds.password}\n`;
+}
+
+async function copyCreds() {
+  if (!app.creds) return;
+  let ok = false;
+  try {
+    await navigator.clipboard.writeText(credsText());
+    ok = true;
+  } catch {
+    // No clipboard (an http page, or denied): show the password to copy by hand.
+    $("acct-password").textContent = app.creds.password;
+    $("acct-reveal").textContent = "Hide";
+  }
+  const t = ok ? "Copied the user id and password. Paste them somewhere safe." : "Copying is not allowed here: the password is shown above; write it down.";
+  $("acct-saved").textContent = t;
+  notice(t);
+}
+
+function downloadCreds() {
+  if (!app.creds) return;
+  const url = URL.createObjectURL(new Blob([credsText()], { type: "text/plain" }));
+  const a = h("a", { href: url, download: `occase-account-${location.hostname || "local"}.txt`, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  $("acct-saved").textContent = "Downloaded a file with the user id and password. Keep it somewhere safe.";
+}
+
+// takeOver makes this tab the one in use again; the other one is paused.
+function takeOver() {
+  if (!app.creds) return;
+  app.paused = "";
+  app.session.start(app.creds);
+  render();
+}
+
 function wireUI() {
   featureBoxes($("filter-features"), "filter-feat", FEATURES, "checkbox");
   const pf = $("pub-features");
@@ -1139,13 +1613,21 @@ function wireUI() {
 
   $("banner-close").addEventListener("click", () => { $("banner").hidden = true; });
   $("reconnect-btn").addEventListener("click", () => {
-    if (app.session.state === "replaced" && app.creds) app.session.start(app.creds);
+    if (app.session.state === "replaced" && app.creds) takeOver();
     else app.session.reconnectNow();
   });
+  $("takeover-btn").addEventListener("click", takeOver);
   $("register-btn").addEventListener("click", () => {
     app.nick = $("nick-input").value.trim();
     store.saveNick(app.nick);
-    app.session.start({ register: true }, true);
+    const token = $("signup-token").value.trim();
+    if (app.needToken && !token) {
+      $("signup-token").setAttribute("aria-invalid", "true");
+      showError("Please paste your sign-up token first.", false, "login");
+      $("signup-token").focus();
+      return;
+    }
+    app.session.start(token ? { register: true, token } : { register: true }, true);
   });
   $("login-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -1156,26 +1638,31 @@ function wireUI() {
     store.saveNick(app.nick);
     app.session.start({ user, password }, true);
   });
-  const why = {
-    "publish-view": "To sell something, create an account first: it takes one click.",
-    "mine-view": "Create an account to publish listings of your own.",
-    "chats-view": "Create an account to write to sellers and buyers.",
-    "settings-view": "",
+  const tabList = [...document.querySelectorAll("#tabs [role=tab]")];
+  const activate = (t) => {
+    if (!app.creds && t.dataset.view !== "browse-view") { askSignUp(guestWhy[t.dataset.view] || ""); return; }
+    show(t.dataset.view);
   };
-  for (const t of document.querySelectorAll("#tabs [role=tab]")) {
-    t.addEventListener("click", () => {
-      if (!app.creds && t.dataset.view !== "browse-view") { askSignUp(why[t.dataset.view] || ""); return; }
-      app.view = t.dataset.view;
-      app.openChat = null;
-      render();
+  for (const t of tabList) {
+    t.addEventListener("click", () => activate(t));
+    // The tab widget pattern: arrows, Home and End move between tabs.
+    t.addEventListener("keydown", (ev) => {
+      const i = tabList.indexOf(t);
+      const to = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabList.length - 1 }[ev.key];
+      if (to === undefined) return;
+      ev.preventDefault();
+      const next = tabList[(to + tabList.length) % tabList.length];
+      next.focus();
+      activate(next);
     });
   }
   $("filter-form").addEventListener("submit", applyFilter);
   $("publish-form").addEventListener("submit", publish);
   $("pub-photos").addEventListener("change", addPhotos);
   $("chat-form").addEventListener("submit", sendChat);
-  $("chat-input").addEventListener("input", typed);
-  $("chat-back").addEventListener("click", () => { app.openChat = null; app.view = "chats-view"; render(); });
+  $("chat-input").addEventListener("input", () => { typed(); saveDraft(); });
+  $("chat-back").addEventListener("click", () => goBack("chats-view"));
+  $("post-back").addEventListener("click", () => goBack("browse-view"));
   $("acct-reveal").addEventListener("click", () => {
     const shown = $("acct-reveal").textContent === "Hide";
     $("acct-password").textContent = shown ? "••••••••••" : app.creds.password;
@@ -1186,16 +1673,53 @@ function wireUI() {
     store.saveNick(app.nick);
     render();
   });
+  $("acct-copy").addEventListener("click", copyCreds);
+  $("logout-copy").addEventListener("click", copyCreds);
+  $("acct-download").addEventListener("click", downloadCreds);
+  $("logout-download").addEventListener("click", downloadCreds);
   $("logout-btn").addEventListener("click", () => {
+    $("logout-confirm").hidden = false;
+    $("logout-btn").hidden = true;
+    $("logout-confirm").scrollIntoView({ block: "center" });
+    $("logout-cancel").focus();
+  });
+  $("logout-cancel").addEventListener("click", () => {
+    $("logout-confirm").hidden = true;
+    $("logout-btn").hidden = false;
+    $("logout-btn").focus();
+  });
+  $("logout-confirm-btn").addEventListener("click", () => {
+    $("logout-confirm").hidden = true;
+    $("logout-btn").hidden = false;
     app.session.stop();
     store.clearCreds();
     app.creds = null;
     enterGuest("browse-view");
-    render();
+    show("browse-view", {}, "replace");
+  });
+  $("photo-close").addEventListener("click", () => $("photo-dialog").close());
+  $("photo-dialog").addEventListener("close", () => { const i = $("photo-full"); if (i) i.remove(); });
+  $("photo-prev").addEventListener("click", () => stepPhoto(-1));
+  $("photo-next").addEventListener("click", () => stepPhoto(1));
+  $("photo-dialog").addEventListener("keydown", (ev) => {
+    if (ev.key === "ArrowLeft") stepPhoto(-1);
+    if (ev.key === "ArrowRight") stepPhoto(1);
+  });
+  $("pub-cancel").addEventListener("click", () => { if (app.cancel) app.cancel(); });
+  for (const id of ["pub-title", "pub-desc"]) $(id).addEventListener("input", renderCounts);
+  // Once errors show, they follow what is typed (on input, not on blur: a
+  // message that vanished on blur would move the field being clicked).
+  $("publish-form").addEventListener("input", () => {
+    if ($("publish-form").querySelector("[aria-invalid=true]")) validatePublish(false);
   });
   $("signup-btn").addEventListener("click", () => askSignUp(""));
+  renderCounts();
   $("load-more").addEventListener("click", loadMore);
-  addEventListener("hashchange", openLinkedChat);
+  addEventListener("popstate", () => applyRoute("none"));
+  addEventListener("hashchange", () => { if (location.hash !== appliedRoute) applyRoute("none"); });
+  addEventListener("pagehide", saveDraft);
+  addEventListener("online", renderConn);
+  addEventListener("offline", renderConn);
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden && app.view === "chat-view") { markRead(); render(); }
   });

@@ -7,15 +7,18 @@
 
 import { parse, stringify } from "./json.js";
 import * as safe from "./safe.js";
+import { closeInfo, reconnectDelay } from "./codes.js";
 
 const ackKind = {
   register_ack: "register", login_ack: "login", subscribe_ack: "subscribe",
   publish_ack: "publish", delete_ack: "delete", filenames_ack: "filenames",
 };
 
-// Close codes after which reconnecting on our own would be wrong.
+// Close codes the session acts on; what every code means (reconnect or
+// not, the least delay, the words) is codes.js's closeCodes.
 export const CloseReplaced = 4001;
 export const CloseBadCredentials = 4003;
+export const CloseRateExceeded = 4006;
 
 export class Offline extends Error {
   constructor() { super("not connected"); this.name = "Offline"; }
@@ -35,8 +38,11 @@ export class Session {
     this.timer = null;
     this.state = "idle";
     this.loggedIn = false;
+    this.strikes = 0;     // 4006 closes in a row
+    this.holdUntil = 0;   // no reconnect before this time (after 4006)
+    this.onlineSince = 0;
     addEventListener("online", () => {
-      if (!this.stopped && !this.ws) this.open();
+      if (!this.stopped && !this.ws && Date.now() >= this.holdUntil) this.open();
     });
   }
 
@@ -65,7 +71,7 @@ export class Session {
   }
 
   reconnectNow() {
-    if (this.stopped || this.ws) return;
+    if (this.stopped || this.ws || Date.now() < this.holdUntil) return;
     this.attempt = 0;
     this.open();
   }
@@ -90,6 +96,8 @@ export class Session {
       const id = this.identity;
       const req = id.register ? { cmd: "register" }
         : { cmd: "login", user: id.user, password: id.password };
+      // docs/protocol.md "Registration": an operator may require a token.
+      if (id.register && id.token) req.signup_token = id.token;
       this.request(req, true).then((r) => this.identified(r, ws), () => {});
     };
     ws.onmessage = (ev) => this.frame(ev.data);
@@ -112,6 +120,7 @@ export class Session {
       }
       this.attempt = 0;
       this.loggedIn = true;
+      this.onlineSince = Date.now();
       this.setState("online");
       const acted = this.acted;
       this.acted = false;
@@ -123,7 +132,10 @@ export class Session {
       this.hooks.onAuthFailed(r);
       return; // the server closes with 4003
     }
-    this.hooks.onIdentifyFailed(r);
+    // A refused register is not tried again on its own (a token may be
+    // needed, or the day's budget is spent): the person decides.
+    if (this.identity.register) this.stopped = true;
+    this.hooks.onIdentifyFailed(r, this.identity);
     ws.close(1000);
   }
 
@@ -132,24 +144,29 @@ export class Session {
     this.ws = null;
     this.loggedIn = false;
     this.failPending();
+    const info = closeInfo(ev.code);
     if (ev.code === CloseReplaced) {
       this.stopped = true;
-      this.setState("replaced");
+      this.setState("replaced", { code: ev.code, words: info.words });
       return;
     }
-    if (ev.code === CloseBadCredentials || this.stopped) {
+    if (!info.reconnect || this.stopped) {
       this.stopped = true;
-      this.setState("idle");
+      this.setState("idle", { code: ev.code });
       return;
     }
+    // A connection that stayed up a minute ends a run of 4006 closes.
+    if (this.onlineSince && Date.now() - this.onlineSince > 60000) this.strikes = 0;
+    this.onlineSince = 0;
+    if (ev.code === CloseRateExceeded) this.strikes++;
     this.scheduleReconnect(ev.code);
   }
 
   scheduleReconnect(code) {
-    const base = Math.min(8000, 500 * 2 ** this.attempt);
-    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    const delay = reconnectDelay(code, this.attempt, this.strikes, Math.random());
     this.attempt++;
-    this.setState("offline", { retryIn: delay, code });
+    this.holdUntil = closeInfo(code).delay > 0 ? Date.now() + delay : 0;
+    this.setState("offline", { retryIn: delay, code, words: closeInfo(code).words, held: this.holdUntil > 0 });
     this.timer = setTimeout(() => this.open(), delay);
   }
 

@@ -154,3 +154,17 @@ export function loadUser(id) {
 export function saveUser(id, u) {
   write("user." + id, u);
 }
+
+// Drafts of chat lines, per conversation key ("post:peer"), kept apart from
+// the user's state so that typing does not rewrite it all.
+export function loadDrafts(id) {
+  const d = read("drafts." + id, {});
+  const out = {};
+  if (d && typeof d === "object" && !Array.isArray(d)) {
+    for (const [k, v] of Object.entries(d).slice(0, 200)) {
+      if (/^\d{1,20}:\d{1,20}$/.test(k) && typeof v === "string" && v) out[k] = v.slice(0, 4000);
+    }
+  }
+  return out;
+}
+export const saveDrafts = (id, d) => write("drafts." + id, d);
