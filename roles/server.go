@@ -215,6 +215,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.echo.GET("/assets/*", echo.WrapHandler(s.app))
 	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
 	s.echo.GET(webapp.FaviconPath, echo.WrapHandler(s.app))
+	s.echo.GET(webapp.ServiceWorkerPath, echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
 	return nil
 }

@@ -9,6 +9,7 @@ import * as store from "./store.js";
 import { parse } from "./json.js";
 import * as safe from "./safe.js";
 import * as state from "./state.js";
+import * as push from "./push.js"; // notifications (issue 12)
 
 const $ = (id) => document.getElementById(id);
 
@@ -151,6 +152,7 @@ async function boot() {
   app.session = new Session(wsURL(), {
     onState, onLogin, onPush, onStale, onAuthFailed, onIdentifyFailed,
   });
+  push.init(app.session, openPeerChat);
   app.creds = store.loadCreds();
   app.nick = store.loadNick();
   if (app.creds) {
@@ -263,6 +265,7 @@ function onLogin(identity, ack, acted) {
   render();
   if (then) then();
   openLinkedChat();
+  push.loggedIn(identity.user);
 }
 
 function onAuthFailed(r) {
@@ -819,6 +822,17 @@ function chatWithAuthor(p) {
   openChat(c.key);
 }
 
+// openPeerChat opens the newest conversation with peer: a notification of
+// their messages was clicked (push.js). Until there is one (the lines may
+// still be on their way after the login), the Chats list shows, for 10 s.
+function openPeerChat(peer, tries = 40) {
+  if (!app.u || !app.creds || peer === app.creds.user) return;
+  const c = Object.values(app.u.chats).filter((x) => x.peer === peer).sort((a, b) => b.last - a.last)[0];
+  if (c) { openChat(c.key); return; }
+  if (tries === 40) { app.openChat = null; app.view = "chats-view"; render(); }
+  if (tries > 0) setTimeout(() => { if (app.view === "chats-view") openPeerChat(peer, tries - 1); }, 250);
+}
+
 // ---------------------------------------------------------------- rendering
 
 // renderFailures counts items and panels that threw while rendering: the
@@ -1187,6 +1201,7 @@ function wireUI() {
     render();
   });
   $("logout-btn").addEventListener("click", () => {
+    push.loggedOut();
     app.session.stop();
     store.clearCreds();
     app.creds = null;

@@ -11,6 +11,7 @@ import * as safe from "./safe.js";
 const ackKind = {
   register_ack: "register", login_ack: "login", subscribe_ack: "subscribe",
   publish_ack: "publish", delete_ack: "delete", filenames_ack: "filenames",
+  push_subscribe_ack: "push_subscribe", push_unsubscribe_ack: "push_unsubscribe",
 };
 
 // Close codes after which reconnecting on our own would be wrong.
