@@ -2,6 +2,9 @@ package webapp
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -125,9 +128,8 @@ func (b *tab) waitNotes(what string, pred func([]shown) bool) []shown {
 	}
 }
 
-// devices returns the push devices the server keeps for user, from its
-// Redis (broker/push.go: <prefix>pd:{<user>}).
-func (s *serveBinary) devices(t *testing.T, user string) []string {
+// redis runs f with a client of the server's Redis and its key prefix.
+func (s *serveBinary) redis(t *testing.T, f func(ctx context.Context, c rueidis.Client, prefix string)) {
 	t.Helper()
 	var addr, prefix string
 	for i := 0; i+1 < len(s.args); i++ {
@@ -145,18 +147,91 @@ func (s *serveBinary) devices(t *testing.T, user string) []string {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	vals, err := c.Do(ctx, c.B().Hvals().Key(prefix+"pd:{"+user+"}").Build()).AsStrSlice()
-	if err != nil {
-		t.Fatalf("redis HVALS: %v", err)
-	}
+	f(ctx, c, prefix)
+}
+
+func (s *serveBinary) delKey(t *testing.T, key string) {
+	t.Helper()
+	s.redis(t, func(ctx context.Context, c rueidis.Client, prefix string) {
+		if n, err := c.Do(ctx, c.B().Del().Key(prefix+key).Build()).AsInt64(); err != nil || n != 1 {
+			t.Fatalf("redis DEL %s: %d, %v", prefix+key, n, err)
+		}
+	})
+}
+
+// devices returns the push devices the server keeps for user, from its
+// Redis (broker/push.go: <prefix>pd:{<user>}).
+func (s *serveBinary) devices(t *testing.T, user string) []string {
+	t.Helper()
+	var vals []string
+	s.redis(t, func(ctx context.Context, c rueidis.Client, prefix string) {
+		var err error
+		vals, err = c.Do(ctx, c.B().Hvals().Key(prefix+"pd:{"+user+"}").Build()).AsStrSlice()
+		if err != nil {
+			t.Fatalf("redis HVALS: %v", err)
+		}
+	})
 	return vals
+}
+
+// stubPush stands in for the browser's push service when
+// sessionStorage.stubPush is "1": headless chromium has none (it refuses in
+// a browser context of its own, and in the profile it waits for Google's
+// servers, which loopback cannot reach). The stand-in subscription has a
+// real P-256 key and auth secret, so the server takes it as it would a real
+// one, and an https endpoint no one answers at. Otherwise the browser's own
+// PushManager runs.
+const stubPush = `(() => {
+  if (!("PushManager" in window)) return;
+  const real = { subscribe: PushManager.prototype.subscribe, get: PushManager.prototype.getSubscription };
+  const on = () => sessionStorage.getItem("stubPush") === "1";
+  const load = () => JSON.parse(localStorage.getItem("stubSub") || "null");
+  const make = (d) => d && {
+    endpoint: d.endpoint,
+    options: { userVisibleOnly: true, applicationServerKey: Uint8Array.from(atob(d.key), (c) => c.charCodeAt(0)).buffer },
+    toJSON: () => ({ endpoint: d.endpoint, expirationTime: null, keys: { p256dh: %q, auth: %q } }),
+    unsubscribe: async () => { localStorage.removeItem("stubSub"); return true; },
+  };
+  PushManager.prototype.getSubscription = function () {
+    return on() ? Promise.resolve(make(load())) : real.get.call(this);
+  };
+  PushManager.prototype.subscribe = function (o) {
+    if (!on()) return real.subscribe.call(this, o);
+    const key = btoa(String.fromCharCode(...new Uint8Array(o.applicationServerKey.buffer || o.applicationServerKey)));
+    const d = { endpoint: "https://push.example/sub/" + crypto.randomUUID(), key };
+    localStorage.setItem("stubSub", JSON.stringify(d));
+    return Promise.resolve(make(d));
+  };
+})()`
+
+func stubScript(t *testing.T) string {
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := make([]byte, 16)
+	_, _ = rand.Read(auth)
+	enc := base64.RawURLEncoding.EncodeToString
+	return fmt.Sprintf(stubPush, enc(k.PublicKey().Bytes()), enc(auth))
+}
+
+// endpointOf is the endpoint in a device record the server keeps.
+func endpointOf(t *testing.T, rec string) string {
+	var d struct {
+		E string `json:"e"`
+	}
+	if err := json.Unmarshal([]byte(rec), &d); err != nil {
+		t.Fatalf("device record %q: %v", rec, err)
+	}
+	return d.E
 }
 
 // TestBrowserPushAgainstServe is issue 12's web app in headless chromium
 // against the real binary: the box that says why before anything is asked,
-// the permission (granted over the DevTools protocol), the subscription the
-// server keeps, a push delivered to the service worker
-// (ServiceWorker.deliverPushMessage), the notification it shows and
+// the permission (granted over the DevTools protocol), what the app says
+// when the browser cannot subscribe, the subscription the server keeps (and
+// renews when the server's key changes), a push delivered to the service
+// worker (ServiceWorker.deliverPushMessage), the notification it shows and
 // replaces, where a click leads, and logging out.
 func TestBrowserPushAgainstServe(t *testing.T) {
 	if testing.Short() {
@@ -172,10 +247,32 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	n := 0
 	browser := startBrowser(t)
 	a := newTab(t, browser, "A", 1000, 800, shots, &n)
-	if _, err := chromedp.Call(a.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: countAsks}); err != nil {
-		t.Fatal(err)
+	for _, src := range []string{countAsks, stubScript(t)} {
+		if _, err := chromedp.Call(a.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: src}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	asked := func() string { return a.eval(`sessionStorage.getItem("asked") || "0"`) }
+	boxState := func() string { return a.eval(`document.getElementById("push-box").dataset.state`) }
+	pageEndpoint := func() string {
+		return a.evalAsync(`navigator.serviceWorker.ready.then(r => r.pushManager.getSubscription()).then(s => s ? s.endpoint : "")`)
+	}
+	// stored waits until the server keeps exactly the page's subscription.
+	stored := func(what, aid string) string {
+		t.Helper()
+		endpoint := pageEndpoint()
+		deadline := time.Now().Add(waitFor)
+		for {
+			devs := s.devices(t, aid)
+			if len(devs) == 1 && endpointOf(t, devs[0]) == endpoint && endpoint != "" {
+				return endpoint
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the server keeps %q for user %s, want only the page's %q", what, devs, aid, endpoint)
+			}
+			time.Sleep(100 * time.Millisecond) // polling Redis
+		}
+	}
 
 	// Sign up; the box in Chats says why before anything is asked.
 	a.do(chromedp.Navigate(base + "/"))
@@ -197,18 +294,22 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	if got := a.eval(`Notification.permission`); got != "default" {
 		t.Fatalf("permission %q before the click", got)
 	}
-	// A reload logs in again: still nothing asked.
+	// A reload logs in again: still nothing asked, nothing registered.
 	a.do(chromedp.Reload())
 	a.state("online")
 	if got := asked(); got != "0" {
 		t.Fatalf("the page asked for permission %s times before the click", got)
+	}
+	if got := a.evalAsync(`navigator.serviceWorker.getRegistration("/").then(r => String(!!r))`); got != "false" {
+		t.Errorf("a service worker registered before the click")
 	}
 	a.noConsoleErrors("on load, before the click")
 	a.click("#tab-chats")
 	a.shot("push-box")
 
 	// The person agrees (the browser's prompt, answered through the
-	// DevTools protocol), then presses the button.
+	// DevTools protocol), then presses the button. This browser has no push
+	// service: the box says so plainly and offers to try again.
 	if _, err := chromedp.CallBrowser(a.ctx, grantPermissions, grantParams{
 		Permissions: []string{"notifications"}, Origin: base,
 		BrowserContextID: chromedp.FromContext(a.ctx).BrowserContextID,
@@ -217,30 +318,39 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	}
 	a.click("#push-btn")
 	a.wait("the subscription done or refused", `["on", "error"].includes(document.getElementById("push-box").dataset.state)`)
-	a.shot("push-on")
 	if got := asked(); got != "1" {
 		t.Errorf("asked %s times, want once, in the click", got)
 	}
-	subscribed := a.eval(`document.getElementById("push-box").dataset.state`) == "on"
-	if subscribed {
-		endpoint := a.evalAsync(`navigator.serviceWorker.ready.then(r => r.pushManager.getSubscription()).then(s => s ? s.endpoint : "")`)
-		devs := s.devices(t, aid)
-		if len(devs) != 1 || !strings.Contains(devs[0], endpoint) || endpoint == "" {
-			t.Errorf("server keeps %q for user %s, want the page's subscription %q", devs, aid, endpoint)
-		}
+	if boxState() == "on" {
+		// A browser with a push service: the real subscription.
+		t.Log("this browser subscribed with its own push service")
+		stored("real subscription", aid)
 	} else {
-		// Headless chromium has no push service to subscribe with (no
-		// network, no Google API keys): say so, test the rest.
-		t.Logf("pushManager.subscribe is not available in this browser, so push_subscribe is not checked against the server: %s",
-			a.eval(`document.getElementById("push-status").textContent`))
-		if got := a.eval(`document.getElementById("push-btn").textContent`); got != "Try again" {
-			t.Errorf("after a failed subscription the button says %q", got)
+		status := a.eval(`document.getElementById("push-status").textContent`)
+		t.Logf("headless chromium cannot subscribe to a push service here; the app says: %s", status)
+		if !strings.HasPrefix(status, "Could not turn on notifications: ") || a.eval(`document.getElementById("push-btn").textContent`) != "Try again" {
+			t.Errorf("after a failed subscription: %q, button %q", status, a.eval(`document.getElementById("push-btn").textContent`))
 		}
+		a.shot("push-failed")
+		for _, e := range a.consoleErrors() {
+			// Chrome's own line about its browser contexts, not the app's.
+			if !strings.Contains(e, "does not support the Push API in incognito mode") {
+				t.Errorf("console error when the subscription failed: %s", e)
+			}
+		}
+		// The stand-in push service from here on.
+		a.eval(`sessionStorage.setItem("stubPush", "1"), ""`)
+		a.click("#push-btn")
+		a.wait("notifications on", `document.getElementById("push-box").dataset.state === "on"`)
+		stored("push_subscribe", aid)
+	}
+	a.shot("push-on")
+	if got := a.eval(`document.getElementById("push-btn").textContent`); got != "Turn off notifications" {
+		t.Errorf("button %q when on", got)
 	}
 	a.noConsoleErrors("turning notifications on")
 
-	// The service worker is registered (in any case: it comes before the
-	// subscription); find it for the DevTools protocol.
+	// The service worker is registered; find it for the DevTools protocol.
 	ctx, cancel := context.WithTimeout(a.ctx, waitFor)
 	defer cancel()
 	events := chromedp.Events(ctx, serviceworker.WorkerRegistrationUpdated)
@@ -279,7 +389,8 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	a.wait("Bea's line", hasText("#chat-list [data-testid=chat-row]", "Is it still available?"))
 	a.click("#tab-browse")
 
-	// A push: the notification names Bea and shows the preview.
+	// A push as the server sends it: the notification names Bea and shows
+	// the preview.
 	deliver(`{"type":"chat","from":"` + bid + `","count":1,"nick":"Bea","preview":"Is it still available?"}`)
 	ns := a.waitNotes("Bea's notification", func(ns []shown) bool { return len(ns) == 1 })
 	want := shown{Title: "Bea", Body: "Is it still available?", Tag: "chat-" + bid, From: bid}
@@ -293,16 +404,16 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	if ns[0] != want {
 		t.Errorf("shown %+v, want %+v", ns[0], want)
 	}
-	// A payload that is not what the server sends still shows a plain
-	// notification (Chrome requires one per push), naming no one.
+	// A payload unlike the server's still shows a plain notification
+	// (Chrome requires one per push) that names no one.
 	deliver(`{"type":"chat","from":"../1","nick":{"x":1},"preview":7,"count":"lots"}`)
+	deliver(`not json`)
 	ns = a.waitNotes("the plain one", func(ns []shown) bool { return len(ns) == 2 })
 	for _, x := range ns {
-		if x.Tag == "chat" && (x != shown{Title: "New message", Body: "1 new message", Tag: "chat"}) {
-			t.Errorf("hostile payload shown as %+v", x)
+		if x.Tag != want.Tag && (x != shown{Title: "New message", Body: "1 new message", Tag: "chat"}) {
+			t.Errorf("a hostile payload shown as %+v", x)
 		}
 	}
-	deliver(`not json`)
 	a.shot("notified")
 
 	// The click: the DevTools protocol cannot click a notification, so the
@@ -314,44 +425,63 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	if got := a.evalAsync(click); got != "told" {
 		t.Fatalf("click: the service worker %q, want it to tell the open window", got)
 	}
-	a.wait("the conversation with Bea", `!document.getElementById("chat-view").hidden &&
-	  document.getElementById("chat-peer").textContent.includes("#`+bid+`")`)
+	inChat := `!document.getElementById("chat-view").hidden &&
+	  document.getElementById("chat-peer").textContent.includes("#` + bid + `")`
+	a.wait("the conversation with Bea", inChat)
 	a.shot("clicked")
 	if got := a.notifications(); len(got) != 1 || got[0].Tag != "chat" {
 		t.Errorf("after the click, shown %+v: want only the plain one (the clicked one closes)", got)
 	}
 
 	// A window the service worker opens comes to /#chats/<from>.
+	a.click("#tab-browse")
+	a.do(chromedp.Navigate("about:blank"))
 	a.do(chromedp.Navigate(base + "/#chats/" + bid))
-	a.wait("the conversation with Bea after a fresh load", `!document.getElementById("chat-view").hidden &&
-	  document.getElementById("chat-peer").textContent.includes("#`+bid+`")`)
+	a.wait("the conversation with Bea after a fresh load", inChat)
 	if got := a.eval(`location.hash`); got != "" {
 		t.Errorf("hash %q left after opening the conversation", got)
 	}
-	if subscribed {
-		a.click("#tab-chats")
-		a.wait("subscribed again after the login", `document.getElementById("push-box").dataset.state === "on"`)
-		if got := len(s.devices(t, aid)); got != 1 {
-			t.Errorf("%d devices after logging in again with the same subscription, want 1", got)
+	// Every login sends the subscription again; the server keeps one.
+	a.click("#chat-back")
+	a.wait("on after the login", `document.getElementById("push-box").dataset.state === "on"`)
+	first := stored("after a new login", aid)
+	a.noConsoleErrors("notifications and the click")
+
+	// The server's key changes (its generated pair lost with Redis's copy):
+	// after the reconnect, the app drops the old subscription, makes a new
+	// one with the new key, and the server keeps only that.
+	s.Stop(t)
+	s.delKey(t, "vapid")
+	s.Start(t)
+	a.state("online")
+	deadline := time.Now().Add(waitFor)
+	for pageEndpoint() == first {
+		if time.Now().After(deadline) {
+			t.Fatal("the page kept the subscription made with the old key")
+		}
+		time.Sleep(100 * time.Millisecond) // polling the browser
+	}
+	stored("after the key changed", aid)
+	for _, e := range a.consoleErrors() {
+		// The reconnect's attempts while the server was down are expected.
+		if !strings.Contains(e, "ERR_CONNECTION_REFUSED") {
+			t.Errorf("console error around the key change: %s", e)
 		}
 	}
-	a.noConsoleErrors("notifications and the click")
 
 	// Logging out: push_unsubscribe, and the browser drops its
 	// subscription.
 	a.click("#tab-account")
 	a.click("#logout-btn")
 	a.waitAsync("the browser's subscription dropped", `navigator.serviceWorker.ready.then(r => r.pushManager.getSubscription()).then(s => s === null)`)
-	if subscribed {
-		deadline := time.Now().Add(10 * time.Second)
-		for len(s.devices(t, aid)) != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("the server still keeps %q after logout", s.devices(t, aid))
-			}
-			time.Sleep(100 * time.Millisecond) // polling Redis
+	deadline = time.Now().Add(waitFor)
+	for len(s.devices(t, aid)) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the server still keeps %q after logout", s.devices(t, aid))
 		}
+		time.Sleep(100 * time.Millisecond) // polling Redis
 	}
-	if got := asked(); got != "1" {
-		t.Errorf("asked %s times in all, want once", got)
+	if got := asked(); got != "2" {
+		t.Errorf("asked %s times in all, want twice (the two clicks)", got)
 	}
 }

@@ -91,11 +91,8 @@ function clicked() {
     return;
   }
   setPref("on");
-  if (Notification.permission === "granted") {
-    queue(turnOn);
-    return;
-  }
-  // Asked here, in the click, and nowhere else.
+  // Asked here, in the click, and nowhere else (when it was granted
+  // already, the browser answers at once without a prompt).
   st.state = "busy";
   render();
   Promise.resolve(Notification.requestPermission()).then((p) => {
@@ -148,27 +145,43 @@ async function vapidKey() {
   return key;
 }
 
+// SUBSCRIBE_MS bounds the wait for the browser's push service: without a
+// network path to it, Chrome keeps trying for minutes.
+const SUBSCRIBE_MS = 30000;
+
 // subscription is this browser's push subscription for key: the one it has
 // when it was made with that key, else a new one (a server whose key
-// changed can no longer sign for the old one).
+// changed can no longer sign for the old one). old is the endpoint of a
+// subscription it dropped, "" if none.
 async function subscription(reg, key) {
   let sub = await reg.pushManager.getSubscription();
+  let old = "";
   if (sub) {
     const had = sub.options && sub.options.applicationServerKey;
     if (!had || b64url(had) !== b64url(key)) {
+      old = sub.endpoint;
       await sub.unsubscribe().catch(() => {});
       sub = null;
     }
   }
   if (!sub) {
+    let timer;
     try {
-      sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+      sub = await Promise.race([
+        reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new PushError("the browser's push service did not answer; try again later.")), SUBSCRIBE_MS);
+        }),
+      ]);
     } catch (e) {
+      if (e instanceof PushError) throw e;
       if (e && e.name === "NotAllowedError") throw new PushError("the browser did not allow notifications.");
       throw new PushError(`the browser could not subscribe with its push service (${(e && e.message) || e}).`);
+    } finally {
+      clearTimeout(timer);
     }
   }
-  return sub;
+  return { sub, old };
 }
 
 const refused = {
@@ -184,10 +197,12 @@ async function turnOn() {
   const user = st.user;
   const reg = await registration();
   const key = await vapidKey();
-  const sub = await subscription(reg, key);
+  const { sub, old } = await subscription(reg, key);
   const j = sub.toJSON();
   let r;
   try {
+    // The server's key changed: the old subscription is dead.
+    if (old) await st.session.request({ cmd: "push_unsubscribe", webpush: { endpoint: old } });
     r = await st.session.request({
       cmd: "push_subscribe",
       webpush: { endpoint: j.endpoint, keys: { p256dh: j.keys.p256dh, auth: j.keys.auth } },
@@ -232,11 +247,15 @@ export function init(session, openPeer) {
   const btn = $("push-btn");
   if (btn) btn.addEventListener("click", clicked);
   // A window opened by a click on a notification: /#chats/<id>.
-  const m = /^#chats\/(\d{1,20})$/.exec(location.hash);
-  if (m) {
-    st.pendingPeer = m[1];
-    history.replaceState(null, "", location.pathname + location.search);
-  }
+  linked();
+  addEventListener("hashchange", () => {
+    linked();
+    if (st.user != null && st.pendingPeer) {
+      const peer = st.pendingPeer;
+      st.pendingPeer = "";
+      st.openPeer(peer);
+    }
+  });
   if (supported()) {
     // An open window is told by the service worker instead.
     navigator.serviceWorker.addEventListener("message", (ev) => {
@@ -249,6 +268,14 @@ export function init(session, openPeer) {
     navigator.serviceWorker.startMessages();
   }
   render();
+}
+
+// linked takes /#chats/<id> off the address, to open after the login.
+function linked() {
+  const m = /^#chats\/(\d{1,20})$/.exec(location.hash);
+  if (!m) return;
+  st.pendingPeer = m[1];
+  history.replaceState(null, "", location.pathname + location.search);
 }
 
 // loggedIn runs after every login: it sends the subscription again when
