@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -159,6 +161,28 @@ func (s *serveBinary) delKey(t *testing.T, key string) {
 	})
 }
 
+// loggedIn is the server's occase_connections{state="logged_in"}.
+func (s *serveBinary) loggedIn(t *testing.T) int {
+	t.Helper()
+	r, err := http.Get("http://" + s.addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, `occase_connections{state="logged_in"} `); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("metric %q: %v", l, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no occase_connections{state=\"logged_in\"} in /metrics")
+	return 0
+}
+
 // devices returns the push devices the server keeps for user, from its
 // Redis (broker/push.go: <prefix>pd:{<user>}).
 func (s *serveBinary) devices(t *testing.T, user string) []string {
@@ -244,6 +268,7 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	}
 	base := s.URL()
 	shots := artifactDir(t, "push")
+	var deadline time.Time
 	n := 0
 	browser := startBrowser(t)
 	a := newTab(t, browser, "A", 1000, 800, shots, &n)
@@ -454,7 +479,7 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	s.delKey(t, "vapid")
 	s.Start(t)
 	a.state("online")
-	deadline := time.Now().Add(waitFor)
+	deadline = time.Now().Add(waitFor)
 	for pageEndpoint() == first {
 		if time.Now().After(deadline) {
 			t.Fatal("the page kept the subscription made with the old key")
@@ -469,6 +494,50 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 		}
 	}
 
+	// Turning them off: push_unsubscribe, the subscription dropped, and
+	// the next login does not turn them on again; on again is one click.
+	a.click("#tab-chats")
+	a.click("#push-btn")
+	a.wait("notifications off", `document.getElementById("push-box").dataset.state === "off"`)
+	if got := len(s.devices(t, aid)); got != 0 {
+		t.Errorf("%d devices kept after turning notifications off", got)
+	}
+	if got := pageEndpoint(); got != "" {
+		t.Errorf("the browser kept its subscription %q after turning notifications off", got)
+	}
+	a.do(chromedp.Reload())
+	a.state("online")
+	a.click("#tab-chats")
+	if got := boxState(); got != "off" {
+		t.Errorf("after turning them off and a new login, the box is %q", got)
+	}
+	a.click("#push-btn")
+	a.wait("notifications on again", `document.getElementById("push-box").dataset.state === "on"`)
+	stored("on again", aid)
+
+	// Alice is away when Cy writes; her click on the notification opens
+	// the app, whose conversation with Cy comes only after the login. The
+	// page she left (kept in the back/forward cache) must have closed its
+	// socket: the server would count her live, send no notification, and
+	// write Cy's line where no one reads it.
+	live := s.loggedIn(t)
+	a.do(chromedp.Navigate("about:blank"))
+	deadline = time.Now().Add(waitFor)
+	for s.loggedIn(t) != live-1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the page Alice left is still logged in (%d connections, %d before)", s.loggedIn(t), live)
+		}
+		time.Sleep(100 * time.Millisecond) // polling /metrics
+	}
+	c := dialProto(t, base)
+	cid := fmt.Sprint(c.mustOK(`{"cmd":"register"}`)["id"])
+	c.mustOK(`{"cmd":"message","type":"chat","to":"` + aid + `","msg":"Would you take 15?","post_id":` + gid + `,"id":1,"nick":"Cy","is_sender_post":true}`)
+	a.do(chromedp.Navigate(base + "/#chats/" + cid))
+	a.wait("the conversation with Cy, which came after the login", `!document.getElementById("chat-view").hidden &&
+	  document.getElementById("chat-peer").textContent.includes("#`+cid+`")`)
+	a.wait("Cy's line", hasText("#chat-messages [data-testid=chat-text]", "Would you take 15?"))
+	a.shot("opened-from-away")
+
 	// Logging out: push_unsubscribe, and the browser drops its
 	// subscription.
 	a.click("#tab-account")
@@ -481,7 +550,7 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling Redis
 	}
-	if got := asked(); got != "2" {
-		t.Errorf("asked %s times in all, want twice (the two clicks)", got)
+	if got := asked(); got != "3" {
+		t.Errorf("asked %s times in all, want 3 (the three clicks that turn them on)", got)
 	}
 }

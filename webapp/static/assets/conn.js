@@ -39,6 +39,25 @@ export class Session {
     addEventListener("online", () => {
       if (!this.stopped && !this.ws) this.open();
     });
+    // A page left for another keeps its socket open in the back/forward
+    // cache, where it reads nothing: the server would count it live (no
+    // push notification) and write chat lines into it that no one sees.
+    // Close it, and reconnect if the page is shown again.
+    addEventListener("pagehide", (ev) => {
+      if (!ev.persisted || !this.ws) return;
+      const ws = this.ws;
+      this.ws = null;
+      this.loggedIn = false;
+      clearTimeout(this.timer);
+      this.failPending();
+      ws.close(1000);
+    });
+    addEventListener("pageshow", (ev) => {
+      if (ev.persisted && !this.stopped && !this.ws) {
+        this.attempt = 0;
+        this.open();
+      }
+    });
   }
 
   // start connects as identity: {register: true} or {user, password}.
