@@ -540,6 +540,7 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 
 	// Logging out: push_unsubscribe, and the browser drops its
 	// subscription.
+	creds := a.eval(`localStorage.getItem("occase.v1.creds")`)
 	a.click("#tab-account")
 	a.click("#logout-btn")
 	a.waitAsync("the browser's subscription dropped", `navigator.serviceWorker.ready.then(r => r.pushManager.getSubscription()).then(s => s === null)`)
@@ -550,6 +551,27 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // polling Redis
 	}
+	// Another account on this browser without a logout in between (a
+	// wrong password, a data reset): its subscription must not be the one
+	// sent for Alice, whose device would otherwise get Dan's notifications.
+	a.eval(`localStorage.setItem("occase.v1.creds", ` + js(creds) + `), ""`)
+	a.do(chromedp.Reload())
+	a.state("online")
+	alice := stored("Alice back", aid)
+	d := dialProto(t, base)
+	r := d.mustOK(`{"cmd":"register"}`)
+	did := fmt.Sprint(r["id"])
+	a.eval(`localStorage.setItem("occase.v1.creds", JSON.stringify({user: ` + js(did) + `, password: ` + js(fmt.Sprint(r["password"])) + `})), ""`)
+	d.c.CloseNow()
+	a.do(chromedp.Reload())
+	a.state("online")
+	a.wait("Dan's box on", `document.getElementById("me").textContent.includes("#`+did+`")`)
+	a.click("#tab-chats")
+	a.wait("notifications on for Dan", `document.getElementById("push-box").dataset.state === "on"`)
+	if dan := stored("Dan's subscription", did); dan == alice {
+		t.Errorf("Dan's notifications go to the subscription sent for Alice (%s)", alice)
+	}
+
 	if got := asked(); got != "3" {
 		t.Errorf("asked %s times in all, want 3 (the three clicks that turn them on)", got)
 	}

@@ -69,9 +69,13 @@ self.addEventListener("push", (ev) => {
 async function open(from) {
   const id = typeof from === "string" && /^\d{1,20}$/.test(from) ? from : "";
   const wins = await self.clients.matchAll({ type: "window", includeUncontrolled: true });
-  const mine = wins.filter((w) => new URL(w.url).origin === self.location.origin);
-  // The one the person used last comes first in Chrome's order; prefer a
-  // focused one when there is one.
+  // Windows of the app (its page is "/"), not of other paths of the origin.
+  const mine = wins.filter((w) => {
+    const u = new URL(w.url);
+    return u.origin === self.location.origin && u.pathname === "/";
+  });
+  // Prefer a focused one; else the first (Chrome lists the one used last
+  // first).
   const win = mine.find((w) => w.focused) || mine[0];
   if (win) {
     try {

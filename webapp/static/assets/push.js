@@ -19,6 +19,7 @@ const $ = (id) => document.getElementById(id);
 const SW_PATH = "/sw.js";
 const KEY_PATH = "/api/push/vapid-public-key";
 const PREF = "occase.v1.push"; // "on" (asked for), "off" (turned off here)
+const OWNER = "occase.v1.push.user"; // the account the subscription was sent for
 
 const st = {
   session: null,
@@ -36,17 +37,17 @@ export function supported() {
     "serviceWorker" in navigator && "PushManager" in window && "Notification" in window;
 }
 
-function pref() {
+function pref(key = PREF) {
   try {
-    return localStorage.getItem(PREF) || "";
+    return localStorage.getItem(key) || "";
   } catch {
     return "";
   }
 }
 
-function setPref(v) {
+function setPref(v, key = PREF) {
   try {
-    localStorage.setItem(PREF, v);
+    localStorage.setItem(key, v);
   } catch {
     // Privacy mode: it holds for this page only.
   }
@@ -150,16 +151,23 @@ async function vapidKey() {
 const SUBSCRIBE_MS = 30000;
 
 // subscription is this browser's push subscription for key: the one it has
-// when it was made with that key, else a new one (a server whose key
-// changed can no longer sign for the old one). old is the endpoint of a
-// subscription it dropped, "" if none.
-async function subscription(reg, key) {
+// when it was made with that key for this account, else a new one (a server
+// whose key changed can no longer sign for the old one). old is the
+// endpoint of a subscription of this account it dropped, "" if none.
+//
+// A subscription sent for another account (one that ended without a
+// logout here: wrong password, a data reset) is dropped without a word to
+// the server: the push service then answers 410 for it and the server
+// removes that account's device, so its notifications never reach the
+// next person on this browser.
+async function subscription(reg, key, user) {
   let sub = await reg.pushManager.getSubscription();
   let old = "";
   if (sub) {
     const had = sub.options && sub.options.applicationServerKey;
-    if (!had || b64url(had) !== b64url(key)) {
-      old = sub.endpoint;
+    const owner = pref(OWNER);
+    if (owner !== user || !had || b64url(had) !== b64url(key)) {
+      if (owner === user) old = sub.endpoint;
       await sub.unsubscribe().catch(() => {});
       sub = null;
     }
@@ -197,7 +205,8 @@ async function turnOn() {
   const user = st.user;
   const reg = await registration();
   const key = await vapidKey();
-  const { sub, old } = await subscription(reg, key);
+  const { sub, old } = await subscription(reg, key, user);
+  setPref(user, OWNER);
   const j = sub.toJSON();
   let r;
   try {
