@@ -124,7 +124,8 @@ func (b *tab) waitNotes(what string, pred func([]shown) bool) []shown {
 		}
 		if time.Now().After(deadline) {
 			b.shot("failed")
-			b.t.Fatalf("%s: waiting for %s; shown: %+v", b.name, what, ns)
+			sw := b.evalAsync(`navigator.serviceWorker.getRegistration("/").then(r => r ? JSON.stringify({scope: r.scope, active: r.active && r.active.state, waiting: !!r.waiting, installing: !!r.installing}) : "none")`)
+			b.t.Fatalf("%s: waiting for %s; shown: %+v; service worker: %s", b.name, what, ns, sw)
 		}
 		time.Sleep(100 * time.Millisecond) // polling the browser, as chromedp.Poll does
 	}
