@@ -577,3 +577,70 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 		t.Errorf("asked %s times in all, want 3 (the three clicks that turn them on)", got)
 	}
 }
+
+// setPermission is Browser.setPermission, which this cdproto version does
+// not generate.
+type setPermissionParams struct {
+	Permission       map[string]string    `json:"permission"`
+	Setting          string               `json:"setting"`
+	Origin           string               `json:"origin,omitempty"`
+	BrowserContextID cdp.BrowserContextID `json:"browserContextId,omitempty"`
+}
+
+var setPermission = cdp.Command[setPermissionParams, cdp.Empty]{Method: "Browser.setPermission"}
+
+// TestBrowserPushDeniedAndUnsupported: blocked notifications and a browser
+// without the Push API are said plainly, with no button and no prompt.
+func TestBrowserPushDeniedAndUnsupported(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	srv := newFakeServer(t)
+	shots := artifactDir(t, "push-denied")
+	n := 0
+	browser := startBrowser(t)
+	signUp := func(name, script string) *tab {
+		x := newTab(t, browser, name, 390, 844, shots, &n)
+		if _, err := chromedp.Call(x.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: script}); err != nil {
+			t.Fatal(err)
+		}
+		x.do(chromedp.Navigate(srv.URL() + "/"))
+		x.click("#signup-btn")
+		x.do(chromedp.WaitVisible(chromedp.CSS("#register-btn")))
+		x.click("#register-btn")
+		x.state("online")
+		x.click("#tab-chats")
+		return x
+	}
+	box := func(x *tab, state, says string) {
+		t.Helper()
+		x.wait("the box "+state, `document.getElementById("push-box").dataset.state === `+js(state)+` && !document.getElementById("push-box").hidden`)
+		if got := x.eval(`document.getElementById("push-status").textContent`); !strings.Contains(got, says) {
+			t.Errorf("%s: the box says %q, want %q", x.name, got, says)
+		}
+		if x.eval(`String(document.getElementById("push-btn").hidden)`) != "true" {
+			t.Errorf("%s: a button to turn on what cannot be turned on", x.name)
+		}
+		if got := x.eval(`sessionStorage.getItem("asked") || "0"`); got != "0" {
+			t.Errorf("%s: asked for permission %s times", x.name, got)
+		}
+		x.shot(state)
+		x.noConsoleErrors("showing the box")
+	}
+
+	x := signUp("X", countAsks)
+	x.wait("the box", `document.getElementById("push-box").dataset.state === "off"`)
+	if _, err := chromedp.CallBrowser(x.ctx, setPermission, setPermissionParams{
+		Permission: map[string]string{"name": "notifications"}, Setting: "denied", Origin: srv.URL(),
+		BrowserContextID: chromedp.FromContext(x.ctx).BrowserContextID,
+	}); err != nil {
+		t.Fatalf("Browser.setPermission: %v", err)
+	}
+	x.do(chromedp.Reload())
+	x.state("online")
+	x.click("#tab-chats")
+	box(x, "denied", "Notifications are blocked for this site")
+
+	y := signUp("Y", countAsks+`; delete window.PushManager;`)
+	box(y, "unsupported", "This browser cannot show notifications from this app.")
+}
