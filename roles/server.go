@@ -264,6 +264,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.echo.GET("/assets/*", echo.WrapHandler(s.app))
 	s.echo.HEAD("/assets/*", echo.WrapHandler(s.app))
 	s.echo.GET(webapp.FaviconPath, echo.WrapHandler(s.app))
+	s.echo.GET(webapp.ServiceWorkerPath, echo.WrapHandler(s.app))
 	s.echo.GET("/readyz", s.ready)
 	// What needs Redis before connections are taken: at once when Redis
 	// answers (a misconfiguration then stops New with one clear error),

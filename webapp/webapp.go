@@ -4,7 +4,8 @@
 // path: "/" (the page) and "/assets/..." (its files), so that it can share
 // the root of a listener with the realtime engine (WebSocket upgrades) and
 // the image server (two-segment paths), plus "/favicon.ico", which browsers
-// ask for on their own. It has no build step.
+// ask for on their own, and "/sw.js", the service worker that shows push
+// notifications. It has no build step.
 package webapp
 
 import (
@@ -37,8 +38,13 @@ type file struct {
 // cacheable empty answer instead of an error in its console.
 const FaviconPath = "/favicon.ico"
 
+// ServiceWorkerPath is the service worker (push notifications). A service
+// worker controls only the paths under its own folder, so it is served at
+// the root, where its scope covers the whole app.
+const ServiceWorkerPath = "/sw.js"
+
 // Handler serves index.html at "/", the app's files under /assets/ and
-// FaviconPath, for GET and HEAD. Every other path or method is answered 404
+// FaviconPath and ServiceWorkerPath, for GET and HEAD. Every other path or method is answered 404
 // or 405, so a router may send it anything on "/" that is not a WebSocket
 // upgrade.
 func Handler() http.Handler {
@@ -88,6 +94,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	case name == "/":
 		name = "/index.html"
+	case name == ServiceWorkerPath:
 	case strings.HasPrefix(name, AssetPrefix):
 	default:
 		http.NotFound(w, r)
@@ -110,8 +117,13 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ETag makes that a 304.
 	hd.Set("Cache-Control", "no-cache")
 	hd.Set("X-Content-Type-Options", "nosniff")
-	if name == "/index.html" {
+	switch name {
+	case "/index.html":
 		hd.Set("Content-Security-Policy", csp)
+	case ServiceWorkerPath:
+		// A worker runs under the policy of its own script: it loads
+		// nothing, and may fetch only from this origin.
+		hd.Set("Content-Security-Policy", "default-src 'self'")
 	}
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
 }
@@ -120,6 +132,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // previews of photos being published), fetches, uploads and WebSocket
 // ('self' covers ws:/wss: to the same host). A post can therefore never make
 // the page load anything from elsewhere, even if a check in safe.js failed.
+// worker-src: the service worker, /sw.js (what script-src allows anyway,
+// said outright).
 const csp = "default-src 'self'; img-src 'self' blob:; connect-src 'self'; " +
-	"style-src 'self'; script-src 'self'; " +
+	"style-src 'self'; script-src 'self'; worker-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"

@@ -10,6 +10,7 @@ import { parse } from "./json.js";
 import * as safe from "./safe.js";
 import * as state from "./state.js";
 import * as codes from "./codes.js";
+import * as push from "./push.js"; // notifications (issue 12)
 
 const $ = (id) => document.getElementById(id);
 
@@ -138,6 +139,7 @@ async function boot() {
   app.session = new Session(wsURL(), {
     onState, onLogin, onPush, onStale, onAuthFailed, onIdentifyFailed,
   });
+  push.init(app.session, openPeerChat);
   app.creds = store.loadCreds();
   app.nick = store.loadNick();
   if (app.creds) {
@@ -157,8 +159,8 @@ async function boot() {
 // "/"), kept in step through the history API, so Back, reload, bookmarks
 // and shared links work:
 //   #/browse  #/post/<id>  #/sell  #/mine  #/chats  #/chat/<post>/<user>
-//   #/account  #/signup
-// The older link #chat/<post>/<user> is still understood.
+//   #/account  #/signup  #/chats/<user> (the newest conversation with user)
+// The older links #chat/<post>/<user> and #chats/<user> are still understood.
 
 const viewRoutes = {
   "browse-view": "#/browse", "publish-view": "#/sell", "mine-view": "#/mine",
@@ -205,6 +207,16 @@ function applyRoute(how = "none") {
   if (m) { openChatRoute(m[1], m[2], h.startsWith("#/") ? how : "replace"); return; }
   m = /^#\/post\/(\d{1,20})$/.exec(h);
   if (m) { openPost(m[1], how); return; }
+  // Where a click on a push notification leads: the newest conversation
+  // with that user (sw.js).
+  m = /^#\/?chats\/(\d{1,20})$/.exec(h);
+  if (m) {
+    const peer = m[1];
+    if (!app.creds) { askSignUp("Log in to read your messages.", () => openPeerChat(peer)); return; }
+    show("chats-view", {}, "replace");
+    openPeerChat(peer);
+    return;
+  }
   const view = routeViews[h] || "browse-view";
   if (!app.creds && view !== "browse-view" && view !== "account-view") {
     askSignUp(guestWhy[view] || "", () => show(view, {}, "replace"));
@@ -442,6 +454,7 @@ function onLogin(identity, ack, acted) {
   app.afterLogin = null;
   render();
   if (then) then();
+  push.loggedIn(identity.user);
 }
 
 function onAuthFailed(r) {
@@ -1138,6 +1151,17 @@ function chatWithAuthor(p) {
   openChat(c.key);
 }
 
+// openPeerChat opens the newest conversation with peer: a notification of
+// their messages was clicked (push.js). Until there is one (the lines may
+// still be on their way after the login), the Chats list shows, for 10 s.
+function openPeerChat(peer, tries = 40) {
+  if (!app.u || !app.creds || peer === app.creds.user) return;
+  const c = Object.values(app.u.chats).filter((x) => x.peer === peer).sort((a, b) => b.last - a.last)[0];
+  if (c) { openChat(c.key); return; }
+  if (tries === 40) { app.openChat = null; app.view = "chats-view"; render(); }
+  if (tries > 0) setTimeout(() => { if (app.view === "chats-view") openPeerChat(peer, tries - 1); }, 250);
+}
+
 // ---------------------------------------------------------------- rendering
 
 // renderFailures counts items and panels that threw while rendering: the
@@ -1691,6 +1715,7 @@ function wireUI() {
   $("logout-confirm-btn").addEventListener("click", () => {
     $("logout-confirm").hidden = true;
     $("logout-btn").hidden = false;
+    push.loggedOut(); // before the socket stops: it sends push_unsubscribe
     app.session.stop();
     store.clearCreds();
     app.creds = null;

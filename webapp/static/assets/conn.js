@@ -12,6 +12,7 @@ import { closeInfo, reconnectDelay } from "./codes.js";
 const ackKind = {
   register_ack: "register", login_ack: "login", subscribe_ack: "subscribe",
   publish_ack: "publish", delete_ack: "delete", filenames_ack: "filenames",
+  push_subscribe_ack: "push_subscribe", push_unsubscribe_ack: "push_unsubscribe",
 };
 
 // Close codes the session acts on; what every code means (reconnect or
@@ -43,6 +44,25 @@ export class Session {
     this.onlineSince = 0;
     addEventListener("online", () => {
       if (!this.stopped && !this.ws && Date.now() >= this.holdUntil) this.open();
+    });
+    // A page left for another keeps its socket open in the back/forward
+    // cache, where it reads nothing: the server would count it live (no
+    // push notification) and write chat lines into it that no one sees.
+    // Close it, and reconnect if the page is shown again.
+    addEventListener("pagehide", (ev) => {
+      if (!ev.persisted || !this.ws) return;
+      const ws = this.ws;
+      this.ws = null;
+      this.loggedIn = false;
+      clearTimeout(this.timer);
+      this.failPending();
+      ws.close(1000);
+    });
+    addEventListener("pageshow", (ev) => {
+      if (ev.persisted && !this.stopped && !this.ws) {
+        this.attempt = 0;
+        this.open();
+      }
     });
   }
 
