@@ -451,8 +451,9 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	if got := a.evalAsync(click); got != "told" {
 		t.Fatalf("click: the service worker %q, want it to tell the open window", got)
 	}
+	// People never see ids; the URL names the conversation (#/chat/<post>/<user>).
 	inChat := `!document.getElementById("chat-view").hidden &&
-	  document.getElementById("chat-peer").textContent.includes("#` + bid + `")`
+	  /^#\/chat\/\d+\/` + bid + `$/.test(location.hash)`
 	a.wait("the conversation with Bea", inChat)
 	a.shot("clicked")
 	if got := a.notifications(); len(got) != 1 || got[0].Tag != "chat" {
@@ -464,8 +465,8 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	a.do(chromedp.Navigate("about:blank"))
 	a.do(chromedp.Navigate(base + "/#chats/" + bid))
 	a.wait("the conversation with Bea after a fresh load", inChat)
-	if got := a.eval(`location.hash`); got != "" {
-		t.Errorf("hash %q left after opening the conversation", got)
+	if got := a.eval(`location.hash`); !strings.HasSuffix(got, "/"+bid) || !strings.HasPrefix(got, "#/chat/") {
+		t.Errorf("hash %q after opening the conversation, want its route #/chat/<post>/%s", got, bid)
 	}
 	// Every login sends the subscription again; the server keeps one.
 	a.click("#chat-back")
@@ -535,7 +536,7 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	c.mustOK(`{"cmd":"message","type":"chat","to":"` + aid + `","msg":"Would you take 15?","post_id":` + gid + `,"id":1,"nick":"Cy","is_sender_post":true}`)
 	a.do(chromedp.Navigate(base + "/#chats/" + cid))
 	a.wait("the conversation with Cy, which came after the login", `!document.getElementById("chat-view").hidden &&
-	  document.getElementById("chat-peer").textContent.includes("#`+cid+`")`)
+	  /^#\/chat\/\d+\/`+cid+`$/.test(location.hash)`)
 	a.wait("Cy's line", hasText("#chat-messages [data-testid=chat-text]", "Would you take 15?"))
 	a.shot("opened-from-away")
 
@@ -544,6 +545,7 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	creds := a.eval(`localStorage.getItem("occase.v1.creds")`)
 	a.click("#tab-account")
 	a.click("#logout-btn")
+	a.click("#logout-confirm-btn") // after the warning that the account is gone without its credentials
 	a.waitAsync("the browser's subscription dropped", `navigator.serviceWorker.ready.then(r => r.pushManager.getSubscription()).then(s => s === null)`)
 	deadline = time.Now().Add(waitFor)
 	for len(s.devices(t, aid)) != 0 {
@@ -566,7 +568,7 @@ func TestBrowserPushAgainstServe(t *testing.T) {
 	d.c.CloseNow()
 	a.do(chromedp.Reload())
 	a.state("online")
-	a.wait("Dan's box on", `document.getElementById("me").textContent.includes("#`+did+`")`)
+	a.wait("Dan logged in", `document.getElementById("acct-id").textContent === "`+did+`"`)
 	a.click("#tab-chats")
 	a.wait("notifications on for Dan", `document.getElementById("push-box").dataset.state === "on"`)
 	if dan := stored("Dan's subscription", did); dan == alice {
