@@ -385,9 +385,6 @@ func (m *Mailbox) deliver(msgs []string) error {
 	err := <-last
 	if err == nil {
 		m.written = top
-		if m.s.cfg.OnWritten != nil {
-			m.s.cfg.OnWritten(context.Background(), m.user, msgs[first:lastValid+1])
-		}
 	}
 	return err
 }
