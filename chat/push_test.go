@@ -163,5 +163,3 @@ func TestPushCostsNoCallWithoutDevice(t *testing.T) {
 		})
 	})
 }
-
-
