@@ -30,6 +30,13 @@ package broker
 // any device; then enter the due entry in the shard), and sending reads the
 // user's count again first: a notification whose count was cleared by a
 // live write in between is dropped, not sent.
+//
+// On the chat path the first step is part of the store script itself
+// (broker/chat.go: the pd and pc keys are in the user's slot, like the
+// queue), and clearing the counts of written messages is part of the
+// scripts that remove them (pushWrittenLua): a user without a device costs
+// no call of its own. pushCountScript and pushWrittenScript are the same
+// steps on their own (SchedulePush, CancelPush).
 
 import (
 	"context"
