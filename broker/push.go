@@ -139,23 +139,36 @@ return n`)
 
 // pushScheduleScript enters a due notification, keeping the due time of one
 // already waiting (a sender writing on and on does not postpone it), and
-// stores what it shows. KEYS: due, data. ARGV: member, due ms, data.
+// stores what it shows. KEYS: due, data. ARGV: member, due ms, data, and
+// "1" for the first message counted since the sender's count was last
+// cleared: its due time then replaces an earlier one (ZADD GT), which can
+// only be a stale entry, made due for a message written live after its
+// count (a Due that came after the removal cleared the count, or whose
+// cancel was lost); keeping that time would notify this message before
+// its delay.
 var pushScheduleScript = newScript("push_schedule", `
-redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[4] == '1' and 'GT' or 'NX', ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1`)
 
 // EnterPush makes a notification to to for messages of from due at dueMs
-// (Unix ms), unless one is due already, with data, what it will show. Chat
-// calls it after a store whose reply counted the message (Stored.Push > 0):
-// the count was made in the store script, so this is the only call push
-// adds to a message, and only for a recipient with a device.
-func (c *Client) EnterPush(ctx context.Context, to, from string, dueMs int64, data string) error {
+// (Unix ms), unless one is due already, with data, what it will show;
+// count is the sender's count the message was given (1: the first since
+// the last live write, whose due time replaces an earlier one, see
+// pushScheduleScript). Chat calls it after a store whose reply counted the
+// message (Stored.Push > 0): the count was made in the store script, so
+// this is the only call push adds to a message, and only for a recipient
+// with a device.
+func (c *Client) EnterPush(ctx context.Context, to, from string, count, dueMs int64, data string) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	s := PushShard(to)
+	first := "0"
+	if count == 1 {
+		first = "1"
+	}
 	err := pushScheduleScript.Exec(ctx, c.rc, []string{c.pushShardKey(s, "due"), c.pushShardKey(s, "data")},
-		[]string{pushMember(to, from), strconv.FormatInt(dueMs, 10), data}).Error()
+		[]string{pushMember(to, from), strconv.FormatInt(dueMs, 10), data, first}).Error()
 	return c.wrap("schedule push for "+to, err)
 }
 
@@ -216,7 +229,7 @@ func (c *Client) SchedulePush(ctx context.Context, to, from string, msgID, dueMs
 	if n == 0 {
 		return false, nil
 	}
-	if err := c.EnterPush(ctx, to, from, dueMs, data); err != nil {
+	if err := c.EnterPush(ctx, to, from, n, dueMs, data); err != nil {
 		return false, err
 	}
 	return true, nil

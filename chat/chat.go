@@ -39,12 +39,14 @@ type Config struct {
 	// then also counts each message (but receipts, types app_ack_*) for
 	// its sender when the recipient has a push device, in the same call,
 	// and OnStored is called only for a message so counted, with the frame
-	// as stored ('{"msg_id":<id>,"from":...}'): push makes a notification
-	// due there (push.Service.Due). A recipient without a device costs no
-	// call. The written side needs no hook: the scripts that remove written
-	// messages clear their senders' counts in the same call
-	// (broker/chat.go, pushWrittenLua).
-	OnStored func(ctx context.Context, to, from string, frame []byte)
+	// as stored ('{"msg_id":<id>,"from":...}') and the sender's count of
+	// messages now waiting for a notification (1: the first since the
+	// last live write): push makes a notification due there
+	// (push.Service.Due). A recipient without a device costs no call. The
+	// written side needs no hook: the scripts that remove written messages
+	// clear their senders' counts in the same call (broker/chat.go,
+	// pushWrittenLua).
+	OnStored func(ctx context.Context, to, from string, frame []byte, count int64)
 }
 
 // DefaultConfig returns the documented defaults.
@@ -211,7 +213,7 @@ func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, e
 		f = strconv.AppendInt(f, id, 10)
 		f = append(f, ',')
 		f = append(f, m.members...)
-		s.cfg.OnStored(ctx, m.To, m.From, append(f, '}'))
+		s.cfg.OnStored(ctx, m.To, m.From, append(f, '}'), st.Push)
 	}
 	return ServerAck(m.req, m.To, id, ""), nil
 }

@@ -65,9 +65,9 @@ func TestPushCostsNoCallWithoutDevice(t *testing.T) {
 		bc := brokertest.Open(t, opt)
 		var mu sync.Mutex
 		var hooked []string
-		s := chat.New(chat.Config{OnStored: func(_ context.Context, to, from string, frame []byte) {
+		s := chat.New(chat.Config{OnStored: func(_ context.Context, to, from string, frame []byte, count int64) {
 			mu.Lock()
-			hooked = append(hooked, to+" "+from+" "+string(frame))
+			hooked = append(hooked, fmt.Sprintf("%s %s %d %s", to, from, count, frame))
 			mu.Unlock()
 		}}, bc, zaptest.NewLogger(t))
 		hooks := func() []string {
@@ -140,8 +140,8 @@ func TestPushCostsNoCallWithoutDevice(t *testing.T) {
 			t.Fatalf("3 messages made script calls %v, want 3 chat_store only (the hook is a fake)", d)
 		}
 		h := hooks()
-		if len(h) != 2 || !strings.HasPrefix(h[0], to+" 50 {\"msg_id\":") || !strings.Contains(h[1], `"from":"50"`) {
-			t.Fatalf("OnStored calls %q, want two for sender 50", h)
+		if len(h) != 2 || !strings.HasPrefix(h[0], to+" 50 1 {\"msg_id\":") || !strings.HasPrefix(h[1], to+" 50 2 {") || !strings.Contains(h[1], `"from":"50"`) {
+			t.Fatalf("OnStored calls %q, want two for sender 50, counting 1 and 2", h)
 		}
 		if c, _, err := bc.LoadPush(ctx, to, "50"); err != nil || c != 2 {
 			t.Fatalf("push count of 50: %d %v, want 2", c, err)

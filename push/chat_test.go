@@ -100,14 +100,14 @@ func TestChatCountsInStore(t *testing.T) {
 		var mu sync.Mutex
 		var late []func()
 		hold := false
-		cs := chat.New(chat.Config{Clock: clk.Now, OnStored: func(ctx context.Context, to, from string, frame []byte) {
+		cs := chat.New(chat.Config{Clock: clk.Now, OnStored: func(ctx context.Context, to, from string, frame []byte, count int64) {
 			mu.Lock()
 			defer mu.Unlock()
 			if hold {
-				late = append(late, func() { n.s.Due(ctx, to, from, frame) })
+				late = append(late, func() { n.s.Due(ctx, to, from, frame, count) })
 				return
 			}
-			n.s.Due(ctx, to, from, frame)
+			n.s.Due(ctx, to, from, frame, count)
 		}}, b, zaptest.NewLogger(t))
 		send := func(from, typ, msg string) {
 			t.Helper()
@@ -161,6 +161,10 @@ func TestChatCountsInStore(t *testing.T) {
 			f()
 		}
 		mu.Unlock()
+		// That late entry is due at T+5. A new message of 70 at T+4 is
+		// not notified then (before its own delay) but at T+9.
+		clk.Add(4 * time.Second)
+		send("70", "chat", "later")
 		// Left in the queue: notified after the delay, with its count;
 		// a receipt adds nothing.
 		send("50", "chat", "first")
@@ -174,8 +178,12 @@ func TestChatCountsInStore(t *testing.T) {
 		clk.Add(time.Second)
 		n.round()
 		got := wp.received()
-		if len(got) != 1 || got[0].Payload["from"] != "50" || got[0].Payload["count"] != 2.0 || got[0].Payload["preview"] != "second" {
-			t.Fatalf("got %v, want one from 50 counting 2", got)
+		from := map[string]float64{}
+		for _, r := range got {
+			from[r.Payload["from"].(string)] = r.Payload["count"].(float64)
+		}
+		if len(got) != 2 || from["50"] != 2 || from["70"] != 1 {
+			t.Fatalf("got %v, want one from 50 counting 2 and one from 70 counting 1", got)
 		}
 		if w := waiting(); w != 0 {
 			t.Fatalf("%d notifications still due", w)

@@ -369,18 +369,21 @@ func Ack(cmd string) []byte {
 // Schedule counts the message itself (a call of its own); chat counts in
 // its store script instead and calls Due (chat.Config.OnStored).
 func (s *Service) Schedule(ctx context.Context, to, from string, frame []byte) {
-	s.schedule(ctx, to, from, frame, false)
+	s.schedule(ctx, to, from, frame, 0)
 }
 
 // Due is chat's hook (chat.Config.OnStored): the message of frame, from
 // from to to, was stored and counted for push in the same script call
-// (the recipient has a device); Due makes its notification due after the
-// delay, unless one is due already. Errors are logged.
-func (s *Service) Due(ctx context.Context, to, from string, frame []byte) {
-	s.schedule(ctx, to, from, frame, true)
+// (the recipient has a device; count is the sender's count now); Due
+// makes its notification due after the delay, unless one is due already.
+// Errors are logged.
+func (s *Service) Due(ctx context.Context, to, from string, frame []byte, count int64) {
+	s.schedule(ctx, to, from, frame, max(count, 1))
 }
 
-func (s *Service) schedule(ctx context.Context, to, from string, frame []byte, counted bool) {
+// schedule makes frame's notification due; counted is the count the store
+// script gave it, 0 when it was not counted yet (Schedule counts it).
+func (s *Service) schedule(ctx context.Context, to, from string, frame []byte, counted int64) {
 	if s == nil {
 		return
 	}
@@ -406,8 +409,8 @@ func (s *Service) schedule(ctx context.Context, to, from string, frame []byte, c
 		data, _ = json.Marshal(shown{Nick: truncate(nick, maxNick), Preview: truncate(msg, maxPreview)})
 	}
 	due := s.cfg.Clock().Add(s.cfg.Delay).UnixMilli()
-	if counted {
-		if err := s.b.EnterPush(ctx, to, from, due, string(data)); err != nil {
+	if counted > 0 {
+		if err := s.b.EnterPush(ctx, to, from, counted, due, string(data)); err != nil {
 			s.log.Warn("push notification not scheduled", zap.String("to", to), zap.Error(err))
 		}
 		return
