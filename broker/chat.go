@@ -40,14 +40,29 @@ var (
 // share), the sender's share (0: none), and "1" for a requeued frame. The
 // channel carries the keys' hash tag, so it is in their slot. The expiry is
 // relative (PEXPIRE), computed from the caller's clock, so an injected
-// clock behaves like the real one. Returns {id, prev}: the message id and
-// the id of the message stored before it (the user's previous seq, 0 for
-// none), or {-1, 0} for an unknown user, {-2, 0} when the queue holds cap
+// clock behaves like the real one. KEYS[5], KEYS[6] (pd:{to}, pc:{to}) and
+// ARGV[10] ("1": count for push) are optional. Returns {id, prev, push}:
+// the message id, the id of the message stored before it (the user's
+// previous seq, 0 for none) and the push count (below), or {-1, 0} for an unknown user, {-2, 0} when the queue holds cap
 // messages, {-3, 0} when the sender holds its share, {-4, 0} when the
 // recipient has not logged in within the queue's lifetime: such a queue
 // would expire at once, so a message to it is refused rather than
 // acknowledged and lost (a requeued frame, already accepted, is kept for a
 // whole lifetime instead).
+//
+// Push notifications (broker/push.go): with ARGV[10] "1" (a notifiable
+// message: not a receipt) and a sender, the script also counts the message
+// for its sender in pc:{to} (KEYS[6]) when the recipient has a push device
+// (pd:{to}, KEYS[5]), and the reply's third value is that count (0: no
+// device, nothing counted). Both keys are in the recipient's slot, so a
+// recipient without a device costs one EXISTS inside this call instead of a
+// script call of its own; only a counted message makes the caller enter a
+// due notification (a second call, in the shard's slot). The count is made
+// in the very step that stores and publishes the message, so no write of
+// the message to a live connection (which clears the count, see
+// removeScript) can come before it: the highest-written-id check the
+// separate count script needs (pushCountScript) has nothing to catch here.
+// pc:{to} expires with the queue (the same ttl).
 //
 // With a channel, every stored message is published on it as
 // 'n' .. prev .. ' ' .. frame (see CarriedPayload): the node holding the
@@ -140,10 +155,15 @@ if reset then
   redis.call('PEXPIRE', KEYS[2], ttl)
   redis.call('PEXPIRE', KEYS[4], ttl)
 end
+local push = 0
+if ARGV[10] == '1' and from ~= '' and not requeue and redis.call('EXISTS', KEYS[5]) == 1 then
+  push = redis.call('HINCRBY', KEYS[6], 'c:' .. from, 1)
+  redis.call('PEXPIRE', KEYS[6], ttl)
+end
 if ARGV[5] ~= '' then
   redis.call(ARGV[6], ARGV[5], 'n' .. string.format('%d', prev) .. ' ' .. frame)
 end
-return {seq, prev}`
+return {seq, prev, push}`
 
 // fetchScript first removes the head elements the node has processed
 // (written to the connection, or skipped as undeliverable): ARGV[1] says how
@@ -153,19 +173,22 @@ return {seq, prev}`
 // wherever it is now; when it is not among the first ARGV[1] elements
 // nothing is removed and the reply says so, and the node fetches the queue
 // afresh. Each removed chat frame gives its sender's place in the queue
-// back (KEYS[2], see storeScript). It then returns up to ARGV[3] elements
-// from the head. Acknowledging by position and content, not by a parsed id,
-// means nothing a foreign writer puts in a queue can stall it or make the
-// script drop what was not sent.
+// back (KEYS[2], see storeScript), and clears its sender's push count
+// (KEYS[4], optional; see pushWrittenLua). It then returns up to ARGV[3]
+// elements from the head. Acknowledging by position and content, not by a
+// parsed id, means nothing a foreign writer puts in a queue can stall it or
+// make the script drop what was not sent.
 //
-// KEYS: q:{id}, s:{id}, u:{id}. The reply is {removed, seq, elements...}:
-// removed is "1" when the processed head was removed (or there was none to
-// remove), "0" when it was not found; seq is the id of the last message
-// stored for the user (its "seq", "0" for none), read in the same step as
-// the elements, so a node that got the whole queue knows which carried
-// message comes next (the one whose prev is seq).
-var fetchScript = newScript("chat_fetch", `
-local removed = '1'
+// KEYS: q:{id}, s:{id}, u:{id}, pc:{id}. The reply is {removed, seq,
+// cleared, elements...}: removed is "1" when the processed head was removed
+// (or there was none to remove), "0" when it was not found; seq is the id
+// of the last message stored for the user (its "seq", "0" for none), read
+// in the same step as the elements, so a node that got the whole queue
+// knows which carried message comes next (the one whose prev is seq);
+// cleared names the senders whose push counts the removal cleared,
+// separated by spaces, for the caller to cancel their due notifications.
+var fetchScript = newScript("chat_fetch", pushWrittenLua+`
+local removed, cleared = '1', ''
 local n = tonumber(ARGV[1])
 if n > 0 then
   removed = '0'
@@ -173,23 +196,55 @@ if n > 0 then
   for i = #items, 1, -1 do
     if items[i] == ARGV[2] then
       redis.call('LTRIM', KEYS[1], i, -1)
+      local top = {}
       for j = 1, i do
-        local from = string.match(items[j], '^{"msg_id":%d+,"from":"([^"]*)"')
-        if from and redis.call('HINCRBY', KEYS[2], from, -1) <= 0 then
-          redis.call('HDEL', KEYS[2], from)
+        local id, from = string.match(items[j], '^{"msg_id":(%d+),"from":"([^"]*)"')
+        if from then
+          if redis.call('HINCRBY', KEYS[2], from, -1) <= 0 then redis.call('HDEL', KEYS[2], from) end
+          wrote(top, from, id)
         end
       end
+      if KEYS[4] then cleared = pushWritten(KEYS[4], top) end
       removed = '1'
       break
     end
   end
 end
 local m = tonumber(ARGV[3])
-if m <= 0 then return {removed, '0'} end
-local out = {removed, string.format('%d', tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0)}
+if m <= 0 then return {removed, '0', cleared} end
+local out = {removed, string.format('%d', tonumber(redis.call('HGET', KEYS[3], 'seq') or '0') or 0), cleared}
 local items = redis.call('LRANGE', KEYS[1], 0, m - 1)
-for i = 1, #items do out[i + 2] = items[i] end
+for i = 1, #items do out[i + 3] = items[i] end
 return out`)
+
+// pushWrittenLua is the part of the fetch and remove scripts that tells
+// push notifications (broker/push.go) which messages were written to a
+// live connection, in the call that removes them, so a user without a
+// push device costs no call of its own: wrote notes a removed chat frame's
+// sender (a user id) and id; pushWritten then, when the user has push
+// counts at all (pc:{id} exists: only a user with a device has), clears
+// each noted sender's count, records the highest id written per sender
+// (w:<sender>, which a separately scheduled count checks, see
+// pushCountScript) and returns the senders whose count it cleared,
+// separated by spaces.
+const pushWrittenLua = `
+local function wrote(top, from, id)
+  if string.match(from, '^%d+$') then
+    local v = tonumber(id)
+    if not top[from] or v > top[from] then top[from] = v end
+  end
+end
+local function pushWritten(pc, top)
+  if next(top) == nil or redis.call('EXISTS', pc) == 0 then return '' end
+  local cleared = {}
+  for f, id in pairs(top) do
+    local w = tonumber(redis.call('HGET', pc, 'w:' .. f) or '0') or 0
+    if id > w then redis.call('HSET', pc, 'w:' .. f, string.format('%d', id)) end
+    if redis.call('HDEL', pc, 'c:' .. f) == 1 then cleared[#cleared + 1] = f end
+  end
+  return table.concat(cleared, ' ')
+end
+`
 
 // StoreOptions bound a user's offline queue, and say who a message is from.
 type StoreOptions struct {
@@ -202,12 +257,21 @@ type StoreOptions struct {
 	// Requeue stores a frame that was accepted already (a reply that could
 	// not be written): never refused, counted against no one.
 	Requeue bool
+	// Push counts the message from From for a push notification when the
+	// recipient has a push device, in the same script call (Stored.Push).
+	Push bool
 }
 
 // Stored says where a stored message sits: its id, and the id of the
 // message stored for the same user just before it (0: none).
 type Stored struct {
 	ID, Prev int64
+	// Push is the number of messages from the sender now waiting for a
+	// push notification, this one included; 0 when the message was not
+	// counted (the recipient has no push device, or StoreOptions.Push was
+	// false). When it is not 0 the caller makes a notification due
+	// (EnterPush).
+	Push int64
 }
 
 // StoreMessage appends a message to user to's queue. members is the frame's
@@ -232,13 +296,17 @@ func (c *Client) Store(ctx context.Context, to string, members []byte, now int64
 		ch = c.UserChannel(to)
 	}
 	pub := c.publishCmd(c.UserChannel(to))
-	keys := []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to), c.userKey("s", to)}
-	from, requeue := opt.From, "0"
+	keys := []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to), c.userKey("s", to),
+		c.userKey("pd", to), c.userKey("pc", to)}
+	from, requeue, push := opt.From, "0", "0"
 	if opt.Requeue {
 		from, requeue = "", "1"
 	}
+	if opt.Push {
+		push = "1"
+	}
 	args := []string{string(members), strconv.FormatInt(opt.Cap, 10), strconv.FormatInt(opt.TTLms, 10),
-		strconv.FormatInt(now, 10), ch, pub, from, strconv.FormatInt(opt.SenderShare, 10), requeue}
+		strconv.FormatInt(now, 10), ch, pub, from, strconv.FormatInt(opt.SenderShare, 10), requeue, push}
 	var st Stored
 	var err error
 	if c.waitN > 0 {
@@ -267,15 +335,21 @@ func storedOf(r rueidis.RedisResult) (Stored, error) {
 	if err != nil {
 		return Stored{}, err
 	}
-	if len(v) != 2 {
-		return Stored{}, fmt.Errorf("store script replied %d values, want 2", len(v))
+	if len(v) != 2 && len(v) != 3 {
+		return Stored{}, fmt.Errorf("store script replied %d values, want 3", len(v))
 	}
 	id, err := v[0].AsInt64()
 	if err != nil {
 		return Stored{}, err
 	}
-	prev, err := v[1].AsInt64()
-	return Stored{ID: id, Prev: prev}, err
+	st := Stored{ID: id}
+	if st.Prev, err = v[1].AsInt64(); err != nil {
+		return Stored{}, err
+	}
+	if len(v) == 3 {
+		st.Push, err = v[2].AsInt64()
+	}
+	return st, err
 }
 
 // StoredFrame is the text the store script stores for members under id:
@@ -344,16 +418,19 @@ func (c *Client) FetchMessages(ctx context.Context, id string, count int, last s
 func (c *Client) Fetch(ctx context.Context, id string, count int, last string, n int) (Fetched, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	v, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id), c.userKey("s", id), c.userKey("u", id)},
+	v, err := fetchScript.Exec(ctx, c.rc, []string{c.userKey("q", id), c.userKey("s", id), c.userKey("u", id), c.userKey("pc", id)},
 		[]string{strconv.Itoa(count), last, strconv.Itoa(n)}).AsStrSlice()
-	if err == nil && len(v) < 2 {
-		err = fmt.Errorf("fetch script replied %d values, want at least 2", len(v))
+	if err == nil && len(v) < 3 {
+		err = fmt.Errorf("fetch script replied %d values, want at least 3", len(v))
 	}
 	if err != nil {
 		return Fetched{}, c.wrap("fetch messages of "+id, err)
 	}
 	seq, _ := strconv.ParseInt(v[1], 10, 64)
-	return Fetched{Removed: v[0] == "1", Seq: seq, Msgs: v[2:]}, nil
+	if v[2] != "" {
+		c.cancelDue(ctx, pushCleared(nil, id, v[2]))
+	}
+	return Fetched{Removed: v[0] == "1", Seq: seq, Msgs: v[3:]}, nil
 }
 
 // QueueLen returns the number of undelivered messages of user id.
@@ -428,26 +505,33 @@ func (c *Client) storeReplicated(ctx context.Context, keys, args []string) (Stor
 
 // removeScript removes the written heads of several users' queues in one
 // call, each exactly as the fetch script's first part does (see
-// fetchScript): KEYS are q:{id}, s:{id} per user, ARGV count, last per
-// user. It returns, per user, 1 when the head was removed and 0 when it was
-// not found (nothing removed). One call for many users: the price of a
+// fetchScript, and pushWrittenLua for the push counts): KEYS are q:{id},
+// s:{id}, pc:{id} per user, ARGV count, last per user. It returns, per
+// user, 1 when the head was removed and 0 when it was not found (nothing
+// removed), then per user the senders whose push counts were cleared
+// (space-separated, "" for none). One call for many users: the price of a
 // chat message in Redis is the script call, not the commands in it.
-var removeScript = newScript("chat_remove", `
+var removeScript = newScript("chat_remove", pushWrittenLua+`
+local users = #KEYS / 3
 local out = {}
-for k = 1, #KEYS / 2 do
-  local q, s = KEYS[2 * k - 1], KEYS[2 * k]
+for k = 1, users do
+  local q, s, pc = KEYS[3 * k - 2], KEYS[3 * k - 1], KEYS[3 * k]
   local n, last = tonumber(ARGV[2 * k - 1]), ARGV[2 * k]
   out[k] = 0
+  out[users + k] = ''
   local items = redis.call('LRANGE', q, 0, n - 1)
   for i = #items, 1, -1 do
     if items[i] == last then
       redis.call('LTRIM', q, i, -1)
+      local top = {}
       for j = 1, i do
-        local from = string.match(items[j], '^{"msg_id":%d+,"from":"([^"]*)"')
-        if from and redis.call('HINCRBY', s, from, -1) <= 0 then
-          redis.call('HDEL', s, from)
+        local id, from = string.match(items[j], '^{"msg_id":(%d+),"from":"([^"]*)"')
+        if from then
+          if redis.call('HINCRBY', s, from, -1) <= 0 then redis.call('HDEL', s, from) end
+          wrote(top, from, id)
         end
       end
+      out[users + k] = pushWritten(pc, top)
       out[k] = 1
       break
     end
@@ -496,10 +580,10 @@ func (c *Client) RemoveHeads(ctx context.Context, heads []Head) (removed []bool,
 	}
 	execs := make([]rueidis.LuaExec, len(groups))
 	for g, idx := range groups {
-		e := rueidis.LuaExec{Keys: make([]string, 0, 2*len(idx)), Args: make([]string, 0, 2*len(idx))}
+		e := rueidis.LuaExec{Keys: make([]string, 0, 3*len(idx)), Args: make([]string, 0, 2*len(idx))}
 		for _, i := range idx {
 			h := heads[i]
-			e.Keys = append(e.Keys, c.userKey("q", h.User), c.userKey("s", h.User))
+			e.Keys = append(e.Keys, c.userKey("q", h.User), c.userKey("s", h.User), c.userKey("pc", h.User))
 			e.Args = append(e.Args, strconv.Itoa(h.Count), h.Last)
 		}
 		execs[g] = e
@@ -510,18 +594,27 @@ func (c *Client) RemoveHeads(ctx context.Context, heads []Head) (removed []bool,
 	} else {
 		rs = removeScript.ExecMulti(ctx, c.rc, execs...)
 	}
+	var cleared []pushPair
 	for g, r := range rs {
-		v, rerr := r.AsIntSlice()
-		if rerr == nil && len(v) != len(groups[g]) {
-			rerr = fmt.Errorf("remove script replied %d values, want %d", len(v), len(groups[g]))
+		v, rerr := r.ToArray()
+		n := len(groups[g])
+		if rerr == nil && len(v) != 2*n {
+			rerr = fmt.Errorf("remove script replied %d values, want %d", len(v), 2*n)
 		}
 		if rerr != nil {
 			err = rerr
 			continue
 		}
 		for k, i := range groups[g] {
-			removed[i] = v[k] == 1
+			ok, _ := v[k].AsInt64()
+			removed[i] = ok == 1
+			if senders, _ := v[n+k].ToString(); senders != "" {
+				cleared = pushCleared(cleared, heads[i].User, senders)
+			}
 		}
+	}
+	if len(cleared) > 0 {
+		c.cancelDue(ctx, cleared)
 	}
 	return removed, c.wrap("remove written messages", err)
 }

@@ -30,13 +30,22 @@ package broker
 // any device; then enter the due entry in the shard), and sending reads the
 // user's count again first: a notification whose count was cleared by a
 // live write in between is dropped, not sent.
+//
+// On the chat path the first step is part of the store script itself
+// (broker/chat.go: the pd and pc keys are in the user's slot, like the
+// queue), and clearing the counts of written messages is part of the
+// scripts that remove them (pushWrittenLua): a user without a device costs
+// no call of its own. pushCountScript and pushWrittenScript are the same
+// steps on their own (SchedulePush, CancelPush).
 
 import (
 	"context"
 	"hash/crc32"
 	"strconv"
+	"strings"
 
 	"github.com/redis/rueidis"
+	"go.uber.org/zap"
 )
 
 // PushShards is the number of due-notification shards.
@@ -130,11 +139,76 @@ return n`)
 
 // pushScheduleScript enters a due notification, keeping the due time of one
 // already waiting (a sender writing on and on does not postpone it), and
-// stores what it shows. KEYS: due, data. ARGV: member, due ms, data.
+// stores what it shows. KEYS: due, data. ARGV: member, due ms, data, and
+// "1" for the first message counted since the sender's count was last
+// cleared: its due time then replaces an earlier one (ZADD GT), which can
+// only be a stale entry, made due for a message written live after its
+// count (a Due that came after the removal cleared the count, or whose
+// cancel was lost); keeping that time would notify this message before
+// its delay.
 var pushScheduleScript = newScript("push_schedule", `
-redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[1], ARGV[4] == '1' and 'GT' or 'NX', ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1`)
+
+// EnterPush makes a notification to to for messages of from due at dueMs
+// (Unix ms), unless one is due already, with data, what it will show;
+// count is the sender's count the message was given (1: the first since
+// the last live write, whose due time replaces an earlier one, see
+// pushScheduleScript). Chat calls it after a store whose reply counted the
+// message (Stored.Push > 0): the count was made in the store script, so
+// this is the only call push adds to a message, and only for a recipient
+// with a device.
+func (c *Client) EnterPush(ctx context.Context, to, from string, count, dueMs int64, data string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	s := PushShard(to)
+	first := "0"
+	if count == 1 {
+		first = "1"
+	}
+	err := pushScheduleScript.Exec(ctx, c.rc, []string{c.pushShardKey(s, "due"), c.pushShardKey(s, "data")},
+		[]string{pushMember(to, from), strconv.FormatInt(dueMs, 10), data, first}).Error()
+	return c.wrap("schedule push for "+to, err)
+}
+
+// pushPair is a due notification's recipient and sender.
+type pushPair struct{ to, from string }
+
+// pushCleared appends to ps the senders (space-separated, as the fetch and
+// remove scripts return them) whose push counts were cleared for to.
+func pushCleared(ps []pushPair, to, senders string) []pushPair {
+	for _, f := range strings.Fields(senders) {
+		ps = append(ps, pushPair{to, f})
+	}
+	return ps
+}
+
+// cancelDue cancels the due notifications of ps, whose counts the removal
+// of their written messages has just cleared: one script call per shard,
+// pipelined. A failure is only logged: the sender reads the count before
+// sending and drops a notification whose count is gone, so a due entry
+// left behind costs a claim, never a notification.
+func (c *Client) cancelDue(ctx context.Context, ps []pushPair) {
+	byShard := map[int][]string{}
+	for _, p := range ps {
+		s := PushShard(p.to)
+		byShard[s] = append(byShard[s], pushMember(p.to, p.from))
+	}
+	execs := make([]rueidis.LuaExec, 0, len(byShard))
+	for s, members := range byShard {
+		execs = append(execs, rueidis.LuaExec{
+			Keys: []string{c.pushShardKey(s, "due"), c.pushShardKey(s, "lease"), c.pushShardKey(s, "data")},
+			Args: members,
+		})
+	}
+	for _, r := range pushCancelScript.ExecMulti(ctx, c.rc, execs...) {
+		if err := r.Error(); err != nil {
+			c.log.Warn("due push notifications not cancelled; their sender drops them", zap.Error(err))
+			return
+		}
+	}
+}
 
 // SchedulePush counts message msgID (0: unknown) from from to to and, when
 // to has a push device, makes a notification due at dueMs (Unix ms) unless
@@ -155,11 +229,8 @@ func (c *Client) SchedulePush(ctx context.Context, to, from string, msgID, dueMs
 	if n == 0 {
 		return false, nil
 	}
-	s := PushShard(to)
-	err = pushScheduleScript.Exec(ctx, c.rc, []string{c.pushShardKey(s, "due"), c.pushShardKey(s, "data")},
-		[]string{pushMember(to, from), strconv.FormatInt(dueMs, 10), data}).Error()
-	if err != nil {
-		return false, c.wrap("schedule push for "+to, err)
+	if err := c.EnterPush(ctx, to, from, n, dueMs, data); err != nil {
+		return false, err
 	}
 	return true, nil
 }

@@ -136,3 +136,84 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+// TestPushInChatScripts: the store script counts a message for push only
+// when asked and the recipient has a device, and says so; the fetch and
+// remove scripts clear the written senders' counts and their due entries
+// are cancelled.
+func TestPushInChatScripts(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, be brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, be.Options)
+		const day = int64(86400000)
+		users := make([]string, 2)
+		for i := range users {
+			id, err := c.CreateUser(ctx, "d", 1000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			users[i] = id
+		}
+		opt := broker.StoreOptions{Cap: 100, TTLms: day, From: "5", Push: true}
+		store := func(to string, o broker.StoreOptions) broker.Stored {
+			t.Helper()
+			st, err := c.Store(ctx, to, []byte(`"from":"`+o.From+`","msg":"x"`), 2000, o, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st
+		}
+		if st := store(users[0], opt); st.Push != 0 {
+			t.Fatalf("counted for a user without a device: %+v", st)
+		}
+		for _, u := range users {
+			if _, err := c.AddPushDevice(ctx, u, "f:1", `{}`, 10, day); err != nil {
+				t.Fatal(err)
+			}
+		}
+		off := opt
+		off.Push = false
+		if st := store(users[0], off); st.Push != 0 {
+			t.Fatalf("counted without Push: %+v", st)
+		}
+		for i, u := range users {
+			for k := int64(1); k <= 2; k++ {
+				if st := store(u, opt); st.Push != k {
+					t.Fatalf("user %d message %d: %+v, want count %d", i, k, st, k)
+				}
+			}
+			if err := c.EnterPush(ctx, u, "5", 1, 9000, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, waiting, _ := c.ClaimPushes(ctx, 0, 0, 0); waiting != 2 {
+			t.Fatalf("%d due, want 2", waiting)
+		}
+		// users[0]: written through a fetch (all four elements).
+		f, err := c.Fetch(ctx, users[0], 0, "", 10)
+		if err != nil || len(f.Msgs) != 4 {
+			t.Fatalf("fetch: %+v %v", f, err)
+		}
+		if _, err := c.Fetch(ctx, users[0], 4, f.Msgs[3], 0); err != nil {
+			t.Fatal(err)
+		}
+		// users[1]: written through the remover.
+		msgs, _ := c.FetchMessages(ctx, users[1], 0, "", 10)
+		if removed, err := c.RemoveHeads(ctx, []broker.Head{{User: users[1], Count: len(msgs), Last: msgs[len(msgs)-1]}}); err != nil || !removed[0] {
+			t.Fatalf("remove: %v %v", removed, err)
+		}
+		for i, u := range users {
+			if n, _, err := c.LoadPush(ctx, u, "5"); err != nil || n != 0 {
+				t.Fatalf("user %d: count %d after the write (%v), want 0", i, n, err)
+			}
+		}
+		if _, waiting, _ := c.ClaimPushes(ctx, 0, 0, 0); waiting != 0 {
+			t.Fatalf("%d due after the writes, want 0", waiting)
+		}
+		// A count made apart (SchedulePush) for a message already
+		// written is ignored: the removal recorded the highest id.
+		if ok, err := c.SchedulePush(ctx, users[1], "5", 1, 9000, day, ""); err != nil || ok {
+			t.Fatalf("a late count of a written message: %v %v", ok, err)
+		}
+	})
+}

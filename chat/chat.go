@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,13 +35,18 @@ type Config struct {
 	RemoveDelay time.Duration
 	Clock       func() time.Time
 
-	// OnStored, when set, is called after a message is stored, with the
-	// frame as stored ('{"msg_id":<id>,"from":...}'): push notifications
-	// schedule one here.
-	OnStored func(ctx context.Context, to, from string, frame []byte)
-	// OnWritten, when set, is called once a batch of queued frames was
-	// written to user's connection: push notifications cancel here.
-	OnWritten func(ctx context.Context, user string, frames []string)
+	// OnStored, when set, turns push notifications on: the store script
+	// then also counts each message (but receipts, types app_ack_*) for
+	// its sender when the recipient has a push device, in the same call,
+	// and OnStored is called only for a message so counted, with the frame
+	// as stored ('{"msg_id":<id>,"from":...}') and the sender's count of
+	// messages now waiting for a notification (1: the first since the
+	// last live write): push makes a notification due there
+	// (push.Service.Due). A recipient without a device costs no call. The
+	// written side needs no hook: the scripts that remove written messages
+	// clear their senders' counts in the same call (broker/chat.go,
+	// pushWrittenLua).
+	OnStored func(ctx context.Context, to, from string, frame []byte, count int64)
 }
 
 // DefaultConfig returns the documented defaults.
@@ -133,6 +139,7 @@ type Message struct {
 	To      string
 	From    string
 	members []byte // the stored frame's members: "from" first, then the request's own
+	receipt bool   // type app_ack_*: never notified
 	req     *wire.Request
 	stored  broker.Stored // set by Store
 }
@@ -156,7 +163,8 @@ func (s *Service) Prepare(from string, req *wire.Request) (*Message, error) {
 	if len(req.Frame) > s.cfg.MaxMessage {
 		return nil, wire.Errorf(wire.TooLarge, "a message may have at most %d bytes", s.cfg.MaxMessage)
 	}
-	if t, ok := wire.String(req.Get("type")); ok && t == "server_ack" {
+	t, _ := wire.String(req.Get("type"))
+	if t == "server_ack" {
 		return nil, wire.Errorf(wire.BadRequest, "type server_ack is reserved for the server")
 	}
 	if !ValidUserID(to) {
@@ -167,7 +175,7 @@ func (s *Service) Prepare(from string, req *wire.Request) (*Message, error) {
 	m = wire.AppendString(m, from)
 	m = append(m, ',')
 	m = req.AppendMembers(m, "from", "msg_id")
-	return &Message{To: to, From: from, members: m, req: req}, nil
+	return &Message{To: to, From: from, members: m, receipt: strings.HasPrefix(t, "app_ack"), req: req}, nil
 }
 
 // Store puts m in its recipient's queue and returns the server_ack frame.
@@ -179,6 +187,7 @@ func (s *Service) Prepare(from string, req *wire.Request) (*Message, error) {
 func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, error) {
 	opt := s.opts()
 	opt.From = m.From
+	opt.Push = s.cfg.OnStored != nil && !m.receipt
 	st, err := s.b.Store(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
 	m.stored = st
 	id := st.ID
@@ -198,13 +207,13 @@ func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, e
 	case err != nil:
 		return nil, err
 	}
-	if s.cfg.OnStored != nil {
+	if st.Push > 0 && s.cfg.OnStored != nil {
 		f := make([]byte, 0, len(m.members)+32)
 		f = append(f, `{"msg_id":`...)
 		f = strconv.AppendInt(f, id, 10)
 		f = append(f, ',')
 		f = append(f, m.members...)
-		s.cfg.OnStored(ctx, m.To, m.From, append(f, '}'))
+		s.cfg.OnStored(ctx, m.To, m.From, append(f, '}'), st.Push)
 	}
 	return ServerAck(m.req, m.To, id, ""), nil
 }

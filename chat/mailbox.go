@@ -56,6 +56,7 @@ type Mailbox struct {
 	// the text of the last one.
 	doneCount int
 	doneLast  string
+	doneAt    time.Time // when the oldest of them was done
 
 	// The pump's own (one pump at a time; the next one starts under mu
 	// after the last one stopped): whether every message of the queue up
@@ -100,6 +101,10 @@ func (m *Mailbox) Poke() {
 	m.again = true
 	m.start()
 }
+
+// maxRemoveWait bounds how long a written head waits for its removal
+// while carried messages keep the pump busy.
+const maxRemoveWait = 250 * time.Millisecond
 
 // maxInboxBytes bounds the carried frames one mailbox holds while its
 // pump is busy (writing to a slow connection, waiting for Redis).
@@ -206,7 +211,12 @@ func (m *Mailbox) pump() {
 		in := m.inbox
 		m.inbox, m.inboxB = nil, 0
 		count, last := m.doneCount, m.doneLast
-		removeNow := !fetch && count > 0 && (len(in) == 0 || count >= m.s.cfg.Batch)
+		// A written head waits for a quiet moment or a batch's worth, but
+		// not longer than maxRemoveWait: its removal is also what tells
+		// push notifications that the messages were written (it clears
+		// their counts), so a connection that is always busy must not
+		// hold it back past the push delay.
+		removeNow := !fetch && count > 0 && (len(in) == 0 || count >= m.s.cfg.Batch || time.Since(m.doneAt) >= maxRemoveWait)
 		m.mu.Unlock()
 
 		if fetch {
@@ -295,6 +305,8 @@ func (m *Mailbox) removed(count int) {
 	m.doneCount -= count
 	if m.doneCount == 0 {
 		m.doneLast = ""
+	} else {
+		m.doneAt = time.Now()
 	}
 	m.mu.Unlock()
 }
@@ -385,9 +397,6 @@ func (m *Mailbox) deliver(msgs []string) error {
 	err := <-last
 	if err == nil {
 		m.written = top
-		if m.s.cfg.OnWritten != nil {
-			m.s.cfg.OnWritten(context.Background(), m.user, msgs[first:lastValid+1])
-		}
 	}
 	return err
 }
@@ -401,6 +410,9 @@ func (m *Mailbox) markDone(base, n int, msgs []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if base+n > m.doneCount {
+		if m.doneCount == 0 {
+			m.doneAt = time.Now()
+		}
 		m.doneCount, m.doneLast = base+n, msgs[n-1]
 	}
 }

@@ -365,7 +365,25 @@ func Ack(cmd string) []byte {
 // delay, a notification is sent. Receipts (types app_ack_*) and
 // server_acks are not notified. Errors are logged, not returned: a
 // notification never fails a message.
+//
+// Schedule counts the message itself (a call of its own); chat counts in
+// its store script instead and calls Due (chat.Config.OnStored).
 func (s *Service) Schedule(ctx context.Context, to, from string, frame []byte) {
+	s.schedule(ctx, to, from, frame, 0)
+}
+
+// Due is chat's hook (chat.Config.OnStored): the message of frame, from
+// from to to, was stored and counted for push in the same script call
+// (the recipient has a device; count is the sender's count now); Due
+// makes its notification due after the delay, unless one is due already.
+// Errors are logged.
+func (s *Service) Due(ctx context.Context, to, from string, frame []byte, count int64) {
+	s.schedule(ctx, to, from, frame, max(count, 1))
+}
+
+// schedule makes frame's notification due; counted is the count the store
+// script gave it, 0 when it was not counted yet (Schedule counts it).
+func (s *Service) schedule(ctx context.Context, to, from string, frame []byte, counted int64) {
 	if s == nil {
 		return
 	}
@@ -391,6 +409,12 @@ func (s *Service) Schedule(ctx context.Context, to, from string, frame []byte) {
 		data, _ = json.Marshal(shown{Nick: truncate(nick, maxNick), Preview: truncate(msg, maxPreview)})
 	}
 	due := s.cfg.Clock().Add(s.cfg.Delay).UnixMilli()
+	if counted > 0 {
+		if err := s.b.EnterPush(ctx, to, from, counted, due, string(data)); err != nil {
+			s.log.Warn("push notification not scheduled", zap.String("to", to), zap.Error(err))
+		}
+		return
+	}
 	if _, err := s.b.SchedulePush(ctx, to, from, msgID, due, s.cfg.CountTTL.Milliseconds(), string(data)); err != nil {
 		s.log.Warn("push notification not scheduled", zap.String("to", to), zap.Error(err))
 	}
@@ -421,7 +445,9 @@ func truncate(s string, n int) string {
 }
 
 // Written is called once frames (stored chat frames, as the mailbox reads
-// them from the queue) were written to a live connection of user to: the
+// them from the queue) were written to a live connection of user to (chat
+// does this itself, in the call that removes them: see broker/chat.go,
+// pushWrittenLua): the
 // notifications due for their senders are cancelled, and a notification
 // scheduled later for one of them (the delivery can beat the scheduling)
 // is not made due. Errors are logged.

@@ -247,8 +247,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	}
 	cc := s.cfg.Chat
 	cc.Clock = s.cfg.Clock
-	cc.OnStored = s.push.Schedule
-	cc.OnWritten = s.push.Written
+	cc.OnStored = s.push.Due
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
 	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst, s.cfg.Clock)
