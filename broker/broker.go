@@ -356,9 +356,7 @@ func (c *Client) Connected() <-chan struct{} { return c.connected }
 // checkReplicas warns when the master has fewer replicas than every chat
 // message must reach: each store would then fail as unavailable.
 func (c *Client) checkReplicas(ctx context.Context, want int) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	info, err := c.rc.Do(ctx, c.rc.B().Info().Section("replication").Build()).ToString()
+	info, err := c.do(ctx, c.rc.B().Info().Section("replication").Build()).ToString()
 	if err != nil {
 		return
 	}
@@ -417,13 +415,19 @@ func (c *Client) close() {
 
 // Ping makes one round trip.
 func (c *Client) Ping(ctx context.Context) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	return c.wrap("ping", c.rc.Do(ctx, c.rc.B().Ping().Build()).Error())
+	return c.wrap("ping", c.do(ctx, c.rc.B().Ping().Build()).Error())
 }
 
 func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.tmo)
+}
+
+// do runs one command within the command timeout. The reply is complete
+// when it returns, so the caller converts it and wraps its error after.
+func (c *Client) do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	return c.rc.Do(ctx, cmd)
 }
 
 // wrap marks connection-level failures as ErrUnavailable, and so are the

@@ -184,9 +184,7 @@ func (c *Client) PostQuotaRemaining(ctx context.Context, user string, now int64,
 // RefundPostQuota gives back the publish taken last, when storing the post
 // failed after the quota was taken.
 func (c *Client) RefundPostQuota(ctx context.Context, user string) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	err := c.rc.Do(ctx, c.rc.B().Rpop().Key(c.userKey("pq", user)).Build()).Error()
+	err := c.do(ctx, c.rc.B().Rpop().Key(c.userKey("pq", user)).Build()).Error()
 	return c.wrap("refund post quota of "+user, err)
 }
 
@@ -280,9 +278,7 @@ func (c *Client) TakeAddressPost(ctx context.Context, addr string, day int64, n 
 // RefundAddressPost gives back a publish counted by TakeAddressPost, when
 // the post was not stored after all.
 func (c *Client) RefundAddressPost(ctx context.Context, addr string, day int64) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	err := c.rc.Do(ctx, c.rc.B().Decr().Key(c.addrPostsKey(addr, day)).Build()).Error()
+	err := c.do(ctx, c.rc.B().Decr().Key(c.addrPostsKey(addr, day)).Build()).Error()
 	return c.wrap("refund address post quota of "+addr, err)
 }
 
@@ -345,9 +341,7 @@ func (c *Client) ScanPosts(ctx context.Context, fn func(post string)) error {
 
 // PostSeq returns the highest post id ever issued (0 when none was).
 func (c *Client) PostSeq(ctx context.Context) (uint64, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	s, err := c.rc.Do(ctx, c.rc.B().Get().Key(c.postsKey("seq")).Build()).ToString()
+	s, err := c.do(ctx, c.rc.B().Get().Key(c.postsKey("seq")).Build()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return 0, nil
 	}
@@ -363,9 +357,7 @@ func (c *Client) PostSeq(ctx context.Context) (uint64, error) {
 
 // PostCount returns how many posts Redis holds.
 func (c *Client) PostCount(ctx context.Context) (int64, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	n, err := c.rc.Do(ctx, c.rc.B().Hlen().Key(c.postsKey("data")).Build()).AsInt64()
+	n, err := c.do(ctx, c.rc.B().Hlen().Key(c.postsKey("data")).Build()).AsInt64()
 	return n, c.wrap("count posts", err)
 }
 

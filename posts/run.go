@@ -66,7 +66,7 @@ func (s *Service) Run(ctx context.Context) error {
 // retry runs fn until it succeeds (true) or ctx ends (false). It logs once
 // per cause, with the count of attempts, not once per attempt.
 func (s *Service) retry(ctx context.Context, what string, fn func() error) bool {
-	backoff := 100 * time.Millisecond
+	backoff := broker.Backoff{First: 100 * time.Millisecond, Max: 2 * time.Second}
 	var last string
 	for attempts := 1; ; attempts++ {
 		err := fn()
@@ -83,12 +83,9 @@ func (s *Service) retry(ctx context.Context, what string, fn func() error) bool 
 			s.log.Warn(what+" failed; retrying", zap.Error(err), zap.Int("attempts", attempts))
 			last = cause
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx.Done()) {
 			return false
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
