@@ -35,7 +35,7 @@ func (s *Server) close() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ss.shutdown(wire.CloseGoingAway, "server shutting down")
+			ss.shutdown(wire.CloseGoingAway, wire.CloseReason(wire.CloseGoingAway))
 		}()
 	}
 	wg.Wait()
