@@ -473,9 +473,9 @@ func splitList(in []string) []string {
 	return out
 }
 
-// newLogger builds the logger on a logs.Limiter instead of zap's sampler,
-// which dropped lines without saying so: at most perSecond lines of each
-// message a second, and a line with the count of the others.
+// newLogger builds the logger on a logs.Limiter rather than zap's
+// sampler, which drops lines without saying so: at most perSecond lines of
+// each message a second, and a line with the count of the others.
 func newLogger(format, level string, perSecond int) (*zap.Logger, *logs.Limiter, error) {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {

@@ -18,8 +18,6 @@
 //	<p>reg:{<addr>}:day hash: registrations from one client address (group)
 //	                    in the current day-long window: s (start ms), n
 //	<p>signup:<nonce>   a used sign-up token, kept until the token expires
-//	<p>n:{<id>}         no longer written (a stored message is published
-//	                    itself); older versions' flags expire within 10 s
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
 //	<p>pq:{<id>}        list: times of the user's publishes in the quota window
 //	<p>{posts}:seq, :data, :owner, :date, and the channel <p>posts: see posts.go

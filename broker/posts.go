@@ -91,7 +91,7 @@ return id`)
 
 // deletePostScript removes a post if, and only if, user is its author: the
 // check and the removal are one atomic step, so no other user can ever erase
-// it (the original removed first and checked later).
+// it.
 // KEYS: data, owner, date, bytes. ARGV: id, user, channel.
 // Returns 1 done, 0 no such post, -1 not the owner.
 var deletePostScript = newScript("post_delete", `
@@ -125,7 +125,7 @@ return #ids`)
 
 // quotaScript implements "n publishes per period" as a sliding window over
 // the times of the user's recent publishes, so the quota refills by itself
-// as time passes (the original refilled only at login). KEYS: pq:{user}.
+// as time passes, not only at login. KEYS: pq:{user}.
 // ARGV: now (ms), n, period (ms), take ('1' to consume one publish).
 // Returns {remaining, retry-after ms}; remaining is -1 when take was refused.
 var quotaScript = newScript("post_quota", `

@@ -1,6 +1,6 @@
 // Package roles is the composition root: it decides which parts run in each
 // role (db, img, all), builds them, mounts them on one echo router, and owns
-// the WebSocket session loop, the frame envelope and the close codes.
+// the WebSocket session loop. The frames and the close codes are wire's.
 // Feature packages never learn which role is running.
 package roles
 

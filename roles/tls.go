@@ -11,8 +11,8 @@ import (
 
 // tlsConfig returns the TLS setup, or nil for plain TCP. Only HTTP/1.1 is
 // offered: WebSockets upgrade over it, and nothing on the connection is
-// ever given a deadline after the upgrade (the original cut TLS sessions
-// after 30 s).
+// ever given a deadline after the upgrade, so a quiet WebSocket is not
+// cut.
 func (s *Server) tlsConfig() (*tls.Config, http.Handler, error) {
 	switch {
 	case s.cfg.TLSCert != "" || s.cfg.TLSKey != "":
