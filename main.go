@@ -97,8 +97,21 @@ func fatalJSON(err error) {
 
 func env(name string) []string { return []string{"OCCASE_" + name} }
 
-func app() *cli.App {
+// serveDefaults is roles.DefaultConfig plus the defaults only the command
+// line has: roles takes broker.Options as given, so the Redis key prefix,
+// timings and the embedded server's snapshot file are chosen here.
+func serveDefaults() roles.Config {
 	d := roles.DefaultConfig()
+	d.Redis.Prefix = "occase:"
+	d.Redis.Timeout = 5 * time.Second
+	d.Redis.FlushDelay = 20 * time.Microsecond
+	d.Redis.SnapshotPath = "./data/embedded.json"
+	d.Redis.SnapshotEvery = 5 * time.Second
+	return d
+}
+
+func app() *cli.App {
+	d := serveDefaults()
 	b := buildInfo()
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, buildInfoText(b)) }
 	return &cli.App{
@@ -108,7 +121,7 @@ func app() *cli.App {
 		Commands: []*cli.Command{{
 			Name:  "serve",
 			Usage: "run a node (role db: the realtime engine; img: the image server; all: both)",
-			Flags: append(serveFlags(d), pushFlags(d)...),
+			Flags: append(serveFlags(&d), pushFlags(&d)...),
 			Action: func(c *cli.Context) error {
 				err := serve(c, d, b)
 				if err != nil && c.String("log-format") == "json" {
@@ -224,150 +237,135 @@ func probe(ctx context.Context, url string) error {
 	return nil
 }
 
-func serveFlags(d roles.Config) []cli.Flag {
+// serveFlags binds each option to the field of cfg it sets (Destination),
+// with the field's value in cfg as its default: adding an option is one
+// line here. Options that need converting are read by configFrom.
+func serveFlags(cfg *roles.Config) []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "role", Value: d.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
-		&cli.StringFlag{Name: "addr", Value: d.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
-		&cli.StringFlag{Name: "admin-addr", EnvVars: env("ADMIN_ADDR"), Usage: "separate listen address for /metrics and /healthz (default: /metrics on --addr)"},
-		&cli.StringFlag{Name: "tls-cert", EnvVars: env("TLS_CERT"), Usage: "TLS certificate file (PEM); with --tls-key serves HTTPS/WSS on --addr"},
-		&cli.StringFlag{Name: "tls-key", EnvVars: env("TLS_KEY"), Usage: "TLS private key file (PEM)"},
+		&cli.StringFlag{Name: "role", Value: cfg.Role, Destination: &cfg.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
+		&cli.StringFlag{Name: "addr", Value: cfg.Addr, Destination: &cfg.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
+		&cli.StringFlag{Name: "admin-addr", Value: cfg.AdminAddr, Destination: &cfg.AdminAddr, EnvVars: env("ADMIN_ADDR"), Usage: "separate listen address for /metrics and /healthz (default: /metrics on --addr)"},
+		&cli.StringFlag{Name: "tls-cert", Value: cfg.TLSCert, Destination: &cfg.TLSCert, EnvVars: env("TLS_CERT"), Usage: "TLS certificate file (PEM); with --tls-key serves HTTPS/WSS on --addr"},
+		&cli.StringFlag{Name: "tls-key", Value: cfg.TLSKey, Destination: &cfg.TLSKey, EnvVars: env("TLS_KEY"), Usage: "TLS private key file (PEM)"},
 		&cli.StringSliceFlag{Name: "domain", EnvVars: env("DOMAIN"), Usage: "automatic TLS certificates (ACME) for these host names"},
-		&cli.StringFlag{Name: "acme-cache", Value: d.ACMECache, EnvVars: env("ACME_CACHE"), Usage: "directory where automatic certificates are kept"},
-		&cli.StringFlag{Name: "acme-http-addr", EnvVars: env("ACME_HTTP_ADDR"), Usage: "also answer ACME HTTP-01 challenges here (e.g. :80)"},
+		&cli.StringFlag{Name: "acme-cache", Value: cfg.ACMECache, Destination: &cfg.ACMECache, EnvVars: env("ACME_CACHE"), Usage: "directory where automatic certificates are kept"},
+		&cli.StringFlag{Name: "acme-http-addr", Value: cfg.ACMEHTTPAddr, Destination: &cfg.ACMEHTTPAddr, EnvVars: env("ACME_HTTP_ADDR"), Usage: "also answer ACME HTTP-01 challenges here (e.g. :80)"},
 		&cli.StringFlag{Name: "log-format", Value: "console", EnvVars: env("LOG_FORMAT"), Usage: "console or json"},
 		&cli.StringFlag{Name: "pprof-addr", Hidden: true, EnvVars: env("PPROF_ADDR"), Usage: "serve net/http/pprof on this loopback host:port, for profiling"},
 		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"},
 		&cli.IntFlag{Name: "log-per-second", Value: 100, EnvVars: env("LOG_PER_SECOND"), Usage: "log lines written per second for each message; the rest are counted (occase_log_dropped_total) and reported in one line with \"dropped\": N (0: write every line)"},
 
 		&cli.StringSliceFlag{Name: "redis", EnvVars: env("REDIS"), Usage: "Redis address(es) host:port; 'embedded' (or none, in role all only) runs the embedded in-process server"},
-		&cli.StringFlag{Name: "embedded-snapshot", Value: "./data/embedded.json", EnvVars: env("EMBEDDED_SNAPSHOT"), Usage: "file that keeps the embedded server's data across restarts (written atomically every --embedded-snapshot-every and at shutdown; a crash loses what changed since); empty: memory only"},
-		&cli.DurationFlag{Name: "embedded-snapshot-every", Value: 5 * time.Second, EnvVars: env("EMBEDDED_SNAPSHOT_EVERY"), Usage: "how often the embedded server's snapshot is written"},
-		&cli.StringFlag{Name: "redis-user", EnvVars: env("REDIS_USER"), Usage: "Redis ACL user name (Redis 6+); empty: the default user"},
-		&cli.StringFlag{Name: "redis-password", EnvVars: env("REDIS_PASSWORD"), Usage: "Redis password (AUTH); prefer --redis-password-file, which stays out of the process list and the environment"},
+		&cli.StringFlag{Name: "embedded-snapshot", Value: cfg.Redis.SnapshotPath, Destination: &cfg.Redis.SnapshotPath, EnvVars: env("EMBEDDED_SNAPSHOT"), Usage: "file that keeps the embedded server's data across restarts (written atomically every --embedded-snapshot-every and at shutdown; a crash loses what changed since); empty: memory only"},
+		&cli.DurationFlag{Name: "embedded-snapshot-every", Value: cfg.Redis.SnapshotEvery, Destination: &cfg.Redis.SnapshotEvery, EnvVars: env("EMBEDDED_SNAPSHOT_EVERY"), Usage: "how often the embedded server's snapshot is written"},
+		&cli.StringFlag{Name: "redis-user", Value: cfg.Redis.Username, Destination: &cfg.Redis.Username, EnvVars: env("REDIS_USER"), Usage: "Redis ACL user name (Redis 6+); empty: the default user"},
+		&cli.StringFlag{Name: "redis-password", Value: cfg.Redis.Password, Destination: &cfg.Redis.Password, EnvVars: env("REDIS_PASSWORD"), Usage: "Redis password (AUTH); prefer --redis-password-file, which stays out of the process list and the environment"},
 		&cli.StringFlag{Name: "redis-password-file", EnvVars: env("REDIS_PASSWORD_FILE"), Usage: "file holding the Redis password (trailing newline ignored)"},
 		&cli.BoolFlag{Name: "redis-tls", EnvVars: env("REDIS_TLS"), Usage: "connect to Redis (and Sentinels) over TLS; implied by --redis-tls-ca or --redis-tls-cert"},
 		&cli.StringFlag{Name: "redis-tls-ca", EnvVars: env("REDIS_TLS_CA"), Usage: "PEM file of the CA(s) that sign the Redis server certificate (default: the system roots)"},
 		&cli.StringFlag{Name: "redis-tls-cert", EnvVars: env("REDIS_TLS_CERT"), Usage: "client certificate (PEM) for Redis servers that require one (tls-auth-clients yes); with --redis-tls-key"},
 		&cli.StringFlag{Name: "redis-tls-key", EnvVars: env("REDIS_TLS_KEY"), Usage: "private key (PEM) of --redis-tls-cert"},
 		&cli.StringFlag{Name: "redis-tls-server-name", EnvVars: env("REDIS_TLS_SERVER_NAME"), Usage: "name to verify the Redis certificate against (default: the host of each address)"},
-		&cli.StringFlag{Name: "redis-prefix", Value: "occase:", EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
-		&cli.DurationFlag{Name: "redis-flush-delay", Value: 20 * time.Microsecond, EnvVars: env("REDIS_FLUSH_DELAY"), Usage: "how long a Redis connection may wait after a write to gather more commands into the next (fewer system calls under load; adds at most this latency)"},
-		&cli.DurationFlag{Name: "redis-timeout", Value: 5 * time.Second, EnvVars: env("REDIS_TIMEOUT"), Usage: "bound on every Redis command; requests fail with 'unavailable' after it"},
-		&cli.BoolFlag{Name: "redis-cluster", EnvVars: env("REDIS_CLUSTER"), Usage: "require Redis Cluster at --redis (detected anyway; this fails instead of running on a lone Redis)"},
+		&cli.StringFlag{Name: "redis-prefix", Value: cfg.Redis.Prefix, Destination: &cfg.Redis.Prefix, EnvVars: env("REDIS_PREFIX"), Usage: "prefix of every key and channel"},
+		&cli.DurationFlag{Name: "redis-flush-delay", Value: cfg.Redis.FlushDelay, Destination: &cfg.Redis.FlushDelay, EnvVars: env("REDIS_FLUSH_DELAY"), Usage: "how long a Redis connection may wait after a write to gather more commands into the next (fewer system calls under load; adds at most this latency)"},
+		&cli.DurationFlag{Name: "redis-timeout", Value: cfg.Redis.Timeout, Destination: &cfg.Redis.Timeout, EnvVars: env("REDIS_TIMEOUT"), Usage: "bound on every Redis command; requests fail with 'unavailable' after it"},
+		&cli.BoolFlag{Name: "redis-cluster", Value: cfg.Redis.Cluster, Destination: &cfg.Redis.Cluster, EnvVars: env("REDIS_CLUSTER"), Usage: "require Redis Cluster at --redis (detected anyway; this fails instead of running on a lone Redis)"},
 		&cli.StringSliceFlag{Name: "redis-sentinel", EnvVars: env("REDIS_SENTINEL"), Usage: "Sentinel address(es) host:port, instead of --redis; needs --redis-master"},
-		&cli.StringFlag{Name: "redis-master", EnvVars: env("REDIS_MASTER"), Usage: "name of the master set the Sentinels watch"},
-		&cli.StringFlag{Name: "redis-sentinel-password", EnvVars: env("REDIS_SENTINEL_PASSWORD")},
-		&cli.IntFlag{Name: "redis-wait-replicas", EnvVars: env("REDIS_WAIT_REPLICAS"), Usage: "acknowledge a chat message only once this many replicas have it (survives a failover)"},
+		&cli.StringFlag{Name: "redis-master", Value: cfg.Redis.MasterName, Destination: &cfg.Redis.MasterName, EnvVars: env("REDIS_MASTER"), Usage: "name of the master set the Sentinels watch"},
+		&cli.StringFlag{Name: "redis-sentinel-password", Value: cfg.Redis.SentinelPassword, Destination: &cfg.Redis.SentinelPassword, EnvVars: env("REDIS_SENTINEL_PASSWORD"), Usage: "password of the Sentinels (their requirepass), if they have one"},
+		&cli.IntFlag{Name: "redis-wait-replicas", Value: cfg.Redis.WaitReplicas, Destination: &cfg.Redis.WaitReplicas, EnvVars: env("REDIS_WAIT_REPLICAS"), Usage: "acknowledge a chat message only once this many replicas have it (survives a failover)"},
 		&cli.StringFlag{Name: "secret", EnvVars: env("SECRET"), Usage: "32-byte key (64 hex chars) of the stored password digests; the same on every node"},
 		&cli.StringFlag{Name: "secret-file", EnvVars: env("SECRET_FILE"), Usage: "file holding --secret"},
 
-		&cli.DurationFlag{Name: "login-timeout", Value: d.LoginTimeout, EnvVars: env("LOGIN_TIMEOUT"), Usage: "close connections that have not logged in by then"},
-		&cli.DurationFlag{Name: "idle-timeout", Value: d.IdleTimeout, EnvVars: env("IDLE_TIMEOUT"), Usage: "drop peers that answer no ping for this long"},
-		&cli.DurationFlag{Name: "write-timeout", Value: d.WriteTimeout, EnvVars: env("WRITE_TIMEOUT"), Usage: "bound on writing one frame"},
-		&cli.Int64Flag{Name: "max-frame", Value: d.MaxFrame, EnvVars: env("MAX_FRAME"), Usage: "largest frame in bytes (larger: close 1009)"},
-		&cli.IntFlag{Name: "send-queue", Value: d.SendQueue, EnvVars: env("SEND_QUEUE"), Usage: "frames queued per connection before it is closed as a slow consumer"},
-		&cli.DurationFlag{Name: "write-delay", Value: d.WriteDelay, EnvVars: env("WRITE_DELAY"), Usage: "how long a live post to an idle connection may wait for others to share its write(2): fewer system calls under fan-out, at most this much more latency for live posts (chat, presence and replies never wait; 0: none; at most 1s)"},
-		&cli.IntFlag{Name: "write-batch", Value: d.WriteBatch, EnvVars: env("WRITE_BATCH"), Usage: "most queued frames a connection sends in one write(2) (1: each frame alone)"},
-		&cli.IntFlag{Name: "send-queue-bytes", Value: d.SendQueueBytes, EnvVars: env("SEND_QUEUE_BYTES"), Usage: "bytes queued per connection before it is closed as a slow consumer"},
-		&cli.DurationFlag{Name: "displace-timeout", Value: d.DisplaceTimeout, EnvVars: env("DISPLACE_TIMEOUT"), Usage: "how long a login waits for the user's older connection to let go"},
-		&cli.DurationFlag{Name: "drain-timeout", Value: d.DrainTimeout, EnvVars: env("DRAIN_TIMEOUT"), Usage: "graceful shutdown budget"},
-		&cli.DurationFlag{Name: "http-idle-timeout", Value: d.HTTPIdleTimeout, EnvVars: env("HTTP_IDLE_TIMEOUT"), Usage: "close keep-alive HTTP connections idle this long (every listener; WebSockets are not affected)"},
+		&cli.DurationFlag{Name: "login-timeout", Value: cfg.LoginTimeout, Destination: &cfg.LoginTimeout, EnvVars: env("LOGIN_TIMEOUT"), Usage: "close connections that have not logged in by then"},
+		&cli.DurationFlag{Name: "idle-timeout", Value: cfg.IdleTimeout, Destination: &cfg.IdleTimeout, EnvVars: env("IDLE_TIMEOUT"), Usage: "drop peers that answer no ping for this long"},
+		&cli.DurationFlag{Name: "write-timeout", Value: cfg.WriteTimeout, Destination: &cfg.WriteTimeout, EnvVars: env("WRITE_TIMEOUT"), Usage: "bound on writing one frame"},
+		&cli.Int64Flag{Name: "max-frame", Value: cfg.MaxFrame, Destination: &cfg.MaxFrame, EnvVars: env("MAX_FRAME"), Usage: "largest frame in bytes (larger: close 1009)"},
+		&cli.IntFlag{Name: "send-queue", Value: cfg.SendQueue, Destination: &cfg.SendQueue, EnvVars: env("SEND_QUEUE"), Usage: "frames queued per connection before it is closed as a slow consumer"},
+		&cli.DurationFlag{Name: "write-delay", Value: cfg.WriteDelay, Destination: &cfg.WriteDelay, EnvVars: env("WRITE_DELAY"), Usage: "how long a live post to an idle connection may wait for others to share its write(2): fewer system calls under fan-out, at most this much more latency for live posts (chat, presence and replies never wait; 0: none; at most 1s)"},
+		&cli.IntFlag{Name: "write-batch", Value: cfg.WriteBatch, Destination: &cfg.WriteBatch, EnvVars: env("WRITE_BATCH"), Usage: "most queued frames a connection sends in one write(2) (1: each frame alone)"},
+		&cli.IntFlag{Name: "send-queue-bytes", Value: cfg.SendQueueBytes, Destination: &cfg.SendQueueBytes, EnvVars: env("SEND_QUEUE_BYTES"), Usage: "bytes queued per connection before it is closed as a slow consumer"},
+		&cli.DurationFlag{Name: "displace-timeout", Value: cfg.DisplaceTimeout, Destination: &cfg.DisplaceTimeout, EnvVars: env("DISPLACE_TIMEOUT"), Usage: "how long a login waits for the user's older connection to let go"},
+		&cli.DurationFlag{Name: "drain-timeout", Value: cfg.DrainTimeout, Destination: &cfg.DrainTimeout, EnvVars: env("DRAIN_TIMEOUT"), Usage: "graceful shutdown budget"},
+		&cli.DurationFlag{Name: "http-idle-timeout", Value: cfg.HTTPIdleTimeout, Destination: &cfg.HTTPIdleTimeout, EnvVars: env("HTTP_IDLE_TIMEOUT"), Usage: "close keep-alive HTTP connections idle this long (every listener; WebSockets are not affected)"},
 		&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: env("TRUSTED_PROXIES"), Usage: "load balancers (CIDRs or addresses) whose X-Forwarded-For is believed, so per-address limits count clients, not the balancer"},
 		&cli.StringSliceFlag{Name: "allowed-origins", EnvVars: env("ALLOWED_ORIGINS"), Usage: "WebSocket Origin host patterns accepted besides same-origin (e.g. app.example.com, *)"},
 
-		&cli.Int64Flag{Name: "chat-queue-cap", Value: d.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user; a full queue refuses new ones (queue_full), never drops acknowledged ones"},
-		&cli.Int64Flag{Name: "chat-queue-sender-share", Value: d.Chat.QueueSenderShare, EnvVars: env("CHAT_QUEUE_SENDER_SHARE"), Usage: "messages one sender may have in one recipient's queue (beyond: queue_full); 0: a quarter of --chat-queue-cap"},
-		&cli.DurationFlag{Name: "chat-queue-ttl", Value: d.Chat.QueueTTL, EnvVars: env("CHAT_QUEUE_TTL"), Usage: "offline queue lifetime after the user's last login"},
-		&cli.IntFlag{Name: "max-message", Value: d.Chat.MaxMessage, EnvVars: env("MAX_MESSAGE"), Usage: "largest chat or presence frame in bytes"},
-		&cli.Float64Flag{Name: "chat-rate", Value: d.ChatRate, EnvVars: env("CHAT_RATE"), Usage: "chat messages per second per user (0: unlimited)"},
-		&cli.IntFlag{Name: "chat-burst", Value: d.ChatBurst, EnvVars: env("CHAT_BURST")},
-		&cli.Float64Flag{Name: "presence-rate", Value: d.PresenceRate, EnvVars: env("PRESENCE_RATE"), Usage: "presence signals per second per user (0: unlimited)"},
-		&cli.IntFlag{Name: "presence-burst", Value: d.PresenceBurst, EnvVars: env("PRESENCE_BURST")},
-		&cli.Float64Flag{Name: "register-rate", Value: d.RegisterRate, EnvVars: env("REGISTER_RATE"), Usage: "registrations per second per client address (0: unlimited)"},
-		&cli.IntFlag{Name: "register-burst", Value: d.RegisterBurst, EnvVars: env("REGISTER_BURST")},
-		&cli.Int64Flag{Name: "register-per-day", Value: d.RegisterPerDay, EnvVars: env("REGISTER_PER_DAY"), Usage: "accounts one client address (an IPv6 --ipv6-prefix network) may create per day, counted in Redis across nodes (0: unlimited)"},
-		&cli.IntFlag{Name: "ipv6-prefix", Value: d.IPv6Prefix, EnvVars: env("IPV6_PREFIX"), Usage: "per-address limits count an IPv6 client by its network of this many bits (IPv4: each address)"},
+		&cli.Int64Flag{Name: "chat-queue-cap", Value: cfg.Chat.QueueCap, Destination: &cfg.Chat.QueueCap, EnvVars: env("CHAT_QUEUE_CAP"), Usage: "offline messages kept per user; a full queue refuses new ones (queue_full), never drops acknowledged ones"},
+		&cli.Int64Flag{Name: "chat-queue-sender-share", Value: cfg.Chat.QueueSenderShare, Destination: &cfg.Chat.QueueSenderShare, EnvVars: env("CHAT_QUEUE_SENDER_SHARE"), Usage: "messages one sender may have in one recipient's queue (beyond: queue_full); 0: a quarter of --chat-queue-cap"},
+		&cli.DurationFlag{Name: "chat-queue-ttl", Value: cfg.Chat.QueueTTL, Destination: &cfg.Chat.QueueTTL, EnvVars: env("CHAT_QUEUE_TTL"), Usage: "offline queue lifetime after the user's last login"},
+		&cli.IntFlag{Name: "max-message", Value: cfg.Chat.MaxMessage, Destination: &cfg.Chat.MaxMessage, EnvVars: env("MAX_MESSAGE"), Usage: "largest chat or presence frame in bytes"},
+		&cli.Float64Flag{Name: "chat-rate", Value: cfg.ChatRate, Destination: &cfg.ChatRate, EnvVars: env("CHAT_RATE"), Usage: "chat messages per second per user (0: unlimited)"},
+		&cli.IntFlag{Name: "chat-burst", Value: cfg.ChatBurst, Destination: &cfg.ChatBurst, EnvVars: env("CHAT_BURST"), Usage: "chat messages one user may send at once above --chat-rate"},
+		&cli.Float64Flag{Name: "presence-rate", Value: cfg.PresenceRate, Destination: &cfg.PresenceRate, EnvVars: env("PRESENCE_RATE"), Usage: "presence signals per second per user (0: unlimited)"},
+		&cli.IntFlag{Name: "presence-burst", Value: cfg.PresenceBurst, Destination: &cfg.PresenceBurst, EnvVars: env("PRESENCE_BURST"), Usage: "presence signals one user may send at once above --presence-rate"},
+		&cli.Float64Flag{Name: "register-rate", Value: cfg.RegisterRate, Destination: &cfg.RegisterRate, EnvVars: env("REGISTER_RATE"), Usage: "registrations per second per client address (0: unlimited)"},
+		&cli.IntFlag{Name: "register-burst", Value: cfg.RegisterBurst, Destination: &cfg.RegisterBurst, EnvVars: env("REGISTER_BURST"), Usage: "registrations one client address may make at once above --register-rate"},
+		&cli.Int64Flag{Name: "register-per-day", Value: cfg.RegisterPerDay, Destination: &cfg.RegisterPerDay, EnvVars: env("REGISTER_PER_DAY"), Usage: "accounts one client address (an IPv6 --ipv6-prefix network) may create per day, counted in Redis across nodes (0: unlimited)"},
+		&cli.IntFlag{Name: "ipv6-prefix", Value: cfg.IPv6Prefix, Destination: &cfg.IPv6Prefix, EnvVars: env("IPV6_PREFIX"), Usage: "per-address limits count an IPv6 client by its network of this many bits (IPv4: each address)"},
 		&cli.StringFlag{Name: "register-key", EnvVars: env("REGISTER_KEY"), Usage: "hex key (64 hex chars) of sign-up tokens: when set, register requires a signup_token from your sign-up service (see occase register-token)"},
 		&cli.StringFlag{Name: "register-key-file", EnvVars: env("REGISTER_KEY_FILE"), Usage: "file holding --register-key"},
-		&cli.DurationFlag{Name: "account-ttl", EnvVars: env("ACCOUNT_TTL"), Usage: "delete an account this long after its last login (0: never)"},
-		&cli.Float64Flag{Name: "filenames-rate", Value: d.FilenamesRate, EnvVars: env("FILENAMES_RATE"), Usage: "filenames requests per second per user (0: unlimited)"},
-		&cli.IntFlag{Name: "filenames-burst", Value: d.FilenamesBurst, EnvVars: env("FILENAMES_BURST")},
-		&cli.Float64Flag{Name: "read-rate-bytes", Value: d.ReadRateBytes, EnvVars: env("READ_RATE_BYTES"), Usage: "bytes per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
-		&cli.IntFlag{Name: "read-burst-bytes", Value: d.ReadBurstBytes, EnvVars: env("READ_BURST_BYTES"), Usage: "bytes one connection may send at once above --read-rate-bytes (at least 1024)"},
-		&cli.Float64Flag{Name: "read-rate-frames", Value: d.ReadRateFrames, EnvVars: env("READ_RATE_FRAMES"), Usage: "frames per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
-		&cli.IntFlag{Name: "read-burst-frames", Value: d.ReadBurstFrames, EnvVars: env("READ_BURST_FRAMES"), Usage: "frames one connection may send at once above --read-rate-frames"},
-		&cli.IntFlag{Name: "abuse-limit", Value: d.AbuseLimit, EnvVars: env("ABUSE_LIMIT"), Usage: "read pauses and rate-limit refusals one connection may cause within --abuse-window before it is closed with 4006 (0: never closed)"},
-		&cli.DurationFlag{Name: "abuse-window", Value: d.AbuseWindow, EnvVars: env("ABUSE_WINDOW"), Usage: "the window of --abuse-limit"},
+		&cli.DurationFlag{Name: "account-ttl", Value: cfg.Redis.AccountTTL, Destination: &cfg.Redis.AccountTTL, EnvVars: env("ACCOUNT_TTL"), Usage: "delete an account this long after its last login (0: never)"},
+		&cli.Float64Flag{Name: "filenames-rate", Value: cfg.FilenamesRate, Destination: &cfg.FilenamesRate, EnvVars: env("FILENAMES_RATE"), Usage: "filenames requests per second per user (0: unlimited)"},
+		&cli.IntFlag{Name: "filenames-burst", Value: cfg.FilenamesBurst, Destination: &cfg.FilenamesBurst, EnvVars: env("FILENAMES_BURST"), Usage: "filenames requests one user may make at once above --filenames-rate"},
+		&cli.Float64Flag{Name: "read-rate-bytes", Value: cfg.ReadRateBytes, Destination: &cfg.ReadRateBytes, EnvVars: env("READ_RATE_BYTES"), Usage: "bytes per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
+		&cli.IntFlag{Name: "read-burst-bytes", Value: cfg.ReadBurstBytes, Destination: &cfg.ReadBurstBytes, EnvVars: env("READ_BURST_BYTES"), Usage: "bytes one connection may send at once above --read-rate-bytes (at least 1024)"},
+		&cli.Float64Flag{Name: "read-rate-frames", Value: cfg.ReadRateFrames, Destination: &cfg.ReadRateFrames, EnvVars: env("READ_RATE_FRAMES"), Usage: "frames per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
+		&cli.IntFlag{Name: "read-burst-frames", Value: cfg.ReadBurstFrames, Destination: &cfg.ReadBurstFrames, EnvVars: env("READ_BURST_FRAMES"), Usage: "frames one connection may send at once above --read-rate-frames"},
+		&cli.IntFlag{Name: "abuse-limit", Value: cfg.AbuseLimit, Destination: &cfg.AbuseLimit, EnvVars: env("ABUSE_LIMIT"), Usage: "read pauses and rate-limit refusals one connection may cause within --abuse-window before it is closed with 4006 (0: never closed)"},
+		&cli.DurationFlag{Name: "abuse-window", Value: cfg.AbuseWindow, Destination: &cfg.AbuseWindow, EnvVars: env("ABUSE_WINDOW"), Usage: "the window of --abuse-limit"},
 
 		&cli.StringFlag{Name: "menu", EnvVars: env("MENU"), Usage: "menu file (docs/menus.md); none: any well-formed code (the embedded broker uses the demo menu)"},
-		&cli.IntFlag{Name: "location-depth", Value: d.Posts.LocationDepth, EnvVars: env("LOCATION_DEPTH"), Usage: "filter depth of location codes (1..4)"},
-		&cli.IntFlag{Name: "product-depth", Value: d.Posts.ProductDepth, EnvVars: env("PRODUCT_DEPTH"), Usage: "filter depth of product codes (1..4)"},
-		&cli.IntFlag{Name: "max-catchup", Value: d.Posts.MaxCatchUp, EnvVars: env("MAX_CATCHUP"), Usage: "posts sent after a subscribe_ack, at most"},
-		&cli.IntFlag{Name: "post-quota-n", Value: d.Posts.QuotaN, EnvVars: env("POST_QUOTA_N"), Usage: "publishes allowed per user per --post-quota-period"},
-		&cli.DurationFlag{Name: "post-quota-period", Value: d.Posts.QuotaPeriod, EnvVars: env("POST_QUOTA_PERIOD"), Usage: "sliding window of the publish quota"},
-		&cli.DurationFlag{Name: "post-expiry", Value: d.Posts.Expiry, EnvVars: env("POST_EXPIRY"), Usage: "posts this old are removed and never returned"},
-		&cli.IntFlag{Name: "max-body", Value: d.Posts.Limits.MaxBody, EnvVars: env("MAX_BODY"), Usage: "largest post body in bytes (as sent, JSON-escaped)"},
-		&cli.IntFlag{Name: "max-sub-locations", Value: d.Posts.Limits.MaxLocations, EnvVars: env("MAX_SUB_LOCATIONS"), Usage: "location hashes in one subscription, at most"},
-		&cli.IntFlag{Name: "max-sub-products", Value: d.Posts.Limits.MaxProducts, EnvVars: env("MAX_SUB_PRODUCTS"), Usage: "product hashes in one subscription, at most"},
-		&cli.IntFlag{Name: "max-scan", Value: d.Posts.MaxScan, EnvVars: env("MAX_SCAN"), Usage: "posts one read (a catch-up, a GET /api/posts page or count) examines at most; a read that stops there answers a cursor to continue from"},
-		&cli.Float64Flag{Name: "read-rate", Value: d.Posts.ReadRate, EnvVars: env("READ_RATE"), Usage: "GET /api/posts and /api/posts/{id} requests per second per client address (0: unlimited); over it: 429 rate_limited"},
-		&cli.IntFlag{Name: "read-burst", Value: d.Posts.ReadBurst, EnvVars: env("READ_BURST")},
-		&cli.Float64Flag{Name: "subscribe-rate", Value: d.Posts.SubscribeRate, EnvVars: env("SUBSCRIBE_RATE"), Usage: "subscribes per second per user (0: unlimited); over it: subscribe_ack fail rate_limited"},
-		&cli.IntFlag{Name: "subscribe-burst", Value: d.Posts.SubscribeBurst, EnvVars: env("SUBSCRIBE_BURST")},
-		&cli.Float64Flag{Name: "edit-rate", Value: d.Posts.EditRate, EnvVars: env("EDIT_RATE"), Usage: "update, set_status and renew commands per second per user (0: unlimited); over it: rate_limited"},
-		&cli.IntFlag{Name: "edit-burst", Value: d.Posts.EditBurst, EnvVars: env("EDIT_BURST")},
-		&cli.IntFlag{Name: "max-search-words", Value: d.Posts.MaxWords, EnvVars: env("MAX_SEARCH_WORDS"), Usage: "distinct words in a node's search index (0: no bound); words new to a full index are not indexed"},
-		&cli.DurationFlag{Name: "renew-window", Value: d.Posts.RenewWindow, EnvVars: env("RENEW_WINDOW"), Usage: "how long before its expiry a post may be renewed"},
-		&cli.IntFlag{Name: "max-posts", Value: d.Posts.MaxPosts, EnvVars: env("MAX_POSTS"), Usage: "live posts held, in Redis (publish refused posts_full) and in each node's index (0: no bound); about 1.7 KB of node RAM and 0.8 KB of Redis each"},
-		&cli.Int64Flag{Name: "max-post-bytes", Value: d.Posts.MaxPostBytes, EnvVars: env("MAX_POST_BYTES"), Usage: "total bytes of the live posts' JSON, in Redis and in each node (0: no bound)"},
-		&cli.IntFlag{Name: "posts-per-address", Value: d.Posts.PostsPerAddress, EnvVars: env("POSTS_PER_ADDRESS"), Usage: "publishes per client address per UTC day, all users together (0: unlimited); over it: quota_exceeded"},
-		&cli.StringSliceFlag{Name: "cors-origins", Value: cli.NewStringSlice(d.Posts.CORSOrigins...), EnvVars: env("CORS_ORIGINS"), Usage: "web origins allowed to use the HTTP API (/api/...) and to upload and fetch images from a browser (e.g. https://app.example.com, or *)"},
+		&cli.IntFlag{Name: "location-depth", Value: cfg.Posts.LocationDepth, Destination: &cfg.Posts.LocationDepth, EnvVars: env("LOCATION_DEPTH"), Usage: "filter depth of location codes (1..4)"},
+		&cli.IntFlag{Name: "product-depth", Value: cfg.Posts.ProductDepth, Destination: &cfg.Posts.ProductDepth, EnvVars: env("PRODUCT_DEPTH"), Usage: "filter depth of product codes (1..4)"},
+		&cli.IntFlag{Name: "max-catchup", Value: cfg.Posts.MaxCatchUp, Destination: &cfg.Posts.MaxCatchUp, EnvVars: env("MAX_CATCHUP"), Usage: "posts sent after a subscribe_ack, at most"},
+		&cli.IntFlag{Name: "post-quota-n", Value: cfg.Posts.QuotaN, Destination: &cfg.Posts.QuotaN, EnvVars: env("POST_QUOTA_N"), Usage: "publishes allowed per user per --post-quota-period"},
+		&cli.DurationFlag{Name: "post-quota-period", Value: cfg.Posts.QuotaPeriod, Destination: &cfg.Posts.QuotaPeriod, EnvVars: env("POST_QUOTA_PERIOD"), Usage: "sliding window of the publish quota"},
+		&cli.DurationFlag{Name: "post-expiry", Value: cfg.Posts.Expiry, Destination: &cfg.Posts.Expiry, EnvVars: env("POST_EXPIRY"), Usage: "posts this old are removed and never returned"},
+		&cli.IntFlag{Name: "max-body", Value: cfg.Posts.Limits.MaxBody, Destination: &cfg.Posts.Limits.MaxBody, EnvVars: env("MAX_BODY"), Usage: "largest post body in bytes (as sent, JSON-escaped)"},
+		&cli.IntFlag{Name: "max-sub-locations", Value: cfg.Posts.Limits.MaxLocations, Destination: &cfg.Posts.Limits.MaxLocations, EnvVars: env("MAX_SUB_LOCATIONS"), Usage: "location hashes in one subscription, at most"},
+		&cli.IntFlag{Name: "max-sub-products", Value: cfg.Posts.Limits.MaxProducts, Destination: &cfg.Posts.Limits.MaxProducts, EnvVars: env("MAX_SUB_PRODUCTS"), Usage: "product hashes in one subscription, at most"},
+		&cli.IntFlag{Name: "max-scan", Value: cfg.Posts.MaxScan, Destination: &cfg.Posts.MaxScan, EnvVars: env("MAX_SCAN"), Usage: "posts one read (a catch-up, a GET /api/posts page or count) examines at most; a read that stops there answers a cursor to continue from"},
+		&cli.Float64Flag{Name: "read-rate", Value: cfg.Posts.ReadRate, Destination: &cfg.Posts.ReadRate, EnvVars: env("READ_RATE"), Usage: "GET /api/posts and /api/posts/{id} requests per second per client address (0: unlimited); over it: 429 rate_limited"},
+		&cli.IntFlag{Name: "read-burst", Value: cfg.Posts.ReadBurst, Destination: &cfg.Posts.ReadBurst, EnvVars: env("READ_BURST"), Usage: "HTTP post reads one client address may make at once above --read-rate"},
+		&cli.Float64Flag{Name: "subscribe-rate", Value: cfg.Posts.SubscribeRate, Destination: &cfg.Posts.SubscribeRate, EnvVars: env("SUBSCRIBE_RATE"), Usage: "subscribes per second per user (0: unlimited); over it: subscribe_ack fail rate_limited"},
+		&cli.IntFlag{Name: "subscribe-burst", Value: cfg.Posts.SubscribeBurst, Destination: &cfg.Posts.SubscribeBurst, EnvVars: env("SUBSCRIBE_BURST"), Usage: "subscribes one user may make at once above --subscribe-rate"},
+		&cli.Float64Flag{Name: "edit-rate", Value: cfg.Posts.EditRate, Destination: &cfg.Posts.EditRate, EnvVars: env("EDIT_RATE"), Usage: "update, set_status and renew commands per second per user (0: unlimited); over it: rate_limited"},
+		&cli.IntFlag{Name: "edit-burst", Value: cfg.Posts.EditBurst, Destination: &cfg.Posts.EditBurst, EnvVars: env("EDIT_BURST"), Usage: "edits one user may make at once above --edit-rate"},
+		&cli.IntFlag{Name: "max-search-words", Value: cfg.Posts.MaxWords, Destination: &cfg.Posts.MaxWords, EnvVars: env("MAX_SEARCH_WORDS"), Usage: "distinct words in a node's search index (0: no bound); words new to a full index are not indexed"},
+		&cli.DurationFlag{Name: "renew-window", Value: cfg.Posts.RenewWindow, Destination: &cfg.Posts.RenewWindow, EnvVars: env("RENEW_WINDOW"), Usage: "how long before its expiry a post may be renewed"},
+		&cli.IntFlag{Name: "max-posts", Value: cfg.Posts.MaxPosts, Destination: &cfg.Posts.MaxPosts, EnvVars: env("MAX_POSTS"), Usage: "live posts held, in Redis (publish refused posts_full) and in each node's index (0: no bound); about 1.7 KB of node RAM and 0.8 KB of Redis each"},
+		&cli.Int64Flag{Name: "max-post-bytes", Value: cfg.Posts.MaxPostBytes, Destination: &cfg.Posts.MaxPostBytes, EnvVars: env("MAX_POST_BYTES"), Usage: "total bytes of the live posts' JSON, in Redis and in each node (0: no bound)"},
+		&cli.IntFlag{Name: "posts-per-address", Value: cfg.Posts.PostsPerAddress, Destination: &cfg.Posts.PostsPerAddress, EnvVars: env("POSTS_PER_ADDRESS"), Usage: "publishes per client address per UTC day, all users together (0: unlimited); over it: quota_exceeded"},
+		&cli.StringSliceFlag{Name: "cors-origins", Value: cli.NewStringSlice(cfg.Posts.CORSOrigins...), EnvVars: env("CORS_ORIGINS"), Usage: "web origins allowed to use the HTTP API (/api/...) and to upload and fetch images from a browser (e.g. https://app.example.com, or *)"},
 		&cli.StringFlag{Name: "image-key", EnvVars: env("IMAGE_KEY"), Usage: "32-byte key of the upload names (64 hex chars, or 32 raw characters as in the original configs); the same on db and img nodes; role all without it uses a random key"},
 		&cli.StringFlag{Name: "image-key-file", EnvVars: env("IMAGE_KEY_FILE"), Usage: "file holding --image-key"},
-		&cli.StringFlag{Name: "image-dir", Value: d.ImageDir, EnvVars: env("IMAGE_DIR"), Usage: "storage root of uploaded images (roles img and all)"},
-		&cli.Int64Flag{Name: "image-max-bytes", Value: d.Images.MaxBytes, EnvVars: env("IMAGE_MAX_BYTES"), Usage: "largest upload body in bytes (larger: 413)"},
-		&cli.Int64Flag{Name: "image-max-pixels", Value: d.Images.MaxPixels, EnvVars: env("IMAGE_MAX_PIXELS"), Usage: "largest width*height accepted (larger: 413)"},
-		&cli.DurationFlag{Name: "image-upload-timeout", Value: d.Images.UploadTimeout, EnvVars: env("IMAGE_UPLOAD_TIMEOUT"), Usage: "time allowed to receive one upload's body (slower: 408)"},
-		&cli.IntFlag{Name: "image-max-uploads", Value: d.Images.MaxUploads, EnvVars: env("IMAGE_MAX_UPLOADS"), Usage: "uploads received and checked at once, each held in memory; others wait"},
-		&cli.DurationFlag{Name: "image-name-ttl", Value: d.Images.NameTTL, EnvVars: env("IMAGE_NAME_TTL"), Usage: "time after issue (plus the rest of its issue day, UTC) an upload name may be used (later: 410)"},
-		&cli.IntFlag{Name: "image-uploads-per-address", Value: d.Images.UploadsPerAddress, EnvVars: env("IMAGE_UPLOADS_PER_ADDRESS"), Usage: "uploads from one client address at once (more: 503 with Retry-After)"},
-		&cli.DurationFlag{Name: "image-queue-wait", Value: d.Images.QueueWait, EnvVars: env("IMAGE_QUEUE_WAIT"), Usage: "longest an upload waits for a slot before 503 with Retry-After"},
-		&cli.Int64Flag{Name: "image-min-upload-rate", Value: d.Images.MinRate, EnvVars: env("IMAGE_MIN_UPLOAD_RATE"), Usage: "slowest average upload in bytes/s after --image-upload-grace (slower: 408); 0 disables"},
-		&cli.DurationFlag{Name: "image-upload-grace", Value: d.Images.UploadGrace, EnvVars: env("IMAGE_UPLOAD_GRACE"), Usage: "time an upload's body has before --image-min-upload-rate applies"},
+		&cli.StringFlag{Name: "image-dir", Value: cfg.ImageDir, Destination: &cfg.ImageDir, EnvVars: env("IMAGE_DIR"), Usage: "storage root of uploaded images (roles img and all)"},
+		&cli.Int64Flag{Name: "image-max-bytes", Value: cfg.Images.MaxBytes, Destination: &cfg.Images.MaxBytes, EnvVars: env("IMAGE_MAX_BYTES"), Usage: "largest upload body in bytes (larger: 413)"},
+		&cli.Int64Flag{Name: "image-max-pixels", Value: cfg.Images.MaxPixels, Destination: &cfg.Images.MaxPixels, EnvVars: env("IMAGE_MAX_PIXELS"), Usage: "largest width*height accepted (larger: 413)"},
+		&cli.DurationFlag{Name: "image-upload-timeout", Value: cfg.Images.UploadTimeout, Destination: &cfg.Images.UploadTimeout, EnvVars: env("IMAGE_UPLOAD_TIMEOUT"), Usage: "time allowed to receive one upload's body (slower: 408)"},
+		&cli.IntFlag{Name: "image-max-uploads", Value: cfg.Images.MaxUploads, Destination: &cfg.Images.MaxUploads, EnvVars: env("IMAGE_MAX_UPLOADS"), Usage: "uploads received and checked at once, each held in memory; others wait"},
+		&cli.DurationFlag{Name: "image-name-ttl", Value: cfg.Images.NameTTL, Destination: &cfg.Images.NameTTL, EnvVars: env("IMAGE_NAME_TTL"), Usage: "time after issue (plus the rest of its issue day, UTC) an upload name may be used (later: 410)"},
+		&cli.IntFlag{Name: "image-uploads-per-address", Value: cfg.Images.UploadsPerAddress, Destination: &cfg.Images.UploadsPerAddress, EnvVars: env("IMAGE_UPLOADS_PER_ADDRESS"), Usage: "uploads from one client address at once (more: 503 with Retry-After)"},
+		&cli.DurationFlag{Name: "image-queue-wait", Value: cfg.Images.QueueWait, Destination: &cfg.Images.QueueWait, EnvVars: env("IMAGE_QUEUE_WAIT"), Usage: "longest an upload waits for a slot before 503 with Retry-After"},
+		&cli.Int64Flag{Name: "image-min-upload-rate", Value: cfg.Images.MinRate, Destination: &cfg.Images.MinRate, EnvVars: env("IMAGE_MIN_UPLOAD_RATE"), Usage: "slowest average upload in bytes/s after --image-upload-grace (slower: 408); 0 disables"},
+		&cli.DurationFlag{Name: "image-upload-grace", Value: cfg.Images.UploadGrace, Destination: &cfg.Images.UploadGrace, EnvVars: env("IMAGE_UPLOAD_GRACE"), Usage: "time an upload's body has before --image-min-upload-rate applies"},
 	}
 }
 
-func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
-	cfg := d
-	cfg.Role = c.String("role")
-	cfg.Addr = c.String("addr")
-	cfg.AdminAddr = c.String("admin-addr")
-	cfg.TLSCert, cfg.TLSKey = c.String("tls-cert"), c.String("tls-key")
+// configFrom finishes the configuration the flags were parsed into: the
+// flags bound with Destination already set their fields in cfg, so this
+// step only turns the options that need it (files, hex keys, lists, CIDRs,
+// "0 means off") into fields, and checks the pairs that go together.
+func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return cfg, fmt.Errorf("--tls-cert and --tls-key go together")
 	}
 	cfg.Domains = splitList(c.StringSlice("domain"))
-	cfg.ACMECache = c.String("acme-cache")
-	cfg.ACMEHTTPAddr = c.String("acme-http-addr")
-	cfg.Redis = broker.Options{
-		Addrs:      splitList(c.StringSlice("redis")),
-		Username:   c.String("redis-user"),
-		Password:   c.String("redis-password"),
-		Prefix:     c.String("redis-prefix"),
-		Timeout:    c.Duration("redis-timeout"),
-		FlushDelay: c.Duration("redis-flush-delay"),
-
-		Cluster:          c.Bool("redis-cluster"),
-		Sentinels:        splitList(c.StringSlice("redis-sentinel")),
-		MasterName:       c.String("redis-master"),
-		SentinelPassword: c.String("redis-sentinel-password"),
-		WaitReplicas:     c.Int("redis-wait-replicas"),
-
-		SnapshotPath:  c.String("embedded-snapshot"),
-		SnapshotEvery: c.Duration("embedded-snapshot-every"),
-	}
+	cfg.Redis.Addrs = splitList(c.StringSlice("redis"))
+	cfg.Redis.Sentinels = splitList(c.StringSlice("redis-sentinel"))
 	if f := c.String("redis-password-file"); f != "" {
-		if c.String("redis-password") != "" {
+		if cfg.Redis.Password != "" {
 			return cfg, fmt.Errorf("give --redis-password or --redis-password-file, not both")
 		}
 		b, err := os.ReadFile(f)
@@ -401,17 +399,6 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		}
 		cfg.Secret = k
 	}
-	cfg.LoginTimeout = c.Duration("login-timeout")
-	cfg.IdleTimeout = c.Duration("idle-timeout")
-	cfg.WriteTimeout = c.Duration("write-timeout")
-	cfg.MaxFrame = c.Int64("max-frame")
-	cfg.SendQueue = c.Int("send-queue")
-	cfg.SendQueueBytes = c.Int("send-queue-bytes")
-	cfg.WriteBatch = c.Int("write-batch")
-	cfg.WriteDelay = c.Duration("write-delay")
-	cfg.DisplaceTimeout = c.Duration("displace-timeout")
-	cfg.DrainTimeout = c.Duration("drain-timeout")
-	cfg.HTTPIdleTimeout = c.Duration("http-idle-timeout")
 	cfg.AllowedOrigins = splitList(c.StringSlice("allowed-origins"))
 	for _, p := range splitList(c.StringSlice("trusted-proxies")) {
 		pfx, err := netip.ParsePrefix(p)
@@ -424,26 +411,14 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		}
 		cfg.TrustedProxies = append(cfg.TrustedProxies, pfx)
 	}
-	cfg.Chat.QueueCap = c.Int64("chat-queue-cap")
-	cfg.Chat.QueueTTL = c.Duration("chat-queue-ttl")
-	cfg.Chat.QueueSenderShare = c.Int64("chat-queue-sender-share")
-	cfg.Chat.MaxMessage = c.Int("max-message")
-	cfg.ChatRate, cfg.ChatBurst = c.Float64("chat-rate"), c.Int("chat-burst")
-	cfg.PresenceRate, cfg.PresenceBurst = c.Float64("presence-rate"), c.Int("presence-burst")
-	cfg.RegisterRate, cfg.RegisterBurst = c.Float64("register-rate"), c.Int("register-burst")
-	cfg.RegisterPerDay, cfg.IPv6Prefix = c.Int64("register-per-day"), c.Int("ipv6-prefix")
 	rk, err := roles.LoadRegisterKey(c.String("register-key"), c.String("register-key-file"))
 	if err != nil {
 		return cfg, err
 	}
 	cfg.RegisterKey = rk
-	if cfg.Redis.AccountTTL = c.Duration("account-ttl"); cfg.Redis.AccountTTL < 0 {
+	if cfg.Redis.AccountTTL < 0 {
 		return cfg, fmt.Errorf("--account-ttl must not be negative")
 	}
-	cfg.FilenamesRate, cfg.FilenamesBurst = c.Float64("filenames-rate"), c.Int("filenames-burst")
-	cfg.ReadRateBytes, cfg.ReadBurstBytes = c.Float64("read-rate-bytes"), c.Int("read-burst-bytes")
-	cfg.ReadRateFrames, cfg.ReadBurstFrames = c.Float64("read-rate-frames"), c.Int("read-burst-frames")
-	cfg.AbuseLimit, cfg.AbuseWindow = c.Int("abuse-limit"), c.Duration("abuse-window")
 	if f := c.String("menu"); f != "" {
 		m, err := posts.LoadMenu(f)
 		if err != nil {
@@ -451,30 +426,21 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 		}
 		cfg.Posts.Menu = m
 	}
-	cfg.Posts.LocationDepth, cfg.Posts.ProductDepth = c.Int("location-depth"), c.Int("product-depth")
-	cfg.Posts.MaxCatchUp = c.Int("max-catchup")
-	cfg.Posts.QuotaN, cfg.Posts.QuotaPeriod = c.Int("post-quota-n"), c.Duration("post-quota-period")
-	cfg.Posts.Expiry = c.Duration("post-expiry")
-	cfg.Posts.Limits.MaxBody = c.Int("max-body")
-	cfg.Posts.Limits.MaxLocations = c.Int("max-sub-locations")
-	cfg.Posts.Limits.MaxProducts = c.Int("max-sub-products")
 	// 0 on the command line means "no limit"; in posts.Config it means
 	// "the default" and a negative value turns the limit off.
-	off := func(v float64) float64 {
-		if v == 0 {
-			return -1
+	for _, v := range []*float64{&cfg.Posts.ReadRate, &cfg.Posts.SubscribeRate, &cfg.Posts.EditRate} {
+		if *v == 0 {
+			*v = -1
 		}
-		return v
 	}
-	cfg.Posts.MaxScan = c.Int("max-scan")
-	cfg.Posts.ReadRate, cfg.Posts.ReadBurst = off(c.Float64("read-rate")), c.Int("read-burst")
-	cfg.Posts.SubscribeRate, cfg.Posts.SubscribeBurst = off(c.Float64("subscribe-rate")), c.Int("subscribe-burst")
-	cfg.Posts.EditRate, cfg.Posts.EditBurst = off(c.Float64("edit-rate")), c.Int("edit-burst")
-	cfg.Posts.RenewWindow = c.Duration("renew-window")
-	cfg.Posts.MaxWords = int(off(float64(c.Int("max-search-words"))))
-	cfg.Posts.MaxPosts = int(off(float64(c.Int("max-posts"))))
-	cfg.Posts.MaxPostBytes = int64(off(float64(c.Int64("max-post-bytes"))))
-	cfg.Posts.PostsPerAddress = int(off(float64(c.Int("posts-per-address"))))
+	for _, v := range []*int{&cfg.Posts.MaxWords, &cfg.Posts.MaxPosts, &cfg.Posts.PostsPerAddress} {
+		if *v == 0 {
+			*v = -1
+		}
+	}
+	if cfg.Posts.MaxPostBytes == 0 {
+		cfg.Posts.MaxPostBytes = -1
+	}
 	cfg.Posts.CORSOrigins = splitList(c.StringSlice("cors-origins"))
 	key, err := images.LoadKey(c.String("image-key"), c.String("image-key-file"))
 	switch {
@@ -484,19 +450,9 @@ func configFrom(c *cli.Context, d roles.Config) (roles.Config, error) {
 	default:
 		cfg.ImageKey = key
 	}
-	cfg.ImageDir = c.String("image-dir")
-	cfg.Images.MaxBytes = c.Int64("image-max-bytes")
-	cfg.Images.MaxPixels = c.Int64("image-max-pixels")
-	cfg.Images.UploadTimeout = c.Duration("image-upload-timeout")
-	cfg.Images.MaxUploads = c.Int("image-max-uploads")
-	cfg.Images.NameTTL = c.Duration("image-name-ttl")
-	cfg.Images.UploadsPerAddress = c.Int("image-uploads-per-address")
-	cfg.Images.QueueWait = c.Duration("image-queue-wait")
-	cfg.Images.MinRate = c.Int64("image-min-upload-rate")
 	if cfg.Images.MinRate == 0 {
 		cfg.Images.MinRate = -1 // images: negative is off, zero the default
 	}
-	cfg.Images.UploadGrace = c.Duration("image-upload-grace")
 	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
 	if err := pushConfigFrom(c, &cfg); err != nil {
 		return cfg, err
@@ -517,9 +473,9 @@ func splitList(in []string) []string {
 	return out
 }
 
-// newLogger builds the logger on a logs.Limiter instead of zap's sampler,
-// which dropped lines without saying so: at most perSecond lines of each
-// message a second, and a line with the count of the others.
+// newLogger builds the logger on a logs.Limiter rather than zap's
+// sampler, which drops lines without saying so: at most perSecond lines of
+// each message a second, and a line with the count of the others.
 func newLogger(format, level string, perSecond int) (*zap.Logger, *logs.Limiter, error) {
 	var lvl zapcore.Level
 	if err := lvl.UnmarshalText([]byte(level)); err != nil {

@@ -34,9 +34,9 @@ func TestPushKeygen(t *testing.T) {
 
 // TestPushFlags: the push options reach roles.Config.
 func TestPushFlags(t *testing.T) {
-	d := roles.DefaultConfig()
+	d := serveDefaults()
 	var got roles.Config
-	a := &cli.App{Flags: append(serveFlags(d), pushFlags(d)...), Action: func(c *cli.Context) error {
+	a := &cli.App{Flags: append(serveFlags(&d), pushFlags(&d)...), Action: func(c *cli.Context) error {
 		var err error
 		got, err = configFrom(c, d)
 		return err

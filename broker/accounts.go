@@ -40,9 +40,7 @@ func (c *Client) CreateUser(ctx context.Context, digest string, now int64) (stri
 // PasswordDigest returns the stored digest of user id; ok is false when the
 // user does not exist.
 func (c *Client) PasswordDigest(ctx context.Context, id string) (digest string, ok bool, err error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	s, err := c.rc.Do(ctx, c.rc.B().Hget().Key(c.userKey("u", id)).Field("pwd").Build()).ToString()
+	s, err := c.do(ctx, c.rc.B().Hget().Key(c.userKey("u", id)).Field("pwd").Build()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return "", false, nil
 	}
@@ -84,9 +82,7 @@ func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen in
 // AccountTTL returns how long until user id's account expires: -1ns when
 // it never does, -2ns when there is no such account (Redis PTTL).
 func (c *Client) AccountTTL(ctx context.Context, id string) (time.Duration, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	ms, err := c.rc.Do(ctx, c.rc.B().Pttl().Key(c.userKey("u", id)).Build()).AsInt64()
+	ms, err := c.do(ctx, c.rc.B().Pttl().Key(c.userKey("u", id)).Build()).AsInt64()
 	if err != nil {
 		return 0, c.wrap("account expiry of "+id, err)
 	}
@@ -132,9 +128,7 @@ func (c *Client) AdmitRegistration(ctx context.Context, addr string, now int64, 
 // UseSignupNonce marks a sign-up token's nonce used for ttl (until the
 // token expires). It returns false when the nonce was used already.
 func (c *Client) UseSignupNonce(ctx context.Context, nonce string, ttl time.Duration) (bool, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	err := c.rc.Do(ctx, c.rc.B().Set().Key(c.key("signup:"+nonce)).Value("1").Nx().PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()).Error()
+	err := c.do(ctx, c.rc.B().Set().Key(c.key("signup:"+nonce)).Value("1").Nx().PxMilliseconds(max(ttl.Milliseconds(), 1)).Build()).Error()
 	if rueidis.IsRedisNil(err) {
 		return false, nil
 	}
@@ -166,9 +160,7 @@ func (c *Client) RefundRegistration(ctx context.Context, addr string) error {
 // registration it was for did not make an account: the user may try the
 // same token again.
 func (c *Client) ReleaseSignupNonce(ctx context.Context, nonce string) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	err := c.rc.Do(ctx, c.rc.B().Del().Key(c.key("signup:"+nonce)).Build()).Error()
+	err := c.do(ctx, c.rc.B().Del().Key(c.key("signup:"+nonce)).Build()).Error()
 	return c.wrap("release sign-up nonce", err)
 }
 

@@ -18,8 +18,6 @@
 //	<p>reg:{<addr>}:day hash: registrations from one client address (group)
 //	                    in the current day-long window: s (start ms), n
 //	<p>signup:<nonce>   a used sign-up token, kept until the token expires
-//	<p>n:{<id>}         no longer written (a stored message is published
-//	                    itself); older versions' flags expire within 10 s
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
 //	<p>pq:{<id>}        list: times of the user's publishes in the quota window
 //	<p>{posts}:seq, :data, :owner, :date, and the channel <p>posts: see posts.go
@@ -356,9 +354,7 @@ func (c *Client) Connected() <-chan struct{} { return c.connected }
 // checkReplicas warns when the master has fewer replicas than every chat
 // message must reach: each store would then fail as unavailable.
 func (c *Client) checkReplicas(ctx context.Context, want int) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	info, err := c.rc.Do(ctx, c.rc.B().Info().Section("replication").Build()).ToString()
+	info, err := c.do(ctx, c.rc.B().Info().Section("replication").Build()).ToString()
 	if err != nil {
 		return
 	}
@@ -417,13 +413,19 @@ func (c *Client) close() {
 
 // Ping makes one round trip.
 func (c *Client) Ping(ctx context.Context) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	return c.wrap("ping", c.rc.Do(ctx, c.rc.B().Ping().Build()).Error())
+	return c.wrap("ping", c.do(ctx, c.rc.B().Ping().Build()).Error())
 }
 
 func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, c.tmo)
+}
+
+// do runs one command within the command timeout. The reply is complete
+// when it returns, so the caller converts it and wraps its error after.
+func (c *Client) do(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	return c.rc.Do(ctx, cmd)
 }
 
 // wrap marks connection-level failures as ErrUnavailable, and so are the

@@ -91,7 +91,7 @@ return id`)
 
 // deletePostScript removes a post if, and only if, user is its author: the
 // check and the removal are one atomic step, so no other user can ever erase
-// it (the original removed first and checked later).
+// it.
 // KEYS: data, owner, date, bytes. ARGV: id, user, channel.
 // Returns 1 done, 0 no such post, -1 not the owner.
 var deletePostScript = newScript("post_delete", `
@@ -125,7 +125,7 @@ return #ids`)
 
 // quotaScript implements "n publishes per period" as a sliding window over
 // the times of the user's recent publishes, so the quota refills by itself
-// as time passes (the original refilled only at login). KEYS: pq:{user}.
+// as time passes, not only at login. KEYS: pq:{user}.
 // ARGV: now (ms), n, period (ms), take ('1' to consume one publish).
 // Returns {remaining, retry-after ms}; remaining is -1 when take was refused.
 var quotaScript = newScript("post_quota", `
@@ -184,9 +184,7 @@ func (c *Client) PostQuotaRemaining(ctx context.Context, user string, now int64,
 // RefundPostQuota gives back the publish taken last, when storing the post
 // failed after the quota was taken.
 func (c *Client) RefundPostQuota(ctx context.Context, user string) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	err := c.rc.Do(ctx, c.rc.B().Rpop().Key(c.userKey("pq", user)).Build()).Error()
+	err := c.do(ctx, c.rc.B().Rpop().Key(c.userKey("pq", user)).Build()).Error()
 	return c.wrap("refund post quota of "+user, err)
 }
 
@@ -280,9 +278,7 @@ func (c *Client) TakeAddressPost(ctx context.Context, addr string, day int64, n 
 // RefundAddressPost gives back a publish counted by TakeAddressPost, when
 // the post was not stored after all.
 func (c *Client) RefundAddressPost(ctx context.Context, addr string, day int64) error {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	err := c.rc.Do(ctx, c.rc.B().Decr().Key(c.addrPostsKey(addr, day)).Build()).Error()
+	err := c.do(ctx, c.rc.B().Decr().Key(c.addrPostsKey(addr, day)).Build()).Error()
 	return c.wrap("refund address post quota of "+addr, err)
 }
 
@@ -345,9 +341,7 @@ func (c *Client) ScanPosts(ctx context.Context, fn func(post string)) error {
 
 // PostSeq returns the highest post id ever issued (0 when none was).
 func (c *Client) PostSeq(ctx context.Context) (uint64, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	s, err := c.rc.Do(ctx, c.rc.B().Get().Key(c.postsKey("seq")).Build()).ToString()
+	s, err := c.do(ctx, c.rc.B().Get().Key(c.postsKey("seq")).Build()).ToString()
 	if rueidis.IsRedisNil(err) {
 		return 0, nil
 	}
@@ -363,9 +357,7 @@ func (c *Client) PostSeq(ctx context.Context) (uint64, error) {
 
 // PostCount returns how many posts Redis holds.
 func (c *Client) PostCount(ctx context.Context) (int64, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	n, err := c.rc.Do(ctx, c.rc.B().Hlen().Key(c.postsKey("data")).Build()).AsInt64()
+	n, err := c.do(ctx, c.rc.B().Hlen().Key(c.postsKey("data")).Build()).AsInt64()
 	return n, c.wrap("count posts", err)
 }
 

@@ -204,7 +204,7 @@ func (p *pubSub) dispatch(m rueidis.PubSubMessage) {
 func (p *pubSub) run() {
 	defer close(p.done)
 	log := p.c.log
-	backoff := 50 * time.Millisecond
+	backoff := Backoff{First: 50 * time.Millisecond, Max: 2 * time.Second}
 	connected := false
 	fails, lastCause := 0, ""
 	for {
@@ -216,7 +216,7 @@ func (p *pubSub) run() {
 			n, err = p.subscribeAll(sc)
 		}
 		if err == nil {
-			backoff = 50 * time.Millisecond
+			backoff.Reset()
 			fails, lastCause = 0, ""
 			if connected {
 				log.Info("redis subscriber reconnected; every channel subscribed again",
@@ -255,12 +255,9 @@ func (p *pubSub) run() {
 			log.Warn("redis subscriber connection lost; reconnecting", zap.Error(err), zap.Int("attempts", fails))
 			lastCause = cause
 		}
-		select {
-		case <-time.After(backoff):
-		case <-p.stop:
+		if !backoff.Wait(p.stop) {
 			return
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

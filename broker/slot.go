@@ -1,6 +1,10 @@
 package broker
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/redis/rueidis"
+)
 
 // hashTag returns the part of key that Redis Cluster hashes: the text
 // between the first '{' and the next '}' when that is not empty, else the
@@ -14,19 +18,10 @@ func hashTag(key string) string {
 	return key
 }
 
-// keySlot is the Redis Cluster slot of key (or of a sharded channel):
-// CRC16/XMODEM of its hash tag, modulo 16384.
+// keySlot is the Redis Cluster slot of key (or of a sharded channel), as
+// rueidis computes it for the commands it routes: SetSlot on an empty
+// command is the one place its slot function is exported.
 func keySlot(key string) uint16 {
-	var crc uint16
-	for _, b := range []byte(hashTag(key)) {
-		crc ^= uint16(b) << 8
-		for i := 0; i < 8; i++ {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc % 16384
+	c := rueidis.Completed{}.SetSlot(key)
+	return c.Slot()
 }

@@ -200,9 +200,7 @@ func (sc *subConn) unsubscribe(ctx context.Context, c *Client, ch string) error 
 
 // slotOwners asks the cluster which master serves each slot.
 func (c *Client) slotOwners(ctx context.Context) (owner, masters []string, err error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	ranges, err := c.rc.Do(ctx, c.rc.B().ClusterSlots().Build()).ToArray()
+	ranges, err := c.do(ctx, c.rc.B().ClusterSlots().Build()).ToArray()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read the cluster's slots: %w", err)
 	}

@@ -58,8 +58,7 @@ type Config struct {
 	CORSOrigins []string
 }
 
-// DefaultConfig returns the defaults: 10 MB bodies (as the original
-// server), 50 megapixels, 60 s per upload, 64 uploads at once, no CORS;
+// DefaultConfig returns the defaults: 10 MB bodies, 50 megapixels, 60 s per upload, 64 uploads at once, no CORS;
 // names live 24 hours, 4 uploads at once per address, 2 s in the queue at
 // most, and a body slower than 16 KiB/s after 10 s is cut.
 func DefaultConfig() Config {

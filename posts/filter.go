@@ -90,8 +90,8 @@ func decodeSubscribe(req *wire.Request, lim *Limits) (*Filter, error) {
 		case ok && (len(lists) == 0 || isNumber(lists[0])):
 			// The original app (7351342) sends a flat list of location
 			// hashes in "channels" and its product hashes in "filters".
-			// Accepting that shape keeps it online instead of closing it
-			// after every login, as the original server did.
+			// Accepting that shape keeps it online; refusing it would
+			// close it after every login.
 			if f.Locs, err = decodeU64s(raw, "channels", lim.MaxLocations); err != nil {
 				return nil, err
 			}

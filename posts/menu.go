@@ -117,7 +117,7 @@ func checkNodes(ns []*Node) error {
 
 // valid tells whether code names a node of t that can classify a post: a
 // node at the filter depth or deeper, or a leaf above it (which hashes to
-// 0, as in the original).
+// 0, PROTOCOL.md section 4).
 func (t *Tree) valid(code []uint64) bool {
 	ns := t.Children
 	var n *Node
@@ -204,9 +204,9 @@ func parseCounterMenu(b []byte) (*Menu, error) {
 		bl := &builder{}
 		recs := strings.Split(mn.Data, "=")
 		if len(recs) > 1 && recs[len(recs)-1] == "" {
-			// The original's menu tool ends every record with the
-			// separator, the last one included; the original ignores
-			// the empty record this leaves.
+			// Menu files of that format end every record with the
+			// separator, the last one included: the empty record this
+			// leaves is not a record.
 			recs = recs[:len(recs)-1]
 		}
 		for j, rec := range recs {

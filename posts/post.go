@@ -123,18 +123,11 @@ func decodePublish(req *wire.Request, lim *Limits) (*draft, error) {
 	if len(items) != 1 {
 		return nil, malformed(`"items" must hold exactly one post, it has %d`, len(items))
 	}
-	var fields []wire.Field
-	if err := wire.Scan(items[0], func(f wire.Field) { fields = append(fields, f) }); err != nil {
+	post := &wire.Request{Frame: items[0]}
+	if err := wire.Scan(items[0], func(f wire.Field) { post.Fields = append(post.Fields, f) }); err != nil {
 		return nil, malformed(`the post must be a JSON object`)
 	}
-	get := func(k string) []byte {
-		for i := len(fields) - 1; i >= 0; i-- {
-			if fields[i].Key == k {
-				return fields[i].Value
-			}
-		}
-		return nil
-	}
+	get := post.Get
 	d := &draft{}
 	d.body = get("body")
 	if d.body == nil {

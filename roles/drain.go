@@ -69,7 +69,7 @@ func (s *Server) closeSpread(per int, tick <-chan time.Time) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ss.shutdown(wire.CloseGoingAway, "server shutting down")
+				ss.shutdown(wire.CloseGoingAway, wire.CloseReason(wire.CloseGoingAway))
 			}()
 		}
 	}

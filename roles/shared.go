@@ -97,7 +97,7 @@ func (s *Server) watchShared(ctx context.Context) {
 	case <-ctx.Done():
 		return
 	}
-	backoff := 100 * time.Millisecond
+	backoff := broker.Backoff{First: 100 * time.Millisecond, Max: 5 * time.Second}
 	var last string
 	for attempts := 1; !s.started.Load(); attempts++ {
 		err := s.setupShared(ctx)
@@ -113,12 +113,9 @@ func (s *Server) watchShared(ctx context.Context) {
 				s.log.Warn("cannot finish starting: redis unavailable; retrying", zap.Error(err), zap.Int("attempts", attempts))
 				last = cause
 			}
-			select {
-			case <-ctx.Done():
+			if !backoff.Wait(ctx.Done()) {
 				return
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
 		}
 	}
 	t := time.NewTicker(s.cfg.SharedCheckEvery)

@@ -4,8 +4,7 @@ import "fmt"
 
 // ChannelHash packs a menu code cut to depth d into the 64-bit channel hash
 // of PROTOCOL.md section 4. A code shorter than d hashes to 0. A component
-// too wide for its field is an error (the original let it bleed into the
-// next field).
+// too wide for its field is an error: it would bleed into the next field.
 func ChannelHash(code []uint64, d int) (uint64, error) {
 	var widths []uint
 	switch d {

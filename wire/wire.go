@@ -32,23 +32,6 @@ const (
 	PostsFull = "posts_full"
 )
 
-// WebSocket close codes used by the server (documented in docs/protocol.md).
-const (
-	CloseNormal         = 1000
-	CloseGoingAway      = 1001 // server shutting down or draining
-	CloseUnsupported    = 1003 // binary frame
-	CloseInvalidPayload = 1007 // not JSON / not UTF-8
-	ClosePolicy         = 1008 // bad_request
-	CloseTooBig         = 1009 // frame over the size limit
-	CloseInternal       = 1011 // a recovered server fault
-	CloseReplaced       = 4001 // a newer login of the same user
-	CloseLoginTimeout   = 4002 // no successful login in time
-	CloseBadCredentials = 4003 // login failed
-	CloseSlowConsumer   = 4004 // the send queue overflowed
-	CloseIdle           = 4005 // no answer to pings within the idle timeout
-	CloseRateExceeded   = 4006 // kept exceeding its read budget or rate limits
-)
-
 // Error is a failure a client may see: a stable reason code and an optional
 // human sentence. It never carries an internal error text.
 type Error struct {

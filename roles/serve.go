@@ -1,0 +1,124 @@
+package roles
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/occase/occase/logs"
+	"github.com/oklog/run"
+	"go.uber.org/zap"
+)
+
+// Run serves on cfg.Addr (and cfg.AdminAddr) until ctx ends, then drains.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	var g run.Group
+	if s.cfg.AdminAddr != "" {
+		al, err := net.Listen("tcp", s.cfg.AdminAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("listen on %s: %w", s.cfg.AdminAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", s.MetricsHandler())
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}
+		addServer(&g, "admin", admin, al)
+		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
+	}
+	return s.serve(ctx, l, &g)
+}
+
+// addServer makes hs on l a member of g: a failure to serve stops the
+// node; the node stopping closes hs.
+func addServer(g *run.Group, name string, hs *http.Server, l net.Listener) {
+	g.Add(func() error {
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve %s on %s: %w", name, l.Addr(), err)
+		}
+		return nil
+	}, func(error) { hs.Close() })
+}
+
+// Serve serves on l until ctx ends, then drains: stop accepting, mark not
+// ready, close every session with 1001 after flushing and handing back what
+// it holds, within the drain timeout.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return s.serve(ctx, l, &run.Group{})
+}
+
+// serve runs the node's long-running members as one group (the listeners,
+// the wait for ctx, and the wait for a misconfiguration found after
+// start): the first to end stops the others, and serve returns its error
+// after the node has drained and closed.
+func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error {
+	defer s.Close()
+	tc, acmeHTTP, err := s.tlsConfig()
+	if err != nil {
+		l.Close()
+		return err
+	}
+	if tc != nil {
+		l = tls.NewListener(l, tc)
+	}
+	if acmeHTTP != nil && s.cfg.ACMEHTTPAddr != "" {
+		hl, err := net.Listen("tcp", s.cfg.ACMEHTTPAddr)
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("listen on %s: %w", s.cfg.ACMEHTTPAddr, err)
+		}
+		addServer(g, "ACME HTTP-01", &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}, hl)
+	}
+	// IdleTimeout closes keep-alive connections that sit idle (a hijacked
+	// WebSocket is no longer the server's and is not affected). No
+	// ReadTimeout: it would stay on a hijacked connection's deadline;
+	// uploads have their own timeout.
+	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout,
+		ErrorLog: logs.StdLog(s.log.Named("http"), "http server error")}
+	g.Add(func() error {
+		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	}, func(error) {
+		// Drain: stop accepting and mark not ready; the sessions are
+		// closed by Close once every member has ended.
+		s.log.Info("draining")
+		dctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+		defer cancel()
+		deadline, _ := dctx.Deadline()
+		s.mu.Lock()
+		s.draining = true
+		s.drainDeadline = deadline
+		s.mu.Unlock()
+		hs.Shutdown(dctx)
+		s.spreadCloses(deadline)
+	})
+	stop := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case <-ctx.Done():
+		case <-stop:
+		}
+		return nil
+	}, func(error) { close(stop) })
+	stopFatal := make(chan struct{})
+	g.Add(func() error {
+		select {
+		case err := <-s.fatal:
+			return err
+		case <-stopFatal:
+			return nil
+		}
+	}, func(error) { close(stopFatal) })
+	s.log.Info("serving", zap.String("role", s.cfg.Role), zap.String("addr", l.Addr().String()), zap.Bool("tls", tc != nil))
+	return g.Run()
+}
