@@ -46,6 +46,7 @@ limits are what you measure.`,
 			&cli.BoolFlag{Name: "receipts", Value: d.Receipts, EnvVars: env("RECEIPTS"), Usage: "answer each chat message with app_ack_received"},
 			&cli.IntFlag{Name: "read-every", Value: d.ReadEvery, EnvVars: env("READ_EVERY"), Usage: "send app_ack_read after every Nth chat message received (0: never)"},
 			&cli.IntFlag{Name: "typing-every", Value: d.TypingEvery, EnvVars: env("TYPING_EVERY"), Usage: "send a 'writing' presence before every Nth chat message (0: never)"},
+			&cli.BoolFlag{Name: "reconnect", EnvVars: env("RECONNECT"), Usage: "chat: log in again (next node first, with back-off) when a connection ends, drop messages that come again by msg_id, and count exactly across restarts"},
 			&cli.IntFlag{Name: "publishers", Value: d.Publishers, EnvVars: env("PUBLISHERS"), Usage: "fanout: publishing users"},
 			&cli.Float64Flag{Name: "post-rate", Value: d.PostRate, EnvVars: env("POST_RATE"), Usage: "fanout: posts per second per publisher (0: as fast as --window allows)"},
 			&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: env("CONCURRENCY"), Usage: "dials and logins in flight at once"},
@@ -72,6 +73,7 @@ limits are what you measure.`,
 			cfg.Receipts = c.Bool("receipts")
 			cfg.ReadEvery = c.Int("read-every")
 			cfg.TypingEvery = c.Int("typing-every")
+			cfg.Reconnect = c.Bool("reconnect")
 			cfg.Publishers = c.Int("publishers")
 			cfg.PostRate = c.Float64("post-rate")
 			cfg.Concurrency = c.Int("concurrency")

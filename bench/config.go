@@ -49,6 +49,10 @@ type Config struct {
 	Receipts    bool    // answer each chat message with app_ack_received
 	ReadEvery   int     // and every ReadEvery-th with app_ack_read (0: never)
 	TypingEvery int     // send a "writing" presence before every TypingEvery-th message (0: never)
+	// Reconnect: a chat user whose connection ends logs in again (same
+	// account, next node first, with back-off) and goes on; messages that
+	// come again are dropped by msg_id and counted as redelivered.
+	Reconnect bool
 
 	// fanout
 	Publishers int
