@@ -41,7 +41,10 @@ type Report struct {
 	// a shared machine it is CPU the servers did not get.
 	BenchCPU float64        `json:"bench_cpu_s"`
 	Server   *ServerFigures `json:"server,omitempty"`
-	Notes    []string       `json:"notes,omitempty"`
+	// Abuse is the abuse scenario's baseline, attackers and memory; the
+	// figures above are then those of the attacked phase.
+	Abuse *AbuseReport `json:"abuse,omitempty"`
+	Notes []string     `json:"notes,omitempty"`
 }
 
 // Rate is a count of operations over a time.
@@ -166,6 +169,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 		if s.PerConnection > 0 {
 			p("  memory        %.0f bytes (%.2f KiB) per connection, from %s\n", s.PerConnection, s.PerConnection/1024, s.PerConnectionFrom)
 		}
+	}
+	if rep.Abuse != nil {
+		rep.Abuse.writeText(p)
 	}
 	for _, n := range rep.Notes {
 		p("  note          %s\n", n)

@@ -1,0 +1,429 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The abuse scenario (issue 10): legitimate pairs chat at a fixed rate,
+// exactly as in the chat scenario, twice in one run: first alone (the
+// baseline), then while hostile clients attack the same nodes. The report
+// gives both phases' latency and exactness, the ratio of their p99s, what
+// each kind of hostile client got from the server, and how much the
+// servers' and Redis' memory grew under attack.
+
+// Attack kinds.
+const (
+	AttackFlood     = "flood"     // one logged-in connection writes small chat frames as fast as it can
+	AttackFields    = "fields"    // the same with 16 KB chat frames of about 2,000 fields
+	AttackSubscribe = "subscribe" // subscribe again and again over the stored posts
+	AttackRegister  = "register"  // register from many loopback addresses
+	AttackPublish   = "publish"   // register and publish up to the quota, from many addresses
+	AttackUpload    = "upload"    // ask filenames, then POST a body that trickles in
+	AttackScan      = "scan"      // GET /api/posts with filters that match nothing, and random paths
+)
+
+// attackKinds in report order, with the default number of clients each.
+var attackKinds = []struct {
+	kind    string
+	clients int
+}{
+	{AttackFlood, 1}, {AttackFields, 1}, {AttackSubscribe, 4}, {AttackRegister, 4},
+	{AttackPublish, 4}, {AttackUpload, 16}, {AttackScan, 4},
+}
+
+// Loopback /16 blocks (127.<block>.0.0/16) of each kind of client.
+const (
+	blockBaseline = 1
+	blockAttacked = 2
+	blockSeed     = 3
+	blockAttack0  = 10 // + the kind's index in attackKinds
+)
+
+// MaxAttackClients bounds the hostile clients of one kind.
+const MaxAttackClients = 1000
+
+// AbuseConfig is the hostile side of the abuse scenario.
+type AbuseConfig struct {
+	// Attacks maps each enabled kind to its number of clients.
+	Attacks map[string]int
+	// Rate is each hostile client's requests (uploads, GETs, registrations)
+	// per second; 0: as fast as the answers come. Floods always write as
+	// fast as they can.
+	Rate float64
+	// Ramp is how long the attackers run before the legitimate load of the
+	// attack phase starts.
+	Ramp time.Duration
+	// StoredPosts are published before the run (from many accounts, each
+	// up to PostsPerAccount) so that subscribe and scans have an index to
+	// walk; 0: use whatever the store already holds.
+	StoredPosts     int
+	PostsPerAccount int
+	// SourceAddrs is how many loopback addresses the register and publish
+	// storms (and scans) rotate over.
+	SourceAddrs int
+	// HTTPURL is the http:// base of the node serving /api/posts and, with
+	// role all, the image routes; "" derives it from the first --url.
+	HTTPURL string
+	// ImgURL is the http:// base of the img node; "" is HTTPURL.
+	ImgURL string
+	// Trickle is the time between the bytes of a slow upload.
+	Trickle time.Duration
+	// RedisAddr, when set, is asked for INFO memory before and after.
+	RedisAddr string
+}
+
+// DefaultAttacks is every kind with its default number of clients.
+func DefaultAttacks() map[string]int {
+	m := map[string]int{}
+	for _, k := range attackKinds {
+		m[k.kind] = k.clients
+	}
+	return m
+}
+
+// ParseAttacks reads "kind[=clients],..." ("all" for every kind with its
+// default, "none" for none).
+func ParseAttacks(list []string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, item := range list {
+		name, n, hasN := strings.Cut(strings.TrimSpace(item), "=")
+		switch name {
+		case "":
+			continue
+		case "all":
+			for k, v := range DefaultAttacks() {
+				out[k] = v
+			}
+			continue
+		case "none":
+			continue
+		}
+		def, ok := DefaultAttacks()[name]
+		if !ok {
+			return nil, fmt.Errorf("unknown attack %q (want %s)", name, strings.Join(attackNames(), ", "))
+		}
+		if hasN {
+			v, err := strconv.Atoi(n)
+			if err != nil || v < 0 || v > MaxAttackClients {
+				return nil, fmt.Errorf("attack %s: clients must be in 0..%d", name, MaxAttackClients)
+			}
+			def = v
+		}
+		if def > 0 {
+			out[name] = def
+		} else {
+			delete(out, name)
+		}
+	}
+	return out, nil
+}
+
+func attackNames() []string {
+	var out []string
+	for _, k := range attackKinds {
+		out = append(out, k.kind)
+	}
+	return out
+}
+
+func (a *AbuseConfig) validate(c *Config) error {
+	for k, n := range a.Attacks {
+		if _, ok := DefaultAttacks()[k]; !ok || n < 0 || n > MaxAttackClients {
+			return fmt.Errorf("attack %s=%d: unknown kind or clients outside 0..%d", k, n, MaxAttackClients)
+		}
+	}
+	if a.HTTPURL == "" && len(c.URLs) > 0 {
+		u, err := url.Parse(c.URLs[0])
+		if err != nil {
+			return err
+		}
+		scheme := "http"
+		if u.Scheme == "wss" {
+			scheme = "https"
+		}
+		a.HTTPURL = scheme + "://" + u.Host
+	}
+	if a.ImgURL == "" {
+		a.ImgURL = a.HTTPURL
+	}
+	for _, u := range []string{a.HTTPURL, a.ImgURL} {
+		if err := checkTarget(u, c.AllowRemote, "http", "https"); err != nil {
+			return err
+		}
+	}
+	if a.RedisAddr != "" && !c.AllowRemote {
+		host, _, err := net.SplitHostPort(a.RedisAddr)
+		if err != nil || !isLoopback(host) {
+			return fmt.Errorf("--redis-addr %q is not a loopback host:port; pass --allow-remote", a.RedisAddr)
+		}
+	}
+	switch {
+	case a.Rate < 0 || a.Ramp < 0 || a.StoredPosts < 0 || a.StoredPosts > 1_000_000:
+		return errors.New("attack rate and ramp must not be negative; --stored-posts at most 1,000,000")
+	case a.PostsPerAccount < 1:
+		return errors.New("--posts-per-account must be at least 1")
+	case a.SourceAddrs < 1 || a.SourceAddrs > maxPoolAddrs:
+		return fmt.Errorf("--source-addrs must be in 1..%d", maxPoolAddrs)
+	case a.Trickle <= 0 || a.Trickle > time.Minute:
+		return errors.New("--trickle must be in (0, 1m]")
+	case a.Ramp > MaxDuration:
+		return errors.New("--attack-ramp too long")
+	}
+	return nil
+}
+
+// AbuseReport is the abuse scenario's part of the report.
+type AbuseReport struct {
+	Baseline *PhaseReport `json:"baseline"` // legitimate chat alone
+	Attacked *PhaseReport `json:"attacked"` // the same load under attack
+	// P99Ratio is the attacked phase's end-to-end p99 over the baseline's.
+	P99Ratio float64 `json:"p99_ratio,omitempty"`
+	// LegitLost is the legitimate messages lost in both phases together.
+	LegitLost   uint64          `json:"legit_lost"`
+	SeededPosts int             `json:"seeded_posts"`
+	SeedTook    float64         `json:"seed_s,omitempty"`
+	AttackTook  float64         `json:"attack_s"`
+	Attacks     []*AttackReport `json:"attacks"`
+	Memory      []MemoryGrowth  `json:"memory"`
+}
+
+// PhaseReport is one phase of legitimate chat.
+type PhaseReport struct {
+	Connections int               `json:"connections"`
+	Register    *Rate             `json:"register,omitempty"`
+	Messages    *Tally            `json:"messages"`
+	Latency     *Latency          `json:"latency_ms,omitempty"`
+	AckLatency  *Latency          `json:"reply_latency_ms,omitempty"`
+	Errors      map[string]uint64 `json:"errors"`
+}
+
+// MemoryGrowth is one memory figure at the start, after the seeding and
+// baseline (before the attack) and after the attack.
+type MemoryGrowth struct {
+	Source       string  `json:"source"`
+	Start        float64 `json:"start_bytes"`
+	BeforeAttack float64 `json:"before_attack_bytes"`
+	AfterAttack  float64 `json:"after_attack_bytes"`
+	AttackGrowth float64 `json:"attack_growth_bytes"`
+	Error        string  `json:"error,omitempty"`
+}
+
+// memorySnapshot reads every configured memory figure: each server's
+// resident set (from /proc or /metrics) and Redis' used_memory.
+func memorySnapshot(ctx context.Context, cfg Config) map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range sampleServers(ctx, cfg, nil, true) {
+		if v, ok := s.After["rss_bytes"]; ok && s.Error == "" {
+			out[s.Source+" rss"] = v
+		} else {
+			out[s.Source+" rss"] = -1
+		}
+	}
+	if cfg.Abuse.RedisAddr != "" {
+		v, err := redisUsedMemory(ctx, cfg.Abuse.RedisAddr)
+		if err != nil {
+			v = -1
+		}
+		out["redis "+cfg.Abuse.RedisAddr+" used_memory"] = v
+	}
+	return out
+}
+
+func memoryGrowth(start, before, after map[string]float64) []MemoryGrowth {
+	keys := make([]string, 0, len(after))
+	for k := range after {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []MemoryGrowth
+	for _, k := range keys {
+		g := MemoryGrowth{Source: k, Start: start[k], BeforeAttack: before[k], AfterAttack: after[k]}
+		if g.Start < 0 || g.BeforeAttack < 0 || g.AfterAttack < 0 {
+			g.Error = "unavailable at some point"
+		} else {
+			g.AttackGrowth = g.AfterAttack - g.BeforeAttack
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+func phaseOf(rep *Report) *PhaseReport {
+	return &PhaseReport{Connections: rep.Connections, Register: rep.Setup, Messages: rep.Messages,
+		Latency: rep.Latency, AckLatency: rep.AckLatency, Errors: rep.Errors}
+}
+
+// runAbuse seeds the store, runs the legitimate chat alone, then again
+// under attack.
+func runAbuse(ctx context.Context, r *run) (*Report, error) {
+	cfg := r.cfg
+	ab := cfg.Abuse
+	status := func(s string) {
+		if cfg.Progress != nil {
+			fmt.Fprintf(cfg.Progress, "abuse: %s\n", s)
+		}
+	}
+	memStart := memorySnapshot(ctx, cfg)
+	out := &AbuseReport{}
+
+	if ab.StoredPosts > 0 {
+		status(fmt.Sprintf("publishing %d posts from %d accounts", ab.StoredPosts, (ab.StoredPosts+ab.PostsPerAccount-1)/ab.PostsPerAccount))
+		t0 := time.Now()
+		out.SeededPosts = seedPosts(ctx, r, ab.StoredPosts, ab.PostsPerAccount)
+		out.SeedTook = time.Since(t0).Seconds()
+	}
+
+	chatCfg := cfg
+	chatCfg.Scenario = Chat
+	chatCfg.Progress = cfg.Progress
+	status("baseline: legitimate chat without attackers")
+	rb := newRun(chatCfg)
+	rb.src = newAddrPool(blockBaseline, cfg.Users)
+	base, err := runChat(ctx, rb)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	memBefore := memorySnapshot(ctx, cfg)
+
+	status("attack phase: attackers start")
+	actx, stopAttack := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var stats []*attackStats
+	attackStart := time.Now()
+	for i, k := range attackKinds {
+		n := ab.Attacks[k.kind]
+		if n <= 0 {
+			continue
+		}
+		s := newAttackStats(k.kind, n)
+		stats = append(stats, s)
+		a := &attacker{r: r, cfg: cfg, st: s, pool: newAddrPool(byte(blockAttack0+i), ab.SourceAddrs)}
+		for c := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				a.run(actx, c)
+			}()
+		}
+	}
+	ramp := time.NewTimer(ab.Ramp)
+	select {
+	case <-ramp.C:
+	case <-ctx.Done():
+		ramp.Stop()
+	}
+	status("attack phase: legitimate chat under attack")
+	ra := newRun(chatCfg)
+	ra.src = newAddrPool(blockAttacked, cfg.Users)
+	att, err := runChat(ctx, ra)
+	stopAttack()
+	wg.Wait()
+	attackTook := time.Since(attackStart)
+	if err != nil {
+		return nil, fmt.Errorf("attack phase: %w", err)
+	}
+	memAfter := memorySnapshot(ctx, cfg)
+
+	out.Baseline, out.Attacked = phaseOf(base), phaseOf(att)
+	out.LegitLost = base.Messages.Lost + att.Messages.Lost
+	if base.Latency != nil && att.Latency != nil && base.Latency.P99 > 0 {
+		out.P99Ratio = att.Latency.P99 / base.Latency.P99
+	}
+	out.AttackTook = attackTook.Seconds()
+	for _, s := range stats {
+		out.Attacks = append(out.Attacks, s.report(attackTook))
+	}
+	out.Memory = memoryGrowth(memStart, memBefore, memAfter)
+
+	// The top-level figures are the attacked phase's, so that tools that
+	// read a chat report read this one too.
+	rep := r.report()
+	rep.Connections = att.Connections
+	rep.Setup = att.Setup
+	rep.Window = att.Window
+	rep.Drain = att.Drain
+	rep.Messages = att.Messages
+	rep.Latency, rep.AckLatency = att.Latency, att.AckLatency
+	rep.DeliveredPerSec = att.DeliveredPerSec
+	rep.ByType = att.ByType
+	rep.Errors = att.Errors
+	rep.Abuse = out
+	if len(cfg.Metrics)+len(cfg.ServerPIDs) == 0 {
+		rep.Notes = append(rep.Notes, "no --metrics or --server-pid given: server memory not measured")
+	}
+	if ab.RedisAddr == "" {
+		rep.Notes = append(rep.Notes, "no --redis-addr given: Redis memory not measured")
+	}
+	return rep, nil
+}
+
+func (a *AbuseReport) writeText(p func(string, ...any)) {
+	p("  under attack: the same legitimate chat without, then with, the attackers\n")
+	if a.SeededPosts > 0 {
+		p("    stored posts   %d published before the run in %.1fs\n", a.SeededPosts, a.SeedTook)
+	}
+	phase := func(name string, ph *PhaseReport) {
+		if ph == nil || ph.Messages == nil {
+			return
+		}
+		m := ph.Messages
+		p("    %-14s %d connections; sent %d, accepted %d, refused %d, delivered %d; lost %d, duplicated %d, out of order %d, unconfirmed %d\n",
+			name, ph.Connections, m.Sent, m.Accepted, m.Refused, m.Delivered, m.Lost, m.Duplicates, m.OutOfOrder, m.Unconfirmed)
+		if l := ph.Latency; l != nil {
+			p("    %-14s end to end p50 %.3f  p99 %.3f  max %.3f ms\n", "", l.P50, l.P99, l.Max)
+		}
+		if len(ph.Errors) > 0 {
+			p("    %-14s errors", "")
+			for _, k := range sortedKeys(ph.Errors) {
+				p(" %s %d", k, ph.Errors[k])
+			}
+			p("\n")
+		}
+	}
+	phase("baseline", a.Baseline)
+	phase("attacked", a.Attacked)
+	if a.P99Ratio > 0 {
+		p("    p99 ratio      %.2fx the baseline (target: at most 2x); legitimate messages lost: %d (target: 0)\n", a.P99Ratio, a.LegitLost)
+	}
+	p("    attackers      %.1fs\n", a.AttackTook)
+	for _, k := range a.Attacks {
+		p("    %-14s %d clients, %d ops (%.0f/s), sent %.1f MB, received %.1f MB\n", k.Kind, k.Clients, k.Ops, k.PerSec, k.BytesMB, k.RecvMB)
+		p("    %-14s results", "")
+		for _, r := range sortedKeys(k.Results) {
+			p(" %s %d", r, k.Results[r])
+		}
+		p("\n")
+		if len(k.Closes) > 0 {
+			p("    %-14s closed", "")
+			for _, c := range sortedKeys(k.Closes) {
+				p(" %s %d", c, k.Closes[c])
+			}
+			if l := k.TimeToClose; l != nil {
+				p(" (after p50 %.0f ms, max %.0f ms)", l.P50, l.Max)
+			}
+			p("\n")
+		} else if l := k.TimeToClose; l != nil {
+			p("    %-14s answered after p50 %.0f ms, max %.0f ms\n", "", l.P50, l.Max)
+		}
+		if l := k.Latency; l != nil {
+			p("    %-14s reply p50 %.3f  p99 %.3f ms\n", "", l.P50, l.P99)
+		}
+	}
+	for _, m := range a.Memory {
+		if m.Error != "" {
+			p("    memory         %s: %s\n", m.Source, m.Error)
+			continue
+		}
+		p("    memory         %s: %.1f MiB at start, %.1f before the attack, %.1f after (%+.1f MiB under attack)\n",
+			m.Source, m.Start/(1<<20), m.BeforeAttack/(1<<20), m.AfterAttack/(1<<20), m.AttackGrowth/(1<<20))
+	}
+}
