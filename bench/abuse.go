@@ -204,6 +204,9 @@ type PhaseReport struct {
 	Latency     *Latency          `json:"latency_ms,omitempty"`
 	AckLatency  *Latency          `json:"reply_latency_ms,omitempty"`
 	Errors      map[string]uint64 `json:"errors"`
+	// Uploads is a well-behaved app uploading a small image every second
+	// during the phase (when the upload attack is on).
+	Uploads *AttackReport `json:"legit_uploads,omitempty"`
 }
 
 // MemoryGrowth is one memory figure at the start, after the seeding and
@@ -262,6 +265,27 @@ func phaseOf(rep *Report) *PhaseReport {
 		Latency: rep.Latency, AckLatency: rep.AckLatency, Errors: rep.Errors}
 }
 
+// withProbe runs the upload probe while fn runs, when the upload attack
+// is on.
+func withProbe(ctx context.Context, cfg Config, fn func() (*Report, error)) (*Report, *AttackReport, error) {
+	if cfg.Abuse.Attacks[AttackUpload] == 0 {
+		rep, err := fn()
+		return rep, nil, err
+	}
+	st := newAttackStats("legit_upload", 1)
+	pctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	t0 := time.Now()
+	go func() {
+		defer close(done)
+		uploadProbe(pctx, cfg, st)
+	}()
+	rep, err := fn()
+	stop()
+	<-done
+	return rep, st.report(time.Since(t0)), err
+}
+
 // runAbuse seeds the store, runs the legitimate chat alone, then again
 // under attack.
 func runAbuse(ctx context.Context, r *run) (*Report, error) {
@@ -288,7 +312,7 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 	status("baseline: legitimate chat without attackers")
 	rb := newRun(chatCfg)
 	rb.src = newAddrPool(blockBaseline, cfg.Users)
-	base, err := runChat(ctx, rb)
+	base, baseUp, err := withProbe(ctx, cfg, func() (*Report, error) { return runChat(ctx, rb) })
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
@@ -324,7 +348,7 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 	status("attack phase: legitimate chat under attack")
 	ra := newRun(chatCfg)
 	ra.src = newAddrPool(blockAttacked, cfg.Users)
-	att, err := runChat(ctx, ra)
+	att, attUp, err := withProbe(ctx, cfg, func() (*Report, error) { return runChat(ctx, ra) })
 	stopAttack()
 	wg.Wait()
 	attackTook := time.Since(attackStart)
@@ -334,6 +358,7 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 	memAfter := memorySnapshot(ctx, cfg)
 
 	out.Baseline, out.Attacked = phaseOf(base), phaseOf(att)
+	out.Baseline.Uploads, out.Attacked.Uploads = baseUp, attUp
 	out.LegitLost = base.Messages.Lost + att.Messages.Lost
 	if base.Latency != nil && att.Latency != nil && base.Latency.P99 > 0 {
 		out.P99Ratio = att.Latency.P99 / base.Latency.P99
@@ -380,6 +405,16 @@ func (a *AbuseReport) writeText(p func(string, ...any)) {
 			name, ph.Connections, m.Sent, m.Accepted, m.Refused, m.Delivered, m.Lost, m.Duplicates, m.OutOfOrder, m.Unconfirmed)
 		if l := ph.Latency; l != nil {
 			p("    %-14s end to end p50 %.3f  p99 %.3f  max %.3f ms\n", "", l.P50, l.P99, l.Max)
+		}
+		if u := ph.Uploads; u != nil {
+			p("    %-14s a legitimate upload a second:", "")
+			for _, k := range sortedKeys(u.Results) {
+				p(" %s %d", k, u.Results[k])
+			}
+			if l := u.Latency; l != nil {
+				p(" (p50 %.1f  max %.1f ms)", l.P50, l.Max)
+			}
+			p("\n")
 		}
 		if len(ph.Errors) > 0 {
 			p("    %-14s errors", "")

@@ -80,6 +80,9 @@ func TestAbuseScenario(t *testing.T) {
 	if kinds["scan"].Results["http_200"] == 0 {
 		t.Errorf("scan results %v", kinds["scan"].Results)
 	}
+	if u := ab.Baseline.Uploads; u == nil || u.Results["http_201"] == 0 {
+		t.Errorf("legitimate uploads in the baseline: %+v", u)
+	}
 	if kinds["upload"].Results["filenames_ok"] == 0 {
 		t.Errorf("upload results %v", kinds["upload"].Results)
 	}

@@ -1,8 +1,11 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -508,4 +511,81 @@ func seedPosts(ctx context.Context, r *run, n, per int) int {
 		}
 	})
 	return int(stored.Load())
+}
+
+// tinyJPEG is a valid 8x8 JPEG: what a well-behaved app uploads.
+func tinyJPEG() []byte {
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, image.NewGray(image.Rect(0, 0, 8, 8)), nil); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}
+
+// uploadProbe is a legitimate app that uploads a small image every second
+// (asking for names as it needs them) from its own address, until ctx
+// ends: its answers and latency show whether uploads still get through.
+func uploadProbe(ctx context.Context, cfg Config, st *attackStats) {
+	pool := newAddrPool(blockSeed+1, 1)
+	ws, _, err := registerFrom(ctx, cfg.URLs[0], pool.tcp(0))
+	if err != nil {
+		st.result("register_" + reasonOf(err))
+		return
+	}
+	defer ws.CloseNow()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil,
+		DialContext: (&net.Dialer{LocalAddr: pool.tcp(0), Timeout: dialTimeout}).DialContext}}
+	img := tinyJPEG()
+	var names []string
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		if len(names) == 0 {
+			req, err := request(ctx, ws, []byte(`{"cmd":"filenames"}`), "filenames_ack")
+			if err != nil {
+				if ctx.Err() == nil {
+					st.result("filenames_" + reasonOf(err))
+				}
+				return
+			}
+			wire.EachElement(req.Get("names"), func(v []byte) bool {
+				if n, ok := wire.String(v); ok {
+					names = append(names, n)
+				}
+				return true
+			})
+			if len(names) == 0 {
+				return
+			}
+		}
+		name := names[0]
+		names = names[1:]
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Abuse.ImgURL+"/"+name+".jpg", bytes.NewReader(img))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "image/jpeg")
+		t0 := time.Now()
+		st.ops.Add(1)
+		resp, err := client.Do(req)
+		if ctx.Err() != nil {
+			if err == nil {
+				resp.Body.Close()
+			}
+			st.result("unanswered_at_end")
+			return
+		}
+		st.latency.Record(time.Since(t0))
+		if err != nil {
+			st.result("http_" + closeKey(err))
+		} else {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10))
+			resp.Body.Close()
+			st.result("http_" + strconv.Itoa(resp.StatusCode))
+		}
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
 }
