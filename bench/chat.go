@@ -32,6 +32,35 @@ type chatCounters struct {
 	acks        atomic.Uint64 // receipts delivered (first time)
 	presence    atomic.Uint64
 	redelivered atomic.Uint64 // --reconnect: dropped by msg_id, as an app drops them
+	missing     atomic.Int64  // accepted and not delivered yet (see arrived)
+}
+
+// arrived tracks, per stream, which messages were accepted and which were
+// delivered, both readers writing under one lock, so that the drain waits
+// exactly for the accepted messages still missing. Counting totals alone
+// (delivered >= accepted) ends it early when a message whose reply was
+// lost with its connection arrives in place of an accepted one.
+type arrived struct {
+	mu         sync.Mutex
+	acked, got bitset
+}
+
+// ack records that the server accepted seq.
+func (a *arrived) ack(seq uint64, missing *atomic.Int64) {
+	a.mu.Lock()
+	if !a.got.has(seq) && !a.acked.add(seq) {
+		missing.Add(1)
+	}
+	a.mu.Unlock()
+}
+
+// deliver records the first delivery of seq.
+func (a *arrived) deliver(seq uint64, missing *atomic.Int64) {
+	a.mu.Lock()
+	if !a.got.add(seq) && a.acked.has(seq) {
+		missing.Add(-1)
+	}
+	a.mu.Unlock()
 }
 
 type pending struct {
@@ -48,8 +77,9 @@ type chatUser struct {
 	ws   *websocket.Conn // guarded by mu once the load starts (--reconnect swaps it)
 	peer *chatUser
 
-	out outStream // to peer: writer (sent) and reader (acked, failed)
-	in  inStream  // from peer: reader only
+	out   outStream // to peer: writer (sent) and reader (acked, failed)
+	in    inStream  // from peer: reader only
+	track arrived   // of out: u's reader (acks) and the peer's (deliveries)
 
 	// writer only
 	reqID     uint64
@@ -147,7 +177,7 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 	phase.Store("drain")
 	drainStart := r.now()
 	tick := time.NewTicker(5 * time.Millisecond)
-	for cc.outstanding.Load() > 0 || cc.receipts.Load() > 0 || cc.unique.Load() < cc.accepted.Load() {
+	for cc.outstanding.Load() > 0 || cc.receipts.Load() > 0 || cc.missing.Load() > 0 {
 		if r.now()-drainStart > cfg.Drain || ctx.Err() != nil {
 			r.fail("drain_timeout")
 			break
@@ -523,6 +553,9 @@ func (u *chatUser) reply(req *wire.Request) {
 		u.r.fail("reply_out_of_order")
 	}
 	u.r.settle(req, p, &u.out, &u.cc.accepted)
+	if res, _ := wire.String(req.Get("result")); res == "ok" {
+		u.track.ack(p.seq, &u.cc.missing)
+	}
 	u.window <- struct{}{}
 	u.cc.outstanding.Add(-1)
 }
@@ -551,6 +584,7 @@ func (u *chatUser) message(req *wire.Request, typ string) {
 	if !u.in.receive(seq) {
 		return
 	}
+	u.peer.track.deliver(seq, &u.cc.missing)
 	if typ == "chat" {
 		u.cc.chats.Add(1)
 		u.chatsIn++
