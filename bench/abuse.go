@@ -59,6 +59,9 @@ type AbuseConfig struct {
 	// per second; 0: as fast as the answers come. Floods always write as
 	// fast as they can.
 	Rate float64
+	// Rates overrides Rate for some kinds ("kind=clients@rate"); a flood
+	// is paced only by its own entry here.
+	Rates map[string]float64
 	// Ramp is how long the attackers run before the legitimate load of the
 	// attack phase starts.
 	Ramp time.Duration
@@ -90,10 +93,12 @@ func DefaultAttacks() map[string]int {
 	return m
 }
 
-// ParseAttacks reads "kind[=clients],..." ("all" for every kind with its
-// default, "none" for none).
-func ParseAttacks(list []string) (map[string]int, error) {
+// ParseAttacks reads "kind[=clients[@rate]],..." ("all" for every kind
+// with its default, "none" for none): the clients of each kind and, where
+// given, each client's operations per second.
+func ParseAttacks(list []string) (map[string]int, map[string]float64, error) {
 	out := map[string]int{}
+	rates := map[string]float64{}
 	for _, item := range list {
 		name, n, hasN := strings.Cut(strings.TrimSpace(item), "=")
 		switch name {
@@ -109,14 +114,22 @@ func ParseAttacks(list []string) (map[string]int, error) {
 		}
 		def, ok := DefaultAttacks()[name]
 		if !ok {
-			return nil, fmt.Errorf("unknown attack %q (want %s)", name, strings.Join(attackNames(), ", "))
+			return nil, nil, fmt.Errorf("unknown attack %q (want %s)", name, strings.Join(attackNames(), ", "))
 		}
 		if hasN {
+			n, r, hasR := strings.Cut(n, "@")
 			v, err := strconv.Atoi(n)
 			if err != nil || v < 0 || v > MaxAttackClients {
-				return nil, fmt.Errorf("attack %s: clients must be in 0..%d", name, MaxAttackClients)
+				return nil, nil, fmt.Errorf("attack %s: clients must be in 0..%d", name, MaxAttackClients)
 			}
 			def = v
+			if hasR {
+				f, err := strconv.ParseFloat(r, 64)
+				if err != nil || f < 0 || f > 1e6 {
+					return nil, nil, fmt.Errorf("attack %s: rate must be in 0..1e6 per second", name)
+				}
+				rates[name] = f
+			}
 		}
 		if def > 0 {
 			out[name] = def
@@ -124,7 +137,7 @@ func ParseAttacks(list []string) (map[string]int, error) {
 			delete(out, name)
 		}
 	}
-	return out, nil
+	return out, rates, nil
 }
 
 func attackNames() []string {
@@ -139,6 +152,11 @@ func (a *AbuseConfig) validate(c *Config) error {
 	for k, n := range a.Attacks {
 		if _, ok := DefaultAttacks()[k]; !ok || n < 0 || n > MaxAttackClients {
 			return fmt.Errorf("attack %s=%d: unknown kind or clients outside 0..%d", k, n, MaxAttackClients)
+		}
+	}
+	for k, r := range a.Rates {
+		if _, ok := DefaultAttacks()[k]; !ok || r < 0 {
+			return fmt.Errorf("attack %s@%v: unknown kind or negative rate", k, r)
 		}
 	}
 	if a.HTTPURL == "" && len(c.URLs) > 0 {
@@ -188,12 +206,13 @@ type AbuseReport struct {
 	// P99Ratio is the attacked phase's end-to-end p99 over the baseline's.
 	P99Ratio float64 `json:"p99_ratio,omitempty"`
 	// LegitLost is the legitimate messages lost in both phases together.
-	LegitLost   uint64          `json:"legit_lost"`
-	SeededPosts int             `json:"seeded_posts"`
-	SeedTook    float64         `json:"seed_s,omitempty"`
-	AttackTook  float64         `json:"attack_s"`
-	Attacks     []*AttackReport `json:"attacks"`
-	Memory      []MemoryGrowth  `json:"memory"`
+	LegitLost   uint64            `json:"legit_lost"`
+	SeededPosts int               `json:"seeded_posts"`
+	SeedErrors  map[string]uint64 `json:"seed_errors,omitempty"`
+	SeedTook    float64           `json:"seed_s,omitempty"`
+	AttackTook  float64           `json:"attack_s"`
+	Attacks     []*AttackReport   `json:"attacks"`
+	Memory      []MemoryGrowth    `json:"memory"`
 }
 
 // PhaseReport is one phase of legitimate chat.
@@ -304,6 +323,9 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 		t0 := time.Now()
 		out.SeededPosts = seedPosts(ctx, r, ab.StoredPosts, ab.PostsPerAccount)
 		out.SeedTook = time.Since(t0).Seconds()
+		if e := r.errorCounts(); len(e) > 0 {
+			out.SeedErrors = e
+		}
 	}
 
 	chatCfg := cfg
@@ -395,6 +417,13 @@ func (a *AbuseReport) writeText(p func(string, ...any)) {
 	p("  under attack: the same legitimate chat without, then with, the attackers\n")
 	if a.SeededPosts > 0 {
 		p("    stored posts   %d published before the run in %.1fs\n", a.SeededPosts, a.SeedTook)
+	}
+	if len(a.SeedErrors) > 0 {
+		p("    seeding errors")
+		for _, k := range sortedKeys(a.SeedErrors) {
+			p(" %s %d", k, a.SeedErrors[k])
+		}
+		p("\n")
 	}
 	phase := func(name string, ph *PhaseReport) {
 		if ph == nil || ph.Messages == nil {

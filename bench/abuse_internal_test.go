@@ -143,20 +143,24 @@ func TestAttackStatsCountsRepliesAndCloses(t *testing.T) {
 
 func TestParseAttacks(t *testing.T) {
 	tests := []struct {
-		in   []string
-		want map[string]int
-		ok   bool
+		in    []string
+		want  map[string]int
+		ok    bool
+		rates map[string]float64
 	}{
-		{[]string{"all"}, DefaultAttacks(), true},
-		{[]string{"flood", "scan=7"}, map[string]int{"flood": 1, "scan": 7}, true},
-		{[]string{"all", "upload=0"}, func() map[string]int { m := DefaultAttacks(); delete(m, "upload"); return m }(), true},
-		{[]string{"none"}, map[string]int{}, true},
-		{[]string{"nuke"}, nil, false},
-		{[]string{"flood=-1"}, nil, false},
-		{[]string{"flood=x"}, nil, false},
+		{[]string{"flood=1@5000", "scan=3@2.5", "register"}, map[string]int{"flood": 1, "scan": 3, "register": 4}, true, map[string]float64{"flood": 5000, "scan": 2.5}},
+		{[]string{"flood=1@x"}, nil, false, nil},
+		{[]string{"flood=1@-1"}, nil, false, nil},
+		{[]string{"all"}, DefaultAttacks(), true, nil},
+		{[]string{"flood", "scan=7"}, map[string]int{"flood": 1, "scan": 7}, true, nil},
+		{[]string{"all", "upload=0"}, func() map[string]int { m := DefaultAttacks(); delete(m, "upload"); return m }(), true, nil},
+		{[]string{"none"}, map[string]int{}, true, nil},
+		{[]string{"nuke"}, nil, false, nil},
+		{[]string{"flood=-1"}, nil, false, nil},
+		{[]string{"flood=x"}, nil, false, nil},
 	}
 	for _, tt := range tests {
-		got, err := ParseAttacks(tt.in)
+		got, rates, err := ParseAttacks(tt.in)
 		if tt.want == nil {
 			if err == nil {
 				t.Errorf("%v: accepted", tt.in)
@@ -169,6 +173,9 @@ func TestParseAttacks(t *testing.T) {
 		}
 		if tt.ok && fmt.Sprint(got) != fmt.Sprint(tt.want) {
 			t.Errorf("%v = %v, want %v", tt.in, got, tt.want)
+		}
+		if tt.rates != nil && fmt.Sprint(rates) != fmt.Sprint(tt.rates) {
+			t.Errorf("%v: rates %v, want %v", tt.in, rates, tt.rates)
 		}
 	}
 }

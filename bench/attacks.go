@@ -38,16 +38,28 @@ func (a *attacker) addr() net.Addr { return a.pool.tcp(int(a.next.Add(1))) }
 
 func (a *attacker) url(i int) string { return a.cfg.URLs[i%len(a.cfg.URLs)] }
 
-// pace waits until the next operation is due under Rate (none: at once);
-// false when ctx ended.
+// rate is the kind's operations per second per client (0: unpaced).
+func (a *attacker) rate() float64 {
+	if r, ok := a.cfg.Abuse.Rates[a.st.kind]; ok {
+		return r
+	}
+	if a.st.kind == AttackFlood || a.st.kind == AttackFields {
+		return 0 // a flood writes as fast as it can unless given its own rate
+	}
+	return a.cfg.Abuse.Rate
+}
+
+// pace waits until the next operation is due under the kind's rate (none:
+// at once); false when ctx ended.
 func (a *attacker) pace(ctx context.Context, next *time.Time) bool {
 	if ctx.Err() != nil {
 		return false
 	}
-	if a.cfg.Abuse.Rate <= 0 {
+	rate := a.rate()
+	if rate <= 0 {
 		return true
 	}
-	*next = next.Add(time.Duration(float64(time.Second) / a.cfg.Abuse.Rate))
+	*next = next.Add(time.Duration(float64(time.Second) / rate))
 	if d := time.Until(*next); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -179,7 +191,8 @@ func (a *attacker) flood(ctx context.Context, c int) {
 				a.st.reply(req)
 			})
 		}()
-		for ops := 0; ops < maxAttackOps; ops++ {
+		next := time.Now()
+		for ops := 0; ops < maxAttackOps && a.pace(ctx, &next); ops++ {
 			if err := s.ws.Write(ctx, websocket.MessageText, frame); err != nil {
 				break
 			}

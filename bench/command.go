@@ -54,7 +54,7 @@ limits are what you measure.`,
 			&cli.BoolFlag{Name: "reconnect", EnvVars: env("RECONNECT"), Usage: "chat: log in again (next node first, with back-off) when a connection ends, drop messages that come again by msg_id, and count exactly across restarts"},
 			&cli.IntFlag{Name: "publishers", Value: d.Publishers, EnvVars: env("PUBLISHERS"), Usage: "fanout: publishing users"},
 			&cli.Float64Flag{Name: "post-rate", Value: d.PostRate, EnvVars: env("POST_RATE"), Usage: "fanout: posts per second per publisher (0: as fast as --window allows)"},
-			&cli.StringSliceFlag{Name: "attacks", Value: cli.NewStringSlice("all"), EnvVars: env("ATTACKS"), Usage: "abuse: kind[=clients],... of flood, fields, subscribe, register, publish, upload, scan; all; none"},
+			&cli.StringSliceFlag{Name: "attacks", Value: cli.NewStringSlice("all"), EnvVars: env("ATTACKS"), Usage: "abuse: kind[=clients[@rate]],... of flood, fields, subscribe, register, publish, upload, scan; all; none (rate: operations per second per client, overriding --attack-rate)"},
 			&cli.Float64Flag{Name: "attack-rate", Value: d.Abuse.Rate, EnvVars: env("ATTACK_RATE"), Usage: "abuse: requests per second per hostile client (0: as fast as answers come; floods always write as fast as they can)"},
 			&cli.DurationFlag{Name: "attack-ramp", Value: d.Abuse.Ramp, EnvVars: env("ATTACK_RAMP"), Usage: "abuse: how long the attackers run before the attacked phase's chat starts"},
 			&cli.IntFlag{Name: "stored-posts", Value: d.Abuse.StoredPosts, EnvVars: env("STORED_POSTS"), Usage: "abuse: posts published before the run for subscribe storms and scans (0: use the store as it is)"},
@@ -92,11 +92,11 @@ limits are what you measure.`,
 			cfg.Publishers = c.Int("publishers")
 			cfg.PostRate = c.Float64("post-rate")
 			cfg.Concurrency = c.Int("concurrency")
-			attacks, err := ParseAttacks(splitList(c.StringSlice("attacks")))
+			attacks, rates, err := ParseAttacks(splitList(c.StringSlice("attacks")))
 			if err != nil {
 				return err
 			}
-			cfg.Abuse.Attacks = attacks
+			cfg.Abuse.Attacks, cfg.Abuse.Rates = attacks, rates
 			cfg.Abuse.Rate = c.Float64("attack-rate")
 			cfg.Abuse.Ramp = c.Duration("attack-ramp")
 			cfg.Abuse.StoredPosts = c.Int("stored-posts")
