@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -213,6 +214,9 @@ type AbuseReport struct {
 	AttackTook  float64           `json:"attack_s"`
 	Attacks     []*AttackReport   `json:"attacks"`
 	Memory      []MemoryGrowth    `json:"memory"`
+	// CPU is each --server-pid's CPU use in the two chat phases (the
+	// attacked one from the attackers' start).
+	CPU []ServerCPU `json:"server_cpu,omitempty"`
 }
 
 // PhaseReport is one phase of legitimate chat.
@@ -237,6 +241,61 @@ type MemoryGrowth struct {
 	AfterAttack  float64 `json:"after_attack_bytes"`
 	AttackGrowth float64 `json:"attack_growth_bytes"`
 	Error        string  `json:"error,omitempty"`
+}
+
+// ServerCPU is a server process's CPU use (cores: CPU seconds per second)
+// in each phase, from /proc/<pid>/stat.
+type ServerCPU struct {
+	PID      int     `json:"pid"`
+	Baseline float64 `json:"baseline_cores"`
+	Attacked float64 `json:"attacked_cores"`
+}
+
+// procCPU is a process's user+system CPU seconds (-1 when unreadable).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// Fields after the command name, which may hold spaces, in ( ).
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b)[i+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	u, err1 := strconv.ParseFloat(f[11], 64)
+	k, err2 := strconv.ParseFloat(f[12], 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return (u + k) / 100 // USER_HZ is 100 on Linux
+}
+
+type cpuMark struct {
+	at  time.Time
+	cpu []float64
+}
+
+func markCPU(pids []int) cpuMark {
+	m := cpuMark{at: time.Now()}
+	for _, p := range pids {
+		m.cpu = append(m.cpu, procCPU(p))
+	}
+	return m
+}
+
+func serverCPU(pids []int, b0, b1, a0, a1 cpuMark) []ServerCPU {
+	var out []ServerCPU
+	rate := func(i int, x, y cpuMark) float64 {
+		if x.cpu[i] < 0 || y.cpu[i] < 0 || !y.at.After(x.at) {
+			return -1
+		}
+		return (y.cpu[i] - x.cpu[i]) / y.at.Sub(x.at).Seconds()
+	}
+	for i, p := range pids {
+		out = append(out, ServerCPU{PID: p, Baseline: rate(i, b0, b1), Attacked: rate(i, a0, a1)})
+	}
+	return out
 }
 
 // memorySnapshot reads every configured memory figure: each server's
@@ -332,12 +391,14 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 	chatCfg.Scenario = Chat
 	chatCfg.Progress = cfg.Progress
 	status("baseline: legitimate chat without attackers")
+	cpuB0 := markCPU(cfg.ServerPIDs)
 	rb := newRun(chatCfg)
 	rb.src = newAddrPool(blockBaseline, cfg.Users)
 	base, baseUp, err := withProbe(ctx, cfg, func() (*Report, error) { return runChat(ctx, rb) })
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
+	cpuB1 := markCPU(cfg.ServerPIDs)
 	memBefore := memorySnapshot(ctx, cfg)
 
 	status("attack phase: attackers start")
@@ -345,6 +406,7 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 	var wg sync.WaitGroup
 	var stats []*attackStats
 	attackStart := time.Now()
+	cpuA0 := markCPU(cfg.ServerPIDs)
 	for i, k := range attackKinds {
 		n := ab.Attacks[k.kind]
 		if n <= 0 {
@@ -371,6 +433,7 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 	ra := newRun(chatCfg)
 	ra.src = newAddrPool(blockAttacked, cfg.Users)
 	att, attUp, err := withProbe(ctx, cfg, func() (*Report, error) { return runChat(ctx, ra) })
+	cpuA1 := markCPU(cfg.ServerPIDs)
 	stopAttack()
 	wg.Wait()
 	attackTook := time.Since(attackStart)
@@ -390,6 +453,7 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 		out.Attacks = append(out.Attacks, s.report(attackTook))
 	}
 	out.Memory = memoryGrowth(memStart, memBefore, memAfter)
+	out.CPU = serverCPU(cfg.ServerPIDs, cpuB0, cpuB1, cpuA0, cpuA1)
 
 	// The top-level figures are the attacked phase's, so that tools that
 	// read a chat report read this one too.
@@ -481,6 +545,9 @@ func (a *AbuseReport) writeText(p func(string, ...any)) {
 		if l := k.Latency; l != nil {
 			p("    %-14s reply p50 %.3f  p99 %.3f ms\n", "", l.P50, l.P99)
 		}
+	}
+	for _, c := range a.CPU {
+		p("    server CPU     pid %d: %.2f cores in the baseline, %.2f under attack\n", c.PID, c.Baseline, c.Attacked)
 	}
 	for _, m := range a.Memory {
 		if m.Error != "" {

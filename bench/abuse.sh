@@ -85,6 +85,13 @@ for k in a["attacks"]:
     print(f"{k['kind']:9} {k['clients']} clients {k['ops']} ops ({k['ops_per_s']:.0f}/s) sent {k['sent_mb']:.1f} MB"
           f" recv {k['received_mb']:.1f} MB  results {k['results']}  closes {k.get('closes', {})}"
           + (f"  time to close p50 {ttc['p50']:.0f} ms max {ttc['max']:.0f} ms" if ttc else ""))
+for c in a.get("server_cpu", []):
+    print(f"server CPU pid {c['pid']}: {c['baseline_cores']:.2f} cores in the baseline, {c['attacked_cores']:.2f} under attack")
+for p_ in ("baseline", "attacked"):
+    u = a[p_].get("legit_uploads")
+    if u:
+        l = u.get("reply_latency_ms") or {}
+        print(f"legit uploads ({p_}): {u['results']}  p50 {l.get('p50', 0):.1f} ms max {l.get('max', 0):.1f} ms")
 for m in a["memory"]:
     print(f"memory {m['source']}: {m['start_bytes']/2**20:.1f} -> {m['before_attack_bytes']/2**20:.1f}"
           f" -> {m['after_attack_bytes']/2**20:.1f} MiB ({m['attack_growth_bytes']/2**20:+.1f} under attack)")

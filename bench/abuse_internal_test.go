@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,19 @@ func TestRedisUsedMemory(t *testing.T) {
 		if _, err := readBulk(bufio.NewReader(strings.NewReader(bad))); err == nil {
 			t.Errorf("readBulk(%q) accepted", bad)
 		}
+	}
+}
+
+func TestProcCPU(t *testing.T) {
+	// Burn a little CPU so the figure is above zero at 10 ms resolution.
+	x := 0
+	for t0 := time.Now(); time.Since(t0) < 30*time.Millisecond; {
+		x++
+	}
+	if v := procCPU(os.Getpid()); v <= 0 || x == 0 {
+		t.Fatalf("procCPU = %v", v)
+	}
+	if v := procCPU(-1); v != -1 {
+		t.Fatalf("procCPU(-1) = %v", v)
 	}
 }

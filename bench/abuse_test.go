@@ -89,6 +89,9 @@ func TestAbuseScenario(t *testing.T) {
 	if m, ok := mem["redis "+redis.Addr+" used_memory"]; !ok || m.Error != "" || m.Start <= 0 || m.AfterAttack <= m.Start {
 		t.Errorf("redis memory %+v (all: %+v)", m, ab.Memory)
 	}
+	if len(ab.CPU) != 1 || ab.CPU[0].Baseline <= 0 || ab.CPU[0].Attacked <= 0 {
+		t.Errorf("server CPU %+v", ab.CPU)
+	}
 	if len(ab.Memory) != 2 {
 		t.Errorf("memory %+v: want the node's RSS and Redis", ab.Memory)
 	}
