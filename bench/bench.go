@@ -15,7 +15,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	// A hard ceiling over every phase, so the bench stops by itself
 	// whatever the server does.
-	ctx, cancel := context.WithTimeout(ctx, cfg.Duration+cfg.Drain+3*time.Minute)
+	ceiling := cfg.Duration + cfg.Drain + 3*time.Minute
+	if cfg.Scenario == Abuse {
+		// Two chat phases, the attackers' ramp and the seeding.
+		ceiling = 2*ceiling + cfg.Abuse.Ramp + 5*time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, ceiling)
 	defer cancel()
 	r := newRun(cfg)
 	cpu0 := ownCPU()
@@ -33,6 +38,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep, err = runConnect(ctx, r)
 	case Idle:
 		rep, err = runIdle(ctx, r)
+	case Abuse:
+		rep, err = runAbuse(ctx, r)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", cfg.Scenario)
 	}
@@ -45,7 +52,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if rep.StallMs > 500 {
 		rep.Notes = append(rep.Notes, fmt.Sprintf("the bench was not scheduled for up to %.1f s: the machine was overloaded, and the figures are those of a starved run", rep.StallMs/1000))
 	}
-	if rep.Server == nil && len(cfg.Metrics)+len(cfg.ServerPIDs) > 0 {
+	if rep.Server == nil && rep.Abuse == nil && len(cfg.Metrics)+len(cfg.ServerPIDs) > 0 {
 		// Scenarios other than idle report the server's figures after the
 		// load, without a per-connection split.
 		rep.Server = serverFigures(sampleServers(ctx, cfg, nil, true), 0)

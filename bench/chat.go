@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,36 @@ type chatCounters struct {
 	chats       atomic.Uint64 // chat messages delivered (first time)
 	acks        atomic.Uint64 // receipts delivered (first time)
 	presence    atomic.Uint64
+	redelivered atomic.Uint64 // --reconnect: dropped by msg_id, as an app drops them
+	missing     atomic.Int64  // accepted and not delivered yet (see arrived)
+}
+
+// arrived tracks, per stream, which messages were accepted and which were
+// delivered, both readers writing under one lock, so that the drain waits
+// exactly for the accepted messages still missing. Counting totals alone
+// (delivered >= accepted) ends it early when a message whose reply was
+// lost with its connection arrives in place of an accepted one.
+type arrived struct {
+	mu         sync.Mutex
+	acked, got bitset
+}
+
+// ack records that the server accepted seq.
+func (a *arrived) ack(seq uint64, missing *atomic.Int64) {
+	a.mu.Lock()
+	if !a.got.has(seq) && !a.acked.add(seq) {
+		missing.Add(1)
+	}
+	a.mu.Unlock()
+}
+
+// deliver records the first delivery of seq.
+func (a *arrived) deliver(seq uint64, missing *atomic.Int64) {
+	a.mu.Lock()
+	if !a.got.add(seq) && a.acked.has(seq) {
+		missing.Add(-1)
+	}
+	a.mu.Unlock()
 }
 
 type pending struct {
@@ -43,11 +74,12 @@ type chatUser struct {
 	cc   *chatCounters
 	idx  int
 	acct account
-	ws   *websocket.Conn
+	ws   *websocket.Conn // guarded by mu once the load starts (--reconnect swaps it)
 	peer *chatUser
 
-	out outStream // to peer: writer (sent) and reader (acked, failed)
-	in  inStream  // from peer: reader only
+	out   outStream // to peer: writer (sent) and reader (acked, failed)
+	in    inStream  // from peer: reader only
+	track arrived   // of out: u's reader (acks) and the peer's (deliveries)
 
 	// writer only
 	reqID     uint64
@@ -63,7 +95,8 @@ type chatUser struct {
 	receipts []string  // receipt types to send
 	notify   chan struct{}
 	window   chan struct{}
-	dead     bool // the reader ended: nothing more is sent
+	dead     bool          // the reader ended: nothing more is sent
+	down     chan struct{} // --reconnect: closed once logged in again; nil while up
 }
 
 func runChat(ctx context.Context, r *run) (*Report, error) {
@@ -81,7 +114,7 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 	// app's first session does.
 	setupStart := r.now()
 	parallel(ctx, n, cfg.Concurrency, func(i int) {
-		ws, acct, err := register(ctx, cfg.URLs[i%len(cfg.URLs)])
+		ws, acct, err := registerFrom(ctx, cfg.URLs[i%len(cfg.URLs)], r.localAddr(i))
 		if err != nil {
 			r.fail("register_" + reasonOf(err))
 			return
@@ -144,7 +177,7 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 	phase.Store("drain")
 	drainStart := r.now()
 	tick := time.NewTicker(5 * time.Millisecond)
-	for cc.outstanding.Load() > 0 || cc.receipts.Load() > 0 || cc.unique.Load() < cc.accepted.Load() {
+	for cc.outstanding.Load() > 0 || cc.receipts.Load() > 0 || cc.missing.Load() > 0 {
 		if r.now()-drainStart > cfg.Drain || ctx.Err() != nil {
 			r.fail("drain_timeout")
 			break
@@ -159,7 +192,11 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 	writers.Wait()
 	conns := make([]*websocket.Conn, len(active))
 	for i, u := range active {
+		// Under the lock: a reconnect that installs a connection after
+		// closing was set closes it itself.
+		u.mu.Lock()
 		conns[i] = u.ws
+		u.mu.Unlock()
 	}
 	closeAll(conns)
 	stopReaders()
@@ -170,6 +207,7 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 	for _, u := range active {
 		t.add(&u.out, &u.peer.in, true)
 	}
+	t.Redelivered = cc.redelivered.Load()
 	rep := r.report()
 	rep.Connections = len(active)
 	rep.Setup = rateOf(len(active)+len(idle), setupTook)
@@ -178,6 +216,10 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 	rep.Messages = &t
 	rep.DeliveredPerSec = float64(r.inWindow.Load()) / window.Seconds()
 	rep.ByType = map[string]uint64{"chat": cc.chats.Load(), "receipts": cc.acks.Load(), "presence": cc.presence.Load()}
+	if cfg.Reconnect {
+		rep.Reconnects = r.reconnectCounts()
+		rep.Notes = append(rep.Notes, "--reconnect: lost counts acknowledged messages never received after the drain, across reconnects; redelivered counts messages dropped by msg_id")
+	}
 	return rep, nil
 }
 
@@ -324,10 +366,22 @@ func (u *chatUser) sendMessage(ctx context.Context, typ, body string) bool {
 }
 
 // send writes f; a message (p.id != 0) first joins the pending queue so
-// that its reply, which may come at once, finds it.
+// that its reply, which may come at once, finds it. With --reconnect it
+// waits while the reader logs in again, and a failed write is left to the
+// reader, which sees the same connection end.
 func (u *chatUser) send(ctx context.Context, f []byte, p pending) bool {
 	u.frame = f
 	u.mu.Lock()
+	for u.down != nil && !u.dead {
+		ch := u.down
+		u.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-ch:
+		}
+		u.mu.Lock()
+	}
 	if u.dead {
 		u.mu.Unlock()
 		return false
@@ -336,14 +390,19 @@ func (u *chatUser) send(ctx context.Context, f []byte, p pending) bool {
 		u.cc.outstanding.Add(1)
 		u.pending = append(u.pending, p)
 	}
+	ws := u.ws
 	u.mu.Unlock()
 	wctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	err := u.ws.Write(wctx, websocket.MessageText, f)
+	err := ws.Write(wctx, websocket.MessageText, f)
 	cancel()
 	if err != nil {
-		if ctx.Err() == nil {
-			u.r.fail("write_" + reasonOf(err))
+		if ctx.Err() != nil {
+			return false
 		}
+		if u.r.cfg.Reconnect {
+			return true
+		}
+		u.r.fail("write_" + reasonOf(err))
 		return false
 	}
 	return true
@@ -356,16 +415,35 @@ func (u *chatUser) poke() {
 	}
 }
 
-// read handles everything the server sends to u until the connection ends.
+// read handles everything the server sends to u until the connection ends
+// (or, with --reconnect, until the run closes it).
 func (u *chatUser) read(ctx context.Context, closing *atomic.Bool) {
 	defer u.die()
 	for {
-		_, b, err := u.ws.Read(ctx)
-		if err != nil {
-			if !closing.Load() {
-				u.r.fail("connection_" + reasonOf(err))
-			}
+		u.mu.Lock()
+		ws := u.ws
+		u.mu.Unlock()
+		err := u.readConn(ctx, ws)
+		if closing.Load() {
 			return
+		}
+		if !u.r.cfg.Reconnect {
+			u.r.fail("connection_" + reasonOf(err))
+			return
+		}
+		u.r.reconnect(reasonOf(err))
+		u.connLost()
+		if !u.relogin(ctx, closing) {
+			return
+		}
+	}
+}
+
+func (u *chatUser) readConn(ctx context.Context, ws *websocket.Conn) error {
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			return err
 		}
 		req, err := wire.ParseRequest(b)
 		if err != nil {
@@ -388,12 +466,69 @@ func (u *chatUser) read(ctx context.Context, closing *atomic.Bool) {
 	}
 }
 
+// connLost gives up on the replies the lost connection owed: those
+// messages stay unconfirmed unless they are delivered later. Their window
+// slots come back, and the writer waits until relogin is done.
+func (u *chatUser) connLost() {
+	u.r.conns.Add(-1)
+	u.mu.Lock()
+	n := len(u.pending)
+	u.pending = nil
+	u.down = make(chan struct{})
+	u.mu.Unlock()
+	u.cc.outstanding.Add(-int64(n))
+	for range n {
+		u.window <- struct{}{}
+	}
+}
+
+// relogin logs in again as u, trying each node in turn with a capped,
+// jittered back-off, until it succeeds or the run ends.
+func (u *chatUser) relogin(ctx context.Context, closing *atomic.Bool) bool {
+	urls := u.r.cfg.URLs
+	backoff := 20 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		url := urls[(u.idx+attempt)%len(urls)]
+		c, err := loginFrom(ctx, url, u.acct, u.r.localAddr(u.idx))
+		if err == nil {
+			u.mu.Lock()
+			if closing.Load() {
+				u.mu.Unlock()
+				c.CloseNow()
+				return false
+			}
+			u.ws = c
+			close(u.down)
+			u.down = nil
+			u.mu.Unlock()
+			u.r.conns.Add(1)
+			return true
+		}
+		if ctx.Err() != nil || closing.Load() {
+			return false
+		}
+		u.r.reconnect("login_failed_" + reasonOf(err))
+		t := time.NewTimer(backoff/2 + time.Duration(rand.Int64N(int64(backoff))))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
 // die gives up on u's unanswered requests so the drain does not wait for
 // replies that cannot come; the final tally counts those messages as
 // unconfirmed (or lost, if the server had accepted them).
 func (u *chatUser) die() {
 	u.mu.Lock()
 	u.dead = true
+	if u.down != nil {
+		close(u.down)
+		u.down = nil
+	}
 	n := len(u.pending)
 	u.pending = nil
 	q := len(u.receipts)
@@ -418,6 +553,9 @@ func (u *chatUser) reply(req *wire.Request) {
 		u.r.fail("reply_out_of_order")
 	}
 	u.r.settle(req, p, &u.out, &u.cc.accepted)
+	if res, _ := wire.String(req.Get("result")); res == "ok" {
+		u.track.ack(p.seq, &u.cc.missing)
+	}
 	u.window <- struct{}{}
 	u.cc.outstanding.Add(-1)
 }
@@ -433,6 +571,12 @@ func (u *chatUser) message(req *wire.Request, typ string) {
 	if id, ok := wire.Int64(req.Get("msg_id")); !ok {
 		u.r.fail("message_without_msg_id")
 	} else if id <= u.lastMsgID {
+		if u.r.cfg.Reconnect {
+			// At-least-once across a reconnect: drop it by msg_id, as an
+			// app must (docs/protocol.md), and count it.
+			u.cc.redelivered.Add(1)
+			return
+		}
 		u.r.fail("msg_id_not_increasing")
 	} else {
 		u.lastMsgID = id
@@ -440,6 +584,7 @@ func (u *chatUser) message(req *wire.Request, typ string) {
 	if !u.in.receive(seq) {
 		return
 	}
+	u.peer.track.deliver(seq, &u.cc.missing)
 	if typ == "chat" {
 		u.cc.chats.Add(1)
 		u.chatsIn++

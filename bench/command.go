@@ -28,12 +28,17 @@ func Command() *cli.Command {
    connect  --users connections register, close, then log in again (a login storm)
    idle     --users logged-in connections stay idle for --duration; with --metrics or
             --server-pid the report gives the server memory per connection
+   abuse    the chat load alone (baseline), then again while hostile clients
+            (--attacks) flood, subscribe, register, publish, upload slowly and
+            scan; reports both phases, the p99 ratio, what each attacker got
+            and the growth of server (--server-pid, --metrics) and Redis
+            (--redis-addr) memory. Start the servers with their real limits.
 
 Only loopback addresses are accepted unless --allow-remote is given. Start the
 servers with --chat-rate 0 --presence-rate 0 --register-rate 0 --register-per-day 0,
 or the per-user and per-address limits are what you measure.`,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "scenario", Value: d.Scenario, EnvVars: env("SCENARIO"), Usage: "chat, fanout, connect or idle"},
+			&cli.StringFlag{Name: "scenario", Value: d.Scenario, EnvVars: env("SCENARIO"), Usage: "chat, fanout, connect, idle or abuse"},
 			&cli.StringSliceFlag{Name: "url", Value: cli.NewStringSlice(d.URLs...), EnvVars: env("URL"), Usage: "ws:// URL of a node (repeat, or comma-separate, for several); users are spread across them"},
 			&cli.IntFlag{Name: "users", Value: d.Users, EnvVars: env("USERS"), Usage: "chat: users (paired); fanout: subscribers; connect, idle: connections"},
 			&cli.DurationFlag{Name: "duration", Value: d.Duration, EnvVars: env("DURATION"), Usage: "length of the load phase (connect: bound on each storm; idle: how long to hold)"},
@@ -47,8 +52,19 @@ or the per-user and per-address limits are what you measure.`,
 			&cli.BoolFlag{Name: "no-receipts", EnvVars: env("NO_RECEIPTS"), Usage: "chat: send chat messages only, no receipts and no typing presence, so each delivery is exactly one message and its server_ack (overrides --receipts and --typing-every)"},
 			&cli.IntFlag{Name: "read-every", Value: d.ReadEvery, EnvVars: env("READ_EVERY"), Usage: "send app_ack_read after every Nth chat message received (0: never)"},
 			&cli.IntFlag{Name: "typing-every", Value: d.TypingEvery, EnvVars: env("TYPING_EVERY"), Usage: "send a 'writing' presence before every Nth chat message (0: never)"},
+			&cli.BoolFlag{Name: "reconnect", EnvVars: env("RECONNECT"), Usage: "chat: log in again (next node first, with back-off) when a connection ends, drop messages that come again by msg_id, and count exactly across restarts"},
 			&cli.IntFlag{Name: "publishers", Value: d.Publishers, EnvVars: env("PUBLISHERS"), Usage: "fanout: publishing users"},
 			&cli.Float64Flag{Name: "post-rate", Value: d.PostRate, EnvVars: env("POST_RATE"), Usage: "fanout: posts per second per publisher (0: as fast as --window allows)"},
+			&cli.StringSliceFlag{Name: "attacks", Value: cli.NewStringSlice("all"), EnvVars: env("ATTACKS"), Usage: "abuse: kind[=clients[@rate]],... of flood, fields, subscribe, register, publish, upload, scan; all; none (rate: operations per second per client, overriding --attack-rate)"},
+			&cli.Float64Flag{Name: "attack-rate", Value: d.Abuse.Rate, EnvVars: env("ATTACK_RATE"), Usage: "abuse: requests per second per hostile client (0: as fast as answers come; a flood is paced only by its own kind=clients@rate)"},
+			&cli.DurationFlag{Name: "attack-ramp", Value: d.Abuse.Ramp, EnvVars: env("ATTACK_RAMP"), Usage: "abuse: how long the attackers run before the attacked phase's chat starts"},
+			&cli.IntFlag{Name: "stored-posts", Value: d.Abuse.StoredPosts, EnvVars: env("STORED_POSTS"), Usage: "abuse: posts published before the run for subscribe storms and scans (0: use the store as it is)"},
+			&cli.IntFlag{Name: "posts-per-account", Value: d.Abuse.PostsPerAccount, EnvVars: env("POSTS_PER_ACCOUNT"), Usage: "abuse: posts each seeding account publishes (the server's quota)"},
+			&cli.IntFlag{Name: "source-addrs", Value: d.Abuse.SourceAddrs, EnvVars: env("SOURCE_ADDRS"), Usage: "abuse: loopback source addresses (in 127.0.0.0/8) each storm rotates over"},
+			&cli.StringFlag{Name: "http-url", EnvVars: env("HTTP_URL"), Usage: "abuse: http:// base of the node for /api/posts (default: the first --url's host)"},
+			&cli.StringFlag{Name: "img-url", EnvVars: env("IMG_URL"), Usage: "abuse: http:// base of the img node (default: --http-url, i.e. role all)"},
+			&cli.DurationFlag{Name: "trickle", Value: d.Abuse.Trickle, EnvVars: env("TRICKLE"), Usage: "abuse: time between the bytes of a slow upload"},
+			&cli.StringFlag{Name: "redis-addr", EnvVars: env("REDIS_ADDR"), Usage: "abuse: host:port of the Redis the nodes use, to report its used_memory"},
 			&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: env("CONCURRENCY"), Usage: "dials and logins in flight at once"},
 			&cli.StringSliceFlag{Name: "metrics", EnvVars: env("METRICS"), Usage: "Prometheus /metrics URL of a node, for its memory and connection figures (repeat per node)"},
 			&cli.IntSliceFlag{Name: "server-pid", EnvVars: env("SERVER_PID"), Usage: "PID of a server process on this machine, to read its VmRSS (repeat per node)"},
@@ -76,9 +92,24 @@ or the per-user and per-address limits are what you measure.`,
 			if c.Bool("no-receipts") {
 				cfg.Receipts, cfg.TypingEvery = false, 0
 			}
+			cfg.Reconnect = c.Bool("reconnect")
 			cfg.Publishers = c.Int("publishers")
 			cfg.PostRate = c.Float64("post-rate")
 			cfg.Concurrency = c.Int("concurrency")
+			attacks, rates, err := ParseAttacks(splitList(c.StringSlice("attacks")))
+			if err != nil {
+				return err
+			}
+			cfg.Abuse.Attacks, cfg.Abuse.Rates = attacks, rates
+			cfg.Abuse.Rate = c.Float64("attack-rate")
+			cfg.Abuse.Ramp = c.Duration("attack-ramp")
+			cfg.Abuse.StoredPosts = c.Int("stored-posts")
+			cfg.Abuse.PostsPerAccount = c.Int("posts-per-account")
+			cfg.Abuse.SourceAddrs = c.Int("source-addrs")
+			cfg.Abuse.HTTPURL = c.String("http-url")
+			cfg.Abuse.ImgURL = c.String("img-url")
+			cfg.Abuse.Trickle = c.Duration("trickle")
+			cfg.Abuse.RedisAddr = c.String("redis-addr")
 			cfg.Metrics = splitList(c.StringSlice("metrics"))
 			cfg.ServerPIDs = c.IntSlice("server-pid")
 			cfg.AllowRemote = c.Bool("allow-remote")

@@ -24,6 +24,7 @@ const (
 	Fanout  = "fanout"  // publishers post, every subscriber gets every post
 	Connect = "connect" // a registration storm, then a login storm
 	Idle    = "idle"    // N logged-in connections that only answer pings
+	Abuse   = "abuse"   // chat without, then with, hostile clients (abuse.go)
 )
 
 // Hard bounds, so that no flag combination makes an endless or unbounded run.
@@ -49,12 +50,19 @@ type Config struct {
 	Receipts    bool    // answer each chat message with app_ack_received
 	ReadEvery   int     // and every ReadEvery-th with app_ack_read (0: never)
 	TypingEvery int     // send a "writing" presence before every TypingEvery-th message (0: never)
+	// Reconnect: a chat user whose connection ends logs in again (same
+	// account, next node first, with back-off) and goes on; messages that
+	// come again are dropped by msg_id and counted as redelivered.
+	Reconnect bool
 
 	// fanout
 	Publishers int
 	PostRate   float64 // posts per second per publisher; 0: as fast as Window allows
 
 	Concurrency int // dials and logins in flight at once
+
+	// abuse: the hostile clients (abuse.go)
+	Abuse AbuseConfig
 
 	// Memory and connection figures of the server(s).
 	Metrics    []string // Prometheus text URLs (/metrics)
@@ -85,6 +93,8 @@ func DefaultConfig() Config {
 		PostRate:      100,
 		Concurrency:   64,
 		ProgressEvery: time.Second,
+		Abuse: AbuseConfig{Attacks: DefaultAttacks(), Ramp: 2 * time.Second, StoredPosts: 10000,
+			PostsPerAccount: 10, SourceAddrs: 1024, Trickle: time.Second},
 	}
 }
 
@@ -92,8 +102,12 @@ func DefaultConfig() Config {
 func (c *Config) Validate() error {
 	switch c.Scenario {
 	case Chat, Fanout, Connect, Idle:
+	case Abuse:
+		if err := c.Abuse.validate(c); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("unknown scenario %q (want chat, fanout, connect or idle)", c.Scenario)
+		return fmt.Errorf("unknown scenario %q (want chat, fanout, connect, idle or abuse)", c.Scenario)
 	}
 	if len(c.URLs) == 0 {
 		return errors.New("no --url given")
@@ -111,7 +125,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Users < 1 || c.Users > MaxUsers:
 		return fmt.Errorf("--users must be in 1..%d", MaxUsers)
-	case c.Scenario == Chat && c.Users < 2:
+	case (c.Scenario == Chat || c.Scenario == Abuse) && c.Users < 2:
 		return errors.New("chat needs at least 2 users")
 	case c.Duration <= 0 || c.Duration > MaxDuration:
 		return fmt.Errorf("--duration must be in (0, %v]", MaxDuration)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -22,10 +23,26 @@ var wsDialer = &http.Client{Transport: &http.Transport{
 }}
 
 func dial(ctx context.Context, u string) (*websocket.Conn, error) {
+	return dialFrom(ctx, u, nil)
+}
+
+// fromClient is an HTTP client whose connections leave from laddr (nil:
+// the kernel's choice), so that the server sees as many client addresses
+// as the bench has loopback addresses to give.
+func fromClient(laddr net.Addr) *http.Client {
+	if laddr == nil {
+		return wsDialer
+	}
+	d := &net.Dialer{LocalAddr: laddr, Timeout: dialTimeout}
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil, DialContext: d.DialContext}}
+}
+
+// dialFrom opens a WebSocket from the local address laddr (nil: any).
+func dialFrom(ctx context.Context, u string, laddr net.Addr) (*websocket.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
-		HTTPClient:      wsDialer,
+		HTTPClient:      fromClient(laddr),
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
@@ -94,7 +111,12 @@ type account struct {
 // register opens a connection and registers; the connection stays logged
 // in as the new user.
 func register(ctx context.Context, u string) (*websocket.Conn, account, error) {
-	c, err := dial(ctx, u)
+	return registerFrom(ctx, u, nil)
+}
+
+// registerFrom is register from the local address laddr.
+func registerFrom(ctx context.Context, u string, laddr net.Addr) (*websocket.Conn, account, error) {
+	c, err := dialFrom(ctx, u, laddr)
 	if err != nil {
 		return nil, account{}, err
 	}
@@ -122,7 +144,12 @@ func loginFrame(a account) []byte {
 
 // login opens a connection and logs in as a.
 func login(ctx context.Context, u string, a account) (*websocket.Conn, error) {
-	c, err := dial(ctx, u)
+	return loginFrom(ctx, u, a, nil)
+}
+
+// loginFrom is login from the local address laddr.
+func loginFrom(ctx context.Context, u string, a account, laddr net.Addr) (*websocket.Conn, error) {
+	c, err := dialFrom(ctx, u, laddr)
 	if err != nil {
 		return nil, err
 	}

@@ -31,6 +31,9 @@ type Report struct {
 	LoginLatency    *Latency          `json:"login_latency_ms,omitempty"` // dial to login_ack
 
 	Errors map[string]uint64 `json:"errors"`
+	// Reconnects (chat --reconnect): how each lost connection ended, and
+	// the logins that failed before one succeeded.
+	Reconnects map[string]uint64 `json:"reconnects,omitempty"`
 	// StallMs is the longest time a 100 ms ticker in the bench fired late:
 	// how starved of CPU this machine's processes were during the run.
 	StallMs float64 `json:"max_stall_ms"`
@@ -38,7 +41,10 @@ type Report struct {
 	// a shared machine it is CPU the servers did not get.
 	BenchCPU float64        `json:"bench_cpu_s"`
 	Server   *ServerFigures `json:"server,omitempty"`
-	Notes    []string       `json:"notes,omitempty"`
+	// Abuse is the abuse scenario's baseline, attackers and memory; the
+	// figures above are then those of the attacked phase.
+	Abuse *AbuseReport `json:"abuse,omitempty"`
+	Notes []string     `json:"notes,omitempty"`
 }
 
 // Rate is a count of operations over a time.
@@ -119,6 +125,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 	if t := rep.Messages; t != nil {
 		p("  messages      sent %d, accepted %d, refused %d, delivered %d\n", t.Sent, t.Accepted, t.Refused, t.Delivered)
 		p("  exactness     lost %d, duplicated %d, out of order %d, unconfirmed %d\n", t.Lost, t.Duplicates, t.OutOfOrder, t.Unconfirmed)
+		if t.Redelivered > 0 {
+			p("  redelivered   %d (after a reconnect; dropped by msg_id)\n", t.Redelivered)
+		}
 	}
 	if len(rep.ByType) > 0 {
 		p("  by type      ")
@@ -136,6 +145,13 @@ func (rep *Report) WriteText(w io.Writer) error {
 	lat("end to end", rep.Latency)
 	lat("reply", rep.AckLatency)
 	lat("login", rep.LoginLatency)
+	if len(rep.Reconnects) > 0 {
+		p("  reconnects   ")
+		for _, k := range sortedKeys(rep.Reconnects) {
+			p(" %s %d", k, rep.Reconnects[k])
+		}
+		p("\n")
+	}
 	if len(rep.Errors) == 0 {
 		p("  errors        none\n")
 	} else {
@@ -153,6 +169,9 @@ func (rep *Report) WriteText(w io.Writer) error {
 		if s.PerConnection > 0 {
 			p("  memory        %.0f bytes (%.2f KiB) per connection, from %s\n", s.PerConnection, s.PerConnection/1024, s.PerConnectionFrom)
 		}
+	}
+	if rep.Abuse != nil {
+		rep.Abuse.writeText(p)
 	}
 	for _, n := range rep.Notes {
 		p("  note          %s\n", n)

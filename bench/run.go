@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"github.com/occase/occase/wire"
+	"net"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,8 +29,11 @@ type run struct {
 	delivered atomic.Uint64
 	inWindow  atomic.Uint64 // deliveries read inside the measured window
 
-	errMu  sync.Mutex
-	errors map[string]uint64
+	errMu      sync.Mutex
+	errors     map[string]uint64
+	reconnects map[string]uint64 // --reconnect: why connections ended, and failed logins after
+
+	src *addrPool // source addresses of the users' connections; nil: the kernel's choice
 
 	stall atomic.Int64 // longest lateness of the watchdog tick, ns
 }
@@ -61,7 +65,26 @@ func (r *run) watchdog(ctx context.Context) {
 }
 
 func newRun(cfg Config) *run {
-	return &run{cfg: cfg, start: time.Now(), errors: map[string]uint64{}}
+	return &run{cfg: cfg, start: time.Now(), errors: map[string]uint64{}, reconnects: map[string]uint64{}}
+}
+
+// localAddr is the source address of user i's connections (nil: any).
+func (r *run) localAddr(i int) net.Addr { return r.src.tcp(i) }
+
+func (r *run) reconnect(reason string) {
+	r.errMu.Lock()
+	r.reconnects[reason]++
+	r.errMu.Unlock()
+}
+
+func (r *run) reconnectCounts() map[string]uint64 {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	out := make(map[string]uint64, len(r.reconnects))
+	for k, v := range r.reconnects {
+		out[k] = v
+	}
+	return out
 }
 
 // now is the offset from start: monotonic, so a clock step during a run

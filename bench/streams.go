@@ -62,6 +62,9 @@ type Tally struct {
 	Duplicates  uint64 `json:"duplicates"`   // delivered more than once
 	OutOfOrder  uint64 `json:"out_of_order"` // delivered after a later one of the same stream
 	Unconfirmed uint64 `json:"unconfirmed"`  // neither answered nor delivered by the end (connection lost)
+	// Redelivered counts, with --reconnect, messages that came again after
+	// a reconnect and were dropped by msg_id (not in Duplicates).
+	Redelivered uint64 `json:"redelivered,omitempty"`
 }
 
 // tally compares what the sender sent on a stream with what one recipient
