@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"syscall"
 )
 
 // coder/websocket flushes every message it writes, so each frame would be
@@ -30,10 +31,31 @@ type corkConn struct {
 	budget   *byteBudget
 	closing  chan struct{}
 	isClosed bool
+
+	// Parking (park.go), set before the first read and used by the one
+	// reading goroutine: rc reads without blocking (nil: cannot, as for
+	// TLS); canPark (nil: never) says whether the session may park now;
+	// early holds bytes the client sent with its handshake; frames follows
+	// the frame boundaries of everything read. shut is set by Close, and
+	// onClose (wake the parked reader) runs after it; parkOff, when the
+	// poller could not take the connection.
+	rc      syscall.RawConn
+	canPark func() bool
+	early   []byte
+	frames  frameTracker
+	shut    atomic.Bool
+	parkOff atomic.Bool
+	onClose func()
 }
 
 func newCorkConn(nc net.Conn) *corkConn {
-	return &corkConn{Conn: nc}
+	c := &corkConn{Conn: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil && parkable(rc) {
+			c.rc = rc
+		}
+	}
+	return c
 }
 
 // closed returns a channel that is closed once the connection is.
@@ -54,12 +76,38 @@ var errConnClosed = net.ErrClosed
 
 func (c *corkConn) Read(p []byte) (int, error) {
 	if c.budget == nil {
-		return c.Conn.Read(p)
+		return c.readSocket(p)
 	}
 	return c.budget.read(c, p)
 }
 
+// readSocket reads what the client sent: first the bytes that came with
+// the handshake, then the socket. Between frames, when the session may
+// park, it does not wait: an empty socket is errParked.
+func (c *corkConn) readSocket(p []byte) (n int, err error) {
+	switch {
+	case len(c.early) > 0:
+		n = copy(p, c.early)
+		if c.early = c.early[n:]; len(c.early) == 0 {
+			c.early = nil
+		}
+	case c.canPark != nil && c.frames.idle() && !c.shut.Load() && !c.parkOff.Load() && c.canPark():
+		var again bool
+		n, again, err = tryRead(c.rc, p)
+		if again {
+			return 0, errParked
+		}
+	default:
+		n, err = c.Conn.Read(p)
+	}
+	if n > 0 {
+		c.frames.feed(p[:n])
+	}
+	return n, err
+}
+
 func (c *corkConn) Close() error {
+	c.shut.Store(true)
 	c.mu.Lock()
 	if !c.isClosed {
 		c.isClosed = true
@@ -68,7 +116,11 @@ func (c *corkConn) Close() error {
 		}
 	}
 	c.mu.Unlock()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	if c.onClose != nil {
+		c.onClose()
+	}
+	return err
 }
 
 var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -140,19 +192,13 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.conn = newCorkConn(nc)
-	br := bufio.NewReaderSize(w.conn, connReadBuffer)
 	// Bytes the client sent right after its handshake may already be in
-	// net/http's buffer. The library keeps only what is buffered in the
-	// reader it gets (it re-points the reader at the connection), so they
-	// are moved into the new reader's buffer, not left behind in a
-	// MultiReader.
+	// net/http's buffer. The corkConn hands them out before it reads the
+	// socket, so they pass its frame tracker like all the others.
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), w.conn), max(connReadBuffer, n))
-		if _, err := br.Peek(n); err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
+		w.conn.early = bytes.Clone(early)
 	}
+	br := bufio.NewReaderSize(w.conn, connReadBuffer)
 	return w.conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.conn, connWriteBuffer)), nil
 }

@@ -77,6 +77,7 @@ type Server struct {
 	handlers sync.WaitGroup // WebSocket handlers still running
 	stopDog  chan struct{}  // ends the write watchdog
 	dogDone  chan struct{}
+	readPoll readPoller // parks idle connections (park.go)
 
 	m *metrics
 }
@@ -456,6 +457,7 @@ func (s *Server) Close() {
 	case <-time.After(s.cfg.DrainTimeout):
 		s.log.Warn("some connections did not finish within the drain timeout")
 	}
+	s.readPoll.close()
 	if s.postsStop != nil {
 		s.postsStop()
 		<-s.postsDone

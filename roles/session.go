@@ -67,6 +67,14 @@ type session struct {
 	// before it lets go of the user.
 	deliverMu sync.RWMutex
 
+	// Parking (park.go): parkSt is readerRunning or readerParked;
+	// pollTok names the session to the poller (0: never parked);
+	// frameTaken, the reader's own, says the frame budget was already
+	// charged for the frame a parked reader was waiting for.
+	parkSt     atomic.Int32
+	pollTok    uint64
+	frameTaken bool
+
 	releases     chan int64
 	lastActivity atomic.Int64
 	loginTimer   *time.Timer
@@ -95,6 +103,10 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 	ss.loginTimer.Stop()
 	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
 	ss.pingTimer.Stop()
+	if raw.rc != nil {
+		raw.canPark = func() bool { return ss.status() < statusLeaving }
+		raw.onClose = ss.wake
+	}
 	ss.touch()
 	return ss
 }
@@ -228,7 +240,8 @@ func (ss *session) mailbox() *chat.Mailbox {
 	return ss.mbox
 }
 
-// serve runs the reader loop until the connection ends.
+// serve starts the session's reader; it returns when the connection ends
+// or its reader parks (park.go).
 func (ss *session) serve() {
 	if !ss.setStatus(statusAnonymous) {
 		return // shut down before it started (the node is closing)
@@ -237,29 +250,55 @@ func (ss *session) serve() {
 	ss.conn.SetReadLimit(cfg.MaxFrame)
 	ss.loginTimer.Reset(cfg.LoginTimeout)
 	ss.pingTimer.Reset(cfg.IdleTimeout / 3)
-	code, reason := ss.readLoop()
-	ss.shutdown(code, reason)
+	// The session's own count of the node's handlers: a parked session
+	// has no goroutine, so the reader that ends the session releases it.
+	ss.srv.handlers.Add(1)
+	ss.run()
 }
 
-func (ss *session) readLoop() (websocket.StatusCode, string) {
+// run reads frames until the connection ends or the reader parks; the
+// poller runs it again when a parked connection has something to read.
+// Only one run is ever in progress for a session.
+func (ss *session) run() {
+	code, reason, parked := ss.readLoop()
+	if parked {
+		return
+	}
+	ss.shutdown(code, reason)
+	ss.srv.readPoll.forget(ss)
+	ss.srv.handlers.Done()
+}
+
+func (ss *session) readLoop() (code websocket.StatusCode, reason string, parked bool) {
 	for {
-		paused := ss.waitFrame()
+		paused := false
+		if !ss.frameTaken {
+			paused = ss.waitFrame()
+			ss.frameTaken = true
+		}
 		typ, frame, err := ss.conn.Read(ss.ctx)
 		// A frame that waited for either budget is one strike.
 		if ss.raw.budget.tookPause() || paused {
 			ss.strike()
 		}
+		if err != nil && errors.Is(err, errParked) {
+			if ss.park() {
+				return 0, "", true
+			}
+			continue
+		}
+		ss.frameTaken = false
 		if err != nil {
 			var ce websocket.CloseError
 			switch {
 			case errors.As(err, &ce):
-				return websocket.StatusNormalClosure, ""
+				return websocket.StatusNormalClosure, "", false
 			case errors.Is(err, context.Canceled):
-				return websocket.StatusNormalClosure, ""
+				return websocket.StatusNormalClosure, "", false
 			case errors.Is(err, websocket.ErrMessageTooBig):
-				return wire.CloseTooBig, "frame too large"
+				return wire.CloseTooBig, "frame too large", false
 			}
-			return websocket.StatusAbnormalClosure, ""
+			return websocket.StatusAbnormalClosure, "", false
 		}
 		ss.touch()
 		if ss.status() >= statusLeaving {
@@ -269,11 +308,12 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 			continue
 		}
 		if ss.overLimit() {
-			return ss.rateExceeded()
+			code, reason = ss.rateExceeded()
+			return code, reason, false
 		}
 		if typ != websocket.MessageText {
 			ss.reject(wire.Malformedf("binary frames are not accepted; send JSON text"))
-			return wire.CloseUnsupported, "text frames only"
+			return wire.CloseUnsupported, "text frames only", false
 		}
 		req, err := wire.ParseRequest(frame)
 		if err != nil {
@@ -281,16 +321,16 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 		}
 		if errors.Is(err, wire.ErrNotJSON) {
 			ss.reject(wire.Malformedf("the frame is not valid UTF-8 JSON"))
-			return wire.CloseInvalidPayload, "invalid JSON"
+			return wire.CloseInvalidPayload, "invalid JSON", false
 		}
 		if err != nil {
 			ss.reject(wire.AsError(err))
-			return wire.ClosePolicy, "bad request"
+			return wire.ClosePolicy, "bad request", false
 		}
 		start := time.Now()
 		code, reason, stop := ss.handle(req, start)
 		if stop {
-			return code, reason
+			return code, reason, false
 		}
 	}
 }
@@ -565,6 +605,8 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	if !ss.setStatus(statusLeaving) {
 		return
 	}
+	// A parked reader reads on, to meet the peer's close frame.
+	ss.wake()
 	ss.loginTimer.Stop()
 	ss.srv.untrack(ss)
 	// A request read before the session began leaving finishes first; no

@@ -1,0 +1,22 @@
+//go:build !linux
+
+package roles
+
+import (
+	"errors"
+	"syscall"
+)
+
+// readPoller parks nothing on this system: every connection keeps its
+// reader goroutine (park.go).
+type readPoller struct{ pollerGauge }
+
+func (p *readPoller) park(*session) error { return errors.New("no readiness poller on this system") }
+func (p *readPoller) forget(*session)     {}
+func (p *readPoller) close()              {}
+
+func parkable(syscall.RawConn) bool { return false }
+
+func tryRead(syscall.RawConn, []byte) (int, bool, error) {
+	return 0, false, errors.New("no readiness poller on this system")
+}
