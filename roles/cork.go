@@ -43,6 +43,11 @@ type corkConn struct {
 	canPark func() bool
 	early   []byte
 	frames  frameTracker
+	// rdata is what was read from the socket into rbuf (a pooled buffer)
+	// and not yet handed to the library; rbuf goes back to the pool once
+	// it is empty, so an idle connection holds no read buffer.
+	rbuf    *[]byte
+	rdata   []byte
 	shut    atomic.Bool
 	parkOff atomic.Bool
 	onClose func()
@@ -82,8 +87,7 @@ func (c *corkConn) Read(p []byte) (int, error) {
 }
 
 // readSocket reads what the client sent: first the bytes that came with
-// the handshake, then the socket. Between frames, when the session may
-// park, it does not wait: an empty socket is errParked.
+// the handshake, then what is left in the read buffer, then the socket.
 func (c *corkConn) readSocket(p []byte) (n int, err error) {
 	switch {
 	case len(c.early) > 0:
@@ -91,20 +95,56 @@ func (c *corkConn) readSocket(p []byte) (n int, err error) {
 		if c.early = c.early[n:]; len(c.early) == 0 {
 			c.early = nil
 		}
-	case c.canPark != nil && c.frames.idle() && !c.shut.Load() && !c.parkOff.Load() && c.canPark():
-		var again bool
-		n, again, err = tryRead(c.rc, p)
-		if again {
-			return 0, errParked
+	case len(c.rdata) > 0:
+		n = copy(p, c.rdata)
+		if c.rdata = c.rdata[n:]; len(c.rdata) == 0 {
+			c.putReadBuf()
 		}
+	case len(p) >= readBufDirect:
+		n, err = c.readRaw(p)
 	default:
-		n, err = c.Conn.Read(p)
+		// The library's reader asks for a few bytes at a time (frame
+		// headers); the socket is read in larger pieces into a pooled
+		// buffer.
+		c.rbuf = readBufs.Get().(*[]byte)
+		var m int
+		if m, err = c.readRaw(*c.rbuf); m > 0 {
+			n = copy(p, (*c.rbuf)[:m])
+			c.rdata = (*c.rbuf)[n:m]
+		}
+		if len(c.rdata) == 0 {
+			c.putReadBuf()
+		}
 	}
 	if n > 0 {
 		c.frames.feed(p[:n])
 	}
 	return n, err
 }
+
+// readRaw reads the socket. Between frames, when the session may park, it
+// does not wait: an empty socket is errParked.
+func (c *corkConn) readRaw(p []byte) (n int, err error) {
+	if c.canPark != nil && c.frames.idle() && !c.shut.Load() && !c.parkOff.Load() && c.canPark() {
+		n, again, err := tryRead(c.rc, p)
+		if again {
+			return 0, errParked
+		}
+		return n, err
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *corkConn) putReadBuf() {
+	readBufs.Put(c.rbuf)
+	c.rbuf, c.rdata = nil, nil
+}
+
+// readBufDirect: reads at least this large (frame payloads) go straight
+// to the socket.
+const readBufDirect = 512
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
 
 func (c *corkConn) Close() error {
 	c.shut.Store(true)
@@ -165,13 +205,15 @@ func (c *corkConn) uncork() error {
 	return err
 }
 
-// Buffer sizes for what the library reads and writes through: frames are
-// small, reads larger than the buffer go straight to the socket, and
-// whatever is written goes to the cork buffer; net/http's 4 KiB buffers
-// would be most of an idle connection's memory.
+// Buffer sizes for what the library reads and writes through, the
+// smallest bufio allows: they live as long as the connection. Reads are
+// buffered by the corkConn in a pooled buffer held only while it has
+// bytes for the library (so an idle connection holds none), and writes
+// go to the cork buffer or, larger than the buffer, straight through;
+// net/http's 4 KiB buffers would be most of an idle connection's memory.
 const (
-	connReadBuffer  = 1024
-	connWriteBuffer = 512
+	connReadBuffer  = 16
+	connWriteBuffer = 16
 )
 
 // corkWriter is the http.ResponseWriter given to websocket.Accept: its

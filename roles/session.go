@@ -276,7 +276,10 @@ func (ss *session) readLoop() (code websocket.StatusCode, reason string, parked 
 			paused = ss.waitFrame()
 			ss.frameTaken = true
 		}
-		typ, frame, err := ss.conn.Read(ss.ctx)
+		// No cancellable context: the library would hang a callback on it
+		// for every read (and its parent keeps the map that held it); a
+		// read ends when the socket closes, and shutdown closes it.
+		typ, frame, err := ss.conn.Read(context.Background())
 		// A frame that waited for either budget is one strike.
 		if ss.raw.budget.tookPause() || paused {
 			ss.strike()
