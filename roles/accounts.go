@@ -100,6 +100,9 @@ func (ss *session) login(req *wire.Request) error {
 	}
 	ss.gen.Store(gen)
 	ss.user = user
+	releases := make(chan int64, 8)
+	ss.releases.Store(&releases)
+	defer ss.releases.Store(nil)
 	prevs, err := srv.hub.Attach(ss.ctx, user, ss)
 	if err != nil {
 		return unavailable(err)
@@ -124,7 +127,7 @@ func (ss *session) login(req *wire.Request) error {
 	if cur > gen {
 		return &closeError{code: wire.CloseReplaced, reason: "replaced"}
 	}
-	ss.awaitReleases(others)
+	ss.awaitReleases(releases, others)
 	if !ss.becomeUser() {
 		return nil // a still newer login displaced this one while it waited
 	}
@@ -144,7 +147,7 @@ func (ss *session) login(req *wire.Request) error {
 
 // awaitReleases waits for n older sessions to let go, or for the displace
 // timeout (an older node that died cannot answer; what it held is in Redis).
-func (ss *session) awaitReleases(n int64) {
+func (ss *session) awaitReleases(releases <-chan int64, n int64) {
 	if n <= 0 {
 		return
 	}
@@ -152,7 +155,7 @@ func (ss *session) awaitReleases(n int64) {
 	defer t.Stop()
 	for ; n > 0; n-- {
 		select {
-		case <-ss.releases:
+		case <-releases:
 		case <-t.C:
 			ss.logger().Info("an older session did not let go in time; continuing", zap.String("user", ss.user), zap.Int64("missing", n))
 			return

@@ -26,8 +26,12 @@ type session struct {
 	remote string
 	out    *outbox
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx is what the session's requests run under: not cancellable,
+	// because every context derived from a cancellable one (a Redis
+	// call's timeout) leaves a map behind in its parent, hundreds of bytes
+	// per idle connection. Requests are bounded by their own timeouts,
+	// and shutdown waits for the one in flight.
+	ctx context.Context
 	// The node's write watchdog closes the socket when a write has been
 	// going on for longer than the write timeout (a peer that stopped
 	// reading): per batch, two atomic stores instead of a timer or a
@@ -75,16 +79,18 @@ type session struct {
 	pollTok    uint64
 	frameTaken bool
 
-	releases     chan int64
+	// releases counts older sessions letting go, while a login waits
+	// for them: made by login before the session can hear of one, and
+	// dropped after, so an idle session holds none.
+	releases     atomic.Pointer[chan int64]
 	lastActivity atomic.Int64
 	loginTimer   *time.Timer
 	pingTimer    *time.Timer
 }
 
 func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) *session {
-	ctx, cancel := context.WithCancel(context.Background())
-	ss := &session{srv: s, conn: conn, raw: raw, remote: remote, ctx: ctx, cancel: cancel,
-		releases: make(chan int64, 8), leave: make(chan struct{})}
+	ss := &session{srv: s, conn: conn, raw: raw, remote: remote, ctx: context.Background(),
+		leave: make(chan struct{})}
 	cfg := s.cfg
 	raw.budget = newByteBudget(cfg.ReadRateBytes, cfg.ReadBurstBytes, func(d time.Duration) { ss.throttled("bytes", d) })
 	ss.frameLim = newLimiter(cfg.ReadRateFrames, cfg.ReadBurstFrames)
@@ -227,9 +233,11 @@ func (ss *session) Kick(gen int64) {
 // stale subscription) toward the ones this login waits for.
 func (ss *session) Released(gen int64) {
 	if gen < ss.gen.Load() {
-		select {
-		case ss.releases <- gen:
-		default:
+		if ch := ss.releases.Load(); ch != nil {
+			select {
+			case *ch <- gen:
+			default:
+			}
 		}
 	}
 }
@@ -663,7 +671,6 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	go func() {
 		// Close waits for the peer's close frame; never hold anyone up.
 		ss.conn.Close(code, reason)
-		ss.cancel()
 	}()
 	if ss.user != "" {
 		ss.leftLogger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
