@@ -51,6 +51,17 @@ type corkConn struct {
 	shut    atomic.Bool
 	parkOff atomic.Bool
 	onClose func()
+	// onBytes (may be nil) is told of every read that got bytes: a peer
+	// that sends anything, a pong included, is alive.
+	onBytes func()
+
+	// The write side's frame boundaries, under mu, so that a ping (which
+	// the node writes itself, session.ping) goes between the library's
+	// frames; pingDue: one waits for the frame being written to end.
+	// framing is set, under mu, once the handshake is done.
+	wframes frameTracker
+	pingDue bool
+	framing bool // the handshake's reply is written: writes are frames
 }
 
 func newCorkConn(nc net.Conn) *corkConn {
@@ -126,13 +137,17 @@ func (c *corkConn) readSocket(p []byte) (n int, err error) {
 // does not wait: an empty socket is errParked.
 func (c *corkConn) readRaw(p []byte) (n int, err error) {
 	if c.canPark != nil && c.frames.idle() && !c.shut.Load() && !c.parkOff.Load() && c.canPark() {
-		n, again, err := tryRead(c.rc, p)
-		if again {
+		var again bool
+		if n, again, err = tryRead(c.rc, p); again {
 			return 0, errParked
 		}
-		return n, err
+	} else {
+		n, err = c.Conn.Read(p)
 	}
-	return c.Conn.Read(p)
+	if n > 0 && c.onBytes != nil {
+		c.onBytes()
+	}
+	return n, err
 }
 
 func (c *corkConn) putReadBuf() {
@@ -167,13 +182,47 @@ var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b
 
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
+	if c.framing {
+		c.wframes.feed(p)
+	}
+	ping := c.pingDue && c.wframes.idle()
+	if ping {
+		c.pingDue = false
+	}
 	if c.corked {
 		*c.buf = append(*c.buf, p...)
+		if ping {
+			*c.buf = append(*c.buf, pingFrame...)
+		}
 		c.mu.Unlock()
 		return len(p), nil
 	}
 	c.mu.Unlock()
+	if ping {
+		// Rare: the library's frame that held the ping back ended after
+		// the batch was sent.
+		if _, err := c.Conn.Write(append(p[:len(p):len(p)], pingFrame...)); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return c.Conn.Write(p)
+}
+
+// pingFrame is a server's WebSocket ping with no payload.
+var pingFrame = []byte{0x89, 0x00}
+
+// queuePing adds a ping to the corked batch, after the library's frame in
+// progress if one is (a pong or close frame written by another goroutine).
+// Only the outbox's writer calls it, while corked.
+func (c *corkConn) queuePing() {
+	c.mu.Lock()
+	if c.wframes.idle() {
+		*c.buf = append(*c.buf, pingFrame...)
+	} else {
+		c.pingDue = true
+	}
+	c.mu.Unlock()
 }
 
 // cork starts collecting writes. Only the outbox's writer corks and

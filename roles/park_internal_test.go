@@ -1,7 +1,10 @@
 package roles
 
 import (
+	"bytes"
 	"encoding/binary"
+	"io"
+	"net"
 	"testing"
 )
 
@@ -61,6 +64,56 @@ func TestFrameTrackerFindsFrameBoundaries(t *testing.T) {
 			}
 			if whole.idle() != tt.idle || bytewise.idle() != tt.idle {
 				t.Fatalf("idle: whole %v, byte-wise %v; want %v", whole.idle(), bytewise.idle(), tt.idle)
+			}
+		})
+	}
+}
+
+// A ping the node writes itself goes between the library's frames, never
+// inside one, even when another goroutine's frame is half written.
+func TestPingGoesBetweenFrames(t *testing.T) {
+	pong := []byte{0x8a, 0x03, 'a', 'b', 'c'} // a server frame, as the library writes it
+	tests := []struct {
+		name  string
+		write func(c *corkConn)
+	}{
+		{"between frames", func(c *corkConn) {
+			c.cork()
+			c.Write(pong)
+			c.queuePing()
+			c.uncork()
+		}},
+		{"inside a frame", func(c *corkConn) {
+			c.cork()
+			c.Write(pong[:1])
+			c.queuePing()
+			c.Write(pong[1:])
+			c.uncork()
+		}},
+		{"frame ends after the batch", func(c *corkConn) {
+			c.cork()
+			c.Write(pong[:3])
+			c.queuePing()
+			c.uncork()
+			c.Write(pong[3:])
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server := net.Pipe()
+			defer client.Close()
+			c := newCorkConn(server)
+			c.framing = true
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(client)
+				got <- b
+			}()
+			tt.write(c)
+			c.Close()
+			want := append(append([]byte{}, pong...), pingFrame...)
+			if b := <-got; !bytes.Equal(b, want) {
+				t.Fatalf("wrote % x, want % x", b, want)
 			}
 		})
 	}

@@ -113,6 +113,10 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 		raw.canPark = func() bool { return ss.status() < statusLeaving }
 		raw.onClose = ss.wake
 	}
+	raw.onBytes = ss.touch
+	raw.mu.Lock()
+	raw.framing = true
+	raw.mu.Unlock()
 	ss.touch()
 	return ss
 }
@@ -153,7 +157,13 @@ func (ss *session) writeFrames(frames [][]byte) error {
 	// the socket.
 	ss.raw.cork()
 	var err error
+	pings := 0
 	for _, b := range frames {
+		if isPing(b) {
+			ss.raw.queuePing()
+			pings++
+			continue
+		}
 		if err = ss.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
 			break
 		}
@@ -164,7 +174,7 @@ func (ss *session) writeFrames(frames [][]byte) error {
 	if err != nil {
 		return err
 	}
-	ss.srv.m.framesOut.Add(float64(len(frames)))
+	ss.srv.m.framesOut.Add(float64(len(frames) - pings))
 	ss.srv.m.sockWrites.Inc()
 	return nil
 }
@@ -586,26 +596,32 @@ func errorFrame(cmd string, e *wire.Error) []byte {
 	return append(b, '}')
 }
 
+// ping runs every third of the idle timeout: it closes a connection that
+// has sent nothing (no frame, no pong) for the idle timeout, and sends
+// the others a ping. The ping goes through the outbox like any frame and
+// nothing waits for its pong: the library's Ping would hold a goroutine
+// per connection until the pong and leave a map behind in the connection;
+// the pong, like every byte the peer sends, counts as activity when the
+// reader sees it (corkConn.onBytes).
 func (ss *session) ping() {
 	cfg := ss.srv.cfg
 	if ss.status() >= statusLeaving {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ss.ctx, cfg.IdleTimeout)
-	err := ss.conn.Ping(ctx)
-	cancel()
-	if err == nil {
-		ss.touch()
-	}
 	idle := time.Duration(cfg.Clock().UnixNano() - ss.lastActivity.Load())
-	if err != nil && idle >= cfg.IdleTimeout {
+	if idle >= cfg.IdleTimeout {
 		ss.shutdown(wire.CloseIdle, "idle timeout")
 		return
 	}
+	ss.out.push(item{data: pingFrame, kind: transient})
 	if ss.status() < statusLeaving {
 		ss.pingTimer.Reset(cfg.IdleTimeout / 3)
 	}
 }
+
+// isPing tells the outbox's ping item from frames (by identity: no frame
+// the node sends is pingFrame itself).
+func isPing(b []byte) bool { return len(b) == len(pingFrame) && &b[0] == &pingFrame[0] }
 
 // shutdown ends the session once: it stops acting on frames, waits for
 // the request in flight, hands back what it holds (written chat messages
