@@ -173,11 +173,7 @@ func (ss *session) becomeUser() bool {
 	ss.chatLim = newLimiter(cfg.ChatRate, cfg.ChatBurst)
 	ss.presLim = newLimiter(cfg.PresenceRate, cfg.PresenceBurst)
 	ss.fileLim = newLimiter(cfg.FilenamesRate, cfg.FilenamesBurst)
-	if !ss.setStatus(statusActive) {
-		return false
-	}
-	ss.loginTimer.Stop()
-	return true
+	return ss.setStatus(statusActive)
 }
 
 func (ss *session) startMailbox() {

@@ -34,15 +34,17 @@ type corkConn struct {
 
 	// Parking (park.go), set before the first read and used by the one
 	// reading goroutine: rc reads without blocking (nil: cannot, as for
-	// TLS); canPark (nil: never) says whether the session may park now;
-	// early holds bytes the client sent with its handshake; frames follows
-	// the frame boundaries of everything read. shut is set by Close, and
-	// onClose (wake the parked reader) runs after it; parkOff, when the
-	// poller could not take the connection.
-	rc      syscall.RawConn
-	canPark func() bool
-	early   []byte
-	frames  frameTracker
+	// TLS); owner (nil in tests of the corkConn alone) is the session,
+	// which may park while it is not leaving, is woken by Close (after
+	// shut is set) and is told of every read that got bytes (a peer that
+	// sends anything, a pong included, is alive); early holds bytes the
+	// client sent with its handshake; frames follows the frame boundaries
+	// of everything read; parkOff, when the poller could not take the
+	// connection.
+	rc     syscall.RawConn
+	owner  *session
+	early  []byte
+	frames frameTracker
 	// rdata is what was read from the socket into rbuf (a pooled buffer)
 	// and not yet handed to the library; rbuf goes back to the pool once
 	// it is empty, so an idle connection holds no read buffer.
@@ -50,10 +52,6 @@ type corkConn struct {
 	rdata   []byte
 	shut    atomic.Bool
 	parkOff atomic.Bool
-	onClose func()
-	// onBytes (may be nil) is told of every read that got bytes: a peer
-	// that sends anything, a pong included, is alive.
-	onBytes func()
 
 	// The write side's frame boundaries, under mu, so that a ping (which
 	// the node writes itself, session.ping) goes between the library's
@@ -136,7 +134,7 @@ func (c *corkConn) readSocket(p []byte) (n int, err error) {
 // readRaw reads the socket. Between frames, when the session may park, it
 // does not wait: an empty socket is errParked.
 func (c *corkConn) readRaw(p []byte) (n int, err error) {
-	if c.canPark != nil && c.frames.idle() && !c.shut.Load() && !c.parkOff.Load() && c.canPark() {
+	if c.rc != nil && c.owner != nil && c.frames.idle() && !c.shut.Load() && !c.parkOff.Load() && c.owner.status() < statusLeaving {
 		var again bool
 		if n, again, err = tryRead(c.rc, p); again {
 			return 0, errParked
@@ -144,8 +142,8 @@ func (c *corkConn) readRaw(p []byte) (n int, err error) {
 	} else {
 		n, err = c.Conn.Read(p)
 	}
-	if n > 0 && c.onBytes != nil {
-		c.onBytes()
+	if n > 0 && c.owner != nil {
+		c.owner.touch()
 	}
 	return n, err
 }
@@ -172,8 +170,8 @@ func (c *corkConn) Close() error {
 	}
 	c.mu.Unlock()
 	err := c.Conn.Close()
-	if c.onClose != nil {
-		c.onClose()
+	if c.owner != nil {
+		c.owner.wake()
 	}
 	return err
 }

@@ -84,8 +84,11 @@ type session struct {
 	// dropped after, so an idle session holds none.
 	releases     atomic.Pointer[chan int64]
 	lastActivity atomic.Int64
-	loginTimer   *time.Timer
-	pingTimer    *time.Timer
+	// timer runs tick: the login timeout, then pings. loginBy and pingAt
+	// are its deadlines (UnixNano, real time).
+	timer   *time.Timer
+	loginBy atomic.Int64
+	pingAt  atomic.Int64
 }
 
 func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) *session {
@@ -99,21 +102,11 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
 	},
 		s.cfg.SendQueue, s.cfg.SendQueueBytes, s.cfg.WriteBatch, s.cfg.WriteDelay)
-	// Both timers exist (stopped) before anything can fire, so shutdown
-	// may always stop them.
-	ss.loginTimer = time.AfterFunc(time.Hour, func() {
-		if ss.status() < statusActive {
-			ss.shutdown(wire.CloseLoginTimeout, "login timeout")
-		}
-	})
-	ss.loginTimer.Stop()
-	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
-	ss.pingTimer.Stop()
-	if raw.rc != nil {
-		raw.canPark = func() bool { return ss.status() < statusLeaving }
-		raw.onClose = ss.wake
-	}
-	raw.onBytes = ss.touch
+	// The timer exists (stopped) before anything can fire, so shutdown
+	// may always stop it.
+	ss.timer = time.AfterFunc(time.Hour, ss.tick)
+	ss.timer.Stop()
+	raw.owner = ss
 	raw.mu.Lock()
 	raw.framing = true
 	raw.mu.Unlock()
@@ -266,8 +259,10 @@ func (ss *session) serve() {
 	}
 	cfg := ss.srv.cfg
 	ss.conn.SetReadLimit(cfg.MaxFrame)
-	ss.loginTimer.Reset(cfg.LoginTimeout)
-	ss.pingTimer.Reset(cfg.IdleTimeout / 3)
+	now := time.Now()
+	ss.loginBy.Store(now.Add(cfg.LoginTimeout).UnixNano())
+	ss.pingAt.Store(now.Add(cfg.IdleTimeout / 3).UnixNano())
+	ss.timer.Reset(min(cfg.LoginTimeout, cfg.IdleTimeout/3))
 	// The session's own count of the node's handlers: a parked session
 	// has no goroutine, so the reader that ends the session releases it.
 	ss.srv.handlers.Add(1)
@@ -596,27 +591,42 @@ func errorFrame(cmd string, e *wire.Error) []byte {
 	return append(b, '}')
 }
 
-// ping runs every third of the idle timeout: it closes a connection that
-// has sent nothing (no frame, no pong) for the idle timeout, and sends
-// the others a ping. The ping goes through the outbox like any frame and
-// nothing waits for its pong: the library's Ping would hold a goroutine
-// per connection until the pong and leave a map behind in the connection;
-// the pong, like every byte the peer sends, counts as activity when the
-// reader sees it (corkConn.onBytes).
-func (ss *session) ping() {
+// tick is the session's one timer (one per connection, not two): it ends
+// a session not logged in by its login deadline, and every third of the
+// idle timeout it pings. A ping closes a connection that has sent nothing
+// (no frame, no pong) for the idle timeout, and sends the others a ping
+// frame. The ping goes through the outbox like any frame and nothing
+// waits for its pong: the library's Ping would hold a goroutine per
+// connection until the pong and leave a map behind in the connection; the
+// pong, like every byte the peer sends, counts as activity when the
+// reader sees it (corkConn.owner).
+func (ss *session) tick() {
 	cfg := ss.srv.cfg
-	if ss.status() >= statusLeaving {
+	st := ss.status()
+	if st >= statusLeaving {
 		return
 	}
-	idle := time.Duration(cfg.Clock().UnixNano() - ss.lastActivity.Load())
-	if idle >= cfg.IdleTimeout {
-		ss.shutdown(wire.CloseIdle, "idle timeout")
+	now := time.Now().UnixNano()
+	if st < statusActive && now >= ss.loginBy.Load() {
+		ss.shutdown(wire.CloseLoginTimeout, "login timeout")
 		return
 	}
-	ss.out.push(item{data: pingFrame, kind: transient})
-	if ss.status() < statusLeaving {
-		ss.pingTimer.Reset(cfg.IdleTimeout / 3)
+	if now >= ss.pingAt.Load() {
+		idle := time.Duration(cfg.Clock().UnixNano() - ss.lastActivity.Load())
+		if idle >= cfg.IdleTimeout {
+			ss.shutdown(wire.CloseIdle, "idle timeout")
+			return
+		}
+		ss.out.push(item{data: pingFrame, kind: transient})
+		ss.pingAt.Store(now + int64(cfg.IdleTimeout/3))
 	}
+	next := ss.pingAt.Load()
+	if ss.status() < statusActive {
+		next = min(next, ss.loginBy.Load())
+	} else if ss.status() >= statusLeaving {
+		return
+	}
+	ss.timer.Reset(time.Duration(next - now))
 }
 
 // isPing tells the outbox's ping item from frames (by identity: no frame
@@ -634,7 +644,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	}
 	// A parked reader reads on, to meet the peer's close frame.
 	ss.wake()
-	ss.loginTimer.Stop()
+	ss.timer.Stop()
 	ss.srv.untrack(ss)
 	// A request read before the session began leaving finishes first; no
 	// other starts (dispatchLive checks the status under the same lock).
@@ -681,7 +691,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 			ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
 		}
 	}
-	ss.pingTimer.Stop()
+	ss.timer.Stop()
 	ss.srv.m.closed(int(code))
 	ss.setStatus(statusClosed)
 	go func() {
