@@ -54,11 +54,11 @@ func (ss *session) park() bool {
 	// Once parked, the session may be woken and read by another goroutine
 	// at any moment: everything this one does after the store below is on
 	// atomics, or on the session only when the store is undone.
-	err := p.register(ss)
+	fresh, err := p.register(ss)
 	if err == nil {
 		ss.parkSt.Store(readerParked)
 		p.parked.Add(1)
-		if err = p.arm(ss); err != nil && !ss.parkSt.CompareAndSwap(readerParked, readerRunning) {
+		if err = p.arm(ss, fresh); err != nil && !ss.parkSt.CompareAndSwap(readerParked, readerRunning) {
 			return true // woken meanwhile: the new goroutine reads on
 		} else if err != nil {
 			p.parked.Add(-1)

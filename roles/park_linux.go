@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"syscall"
 
@@ -18,13 +19,18 @@ import (
 // wakes its reader too; arming it again on the next park reports bytes
 // that arrived in between at once. The socket stays registered with the
 // Go runtime's own poller as well (an epoll set may share a socket with
-// another), so the reader goroutine reads it as any net.Conn. The zero
-// value is ready: the epoll instance and its goroutine start with the
-// first park. Server.Close stops it.
+// another), so the reader goroutine reads it as any net.Conn. The epoll
+// instance itself is waited on through the Go runtime's poller (it is
+// readable when it has events), so the poller goroutine parks like any
+// goroutine blocked on a socket, instead of holding a thread in
+// epoll_wait and handing it back to the scheduler on every wake. The
+// zero value is ready: the epoll instance and its goroutine start with
+// the first park. Server.Close stops it.
 type readPoller struct {
 	pollerGauge
 
 	mu     sync.Mutex
+	ep     *os.File // the epoll instance, epfd
 	epfd   int
 	evfd   int // written by close, to end the wait
 	conns  map[uint64]*session
@@ -46,6 +52,10 @@ func (p *readPoller) startLocked() error {
 	if err != nil {
 		return fmt.Errorf("epoll_create1: %w", err)
 	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return fmt.Errorf("epoll fd: %w", err)
+	}
 	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
 		unix.Close(epfd)
@@ -56,32 +66,42 @@ func (p *readPoller) startLocked() error {
 		unix.Close(evfd)
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
-	p.epfd, p.evfd = epfd, evfd
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		unix.Close(evfd)
+		return fmt.Errorf("epoll fd: %w", err)
+	}
+	p.ep, p.epfd, p.evfd = ep, epfd, evfd
 	p.conns = map[uint64]*session{}
 	p.next = 1
 	p.done = make(chan struct{})
-	go p.loop(epfd, evfd, p.done)
+	go p.loop(rc, p.done)
 	return nil
 }
 
-// register gives ss its token, before its first park.
-func (p *readPoller) register(ss *session) error {
+// register gives ss its token, before its first park; fresh reports
+// that this is the first.
+func (p *readPoller) register(ss *session) (fresh bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := p.startLocked(); err != nil {
-		return err
+		return false, err
 	}
 	if ss.pollTok == 0 {
 		ss.pollTok = p.next
 		p.next++
 		p.conns[ss.pollTok] = ss
+		fresh = true
 	}
-	return nil
+	return fresh, nil
 }
 
-// arm registers ss's socket for one wake when it is readable. Only the
-// parking reader calls it, after register.
-func (p *readPoller) arm(ss *session) error {
+// arm registers ss's socket for one wake when it is readable (added the
+// first time, modified after). Only the parking reader calls it, after
+// register.
+func (p *readPoller) arm(ss *session, fresh bool) error {
 	p.mu.Lock()
 	epfd := p.epfd
 	p.mu.Unlock()
@@ -90,12 +110,11 @@ func (p *readPoller) arm(ss *session) error {
 	// Control holds the socket open while epoll_ctl runs, so the number
 	// cannot be closed and reused under it.
 	err := ss.raw.rc.Control(func(fd uintptr) {
-		// Modified when it was armed before (the common case), added the
-		// first time.
-		cerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_MOD, int(fd), &ev)
-		if errors.Is(cerr, unix.ENOENT) {
-			cerr = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+		op := unix.EPOLL_CTL_MOD
+		if fresh {
+			op = unix.EPOLL_CTL_ADD
 		}
+		cerr = unix.EpollCtl(epfd, op, int(fd), &ev)
 	})
 	if err == nil {
 		err = cerr
@@ -106,32 +125,33 @@ func (p *readPoller) arm(ss *session) error {
 	return nil
 }
 
-// forget drops ss once its reader has ended for good.
+// forget drops ss once its reader has ended for good. Its socket stays
+// in the epoll set until it is closed (the kernel then drops it): at most
+// one more event can come, for a token no longer known, and it is
+// ignored; that costs less than an epoll_ctl per connection.
 func (p *readPoller) forget(ss *session) {
 	if ss.pollTok == 0 {
 		return
 	}
 	p.mu.Lock()
 	delete(p.conns, ss.pollTok)
-	epfd, closed := p.epfd, p.closed
 	p.mu.Unlock()
-	if !closed {
-		// A closed socket has left the epoll set by itself; one still
-		// open (its close handshake in flight) leaves it now.
-		ss.raw.rc.Control(func(fd uintptr) { unix.EpollCtl(epfd, unix.EPOLL_CTL_DEL, int(fd), nil) })
-	}
 }
 
-func (p *readPoller) loop(epfd, evfd int, done chan struct{}) {
+func (p *readPoller) loop(rc syscall.RawConn, done chan struct{}) {
 	defer close(done)
 	events := make([]unix.EpollEvent, 128)
 	woken := make([]*session, 0, 128)
 	for {
-		n, err := unix.EpollWait(epfd, events, -1)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
+		var n int
+		var werr error
+		// Take what is ready without waiting; when nothing is, the
+		// runtime parks this goroutine until the epoll fd is readable.
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || werr != nil && werr != unix.EINTR
+		})
+		if err != nil || werr != nil {
 			return
 		}
 		woken = woken[:0]
@@ -175,7 +195,7 @@ func (p *readPoller) close() {
 	var one = [8]byte{1}
 	unix.Write(p.evfd, one[:])
 	<-p.done
-	unix.Close(p.epfd)
+	p.ep.Close()
 	unix.Close(p.evfd)
 }
 

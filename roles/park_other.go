@@ -11,9 +11,14 @@ import (
 // reader goroutine (park.go).
 type readPoller struct{ pollerGauge }
 
-func (p *readPoller) park(*session) error { return errors.New("no readiness poller on this system") }
-func (p *readPoller) forget(*session)     {}
-func (p *readPoller) close()              {}
+func (p *readPoller) register(*session) (bool, error) {
+	return false, errors.New("no readiness poller on this system")
+}
+func (p *readPoller) arm(*session, bool) error {
+	return errors.New("no readiness poller on this system")
+}
+func (p *readPoller) forget(*session) {}
+func (p *readPoller) close()          {}
 
 func parkable(syscall.RawConn) bool { return false }
 
