@@ -64,7 +64,9 @@ func (ss *session) register(req *wire.Request) error {
 	b = append(b, '}')
 	ss.Send(b)
 	ss.startMailbox()
-	ss.logger().Info("registered")
+	if ss.srv.log.Core().Enabled(zap.InfoLevel) {
+		ss.logger().Info("registered")
+	}
 	return nil
 }
 

@@ -14,12 +14,13 @@ import (
 // logged-in connection costs. So a session's reader does not wait for
 // bytes: when it wants the next frame and the socket has none, it
 // registers the socket with the node's readiness poller (epoll on Linux,
-// park_linux.go) and its goroutine ends. When bytes arrive, or the peer
+// park_linux.go) and its goroutine ends. It first waits parkAfter
+// (cork.go) in the runtime's own poller, so a busy connection never parks. When bytes arrive, or the peer
 // hangs up, the poller starts a new reader goroutine, which goes on
 // where the last one stopped.
 //
 // coder/websocket reads through the corkConn, so the corkConn decides: it
-// tries a read without blocking only when the library is between frames
+// reads with a deadline of parkAfter only when the library is between frames
 // (frameTracker: every byte read so far belongs to a complete frame and
 // no fragmented message is open; the library's buffered reader only asks
 // for more once it has used what it has). Then nothing of the library's

@@ -5,7 +5,6 @@ package roles
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync"
 	"syscall"
@@ -201,28 +200,3 @@ func (p *readPoller) close() {
 
 // parkable reports whether a connection on rc can be parked.
 func parkable(rc syscall.RawConn) bool { return rc != nil }
-
-// tryRead reads what the socket holds without waiting; again reports that
-// it held nothing.
-func tryRead(rc syscall.RawConn, p []byte) (n int, again bool, err error) {
-	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
-		for {
-			n, rerr = unix.Read(int(fd), p)
-			if rerr != unix.EINTR {
-				return true
-			}
-		}
-	})
-	switch {
-	case err != nil:
-		return 0, false, err
-	case rerr == unix.EAGAIN:
-		return 0, true, nil
-	case rerr != nil:
-		return 0, false, rerr
-	case n == 0:
-		return 0, false, io.EOF
-	}
-	return n, false, nil
-}

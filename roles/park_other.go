@@ -21,7 +21,3 @@ func (p *readPoller) forget(*session) {}
 func (p *readPoller) close()          {}
 
 func parkable(syscall.RawConn) bool { return false }
-
-func tryRead(syscall.RawConn, []byte) (int, bool, error) {
-	return 0, false, errors.New("no readiness poller on this system")
-}

@@ -527,7 +527,9 @@ func (ss *session) presence(req *wire.Request) error {
 	f = req.AppendMembers(f, "from")
 	f = append(f, '}')
 	if err := ss.srv.hub.Signal(ss.ctx, to, f); err != nil {
-		ss.logger().Debug("presence not forwarded", zap.Error(err))
+		if ss.srv.log.Core().Enabled(zap.DebugLevel) {
+			ss.logger().Debug("presence not forwarded", zap.Error(err))
+		}
 	}
 	return nil
 }
@@ -698,7 +700,9 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 		// Close waits for the peer's close frame; never hold anyone up.
 		ss.conn.Close(code, reason)
 	}()
-	if ss.user != "" {
+	// The child logger costs an allocation of a kilobyte or so: built
+	// only when the line is written.
+	if ss.user != "" && ss.srv.log.Core().Enabled(zap.DebugLevel) {
 		ss.leftLogger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
 	}
 }
