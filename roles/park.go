@@ -11,13 +11,13 @@ import (
 // parked"). A reader goroutine blocked on a socket that has nothing to say
 // holds its stack (8 KiB or more after a frame went through the WebSocket
 // library) for as long as the connection lives: most of what an idle
-// logged-in connection costs. So a session's reader does not wait for
-// bytes: when it wants the next frame and the socket has none, it
-// registers the socket with the node's readiness poller (epoll on Linux,
-// park_linux.go) and its goroutine ends. It first waits parkAfter
-// (cork.go) in the runtime's own poller, so a busy connection never parks. When bytes arrive, or the peer
-// hangs up, the poller starts a new reader goroutine, which goes on
-// where the last one stopped.
+// logged-in connection costs. So a session's reader does not wait long
+// for bytes: when it wants the next frame and the socket has had none for
+// parkAfter (25 ms, cork.go; a busy connection never parks), it registers
+// the socket with the node's readiness poller (epoll on Linux,
+// park_linux.go) and its goroutine ends. When bytes arrive, or the peer
+// hangs up, the poller starts a new reader goroutine, which goes on where
+// the last one stopped.
 //
 // coder/websocket reads through the corkConn, so the corkConn decides: it
 // reads with a deadline of parkAfter only when the library is between frames
@@ -36,7 +36,7 @@ import (
 // records the corkConn cannot see into) every connection keeps its
 // reader goroutine, as before.
 
-// errParked ends a read that would have blocked between frames.
+// errParked ends a read that found nothing between frames for parkAfter.
 var errParked = errors.New("nothing to read: reader parked")
 
 // Park states of a session (session.parkSt).
