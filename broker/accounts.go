@@ -79,6 +79,41 @@ func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen in
 	return gen, c.wrap("login "+id, err)
 }
 
+// checkLoginScript is loginScript behind a password check, so that a login
+// is one round trip instead of two: KEYS u:{id}, q:{id}, s:{id}; ARGV now
+// (ms), the queue's lifetime (ms), the account's lifetime (ms; 0: for
+// ever), the digest of the password given. It returns the new generation,
+// or -1 when there is no such user or the digest differs (the generation
+// is then left alone). The digests are compared with Lua's ==, which for
+// Redis' Lua 5.1 compares two interned strings by address: it takes the
+// same time whatever the digests hold, and an unknown user costs the
+// same lookup.
+var checkLoginScript = newScript("check_login", `
+local pwd = redis.call('HGET', KEYS[1], 'pwd')
+if not pwd or pwd ~= ARGV[4] then return -1 end
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'login', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+return gen`)
+
+// CheckLogin is PasswordDigest, the comparison and Login in one round
+// trip: it records a login of user id at now (Unix ms) only when digest is
+// the stored one, and returns the new generation; ok is false, and nothing
+// changed, when the user does not exist or the digest differs.
+func (c *Client) CheckLogin(ctx context.Context, id, digest string, now, ttlMs int64) (gen int64, ok bool, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	gen, err = checkLoginScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id)},
+		[]string{strconv.FormatInt(now, 10), strconv.FormatInt(ttlMs, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10), digest}).AsInt64()
+	if err != nil {
+		return 0, false, c.wrap("login "+id, err)
+	}
+	return gen, gen > 0, nil
+}
+
 // AccountTTL returns how long until user id's account expires: -1ns when
 // it never does, -2ns when there is no such account (Redis PTTL).
 func (c *Client) AccountTTL(ctx context.Context, id string) (time.Duration, error) {

@@ -804,3 +804,36 @@ func TestRemoveHeads(t *testing.T) {
 		}
 	})
 }
+
+// CheckLogin logs in only with the stored digest: a wrong one or an
+// unknown user changes nothing, not even the generation.
+func TestCheckLogin(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		id, err := c.CreateUser(ctx, "good", 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g1, ok, err := c.CheckLogin(ctx, id, "good", 2000, 1000)
+		if err != nil || !ok || g1 != 2 {
+			t.Fatalf("right digest: gen %d ok %v err %v; want gen 2", g1, ok, err)
+		}
+		tests := []struct{ name, id, digest string }{
+			{"wrong digest", id, "bad"},
+			{"prefix of the digest", id, "goo"},
+			{"unknown user", "424242", "good"},
+		}
+		for _, tt := range tests {
+			if g, ok, err := c.CheckLogin(ctx, tt.id, tt.digest, 3000, 1000); ok || err != nil || g > 0 {
+				t.Fatalf("%s: gen %d ok %v err %v; want refused", tt.name, g, ok, err)
+			}
+		}
+		if g2, ok, err := c.CheckLogin(ctx, id, "good", 4000, 1000); err != nil || !ok || g2 != g1+1 {
+			t.Fatalf("after refusals: gen %d ok %v err %v; want %d (refusals leave it alone)", g2, ok, err, g1+1)
+		}
+		if ttl, _ := c.AccountTTL(ctx, "424242"); ttl != -2 {
+			t.Fatalf("an unknown user's login made a hash (PTTL %v)", ttl)
+		}
+	})
+}

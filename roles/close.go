@@ -48,6 +48,7 @@ func (s *Server) close() {
 	case <-time.After(max(time.Until(deadline), drainLastWait)):
 		s.log.Warn("some connections did not finish within the drain timeout")
 	}
+	s.readPoll.close()
 	if s.postsStop != nil {
 		s.postsStop()
 		<-s.postsDone

@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 )
 
 // coder/websocket flushes every message it writes, so each frame would be
@@ -30,10 +33,45 @@ type corkConn struct {
 	budget   *byteBudget
 	closing  chan struct{}
 	isClosed bool
+
+	// Parking (park.go), set before the first read and used by the one
+	// reading goroutine: rc reads without blocking (nil: cannot, as for
+	// TLS); owner (nil in tests of the corkConn alone) is the session,
+	// which may park while it is not leaving, is woken by Close (after
+	// shut is set) and is told of every read that got bytes (a peer that
+	// sends anything, a pong included, is alive); early holds bytes the
+	// client sent with its handshake; frames follows the frame boundaries
+	// of everything read; parkOff, when the poller could not take the
+	// connection.
+	rc     syscall.RawConn
+	owner  *session
+	early  []byte
+	frames frameTracker
+	// rdata is what was read from the socket into rbuf (a pooled buffer)
+	// and not yet handed to the library; rbuf goes back to the pool once
+	// it is empty, so an idle connection holds no read buffer.
+	rbuf    *[]byte
+	rdata   []byte
+	shut    atomic.Bool
+	parkOff atomic.Bool
+
+	// The write side's frame boundaries, under mu, so that a ping (which
+	// the node writes itself, session.ping) goes between the library's
+	// frames; pingDue: one waits for the frame being written to end.
+	// framing is set, under mu, once the handshake is done.
+	wframes frameTracker
+	pingDue bool
+	framing bool // the handshake's reply is written: writes are frames
 }
 
 func newCorkConn(nc net.Conn) *corkConn {
-	return &corkConn{Conn: nc}
+	c := &corkConn{Conn: nc}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil && parkable(rc) {
+			c.rc = rc
+		}
+	}
+	return c
 }
 
 // closed returns a channel that is closed once the connection is.
@@ -54,12 +92,86 @@ var errConnClosed = net.ErrClosed
 
 func (c *corkConn) Read(p []byte) (int, error) {
 	if c.budget == nil {
-		return c.Conn.Read(p)
+		return c.readSocket(p)
 	}
 	return c.budget.read(c, p)
 }
 
+// readSocket reads what the client sent: first the bytes that came with
+// the handshake, then what is left in the read buffer, then the socket.
+func (c *corkConn) readSocket(p []byte) (n int, err error) {
+	switch {
+	case len(c.early) > 0:
+		n = copy(p, c.early)
+		if c.early = c.early[n:]; len(c.early) == 0 {
+			c.early = nil
+		}
+	case len(c.rdata) > 0:
+		n = copy(p, c.rdata)
+		if c.rdata = c.rdata[n:]; len(c.rdata) == 0 {
+			c.putReadBuf()
+		}
+	case len(p) >= readBufDirect:
+		n, err = c.readRaw(p)
+	default:
+		// The library's reader asks for a few bytes at a time (frame
+		// headers); the socket is read in larger pieces into a pooled
+		// buffer.
+		c.rbuf = readBufs.Get().(*[]byte)
+		var m int
+		if m, err = c.readRaw(*c.rbuf); m > 0 {
+			n = copy(p, (*c.rbuf)[:m])
+			c.rdata = (*c.rbuf)[n:m]
+		}
+		if len(c.rdata) == 0 {
+			c.putReadBuf()
+		}
+	}
+	if n > 0 {
+		c.frames.feed(p[:n])
+	}
+	return n, err
+}
+
+// readRaw reads the socket. Between frames, when the session may park, it
+// waits at most parkAfter: a socket still empty then is errParked.
+func (c *corkConn) readRaw(p []byte) (n int, err error) {
+	if c.rc != nil && c.owner != nil && c.frames.idle() && !c.shut.Load() && !c.parkOff.Load() && c.owner.status() < statusLeaving {
+		c.Conn.SetReadDeadline(time.Now().Add(parkAfter))
+		n, err = c.Conn.Read(p)
+		c.Conn.SetReadDeadline(time.Time{})
+		if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, errParked
+		}
+	} else {
+		n, err = c.Conn.Read(p)
+	}
+	if n > 0 && c.owner != nil {
+		c.owner.touch()
+	}
+	return n, err
+}
+
+func (c *corkConn) putReadBuf() {
+	readBufs.Put(c.rbuf)
+	c.rbuf, c.rdata = nil, nil
+}
+
+// parkAfter is how long a reader waits between frames before it parks. A
+// busy connection (chat, a login right after the handshake) sends its
+// next frame sooner and never parks: waiting in the runtime's own poller
+// is cheaper, and quicker to resume, than a park and a wake (an epoll_ctl
+// and two goroutine hops). An idle connection parks within it.
+const parkAfter = 25 * time.Millisecond
+
+// readBufDirect: reads at least this large (frame payloads) go straight
+// to the socket.
+const readBufDirect = 512
+
+var readBufs = sync.Pool{New: func() any { b := make([]byte, 4096); return &b }}
+
 func (c *corkConn) Close() error {
+	c.shut.Store(true)
 	c.mu.Lock()
 	if !c.isClosed {
 		c.isClosed = true
@@ -68,20 +180,58 @@ func (c *corkConn) Close() error {
 		}
 	}
 	c.mu.Unlock()
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	if c.owner != nil {
+		c.owner.wake()
+	}
+	return err
 }
 
 var corkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func (c *corkConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
+	if c.framing {
+		c.wframes.feed(p)
+	}
+	ping := c.pingDue && c.wframes.idle()
+	if ping {
+		c.pingDue = false
+	}
 	if c.corked {
 		*c.buf = append(*c.buf, p...)
+		if ping {
+			*c.buf = append(*c.buf, pingFrame...)
+		}
 		c.mu.Unlock()
 		return len(p), nil
 	}
 	c.mu.Unlock()
+	if ping {
+		// Rare: the library's frame that held the ping back ended after
+		// the batch was sent.
+		if _, err := c.Conn.Write(append(p[:len(p):len(p)], pingFrame...)); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return c.Conn.Write(p)
+}
+
+// pingFrame is a server's WebSocket ping with no payload.
+var pingFrame = []byte{0x89, 0x00}
+
+// queuePing adds a ping to the corked batch, after the library's frame in
+// progress if one is (a pong or close frame written by another goroutine).
+// Only the outbox's writer calls it, while corked.
+func (c *corkConn) queuePing() {
+	c.mu.Lock()
+	if c.wframes.idle() {
+		*c.buf = append(*c.buf, pingFrame...)
+	} else {
+		c.pingDue = true
+	}
+	c.mu.Unlock()
 }
 
 // cork starts collecting writes. Only the outbox's writer corks and
@@ -113,13 +263,15 @@ func (c *corkConn) uncork() error {
 	return err
 }
 
-// Buffer sizes for what the library reads and writes through: frames are
-// small, reads larger than the buffer go straight to the socket, and
-// whatever is written goes to the cork buffer; net/http's 4 KiB buffers
-// would be most of an idle connection's memory.
+// Buffer sizes for what the library reads and writes through, the
+// smallest bufio allows: they live as long as the connection. Reads are
+// buffered by the corkConn in a pooled buffer held only while it has
+// bytes for the library (so an idle connection holds none), and writes
+// go to the cork buffer or, larger than the buffer, straight through;
+// net/http's 4 KiB buffers would be most of an idle connection's memory.
 const (
-	connReadBuffer  = 1024
-	connWriteBuffer = 512
+	connReadBuffer  = 16
+	connWriteBuffer = 16
 )
 
 // corkWriter is the http.ResponseWriter given to websocket.Accept: its
@@ -140,19 +292,13 @@ func (w *corkWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.conn = newCorkConn(nc)
-	br := bufio.NewReaderSize(w.conn, connReadBuffer)
 	// Bytes the client sent right after its handshake may already be in
-	// net/http's buffer. The library keeps only what is buffered in the
-	// reader it gets (it re-points the reader at the connection), so they
-	// are moved into the new reader's buffer, not left behind in a
-	// MultiReader.
+	// net/http's buffer. The corkConn hands them out before it reads the
+	// socket, so they pass its frame tracker like all the others.
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), w.conn), max(connReadBuffer, n))
-		if _, err := br.Peek(n); err != nil {
-			nc.Close()
-			return nil, nil, err
-		}
+		w.conn.early = bytes.Clone(early)
 	}
+	br := bufio.NewReaderSize(w.conn, connReadBuffer)
 	return w.conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.conn, connWriteBuffer)), nil
 }

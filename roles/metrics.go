@@ -110,6 +110,9 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "logged_in"}},
 		func() float64 { _, in, _ := s.gauges(); return float64(in) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections_parked",
+		Help: "Connections whose reader is parked on the readiness poller (nothing to read, no goroutine held)."},
+		func() float64 { return float64(s.readPoll.parked.Load()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_send_queue_frames",
 		Help: "Frames waiting in the send queues of all connections of this node."},
 		func() float64 { _, _, q := s.gauges(); return float64(q) }))

@@ -41,7 +41,7 @@ type outbox struct {
 	delay      time.Duration // how long a deferrable frame may wait for company
 
 	mu      sync.Mutex
-	cond    *sync.Cond
+	cond    sync.Cond // on mu
 	q       []item
 	bytes   int
 	running bool
@@ -56,7 +56,7 @@ const maxBatchBytes = 64 << 10
 
 func newOutbox(write func(frames [][]byte) error, onOverflow func(), maxItems, maxBytes, maxBatch int, delay time.Duration) *outbox {
 	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes, maxBatch: max(maxBatch, 1), delay: delay}
-	o.cond = sync.NewCond(&o.mu)
+	o.cond.L = &o.mu
 	return o
 }
 

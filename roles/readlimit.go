@@ -50,7 +50,7 @@ func (b *byteBudget) read(c *corkConn, p []byte) (int, error) {
 	if len(p) > b.burst {
 		p = p[:b.burst]
 	}
-	n, err := c.Conn.Read(p)
+	n, err := c.readSocket(p)
 	if n > 0 {
 		now := time.Now()
 		b.next = now.Add(b.lim.ReserveN(now, n).DelayFrom(now))

@@ -104,6 +104,7 @@ type Server struct {
 	handlers      sync.WaitGroup // WebSocket handlers still running
 	stopDog       chan struct{}  // ends the write watchdog
 	dogDone       chan struct{}
+	readPoll      readPoller // parks idle connections (park.go)
 
 	m *metrics
 }

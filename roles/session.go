@@ -27,8 +27,12 @@ type session struct {
 	remote string
 	out    *outbox
 
-	ctx    context.Context
-	cancel context.CancelFunc
+	// ctx is what the session's requests run under: not cancellable,
+	// because every context derived from a cancellable one (a Redis
+	// call's timeout) leaves a map behind in its parent, hundreds of bytes
+	// per idle connection. Requests are bounded by their own timeouts,
+	// and shutdown waits for the one in flight.
+	ctx context.Context
 	// The node's write watchdog closes the socket when a write has been
 	// going on for longer than the write timeout (a peer that stopped
 	// reading): per batch, two atomic stores instead of a timer or a
@@ -69,16 +73,29 @@ type session struct {
 	// before it lets go of the user.
 	deliverMu sync.RWMutex
 
-	releases     chan int64
+	// Parking (park.go): parkSt is readerRunning or readerParked;
+	// pollTok names the session to the poller (0: never parked);
+	// frameTaken, the reader's own, says the frame budget was already
+	// charged for the frame a parked reader was waiting for.
+	parkSt     atomic.Int32
+	pollTok    uint64
+	frameTaken bool
+
+	// releases counts older sessions letting go, while a login waits
+	// for them: made by login before the session can hear of one, and
+	// dropped after, so an idle session holds none.
+	releases     atomic.Pointer[chan int64]
 	lastActivity atomic.Int64
-	loginTimer   *time.Timer
-	pingTimer    *time.Timer
+	// timer runs tick: the login timeout, then pings. loginBy and pingAt
+	// are its deadlines (UnixNano, real time).
+	timer   *time.Timer
+	loginBy atomic.Int64
+	pingAt  atomic.Int64
 }
 
 func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) *session {
-	ctx, cancel := context.WithCancel(context.Background())
-	ss := &session{srv: s, conn: conn, raw: raw, remote: remote, ctx: ctx, cancel: cancel,
-		releases: make(chan int64, 8), leave: make(chan struct{})}
+	ss := &session{srv: s, conn: conn, raw: raw, remote: remote, ctx: context.Background(),
+		leave: make(chan struct{})}
 	cfg := s.cfg
 	raw.budget = newByteBudget(cfg.ReadRateBytes, cfg.ReadBurstBytes, func(d time.Duration) { ss.throttled("bytes", d) })
 	ss.frameLim = newLimiter(cfg.ReadRateFrames, cfg.ReadBurstFrames)
@@ -87,16 +104,14 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")
 	},
 		s.cfg.SendQueue, s.cfg.SendQueueBytes, s.cfg.WriteBatch, s.cfg.WriteDelay)
-	// Both timers exist (stopped) before anything can fire, so shutdown
-	// may always stop them.
-	ss.loginTimer = time.AfterFunc(time.Hour, func() {
-		if ss.status() < statusActive {
-			ss.shutdown(wire.CloseLoginTimeout, "login timeout")
-		}
-	})
-	ss.loginTimer.Stop()
-	ss.pingTimer = time.AfterFunc(time.Hour, ss.ping)
-	ss.pingTimer.Stop()
+	// The timer exists (stopped) before anything can fire, so shutdown
+	// may always stop it.
+	ss.timer = time.AfterFunc(time.Hour, ss.tick)
+	ss.timer.Stop()
+	raw.owner = ss
+	raw.mu.Lock()
+	raw.framing = true
+	raw.mu.Unlock()
 	ss.touch()
 	return ss
 }
@@ -137,7 +152,13 @@ func (ss *session) writeFrames(frames [][]byte) error {
 	// the socket.
 	ss.raw.cork()
 	var err error
+	pings := 0
 	for _, b := range frames {
+		if isPing(b) {
+			ss.raw.queuePing()
+			pings++
+			continue
+		}
 		if err = ss.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
 			break
 		}
@@ -148,7 +169,7 @@ func (ss *session) writeFrames(frames [][]byte) error {
 	if err != nil {
 		return err
 	}
-	ss.srv.m.framesOut.Add(float64(len(frames)))
+	ss.srv.m.framesOut.Add(float64(len(frames) - pings))
 	ss.srv.m.sockWrites.Inc()
 	return nil
 }
@@ -225,9 +246,11 @@ func (ss *session) Kick(gen int64) {
 // stale subscription) toward the ones this login waits for.
 func (ss *session) Released(gen int64) {
 	if gen < ss.gen.Load() {
-		select {
-		case ss.releases <- gen:
-		default:
+		if ch := ss.releases.Load(); ch != nil {
+			select {
+			case *ch <- gen:
+			default:
+			}
 		}
 	}
 }
@@ -238,38 +261,70 @@ func (ss *session) mailbox() *chat.Mailbox {
 	return ss.mbox
 }
 
-// serve runs the reader loop until the connection ends.
+// serve starts the session's reader; it returns when the connection ends
+// or its reader parks (park.go).
 func (ss *session) serve() {
 	if !ss.setStatus(statusAnonymous) {
 		return // shut down before it started (the node is closing)
 	}
 	cfg := ss.srv.cfg
 	ss.conn.SetReadLimit(cfg.MaxFrame)
-	ss.loginTimer.Reset(cfg.LoginTimeout)
-	ss.pingTimer.Reset(cfg.IdleTimeout / 3)
-	code, reason := ss.readLoop()
-	ss.shutdown(code, reason)
+	now := time.Now()
+	ss.loginBy.Store(now.Add(cfg.LoginTimeout).UnixNano())
+	ss.pingAt.Store(now.Add(cfg.IdleTimeout / 3).UnixNano())
+	ss.timer.Reset(min(cfg.LoginTimeout, cfg.IdleTimeout/3))
+	// The session's own count of the node's handlers: a parked session
+	// has no goroutine, so the reader that ends the session releases it.
+	ss.srv.handlers.Add(1)
+	ss.run()
 }
 
-func (ss *session) readLoop() (websocket.StatusCode, string) {
+// run reads frames until the connection ends or the reader parks; the
+// poller runs it again when a parked connection has something to read.
+// Only one run is ever in progress for a session.
+func (ss *session) run() {
+	code, reason, parked := ss.readLoop()
+	if parked {
+		return
+	}
+	ss.shutdown(code, reason)
+	ss.srv.readPoll.forget(ss)
+	ss.srv.handlers.Done()
+}
+
+func (ss *session) readLoop() (code websocket.StatusCode, reason string, parked bool) {
 	for {
-		paused := ss.waitFrame()
-		typ, frame, err := ss.conn.Read(ss.ctx)
+		paused := false
+		if !ss.frameTaken {
+			paused = ss.waitFrame()
+			ss.frameTaken = true
+		}
+		// No cancellable context: the library would hang a callback on it
+		// for every read (and its parent keeps the map that held it); a
+		// read ends when the socket closes, and shutdown closes it.
+		typ, frame, err := ss.conn.Read(context.Background())
 		// A frame that waited for either budget is one strike.
 		if ss.raw.budget.tookPause() || paused {
 			ss.strike()
 		}
+		if err != nil && errors.Is(err, errParked) {
+			if ss.park() {
+				return 0, "", true
+			}
+			continue
+		}
+		ss.frameTaken = false
 		if err != nil {
 			var ce websocket.CloseError
 			switch {
 			case errors.As(err, &ce):
-				return websocket.StatusNormalClosure, ""
+				return websocket.StatusNormalClosure, "", false
 			case errors.Is(err, context.Canceled):
-				return websocket.StatusNormalClosure, ""
+				return websocket.StatusNormalClosure, "", false
 			case errors.Is(err, websocket.ErrMessageTooBig):
-				return wire.CloseTooBig, "frame too large"
+				return wire.CloseTooBig, "frame too large", false
 			}
-			return websocket.StatusAbnormalClosure, ""
+			return websocket.StatusAbnormalClosure, "", false
 		}
 		ss.touch()
 		if ss.status() >= statusLeaving {
@@ -279,11 +334,12 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 			continue
 		}
 		if ss.overLimit() {
-			return ss.rateExceeded()
+			code, reason = ss.rateExceeded()
+			return code, reason, false
 		}
 		if typ != websocket.MessageText {
 			ss.reject(wire.Malformedf("binary frames are not accepted; send JSON text"))
-			return wire.CloseUnsupported, "text frames only"
+			return wire.CloseUnsupported, "text frames only", false
 		}
 		req, err := wire.ParseRequest(frame)
 		if err != nil {
@@ -291,16 +347,16 @@ func (ss *session) readLoop() (websocket.StatusCode, string) {
 		}
 		if errors.Is(err, wire.ErrNotJSON) {
 			ss.reject(wire.Malformedf("the frame is not valid UTF-8 JSON"))
-			return wire.CloseInvalidPayload, "invalid JSON"
+			return wire.CloseInvalidPayload, "invalid JSON", false
 		}
 		if err != nil {
 			ss.reject(wire.AsError(err))
-			return wire.ClosePolicy, "bad request"
+			return wire.ClosePolicy, "bad request", false
 		}
 		start := time.Now()
 		code, reason, stop := ss.handle(req, start)
 		if stop {
-			return code, reason
+			return code, reason, false
 		}
 	}
 }
@@ -497,7 +553,9 @@ func (ss *session) presence(req *wire.Request) error {
 	f = req.AppendMembers(f, "from")
 	f = append(f, '}')
 	if err := ss.srv.hub.Signal(ss.ctx, to, f); err != nil {
-		ss.logger().Debug("presence not forwarded", zap.Error(err))
+		if ss.srv.log.Core().Enabled(zap.DebugLevel) {
+			ss.logger().Debug("presence not forwarded", zap.Error(err))
+		}
 	}
 	return nil
 }
@@ -567,26 +625,47 @@ func errorFrame(cmd string, e *wire.Error) []byte {
 	return append(b, '}')
 }
 
-func (ss *session) ping() {
+// tick is the session's one timer (one per connection, not two): it ends
+// a session not logged in by its login deadline, and every third of the
+// idle timeout it pings. A ping closes a connection that has sent nothing
+// (no frame, no pong) for the idle timeout, and sends the others a ping
+// frame. The ping goes through the outbox like any frame and nothing
+// waits for its pong: the library's Ping would hold a goroutine per
+// connection until the pong and leave a map behind in the connection; the
+// pong, like every byte the peer sends, counts as activity when the
+// reader sees it (corkConn.owner).
+func (ss *session) tick() {
 	cfg := ss.srv.cfg
-	if ss.status() >= statusLeaving {
+	st := ss.status()
+	if st >= statusLeaving {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ss.ctx, cfg.IdleTimeout)
-	err := ss.conn.Ping(ctx)
-	cancel()
-	if err == nil {
-		ss.touch()
-	}
-	idle := time.Duration(cfg.Clock().UnixNano() - ss.lastActivity.Load())
-	if err != nil && idle >= cfg.IdleTimeout {
-		ss.shutdown(wire.CloseIdle, "idle timeout")
+	now := time.Now().UnixNano()
+	if st < statusActive && now >= ss.loginBy.Load() {
+		ss.shutdown(wire.CloseLoginTimeout, "login timeout")
 		return
 	}
-	if ss.status() < statusLeaving {
-		ss.pingTimer.Reset(cfg.IdleTimeout / 3)
+	if now >= ss.pingAt.Load() {
+		idle := time.Duration(cfg.Clock().UnixNano() - ss.lastActivity.Load())
+		if idle >= cfg.IdleTimeout {
+			ss.shutdown(wire.CloseIdle, "idle timeout")
+			return
+		}
+		ss.out.push(item{data: pingFrame, kind: transient})
+		ss.pingAt.Store(now + int64(cfg.IdleTimeout/3))
 	}
+	next := ss.pingAt.Load()
+	if ss.status() < statusActive {
+		next = min(next, ss.loginBy.Load())
+	} else if ss.status() >= statusLeaving {
+		return
+	}
+	ss.timer.Reset(time.Duration(next - now))
 }
+
+// isPing tells the outbox's ping item from frames (by identity: no frame
+// the node sends is pingFrame itself).
+func isPing(b []byte) bool { return len(b) == len(pingFrame) && &b[0] == &pingFrame[0] }
 
 // shutdown ends the session once: it stops acting on frames, waits for
 // the request in flight, hands back what it holds (written chat messages
@@ -597,7 +676,9 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	if !ss.setStatus(statusLeaving) {
 		return
 	}
-	ss.loginTimer.Stop()
+	// A parked reader reads on, to meet the peer's close frame.
+	ss.wake()
+	ss.timer.Stop()
 	ss.srv.untrack(ss)
 	// A request read before the session began leaving finishes first; no
 	// other starts (dispatchLive checks the status under the same lock).
@@ -644,15 +725,16 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 			ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
 		}
 	}
-	ss.pingTimer.Stop()
+	ss.timer.Stop()
 	ss.srv.m.closed(int(code))
 	ss.setStatus(statusClosed)
 	go func() {
 		// Close waits for the peer's close frame; never hold anyone up.
 		ss.conn.Close(code, reason)
-		ss.cancel()
 	}()
-	if ss.user != "" {
+	// The child logger costs an allocation of a kilobyte or so: built
+	// only when the line is written.
+	if ss.user != "" && ss.srv.log.Core().Enabled(zap.DebugLevel) {
 		ss.leftLogger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
 	}
 }

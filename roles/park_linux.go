@@ -1,0 +1,202 @@
+//go:build linux
+
+package roles
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// readPoller is the node's readiness poller: one epoll instance and one
+// goroutine that waits on it. Each parked socket is registered level
+// triggered and one-shot, with EPOLLRDHUP so that a peer that hangs up
+// wakes its reader too; arming it again on the next park reports bytes
+// that arrived in between at once. The socket stays registered with the
+// Go runtime's own poller as well (an epoll set may share a socket with
+// another), so the reader goroutine reads it as any net.Conn. The epoll
+// instance itself is waited on through the Go runtime's poller (it is
+// readable when it has events), so the poller goroutine parks like any
+// goroutine blocked on a socket, instead of holding a thread in
+// epoll_wait and handing it back to the scheduler on every wake. The
+// zero value is ready: the epoll instance and its goroutine start with
+// the first park. Server.Close stops it.
+type readPoller struct {
+	pollerGauge
+
+	mu     sync.Mutex
+	ep     *os.File // the epoll instance, epfd
+	epfd   int
+	evfd   int // written by close, to end the wait
+	conns  map[uint64]*session
+	next   uint64 // tokens start at 1; 0 is evfd
+	closed bool
+	done   chan struct{}
+}
+
+const parkEvents = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT
+
+func (p *readPoller) startLocked() error {
+	if p.closed {
+		return errors.New("the node is closing")
+	}
+	if p.conns != nil {
+		return nil
+	}
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("epoll_create1: %w", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return fmt.Errorf("epoll fd: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(epfd)
+		return fmt.Errorf("eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		unix.Close(epfd)
+		unix.Close(evfd)
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		unix.Close(evfd)
+		return fmt.Errorf("epoll fd: %w", err)
+	}
+	p.ep, p.epfd, p.evfd = ep, epfd, evfd
+	p.conns = map[uint64]*session{}
+	p.next = 1
+	p.done = make(chan struct{})
+	go p.loop(rc, p.done)
+	return nil
+}
+
+// register gives ss its token, before its first park; fresh reports
+// that this is the first.
+func (p *readPoller) register(ss *session) (fresh bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err := p.startLocked(); err != nil {
+		return false, err
+	}
+	if ss.pollTok == 0 {
+		ss.pollTok = p.next
+		p.next++
+		p.conns[ss.pollTok] = ss
+		fresh = true
+	}
+	return fresh, nil
+}
+
+// arm registers ss's socket for one wake when it is readable (added the
+// first time, modified after). Only the parking reader calls it, after
+// register.
+func (p *readPoller) arm(ss *session, fresh bool) error {
+	p.mu.Lock()
+	epfd := p.epfd
+	p.mu.Unlock()
+	ev := unix.EpollEvent{Events: parkEvents, Fd: int32(uint32(ss.pollTok)), Pad: int32(uint32(ss.pollTok >> 32))}
+	var cerr error
+	// Control holds the socket open while epoll_ctl runs, so the number
+	// cannot be closed and reused under it.
+	err := ss.raw.rc.Control(func(fd uintptr) {
+		op := unix.EPOLL_CTL_MOD
+		if fresh {
+			op = unix.EPOLL_CTL_ADD
+		}
+		cerr = unix.EpollCtl(epfd, op, int(fd), &ev)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return nil
+}
+
+// forget drops ss once its reader has ended for good. Its socket stays
+// in the epoll set until it is closed (the kernel then drops it): at most
+// one more event can come, for a token no longer known, and it is
+// ignored; that costs less than an epoll_ctl per connection.
+func (p *readPoller) forget(ss *session) {
+	if ss.pollTok == 0 {
+		return
+	}
+	p.mu.Lock()
+	delete(p.conns, ss.pollTok)
+	p.mu.Unlock()
+}
+
+func (p *readPoller) loop(rc syscall.RawConn, done chan struct{}) {
+	defer close(done)
+	events := make([]unix.EpollEvent, 128)
+	woken := make([]*session, 0, 128)
+	for {
+		var n int
+		var werr error
+		// Take what is ready without waiting; when nothing is, the
+		// runtime parks this goroutine until the epoll fd is readable.
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || werr != nil && werr != unix.EINTR
+		})
+		if err != nil || werr != nil {
+			return
+		}
+		woken = woken[:0]
+		stop := false
+		p.mu.Lock()
+		for _, ev := range events[:n] {
+			tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			if tok == 0 {
+				stop = true
+				continue
+			}
+			if ss := p.conns[tok]; ss != nil {
+				woken = append(woken, ss)
+			}
+		}
+		p.mu.Unlock()
+		for i, ss := range woken {
+			ss.wake()
+			woken[i] = nil
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// close stops the poller's goroutine. Sessions still parked then (none,
+// after Server.Close has shut every session down) are not woken again.
+func (p *readPoller) close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	started := p.conns != nil
+	p.mu.Unlock()
+	if !started {
+		return
+	}
+	var one = [8]byte{1}
+	unix.Write(p.evfd, one[:])
+	<-p.done
+	p.ep.Close()
+	unix.Close(p.evfd)
+}
+
+// parkable reports whether a connection on rc can be parked.
+func parkable(rc syscall.RawConn) bool { return rc != nil }

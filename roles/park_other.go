@@ -1,0 +1,23 @@
+//go:build !linux
+
+package roles
+
+import (
+	"errors"
+	"syscall"
+)
+
+// readPoller parks nothing on this system: every connection keeps its
+// reader goroutine (park.go).
+type readPoller struct{ pollerGauge }
+
+func (p *readPoller) register(*session) (bool, error) {
+	return false, errors.New("no readiness poller on this system")
+}
+func (p *readPoller) arm(*session, bool) error {
+	return errors.New("no readiness poller on this system")
+}
+func (p *readPoller) forget(*session) {}
+func (p *readPoller) close()          {}
+
+func parkable(syscall.RawConn) bool { return false }
