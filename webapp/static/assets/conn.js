@@ -12,6 +12,8 @@ import { closeInfo, reconnectDelay } from "./codes.js";
 const ackKind = {
   register_ack: "register", login_ack: "login", subscribe_ack: "subscribe",
   publish_ack: "publish", delete_ack: "delete", filenames_ack: "filenames",
+  // Issue 15: a seller's changes (docs/protocol.md "Editing a listing").
+  update_ack: "update", set_status_ack: "set_status", renew_ack: "renew",
 };
 
 // Close codes the session acts on; what every code means (reconnect or
