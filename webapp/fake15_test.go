@@ -300,13 +300,13 @@ func fakeInt(v any) int64 {
 	return 0
 }
 
-// backdate moves a post's date secs into the past (for renewals).
-func (s *fakeServer) backdate(id uint64, secs int64) {
+// setAge dates a post secs before now (for renewals).
+func (s *fakeServer) setAge(id uint64, secs int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.posts {
 		if u64(p["id"]) == id {
-			p["date"] = fakeInt(p["date"]) - secs
+			p["date"] = time.Now().Unix() - secs
 		}
 	}
 }
