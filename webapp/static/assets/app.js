@@ -1570,11 +1570,12 @@ function renderPosts() {
     const sorted = { date: "newest first", price_asc: "cheapest first", price_desc: "dearest first" }[s.find.sort];
     const q = s.find.q.trim();
     const what2 = [q ? `“${q}”` : "", s.find.avail ? "not sold or reserved" : ""].filter(Boolean).join(", ");
+    const scope = [what !== "everything" ? ` in ${what}` : "", where !== "everywhere" ? ` in ${where}` : ""].join("");
     $("browse-summary").dataset.state = !s.first || s.loading && !list.length ? "searching" : list.length ? "results" : "none";
     $("browse-summary").textContent = !s.first || (s.loading && !list.length) ? "Searching…"
-      : list.length ? `${list.length}${s.done ? "" : "+"} listing${list.length === 1 ? "" : "s"}${what2 ? ` for ${what2}` : ""} for ${what} in ${where}, ${sorted}.`
+      : list.length ? `${list.length}${s.done ? "" : "+"} listing${list.length === 1 ? "" : "s"}${what2 ? ` for ${what2}` : ""}${scope}, ${sorted}.`
       : s.error ? s.error
-      : s.done ? `No listings found${what2 ? ` for ${what2}` : ""} for ${what} in ${where}. Try other words or a wider filter.`
+      : s.done ? `No listings found${what2 ? ` for ${what2}` : ""}${scope}. Try other words or a wider filter.`
       : "None among the listings searched so far: press “Load more” to search older ones.";
     return;
   }
