@@ -208,3 +208,62 @@ func TestBrowserSellerTools(t *testing.T) {
 		` && document.querySelectorAll("#post-list [data-testid=post-card]").length === 1`)
 	b.shot("edit-live")
 }
+
+// TestBrowserSearchLogic checks the modules behind search and the seller's
+// changes: the server's word rules for live posts, the search URL, the
+// renewal window, replacing a post by id, a post's status, and 409.
+func TestBrowserSearchLogic(t *testing.T) {
+	jsChecks(t, []struct{ name, js string }{
+		{"live posts are matched with the server's word rules", `
+const p = safe.post({id: 1, from: "2", body: JSON.stringify({title: "Café Golf-GTI", msg: "ﬁat São", nick: "Ana", images: []})});
+const yes = ["golf", "GOLF gt", "cafe", "CAFÉ golf", "gti", "fiat sao", "ana", "g", "golf gti ", "sa"];
+const no = ["golfe", "golf gt ", "polo", "golf polo", "images"];
+for (const q of yes) if (!state.matchesQuery(p, q)) return "should match: " + q;
+for (const q of no) if (state.matchesQuery(p, q)) return "should not match: " + q;
+if (state.matchesQuery(safe.post({id: 2, from: "2", body: "[1]"}), "golf")) return "an unreadable post matched";
+return "";`},
+		{"the search URL round-trips and refuses what the server would", `
+const f = state.parseFind("#/browse?q=golf%20gti&sort=price_asc&status=available");
+if (S(f) !== S({q: "golf gti", sort: "price_asc", avail: true})) return "parsed " + S(f);
+if (state.findHash(f) !== "?q=golf+gti&sort=price_asc&status=available") return "hash " + state.findHash(f);
+if (state.findHash(state.parseFind("#/browse")) !== "") return "no search";
+if (state.parseFind("#/browse?sort=evil&q=" + "x".repeat(500)).sort !== "date") return "a bad sort kept";
+if (state.parseFind("#/browse?q=" + "x".repeat(500)).q.length !== 120) return "a long q not cut";
+if (!state.queryProblem("a")) return "one letter accepted";
+if (!state.queryProblem("aa bb cc dd ee ff gg hh ii")) return "9 words accepted";
+if (state.queryProblem("golf gti") || state.queryProblem("")) return "a good query refused";
+return "";`},
+		{"the renewal window and the refused renewal's time", `
+const codes = await import("/assets/codes.js");
+const e = state.expiry({date: 1000, renewed: 5000});
+if (e.expires !== 5000 + 90 * 86400 || e.renewFrom !== 5000 + 83 * 86400) return "expiry " + S(e);
+if (codes.renewFrom("a post can be renewed in the last 168h0m0s before it expires; post 18 from 1777171200 (in 604800 s)") !== 1777171200) return "from";
+const t = codes.renewFrom("try again in 60 s");
+if (!(t >= Date.now() / 1000 + 59 && t <= Date.now() / 1000 + 61)) return "in N s " + t;
+if (codes.renewFrom("") !== undefined) return "no time";
+return "";`},
+		{"a new version replaces the post by id everywhere", `
+const u = store.emptyUser();
+state.addPosts(u, [{id: 4, from: "1", body: '{"title":"Bike"}'}], "1");
+u.chats["4:7"] = {key: "4:7", postId: 4, peer: "7", msgs: [], title: "Bike"};
+const fetched = {"4": u.posts["4"]};
+const p = state.replacePost(u, {id: 4, from: "1", body: '{"title":"Bike, serviced"}', status: "sold", edited: 99}, "1", fetched);
+for (const [w, m] of [["posts", u.posts], ["mine", u.myPosts], ["fetched", fetched]]) {
+  if (m["4"] !== p || m["4"].doc.title !== "Bike, serviced" || m["4"].status !== "sold") return w + " " + S(m["4"]);
+}
+if (u.chats["4:7"].title !== "Bike, serviced") return "chat title " + u.chats["4:7"].title;
+if (Object.keys(u.posts).length !== 1) return "a second copy";
+const other = state.replacePost(u, {id: 5, from: "9", body: "{}"}, "1");
+if (!other || "5" in u.posts || "5" in u.myPosts) return "a post not held was added";
+return "";`},
+		{"status is one of three; 409 asks for fresh names", `
+const codes = await import("/assets/codes.js");
+for (const [v, want] of [["sold", "sold"], ["reserved", "reserved"], [undefined, "available"], ["<b>", "available"], [1, "available"]]) {
+  const p = safe.post({id: 1, from: "2", body: "{}", status: v});
+  if (p.status !== want) return "status " + S(v) + " -> " + p.status;
+}
+const a = codes.uploadAction(409, "exists", null);
+if (!a.renew || !a.conflict || a.ok) return "409 " + S(a);
+return "";`},
+	})
+}
