@@ -207,6 +207,30 @@ func TestBrowserSellerTools(t *testing.T) {
 	b.wait("the buyer sees the edit in place", exactText("#post-list [data-testid=post-title]", "Red road bike, serviced")+
 		` && document.querySelectorAll("#post-list [data-testid=post-card]").length === 1`)
 	b.shot("edit-live")
+
+	// New listings while searching: one that matches joins a list sorted by
+	// date, one that does not stays out; under a price order they are
+	// counted, to be shown on request.
+	m := dialProto(t, srv.URL())
+	m.mustOK(`{"cmd":"register"}`)
+	pub := func(title string) {
+		body, _ := json.Marshal(map[string]any{"title": title, "nick": "Mo", "price": 40, "images": []string{}})
+		item, _ := json.Marshal(map[string]any{"body": string(body), "features": 2, "range_values": []int{40}})
+		m.mustOK(`{"cmd":"publish","items":[` + string(item[:len(item)-1]) + `,"to":[[[0,0,0]],[[0,0,0]]]}]}`)
+	}
+	pub("Green lamp")
+	pub("Blue road bike")
+	b.wait("the matching one added at the top", `document.querySelector("#post-list [data-testid=post-title]").textContent === "Blue road bike" && document.querySelectorAll("#post-list [data-testid=post-card]").length === 2`)
+	if b.ok(hasText("#post-list [data-testid=post-title]", "Green lamp")) {
+		t.Error("a listing that does not match the search was added")
+	}
+	b.eval(`(() => { const s = document.getElementById("search-sort"); s.value = "price_asc"; s.dispatchEvent(new Event("change")); return ""; })()`)
+	b.wait("cheapest first", `location.hash === "#/browse?q=road&sort=price_asc" && document.getElementById("browse-summary").dataset.state === "results"`)
+	pub("Black road bike")
+	b.wait("counted, not slipped in", `!document.getElementById("search-fresh").hidden && document.getElementById("search-fresh").textContent.startsWith("1 new listing") && document.querySelectorAll("#post-list [data-testid=post-card]").length === 2`)
+	b.shot("new-while-sorted")
+	b.click("#search-fresh")
+	b.wait("shown on request", `document.querySelectorAll("#post-list [data-testid=post-card]").length === 3 && document.getElementById("search-fresh").hidden`)
 }
 
 // TestBrowserSearchLogic checks the modules behind search and the seller's

@@ -1591,7 +1591,7 @@ function renderSearch() {
   $("search-note").textContent = s && s.partial
     ? "Sorted by price among the newest matching listings only: the server sorts at most its newest 10,000 matches by price. Narrow the filter or the price range to see older ones." : "";
   $("search-fresh").hidden = !(s && s.fresh);
-  $("search-fresh").textContent = s && s.fresh ? `${s.fresh} new listing${s.fresh === 1 ? "" : "s"}: show them` : "";
+  $("search-fresh").textContent = s && s.fresh ? `${s.fresh} new listing${s.fresh === 1 ? ": show it" : "s: show them"}` : "";
 }
 
 function renderMore() {
