@@ -678,6 +678,8 @@ function setFind(f) {
 function findFromForm() {
   const f = { q: $("search-q").value.replace(/\s+/g, " ").trimStart().slice(0, 120), sort: $("search-sort").value, avail: $("search-avail").checked };
   setFind(f);
+  // On a phone the open filter would push the results off screen.
+  if (findActive() && matchMedia("(max-width: 30rem)").matches) $("filter-box").open = false;
   if (app.view === "browse-view") show("browse-view", {}, "replace");
 }
 
