@@ -256,7 +256,11 @@ func (s *fakeServer) change(c *fakeConn, cmd string, f map[string]any) bool {
 		if r := fakeInt(p["renewed"]); r > from {
 			from = r
 		}
-		if at := from + fakeExpiry - fakeRenewWindow; now < at {
+		at := from + fakeExpiry - fakeRenewWindow
+		if s.renewAt != 0 {
+			at = s.renewAt // a server with another --post-expiry or --renew-window
+		}
+		if now < at {
 			return fail(wire.RateLimited, fmt.Sprintf("a post can be renewed in the last 168h0m0s before it expires; post %d from %d (in %d s)", id, at, at-now))
 		}
 		p["renewed"] = now
@@ -300,13 +304,14 @@ func fakeInt(v any) int64 {
 	return 0
 }
 
-// setAge dates a post secs before now (for renewals).
+// setAge dates a post secs before now, never renewed (for renewals).
 func (s *fakeServer) setAge(id uint64, secs int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.posts {
 		if u64(p["id"]) == id {
 			p["date"] = time.Now().Unix() - secs
+			delete(p, "renewed")
 		}
 	}
 }

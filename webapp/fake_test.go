@@ -67,6 +67,7 @@ type fakeServer struct {
 	maxScan  int      // a price order sorts at most this many matches ("partial"), when not 0
 	searches []string // "q|sort|status|before" of each search read
 	changes  []string // update/set_status/renew commands received
+	renewAt  int64    // refuse every renew as too early, naming this time, when not 0
 }
 
 type fakeConn struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -158,6 +159,20 @@ func TestBrowserSellerTools(t *testing.T) {
 	s.wait("Renew only in the window", `document.querySelector(`+js(card(bike)+"[data-testid=renew-post]")+`).disabled && !document.querySelector(`+js(card(lamp)+"[data-testid=renew-post]")+`).disabled`)
 	s.wait("when renewing becomes possible", hasText(card(bike)+"[data-testid=renew-hint]", "can be renewed from"))
 	s.shot("my-posts")
+	// A server whose window differs refuses; the time it names disables
+	// Renew (for this page).
+	srv.mu.Lock()
+	srv.renewAt = time.Now().Unix() + 3*86400
+	srv.mu.Unlock()
+	s.click(card(lamp) + "[data-testid=renew-post]")
+	s.wait("the refusal says when", hasText("#banner", "This listing can be renewed from")+` && document.querySelector(`+js(card(lamp)+"[data-testid=renew-post]")+`).disabled`)
+	s.shot("renew-refused")
+	srv.mu.Lock()
+	srv.renewAt = 0
+	srv.mu.Unlock()
+	s.do(chromedp.Reload())
+	s.state("online")
+	s.click("#tab-mine")
 	s.click(card(lamp) + "[data-testid=renew-post]")
 	s.wait("renewed", hasText("#notice", "Renewed: your listing now runs until")+` && document.querySelector(`+js(card(lamp)+"[data-testid=renew-post]")+`).disabled`)
 
@@ -286,6 +301,8 @@ for (const [v, want] of [["sold", "sold"], ["reserved", "reserved"], [undefined,
   const p = safe.post({id: 1, from: "2", body: "{}", status: v});
   if (p.status !== want) return "status " + S(v) + " -> " + p.status;
 }
+if (!codes.reasonText({reason: "rate_limited", detail: "too many changes to posts; try again in 7 s"}, "update").startsWith("You changed your listings many times")) return "edit rate words";
+if (codes.reasonText({reason: "not_found"}, "set_status") !== "This listing does not exist any more (deleted or expired).") return "not_found words";
 const a = codes.uploadAction(409, "exists", null);
 if (!a.renew || !a.conflict || a.ok) return "409 " + S(a);
 return "";`},
