@@ -658,6 +658,10 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		a.wait("sold on A's page", hasText("#post-detail [data-testid=status-badge]", "Sold"))
 		b.wait("B sees it sold", hasText("#post-list [data-testid=status-badge]", "Sold"))
 		b.shot("sold-seen-live")
+		b.click(`#post-list [data-testid=post-link]`)
+		b.wait("sold on B's view of the listing's page", hasText("#post-detail [data-testid=detail-status]", "Sold")+
+			` && document.getElementById("post-heading").textContent === `+js(edited))
+		b.shot("sold-listing-page")
 		b.click("#tab-chats")
 		b.wait("B's conversation has the new title", hasText("#chat-list [data-testid=chat-row]", edited))
 		a.click("#post-detail [data-testid=mark-available]")

@@ -1745,7 +1745,8 @@ function renderPost() {
       facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
       h("p", { class: "where" }, placeText(p)),
       d.msg ? h("p", { class: "desc", "data-testid": "detail-desc" }, d.msg) : null,
-      h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : ""),
+      h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : "",
+        p.edited ? ` · edited ${new Date(Number(p.edited) * 1000).toLocaleString()}` : ""),
       h("div", { class: "actions" },
         mine ? h("span", { class: "tag" }, "Your post")
           : h("button", { type: "button", class: "primary", "data-testid": "detail-chat", onclick: () => chatWithAuthor(p) }, "Message seller"),
