@@ -265,6 +265,10 @@ func hasText(sel, text string) string {
 	return `[...document.querySelectorAll(` + js(sel) + `)].some(e => e.textContent.includes(` + js(text) + `))`
 }
 
+func exactText(sel, text string) string {
+	return `[...document.querySelectorAll(` + js(sel) + `)].some(e => e.textContent === ` + js(text) + `)`
+}
+
 func countText(sel, text string) string {
 	return `String([...document.querySelectorAll(` + js(sel) + `)].filter(e => e.textContent === ` + js(text) + `).length)`
 }
@@ -320,6 +324,8 @@ type features struct {
 	posts     string // "" when subscribe/publish/delete work, else what is missing
 	images    string // "" when filenames and the image upload work
 	deletions string // "" when a subscription with "deletions":true gets post_deleted
+	edits     string // "" when update/set_status are answered (issue 15)
+	search    string // "" when GET /api/posts answers q (issue 15)
 }
 
 // runScenario is issue 7's scenario: A registers and publishes a post with a
@@ -618,6 +624,74 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 		b.wait("Back from the listing", at("browse-view", "#/browse"))
 	})
 
+	// Issue 15: an edit seen live by another user. A edits the title and
+	// price of the listing B follows (the photo kept) and marks it sold; B
+	// sees the same card change in place, never a second copy, and B's
+	// conversation about it takes the new title.
+	const edited = "Blue city bicycle, new chain"
+	run("edit-seen-live", func(t *testing.T) {
+		if !published {
+			t.Skip("no post to edit: " + have.posts)
+		}
+		if have.edits != "" {
+			t.Skip("editing not available on this server: " + have.edits)
+		}
+		b.click("#tab-browse")
+		b.wait("B holds the listing", hasText("#post-list [data-testid=post-title]", title))
+		a.click("#tab-mine")
+		a.click("#mine-list [data-testid=edit-post]")
+		a.wait("the form holds the listing", `location.hash.startsWith("#/edit/") && document.getElementById("pub-title").value === `+js(title)+
+			` && document.getElementById("pub-heading").textContent === "Edit your listing"`)
+		a.wait("its photo kept", `document.querySelectorAll("#pub-previews img").length === `+map[bool]string{true: "1", false: "0"}[have.images == ""])
+		a.eval(`(() => { for (const [id, v] of [["pub-title", ` + js(edited) + `], ["pub-price", "300"]]) { const i = document.getElementById(id); i.value = v; i.dispatchEvent(new Event("input", {bubbles: true})); } return ""; })()`)
+		a.shot("editing")
+		a.click("#pub-submit")
+		a.wait("the edited listing's page", `!document.getElementById("post-view").hidden && document.getElementById("post-heading").textContent === `+js(edited))
+		b.wait("B sees the edit live", exactText("#post-list [data-testid=post-title]", edited)+
+			` && !`+exactText("#post-list [data-testid=post-title]", title))
+		b.wait("the new price", hasText("#post-list [data-testid=post-price]", "€300"))
+		if got := b.eval(`String(document.querySelectorAll("#post-list [data-testid=post-card]").length)`); got != "1" {
+			t.Errorf("B shows %s cards after the edit, want 1 (replaced by id)", got)
+		}
+		b.shot("edit-seen-live")
+		a.click("#post-detail [data-testid=mark-sold]")
+		a.wait("sold on A's page", hasText("#post-detail [data-testid=status-badge]", "Sold"))
+		b.wait("B sees it sold", hasText("#post-list [data-testid=status-badge]", "Sold"))
+		b.shot("sold-seen-live")
+		b.click(`#post-list [data-testid=post-link]`)
+		b.wait("sold on B's view of the listing's page", hasText("#post-detail [data-testid=detail-status]", "Sold")+
+			` && document.getElementById("post-heading").textContent === `+js(edited))
+		b.shot("sold-listing-page")
+		b.click("#tab-chats")
+		b.wait("B's conversation has the new title", hasText("#chat-list [data-testid=chat-row]", edited))
+		a.click("#post-detail [data-testid=mark-available]")
+		b.click("#tab-browse")
+		b.wait("available again", `!document.querySelector("#post-list [data-testid=status-badge]")`)
+	})
+
+	// Issue 15: a search finds the listing by a word of its title (the
+	// last word as a prefix), and says plainly when nothing matches.
+	run("search-by-a-title-word", func(t *testing.T) {
+		if !published {
+			t.Skip("no post to find: " + have.posts)
+		}
+		if have.search != "" {
+			t.Skip("search not available on this server: " + have.search)
+		}
+		b.click("#tab-browse")
+		b.typeInto("#search-q", "bicyc")
+		b.wait("the search in the URL and its result", `location.hash === "#/browse?q=bicyc" && document.getElementById("browse-summary").dataset.state === "results" && `+
+			hasText("#post-list [data-testid=post-title]", edited))
+		b.shot("search-found")
+		b.do(chromedp.Reload())
+		b.wait("the search after a reload", `document.getElementById("search-q").value === "bicyc" && `+hasText("#post-list [data-testid=post-title]", edited))
+		b.eval(`(() => { const i = document.getElementById("search-q"); i.value = "zzqx"; i.dispatchEvent(new Event("input")); return ""; })()`)
+		b.wait("no results said plainly", `document.getElementById("browse-summary").dataset.state === "none" && document.getElementById("browse-summary").textContent.startsWith("No listings found") && document.querySelectorAll("#post-list [data-testid=post-card]").length === 0`)
+		b.shot("search-none")
+		b.eval(`(() => { const i = document.getElementById("search-q"); i.value = ""; i.dispatchEvent(new Event("input")); return ""; })()`)
+		b.wait("the whole list again", `location.hash === "#/browse" && `+hasText("#post-list [data-testid=post-title]", edited))
+	})
+
 	run("delete-own-post", func(t *testing.T) {
 		if !published {
 			t.Skip("no post to delete: " + have.posts)
@@ -631,7 +705,11 @@ func runScenario(t *testing.T, srv server, name string, have features) {
 			t.Log("not checking that B's list drops the post: " + have.deletions)
 			return
 		}
-		b.wait("post_deleted takes the post off B's list", `![...document.querySelectorAll("#post-list [data-testid=post-title]")].some(e => e.textContent === `+js(title)+`)`)
+		gone := title
+		if have.edits == "" {
+			gone = edited
+		}
+		b.wait("post_deleted takes the post off B's list", `![...document.querySelectorAll("#post-list [data-testid=post-title]")].some(e => e.textContent === `+js(gone)+`)`)
 	})
 
 	run("hostile-posts-and-chat", func(t *testing.T) {

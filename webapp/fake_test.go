@@ -62,6 +62,12 @@ type fakeServer struct {
 	// names it in a failed login_ack too.
 	epoch       string
 	epochOnFail bool
+
+	// Issue 15's server API (fake15_test.go).
+	maxScan  int      // a price order sorts at most this many matches ("partial"), when not 0
+	searches []string // "q|sort|status|before" of each search read
+	changes  []string // update/set_status/renew commands received
+	renewAt  int64    // refuse every renew as too early, naming this time, when not 0
 }
 
 type fakeConn struct {
@@ -216,6 +222,14 @@ func (s *fakeServer) listPosts(w http.ResponseWriter, r *http.Request) {
 	limit := 20
 	if l, err := strconv.Atoi(q.Get("limit")); err == nil && l > 0 && l <= 100 {
 		limit = l
+	}
+	if q.Get("q") != "" || q.Get("sort") != "" || q.Get("status") != "" {
+		s.mu.Lock()
+		b, _ := json.Marshal(s.searchPosts(q, sub, limit))
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(b)
+		return
 	}
 	s.mu.Lock()
 	out := []any{}
@@ -552,6 +566,8 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 				o.write(map[string]any{"cmd": "post_deleted", "id": id})
 			}
 		}
+	case "update", "set_status", "renew":
+		return s.change(c, cmd, f)
 	case "filenames":
 		s.mu.Lock()
 		s.filenames++

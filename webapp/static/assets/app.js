@@ -69,6 +69,10 @@ const app = {
   paused: "",        // why this tab is paused (another tab or device took over)
   connInfo: {},
   drafts: {},        // chat key -> the line being written (store.js drafts)
+  find: { q: "", sort: "date", avail: false }, // the search in Browse (its URL)
+  search: null,      // its results over GET /api/posts, when a search is active
+  editing: null,     // the id (string) of the listing being edited in the Sell form
+  renewAt: {},       // id -> Unix seconds from which the server allows a renewal
 };
 
 // ---------------------------------------------------------------- words
@@ -176,6 +180,8 @@ const guestWhy = {
 
 function routeOf() {
   if (app.view === "post-view" && app.postId != null) return `#/post/${app.postId}`;
+  if (app.view === "publish-view" && app.editing) return `#/edit/${app.editing}`;
+  if (app.view === "browse-view") return `#/browse${state.findHash(app.find)}`;
   if (app.view === "chat-view" && app.openChat) {
     const c = app.u && app.u.chats[app.openChat];
     if (c) return `#/chat/${c.postId}/${c.peer}`;
@@ -189,6 +195,8 @@ let appliedRoute = null;
 // "none" (the URL is already right: Back, Forward, a typed URL).
 function show(view, extra = {}, how = "push") {
   saveDraft();
+  if (app.editing && (view !== "publish-view" || extra.edit !== app.editing)) stopEdit();
+  if (extra.edit) app.editing = extra.edit;
   app.view = view;
   app.openChat = extra.chat ?? null;
   app.postId = extra.post ?? null;
@@ -217,7 +225,15 @@ function applyRoute(how = "none") {
     openPeerChat(peer);
     return;
   }
-  const view = routeViews[h] || "browse-view";
+  m = /^#\/edit\/(\d{1,20})$/.exec(h);
+  if (m && app.creds) { startEdit(m[1], "replace"); return; }
+  const path = h.split("?")[0];
+  const view = routeViews[path] || "browse-view";
+  if (view === "browse-view") {
+    setFind(state.parseFind(h));
+    show(view, {}, h === `#/browse${state.findHash(app.find)}` ? "none" : "replace");
+    return;
+  }
   if (!app.creds && view !== "browse-view" && view !== "account-view") {
     askSignUp(guestWhy[view] || "", () => show(view, {}, "replace"));
     return;
@@ -318,7 +334,7 @@ function enterGuest(view) {
   app.inflight = null;
   app.view = view;
   app.more = { next: "", done: false, loading: false, error: "" };
-  loadMore();
+  if (findActive()) newSearch(); else loadMore();
 }
 
 // askSignUp shows the sign-up screen to a guest, saying why; then, once
@@ -341,6 +357,7 @@ function enterUser(id) {
   app.inflight = null;
   app.view = "browse-view";
   app.more = { next: "", done: false, loading: false, error: "" };
+  if (findActive()) newSearch();
 }
 
 function save() {
@@ -489,7 +506,14 @@ function onPush(f) {
 }
 
 function onPostDeleted(f) {
-  if (!state.removePost(app.u, f.id)) return;
+  const s = app.search;
+  let changed = false;
+  if (s && safe.isId(f.id) && String(f.id) in s.posts) {
+    delete s.posts[String(f.id)];
+    s.ids = s.ids.filter((k) => k !== String(f.id));
+    changed = true;
+  }
+  if (!state.removePost(app.u, f.id) && !changed) return;
   save();
   render();
 }
@@ -523,7 +547,14 @@ function seenMsg(id) {
 // ---------------------------------------------------------------- posts
 
 function onPosts(items) {
-  state.addPosts(app.u, items, app.creds && app.creds.user);
+  const me = app.creds && app.creds.user;
+  state.addPosts(app.u, items, me);
+  // A post frame whose id is held is a new version (docs/protocol.md
+  // "Editing a listing"): replace it everywhere, search results included.
+  for (const raw of Array.isArray(items) ? items : []) {
+    const p = state.replacePost(app.u, raw, me, app.fetched);
+    if (p) searchLive(p);
+  }
   save();
   render();
   // A full catch-up page means there may be more: ask from the highest id.
@@ -586,6 +617,7 @@ function applyFilter(ev) {
   app.u.keep = 0;
   app.more = { next: "", done: false, loading: false, error: "" };
   save();
+  if (findActive()) newSearch();
   // On a phone the form would push the posts off screen: fold it away.
   if (matchMedia("(max-width: 30rem)").matches) $("filter-box").open = false;
   render();
@@ -635,6 +667,244 @@ async function loadMore() {
     more.loading = false;
     render();
   }
+}
+
+// ---------------------------------------------------------------- search and sort
+
+// A search (text, a price order, or "hide sold") is read over GET
+// /api/posts with the filter, paged with the answer's next; its URL is
+// #/browse?q=…&sort=…&status=available, so it can be shared and reloaded.
+function findActive(f = app.find) {
+  return Boolean(f.q.trim() || f.sort !== "date" || f.avail);
+}
+
+function setFind(f) {
+  const same = f.q.trim() === app.find.q.trim() && f.sort === app.find.sort && f.avail === app.find.avail;
+  app.find = f;
+  if ($("search-q") !== document.activeElement) $("search-q").value = f.q;
+  $("search-sort").value = f.sort;
+  $("search-avail").checked = f.avail;
+  if (!same && app.u) newSearch();
+}
+
+// findFromForm applies the search box, the order and the status filter.
+function findFromForm() {
+  const f = { q: $("search-q").value.replace(/\s+/g, " ").trimStart().slice(0, 120), sort: $("search-sort").value, avail: $("search-avail").checked };
+  setFind(f);
+  // On a phone the open filter would push the results off screen.
+  if (findActive() && matchMedia("(max-width: 30rem)").matches) $("filter-box").open = false;
+  if (app.view === "browse-view") show("browse-view", {}, "replace");
+}
+
+function newSearch() {
+  app.search = findActive() ? {
+    find: { ...app.find }, ids: [], posts: {}, next: "", done: false, loading: false, error: "",
+    partial: false, fresh: 0, first: false, floor: app.u ? app.u.lastPostId : 0,
+  } : null;
+  if (app.search) searchMore();
+  else render();
+}
+
+async function searchMore() {
+  const s = app.search;
+  if (!s || !app.u || s.loading || s.done) return;
+  const f = s.find;
+  const problem = state.queryProblem(f.q);
+  if (problem) { s.done = true; s.first = true; s.error = problem; render(); return; }
+  const q = apiQuery(app.u.filter);
+  if (f.q.trim()) q.set("q", f.q.trim());
+  if (f.sort !== "date") q.set("sort", f.sort);
+  if (f.avail) q.set("status", "available");
+  if (s.next) q.set("before", s.next);
+  s.loading = true;
+  s.error = "";
+  render();
+  try {
+    const r = await fetchJSON(`/api/posts?${q}`);
+    if (s !== app.search) return;
+    for (const raw of r && Array.isArray(r.posts) ? r.posts : []) {
+      const p = safe.post(raw);
+      if (!p) continue;
+      const k = String(p.id);
+      if (!(k in s.posts)) s.ids.push(k);
+      s.posts[k] = p;
+    }
+    const next = r && (typeof r.next === "string" || typeof r.next === "number") ? String(r.next) : "";
+    // The price orders' cursor is "<price>:<id>", passed back as received.
+    s.next = /^(\d{1,20}|[0-9.eE+-]{0,40}:\d{1,20})$/.test(next) ? next : "";
+    s.done = s.next === "";
+    if (r && r.partial === true) s.partial = true;
+  } catch {
+    if (s === app.search) s.error = "Could not search right now. Please try again.";
+  } finally {
+    s.loading = false;
+    s.first = true;
+    render();
+  }
+}
+
+// searchLive applies a live post to the search shown: a new version of a
+// result replaces it (or takes it out when it no longer matches); a new
+// listing that matches joins a date-ordered list, and is counted ("N new
+// listings") for a price order.
+function searchLive(p) {
+  const s = app.search;
+  if (!s) return;
+  const k = String(p.id);
+  const fits = state.matchesQuery(p, s.find.q) && !(s.find.avail && p.status !== "available");
+  if (k in s.posts) {
+    if (fits) s.posts[k] = p;
+    else { delete s.posts[k]; s.ids = s.ids.filter((x) => x !== k); }
+    return;
+  }
+  if (!fits || !s.first || !(p.id > s.floor)) return;
+  if (s.find.sort === "date" && !p.edited) {
+    const i = s.ids.findIndex((x) => BigInt(x) < BigInt(k));
+    if (i < 0 && !s.done) return; // older than what is loaded: Load more brings it
+    s.posts[k] = p;
+    s.ids.splice(i < 0 ? s.ids.length : i, 0, k);
+  } else {
+    s.fresh++;
+  }
+}
+
+// ---------------------------------------------------------------- seller tools
+
+function applyChanged(raw) {
+  const p = state.replacePost(app.u, raw, app.creds && app.creds.user, app.fetched);
+  if (p) searchLive(p);
+  save();
+  render();
+  return p;
+}
+
+const statusWords = { sold: "Sold", reserved: "Reserved", available: "Available" };
+
+async function setStatus(p, status) {
+  try {
+    const r = await app.session.request({ cmd: "set_status", id: p.id, status });
+    if (r.result !== "ok") { showError(reasonText(r, "set_status")); return; }
+    applyChanged(r.post && typeof r.post === "object" ? r.post : { ...rawOf(p), status });
+    notice(status === "available" ? "Your listing is available again." : `Your listing is marked as ${statusWords[status].toLowerCase()}.`);
+  } catch (e) {
+    if (!(e instanceof Offline)) throw e;
+    showError("You are offline. Try again when the app shows “Online”.");
+  }
+}
+
+function dateText(unix) {
+  return new Date(unix * 1000).toLocaleDateString([], { day: "numeric", month: "short", year: "numeric" });
+}
+
+function renewFrom(p) {
+  const learned = app.renewAt[String(p.id)];
+  return Math.max(state.expiry(p).renewFrom, learned || 0);
+}
+
+async function renewPost(p) {
+  try {
+    const r = await app.session.request({ cmd: "renew", id: p.id });
+    if (r.result === "ok") {
+      delete app.renewAt[String(p.id)];
+      applyChanged(r.post && typeof r.post === "object" ? r.post : rawOf(p));
+      const exp = safe.finite(r.expires);
+      notice(exp ? `Renewed: your listing now runs until ${dateText(exp)}.` : "Your listing is renewed.");
+      return;
+    }
+    const from = r.reason === "rate_limited" && /renew/.test(String(r.detail || "")) ? codes.renewFrom(r.detail) : undefined;
+    if (from) {
+      app.renewAt[String(p.id)] = from;
+      render();
+      showError(`This listing can be renewed from ${dateText(from)}, in its last week.`);
+    } else showError(reasonText(r, "renew"));
+  } catch (e) {
+    if (!(e instanceof Offline)) throw e;
+    showError("You are offline. Try again when the app shows “Online”.");
+  }
+}
+
+// rawOf is a kept post in the shape of the wire (for a fallback when an ack
+// carries no post).
+function rawOf(p) {
+  return { id: p.id, from: p.from, date: p.date, features: p.features, range_values: p.range_values, to: p.to,
+    body: JSON.stringify(p.doc), status: p.status, renewed: p.renewed, edited: p.edited };
+}
+
+// sellerTools are the owner's buttons on a listing: Edit, the status, Renew.
+function sellerTools(p) {
+  const title = (!p.bad && p.doc.title) || "this listing";
+  const box = h("div", { class: "seller-tools", "data-testid": "seller-tools" });
+  if (!p.bad) box.append(h("button", { type: "button", "data-testid": "edit-post", "aria-label": `Edit ${title}`, onclick: () => startEdit(String(p.id)) }, "Edit"));
+  for (const st of ["sold", "reserved", "available"]) {
+    if (st === p.status) continue;
+    box.append(h("button", { type: "button", "data-testid": `mark-${st}`, "aria-label": `Mark ${title} as ${st}`, onclick: (ev) => { ev.target.disabled = true; setStatus(p, st); } },
+      st === "available" ? "Mark available" : `Mark ${st}`));
+  }
+  const from = renewFrom(p);
+  const now = Date.now() / 1000;
+  const exp = state.expiry(p).expires;
+  box.append(h("button", { type: "button", "data-testid": "renew-post", disabled: now < from ? "" : null, "aria-describedby": `renew-${p.id}`,
+    onclick: (ev) => { ev.target.disabled = true; renewPost(p); } }, "Renew"));
+  box.append(h("p", { class: "help", id: `renew-${p.id}`, "data-testid": "renew-hint" },
+    now < from ? `Runs until about ${dateText(exp)}; it can be renewed from ${dateText(from)}.` : `Runs until about ${dateText(exp)}: renew it to keep it listed.`));
+  return box;
+}
+
+function statusBadge(p) {
+  return p.status && p.status !== "available"
+    ? h("span", { class: `status ${p.status}`, "data-testid": "status-badge" }, statusWords[p.status]) : null;
+}
+
+// ---------------------------------------------------------------- editing
+
+// startEdit fills the Sell form with one of the person's listings; Save
+// sends update with the same id. Photos are kept, removed or added.
+function startEdit(id, how = "push") {
+  const p = app.u && app.u.myPosts[id];
+  if (!p || p.bad) {
+    notice("That listing is not one of yours, or it is gone.");
+    show("mine-view", {}, how === "replace" ? "replace" : "push");
+    return;
+  }
+  if (app.editing !== id) {
+    if (app.editing) stopEdit();
+    resetPublishForm();
+    app.editing = id;
+    const d = p.doc;
+    const rv = p.range_values;
+    $("pub-title").value = d.title || "";
+    $("pub-desc").value = d.msg || "";
+    const price = d.price ?? rv[0];
+    $("pub-price").value = price != null ? String(price) : "";
+    $("pub-year").value = rv[1] ? String(rv[1]) : "";
+    $("pub-km").value = rv[2] ? String(rv[2]) : "";
+    const ch = d.channel || p.to || [];
+    app.pub = { loc: [...((ch[0] && ch[0][0]) || [])].map(Number), prod: [...((ch[1] && ch[1][0]) || [])].map(Number) };
+    for (const f of FEATURES) { const el = $(`pub-feat-${f.bit}`); if (el) el.checked = Boolean(Number(p.features) & f.bit); }
+    app.photos = safe.images(d.images).map((path) => ({ kept: path, url: `/${path}`, progress: 1 }));
+    renderPublishSelects();
+    renderPreviews();
+    renderCounts();
+    setPubStatus("");
+  }
+  show("publish-view", { edit: id }, how);
+  renderEditing();
+  $("pub-title").focus();
+}
+
+function stopEdit() {
+  app.editing = null;
+  resetPublishForm();
+  setPubStatus("");
+  renderEditing();
+}
+
+function renderEditing() {
+  const e = Boolean(app.editing);
+  $("pub-heading").hidden = !e;
+  $("pub-heading").textContent = e ? "Edit your listing" : "";
+  $("pub-submit").textContent = e ? "Save changes" : "Publish";
+  $("pub-edit-cancel").hidden = !e;
 }
 
 function adoptPublished(ack, post) {
@@ -737,29 +1007,41 @@ const MAX_BUSY_RETRIES = 3;
 // names that expired (410) are asked again once; a busy server (503) is
 // asked again after its Retry-After, at most 3 times a photo.
 async function uploadPhotos() {
-  const images = [];
+  // Photos kept from the listing being edited are not uploaded again.
+  const images = app.photos.map((ph) => ph.kept || null);
+  const todo = app.photos.map((ph, i) => i).filter((i) => !app.photos[i].kept);
+  if (!todo.length) return images;
   setPubStatus("Preparing the upload…");
-  let names = await askNames(app.photos.length);
+  let names = await askNames(todo.length);
   let renewed = false;
-  for (let i = 0; i < app.photos.length; i++) {
+  let conflicted = false;
+  for (let j = 0; j < todo.length; j++) {
+    const i = todo[j];
     const ph = app.photos[i];
     for (let busy = 0; ;) {
       if (app.cancelled) throw new Cancelled();
-      setPubStatus(`Uploading photo ${i + 1} of ${app.photos.length}…`);
-      const path = `${names[i]}.jpg`;
+      setPubStatus(`Uploading photo ${j + 1} of ${todo.length}…`);
+      const path = `${names[j]}.jpg`;
       const res = await upload(ph, path, (f) => { ph.progress = f; renderProgress(i); });
       const act = codes.uploadAction(res.status, res.body, res.retryAfter);
-      if (act.ok) { images.push(path); break; }
-      if (act.renew && !renewed) {
-        renewed = true;
-        setPubStatus("The photo names had expired; asking the server for new ones…");
-        names = [...names.slice(0, i), ...(await askNames(app.photos.length - i))];
+      if (act.ok) { images[i] = path; break; }
+      // 410: the names expired; 409: a name is taken (perhaps by someone
+      // else's picture, so it is never published). Either way: fresh
+      // names, once each.
+      if (act.renew && !(act.conflict ? conflicted : renewed)) {
+        if (act.conflict) conflicted = true; else renewed = true;
+        setPubStatus(act.conflict ? "A photo name was taken already; asking the server for new ones…"
+          : "The photo names had expired; asking the server for new ones…");
+        names = [...names.slice(0, j), ...(await askNames(todo.length - j))];
         continue;
       }
-      if (act.renew) throw new UserError("The server refused the photo names as expired twice. Please try again later.");
+      if (act.renew) {
+        throw new UserError(act.conflict ? "The image server refused new photo names twice as taken. Please try again."
+          : "The server refused the photo names as expired twice. Please try again later.");
+      }
       if (act.retryAfter !== undefined) {
         if (++busy > MAX_BUSY_RETRIES) throw new UserError("The image server is busy. Please try again in a minute.");
-        setPubStatus(`The image server is busy; trying photo ${i + 1} again in ${act.retryAfter} s…`);
+        setPubStatus(`The image server is busy; trying photo ${j + 1} again in ${act.retryAfter} s…`);
         await wait(act.retryAfter * 1000);
         continue;
       }
@@ -862,8 +1144,9 @@ async function publish(ev) {
     const images = app.photos.length ? await uploadPhotos() : [];
     if (app.cancelled) throw new Cancelled();
     $("pub-cancel").hidden = true;
+    const editing = app.editing && app.u.myPosts[app.editing];
     const doc = {
-      msg: v.desc, nick: app.nick || "", avatar: "",
+      msg: v.desc, nick: (editing && editing.doc.nick) || app.nick || "", avatar: "",
       images, ex_details: [], in_details: [], channel: [[v.loc], [v.prod]], title: v.title, price: v.price,
     };
     // range_values are integers: the price in whole euros (rounded) for the
@@ -872,6 +1155,18 @@ async function publish(ev) {
       to: [[v.loc], [v.prod]], body: JSON.stringify(doc), features,
       range_values: [Math.round(v.price), v.year, v.km],
     };
+    if (editing) {
+      setPubStatus("Saving…");
+      const r = await app.session.request({ cmd: "update", id: editing.id, items: [post] });
+      if (r.result !== "ok") throw new UserError(reasonText(r, "update"));
+      const id = String(editing.id);
+      applyChanged(r.post && typeof r.post === "object" ? r.post
+        : { ...rawOf(editing), body: post.body, to: post.to, features, range_values: post.range_values });
+      stopEdit();
+      notice("Your changes are saved.");
+      openPost(id);
+      return;
+    }
     setPubStatus("Publishing…");
     app.u.pendingPublish = { post };
     save();
@@ -908,7 +1203,7 @@ async function publish(ev) {
 
 function resetPublishForm() {
   $("publish-form").reset();
-  for (const p of app.photos) URL.revokeObjectURL(p.url);
+  for (const p of app.photos) if (!p.kept) URL.revokeObjectURL(p.url);
   app.photos = [];
   app.pub = { loc: [], prod: [] };
   renderPublishSelects();
@@ -1250,6 +1545,7 @@ function postCard(p, mine) {
       h("img", { src: `/${imgs[0]}`, alt: `Photo 1 of ${imgs.length} of ${title}`, loading: "lazy", "data-testid": "post-photo" }),
       imgs.length > 1 ? h("span", { class: "count", "data-testid": "photo-count-badge" }, `1 / ${imgs.length}`) : null) : null,
     h("div", { class: "body" },
+      p.status !== "available" ? h("p", { class: "state" }, statusBadge(p)) : null,
       h("h3", { "data-testid": "post-title" }, h("a", { href, onclick: open, "data-testid": "post-link" }, title)),
       price != null ? h("p", { class: "price", "data-testid": "post-price" }, money.format(Number(price))) : null,
       facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
@@ -1264,14 +1560,22 @@ function postCard(p, mine) {
         }, "Message seller"))));
 }
 
+// postSig changes with every new version of a post (so its card is built
+// again) and with whose it is.
+function postSig(p, mine) {
+  return `${mine ? 1 : 0}|${p.status}|${p.edited}|${p.renewed}|${app.renewAt[String(p.id)] || 0}`;
+}
+
 function sortedPosts(obj) {
   return Object.values(obj).sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
 }
 
 function renderPosts() {
   const me = app.creds && app.creds.user;
-  const list = sortedPosts(app.u.posts);
-  syncList($("post-list"), list, (p) => String(p.id), () => "1", (p) => postCard(p, p.from === me));
+  const s = app.search;
+  const list = s ? s.ids.map((k) => s.posts[k]).filter(Boolean) : sortedPosts(app.u.posts);
+  syncList($("post-list"), list, (p) => String(p.id), (p) => postSig(p, p.from === me), (p) => postCard(p, p.from === me));
+  renderSearch(list);
   const f = app.u.filter;
   const where = menu.names(app.menu.locations, f.loc).join(" › ") || "everywhere";
   const what = menu.names(app.menu.products, f.prod).join(" › ") || "everything";
@@ -1288,11 +1592,43 @@ function renderPosts() {
     return;
   }
   $("browse-summary").dataset.state = "ready";
+  if (s) {
+    const sorted = { date: "newest first", price_asc: "cheapest first", price_desc: "dearest first" }[s.find.sort];
+    const q = s.find.q.trim();
+    const what2 = [q ? `“${q}”` : "", s.find.avail ? "not sold or reserved" : ""].filter(Boolean).join(", ");
+    const scope = [what !== "everything" ? ` in ${what}` : "", where !== "everywhere" ? ` in ${where}` : ""].join("");
+    $("browse-summary").dataset.state = !s.first || s.loading && !list.length ? "searching" : list.length ? "results" : "none";
+    $("browse-summary").textContent = !s.first || (s.loading && !list.length) ? "Searching…"
+      : list.length ? `${list.length}${s.done ? "" : "+"} listing${list.length === 1 ? "" : "s"}${what2 ? ` for ${what2}` : ""}${scope}, ${sorted}.`
+      : s.error ? s.error
+      : s.done ? `No listings found${what2 ? ` for ${what2}` : ""}${scope}. Try other words or a wider filter.`
+      : "None among the listings searched so far: press “Load more” to search older ones.";
+    return;
+  }
   $("browse-summary").textContent = (app.creds && app.subscribeError) ||
     `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. ${live}`;
 }
 
+// renderSearch shows the search's notes: a price order that covers only the
+// newest matches, and new listings that arrived meanwhile.
+function renderSearch() {
+  const s = app.search;
+  $("search-note").hidden = !(s && s.partial);
+  $("search-note").textContent = s && s.partial
+    ? "Sorted by price among the newest matching listings only: the server sorts at most its newest 10,000 matches by price. Narrow the filter or the price range to see older ones." : "";
+  $("search-fresh").hidden = !(s && s.fresh);
+  $("search-fresh").textContent = s && s.fresh ? `${s.fresh} new listing${s.fresh === 1 ? ": show it" : "s: show them"}` : "";
+}
+
 function renderMore() {
+  const s = app.search;
+  if (s) {
+    $("load-more").hidden = s.done;
+    $("load-more").disabled = s.loading;
+    $("load-more").textContent = s.loading ? "Loading…" : "Load more listings";
+    $("more-status").textContent = s.error && s.ids.length ? s.error : s.done && s.ids.length ? "That is every match." : "";
+    return;
+  }
   const m = app.more;
   $("load-more").hidden = m.done;
   $("load-more").disabled = m.loading;
@@ -1302,7 +1638,7 @@ function renderMore() {
 
 function renderMine() {
   const list = sortedPosts(app.u.myPosts);
-  syncList($("mine-list"), list, (p) => String(p.id), () => "1", (p) => {
+  syncList($("mine-list"), list, (p) => String(p.id), (p) => postSig(p, true), (p) => {
     const li = postCard(p, true);
     const btn = h("button", { type: "button", class: "danger", "data-testid": "delete-post", "aria-label": `Delete ${(!p.bad && p.doc.title) || "this listing"}` }, "Delete");
     btn.addEventListener("click", () => {
@@ -1312,6 +1648,7 @@ function renderMine() {
     });
     // An unreadable card has no actions row; the owner may still delete it.
     (li.querySelector(".actions") || li.appendChild(h("div", { class: "actions" }))).append(btn);
+    (li.querySelector(".body") || li).append(sellerTools(p));
     return li;
   });
   const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
@@ -1393,7 +1730,7 @@ function renderPost() {
   status.textContent = "";
   status.dataset.state = "ok";
   const mine = Boolean(app.creds && p.from === app.creds.user);
-  const sig = `${id}|${mine}|${app.creds ? 1 : 0}|${JSON.stringify(p.doc)}`;
+  const sig = `${id}|${mine}|${app.creds ? 1 : 0}|${postSig(p, mine)}|${JSON.stringify(p.doc)}|${JSON.stringify(p.range_values)}|${p.features}`;
   if (sig === renderedPost) return;
   renderedPost = sig;
   if (p.bad) {
@@ -1427,15 +1764,18 @@ function renderPost() {
   art.replaceChildren(
     gallery,
     h("div", { class: "body" },
+      statusBadge(p) ? h("p", { "data-testid": "detail-status" }, statusBadge(p)) : null,
       price != null ? h("p", { class: "price", "data-testid": "detail-price" }, money.format(Number(price))) : null,
       facts.length ? h("p", { class: "facts" }, facts.join(" · ")) : null,
       h("p", { class: "where" }, placeText(p)),
       d.msg ? h("p", { class: "desc", "data-testid": "detail-desc" }, d.msg) : null,
-      h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : ""),
+      h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : "",
+        p.edited ? ` · edited ${new Date(Number(p.edited) * 1000).toLocaleString()}` : ""),
       h("div", { class: "actions" },
         mine ? h("span", { class: "tag" }, "Your post")
           : h("button", { type: "button", class: "primary", "data-testid": "detail-chat", onclick: () => chatWithAuthor(p) }, "Message seller"),
-        share)));
+        share),
+      mine ? sellerTools(p) : null));
 }
 
 let gallery = { imgs: [], i: 0, title: "" };
@@ -1461,7 +1801,7 @@ function stepPhoto(d) {
 function renderPreviews() {
   const ul = $("pub-previews");
   ul.replaceChildren(...app.photos.map((p, i) => h("li", {},
-    h("img", { src: p.url, alt: `Photo ${i + 1} to upload` }),
+    h("img", { src: p.url, alt: p.kept ? `Photo ${i + 1}, kept` : `Photo ${i + 1} to upload` }),
     h("progress", { max: "1", value: String(p.progress), "data-testid": "upload-progress", "aria-label": `Upload of photo ${i + 1}` }),
     h("button", {
       type: "button", "aria-label": `Remove photo ${i + 1}`, onclick: () => {
@@ -1469,7 +1809,7 @@ function renderPreviews() {
           setPubStatus("A photo cannot be removed while the photos upload. Press “Cancel upload” first, then remove it.");
           return;
         }
-        URL.revokeObjectURL(p.url);
+        if (!p.kept) URL.revokeObjectURL(p.url);
         app.photos.splice(i, 1);
         renderPreviews();
       },
@@ -1739,7 +2079,18 @@ function wireUI() {
   });
   $("signup-btn").addEventListener("click", () => askSignUp(""));
   renderCounts();
-  $("load-more").addEventListener("click", loadMore);
+  $("load-more").addEventListener("click", () => (app.search ? searchMore() : loadMore()));
+  let searchTimer;
+  $("search-q").addEventListener("input", () => { clearTimeout(searchTimer); searchTimer = setTimeout(findFromForm, 400); });
+  $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); clearTimeout(searchTimer); findFromForm(); $("search-q").blur(); });
+  $("search-sort").addEventListener("change", findFromForm);
+  $("search-avail").addEventListener("change", findFromForm);
+  $("search-fresh").addEventListener("click", newSearch);
+  $("pub-edit-cancel").addEventListener("click", () => {
+    const id = app.editing;
+    stopEdit();
+    if (id) openPost(id); else show("publish-view");
+  });
   addEventListener("popstate", () => applyRoute("none"));
   addEventListener("hashchange", () => { if (location.hash !== appliedRoute) applyRoute("none"); });
   addEventListener("pagehide", saveDraft);

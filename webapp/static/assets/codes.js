@@ -102,6 +102,13 @@ export function reasonText(r, what, now = Date.now()) {
     return "Not delivered: you have sent this person many messages they have not read yet. Send it again later.";
   }
   if (what === "delete" && reason === "not_found") return "That post was already deleted.";
+  // Issue 15: a seller's changes (docs/protocol.md "Editing a listing").
+  const change = what === "update" || what === "set_status" || what === "renew";
+  if (change && reason === "not_found") return "This listing does not exist any more (deleted or expired).";
+  if (change && reason === "rate_limited") {
+    return `You changed your listings many times in a short time. You can change them again ${secs !== undefined ? whenText(secs, now) : "in a moment"}.`;
+  }
+  if (what === "update" && reason === "too_large") return "The listing is too long. Please shorten the description.";
   if (what === "publish" && reason === "too_large") return "The post is too long. Please shorten the description.";
   if (reason === "quota_exceeded") {
     const perAddress = /address/.test(detail) ? " from this network" : "";
@@ -133,6 +140,9 @@ export function uploadAction(status, body, retryAfter) {
   const reason = typeof body === "string" ? body.trim().split(/\s/)[0] : "";
   if (status === 200 || status === 201) return { ok: true };
   if (status === 410) return { renew: true };
+  // 409 exists: the name is taken, perhaps by someone else's picture; never
+  // publish it, ask for fresh names and upload again (docs/protocol.md §5).
+  if (status === 409) return { renew: true, conflict: true };
   if (status === 503) {
     const s = /^\d{1,6}$/.test(String(retryAfter ?? "").trim()) ? Number(retryAfter) : NaN;
     return { retryAfter: Number.isFinite(s) ? Math.min(30, Math.max(1, s)) : 2 };
@@ -145,7 +155,6 @@ export function uploadAction(status, body, retryAfter) {
     case 413: return { error: "A photo is too large for the server. Please choose a smaller one." };
     case 415: return { error: "The server did not accept a photo: it is not a JPEG, PNG or WebP image." };
     case 403: return { error: "The photo upload was refused (its name was not signed by the server). Please publish again." };
-    case 409: return { error: "A photo with that name already exists. Please publish again." };
     default: return { error: `The photo upload failed (HTTP ${status}).` };
   }
 }
@@ -164,4 +173,14 @@ export function parsePrice(s) {
   }
   const cents = Number(m[1]) * 100 + Number((m[2] || "").padEnd(2, "0"));
   return { cents, value: cents / 100 };
+}
+
+// renewFrom reads when a renewal becomes possible from a renew_ack
+// rate_limited detail ("... post 18 from 1777171200 (in 604800 s)"): Unix
+// seconds, or undefined.
+export function renewFrom(detail) {
+  const m = /\bfrom (\d{9,12})\b/.exec(typeof detail === "string" ? detail : "");
+  if (m) return Number(m[1]);
+  const s = secondsIn(detail);
+  return s === undefined ? undefined : Math.floor(Date.now() / 1000) + s;
 }

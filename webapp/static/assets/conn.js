@@ -13,6 +13,8 @@ const ackKind = {
   register_ack: "register", login_ack: "login", subscribe_ack: "subscribe",
   publish_ack: "publish", delete_ack: "delete", filenames_ack: "filenames",
   push_subscribe_ack: "push_subscribe", push_unsubscribe_ack: "push_unsubscribe",
+  // Issue 15: a seller's changes (docs/protocol.md "Editing a listing").
+  update_ack: "update", set_status_ack: "set_status", renew_ack: "renew",
 };
 
 // Close codes the session acts on; what every code means (reconnect or

@@ -134,6 +134,11 @@ export function post(raw) {
     to: channel(raw.to),
     doc,
     bad: bad || raw.bad === true,
+    // Issue 15 (docs/protocol.md "Editing a listing"): set by the server
+    // only; no member means available.
+    status: raw.status === "sold" || raw.status === "reserved" ? raw.status : "available",
+    renewed: finite(raw.renewed) ?? 0,
+    edited: finite(raw.edited) ?? 0,
   };
 }
 

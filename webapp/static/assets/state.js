@@ -81,3 +81,86 @@ export function removePost(u, id) {
   }
   return changed;
 }
+
+// replacePost applies a new version of a post (an edit, a status or a
+// renewal: docs/protocol.md "Editing a listing"), from a live `post` frame
+// or from an update/set_status/renew ack. A post is replaced by id wherever
+// it is held (Browse, My posts, extra maps such as search results or posts
+// read over HTTP), and conversations about it take its new title. It
+// returns the checked post, or null.
+export function replacePost(u, raw, me, ...maps) {
+  const p = safe.post(raw);
+  if (!p) return null;
+  const k = String(p.id);
+  if (k in u.posts) u.posts[k] = p;
+  if (k in u.myPosts || p.from === me) u.myPosts[k] = p;
+  for (const m of maps) if (m && k in m && m[k] && typeof m[k] === "object") m[k] = p;
+  const t = !p.bad && (p.doc.title || p.doc.msg);
+  if (t) for (const c of Object.values(u.chats)) if (String(c.postId) === k) c.title = String(t).slice(0, 80);
+  return p;
+}
+
+// words splits text the way the server's search does (docs/http-api.md
+// "Text search"): runs of letters and digits, accents dropped, lowercased,
+// compatibility forms folded, cut after 32 letters.
+export function words(s) {
+  return String(s ?? "").normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u).filter(Boolean).map((w) => [...w].slice(0, 32).join(""));
+}
+
+// matchesQuery reports whether a post's text holds every word of q (words
+// of one letter ignored), the last one as a prefix unless q ends with a
+// separator: the server's rule, used for live posts arriving while a
+// search is shown.
+export function matchesQuery(p, q) {
+  const qw = words(q).filter((w) => [...w].length > 1);
+  if (!qw.length) return true;
+  if (!p || p.bad) return false;
+  const d = p.doc || {};
+  const have = new Set(words([d.title, d.msg, d.nick].filter((x) => typeof x === "string").join(" ")));
+  const prefix = !/[^\p{L}\p{N}]$/u.test(String(q));
+  return qw.every((w, i) => (prefix && i === qw.length - 1 ? [...have].some((x) => x.startsWith(w)) : have.has(w)));
+}
+
+// expiry is when a post expires and when it may be renewed, in Unix
+// seconds, for the server's defaults (--post-expiry 90 days,
+// --renew-window 7 days); a refused renew names the real time.
+export const POST_EXPIRY = 90 * 86400;
+export const RENEW_WINDOW = 7 * 86400;
+export function expiry(p) {
+  const from = Math.max(Number(p.date) || 0, Number(p.renewed) || 0);
+  return { expires: from + POST_EXPIRY, renewFrom: from + POST_EXPIRY - RENEW_WINDOW };
+}
+
+// parseFind reads the search of a Browse URL (#/browse?q=…&sort=…&status=available).
+export const SORTS = ["date", "price_asc", "price_desc"];
+export function parseFind(hash) {
+  const i = String(hash).indexOf("?");
+  const p = new URLSearchParams(i >= 0 ? String(hash).slice(i + 1) : "");
+  const sort = p.get("sort");
+  return {
+    q: (p.get("q") || "").replace(/\s+/g, " ").trimStart().slice(0, 120),
+    sort: SORTS.includes(sort) ? sort : "date",
+    avail: p.get("status") === "available",
+  };
+}
+
+// findHash is the query part of a Browse URL for a search ("" for none).
+export function findHash(f) {
+  const p = new URLSearchParams();
+  if (f.q.trim()) p.set("q", f.q.trim());
+  if (f.sort !== "date") p.set("sort", f.sort);
+  if (f.avail) p.set("status", "available");
+  const s = p.toString();
+  return s ? `?${s}` : "";
+}
+
+// queryProblem says why q cannot be searched (the server's rules), or "".
+export function queryProblem(q) {
+  if (!q.trim()) return "";
+  const w = words(q);
+  if (!w.some((x) => [...x].length > 1)) return "Type a word of two letters or more to search.";
+  if (w.length > 8) return "Search with at most 8 words.";
+  if (new TextEncoder().encode(q).length > 256) return "The search is too long.";
+  return "";
+}
