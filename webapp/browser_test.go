@@ -204,11 +204,20 @@ func (b *tab) wait(what, expr string) {
 }
 
 func (b *tab) poll(expr string, d time.Duration) error {
-	ctx, cancel := context.WithTimeout(b.ctx, d+5*time.Second)
-	defer cancel()
-	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(d)))
-	return err
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(b.ctx, time.Until(deadline)+5*time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](expr,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(time.Until(deadline))))
+		cancel()
+		// Right after a navigation the poll can start in the execution
+		// context of the page being left, which then no longer exists:
+		// poll again in the new page's.
+		if err != nil && strings.Contains(err.Error(), "Cannot find context with specified id") && time.Now().Before(deadline) {
+			continue
+		}
+		return err
+	}
 }
 
 func (b *tab) eval(expr string) string {
