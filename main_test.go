@@ -81,7 +81,7 @@ func startProc(t *testing.T, args ...string) *proc {
 	p := &proc{addr: freeAddr(t)}
 	out := &syncBuf{}
 	p.cmd = exec.Command(binary(t), append([]string{"serve", "--addr", p.addr, "--log-level", "warn",
-		"--chat-rate", "0", "--register-rate", "0", "--register-per-day", "0",
+		"--chat-rate", "0", "--register-rate", "0", "--register-per-day", "0", "--register-node-rate", "0",
 		// Tests pipeline thousands of frames on one connection.
 		"--read-rate-bytes", "0", "--read-rate-frames", "0", "--abuse-limit", "0"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = out, out

@@ -24,6 +24,7 @@ func startNode(t *testing.T, opt broker.Options) string {
 	cfg.Redis = opt
 	cfg.RegisterRate, cfg.ChatRate, cfg.PresenceRate = 0, 0, 0
 	cfg.RegisterPerDay = 0
+	cfg.RegisterNodeRate = 0
 	// A publisher in a load test posts far more than an app may.
 	cfg.Posts.QuotaN = 1 << 20
 	cfg.Posts.PostsPerAddress, cfg.Posts.MaxPosts, cfg.Posts.SubscribeRate = -1, -1, -1

@@ -35,7 +35,7 @@ func Command() *cli.Command {
             (--redis-addr) memory. Start the servers with their real limits.
 
 Only loopback addresses are accepted unless --allow-remote is given. Start the
-servers with --chat-rate 0 --presence-rate 0 --register-rate 0 --register-per-day 0,
+servers with --chat-rate 0 --presence-rate 0 --register-rate 0 --register-per-day 0 --register-node-rate 0,
 or the per-user and per-address limits are what you measure.`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "scenario", Value: d.Scenario, EnvVars: env("SCENARIO"), Usage: "chat, fanout, connect, idle or abuse"},

@@ -64,6 +64,11 @@ type Config struct {
 	PresenceBurst  int
 	RegisterRate   float64 // per client address
 	RegisterBurst  int
+	// RegisterNodeRate bounds registrations on this node from every
+	// address together (0: unlimited): rotating through many addresses
+	// passes every per-address limit, this one holds.
+	RegisterNodeRate  float64
+	RegisterNodeBurst int
 	FilenamesRate  float64
 	FilenamesBurst int
 
@@ -139,6 +144,8 @@ func DefaultConfig() Config {
 		PresenceBurst:     20,
 		RegisterRate:      1,
 		RegisterBurst:     20,
+		RegisterNodeRate:  20,
+		RegisterNodeBurst: 200,
 		FilenamesRate:     1,
 		FilenamesBurst:    10,
 		IPv6Prefix:        defaultIPv6Prefix,

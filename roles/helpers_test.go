@@ -30,6 +30,7 @@ func startNode(t testing.TB, opt broker.Options, mut ...func(*roles.Config)) *no
 	cfg.Redis = opt
 	cfg.RegisterRate = 0
 	cfg.RegisterPerDay = 0
+	cfg.RegisterNodeRate = 0
 	cfg.ChatRate = 0
 	cfg.PresenceRate = 0
 	cfg.ReadRateBytes, cfg.ReadRateFrames, cfg.AbuseLimit = 0, 0, 0

@@ -117,10 +117,10 @@ func newMetrics(s *Server) *metrics {
 		Help: "Frames waiting in the send queues of all connections of this node."},
 		func() float64 { _, _, q := s.gauges(); return float64(q) }))
 	m.regRefused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_register_refused_total",
-		Help: "Registrations refused, by limit: rate (per address per second), daily (per address per day), token (signup_token missing, bad, expired or used)."},
+		Help: "Registrations refused, by limit: rate (per address per second), node (this node, every address together), daily (per address per day), token (signup_token missing, bad, expired or used)."},
 		[]string{"limit"})
 	reg.MustRegister(m.regRefused)
-	for _, l := range []string{"rate", "daily", "token"} {
+	for _, l := range []string{"rate", "node", "daily", "token"} {
 		m.regRefused.WithLabelValues(l)
 	}
 	chatRefused := func(limit string, get func(chat.Stats) int64) {

@@ -21,8 +21,9 @@ import (
 // Registration budgets: what a register request must pass before an
 // account is created, cheapest first. A per-second limit per client
 // address (this node's memory), the operator's sign-up token when one is
-// required (a MAC, no I/O), the token's single use (Redis), and last a
-// daily budget per client address (Redis, so it holds across nodes).
+// required (a MAC, no I/O), a per-second limit of the whole node (many
+// addresses together), the token's single use (Redis), and last a daily
+// budget per client address (Redis, so it holds across nodes).
 // The single use comes before the daily count so that replaying a used
 // token costs the address nothing; whatever a later step refuses or fails
 // gives back what the earlier ones took (the daily count, the nonce), so
@@ -65,6 +66,12 @@ func (s *Server) admitRegistration(ctx context.Context, remote string, req *wire
 			s.m.regRefused.WithLabelValues("token").Inc()
 			return nil, wire.Errorf(wire.BadToken, "%v", err)
 		}
+	}
+	// After the token (a forged one takes nothing from anyone), before
+	// any Redis work: the node's budget for every address together.
+	if !allow(s.regNode) {
+		s.m.regRefused.WithLabelValues("node").Inc()
+		return nil, wire.Errorf(wire.RateLimited, "this server is taking many registrations right now; try again in a minute")
 	}
 	// The undo steps run on a context of their own: the session's may be
 	// what failed.

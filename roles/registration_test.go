@@ -2,6 +2,7 @@ package roles_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -151,6 +152,26 @@ func TestRegistrationNeedsSignupToken(t *testing.T) {
 		wantRefused(t, registerAs(t, n.url, "127.0.0.1", `,"signup_token":"`+valid+`"`), wire.BadToken, "used already")
 		if v := metricValue(t, n, `occase_register_refused_total{limit="token"}`); v != float64(len(tests)+2) {
 			t.Fatalf("token refusals %v, want %d", v, len(tests)+2)
+		}
+	})
+}
+
+// Rotating through many addresses passes every per-address limit; the
+// node's own budget for all of them together holds.
+func TestRegistrationNodeBudget(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := startNode(t, b.Options, behindProxy, func(c *roles.Config) {
+			c.RegisterRate, c.RegisterBurst = 1, 1
+			c.RegisterNodeRate, c.RegisterNodeBurst = 0.001, 3
+		})
+		for i := range 3 {
+			if m := registerAs(t, n.url, fmt.Sprintf("198.51.100.%d", i+1), ""); m.str("result") != "ok" {
+				t.Fatalf("registration %d: %v", i, m)
+			}
+		}
+		wantRefused(t, registerAs(t, n.url, "198.51.100.99", ""), wire.RateLimited, "many registrations right now")
+		if v := metricValue(t, n, `occase_register_refused_total{limit="node"}`); v != 1 {
+			t.Fatalf("node refusals %v, want 1", v)
 		}
 	})
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // PostsConn is what the posts service sees of a connection. An alias, so
@@ -60,7 +61,8 @@ type Server struct {
 	posts    postsService
 	names    nameIssuer
 	regLimit *addrLimiter
-	app      http.Handler // the web app
+	regNode  *rate.Limiter // every address together; nil: unlimited
+	app      http.Handler  // the web app
 
 	push *push.Service
 	// pushStop ends the push sender's Run; pushDone closes when it has.
@@ -243,6 +245,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.chat = chat.New(cc, b, s.log.Named("chat"))
 	s.hub = presence.New(b, s.log.Named("presence"))
 	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst, s.cfg.Clock)
+	s.regNode = newLimiter(s.cfg.RegisterNodeRate, max(s.cfg.RegisterNodeBurst, 1))
 	if err := s.buildPosts(b); err != nil {
 		return err
 	}

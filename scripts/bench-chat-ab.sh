@@ -50,7 +50,7 @@ run() { # name binary extra-flags
 	prefix="ab$(date +%s%N):" # one per run, shared by its two nodes
 	for i in 1 2; do
 		port=$(freeport)
-		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 \
+		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 OCCASE_REGISTER_NODE_RATE=0 \
 			OCCASE_READ_RATE=0 OCCASE_READ_RATE_BYTES=0 OCCASE_READ_RATE_FRAMES=0 OCCASE_ABUSE_LIMIT=0 \
 			"${srv[@]}" "$bin" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" \
 			--redis-prefix "$prefix" --log-level error $extra >>"$OUT/$name.node$i.log" 2>&1 &

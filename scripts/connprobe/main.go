@@ -4,7 +4,7 @@
 // stay logged in and subscribed), reads the memory again and prints the
 // difference per connection. docs/operations.md quotes its output.
 //
-//	occase serve --role=db --redis=embedded --register-rate 0 --register-per-day 0 &
+//	occase serve --role=db --redis=embedded --register-rate 0 --register-per-day 0 --register-node-rate 0 &
 //	go run ./scripts/connprobe -addr 127.0.0.1:8080 -pid $! -n 10000
 package main
 
