@@ -401,37 +401,44 @@ func runAbuse(ctx context.Context, r *run) (*Report, error) {
 	cpuB1 := markCPU(cfg.ServerPIDs)
 	memBefore := memorySnapshot(ctx, cfg)
 
-	status("attack phase: attackers start")
+	// The attack phase's users register first (an app's existing users),
+	// then the attackers start, and after the ramp the chat load runs.
 	actx, stopAttack := context.WithCancel(ctx)
+	defer stopAttack()
 	var wg sync.WaitGroup
 	var stats []*attackStats
-	attackStart := time.Now()
-	cpuA0 := markCPU(cfg.ServerPIDs)
-	for i, k := range attackKinds {
-		n := ab.Attacks[k.kind]
-		if n <= 0 {
-			continue
-		}
-		s := newAttackStats(k.kind, n)
-		stats = append(stats, s)
-		a := &attacker{r: r, cfg: cfg, st: s, pool: newAddrPool(byte(blockAttack0+i), ab.SourceAddrs)}
-		for c := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a.run(actx, c)
-			}()
-		}
-	}
-	ramp := time.NewTimer(ab.Ramp)
-	select {
-	case <-ramp.C:
-	case <-ctx.Done():
-		ramp.Stop()
-	}
-	status("attack phase: legitimate chat under attack")
+	var attackStart time.Time
+	var cpuA0 cpuMark
 	ra := newRun(chatCfg)
 	ra.src = newAddrPool(blockAttacked, cfg.Users)
+	ra.afterSetup = func() {
+		status("attack phase: attackers start")
+		attackStart = time.Now()
+		cpuA0 = markCPU(cfg.ServerPIDs)
+		for i, k := range attackKinds {
+			n := ab.Attacks[k.kind]
+			if n <= 0 {
+				continue
+			}
+			s := newAttackStats(k.kind, n)
+			stats = append(stats, s)
+			a := &attacker{r: r, cfg: cfg, st: s, pool: newAddrPool(byte(blockAttack0+i), ab.SourceAddrs)}
+			for c := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					a.run(actx, c)
+				}()
+			}
+		}
+		ramp := time.NewTimer(ab.Ramp)
+		select {
+		case <-ramp.C:
+		case <-ctx.Done():
+			ramp.Stop()
+		}
+		status("attack phase: legitimate chat under attack")
+	}
 	att, attUp, err := withProbe(ctx, cfg, func() (*Report, error) { return runChat(ctx, ra) })
 	cpuA1 := markCPU(cfg.ServerPIDs)
 	stopAttack()

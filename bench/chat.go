@@ -143,6 +143,9 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 		}
 	}
 	closeAll(idle)
+	if r.afterSetup != nil {
+		r.afterSetup()
+	}
 
 	// The load window starts now.
 	loadStart := r.now()

@@ -18,6 +18,11 @@ type run struct {
 	cfg   Config
 	start time.Time // the origin of every "ts" the bench puts in a frame
 
+	// afterSetup, when set, runs once the chat's users are registered and
+	// before its load starts (the abuse scenario starts its attackers
+	// there: the legitimate users are the app's existing ones).
+	afterSetup func()
+
 	// The measured window, as offsets from start; set once before any
 	// sender starts.
 	measureFrom, measureTo time.Duration
