@@ -352,6 +352,7 @@ func (c *Client) dialLoop(opt Options) {
 	backoff := 100 * time.Millisecond
 	var last string
 	attempts := 0
+	since, lastLog := time.Now(), time.Now()
 	for {
 		select {
 		case <-c.stopDial:
@@ -369,12 +370,19 @@ func (c *Client) dialLoop(opt Options) {
 		if ctx.Err() != nil {
 			return
 		}
-		if cause := err.Error(); cause != last {
-			c.log.Warn("redis still unreachable; retrying", zap.Error(err), zap.Int("attempts", attempts), tlsHint(opt, err))
-			last = cause
+		if cause := err.Error(); cause != last || time.Since(lastLog) >= stillUnreachableEvery {
+			c.log.Warn("redis still unreachable; retrying", zap.Error(err), zap.Int("attempts", attempts),
+				zap.Duration("since", time.Since(since).Round(time.Second)), tlsHint(opt, err))
+			last, lastLog = cause, time.Now()
 		}
 	}
 }
+
+// stillUnreachableEvery repeats "redis still unreachable" while the cause
+// stays the same: a node that never reached Redis (a mistyped address) is
+// not ready, and its log said so once and then nothing about Redis for
+// good (the operator's tour).
+var stillUnreachableEvery = 30 * time.Second
 
 // Connected is closed once the node has reached Redis (at once when Open
 // did).

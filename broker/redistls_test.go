@@ -63,3 +63,30 @@ func TestOpenTLSAgainstPlainServerHints(t *testing.T) {
 	}
 	t.Fatalf("no hint in %v", logs.All())
 }
+
+// A node that cannot reach Redis keeps saying so while the cause stays the
+// same (it said it once, then nothing for good).
+func TestStillUnreachableRepeats(t *testing.T) {
+	old := stillUnreachableEvery
+	stillUnreachableEvery = 200 * time.Millisecond
+	defer func() { stillUnreachableEvery = old }()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connection refused from now on
+	core, logs := observer.New(zapcore.WarnLevel)
+	c, err := Open(context.Background(), Options{Addrs: []string{addr}, Timeout: 300 * time.Millisecond}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for logs.FilterMessage("redis still unreachable; retrying").Len() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("said %d times", logs.FilterMessage("redis still unreachable; retrying").Len())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
