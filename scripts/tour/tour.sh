@@ -45,7 +45,8 @@ db() {
 	local i=$1; shift
 	"$BIN" serve --role db --addr 127.0.0.1:1808$i --admin-addr 127.0.0.1:1908$i \
 		--redis 127.0.0.1:$RPORT --secret $SECRET --image-key $IKEY \
-		--log-format json --trusted-proxies 127.0.0.1 --drain-timeout 5s "$@" \
+		--log-format json --trusted-proxies 127.0.0.1 --drain-timeout 5s \
+		--menu "$ROOT/posts/demo_menu.json" "$@" \
 		>>"$T/db$i.log" 2>&1 &
 	DBPID[$i]=$!
 	PIDS+=($!)
@@ -242,7 +243,8 @@ hostile() {
 			"$(echo "($c1 - $c0) / $(getconf CLK_TCK) / ($t1 - $t0) * 100" | bc -l)" "$(cut -c1-300 "$T/honest.txt")"
 	}
 	attack "frame flood" 127.0.0.3 -mode flood
-	attack "many-field frames" 127.0.0.4 -mode fields
+	attack "many-field frames (60 KB, over --max-message)" 127.0.0.4 -mode fields
+	attack "many-field frames (15 KB, forwarded)" 127.0.0.9 -mode fields -size 15000
 	attack "subscribe storm" 127.0.0.5 -mode substorm
 	attack "kicked session" 127.0.0.6 -mode kicked
 	attack "registration storm, one address" 127.0.0.7 -mode regstorm -n 200
@@ -253,7 +255,7 @@ hostile() {
 	head -c 300000 /dev/urandom >"$T/big.bin"
 	local name=$("$HOSTILE" -mode filenames -src 127.0.0.8 -url $U | cut -d' ' -f2)
 	timeout 40 curl -s -o /dev/null -w '  status %{http_code} after %{time_total}s\n' --limit-rate 1k \
-		-H 'Content-Type: image/jpeg' --data-binary @"$T/big.bin" "http://127.0.0.1:18088/$name"
+		-H 'Content-Type: image/jpeg' --data-binary @"$T/big.bin" "http://127.0.0.1:18088/$name.jpg"
 	echo "  slow request headers (one byte a second):"
 	( exec 3<>/dev/tcp/127.0.0.1/18087; t0=$(date +%s)
 	  for ch in G E T ' ' / ' ' H T T P; do printf %s "$ch" >&3 2>/dev/null || break; sleep 1; done

@@ -31,6 +31,7 @@ var (
 	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
 	n     = flag.Int("n", 50, "regstorm: registrations per source address")
 	rate  = flag.Float64("rate", 5, "honest, chat: messages per second (per pair)")
+	size  = flag.Int("size", 60000, "fields: bytes of each many-field frame")
 	pairs = flag.Int("pairs", 10, "chat: pairs of users, each reconnecting when closed")
 )
 
@@ -300,7 +301,7 @@ func flood(fields bool) string {
 	if fields {
 		var b strings.Builder
 		fmt.Fprintf(&b, `{"cmd":"message","type":"chat","to":%q`, id)
-		for i := 0; b.Len() < 60000; i++ {
+		for i := 0; b.Len() < *size-12; i++ {
 			fmt.Fprintf(&b, `,"f%d":0`, i)
 		}
 		b.WriteString("}")
