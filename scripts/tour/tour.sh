@@ -120,9 +120,10 @@ rolling() {
 			$i $rc "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(lbstate)"
 		sleep 8
 	done
+	echo "connections after the rollout (db3 restarted last; leastconn + slowstart 30s):"
+	for i in 1 2 3; do echo "  db$i: $(metric 1908$i 'occase_connections\{state="all"\}' | awk '{print $2}')"; done
 	wait $b $h
 	cat "$T/bench-rolling.txt" "$T/chat-rolling.txt"
-	for i in 1 2 3; do echo "db$i: $(metric 1908$i 'occase_connections')"; done
 }
 
 outage() {
