@@ -246,8 +246,8 @@ hostile() {
 		"$HOSTILE" -url $U -src "$from" -d 10s "$@" 2>&1 | cut -c1-400
 		local c1=$(cpu) t1=$(date +%s.%N)
 		wait $h
-		printf '  node CPU during %s: %.0f%% of a core; honest client: %s\n' "$name" \
-			"$(echo "($c1 - $c0) / $(getconf CLK_TCK) / ($t1 - $t0) * 100" | bc -l)" "$(cut -c1-300 "$T/honest.txt")"
+		printf '  node CPU during %s: %.2f CPU-seconds in %.2f s; honest client: %s\n' "$name" \
+			"$(echo "($c1 - $c0) / $(getconf CLK_TCK)" | bc -l)" "$(echo "$t1 - $t0" | bc -l)" "$(cut -c1-300 "$T/honest.txt")"
 	}
 	attack "frame flood" 127.0.0.3 -mode flood
 	attack "many-field frames (60 KB, over --max-message)" 127.0.0.4 -mode fields
