@@ -114,7 +114,7 @@ func app() *cli.App {
 	d := serveDefaults()
 	b := buildInfo()
 	cli.VersionPrinter = func(c *cli.Context) { fmt.Fprintln(c.App.Writer, buildInfoText(b)) }
-	return &cli.App{
+	return oneLineUsage(&cli.App{
 		Name:    "occase",
 		Usage:   "realtime backend for classifieds apps: chat, live posts, presence and images",
 		Version: b.Version,
@@ -148,7 +148,31 @@ func app() *cli.App {
 				return probe(c.Context, c.Args().First())
 			},
 		}, registerTokenCommand(), bench.Command(), pushCommand()},
+	})
+}
+
+// oneLineUsage makes a mistyped flag or argument fail with one line on
+// stderr (through main) instead of the command's whole help on stdout,
+// where the error was the first of about 130 lines and easy to miss in a
+// container's log.
+func oneLineUsage(a *cli.App) *cli.App {
+	usage := func(c *cli.Context, err error, _ bool) error {
+		return fmt.Errorf("%w (see %s --help)", err, c.Command.HelpName)
 	}
+	var walk func([]*cli.Command)
+	walk = func(cs []*cli.Command) {
+		for _, c := range cs {
+			if c.OnUsageError == nil {
+				c.OnUsageError = usage
+			}
+			walk(c.Subcommands)
+		}
+	}
+	a.OnUsageError = func(c *cli.Context, err error, _ bool) error {
+		return fmt.Errorf("%w (see %s --help)", err, a.Name)
+	}
+	walk(a.Commands)
+	return a
 }
 
 // registerTokenCommand prints a sign-up token for --register-key, so an

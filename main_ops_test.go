@@ -323,3 +323,24 @@ func TestRedisTLSAndPasswordFileFlags(t *testing.T) {
 		}
 	}
 }
+
+// A mistyped flag fails with one line naming it, not the whole help (the
+// operator's tour found the error as the first of 131 lines).
+func TestUnknownFlagIsOneLine(t *testing.T) {
+	for _, args := range [][]string{
+		{"occase", "serve", "--redis-adress", "x"},
+		{"occase", "--nope"},
+		{"occase", "push", "keygen", "--nope"},
+	} {
+		a := app()
+		var out, errOut bytes.Buffer
+		a.Writer, a.ErrWriter = &out, &errOut
+		err := a.Run(args)
+		if err == nil || !strings.Contains(err.Error(), "nope") && !strings.Contains(err.Error(), "redis-adress") {
+			t.Fatalf("%v: error %v", args, err)
+		}
+		if strings.Contains(err.Error(), "\n") || out.Len() != 0 || errOut.Len() != 0 {
+			t.Fatalf("%v: error %q, printed %q and %q", args, err, out.String(), errOut.String())
+		}
+	}
+}

@@ -36,8 +36,10 @@ package broker
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,7 +230,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		// outage would otherwise crash-loop): commands answer unavailable
 		// until the connection is made in the background.
 		log.Warn("redis is unreachable; starting anyway and retrying in the background (commands answer unavailable until then)",
-			zap.Strings("addrs", addrs), zap.Error(err))
+			zap.Strings("addrs", addrs), zap.Error(err), tlsHint(opt, err))
 		go c.dialLoop(opt)
 	default:
 		if c.mini != nil {
@@ -256,7 +258,32 @@ func dialFailure(err error) error {
 	if re, ok := rueidis.IsRedisErr(err); ok && !transient(re) {
 		return err
 	}
+	if badCertificate(err) {
+		return err
+	}
 	return &dialError{err}
+}
+
+// badCertificate tells a Redis certificate this node refuses (unknown CA,
+// another host name, expired): retrying cannot fix it, so the node stops
+// with the error instead of starting and retrying for ever.
+func badCertificate(err error) bool {
+	var v *tls.CertificateVerificationError
+	var h x509.HostnameError
+	var u x509.UnknownAuthorityError
+	var i x509.CertificateInvalidError
+	return errors.As(err, &v) || errors.As(err, &h) || errors.As(err, &u) || errors.As(err, &i)
+}
+
+// tlsHint explains a dial that timed out with --redis-tls: a plain Redis
+// takes the TLS handshake for the start of a command and never answers,
+// so the only symptom would be "context deadline exceeded".
+func tlsHint(opt Options, err error) zap.Field {
+	var ne net.Error
+	if opt.TLS == nil || !(errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
+		return zap.Skip()
+	}
+	return zap.String("hint", "TLS is on (--redis-tls) and Redis did not answer the handshake: a Redis without TLS never does; check that it serves TLS on this port")
 }
 
 // dial makes the client: it connects and tells a cluster from a lone
@@ -323,6 +350,7 @@ func (c *Client) dialLoop(opt Options) {
 	backoff := 100 * time.Millisecond
 	var last string
 	attempts := 0
+	since, lastLog := time.Now(), time.Now()
 	for {
 		select {
 		case <-c.stopDial:
@@ -340,12 +368,19 @@ func (c *Client) dialLoop(opt Options) {
 		if ctx.Err() != nil {
 			return
 		}
-		if cause := err.Error(); cause != last {
-			c.log.Warn("redis still unreachable; retrying", zap.Error(err), zap.Int("attempts", attempts))
-			last = cause
+		if cause := err.Error(); cause != last || time.Since(lastLog) >= stillUnreachableEvery {
+			c.log.Warn("redis still unreachable; retrying", zap.Error(err), zap.Int("attempts", attempts),
+				zap.Duration("since", time.Since(since).Round(time.Second)), tlsHint(opt, err))
+			last, lastLog = cause, time.Now()
 		}
 	}
 }
+
+// stillUnreachableEvery repeats "redis still unreachable" while the cause
+// stays the same: a node that never reached Redis (a mistyped address) is
+// not ready, and its log said so once and then nothing about Redis for
+// good (the operator's tour).
+var stillUnreachableEvery = 30 * time.Second
 
 // Connected is closed once the node has reached Redis (at once when Open
 // did).

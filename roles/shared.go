@@ -33,6 +33,11 @@ func (s *Server) setupShared(ctx context.Context) error {
 		if !s.broker.Embedded() {
 			s.log.Warn("no --secret given: using the password-digest key stored in Redis; set --secret (the same on every node) in production")
 		}
+		// Peers started with --secret: the stored key is not theirs. Say
+		// that the flag is missing rather than that it differs.
+		if err := s.broker.CheckFingerprint(ctx, "secret", broker.Fingerprint(sec)); errors.Is(err, broker.ErrKeyMismatch) {
+			return fmt.Errorf("no --secret given, and the key stored in Redis is not the one the other nodes sharing it use (they were given --secret; logins of users registered there would fail): give this node the same --secret: %w", err)
+		}
 		s.secret = sec
 	}
 	if err := s.checkShared(ctx); err != nil {

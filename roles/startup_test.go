@@ -222,8 +222,14 @@ func TestMismatchedKeysRefused(t *testing.T) {
 	if _, err := roles.New(context.Background(), cfg, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), "--image-key") {
 		t.Fatalf("another --image-key: %v", err)
 	}
+	// No --secret where the peers have one: the error names the missing
+	// flag (it said "--secret is not the one ..." of a flag never given).
+	cfg.Secret, cfg.ImageKey = nil, hexKey(secretA)
+	if _, err := roles.New(context.Background(), cfg, zaptest.NewLogger(t)); err == nil || !strings.Contains(err.Error(), "no --secret given") {
+		t.Fatalf("no --secret: %v", err)
+	}
 	// The same keys start.
-	cfg.ImageKey = hexKey(secretA)
+	cfg.Secret, cfg.ImageKey = hexKey(secretA), hexKey(secretA)
 	startNode(t, opt, func(c *roles.Config) { *c = cfg })
 
 	n1.stop()

@@ -1,0 +1,628 @@
+// Command hostile is the client side of scripts/tour/tour.sh: it plays an
+// honest chatting pair or one of the attacks of the tour against a node on
+// loopback and prints one summary line of what it saw (reason codes, close
+// codes, counts). Loopback only.
+//
+//	go run ./scripts/tour/hostile -mode honest -url ws://127.0.0.1:8080/ws -d 20s
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+var (
+	wsURL = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
+	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked")
+	dur   = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
+	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
+	n     = flag.Int("n", 50, "regstorm: registrations per source address")
+	rate  = flag.Float64("rate", 5, "honest, chat: messages per second (per pair)")
+	size  = flag.Int("size", 60000, "fields: bytes of each many-field frame")
+	pairs = flag.Int("pairs", 10, "chat: pairs of users, each reconnecting when closed")
+)
+
+func main() {
+	flag.Parse()
+	u, err := url.Parse(*wsURL)
+	if err != nil || !loopback(u.Hostname()) {
+		fmt.Fprintln(os.Stderr, "hostile: only loopback URLs")
+		os.Exit(2)
+	}
+	for _, s := range strings.Split(*src, ",") {
+		if !loopback(s) {
+			fmt.Fprintln(os.Stderr, "hostile: only loopback sources")
+			os.Exit(2)
+		}
+	}
+	var res string
+	switch *mode {
+	case "honest":
+		res = honest()
+	case "flood":
+		res = flood(false)
+	case "fields":
+		res = flood(true)
+	case "substorm":
+		res = substorm()
+	case "regstorm":
+		res = regstorm()
+	case "kicked":
+		res = kicked()
+	case "chat":
+		res = chat()
+	case "filenames":
+		res = filenames()
+	default:
+		fmt.Fprintln(os.Stderr, "hostile: unknown mode", *mode)
+		os.Exit(2)
+	}
+	fmt.Println(*mode + ": " + res)
+}
+
+func loopback(h string) bool {
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// counts is a thread-safe tally printed sorted.
+type counts struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (c *counts) add(k string) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]int{}
+	}
+	c.m[k]++
+	c.mu.Unlock()
+}
+
+func (c *counts) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ks []string
+	for k := range c.m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	var b strings.Builder
+	for _, k := range ks {
+		fmt.Fprintf(&b, "%s=%d ", k, c.m[k])
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func dial(ctx context.Context, from string) (*websocket.Conn, error) {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	c, _, err := websocket.Dial(ctx, *wsURL, &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		return nil, err
+	}
+	c.SetReadLimit(1 << 20)
+	return c, nil
+}
+
+type frame map[string]any
+
+func send(ctx context.Context, c *websocket.Conn, f any) error {
+	b, _ := json.Marshal(f)
+	return c.Write(ctx, websocket.MessageText, b)
+}
+
+func read(ctx context.Context, c *websocket.Conn) (frame, error) {
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var f frame
+	_ = json.Unmarshal(b, &f)
+	return f, nil
+}
+
+func closeCode(err error) string {
+	if s := websocket.CloseStatus(err); s != -1 {
+		var ce websocket.CloseError
+		errors.As(err, &ce)
+		return fmt.Sprintf("close_%d(%s)", s, ce.Reason)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return "open_at_end"
+	}
+	return "conn_error"
+}
+
+// register opens a connection from src and registers a user on it.
+func register(ctx context.Context, from string) (*websocket.Conn, string, string, error) {
+	c, err := dial(ctx, from)
+	if err != nil {
+		return nil, "", "", err
+	}
+	if err := send(ctx, c, frame{"cmd": "register"}); err != nil {
+		return nil, "", "", err
+	}
+	for {
+		f, err := read(ctx, c)
+		if err != nil {
+			return nil, "", "", fmt.Errorf("register: %s", closeCode(err))
+		}
+		if f["cmd"] == "register_ack" {
+			if f["result"] != "ok" {
+				c.CloseNow()
+				return nil, "", "", fmt.Errorf("register_%v", f["reason"])
+			}
+			return c, fmt.Sprint(f["id"]), fmt.Sprint(f["password"]), nil
+		}
+	}
+}
+
+func login(ctx context.Context, from, id, pw string) (*websocket.Conn, error) {
+	c, err := dial(ctx, from)
+	if err != nil {
+		return nil, err
+	}
+	if err := send(ctx, c, frame{"cmd": "login", "user": id, "password": pw}); err != nil {
+		return nil, err
+	}
+	for {
+		f, err := read(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("login: %s", closeCode(err))
+		}
+		if f["cmd"] == "login_ack" {
+			if f["result"] != "ok" {
+				return nil, fmt.Errorf("login_%v", f["reason"])
+			}
+			return c, nil
+		}
+	}
+}
+
+// honest: two users chat A->B at -rate for -d; counts what was acked,
+// refused, delivered, lost, and the worst delivery latency.
+func honest() string {
+	from := strings.Split(*src, ",")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+15*time.Second)
+	defer cancel()
+	a, _, _, err := register(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	b, bid, _, err := register(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	var (
+		mu      sync.Mutex
+		sentAt  = map[int]time.Time{}
+		got     = map[int]bool{}
+		worst   time.Duration
+		dup     int
+		cs      counts
+		acked   int
+		refused counts
+	)
+	go func() { // receiver
+		for {
+			f, err := read(ctx, b)
+			if err != nil {
+				cs.add("recv_" + closeCode(err))
+				return
+			}
+			if f["cmd"] == "message" && f["type"] == "chat" {
+				k := int(f["seq"].(float64))
+				mu.Lock()
+				if got[k] {
+					dup++
+				}
+				got[k] = true
+				if d := time.Since(sentAt[k]); d > worst {
+					worst = d
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	go func() { // sender acks
+		for {
+			f, err := read(ctx, a)
+			if err != nil {
+				cs.add("send_" + closeCode(err))
+				return
+			}
+			if f["type"] == "server_ack" {
+				mu.Lock()
+				if f["result"] == "ok" {
+					acked++
+				} else {
+					refused.add(fmt.Sprint(f["reason"]))
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+	end := time.Now().Add(*dur)
+	seq := 0
+	for time.Now().Before(end) {
+		<-tick.C
+		seq++
+		mu.Lock()
+		sentAt[seq] = time.Now()
+		mu.Unlock()
+		if err := send(ctx, a, frame{"cmd": "message", "type": "chat", "to": bid, "msg": "hello", "seq": seq, "id": seq}); err != nil {
+			cs.add("write_error")
+			break
+		}
+	}
+	time.Sleep(3 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	lost := 0
+	for k := 1; k <= seq; k++ {
+		if !got[k] {
+			lost++
+		}
+	}
+	return fmt.Sprintf("sent=%d acked=%d refused=[%s] delivered=%d lost=%d dup=%d worst_latency=%s events=[%s]",
+		seq, acked, refused.String(), len(got), lost, dup, worst.Round(time.Millisecond), cs.String())
+}
+
+// flood: one logged-in connection writes frames as fast as it can for -d.
+// fields: each frame is a chat message to itself with ~60 KB of small fields.
+func flood(fields bool) string {
+	from := strings.Split(*src, ",")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+10*time.Second)
+	defer cancel()
+	c, id, _, err := register(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	var msg []byte
+	if fields {
+		var b strings.Builder
+		fmt.Fprintf(&b, `{"cmd":"message","type":"chat","to":%q`, id)
+		for i := 0; b.Len() < *size-12; i++ {
+			fmt.Fprintf(&b, `,"f%d":0`, i)
+		}
+		b.WriteString("}")
+		msg = []byte(b.String())
+	} else {
+		msg = []byte(fmt.Sprintf(`{"cmd":"presence","to":%q,"type":"writing"}`, id))
+	}
+	var cs counts
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f, err := read(ctx, c)
+			if err != nil {
+				cs.add(closeCode(err))
+				return
+			}
+			cs.add(fmt.Sprintf("%v/%v/%v", f["cmd"], f["type"], f["reason"]))
+		}
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, *dur)
+	defer wcancel()
+	sent := 0
+	start := time.Now()
+	for {
+		if err := c.Write(wctx, websocket.MessageText, msg); err != nil {
+			break
+		}
+		sent++
+	}
+	el := time.Since(start)
+	c.CloseNow()
+	<-done
+	return fmt.Sprintf("frames_written=%d in %s (%.0f/s) frame_bytes=%d seen=[%s]", sent, el.Round(time.Millisecond), float64(sent)/el.Seconds(), len(msg), cs.String())
+}
+
+// substorm: one connection subscribes with the largest lists, back to back.
+func substorm() string {
+	from := strings.Split(*src, ",")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+10*time.Second)
+	defer cancel()
+	c, _, _, err := register(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	locs := make([]int64, 256)
+	prods := make([]int64, 1024)
+	for i := range locs {
+		locs[i] = int64(i+1) << 21
+	}
+	for i := range prods {
+		prods[i] = int64(i + 1)
+	}
+	var cs counts
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f, err := read(ctx, c)
+			if err != nil {
+				cs.add(closeCode(err))
+				return
+			}
+			cs.add(fmt.Sprintf("%v/%v/%v", f["cmd"], f["result"], f["reason"]))
+		}
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, *dur)
+	defer wcancel()
+	sent := 0
+	for {
+		if err := send(wctx, c, frame{"cmd": "subscribe", "channels": []any{locs, prods}, "last_post_id": 0}); err != nil {
+			break
+		}
+		sent++
+	}
+	c.CloseNow()
+	<-done
+	return fmt.Sprintf("subscribes_written=%d seen=[%s]", sent, cs.String())
+}
+
+// regstorm: -n registrations from each -src address, 16 at once.
+func regstorm() string {
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+10*time.Second)
+	defer cancel()
+	var cs counts
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for _, s := range strings.Split(*src, ",") {
+		for i := 0; i < *n; i++ {
+			wg.Add(1)
+			sem <- struct{}{}
+			go func(s string) {
+				defer wg.Done()
+				defer func() { <-sem }()
+				c, _, _, err := register(ctx, s)
+				if err != nil {
+					cs.add(err.Error())
+					return
+				}
+				cs.add("ok")
+				c.Close(websocket.StatusNormalClosure, "")
+			}(s)
+		}
+	}
+	wg.Wait()
+	return cs.String()
+}
+
+// kicked: a user logs in twice; the older connection keeps sending.
+func kicked() string {
+	from := strings.Split(*src, ",")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+10*time.Second)
+	defer cancel()
+	old, id, pw, err := register(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	peer, pid, _, err := register(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	var cs counts
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f, err := read(ctx, old)
+			if err != nil {
+				cs.add("old_" + closeCode(err))
+				return
+			}
+			cs.add(fmt.Sprintf("old_%v/%v/%v", f["cmd"], f["type"], f["reason"]))
+		}
+	}()
+	newc, err := login(ctx, from, id, pw)
+	if err != nil {
+		return "second login failed: " + err.Error()
+	}
+	defer newc.CloseNow()
+	wrote := 0
+	wctx, wcancel := context.WithTimeout(ctx, *dur)
+	defer wcancel()
+	for {
+		if err := send(wctx, old, frame{"cmd": "message", "type": "chat", "to": pid, "msg": "from the kicked one", "id": wrote}); err != nil {
+			cs.add("old_write_error")
+			break
+		}
+		wrote++
+		time.Sleep(time.Millisecond)
+	}
+	<-done
+	// Did the peer get anything from the kicked connection?
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer pcancel()
+	got := 0
+	for {
+		f, err := read(pctx, peer)
+		if err != nil {
+			break
+		}
+		if f["cmd"] == "message" && f["type"] == "chat" {
+			got++
+		}
+	}
+	return fmt.Sprintf("old_frames_written_after_displacement=%d peer_received=%d seen=[%s]", wrote, got, cs.String())
+}
+
+// filenames: register and print one upload name (for the slow upload).
+func filenames() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, _, err := register(ctx, strings.Split(*src, ",")[0])
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	defer c.CloseNow()
+	if err := send(ctx, c, frame{"cmd": "filenames"}); err != nil {
+		return err.Error()
+	}
+	for {
+		f, err := read(ctx, c)
+		if err != nil {
+			return closeCode(err)
+		}
+		if f["cmd"] == "filenames_ack" {
+			if names, ok := f["names"].([]any); ok && len(names) > 0 {
+				return fmt.Sprint(names[0])
+			}
+			return fmt.Sprint(f["reason"])
+		}
+	}
+}
+
+// chat: -pairs pairs chat A->B at -rate each for -d; both ends log in
+// again whenever their connection closes (a rolling restart), so the
+// counts are exact across restarts: lost = acknowledged ok but never
+// delivered; dup = delivered more than once (same seq).
+func chat() string {
+	from := strings.Split(*src, ",")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+40*time.Second)
+	defer cancel()
+	var (
+		mu              sync.Mutex
+		acked, sent     int
+		lost, dup, dlv  int
+		refused, closes counts
+		reconnects      []time.Duration
+	)
+	type user struct{ id, pw string }
+	// conn keeps one user logged in: it calls onFrame for every frame and
+	// logs in again after a close, until stop.
+	keep := func(u user, first *websocket.Conn, stop <-chan struct{}, cur chan<- *websocket.Conn, onFrame func(frame)) {
+		c := first
+		for {
+			cur <- c
+			for {
+				f, err := read(ctx, c)
+				if err != nil {
+					closes.add(closeCode(err))
+					break
+				}
+				onFrame(f)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			t0 := time.Now()
+			for {
+				nc, err := login(ctx, from, u.id, u.pw)
+				if err == nil {
+					c = nc
+					break
+				}
+				if ctx.Err() != nil {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			mu.Lock()
+			reconnects = append(reconnects, time.Since(t0))
+			mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for p := 0; p < *pairs; p++ {
+		a, aid, apw, err := register(ctx, from)
+		if err != nil {
+			return "setup failed: " + err.Error()
+		}
+		b, bid, bpw, err := register(ctx, from)
+		if err != nil {
+			return "setup failed: " + err.Error()
+		}
+		got := map[float64]int{}
+		ok := map[float64]bool{}
+		acur, bcur := make(chan *websocket.Conn, 100), make(chan *websocket.Conn, 100)
+		go keep(user{bid, bpw}, b, stop, bcur, func(f frame) {
+			if f["cmd"] == "message" && f["type"] == "chat" {
+				mu.Lock()
+				got[f["seq"].(float64)]++
+				mu.Unlock()
+			}
+		})
+		go keep(user{aid, apw}, a, stop, acur, func(f frame) {
+			if f["type"] == "server_ack" {
+				mu.Lock()
+				if f["result"] == "ok" {
+					acked++
+					ok[f["ack_id"].(float64)] = true
+				} else {
+					refused.add(fmt.Sprint(f["reason"]))
+				}
+				mu.Unlock()
+			}
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := <-acur
+			tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
+			defer tick.Stop()
+			end := time.Now().Add(*dur)
+			for seq := 1; time.Now().Before(end); seq++ {
+				<-tick.C
+				select {
+				case c = <-acur:
+				default:
+				}
+				mu.Lock()
+				sent++
+				mu.Unlock()
+				_ = send(ctx, c, frame{"cmd": "message", "type": "chat", "to": bid, "msg": "hi", "seq": seq, "id": seq})
+			}
+			time.Sleep(5 * time.Second) // let the last deliveries arrive
+			mu.Lock()
+			for k := range ok {
+				switch {
+				case got[k] == 0:
+					lost++
+				case got[k] > 1:
+					dup++
+				}
+			}
+			for _, n := range got {
+				dlv += n
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	mu.Lock()
+	defer mu.Unlock()
+	sort.Slice(reconnects, func(i, j int) bool { return reconnects[i] < reconnects[j] })
+	med, worst := time.Duration(0), time.Duration(0)
+	if n := len(reconnects); n > 0 {
+		med, worst = reconnects[n/2], reconnects[n-1]
+	}
+	return fmt.Sprintf("pairs=%d sent=%d acked_ok=%d refused=[%s] delivered=%d lost_acked=%d duplicated=%d closes=[%s] reconnects=%d median=%s max=%s",
+		*pairs, sent, acked, refused.String(), dlv, lost, dup, closes.String(), len(reconnects), med.Round(time.Millisecond), worst.Round(time.Millisecond))
+}
