@@ -340,6 +340,7 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "read-burst-frames", Value: cfg.ReadBurstFrames, Destination: &cfg.ReadBurstFrames, EnvVars: env("READ_BURST_FRAMES"), Usage: "frames one connection may send at once above --read-rate-frames"},
 		&cli.IntFlag{Name: "abuse-limit", Value: cfg.AbuseLimit, Destination: &cfg.AbuseLimit, EnvVars: env("ABUSE_LIMIT"), Usage: "read pauses and rate-limit refusals one connection may cause within --abuse-window before it is closed with 4006 (0: never closed)"},
 		&cli.DurationFlag{Name: "abuse-window", Value: cfg.AbuseWindow, Destination: &cfg.AbuseWindow, EnvVars: env("ABUSE_WINDOW"), Usage: "the window of --abuse-limit"},
+		&cli.DurationFlag{Name: "abuse-cooloff", Value: cfg.AbuseCoolOff, Destination: &cfg.AbuseCoolOff, EnvVars: env("ABUSE_COOLOFF"), Usage: "how long a user (before login: a client address) closed with 4006 is refused login and registration on this node (0: not at all)"},
 
 		&cli.StringFlag{Name: "menu", EnvVars: env("MENU"), Usage: "menu file (docs/menus.md); none: any well-formed code (the embedded broker uses the demo menu)"},
 		&cli.IntFlag{Name: "location-depth", Value: cfg.Posts.LocationDepth, Destination: &cfg.Posts.LocationDepth, EnvVars: env("LOCATION_DEPTH"), Usage: "filter depth of location codes (1..4)"},

@@ -39,6 +39,9 @@ func (s *Server) digest(password string) string {
 }
 
 func (ss *session) register(req *wire.Request) error {
+	if err := ss.coolingOff(""); err != nil {
+		return err
+	}
 	undo, err := ss.srv.admitRegistration(ss.ctx, ss.remote, req)
 	if err != nil {
 		return err
@@ -85,6 +88,9 @@ func (ss *session) login(req *wire.Request) error {
 	srv := ss.srv
 	if !chat.ValidUserID(user) {
 		return &wire.Error{Reason: wire.BadCredentials}
+	}
+	if err := ss.coolingOff(user); err != nil {
+		return err
 	}
 	// The password check and the login are one script (one round trip):
 	// the digest is compared in Redis, in a time that does not depend on

@@ -58,19 +58,19 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 
 	// Per-user and per-address rates (events per second; 0 disables).
-	ChatRate       float64
-	ChatBurst      int
-	PresenceRate   float64
-	PresenceBurst  int
-	RegisterRate   float64 // per client address
-	RegisterBurst  int
+	ChatRate      float64
+	ChatBurst     int
+	PresenceRate  float64
+	PresenceBurst int
+	RegisterRate  float64 // per client address
+	RegisterBurst int
 	// RegisterNodeRate bounds registrations on this node from every
 	// address together (0: unlimited): rotating through many addresses
 	// passes every per-address limit, this one holds.
 	RegisterNodeRate  float64
 	RegisterNodeBurst int
-	FilenamesRate  float64
-	FilenamesBurst int
+	FilenamesRate     float64
+	FilenamesBurst    int
 
 	// Registration budgets (docs/security.md, "Registration").
 	// IPv6Prefix is the network size (bits) one IPv6 client is counted by
@@ -93,6 +93,10 @@ type Config struct {
 	ReadBurstFrames int
 	AbuseLimit      int
 	AbuseWindow     time.Duration
+	// AbuseCoolOff is how long a user (or, before login, a client
+	// address) closed with 4006 is refused login and registration on this
+	// node; 0: not at all.
+	AbuseCoolOff time.Duration
 
 	Chat chat.Config
 	// Posts: zero fields take the posts package's defaults; Clock is set
@@ -156,6 +160,7 @@ func DefaultConfig() Config {
 		ReadBurstFrames:   400,
 		AbuseLimit:        100,
 		AbuseWindow:       10 * time.Second,
+		AbuseCoolOff:      10 * time.Second,
 		Chat:              chat.DefaultConfig(),
 		Posts:             posts.DefaultConfig(),
 		ImageDir:          "./data/images",

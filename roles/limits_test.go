@@ -184,6 +184,15 @@ func testFlood(t *testing.T, frame func(to string, i int) string, budget, cmd st
 		a.chat(u.id, "after", 9)
 		a.expectServerAck(9, u.id)
 		u.expectChat(a.id, "after")
+		// The flooder's account cools off (--abuse-cooloff): its next
+		// login is refused at once, without a Redis round trip; other
+		// users log in as ever.
+		again := dial(t, n.url)
+		again.send(`{"cmd":"login","user":"` + f.id + `","password":"` + f.pwd + `"}`)
+		if m := again.expect("login_ack"); m.str("result") != "fail" || m.str("reason") != wire.RateLimited || !strings.Contains(m.str("detail"), "wait") {
+			t.Fatalf("the flooder's login right after 4006: %v, want rate_limited with how long to wait", m)
+		}
+		login(t, n.url, u.id, u.pwd)
 		t.Logf("flooder sent %d frames, %d refused or dropped, before the close", sent, e.refused)
 	})
 }

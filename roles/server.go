@@ -62,6 +62,7 @@ type Server struct {
 	names    nameIssuer
 	regLimit *addrLimiter
 	regNode  *rate.Limiter // every address together; nil: unlimited
+	coolOff  *coolOff      // who was closed with 4006, for --abuse-cooloff
 	app      http.Handler  // the web app
 
 	push *push.Service
@@ -246,6 +247,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 	s.hub = presence.New(b, s.log.Named("presence"))
 	s.regLimit = newAddrLimiter(s.cfg.RegisterRate, s.cfg.RegisterBurst, s.cfg.Clock)
 	s.regNode = newLimiter(s.cfg.RegisterNodeRate, max(s.cfg.RegisterNodeBurst, 1))
+	s.coolOff = newCoolOff(s.cfg.AbuseCoolOff)
 	if err := s.buildPosts(b); err != nil {
 		return err
 	}

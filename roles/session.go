@@ -676,6 +676,9 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	if !ss.setStatus(statusLeaving) {
 		return
 	}
+	if code == wire.CloseRateExceeded {
+		ss.srv.coolOff.add(ss.coolOffKey(), ss.srv.cfg.Clock())
+	}
 	// A parked reader reads on, to meet the peer's close frame.
 	ss.wake()
 	ss.timer.Stop()
