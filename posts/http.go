@@ -195,15 +195,7 @@ func (s *Service) listPosts(c echo.Context) error {
 		ps = ps[:limit]
 		next = ps[limit-1].ID
 	}
-	b := make([]byte, 0, 64+len(ps)*256)
-	b = append(b, `{"posts":[`...)
-	for i, p := range ps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, p.JSON...)
-	}
-	b = append(b, ']')
+	b := appendPostList(make([]byte, 0, 64+len(ps)*256), ps)
 	s.mu.RUnlock()
 	if r.next != 0 {
 		s.counts.scanCapped.Add(1)
@@ -274,15 +266,7 @@ func i64List(vals []string, max int) ([]int64, error) {
 func (s *Service) listByPrice(c echo.Context, f *Filter, cutoff int64, limit int, desc bool, cursor *priceKey) error {
 	s.mu.RLock()
 	ps, more, capped := s.x.byPrice(f, cutoff, s.cfg.MaxScan, limit, desc, cursor)
-	b := make([]byte, 0, 64+len(ps)*256)
-	b = append(b, `{"posts":[`...)
-	for i, p := range ps {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, p.JSON...)
-	}
-	b = append(b, ']')
+	b := appendPostList(make([]byte, 0, 64+len(ps)*256), ps)
 	s.mu.RUnlock()
 	if capped {
 		s.counts.scanCapped.Add(1)
@@ -294,4 +278,17 @@ func (s *Service) listByPrice(c echo.Context, f *Filter, cutoff int64, limit int
 		b = append(b, '"')
 	}
 	return c.JSONBlob(http.StatusOK, append(b, '}'))
+}
+
+// appendPostList appends `{"posts":[...]` (the object left open for the
+// members that follow) with the stored JSON of ps.
+func appendPostList(b []byte, ps []*Post) []byte {
+	b = append(b, `{"posts":[`...)
+	for i, p := range ps {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, p.JSON...)
+	}
+	return append(b, ']')
 }

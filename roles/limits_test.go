@@ -192,7 +192,7 @@ func testFlood(t *testing.T, frame func(to string, i int) string, budget, cmd st
 		if m := again.expect("login_ack"); m.str("result") != "fail" || m.str("reason") != wire.RateLimited || !strings.Contains(m.str("detail"), "wait") {
 			t.Fatalf("the flooder's login right after 4006: %v, want rate_limited with how long to wait", m)
 		}
-		login(t, n.url, u.id, u.pwd)
+		login(t, n.url, v.id, v.pwd) // v's own session ended long ago: nothing is kicked
 		t.Logf("flooder sent %d frames, %d refused or dropped, before the close", sent, e.refused)
 	})
 }
