@@ -1,0 +1,85 @@
+package roles
+
+import (
+	"context"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
+)
+
+// shutdown ends the session once: it stops acting on frames, waits for
+// the request in flight, hands back what it holds (written chat messages
+// are removed from Redis, unwritten replies requeued), lets go of the
+// user, tells newer logins so, and closes the socket with code. It must
+// not be called from inside dispatch (that returns a closeError instead).
+func (ss *session) shutdown(code websocket.StatusCode, reason string) {
+	if !ss.setStatus(statusLeaving) {
+		return
+	}
+	if code == wire.CloseRateExceeded {
+		ss.srv.coolOff.add(ss.coolOffKey(), ss.srv.cfg.Clock())
+	}
+	// A parked reader reads on, to meet the peer's close frame.
+	ss.wake()
+	ss.timer.Stop()
+	ss.srv.untrack(ss)
+	// A request read before the session began leaving finishes first; no
+	// other starts (dispatchLive checks the status under the same lock).
+	// After this, the reader's fields (user, attached) are settled.
+	ss.dispatchMu.Lock()
+	ss.dispatchMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DrainTimeout)
+	defer cancel()
+
+	// A local sender that saw this session not leaving has finished its
+	// store and poke; later ones see it leaving and notify through Redis.
+	ss.deliverMu.Lock()
+	ss.deliverMu.Unlock()
+
+	// Let queued frames (an error reply, a last ack) go out before the
+	// close frame, unless the peer is gone, idle or not reading.
+	switch code {
+	case websocket.StatusAbnormalClosure, wire.CloseSlowConsumer, wire.CloseIdle:
+	default:
+		fctx, fcancel := context.WithTimeout(ctx, min(ss.srv.cfg.WriteTimeout, 2*time.Second))
+		ss.out.drain(fctx)
+		fcancel()
+	}
+	pending := ss.out.stop()
+	if m := ss.mailbox(); m != nil {
+		m.Close(ctx)
+	}
+	if ss.user != "" {
+		if ss.srv.posts != nil {
+			ss.srv.posts.Leave(ss)
+		}
+		if len(pending) > 0 {
+			ss.srv.m.requeued.Add(float64(len(pending)))
+			if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
+				ss.leftLogger().Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))
+			}
+		}
+	}
+	// Also for a session kicked in the middle of its own login: it is
+	// attached, holds nothing yet, and must still let go and say so.
+	if ss.attached {
+		ss.srv.hub.Detach(ctx, ss.user, ss)
+		if code == wire.CloseReplaced {
+			ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
+		}
+	}
+	ss.timer.Stop()
+	ss.srv.m.closed(int(code))
+	ss.setStatus(statusClosed)
+	go func() {
+		// Close waits for the peer's close frame; never hold anyone up.
+		ss.conn.Close(code, reason)
+	}()
+	// The child logger costs an allocation of a kilobyte or so: built
+	// only when the line is written.
+	if ss.user != "" && ss.srv.log.Core().Enabled(zap.DebugLevel) {
+		ss.leftLogger().Debug("session closed", zap.Int("code", int(code)), zap.String("reason", reason))
+	}
+}
