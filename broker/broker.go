@@ -347,17 +347,14 @@ func (c *Client) dialLoop(opt Options) {
 		case <-ctx.Done():
 		}
 	}()
-	backoff := 100 * time.Millisecond
+	backoff := Backoff{First: 100 * time.Millisecond, Max: 2 * time.Second}
 	var last string
 	attempts := 0
 	since, lastLog := time.Now(), time.Now()
 	for {
-		select {
-		case <-c.stopDial:
+		if !backoff.Wait(c.stopDial) {
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 		attempts++
 		rc, err := c.dial(ctx, opt)
 		if err == nil {

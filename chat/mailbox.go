@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/occase/occase/broker"
 	"github.com/occase/occase/logs"
 	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
@@ -182,18 +183,14 @@ func (m *Mailbox) pump() {
 			stop()
 		}
 	}()
-	backoff := 50 * time.Millisecond
+	backoff := broker.Backoff{First: 50 * time.Millisecond, Max: 2 * time.Second}
 	// wait sleeps after a failed call to Redis (less when closed).
 	wait := func(what string, err error) {
 		// Redis is away or still loading. The messages wait there, and no
 		// further notification may come: keep trying while the user is
 		// connected.
-		m.logger().Warn(what+"; retrying", logs.Repeated(logs.RepeatEvery), zap.Error(err), zap.Duration("in", backoff))
-		select {
-		case <-time.After(backoff):
-		case <-m.stop:
-		}
-		backoff = min(2*backoff, 2*time.Second)
+		m.logger().Warn(what+"; retrying", logs.Repeated(logs.RepeatEvery), zap.Error(err))
+		backoff.Wait(m.stop)
 	}
 	for {
 		m.mu.Lock()
@@ -227,7 +224,7 @@ func (m *Mailbox) pump() {
 				wait("fetch messages", err)
 				continue
 			}
-			backoff = 50 * time.Millisecond
+			backoff.Reset()
 			m.removed(count)
 			// The whole queue was read: the next carried message is the
 			// one stored after f.Seq.
@@ -249,7 +246,7 @@ func (m *Mailbox) pump() {
 				wait("remove delivered messages", err)
 				continue
 			}
-			backoff = 50 * time.Millisecond
+			backoff.Reset()
 			m.removed(count)
 			if !ok {
 				// The head is not what we wrote: read the queue afresh
