@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"net"
 	"net/http"
 	"os"
@@ -344,6 +346,14 @@ func TestEmbeddedSnapshotSurvivesRestart(t *testing.T) {
 	if epoch == "" {
 		t.Fatal("register_ack carries no epoch")
 	}
+	// An upload name handed out now (no --image-key: the embedded server
+	// keeps the key with its data) still works after the restart.
+	a.send(`{"cmd":"filenames"}`)
+	fm, err := a.recv(10 * time.Second)
+	names, _ := fm["names"].([]any)
+	if err != nil || fm["cmd"] != "filenames_ack" || len(names) == 0 {
+		t.Fatalf("filenames: %v %v", fm, err)
+	}
 	n.cmd.Process.Signal(syscall.SIGTERM)
 	if err := n.cmd.Wait(); err != nil {
 		t.Fatalf("exit after SIGTERM: %v", err)
@@ -363,6 +373,18 @@ func TestEmbeddedSnapshotSurvivesRestart(t *testing.T) {
 	registerEpoch(b)
 	if b.id == a.id {
 		t.Fatalf("user id %s handed out again after a restart", b.id)
+	}
+	var jpg bytes.Buffer
+	if err := jpeg.Encode(&jpg, image.NewGray(image.Rect(0, 0, 32, 32)), nil); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+n2.addr+"/"+names[0].(string)+".jpg", "image/jpeg", bytes.NewReader(jpg.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload with a name from before the restart: %d, want 201", resp.StatusCode)
 	}
 }
 

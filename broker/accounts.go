@@ -226,21 +226,34 @@ func (c *Client) AnnounceLogin(ctx context.Context, id, payload string) (receive
 // Secret returns the password-digest key stored in Redis, creating a random
 // one on first use. Used only when the operator configured none.
 func (c *Client) Secret(ctx context.Context) ([]byte, error) {
+	return c.keptKey(ctx, "secret")
+}
+
+// ImageKey returns the image key kept in Redis, creating a random one the
+// first time: for a node of role all on the embedded server with no
+// --image-key, so that upload names survive a restart with its data.
+func (c *Client) ImageKey(ctx context.Context) ([]byte, error) {
+	return c.keptKey(ctx, "image_key")
+}
+
+// keptKey returns the 32-byte key kept at name, creating a random one the
+// first time (SET NX: every node reading it gets the same).
+func (c *Client) keptKey(ctx context.Context, name string) ([]byte, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	b := make([]byte, 32)
 	rand.Read(b)
-	k := c.key("secret")
+	k := c.key(name)
 	if err := c.rc.Do(ctx, c.rc.B().Set().Key(k).Value(hex.EncodeToString(b)).Nx().Build()).Error(); err != nil && !rueidis.IsRedisNil(err) {
-		return nil, c.wrap("store secret", err)
+		return nil, c.wrap("store "+name, err)
 	}
 	s, err := c.rc.Do(ctx, c.rc.B().Get().Key(k).Build()).ToString()
 	if err != nil {
-		return nil, c.wrap("read secret", err)
+		return nil, c.wrap("read "+name, err)
 	}
 	key, err := hex.DecodeString(s)
 	if err != nil || len(key) != 32 {
-		return nil, fmt.Errorf("the secret stored at %s is not 32 hex-encoded bytes", k)
+		return nil, fmt.Errorf("the key stored at %s is not 32 hex-encoded bytes", k)
 	}
 	return key, nil
 }

@@ -166,6 +166,11 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
 		}
+		if signer == nil && img {
+			if signer, err = s.processImageSigner(ctx); err != nil {
+				return nil, err
+			}
+		}
 		if signer != nil { // never store a typed nil in the interface
 			s.names = signer
 		}
@@ -184,18 +189,38 @@ func (s *Server) imageSigner(db, img bool) (*images.Signer, error) {
 	if key == nil {
 		switch {
 		case db && img:
-			k, err := images.RandomKey()
-			if err != nil {
-				return nil, err
-			}
-			key = k
-			s.log.Warn("no --image-key: using a random one; upload names issued now stop working when the process restarts")
+			return nil, nil // processImageSigner, once the broker is open
 		case img:
 			return nil, errors.New("the img role needs --image-key or --image-key-file, the same key as the db nodes")
 		default:
 			s.log.Warn("no --image-key: filenames will answer unavailable")
 			return nil, nil
 		}
+	}
+	return images.NewSigner(key, images.WithClock(s.cfg.Clock))
+}
+
+// processImageSigner is the signer of a node of role all with no
+// --image-key: both halves are this process, so any key works. On the
+// embedded server it is kept with the data, so names handed out before a
+// restart still work after it; on a real Redis it is random per process
+// (other img nodes could not share it anyway).
+func (s *Server) processImageSigner(ctx context.Context) (*images.Signer, error) {
+	var key []byte
+	if s.broker.Embedded() {
+		k, err := s.broker.ImageKey(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("keep the image key in the embedded server: %w", err)
+		}
+		key = k
+		s.log.Info("no --image-key: using the one the embedded server keeps with its data")
+	} else {
+		k, err := images.RandomKey()
+		if err != nil {
+			return nil, err
+		}
+		key = k
+		s.log.Warn("no --image-key: using a random one; upload names issued now stop working when the process restarts")
 	}
 	return images.NewSigner(key, images.WithClock(s.cfg.Clock))
 }
