@@ -550,8 +550,10 @@ func (s *Service) VAPIDKeyHandler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		v, err := s.keys(r.Context())
-		if err != nil {
+		// Only a pair already loaded: an anonymous GET never causes a Redis
+		// call (Run loads the pair once Redis answers).
+		v := s.vapid.Load()
+		if v == nil {
 			w.Header().Set("Retry-After", "2")
 			http.Error(w, "push keys not available yet", http.StatusServiceUnavailable)
 			return

@@ -29,6 +29,9 @@ func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.Poll)
 	defer t.Stop()
 	for {
+		if s.vapid.Load() == nil {
+			s.keys(ctx) // Redis was down at start: read the VAPID pair now
+		}
 		s.tick(ctx, sem, &wg)
 		select {
 		case <-ctx.Done():

@@ -131,6 +131,10 @@ func TestNodeStartsWhileRedisIsDownAndIsReadyOnlyWithItsIndex(t *testing.T) {
 			t.Fatalf("GET %s while Redis is down: %d", p, code)
 		}
 	}
+	// The push key pair lives in Redis: not there yet, answered at once.
+	if code, _ := get(t, base+"/api/push/vapid-public-key"); code != http.StatusServiceUnavailable {
+		t.Fatalf("VAPID key while Redis was never reached: %d, want 503", code)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if c, _, err := websocket.Dial(ctx, n.url, nil); err == nil {
@@ -141,6 +145,10 @@ func TestNodeStartsWhileRedisIsDownAndIsReadyOnlyWithItsIndex(t *testing.T) {
 	r.Restart() // with its data (AOF)
 	waitFor(t, "/readyz 200 after Redis came back", func() bool {
 		code, _ := get(t, base+"/readyz")
+		return code == http.StatusOK
+	})
+	waitFor(t, "the VAPID key once Redis answers", func() bool {
+		code, _ := get(t, base+"/api/push/vapid-public-key")
 		return code == http.StatusOK
 	})
 	// Ready means the index is there: never an empty answer first.
