@@ -12,7 +12,6 @@ import (
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
 
-	luajson "github.com/alicebob/miniredis/v2/gopher-json"
 	"github.com/alicebob/miniredis/v2/server"
 )
 
@@ -30,37 +29,10 @@ var (
 
 // Execute lua. Needs to run m.Lock()ed, from within withTx().
 // Returns true if the lua was OK (and hence should be cached).
+//
+// Patched in occase's copy: the state comes from m.luaPool (lua_pool.go)
+// instead of being built, standard library and all, for this one call.
 func (m *Miniredis) runLuaScript(c *server.Peer, sha, script string, readOnly bool, args []string) bool {
-	l := lua.NewState(lua.Options{SkipOpenLibs: true})
-	defer l.Close()
-
-	// Taken from the go-lua manual
-	for _, pair := range []struct {
-		n string
-		f lua.LGFunction
-	}{
-		{lua.LoadLibName, lua.OpenPackage},
-		{lua.BaseLibName, lua.OpenBase},
-		{lua.CoroutineLibName, lua.OpenCoroutine},
-		{lua.TabLibName, lua.OpenTable},
-		{lua.StringLibName, lua.OpenString},
-		{lua.MathLibName, lua.OpenMath},
-		{lua.DebugLibName, lua.OpenDebug},
-	} {
-		if err := l.CallByParam(lua.P{
-			Fn:      l.NewFunction(pair.f),
-			NRet:    0,
-			Protect: true,
-		}, lua.LString(pair.n)); err != nil {
-			panic(err)
-		}
-	}
-
-	luajson.Preload(l)
-	requireGlobal(l, "cjson", "json")
-
-	// set global variable KEYS
-	keysTable := l.NewTable()
 	keysS, args := args[0], args[1:]
 	keysLen, err := strconv.Atoi(keysS)
 	if err != nil {
@@ -76,32 +48,33 @@ func (m *Miniredis) runLuaScript(c *server.Peer, sha, script string, readOnly bo
 		return false
 	}
 	keys, args := args[:keysLen], args[keysLen:]
+
+	st := m.luaPool.get()
+	ok := st.run(m.srv, c, sha, script, readOnly, keys, args)
+	m.luaPool.put(st, ok)
+	return ok
+}
+
+// run runs one script call on a pooled state.
+func (st *luaState) run(srv *server.Server, c *server.Peer, sha, script string, readOnly bool, keys, args []string) bool {
+	l := st.l
+	st.call.start(srv, c, sha, readOnly)
+	defer st.call.end()
+	l.SetTop(0)
+	defer l.SetTop(0)
+
+	// set global variable KEYS
+	keysTable := l.CreateTable(len(keys), 0)
 	for i, k := range keys {
-		l.RawSet(keysTable, lua.LNumber(i+1), lua.LString(k))
+		keysTable.RawSetInt(i+1, lua.LString(k))
 	}
-	l.SetGlobal("KEYS", keysTable)
+	st.globals.RawSetString("KEYS", keysTable)
 
-	argvTable := l.NewTable()
+	argvTable := l.CreateTable(len(args), 0)
 	for i, a := range args {
-		l.RawSet(argvTable, lua.LNumber(i+1), lua.LString(a))
+		argvTable.RawSetInt(i+1, lua.LString(a))
 	}
-	l.SetGlobal("ARGV", argvTable)
-
-	redisFuncs, redisConstants := mkLua(m.srv, c, sha, readOnly)
-	redisMod := l.CreateTable(0, len(redisFuncs)+len(redisConstants))
-	for fname, fn := range redisFuncs {
-		redisMod.RawSetString(fname, l.NewFunction(fn))
-	}
-	for k, v := range redisConstants {
-		redisMod.RawSetString(k, v)
-	}
-	for _, name := range []string{"redis", "server"} {
-		l.SetGlobal(name, redisMod)
-	}
-
-	l.RegisterModule("os", mkLuaOS())
-
-	_ = doScript(l, protectGlobals)
+	st.globals.RawSetString("ARGV", argvTable)
 
 	// lua can call redis.setresp(...), but it's tmp state.
 	oldresp := c.Resp3

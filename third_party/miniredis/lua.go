@@ -1,8 +1,6 @@
 package miniredis
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"strings"
 
@@ -18,18 +16,14 @@ var luaRedisConstants = map[string]lua.LValue{
 	"LOG_WARNING": lua.LNumber(3),
 }
 
-func mkLua(srv *server.Server, c *server.Peer, sha string, readOnly bool) (map[string]lua.LGFunction, map[string]lua.LValue) {
+// mkLua makes the redis module of a pooled Lua state (see lua_pool.go):
+// its functions serve whichever script run call holds at the time.
+func mkLua(call *luaCall) (map[string]lua.LGFunction, map[string]lua.LValue) {
 	mkCall := func(failFast bool) func(l *lua.LState) int {
-		// one server.Ctx for a single Lua run
-		pCtx := &connCtx{}
-		if getCtx(c).authenticated {
-			pCtx.authenticated = true
-		}
-		pCtx.nested = true
-		pCtx.nestedSHA = sha
-		pCtx.selectedDB = getCtx(c).selectedDB
-
 		return func(l *lua.LState) int {
+			srv, sha, readOnly := call.srv, call.sha, call.readOnly
+			// one server.Ctx for a single Lua run
+			pCtx := call.ctx(failFast)
 			top := l.GetTop()
 			if top == 0 {
 				l.Error(lua.LString(fmt.Sprintf("Please specify at least one argument for this redis lib call script: %s, &c.", sha)), 1)
@@ -66,14 +60,13 @@ func mkLua(srv *server.Server, c *server.Peer, sha string, readOnly bool) (map[s
 				}
 			}
 
-			buf := &bytes.Buffer{}
-			wr := bufio.NewWriter(buf)
+			wr, rd := call.buffers()
 			peer := server.NewPeer(wr)
 			peer.Ctx = pCtx
 			srv.Dispatch(peer, args)
 			wr.Flush()
 
-			res, err := server.ParseReply(bufio.NewReader(buf))
+			res, err := server.ParseReply(rd)
 			if err != nil {
 				if failFast {
 					// call() mode
@@ -203,7 +196,7 @@ func mkLua(srv *server.Server, c *server.Peer, sha string, readOnly bool) (map[s
 				l.Error(lua.LString("RESP version must be 2 or 3"), 1)
 				return 0
 			}
-			c.SwitchResp3 = &toresp3
+			call.c.SwitchResp3 = &toresp3
 			return 0
 		},
 	}, luaRedisConstants

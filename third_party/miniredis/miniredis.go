@@ -73,6 +73,7 @@ type Miniredis struct {
 	rand        *rand.Rand
 	Ctx         context.Context
 	CtxCancel   context.CancelFunc
+	luaPool     luaPool // prepared Lua states (lua_pool.go; patched in occase's copy)
 }
 
 type txCmd func(*server.Peer, *connCtx)
