@@ -34,7 +34,7 @@ func (m *Miniredis) luaStatesMade() int {
 	return m.luaPool.made
 }
 
-func mustDo(t *testing.T, c *proto.Client, want string, cmd ...string) {
+func poolDo(t *testing.T, c *proto.Client, want string, cmd ...string) {
 	t.Helper()
 	got, err := c.Do(cmd...)
 	if err != nil {
@@ -50,7 +50,7 @@ func mustDo(t *testing.T, c *proto.Client, want string, cmd ...string) {
 func TestLuaPoolReuses(t *testing.T) {
 	m, c := startPoolTest(t)
 	for i := 0; i < 10; i++ {
-		mustDo(t, c, proto.Int(i+1), "EVAL", "return redis.call('INCR', KEYS[1])", "1", "n")
+		poolDo(t, c, proto.Int(i+1), "EVAL", "return redis.call('INCR', KEYS[1])", "1", "n")
 	}
 	if n := m.luaStatesMade(); n != 1 {
 		t.Fatalf("10 clean calls built %d states, want 1", n)
@@ -85,7 +85,7 @@ func TestLuaPoolIsolates(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m, c := startPoolTest(t)
-			mustDo(t, c, proto.Int(1), "EVAL", "return 1", "0")
+			poolDo(t, c, proto.Int(1), "EVAL", "return 1", "0")
 			made := m.luaStatesMade()
 			if _, err := c.Do("EVAL", tc.dirty, "2", "k1", "k2", "a1"); err != nil {
 				t.Fatal(err)

@@ -162,6 +162,9 @@ func blocking(
 	}()
 
 	if !ctx.nested {
+		// Patched in occase's copy: the replies to the commands before
+		// this one go out before it waits (see servePeer).
+		c.Flush()
 		// this is a call via Lua's .call(). It's already locked.
 		m.Lock()
 		defer m.Unlock()

@@ -187,7 +187,12 @@ func (s *Server) servePeer(c net.Conn) {
 		}
 	}()
 
-	readCh := make(chan []string)
+	// Patched in occase's copy: buffered, and a reply is flushed only when
+	// no further command has been read, so a pipeline of commands (as
+	// rueidis sends them) is answered in one write rather than one write
+	// per command. A command that blocks flushes first (blocking() in
+	// redis.go).
+	readCh := make(chan []string, 64)
 
 	go func() {
 		defer close(readCh)
@@ -205,7 +210,9 @@ func (s *Server) servePeer(c net.Conn) {
 
 	for args := range readCh {
 		s.Dispatch(peer, args)
-		peer.Flush()
+		if len(readCh) == 0 || peer.Closed() {
+			peer.Flush()
+		}
 
 		if peer.Closed() {
 			c.Close()
@@ -307,7 +314,9 @@ func NewPeer(w *bufio.Writer) *Peer {
 func (c *Peer) Flush() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.w.Flush()
+	if c.w != nil { // patched in occase's copy: blocking() flushes any peer
+		c.w.Flush()
+	}
 }
 
 // Close the client connection after the current command is done.
