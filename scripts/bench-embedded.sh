@@ -49,6 +49,7 @@ run() { # name binary real|embedded
 	fi
 	OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 OCCASE_REGISTER_NODE_RATE=0 \
 		OCCASE_READ_RATE=0 OCCASE_READ_RATE_BYTES=0 OCCASE_READ_RATE_FRAMES=0 OCCASE_ABUSE_LIMIT=0 \
+		OCCASE_POST_QUOTA_N=1000000000 OCCASE_POSTS_PER_ADDRESS=0 OCCASE_MAX_POSTS=0 OCCASE_MAX_POST_BYTES=0 OCCASE_SUBSCRIBE_RATE=0 \
 		"$bin" serve --role db --addr "127.0.0.1:$port" "${redis_flag[@]}" \
 		--log-level error ${EXTRA:-} >>"$OUT/$name.node.log" 2>&1 &
 	node=$!
@@ -64,7 +65,7 @@ run() { # name binary real|embedded
 	python3 - "$name" "$OUT/$name.json" $((r1 - r0)) $((n1 - n0)) "$broker" "$(cut -d' ' -f1-3 /proc/loadavg)" <<'PY' | tee -a "$OUT/summary.txt"
 import json, sys
 name, rep, redis, node, broker, load = sys.argv[1], json.load(open(sys.argv[2])), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
-n = sum(rep.get("delivered_by_type", {}).values()) or 1
+n = sum(rep.get("delivered_by_type", {}).values()) or (rep.get("messages") or {}).get("delivered") or 1
 tick = 1e6 / 100  # us per clock tick (USER_HZ 100)
 m = rep.get("messages") or {}
 lat = rep.get("latency_ms") or {}
