@@ -79,6 +79,9 @@ func TestLuaPoolIsolates(t *testing.T) {
 		{"thread environment", "setfenv(0, {})", "return type(redis)", proto.String("table")},
 		{"package.loaded", "package.loaded.json = 1", "return type(require('json'))", proto.String("table")},
 		{"KEYS kept", "return 1", "return #KEYS + #ARGV", proto.Int(0)},
+		{"failed coroutine", "local co = coroutine.create(function() string.leak = 1; error('x') end); coroutine.resume(co)", "return string.leak", proto.Nil},
+		{"suspended coroutine", "local co = coroutine.create(function() coroutine.yield() end); coroutine.resume(co)", "return redis.call('ECHO', 'e')", proto.String("e")},
+		{"caught error", "pcall(function() math.leak = 1; error('x') end)", "return math.leak", proto.Nil},
 		{"error after a change", "string.leak = 'x'; error('boom')", "return string.leak", proto.Nil},
 		{"error in redis.call", "math.leak = 1; redis.call('NOSUCH')", "return math.leak", proto.Nil},
 	}
@@ -103,7 +106,7 @@ func TestLuaPoolIsolates(t *testing.T) {
 			} else if got != tc.want {
 				t.Fatalf("after %q: %q replied %q, want %q", tc.dirty, tc.check, got, tc.want)
 			}
-			if tc.name != "KEYS kept" && m.luaStatesMade() == made {
+			if tc.name != "KEYS kept" && tc.name != "suspended coroutine" && m.luaStatesMade() == made {
 				t.Fatalf("after %q the state was reused", tc.dirty)
 			}
 		})
