@@ -29,7 +29,7 @@ func mkLua(call *luaCall) (map[string]lua.LGFunction, map[string]lua.LValue) {
 				l.Error(lua.LString(fmt.Sprintf("Please specify at least one argument for this redis lib call script: %s, &c.", sha)), 1)
 				return 0
 			}
-			var args []string
+			args := make([]string, 0, top) // patched in occase's copy: sized once
 			for i := 1; i <= top; i++ {
 				switch a := l.Get(i).(type) {
 				case lua.LNumber:
@@ -101,7 +101,7 @@ func mkLua(call *luaCall) (map[string]lua.LGFunction, map[string]lua.LValue) {
 				case []interface{}:
 					l.Push(redisToLua(l, r))
 				case server.Simple:
-					l.Push(luaStatusReply(string(r)))
+					l.Push(luaStatusReply(l, string(r)))
 				case string:
 					l.Push(lua.LString(r))
 				case error:
@@ -156,7 +156,7 @@ func mkLua(call *luaCall) (map[string]lua.LGFunction, map[string]lua.LValue) {
 				l.Error(lua.LString("wrong number or type of arguments"), 1)
 				return 0
 			}
-			res := luaStatusReply(string(msg))
+			res := luaStatusReply(l, string(msg))
 			l.Push(res)
 			return 1
 		},
@@ -260,7 +260,9 @@ func luaToRedis(l *lua.LState, c *server.Peer, value lua.LValue) {
 }
 
 func redisToLua(l *lua.LState, res []interface{}) *lua.LTable {
-	rettb := l.NewTable()
+	// Patched in occase's copy: sized to the reply (NewTable allocates room
+	// for 32 array and 32 hash entries, most of a script call's garbage).
+	rettb := l.CreateTable(len(res), 0)
 	for _, e := range res {
 		var v lua.LValue
 		if e == nil {
@@ -287,8 +289,9 @@ func redisToLua(l *lua.LState, res []interface{}) *lua.LTable {
 	return rettb
 }
 
-func luaStatusReply(msg string) *lua.LTable {
-	tab := &lua.LTable{}
+func luaStatusReply(l *lua.LState, msg string) *lua.LTable {
+	// Patched in occase's copy: one hash entry, not the default 32.
+	tab := l.CreateTable(0, 1)
 	tab.RawSetString("ok", lua.LString(msg))
 	return tab
 }
