@@ -185,7 +185,7 @@ return {seq, prev}`
 
 // BenchmarkEvalsha is one script call, as the embedded broker makes them
 // (upstream v2.40.0: about 100 us and 227 KB a call on the machine this
-// was written on; pooled: about 15-20 us and 11 KB).
+// was written on; pooled: about 15-20 us and 6 KB).
 func BenchmarkEvalsha(b *testing.B) {
 	m, _ := startPoolTest(b)
 	peer := server.NewPeer(bufio.NewWriter(io.Discard))
