@@ -2,6 +2,9 @@
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+# go.mod replaces miniredis with the patched copy kept in the tree
+# (third_party/miniredis/README.md), so it must be here to download.
+COPY third_party/ third_party/
 RUN go mod download
 COPY . .
 # VERSION names the build in `occase version`, the startup log line and

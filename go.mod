@@ -44,3 +44,5 @@ require (
 	golang.org/x/net v0.62.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
 )
+
+replace github.com/alicebob/miniredis/v2 => ./third_party/miniredis

@@ -22,9 +22,13 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+# third_party/ holds upstream code kept as it was released (its README says
+# what was patched), so gofmt's later rules are not applied to it.
+unformatted=$(gofmt -l $(git ls-files '*.go' ':!third_party' 2>/dev/null || find . -name '*.go' -not -path './third_party/*'))
 if [ -n "$unformatted" ]; then
   echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
 go test -race -count=1 -timeout 15m ./... "$@"
+# the patched miniredis is a module of its own, which ./... leaves out
+(cd third_party/miniredis && go vet ./... && go test -race -count=1 ./...)
