@@ -223,6 +223,94 @@ func (c *Client) AnnounceLogin(ctx context.Context, id, payload string) (receive
 	return v[0], v[1], nil
 }
 
+// LoginState is what a login reads in the step that announces it
+// (AnnounceLoginFetch): the user's post quota and the head of its queue,
+// read in the same script as the generation, so a login after its
+// password check costs one more round trip instead of three.
+type LoginState struct {
+	Receivers int64 // subscribers that got the kick
+	Gen       int64 // the user's login generation at that moment
+	// Remaining is how many posts the user may still publish (as
+	// PostQuotaRemaining); 0 when no quota was asked for.
+	Remaining int
+	// Fetched is the queue's head as Fetch(count 0) reads it: Seq and up
+	// to the batch asked for.
+	Fetched Fetched
+}
+
+// announceFetchScript is announceScript that also reads what a login
+// needs next, in the same step: the post quota left (the sliding window
+// of quotaScript, read without taking one) and the first batch of the
+// offline queue with the user's last message id (fetchScript with nothing
+// to remove). Every key holds the user's hash tag, so on a cluster they
+// share a slot. KEYS u:{id}, pq:{id}, q:{id}; ARGV the user's channel,
+// the payload, the publish command, now (ms), the quota's n (0: no quota
+// read) and period (ms), and the batch (0: no fetch). Reply {receivers,
+// gen, remaining, seq, elements...}.
+var announceFetchScript = newScript("login_announce_fetch", `
+local n = redis.call(ARGV[3], ARGV[1], ARGV[2])
+local gs = redis.call('HMGET', KEYS[1], 'gen', 'seq')
+local out = {n, tonumber(gs[1] or '0') or 0, 0, 0}
+local qn = tonumber(ARGV[5])
+if qn > 0 then
+  local now, period = tonumber(ARGV[4]), tonumber(ARGV[6])
+  while true do
+    local head = redis.call('LINDEX', KEYS[2], 0)
+    if not head then break end
+    local t = tonumber(head)
+    if t ~= nil and t > now - period then break end
+    redis.call('LPOP', KEYS[2])
+  end
+  local used = redis.call('LLEN', KEYS[2])
+  if used > qn then used = qn end
+  out[3] = qn - used
+end
+local m = tonumber(ARGV[7])
+if m > 0 then
+  out[4] = tonumber(gs[2] or '0') or 0
+  local items = redis.call('LRANGE', KEYS[3], 0, m - 1)
+  for i = 1, #items do out[i + 4] = items[i] end
+end
+return out`)
+
+// AnnounceLoginFetch is AnnounceLogin that also reads the user's post
+// quota (q.N 0: not read) at now (Unix ms) and the first batch elements
+// of its queue (batch 0: not read), in the same script.
+func (c *Client) AnnounceLoginFetch(ctx context.Context, id, payload string, now int64, q Quota, batch int) (LoginState, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ch := c.UserChannel(id)
+	vs, err := announceFetchScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("pq", id), c.userKey("q", id)},
+		[]string{ch, payload, c.publishCmd(ch), strconv.FormatInt(now, 10), strconv.Itoa(q.N),
+			strconv.FormatInt(q.PeriodMs, 10), strconv.Itoa(batch)}).ToArray()
+	if err == nil && len(vs) < 4 {
+		err = fmt.Errorf("unexpected reply of %d values", len(vs))
+	}
+	if err != nil {
+		return LoginState{}, c.wrap("announce login of "+id, err)
+	}
+	var st LoginState
+	var nums [4]int64
+	for i := range nums {
+		if nums[i], err = vs[i].AsInt64(); err != nil {
+			return LoginState{}, c.wrap("announce login of "+id, err)
+		}
+	}
+	st.Receivers, st.Gen, st.Remaining = nums[0], nums[1], int(nums[2])
+	st.Fetched = Fetched{Removed: true, Seq: nums[3]}
+	if len(vs) > 4 {
+		st.Fetched.Msgs = make([]string, 0, len(vs)-4)
+		for _, v := range vs[4:] {
+			s, err := v.ToString()
+			if err != nil {
+				return LoginState{}, c.wrap("announce login of "+id, err)
+			}
+			st.Fetched.Msgs = append(st.Fetched.Msgs, s)
+		}
+	}
+	return st, nil
+}
+
 // Secret returns the password-digest key stored in Redis, creating a random
 // one on first use. Used only when the operator configured none.
 func (c *Client) Secret(ctx context.Context) ([]byte, error) {

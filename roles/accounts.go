@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/keyrate"
 	"github.com/occase/occase/wire"
@@ -119,25 +120,36 @@ func (ss *session) login(req *wire.Request) error {
 	// that bumped the generation before this session was subscribed could
 	// not reach it with its kick, and shows here instead. Any login after
 	// this step finds this session subscribed.
-	others, cur, err := srv.hub.Kick(ss.ctx, user, gen)
+	//
+	// The same step reads what the login goes on with: the post quota and
+	// the first batch of the offline queue. The mailbox exists (held)
+	// before it, so a message stored after that read reaches it carried.
+	q, now := broker.Quota{}, int64(0)
+	qr, quotaInScript := srv.posts.(loginQuotaReader)
+	if quotaInScript {
+		q, now = qr.LoginQuota()
+	}
+	m := ss.holdMailbox()
+	st, err := srv.hub.KickFetch(ss.ctx, user, gen, now, q, srv.chat.FetchBatch())
 	if err != nil {
 		ss.attached = false
 		srv.hub.Detach(ss.ctx, user, ss)
 		return unavailable(err)
 	}
+	others := st.Receivers
 	for _, p := range prevs {
 		others++
 		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
 	}
-	if cur > gen {
+	if st.Gen > gen {
 		return &closeError{code: wire.CloseReplaced, reason: "replaced", metric: "replaced"}
 	}
 	ss.awaitReleases(releases, others)
 	if !ss.becomeUser() {
 		return nil // a still newer login displaced this one while it waited
 	}
-	remaining := 0
-	if srv.posts != nil {
+	remaining := st.Remaining
+	if srv.posts != nil && !quotaInScript {
 		if remaining, err = srv.posts.RemainingPosts(ss.ctx, user); err != nil {
 			ss.logger().Warn("could not read the post quota", zap.Error(err))
 		}
@@ -149,8 +161,38 @@ func (ss *session) login(req *wire.Request) error {
 	b = append(b, '}')
 	ss.pushToken(req)
 	ss.Send(b)
-	ss.startMailbox()
+	switch {
+	case m == nil:
+		// The session is leaving: no mailbox was made.
+	case others > 0:
+		// Older sessions handed back what they held after the read: what
+		// they wrote is gone from the queue, what they had not is back
+		// in it. Read it afresh.
+		m.Start()
+	default:
+		m.StartFetched(st.Fetched)
+	}
 	return nil
+}
+
+// loginQuotaReader is a posts service whose quota a login reads in its
+// own script (posts.Service).
+type loginQuotaReader interface {
+	LoginQuota() (broker.Quota, int64)
+}
+
+// holdMailbox makes the session's mailbox, held (chat.MailboxHeld),
+// unless the session began leaving (shutdown then finds none to close);
+// nil then.
+func (ss *session) holdMailbox() *chat.Mailbox {
+	ss.mboxMu.Lock()
+	defer ss.mboxMu.Unlock()
+	if ss.status() >= statusLeaving {
+		return nil
+	}
+	m := ss.srv.chat.MailboxHeld(ss.user, ss)
+	ss.mbox = m
+	return m
 }
 
 // awaitReleases waits for n older sessions to let go, or for the displace
