@@ -837,3 +837,63 @@ func TestCheckLogin(t *testing.T) {
 		}
 	})
 }
+
+// AnnounceLoginFetch reads, in the kick's own script, what a login used to
+// read in two more calls: the post quota left (as PostQuotaRemaining) and
+// the queue's head with the user's last message id (as Fetch with nothing
+// to remove). On a cluster every key shares the user's slot.
+func TestAnnounceLoginFetch(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		c.Handle("c:", func(ch, payload string) { got <- payload })
+		now := int64(1_000_000)
+		id, _ := c.CreateUser(ctx, "d", now)
+		if err := c.Subscribe(ctx, c.UserChannel(id)); err != nil {
+			t.Fatal(err)
+		}
+		opt := broker.StoreOptions{Cap: 10, TTLms: 60_000}
+		for i := 1; i <= 3; i++ {
+			if _, err := c.StoreMessage(ctx, id, []byte(fmt.Sprintf(`"n":%d`, i)), now, opt, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q := broker.Quota{N: 5, PeriodMs: 60_000}
+		for range 2 {
+			if _, _, ok, err := c.TakePostQuota(ctx, id, now, q); !ok || err != nil {
+				t.Fatalf("take quota: %v %v", ok, err)
+			}
+		}
+		gen, ok, err := c.CheckLogin(ctx, id, "d", now, 60_000)
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		st, err := c.AnnounceLoginFetch(ctx, id, "k7", now+1, q, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := <-got; p != "k7" {
+			t.Fatalf("payload %q, want k7", p)
+		}
+		want, err := c.Fetch(ctx, id, 0, "", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rem, _ := c.PostQuotaRemaining(ctx, id, now+1, q)
+		if st.Receivers != 1 || st.Gen != gen || st.Remaining != rem || rem != 3 ||
+			st.Fetched.Seq != want.Seq || want.Seq == 0 || strings.Join(st.Fetched.Msgs, "|") != strings.Join(want.Msgs, "|") || len(want.Msgs) != 2 {
+			t.Fatalf("got %+v; want receivers 1, gen %d, remaining %d, fetch %+v", st, gen, rem, want)
+		}
+		// Past the quota's period the window is empty again, as
+		// PostQuotaRemaining reads it; nothing asked, nothing read.
+		st, err = c.AnnounceLoginFetch(ctx, id, "k8", now+60_001, q, 0)
+		if err != nil || st.Remaining != 5 || st.Fetched.Msgs != nil || st.Fetched.Seq != 0 {
+			t.Fatalf("after the period, no fetch: %+v %v", st, err)
+		}
+		st, err = c.AnnounceLoginFetch(ctx, id, "k9", now, broker.Quota{}, 0)
+		if err != nil || st.Remaining != 0 || st.Gen != gen {
+			t.Fatalf("no quota asked: %+v %v", st, err)
+		}
+	})
+}

@@ -274,7 +274,6 @@ func (m *Mailbox) pump() {
 
 		if fetch {
 			m.synced = false
-			m.s.fetches.Add(1)
 			var f broker.Fetched
 			if seed != nil && count == 0 {
 				// Read before the carried messages taken above may have
@@ -283,6 +282,7 @@ func (m *Mailbox) pump() {
 				f = *seed
 				m.requeueInbox(in)
 			} else {
+				m.s.fetches.Add(1)
 				var err error
 				if f, err = m.s.b.Fetch(context.Background(), m.user, count, last, m.s.cfg.Batch); err != nil {
 					wait("fetch messages", err)

@@ -13,7 +13,8 @@
 #   USERS=2000 CONC=100 ROUNDS=10 scripts/bench-login-ab.sh ...
 #
 # PPROF=1 starts node 1 of each run with --pprof-addr and takes a CPU
-# profile of it over PPROF_S seconds from the first login (saved in $OUT).
+# profile of it over PPROF_S seconds from the first login, and its
+# allocation profile before and after that (saved in $OUT).
 set -euo pipefail
 A=$1
 B=$2
@@ -59,7 +60,9 @@ run() { # name binary
 	if [ -n "$pp" ]; then
 		# Starts once the registrations are done (the bench's dial and
 		# register storms take about USERS/1000 s each).
-		(sleep "${PPROF_DELAY:-3}"; curl -s "http://127.0.0.1:$pp/debug/pprof/profile?seconds=${PPROF_S:-10}" -o "$OUT/$name.cpu.pprof") &
+		(sleep "${PPROF_DELAY:-3}"; curl -s "http://127.0.0.1:$pp/debug/pprof/allocs" -o "$OUT/$name.allocs0.pprof"
+			curl -s "http://127.0.0.1:$pp/debug/pprof/profile?seconds=${PPROF_S:-10}" -o "$OUT/$name.cpu.pprof"
+			curl -s "http://127.0.0.1:$pp/debug/pprof/allocs" -o "$OUT/$name.allocs.pprof") &
 		prof=$!
 	fi
 	"$BENCH" bench --scenario connect --url "$urls" --users "$USERS" --concurrency "$CONC" --login-rounds "$ROUNDS" \
