@@ -141,20 +141,6 @@ func (h *Hub) Kick(ctx context.Context, user string, gen int64) (others, current
 	return max(n-1, 0), cur, nil
 }
 
-// KickFetch is Kick that also reads, in the same step, what the login
-// goes on with (broker.AnnounceLoginFetch): the post quota left at now
-// (q.N 0: not read) and the first batch elements of the user's queue.
-// st.Receivers counts the other nodes, as Kick's others.
-func (h *Hub) KickFetch(ctx context.Context, user string, gen, now int64, q broker.Quota, batch int) (st broker.LoginState, err error) {
-	st, err = h.b.AnnounceLoginFetch(ctx, user, "k"+strconv.FormatInt(gen, 10), now, q, batch)
-	if err != nil {
-		return broker.LoginState{}, err
-	}
-	// This node is subscribed too (Attach came first) and counts once.
-	st.Receivers = max(st.Receivers-1, 0)
-	return st, nil
-}
-
 // Release tells newer logins of user that the session of generation gen has
 // handed back everything it held.
 func (h *Hub) Release(ctx context.Context, user string, gen int64) {
