@@ -145,25 +145,58 @@ func copyCounts(m map[string]uint64) map[string]uint64 {
 // returns used_memory in bytes. A handful of lines instead of a client:
 // the bench only needs this one figure, from a server it does not own.
 func redisUsedMemory(ctx context.Context, addr string) (float64, error) {
+	info, err := redisInfo(ctx, addr, "memory")
+	if err != nil {
+		return 0, err
+	}
+	return usedMemory(info)
+}
+
+// redisInfo returns Redis' INFO section at addr.
+func redisInfo(ctx context.Context, addr, section string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return 0, err
+		return "", err
 	}
 	defer c.Close()
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
 	}
-	if _, err := io.WriteString(c, "*2\r\n$4\r\nINFO\r\n$6\r\nmemory\r\n"); err != nil {
-		return 0, err
+	if _, err := fmt.Fprintf(c, "*2\r\n$4\r\nINFO\r\n$%d\r\n%s\r\n", len(section), section); err != nil {
+		return "", err
 	}
 	info, err := readBulk(bufio.NewReader(c))
 	if err != nil {
-		return 0, fmt.Errorf("INFO memory from %s: %w", addr, err)
+		return "", fmt.Errorf("INFO %s from %s: %w", section, addr, err)
 	}
-	return usedMemory(info)
+	return info, nil
+}
+
+// commandCalls parses INFO commandstats into calls and microseconds per
+// command ("evalsha", "hget", ...).
+func commandCalls(info string) map[string][2]float64 {
+	out := map[string][2]float64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		var calls, usec float64
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				calls, _ = strconv.ParseFloat(v, 64)
+			case "usec":
+				usec, _ = strconv.ParseFloat(v, 64)
+			}
+		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = [2]float64{calls, usec}
+	}
+	return out
 }
 
 // readBulk reads one RESP bulk string (an error reply is an error).

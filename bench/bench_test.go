@@ -121,6 +121,34 @@ func TestConnectStorm(t *testing.T) {
 	})
 }
 
+// --login-rounds logs the same users in again each round; with the
+// server's PID the report gives its CPU per login over the rounds alone,
+// and with Redis' address the commands per login (one login script).
+func TestConnectLoginRoundsReportCPUAndCommands(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		cfg := short(bench.Connect, startNode(t, b.Options), startNode(t, b.Options))
+		cfg.Users, cfg.LoginRounds = 20, 3
+		cfg.ServerPIDs = []int{os.Getpid()} // the nodes run in this process
+		if b.Redis != nil {
+			cfg.Abuse.RedisAddr = b.Options.Addrs[0]
+		}
+		rep, err := bench.Run(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		noErrors(t, rep)
+		if rep.Setup.Count != 20 || rep.Logins.Count != 60 || rep.LoginLatency.Count != 60 {
+			t.Fatalf("register %+v, login %+v (want 3 rounds of 20)", rep.Setup, rep.Logins)
+		}
+		if len(rep.LoginCPU) != 1 || rep.LoginCPU[0].Seconds <= 0 || rep.LoginCPU[0].PerOpUs <= 0 {
+			t.Fatalf("login CPU %+v", rep.LoginCPU)
+		}
+		if b.Redis != nil && rep.LoginRedis["evalsha"]+rep.LoginRedis["eval"] < 1 {
+			t.Fatalf("Redis commands per login %v: want the login script counted", rep.LoginRedis)
+		}
+	})
+}
+
 func TestIdleHoldsConnectionsAndReadsServerMemory(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		cfg := short(bench.Idle, startNode(t, b.Options))

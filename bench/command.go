@@ -64,9 +64,10 @@ or the per-user and per-address limits are what you measure.`,
 			&cli.StringFlag{Name: "http-url", EnvVars: env("HTTP_URL"), Usage: "abuse: http:// base of the node for /api/posts (default: the first --url's host)"},
 			&cli.StringFlag{Name: "img-url", EnvVars: env("IMG_URL"), Usage: "abuse: http:// base of the img node (default: --http-url, i.e. role all)"},
 			&cli.DurationFlag{Name: "trickle", Value: d.Abuse.Trickle, EnvVars: env("TRICKLE"), Usage: "abuse: time between the bytes of a slow upload"},
-			&cli.StringFlag{Name: "redis-addr", EnvVars: env("REDIS_ADDR"), Usage: "abuse: host:port of the Redis the nodes use, to report its used_memory"},
+			&cli.StringFlag{Name: "redis-addr", EnvVars: env("REDIS_ADDR"), Usage: "abuse: host:port of the Redis the nodes use, to report its used_memory; connect: to report its commands per login"},
 			&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: env("CONCURRENCY"), Usage: "dials and logins in flight at once"},
 			&cli.StringSliceFlag{Name: "metrics", EnvVars: env("METRICS"), Usage: "Prometheus /metrics URL of a node, for its memory and connection figures (repeat per node)"},
+			&cli.IntFlag{Name: "login-rounds", Value: 1, EnvVars: env("LOGIN_ROUNDS"), Usage: "connect: log the registered users in this many times over (each round closes before the next); with --server-pid the report gives each process's CPU per login over these rounds alone"},
 			&cli.IntSliceFlag{Name: "server-pid", EnvVars: env("SERVER_PID"), Usage: "PID of a server process on this machine, to read its VmRSS (repeat per node)"},
 			&cli.BoolFlag{Name: "json", EnvVars: env("JSON"), Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "allow-remote", EnvVars: env("ALLOW_REMOTE"), Usage: "accept non-loopback targets (never point this at a server that is not yours)"},
@@ -96,6 +97,7 @@ or the per-user and per-address limits are what you measure.`,
 			cfg.Publishers = c.Int("publishers")
 			cfg.PostRate = c.Float64("post-rate")
 			cfg.Concurrency = c.Int("concurrency")
+			cfg.LoginRounds = c.Int("login-rounds")
 			attacks, rates, err := ParseAttacks(splitList(c.StringSlice("attacks")))
 			if err != nil {
 				return err

@@ -60,6 +60,7 @@ type Config struct {
 	PostRate   float64 // posts per second per publisher; 0: as fast as Window allows
 
 	Concurrency int // dials and logins in flight at once
+	LoginRounds int // connect: how many login storms over the same accounts (0: one)
 
 	// abuse: the hostile clients (abuse.go)
 	Abuse AbuseConfig
@@ -137,6 +138,8 @@ func (c *Config) Validate() error {
 		return errors.New("--window must be at least 1")
 	case c.Concurrency < 1:
 		return errors.New("--concurrency must be at least 1")
+	case c.LoginRounds < 0 || c.LoginRounds > 1000:
+		return errors.New("--login-rounds must be in 0..1000")
 	case c.Rate < 0 || c.PostRate < 0 || c.Count < 0 || c.Size < 0 || c.ReadEvery < 0 || c.TypingEvery < 0:
 		return errors.New("rates, counts and sizes must not be negative")
 	case c.Scenario == Fanout && c.Publishers < 1:

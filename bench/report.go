@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -29,6 +31,14 @@ type Report struct {
 	Latency         *Latency          `json:"latency_ms,omitempty"`       // end to end, sender's ts to recipient's read
 	AckLatency      *Latency          `json:"reply_latency_ms,omitempty"` // request to its reply
 	LoginLatency    *Latency          `json:"login_latency_ms,omitempty"` // dial to login_ack
+	// LoginCPU (connect, with --server-pid): each process's CPU over the
+	// login storms alone (from before the first login to after the last
+	// close settled), and per login.
+	LoginCPU []PhaseCPU `json:"login_cpu,omitempty"`
+	// LoginRedis (connect, with --redis-addr): Redis commands per login
+	// over the same span, by command (INFO commandstats; a script's inner
+	// commands count too).
+	LoginRedis map[string]float64 `json:"login_redis_calls,omitempty"`
 
 	Errors map[string]uint64 `json:"errors"`
 	// Reconnects (chat --reconnect): how each lost connection ended, and
@@ -52,6 +62,14 @@ type Rate struct {
 	Count  int     `json:"count"`
 	Took   float64 `json:"took_s"`
 	PerSec float64 `json:"per_s"`
+}
+
+// PhaseCPU is the CPU time (user + system, from /proc) one process spent
+// in a phase, and per operation of it.
+type PhaseCPU struct {
+	PID     int     `json:"pid"`
+	Seconds float64 `json:"cpu_s"`
+	PerOpUs float64 `json:"per_op_us"`
 }
 
 // Latency percentiles, in milliseconds.
@@ -145,6 +163,22 @@ func (rep *Report) WriteText(w io.Writer) error {
 	lat("end to end", rep.Latency)
 	lat("reply", rep.AckLatency)
 	lat("login", rep.LoginLatency)
+	if len(rep.LoginCPU) > 0 {
+		p("  login CPU    ")
+		sum := 0.0
+		for _, c := range rep.LoginCPU {
+			p(" pid %d %.2fs (%.1f us/login);", c.PID, c.Seconds, c.PerOpUs)
+			sum += c.PerOpUs
+		}
+		p(" total %.1f us/login\n", sum)
+	}
+	if len(rep.LoginRedis) > 0 {
+		p("  login Redis  ")
+		for _, k := range slices.Sorted(maps.Keys(rep.LoginRedis)) {
+			p(" %s %.2f", k, rep.LoginRedis[k])
+		}
+		p(" (commands per login)\n")
+	}
 	if len(rep.Reconnects) > 0 {
 		p("  reconnects   ")
 		for _, k := range sortedKeys(rep.Reconnects) {

@@ -67,32 +67,46 @@ func runConnect(ctx context.Context, r *run) (*Report, error) {
 	closeAll(conns)
 	r.conns.Store(0)
 
-	phase.Store("login")
+	// The login storm, LoginRounds times over the same accounts (each
+	// round closes its connections before the next), between two readings
+	// of each --server-pid's CPU: what the servers spent on logins alone,
+	// registrations left out. The readings wait for the servers to settle
+	// after the closes that precede them.
 	var loginLat Histogram
 	sctx, cancel = context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	ok.Store(0)
+	cpu0 := settledCPU(cfg.ServerPIDs)
+	cmds0 := loginCommands(ctx, cfg)
 	t0 = r.now()
-	parallel(sctx, cfg.Users, cfg.Concurrency, func(i int) {
-		conns[i] = nil
-		if accts[i].id == "" {
-			return
-		}
-		s := r.now()
-		c, err := login(sctx, cfg.URLs[(i+1)%len(cfg.URLs)], accts[i])
-		if err != nil {
-			r.fail("login_" + reasonOf(err))
-			return
-		}
-		loginLat.Record(r.now() - s)
-		conns[i] = c
-		ok.Add(1)
-		r.conns.Add(1)
-	})
-	loginTook := r.now() - t0
+	var loginTook time.Duration
+	for round := 0; round < max(cfg.LoginRounds, 1) && sctx.Err() == nil; round++ {
+		phase.Store("login")
+		t1 := r.now()
+		parallel(sctx, cfg.Users, cfg.Concurrency, func(i int) {
+			conns[i] = nil
+			if accts[i].id == "" {
+				return
+			}
+			s := r.now()
+			c, err := login(sctx, cfg.URLs[(i+1)%len(cfg.URLs)], accts[i])
+			if err != nil {
+				r.fail("login_" + reasonOf(err))
+				return
+			}
+			loginLat.Record(r.now() - s)
+			conns[i] = c
+			ok.Add(1)
+			r.conns.Add(1)
+		})
+		loginTook += r.now() - t1
+		phase.Store("close")
+		closeAll(conns)
+		r.conns.Store(0)
+	}
 	logins := int(ok.Load())
-	phase.Store("close")
-	closeAll(conns)
+	cpu1 := settledCPU(cfg.ServerPIDs)
+	cmds1 := loginCommands(ctx, cfg)
 	pstop()
 
 	rep := r.report()
@@ -101,10 +115,70 @@ func runConnect(ctx context.Context, r *run) (*Report, error) {
 	rep.Setup = rateOf(regs, regTook)
 	rep.Logins = rateOf(logins, loginTook)
 	rep.LoginLatency = latencyOf(&loginLat)
+	rep.LoginCPU = phaseCPU(cfg.ServerPIDs, cpu0, cpu1, logins)
+	if cmds0 != nil && cmds1 != nil && logins > 0 {
+		rep.LoginRedis = map[string]float64{}
+		for k, v := range cmds1 {
+			if n := v[0] - cmds0[k][0]; n > 0 {
+				rep.LoginRedis[k] = n / float64(logins)
+			}
+		}
+	}
 	if len(cfg.URLs) > 1 {
 		rep.Notes = append(rep.Notes, "each user logs in on another node than the one it registered on")
 	}
 	return rep, nil
+}
+
+// settledCPU reads the CPU time of each of pids once the servers have
+// finished with the closes just made: it waits until a 100 ms interval
+// adds under 1 ms to their sum (at most 3 s).
+func settledCPU(pids []int) cpuMark {
+	if len(pids) == 0 {
+		return cpuMark{}
+	}
+	m := markCPU(pids)
+	for i := 0; i < 30; i++ {
+		time.Sleep(100 * time.Millisecond)
+		n := markCPU(pids)
+		d := 0.0
+		for j := range pids {
+			d += n.cpu[j] - m.cpu[j]
+		}
+		m = n
+		if d < 0.001 {
+			break
+		}
+	}
+	return m
+}
+
+// loginCommands reads Redis' command counts (--redis-addr), or nil.
+func loginCommands(ctx context.Context, cfg Config) map[string][2]float64 {
+	if cfg.Abuse.RedisAddr == "" {
+		return nil
+	}
+	info, err := redisInfo(ctx, cfg.Abuse.RedisAddr, "commandstats")
+	if err != nil {
+		return nil
+	}
+	return commandCalls(info)
+}
+
+// phaseCPU is what each of pids spent between a and b, per operation.
+func phaseCPU(pids []int, a, b cpuMark, ops int) []PhaseCPU {
+	var out []PhaseCPU
+	for i, p := range pids {
+		if a.cpu[i] < 0 || b.cpu[i] < 0 {
+			continue
+		}
+		c := PhaseCPU{PID: p, Seconds: b.cpu[i] - a.cpu[i]}
+		if ops > 0 {
+			c.PerOpUs = c.Seconds * 1e6 / float64(ops)
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // The idle scenario: Users connections register and then stay, answering

@@ -223,6 +223,118 @@ func (c *Client) AnnounceLogin(ctx context.Context, id, payload string) (receive
 	return v[0], v[1], nil
 }
 
+// LoginState is what a login learns from its one script (LoginFetch).
+type LoginState struct {
+	Gen       int64 // the login's generation
+	Receivers int64 // subscribers of the user's channel that got the kick
+	// Remaining is how many posts the user may still publish (as
+	// PostQuotaRemaining); 0 when no quota was asked for.
+	Remaining int
+	// Fetched is the queue's head as Fetch(count 0) reads it: Seq and up
+	// to the batch asked for.
+	Fetched Fetched
+}
+
+// LoginRequest is what LoginFetch is asked for.
+type LoginRequest struct {
+	Digest string // of the password given
+	Now    int64  // Unix ms: the login's time
+	TTLms  int64  // the offline queue's lifetime
+	// Quota and QuotaNow (Unix ms): the post quota to read (N 0: none).
+	Quota    Quota
+	QuotaNow int64
+	Batch    int // queue elements to read (0: none)
+}
+
+// loginFetchScript is a whole login in one step: checkLoginScript's
+// password check and generation, the kick that tells every older session
+// of the user to go (announceScript's publish, carrying the new
+// generation), and what the login goes on with: the post quota left (the
+// sliding window of quotaScript, read without taking one) and the first
+// batch of the offline queue with the user's last message id (fetchScript
+// with nothing to remove). Being one script, no newer login can come
+// between the generation and the kick. Every key holds the user's hash
+// tag, so on a cluster they share a slot; the channel too (SPUBLISH where
+// sharded). KEYS u:{id}, q:{id}, s:{id}, pq:{id}; ARGV now (ms), the
+// queue's lifetime (ms), the account's lifetime (ms; 0: for ever), the
+// digest, the user's channel, the publish command, the quota's now (ms),
+// n (0: not read) and period (ms), the batch (0: no fetch). Reply {-1}
+// when there is no such user or the digest differs (nothing changed, no
+// kick), else {gen, receivers, remaining, seq, elements...}.
+var loginFetchScript = newScript("login_fetch", `
+local u = redis.call('HMGET', KEYS[1], 'pwd', 'seq')
+if not u[1] or u[1] ~= ARGV[4] then return {-1} end
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'login', ARGV[1])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+local out = {gen, redis.call(ARGV[6], ARGV[5], 'k' .. string.format('%d', gen)), 0, 0}
+local qn = tonumber(ARGV[8])
+if qn > 0 then
+  local now, period = tonumber(ARGV[7]), tonumber(ARGV[9])
+  while true do
+    local head = redis.call('LINDEX', KEYS[4], 0)
+    if not head then break end
+    local t = tonumber(head)
+    if t ~= nil and t > now - period then break end
+    redis.call('LPOP', KEYS[4])
+  end
+  local used = redis.call('LLEN', KEYS[4])
+  if used > qn then used = qn end
+  out[3] = qn - used
+end
+local m = tonumber(ARGV[10])
+if m > 0 then
+  out[4] = tonumber(u[2] or '0') or 0
+  local items = redis.call('LRANGE', KEYS[2], 0, m - 1)
+  for i = 1, #items do out[i + 4] = items[i] end
+end
+return out`)
+
+// LoginFetch is CheckLogin, the kick of AnnounceLogin (payload "k<gen>"
+// on the user's channel) and the reads a login needs next (the post quota
+// and the queue's head), in one round trip. ok is false, and nothing
+// changed nor was published, when the user does not exist or the digest
+// differs. The digests are compared as in checkLoginScript.
+func (c *Client) LoginFetch(ctx context.Context, id string, r LoginRequest) (st LoginState, ok bool, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ch := c.UserChannel(id)
+	vs, err := loginFetchScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id), c.userKey("pq", id)},
+		[]string{strconv.FormatInt(r.Now, 10), strconv.FormatInt(r.TTLms, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10),
+			r.Digest, ch, c.publishCmd(ch), strconv.FormatInt(r.QuotaNow, 10), strconv.Itoa(r.Quota.N),
+			strconv.FormatInt(r.Quota.PeriodMs, 10), strconv.Itoa(r.Batch)}).ToArray()
+	if err != nil {
+		return LoginState{}, false, c.wrap("login "+id, err)
+	}
+	var nums [4]int64
+	for i := range min(len(vs), 4) {
+		if nums[i], err = vs[i].AsInt64(); err != nil {
+			return LoginState{}, false, c.wrap("login "+id, err)
+		}
+	}
+	if nums[0] < 0 {
+		return LoginState{}, false, nil
+	}
+	if len(vs) < 4 {
+		return LoginState{}, false, fmt.Errorf("login %s: unexpected reply of %d values", id, len(vs))
+	}
+	st = LoginState{Gen: nums[0], Receivers: nums[1], Remaining: int(nums[2]), Fetched: Fetched{Removed: true, Seq: nums[3]}}
+	if len(vs) > 4 {
+		st.Fetched.Msgs = make([]string, 0, len(vs)-4)
+		for _, v := range vs[4:] {
+			s, err := v.ToString()
+			if err != nil {
+				return LoginState{}, false, c.wrap("login "+id, err)
+			}
+			st.Fetched.Msgs = append(st.Fetched.Msgs, s)
+		}
+	}
+	return st, true, nil
+}
+
 // Secret returns the password-digest key stored in Redis, creating a random
 // one on first use. Used only when the operator configured none.
 func (c *Client) Secret(ctx context.Context) ([]byte, error) {

@@ -837,3 +837,76 @@ func TestCheckLogin(t *testing.T) {
 		}
 	})
 }
+
+// LoginFetch is a whole login in one script: the password check (a
+// refusal changes nothing and kicks no one), the new generation, the kick
+// carrying it, and what used to be two more calls: the post quota left
+// (as PostQuotaRemaining) and the queue's head with the user's last
+// message id (as Fetch with nothing to remove). On a cluster every key
+// shares the user's slot.
+func TestLoginFetch(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		c.Handle("c:", func(ch, payload string) { got <- payload })
+		now := int64(1_000_000)
+		id, _ := c.CreateUser(ctx, "d", now) // generation 1
+		if err := c.Subscribe(ctx, c.UserChannel(id)); err != nil {
+			t.Fatal(err)
+		}
+		opt := broker.StoreOptions{Cap: 10, TTLms: 60_000}
+		for i := 1; i <= 3; i++ {
+			if _, err := c.StoreMessage(ctx, id, []byte(fmt.Sprintf(`"n":%d`, i)), now, opt, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		q := broker.Quota{N: 5, PeriodMs: 60_000}
+		for range 2 {
+			if _, _, ok, err := c.TakePostQuota(ctx, id, now, q); !ok || err != nil {
+				t.Fatalf("take quota: %v %v", ok, err)
+			}
+		}
+		req := broker.LoginRequest{Digest: "d", Now: now, TTLms: 60_000, Quota: q, QuotaNow: now + 1, Batch: 2}
+		for _, tt := range []struct{ name, id, digest string }{
+			{"wrong digest", id, "x"}, {"prefix of the digest", id, ""}, {"unknown user", "424242", "d"},
+		} {
+			r := req
+			r.Digest = tt.digest
+			if st, ok, err := c.LoginFetch(ctx, tt.id, r); ok || err != nil || st.Gen != 0 {
+				t.Fatalf("%s: %+v ok %v err %v; want refused", tt.name, st, ok, err)
+			}
+		}
+		if ttl, _ := c.AccountTTL(ctx, "424242"); ttl != -2 {
+			t.Fatalf("an unknown user's login made a hash (PTTL %v)", ttl)
+		}
+		st, ok, err := c.LoginFetch(ctx, id, req)
+		if err != nil || !ok {
+			t.Fatal(ok, err)
+		}
+		// The first publication is this login's kick: the refusals sent none.
+		if p := <-got; p != "k2" {
+			t.Fatalf("payload %q, want k2", p)
+		}
+		want, err := c.Fetch(ctx, id, 0, "", 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rem, _ := c.PostQuotaRemaining(ctx, id, now+1, q)
+		if st.Gen != 2 || st.Receivers != 1 || st.Remaining != rem || rem != 3 ||
+			st.Fetched.Seq != want.Seq || want.Seq == 0 || strings.Join(st.Fetched.Msgs, "|") != strings.Join(want.Msgs, "|") || len(want.Msgs) != 2 {
+			t.Fatalf("got %+v; want gen 2, receivers 1, remaining %d, fetch %+v", st, rem, want)
+		}
+		// Past the quota's period the window is empty again, as
+		// PostQuotaRemaining reads it; nothing asked, nothing read.
+		r := req
+		r.QuotaNow, r.Batch = now+60_001, 0
+		if st, ok, err = c.LoginFetch(ctx, id, r); err != nil || !ok || st.Gen != 3 || st.Remaining != 5 || st.Fetched.Msgs != nil || st.Fetched.Seq != 0 {
+			t.Fatalf("after the period, no fetch: %+v %v %v", st, ok, err)
+		}
+		r.Quota = broker.Quota{}
+		if st, ok, err = c.LoginFetch(ctx, id, r); err != nil || !ok || st.Remaining != 0 || st.Gen != 4 {
+			t.Fatalf("no quota asked: %+v %v %v", st, ok, err)
+		}
+	})
+}

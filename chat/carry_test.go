@@ -70,12 +70,15 @@ type carryRig struct {
 	carries atomic.Int64
 }
 
-func newCarryRig(t *testing.T, b brokertest.Backend, w chat.Writer, batch int) *carryRig {
+func newCarryRig(t *testing.T, b brokertest.Backend, w chat.Writer, batch int, held ...bool) *carryRig {
 	ctx := context.Background()
 	r := &carryRig{bc: brokertest.Open(t, b.Options)}
 	r.s = chat.New(chat.Config{Batch: batch}, r.bc, zaptest.NewLogger(t))
 	r.id, _ = r.bc.CreateUser(ctx, "d", time.Now().UnixMilli())
 	r.mb = r.s.Mailbox(r.id, w)
+	if len(held) > 0 && held[0] {
+		r.mb = r.s.MailboxHeld(r.id, w)
+	}
 	r.bc.Handle("c:", func(ch, p string) {
 		if p[0] == 'n' && len(p) > 1 {
 			if prev, id, frame, ok := broker.ParseCarried(p[1:]); ok {
@@ -278,6 +281,65 @@ func TestRemovalsOfManyUsersShareACall(t *testing.T) {
 		})
 		if st := s.Stats(); st.Removals != users || st.RemoveCalls >= users {
 			t.Fatalf("stats %+v: want %d removals in fewer calls", st, users)
+		}
+	})
+}
+
+// A login makes its mailbox held before the script that reads the queue's
+// head: messages carried to it meanwhile are not written before it
+// starts; started with that read, it writes the queue and then what was
+// stored after the read, each once and in order, without a fetch of its
+// own.
+func TestMailboxHeldStartsFromTheLoginsFetch(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		open := make(chan struct{})
+		w := newGatedWriter(0, open)
+		r := newCarryRig(t, b, w, 64, true)
+		for i := 0; i < 3; i++ {
+			r.send(t, "7", i, true)
+		}
+		brokertest.Poll(t, 5*time.Second, "three carried", func() bool { return r.carries.Load() == 3 })
+		seed, err := r.bc.Fetch(context.Background(), r.id, 0, "", r.s.FetchBatch())
+		if err != nil || len(seed.Msgs) != 3 {
+			t.Fatalf("seed %+v %v", seed, err)
+		}
+		for i := 3; i < 5; i++ {
+			r.send(t, "7", i, true)
+		}
+		brokertest.Poll(t, 5*time.Second, "five carried", func() bool { return r.carries.Load() == 5 })
+		if got := w.written(); len(got) != 0 {
+			t.Fatalf("a held mailbox wrote %v", got)
+		}
+		r.mb.StartFetched(seed)
+		close(open)
+		waitWrites(t, w.wrote, 5)
+		r.waitEmpty(t, "7")
+		checkOrder(t, w.written(), 0, 5)
+		if st := r.s.Stats(); st.Fetches != 0 {
+			t.Fatalf("stats %+v: the login's read should be the only one", st)
+		}
+	})
+}
+
+// A Poke while held (a subscriber reconnect) asks for a fetch made after
+// it: the read the login made before is not used.
+func TestMailboxHeldPokedFetchesAgain(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		open := make(chan struct{})
+		close(open)
+		w := newGatedWriter(0, open)
+		r := newCarryRig(t, b, w, 64, true)
+		stale, err := r.bc.Fetch(context.Background(), r.id, 0, "", r.s.FetchBatch())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.send(t, "7", 0, false) // no publication: only a fetch finds it
+		r.mb.Poke()
+		r.mb.StartFetched(stale)
+		waitWrites(t, w.wrote, 1)
+		checkOrder(t, w.written(), 0, 1)
+		if st := r.s.Stats(); st.Fetches != 1 {
+			t.Fatalf("stats %+v: want the fetch the Poke asked for", st)
 		}
 	})
 }

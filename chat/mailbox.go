@@ -49,9 +49,15 @@ type Mailbox struct {
 	running bool
 	again   bool // fetch the queue: something may be there that no carried message shows
 	closed  bool
-	idle    *sync.Cond
-	inbox   []carried // carried messages not yet looked at by the pump
-	inboxB  int       // their bytes
+	// held: made by MailboxHeld and not yet started (StartFetched): Poke
+	// and Carry record their work but start no pump.
+	held bool
+	// seed is a fetch made for the mailbox before it started (the login's
+	// script): the pump's first fetch uses it instead of asking Redis.
+	seed   *broker.Fetched
+	idle   *sync.Cond
+	inbox  []carried // carried messages not yet looked at by the pump
+	inboxB int       // their bytes
 	// The head of the queue that is done with (written, or skipped as
 	// undeliverable) and not yet removed from Redis: how many elements, and
 	// the text of the last one.
@@ -85,6 +91,48 @@ func (s *Service) Mailbox(user string, w Writer) *Mailbox {
 	m := &Mailbox{s: s, user: user, w: w, stop: make(chan struct{})}
 	m.idle = sync.NewCond(&m.mu)
 	return m
+}
+
+// MailboxHeld returns a mailbox of user for w that takes carried messages
+// and pokes but starts delivering only at StartFetched (or Start): a login
+// makes it before the step that reads the queue's head, so what is stored
+// after that read reaches it.
+func (s *Service) MailboxHeld(user string, w Writer) *Mailbox {
+	m := s.Mailbox(user, w)
+	m.held = true
+	return m
+}
+
+// FetchBatch is how many elements the mailbox fetches per round trip: the
+// batch a fetch made for StartFetched must ask for.
+func (s *Service) FetchBatch() int { return s.cfg.Batch }
+
+// StartFetched starts a held mailbox with f, a fetch of the queue's head
+// (nothing removed, FetchBatch elements asked for) made after the mailbox
+// was created: its first round uses f instead of fetching, and the carried
+// messages that came meanwhile are sorted out against f.Seq. A Poke
+// before it (a subscriber reconnect) makes the pump fetch anyway.
+func (m *Mailbox) StartFetched(f broker.Fetched) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	m.seed = &f
+	m.held = false
+	m.start()
+}
+
+// Start starts a held mailbox with a fetch of its own (as Poke).
+func (m *Mailbox) Start() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	m.held = false
+	m.again = true
+	m.start()
 }
 
 // logger is built when something is logged: a zap child logger holds a
@@ -132,9 +180,10 @@ func (m *Mailbox) Carry(prev, id int64, frame string) {
 	m.start()
 }
 
-// start runs the pump unless it runs; m.mu is held.
+// start runs the pump unless it runs or the mailbox is held; m.mu is
+// held.
 func (m *Mailbox) start() {
-	if !m.running {
+	if !m.running && !m.held {
 		m.running = true
 		go m.pump()
 	}
@@ -201,6 +250,13 @@ func (m *Mailbox) pump() {
 			return
 		}
 		fetch := m.again || !m.synced
+		// The seed is good for the first fetch only, and not after a
+		// Poke: that asks for a fetch made after it.
+		seed := m.seed
+		m.seed = nil
+		if m.again {
+			seed = nil
+		}
 		m.again = false
 		// A fetch covers everything stored before it runs, so the carried
 		// messages waiting now are dropped; those that come while it runs
@@ -218,11 +274,20 @@ func (m *Mailbox) pump() {
 
 		if fetch {
 			m.synced = false
-			m.s.fetches.Add(1)
-			f, err := m.s.b.Fetch(context.Background(), m.user, count, last, m.s.cfg.Batch)
-			if err != nil {
-				wait("fetch messages", err)
-				continue
+			var f broker.Fetched
+			if seed != nil && count == 0 {
+				// Read before the carried messages taken above may have
+				// been stored: they wait for chain, which drops those
+				// the seed holds.
+				f = *seed
+				m.requeueInbox(in)
+			} else {
+				m.s.fetches.Add(1)
+				var err error
+				if f, err = m.s.b.Fetch(context.Background(), m.user, count, last, m.s.cfg.Batch); err != nil {
+					wait("fetch messages", err)
+					continue
+				}
 			}
 			backoff.Reset()
 			m.removed(count)

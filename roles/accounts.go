@@ -1,11 +1,13 @@
 package roles
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
 	"time"
 
+	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/keyrate"
 	"github.com/occase/occase/wire"
@@ -92,52 +94,65 @@ func (ss *session) login(req *wire.Request) error {
 	if err := ss.coolingOff(user); err != nil {
 		return err
 	}
-	// The password check and the login are one script (one round trip):
-	// the digest is compared in Redis, in a time that does not depend on
-	// the digests nor on whether the user exists (broker.CheckLogin).
-	gen, ok, err := srv.broker.CheckLogin(ss.ctx, user, srv.digest(pwd), srv.cfg.Clock().UnixMilli(), srv.chat.QueueTTL().Milliseconds())
-	if err != nil {
-		return unavailable(err)
-	}
-	if !ok {
-		ss.logger().Info("login failed", zap.String("user", user))
-		return &wire.Error{Reason: wire.BadCredentials}
-	}
-	ss.gen.Store(gen)
+	// The session is attached first (the user's channel subscribed, the
+	// session among the hub's peers), so that the kick the script sends
+	// can already reach any login after it. Until the password has passed
+	// it hears nothing (Signal), delivers nothing (its mailbox is held)
+	// and kicks no one; a kick it gets meanwhile waits for its generation
+	// (Kick, loginKicked).
 	ss.user = user
 	releases := make(chan int64, 8)
 	ss.releases.Store(&releases)
 	defer ss.releases.Store(nil)
+	m := ss.holdMailbox()
 	prevs, err := srv.hub.Attach(ss.ctx, user, ss)
 	if err != nil {
+		ss.user = ""
 		return unavailable(err)
 	}
 	ss.attached = true
+	// One script (one round trip) checks the password, makes the new
+	// generation, kicks every older session of the user in the whole
+	// cluster, and reads the post quota and the first batch of the queue
+	// (broker.LoginFetch). The digest is compared in Redis, in a time that
+	// does not depend on the digests nor on whether the user exists.
+	lr := broker.LoginRequest{Digest: srv.digest(pwd), Now: srv.cfg.Clock().UnixMilli(),
+		TTLms: srv.chat.QueueTTL().Milliseconds(), Batch: srv.chat.FetchBatch()}
+	qr, quotaInScript := srv.posts.(loginQuotaReader)
+	if quotaInScript {
+		lr.Quota, lr.QuotaNow = qr.LoginQuota()
+	}
+	st, ok, err := srv.broker.LoginFetch(ss.ctx, user, lr)
+	if err != nil || !ok {
+		ss.failLogin()
+		if err != nil {
+			return unavailable(err)
+		}
+		ss.logger().Info("login failed", zap.String("user", user))
+		return &wire.Error{Reason: wire.BadCredentials}
+	}
+	gen := st.Gen
+	ss.gen.Store(gen)
+	if ss.kickedBy.Load() > gen {
+		// A newer login kicked this one before it knew its generation.
+		return &closeError{code: wire.CloseReplaced, reason: "replaced", metric: "replaced"}
+	}
 	// One login per user in the whole cluster: every older session hands
 	// back what it holds and says so before this one starts delivering.
-	// The kick and a read of the generation are one step: a newer login
-	// that bumped the generation before this session was subscribed could
-	// not reach it with its kick, and shows here instead. Any login after
-	// this step finds this session subscribed.
-	others, cur, err := srv.hub.Kick(ss.ctx, user, gen)
-	if err != nil {
-		ss.attached = false
-		srv.hub.Detach(ss.ctx, user, ss)
-		return unavailable(err)
-	}
+	// The script's kick reached every other node holding the user's
+	// channel (this node is subscribed too and counts once); the older
+	// sessions on this node are told here.
+	others := max(st.Receivers-1, 0)
 	for _, p := range prevs {
 		others++
-		p.Kick(gen) // a newer one ignores it; the generation check below catches that case
-	}
-	if cur > gen {
-		return &closeError{code: wire.CloseReplaced, reason: "replaced", metric: "replaced"}
+		p.Kick(gen) // a newer one ignores it
 	}
 	ss.awaitReleases(releases, others)
 	if !ss.becomeUser() {
 		return nil // a still newer login displaced this one while it waited
 	}
-	remaining := 0
-	if srv.posts != nil {
+	remaining := st.Remaining
+	if srv.posts != nil && !quotaInScript {
 		if remaining, err = srv.posts.RemainingPosts(ss.ctx, user); err != nil {
 			ss.logger().Warn("could not read the post quota", zap.Error(err))
 		}
@@ -149,8 +164,61 @@ func (ss *session) login(req *wire.Request) error {
 	b = append(b, '}')
 	ss.pushToken(req)
 	ss.Send(b)
-	ss.startMailbox()
+	switch {
+	case m == nil:
+		// The session is leaving: no mailbox was made.
+	case others > 0:
+		// Older sessions handed back what they held after the read: what
+		// they wrote is gone from the queue, what they had not is back
+		// in it. Read it afresh.
+		m.Start()
+	default:
+		m.StartFetched(st.Fetched)
+	}
 	return nil
+}
+
+// failLogin undoes the attach of a login whose script failed or refused
+// it: the session leaves the user's peers and channel, and when a newer
+// login kicked it meanwhile (it was counted among those to let go),
+// answers with one release (Kick sends it instead when its kick comes
+// after this looked).
+func (ss *session) failLogin() {
+	ss.loginFailed.Store(true)
+	ss.attached = false
+	ss.srv.hub.Detach(ss.ctx, ss.user, ss)
+	if ss.kickedBy.Load() > 0 {
+		ss.releaseFailed()
+	}
+}
+
+// releaseFailed tells newer logins, once, that a session whose login
+// failed holds nothing of the user.
+func (ss *session) releaseFailed() {
+	if ss.failReleased.CompareAndSwap(false, true) {
+		user := ss.user
+		go ss.srv.hub.Release(context.Background(), user, 0)
+	}
+}
+
+// loginQuotaReader is a posts service whose quota a login reads in its
+// own script (posts.Service).
+type loginQuotaReader interface {
+	LoginQuota() (broker.Quota, int64)
+}
+
+// holdMailbox makes the session's mailbox, held (chat.MailboxHeld),
+// unless the session began leaving (shutdown then finds none to close);
+// nil then.
+func (ss *session) holdMailbox() *chat.Mailbox {
+	ss.mboxMu.Lock()
+	defer ss.mboxMu.Unlock()
+	if ss.status() >= statusLeaving {
+		return nil
+	}
+	m := ss.srv.chat.MailboxHeld(ss.user, ss)
+	ss.mbox = m
+	return m
 }
 
 // awaitReleases waits for n older sessions to let go, or for the displace

@@ -335,3 +335,34 @@ func TestConcurrentLoginsLeaveOne(t *testing.T) {
 		}
 	})
 }
+
+// A login reads the first batch of its queue in the script that announces
+// it, and its mailbox starts from that read: a queue longer than a batch
+// still arrives whole, after login_ack, in order, each message once; and a
+// message sent while the user is logged in arrives after them.
+func TestLoginStartsFromItsOwnReadOfTheQueue(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n1 := startNode(t, b.Options)
+		a := register(t, n1.url)
+		c := register(t, n1.url)
+		c.c.Close(websocket.StatusNormalClosure, "")
+		waitOffline(t, n1, c.id)
+		const n = 70 // more than a fetch batch (64)
+		for i := 0; i < n; i++ {
+			a.chat(c.id, fmt.Sprint("off", i), i)
+			a.expectServerAck(i, c.id)
+		}
+		c = login(t, n1.url, c.id, c.pwd)
+		var last int64
+		for i := 0; i < n; i++ {
+			id := c.expectChat(a.id, fmt.Sprint("off", i))
+			if id <= last {
+				t.Fatalf("msg_id %d after %d: out of order", id, last)
+			}
+			last = id
+		}
+		a.chat(c.id, "live", 100)
+		a.expectServerAck(100, c.id)
+		c.expectChat(a.id, "live")
+	})
+}

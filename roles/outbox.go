@@ -185,6 +185,14 @@ func (o *outbox) drain(ctx context.Context) {
 	o.mu.Unlock()
 }
 
+// busy tells whether a frame is queued or being written: drain has
+// something to wait for.
+func (o *outbox) busy() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.running || len(o.q) > 0
+}
+
 // stop refuses further frames, waits for the frame being written, and
 // returns the persistent frames that were never written. Pending done
 // callbacks get errClosed.

@@ -81,7 +81,15 @@ type session struct {
 	// releases counts older sessions letting go, while a login waits
 	// for them: made by login before the session can hear of one, and
 	// dropped after, so an idle session holds none.
-	releases     atomic.Pointer[chan int64]
+	releases atomic.Pointer[chan int64]
+	// A login's session is attached before its script checks the
+	// password (accounts.go): kickedBy is the newest generation that
+	// kicked it before it learnt its own; loginFailed says the check
+	// failed, failReleased that its one release for a kick it got
+	// meanwhile was sent.
+	kickedBy     atomic.Int64
+	loginFailed  atomic.Bool
+	failReleased atomic.Bool
 	lastActivity atomic.Int64
 	// timer runs tick: the login timeout, then pings. loginBy and pingAt
 	// are its deadlines (UnixNano, real time).
@@ -218,7 +226,13 @@ func (ss *session) SendTracked(frame []byte, done func(error)) bool {
 
 // presence.Peer: called from the subscriber's reader, never blocking.
 
-func (ss *session) Signal(frame []byte) { ss.Send(frame) }
+// Signal forwards a presence frame, unless the session's login has not
+// passed its password check yet (it is attached before that: accounts.go).
+func (ss *session) Signal(frame []byte) {
+	if ss.gen.Load() != 0 {
+		ss.Send(frame)
+	}
+}
 
 func (ss *session) Notify() {
 	if m := ss.mailbox(); m != nil {
@@ -235,15 +249,37 @@ func (ss *session) Carry(prev, id int64, frame string) {
 }
 
 func (ss *session) Kick(gen int64) {
+	if g := ss.gen.Load(); g != 0 {
+		if gen > g {
+			go ss.shutdown(wire.CloseReplaced, "replaced")
+		}
+		return
+	}
+	// A login in flight: attached before its script, it learns its
+	// generation only from the reply, and a newer login's kick may come
+	// first. The kick is kept for the login to weigh once it knows
+	// (loginKicked); the generation is read again after, so that a login
+	// that stored it meanwhile without seeing the kick is still told.
+	for {
+		k := ss.kickedBy.Load()
+		if gen <= k || ss.kickedBy.CompareAndSwap(k, gen) {
+			break
+		}
+	}
 	if g := ss.gen.Load(); g != 0 && gen > g {
 		go ss.shutdown(wire.CloseReplaced, "replaced")
+	}
+	if ss.loginFailed.Load() {
+		ss.releaseFailed()
 	}
 }
 
 // Released counts a release by any older session (or a node with only a
-// stale subscription) toward the ones this login waits for.
+// stale subscription) toward the ones this login waits for. While the
+// login's own generation is not known yet, every release counts: none can
+// be for a newer login, which would have kicked this one first.
 func (ss *session) Released(gen int64) {
-	if gen < ss.gen.Load() {
+	if g := ss.gen.Load(); g == 0 || gen < g {
 		if ch := ss.releases.Load(); ch != nil {
 			select {
 			case *ch <- gen:

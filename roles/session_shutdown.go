@@ -40,12 +40,16 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 
 	// Let queued frames (an error reply, a last ack) go out before the
 	// close frame, unless the peer is gone, idle or not reading.
+	// A session closed by its app after its last reply went out has
+	// nothing to wait for, and makes no timer for it.
 	switch code {
 	case websocket.StatusAbnormalClosure, wire.CloseSlowConsumer, wire.CloseIdle:
 	default:
-		fctx, fcancel := context.WithTimeout(ctx, min(ss.srv.cfg.WriteTimeout, 2*time.Second))
-		ss.out.drain(fctx)
-		fcancel()
+		if ss.out.busy() {
+			fctx, fcancel := context.WithTimeout(ctx, min(ss.srv.cfg.WriteTimeout, 2*time.Second))
+			ss.out.drain(fctx)
+			fcancel()
+		}
 	}
 	pending := ss.out.stop()
 	if m := ss.mailbox(); m != nil {
