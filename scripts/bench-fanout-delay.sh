@@ -11,8 +11,9 @@
 #   RUNS="d50:/tmp/occase:50ms d0:/tmp/occase:0s" RATE=200 SUBS=1000 \
 #     flock /work/wt/bench.lock bash scripts/bench-fanout-delay.sh
 #
-# RUNS: label:bench-binary:write-delay, run in order (repeat for
-# alternation); SERVER: the nodes' binary (default: the first bench's).
+# RUNS: label:bench-binary:write-delay[:server-binary], run in order
+# (repeat for alternation); the nodes' binary defaults to SERVER, itself
+# by default the first run's bench binary.
 # Each run is DUR long (WARMUP of it left out); keep a locked invocation
 # under 4 minutes.
 set -euo pipefail
@@ -47,10 +48,11 @@ for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0
 nodes=()
 urls=""
 start_nodes() {
-	local delay=$1 i port prefix extra
+	local delay=$1 bin=$2 i port prefix extra
 	prefix="fan$(date +%s%N):"
 	urls=""
 	nodes=()
+	murls=()
 	for i in 1 2; do
 		port=$(freeport)
 		extra=()
@@ -58,11 +60,12 @@ start_nodes() {
 		OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 OCCASE_REGISTER_NODE_RATE=0 OCCASE_POST_QUOTA_N=1000000000 \
 		OCCASE_POSTS_PER_ADDRESS=0 OCCASE_MAX_POSTS=0 OCCASE_MAX_POST_BYTES=0 OCCASE_SUBSCRIBE_RATE=0 OCCASE_READ_RATE=0 \
 			OCCASE_READ_RATE_BYTES=0 OCCASE_READ_RATE_FRAMES=0 OCCASE_ABUSE_LIMIT=0 OCCASE_WRITE_DELAY="$delay" \
-			"$SERVER" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" \
+			"$bin" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" \
 			--redis-prefix "$prefix" --log-level error "${extra[@]}" >>"$OUT/nodes.log" 2>&1 &
 		nodes+=($!)
 		pids+=($!)
 		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
+		murls+=("http://127.0.0.1:$port/metrics")
 		for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 	done
 }
@@ -71,12 +74,13 @@ stop_nodes() {
 	nodes=()
 }
 
-echo "server $SERVER; $SUBS subscribers, $RATE posts/s offered ($((RATE * SUBS)) deliveries/s), window $WINDOW, $DUR (warm-up $WARMUP); results in $OUT"
+echo "server $SERVER (unless a run names its own); $SUBS subscribers, $RATE posts/s offered ($((RATE * SUBS)) deliveries/s), window $WINDOW, $DUR (warm-up $WARMUP); results in $OUT"
 k=0
 for spec in $RUNS; do
 	k=$((k + 1))
-	label=${spec%%:*}; rest=${spec#*:}; bench=${rest%%:*}; delay=${rest#*:}
-	start_nodes "$delay"
+	IFS=: read -r label bench delay server <<<"$spec"
+	server=${server:-$SERVER}
+	start_nodes "$delay" "$server"
 	cpuflags=()
 	if "$bench" bench --help 2>&1 | grep -q -- '--cpu-pid'; then
 		cpuflags=(--cpu-pid "${nodes[0]}" --cpu-pid "${nodes[1]}" --cpu-pid "$REDIS")
@@ -92,10 +96,12 @@ for spec in $RUNS; do
 		curl -sf -o "$OUT/$k-$label-node1.prof" "http://127.0.0.1:$PPROF/debug/pprof/profile?seconds=5" || true
 	fi
 	wait "$B" || true
+	# Frames per write(2), both nodes, over the whole run.
+	fpw=$(for u in "${murls[@]}"; do curl -sf "$u"; done | awk '/^occase_frames_out_total /{f+=$2} /^occase_socket_writes_total /{w+=$2} END{if (w) printf "%.1f", f/w; else print "-"}')
 	stop_nodes
-	python3 - "$OUT/$k-$label.json" "$label" "$delay" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)" "$RATE" <<'EOF'
+	python3 - "$OUT/$k-$label.json" "$label" "$delay" "$load0" "$(cut -d' ' -f1-3 /proc/loadavg)" "$RATE" "$fpw" <<'EOF'
 import json, sys
-f, label, delay, l0, l1, rate = sys.argv[1:]
+f, label, delay, l0, l1, rate, fpw = sys.argv[1:]
 r = json.load(open(f))
 m, lat = r.get("messages", {}), r.get("latency_ms") or {}
 w = r.get("window_cpu") or {}
@@ -105,9 +111,9 @@ bch = "%.2f" % w["bench_us_per_delivery"] if w else "-"
 whole = r["bench_cpu_s"] / m["delivered"] * 1e6 if m.get("delivered") else 0
 print(f"{label:6s} delay={delay:5s} {r.get('delivered_per_s', 0):9.0f} deliv/s  p50 {lat.get('p50', 0):7.1f} ms  p99 {lat.get('p99', 0):7.1f} ms  p99.9 {lat.get('p99_9', 0):7.1f} ms  "
       f"posts sent {m.get('sent')} (offered {float(rate) * r['duration_s']:.0f})  lost {m.get('lost')} dup {m.get('duplicates')} ooo {m.get('out_of_order')}  "
-      f"cpu/deliv servers {srv} us bench {bch} us (bench whole run {whole:.2f} us)  stall {r.get('max_stall_ms', 0):.0f} ms  load {l0} -> {l1}  errors {r.get('errors')}")
+      f"cpu/deliv servers {srv} us bench {bch} us (bench whole run {whole:.2f} us)  frames/write {fpw}  stall {r.get('max_stall_ms', 0):.0f} ms  load {l0} -> {l1}  errors {r.get('errors')}")
 EOF
 	if [ -f "$OUT/$k-$label-node1.prof" ]; then
-		go tool pprof -top -cum -nodecount=45 "$SERVER" "$OUT/$k-$label-node1.prof" >"$OUT/$k-$label-node1.cum" 2>/dev/null || true
+		go tool pprof -top -cum -nodecount=45 "$server" "$OUT/$k-$label-node1.prof" >"$OUT/$k-$label-node1.cum" 2>/dev/null || true
 	fi
 done
