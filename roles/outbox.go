@@ -28,8 +28,8 @@ var errClosed = errors.New("connection closed")
 // The writer takes everything queued (up to a batch limit) at once and
 // hands it to write, which sends the batch in one system call: under load,
 // many frames per write(2) instead of one. Only deferrable frames (live
-// posts) to an idle connection wait, up to delay, for company; anything
-// else is written at once.
+// posts) to an idle connection that wrote within the last delay wait, up
+// to delay, for company; anything else is written at once.
 // Overflow means a slow reader: the connection is closed (nothing is lost:
 // chat stays in Redis until written, posts are in Redis for catch-up, and
 // persistent replies are requeued).
@@ -54,6 +54,11 @@ type outbox struct {
 	wake    chan struct{} // while the writer waits out the delay: closed to end the wait
 	stopped bool
 	failed  []item // persistent items whose write failed
+
+	// lastWrite is when the writer last wrote. A live post that comes
+	// more than a delay after it does not wait: on a quiet connection
+	// there is no company to wait for.
+	lastWrite time.Time
 }
 
 // flushEpoch and flushSlots place the outboxes' flush grids (firstWait):
@@ -100,7 +105,7 @@ func (o *outbox) push(it item) bool {
 	o.q = append(o.q, it)
 	o.bytes += len(it.data)
 	switch {
-	case !o.running && it.deferrable && o.delay > 0:
+	case !o.running && it.deferrable && o.delay > 0 && time.Since(o.lastWrite) < o.delay:
 		o.running = true
 		o.wake = make(chan struct{})
 		go o.run(o.wake)
@@ -158,6 +163,9 @@ func (o *outbox) run(wake chan struct{}) {
 	var frames [][]byte
 	for {
 		o.mu.Lock()
+		if len(batch) > 0 {
+			o.lastWrite = time.Now()
+		}
 		if o.stopped || len(o.q) == 0 {
 			o.running = false
 			if len(o.q) == 0 {

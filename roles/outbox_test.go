@@ -177,6 +177,7 @@ func TestOutboxWriteDelay(t *testing.T) {
 	// pinned to now: the first wait is then the whole delay.)
 	o := newBox(200 * time.Millisecond)
 	o.grid = time.Now()
+	o.lastWrite = time.Now() // not a quiet connection: posts wait
 	for _, s := range []string{"a", "b", "c"} {
 		live(o, s)
 	}
@@ -188,6 +189,7 @@ func TestOutboxWriteDelay(t *testing.T) {
 
 	// A chat frame ends the wait: it does not sit behind an hour's delay.
 	o = newBox(time.Hour)
+	o.lastWrite = time.Now()
 	live(o, "p")
 	if !o.push(item{data: []byte("m")}) {
 		t.Fatal("push refused")
@@ -202,8 +204,23 @@ func TestOutboxWriteDelay(t *testing.T) {
 	}
 	o.stop()
 
+	// A quiet connection (nothing written within the delay) writes a live
+	// post at once: there is no company to wait for.
+	o = newBox(time.Hour)
+	live(o, "r")
+	select {
+	case <-wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a post to a quiet connection waited")
+	}
+	if got := reset(); len(got) != 1 || got[0] != "r" {
+		t.Fatalf("writes %q, want one write of r", got)
+	}
+	o.stop()
+
 	// stop ends the wait too (and the waiting post is dropped: transient).
 	o = newBox(time.Hour)
+	o.lastWrite = time.Now()
 	live(o, "q")
 	done := make(chan struct{})
 	go func() { o.stop(); close(done) }()
