@@ -218,6 +218,7 @@ func runChat(ctx context.Context, r *run) (*Report, error) {
 	rep.Drain = seconds(drainTook)
 	rep.Messages = &t
 	rep.DeliveredPerSec = float64(r.inWindow.Load()) / window.Seconds()
+	rep.WindowCPU = r.windowCPU(window)
 	rep.ByType = map[string]uint64{"chat": cc.chats.Load(), "receipts": cc.acks.Load(), "presence": cc.presence.Load()}
 	if cfg.Reconnect {
 		rep.Reconnects = r.reconnectCounts()

@@ -68,6 +68,7 @@ or the per-user and per-address limits are what you measure.`,
 			&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: env("CONCURRENCY"), Usage: "dials and logins in flight at once"},
 			&cli.StringSliceFlag{Name: "metrics", EnvVars: env("METRICS"), Usage: "Prometheus /metrics URL of a node, for its memory and connection figures (repeat per node)"},
 			&cli.IntFlag{Name: "login-rounds", Value: 1, EnvVars: env("LOGIN_ROUNDS"), Usage: "connect: log the registered users in this many times over (each round closes before the next); with --server-pid the report gives each process's CPU per login over these rounds alone"},
+			&cli.IntSliceFlag{Name: "cpu-pid", EnvVars: env("CPU_PID"), Usage: "PID of a server process on this machine (a node, Redis) whose CPU time over the measured window only the report gives, with the bench's own and both per delivery (repeat per process)"},
 			&cli.IntSliceFlag{Name: "server-pid", EnvVars: env("SERVER_PID"), Usage: "PID of a server process on this machine, to read its VmRSS (repeat per node)"},
 			&cli.BoolFlag{Name: "json", EnvVars: env("JSON"), Usage: "print the report as JSON"},
 			&cli.BoolFlag{Name: "allow-remote", EnvVars: env("ALLOW_REMOTE"), Usage: "accept non-loopback targets (never point this at a server that is not yours)"},
@@ -114,6 +115,7 @@ or the per-user and per-address limits are what you measure.`,
 			cfg.Abuse.RedisAddr = c.String("redis-addr")
 			cfg.Metrics = splitList(c.StringSlice("metrics"))
 			cfg.ServerPIDs = c.IntSlice("server-pid")
+			cfg.CPUPIDs = c.IntSlice("cpu-pid")
 			cfg.AllowRemote = c.Bool("allow-remote")
 			cfg.ProgressEvery = c.Duration("progress-every")
 			if !c.Bool("quiet") {

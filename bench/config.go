@@ -68,6 +68,10 @@ type Config struct {
 	// Memory and connection figures of the server(s).
 	Metrics    []string // Prometheus text URLs (/metrics)
 	ServerPIDs []int    // read VmRSS from /proc/<pid>/status
+	// CPUPIDs are processes (nodes, Redis) whose CPU time over the
+	// measured window only, from /proc/<pid>/stat, the report gives
+	// (WindowCPU), next to the bench's own over the same window.
+	CPUPIDs []int
 
 	AllowRemote bool
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -50,6 +51,37 @@ func dialFrom(ctx context.Context, u string, laddr net.Addr) (*websocket.Conn, e
 	}
 	c.SetReadLimit(1 << 20)
 	return c, nil
+}
+
+// readFrame reads the next message into buf's storage (grown as needed)
+// and returns it: unlike Conn.Read, which allocates a fresh slice and grows
+// it through io.ReadAll for every message, a reader that keeps passing back
+// what it got allocates nothing once its buffer fits its frames. The
+// message is valid until the next call. Give it a context without a Done
+// channel on a hot path: for a cancellable one coder/websocket registers
+// (and removes) a context.AfterFunc on every frame header and payload it
+// reads, and the bench's readers all share one parent context, whose lock
+// they would then contend on. Such a read ends when the connection is
+// closed.
+func readFrame(ctx context.Context, c *websocket.Conn, buf []byte) ([]byte, error) {
+	_, r, err := c.Reader(ctx)
+	if err != nil {
+		return buf[:0], err
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // replyError is a fail reply: its reason is what the report counts.

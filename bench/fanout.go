@@ -131,7 +131,7 @@ func runFanout(ctx context.Context, r *run) (*Report, error) {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			s.read(readCtx, &closing)
+			s.read(&closing)
 		}()
 	}
 	for _, p := range pubs {
@@ -196,6 +196,7 @@ func runFanout(ctx context.Context, r *run) (*Report, error) {
 	rep.Drain = seconds(drainTook)
 	rep.Messages = &t
 	rep.DeliveredPerSec = float64(r.inWindow.Load()) / window.Seconds()
+	rep.WindowCPU = r.windowCPU(window)
 	rep.Notes = append(rep.Notes, "messages.sent/accepted count posts; delivered/lost count (post, subscriber) pairs")
 	return rep, nil
 }
@@ -299,9 +300,15 @@ func (p *publisher) read(ctx context.Context, closing *atomic.Bool) {
 	}
 }
 
-func (s *subscriber) read(ctx context.Context, closing *atomic.Bool) {
+func (s *subscriber) read(closing *atomic.Bool) {
+	// One buffer per subscriber, reused for every frame, and reads
+	// without a cancellable context (readFrame): this loop runs once per
+	// delivery, and the bench shares the machine with the servers it
+	// measures. It ends when the connection is closed (closeAll).
+	b := make([]byte, 0, 1024)
 	for {
-		_, b, err := s.ws.Read(ctx)
+		var err error
+		b, err = readFrame(context.Background(), s.ws, b)
 		if err != nil {
 			if !closing.Load() {
 				s.r.fail("connection_" + reasonOf(err))

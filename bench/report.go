@@ -49,12 +49,26 @@ type Report struct {
 	StallMs float64 `json:"max_stall_ms"`
 	// BenchCPU is the CPU time the bench itself used during the run: on
 	// a shared machine it is CPU the servers did not get.
-	BenchCPU float64        `json:"bench_cpu_s"`
-	Server   *ServerFigures `json:"server,omitempty"`
+	BenchCPU float64 `json:"bench_cpu_s"`
+	// WindowCPU is the CPU time of the bench and of the --cpu-pid
+	// processes over the measured window only (no setup, no drain).
+	WindowCPU *WindowCPU     `json:"window_cpu,omitempty"`
+	Server    *ServerFigures `json:"server,omitempty"`
 	// Abuse is the abuse scenario's baseline, attackers and memory; the
 	// figures above are then those of the attacked phase.
 	Abuse *AbuseReport `json:"abuse,omitempty"`
 	Notes []string     `json:"notes,omitempty"`
+}
+
+// WindowCPU is CPU time over the measured window, and per message
+// delivered in that window (microseconds).
+type WindowCPU struct {
+	Seconds              float64            `json:"window_s"`
+	Bench                float64            `json:"bench_s"`
+	BenchPerDeliveryUs   float64            `json:"bench_us_per_delivery"`
+	PIDs                 map[string]float64 `json:"pids_s,omitempty"` // --cpu-pid -> CPU seconds
+	Servers              float64            `json:"servers_s"`        // their sum
+	ServersPerDeliveryUs float64            `json:"servers_us_per_delivery"`
 }
 
 // Rate is a count of operations over a time.
@@ -139,6 +153,10 @@ func (rep *Report) WriteText(w io.Writer) error {
 	}
 	if rep.DeliveredPerSec > 0 {
 		p("  throughput    %9.0f delivered messages/s in the measured window\n", rep.DeliveredPerSec)
+	}
+	if w := rep.WindowCPU; w != nil {
+		p("  window CPU    bench %.2fs (%.2f us per delivery); --cpu-pid processes %.2fs (%.2f us per delivery)\n",
+			w.Bench, w.BenchPerDeliveryUs, w.Servers, w.ServersPerDeliveryUs)
 	}
 	if t := rep.Messages; t != nil {
 		p("  messages      sent %d, accepted %d, refused %d, delivered %d\n", t.Sent, t.Accepted, t.Refused, t.Delivered)

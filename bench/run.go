@@ -6,6 +6,7 @@ import (
 	"github.com/occase/occase/wire"
 	"net"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,48 @@ type run struct {
 	src *addrPool // source addresses of the users' connections; nil: the kernel's choice
 
 	stall atomic.Int64 // longest lateness of the watchdog tick, ns
+
+	// cpuFrom, cpuTo: the bench's and each Config.CPUPIDs' CPU seconds
+	// when the measured window began and ended (sendPhase); nil when the
+	// window never began.
+	cpuFrom, cpuTo []float64
+}
+
+// markWindowCPU reads the bench's own CPU time, then each CPUPIDs'.
+func (r *run) markWindowCPU() []float64 {
+	m := []float64{ownCPU()}
+	for _, p := range r.cfg.CPUPIDs {
+		m = append(m, procCPU(p))
+	}
+	return m
+}
+
+// windowCPU is the report's WindowCPU: what each process spent in the
+// measured window, and per message delivered in it.
+func (r *run) windowCPU(window time.Duration) *WindowCPU {
+	if r.cpuFrom == nil || r.cpuTo == nil || window <= 0 {
+		return nil
+	}
+	n := float64(r.inWindow.Load())
+	w := &WindowCPU{Seconds: window.Seconds(), PIDs: map[string]float64{}}
+	per := func(s float64) float64 {
+		if n == 0 {
+			return 0
+		}
+		return s / n * 1e6
+	}
+	w.Bench = r.cpuTo[0] - r.cpuFrom[0]
+	w.BenchPerDeliveryUs = per(w.Bench)
+	for i, p := range r.cfg.CPUPIDs {
+		a, b := r.cpuFrom[i+1], r.cpuTo[i+1]
+		if a < 0 || b < 0 {
+			continue
+		}
+		w.PIDs[strconv.Itoa(p)] = b - a
+		w.Servers += b - a
+	}
+	w.ServersPerDeliveryUs = per(w.Servers)
+	return w
 }
 
 // watchdog measures how late a 100 ms ticker fires while the run goes on.
@@ -229,9 +272,13 @@ func (r *run) sendPhase(phase *atomic.Value, senders *sync.WaitGroup) time.Durat
 		select {
 		case <-warm.C:
 			phase.Store("measure")
+			r.cpuFrom = r.markWindowCPU()
 		case <-allSent:
 			done = true
 		}
+	}
+	if r.cpuFrom != nil {
+		r.cpuTo = r.markWindowCPU()
 	}
 	return min(r.now(), r.measureTo) - r.measureFrom
 }

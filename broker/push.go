@@ -35,8 +35,8 @@ package broker
 // (broker/chat.go: the pd and pc keys are in the user's slot, like the
 // queue), and clearing the counts of written messages is part of the
 // scripts that remove them (pushWrittenLua): a user without a device costs
-// no call of its own. pushCountScript and pushWrittenScript are the same
-// steps on their own (SchedulePush, CancelPush).
+// no call of its own. (Stand-alone count and cancel scripts, from before
+// push was folded into the chat scripts, are gone: nothing called them.)
 
 import (
 	"context"
@@ -123,20 +123,6 @@ func (c *Client) PushDevices(ctx context.Context, user string) (map[string]strin
 	return m, c.wrap("read push devices of "+user, err)
 }
 
-// pushCountScript counts one more message from a sender waiting for the
-// user, only when the user has a device and no later message of that
-// sender was already written to a live connection (the delivery can beat
-// the count: then the message is not counted). KEYS: pd:{to}, pc:{to}.
-// ARGV: from, ttl ms, the message's id (empty: unknown). Returns the count,
-// 0 when nothing was counted.
-var pushCountScript = newScript("push_count", `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local w = redis.call('HGET', KEYS[2], 'w:' .. ARGV[1])
-if w and ARGV[3] ~= '' and tonumber(w) >= tonumber(ARGV[3]) then return 0 end
-local n = redis.call('HINCRBY', KEYS[2], 'c:' .. ARGV[1], 1)
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
-return n`)
-
 // pushScheduleScript enters a due notification, keeping the due time of one
 // already waiting (a sender writing on and on does not postpone it), and
 // stores what it shows. KEYS: due, data. ARGV: member, due ms, data, and
@@ -210,47 +196,6 @@ func (c *Client) cancelDue(ctx context.Context, ps []pushPair) {
 	}
 }
 
-// SchedulePush counts message msgID (0: unknown) from from to to and, when
-// to has a push device, makes a notification due at dueMs (Unix ms) unless
-// one is due already. data is what the notification will show. It returns
-// whether a notification is due.
-func (c *Client) SchedulePush(ctx context.Context, to, from string, msgID, dueMs, ttlMs int64, data string) (bool, error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	id := ""
-	if msgID > 0 {
-		id = strconv.FormatInt(msgID, 10)
-	}
-	n, err := pushCountScript.Exec(ctx, c.rc, []string{c.userKey("pd", to), c.userKey("pc", to)},
-		[]string{from, strconv.FormatInt(ttlMs, 10), id}).AsInt64()
-	if err != nil {
-		return false, c.wrap("count push for "+to, err)
-	}
-	if n == 0 {
-		return false, nil
-	}
-	if err := c.EnterPush(ctx, to, from, n, dueMs, data); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// pushWrittenScript records, for a user with a device, the highest message
-// id of each sender written to a live connection, and clears those
-// senders' counts. KEYS: pd:{to}, pc:{to}. ARGV: ttl ms, then sender, id
-// pairs. Returns how many senders had a count.
-var pushWrittenScript = newScript("push_written", `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = 0
-for i = 2, #ARGV, 2 do
-  local f = ARGV[i]
-  local w = tonumber(redis.call('HGET', KEYS[2], 'w:' .. f) or '0') or 0
-  if tonumber(ARGV[i + 1]) > w then redis.call('HSET', KEYS[2], 'w:' .. f, ARGV[i + 1]) end
-  n = n + redis.call('HDEL', KEYS[2], 'c:' .. f)
-end
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[1]))
-return n`)
-
 // pushCancelScript removes due notifications. KEYS: due, lease, data. ARGV:
 // members. A leased one keeps its data until its sender is done with it
 // (the sender finds the count gone and drops it).
@@ -260,43 +205,6 @@ for _, m in ipairs(ARGV) do
   if not redis.call('ZSCORE', KEYS[2], m) then redis.call('HDEL', KEYS[3], m) end
 end
 return 1`)
-
-// Written is one sender's messages written to a live connection: the
-// highest message id among them.
-type Written struct {
-	From  string
-	MaxID int64
-}
-
-// CancelPush records that messages were written to a live connection of
-// to: their senders' counts are cleared and their due notifications
-// cancelled. One round trip when none was counted.
-func (c *Client) CancelPush(ctx context.Context, to string, ws []Written, ttlMs int64) error {
-	if len(ws) == 0 {
-		return nil
-	}
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	args := make([]string, 0, 1+2*len(ws))
-	args = append(args, strconv.FormatInt(ttlMs, 10))
-	for _, w := range ws {
-		args = append(args, w.From, strconv.FormatInt(w.MaxID, 10))
-	}
-	n, err := pushWrittenScript.Exec(ctx, c.rc, []string{c.userKey("pd", to), c.userKey("pc", to)}, args).AsInt64()
-	if err != nil {
-		return c.wrap("clear push counts of "+to, err)
-	}
-	if n == 0 {
-		return nil
-	}
-	s := PushShard(to)
-	members := make([]string, len(ws))
-	for i, w := range ws {
-		members[i] = pushMember(to, w.From)
-	}
-	return c.wrap("cancel push for "+to, pushCancelScript.Exec(ctx, c.rc,
-		[]string{c.pushShardKey(s, "due"), c.pushShardKey(s, "lease"), c.pushShardKey(s, "data")}, members).Error())
-}
 
 // pushClaimScript claims up to ARGV[3] notifications of one shard: first
 // those whose lease ran out (their node died or stalled), then the due

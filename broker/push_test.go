@@ -46,16 +46,35 @@ func testPushScripts(t *testing.T, c *broker.Client) {
 		t.Fatalf("after removing the kind: %v %v", d, err)
 	}
 
-	// No device: nothing is scheduled.
-	if ok, err := c.SchedulePush(ctx, "8", "1", 0, 1000, day, ""); err != nil || ok {
-		t.Fatalf("schedule without device: %v %v", ok, err)
+	// A message is counted by the store script (the recipient has a
+	// device) and entered by EnterPush, as chat does (OnStored).
+	to, err := c.CreateUser(ctx, "d", 1000)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := c.AddPushDevice(ctx, "8", "f:1", `{"k":"f","t":"x"}`, 10, day); err != nil {
+	opt := broker.StoreOptions{Cap: 100, TTLms: day, From: "1", Push: true}
+	store := func() int64 {
+		t.Helper()
+		st, err := c.Store(ctx, to, []byte(`"from":"1","msg":"x"`), 1000, opt, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Push
+	}
+	// No device: nothing is counted.
+	if n := store(); n != 0 {
+		t.Fatalf("counted without a device: %d", n)
+	}
+	if _, err := c.AddPushDevice(ctx, to, "f:1", `{"k":"f","t":"x"}`, 10, day); err != nil {
 		t.Fatal(err)
 	}
 	for i := int64(1); i <= 3; i++ {
-		if ok, err := c.SchedulePush(ctx, "8", "1", i*1000, 999+i, day, `{"nick":"n`+string(rune('0'+i))+`"}`); err != nil || !ok {
-			t.Fatalf("schedule %d: %v %v", i, ok, err)
+		n := store()
+		if n != i {
+			t.Fatalf("message %d counted %d", i, n)
+		}
+		if err := c.EnterPush(ctx, to, "1", n, 999+i, `{"nick":"n`+string(rune('0'+i))+`"}`); err != nil {
+			t.Fatalf("enter %d: %v", i, err)
 		}
 	}
 	ps, waiting, err := c.ClaimPushes(ctx, 999, 5000, 10)
@@ -64,10 +83,10 @@ func testPushScripts(t *testing.T, c *broker.Client) {
 	}
 	// Due at the first message's time, showing the latest.
 	ps, _, err = c.ClaimPushes(ctx, 1000, 5000, 10)
-	if err != nil || len(ps) != 1 || ps[0].To != "8" || ps[0].From != "1" || ps[0].Data != `{"nick":"n3"}` {
+	if err != nil || len(ps) != 1 || ps[0].To != to || ps[0].From != "1" || ps[0].Data != `{"nick":"n3"}` {
 		t.Fatalf("claim when due: %+v %v", ps, err)
 	}
-	if n, devs, err := c.LoadPush(ctx, "8", "1"); err != nil || n != 3 || len(devs) != 1 {
+	if n, devs, err := c.LoadPush(ctx, to, "1"); err != nil || n != 3 || len(devs) != 1 {
 		t.Fatalf("load: %d %v %v", n, devs, err)
 	}
 	// Leased: no other claim gets it until the lease ends.
@@ -85,27 +104,8 @@ func testPushScripts(t *testing.T, c *broker.Client) {
 		t.Fatalf("after done: %+v, waiting %d", ps3, waiting)
 	}
 
-	// Written live before the delay: cancelled, and a later count for
-	// an already written message is not made.
-	if ok, _ := c.SchedulePush(ctx, "8", "2", 5000, 2000, day, ""); !ok {
-		t.Fatal("not scheduled")
-	}
-	if err := c.CancelPush(ctx, "8", []broker.Written{{From: "2", MaxID: 5000}}, day); err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := c.SchedulePush(ctx, "8", "2", 5000, 2000, day, ""); ok {
-		t.Fatal("a message written before its scheduling was scheduled")
-	}
-	if ps, waiting, _ := c.ClaimPushes(ctx, 99999, 199999, 10); len(ps) != 0 || waiting != 0 {
-		t.Fatalf("cancelled notification claimed: %+v, waiting %d", ps, waiting)
-	}
-	if n, _, _ := c.LoadPush(ctx, "8", "2"); n != 0 {
-		t.Fatalf("count after written: %d", n)
-	}
-	// A newer message of the same sender counts again.
-	if ok, _ := c.SchedulePush(ctx, "8", "2", 6000, 2000, day, ""); !ok {
-		t.Fatal("a newer message was not scheduled")
-	}
+	// Cancelling a due notification when its messages are written live
+	// is the fetch and remove scripts' part: TestPushInChatScripts.
 
 	// The VAPID pair: the first stored wins.
 	a, err := c.VAPIDKeys(ctx, "a.b")
@@ -209,11 +209,6 @@ func TestPushInChatScripts(t *testing.T) {
 		}
 		if _, waiting, _ := c.ClaimPushes(ctx, 0, 0, 0); waiting != 0 {
 			t.Fatalf("%d due after the writes, want 0", waiting)
-		}
-		// A count made apart (SchedulePush) for a message already
-		// written is ignored: the removal recorded the highest id.
-		if ok, err := c.SchedulePush(ctx, users[1], "5", 1, 9000, day, ""); err != nil || ok {
-			t.Fatalf("a late count of a written message: %v %v", ok, err)
 		}
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -359,40 +358,18 @@ func Ack(cmd string) []byte {
 	return append(b, `,"result":"ok"}`...)
 }
 
-// Schedule is called once a chat message to user to from user from is
-// stored; frame is the stored frame ('{"msg_id":<id>,"from":...}'). When to
-// has a device and no live connection of to takes the message within the
-// delay, a notification is sent. Receipts (types app_ack_*) and
-// server_acks are not notified. Errors are logged, not returned: a
-// notification never fails a message.
-//
-// Schedule counts the message itself (a call of its own); chat counts in
-// its store script instead and calls Due (chat.Config.OnStored).
-func (s *Service) Schedule(ctx context.Context, to, from string, frame []byte) {
-	s.schedule(ctx, to, from, frame, 0)
-}
-
 // Due is chat's hook (chat.Config.OnStored): the message of frame, from
 // from to to, was stored and counted for push in the same script call
 // (the recipient has a device; count is the sender's count now); Due
 // makes its notification due after the delay, unless one is due already.
 // Errors are logged.
 func (s *Service) Due(ctx context.Context, to, from string, frame []byte, count int64) {
-	s.schedule(ctx, to, from, frame, max(count, 1))
-}
-
-// schedule makes frame's notification due; counted is the count the store
-// script gave it, 0 when it was not counted yet (Schedule counts it).
-func (s *Service) schedule(ctx context.Context, to, from string, frame []byte, counted int64) {
 	if s == nil {
 		return
 	}
-	var msgID int64
 	var typ, msg, nick string
 	wire.Scan(frame, func(f wire.Field) {
 		switch f.Key {
-		case "msg_id":
-			msgID, _ = wire.Int64(f.Value)
 		case "type":
 			typ, _ = wire.String(f.Value)
 		case "msg":
@@ -409,13 +386,7 @@ func (s *Service) schedule(ctx context.Context, to, from string, frame []byte, c
 		data, _ = json.Marshal(shown{Nick: truncate(nick, maxNick), Preview: truncate(msg, maxPreview)})
 	}
 	due := s.cfg.Clock().Add(s.cfg.Delay).UnixMilli()
-	if counted > 0 {
-		if err := s.b.EnterPush(ctx, to, from, counted, due, string(data)); err != nil {
-			s.log.Warn("push notification not scheduled", zap.String("to", to), zap.Error(err))
-		}
-		return
-	}
-	if _, err := s.b.SchedulePush(ctx, to, from, msgID, due, s.cfg.CountTTL.Milliseconds(), string(data)); err != nil {
+	if err := s.b.EnterPush(ctx, to, from, max(count, 1), due, string(data)); err != nil {
 		s.log.Warn("push notification not scheduled", zap.String("to", to), zap.Error(err))
 	}
 }
@@ -442,101 +413,6 @@ func truncate(s string, n int) string {
 		i += w
 	}
 	return s[:i] + "…"
-}
-
-// Written is called once frames (stored chat frames, as the mailbox reads
-// them from the queue) were written to a live connection of user to (chat
-// does this itself, in the call that removes them: see broker/chat.go,
-// pushWrittenLua): the
-// notifications due for their senders are cancelled, and a notification
-// scheduled later for one of them (the delivery can beat the scheduling)
-// is not made due. Errors are logged.
-func (s *Service) Written(ctx context.Context, to string, frames []string) {
-	if s == nil {
-		return
-	}
-	var ws []broker.Written
-	for _, f := range frames {
-		id, from := frameSender(f)
-		if from == "" || strings.IndexByte(from, ':') >= 0 {
-			continue
-		}
-		merged := false
-		for i := range ws {
-			if ws[i].From == from {
-				ws[i].MaxID = max(ws[i].MaxID, id)
-				merged = true
-			}
-		}
-		if !merged {
-			ws = append(ws, broker.Written{From: from, MaxID: id})
-		}
-	}
-	s.cancel(ctx, to, ws)
-}
-
-// frameSender returns the msg_id and sender of a stored frame ("" for a
-// queued reply, which has no sender).
-func frameSender(f string) (id int64, from string) {
-	if id, from, ok := senderOf(f); ok {
-		return id, from
-	}
-	wire.Scan([]byte(f), func(fl wire.Field) {
-		switch fl.Key {
-		case "msg_id":
-			id, _ = wire.Int64(fl.Value)
-		case "from":
-			from, _ = wire.String(fl.Value)
-		}
-	})
-	return id, from
-}
-
-// senderOf reads the id and sender of a stored chat frame without
-// scanning all of it: the store script writes '{"msg_id":<id>,' first and
-// chat puts '"from":"<user id>"' right after. ok is false for any other
-// shape, which the caller then scans in full.
-func senderOf(f string) (id int64, from string, ok bool) {
-	rest, ok := strings.CutPrefix(f, `{"msg_id":`)
-	if !ok {
-		return 0, "", false
-	}
-	i := strings.IndexByte(rest, ',')
-	if i <= 0 {
-		return 0, "", false
-	}
-	id, err := strconv.ParseInt(rest[:i], 10, 64)
-	if err != nil {
-		return 0, "", false
-	}
-	rest, ok = strings.CutPrefix(rest[i+1:], `"from":"`)
-	if !ok {
-		return 0, "", false
-	}
-	j := strings.IndexByte(rest, '"')
-	if j <= 0 || j > 20 {
-		return 0, "", false
-	}
-	for k := 0; k < j; k++ {
-		if rest[k] < '0' || rest[k] > '9' {
-			return 0, "", false
-		}
-	}
-	return id, rest[:j], true
-}
-
-// Cancel cancels the notification due to to for messages of from.
-func (s *Service) Cancel(ctx context.Context, to, from string) {
-	if s == nil {
-		return
-	}
-	s.cancel(ctx, to, []broker.Written{{From: from}})
-}
-
-func (s *Service) cancel(ctx context.Context, to string, ws []broker.Written) {
-	if err := s.b.CancelPush(ctx, to, ws, s.cfg.CountTTL.Milliseconds()); err != nil {
-		s.log.Warn("push notification not cancelled", zap.String("to", to), zap.Error(err))
-	}
 }
 
 // VAPIDKeyHandler answers GET /api/push/vapid-public-key with the

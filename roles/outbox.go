@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -27,8 +28,8 @@ var errClosed = errors.New("connection closed")
 // The writer takes everything queued (up to a batch limit) at once and
 // hands it to write, which sends the batch in one system call: under load,
 // many frames per write(2) instead of one. Only deferrable frames (live
-// posts) to an idle connection wait, up to delay, for company; anything
-// else is written at once.
+// posts) to an idle connection that wrote within the last delay wait, up
+// to delay, for company; anything else is written at once.
 // Overflow means a slow reader: the connection is closed (nothing is lost:
 // chat stays in Redis until written, posts are in Redis for catch-up, and
 // persistent replies are requeued).
@@ -39,6 +40,11 @@ type outbox struct {
 	maxBytes   int
 	maxBatch   int
 	delay      time.Duration // how long a deferrable frame may wait for company
+	// grid is the origin of this outbox's flush times: a waiting writer
+	// writes at the next grid + k*delay (see firstWait). It is one of
+	// flushSlots points spread over the delay, so connections that get the
+	// same posts do not all write at the same instant.
+	grid time.Time
 
 	mu      sync.Mutex
 	cond    sync.Cond // on mu
@@ -48,7 +54,26 @@ type outbox struct {
 	wake    chan struct{} // while the writer waits out the delay: closed to end the wait
 	stopped bool
 	failed  []item // persistent items whose write failed
+
+	// lastWrite is when the writer last wrote. A live post that comes
+	// more than a delay after it does not wait: on a quiet connection
+	// there is no company to wait for.
+	lastWrite time.Time
 }
+
+// flushEpoch and flushSlots place the outboxes' flush grids (firstWait):
+// every outbox flushes at flushEpoch + (k + s/flushSlots)*delay for its own
+// slot s, chosen at random. Four slots, not one per connection: a
+// connection's writes then come in four groups per delay, each small
+// enough to be written (and read) well within the next group's start,
+// while each group still shares the scheduler's wake-ups. Measured at
+// 200,000 deliveries/s to 1,000 subscribers (docs/benchmarks.md, issue 13
+// item 4): p99 53 ms at a 50 ms delay, against 81 to 117 ms with every
+// connection waiting the full delay from its first post; 16 slots or a
+// continuous spread gave the same latency for more CPU.
+var flushEpoch = time.Now()
+
+const flushSlots = 4
 
 // maxBatchBytes bounds a batch (what one write(2) carries) in bytes; the
 // frame count is the outbox's maxBatch.
@@ -56,6 +81,10 @@ const maxBatchBytes = 64 << 10
 
 func newOutbox(write func(frames [][]byte) error, onOverflow func(), maxItems, maxBytes, maxBatch int, delay time.Duration) *outbox {
 	o := &outbox{write: write, onOverflow: onOverflow, maxItems: maxItems, maxBytes: maxBytes, maxBatch: max(maxBatch, 1), delay: delay}
+	o.grid = flushEpoch
+	if delay > 0 {
+		o.grid = o.grid.Add(-time.Duration(rand.IntN(flushSlots)) * delay / time.Duration(flushSlots))
+	}
 	o.cond.L = &o.mu
 	return o
 }
@@ -76,7 +105,7 @@ func (o *outbox) push(it item) bool {
 	o.q = append(o.q, it)
 	o.bytes += len(it.data)
 	switch {
-	case !o.running && it.deferrable && o.delay > 0:
+	case !o.running && it.deferrable && o.delay > 0 && time.Since(o.lastWrite) < o.delay:
 		o.running = true
 		o.wake = make(chan struct{})
 		go o.run(o.wake)
@@ -98,13 +127,27 @@ func (o *outbox) endWait() {
 	}
 }
 
+// firstWait is how long a writer started for a deferrable frame waits: up
+// to the next of this outbox's flush times, grid + k*delay, so at most the
+// delay. A connection that gets a steady flow of posts still writes once
+// per delay with everything that came meanwhile (the frame after a write
+// starts the next wait, which then lasts nearly the whole delay), but the
+// connections that one post reaches write at their own times, spread over
+// the delay, instead of all at once a delay after that post: a burst of a
+// thousand writes, and a thousand reads on the other side, made the last
+// of them wait for all the others, tens of milliseconds past the delay at
+// 200,000 deliveries/s (docs/benchmarks.md, issue 13 item 4).
+func (o *outbox) firstWait() time.Duration {
+	return o.delay - time.Since(o.grid)%o.delay
+}
+
 // run is the writer. wake is non-nil when it was started for a deferrable
-// frame: it first waits up to the delay (or until wake is closed) so that
-// the frames arriving meanwhile share the first write (--write-delay).
-// Once busy it never waits again: its queue is its batch.
+// frame: it first waits up to the delay (firstWait; or until wake is
+// closed) so that the frames arriving meanwhile share the first write
+// (--write-delay). Once busy it never waits again: its queue is its batch.
 func (o *outbox) run(wake chan struct{}) {
 	if wake != nil {
-		t := time.NewTimer(o.delay)
+		t := time.NewTimer(o.firstWait())
 		select {
 		case <-t.C:
 		case <-wake:
@@ -120,6 +163,9 @@ func (o *outbox) run(wake chan struct{}) {
 	var frames [][]byte
 	for {
 		o.mu.Lock()
+		if len(batch) > 0 {
+			o.lastWrite = time.Now()
+		}
 		if o.stopped || len(o.q) == 0 {
 			o.running = false
 			if len(o.q) == 0 {

@@ -173,8 +173,11 @@ func TestOutboxWriteDelay(t *testing.T) {
 		}
 	}
 
-	// Live posts gather for the delay, then leave together.
+	// Live posts gather for the delay, then leave together. (The grid
+	// pinned to now: the first wait is then the whole delay.)
 	o := newBox(200 * time.Millisecond)
+	o.grid = time.Now()
+	o.lastWrite = time.Now() // not a quiet connection: posts wait
 	for _, s := range []string{"a", "b", "c"} {
 		live(o, s)
 	}
@@ -186,6 +189,7 @@ func TestOutboxWriteDelay(t *testing.T) {
 
 	// A chat frame ends the wait: it does not sit behind an hour's delay.
 	o = newBox(time.Hour)
+	o.lastWrite = time.Now()
 	live(o, "p")
 	if !o.push(item{data: []byte("m")}) {
 		t.Fatal("push refused")
@@ -200,8 +204,23 @@ func TestOutboxWriteDelay(t *testing.T) {
 	}
 	o.stop()
 
+	// A quiet connection (nothing written within the delay) writes a live
+	// post at once: there is no company to wait for.
+	o = newBox(time.Hour)
+	live(o, "r")
+	select {
+	case <-wrote:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a post to a quiet connection waited")
+	}
+	if got := reset(); len(got) != 1 || got[0] != "r" {
+		t.Fatalf("writes %q, want one write of r", got)
+	}
+	o.stop()
+
 	// stop ends the wait too (and the waiting post is dropped: transient).
 	o = newBox(time.Hour)
+	o.lastWrite = time.Now()
 	live(o, "q")
 	done := make(chan struct{})
 	go func() { o.stop(); close(done) }()
@@ -209,5 +228,28 @@ func TestOutboxWriteDelay(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("stop waited out the write delay")
+	}
+}
+
+// A waiting writer waits until its outbox's next flush time: never longer
+// than the delay, and at different times for different connections, so
+// that the connections one post reaches do not all write at once.
+func TestOutboxFirstWaitSpread(t *testing.T) {
+	const delay = time.Second
+	slots := map[time.Duration]bool{}
+	for range 100 {
+		o := newOutbox(func([][]byte) error { return nil }, func() {}, 10, 1<<10, 8, delay)
+		w := o.firstWait()
+		if w <= 0 || w > delay {
+			t.Fatalf("first wait %v, want in (0, %v]", w, delay)
+		}
+		off := flushEpoch.Sub(o.grid)
+		if off < 0 || off >= delay || off%(delay/flushSlots) != 0 {
+			t.Fatalf("flush grid %v before the epoch, want one of %d slots of %v", off, flushSlots, delay)
+		}
+		slots[off] = true
+	}
+	if len(slots) != flushSlots {
+		t.Fatalf("100 connections use %d of the %d flush slots", len(slots), flushSlots)
 	}
 }
