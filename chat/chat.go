@@ -34,6 +34,10 @@ type Config struct {
 	// still gather while a call is in flight).
 	RemoveDelay time.Duration
 	Clock       func() time.Time
+	// StoreBatch is the most messages stored in one Redis call by the
+	// node's storer (storer.go): 0 means maxStoreBatch, 1 stores each
+	// message in a call of its own.
+	StoreBatch int
 
 	// OnStored, when set, turns push notifications on: the store script
 	// then also counts each message (but receipts, types app_ack_*) for
@@ -65,6 +69,12 @@ type Service struct {
 	fetches, removals, carried atomic.Int64
 	removeCalls, inboxDropped  atomic.Int64
 	repliesDropped             atomic.Int64
+	storeCalls                 atomic.Int64
+
+	// The node's storer (storer.go).
+	stMu      sync.Mutex
+	stPending []*storeCall
+	stRunning bool
 
 	// The node's remover (remover.go).
 	rmMu      sync.Mutex
@@ -82,13 +92,15 @@ type Stats struct {
 	InboxDropped       int64 // carried messages a mailbox could not hold (fetched instead)
 	Carried            int64 // messages taken as carried with their store, not fetched
 	RepliesDropped     int64 // requeued replies not stored: the queue held its cap and margin
+	StoreCalls         int64 // script calls that stored chat messages, many messages each under load
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load(),
 		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load(),
-		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load(), RepliesDropped: s.repliesDropped.Load()}
+		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load(), RepliesDropped: s.repliesDropped.Load(),
+		StoreCalls: s.storeCalls.Load()}
 }
 
 // New returns a chat service on b.
@@ -188,7 +200,7 @@ func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, e
 	opt := s.opts()
 	opt.From = m.From
 	opt.Push = s.cfg.OnStored != nil && !m.receipt
-	st, err := s.b.Store(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
+	st, err := s.store(ctx, broker.StoreReq{To: m.To, Members: m.members, Now: s.cfg.Clock().UnixMilli(), Opt: opt, Notify: notify})
 	m.stored = st
 	id := st.ID
 	switch {
