@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -40,13 +41,11 @@ const (
 	storeArgs = 10
 )
 
-var storeManySource = `local function store(KEYS, ARGV)` + StoreScriptSource + `
+var storeManySource = `local function store(kb, ab)` + offsetArgs(StoreScriptSource) + `
 end
-local K, A, out = {}, {}, {}
+local out = {}
 for m = 0, #KEYS / ` + strconv.Itoa(storeKeys) + ` - 1 do
-  for j = 1, ` + strconv.Itoa(storeKeys) + ` do K[j] = KEYS[m * ` + strconv.Itoa(storeKeys) + ` + j] end
-  for j = 1, ` + strconv.Itoa(storeArgs) + ` do A[j] = ARGV[m * ` + strconv.Itoa(storeArgs) + ` + j] end
-  local ok, r = pcall(store, K, A)
+  local ok, r = pcall(store, m * ` + strconv.Itoa(storeKeys) + `, m * ` + strconv.Itoa(storeArgs) + `)
   if ok then
     out[3 * m + 1], out[3 * m + 2], out[3 * m + 3] = r[1], r[2], r[3] or 0
   else
@@ -55,6 +54,14 @@ for m = 0, #KEYS / ` + strconv.Itoa(storeKeys) + ` - 1 do
   end
 end
 return out`
+
+// offsetArgs rewrites the store script's KEYS[i] and ARGV[i] as
+// KEYS[kb + i] and ARGV[ab + i]: the same script, reading one message's
+// keys and arguments out of many without copying them.
+func offsetArgs(src string) string {
+	src = regexp.MustCompile(`KEYS\[(\d+)\]`).ReplaceAllString(src, "KEYS[kb + $1]")
+	return regexp.MustCompile(`ARGV\[(\d+)\]`).ReplaceAllString(src, "ARGV[ab + $1]")
+}
 
 // StoreManySource is the text of the script that stores several messages
 // in one call, exported so that scripts/ can run it under redis-benchmark.

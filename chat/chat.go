@@ -33,6 +33,10 @@ type Config struct {
 	// users' queues before it removes them in one call (0: no wait; they
 	// still gather while a call is in flight).
 	RemoveDelay time.Duration
+	// RemoveAfter is how long a user's written messages wait in Redis for
+	// more before they are removed, when nothing else is waiting for the
+	// user (0: removed at once). See Mailbox.removeDue.
+	RemoveAfter time.Duration
 	Clock       func() time.Time
 	// StoreBatch is the most messages stored in one Redis call by the
 	// node's storer (storer.go): 0 means maxStoreBatch, 1 stores each
@@ -56,7 +60,7 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{QueueCap: 1000, QueueTTL: 30 * 24 * time.Hour, MaxMessage: 16 << 10, Batch: 64,
-		RemoveDelay: time.Millisecond, Clock: time.Now}
+		RemoveDelay: time.Millisecond, RemoveAfter: 50 * time.Millisecond, Clock: time.Now}
 }
 
 // Service stores and delivers chat messages.
@@ -80,6 +84,11 @@ type Service struct {
 	rmMu      sync.Mutex
 	rmPending []*removal
 	rmRunning bool
+
+	// The lazy remover (remover.go): mailboxes whose written heads wait.
+	lzMu      sync.Mutex
+	lzPending []*Mailbox
+	lzRunning bool
 }
 
 // Stats are the service's counters since it started.
