@@ -20,14 +20,20 @@ import (
 // which applies storeScript to each of them in turn: the same checks, ids,
 // counts and publications, message by message, in the order given.
 
-// storeManyScript runs the store script (StoreScriptSource, unchanged) on
-// several messages. Each message has storeKeys keys and storeArgs
-// arguments, laid out one message after the other, exactly what the store
-// script takes for it. The reply has three values per message: what the
-// store script returned ({id, prev, push}, or {code, 0, 0} for a refusal),
-// or {-5, error, 0} when a command inside failed for that message (a wrong
-// type left by a foreign writer, OOM): the error stays that message's own,
-// as if it had had a call of its own, and the other messages go on. A
+// storeManyScript runs the store script (StoreScriptSource, unchanged but
+// for where it reads its keys and arguments) on several messages, in the
+// order given. What a call costs Redis grows with its arguments (each is
+// parsed, then made a Lua string), so those the messages of one call share
+// come once, first: ARGV[1..6] are the store script's cap, ttl ms, now
+// ms, publish command, sender's share and requeue flag (its ARGV[2], 3, 4,
+// 6, 8, 9). Then each message has storeArgs arguments: members, channel,
+// sender, push flag (its ARGV[1], 5, 7, 10), and storeKeys keys: u:{to},
+// q:{to}, s:{to}, pd:{to}, pc:{to} (its KEYS[1], 2, 4, 5, 6; KEYS[3] is
+// unused). The reply has three values per message: what the store script
+// returned ({id, prev, push}, or {code, 0, 0} for a refusal), or {-5,
+// error, 0} when a command inside failed for that message (a wrong type
+// left by a foreign writer, OOM): the error stays that message's own, as
+// if it had had a call of its own, and the other messages go on. A
 // script's changes are not rolled back, so stopping the whole call at one
 // message's error would leave the messages before it stored and published
 // but reported failed.
@@ -37,15 +43,16 @@ import (
 var storeManyScript = newScript("chat_store_many", storeManySource)
 
 const (
-	storeKeys = 6
-	storeArgs = 10
+	storeKeys   = 5
+	storeArgs   = 4
+	storeShared = 6
 )
 
 var storeManySource = `local function store(kb, ab)` + offsetArgs(StoreScriptSource) + `
 end
 local out = {}
 for m = 0, #KEYS / ` + strconv.Itoa(storeKeys) + ` - 1 do
-  local ok, r = pcall(store, m * ` + strconv.Itoa(storeKeys) + `, m * ` + strconv.Itoa(storeArgs) + `)
+  local ok, r = pcall(store, m * ` + strconv.Itoa(storeKeys) + `, ` + strconv.Itoa(storeShared) + ` + m * ` + strconv.Itoa(storeArgs) + `)
   if ok then
     out[3 * m + 1], out[3 * m + 2], out[3 * m + 3] = r[1], r[2], r[3] or 0
   else
@@ -55,12 +62,26 @@ for m = 0, #KEYS / ` + strconv.Itoa(storeKeys) + ` - 1 do
 end
 return out`
 
-// offsetArgs rewrites the store script's KEYS[i] and ARGV[i] as
-// KEYS[kb + i] and ARGV[ab + i]: the same script, reading one message's
-// keys and arguments out of many without copying them.
+// offsetArgs rewrites where the store script reads its keys and arguments
+// (see storeManyScript): a message's own as KEYS[kb + i] and ARGV[ab + i],
+// the shared ones as ARGV[i]; nothing is copied.
 func offsetArgs(src string) string {
-	src = regexp.MustCompile(`KEYS\[(\d+)\]`).ReplaceAllString(src, "KEYS[kb + $1]")
-	return regexp.MustCompile(`ARGV\[(\d+)\]`).ReplaceAllString(src, "ARGV[ab + $1]")
+	keys := map[string]string{"1": "kb + 1", "2": "kb + 2", "4": "kb + 3", "5": "kb + 4", "6": "kb + 5"}
+	args := map[string]string{"1": "ab + 1", "2": "1", "3": "2", "4": "3", "5": "ab + 2", "6": "4",
+		"7": "ab + 3", "8": "5", "9": "6", "10": "ab + 4"}
+	sub := func(re *regexp.Regexp, name string, to map[string]string) {
+		src = re.ReplaceAllStringFunc(src, func(m string) string {
+			i := re.FindStringSubmatch(m)[1]
+			r, ok := to[i]
+			if !ok {
+				panic("store script reads " + m + ", which the gathered store does not pass")
+			}
+			return name + "[" + r + "]"
+		})
+	}
+	sub(regexp.MustCompile(`KEYS\[(\d+)\]`), "KEYS", keys)
+	sub(regexp.MustCompile(`ARGV\[(\d+)\]`), "ARGV", args)
+	return src
 }
 
 // StoreManySource is the text of the script that stores several messages
@@ -76,24 +97,33 @@ type StoreReq struct {
 	Notify  bool
 }
 
-// storeArgsOf is the store script's keys and arguments for one message.
-func (c *Client) storeArgsOf(keys, args []string, r *StoreReq) ([]string, []string) {
+// storeShared is what the messages of one gathered call share: the store
+// script's arguments that are the same for every message of a node.
+type storeSharedArgs struct {
+	cap, ttl, share int64
+	requeue         bool
+}
+
+func sharedOf(r *StoreReq) storeSharedArgs {
+	return storeSharedArgs{r.Opt.Cap, r.Opt.TTLms, r.Opt.SenderShare, r.Opt.Requeue}
+}
+
+// appendStore appends one message's keys and arguments for storeManyScript.
+func (c *Client) appendStore(keys, args []string, r *StoreReq) ([]string, []string) {
 	ch := ""
 	if r.Notify {
 		ch = c.UserChannel(r.To)
 	}
-	pub := c.publishCmd(c.UserChannel(r.To))
-	keys = append(keys, c.userKey("u", r.To), c.userKey("q", r.To), c.userKey("n", r.To), c.userKey("s", r.To),
+	keys = append(keys, c.userKey("u", r.To), c.userKey("q", r.To), c.userKey("s", r.To),
 		c.userKey("pd", r.To), c.userKey("pc", r.To))
-	from, requeue, push := r.Opt.From, "0", "0"
+	from, push := r.Opt.From, "0"
 	if r.Opt.Requeue {
-		from, requeue = "", "1"
+		from = ""
 	}
 	if r.Opt.Push {
 		push = "1"
 	}
-	return keys, append(args, string(r.Members), strconv.FormatInt(r.Opt.Cap, 10), strconv.FormatInt(r.Opt.TTLms, 10),
-		strconv.FormatInt(r.Now, 10), ch, pub, from, strconv.FormatInt(r.Opt.SenderShare, 10), requeue, push)
+	return keys, append(args, string(r.Members), ch, from, push)
 }
 
 // storeErr turns a store script's reply code into Store's error.
@@ -132,31 +162,48 @@ func (c *Client) StoreMany(ctx context.Context, reqs []StoreReq) (sts []Stored, 
 	defer cancel()
 	sts = make([]Stored, len(reqs))
 	errs = make([]error, len(reqs))
-	var groups [][]int
-	if c.cluster.Load() {
-		bySlot := map[uint16]int{}
-		for i := range reqs {
-			s := keySlot(c.userKey("u", reqs[i].To))
-			g, ok := bySlot[s]
-			if !ok {
-				g = len(groups)
-				bySlot[s] = g
-				groups = append(groups, nil)
-			}
-			groups[g] = append(groups[g], i)
-		}
-	} else {
-		all := make([]int, len(reqs))
-		for i := range all {
-			all[i] = i
-		}
-		groups = [][]int{all}
+	// One call per group: the messages that share the arguments passed
+	// once (on a node, all of them), and on a cluster a hash slot.
+	type groupKey struct {
+		shared storeSharedArgs
+		slot   uint16
 	}
+	var groups [][]int
+	byKey := map[groupKey]int{}
+	cluster := c.cluster.Load()
+	for i := range reqs {
+		k := groupKey{shared: sharedOf(&reqs[i])}
+		if cluster {
+			k.slot = keySlot(c.userKey("u", reqs[i].To))
+		}
+		g, ok := byKey[k]
+		if !ok {
+			g = len(groups)
+			byKey[k] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	pub := c.publishCmd(c.UserChannel("0"))
 	execs := make([]rueidis.LuaExec, len(groups))
 	for g, idx := range groups {
-		e := rueidis.LuaExec{Keys: make([]string, 0, storeKeys*len(idx)), Args: make([]string, 0, storeArgs*len(idx))}
+		first := &reqs[idx[0]]
+		// The call's now is its latest message's: ids and expiries come
+		// from the time of the call, as they would for the last message
+		// stored alone.
+		now := first.Now
 		for _, i := range idx {
-			e.Keys, e.Args = c.storeArgsOf(e.Keys, e.Args, &reqs[i])
+			now = max(now, reqs[i].Now)
+		}
+		requeue := "0"
+		if first.Opt.Requeue {
+			requeue = "1"
+		}
+		e := rueidis.LuaExec{Keys: make([]string, 0, storeKeys*len(idx)), Args: make([]string, 0, storeShared+storeArgs*len(idx))}
+		e.Args = append(e.Args, strconv.FormatInt(first.Opt.Cap, 10), strconv.FormatInt(first.Opt.TTLms, 10),
+			strconv.FormatInt(now, 10), pub, strconv.FormatInt(first.Opt.SenderShare, 10), requeue)
+		for _, i := range idx {
+			e.Keys, e.Args = c.appendStore(e.Keys, e.Args, &reqs[i])
 		}
 		execs[g] = e
 	}
