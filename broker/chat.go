@@ -134,7 +134,7 @@ if len == 1 then
   reset = true
 end
 if from ~= '' then
-  local k = redis.call('HINCRBY', KEYS[4], from, 1)
+  local k = redis.call('HINCRBY', KEYS[4], from, '1')
   if not requeue then
     local share = tonumber(ARGV[8] or '0') or 0
     local refuse = 0

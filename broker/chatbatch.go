@@ -48,7 +48,8 @@ const (
 	storeShared = 6
 )
 
-var storeManySource = `local function store(kb, ab)` + offsetArgs(StoreScriptSource) + `
+var storeManySource = `local N1, N2, N3, N5 = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])
+local function store(kb, ab)` + offsetArgs(StoreScriptSource) + `
 end
 local out = {}
 for m = 0, #KEYS / ` + strconv.Itoa(storeKeys) + ` - 1 do
@@ -79,6 +80,16 @@ func offsetArgs(src string) string {
 			return name + "[" + r + "]"
 		})
 	}
+	// The shared numbers are read once per call (N1...), not per message.
+	numbers := map[string]string{"2": "N1", "3": "N2", "4": "N3"}
+	tonum := regexp.MustCompile(`tonumber\(ARGV\[(\d+)\]\)`)
+	src = tonum.ReplaceAllStringFunc(src, func(m string) string {
+		if n, ok := numbers[tonum.FindStringSubmatch(m)[1]]; ok {
+			return n
+		}
+		return m
+	})
+	src = strings.Replace(src, "tonumber(ARGV[8] or '0') or 0", "N5 or 0", 1)
 	sub(regexp.MustCompile(`KEYS\[(\d+)\]`), "KEYS", keys)
 	sub(regexp.MustCompile(`ARGV\[(\d+)\]`), "ARGV", args)
 	return src
