@@ -143,3 +143,29 @@ func TestStoreManyFailsEveryMessage(t *testing.T) {
 		}
 	})
 }
+
+// With WaitReplicas, a gathered call is acknowledged once the replicas
+// have it (WAIT on its connection), each message with its own result.
+func TestStoreManyWaitsForReplicas(t *testing.T) {
+	ctx := context.Background()
+	s := brokertest.StartSentinel(t, 2)
+	c := brokertest.Open(t, broker.Options{Sentinels: []string{s.Addr}, MasterName: s.Name,
+		Prefix: brokertest.Prefix(), WaitReplicas: 1, Timeout: 2 * time.Second})
+	now := time.Now().UnixMilli()
+	u, err := c.CreateUser(ctx, "d", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := broker.StoreOptions{Cap: 10, TTLms: 60000, From: "7"}
+	reqs := []broker.StoreReq{{To: u, Members: []byte(`"from":"7","n":1`), Now: now, Opt: opt},
+		{To: "404", Members: []byte(`"from":"7","n":2`), Now: now, Opt: opt},
+		{To: u, Members: []byte(`"from":"7","n":3`), Now: now, Opt: opt}}
+	sts, errs := c.StoreMany(ctx, reqs)
+	if errs[0] != nil || errs[2] != nil || !errors.Is(errs[1], broker.ErrNoUser) || sts[2].Prev != sts[0].ID {
+		t.Fatalf("results %+v %v", sts, errs)
+	}
+	msgs, err := c.FetchMessages(ctx, u, 0, "", 10)
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("queue %v (%v), want the two stored", msgs, err)
+	}
+}
