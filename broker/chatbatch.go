@@ -53,9 +53,9 @@ local function store(kb, ab)` + offsetArgs(StoreScriptSource) + `
 end
 local out = {}
 for m = 0, #KEYS / ` + strconv.Itoa(storeKeys) + ` - 1 do
-  local ok, r = pcall(store, m * ` + strconv.Itoa(storeKeys) + `, ` + strconv.Itoa(storeShared) + ` + m * ` + strconv.Itoa(storeArgs) + `)
+  local ok, r, prev, push = pcall(store, m * ` + strconv.Itoa(storeKeys) + `, ` + strconv.Itoa(storeShared) + ` + m * ` + strconv.Itoa(storeArgs) + `)
   if ok then
-    out[3 * m + 1], out[3 * m + 2], out[3 * m + 3] = r[1], r[2], r[3] or 0
+    out[3 * m + 1], out[3 * m + 2], out[3 * m + 3] = r, prev, push or 0
   else
     if type(r) == 'table' then r = r.err or r.message end
     out[3 * m + 1], out[3 * m + 2], out[3 * m + 3] = -5, tostring(r), 0
@@ -90,6 +90,9 @@ func offsetArgs(src string) string {
 		return m
 	})
 	src = strings.Replace(src, "tonumber(ARGV[8] or '0') or 0", "N5 or 0", 1)
+	// It returns its values as such, not in a table: one table less per
+	// message.
+	src = regexp.MustCompile(`return \{([^}]*)\}`).ReplaceAllString(src, "return $1")
 	sub(regexp.MustCompile(`KEYS\[(\d+)\]`), "KEYS", keys)
 	sub(regexp.MustCompile(`ARGV\[(\d+)\]`), "ARGV", args)
 	return src
