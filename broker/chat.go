@@ -134,7 +134,7 @@ if len == 1 then
   reset = true
 end
 if from ~= '' then
-  local k = redis.call('HINCRBY', KEYS[4], from, 1)
+  local k = redis.call('HINCRBY', KEYS[4], from, '1')
   if not requeue then
     local share = tonumber(ARGV[8] or '0') or 0
     local refuse = 0
@@ -196,14 +196,15 @@ if n > 0 then
   for i = #items, 1, -1 do
     if items[i] == ARGV[2] then
       redis.call('LTRIM', KEYS[1], i, -1)
-      local top = {}
+      local top, gone = {}, {}
       for j = 1, i do
         local id, from = string.match(items[j], '^{"msg_id":(%d+),"from":"([^"]*)"')
         if from then
-          if redis.call('HINCRBY', KEYS[2], from, -1) <= 0 then redis.call('HDEL', KEYS[2], from) end
+          gone[from] = (gone[from] or 0) + 1
           wrote(top, from, id)
         end
       end
+      giveBack(KEYS[2], gone)
       if KEYS[4] then cleared = pushWritten(KEYS[4], top) end
       removed = '1'
       break
@@ -226,7 +227,9 @@ return out`)
 // each noted sender's count, records the highest id written per sender
 // (w:<sender>, which a separately scheduled count checks, see
 // pushCountScript) and returns the senders whose count it cleared,
-// separated by spaces.
+// separated by spaces. giveBack takes the removed messages' places off
+// their senders' counts in s:{id}, one HINCRBY per sender (gone: sender ->
+// messages removed), dropping a count that reaches 0.
 const pushWrittenLua = `
 local function wrote(top, from, id)
   if string.match(from, '^%d+$') then
@@ -243,6 +246,11 @@ local function pushWritten(pc, top)
     if redis.call('HDEL', pc, 'c:' .. f) == 1 then cleared[#cleared + 1] = f end
   end
   return table.concat(cleared, ' ')
+end
+local function giveBack(s, gone)
+  for f, k in pairs(gone) do
+    if redis.call('HINCRBY', s, f, -k) <= 0 then redis.call('HDEL', s, f) end
+  end
 end
 `
 
@@ -523,14 +531,15 @@ for k = 1, users do
   for i = #items, 1, -1 do
     if items[i] == last then
       redis.call('LTRIM', q, i, -1)
-      local top = {}
+      local top, gone = {}, {}
       for j = 1, i do
         local id, from = string.match(items[j], '^{"msg_id":(%d+),"from":"([^"]*)"')
         if from then
-          if redis.call('HINCRBY', s, from, -1) <= 0 then redis.call('HDEL', s, from) end
+          gone[from] = (gone[from] or 0) + 1
           wrote(top, from, id)
         end
       end
+      giveBack(s, gone)
       out[users + k] = pushWritten(pc, top)
       out[k] = 1
       break

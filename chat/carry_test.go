@@ -71,9 +71,13 @@ type carryRig struct {
 }
 
 func newCarryRig(t *testing.T, b brokertest.Backend, w chat.Writer, batch int, held ...bool) *carryRig {
+	return newCarryRigConfig(t, b, w, chat.Config{Batch: batch}, held...)
+}
+
+func newCarryRigConfig(t *testing.T, b brokertest.Backend, w chat.Writer, cfg chat.Config, held ...bool) *carryRig {
 	ctx := context.Background()
 	r := &carryRig{bc: brokertest.Open(t, b.Options)}
-	r.s = chat.New(chat.Config{Batch: batch}, r.bc, zaptest.NewLogger(t))
+	r.s = chat.New(cfg, r.bc, zaptest.NewLogger(t))
 	r.id, _ = r.bc.CreateUser(ctx, "d", time.Now().UnixMilli())
 	r.mb = r.s.Mailbox(r.id, w)
 	if len(held) > 0 && held[0] {
@@ -340,6 +344,28 @@ func TestMailboxHeldPokedFetchesAgain(t *testing.T) {
 		checkOrder(t, w.written(), 0, 1)
 		if st := r.s.Stats(); st.Fetches != 1 {
 			t.Fatalf("stats %+v: want the fetch the Poke asked for", st)
+		}
+	})
+}
+
+// With RemoveAfter, a written head waits for more before it is removed:
+// messages that come one at a time are each written at once, and leave
+// Redis together, in one removal, once the user has been quiet that long.
+func TestWrittenHeadWaitsForMore(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		open := make(chan struct{})
+		close(open)
+		w := newGatedWriter(0, open)
+		r := newCarryRigConfig(t, b, w, chat.Config{RemoveAfter: time.Second})
+		r.mb.Poke()
+		for i := 0; i < 3; i++ {
+			r.send(t, "7", i, true)
+			waitWrites(t, w.wrote, 1) // written without waiting for a removal
+		}
+		r.waitEmpty(t, "7")
+		checkOrder(t, w.written(), 0, 3)
+		if st := r.s.Stats(); st.Removals != 1 || st.Fetches != 1 {
+			t.Fatalf("stats %+v: want the first fetch, then one removal of the three", st)
 		}
 	})
 }

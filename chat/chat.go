@@ -33,7 +33,15 @@ type Config struct {
 	// users' queues before it removes them in one call (0: no wait; they
 	// still gather while a call is in flight).
 	RemoveDelay time.Duration
+	// RemoveAfter is how long a user's written messages wait in Redis for
+	// more before they are removed, when nothing else is waiting for the
+	// user (0: removed at once). See Mailbox.removeDue.
+	RemoveAfter time.Duration
 	Clock       func() time.Time
+	// StoreBatch is the most messages stored in one Redis call by the
+	// node's storer (storer.go): 0 means maxStoreBatch, 1 stores each
+	// message in a call of its own.
+	StoreBatch int
 
 	// OnStored, when set, turns push notifications on: the store script
 	// then also counts each message (but receipts, types app_ack_*) for
@@ -52,7 +60,7 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{QueueCap: 1000, QueueTTL: 30 * 24 * time.Hour, MaxMessage: 16 << 10, Batch: 64,
-		RemoveDelay: time.Millisecond, Clock: time.Now}
+		RemoveDelay: time.Millisecond, RemoveAfter: 50 * time.Millisecond, Clock: time.Now}
 }
 
 // Service stores and delivers chat messages.
@@ -65,11 +73,22 @@ type Service struct {
 	fetches, removals, carried atomic.Int64
 	removeCalls, inboxDropped  atomic.Int64
 	repliesDropped             atomic.Int64
+	storeCalls                 atomic.Int64
+
+	// The node's storer (storer.go).
+	stMu      sync.Mutex
+	stPending []*storeCall
+	stRunning bool
 
 	// The node's remover (remover.go).
 	rmMu      sync.Mutex
 	rmPending []*removal
 	rmRunning bool
+
+	// The lazy remover (remover.go): mailboxes whose written heads wait.
+	lzMu      sync.Mutex
+	lzPending []*Mailbox
+	lzRunning bool
 }
 
 // Stats are the service's counters since it started.
@@ -82,13 +101,15 @@ type Stats struct {
 	InboxDropped       int64 // carried messages a mailbox could not hold (fetched instead)
 	Carried            int64 // messages taken as carried with their store, not fetched
 	RepliesDropped     int64 // requeued replies not stored: the queue held its cap and margin
+	StoreCalls         int64 // script calls that stored chat messages, many messages each under load
 }
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
 	return Stats{RefusedQueueFull: s.refusedFull.Load(), RefusedSenderShare: s.refusedShare.Load(),
 		Fetches: s.fetches.Load(), Removals: s.removals.Load(), Carried: s.carried.Load(),
-		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load(), RepliesDropped: s.repliesDropped.Load()}
+		RemoveCalls: s.removeCalls.Load(), InboxDropped: s.inboxDropped.Load(), RepliesDropped: s.repliesDropped.Load(),
+		StoreCalls: s.storeCalls.Load()}
 }
 
 // New returns a chat service on b.
@@ -188,7 +209,7 @@ func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, e
 	opt := s.opts()
 	opt.From = m.From
 	opt.Push = s.cfg.OnStored != nil && !m.receipt
-	st, err := s.b.Store(ctx, m.To, m.members, s.cfg.Clock().UnixMilli(), opt, notify)
+	st, err := s.store(ctx, broker.StoreReq{To: m.To, Members: m.members, Now: s.cfg.Clock().UnixMilli(), Opt: opt, Notify: notify})
 	m.stored = st
 	id := st.ID
 	switch {

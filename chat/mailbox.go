@@ -64,6 +64,10 @@ type Mailbox struct {
 	doneCount int
 	doneLast  string
 	doneAt    time.Time // when the oldest of them was done
+	// rmDue: the node's lazy remover (remover.go) found the done head
+	// waiting for cfg.RemoveAfter: remove it even if nothing else comes.
+	// rmQueued: the mailbox is on that remover's list.
+	rmDue, rmQueued bool
 
 	// The pump's own (one pump at a time; the next one starts under mu
 	// after the last one stopped): whether every message of the queue up
@@ -269,7 +273,10 @@ func (m *Mailbox) pump() {
 		// push notifications that the messages were written (it clears
 		// their counts), so a connection that is always busy must not
 		// hold it back past the push delay.
-		removeNow := !fetch && count > 0 && (len(in) == 0 || count >= m.s.cfg.Batch || time.Since(m.doneAt) >= maxRemoveWait)
+		removeNow := !fetch && m.removeDue(len(in) == 0, count)
+		if removeNow {
+			m.rmDue = false
+		}
 		m.mu.Unlock()
 
 		if fetch {
@@ -332,11 +339,17 @@ func (m *Mailbox) pump() {
 			continue // a gap: fetch
 		}
 		m.mu.Lock()
-		if len(m.inbox) == 0 && !m.again && m.doneCount == 0 || m.closed {
+		if len(m.inbox) == 0 && !m.again && !m.removeDue(true, m.doneCount) || m.closed {
 			// Deciding to stop and saying so happen under one lock: a
 			// Poke or Carry either sees the pump running and leaves its
 			// work for it before this, or sees it stopped and starts a
-			// new one.
+			// new one. A written head that waits for more (RemoveAfter)
+			// is left to the lazy remover, which starts a pump to remove
+			// it once it has waited long enough.
+			if m.doneCount > 0 && !m.closed && !m.rmQueued {
+				m.rmQueued = true
+				m.s.removeLater(m)
+			}
 			m.running, stopped = false, true
 			m.idle.Broadcast()
 			m.mu.Unlock()
@@ -344,6 +357,34 @@ func (m *Mailbox) pump() {
 		}
 		m.mu.Unlock()
 	}
+}
+
+// removeDue tells whether the done head of count elements is to be
+// removed now: once a batch's worth has gathered, once it has waited
+// maxRemoveWait, and when nothing else waits (quiet) once it has waited
+// cfg.RemoveAfter, or at once when RemoveAfter is 0. m.mu is held.
+//
+// Waiting lets a user's written messages leave Redis many at a time: each
+// removal costs Redis a few commands per user whatever it removes, and
+// once a queue is empty the next message pays to start it afresh (its
+// expiry, its senders' counts). The wait delays nothing the user sees: a
+// message that comes meanwhile is written at once, and only the removal
+// waits. What it costs is that written messages stay in Redis a little
+// longer (a crash then delivers them again, same msg_id; they count
+// against the queue's cap while there).
+func (m *Mailbox) removeDue(quiet bool, count int) bool {
+	if count == 0 {
+		return false
+	}
+	if count >= m.s.cfg.Batch {
+		return true
+	}
+	after := m.s.cfg.RemoveAfter
+	if quiet && (after <= 0 || m.rmDue) {
+		return true
+	}
+	waited := time.Since(m.doneAt)
+	return waited >= maxRemoveWait || quiet && waited >= after
 }
 
 // requeueInbox puts carried messages taken by the pump back in front of

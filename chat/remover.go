@@ -79,3 +79,41 @@ func (s *Service) removeLoop() {
 		}
 	}
 }
+
+// removeLater puts m on the lazy remover's list: after cfg.RemoveAfter it
+// starts m's pump to remove the written head that waited for more. One
+// goroutine for the node, running while the list is not empty. m.mu is
+// held (the order is always m.mu, then lzMu).
+func (s *Service) removeLater(m *Mailbox) {
+	s.lzMu.Lock()
+	s.lzPending = append(s.lzPending, m)
+	if !s.lzRunning {
+		s.lzRunning = true
+		go s.lazyLoop()
+	}
+	s.lzMu.Unlock()
+}
+
+func (s *Service) lazyLoop() {
+	for {
+		time.Sleep(s.cfg.RemoveAfter)
+		s.lzMu.Lock()
+		list := s.lzPending
+		s.lzPending = nil
+		if len(list) == 0 {
+			s.lzRunning = false
+			s.lzMu.Unlock()
+			return
+		}
+		s.lzMu.Unlock()
+		for _, m := range list {
+			m.mu.Lock()
+			m.rmQueued = false
+			if !m.closed && m.doneCount > 0 {
+				m.rmDue = true
+				m.start()
+			}
+			m.mu.Unlock()
+		}
+	}
+}

@@ -155,6 +155,8 @@ func newMetrics(s *Server) *metrics {
 		func(st chat.Stats) int64 { return st.Removals })
 	chatCounter("occase_chat_remove_calls_total", "Redis script calls that removed those heads (many users' each).",
 		func(st chat.Stats) int64 { return st.RemoveCalls })
+	chatCounter("occase_chat_store_calls_total", "Redis script calls that stored chat messages: the messages that come while one is in flight go together in the next (issue 13).",
+		func(st chat.Stats) int64 { return st.StoreCalls })
 	chatCounter("occase_chat_inbox_dropped_total", "Carried chat messages a connection's mailbox could not hold (more than a batch or 256 KiB waiting); they were fetched from Redis instead.",
 		func(st chat.Stats) int64 { return st.InboxDropped })
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_replies_dropped_total",
