@@ -224,10 +224,8 @@ return out`)
 // push device costs no call of its own: wrote notes a removed chat frame's
 // sender (a user id) and id; pushWritten then, when the user has push
 // counts at all (pc:{id} exists: only a user with a device has), clears
-// each noted sender's count, records the highest id written per sender
-// (w:<sender>, which a separately scheduled count checks, see
-// pushCountScript) and returns the senders whose count it cleared,
-// separated by spaces. giveBack takes the removed messages' places off
+// each noted sender's count and returns the senders whose count it
+// cleared, separated by spaces. giveBack takes the removed messages' places off
 // their senders' counts in s:{id}, one HINCRBY per sender (gone: sender ->
 // messages removed), dropping a count that reaches 0.
 const pushWrittenLua = `
@@ -240,9 +238,7 @@ end
 local function pushWritten(pc, top)
   if next(top) == nil or redis.call('EXISTS', pc) == 0 then return '' end
   local cleared = {}
-  for f, id in pairs(top) do
-    local w = tonumber(redis.call('HGET', pc, 'w:' .. f) or '0') or 0
-    if id > w then redis.call('HSET', pc, 'w:' .. f, string.format('%d', id)) end
+  for f in pairs(top) do
     if redis.call('HDEL', pc, 'c:' .. f) == 1 then cleared[#cleared + 1] = f end
   end
   return table.concat(cleared, ' ')

@@ -8,8 +8,7 @@ package broker
 //	                     the push package); at most a configured number
 //	pc:{<user>}          hash: "c:<sender>" -> messages from that sender
 //	                     not yet written to a live connection of <user>;
-//	                     "w:<sender>" -> the highest id of that sender's
-//	                     messages written to one; expires with the queue
+//	                     expires with the queue
 //	{push:<n>}:due       sorted set: member "<to>:<from>", score the time
 //	                     (ms) the notification is due; n in 0..PushShards-1
 //	{push:<n>}:lease     sorted set: the same members once a node claimed
