@@ -52,10 +52,15 @@ func (b *byteBudget) read(c *corkConn, p []byte) (int, error) {
 	}
 	n, err := c.readSocket(p)
 	if n > 0 {
-		now := time.Now()
-		b.next = now.Add(b.lim.ReserveN(now, n).DelayFrom(now))
+		b.charge(n)
 	}
 	return n, err
+}
+
+// charge counts n bytes read against the budget.
+func (b *byteBudget) charge(n int) {
+	now := time.Now()
+	b.next = now.Add(b.lim.ReserveN(now, n).DelayFrom(now))
 }
 
 // pause waits for d or until stop closes; false when stop closed.
