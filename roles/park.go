@@ -52,6 +52,7 @@ const (
 // not take it (parking is then off for this connection).
 func (ss *session) park(ctl *epollCtl) bool {
 	p := &ss.srv.readPoll
+	ss.releaseLimiters()
 	// Once parked, the session may be woken and read by another goroutine
 	// at any moment: everything this one does after the store below is on
 	// atomics, or on the session only when the store is undone.
