@@ -21,7 +21,7 @@ import (
 //
 // So while the node allocates little against its live heap, GOGC is
 // lowered to Config.QuietGCPercent, and once, when it turns quiet with
-// more free heap pages kept than an eighth of its live heap, the memory
+// more heap kept beyond its live objects than an eighth of them, the memory
 // the last burst left free is handed back (debug.FreeOSMemory: one
 // collection and the return of the free pages, on a node that is doing
 // nothing else; never periodically, never on a busy node). The runtime's
@@ -75,7 +75,8 @@ func runGCTuner(ctx context.Context, quietGOGC int, log *zap.Logger) {
 		return
 	}
 	t := &gcTuner{quietGOGC: quietGOGC}
-	samples := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
+	samples := []rtmetrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/unused:bytes"}}
 	rtmetrics.Read(samples)
 	last := samples[0].Value.Uint64()
 	tick := time.NewTicker(gcTuneEvery)
@@ -99,7 +100,9 @@ func runGCTuner(ctx context.Context, quietGOGC int, log *zap.Logger) {
 			continue
 		}
 		debug.SetGCPercent(gogc)
-		free := samples[2].Value.Uint64()
+		// What the heap holds beyond the live objects: free pages, and
+		// the garbage and gaps a collection would free.
+		free := samples[2].Value.Uint64() + samples[3].Value.Uint64() + samples[4].Value.Uint64() - min(live, samples[3].Value.Uint64())
 		if t.lowered && free > live/8 {
 			start := time.Now()
 			debug.FreeOSMemory()
