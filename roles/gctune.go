@@ -34,13 +34,18 @@ import (
 // environment (the operator's own choice) turns the tuner off.
 
 const (
-	gcTuneEvery = 2 * time.Second
+	gcTuneEvery = time.Second
 	// An interval is quiet when it allocated less than 1/gcQuietShare of
-	// the live heap (1.5 % a second at these settings: a collection at
-	// GOGC=25 every 16 s at most).
-	gcQuietShare = 32
-	gcQuietTicks = 3 // quiet intervals in a row before GOGC is lowered
+	// the live heap (1.5 % a second: a collection at GOGC=25 every 16 s
+	// at most).
+	gcQuietShare = 64
+	gcQuietTicks = 5 // quiet intervals in a row before GOGC is lowered
 	gcBusyGOGC   = 100
+	// gcQuietFloor: below this live heap GOGC's headroom is too small to
+	// be worth a collection, and a node that is starting, or holds few
+	// connections, keeps the default even when quiet (so a short burst
+	// on it never runs at the lower GOGC).
+	gcQuietFloor = 16 << 20
 )
 
 // gcTuner decides; runGCTuner reads the runtime and applies.
@@ -53,7 +58,7 @@ type gcTuner struct {
 // step takes one interval's allocation and the live heap, and returns the
 // GOGC to set, if it changes.
 func (t *gcTuner) step(allocated, live uint64) (gogc int, change bool) {
-	if allocated*gcQuietShare < live {
+	if allocated*gcQuietShare < live && live >= gcQuietFloor {
 		t.quietRun++
 	} else {
 		t.quietRun = 0

@@ -13,9 +13,9 @@ func TestGCTunerLowersGOGCOnlyWhileQuiet(t *testing.T) {
 		want  []int // GOGC set after each step; 0: unchanged
 	}{
 		{"busy stays", []uint64{busy, busy, busy, busy}, []int{0, 0, 0, 0}},
-		{"quiet lowers after three", []uint64{quiet, quiet, quiet, quiet}, []int{0, 0, 25, 0}},
-		{"a busy one resets the run", []uint64{quiet, quiet, busy, quiet, quiet, quiet}, []int{0, 0, 0, 0, 0, 25}},
-		{"busy restores at once", []uint64{quiet, quiet, quiet, busy, busy, quiet}, []int{0, 0, 25, 100, 0, 0}},
+		{"quiet lowers after five", []uint64{quiet, quiet, quiet, quiet, quiet, quiet}, []int{0, 0, 0, 0, 25, 0}},
+		{"a busy one resets the run", []uint64{quiet, quiet, busy, quiet, quiet, quiet, quiet, quiet}, []int{0, 0, 0, 0, 0, 0, 0, 25}},
+		{"busy restores at once", []uint64{quiet, quiet, quiet, quiet, quiet, busy, busy, quiet}, []int{0, 0, 0, 0, 25, 100, 0, 0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -30,5 +30,16 @@ func TestGCTunerLowersGOGCOnlyWhileQuiet(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A small heap (a node starting, or holding few connections) keeps the
+// default GOGC however quiet it is.
+func TestGCTunerLeavesASmallHeapAlone(t *testing.T) {
+	g := &gcTuner{quietGOGC: 25}
+	for i := range 20 {
+		if _, change := g.step(0, gcQuietFloor-1); change {
+			t.Fatalf("step %d: GOGC changed for a heap below the floor", i)
+		}
 	}
 }
