@@ -113,7 +113,7 @@ func (b *byteBudget) tookPause() bool { return b != nil && b.paused.Swap(false) 
 // the reader when there is none; it reports whether it paused. A session
 // already leaving reads on unpaced: it only looks for the close frame.
 func (ss *session) waitFrame() bool {
-	cfg := ss.srv.cfg
+	cfg := &ss.srv.cfg
 	if cfg.ReadRateFrames <= 0 || ss.status() >= statusLeaving {
 		return false
 	}
