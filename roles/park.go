@@ -17,7 +17,10 @@ import (
 // the socket with the node's readiness poller (epoll on Linux,
 // park_linux.go) and its goroutine ends. When bytes arrive, or the peer
 // hangs up, the poller starts a new reader goroutine, which goes on where
-// the last one stopped.
+// the last one stopped; when all that arrived is pongs (the answers to
+// the node's pings), the poller reads them itself and parks the
+// connection again (readPoller.readable), so an idle connection's ping
+// rounds start no goroutine.
 //
 // coder/websocket reads through the corkConn, so the corkConn decides: it
 // reads with a deadline of parkAfter only when the library is between frames

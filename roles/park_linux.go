@@ -100,9 +100,9 @@ func (p *readPoller) register(ss *session) (fresh bool, err error) {
 }
 
 // arm registers ss's socket for one wake when it is readable (added the
-// first time, modified after). Only the parking reader calls it, after
-// register.
-// ctl is the caller's own epollCtl (nil: a new one).
+// first time, modified after). Only the goroutine that parks ss calls it
+// (its reader, or the poller's after reading pongs), after register; ctl
+// is that goroutine's own epollCtl (nil: a new one).
 func (p *readPoller) arm(ss *session, fresh bool, ctl *epollCtl) error {
 	if ctl == nil {
 		ctl = newEpollCtl()
