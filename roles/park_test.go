@@ -166,7 +166,7 @@ func TestParkedPongsAreReadByThePoller(t *testing.T) {
 		t.Skip("connections park on Linux only")
 	}
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
-		n := startNode(t, b.Options, func(c *roles.Config) { c.IdleTimeout = 600 * time.Millisecond })
+		n := startNode(t, b.Options, func(c *roles.Config) { c.IdleTimeout = 1500 * time.Millisecond })
 		a := register(t, n.url)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
