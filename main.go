@@ -303,6 +303,7 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 
 		&cli.DurationFlag{Name: "login-timeout", Value: cfg.LoginTimeout, Destination: &cfg.LoginTimeout, EnvVars: env("LOGIN_TIMEOUT"), Usage: "close connections that have not logged in by then"},
 		&cli.DurationFlag{Name: "idle-timeout", Value: cfg.IdleTimeout, Destination: &cfg.IdleTimeout, EnvVars: env("IDLE_TIMEOUT"), Usage: "drop peers that answer no ping for this long"},
+		&cli.IntFlag{Name: "quiet-gc-percent", Value: cfg.QuietGCPercent, Destination: &cfg.QuietGCPercent, EnvVars: env("QUIET_GC_PERCENT"), Usage: "GOGC while the node allocates little against its live heap (idle connections): the memory the collector kept as headroom goes back to the system; GOGC is 100 again as soon as it is busy (0: never change GOGC; GOGC or GOMEMLIMIT in the environment also turn this off)"},
 		&cli.DurationFlag{Name: "write-timeout", Value: cfg.WriteTimeout, Destination: &cfg.WriteTimeout, EnvVars: env("WRITE_TIMEOUT"), Usage: "bound on writing one frame"},
 		&cli.Int64Flag{Name: "max-frame", Value: cfg.MaxFrame, Destination: &cfg.MaxFrame, EnvVars: env("MAX_FRAME"), Usage: "largest frame in bytes (larger: close 1009)"},
 		&cli.IntFlag{Name: "send-queue", Value: cfg.SendQueue, Destination: &cfg.SendQueue, EnvVars: env("SEND_QUEUE"), Usage: "frames queued per connection before it is closed as a slow consumer"},

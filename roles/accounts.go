@@ -245,10 +245,6 @@ func (ss *session) awaitReleases(releases <-chan int64, n int64) {
 // the session was attached to the hub). It fails when the session is
 // already leaving.
 func (ss *session) becomeUser() bool {
-	cfg := ss.srv.cfg
-	ss.chatLim = newLimiter(cfg.ChatRate, cfg.ChatBurst)
-	ss.presLim = newLimiter(cfg.PresenceRate, cfg.PresenceBurst)
-	ss.fileLim = newLimiter(cfg.FilenamesRate, cfg.FilenamesBurst)
 	return ss.setStatus(statusActive)
 }
 

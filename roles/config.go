@@ -41,6 +41,11 @@ type Config struct {
 	KeyWarnEvery time.Duration
 	Secret       []byte // 32-byte key of the password digests; nil: generated
 
+	// QuietGCPercent is the GOGC a serving node uses while it allocates
+	// little against its live heap (gctune.go); 0: GOGC is never changed.
+	// GOGC or GOMEMLIMIT in the environment turn it off too.
+	QuietGCPercent int
+
 	// Session limits.
 	LoginTimeout    time.Duration
 	IdleTimeout     time.Duration
@@ -142,6 +147,7 @@ func DefaultConfig() Config {
 		HTTPIdleTimeout:   120 * time.Second,
 		SharedCheckEvery:  10 * time.Second,
 		KeyWarnEvery:      time.Minute,
+		QuietGCPercent:    25,
 		ChatRate:          50,
 		ChatBurst:         200,
 		PresenceRate:      5,

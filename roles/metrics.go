@@ -113,6 +113,12 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections_parked",
 		Help: "Connections whose reader is parked on the readiness poller (nothing to read, no goroutine held)."},
 		func() float64 { return float64(s.readPoll.parked.Load()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_parked_wakes_total",
+		Help: "Reader goroutines the readiness poller started for parked connections that had something other than pongs to read, or hung up."},
+		func() float64 { return float64(s.readPoll.wakes.Load()) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "occase_parked_pongs_total",
+		Help: "Wakes of parked connections that held only pongs, read by the poller itself (no reader goroutine started)."},
+		func() float64 { return float64(s.readPoll.pongs.Load()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_send_queue_frames",
 		Help: "Frames waiting in the send queues of all connections of this node."},
 		func() float64 { _, _, q := s.gauges(); return float64(q) }))

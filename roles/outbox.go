@@ -59,6 +59,10 @@ type outbox struct {
 	// more than a delay after it does not wait: on a quiet connection
 	// there is no company to wait for.
 	lastWrite time.Time
+	// pingDue: a ping waits to go first in the next batch. A flag, not a
+	// queued item, so that a ping allocates nothing (pings reach every
+	// idle connection; their garbage grew the heap between collections).
+	pingDue bool
 }
 
 // flushEpoch and flushSlots place the outboxes' flush grids (firstWait):
@@ -119,6 +123,36 @@ func (o *outbox) push(it item) bool {
 	return true
 }
 
+// ping queues a ping (at most one waits) and, when no writer is running,
+// writes it on the calling goroutine (the session's timer's, which has
+// nothing else to do) instead of starting one. False: stopped.
+func (o *outbox) ping() bool {
+	o.mu.Lock()
+	if o.stopped {
+		o.mu.Unlock()
+		return false
+	}
+	o.pingDue = true
+	if o.running {
+		o.endWait() // a ping must not wait for company
+		o.mu.Unlock()
+		return true
+	}
+	o.running = true
+	o.mu.Unlock()
+	o.run(nil)
+	return true
+}
+
+// batchBuf is a writer's batch, pooled: the writer runs often (every ping
+// of every idle connection) and its slices are garbage once it ends.
+type batchBuf struct {
+	items  []item
+	frames [][]byte
+}
+
+var batchBufs = sync.Pool{New: func() any { return new(batchBuf) }}
+
 // endWait ends the writer's wait for company, if it is waiting. o.mu held.
 func (o *outbox) endWait() {
 	if o.wake != nil {
@@ -159,14 +193,20 @@ func (o *outbox) run(wake chan struct{}) {
 		}
 		o.mu.Unlock()
 	}
-	var batch []item
-	var frames [][]byte
+	bb := batchBufs.Get().(*batchBuf)
+	batch, frames := bb.items, bb.frames
+	defer func() {
+		if cap(batch) <= 64 && cap(frames) <= 64 {
+			bb.items, bb.frames = batch[:0], frames[:0]
+			batchBufs.Put(bb)
+		}
+	}()
 	for {
 		o.mu.Lock()
 		if len(batch) > 0 {
 			o.lastWrite = time.Now()
 		}
-		if o.stopped || len(o.q) == 0 {
+		if o.stopped || len(o.q) == 0 && !o.pingDue {
 			o.running = false
 			if len(o.q) == 0 {
 				o.q = nil // an idle connection keeps no buffer
@@ -179,9 +219,13 @@ func (o *outbox) run(wake chan struct{}) {
 		}
 		batch, frames = batch[:0], frames[:0]
 		size := 0
+		if o.pingDue {
+			o.pingDue = false
+			frames = append(frames, pingFrame)
+		}
 		for len(o.q) > 0 && len(batch) < o.maxBatch {
 			it := o.q[0]
-			if len(batch) > 0 && size+len(it.data) > maxBatchBytes {
+			if len(frames) > 0 && size+len(it.data) > maxBatchBytes {
 				break
 			}
 			batch = append(batch, it)

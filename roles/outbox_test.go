@@ -253,3 +253,77 @@ func TestOutboxFirstWaitSpread(t *testing.T) {
 		t.Fatalf("100 connections use %d of the %d flush slots", len(slots), flushSlots)
 	}
 }
+
+// A ping on an idle outbox is written at once on the caller's goroutine;
+// one asked for while a write is in progress goes first in the next
+// batch; a stopped outbox takes none.
+func TestOutboxPing(t *testing.T) {
+	var mu sync.Mutex
+	var batches [][]string
+	hold := make(chan struct{})
+	held := make(chan struct{})
+	o := newOutbox(func(frames [][]byte) error {
+		var b []string
+		for _, f := range frames {
+			if isPing(f) {
+				b = append(b, "PING")
+			} else {
+				b = append(b, string(f))
+			}
+		}
+		mu.Lock()
+		batches = append(batches, b)
+		first := len(batches) == 2
+		mu.Unlock()
+		if first {
+			close(held)
+			<-hold
+		}
+		return nil
+	}, func() {}, 100, 1<<20, 64, 0)
+
+	if !o.ping() {
+		t.Fatal("ping refused")
+	}
+	mu.Lock()
+	if len(batches) != 1 || fmt.Sprint(batches[0]) != "[PING]" {
+		t.Fatalf("after ping on an idle outbox: %v, want [[PING]] written before ping returned", batches)
+	}
+	mu.Unlock()
+
+	o.push(item{data: []byte("a")})
+	<-held // the writer is in its write of "a"
+	o.push(item{data: []byte("b")})
+	o.ping()
+	o.ping() // at most one waits
+	close(hold)
+	o.drain(context.Background())
+	mu.Lock()
+	got := fmt.Sprint(batches)
+	mu.Unlock()
+	if want := "[[PING] [a] [PING b]]"; got != want {
+		t.Fatalf("batches %s, want %s", got, want)
+	}
+	o.stop()
+	if o.ping() {
+		t.Fatal("a stopped outbox took a ping")
+	}
+}
+
+// The first ping of a connection falls in the second half of the
+// interval, so that connections made together do not ping together.
+func TestFirstPingIsSpread(t *testing.T) {
+	now := time.Now()
+	const iv = 20 * time.Second
+	seen := map[bool]bool{}
+	for range 1000 {
+		d := firstPing(now, iv).Sub(now)
+		if d < iv/2 || d > iv {
+			t.Fatalf("first ping after %v, want within [%v, %v]", d, iv/2, iv)
+		}
+		seen[d < 3*iv/4] = true
+	}
+	if len(seen) != 2 {
+		t.Fatal("first pings are not spread over the half interval")
+	}
+}

@@ -17,7 +17,10 @@ import (
 // the socket with the node's readiness poller (epoll on Linux,
 // park_linux.go) and its goroutine ends. When bytes arrive, or the peer
 // hangs up, the poller starts a new reader goroutine, which goes on where
-// the last one stopped.
+// the last one stopped; when all that arrived is pongs (the answers to
+// the node's pings), the poller reads them itself and parks the
+// connection again (readPoller.readable), so an idle connection's ping
+// rounds start no goroutine.
 //
 // coder/websocket reads through the corkConn, so the corkConn decides: it
 // reads with a deadline of parkAfter only when the library is between frames
@@ -50,8 +53,9 @@ const (
 // instead: the session began leaving or the socket closed meanwhile (the
 // reader then reads on, blocking, to meet the close), or the poller could
 // not take it (parking is then off for this connection).
-func (ss *session) park() bool {
+func (ss *session) park(ctl *epollCtl) bool {
 	p := &ss.srv.readPoll
+	ss.releaseLimiters()
 	// Once parked, the session may be woken and read by another goroutine
 	// at any moment: everything this one does after the store below is on
 	// atomics, or on the session only when the store is undone.
@@ -59,7 +63,7 @@ func (ss *session) park() bool {
 	if err == nil {
 		ss.parkSt.Store(readerParked)
 		p.parked.Add(1)
-		if err = p.arm(ss, fresh); err != nil && !ss.parkSt.CompareAndSwap(readerParked, readerRunning) {
+		if err = p.arm(ss, fresh, ctl); err != nil && !ss.parkSt.CompareAndSwap(readerParked, readerRunning) {
 			return true // woken meanwhile: the new goroutine reads on
 		} else if err != nil {
 			p.parked.Add(-1)
@@ -158,5 +162,30 @@ func (t *frameTracker) feed(b []byte) {
 	}
 }
 
-// pollerGauge is the number of parked connections, for /metrics.
-type pollerGauge struct{ parked atomic.Int64 }
+// pongsOnly reports whether b is one or more whole pongs from a client
+// (masked, FIN set, a control payload of at most 125 bytes) and nothing
+// else.
+func pongsOnly(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for len(b) > 0 {
+		if len(b) < 6 || b[0] != 0x8a || b[1]&0x80 == 0 {
+			return false
+		}
+		n := 6 + int(b[1]&0x7f)
+		if b[1]&0x7f > 125 || len(b) < n {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// pollerGauge counts for /metrics: the parked connections, the reader
+// goroutines the poller started, and the pongs it read itself.
+type pollerGauge struct {
+	parked atomic.Int64
+	wakes  atomic.Int64
+	pongs  atomic.Int64
+}

@@ -118,3 +118,36 @@ func TestPingGoesBetweenFrames(t *testing.T) {
 		})
 	}
 }
+
+func TestPongsOnly(t *testing.T) {
+	pong := []byte{0x8a, 0x80, 1, 2, 3, 4}
+	pongWith := []byte{0x8a, 0x82, 1, 2, 3, 4, 'h', 'i'}
+	cat := func(fs ...[]byte) []byte { return bytes.Join(fs, nil) }
+	tests := []struct {
+		name string
+		in   []byte
+		want bool
+	}{
+		{"nothing", nil, false},
+		{"one pong", pong, true},
+		{"pong with payload", pongWith, true},
+		{"pongs", cat(pong, pongWith, pong), true},
+		{"half a pong", pong[:3], false},
+		{"pong and half a pong", cat(pong, pong[:5]), false},
+		{"payload cut", pongWith[:7], false},
+		{"unmasked pong", []byte{0x8a, 0x00}, false},
+		{"pong without FIN", []byte{0x0a, 0x80, 1, 2, 3, 4}, false},
+		{"ping", []byte{0x89, 0x80, 1, 2, 3, 4}, false},
+		{"pong then text", cat(pong, clientFrame(true, 1, 3)), false},
+		{"text", clientFrame(true, 1, 3), false},
+		{"close", clientFrame(true, 8, 2), false},
+		{"extended length", []byte{0x8a, 0x80 | 126, 0, 1, 1, 2, 3, 4, 'x'}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := pongsOnly(tt.in); got != tt.want {
+				t.Fatalf("pongsOnly(% x) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}

@@ -3,11 +3,13 @@
 package roles
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,30 +100,129 @@ func (p *readPoller) register(ss *session) (fresh bool, err error) {
 }
 
 // arm registers ss's socket for one wake when it is readable (added the
-// first time, modified after). Only the parking reader calls it, after
-// register.
-func (p *readPoller) arm(ss *session, fresh bool) error {
+// first time, modified after). Only the goroutine that parks ss calls it
+// (its reader, or the poller's after reading pongs), after register; ctl
+// is that goroutine's own epollCtl (nil: a new one).
+func (p *readPoller) arm(ss *session, fresh bool, ctl *epollCtl) error {
+	if ctl == nil {
+		ctl = newEpollCtl()
+	}
 	p.mu.Lock()
-	epfd := p.epfd
+	ctl.epfd = p.epfd
 	p.mu.Unlock()
-	ev := unix.EpollEvent{Events: parkEvents, Fd: int32(uint32(ss.pollTok)), Pad: int32(uint32(ss.pollTok >> 32))}
-	var cerr error
+	ctl.ev = unix.EpollEvent{Events: parkEvents, Fd: int32(uint32(ss.pollTok)), Pad: int32(uint32(ss.pollTok >> 32))}
+	ctl.op = unix.EPOLL_CTL_MOD
+	if fresh {
+		ctl.op = unix.EPOLL_CTL_ADD
+	}
+	ctl.err = nil
 	// Control holds the socket open while epoll_ctl runs, so the number
 	// cannot be closed and reused under it.
-	err := ss.raw.rc.Control(func(fd uintptr) {
-		op := unix.EPOLL_CTL_MOD
-		if fresh {
-			op = unix.EPOLL_CTL_ADD
-		}
-		cerr = unix.EpollCtl(epfd, op, int(fd), &ev)
-	})
+	err := ss.raw.rc.Control(ctl.fn)
 	if err == nil {
-		err = cerr
+		err = ctl.err
 	}
 	if err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
 	return nil
+}
+
+// epollCtl is one epoll_ctl call on a socket, with its closure made once:
+// the poller's goroutine re-arms every socket it read a pong from with
+// the same one, allocating nothing.
+type epollCtl struct {
+	epfd, op int
+	ev       unix.EpollEvent
+	err      error
+	fn       func(fd uintptr)
+}
+
+func newEpollCtl() *epollCtl {
+	c := &epollCtl{}
+	c.fn = func(fd uintptr) { c.err = unix.EpollCtl(c.epfd, c.op, int(fd), &c.ev) }
+	return c
+}
+
+// pongReader is the poller's goroutine's reader of woken sockets: one
+// non-blocking read into its own buffer, with closures made once.
+type pongReader struct {
+	buf  [pongReadSize]byte
+	n    int
+	err  error
+	read func(fd uintptr) bool
+	ctl  *epollCtl
+}
+
+// pongReadSize holds ten pongs with no payload (six bytes each, masked).
+const pongReadSize = 64
+
+func newPongReader() *pongReader {
+	r := &pongReader{ctl: newEpollCtl()}
+	r.read = func(fd uintptr) bool {
+		r.n, r.err = unix.Read(int(fd), r.buf[:])
+		return true // never wait: the socket was reported readable
+	}
+	return r
+}
+
+// absorbPongs reads a woken parked socket on the poller's goroutine and
+// reports whether all it held were pongs, now consumed: the connection
+// may park again at once. Otherwise what was read goes to the reader
+// (early, ahead of the socket, through the frame tracker and the byte
+// budget like all bytes); a hang-up, an error or a budget in debt is left
+// for the reader to meet. Only the goroutine that took the session out of
+// the parked state calls it.
+func (c *corkConn) absorbPongs(r *pongReader) bool {
+	if c.rc == nil || c.owner == nil || !c.frames.idle() || len(c.early) > 0 || len(c.rdata) > 0 {
+		return false
+	}
+	if c.budget != nil && time.Now().Before(c.budget.next) {
+		return false // the reader's read waits until it is paid
+	}
+	r.n, r.err = 0, nil
+	if err := c.rc.Read(r.read); err != nil {
+		return false
+	}
+	if r.err == unix.EAGAIN {
+		return true // nothing after all: park again
+	}
+	if r.err != nil || r.n <= 0 {
+		return false // EOF or an error: the reader meets it and ends the session
+	}
+	b := r.buf[:r.n]
+	if !pongsOnly(b) {
+		c.early = bytes.Clone(b)
+		return false
+	}
+	c.frames.feed(b)
+	if c.budget != nil {
+		c.budget.charge(len(b))
+	}
+	c.owner.touch() // a pong is a sign of life
+	return true
+}
+
+// readable is the poller's answer to a parked socket that has bytes or a
+// peer that hung up. Pongs, the answers to the node's pings and most of
+// what an idle connection ever sends, are read right here and the
+// connection parks again at once: no reader goroutine, no 25 ms wait, no
+// read through the library (whose read of a control frame allocates a
+// context, a timer and wrapped errors, about 1.4 KB of garbage per pong,
+// which grew the heap between collections). Anything else starts a reader.
+func (p *readPoller) readable(ss *session, r *pongReader) {
+	if !ss.parkSt.CompareAndSwap(readerParked, readerRunning) {
+		return
+	}
+	p.parked.Add(-1)
+	if ss.raw.absorbPongs(r) {
+		p.pongs.Add(1)
+		if ss.park(r.ctl) {
+			return
+		}
+	}
+	p.wakes.Add(1)
+	go ss.run()
 }
 
 // forget drops ss once its reader has ended for good. Its socket stays
@@ -141,6 +242,7 @@ func (p *readPoller) loop(rc syscall.RawConn, done chan struct{}) {
 	defer close(done)
 	events := make([]unix.EpollEvent, 128)
 	woken := make([]*session, 0, 128)
+	pr := newPongReader()
 	for {
 		var n int
 		var werr error
@@ -168,7 +270,7 @@ func (p *readPoller) loop(rc syscall.RawConn, done chan struct{}) {
 		}
 		p.mu.Unlock()
 		for i, ss := range woken {
-			ss.wake()
+			p.readable(ss, pr)
 			woken[i] = nil
 		}
 		if stop {

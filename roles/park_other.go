@@ -14,10 +14,13 @@ type readPoller struct{ pollerGauge }
 func (p *readPoller) register(*session) (bool, error) {
 	return false, errors.New("no readiness poller on this system")
 }
-func (p *readPoller) arm(*session, bool) error {
+func (p *readPoller) arm(*session, bool, *epollCtl) error {
 	return errors.New("no readiness poller on this system")
 }
 func (p *readPoller) forget(*session) {}
 func (p *readPoller) close()          {}
+
+// epollCtl has nothing to hold without a poller.
+type epollCtl struct{}
 
 func parkable(syscall.RawConn) bool { return false }

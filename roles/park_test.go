@@ -156,3 +156,84 @@ func TestLoginTimeoutClosesAParkedConnection(t *testing.T) {
 		waitParked(t, n, 0)
 	})
 }
+
+// The pongs of a parked connection are read by the poller itself: the
+// connection stays parked through ping after ping, no reader goroutine is
+// started for them, and they count as activity (the idle timeout, several
+// times over, does not close it).
+func TestParkedPongsAreReadByThePoller(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("connections park on Linux only")
+	}
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := startNode(t, b.Options, func(c *roles.Config) { c.IdleTimeout = 1500 * time.Millisecond })
+		a := register(t, n.url)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		read := make(chan error, 1)
+		go func() { // the client answers pings only while it reads
+			_, _, err := a.c.Read(ctx)
+			read <- err
+		}()
+		waitParked(t, n, 1)
+		// Each ping interval is a third of the idle timeout: six pongs
+		// span two idle timeouts.
+		waitMetric(t, n, "occase_parked_pongs_total", 6)
+		if w := metric(t, n, "occase_parked_wakes_total"); w != 0 {
+			t.Fatalf("occase_parked_wakes_total = %v: pongs started reader goroutines", w)
+		}
+		waitParked(t, n, 1)
+		select {
+		case err := <-read:
+			t.Fatalf("a connection that answers pings was closed: %v", err)
+		default:
+		}
+	})
+}
+
+// A pong that arrives with a frame, or split over two reads, is not lost
+// in the poller: the frame is handed to a reader and answered.
+func TestPongWithAFrameWakesTheReader(t *testing.T) {
+	pong := []byte{0x8a, 0x80, 1, 2, 3, 4} // a client's pong, masked, no payload
+	tests := []struct {
+		name   string
+		writes [][]byte
+	}{
+		{"pong and frame together", [][]byte{append(append([]byte{}, pong...), maskedFrame(`{"cmd":"register"}`)...)}},
+		{"pong alone, then the frame", [][]byte{pong, maskedFrame(`{"cmd":"register"}`)}},
+		{"pong split, then the frame", [][]byte{pong[:3], pong[3:], maskedFrame(`{"cmd":"register"}`)}},
+	}
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				n := startNode(t, b.Options)
+				host := strings.TrimPrefix(n.ts.URL, "http://")
+				conn, err := net.Dial("tcp", host)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(20 * time.Second))
+				fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+					"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", host)
+				r := bufio.NewReader(conn)
+				resp, err := http.ReadResponse(r, nil)
+				if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+					t.Fatalf("handshake: %v %v", resp, err)
+				}
+				if runtime.GOOS == "linux" {
+					waitParked(t, n, 1) // the first bytes land on a parked connection
+				}
+				for _, w := range tt.writes {
+					if _, err := conn.Write(w); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(10 * time.Millisecond) // separate segments, not synchronisation
+				}
+				if m := readServerFrame(t, r); m["cmd"] != "register_ack" || m["result"] != "ok" {
+					t.Fatalf("reply %v, want register_ack ok", m)
+				}
+			})
+		}
+	})
+}

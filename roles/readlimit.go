@@ -20,10 +20,17 @@ import (
 //     --abuse-limit strikes within --abuse-window is closed with 4006.
 
 // byteBudget paces a corkConn's reads. Reads are serialised by the
-// WebSocket library, so it needs no lock.
+// WebSocket library (and the poller reads a parked connection's pongs
+// only while it owns it), so it needs no lock. It is a token bucket kept
+// as one time, tat, when the bucket is full again (the generic cell rate
+// algorithm): the same pacing as a rate.Limiter with nothing allocated,
+// so that an idle connection, whose pongs are charged too, holds no
+// limiter.
 type byteBudget struct {
-	lim      *rate.Limiter
+	nsByte   float64       // 1/rate in ns: what one byte adds to tat
+	window   time.Duration // burst/rate: how far tat may run ahead of now without a pause
 	burst    int
+	tat      time.Time
 	next     time.Time                // when the bytes read so far are paid for
 	throttle func(wait time.Duration) // told of each pause
 	paused   atomic.Bool              // a read paused since the reader last asked
@@ -33,7 +40,7 @@ func newByteBudget(bytesPerSec float64, burst int, throttle func(time.Duration))
 	if bytesPerSec <= 0 || burst <= 0 {
 		return nil
 	}
-	return &byteBudget{lim: rate.NewLimiter(rate.Limit(bytesPerSec), burst), burst: burst, throttle: throttle}
+	return &byteBudget{nsByte: 1e9 / bytesPerSec, window: time.Duration(float64(burst) / bytesPerSec * 1e9), burst: burst, throttle: throttle}
 }
 
 // read reads from c's socket within the budget: it first waits until what
@@ -52,10 +59,20 @@ func (b *byteBudget) read(c *corkConn, p []byte) (int, error) {
 	}
 	n, err := c.readSocket(p)
 	if n > 0 {
-		now := time.Now()
-		b.next = now.Add(b.lim.ReserveN(now, n).DelayFrom(now))
+		b.charge(n)
 	}
 	return n, err
+}
+
+// charge counts n bytes read against the budget.
+func (b *byteBudget) charge(n int) { b.chargeAt(time.Now(), n) }
+
+func (b *byteBudget) chargeAt(now time.Time, n int) {
+	if b.tat.Before(now) {
+		b.tat = now
+	}
+	b.tat = b.tat.Add(time.Duration(float64(n) * b.nsByte))
+	b.next = b.tat.Add(-b.window)
 }
 
 // pause waits for d or until stop closes; false when stop closed.
@@ -78,6 +95,17 @@ func newAbuseLimiter(limit int, window time.Duration) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(float64(limit)/window.Seconds()), limit)
 }
 
+// releaseLimiters drops the frame limiter while it is full, before the
+// session parks: an idle connection holds none, and its next frame makes
+// it again as it was (full). Per-user limiters are made at their
+// first use (allowLazy). Only the reader, or the poller while it owns a
+// parked session, calls it.
+func (ss *session) releaseLimiters() {
+	if l := ss.frameLim; l != nil && l.TokensAt(time.Now()) >= float64(l.Burst()) {
+		ss.frameLim = nil
+	}
+}
+
 // tookPause reports whether a read paused since it was last asked.
 func (b *byteBudget) tookPause() bool { return b != nil && b.paused.Swap(false) }
 
@@ -85,8 +113,12 @@ func (b *byteBudget) tookPause() bool { return b != nil && b.paused.Swap(false) 
 // the reader when there is none; it reports whether it paused. A session
 // already leaving reads on unpaced: it only looks for the close frame.
 func (ss *session) waitFrame() bool {
-	if ss.frameLim == nil || ss.status() >= statusLeaving {
+	cfg := &ss.srv.cfg
+	if cfg.ReadRateFrames <= 0 || ss.status() >= statusLeaving {
 		return false
+	}
+	if ss.frameLim == nil {
+		ss.frameLim = rate.NewLimiter(rate.Limit(cfg.ReadRateFrames), cfg.ReadBurstFrames)
 	}
 	d := ss.frameLim.Reserve().Delay()
 	if d <= 0 {

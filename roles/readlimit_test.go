@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // A connection over its byte budget is not read until the debt is paid;
@@ -51,5 +53,26 @@ func TestByteBudgetPausesAndWakesOnClose(t *testing.T) {
 	}
 	if newByteBudget(0, 1024, nil) != nil {
 		t.Fatal("rate 0 must mean no budget")
+	}
+}
+
+// The byte budget, one time instead of a rate.Limiter, paces as the
+// limiter would: the same pause after every read of a sequence.
+func TestByteBudgetPacesLikeATokenBucket(t *testing.T) {
+	const perSec, burst = 1000, 500
+	b := newByteBudget(perSec, burst, nil)
+	lim := rate.NewLimiter(perSec, burst)
+	start := time.Now()
+	reads := []struct {
+		at time.Duration
+		n  int
+	}{{0, 300}, {0, 200}, {0, 100}, {50 * time.Millisecond, 400}, {2 * time.Second, 10}, {2 * time.Second, 500}, {2100 * time.Millisecond, 1}}
+	for i, r := range reads {
+		now := start.Add(r.at)
+		b.chargeAt(now, r.n)
+		want := lim.ReserveN(now, r.n).DelayFrom(now)
+		if got := b.next.Sub(now); max(got, 0)-want > time.Microsecond || want-max(got, 0) > time.Microsecond {
+			t.Fatalf("read %d (%d bytes at %v): pause %v, want %v", i, r.n, r.at, max(got, 0), want)
+		}
 	}
 }

@@ -34,6 +34,14 @@ func (s *Server) Run(ctx context.Context) error {
 		addServer(&g, "admin", admin, al)
 		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
 	}
+	tctx, stopTuner := context.WithCancel(ctx)
+	defer stopTuner()
+	tuned := make(chan struct{})
+	go func() {
+		defer close(tuned)
+		runGCTuner(tctx, s.cfg.QuietGCPercent, s.log)
+	}()
+	defer func() { stopTuner(); <-tuned }()
 	return s.serve(ctx, l, &g)
 }
 

@@ -54,12 +54,14 @@ type session struct {
 	gen      atomic.Int64 // generation of this login (set before it completes)
 	mboxMu   sync.Mutex
 	mbox     *chat.Mailbox
-	chatLim  *rate.Limiter
+	chatLim  *rate.Limiter // the per-user limiters are made at their first use (allowLazy)
 	presLim  *rate.Limiter
 	fileLim  *rate.Limiter
 	pushLim  *rate.Limiter // made on the first push_subscribe or push_unsubscribe
 
-	// Read limits (readlimit.go); the byte budget is on raw.
+	// Read limits (readlimit.go); the byte budget is on raw. frameLim is
+	// made at the first frame and dropped, while full, when the reader
+	// parks (releaseLimiters).
 	frameLim *rate.Limiter
 	abuse    *rate.Limiter
 	strikes  atomic.Int64 // not yet weighed by the reader
@@ -103,7 +105,6 @@ func (s *Server) newSession(conn *websocket.Conn, raw *corkConn, remote string) 
 		leave: make(chan struct{})}
 	cfg := s.cfg
 	raw.budget = newByteBudget(cfg.ReadRateBytes, cfg.ReadBurstBytes, func(d time.Duration) { ss.throttled("bytes", d) })
-	ss.frameLim = newLimiter(cfg.ReadRateFrames, cfg.ReadBurstFrames)
 	ss.out = newOutbox(ss.writeFrames, func() {
 		s.m.overflows.Inc()
 		go ss.shutdown(wire.CloseSlowConsumer, "send queue full")

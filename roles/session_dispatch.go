@@ -132,6 +132,19 @@ func (ss *session) dispatch(req *wire.Request) error {
 
 func allow(l *rate.Limiter) bool { return l == nil || l.Allow() }
 
+// allowLazy is allow for a limiter made at its first use (rate r per
+// second, 0: none), so that an idle connection holds none. Only the
+// session's reader calls it.
+func allowLazy(l **rate.Limiter, r float64, burst int) bool {
+	if r <= 0 {
+		return true
+	}
+	if *l == nil {
+		*l = rate.NewLimiter(rate.Limit(r), burst)
+	}
+	return (*l).Allow()
+}
+
 func newLimiter(r float64, burst int) *rate.Limiter {
 	if r <= 0 {
 		return nil

@@ -16,7 +16,7 @@ func (ss *session) message(req *wire.Request) error {
 	if _, err := req.Str("to"); err != nil {
 		return err
 	}
-	if !allow(ss.chatLim) {
+	if !allowLazy(&ss.chatLim, ss.srv.cfg.ChatRate, ss.srv.cfg.ChatBurst) {
 		return wire.Errorf(wire.RateLimited, "too many messages; slow down")
 	}
 	m, err := ss.srv.chat.Prepare(ss.user, req)
@@ -58,7 +58,7 @@ func (ss *session) presence(req *wire.Request) error {
 	if err != nil {
 		return err
 	}
-	if !allow(ss.presLim) {
+	if !allowLazy(&ss.presLim, ss.srv.cfg.PresenceRate, ss.srv.cfg.PresenceBurst) {
 		// Never answered (handle sends no presence reply), but counted
 		// as refused and a strike there.
 		return &wire.Error{Reason: wire.RateLimited}
@@ -84,7 +84,7 @@ func (ss *session) filenames(*wire.Request) error {
 	if ss.srv.names == nil {
 		return wire.Errorf(wire.Unavailable, "image uploads are not configured on this node")
 	}
-	if !allow(ss.fileLim) {
+	if !allowLazy(&ss.fileLim, ss.srv.cfg.FilenamesRate, ss.srv.cfg.FilenamesBurst) {
 		return wire.Errorf(wire.RateLimited, "too many filename requests; slow down")
 	}
 	names, err := ss.srv.names.Names(9)

@@ -19,8 +19,9 @@ func (ss *session) serve() {
 	ss.conn.SetReadLimit(cfg.MaxFrame)
 	now := time.Now()
 	ss.loginBy.Store(now.Add(cfg.LoginTimeout).UnixNano())
-	ss.pingAt.Store(now.Add(cfg.IdleTimeout / 3).UnixNano())
-	ss.timer.Reset(min(cfg.LoginTimeout, cfg.IdleTimeout/3))
+	first := firstPing(now, cfg.IdleTimeout/3)
+	ss.pingAt.Store(first.UnixNano())
+	ss.timer.Reset(min(cfg.LoginTimeout, first.Sub(now)))
 	// The session's own count of the node's handlers: a parked session
 	// has no goroutine, so the reader that ends the session releases it.
 	ss.srv.handlers.Add(1)
@@ -56,7 +57,7 @@ func (ss *session) readLoop() (code websocket.StatusCode, reason string, parked 
 			ss.strike()
 		}
 		if err != nil && errors.Is(err, errParked) {
-			if ss.park() {
+			if ss.park(nil) {
 				return 0, "", true
 			}
 			continue
