@@ -29,6 +29,19 @@ type sharedDeadline struct {
 	before time.Time
 }
 
+// Deadlines hands out shared deadline contexts of one duration (a node's
+// shutdown budget uses them too): see NewDeadlines.
+type Deadlines = deadlines
+
+// NewDeadlines returns shared contexts that end at least d and at most
+// d/32 (or 1 ms) after they are asked for; they end only by their
+// deadline. A Client bounding a call made under one keeps it when it ends
+// before the command timeout would.
+func NewDeadlines(d time.Duration) *Deadlines { return newDeadlines(d) }
+
+// Context returns the shared context of now.
+func (d *deadlines) Context() context.Context { return d.get(time.Now()) }
+
 type deadlines struct {
 	tmo, tick time.Duration
 	mu        sync.Mutex // serialises making the next one
@@ -52,9 +65,13 @@ func (d *deadlines) get(now time.Time) context.Context {
 	}
 	before := now.Add(d.tick)
 	ctx, cancel := context.WithDeadline(context.Background(), before.Add(d.tmo))
-	d.cur.Store(&sharedDeadline{ctx: ctx, cancel: cancel, before: before})
-	return ctx
+	d.cur.Store(&sharedDeadline{ctx: sharedCtx{ctx}, cancel: cancel, before: before})
+	return sharedCtx{ctx}
 }
+
+// sharedCtx marks a context of deadlines: no values, and it ends only by
+// its deadline.
+type sharedCtx struct{ context.Context }
 
 func noCancel() {}
 
@@ -64,6 +81,15 @@ func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc
 	if ctx.Done() == nil && ctx == context.Background() {
 		// Nothing to inherit: no cancellation, no values.
 		return c.dl.get(time.Now()), noCancel
+	}
+	if s, ok := ctx.(sharedCtx); ok {
+		// Both end only by their deadlines: the earlier one is the bound.
+		now := time.Now()
+		own := c.dl.get(now)
+		if dl, _ := s.Deadline(); dl.Before(now.Add(c.tmo)) {
+			return s, noCancel
+		}
+		return own, noCancel
 	}
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= c.tmo {
 		// The caller's bound is the tighter one already.

@@ -52,3 +52,21 @@ func TestBoundKeepsTheCallersContext(t *testing.T) {
 	stop()
 	<-got.Done() // the caller's cancellation reaches it
 }
+
+// A shared context of a longer budget (a session's shutdown) is bounded by
+// the command timeout's shared context; one of a shorter budget is kept.
+func TestBoundOfASharedContext(t *testing.T) {
+	c := &Client{tmo: time.Second, dl: newDeadlines(time.Second)}
+	long := NewDeadlines(10 * time.Second).Context()
+	got, done := c.bound(long)
+	done()
+	if dl, _ := got.Deadline(); time.Until(dl) > time.Second+c.dl.tick {
+		t.Fatalf("bound of a 10 s budget ends in %v, want the 1 s timeout", time.Until(dl))
+	}
+	short := NewDeadlines(100 * time.Millisecond).Context()
+	if got, done := c.bound(short); got != short {
+		t.Fatal("a shorter shared budget was replaced")
+	} else {
+		done()
+	}
+}
