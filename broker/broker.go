@@ -113,6 +113,7 @@ type Client struct {
 	log                           *zap.Logger
 	ps                            *pubSub
 	tmo                           time.Duration
+	dl                            *deadlines // shared bounds of tmo (bound.go)
 	opt                           rueidis.ClientOption
 	// cluster: the connection is to a Redis Cluster, and tagged channels
 	// are sharded. Set once, when the connection is made.
@@ -147,6 +148,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 		opt.Timeout = 5 * time.Second
 	}
 	c := &Client{prefix: opt.Prefix, log: log, tmo: opt.Timeout, waitN: opt.WaitReplicas, accountTTL: opt.AccountTTL}
+	c.dl = newDeadlines(opt.Timeout)
 	addrs := opt.Addrs
 	switch {
 	case len(opt.Sentinels) > 0 && len(addrs) > 0:
@@ -446,10 +448,6 @@ func (c *Client) close() {
 // Ping makes one round trip.
 func (c *Client) Ping(ctx context.Context) error {
 	return c.wrap("ping", c.do(ctx, c.rc.B().Ping().Build()).Error())
-}
-
-func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, c.tmo)
 }
 
 // do runs one command within the command timeout. The reply is complete

@@ -73,3 +73,38 @@ func TestCloseWhileConnecting(t *testing.T) {
 	c.Close()
 	c.Close()
 }
+
+// A Redis that stops answering (CLIENT PAUSE holds every client) fails the
+// calls of a session, made under a context that is never cancelled, as
+// unavailable within the command timeout: they do not wait for it to
+// answer again.
+func TestStuckRedisFailsCallsWithinTheTimeout(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	opt := broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix(), Timeout: 200 * time.Millisecond}
+	c := brokertest.Open(t, opt)
+	ctx := context.Background()
+	id, err := c.CreateUser(ctx, "d", time.Now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Paused far longer than the test waits (the Redis is stopped at the
+	// end): a call that succeeds waited for the pause to end.
+	r.CLI(t, "CLIENT", "PAUSE", "30000", "ALL")
+	// Many at once, so that they are pipelined on one connection rather
+	// than each waiting on its own read deadline.
+	errs := make(chan error, 20)
+	for i := 0; i < cap(errs); i++ {
+		go func() {
+			_, _, err := c.LoginFetch(ctx, id, broker.LoginRequest{})
+			errs <- err
+		}()
+	}
+	for i := 0; i < cap(errs); i++ {
+		if err := <-errs; !errors.Is(err, broker.ErrUnavailable) {
+			t.Fatalf("login on a stuck Redis: %v, want unavailable", err)
+		}
+	}
+	if err := c.Ping(ctx); !errors.Is(err, broker.ErrUnavailable) {
+		t.Fatalf("ping on a stuck Redis: %v, want unavailable", err)
+	}
+}

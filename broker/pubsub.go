@@ -31,7 +31,7 @@ type pubSub struct {
 
 	// stripes serialise SUBSCRIBE/UNSUBSCRIBE of one channel so that a late
 	// UNSUBSCRIBE never overtakes a newer SUBSCRIBE.
-	stripes [64]sync.Mutex
+	stripes [256]sync.Mutex
 
 	stop chan struct{}
 	done chan struct{}
@@ -101,7 +101,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 		// The next generation's snapshot includes channel.
 		err = p.awaitLive(ctx, nil)
 	case first:
-		err = sc.subscribe(ctx, c, []string{channel})
+		err = sc.exec(ctx, c, channel, false)
 		if errors.Is(err, errMoved) {
 			// The slot has moved since this generation began: the next
 			// one asks the cluster where it lives now.

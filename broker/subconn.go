@@ -35,6 +35,12 @@ type subConn struct {
 	dcs     []rueidis.DedicatedClient
 	broken  chan error // the first failure; buffered 1
 	wg      sync.WaitGroup
+
+	// The operations of sessions waiting for the next batch
+	// (subbatch.go), and whether a sendLoop runs.
+	qmu     sync.Mutex
+	queue   []*subOp
+	sending bool
 }
 
 func (sc *subConn) fail(err error) {
@@ -188,14 +194,7 @@ func doAll(ctx context.Context, dc rueidis.DedicatedClient, cmds rueidis.Command
 }
 
 func (sc *subConn) unsubscribe(ctx context.Context, c *Client, ch string) error {
-	if !c.sharded(ch) {
-		return sc.plain.Do(ctx, sc.plain.B().Unsubscribe().Channel(ch).Build()).Error()
-	}
-	dc := sc.shards[sc.owner[keySlot(ch)]]
-	if dc == nil {
-		return errMoved
-	}
-	return dc.Do(ctx, dc.B().Sunsubscribe().Channel(ch).Build()).Error()
+	return sc.exec(ctx, c, ch, true)
 }
 
 // slotOwners asks the cluster which master serves each slot.

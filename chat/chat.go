@@ -95,7 +95,7 @@ type Service struct {
 type Stats struct {
 	RefusedQueueFull   int64 // messages refused: the recipient's queue was full
 	RefusedSenderShare int64 // messages refused: the sender held its share of the queue
-	Fetches            int64 // fetch script calls that read a queue (with any removal they carried)
+	Fetches            int64 // fetch script calls that read a queue (with any removal they carried), counted once answered
 	Removals           int64 // written heads removed on their own (not by a fetch)
 	RemoveCalls        int64 // script calls that removed them, many heads each
 	InboxDropped       int64 // carried messages a mailbox could not hold (fetched instead)

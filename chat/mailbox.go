@@ -289,12 +289,15 @@ func (m *Mailbox) pump() {
 				f = *seed
 				m.requeueInbox(in)
 			} else {
-				m.s.fetches.Add(1)
 				var err error
 				if f, err = m.s.b.Fetch(context.Background(), m.user, count, last, m.s.cfg.Batch); err != nil {
 					wait("fetch messages", err)
 					continue
 				}
+				// Counted once it has read the queue: a test (or an
+				// operator) that sees the count knows that what is
+				// stored from now on comes after the read.
+				m.s.fetches.Add(1)
 			}
 			backoff.Reset()
 			m.removed(count)

@@ -65,6 +65,10 @@ type Server struct {
 	coolOff  *coolOff      // who was closed with 4006, for --abuse-cooloff
 	app      http.Handler  // the web app
 
+	// drainBudget bounds a session's shutdown (cfg.DrainTimeout) with a
+	// context shared by the sessions that end within a tick.
+	drainBudget *broker.Deadlines
+
 	push *push.Service
 	// pushStop ends the push sender's Run; pushDone closes when it has.
 	pushStop context.CancelFunc
@@ -140,6 +144,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 		stopDog: make(chan struct{}), dogDone: make(chan struct{}),
 		fatal: make(chan error, 1), checkNow: make(chan struct{}, 1)}
 	s.bgCtx, s.bgStop = context.WithCancel(context.Background())
+	s.drainBudget = broker.NewDeadlines(cfg.DrainTimeout)
 	s.m = newMetrics(s)
 	go s.writeWatchdog()
 	defer func() {

@@ -52,12 +52,15 @@ type session struct {
 	user     string
 	attached bool         // the hub routes this user's signals here
 	gen      atomic.Int64 // generation of this login (set before it completes)
-	mboxMu   sync.Mutex
-	mbox     *chat.Mailbox
-	chatLim  *rate.Limiter // the per-user limiters are made at their first use (allowLazy)
-	presLim  *rate.Limiter
-	fileLim  *rate.Limiter
-	pushLim  *rate.Limiter // made on the first push_subscribe or push_unsubscribe
+	// peerClosed: the reader met the peer's close frame, which the
+	// library answered and then closed the connection.
+	peerClosed atomic.Bool
+	mboxMu     sync.Mutex
+	mbox       *chat.Mailbox
+	chatLim    *rate.Limiter // the per-user limiters are made at their first use (allowLazy)
+	presLim    *rate.Limiter
+	fileLim    *rate.Limiter
+	pushLim    *rate.Limiter // made on the first push_subscribe or push_unsubscribe
 
 	// Read limits (readlimit.go); the byte budget is on raw. frameLim is
 	// made at the first frame and dropped, while full, when the reader

@@ -67,6 +67,7 @@ func (ss *session) readLoop() (code websocket.StatusCode, reason string, parked 
 			var ce websocket.CloseError
 			switch {
 			case errors.As(err, &ce):
+				ss.peerClosed.Store(true)
 				return websocket.StatusNormalClosure, "", false
 			case errors.Is(err, context.Canceled):
 				return websocket.StatusNormalClosure, "", false

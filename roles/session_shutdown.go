@@ -30,8 +30,9 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	// After this, the reader's fields (user, attached) are settled.
 	ss.dispatchMu.Lock()
 	ss.dispatchMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), ss.srv.cfg.DrainTimeout)
-	defer cancel()
+	// The drain budget: shared by the sessions that end within a tick
+	// (a timer per tick, not per close), at least DrainTimeout long.
+	ctx := ss.srv.drainBudget.Context()
 
 	// A local sender that saw this session not leaving has finished its
 	// store and poke; later ones see it leaving and notify through Redis.
@@ -77,10 +78,16 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 	ss.timer.Stop()
 	ss.srv.m.closed(int(code))
 	ss.setStatus(statusClosed)
-	go func() {
-		// Close waits for the peer's close frame; never hold anyone up.
+	if ss.peerClosed.Load() {
+		// The library answered the peer's close frame and closed the
+		// connection already: Close returns at once.
 		ss.conn.Close(code, reason)
-	}()
+	} else {
+		go func() {
+			// Close waits for the peer's close frame; never hold anyone up.
+			ss.conn.Close(code, reason)
+		}()
+	}
 	// The child logger costs an allocation of a kilobyte or so: built
 	// only when the line is written.
 	if ss.user != "" && ss.srv.log.Core().Enabled(zap.DebugLevel) {
