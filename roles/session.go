@@ -239,6 +239,10 @@ func (ss *session) Signal(frame []byte) {
 	}
 }
 
+// Pending (presence.Pending): a login attached before its password was
+// checked; the hub does not take it for the user's session.
+func (ss *session) Pending() bool { return ss.gen.Load() == 0 }
+
 func (ss *session) Notify() {
 	if m := ss.mailbox(); m != nil {
 		m.Poke()
