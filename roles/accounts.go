@@ -102,8 +102,16 @@ func (ss *session) login(req *wire.Request) error {
 	// (Kick, loginKicked).
 	// A failed attempt before this one on the connection (a Redis error
 	// answers unavailable and leaves it open) left its own state: a kick
-	// it got (maybe of another user, with a generation this login's does
-	// not compare with) and its failure are none of this attempt's.
+	// it got and its failure are none of this attempt's. A kick of that
+	// attempt may still be on its way (a newer login took it among its
+	// older sessions before it detached): for the same user it is a kick
+	// of this login too (its generation is below this one's, or a newer
+	// login exists), but for another user its generation means nothing,
+	// so a connection whose attached login failed logs in as that user
+	// only.
+	if ss.loginFailed.Load() && user != ss.failedUser {
+		return wire.Errorf(wire.BadRequest, "a login on this connection failed: log in as the same user, or reconnect")
+	}
 	ss.kickedBy.Store(0)
 	ss.loginFailed.Store(false)
 	ss.failReleased.Store(false)

@@ -13,9 +13,10 @@ import (
 // A login whose script fails with a Redis error answers unavailable and
 // leaves the connection open: the client may log in again on it. Nothing
 // of the failed attempt may carry over: not a kick it got while attached
-// (a newer login of that user), not its user (the cooling-off key, the
-// shutdown's requeue), not its "failed" state (which makes a kick answer
-// with a release of its own).
+// (a newer login of that user: another user's login must not weigh its
+// generation), not its user (the cooling-off key, the shutdown's
+// requeue), not its "failed" state (which makes a kick answer with a
+// release of its own).
 func TestLoginRetryAfterRedisErrorStartsClean(t *testing.T) {
 	ctx := context.Background()
 	cfg := DefaultConfig()
@@ -64,13 +65,32 @@ func TestLoginRetryAfterRedisErrorStartsClean(t *testing.T) {
 		t.Fatalf("after the failed login the session still counts as %s (cooling-off key %q)", x, k)
 	}
 
-	if err := ss.login(req(y, "password-of-y")); err != nil {
-		t.Fatalf("second login, as %s: %v", y, err)
+	// Another user on this connection: the late kick's generation is
+	// x's, so that login is refused, before anything is attached.
+	err = ss.login(req(y, "password-of-y"))
+	if we := wire.AsError(err); err == nil || we.Reason != wire.BadRequest {
+		t.Fatalf("login as %s after the failed one as %s: %v, want bad_request", y, x, err)
 	}
-	if ss.status() != statusActive || ss.user != y {
-		t.Fatalf("second login: status %v, user %q; want active as %s", ss.status(), ss.user, y)
+	if ss.attached || ss.user != "" || ss.status() != statusAnonymous {
+		t.Fatalf("refused login left attached %v, user %q, status %v", ss.attached, ss.user, ss.status())
 	}
-	srv.hub.Detach(ctx, y, ss)
+
+	// x again, Redis well: the failed attempt's kick and failure are
+	// not this one's.
+	if err := srv.broker.RawHSet(ctx, x, "gen", "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ss.login(req(x, "password-of-x")); err != nil {
+		t.Fatalf("second login, as %s: %v", x, err)
+	}
+	if ss.status() != statusActive || ss.user != x {
+		t.Fatalf("second login: status %v, user %q; want active as %s", ss.status(), ss.user, x)
+	}
+	// (Its own kick may have reached it: kickedBy at most its generation.)
+	if ss.loginFailed.Load() || ss.kickedBy.Load() > ss.gen.Load() {
+		t.Fatalf("second login kept the failed one's state: failed %v, kicked by %d", ss.loginFailed.Load(), ss.kickedBy.Load())
+	}
+	srv.hub.Detach(ctx, x, ss)
 	if m := ss.mailbox(); m != nil {
 		m.Close(ctx)
 	}
