@@ -109,7 +109,7 @@ func (ss *session) login(req *wire.Request) error {
 	// login exists), but for another user its generation means nothing,
 	// so a connection whose attached login failed logs in as that user
 	// only.
-	if ss.loginFailed.Load() && user != ss.failedUser {
+	if ss.failedUser != "" && user != ss.failedUser {
 		return wire.Errorf(wire.BadRequest, "a login on this connection failed: log in as the same user, or reconnect")
 	}
 	ss.kickedBy.Store(0)
@@ -203,7 +203,10 @@ func (ss *session) login(req *wire.Request) error {
 // connection, its cooling-off key and its shutdown must not act as that
 // user) and its held mailbox closed.
 func (ss *session) failLogin() {
-	ss.failedUser = ss.user
+	// Set once: later logins on the connection are of this user only.
+	if ss.failedUser == "" {
+		ss.failedUser = ss.user
+	}
 	ss.loginFailed.Store(true)
 	ss.attached = false
 	ss.srv.hub.Detach(ss.ctx, ss.user, ss)

@@ -93,7 +93,7 @@ type session struct {
 	// failed, failReleased that its one release for a kick it got
 	// meanwhile was sent.
 	kickedBy     atomic.Int64
-	failedUser   string // the user of the failed login; written before loginFailed is set
+	failedUser   string // the user of a login that failed attached (set once, before loginFailed)
 	loginFailed  atomic.Bool
 	failReleased atomic.Bool
 	lastActivity atomic.Int64
