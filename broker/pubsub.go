@@ -96,6 +96,7 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	var err error
+	undo := false
 	switch {
 	case sc == nil:
 		// The next generation's snapshot includes channel.
@@ -108,6 +109,9 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 			sc.fail(err)
 			err = p.awaitLive(ctx, sc)
 		} else {
+			// Failed, the SUBSCRIBE may still have reached Redis, or
+			// still wait in the batch queue when the caller gave up.
+			undo = err != nil
 			err = c.wrap("subscribe", err)
 		}
 	}
@@ -117,6 +121,12 @@ func (c *Client) Subscribe(ctx context.Context, channel string) error {
 			delete(p.want, channel)
 		}
 		p.mu.Unlock()
+		if undo {
+			// An UNSUBSCRIBE queued behind it (the stripe lock is still
+			// held, so nothing of this channel comes between) takes
+			// back a subscription nothing wants.
+			sc.enqueue(c, channel, true)
+		}
 	}
 	return err
 }

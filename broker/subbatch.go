@@ -37,6 +37,18 @@ const maxSubBatch = batch
 // exec runs a SUBSCRIBE (unsub false) or UNSUBSCRIBE of ch in the next
 // batch and returns its answer, or ctx's error when ctx ends first.
 func (sc *subConn) exec(ctx context.Context, c *Client, ch string, unsub bool) error {
+	op := sc.enqueue(c, ch, unsub)
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enqueue puts an operation in the next batch and returns it; its answer
+// comes on op.done (buffered: nobody need wait for it).
+func (sc *subConn) enqueue(c *Client, ch string, unsub bool) *subOp {
 	op := &subOp{ch: ch, unsub: unsub, done: make(chan error, 1)}
 	sc.qmu.Lock()
 	sc.queue = append(sc.queue, op)
@@ -46,12 +58,7 @@ func (sc *subConn) exec(ctx context.Context, c *Client, ch string, unsub bool) e
 	if start {
 		go sc.sendLoop(c)
 	}
-	select {
-	case err := <-op.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return op
 }
 
 // sendLoop sends batches while operations wait.

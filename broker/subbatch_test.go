@@ -128,3 +128,33 @@ func calls(stats, cmd string) int {
 	}
 	return 0
 }
+
+// A Subscribe whose caller gave up before Redis answered fails and takes
+// no reference; the SUBSCRIBE it queued must not leave the channel
+// subscribed with nothing wanting it (a stale subscription that only a
+// reconnect would drop).
+func TestAbandonedSubscribeLeavesNoSubscription(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		ch := c.UserChannel("abandoned")
+		other := c.UserChannel("other")
+		if err := c.Subscribe(ctx, other); err != nil { // the subscriber connection is up
+			t.Fatal(err)
+		}
+		gone, cancel := context.WithCancel(ctx)
+		cancel()
+		if err := c.Subscribe(gone, ch); err == nil {
+			t.Skip("the subscribe was answered before its caller gave up")
+		}
+		// Operations of the subscriber connection go in order: once a
+		// later one is answered, the abandoned one was sent.
+		c.Unsubscribe(ctx, other)
+		if err := c.Subscribe(ctx, other); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := c.Publish(ctx, ch, "x"); err != nil || n != 0 {
+			t.Fatalf("publish on the abandoned channel reached %d subscribers (%v), want 0", n, err)
+		}
+	})
+}

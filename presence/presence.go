@@ -46,6 +46,15 @@ type Carrier interface {
 	Carry(prev, id int64, frame string)
 }
 
+// Pending is a Peer that may be attached before it is anyone's: a login
+// whose password is not checked yet (roles: it is attached first so that
+// the login's kick can reach it). Local passes over it while Pending says
+// so: it drops presence frames and holds chat messages unwritten, so
+// handing it what is for the user would keep that from the user's session.
+type Pending interface {
+	Pending() bool
+}
+
 // Hub routes signals to the peers connected to this node.
 type Hub struct {
 	b   *broker.Client
@@ -99,13 +108,17 @@ func (h *Hub) Detach(ctx context.Context, user string, p Peer) {
 	h.b.Unsubscribe(ctx, h.b.UserChannel(user))
 }
 
-// Local returns the most recently attached peer of user on this node, or
-// nil.
+// Local returns the most recently attached peer of user on this node that
+// is not Pending, or nil.
 func (h *Hub) Local(user string) Peer {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	if ps := h.peers[user]; len(ps) > 0 {
-		return ps[len(ps)-1]
+	ps := h.peers[user]
+	for i := len(ps) - 1; i >= 0; i-- {
+		if p, ok := ps[i].(Pending); ok && p.Pending() {
+			continue
+		}
+		return ps[i]
 	}
 	return nil
 }

@@ -100,6 +100,21 @@ func (ss *session) login(req *wire.Request) error {
 	// it hears nothing (Signal), delivers nothing (its mailbox is held)
 	// and kicks no one; a kick it gets meanwhile waits for its generation
 	// (Kick, loginKicked).
+	// A failed attempt before this one on the connection (a Redis error
+	// answers unavailable and leaves it open) left its own state: a kick
+	// it got and its failure are none of this attempt's. A kick of that
+	// attempt may still be on its way (a newer login took it among its
+	// older sessions before it detached): for the same user it is a kick
+	// of this login too (its generation is below this one's, or a newer
+	// login exists), but for another user its generation means nothing,
+	// so a connection whose attached login failed logs in as that user
+	// only.
+	if ss.failedUser != "" && user != ss.failedUser {
+		return wire.Errorf(wire.BadRequest, "a login on this connection failed: log in as the same user, or reconnect")
+	}
+	ss.kickedBy.Store(0)
+	ss.loginFailed.Store(false)
+	ss.failReleased.Store(false)
 	ss.user = user
 	releases := make(chan int64, 8)
 	ss.releases.Store(&releases)
@@ -183,20 +198,38 @@ func (ss *session) login(req *wire.Request) error {
 // login kicked it meanwhile (it was counted among those to let go),
 // answers with one release (Kick sends it instead when its kick comes
 // after this looked).
+//
+// The session is no one's after it: its user is cleared (a retry on the
+// connection, its cooling-off key and its shutdown must not act as that
+// user) and its held mailbox closed.
 func (ss *session) failLogin() {
+	// Set once: later logins on the connection are of this user only.
+	if ss.failedUser == "" {
+		ss.failedUser = ss.user
+	}
 	ss.loginFailed.Store(true)
 	ss.attached = false
 	ss.srv.hub.Detach(ss.ctx, ss.user, ss)
 	if ss.kickedBy.Load() > 0 {
 		ss.releaseFailed()
 	}
+	ss.mboxMu.Lock()
+	m := ss.mbox
+	ss.mbox = nil
+	ss.mboxMu.Unlock()
+	if m != nil {
+		m.Close(ss.ctx) // held: it wrote nothing, so there is nothing to remove
+	}
+	ss.user = ""
 }
 
 // releaseFailed tells newer logins, once, that a session whose login
-// failed holds nothing of the user.
+// failed holds nothing of the user. It reads failedUser, not user: Kick
+// calls it from the subscriber's reader while the session's reader may
+// already be on another login.
 func (ss *session) releaseFailed() {
 	if ss.failReleased.CompareAndSwap(false, true) {
-		user := ss.user
+		user := ss.failedUser
 		go ss.srv.hub.Release(context.Background(), user, 0)
 	}
 }

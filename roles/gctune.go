@@ -24,7 +24,8 @@ import (
 // more heap kept beyond its live objects than an eighth of them, the memory
 // the last burst left free is handed back (debug.FreeOSMemory: one
 // collection and the return of the free pages, on a node that is doing
-// nothing else; never periodically, never on a busy node). The runtime's
+// nothing else; never on a busy node, and at most once per gcFreeEvery,
+// so that bursts a few seconds apart do not make it periodic). The runtime's
 // scavenger alone would wait for two more collections, and a quiet node
 // collects only every two minutes. The lower GOGC then keeps the heap
 // from growing back past a quarter above what is live. The first interval
@@ -46,6 +47,11 @@ const (
 	// connections, keeps the default even when quiet (so a short burst
 	// on it never runs at the lower GOGC).
 	gcQuietFloor = 16 << 20
+	// gcFreeEvery: the free heap is handed back at most this often. A
+	// node whose bursts come a few seconds apart turns quiet after each;
+	// a forced collection and the return of every free page, which the
+	// next burst faults back in, at each of them is work for nothing.
+	gcFreeEvery = time.Minute
 )
 
 // gcTuner decides; runGCTuner reads the runtime and applies.
@@ -53,11 +59,16 @@ type gcTuner struct {
 	quietGOGC int
 	quietRun  int // quiet intervals in a row
 	lowered   bool
+	turned    bool // the last step lowered GOGC
+	ticks     int  // steps so far
+	freedAt   int  // the step of the last hand-back (0: none yet)
 }
 
 // step takes one interval's allocation and the live heap, and returns the
 // GOGC to set, if it changes.
 func (t *gcTuner) step(allocated, live uint64) (gogc int, change bool) {
+	t.ticks++
+	t.turned = false
 	if allocated*gcQuietShare < live && live >= gcQuietFloor {
 		t.quietRun++
 	} else {
@@ -65,13 +76,28 @@ func (t *gcTuner) step(allocated, live uint64) (gogc int, change bool) {
 	}
 	switch {
 	case !t.lowered && t.quietRun >= gcQuietTicks:
-		t.lowered = true
+		t.lowered, t.turned = true, true
 		return t.quietGOGC, true
 	case t.lowered && t.quietRun == 0:
 		t.lowered = false
 		return gcBusyGOGC, true
 	}
 	return 0, false
+}
+
+// freeDue tells whether the step just taken, which turned the node quiet,
+// is to hand back the free heap (free bytes beyond the live ones): when
+// it is more than an eighth of the live heap, and not within gcFreeEvery
+// of the last hand-back.
+func (t *gcTuner) freeDue(free, live uint64) bool {
+	if !t.turned || free <= live/8 {
+		return false
+	}
+	if t.freedAt > 0 && t.ticks-t.freedAt < int(gcFreeEvery/gcTuneEvery) {
+		return false
+	}
+	t.freedAt = t.ticks
+	return true
 }
 
 // runGCTuner runs until ctx ends, then leaves GOGC as it found it.
@@ -108,7 +134,7 @@ func runGCTuner(ctx context.Context, quietGOGC int, log *zap.Logger) {
 		// What the heap holds beyond the live objects: free pages, and
 		// the garbage and gaps a collection would free.
 		free := samples[2].Value.Uint64() + samples[3].Value.Uint64() + samples[4].Value.Uint64() - min(live, samples[3].Value.Uint64())
-		if t.lowered && free > live/8 {
+		if t.freeDue(free, live) {
 			start := time.Now()
 			debug.FreeOSMemory()
 			log.Debug("quiet: free heap returned", zap.Uint64("free", free), zap.Uint64("live_heap", live), zap.Duration("took", time.Since(start)))

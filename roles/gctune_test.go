@@ -43,3 +43,37 @@ func TestGCTunerLeavesASmallHeapAlone(t *testing.T) {
 		}
 	}
 }
+
+// A node whose load comes in bursts a few seconds apart turns quiet again
+// and again: the free heap is handed back (a forced collection and the
+// return of every free page, which the next burst faults back in) at most
+// once per gcFreeEvery, not at every quiet turn.
+func TestGCTunerHandsBackAtMostOncePerInterval(t *testing.T) {
+	const live = 64 << 20
+	quiet, busy := uint64(live/gcQuietShare/2), uint64(live/gcQuietShare*2)
+	g := &gcTuner{quietGOGC: 25}
+	frees, turns := 0, 0
+	const ticks = 600 // ten minutes at one tick a second
+	for i := range ticks {
+		a := quiet
+		if i%6 == 5 {
+			a = busy // a burst every six seconds
+		}
+		gogc, change := g.step(a, live)
+		if change && gogc == 25 {
+			turns++
+		}
+		if g.freeDue(live, live) { // the burst left as much free as live
+			frees++
+		}
+	}
+	if turns < 50 {
+		t.Fatalf("%d quiet turns in %d ticks; the test expects one per burst", turns, ticks)
+	}
+	if max := ticks/int(gcFreeEvery/gcTuneEvery) + 1; frees > max {
+		t.Fatalf("the free heap was handed back %d times in %d ticks, want at most %d", frees, ticks, max)
+	}
+	if frees == 0 {
+		t.Fatal("never handed back")
+	}
+}

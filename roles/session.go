@@ -93,6 +93,7 @@ type session struct {
 	// failed, failReleased that its one release for a kick it got
 	// meanwhile was sent.
 	kickedBy     atomic.Int64
+	failedUser   string // the user of a login that failed attached (set once, before loginFailed)
 	loginFailed  atomic.Bool
 	failReleased atomic.Bool
 	lastActivity atomic.Int64
@@ -237,6 +238,10 @@ func (ss *session) Signal(frame []byte) {
 		ss.Send(frame)
 	}
 }
+
+// Pending (presence.Pending): a login attached before its password was
+// checked; the hub does not take it for the user's session.
+func (ss *session) Pending() bool { return ss.gen.Load() == 0 }
 
 func (ss *session) Notify() {
 	if m := ss.mailbox(); m != nil {
