@@ -8,8 +8,10 @@
 //	m<prev> <frame>  a chat message just stored in the user's queue (the
 //	          store script publishes it; see broker.ParseCarried)
 //	k<gen>    a login of generation gen happened: older sessions must go
-//	r<gen>    the session of generation gen has let go (0: a node that held
-//	          only a stale subscription)
+//	r<gen>    a node has let go of what the kick asked for: one per node
+//	          and kick, once every local peer it reached has handed back
+//	          (0 from this version on; older nodes send one per session,
+//	          with that session's generation)
 //
 // Presence frames are never stored: when the user is offline they vanish.
 package presence
@@ -32,12 +34,50 @@ type Peer interface {
 	Signal(frame []byte)
 	// Notify says chat messages are waiting in Redis.
 	Notify()
-	// Kick says a login of generation gen happened elsewhere; a peer of an
-	// older generation must hand back what it holds and close.
-	Kick(gen int64)
+	// Kick says a login of generation gen happened; a peer of an older
+	// generation must hand back what it holds and close. It answers
+	// whether the hub must wait for it (Owes: it detaches once it has
+	// handed back) and is called with the hub's lock held.
+	Kick(gen int64) Answer
 	// Released says the session of generation gen (0: none, only a stale
 	// subscription) let go of the user.
 	Released(gen int64)
+}
+
+// Answer is what a peer says to a kick.
+type Answer int8
+
+const (
+	// Owes: an older session, or a login whose password is not checked
+	// yet. The node's release waits for it to detach (or, for a login,
+	// to learn a generation that is not older than the kick's: Claim).
+	Owes Answer = iota
+	// Clear: nothing to hand back (a newer generation, a failed login).
+	Clear
+	// Own: the kick is this peer's own login's (its node does not answer
+	// it: the login waits for its local peers through Claim).
+	Own
+)
+
+// maxGathers bounds the kicks a node gathers answers for per user; past
+// it the oldest is answered at once (its login may start early, never
+// lose anything).
+const maxGathers = 16
+
+// gather collects the answer of one node to one kick: the local peers the
+// kick reached that must hand back first. The node releases once, when
+// the last of them detached (or learnt it owes nothing).
+type gather struct {
+	gen     int64
+	members []Peer
+	// owner is the login that sent the kick, on its own node: done is
+	// closed instead of a release published.
+	owner Peer
+	done  chan struct{}
+	// heard: the kick came through the channel. An owned gather that
+	// finished before it did is kept until then (or the owner's detach),
+	// so that the late kick is not answered again.
+	heard bool
 }
 
 // Carrier is a Peer that takes a chat message as it was stored (see
@@ -65,11 +105,19 @@ type Hub struct {
 	// older and a newer session coexist, attached in any order; signals go
 	// to all of them and each decides by its generation.
 	peers map[string][]Peer
+	// Kicks being answered, per user: at most maxGathers each, every
+	// member a peer in peers (Detach removes it), so they live no longer
+	// than the peers they wait for.
+	gathers map[string][]*gather
+	// answer publishes this node's one release for a kick of user
+	// (tests count them here). Called with mu held: it must not block.
+	answer func(user string)
 }
 
 // New returns a hub and starts routing the user channels of b to it.
 func New(b *broker.Client, log *zap.Logger) *Hub {
-	h := &Hub{b: b, log: log, peers: map[string][]Peer{}}
+	h := &Hub{b: b, log: log, peers: map[string][]Peer{}, gathers: map[string][]*gather{}}
+	h.answer = func(user string) { go h.Release(context.Background(), user, 0) }
 	b.Handle("c:{", h.route)
 	b.OnResubscribed(h.pokeAll)
 	return h
@@ -104,8 +152,155 @@ func (h *Hub) Detach(ctx context.Context, user string, p Peer) {
 	} else {
 		h.peers[user] = ps
 	}
+	// A peer that leaves, for whatever reason, has handed back what it
+	// held (roles: shutdown detaches last) or never held anything.
+	h.settle(user, p, -1)
 	h.mu.Unlock()
 	h.b.Unsubscribe(ctx, h.b.UserChannel(user))
+}
+
+// Claim tells the hub that p, a login of user attached before it knew its
+// generation, has generation gen: it no longer owes an answer to kicks up
+// to gen, and gen's kick is its own. It returns how many local peers owe
+// an answer to that kick and a channel closed once they all detached
+// (this node publishes no release for its own login's kick).
+func (h *Hub) Claim(user string, p Peer, gen int64) (n int, done <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var g *gather
+	for _, x := range h.gathers[user] {
+		if x.gen == gen {
+			g = x
+			break
+		}
+	}
+	if g == nil {
+		g = &gather{gen: gen}
+		for _, q := range h.peers[user] {
+			if q != p && q.Kick(gen) == Owes {
+				g.members = append(g.members, q)
+			}
+		}
+		h.add(user, g)
+	}
+	g.owner, g.done = p, make(chan struct{})
+	n = len(g.members)
+	for _, q := range g.members {
+		if q == p {
+			n--
+		}
+	}
+	h.settle(user, p, gen)
+	return n, g.done
+}
+
+// add keeps g among user's gathers; past maxGathers the oldest is
+// answered at once. Called with mu held.
+func (h *Hub) add(user string, g *gather) {
+	gs := h.gathers[user]
+	if len(gs) >= maxGathers {
+		h.finish(user, gs[0], true)
+		gs = gs[1:]
+	}
+	h.gathers[user] = append(gs, g)
+}
+
+// settle takes p out of the gathers of user it no longer owes an answer
+// to: those of kicks up to gen (all of them when gen < 0: it detached),
+// and drops the gathers p owns when it detached. A gather left without
+// members is answered. Called with mu held.
+func (h *Hub) settle(user string, p Peer, gen int64) {
+	gs := h.gathers[user]
+	kept := gs[:0]
+	for _, g := range gs {
+		if gen < 0 || g.gen <= gen {
+			for i, q := range g.members {
+				if q == p {
+					g.members = append(g.members[:i:i], g.members[i+1:]...)
+					break
+				}
+			}
+		}
+		switch {
+		case gen < 0 && g.owner == p:
+			h.finish(user, g, true)
+		case len(g.members) == 0:
+			if !h.finish(user, g, false) {
+				kept = append(kept, g)
+			}
+		default:
+			kept = append(kept, g)
+		}
+	}
+	clear(gs[len(kept):])
+	if len(kept) == 0 {
+		delete(h.gathers, user)
+	} else {
+		h.gathers[user] = kept
+	}
+}
+
+// finish answers g: its owner is told, or the release is published. It
+// reports whether g can go (an owned gather whose kick did not come
+// through the channel yet stays, unless drop). Called with mu held.
+func (h *Hub) finish(user string, g *gather, drop bool) bool {
+	if g.owner == nil {
+		if g.done == nil {
+			g.done = make(chan struct{})
+			close(g.done)
+			h.answer(user)
+		}
+		return true
+	}
+	select {
+	case <-g.done:
+	default:
+		close(g.done)
+	}
+	return drop || g.heard
+}
+
+// kicked answers a kick of user's generation gen that came through the
+// channel: once per kick, when every local peer it reached has handed
+// back; at once when none must.
+func (h *Hub) kicked(user string, gen int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, g := range h.gathers[user] {
+		if g.gen == gen {
+			// Claimed by its login first, or a repeat: the kick still
+			// reaches every peer, and is answered once.
+			for _, p := range h.peers[user] {
+				p.Kick(gen)
+			}
+			g.heard = true
+			if len(g.members) == 0 {
+				h.settle(user, nil, gen) // drops it, answered already
+			}
+			return
+		}
+	}
+	g := &gather{gen: gen, heard: true}
+	own := false
+	for _, p := range h.peers[user] {
+		switch p.Kick(gen) {
+		case Owes:
+			g.members = append(g.members, p)
+		case Own:
+			own = true
+		}
+	}
+	switch {
+	case own:
+		// The login knows its generation: its Claim gathers.
+	case len(g.members) == 0:
+		// No live peer (the subscription is leaving), or none older:
+		// nothing is held here, so answer at once instead of making the
+		// new login wait for its timeout.
+		h.answer(user)
+	default:
+		h.add(user, g)
+	}
 }
 
 // Local returns the most recently attached peer of user on this node that
@@ -211,21 +406,17 @@ func (h *Hub) route(channel, payload string) {
 			h.log.Warn("ignoring a malformed user-channel message", zap.String("channel", channel))
 			return
 		}
-		switch {
-		case kind == 'r':
+		if kind == 'k' && gen <= 0 {
+			h.log.Warn("ignoring a kick without a generation", zap.String("channel", channel))
+			return
+		}
+		if kind == 'r' {
 			for _, p := range ps {
 				p.Released(gen)
 			}
-		case len(ps) > 0:
-			for _, p := range ps {
-				p.Kick(gen)
-			}
-		default:
-			// Subscribed without a live peer (it is leaving): nothing is
-			// held here, so answer at once instead of making the new login
-			// wait for its timeout.
-			go h.Release(context.Background(), user, 0)
+			return
 		}
+		h.kicked(user, gen)
 	default:
 		h.log.Warn("ignoring an unknown user-channel message", zap.String("channel", channel), zap.Uint8("kind", kind))
 	}

@@ -33,6 +33,7 @@ type peer struct {
 	mu     sync.Mutex
 	events []string
 	ch     chan string
+	ans    Answer // what it says to a kick (Owes: an older session)
 }
 
 func (p *peer) add(e string) {
@@ -41,9 +42,12 @@ func (p *peer) add(e string) {
 	p.mu.Unlock()
 	p.ch <- e
 }
-func (p *peer) Signal(f []byte)  { p.add("signal " + string(f)) }
-func (p *peer) Notify()          { p.add("notify") }
-func (p *peer) Kick(gen int64)   { p.add("kick") }
+func (p *peer) Signal(f []byte) { p.add("signal " + string(f)) }
+func (p *peer) Notify()         { p.add("notify") }
+func (p *peer) Kick(gen int64) Answer {
+	p.add("kick")
+	return p.ans
+}
 func (p *peer) Released(g int64) { p.add("released") }
 
 func TestRouting(t *testing.T) {
@@ -77,7 +81,7 @@ func TestRouting(t *testing.T) {
 		c2.Publish(ctx, c2.UserChannel("5"), "n")
 		want("notify")
 		// A login on node 2 (attach, then kick): node 1's peer is kicked.
-		q := &peer{ch: make(chan string, 16)}
+		q := &peer{ch: make(chan string, 16), ans: Own}
 		if _, err := h2.Attach(ctx, "5", q); err != nil {
 			t.Fatal(err)
 		}
@@ -85,15 +89,16 @@ func TestRouting(t *testing.T) {
 			t.Fatalf("kick reached %d other nodes, want 1", n)
 		}
 		want("kick")
-		// Node 1 still subscribed but without a live peer: it answers a
-		// kick with a release by itself, so the login need not time out.
+		// Node 1 answers once its peer let go (detached); then, still
+		// subscribed but without a live peer, it answers a kick with a
+		// release by itself, so the login need not time out.
 		h1.Detach(ctx, "5", p)
 		h1.b.Subscribe(ctx, h1.b.UserChannel("5"))
 		if n, _, _ := h2.Kick(ctx, "5", 4); n != 1 {
 			t.Fatalf("kick reached %d other nodes, want 1", n)
 		}
 		got := map[string]int{}
-		for n := 0; n < 3; n++ {
+		for n := 0; n < 4; n++ {
 			select {
 			case e := <-q.ch:
 				got[e]++
@@ -103,8 +108,8 @@ func TestRouting(t *testing.T) {
 		}
 		// Its own two kicks come back to it too; the session ignores kicks
 		// of its own generation.
-		if got["released"] != 1 || got["kick"] != 2 {
-			t.Fatalf("node 2's peer saw %v, want kick and released", got)
+		if got["released"] != 2 || got["kick"] != 2 {
+			t.Fatalf("node 2's peer saw %v, want 2 kicks and 2 releases", got)
 		}
 	})
 }
@@ -152,6 +157,154 @@ func TestCarriedMessages(t *testing.T) {
 			c2.Publish(ctx, c2.UserChannel("5"), bad)
 			want(p.ch, "notify")
 			want(q.ch, "notify")
+		}
+	})
+}
+
+// kickNode attaches peers of user "5" to a hub on one node, sends a kick
+// of generation gen from a second node, and returns the first hub once
+// the kick reached them, with its answers counted in *answers (under
+// the hub's lock, as the hub makes them).
+func kickNode(t *testing.T, b brokertest.Backend, gen int64, peers ...*peer) (*Hub, *int) {
+	t.Helper()
+	ctx := context.Background()
+	h1 := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
+	h2 := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
+	answers := new(int)
+	h1.answer = func(string) { *answers++ }
+	for _, p := range peers {
+		if _, err := h1.Attach(ctx, "5", p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := &peer{ch: make(chan string, 16), ans: Own}
+	if _, err := h2.Attach(ctx, "5", login); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := h2.Kick(ctx, "5", gen); n < 1 {
+		t.Fatalf("kick reached %d other nodes, want at least 1", n)
+	}
+	for _, p := range peers {
+		select {
+		case <-p.ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the kick did not reach a peer")
+		}
+	}
+	return h1, answers
+}
+
+// count reads *answers once the hub is done with what it is doing.
+func count(h *Hub, answers *int) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return *answers
+}
+
+// A node holding the user's live session and a login attempt not checked
+// yet answers a newer login's kick once, after the live session let go,
+// whatever order the two leave in (the attempt failing first is what an
+// attacker timing a wrong password gets).
+func TestKickAnsweredOncePerNode(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		live := &peer{ch: make(chan string, 16)}
+		attempt := &peer{ch: make(chan string, 16)}
+		h, answers := kickNode(t, b, 9, live, attempt)
+		h.Detach(ctx, "5", attempt) // its password check failed
+		if n := count(h, answers); n != 0 {
+			t.Fatalf("%d releases before the live session let go, want 0", n)
+		}
+		h.Detach(ctx, "5", live) // handed back
+		if n := count(h, answers); n != 1 {
+			t.Fatalf("%d releases, want 1", n)
+		}
+		if len(h.gathers) != 0 {
+			t.Fatalf("gathers left behind: %v", h.gathers)
+		}
+	})
+}
+
+// Two older sessions on one node kicked at once: one release, after both.
+func TestKickOfTwoOlderSessionsAnsweredOnce(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		s1 := &peer{ch: make(chan string, 16)}
+		s2 := &peer{ch: make(chan string, 16)}
+		h, answers := kickNode(t, b, 9, s1, s2)
+		h.Detach(ctx, "5", s2)
+		if n := count(h, answers); n != 0 {
+			t.Fatalf("%d releases after one of two let go, want 0", n)
+		}
+		h.Detach(ctx, "5", s1)
+		if n := count(h, answers); n != 1 {
+			t.Fatalf("%d releases, want 1", n)
+		}
+	})
+}
+
+// A peer that owes the kick nothing (a newer session) does not hold the
+// node's answer; one that is not checked yet and then learns a generation
+// not older than the kick's (Claim) stops holding it.
+func TestKickNotHeldByNewerPeers(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		newer := &peer{ch: make(chan string, 16), ans: Clear}
+		h, answers := kickNode(t, b, 9, newer)
+		if n := count(h, answers); n != 1 {
+			t.Fatalf("%d releases from a node holding only a newer session, want 1", n)
+		}
+		attempt := &peer{ch: make(chan string, 16)}
+		h, answers = kickNode(t, b, 9, attempt)
+		if n, done := h.Claim("5", attempt, 12); n != 0 {
+			t.Fatalf("claim: %d local peers owe, want 0", n)
+		} else {
+			<-done
+		}
+		if n := count(h, answers); n != 1 {
+			t.Fatalf("%d releases after the attempt learnt it is newer, want 1", n)
+		}
+	})
+}
+
+// The node where the login runs answers its own kick to no one: the login
+// waits for its older local sessions through Claim, whether the kick came
+// through the channel before or after.
+func TestClaimWaitsForLocalOlderSessions(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		h := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
+		answers := new(int)
+		h.answer = func(string) { *answers++ }
+		old := &peer{ch: make(chan string, 16)}
+		login := &peer{ch: make(chan string, 16), ans: Own}
+		for _, p := range []*peer{old, login} {
+			if _, err := h.Attach(ctx, "5", p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, done := h.Claim("5", login, 4)
+		if n != 1 {
+			t.Fatalf("claim: %d local peers owe, want 1", n)
+		}
+		select {
+		case <-done:
+			t.Fatal("done before the older session let go")
+		default:
+		}
+		// The kick comes through the channel too: no second wait, no release.
+		if _, _, err := h.Kick(ctx, "5", 4); err != nil {
+			t.Fatal(err)
+		}
+		<-old.ch   // Claim's kick
+		<-login.ch // the channel's (old got it too)
+		h.Detach(ctx, "5", old)
+		<-done
+		if n := count(h, answers); n != 0 {
+			t.Fatalf("%d releases of the login's own kick, want 0", n)
+		}
+		h.Detach(ctx, "5", login)
+		if len(h.gathers) != 0 {
+			t.Fatalf("gathers left behind: %v", h.gathers)
 		}
 	})
 }

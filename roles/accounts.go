@@ -1,7 +1,6 @@
 package roles
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"strconv"
@@ -114,13 +113,12 @@ func (ss *session) login(req *wire.Request) error {
 	}
 	ss.kickedBy.Store(0)
 	ss.loginFailed.Store(false)
-	ss.failReleased.Store(false)
 	ss.user = user
 	releases := make(chan int64, 8)
 	ss.releases.Store(&releases)
 	defer ss.releases.Store(nil)
 	m := ss.holdMailbox()
-	prevs, err := srv.hub.Attach(ss.ctx, user, ss)
+	_, err = srv.hub.Attach(ss.ctx, user, ss)
 	if err != nil {
 		ss.user = ""
 		return unavailable(err)
@@ -148,6 +146,10 @@ func (ss *session) login(req *wire.Request) error {
 	}
 	gen := st.Gen
 	ss.gen.Store(gen)
+	// Older sessions on this node, and attempts not checked yet, are this
+	// login's to wait for; the hub gathers them (its kick may have come
+	// through the channel first, or come later: either way once).
+	local, localDone := srv.hub.Claim(user, ss, gen)
 	if ss.kickedBy.Load() > gen {
 		// A newer login kicked this one before it knew its generation.
 		return &closeError{code: wire.CloseReplaced, reason: "replaced", metric: "replaced"}
@@ -155,14 +157,12 @@ func (ss *session) login(req *wire.Request) error {
 	// One login per user in the whole cluster: every older session hands
 	// back what it holds and says so before this one starts delivering.
 	// The script's kick reached every other node holding the user's
-	// channel (this node is subscribed too and counts once); the older
-	// sessions on this node are told here.
-	others := max(st.Receivers-1, 0)
-	for _, p := range prevs {
-		others++
-		p.Kick(gen) // a newer one ignores it
-	}
-	ss.awaitReleases(releases, others)
+	// channel (this node is subscribed too and counts once); each answers
+	// with one release. The older sessions on this node were kicked by
+	// Claim (or the kick's route) and are waited for through localDone.
+	remote := max(st.Receivers-1, 0)
+	others := remote + int64(local)
+	ss.awaitReleases(releases, remote, localDone)
 	if !ss.becomeUser() {
 		return nil // a still newer login displaced this one while it waited
 	}
@@ -194,10 +194,9 @@ func (ss *session) login(req *wire.Request) error {
 }
 
 // failLogin undoes the attach of a login whose script failed or refused
-// it: the session leaves the user's peers and channel, and when a newer
-// login kicked it meanwhile (it was counted among those to let go),
-// answers with one release (Kick sends it instead when its kick comes
-// after this looked).
+// it: the session leaves the user's peers and channel. Its detach answers
+// a kick it got meanwhile (the hub's release for that kick waits no longer
+// for it).
 //
 // The session is no one's after it: its user is cleared (a retry on the
 // connection, its cooling-off key and its shutdown must not act as that
@@ -210,9 +209,6 @@ func (ss *session) failLogin() {
 	ss.loginFailed.Store(true)
 	ss.attached = false
 	ss.srv.hub.Detach(ss.ctx, ss.user, ss)
-	if ss.kickedBy.Load() > 0 {
-		ss.releaseFailed()
-	}
 	ss.mboxMu.Lock()
 	m := ss.mbox
 	ss.mbox = nil
@@ -221,17 +217,6 @@ func (ss *session) failLogin() {
 		m.Close(ss.ctx) // held: it wrote nothing, so there is nothing to remove
 	}
 	ss.user = ""
-}
-
-// releaseFailed tells newer logins, once, that a session whose login
-// failed holds nothing of the user. It reads failedUser, not user: Kick
-// calls it from the subscriber's reader while the session's reader may
-// already be on another login.
-func (ss *session) releaseFailed() {
-	if ss.failReleased.CompareAndSwap(false, true) {
-		user := ss.failedUser
-		go ss.srv.hub.Release(context.Background(), user, 0)
-	}
 }
 
 // loginQuotaReader is a posts service whose quota a login reads in its
@@ -254,19 +239,28 @@ func (ss *session) holdMailbox() *chat.Mailbox {
 	return m
 }
 
-// awaitReleases waits for n older sessions to let go, or for the displace
-// timeout (an older node that died cannot answer; what it held is in Redis).
-func (ss *session) awaitReleases(releases <-chan int64, n int64) {
-	if n <= 0 {
+// awaitReleases waits for n other nodes to let go and for the local
+// peers to detach (local closed), or for the displace timeout (an older
+// node that died cannot answer; what it held is in Redis).
+func (ss *session) awaitReleases(releases <-chan int64, n int64, local <-chan struct{}) {
+	select {
+	case <-local:
+		local = nil
+	default:
+	}
+	if n <= 0 && local == nil {
 		return
 	}
 	t := time.NewTimer(ss.srv.cfg.DisplaceTimeout)
 	defer t.Stop()
-	for ; n > 0; n-- {
+	for n > 0 || local != nil {
 		select {
 		case <-releases:
+			n--
+		case <-local:
+			local = nil
 		case <-t.C:
-			ss.logger().Info("an older session did not let go in time; continuing", zap.String("user", ss.user), zap.Int64("missing", n))
+			ss.logger().Info("an older session did not let go in time; continuing", zap.String("user", ss.user), zap.Int64("missing", n), zap.Bool("local", local != nil))
 			return
 		case <-ss.leave:
 			return

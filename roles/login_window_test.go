@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"testing"
+
+	"github.com/occase/occase/presence"
 )
 
 // A login's session is attached to the user's channel before its script
@@ -49,5 +51,28 @@ func TestLoginWindowBeforeTheGeneration(t *testing.T) {
 	defer mu.Unlock()
 	if len(sent) != 1 {
 		t.Fatalf("%d presence frames written, want only the one after the password passed", len(sent))
+	}
+}
+
+// What a session tells the hub about a kick (presence.Answer): a login not
+// checked yet owes an answer (the node's release waits for its detach or
+// its generation), a failed one and a newer session owe none, and a
+// session of the kick's own generation is the login that sent it.
+func TestKickAnswers(t *testing.T) {
+	ss := &session{leave: make(chan struct{})}
+	if a := ss.Kick(5); a != presence.Owes {
+		t.Fatalf("pending login: %v, want Owes", a)
+	}
+	ss.gen.Store(5)
+	if a := ss.Kick(5); a != presence.Own {
+		t.Fatalf("own kick: %v, want Own", a)
+	}
+	if a := ss.Kick(4); a != presence.Clear {
+		t.Fatalf("older kick: %v, want Clear", a)
+	}
+	failed := &session{leave: make(chan struct{})}
+	failed.loginFailed.Store(true)
+	if a := failed.Kick(9); a != presence.Clear {
+		t.Fatalf("failed login: %v, want Clear", a)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/presence"
 	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -90,12 +91,11 @@ type session struct {
 	// A login's session is attached before its script checks the
 	// password (accounts.go): kickedBy is the newest generation that
 	// kicked it before it learnt its own; loginFailed says the check
-	// failed, failReleased that its one release for a kick it got
-	// meanwhile was sent.
+	// failed (a kick then finds nothing to wait for: the hub counts its
+	// detach as its answer).
 	kickedBy     atomic.Int64
 	failedUser   string // the user of a login that failed attached (set once, before loginFailed)
 	loginFailed  atomic.Bool
-	failReleased atomic.Bool
 	lastActivity atomic.Int64
 	// timer runs tick: the login timeout, then pings. loginBy and pingAt
 	// are its deadlines (UnixNano, real time).
@@ -257,12 +257,13 @@ func (ss *session) Carry(prev, id int64, frame string) {
 	}
 }
 
-func (ss *session) Kick(gen int64) {
+func (ss *session) Kick(gen int64) presence.Answer {
 	if g := ss.gen.Load(); g != 0 {
-		if gen > g {
-			go ss.shutdown(wire.CloseReplaced, "replaced")
-		}
-		return
+		return ss.kickAt(g, gen)
+	}
+	if ss.loginFailed.Load() {
+		// Detached or about to: it holds nothing.
+		return presence.Clear
 	}
 	// A login in flight: attached before its script, it learns its
 	// generation only from the reply, and a newer login's kick may come
@@ -275,12 +276,24 @@ func (ss *session) Kick(gen int64) {
 			break
 		}
 	}
-	if g := ss.gen.Load(); g != 0 && gen > g {
+	if g := ss.gen.Load(); g != 0 {
+		return ss.kickAt(g, gen)
+	}
+	// The hub waits for it: it detaches (a failed login, a login
+	// replaced) or claims its generation (hub.Claim).
+	return presence.Owes
+}
+
+// kickAt weighs a kick of generation gen against the session's own g.
+func (ss *session) kickAt(g, gen int64) presence.Answer {
+	switch {
+	case gen > g:
 		go ss.shutdown(wire.CloseReplaced, "replaced")
+		return presence.Owes
+	case gen == g:
+		return presence.Own
 	}
-	if ss.loginFailed.Load() {
-		ss.releaseFailed()
-	}
+	return presence.Clear
 }
 
 // Released counts a release by any older session (or a node with only a

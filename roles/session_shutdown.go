@@ -68,12 +68,11 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 		}
 	}
 	// Also for a session kicked in the middle of its own login: it is
-	// attached, holds nothing yet, and must still let go and say so.
+	// attached, holds nothing yet, and must still let go. The detach is
+	// its answer to the kicks it got: the hub releases once per kick,
+	// when every local peer that kick reached has detached.
 	if ss.attached {
 		ss.srv.hub.Detach(ctx, ss.user, ss)
-		if code == wire.CloseReplaced {
-			ss.srv.hub.Release(ctx, ss.user, ss.gen.Load())
-		}
 	}
 	ss.timer.Stop()
 	ss.srv.m.closed(int(code))
