@@ -37,7 +37,7 @@ SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ports=("$(freeport)" "$(freeport)")
 node=()
 start() { # start node $1
-	OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_NODE_RATE=0 \
+	OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 OCCASE_REGISTER_NODE_RATE=0 \
 		"$B" serve --role db --addr "127.0.0.1:${ports[$1]}" --redis "127.0.0.1:$RP" \
 		--redis-prefix rollout: --secret "$SECRET" --drain-timeout 10s --log-level warn \
 		>>"$OUT/node$1.log" 2>&1 &
