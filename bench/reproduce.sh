@@ -32,15 +32,8 @@ echo "results in $OUT"
 go build -o "$OUT/occase" "$root"
 B="$OUT/occase"
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+. "$(dirname "$0")/lib.sh"
 
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
 
 RP=$(freeport)
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \

@@ -29,14 +29,7 @@ mkdir -p "$OUT"
 srv=() ; gen=()
 if [ "${TASKSET:-0}" = 1 ]; then srv=(taskset -c 0); gen=(taskset -c 1); fi
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
+. "$(dirname "$0")/../bench/lib.sh"
 
 RP=$(freeport)
 "${srv[@]}" redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \

@@ -22,14 +22,7 @@ fanout) LOAD=(--scenario fanout --users "${USERS:-1000}" --publishers 1 --post-r
 esac
 BENCH=${BENCH:-$(echo "$1" | cut -d: -f2)}
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
+. "$(dirname "$0")/../bench/lib.sh"
 
 RP=$(freeport)
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \

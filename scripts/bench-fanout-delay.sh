@@ -30,13 +30,7 @@ first=${RUNS%% *}; first=${first#*:}; SERVER=${SERVER:-${first%%:*}}
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
+. "$(dirname "$0")/../bench/lib.sh"
 
 RP=$(freeport)
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
