@@ -32,7 +32,7 @@ mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "results in $OUT"
 
-go build -o "$OUT/occase" "$root"
+(cd "$root" && go build -o "$OUT/occase" .)
 B="$OUT/occase"
 
 . "$(dirname "$0")/lib.sh"

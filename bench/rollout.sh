@@ -16,7 +16,7 @@ DUR=${DUR:-30s}
 RECONNECT=${RECONNECT---reconnect}
 mkdir -p "$OUT"
 echo "results in $OUT"
-go build -o "$OUT/occase" "$root"
+(cd "$root" && go build -o "$OUT/occase" .)
 B="$OUT/occase"
 . "$(dirname "$0")/lib.sh"
 
