@@ -50,70 +50,6 @@ func (c *Client) PasswordDigest(ctx context.Context, id string) (digest string, 
 	return s, true, nil
 }
 
-// loginScript: KEYS u:{id}, q:{id}, s:{id}; ARGV now (ms), the queue's
-// lifetime (ms), the account's lifetime (ms; 0: for ever). An account that
-// expired since its password was checked is not brought back as an empty
-// hash: -1.
-var loginScript = newScript("login", `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
-redis.call('HSET', KEYS[1], 'login', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
-return gen`)
-
-// Login records a successful login at now (Unix ms): it bumps the user's
-// login generation (a newer login displaces every older one), restarts the
-// offline queue's expiry of ttlMs and the account's own (Options.AccountTTL).
-// It returns ErrNoUser when the account has expired meanwhile.
-func (c *Client) Login(ctx context.Context, id string, now, ttlMs int64) (gen int64, err error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	gen, err = loginScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id)},
-		[]string{strconv.FormatInt(now, 10), strconv.FormatInt(ttlMs, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10)}).AsInt64()
-	if err == nil && gen < 0 {
-		return 0, ErrNoUser
-	}
-	return gen, c.wrap("login "+id, err)
-}
-
-// checkLoginScript is loginScript behind a password check, so that a login
-// is one round trip instead of two: KEYS u:{id}, q:{id}, s:{id}; ARGV now
-// (ms), the queue's lifetime (ms), the account's lifetime (ms; 0: for
-// ever), the digest of the password given. It returns the new generation,
-// or -1 when there is no such user or the digest differs (the generation
-// is then left alone). The digests are compared with Lua's ==, which for
-// Redis' Lua 5.1 compares two interned strings by address: it takes the
-// same time whatever the digests hold, and an unknown user costs the
-// same lookup.
-var checkLoginScript = newScript("check_login", `
-local pwd = redis.call('HGET', KEYS[1], 'pwd')
-if not pwd or pwd ~= ARGV[4] then return -1 end
-local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
-redis.call('HSET', KEYS[1], 'login', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
-return gen`)
-
-// CheckLogin is PasswordDigest, the comparison and Login in one round
-// trip: it records a login of user id at now (Unix ms) only when digest is
-// the stored one, and returns the new generation; ok is false, and nothing
-// changed, when the user does not exist or the digest differs.
-func (c *Client) CheckLogin(ctx context.Context, id, digest string, now, ttlMs int64) (gen int64, ok bool, err error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	gen, err = checkLoginScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id)},
-		[]string{strconv.FormatInt(now, 10), strconv.FormatInt(ttlMs, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10), digest}).AsInt64()
-	if err != nil {
-		return 0, false, c.wrap("login "+id, err)
-	}
-	return gen, gen > 0, nil
-}
-
 // AccountTTL returns how long until user id's account expires: -1ns when
 // it never does, -2ns when there is no such account (Redis PTTL).
 func (c *Client) AccountTTL(ctx context.Context, id string) (time.Duration, error) {
@@ -199,30 +135,6 @@ func (c *Client) ReleaseSignupNonce(ctx context.Context, nonce string) error {
 	return c.wrap("release sign-up nonce", err)
 }
 
-// announceScript: KEYS: u:{id}. ARGV: the user's channel, the payload, and
-// the publish command (PUBLISH, or SPUBLISH where the channel is sharded:
-// see publishCmd).
-var announceScript = newScript("login_announce", `
-local n = redis.call(ARGV[3], ARGV[1], ARGV[2])
-return {n, tonumber(redis.call('HGET', KEYS[1], 'gen') or '0') or 0}`)
-
-// AnnounceLogin publishes payload (a kick) on user id's channel and, in the
-// same step, reads the user's current login generation: it returns how
-// many subscribers got the kick and that generation. One round trip where a
-// login needs both.
-func (c *Client) AnnounceLogin(ctx context.Context, id, payload string) (receivers, gen int64, err error) {
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	v, err := announceScript.Exec(ctx, c.rc, []string{c.userKey("u", id)}, []string{c.UserChannel(id), payload, c.publishCmd(c.UserChannel(id))}).AsIntSlice()
-	if err != nil {
-		return 0, 0, c.wrap("announce login of "+id, err)
-	}
-	if len(v) != 2 {
-		return 0, 0, fmt.Errorf("announce login of %s: unexpected reply %v", id, v)
-	}
-	return v[0], v[1], nil
-}
-
 // LoginState is what a login learns from its one script (LoginFetch).
 type LoginState struct {
 	Gen       int64 // the login's generation
@@ -246,9 +158,9 @@ type LoginRequest struct {
 	Batch    int // queue elements to read (0: none)
 }
 
-// loginFetchScript is a whole login in one step: checkLoginScript's
-// password check and generation, the kick that tells every older session
-// of the user to go (announceScript's publish, carrying the new
+// loginFetchScript is a whole login in one step: the password check and
+// the new generation, the kick that tells every older session of the user
+// to go (a publish on the user's channel, carrying the new
 // generation), and what the login goes on with: the post quota left (the
 // sliding window of quotaScript, read without taking one) and the first
 // batch of the offline queue with the user's last message id (fetchScript
@@ -293,11 +205,14 @@ if m > 0 then
 end
 return out`)
 
-// LoginFetch is CheckLogin, the kick of AnnounceLogin (payload "k<gen>"
-// on the user's channel) and the reads a login needs next (the post quota
-// and the queue's head), in one round trip. ok is false, and nothing
-// changed nor was published, when the user does not exist or the digest
-// differs. The digests are compared as in checkLoginScript.
+// LoginFetch records a login of user id when r.Digest is the stored one:
+// the new generation, the kick (payload "k<gen>" on the user's channel)
+// and the reads a login needs next (the post quota and the queue's head),
+// in one round trip. ok is false, and nothing changed nor was published,
+// when the user does not exist or the digest differs. The digests are
+// compared with Lua's ==, which for Redis' Lua 5.1 compares two interned
+// strings by address: it takes the same time whatever the digests hold,
+// and an unknown user costs the same lookup.
 func (c *Client) LoginFetch(ctx context.Context, id string, r LoginRequest) (st LoginState, ok bool, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()

@@ -32,10 +32,10 @@ func TestAccounts(t *testing.T) {
 		if _, ok, err := c.PasswordDigest(ctx, "99"); ok || err != nil {
 			t.Fatalf("unknown user: ok=%v err=%v", ok, err)
 		}
-		g1, _ := c.Login(ctx, id1, 2000, 1000)
-		g2, err := c.Login(ctx, id1, 3000, 1000)
-		if err != nil || g2 != g1+1 {
-			t.Fatalf("generations %d then %d (%v), want increasing", g1, g2, err)
+		s1, _, _ := c.LoginFetch(ctx, id1, broker.LoginRequest{Digest: "d1", Now: 2000, TTLms: 1000})
+		s2, ok, err := c.LoginFetch(ctx, id1, broker.LoginRequest{Digest: "d1", Now: 3000, TTLms: 1000})
+		if err != nil || !ok || s2.Gen != s1.Gen+1 {
+			t.Fatalf("generations %d then %d (%v %v), want increasing", s1.Gen, s2.Gen, ok, err)
 		}
 		k1, err := c.Secret(ctx)
 		k2, _ := c.Secret(ctx)
@@ -694,20 +694,21 @@ func TestAccountTTL(t *testing.T) {
 			t.Fatalf("a new account expires in %v, want an hour", d)
 		}
 		forever := brokertest.Open(t, b.Options)
-		if _, err := forever.Login(ctx, id, now, 60_000); err != nil {
-			t.Fatal(err)
+		login := broker.LoginRequest{Digest: "d", Now: now, TTLms: 60_000}
+		if _, ok, err := forever.LoginFetch(ctx, id, login); err != nil || !ok {
+			t.Fatal(ok, err)
 		}
 		if d, _ := c.AccountTTL(ctx, id); d != -1 {
 			t.Fatalf("after a login without a lifetime the account expires in %v, want never", d)
 		}
-		if _, err := c.Login(ctx, id, now, 60_000); err != nil {
-			t.Fatal(err)
+		if _, ok, err := c.LoginFetch(ctx, id, login); err != nil || !ok {
+			t.Fatal(ok, err)
 		}
 		if d, _ := c.AccountTTL(ctx, id); d <= 59*time.Minute || d > time.Hour {
 			t.Fatalf("after a login the account expires in %v, want an hour", d)
 		}
-		if _, err := c.Login(ctx, "424242", now, 60_000); !errors.Is(err, broker.ErrNoUser) {
-			t.Fatalf("login of a missing account: %v, want ErrNoUser", err)
+		if _, ok, err := c.LoginFetch(ctx, "424242", login); ok || err != nil {
+			t.Fatalf("login of a missing account: ok %v err %v, want refused", ok, err)
 		}
 		if d, _ := c.AccountTTL(ctx, "424242"); d != -2 {
 			t.Fatalf("a login brought a missing account back (ttl %v)", d)
@@ -829,9 +830,9 @@ func TestRemoveHeads(t *testing.T) {
 	})
 }
 
-// CheckLogin logs in only with the stored digest: a wrong one or an
+// LoginFetch logs in only with the stored digest: a wrong one or an
 // unknown user changes nothing, not even the generation.
-func TestCheckLogin(t *testing.T) {
+func TestLoginChecksTheDigest(t *testing.T) {
 	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
@@ -839,7 +840,11 @@ func TestCheckLogin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g1, ok, err := c.CheckLogin(ctx, id, "good", 2000, 1000)
+		login := func(id, digest string, now int64) (int64, bool, error) {
+			st, ok, err := c.LoginFetch(ctx, id, broker.LoginRequest{Digest: digest, Now: now, TTLms: 1000})
+			return st.Gen, ok, err
+		}
+		g1, ok, err := login(id, "good", 2000)
 		if err != nil || !ok || g1 != 2 {
 			t.Fatalf("right digest: gen %d ok %v err %v; want gen 2", g1, ok, err)
 		}
@@ -849,11 +854,11 @@ func TestCheckLogin(t *testing.T) {
 			{"unknown user", "424242", "good"},
 		}
 		for _, tt := range tests {
-			if g, ok, err := c.CheckLogin(ctx, tt.id, tt.digest, 3000, 1000); ok || err != nil || g > 0 {
+			if g, ok, err := login(tt.id, tt.digest, 3000); ok || err != nil || g > 0 {
 				t.Fatalf("%s: gen %d ok %v err %v; want refused", tt.name, g, ok, err)
 			}
 		}
-		if g2, ok, err := c.CheckLogin(ctx, id, "good", 4000, 1000); err != nil || !ok || g2 != g1+1 {
+		if g2, ok, err := login(id, "good", 4000); err != nil || !ok || g2 != g1+1 {
 			t.Fatalf("after refusals: gen %d ok %v err %v; want %d (refusals leave it alone)", g2, ok, err, g1+1)
 		}
 		if ttl, _ := c.AccountTTL(ctx, "424242"); ttl != -2 {

@@ -134,7 +134,7 @@ func (s *Service) refund(ctx context.Context, user, addr string, day int64) {
 
 // LoginQuota is the publish quota and the time (Unix ms) RemainingPosts
 // would read it with, for a login that reads the quota in a script of its
-// own (broker.AnnounceLoginFetch).
+// own (broker.LoginFetch).
 func (s *Service) LoginQuota() (broker.Quota, int64) {
 	return s.quota, s.cfg.Clock().UnixMilli()
 }

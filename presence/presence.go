@@ -335,20 +335,6 @@ func (h *Hub) Signal(ctx context.Context, to string, frame []byte) error {
 	return err
 }
 
-// Kick announces a login of generation gen of user to every node. It
-// returns how many other nodes hold the user's channel (each will answer
-// with a release) and the user's generation in Redis at that moment: when it
-// is above gen, a newer login exists that this one's subscription may have
-// been too late to hear.
-func (h *Hub) Kick(ctx context.Context, user string, gen int64) (others, current int64, err error) {
-	n, cur, err := h.b.AnnounceLogin(ctx, user, "k"+strconv.FormatInt(gen, 10))
-	if err != nil {
-		return 0, 0, err
-	}
-	// This node is subscribed too (Attach came first) and counts once.
-	return max(n-1, 0), cur, nil
-}
-
 // Release tells newer logins of user that the session of generation gen has
 // handed back everything it held.
 func (h *Hub) Release(ctx context.Context, user string, gen int64) {
