@@ -71,14 +71,14 @@ func readServerFrame(t *testing.T, r *bufio.Reader) map[string]any {
 func TestFramesSentWithTheHandshakeAreRead(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		n := startNode(t, b.Options)
-		conn, err := net.Dial("tcp", strings.TrimPrefix(n.ts.URL, "http://"))
+		conn, err := net.Dial("tcp", strings.TrimPrefix(n.base, "http://"))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 
-		req := "GET /ws HTTP/1.1\r\nHost: " + strings.TrimPrefix(n.ts.URL, "http://") + "\r\n" +
+		req := "GET /ws HTTP/1.1\r\nHost: " + strings.TrimPrefix(n.base, "http://") + "\r\n" +
 			"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
 			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 		out := []byte(req)

@@ -50,7 +50,7 @@ func TestEditSeenLiveOnAnotherNode(t *testing.T) {
 			t.Fatalf("renew of a new post: %v", r)
 		}
 
-		resp, err := http.Get(n2.ts.URL + "/api/posts?q=helm&sort=price_asc")
+		resp, err := http.Get(n2.base + "/api/posts?q=helm&sort=price_asc")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http/httptest"
-	"strings"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,11 +16,13 @@ import (
 	"go.uber.org/zap/zaptest"
 )
 
-// node is one db-role server on an httptest listener.
+// node is one db-role server serving a loopback listener the way the
+// binary does (Serve: the front door, then net/http).
 type node struct {
-	srv *roles.Server
-	ts  *httptest.Server
-	url string
+	srv  *roles.Server
+	base string // http://host:port
+	url  string // the WebSocket endpoint
+	halt func() // ends Serve and waits for it
 }
 
 func startNode(t testing.TB, opt broker.Options, mut ...func(*roles.Config)) *node {
@@ -41,15 +43,24 @@ func startNode(t testing.TB, opt broker.Options, mut ...func(*roles.Config)) *no
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv.Handler())
-	n := &node{srv: srv, ts: ts, url: "ws" + strings.TrimPrefix(ts.URL, "http") + "/ws"}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	addr := l.Addr().String()
+	n := &node{srv: srv, base: "http://" + addr, url: "ws://" + addr + "/ws",
+		halt: sync.OnceFunc(func() { cancel(); <-done })}
 	t.Cleanup(n.stop)
 	return n
 }
 
 func (n *node) stop() {
+	n.halt()
 	n.srv.Close()
-	n.ts.Close()
 }
 
 // client speaks the protocol over a real WebSocket.

@@ -102,7 +102,7 @@ func TestImagesRoleAll(t *testing.T) {
 			name, ext string
 			body      []byte
 		}{{names[0], "jpg", jpg}, {names[1], "png", pngb}} {
-			url := n.ts.URL + "/" + tc.name + "." + tc.ext
+			url := n.base + "/" + tc.name + "." + tc.ext
 			if code, body := httpDo(t, http.MethodPost, url, tc.body); code != http.StatusCreated {
 				t.Fatalf("POST %s: %d %s", url, code, body)
 			}
@@ -116,7 +116,7 @@ func TestImagesRoleAll(t *testing.T) {
 		}
 		// A name the node did not sign is refused.
 		forged := strings.Repeat("0", images.DigestLen) + names[2][images.DigestLen:]
-		if code, _ := httpDo(t, http.MethodPost, n.ts.URL+"/"+forged+".jpg", jpg); code != http.StatusForbidden {
+		if code, _ := httpDo(t, http.MethodPost, n.base+"/"+forged+".jpg", jpg); code != http.StatusForbidden {
 			t.Fatalf("forged name: %d, want 403", code)
 		}
 		// The db half still works beside the image routes.
@@ -125,7 +125,7 @@ func TestImagesRoleAll(t *testing.T) {
 			t.Fatalf("filenames after uploads: %v", m)
 		}
 		// Uploads are counted by outcome, and the stored bytes.
-		_, body := httpDo(t, http.MethodGet, n.ts.URL+"/metrics", nil)
+		_, body := httpDo(t, http.MethodGet, n.base+"/metrics", nil)
 		for _, want := range []string{
 			`occase_http_requests_total{code="201",method="POST",route="/:digest/:file"} 2`,
 			`occase_http_requests_total{code="409",method="POST",route="/:digest/:file"} 2`,
@@ -158,25 +158,25 @@ func TestImagesSeparateRoles(t *testing.T) {
 		names := register(t, db.url).filenames()
 
 		path := "/" + names[0] + ".jpg"
-		if code, _ := httpDo(t, http.MethodPost, db.ts.URL+path, jpg); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
+		if code, _ := httpDo(t, http.MethodPost, db.base+path, jpg); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
 			t.Fatalf("POST to the db node: %d, want 404 or 405", code)
 		}
-		if code, _ := httpDo(t, http.MethodPost, img.ts.URL+path, jpg); code != http.StatusCreated {
+		if code, _ := httpDo(t, http.MethodPost, img.base+path, jpg); code != http.StatusCreated {
 			t.Fatalf("POST to the img node: %d", code)
 		}
-		if code, got := httpDo(t, http.MethodGet, img.ts.URL+path, nil); code != http.StatusOK || !bytes.Equal(got, jpg) {
+		if code, got := httpDo(t, http.MethodGet, img.base+path, nil); code != http.StatusOK || !bytes.Equal(got, jpg) {
 			t.Fatalf("GET from the img node: %d", code)
 		}
-		if code, _ := httpDo(t, http.MethodGet, db.ts.URL+path, nil); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
+		if code, _ := httpDo(t, http.MethodGet, db.base+path, nil); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
 			t.Fatalf("GET from the db node: %d, want 404 or 405", code)
 		}
-		if code, _ := httpDo(t, http.MethodGet, img.ts.URL+"/readyz", nil); code != http.StatusOK {
+		if code, _ := httpDo(t, http.MethodGet, img.base+"/readyz", nil); code != http.StatusOK {
 			t.Fatalf("img /readyz: %d", code)
 		}
 		// The img node has no WebSocket endpoint.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(img.ts.URL, "http")+"/ws", nil); err == nil {
+		if c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(img.base, "http")+"/ws", nil); err == nil {
 			c.CloseNow()
 			t.Fatal("the img node accepted a WebSocket")
 		}

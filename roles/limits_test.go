@@ -19,7 +19,7 @@ import (
 // labels as /metrics writes them), or 0 when it is absent.
 func metric(t *testing.T, n *node, series string) float64 {
 	t.Helper()
-	sc := bufio.NewScanner(strings.NewReader(httpGet(t, n.ts.URL+"/metrics")))
+	sc := bufio.NewScanner(strings.NewReader(httpGet(t, n.base+"/metrics")))
 	for sc.Scan() {
 		name, val, ok := strings.Cut(sc.Text(), " ")
 		if ok && name == series {

@@ -66,7 +66,7 @@ func TestParkedConnectionWakesOnAFrameAndAnswers(t *testing.T) {
 func TestFrameTrickledIntoAParkedConnection(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		n := startNode(t, b.Options)
-		host := strings.TrimPrefix(n.ts.URL, "http://")
+		host := strings.TrimPrefix(n.base, "http://")
 		conn, err := net.Dial("tcp", host)
 		if err != nil {
 			t.Fatal(err)
@@ -207,7 +207,7 @@ func TestPongWithAFrameWakesTheReader(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				n := startNode(t, b.Options)
-				host := strings.TrimPrefix(n.ts.URL, "http://")
+				host := strings.TrimPrefix(n.base, "http://")
 				conn, err := net.Dial("tcp", host)
 				if err != nil {
 					t.Fatal(err)

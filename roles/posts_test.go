@@ -106,7 +106,7 @@ func TestPostsAcrossNodesOverWebSockets(t *testing.T) {
 		}
 
 		// The HTTP read API of node 2 agrees.
-		resp, err := http.Get(n2.ts.URL + "/api/posts")
+		resp, err := http.Get(n2.base + "/api/posts")
 		if err != nil {
 			t.Fatal(err)
 		}

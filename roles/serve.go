@@ -16,7 +16,11 @@ import (
 
 // Run serves on cfg.Addr (and cfg.AdminAddr) until ctx ends, then drains.
 func (s *Server) Run(ctx context.Context) error {
-	l, err := net.Listen("tcp", s.cfg.Addr)
+	// No TCP keepalive on the node's sockets (four setsockopt calls per
+	// connection): a WebSocket is pinged (--idle-timeout) and an idle
+	// HTTP connection is closed (--http-idle-timeout) by the node itself.
+	lc := net.ListenConfig{KeepAlive: -1}
+	l, err := lc.Listen(context.Background(), "tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
@@ -76,6 +80,9 @@ func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error 
 	}
 	if tc != nil {
 		l = tls.NewListener(l, tc)
+	} else if s.broker != nil {
+		// WebSocket upgrades skip net/http (front.go).
+		l = newFrontDoor(s, l)
 	}
 	if acmeHTTP != nil && s.cfg.ACMEHTTPAddr != "" {
 		hl, err := net.Listen("tcp", s.cfg.ACMEHTTPAddr)

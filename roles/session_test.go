@@ -160,7 +160,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 		// succeeded, which can be just after the peer read the frame: poll.
 		var missing []string
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			body := httpGet(t, n.ts.URL+"/metrics")
+			body := httpGet(t, n.base+"/metrics")
 			missing = missing[:0]
 			for _, want := range wants {
 				if !strings.Contains(body, want) {

@@ -122,7 +122,7 @@ func TestNodeStartsWhileRedisIsDownAndIsReadyOnlyWithItsIndex(t *testing.T) {
 	r.Stop()
 
 	n := startNode(t, opt, withPosts)
-	base := n.ts.URL
+	base := n.base
 	if code, body := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz with Redis never reached: %d %s", code, body)
 	}
@@ -176,7 +176,7 @@ func TestReadyThroughRedisOutageAndEpochChange(t *testing.T) {
 	r := brokertest.StartRedis(t)
 	opt := broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix(), Timeout: time.Second}
 	n := startNode(t, opt, withPosts)
-	base := n.ts.URL
+	base := n.base
 	a := register(t, n.url)
 	waitFor(t, "the deep check to pass with Redis up", func() bool {
 		code, _ := get(t, base+"/readyz?deep=1")

@@ -1,0 +1,235 @@
+package roles_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/occase/occase/broker"
+)
+
+// The front door (front.go) answers a connection's first request when it
+// is a plain WebSocket upgrade and hands every other connection to
+// net/http with the bytes it read put back. These tests drive both paths
+// over raw sockets, on a node serving a listener as the binary does.
+
+const upgradeHead = "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+	"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+
+func rawDial(t *testing.T, n *node) (net.Conn, *bufio.Reader, string) {
+	t.Helper()
+	host := strings.TrimPrefix(n.base, "http://")
+	conn, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn, bufio.NewReader(conn), host
+}
+
+func embeddedNode(t *testing.T) *node {
+	return startNode(t, broker.Options{Addrs: []string{broker.Embedded}})
+}
+
+// registerOver sends register on an upgraded connection and expects its ack.
+func registerOver(t *testing.T, conn net.Conn, r *bufio.Reader) {
+	t.Helper()
+	if _, err := conn.Write(maskedFrame(`{"cmd":"register"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := readServerFrame(t, r); m["cmd"] != "register_ack" || m["result"] != "ok" {
+		t.Fatalf("got %v, want register_ack ok", m)
+	}
+}
+
+// Requests that are not a plain upgrade reach net/http intact: a plain GET
+// of the web app, an upgrade that follows another request on a kept-alive
+// connection (the session works, and is counted), a malformed request
+// (net/http's own 400) and an upgrade whose head is longer than the front
+// door reads.
+func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
+	n := embeddedNode(t)
+
+	t.Run("web app", func(t *testing.T) {
+		conn, r, host := rawDial(t, n)
+		conn.Write([]byte("GET / HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("<html")) {
+			t.Fatalf("GET /: %s, %.80q", resp.Status, body)
+		}
+	})
+
+	t.Run("upgrade after another request", func(t *testing.T) {
+		conn, r, host := rawDial(t, n)
+		conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("readyz: %s", resp.Status)
+		}
+		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
+		if resp, err = http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		registerOver(t, conn, r)
+	})
+
+	t.Run("malformed", func(t *testing.T) {
+		conn, r, _ := rawDial(t, n)
+		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost example\r\n\r\n"))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("malformed request: %s, want 400", resp.Status)
+		}
+	})
+
+	t.Run("long head", func(t *testing.T) {
+		conn, r, host := rawDial(t, n)
+		cookie := "Cookie: c=" + strings.Repeat("x", 40<<10) + "\r\n"
+		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + cookie + upgradeHead + "\r\n"))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade with a 40 KiB head: %v %v", resp, err)
+		}
+		registerOver(t, conn, r)
+	})
+
+	body := httpGet(t, n.base+"/metrics")
+	for _, want := range []string{
+		`occase_http_requests_total{code="101",method="GET",route="/ws"} 2`,
+		`occase_http_requests_total{code="200",method="GET",route="/readyz"}`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// The front door's own answers: an upgrade it refuses (a foreign Origin)
+// gets a complete HTTP response and the connection ends; an accepted one
+// is counted under the same metric labels as net/http's.
+func TestFrontDoorAnswers(t *testing.T) {
+	n := embeddedNode(t)
+	conn, r, host := rawDial(t, n)
+	conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\nOrigin: https://evil.example\r\n" + upgradeHead + "\r\n"))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading the refusal: %v", err)
+	}
+	if resp.StatusCode != http.StatusForbidden || len(body) == 0 || resp.Close != true {
+		t.Fatalf("foreign origin: %s close=%v %q, want 403 with a reason and Connection: close", resp.Status, resp.Close, body)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("after the refusal: %v, want EOF", err)
+	}
+
+	conn, r, host = rawDial(t, n)
+	conn.Write([]byte("GET / HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
+	if resp, err = http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade at /: %v %v", resp, err)
+	}
+	if resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
+		t.Fatalf("Sec-WebSocket-Accept %q", resp.Header.Get("Sec-WebSocket-Accept"))
+	}
+	registerOver(t, conn, r)
+	if body := httpGet(t, n.base+"/metrics"); !strings.Contains(body, `occase_http_requests_total{code="403",method="GET",route="/ws"} 1`) ||
+		!strings.Contains(body, `occase_http_requests_total{code="101",method="GET",route="/"} 1`) {
+		t.Errorf("metrics do not count the front door's answers:\n%s", grepLines(body, "occase_http_requests_total"))
+	}
+}
+
+// A client that closes gets the node's answering close frame (its own code
+// echoed), then the end of the stream: the answer is held for the close
+// of the socket (MSG_MORE) but never lost.
+func TestPeerCloseIsAnswered(t *testing.T) {
+	n := embeddedNode(t)
+	for _, parked := range []bool{false, true} {
+		conn, r, host := rawDial(t, n)
+		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
+		if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		registerOver(t, conn, r)
+		if parked {
+			time.Sleep(100 * time.Millisecond) // past parkAfter: the poller holds the socket
+		}
+		// A masked close frame: 1000 and "bye".
+		payload := []byte{0x03, 0xe8, 'b', 'y', 'e'}
+		frame := []byte{0x88, 0x80 | byte(len(payload)), 1, 2, 3, 4}
+		for i, b := range payload {
+			frame = append(frame, b^[]byte{1, 2, 3, 4}[i%4])
+		}
+		start := time.Now()
+		conn.Write(frame)
+		got, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("parked=%v: reading the answer: %v", parked, err)
+		}
+		// What came before the close may include pings; the last frame
+		// is the close answer: 0x88, length, then the echoed code.
+		i := bytes.LastIndexByte(got, 0x88)
+		if i < 0 || len(got) < i+4 || got[i+2] != 0x03 || got[i+3] != 0xe8 {
+			t.Fatalf("parked=%v: got % x, want a close frame with 1000 at the end", parked, got)
+		}
+		if d := time.Since(start); d > 150*time.Millisecond {
+			t.Logf("parked=%v: the answer took %v (held by MSG_MORE until the close?)", parked, d)
+		}
+	}
+}
+
+// A WebSocket the front door took and one net/http took behave the same
+// to a library client: both log in and chat.
+func TestBothPathsServeSessions(t *testing.T) {
+	n := embeddedNode(t)
+	a := register(t, n.url)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// A client with a long header goes through net/http.
+	h := http.Header{}
+	h.Set("Cookie", "c="+strings.Repeat("y", 20<<10))
+	c, _, err := websocket.Dial(ctx, n.url, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	b := &client{t: t, c: c, seen: map[int64]bool{}}
+	b.send(`{"cmd":"register"}`)
+	ack := b.expect("register_ack")
+	b.id = ack.str("id")
+	a.chat(b.id, "hello", 1)
+	if m := b.expect("message"); m.str("msg") != "hello" || m.str("from") != a.id {
+		t.Fatalf("got %v", m)
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
