@@ -54,6 +54,11 @@ type corkConn struct {
 	rdata   []byte
 	shut    atomic.Bool
 	parkOff atomic.Bool
+	// peerClose: the peer's close frame was read. The library answers it
+	// with its own and closes the socket at once, so that answer is sent
+	// with MSG_MORE (writeMore): the kernel holds it, and the close puts
+	// it in one segment with the FIN instead of two.
+	peerClose atomic.Bool
 
 	// The write side's frame boundaries, under mu, so that a ping (which
 	// the node writes itself, session.ping) goes between the library's
@@ -129,6 +134,9 @@ func (c *corkConn) readSocket(p []byte) (n int, err error) {
 	}
 	if n > 0 {
 		c.frames.feed(p[:n])
+		if c.frames.sawClose && !c.peerClose.Load() {
+			c.peerClose.Store(true)
+		}
 	}
 	return n, err
 }
@@ -198,6 +206,9 @@ func (c *corkConn) Write(p []byte) (int, error) {
 	if ping {
 		c.pingDue = false
 	}
+	// The answer to the peer's close frame (nothing follows it but the
+	// close of the socket).
+	more := c.framing && c.wframes.sawClose && c.rc != nil && c.peerClose.Load()
 	if c.corked {
 		*c.buf = append(*c.buf, p...)
 		if ping {
@@ -214,6 +225,9 @@ func (c *corkConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		return len(p), nil
+	}
+	if more {
+		return c.writeMore(p)
 	}
 	return c.Conn.Write(p)
 }

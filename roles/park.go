@@ -105,6 +105,8 @@ type frameTracker struct {
 	hn     uint8  // header bytes collected so far
 	need   uint64 // payload bytes of the current frame not yet seen
 	midMsg bool   // the last data frame was not final (a fragmented message is open)
+	// sawClose: a close frame began (its first byte was seen).
+	sawClose bool
 }
 
 // idle reports whether every byte seen so far belongs to a complete frame
@@ -124,6 +126,9 @@ func (t *frameTracker) feed(b []byte) {
 		}
 		t.hdr[t.hn] = b[0]
 		t.hn++
+		if t.hn == 1 && b[0]&0x0f == 8 {
+			t.sawClose = true
+		}
 		b = b[1:]
 		if t.hn < 2 {
 			continue

@@ -302,3 +302,30 @@ func (p *readPoller) close() {
 
 // parkable reports whether a connection on rc can be parked.
 func parkable(rc syscall.RawConn) bool { return rc != nil }
+
+// writeMore writes p with MSG_MORE: the kernel keeps it until more is
+// written or the socket is closed (at most 200 ms), so the close that
+// follows sends it in the same segment as the FIN.
+func (c *corkConn) writeMore(p []byte) (n int, err error) {
+	werr := c.rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			m, e := unix.SendmsgN(int(fd), p[n:], nil, nil, unix.MSG_MORE|unix.MSG_NOSIGNAL)
+			if e == unix.EINTR {
+				continue
+			}
+			if e == unix.EAGAIN {
+				return false // wait until writable
+			}
+			if e != nil {
+				err = e
+				return true
+			}
+			n += m
+		}
+		return true
+	})
+	if err == nil {
+		err = werr
+	}
+	return n, err
+}

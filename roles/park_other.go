@@ -24,3 +24,6 @@ func (p *readPoller) close()          {}
 type epollCtl struct{}
 
 func parkable(syscall.RawConn) bool { return false }
+
+// writeMore is a plain write here (no connection has a raw conn).
+func (c *corkConn) writeMore(p []byte) (int, error) { return c.Conn.Write(p) }
