@@ -158,6 +158,7 @@ func (r *recorder) Read(p []byte) (int, error) {
 // front reads nc's first request and serves it when it is a plain
 // WebSocket upgrade; it hands nc to net/http otherwise.
 func (s *Server) front(nc net.Conn, f *frontDoor) {
+	growStack()
 	if d := s.cfg.ReadHeaderTimeout; d > 0 {
 		nc.SetReadDeadline(time.Now().Add(d))
 	}
