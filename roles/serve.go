@@ -82,6 +82,7 @@ func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error 
 		l = tls.NewListener(l, tc)
 	} else if s.broker != nil {
 		// WebSocket upgrades skip net/http (front.go).
+		deferAccept(l)
 		l = newFrontDoor(s, l)
 	}
 	if acmeHTTP != nil && s.cfg.ACMEHTTPAddr != "" {
