@@ -8,10 +8,10 @@
 //	m<prev> <frame>  a chat message just stored in the user's queue (the
 //	          store script publishes it; see broker.ParseCarried)
 //	k<gen>    a login of generation gen happened: older sessions must go
-//	r<gen>    a node has let go of what the kick asked for: one per node
-//	          and kick, once every local peer it reached has handed back
-//	          (0 from this version on; older nodes send one per session,
-//	          with that session's generation)
+//	r-<gen>   a node has let go of what the kick of generation gen asked
+//	          for: one per node and kick, once every local peer it reached
+//	          has handed back (nodes of an older version send r<gen>, one
+//	          per session, with that session's generation, or r0)
 //
 // Presence frames are never stored: when the user is offline they vanish.
 package presence
@@ -39,8 +39,12 @@ type Peer interface {
 	// whether the hub must wait for it (Owes: it detaches once it has
 	// handed back) and is called with the hub's lock held.
 	Kick(gen int64) Answer
-	// Released says the session of generation gen (0: none, only a stale
-	// subscription) let go of the user.
+	// Released says a node let go of the user: gen < 0, its one answer
+	// to the kick of generation -gen; gen >= 0, from a node of an older
+	// version, the session of generation gen (0: none, only a stale
+	// subscription). A login counts only the answers to its own kick
+	// (a node answers every kick, also an older one that a peer still
+	// owed) and the older releases.
 	Released(gen int64)
 }
 
@@ -109,15 +113,16 @@ type Hub struct {
 	// member a peer in peers (Detach removes it), so they live no longer
 	// than the peers they wait for.
 	gathers map[string][]*gather
-	// answer publishes this node's one release for a kick of user
-	// (tests count them here). Called with mu held: it must not block.
-	answer func(user string)
+	// answer publishes this node's one release for the kick of user's
+	// generation gen (tests count them here). Called with mu held: it
+	// must not block.
+	answer func(user string, gen int64)
 }
 
 // New returns a hub and starts routing the user channels of b to it.
 func New(b *broker.Client, log *zap.Logger) *Hub {
 	h := &Hub{b: b, log: log, peers: map[string][]Peer{}, gathers: map[string][]*gather{}}
-	h.answer = func(user string) { go h.Release(context.Background(), user, 0) }
+	h.answer = func(user string, gen int64) { go h.Release(context.Background(), user, -gen) }
 	b.Handle("c:{", h.route)
 	b.OnResubscribed(h.pokeAll)
 	return h
@@ -248,7 +253,7 @@ func (h *Hub) finish(user string, g *gather, drop bool) bool {
 		if g.done == nil {
 			g.done = make(chan struct{})
 			close(g.done)
-			h.answer(user)
+			h.answer(user, g.gen)
 		}
 		return true
 	}
@@ -297,7 +302,7 @@ func (h *Hub) kicked(user string, gen int64) {
 		// No live peer (the subscription is leaving), or none older:
 		// nothing is held here, so answer at once instead of making the
 		// new login wait for its timeout.
-		h.answer(user)
+		h.answer(user, gen)
 	default:
 		h.add(user, g)
 	}
@@ -335,8 +340,8 @@ func (h *Hub) Signal(ctx context.Context, to string, frame []byte) error {
 	return err
 }
 
-// Release tells newer logins of user that the session of generation gen has
-// handed back everything it held.
+// Release tells newer logins of user that this node has handed back what
+// the kick of generation -gen asked for (gen < 0; see Peer.Released).
 func (h *Hub) Release(ctx context.Context, user string, gen int64) {
 	if _, err := h.b.Publish(ctx, h.b.UserChannel(user), "r"+strconv.FormatInt(gen, 10)); err != nil {
 		h.log.Warn("could not announce a release; the newer login waits for its timeout", zap.String("user", user), zap.Error(err))

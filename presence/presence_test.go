@@ -172,7 +172,7 @@ func kickNode(t *testing.T, b brokertest.Backend, gen int64, peers ...*peer) (*H
 	h1 := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
 	h2 := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
 	answers := new(int)
-	h1.answer = func(string) { *answers++ }
+	h1.answer = func(string, int64) { *answers++ }
 	for _, p := range peers {
 		if _, err := h1.Attach(ctx, "5", p); err != nil {
 			t.Fatal(err)
@@ -275,7 +275,7 @@ func TestClaimWaitsForLocalOlderSessions(t *testing.T) {
 		ctx := context.Background()
 		h := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
 		answers := new(int)
-		h.answer = func(string) { *answers++ }
+		h.answer = func(string, int64) { *answers++ }
 		old := &peer{ch: make(chan string, 16)}
 		login := &peer{ch: make(chan string, 16), ans: Own}
 		for _, p := range []*peer{old, login} {
@@ -316,4 +316,63 @@ func TestClaimWaitsForLocalOlderSessions(t *testing.T) {
 func kick(ctx context.Context, h *Hub, user string, gen int64) (others int64, err error) {
 	n, err := h.b.Publish(ctx, h.b.UserChannel(user), "k"+strconv.FormatInt(gen, 10))
 	return max(n-1, 0), err
+}
+
+// genPeer records the generations of the releases it hears.
+type genPeer struct {
+	*peer
+	gens chan int64
+}
+
+func (p *genPeer) Released(g int64) { p.gens <- g }
+
+// A peer that owes two kicks (a login after another while it was still
+// handing back) makes its node answer each kick once, naming the kick
+// (r-<gen>): a login counts only the answer to its own kick, so the answer
+// to the older one cannot stand in for another node's.
+func TestEachKickAnsweredWithItsGeneration(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		h1 := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
+		h2 := New(brokertest.Open(t, b.Options), zaptest.NewLogger(t))
+		old := &peer{ch: make(chan string, 16)}
+		if _, err := h1.Attach(ctx, "5", old); err != nil {
+			t.Fatal(err)
+		}
+		login := &genPeer{peer: &peer{ch: make(chan string, 16), ans: Own}, gens: make(chan int64, 16)}
+		if _, err := h2.Attach(ctx, "5", login); err != nil {
+			t.Fatal(err)
+		}
+		for _, gen := range []int64{2, 3} {
+			if n, err := kick(ctx, h2, "5", gen); err != nil || n != 1 {
+				t.Fatalf("kick %d reached %d other nodes (%v), want 1", gen, n, err)
+			}
+			select {
+			case <-old.ch:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("kick %d did not reach the older peer", gen)
+			}
+		}
+		// Both kicks are in h1's hands once its lock is free after the
+		// second: none answered while the peer is there.
+		h1.mu.Lock()
+		gathered := len(h1.gathers["5"])
+		h1.mu.Unlock()
+		if gathered != 2 {
+			t.Fatalf("%d kicks gathered, want 2", gathered)
+		}
+		h1.Detach(ctx, "5", old)
+		got := map[int64]int{}
+		for len(got) < 2 {
+			select {
+			case g := <-login.gens:
+				got[g]++
+			case <-time.After(5 * time.Second):
+				t.Fatalf("releases heard: %v, want r-2 and r-3", got)
+			}
+		}
+		if got[-2] != 1 || got[-3] != 1 {
+			t.Fatalf("releases heard: %v, want one answer to each kick (-2, -3)", got)
+		}
+	})
 }

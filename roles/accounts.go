@@ -255,8 +255,10 @@ func (ss *session) awaitReleases(releases <-chan int64, n int64, local <-chan st
 	defer t.Stop()
 	for n > 0 || local != nil {
 		select {
-		case <-releases:
-			n--
+		case r := <-releases:
+			if releaseCounts(r, ss.gen.Load()) {
+				n--
+			}
 		case <-local:
 			local = nil
 		case <-t.C:

@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 
+	"github.com/occase/occase/broker"
 	"github.com/occase/occase/wire"
 )
 
@@ -12,6 +13,8 @@ type postsHook struct {
 	postsService
 	afterLeave      func(c PostsConn)
 	beforeSubscribe func(c PostsConn)
+	// beforeLoginScript: see BeforeLoginScript.
+	beforeLoginScript func()
 }
 
 func (h *postsHook) Leave(c PostsConn) {
@@ -48,4 +51,22 @@ func (s *Server) AfterPostsLeave(fn func(user string)) {
 // user before the posts service sees it. Call it before any connection.
 func (s *Server) BeforePostsSubscribe(fn func(user string)) {
 	s.postsHook().beforeSubscribe = func(c PostsConn) { fn(c.User()) }
+}
+
+// LoginQuota keeps a login's quota read in its script, as the posts
+// service it wraps does, and lets a test act in the login's window: after
+// its session is attached to the user's channel, before its script checks
+// the password.
+func (h *postsHook) LoginQuota() (broker.Quota, int64) {
+	if h.beforeLoginScript != nil {
+		h.beforeLoginScript()
+	}
+	return h.postsService.(loginQuotaReader).LoginQuota()
+}
+
+// BeforeLoginScript makes every login call fn on the login's goroutine
+// once its session is attached to the user (a kick can reach it) and
+// before its script runs. Call it before any connection.
+func (s *Server) BeforeLoginScript(fn func()) {
+	s.postsHook().beforeLoginScript = fn
 }

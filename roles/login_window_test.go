@@ -45,6 +45,22 @@ func TestLoginWindowBeforeTheGeneration(t *testing.T) {
 	if len(releases) != 2 {
 		t.Fatalf("%d releases counted, want 2 (gen 6 is not older than 6)", len(releases))
 	}
+	// A node's answer names the kick (r-<gen>): only the login's own
+	// counts, not an answer to an older or a newer kick.
+	ss.Released(-5)
+	ss.Released(-7)
+	ss.Released(-6)
+	if len(releases) != 3 {
+		t.Fatalf("%d releases counted, want 3 (only the answer to kick 6 of the answers to 5, 6, 7)", len(releases))
+	}
+	for _, c := range []struct {
+		r, g int64
+		want bool
+	}{{-6, 6, true}, {-5, 6, false}, {-7, 6, false}, {0, 6, true}, {5, 6, true}, {6, 6, false}} {
+		if got := releaseCounts(c.r, c.g); got != c.want {
+			t.Errorf("releaseCounts(%d, %d) = %v, want %v", c.r, c.g, got, c.want)
+		}
+	}
 	o.drain(context.Background())
 	o.stop()
 	mu.Lock()

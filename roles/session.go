@@ -296,12 +296,12 @@ func (ss *session) kickAt(g, gen int64) presence.Answer {
 	return presence.Clear
 }
 
-// Released counts a release by any older session (or a node with only a
-// stale subscription) toward the ones this login waits for. While the
-// login's own generation is not known yet, every release counts: none can
-// be for a newer login, which would have kicked this one first.
+// Released passes a node's release to the login waiting for them, if it
+// is one this login counts (releaseCounts). While the login's own
+// generation is not known yet, every release is passed on and weighed
+// once it is (awaitReleases).
 func (ss *session) Released(gen int64) {
-	if g := ss.gen.Load(); g == 0 || gen < g {
+	if g := ss.gen.Load(); g == 0 || releaseCounts(gen, g) {
 		if ch := ss.releases.Load(); ch != nil {
 			select {
 			case *ch <- gen:
@@ -309,6 +309,20 @@ func (ss *session) Released(gen int64) {
 			}
 		}
 	}
+}
+
+// releaseCounts tells whether a login of generation g counts the release
+// r (presence.Peer.Released): a node's answer to its own kick (r == -g),
+// or the release of an older session by a node of an older version (0 <=
+// r < g). A node's answer to an older kick is not for it: a node whose
+// older session owed two kicks (one login after another while it was
+// handing back) answers each once, and counting both would let the newer
+// login start before another node has handed back.
+func releaseCounts(r, g int64) bool {
+	if r < 0 {
+		return r == -g
+	}
+	return r < g
 }
 
 func (ss *session) mailbox() *chat.Mailbox {
