@@ -165,6 +165,14 @@ func (s *Server) front(nc net.Conn, f *frontDoor) {
 	fr := frontReads.Get().(*frontRead)
 	fr.rec.c = nc
 	req, err := http.ReadRequest(fr.br)
+	if err != nil && endsConn(err) {
+		// The client was too slow (--read-header-timeout is spent:
+		// net/http would not get a second one) or went away. net/http
+		// too closes without an answer then.
+		nc.Close()
+		fr.release()
+		return
+	}
 	if err != nil || !plainUpgrade(req) {
 		// net/http reads the request again from the start: the bytes
 		// read here, then the socket.
@@ -191,6 +199,18 @@ func (s *Server) front(nc net.Conn, f *frontDoor) {
 	}
 	defer s.handlers.Done()
 	ss.serve()
+}
+
+// endsConn: a read error after which the connection is closed, not
+// handed on (a timeout, the end of the stream, a reset). A request the
+// parser refuses, or a head longer than the front door reads, goes to
+// net/http, which answers it.
+func endsConn(err error) bool {
+	if errors.Is(err, errHeadTooLong) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.As(err, &ne)
 }
 
 func (fr *frontRead) release() {
@@ -311,5 +331,3 @@ func appendHead(b []byte, code int, h http.Header) []byte {
 	}
 	return append(b, "\r\n"...)
 }
-
-var _ io.Reader = (*recorder)(nil)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/roles"
 )
 
 // The front door (front.go) answers a connection's first request when it
@@ -232,4 +233,23 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// A head still incomplete when --read-header-timeout is spent ends the
+// connection, with no answer, as net/http does: it is not handed to
+// net/http, which would give it a second timeout (the slow-headers attack
+// of docs/security.md held a connection twice as long). The test finishes
+// the request after the deadline: a connection that had been handed on
+// would answer it.
+func TestFrontDoorSlowHeadIsClosedOnce(t *testing.T) {
+	n := startNode(t, broker.Options{Addrs: []string{broker.Embedded}}, func(c *roles.Config) {
+		c.ReadHeaderTimeout = 500 * time.Millisecond
+	})
+	conn, r, host := rawDial(t, n)
+	conn.Write([]byte("GET /readyz HTTP/1.1\r\n"))
+	time.Sleep(750 * time.Millisecond) // past the deadline, before twice it
+	conn.Write([]byte("Host: " + host + "\r\n\r\n"))
+	if resp, err := http.ReadResponse(r, nil); err == nil {
+		t.Fatalf("got %s after the header timeout, want the connection closed", resp.Status)
+	}
 }
