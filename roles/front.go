@@ -137,10 +137,12 @@ var frontReads = sync.Pool{New: func() any {
 	return fr
 }}
 
-// recorder reads from c and keeps what it read, up to frontHeadMax.
+// recorder reads from c and keeps what it read, up to frontHeadMax, and
+// the error that ended its reading, if one did.
 type recorder struct {
 	c   net.Conn
 	buf []byte
+	err error
 }
 
 var errHeadTooLong = errors.New("request head longer than the front door reads")
@@ -152,6 +154,9 @@ func (r *recorder) Read(p []byte) (int, error) {
 	}
 	n, err := r.c.Read(p[:min(len(p), room)])
 	r.buf = append(r.buf, p[:n]...)
+	if err != nil {
+		r.err = err
+	}
 	return n, err
 }
 
@@ -165,7 +170,10 @@ func (s *Server) front(nc net.Conn, f *frontDoor) {
 	fr := frontReads.Get().(*frontRead)
 	fr.rec.c = nc
 	req, err := http.ReadRequest(fr.br)
-	if err != nil && endsConn(err) {
+	// The parser may see a partial line as a whole one when the read
+	// under it failed (bufio's ReadLine returns the bytes first, the
+	// error on the next call): the read's own error decides.
+	if err != nil && (endsConn(err) || fr.rec.err != nil && endsConn(fr.rec.err)) {
 		// The client was too slow (--read-header-timeout is spent:
 		// net/http would not get a second one) or went away. net/http
 		// too closes without an answer then.
@@ -215,7 +223,7 @@ func endsConn(err error) bool {
 
 func (fr *frontRead) release() {
 	fr.br.Reset(&fr.rec)
-	fr.rec.c = nil
+	fr.rec.c, fr.rec.err = nil, nil
 	if cap(fr.rec.buf) > 4096 {
 		fr.rec.buf = nil // a long head's buffer is not kept
 	} else {

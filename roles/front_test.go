@@ -253,3 +253,19 @@ func TestFrontDoorSlowHeadIsClosedOnce(t *testing.T) {
 		t.Fatalf("got %s after the header timeout, want the connection closed", resp.Status)
 	}
 }
+
+// The same with a request line that never ends: the parser takes the
+// bytes before the timeout for a whole (malformed) line, but the read's
+// timeout decides (the tour's one-byte-a-second client).
+func TestFrontDoorSlowLineIsClosedOnce(t *testing.T) {
+	n := startNode(t, broker.Options{Addrs: []string{broker.Embedded}}, func(c *roles.Config) {
+		c.ReadHeaderTimeout = 500 * time.Millisecond
+	})
+	conn, r, host := rawDial(t, n)
+	conn.Write([]byte("GET / HTTP"))
+	time.Sleep(750 * time.Millisecond) // past the deadline, before twice it
+	conn.Write([]byte("/1.1\r\nHost: " + host + "\r\n\r\n"))
+	if resp, err := http.ReadResponse(r, nil); err == nil {
+		t.Fatalf("got %s after the header timeout, want the connection closed", resp.Status)
+	}
+}
