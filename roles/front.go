@@ -22,18 +22,26 @@ import (
 // accepted connection's first request is read here, into a pooled buffer:
 // a plain WebSocket upgrade (GET /ws or GET / over HTTP/1.1, with Upgrade
 // and Host, no body) is answered here and its session runs on this
-// goroutine; anything else, and anything this parser refuses, goes to
+// goroutine; any other request, and any this parser refuses, goes to
 // net/http with the bytes read so far put back in front, so net/http sees
 // the connection exactly as the client sent it (and answers a malformed
 // request itself). Both paths end in the same admit and acceptWS.
 //
-// The bounds are net/http's: --read-header-timeout for the request head,
-// and at most frontHeadMax bytes are read here (a longer head goes to
-// net/http, which applies its own limit to the whole of it).
+// The bounds are net/http's, and no connection gets them twice: the
+// request head must arrive within --read-header-timeout and be at most
+// frontHeadMax bytes; a connection handed to net/http has sent its whole
+// head already (net/http parses it again from the bytes read here, with
+// no wait for the client).
 
-// frontHeadMax bounds what the front door reads of a request head before
-// it hands the connection to net/http.
-const frontHeadMax = 16 << 10
+// maxHeadBytes bounds a request head on the node's listener, for the
+// front door and net/http alike (http.Server.MaxHeaderBytes; net/http
+// allows 4 KiB on top, and so does frontHeadMax). net/http's own default,
+// 1 MiB, let a client that sends a long head slowly hold about that much
+// of the node's memory until --read-header-timeout; no request occase
+// serves needs more than a few KiB. A longer head is answered 431.
+const maxHeadBytes = 64 << 10
+
+const frontHeadMax = maxHeadBytes + 4096
 
 // frontDoor is the listener net/http serves: it hands on the connections
 // whose first request the front door did not take.
@@ -137,19 +145,20 @@ var frontReads = sync.Pool{New: func() any {
 	return fr
 }}
 
-// recorder reads from c and keeps what it read, up to frontHeadMax, and
-// the error that ended its reading, if one did.
+// recorder reads from c, at most frontHeadMax bytes, and keeps what it
+// read and the error that ended its reading, if one did.
 type recorder struct {
 	c   net.Conn
 	buf []byte
 	err error
 }
 
-var errHeadTooLong = errors.New("request head longer than the front door reads")
+var errHeadTooLong = errors.New("request head too long")
 
 func (r *recorder) Read(p []byte) (int, error) {
 	room := frontHeadMax - len(r.buf)
 	if room <= 0 {
+		r.err = errHeadTooLong
 		return 0, errHeadTooLong
 	}
 	n, err := r.c.Read(p[:min(len(p), room)])
@@ -178,6 +187,13 @@ func (s *Server) front(nc net.Conn, f *frontDoor) {
 		// net/http would not get a second one) or went away. net/http
 		// too closes without an answer then.
 		nc.Close()
+		fr.release()
+		return
+	}
+	if err != nil && (errors.Is(err, errHeadTooLong) || errors.Is(fr.rec.err, errHeadTooLong)) {
+		w := &frontWriter{nc: nc, h: make(http.Header, 2)}
+		plainAnswer(w, http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large\n")
+		w.finish()
 		fr.release()
 		return
 	}
@@ -211,8 +227,7 @@ func (s *Server) front(nc net.Conn, f *frontDoor) {
 
 // endsConn: a read error after which the connection is closed, not
 // handed on (a timeout, the end of the stream, a reset). A request the
-// parser refuses, or a head longer than the front door reads, goes to
-// net/http, which answers it.
+// parser refuses goes to net/http, which answers it.
 func endsConn(err error) bool {
 	if errors.Is(err, errHeadTooLong) {
 		return false

@@ -3,7 +3,6 @@ package roles_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/roles"
 )
@@ -54,8 +52,9 @@ func registerOver(t *testing.T, conn net.Conn, r *bufio.Reader) {
 // Requests that are not a plain upgrade reach net/http intact: a plain GET
 // of the web app, an upgrade that follows another request on a kept-alive
 // connection (the session works, and is counted), a malformed request
-// (net/http's own 400) and an upgrade whose head is longer than the front
-// door reads.
+// (net/http's own 400), a long head under the node's 64 KiB limit. A head
+// over the limit is answered 431 (by the front door; net/http's answer is
+// the same); a long upgrade under it is served like any other.
 func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 	n := embeddedNode(t)
 
@@ -90,6 +89,20 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 		registerOver(t, conn, r)
 	})
 
+	t.Run("head over the limit after another request", func(t *testing.T) {
+		conn, r, host := rawDial(t, n)
+		conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		go conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\nCookie: c=" + strings.Repeat("z", 100<<10) + "\r\n\r\n"))
+		if resp, err = http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("100 KB head on a kept-alive connection: %v %v, want net/http's 431", resp, err)
+		}
+	})
+
 	t.Run("malformed", func(t *testing.T) {
 		conn, r, _ := rawDial(t, n)
 		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost example\r\n\r\n"))
@@ -99,6 +112,36 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 		}
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Fatalf("malformed request: %s, want 400", resp.Status)
+		}
+	})
+
+	t.Run("head over the limit", func(t *testing.T) {
+		conn, r, host := rawDial(t, n)
+		pad := "X-Pad: " + strings.Repeat("p", 1000) + "\r\n"
+		go func() {
+			conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead))
+			for i := 0; i < 100; i++ { // 100 KB: over the node's 64 KiB
+				if _, err := conn.Write([]byte(pad)); err != nil {
+					return
+				}
+			}
+		}()
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+			t.Fatalf("100 KB head: %s, want 431", resp.Status)
+		}
+	})
+
+	t.Run("long head, not an upgrade", func(t *testing.T) {
+		conn, r, host := rawDial(t, n)
+		cookie := "Cookie: c=" + strings.Repeat("x", 40<<10) + "\r\n"
+		conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\n" + cookie + "\r\n"))
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("a 40 KiB head for net/http: %v %v, want 200", resp, err)
 		}
 	})
 
@@ -197,31 +240,6 @@ func TestPeerCloseIsAnswered(t *testing.T) {
 		if d := time.Since(start); d > 150*time.Millisecond {
 			t.Logf("parked=%v: the answer took %v (held by MSG_MORE until the close?)", parked, d)
 		}
-	}
-}
-
-// A WebSocket the front door took and one net/http took behave the same
-// to a library client: both log in and chat.
-func TestBothPathsServeSessions(t *testing.T) {
-	n := embeddedNode(t)
-	a := register(t, n.url)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	// A client with a long header goes through net/http.
-	h := http.Header{}
-	h.Set("Cookie", "c="+strings.Repeat("y", 20<<10))
-	c, _, err := websocket.Dial(ctx, n.url, &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	b := &client{t: t, c: c, seen: map[int64]bool{}}
-	b.send(`{"cmd":"register"}`)
-	ack := b.expect("register_ack")
-	b.id = ack.str("id")
-	a.chat(b.id, "hello", 1)
-	if m := b.expect("message"); m.str("msg") != "hello" || m.str("from") != a.id {
-		t.Fatalf("got %v", m)
 	}
 }
 

@@ -98,7 +98,8 @@ func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error 
 	// ReadTimeout: it would stay on a hijacked connection's deadline;
 	// uploads have their own timeout.
 	hs := &http.Server{Handler: s.echo, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout,
-		ErrorLog: logs.StdLog(s.log.Named("http"), "http server error")}
+		MaxHeaderBytes: maxHeadBytes,
+		ErrorLog:       logs.StdLog(s.log.Named("http"), "http server error")}
 	g.Add(func() error {
 		if err := hs.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve: %w", err)

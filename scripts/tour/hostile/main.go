@@ -26,13 +26,15 @@ import (
 
 var (
 	wsURL = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
-	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked")
+	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads")
 	dur   = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
 	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
 	n     = flag.Int("n", 50, "regstorm: registrations per source address")
 	rate  = flag.Float64("rate", 5, "honest, chat: messages per second (per pair)")
 	size  = flag.Int("size", 60000, "fields: bytes of each many-field frame")
 	pairs = flag.Int("pairs", 10, "chat: pairs of users, each reconnecting when closed")
+	conns = flag.Int("conns", 1000, "heads: connections per source address")
+	head  = flag.Int("head", 12<<10, "heads: bytes of request head each connection sends, a chunk a second, never finishing it")
 )
 
 func main() {
@@ -66,6 +68,8 @@ func main() {
 		res = chat()
 	case "filenames":
 		res = filenames()
+	case "heads":
+		res = heads()
 	default:
 		fmt.Fprintln(os.Stderr, "hostile: unknown mode", *mode)
 		os.Exit(2)
@@ -625,4 +629,71 @@ func chat() string {
 	}
 	return fmt.Sprintf("pairs=%d sent=%d acked_ok=%d refused=[%s] delivered=%d lost_acked=%d duplicated=%d closes=[%s] reconnects=%d median=%s max=%s",
 		*pairs, sent, acked, refused.String(), dlv, lost, dup, closes.String(), len(reconnects), med.Round(time.Millisecond), worst.Round(time.Millisecond))
+}
+
+// heads opens -conns connections per source address, each sending an
+// upgrade request head that never ends (-head bytes in ten chunks, one a
+// second, the last without the blank line), and reports when the node
+// closed them (it must, at --read-header-timeout) and whether it ever
+// answered one.
+func heads() string {
+	host := mustHost()
+	var c counts
+	var wg sync.WaitGroup
+	start := time.Now()
+	var mu sync.Mutex
+	var last time.Duration
+	for _, from := range strings.Split(*src, ",") {
+		for i := 0; i < *conns; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+				nc, err := d.Dial("tcp", host)
+				if err != nil {
+					c.add("dial_error")
+					return
+				}
+				defer nc.Close()
+				line := "GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+				chunk := max((*head-len(line))/10, 1)
+				filler := "X-Pad: " + strings.Repeat("p", chunk) + "\r\n"
+				nc.Write([]byte(line))
+				closed := make(chan struct{})
+				go func() {
+					defer close(closed)
+					b := make([]byte, 512)
+					nc.SetReadDeadline(time.Now().Add(*dur + 30*time.Second))
+					n, err := nc.Read(b)
+					switch {
+					case n > 0:
+						c.add("answered_" + strings.Fields(string(b[:n]) + " x x")[1])
+					case errors.Is(err, os.ErrDeadlineExceeded):
+						c.add("never_closed")
+					default:
+						c.add("closed")
+					}
+					mu.Lock()
+					last = max(last, time.Since(start))
+					mu.Unlock()
+				}()
+				for k := 0; k < 10; k++ {
+					select {
+					case <-closed:
+						return
+					case <-time.After(time.Second):
+					}
+					nc.Write([]byte(filler))
+				}
+				<-closed
+			}()
+		}
+	}
+	wg.Wait()
+	return fmt.Sprintf("connections=%d seen=[%s] last_closed_after=%.1fs", *conns*len(strings.Split(*src, ",")), c.String(), last.Seconds())
+}
+
+func mustHost() string {
+	u, _ := url.Parse(*wsURL)
+	return u.Host
 }
