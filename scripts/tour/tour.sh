@@ -267,6 +267,12 @@ hostile() {
 	( exec 3<>/dev/tcp/127.0.0.1/18087; t0=$(date +%s)
 	  for ch in G E T ' ' / ' ' H T T P; do printf %s "$ch" >&3 2>/dev/null || break; sleep 1; done
 	  timeout 30 cat <&3 >/dev/null; echo "  closed by the node after $(( $(date +%s) - t0 ))s" )
+	echo "  unfinished request heads (1,000 connections, 60 KB each, a chunk a second), then 600 KB heads:"
+	local r0=$(awk '/VmRSS/{print $2}' /proc/$v/status)
+	"$HOSTILE" -mode heads -src 127.0.0.9 -conns 1000 -head 60000 -url $U | sed 's/^/  /' &
+	local hp=$!
+	sleep 8; echo "  node RSS grew $(( $(awk '/VmRSS/{print $2}' /proc/$v/status) - r0 )) KB while they were held"; wait $hp
+	attack "600 KB heads" 127.0.0.9 -mode heads -conns 1000 -head 600000
 	echo "  idle keep-alive HTTP connection (held 15 s):"
 	( exec 3<>/dev/tcp/127.0.0.1/18087
 	  printf 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n' >&3; sleep 15
