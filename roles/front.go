@@ -25,7 +25,7 @@ import (
 // goroutine; any other request, and any this parser refuses, goes to
 // net/http with the bytes read so far put back in front, so net/http sees
 // the connection exactly as the client sent it (and answers a malformed
-// request itself). Both paths end in the same admit and acceptWS.
+// request itself). Both paths answer an upgrade with Server.upgrade.
 //
 // The bounds are net/http's, and no connection gets them twice: the
 // request head must arrive within --read-header-timeout and be at most
