@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"syscall"
@@ -186,6 +187,13 @@ func (s *Server) front(nc net.Conn, f *frontDoor) {
 		// The client was too slow (--read-header-timeout is spent:
 		// net/http would not get a second one) or went away. net/http
 		// too closes without an answer then.
+		why := "gone"
+		if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(fr.rec.err, os.ErrDeadlineExceeded) {
+			why = "timeout"
+		}
+		if len(fr.rec.buf) > 0 || why == "timeout" { // a connection that sent nothing and left is no refusal
+			s.m.heads.WithLabelValues(why).Inc()
+		}
 		nc.Close()
 		fr.release()
 		return
@@ -193,6 +201,7 @@ func (s *Server) front(nc net.Conn, f *frontDoor) {
 	if err != nil && (errors.Is(err, errHeadTooLong) || errors.Is(fr.rec.err, errHeadTooLong)) {
 		w := &frontWriter{nc: nc, h: make(http.Header, 2)}
 		plainAnswer(w, http.StatusRequestHeaderFieldsTooLarge, "431 Request Header Fields Too Large\n")
+		s.m.heads.WithLabelValues("too_large").Inc()
 		w.finish()
 		fr.release()
 		return

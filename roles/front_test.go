@@ -132,6 +132,9 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 			}
 		}()
 		expectStatus(t, r, http.StatusRequestHeaderFieldsTooLarge, "100 KB head")
+		if body := httpGet(t, n.base+"/metrics"); !strings.Contains(body, `occase_request_heads_refused_total{why="too_large"} 1`) {
+			t.Errorf("the 431 is not counted in occase_request_heads_refused_total")
+		}
 	})
 
 	t.Run("long head, not an upgrade", func(t *testing.T) {
@@ -255,6 +258,9 @@ func TestFrontDoorSlowHeadIsClosedOnce(t *testing.T) {
 	conn.Write([]byte("Host: " + host + "\r\n\r\n"))
 	if resp, err := http.ReadResponse(r, nil); err == nil {
 		t.Fatalf("got %s after the header timeout, want the connection closed", resp.Status)
+	}
+	if body := httpGet(t, n.base+"/metrics"); !strings.Contains(body, `occase_request_heads_refused_total{why="timeout"} 1`) {
+		t.Errorf("the timeout is not counted in occase_request_heads_refused_total")
 	}
 }
 

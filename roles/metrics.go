@@ -41,6 +41,10 @@ type metrics struct {
 	ignored          prometheus.Counter
 	// epochChanges counts changes of the data epoch seen by this node.
 	epochChanges prometheus.Counter
+	// heads counts connections the front door ended before a request:
+	// timeout (--read-header-timeout spent), too_large (431), gone (the
+	// client closed or reset).
+	heads *prometheus.CounterVec
 }
 
 // knownCmds bounds the cmd label: anything else is counted as "other".
@@ -89,8 +93,10 @@ func newMetrics(s *Server) *metrics {
 		uploaded: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_upload_bytes_total",
 			Help: "Bytes of image uploads that were stored (as received, before metadata was removed)."}),
 	}
+	m.heads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_request_heads_refused_total",
+		Help: "Connections ended before their first request was read whole (front door): timeout, too_large (answered 431), gone."}, []string{"why"})
 	reg.MustRegister(m.framesIn, m.framesOut, m.sockWrites, m.duration, m.errors, m.closes, m.chatStored, m.chatDeliv, m.requeued, m.overflows,
-		m.httpReqs, m.uploaded,
+		m.httpReqs, m.uploaded, m.heads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.readThrottled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_read_throttled_total",
 		Help: "Times a connection's reader paused because it was over its read budget (bytes or frames per second)."}, []string{"budget"})
