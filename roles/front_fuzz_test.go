@@ -29,7 +29,7 @@ func FuzzFrontDoor(f *testing.F) {
 		"GET /ws HTTP/1.1\r\nHost: x\r\n" + up + "\r\n\x81\x85\x01\x02\x03\x04hello",
 		"GET / HTTP/1.1\r\nHost: x\r\n" + up + "\r\n",
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\nGET /ws HTTP/1.1\r\nHost: x\r\n" + up + "\r\n",
+		"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /ws HTTP/1.1\r\nHost: x\r\n" + up + "\r\n",
 		"GET /ws HTTP/1.1\r\nHost example\r\n\r\n",
 		"GET / HTTP",
 		"GET /ws HTTP/1.0\r\nHost: x\r\n" + up + "\r\n",

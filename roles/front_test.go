@@ -87,14 +87,14 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 
 	t.Run("upgrade after another request", func(t *testing.T) {
 		conn, r, host := rawDial(t, n)
-		conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
+		conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
 		resp, err := http.ReadResponse(r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("readyz: %s", resp.Status)
+			t.Fatalf("healthz: %s", resp.Status)
 		}
 		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
 		if resp, err = http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
@@ -105,13 +105,13 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 
 	t.Run("head over the limit after another request", func(t *testing.T) {
 		conn, r, host := rawDial(t, n)
-		conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
+		conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
 		resp, err := http.ReadResponse(r, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
-		go conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\nCookie: c=" + strings.Repeat("z", 100<<10) + "\r\n\r\n"))
+		go conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nCookie: c=" + strings.Repeat("z", 100<<10) + "\r\n\r\n"))
 		expectStatus(t, r, http.StatusRequestHeaderFieldsTooLarge, "100 KB head on a kept-alive connection (net/http's answer)")
 	})
 
@@ -141,7 +141,7 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 	t.Run("long head, not an upgrade", func(t *testing.T) {
 		conn, r, host := rawDial(t, n)
 		cookie := "Cookie: c=" + strings.Repeat("x", 40<<10) + "\r\n"
-		conn.Write([]byte("GET /readyz HTTP/1.1\r\nHost: " + host + "\r\n" + cookie + "\r\n"))
+		conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\n" + cookie + "\r\n"))
 		expectStatus(t, r, http.StatusOK, "a 40 KiB head for net/http")
 	})
 
@@ -159,7 +159,7 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 	body := httpGet(t, n.base+"/metrics")
 	for _, want := range []string{
 		`occase_http_requests_total{code="101",method="GET",route="/ws"} 2`,
-		`occase_http_requests_total{code="200",method="GET",route="/readyz"}`,
+		`occase_http_requests_total{code="200",method="GET",route="/healthz"}`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
@@ -257,7 +257,7 @@ func TestFrontDoorSlowHeadIsClosedOnce(t *testing.T) {
 		c.ReadHeaderTimeout = 500 * time.Millisecond
 	})
 	for i, tc := range []struct{ first, rest string }{
-		{"GET /readyz HTTP/1.1\r\n", "Host: %s\r\n\r\n"},
+		{"GET /healthz HTTP/1.1\r\n", "Host: %s\r\n\r\n"},
 		{"GET / HTTP", "/1.1\r\nHost: %s\r\n\r\n"},
 	} {
 		conn, r, host := rawDial(t, n)
