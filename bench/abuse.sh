@@ -42,7 +42,7 @@ RP=$(freeport)
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
 	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+waitredis "$RP"
 
 PORT=$(freeport)
 KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -53,7 +53,7 @@ mkdir -p "$OUT/images"
 	--log-level error $EXTRA_SERVE >"$OUT/node.log" 2>&1 &
 NODE=$!
 pids+=("$NODE")
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
+waitready "$PORT"
 
 echo "load before: $(cat /proc/loadavg), $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3)" | tee "$OUT/machine.txt"
 git -C "$root" log -1 --format='code: %h %s' | tee -a "$OUT/machine.txt"

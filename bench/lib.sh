@@ -13,3 +13,15 @@ cleanup() {
 	wait 2>/dev/null || true
 }
 trap cleanup EXIT
+# waitredis waits (up to 10 s) until the redis-server on port $1 answers.
+waitredis() {
+	for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+	echo "redis-server on port $1 did not answer" >&2
+	return 1
+}
+# waitready waits (up to 10 s) until the occase node on port $1 is ready.
+waitready() {
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done
+	echo "the node on port $1 is not ready" >&2
+	return 1
+}

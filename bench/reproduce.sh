@@ -40,7 +40,7 @@ redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize
 	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
 REDIS=$!
 pids+=("$REDIS")
-for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+waitredis "$RP"
 rcli() { redis-cli -p "$RP" "$@"; }
 
 # Nodes: rate limits and the post quota off (the bench measures the server,
@@ -66,7 +66,7 @@ start_nodes() {
 		pids+=($!)
 		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
 		murls+=("http://127.0.0.1:$port/metrics")
-		for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+		waitready "$port"
 	done
 }
 stop_nodes() {

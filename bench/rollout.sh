@@ -25,7 +25,7 @@ RP=$(freeport)
 redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
 	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+waitredis "$RP"
 
 SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 ports=("$(freeport)" "$(freeport)")
@@ -37,7 +37,7 @@ start() { # start node $1
 		>>"$OUT/node$1.log" 2>&1 &
 	node[$1]=$!
 	pids+=($!)
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:${ports[$1]}/readyz" >/dev/null && return; sleep 0.1; done
+	waitready "${ports[$1]}" && return
 	echo "node $1 did not become ready" >&2
 	exit 1
 }

@@ -36,7 +36,7 @@ RP=$(freeport)
 	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
 REDIS=$!
 pids+=("$REDIS")
-for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+waitredis "$RP"
 
 run() { # name binary extra-flags
 	local name=$1 bin=$2 extra=$3 i port nodes=() urls="" prefix
@@ -50,7 +50,7 @@ run() { # name binary extra-flags
 		nodes+=($!)
 		pids+=($!)
 		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
-		for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+		waitready "$port"
 	done
 	redis-cli -p "$RP" config resetstat >/dev/null
 	local r0 n10 n20

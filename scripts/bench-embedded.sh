@@ -29,8 +29,7 @@ redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize
 	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
 REDIS=$!
 pids+=("$REDIS")
-for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
-redis-cli -p "$RP" ping >/dev/null || { echo "redis-server did not start" >&2; exit 1; }
+waitredis "$RP"
 
 run() { # name binary real|embedded
 	local name=$1 bin=$2 broker=$3 port node redis_flag
@@ -47,8 +46,7 @@ run() { # name binary real|embedded
 		--log-level error ${EXTRA:-} >>"$OUT/$name.node.log" 2>&1 &
 	node=$!
 	pids+=("$node")
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
-	curl -sf "http://127.0.0.1:$port/readyz" >/dev/null || { tail "$OUT/$name.node.log" >&2; exit 1; }
+	waitready "$port" || { tail "$OUT/$name.node.log" >&2; exit 1; }
 	local r0 n0 r1 n1
 	r0=$(cputicks "$REDIS"); n0=$(cputicks "$node")
 	"$BENCH" bench "${LOAD[@]}" --url "ws://127.0.0.1:$port/ws" --duration "$DUR" --warmup "$WARMUP" \

@@ -21,7 +21,7 @@ HOLD=${4:-60s}
 IT=${IT:-15s}
 OUT=${OUT:-$(mktemp -d /tmp/occase-idle-ab.XXXXXX)}
 mkdir -p "$OUT"
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/../bench/lib.sh"
 
 one() { # one BINARY TAG
 	local bin=$1 tag=$2 rp p rpid np sp
@@ -29,12 +29,12 @@ one() { # one BINARY TAG
 	p=$(freeport)
 	redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --protected-mode no >/dev/null 2>&1 &
 	rpid=$!
-	for _ in $(seq 50); do redis-cli -p "$rp" ping >/dev/null 2>&1 && break; sleep 0.1; done
+	waitredis "$rp"
 	OCCASE_REGISTER_RATE=0 OCCASE_REGISTER_PER_DAY=0 OCCASE_REGISTER_NODE_RATE=0 \
 		"$bin" serve --role db --addr "127.0.0.1:$p" --redis "127.0.0.1:$rp" --log-level error \
 		--idle-timeout "$IT" >"$OUT/$tag.node.log" 2>&1 &
 	np=$!
-	for _ in $(seq 50); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done
+	waitready "$p"
 	(while kill -0 "$np" 2>/dev/null; do
 		m=$(curl -sf "http://127.0.0.1:$p/metrics")
 		echo "$(date +%s) rss_kb=$(awk '/^VmRSS/{print $2}' "/proc/$np/status") $(echo "$m" | awk '

@@ -19,11 +19,11 @@ IT=${IT:-30s}
 TAG=${TAG:-multi}
 OUT=${OUT:-$(mktemp -d /tmp/occase-idle-multi.XXXXXX)}
 mkdir -p "$OUT"
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/../bench/lib.sh"
 rp=$(freeport)
 redis-server --port "$rp" --bind 127.0.0.1 --save "" --appendonly no --protected-mode no >/dev/null 2>&1 &
 rpid=$!
-for _ in $(seq 50); do redis-cli -p "$rp" ping >/dev/null 2>&1 && break; sleep 0.1; done
+waitredis "$rp"
 nps=()
 ports=()
 for i in $(seq "$K"); do
@@ -35,7 +35,7 @@ for i in $(seq "$K"); do
 	ports+=("$p")
 done
 for p in "${ports[@]}"; do
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done
+	waitready "$p"
 done
 echo "load before: $(cat /proc/loadavg)"
 bps=()

@@ -33,7 +33,7 @@ redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize
 	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
 REDIS=$!
 pids+=("$REDIS")
-for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+waitredis "$RP"
 
 run() { # name binary
 	local name=$1 bin=$2 i port nodes=() urls="" prefix pp="" prof=""
@@ -49,7 +49,7 @@ run() { # name binary
 		nodes+=($!)
 		pids+=($!)
 		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
-		for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+		waitready "$port"
 	done
 	if [ -n "$pp" ]; then
 		# Starts once the registrations are done (the bench's dial and

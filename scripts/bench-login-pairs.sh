@@ -30,7 +30,7 @@ redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --protected
 	--dir "$OUT" >"$OUT/redis.log" 2>&1 &
 REDIS=$!
 pids+=("$REDIS")
-for _ in $(seq 50); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.1; done
+waitredis "$RP"
 
 declare -A URLS NODES
 for name in A B; do
@@ -46,7 +46,7 @@ for name in A B; do
 		pids+=($!)
 		nn="$nn --server-pid $!"
 		urls="${urls:+$urls,}ws://127.0.0.1:$port/ws"
-		for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+		waitready "$port"
 	done
 	URLS[$name]=$urls
 	NODES[$name]=$nn
