@@ -78,9 +78,7 @@ func TestFramesSentWithTheHandshakeAreRead(t *testing.T) {
 		defer conn.Close()
 		conn.SetDeadline(time.Now().Add(10 * time.Second))
 
-		req := "GET /ws HTTP/1.1\r\nHost: " + strings.TrimPrefix(n.base, "http://") + "\r\n" +
-			"Upgrade: websocket\r\nConnection: Upgrade\r\n" +
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+		req := "GET /ws HTTP/1.1\r\nHost: " + strings.TrimPrefix(n.base, "http://") + "\r\n" + upgradeHead + "\r\n"
 		out := []byte(req)
 		out = append(out, maskedFrame(`{"cmd":"register"}`)...)
 		const msgs = 100

@@ -35,7 +35,8 @@ func rawDial(t *testing.T, n *node) (net.Conn, *bufio.Reader, string) {
 	return conn, bufio.NewReader(conn), host
 }
 
-// expectStatus reads one response from r and checks its status.
+// expectStatus reads one response from r, body and all, and checks its
+// status.
 func expectStatus(t *testing.T, r *bufio.Reader, code int, what string) *http.Response {
 	t.Helper()
 	resp, err := http.ReadResponse(r, nil)
@@ -45,7 +46,20 @@ func expectStatus(t *testing.T, r *bufio.Reader, code int, what string) *http.Re
 	if resp.StatusCode != code {
 		t.Fatalf("%s: %s, want %d", what, resp.Status, code)
 	}
+	if code != http.StatusSwitchingProtocols {
+		io.Copy(io.Discard, resp.Body)
+	}
 	return resp
+}
+
+// rawUpgrade dials n and completes a WebSocket handshake on the raw
+// socket.
+func rawUpgrade(t *testing.T, n *node) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, r, host := rawDial(t, n)
+	conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
+	expectStatus(t, r, http.StatusSwitchingProtocols, "handshake")
+	return conn, r
 }
 
 func embeddedNode(t *testing.T) *node {
@@ -88,29 +102,16 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 	t.Run("upgrade after another request", func(t *testing.T) {
 		conn, r, host := rawDial(t, n)
 		conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("healthz: %s", resp.Status)
-		}
+		expectStatus(t, r, http.StatusOK, "healthz")
 		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
-		if resp, err = http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade: %v %v", resp, err)
-		}
+		expectStatus(t, r, http.StatusSwitchingProtocols, "upgrade")
 		registerOver(t, conn, r)
 	})
 
 	t.Run("head over the limit after another request", func(t *testing.T) {
 		conn, r, host := rawDial(t, n)
 		conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\n\r\n"))
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
+		expectStatus(t, r, http.StatusOK, "healthz")
 		go conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nCookie: c=" + strings.Repeat("z", 100<<10) + "\r\n\r\n"))
 		expectStatus(t, r, http.StatusRequestHeaderFieldsTooLarge, "100 KB head on a kept-alive connection (net/http's answer)")
 	})
@@ -149,10 +150,7 @@ func TestFrontDoorHandsOtherRequestsToNetHTTP(t *testing.T) {
 		conn, r, host := rawDial(t, n)
 		cookie := "Cookie: c=" + strings.Repeat("x", 40<<10) + "\r\n"
 		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + cookie + upgradeHead + "\r\n"))
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade with a 40 KiB head: %v %v", resp, err)
-		}
+		expectStatus(t, r, http.StatusSwitchingProtocols, "upgrade with a 40 KiB head")
 		registerOver(t, conn, r)
 	})
 
@@ -191,9 +189,7 @@ func TestFrontDoorAnswers(t *testing.T) {
 
 	conn, r, host = rawDial(t, n)
 	conn.Write([]byte("GET / HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
-	if resp, err = http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("upgrade at /: %v %v", resp, err)
-	}
+	resp = expectStatus(t, r, http.StatusSwitchingProtocols, "upgrade at /")
 	if resp.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" {
 		t.Fatalf("Sec-WebSocket-Accept %q", resp.Header.Get("Sec-WebSocket-Accept"))
 	}
@@ -210,11 +206,7 @@ func TestFrontDoorAnswers(t *testing.T) {
 func TestPeerCloseIsAnswered(t *testing.T) {
 	n := embeddedNode(t)
 	for _, parked := range []bool{false, true} {
-		conn, r, host := rawDial(t, n)
-		conn.Write([]byte("GET /ws HTTP/1.1\r\nHost: " + host + "\r\n" + upgradeHead + "\r\n"))
-		if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade: %v %v", resp, err)
-		}
+		conn, r := rawUpgrade(t, n)
 		registerOver(t, conn, r)
 		if parked {
 			time.Sleep(100 * time.Millisecond) // past parkAfter: the poller holds the socket

@@ -1,11 +1,8 @@
 package roles_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -66,20 +63,8 @@ func TestParkedConnectionWakesOnAFrameAndAnswers(t *testing.T) {
 func TestFrameTrickledIntoAParkedConnection(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		n := startNode(t, b.Options)
-		host := strings.TrimPrefix(n.base, "http://")
-		conn, err := net.Dial("tcp", host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
+		conn, r := rawUpgrade(t, n)
 		conn.SetDeadline(time.Now().Add(20 * time.Second))
-		fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", host)
-		r := bufio.NewReader(conn)
-		resp, err := http.ReadResponse(r, nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("handshake: %v %v", resp, err)
-		}
 		// A frame longer than 125 bytes, so its header has an extended
 		// length, sent in pieces smaller than the header.
 		f := maskedFrame(`{"cmd":"register","pad":"` + strings.Repeat("x", 200) + `"}`)
@@ -207,20 +192,8 @@ func TestPongWithAFrameWakesTheReader(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				n := startNode(t, b.Options)
-				host := strings.TrimPrefix(n.base, "http://")
-				conn, err := net.Dial("tcp", host)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer conn.Close()
+				conn, r := rawUpgrade(t, n)
 				conn.SetDeadline(time.Now().Add(20 * time.Second))
-				fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-					"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", host)
-				r := bufio.NewReader(conn)
-				resp, err := http.ReadResponse(r, nil)
-				if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-					t.Fatalf("handshake: %v %v", resp, err)
-				}
 				if runtime.GOOS == "linux" {
 					waitParked(t, n, 1) // the first bytes land on a parked connection
 				}
