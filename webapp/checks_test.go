@@ -53,6 +53,22 @@ const S = (v) => json.stringify(v);
 // value passes before the app keeps or shows it (issue 10 item 8).
 func TestBrowserSafe(t *testing.T) {
 	jsChecks(t, []struct{ name, js string }{
+		{"a cid is 1 to 64 safe characters, or nothing", `
+for (const ok of ["a", "0f3c2a9e7d1b4c559a0e2f6b1c8d4e7a", "dev:42.7_x-Y", "x".repeat(64)]) {
+  if (safe.cid(ok) !== ok) return "refused " + S(ok);
+}
+for (const bad of ["", "x".repeat(65), "a b", "<b>", "é", 7, null, undefined, {toString: () => "a"}, ["a"]]) {
+  if (safe.cid(bad) !== undefined) return "kept " + String(bad);
+}
+return "";`},
+		{"stored (from, cid) keys are checked on load", `
+localStorage.clear();
+localStorage.setItem("occase.v1.user.1", JSON.stringify({seenCids: ["2 sam-1", "2 a b", 5, "x sam", "3 ok"]}));
+const u = store.loadUser("1");
+localStorage.clear();
+if (S(u.seenCids) !== S(["2 sam-1", "3 ok"])) return "seenCids " + S(u.seenCids);
+if (S(store.emptyUser().seenCids) !== S([])) return "an empty user has no seenCids list";
+return "";`},
 		{"an object where the title goes makes the post unreadable, not a throw", `
 const p = safe.post({id: 7, from: "3", body: '{"title":{"toString":1}}'});
 if (!p || !p.bad) return "not marked unreadable: " + S(p);

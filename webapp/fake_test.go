@@ -54,6 +54,10 @@ type fakeServer struct {
 	filenames     int      // filenames requests received
 	chatFail      string   // fail every chat line (type "chat") with this reason, when not ""
 	chatDetail    string
+	// chatLate: the next chatLate chat lines are stored and delivered as
+	// usual but answered fail unavailable, as by a node whose store call
+	// timed out after Redis ran it (docs/protocol.md "Safe chat resends").
+	chatLate int
 	signupToken   string        // register only with this signup_token, when not ""
 	slow          time.Duration // answer /api/menu and /api/posts this late (a slow link)
 
@@ -606,6 +610,12 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		}
 		s.mu.Unlock()
 		ack := map[string]any{"cmd": "message", "type": "server_ack", "result": "ok", "from": to, "msg_id": f["msg_id"]}
+		s.mu.Lock()
+		if s.chatLate > 0 && f["type"] == "chat" {
+			s.chatLate--
+			ack = map[string]any{"cmd": "message", "type": "server_ack", "result": "fail", "reason": wire.Unavailable, "from": to}
+		}
+		s.mu.Unlock()
 		if id, ok := f["id"]; ok {
 			ack["ack_id"] = id
 		}

@@ -533,6 +533,19 @@ function onStale(f) {
   render();
 }
 
+// seenCid reports whether a message with this client id (cid) came from
+// this sender before, and records it: a sender that did not learn whether
+// a message was stored sends it again with the same cid, and the server
+// may have stored both (docs/protocol.md "Safe chat resends").
+function seenCid(from, cid) {
+  const k = `${from} ${cid}`;
+  const s = app.u.seenCids;
+  if (s.includes(k)) return true;
+  s.push(k);
+  if (s.length > 2000) s.splice(0, s.length - 2000);
+  return false;
+}
+
 // seenMsg reports whether a server msg_id was handled before, and records it.
 function seenMsg(id) {
   if (!safe.isId(id)) return false;
@@ -1262,6 +1275,13 @@ function newLocalId() {
   return app.lastLocalId;
 }
 
+// newCid is a chat message's client id: 128 random bits in hex, unique per
+// sender without counting on clocks or on one browser.
+function newCid() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 function enqueue(frame, chat, id) {
   app.u.outbox.push({ frame, chat, id });
   save();
@@ -1276,6 +1296,12 @@ function pump() {
   if (app.inflight || !app.u || !app.session.loggedIn || app.u.outbox.length === 0) return;
   const u = app.u;
   const item = u.outbox[0];
+  if (item.chat && !safe.cid(item.frame.cid)) {
+    // A line queued by an older version of the app: it gets its cid now,
+    // and keeps it through every resend.
+    item.frame.cid = newCid();
+    save();
+  }
   app.inflight = item;
   app.session.request(item.frame).then((r) => {
     app.inflight = null;
@@ -1301,7 +1327,8 @@ function pump() {
   });
 }
 
-// sendAgain queues a line that failed once more, under a new id.
+// sendAgain queues a line that failed once more, under a new id and cid:
+// the refused one was not stored.
 function sendAgain(c, m) {
   const i = c.msgs.indexOf(m);
   if (i < 0) return;
@@ -1311,7 +1338,7 @@ function sendAgain(c, m) {
   c.last = Date.now();
   enqueue({
     cmd: "message", type: "chat", to: c.peer, msg: m.text, refers_to: -1,
-    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id,
+    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id, cid: newCid(),
   }, c.key, id);
   render();
 }
@@ -1337,7 +1364,7 @@ function sendChat(ev) {
   c.last = Date.now();
   enqueue({
     cmd: "message", type: "chat", to: c.peer, msg: text, refers_to: -1,
-    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id,
+    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id, cid: newCid(),
   }, c.key, id);
   render();
 }
@@ -1355,6 +1382,10 @@ function onMessage(f) {
   const from = safe.userId(f.from);
   if (from == null || !safe.isId(f.post_id)) return;
   const lineId = safe.lineId(f.id);
+  // A copy of a message already handled, sent again by a sender that did
+  // not learn it was stored: the same (from, cid), another msg_id.
+  const cid = safe.cid(f.cid);
+  if (cid !== undefined && seenCid(from, cid)) { save(); return; }
   if (f.type === "chat" || f.type === "chat_redirected") {
     const iAmSeller = typeof f.is_sender_post === "boolean" ? !f.is_sender_post : isMyPost(f.post_id);
     const c = ensureChat(f.post_id, from, iAmSeller, safe.text(f.nick, safe.MAX_NICK) ?? "");
