@@ -54,12 +54,13 @@ type fakeServer struct {
 	filenames     int      // filenames requests received
 	chatFail      string   // fail every chat line (type "chat") with this reason, when not ""
 	chatDetail    string
+	signupToken   string        // register only with this signup_token, when not ""
+	slow          time.Duration // answer /api/menu and /api/posts this late (a slow link)
+
 	// chatLate: the next chatLate chat lines are stored and delivered as
 	// usual but answered fail unavailable, as by a node whose store call
 	// timed out after Redis ran it (docs/protocol.md "Safe chat resends").
-	chatLate    int
-	signupToken string        // register only with this signup_token, when not ""
-	slow        time.Duration // answer /api/menu and /api/posts this late (a slow link)
+	chatLate int
 
 	// PROTOCOL.md 1.1 §2: the data epoch named in register_ack and
 	// login_ack ok, when not "" (an older server sends none); epochOnFail
