@@ -61,13 +61,10 @@ for (const bad of ["", "x".repeat(65), "a b", "<b>", "é", 7, null, undefined, {
   if (safe.cid(bad) !== undefined) return "kept " + String(bad);
 }
 return "";`},
-		{"stored (from, cid) keys are checked on load", `
-localStorage.clear();
-localStorage.setItem("occase.v1.user.1", JSON.stringify({seenCids: ["2 sam-1", "2 a b", 5, "x sam", "3 ok"]}));
-const u = store.loadUser("1");
-localStorage.clear();
-if (S(u.seenCids) !== S(["2 sam-1", "3 ok"])) return "seenCids " + S(u.seenCids);
-if (S(store.emptyUser().seenCids) !== S([])) return "an empty user has no seenCids list";
+		{"a chat's stored cids are checked on load", `
+const c = safe.chat({postId: 5, peer: "2", msgs: [], peerCids: ["sam-1", "a b", 5, null, "x".repeat(65), "ok"]});
+if (S(c.peerCids) !== S(["sam-1", "ok"])) return "peerCids " + S(c.peerCids);
+if (S(safe.chat({postId: 5, peer: "2"}).peerCids) !== S([])) return "a chat without cids";
 return "";`},
 		{"an object where the title goes makes the post unreadable, not a throw", `
 const p = safe.post({id: 7, from: "3", body: '{"title":{"toString":1}}'});

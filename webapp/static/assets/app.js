@@ -533,19 +533,6 @@ function onStale(f) {
   render();
 }
 
-// seenCid reports whether a message with this client id (cid) came from
-// this sender before, and records it: a sender that did not learn whether
-// a message was stored sends it again with the same cid, and the server
-// may have stored both (docs/protocol.md "Safe chat resends").
-function seenCid(from, cid) {
-  const k = `${from} ${cid}`;
-  const s = app.u.seenCids;
-  if (s.includes(k)) return true;
-  s.push(k);
-  if (s.length > 2000) s.splice(0, s.length - 2000);
-  return false;
-}
-
 // seenMsg reports whether a server msg_id was handled before, and records it.
 function seenMsg(id) {
   if (!safe.isId(id)) return false;
@@ -1246,7 +1233,7 @@ function ensureChat(postId, peer, iAmSeller, peerNick, known = null) {
     c = app.u.chats[key] = {
       key, postId, peer: String(peer), peerNick: peerNick || "", iAmSeller,
       title: (p && !p.bad && (p.doc.title || p.doc.msg || "").slice(0, safe.MAX_TITLE)) || "A listing",
-      msgs: [], unread: 0, peerIds: [], last: Date.now(), removed: false,
+      msgs: [], unread: 0, peerIds: [], peerCids: [], last: Date.now(), removed: false,
     };
     if (!p) fillChatTitle(c);
   }
@@ -1382,13 +1369,19 @@ function onMessage(f) {
   const from = safe.userId(f.from);
   if (from == null || !safe.isId(f.post_id)) return;
   const lineId = safe.lineId(f.id);
-  // A copy of a message already handled, sent again by a sender that did
-  // not learn it was stored: the same (from, cid), another msg_id.
-  const cid = safe.cid(f.cid);
-  if (cid !== undefined && seenCid(from, cid)) { save(); return; }
   if (f.type === "chat" || f.type === "chat_redirected") {
     const iAmSeller = typeof f.is_sender_post === "boolean" ? !f.is_sender_post : isMyPost(f.post_id);
     const c = ensureChat(f.post_id, from, iAmSeller, safe.text(f.nick, safe.MAX_NICK) ?? "");
+    // A copy of a line already shown, sent again by a sender that did not
+    // learn it was stored: the same (from, cid) under another msg_id
+    // (docs/protocol.md "Safe chat resends"). A chat is one sender's, so
+    // its cids are kept with it.
+    const cid = safe.cid(f.cid);
+    if (cid !== undefined) {
+      if (c.peerCids.includes(cid)) { save(); return; }
+      c.peerCids.push(cid);
+      if (c.peerCids.length > 1000) c.peerCids.splice(0, c.peerCids.length - 1000);
+    }
     if (lineId !== undefined) {
       if (c.peerIds.includes(String(lineId))) { save(); return; } // resent by the sender
       c.peerIds.push(String(lineId));

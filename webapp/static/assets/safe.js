@@ -183,6 +183,7 @@ export function chat(c) {
     msgs,
     unread: Math.max(0, Math.trunc(finite(c.unread) ?? 0)),
     peerIds: Array.isArray(c.peerIds) ? c.peerIds.filter((x) => typeof x === "string") : [],
+    peerCids: Array.isArray(c.peerCids) ? c.peerCids.filter((x) => cid(x) !== undefined).slice(-1000) : [],
     last: finite(c.last) ?? 0,
     removed: c.removed === true,
   };

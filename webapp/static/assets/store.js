@@ -99,7 +99,6 @@ export function emptyUser() {
     chats: {},      // "postId:peer" -> chat
     outbox: [],     // message frames not yet acknowledged by the server
     seenMsgIds: [], // recent server msg_ids, to drop redeliveries
-    seenCids: [],   // recent "<from> <cid>" of chat messages, to drop resent copies
     pendingPublish: null,
   };
 }
@@ -144,7 +143,6 @@ export function cleanUser(s) {
     u.outbox = s.outbox.filter((o) => o && typeof o === "object" && o.frame && typeof o.frame === "object");
   }
   if (Array.isArray(s.seenMsgIds)) u.seenMsgIds = s.seenMsgIds.filter((x) => typeof x === "string");
-  if (Array.isArray(s.seenCids)) u.seenCids = s.seenCids.filter((x) => typeof x === "string" && /^\d{1,20} [A-Za-z0-9._:-]{1,64}$/.test(x)).slice(-2000);
   if (s.pendingPublish && typeof s.pendingPublish === "object" && s.pendingPublish.post) u.pendingPublish = s.pendingPublish;
   return u;
 }
