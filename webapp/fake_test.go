@@ -61,6 +61,9 @@ type fakeServer struct {
 	// usual but answered fail unavailable, as by a node whose store call
 	// timed out after Redis ran it (docs/protocol.md "Safe chat resends").
 	chatLate int
+	// chatDrop: the next chatDrop chat lines are stored and delivered, and
+	// then the sender's connection closes before their server_ack.
+	chatDrop int
 
 	// PROTOCOL.md 1.1 §2: the data epoch named in register_ack and
 	// login_ack ok, when not "" (an older server sends none); epochOnFail
@@ -616,7 +619,18 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 			s.chatLate--
 			ack = map[string]any{"cmd": "message", "type": "server_ack", "result": "fail", "reason": wire.Unavailable, "from": to}
 		}
+		drop := s.chatDrop > 0 && f["type"] == "chat"
+		if drop {
+			s.chatDrop--
+		}
 		s.mu.Unlock()
+		if drop {
+			if peer != nil {
+				peer.write(json.RawMessage(b))
+			}
+			_ = c.ws.Close(websocket.StatusGoingAway, "gone")
+			return false
+		}
 		if id, ok := f["id"]; ok {
 			ack["ack_id"] = id
 		}

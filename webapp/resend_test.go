@@ -67,6 +67,34 @@ func TestBrowserSafeChatResends(t *testing.T) {
 	}
 	me, _ := copies[0]["from"].(string)
 
+	// The connection drops after the store, before the server_ack: the
+	// line goes again after the reconnect, with its cid.
+	srv.mu.Lock()
+	srv.chatDrop = 1
+	srv.mu.Unlock()
+	const line2 = "Can I see it tomorrow?"
+	a.typeInto("#chat-input", line2)
+	a.click("#chat-send")
+	a.wait("sent after the reconnect", tickOf(line2)+` === "sent"`)
+	isLine2 := func(f map[string]any) bool { return f["cmd"] == "message" && f["type"] == "chat" && f["msg"] == line2 }
+	copies = copies[:0]
+	for range 2 {
+		if !peer.waitPush(func(f map[string]any) bool {
+			if isLine2(f) {
+				copies = append(copies, f)
+			}
+			return isLine2(f)
+		}, waitFor) {
+			t.Fatalf("the peer got %d copies of the second line, want 2", len(copies))
+		}
+	}
+	if c2, _ := copies[0]["cid"].(string); c2 == "" || c2 == cid || copies[1]["cid"] != c2 {
+		t.Fatalf("cids %v and %v, want one new cid", copies[0]["cid"], copies[1]["cid"])
+	}
+	if got := a.eval(countText("[data-testid=chat-text]", line2)); got != "1" {
+		t.Errorf("the buyer shows the second line %s times, want once", got)
+	}
+
 	// Receiving: an app whose line ids start again on each connection
 	// sends one line twice under one cid and two ids, then another line
 	// with the same text and its own cid.
