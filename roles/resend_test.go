@@ -104,7 +104,7 @@ func TestChatResendAfterUnavailableKeepsTheCid(t *testing.T) {
 	a.expectServerAck(9, b.id)
 
 	const cid = `"resend-1"`
-	sleepRedis(t, r, "1.5")
+	sleepRedis(t, r, "3")
 	a.chatCid(b.id, "twice on the wire", cid, 1)
 	m := a.expect("message")
 	if m.str("result") != "fail" || m.str("reason") != wire.Unavailable || m.str("cid") != "resend-1" {
@@ -158,7 +158,7 @@ func sleepRedis(t *testing.T, r *brokertest.Redis, secs string) {
 		if _, err := c.Write([]byte("PING\r\n")); err != nil {
 			t.Fatal(err)
 		}
-		c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		c.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
 		if _, err := rd.ReadString('\n'); err != nil {
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				return
