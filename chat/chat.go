@@ -173,6 +173,30 @@ func (m *Message) Carried() (prev, id int64, frame string) {
 	return m.stored.Prev, m.stored.ID, broker.StoredFrame(m.stored.ID, m.members)
 }
 
+// MaxCID is the longest "cid" a message may carry (docs/protocol.md "Safe
+// chat resends").
+const MaxCID = 64
+
+// ValidCID reports whether raw, a JSON value as the client wrote it, is a
+// client message id: a string of 1 to MaxCID letters, digits, '-', '_',
+// '.' or ':', written without escapes. The server forwards it byte for
+// byte, so this alphabet is what every receiver may rely on: it is safe in
+// a key, a file name, a URL or HTML without quoting.
+func ValidCID(raw []byte) bool {
+	n := len(raw) - 2
+	if n < 1 || n > MaxCID || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return false
+	}
+	for _, c := range raw[1 : len(raw)-1] {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == ':':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Prepare validates a "message" request from user from. A missing or
 // non-string "to" is malformed (the connection closes); the rest are fail
 // replies.
@@ -187,6 +211,9 @@ func (s *Service) Prepare(from string, req *wire.Request) (*Message, error) {
 	t, _ := wire.String(req.Get("type"))
 	if t == "server_ack" {
 		return nil, wire.Errorf(wire.BadRequest, "type server_ack is reserved for the server")
+	}
+	if raw := req.Get("cid"); raw != nil && !ValidCID(raw) {
+		return nil, wire.Errorf(wire.BadRequest, `field "cid" must be a string of 1 to %d letters, digits, "-", "_", "." or ":"`, MaxCID)
 	}
 	if !ValidUserID(to) {
 		return nil, wire.Errorf(wire.NotFound, "no user %q", to)
@@ -242,7 +269,9 @@ func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, e
 // ServerAck builds the reply to a "message" request: ok with the stored
 // message's id, or fail with reason when reason is not "". ack_id echoes
 // the request's id, from is the recipient, post_id is echoed and
-// is_sender_post negated, as PROTOCOL.md section 3 says.
+// is_sender_post negated, as PROTOCOL.md section 3 says; a valid cid is
+// echoed too, so a client that resent a message on a new connection (where
+// its ids may start again) can match the reply to it.
 func ServerAck(req *wire.Request, to string, msgID int64, reason string) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, `{"cmd":"message","type":"server_ack","result":`...)
@@ -260,6 +289,10 @@ func ServerAck(req *wire.Request, to string, msgID int64, reason string) []byte 
 	if to != "" {
 		b = append(b, `,"from":`...)
 		b = wire.AppendString(b, to)
+	}
+	if raw := req.Get("cid"); raw != nil && ValidCID(raw) {
+		b = append(b, `,"cid":`...)
+		b = append(b, raw...)
 	}
 	if raw := req.Get("post_id"); raw != nil {
 		b = append(b, `,"post_id":`...)

@@ -44,6 +44,10 @@ func TestServerAck(t *testing.T) {
 			`{"cmd":"message","type":"server_ack","result":"ok","msg_id":1,"from":"57"}`},
 		{"fail keeps the echo", `{"cmd":"message","to":"5","id":"abc","is_sender_post":true}`, "5", "not_found", 0,
 			`{"cmd":"message","type":"server_ack","result":"fail","reason":"not_found","ack_id":"abc","from":"5","is_sender_post":false}`},
+		{"a cid is echoed", `{"cmd":"message","to":"57","id":3,"cid":"a-1"}`, "57", "", 4,
+			`{"cmd":"message","type":"server_ack","result":"ok","msg_id":4,"ack_id":3,"from":"57","cid":"a-1"}`},
+		{"an invalid cid is not echoed", `{"cmd":"message","to":"57","cid":"a b"}`, "57", "bad_request", 0,
+			`{"cmd":"message","type":"server_ack","result":"fail","reason":"bad_request","from":"57"}`},
 		{"non-bool is_sender_post is not echoed", `{"cmd":"message","to":"5","is_sender_post":1}`, "5", "", 2,
 			`{"cmd":"message","type":"server_ack","result":"ok","msg_id":2,"from":"5"}`},
 	}
@@ -72,6 +76,12 @@ func TestPrepare(t *testing.T) {
 		{"to not an id", `{"cmd":"message","to":"x"}`, wire.NotFound, false},
 		{"reserved type", `{"cmd":"message","to":"5","type":"server_ack"}`, wire.BadRequest, false},
 		{"too large", `{"cmd":"message","to":"5","msg":"` + fmt.Sprint(make([]byte, 100)) + `"}`, wire.TooLarge, false},
+		{"cid", `{"cmd":"message","to":"5","cid":"Az09-_.:"}`, "", false},
+		{"cid a number", `{"cmd":"message","to":"5","cid":7}`, wire.BadRequest, false},
+		{"cid empty", `{"cmd":"message","to":"5","cid":""}`, wire.BadRequest, false},
+		{"cid a space", `{"cmd":"message","to":"5","cid":"a b"}`, wire.BadRequest, false},
+		{"cid null", `{"cmd":"message","to":"5","cid":null}`, wire.BadRequest, false},
+		{"cid the last of two", `{"cmd":"message","to":"5","cid":"ok","cid":"n/o"}`, wire.BadRequest, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,6 +101,24 @@ func TestPrepare(t *testing.T) {
 				t.Fatalf("got %+v, want reason %s malformed %v", we, tt.reason, tt.malformed)
 			}
 		})
+	}
+}
+
+func TestValidCID(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want bool
+	}{
+		{`"a"`, true}, {`"0f3c2a9e-7d1b-4c55-9a0e-2f6b1c8d4e7a"`, true}, {`"dev:42.7_x-Y"`, true},
+		{`"` + strings.Repeat("x", chat.MaxCID) + `"`, true},
+		{`"` + strings.Repeat("x", chat.MaxCID+1) + `"`, false},
+		{`""`, false}, {`"a b"`, false}, {`"a/b"`, false}, {`"\u0041"`, false}, {`"é"`, false},
+		{`"<b>"`, false}, {`7`, false}, {`null`, false}, {`["a"]`, false}, {`{"a":1}`, false}, {`"`, false},
+	}
+	for _, tt := range tests {
+		if got := chat.ValidCID([]byte(tt.raw)); got != tt.want {
+			t.Errorf("ValidCID(%s) = %v, want %v", tt.raw, got, tt.want)
+		}
 	}
 }
 

@@ -53,6 +53,19 @@ const S = (v) => json.stringify(v);
 // value passes before the app keeps or shows it (issue 10 item 8).
 func TestBrowserSafe(t *testing.T) {
 	jsChecks(t, []struct{ name, js string }{
+		{"a cid is 1 to 64 safe characters, or nothing", `
+for (const ok of ["a", "0f3c2a9e7d1b4c559a0e2f6b1c8d4e7a", "dev:42.7_x-Y", "x".repeat(64)]) {
+  if (safe.cid(ok) !== ok) return "refused " + S(ok);
+}
+for (const bad of ["", "x".repeat(65), "a b", "<b>", "é", 7, null, undefined, {toString: () => "a"}, ["a"]]) {
+  if (safe.cid(bad) !== undefined) return "kept " + String(bad);
+}
+return "";`},
+		{"a chat's stored cids are checked on load", `
+const c = safe.chat({postId: 5, peer: "2", msgs: [], peerCids: ["sam-1", "a b", 5, null, "x".repeat(65), "ok"]});
+if (S(c.peerCids) !== S(["sam-1", "ok"])) return "peerCids " + S(c.peerCids);
+if (S(safe.chat({postId: 5, peer: "2"}).peerCids) !== S([])) return "a chat without cids";
+return "";`},
 		{"an object where the title goes makes the post unreadable, not a throw", `
 const p = safe.post({id: 7, from: "3", body: '{"title":{"toString":1}}'});
 if (!p || !p.bad) return "not marked unreadable: " + S(p);

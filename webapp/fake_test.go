@@ -57,6 +57,14 @@ type fakeServer struct {
 	signupToken   string        // register only with this signup_token, when not ""
 	slow          time.Duration // answer /api/menu and /api/posts this late (a slow link)
 
+	// chatLate: the next chatLate chat lines are stored and delivered as
+	// usual but answered fail unavailable, as by a node whose store call
+	// timed out after Redis ran it (docs/protocol.md "Safe chat resends").
+	chatLate int
+	// chatDrop: the next chatDrop chat lines are stored and delivered, and
+	// then the sender's connection closes before their server_ack.
+	chatDrop int
+
 	// PROTOCOL.md 1.1 §2: the data epoch named in register_ack and
 	// login_ack ok, when not "" (an older server sends none); epochOnFail
 	// names it in a failed login_ack too.
@@ -606,6 +614,23 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		}
 		s.mu.Unlock()
 		ack := map[string]any{"cmd": "message", "type": "server_ack", "result": "ok", "from": to, "msg_id": f["msg_id"]}
+		s.mu.Lock()
+		if s.chatLate > 0 && f["type"] == "chat" {
+			s.chatLate--
+			ack = map[string]any{"cmd": "message", "type": "server_ack", "result": "fail", "reason": wire.Unavailable, "from": to}
+		}
+		drop := s.chatDrop > 0 && f["type"] == "chat"
+		if drop {
+			s.chatDrop--
+		}
+		s.mu.Unlock()
+		if drop {
+			if peer != nil {
+				peer.write(json.RawMessage(b))
+			}
+			_ = c.ws.Close(websocket.StatusGoingAway, "gone")
+			return false
+		}
 		if id, ok := f["id"]; ok {
 			ack["ack_id"] = id
 		}

@@ -1233,7 +1233,7 @@ function ensureChat(postId, peer, iAmSeller, peerNick, known = null) {
     c = app.u.chats[key] = {
       key, postId, peer: String(peer), peerNick: peerNick || "", iAmSeller,
       title: (p && !p.bad && (p.doc.title || p.doc.msg || "").slice(0, safe.MAX_TITLE)) || "A listing",
-      msgs: [], unread: 0, peerIds: [], last: Date.now(), removed: false,
+      msgs: [], unread: 0, peerIds: [], peerCids: [], last: Date.now(), removed: false,
     };
     if (!p) fillChatTitle(c);
   }
@@ -1262,6 +1262,13 @@ function newLocalId() {
   return app.lastLocalId;
 }
 
+// newCid is a chat message's client id: 128 random bits in hex, unique per
+// sender without counting on clocks or on one browser.
+function newCid() {
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 function enqueue(frame, chat, id) {
   app.u.outbox.push({ frame, chat, id });
   save();
@@ -1276,6 +1283,12 @@ function pump() {
   if (app.inflight || !app.u || !app.session.loggedIn || app.u.outbox.length === 0) return;
   const u = app.u;
   const item = u.outbox[0];
+  if (item.chat && !safe.cid(item.frame.cid)) {
+    // A line queued by an older version of the app: it gets its cid now,
+    // and keeps it through every resend.
+    item.frame.cid = newCid();
+    save();
+  }
   app.inflight = item;
   app.session.request(item.frame).then((r) => {
     app.inflight = null;
@@ -1301,7 +1314,8 @@ function pump() {
   });
 }
 
-// sendAgain queues a line that failed once more, under a new id.
+// sendAgain queues a line that failed once more, under a new id and cid:
+// the refused one was not stored.
 function sendAgain(c, m) {
   const i = c.msgs.indexOf(m);
   if (i < 0) return;
@@ -1311,7 +1325,7 @@ function sendAgain(c, m) {
   c.last = Date.now();
   enqueue({
     cmd: "message", type: "chat", to: c.peer, msg: m.text, refers_to: -1,
-    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id,
+    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id, cid: newCid(),
   }, c.key, id);
   render();
 }
@@ -1337,7 +1351,7 @@ function sendChat(ev) {
   c.last = Date.now();
   enqueue({
     cmd: "message", type: "chat", to: c.peer, msg: text, refers_to: -1,
-    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id,
+    post_id: c.postId, is_sender_post: c.iAmSeller, nick: app.nick, id, cid: newCid(),
   }, c.key, id);
   render();
 }
@@ -1358,6 +1372,16 @@ function onMessage(f) {
   if (f.type === "chat" || f.type === "chat_redirected") {
     const iAmSeller = typeof f.is_sender_post === "boolean" ? !f.is_sender_post : isMyPost(f.post_id);
     const c = ensureChat(f.post_id, from, iAmSeller, safe.text(f.nick, safe.MAX_NICK) ?? "");
+    // A copy of a line already shown, sent again by a sender that did not
+    // learn it was stored: the same (from, cid) under another msg_id
+    // (docs/protocol.md "Safe chat resends"). A chat is one sender's, so
+    // its cids are kept with it.
+    const cid = safe.cid(f.cid);
+    if (cid !== undefined) {
+      if (c.peerCids.includes(cid)) { save(); return; }
+      c.peerCids.push(cid);
+      if (c.peerCids.length > 1000) c.peerCids.splice(0, c.peerCids.length - 1000);
+    }
     if (lineId !== undefined) {
       if (c.peerIds.includes(String(lineId))) { save(); return; } // resent by the sender
       c.peerIds.push(String(lineId));

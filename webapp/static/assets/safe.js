@@ -152,6 +152,12 @@ export function lineId(v) {
   return isId(v) ? v : undefined;
 }
 
+// cid is a chat message's client id (docs/protocol.md "Safe chat resends"):
+// 1 to 64 letters, digits, "-", "_", "." or ":"; otherwise undefined.
+export function cid(v) {
+  return typeof v === "string" && /^[A-Za-z0-9._:-]{1,64}$/.test(v) ? v : undefined;
+}
+
 // chat returns a stored conversation checked field by field, or null.
 export function chat(c) {
   if (c == null || typeof c !== "object" || !isId(c.postId)) return null;
@@ -177,6 +183,7 @@ export function chat(c) {
     msgs,
     unread: Math.max(0, Math.trunc(finite(c.unread) ?? 0)),
     peerIds: Array.isArray(c.peerIds) ? c.peerIds.filter((x) => typeof x === "string") : [],
+    peerCids: Array.isArray(c.peerCids) ? c.peerCids.filter((x) => cid(x) !== undefined).slice(-1000) : [],
     last: finite(c.last) ?? 0,
     removed: c.removed === true,
   };
