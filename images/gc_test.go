@@ -12,8 +12,8 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -285,7 +285,7 @@ func TestScanNames(t *testing.T) {
 		{"other name", d + "/aB3+x-9QQ", false},
 		{"uppercase digest", strings.ToUpper(d) + "/" + name, false},
 		{"short", d + "/aB3+x", false},
-		{"other key", NewSignerMust(t).Digest(name) + "/" + name, false},
+		{"other key", otherSigner(t).Digest(name) + "/" + name, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,7 +298,7 @@ func TestScanNames(t *testing.T) {
 	}
 }
 
-func NewSignerMust(t *testing.T) *Signer {
+func otherSigner(t *testing.T) *Signer {
 	k, err := RandomKey()
 	if err != nil {
 		t.Fatal(err)
