@@ -6,7 +6,9 @@ package broker
 //
 //	<p>lease:<name>   the holder's token; expires after the lease's ttl
 //
-// One key, no hash tag needed: every command touches that key alone.
+// One key, no hash tag needed: every command touches that key alone. The
+// embedded server expires no key by the clock, so a lease there lasts until
+// released: a node on it, the only one there can be, needs none.
 
 import (
 	"context"
