@@ -218,12 +218,19 @@ func (g *GC) Sweep(ctx context.Context) (res SweepResult, err error) {
 		return res, fmt.Errorf("image sweep: read the post counter: %w", err)
 	}
 	var refs refSet
+	var leaseErr error
 	err = g.posts.ScanPosts(ctx, func(post string) {
 		res.Posts++
 		scanNames(post, g.signer, func(digest, _ string) { refs.add(digest) })
+		if leaseErr == nil {
+			leaseErr = keepLease()
+		}
 	})
 	if err != nil {
 		return res, fmt.Errorf("image sweep: read the posts: %w", err)
+	}
+	if leaseErr != nil {
+		return res, leaseErr
 	}
 	refs.seal()
 	res.Links = refs.len()
@@ -244,6 +251,9 @@ func (g *GC) Sweep(ctx context.Context) (res SweepResult, err error) {
 	}
 	err = g.store.walk(ctx, func(im StoredImage) error {
 		res.Stored++
+		if err := keepLease(); err != nil {
+			return err
+		}
 		switch {
 		case refs.has(im.Key):
 			res.Linked++
@@ -251,9 +261,6 @@ func (g *GC) Sweep(ctx context.Context) (res SweepResult, err error) {
 		case !im.ModTime.Before(cutoff):
 			res.Young++
 			return nil
-		}
-		if err := keepLease(); err != nil {
-			return err
 		}
 		if !g.cfg.DryRun {
 			if lim != nil {

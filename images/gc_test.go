@@ -365,3 +365,69 @@ func TestDiskGuardCachesStatfs(t *testing.T) {
 		t.Fatal("a file system that cannot be asked refuses uploads")
 	}
 }
+
+// BenchmarkScanPost: the sweep's cost per post, for a stored post with five
+// linked photos as the web app writes them.
+func BenchmarkScanPost(b *testing.B) {
+	s := testSigner(b)
+	names, err := s.Names(5)
+	if err != nil {
+		b.Fatal(err)
+	}
+	post := `{"id":123456,"from":"98765","body":"{\"title\":\"Golf, 2016, 150,000 km\",\"msg\":\"One owner, full service history, winter tyres included.\",\"price\":9500,\"images\":[\"` +
+		strings.Join(names, `.jpg\",\"`) + `.jpg\"]}","to":[[[1,2,3]],[[4,5,0]]],"features":4,"date":1770000000,"range_values":[9500,2016,150000]}`
+	b.SetBytes(int64(len(post)))
+	b.ReportAllocs()
+	var refs refSet
+	for b.Loop() {
+		refs.keys = refs.keys[:0]
+		scanNames(post, s, func(d, _ string) { refs.add(d) })
+	}
+	if len(refs.keys) != 5 {
+		b.Fatalf("found %d links", len(refs.keys))
+	}
+}
+
+// lostLease grants the lease, then says it was lost at the first renewal.
+type lostLease struct{ renewals int }
+
+func (l *lostLease) TakeLease(context.Context, string, string, time.Duration) (bool, error) {
+	return true, nil
+}
+func (l *lostLease) RenewLease(context.Context, string, string, time.Duration) (bool, error) {
+	l.renewals++
+	return false, nil
+}
+func (l *lostLease) ReleaseLease(context.Context, string, string) error { return nil }
+
+// A sweep renews its lease as it goes, and stops, deleting nothing more,
+// once the lease is lost: another sweeper may hold it now.
+func TestImageSweepStopsWhenLeaseLost(t *testing.T) {
+	m, err := broker.StartEmbedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	e := newGCEnv(t, broker.Options{Addrs: []string{m.Addr()}, Prefix: brokertest.Prefix()})
+	orphan := e.upload()
+	e.age(orphan, 30*24*time.Hour)
+	e.publish("7", `{}`, time.Now().Unix())
+	st, err := NewDirStore(e.h.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	// Each reading of the clock is a minute after the last: the lease
+	// (2 minutes, renewed after a third of that) is due at every step.
+	now := time.Now()
+	clock := func() time.Time { now = now.Add(time.Minute); return now }
+	l := &lostLease{}
+	g := NewGC(GCConfig{OrphanAge: week, DeleteRate: -1, Clock: clock}, e.h.signer, st, e.b, l, zaptest.NewLogger(t))
+	res, err := g.Sweep(context.Background())
+	if !errors.Is(err, errLeaseLost) || res.Deleted != 0 || l.renewals == 0 {
+		t.Fatalf("%+v, %v, %d renewals", res, err, l.renewals)
+	}
+	if !e.served(orphan) {
+		t.Fatal("deleted after the lease was lost")
+	}
+}
