@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/occase/occase/broker/brokertest"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -429,5 +431,57 @@ func TestImageSweepStopsWhenLeaseLost(t *testing.T) {
 	}
 	if !e.served(orphan) {
 		t.Fatal("deleted after the lease was lost")
+	}
+}
+
+// BenchmarkSweepPosts: one dry-run sweep over 100,000 posts with five
+// linked photos each in a real redis-server (the store is empty, so this
+// is the reading of the posts: HSCAN, the scan for names, the set).
+func BenchmarkSweepPosts(b *testing.B) {
+	r := brokertest.StartRedis(b)
+	c := brokertest.Open(b, broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix()})
+	s := testSigner(b)
+	const posts = 100_000
+	ctx := context.Background()
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, 1)
+	for i := range posts {
+		names, err := s.Names(5)
+		if err != nil {
+			b.Fatal(err)
+		}
+		post := `{"id":` + strconv.Itoa(i+1) + `,"from":"98765","body":"{\"title\":\"Golf, 2016\",\"price\":9500,\"images\":[\"` +
+			strings.Join(names, `.jpg\",\"`) + `.jpg\"]}","to":[[[1,2,3]],[[4,5,0]]],"features":4,"date":1770000000,"range_values":[9500]}`
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if err := c.RawStorePost(ctx, uint64(i+1), post, 1770000000); err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		}()
+	}
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+	st, err := NewDirStore(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	g := NewGC(GCConfig{DryRun: true}, s, st, c, nil, zap.NewNop())
+	b.ResetTimer()
+	for b.Loop() {
+		res, err := g.Sweep(ctx)
+		if err != nil || res.Posts != posts || res.Links != 5*posts {
+			b.Fatalf("%+v, %v", res, err)
+		}
 	}
 }
