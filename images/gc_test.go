@@ -119,7 +119,7 @@ func counterValue(t *testing.T, c prometheus.Collector) float64 {
 const week = 7 * 24 * time.Hour
 
 func TestImageSweep(t *testing.T) {
-	brokertest.Each(t, func(t *testing.T, be brokertest.Backend) {
+	brokertest.EachWithCluster(t, func(t *testing.T, be brokertest.Backend) {
 		e := newGCEnv(t, be.Options)
 		ctx := context.Background()
 		now := time.Now().Unix()
