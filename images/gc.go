@@ -142,6 +142,9 @@ func NewGC(cfg GCConfig, s *Signer, st *DirStore, ps PostSource, lease Leaser, l
 		stored: prometheus.NewGauge(prometheus.GaugeOpts{Name: "occase_image_gc_stored_images",
 			Help: "Images the last finished image sweep found in the store, before it deleted any."}),
 	}
+	for _, o := range []string{OutcomeOK, OutcomeBusy, OutcomeFailed, OutcomeRefused} {
+		g.runs.WithLabelValues(o) // exported from 0
+	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(g.swept, g.freed, g.runs, g.lastRun, g.lastOK, g.stored)
 	}

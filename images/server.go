@@ -150,6 +150,11 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 	if ds, ok := st.(*DirStore); ok {
 		srv.disk = newDiskGuard(ds.dir, cfg.MinFreeBytes, cfg.MinFreePercent)
 	}
+	if srv.disk != nil {
+		// Exported from 0, so that an alert's rate() sees the first
+		// refusal of a node whose disk fills up.
+		srv.refused.WithLabelValues(reasonNoSpace)
+	}
 	if cfg.Metrics != nil && srv.disk != nil {
 		cfg.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "occase_image_disk_free_bytes",
