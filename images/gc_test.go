@@ -485,3 +485,58 @@ func BenchmarkSweepPosts(b *testing.B) {
 		}
 	}
 }
+
+// The walk reports only stored images where the layout puts them: a file
+// an operator left in a shard, a digest in the wrong shard, a symbolic link
+// (even one pointing at a stored image) and upload temporaries are never
+// the sweep's to delete.
+func TestWalkSkipsForeignFiles(t *testing.T) {
+	root := t.TempDir()
+	st, err := NewDirStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := testSigner(t)
+	names, _ := s.Names(1)
+	d := names[0][:DigestLen]
+	if err := st.Create(context.Background(), d, strings.NewReader("x")); err != nil {
+		t.Fatal(err)
+	}
+	shard := filepath.Join(root, d[:2], d[2:4])
+	other := "ffff" + d[4:]
+	outside := filepath.Join(t.TempDir(), "precious")
+	for _, f := range []struct{ path, body string }{
+		{filepath.Join(shard, "README"), "notes"},
+		{filepath.Join(shard, other), "wrong shard"},
+		{filepath.Join(root, tempPrefix+"fresh"), "in flight"},
+		{outside, "outside the root"},
+	} {
+		if err := os.WriteFile(f.path, []byte(f.body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	link := "0000" + d[4:]
+	if err := os.MkdirAll(filepath.Join(root, "00", "00"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "00", "00", link)); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if err := st.walk(context.Background(), func(im StoredImage) error {
+		got = append(got, im.Key)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != d {
+		t.Fatalf("walk reported %v, want only %s", got, d)
+	}
+	if err := st.remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(outside); err != nil {
+		t.Fatalf("removing a link's name reached its target: %v", err)
+	}
+}
