@@ -121,7 +121,7 @@ func app() *cli.App {
 		Commands: []*cli.Command{{
 			Name:  "serve",
 			Usage: "run a node (role db: the realtime engine; img: the image server; all: both)",
-			Flags: append(serveFlags(&d), pushFlags(&d)...),
+			Flags: append(append(serveFlags(&d), pushFlags(&d)...), imageLifecycleFlags(&d)...),
 			Action: func(c *cli.Context) error {
 				err := serve(c, d, b)
 				if err != nil && c.String("log-format") == "json" {
@@ -147,7 +147,7 @@ func app() *cli.App {
 			Action: func(c *cli.Context) error {
 				return probe(c.Context, c.Args().First())
 			},
-		}, registerTokenCommand(), bench.Command(), pushCommand()},
+		}, registerTokenCommand(), bench.Command(), pushCommand(), imagesCommand()},
 	})
 }
 
@@ -483,6 +483,9 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 	}
 	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
 	if err := pushConfigFrom(c, &cfg); err != nil {
+		return cfg, err
+	}
+	if err := imageLifecycleConfigFrom(c, &cfg); err != nil {
 		return cfg, err
 	}
 	return cfg, nil

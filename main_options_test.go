@@ -23,7 +23,7 @@ func TestEveryOptionDocumented(t *testing.T) {
 	}
 	d := serveDefaults()
 	var noEnv, noUsage, noDoc []string
-	for _, f := range append(serveFlags(&d), pushFlags(&d)...) {
+	for _, f := range append(append(serveFlags(&d), pushFlags(&d)...), imageLifecycleFlags(&d)...) {
 		name := f.Names()[0]
 		want := "OCCASE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
 		ev, _ := f.(interface{ GetEnvVars() []string })

@@ -20,6 +20,8 @@
 //	<p>signup:<nonce>   a used sign-up token, kept until the token expires
 //	<p>c:{<id>}         pub/sub channel of the node holding user <id>
 //	<p>pq:{<id>}        list: times of the user's publishes in the quota window
+//	<p>lease:<name>     a lease (lock with expiry) of work one node does at a
+//	                    time, e.g. the image sweep: see lock.go
 //	<p>{posts}:seq, :data, :owner, :date, and the channel <p>posts: see posts.go
 //
 // Three deployments: one Redis (or the embedded server), Redis Cluster, and

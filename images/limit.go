@@ -19,6 +19,10 @@ const (
 	reasonNameBusy    = "name_busy"    // the same name is being uploaded
 )
 
+// reasonNoSpace refuses an upload (507) while the store's file system is
+// under its free-space threshold (diskguard.go).
+const reasonNoSpace = "insufficient_storage"
+
 // gate hands out upload slots: at most max at once on the node, perKey for
 // one client address, and one per name. A name already being uploaded, or
 // an address that holds its share (slots and waits together), is refused

@@ -117,7 +117,7 @@ func TestUploadExpiredName(t *testing.T) {
 	for _, mf := range mfs {
 		names = append(names, mf.GetName())
 	}
-	if want := []string{"occase_image_refusals_total", "occase_image_uploads_in_progress"}; !slices.Equal(names, want) {
+	if want := []string{"occase_image_disk_free_bytes", "occase_image_refusals_total", "occase_image_uploads_in_progress"}; !slices.Equal(names, want) {
 		t.Fatalf("series registered: %v, want %v", names, want)
 	}
 	h.checkRoot(stored[:DigestLen])

@@ -56,6 +56,13 @@ type Config struct {
 	// allowed to upload and to read images with fetch; "*" allows any.
 	// Empty: no CORS headers, which suits native apps and <img> tags.
 	CORSOrigins []string
+	// MinFreeBytes refuses uploads (507 insufficient_storage) while the
+	// store's file system has less free space than this, counting the
+	// upload's declared length; 0: 1 GiB; negative: no byte threshold.
+	MinFreeBytes int64
+	// MinFreePercent refuses uploads likewise while less than this
+	// percentage of the file system is free; 0: no percentage threshold.
+	MinFreePercent float64
 }
 
 // DefaultConfig returns the defaults: 10 MB bodies, 50 megapixels, 60 s per upload, 64 uploads at once, no CORS;
@@ -72,6 +79,7 @@ func DefaultConfig() Config {
 		QueueWait:         2 * time.Second,
 		MinRate:           16 << 10,
 		UploadGrace:       10 * time.Second,
+		MinFreeBytes:      1 << 30,
 	}
 }
 
@@ -85,6 +93,7 @@ type Server struct {
 	anyOrigin bool
 	origins   map[string]bool
 	refused   *prometheus.CounterVec
+	disk      *diskGuard // nil: no free-space check
 	// retryAfter is the Retry-After of a 503: the queue wait, whole
 	// seconds, at least 1.
 	retryAfter string
@@ -124,6 +133,9 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 	if cfg.ClientKey == nil {
 		cfg.ClientKey = remoteHost
 	}
+	if cfg.MinFreeBytes == 0 {
+		cfg.MinFreeBytes = def.MinFreeBytes
+	}
 	srv := &Server{
 		cfg:     cfg,
 		signer:  s,
@@ -134,6 +146,20 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_image_refusals_total",
 			Help: "Image requests refused, by reason (the reason code in the answer's body)."}, []string{"reason"}),
 		retryAfter: strconv.FormatInt(max(1, int64((cfg.QueueWait+time.Second-1)/time.Second)), 10),
+	}
+	if ds, ok := st.(*DirStore); ok {
+		srv.disk = newDiskGuard(ds.dir, cfg.MinFreeBytes, cfg.MinFreePercent)
+	}
+	if srv.disk != nil {
+		// Exported from 0, so that an alert's rate() sees the first
+		// refusal of a node whose disk fills up.
+		srv.refused.WithLabelValues(reasonNoSpace)
+	}
+	if cfg.Metrics != nil && srv.disk != nil {
+		cfg.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "occase_image_disk_free_bytes",
+			Help: "Free bytes on the image store's file system (as the upload disk guard last read them, at most 1 s old)."},
+			func() float64 { f, _, _ := srv.disk.read(); return float64(f) }))
 	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(srv.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -192,6 +218,11 @@ func (s *Server) upload(c echo.Context) error {
 	if obj, err := s.store.Open(ctx, t.digest); err == nil {
 		obj.Body.Close()
 		return s.fail(c, http.StatusConflict, "exists")
+	}
+	// Before a slot and the body: a full disk costs the client one round
+	// trip, and the node nothing.
+	if !s.disk.allows(r.ContentLength) {
+		return s.fail(c, http.StatusInsufficientStorage, reasonNoSpace)
 	}
 	release, busy := s.gate.acquire(ctx, s.cfg.ClientKey(r), t.digest, s.cfg.QueueWait)
 	if release == nil {

@@ -60,6 +60,7 @@ const tempPrefix = ".upload-"
 // can make it read or write outside the root, whatever the caller passes.
 type DirStore struct {
 	root *os.Root
+	dir  string // for statfs (diskfree.go)
 }
 
 var _ Store = (*DirStore)(nil)
@@ -75,7 +76,7 @@ func NewDirStore(dir string) (*DirStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
 	}
-	d := &DirStore{root: r}
+	d := &DirStore{root: r, dir: dir}
 	if err := d.removeStale(time.Now().Add(-time.Hour)); err != nil {
 		r.Close()
 		return nil, err

@@ -114,6 +114,9 @@ type Config struct {
 	ImageKey []byte
 	ImageDir string // storage root of the img role
 	Images   images.Config
+	// ImageGC: the image sweep (role all runs it every ImageGC.Every;
+	// `occase images gc` once). Zero fields take images.DefaultGCConfig.
+	ImageGC images.GCConfig
 
 	// Push notifications (push.Config; FCM and APNs off until configured).
 	Push push.Config
@@ -171,6 +174,7 @@ func DefaultConfig() Config {
 		Posts:             posts.DefaultConfig(),
 		ImageDir:          "./data/images",
 		Images:            images.DefaultConfig(),
+		ImageGC:           images.DefaultGCConfig(),
 		Push:              push.DefaultConfig(),
 		Clock:             time.Now,
 	}

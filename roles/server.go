@@ -185,6 +185,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 			return nil, err
 		}
 	}
+	if db && img {
+		s.startImageGC(signer)
+	}
 	return s, nil
 }
 

@@ -84,6 +84,7 @@ if (codes.uploadAction(503, "busy", null).retryAfter !== 2) return "503 without 
 if (codes.uploadAction(503, "busy", "86400").retryAfter !== 30) return "503 not bounded";
 if (!/too slow/.test(codes.uploadAction(408, "too_slow\n").error)) return "408 " + codes.uploadAction(408, "too_slow").error;
 if (!/too large/.test(codes.uploadAction(413, "too_large").error)) return "413";
+if (!/out of space/.test(codes.uploadAction(507, "insufficient_storage\n").error)) return "507";
 return "";`},
 		{"prices: decimals accepted, negative and absurd ones refused", `
 const codes = await import("/assets/codes.js");

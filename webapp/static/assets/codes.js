@@ -153,6 +153,9 @@ export function uploadAction(status, body, retryAfter) {
       ? { error: "The connection is too slow to upload this photo. Try again on a better connection, or with fewer photos." }
       : { error: "The photo upload took too long. Try again on a better connection." };
     case 413: return { error: "A photo is too large for the server. Please choose a smaller one." };
+    // 507 insufficient_storage: the image server's disk is nearly full; not
+    // this person's doing, and not cured by retrying at once.
+    case 507: return { error: "The image server is out of space and takes no photos right now. Please try again later." };
     case 415: return { error: "The server did not accept a photo: it is not a JPEG, PNG or WebP image." };
     case 403: return { error: "The photo upload was refused (its name was not signed by the server). Please publish again." };
     default: return { error: `The photo upload failed (HTTP ${status}).` };
