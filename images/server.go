@@ -45,6 +45,15 @@ type Config struct {
 	// UploadGrace is the time a body has before MinRate applies, for the
 	// connection to get going.
 	UploadGrace time.Duration
+	// PreemptBelow is the average body rate (bytes a second since the slot
+	// was granted) below which, when every slot is taken and an upload
+	// waits, an upload's slot may be taken back for the waiter (503
+	// "preempted"; see gate.preempt); at or above it, never. Negative: no
+	// preemption.
+	PreemptBelow int64
+	// PreemptAfter is how long a slot is its upload's before it may be
+	// taken back: time for the connection to show its pace.
+	PreemptAfter time.Duration
 	// ClientKey names the client an upload counts against for
 	// UploadsPerAddress. Nil: the host of r.RemoteAddr. A node behind a
 	// proxy passes a key from the trusted forwarded address, and may group
@@ -72,6 +81,8 @@ func DefaultConfig() Config {
 		QueueWait:         2 * time.Second,
 		MinRate:           16 << 10,
 		UploadGrace:       10 * time.Second,
+		PreemptBelow:      64 << 10,
+		PreemptAfter:      2 * time.Second,
 	}
 }
 
@@ -121,6 +132,12 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 	if cfg.UploadGrace <= 0 {
 		cfg.UploadGrace = def.UploadGrace
 	}
+	if cfg.PreemptBelow == 0 {
+		cfg.PreemptBelow = def.PreemptBelow
+	}
+	if cfg.PreemptAfter <= 0 {
+		cfg.PreemptAfter = def.PreemptAfter
+	}
 	if cfg.ClientKey == nil {
 		cfg.ClientKey = remoteHost
 	}
@@ -135,6 +152,7 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 			Help: "Image requests refused, by reason (the reason code in the answer's body)."}, []string{"reason"}),
 		retryAfter: strconv.FormatInt(max(1, int64((cfg.QueueWait+time.Second-1)/time.Second)), 10),
 	}
+	srv.gate.preemptAfter, srv.gate.protectRate = cfg.PreemptAfter, cfg.PreemptBelow
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(srv.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "occase_image_uploads_in_progress",
@@ -193,12 +211,12 @@ func (s *Server) upload(c echo.Context) error {
 		obj.Body.Close()
 		return s.fail(c, http.StatusConflict, "exists")
 	}
-	release, busy := s.gate.acquire(ctx, s.cfg.ClientKey(r), t.digest, s.cfg.QueueWait)
-	if release == nil {
+	slot, busy := s.gate.enter(ctx, s.cfg.ClientKey(r), t.digest, r.ContentLength, s.cfg.QueueWait)
+	if slot == nil {
 		w.Header().Set("Retry-After", s.retryAfter)
 		return s.fail(c, http.StatusServiceUnavailable, busy)
 	}
-	defer release()
+	defer slot.release()
 
 	// net/http sets the connection's read deadline afresh before it reads
 	// the next request, so this one ends with the upload.
@@ -207,7 +225,11 @@ func (s *Server) upload(c echo.Context) error {
 	if paced.err != nil {
 		s.log.Warn("upload read deadline not supported", zap.Error(paced.err))
 	}
+	slot.attach(paced)
 	body, err := readBody(paced, r.ContentLength, s.cfg.MaxBytes)
+	if err != nil && slot.preempted() || err == nil && !paced.done() {
+		return s.refusePreempted(c, r)
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		switch {
@@ -227,7 +249,6 @@ func (s *Server) upload(c echo.Context) error {
 		s.log.Debug("upload read failed", zap.String("digest", t.digest), zap.Error(err))
 		return s.fail(c, http.StatusBadRequest, "bad_body")
 	}
-	paced.done()
 
 	clean, err := sanitize(body, t.kind, s.cfg.MaxPixels)
 	if err != nil {
