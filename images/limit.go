@@ -259,7 +259,19 @@ func (g *gate) grant(i int) {
 	w.ready <- struct{}{}
 }
 
-// preempt takes a slot back for the waiter next() names when the node is
+// preempt takes slots back for waiters while the node is full and there
+// are uploads that may lose theirs: each preemptOne, O(slots + line), gives
+// one slot away, so a scan is O(slots * line) at most. g.mu is held.
+func (g *gate) preempt(now time.Time) {
+	if g.protectRate <= 0 {
+		return
+	}
+	g.lastScan = now
+	for g.preemptOne(now) {
+	}
+}
+
+// preemptOne takes a slot back for the waiter next() names when the node is
 // full, from the upload doing worst among those that may lose theirs:
 // held for at least preemptAfter, still receiving its body, averaging
 // less than protectRate since the slot was granted, and from a network
@@ -267,12 +279,11 @@ func (g *gate) grant(i int) {
 // slots from one another by turns, and one network never takes from
 // itself). Worst is an upload that at its pace cannot finish its declared
 // body before the upload timeout, then the slowest, then the oldest.
-// O(slots); g.mu is held.
-func (g *gate) preempt(now time.Time) {
-	if g.protectRate <= 0 || g.total < g.max || len(g.line) == 0 {
-		return
+// It reports whether it did. g.mu is held.
+func (g *gate) preemptOne(now time.Time) bool {
+	if g.total < g.max || len(g.line) == 0 {
+		return false
 	}
-	g.lastScan = now
 	wi := g.next()
 	mine := g.bySub[g.line[wi].tk.sub]
 	var victim *ticket
@@ -302,11 +313,12 @@ func (g *gate) preempt(now time.Time) {
 	// cut fails only if the whole body came in meanwhile: then it keeps
 	// its slot, and the next scan looks again.
 	if victim == nil || !victim.paced.cut() {
-		return
+		return false
 	}
 	victim.taken.Store(true)
 	g.unhold(victim)
 	g.grant(wi)
+	return true
 }
 
 // subnetOf is the network a client key belongs to, for sharing slots
