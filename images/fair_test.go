@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -287,5 +289,74 @@ func TestSubnetOf(t *testing.T) {
 		if got := subnetOf(tc.key); got != tc.want {
 			t.Errorf("subnetOf(%q) = %q, want %q", tc.key, got, tc.want)
 		}
+	}
+}
+
+// aged is a body that got its slot an hour ago and has sent nothing: a
+// preemption candidate at once, without the test waiting for it to age.
+func aged() *pacedReader {
+	rc := http.NewResponseController(httptest.NewRecorder()) // deadlines unsupported: cut only marks it
+	return newPacedReader(strings.NewReader(""), rc, time.Now().Add(-time.Hour), 2*time.Hour, time.Second, -1)
+}
+
+// An address whose upload was taken back waits behind a fresh one, though
+// it came first.
+func TestGateLostAddressWaitsBehind(t *testing.T) {
+	g := newGate(2, 10)
+	g.protectRate, g.preemptAfter = 1, time.Minute
+	ctx := context.Background()
+	a, _ := g.enter(ctx, "10.0.1.1", "n1", 1000, 0)
+	a.attach(aged())
+	b, _ := g.enter(ctx, "10.0.2.1", "n2", 1000, 0) // no body yet: never a candidate
+	x := must(t, acquireAsync(g, "10.0.3.1", "n3", time.Minute))
+	if x.release == nil || !a.preempted() || b.preempted() {
+		t.Fatalf("newcomer: %q; preempted a %v, b %v; want a's slot", x.reason, a.preempted(), b.preempted())
+	}
+	a.release()
+	if g.inFlight() != 2 {
+		t.Fatalf("%d slots taken, want 2", g.inFlight())
+	}
+
+	lost := acquireAsync(g, "10.0.1.1", "n4", time.Minute)
+	settle(t, g, 1)
+	fresh := acquireAsync(g, "10.0.4.1", "n5", time.Minute)
+	settle(t, g, 2)
+	x.release()
+	if f := must(t, fresh); f.release == nil {
+		t.Fatalf("fresh address: %q", f.reason)
+	} else {
+		defer f.release()
+	}
+	select {
+	case <-lost:
+		t.Fatal("the address that lost its upload was served first")
+	default:
+	}
+	b.release()
+	if l := must(t, lost); l.release == nil {
+		t.Fatalf("address that lost its upload: %q", l.reason)
+	} else {
+		l.release()
+	}
+}
+
+// The addresses remembered are bounded: 2*max, the newest kept.
+func TestGateRemembersBounded(t *testing.T) {
+	g := newGate(2, 10)
+	now := time.Now()
+	for i := range 10 {
+		g.remember(fmt.Sprintf("10.0.0.%d", i), now.Add(time.Duration(i)*time.Millisecond))
+	}
+	if len(g.lost) != 4 {
+		t.Fatalf("%d remembered, want 4", len(g.lost))
+	}
+	for i := 6; i < 10; i++ {
+		if _, ok := g.lost[fmt.Sprintf("10.0.0.%d", i)]; !ok {
+			t.Fatalf("10.0.0.%d forgotten: %v", i, g.lost)
+		}
+	}
+	g.remember("late", now.Add(2*lostFor)) // the rest have expired by then
+	if len(g.lost) != 1 {
+		t.Fatalf("expired entries kept: %v", g.lost)
 	}
 }

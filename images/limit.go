@@ -56,7 +56,17 @@ type gate struct {
 	line     []*waiter // arrival order; at most max
 	held     []*ticket // the slots taken, each at its index; at most max
 	lastScan time.Time // of a poll's preempt, so waiters share one scan a tick
+	// lost holds the addresses whose uploads were taken back in the last
+	// lostFor, and when: they wait behind the others (see next). At most
+	// 2*max entries; the oldest goes first.
+	lost map[string]time.Time
 }
+
+// lostFor is how long an address whose upload was taken back waits behind
+// others: the uploader that was too slow a moment ago is the likeliest to
+// be too slow again, and a client that does not rotate its address cannot
+// take a slot back from another slow client of its own at once.
+const lostFor = time.Minute
 
 // ticket is one upload's slot (or its wait for one).
 type ticket struct {
@@ -79,7 +89,8 @@ type waiter struct {
 }
 
 func newGate(max, perKey int) *gate {
-	return &gate{max: max, perKey: perKey, byKey: map[string]int{}, bySub: map[string]int{}, byName: map[string]bool{}}
+	return &gate{max: max, perKey: perKey, byKey: map[string]int{}, bySub: map[string]int{}, byName: map[string]bool{},
+		lost: map[string]time.Time{}}
 }
 
 // acquire is enter for callers that need only the release.
@@ -220,7 +231,7 @@ func (tk *ticket) release() {
 			return
 		}
 		// The slot passes to a waiter (total unchanged).
-		g.grant(g.next())
+		g.grant(g.next(time.Now()))
 	})
 }
 
@@ -238,16 +249,40 @@ func (tk *ticket) attach(p *pacedReader) {
 func (tk *ticket) preempted() bool { return tk.taken.Load() }
 
 // next returns the index in line of the waiter to serve: the one whose
-// network holds the fewest slots, the first to come among equals. So a
-// network that holds many slots waits behind one that holds none. O(line).
-func (g *gate) next() int {
-	best := 0
+// network holds the fewest slots; among equals, one whose address has not
+// lost an upload to preempt lately; then the first to come. So a network
+// that holds many slots waits behind one that holds none. O(line).
+func (g *gate) next(now time.Time) int {
+	best, bestSubs, bestLost := 0, 0, false
 	for i, w := range g.line {
-		if g.bySub[w.tk.sub] < g.bySub[g.line[best].tk.sub] {
-			best = i
+		subs := g.bySub[w.tk.sub]
+		t, lost := g.lost[w.tk.key]
+		lost = lost && now.Sub(t) < lostFor
+		if i == 0 || subs < bestSubs || subs == bestSubs && bestLost && !lost {
+			best, bestSubs, bestLost = i, subs, lost
 		}
 	}
 	return best
+}
+
+// remember notes that key lost an upload to preempt at now; g.mu is held.
+// When full it forgets what is past lostFor, or else the oldest: O(2*max)
+// then, once per preemption at most.
+func (g *gate) remember(key string, now time.Time) {
+	if _, ok := g.lost[key]; !ok && len(g.lost) >= 2*g.max {
+		oldest := ""
+		for k, t := range g.lost {
+			if now.Sub(t) >= lostFor {
+				delete(g.lost, k)
+			} else if oldest == "" || t.Before(g.lost[oldest]) {
+				oldest = k
+			}
+		}
+		if len(g.lost) >= 2*g.max {
+			delete(g.lost, oldest)
+		}
+	}
+	g.lost[key] = now
 }
 
 // grant gives a slot to the waiter at index i of the line; g.mu is held.
@@ -284,7 +319,7 @@ func (g *gate) preemptOne(now time.Time) bool {
 	if g.total < g.max || len(g.line) == 0 {
 		return false
 	}
-	wi := g.next()
+	wi := g.next(now)
 	mine := g.bySub[g.line[wi].tk.sub]
 	var victim *ticket
 	var vDoomed bool
@@ -316,6 +351,7 @@ func (g *gate) preemptOne(now time.Time) bool {
 		return false
 	}
 	victim.taken.Store(true)
+	g.remember(victim.key, now)
 	g.unhold(victim)
 	g.grant(wi)
 	return true
