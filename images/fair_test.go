@@ -360,3 +360,35 @@ func TestGateRemembersBounded(t *testing.T) {
 		t.Fatalf("expired entries kept: %v", g.lost)
 	}
 }
+
+// An address whose upload was taken back takes no slot back itself for a
+// while (only freed slots), so slow uploaders cannot take slots from one
+// another in a chain; a fresh address still can.
+func TestGateLostAddressTakesNoSlotBack(t *testing.T) {
+	g := newGate(1, 10)
+	g.protectRate, g.preemptAfter = 1, time.Minute
+	ctx := context.Background()
+	a, _ := g.enter(ctx, "10.0.1.1", "n1", 1000, 0)
+	a.attach(aged())
+	x, why := g.enter(ctx, "10.0.3.1", "n2", 1000, time.Minute)
+	if x == nil || !a.preempted() {
+		t.Fatalf("newcomer: %q, a preempted %v", why, a.preempted())
+	}
+	a.release()
+	x.attach(aged())
+	if _, why := g.enter(ctx, "10.0.1.1", "n3", 1000, 20*time.Millisecond); why != reasonBusy {
+		t.Fatalf("the address that lost its upload: %q, want busy", why)
+	}
+	if x.preempted() {
+		t.Fatal("the address that lost its upload took a slot back")
+	}
+	y, why := g.enter(ctx, "10.0.5.1", "n4", 1000, time.Minute)
+	if y == nil || !x.preempted() {
+		t.Fatalf("fresh address: %q, x preempted %v", why, x.preempted())
+	}
+	x.release()
+	y.release()
+	if g.inFlight() != 0 || len(g.held) != 0 || len(g.byKey) != 0 {
+		t.Fatalf("left over: %d slots, %v", g.inFlight(), g.byKey)
+	}
+}

@@ -63,9 +63,12 @@ type gate struct {
 }
 
 // lostFor is how long an address whose upload was taken back waits behind
-// others: the uploader that was too slow a moment ago is the likeliest to
-// be too slow again, and a client that does not rotate its address cannot
-// take a slot back from another slow client of its own at once.
+// others and takes no slot back itself, only freed ones: the uploader that
+// was too slow a moment ago is the likeliest to be too slow again. Without
+// it, slow uploaders from many networks took slots back from one another
+// in a chain: each one cut came straight back for the next slot past
+// preemptAfter, so every slot turned young at once and a newcomer waited
+// for the next wave (about a second, in bench/abuse.sh).
 const lostFor = time.Minute
 
 // ticket is one upload's slot (or its wait for one).
@@ -231,7 +234,7 @@ func (tk *ticket) release() {
 			return
 		}
 		// The slot passes to a waiter (total unchanged).
-		g.grant(g.next(time.Now()))
+		g.grant(g.next(time.Now(), false))
 	})
 }
 
@@ -251,14 +254,19 @@ func (tk *ticket) preempted() bool { return tk.taken.Load() }
 // next returns the index in line of the waiter to serve: the one whose
 // network holds the fewest slots; among equals, one whose address has not
 // lost an upload to preempt lately; then the first to come. So a network
-// that holds many slots waits behind one that holds none. O(line).
-func (g *gate) next(now time.Time) int {
-	best, bestSubs, bestLost := 0, 0, false
+// that holds many slots waits behind one that holds none. With fresh, only
+// a waiter whose address has not lost one will do; -1 if there is none.
+// O(line).
+func (g *gate) next(now time.Time, fresh bool) int {
+	best, bestSubs, bestLost := -1, 0, false
 	for i, w := range g.line {
 		subs := g.bySub[w.tk.sub]
 		t, lost := g.lost[w.tk.key]
 		lost = lost && now.Sub(t) < lostFor
-		if i == 0 || subs < bestSubs || subs == bestSubs && bestLost && !lost {
+		if lost && fresh {
+			continue
+		}
+		if best < 0 || subs < bestSubs || subs == bestSubs && bestLost && !lost {
 			best, bestSubs, bestLost = i, subs, lost
 		}
 	}
@@ -306,8 +314,9 @@ func (g *gate) preempt(now time.Time) {
 	}
 }
 
-// preemptOne takes a slot back for the waiter next() names when the node is
-// full, from the upload doing worst among those that may lose theirs:
+// preemptOne takes a slot back for the waiter next names among those whose
+// address has not lost an upload lately, when the node is full, from the
+// upload doing worst among those that may lose theirs:
 // held for at least preemptAfter, still receiving its body, averaging
 // less than protectRate since the slot was granted, and from a network
 // holding more slots than the waiter's (so that networks do not take
@@ -319,7 +328,10 @@ func (g *gate) preemptOne(now time.Time) bool {
 	if g.total < g.max || len(g.line) == 0 {
 		return false
 	}
-	wi := g.next(now)
+	wi := g.next(now, true)
+	if wi < 0 {
+		return false
+	}
 	mine := g.bySub[g.line[wi].tk.sub]
 	var victim *ticket
 	var vDoomed bool
