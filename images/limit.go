@@ -79,10 +79,9 @@ type ticket struct {
 
 	// Under g.mu.
 	idx   int          // in g.held; -1 while waiting or once taken back
-	paced *pacedReader // the body being read; nil until attach
+	paced *pacedReader // the body being read; nil until attach; set by its own upload
 
-	taken atomic.Bool // the slot was taken back: answer "preempted"
-	once  sync.Once
+	once sync.Once
 }
 
 type waiter struct {
@@ -248,8 +247,10 @@ func (tk *ticket) attach(p *pacedReader) {
 }
 
 // preempted reports whether the slot was taken back while the body came
-// in; the upload is then answered 503 "preempted".
-func (tk *ticket) preempted() bool { return tk.taken.Load() }
+// in; the upload is then answered 503 "preempted". Only the upload that
+// attached the body asks. The body is cut before its slot goes, so an
+// upload whose read failed for the cut always sees it here.
+func (tk *ticket) preempted() bool { return tk.paced != nil && tk.paced.state.Load() == bodyCut }
 
 // next returns the index in line of the waiter to serve: the one whose
 // network holds the fewest slots; among equals, one whose address has not
@@ -362,7 +363,6 @@ func (g *gate) preemptOne(now time.Time) bool {
 	if victim == nil || !victim.paced.cut() {
 		return false
 	}
-	victim.taken.Store(true)
 	g.remember(victim.key, now)
 	g.unhold(victim)
 	g.grant(wi)
