@@ -378,6 +378,7 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.DurationFlag{Name: "image-queue-wait", Value: cfg.Images.QueueWait, Destination: &cfg.Images.QueueWait, EnvVars: env("IMAGE_QUEUE_WAIT"), Usage: "longest an upload waits for a slot before 503 with Retry-After"},
 		&cli.Int64Flag{Name: "image-min-upload-rate", Value: cfg.Images.MinRate, Destination: &cfg.Images.MinRate, EnvVars: env("IMAGE_MIN_UPLOAD_RATE"), Usage: "slowest average upload in bytes/s after --image-upload-grace (slower: 408); 0 disables"},
 		&cli.DurationFlag{Name: "image-upload-grace", Value: cfg.Images.UploadGrace, Destination: &cfg.Images.UploadGrace, EnvVars: env("IMAGE_UPLOAD_GRACE"), Usage: "time an upload's body has before --image-min-upload-rate applies"},
+		&cli.Int64Flag{Name: "image-preempt-below", Value: cfg.Images.PreemptBelow, Destination: &cfg.Images.PreemptBelow, EnvVars: env("IMAGE_PREEMPT_BELOW"), Usage: "when every upload slot is taken, an upload older than 2 s averaging less than this many bytes/s may lose its slot to a waiting one (503 preempted); 0 disables"},
 	}
 }
 
@@ -480,6 +481,9 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 	}
 	if cfg.Images.MinRate == 0 {
 		cfg.Images.MinRate = -1 // images: negative is off, zero the default
+	}
+	if cfg.Images.PreemptBelow == 0 {
+		cfg.Images.PreemptBelow = -1 // likewise
 	}
 	cfg.Images.CORSOrigins = cfg.Posts.CORSOrigins
 	if err := pushConfigFrom(c, &cfg); err != nil {

@@ -81,6 +81,9 @@ type AbuseConfig struct {
 	ImgURL string
 	// Trickle is the time between the bytes of a slow upload.
 	Trickle time.Duration
+	// UploadNetworks puts each slow uploader in its own /24
+	// (127.<block>.<client>.<1+client/256>) instead of all in one.
+	UploadNetworks bool
 	// RedisAddr, when set, is asked for INFO memory before and after.
 	RedisAddr string
 }

@@ -34,6 +34,7 @@ echo "results in $OUT"
 
 (cd "$root" && go build -o "$OUT/occase" .)
 B="$OUT/occase"
+NODE_BIN=${NODE_BIN:-$B}           # the binary that serves (default: the one just built, which also benches)
 
 . "$(dirname "$0")/lib.sh"
 
@@ -48,7 +49,7 @@ PORT=$(freeport)
 KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 mkdir -p "$OUT/images"
 # shellcheck disable=SC2086
-"$B" serve --role all --addr "127.0.0.1:$PORT" --redis "127.0.0.1:$RP" \
+"$NODE_BIN" serve --role all --addr "127.0.0.1:$PORT" --redis "127.0.0.1:$RP" \
 	--redis-prefix "abuse$(date +%s):" --image-key "$KEY" --image-dir "$OUT/images" \
 	--log-level error $EXTRA_SERVE >"$OUT/node.log" 2>&1 &
 NODE=$!

@@ -397,8 +397,12 @@ func (a *attacker) upload(ctx context.Context, c int) {
 		return
 	}
 	defer s.ws.CloseNow()
+	from := a.pool.tcp(c)
+	if a.cfg.Abuse.UploadNetworks {
+		from = newAddrPool(a.pool.block, maxPoolAddrs).tcp(c%256*254 + c/256)
+	}
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil,
-		DialContext: (&net.Dialer{LocalAddr: a.pool.tcp(c), Timeout: dialTimeout}).DialContext}}
+		DialContext: (&net.Dialer{LocalAddr: from, Timeout: dialTimeout}).DialContext}}
 	var names []string
 	next := time.Now()
 	for ops := 0; ops < maxAttackOps && a.pace(ctx, &next); ops++ {

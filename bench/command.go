@@ -64,6 +64,7 @@ or the per-user and per-address limits are what you measure.`,
 			&cli.StringFlag{Name: "http-url", EnvVars: env("HTTP_URL"), Usage: "abuse: http:// base of the node for /api/posts (default: the first --url's host)"},
 			&cli.StringFlag{Name: "img-url", EnvVars: env("IMG_URL"), Usage: "abuse: http:// base of the img node (default: --http-url, i.e. role all)"},
 			&cli.DurationFlag{Name: "trickle", Value: d.Abuse.Trickle, EnvVars: env("TRICKLE"), Usage: "abuse: time between the bytes of a slow upload"},
+			&cli.BoolFlag{Name: "upload-networks", EnvVars: env("UPLOAD_NETWORKS"), Usage: "abuse: each slow uploader from its own /24 (127.<block>.<client>.1, a botnet's spread) rather than all from one"},
 			&cli.StringFlag{Name: "redis-addr", EnvVars: env("REDIS_ADDR"), Usage: "abuse: host:port of the Redis the nodes use, to report its used_memory; connect: to report its commands per login"},
 			&cli.IntFlag{Name: "concurrency", Value: d.Concurrency, EnvVars: env("CONCURRENCY"), Usage: "dials and logins in flight at once"},
 			&cli.StringSliceFlag{Name: "metrics", EnvVars: env("METRICS"), Usage: "Prometheus /metrics URL of a node, for its memory and connection figures (repeat per node)"},
@@ -112,6 +113,7 @@ or the per-user and per-address limits are what you measure.`,
 			cfg.Abuse.HTTPURL = c.String("http-url")
 			cfg.Abuse.ImgURL = c.String("img-url")
 			cfg.Abuse.Trickle = c.Duration("trickle")
+			cfg.Abuse.UploadNetworks = c.Bool("upload-networks")
 			cfg.Abuse.RedisAddr = c.String("redis-addr")
 			cfg.Metrics = splitList(c.StringSlice("metrics"))
 			cfg.ServerPIDs = c.IntSlice("server-pid")

@@ -45,6 +45,15 @@ type Config struct {
 	// UploadGrace is the time a body has before MinRate applies, for the
 	// connection to get going.
 	UploadGrace time.Duration
+	// PreemptBelow is the average body rate (bytes a second since the slot
+	// was granted) below which, when every slot is taken and an upload
+	// waits, an upload's slot may be taken back for the waiter (503
+	// "preempted"; see gate.preempt); at or above it, never. Negative: no
+	// preemption.
+	PreemptBelow int64
+	// PreemptAfter is how long a slot is its upload's before it may be
+	// taken back: time for the connection to show its pace.
+	PreemptAfter time.Duration
 	// ClientKey names the client an upload counts against for
 	// UploadsPerAddress. Nil: the host of r.RemoteAddr. A node behind a
 	// proxy passes a key from the trusted forwarded address, and may group
@@ -80,6 +89,8 @@ func DefaultConfig() Config {
 		MinRate:           16 << 10,
 		UploadGrace:       10 * time.Second,
 		MinFreeBytes:      1 << 30,
+		PreemptBelow:      64 << 10,
+		PreemptAfter:      2 * time.Second,
 	}
 }
 
@@ -130,6 +141,12 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 	if cfg.UploadGrace <= 0 {
 		cfg.UploadGrace = def.UploadGrace
 	}
+	if cfg.PreemptBelow == 0 {
+		cfg.PreemptBelow = def.PreemptBelow
+	}
+	if cfg.PreemptAfter <= 0 {
+		cfg.PreemptAfter = def.PreemptAfter
+	}
 	if cfg.ClientKey == nil {
 		cfg.ClientKey = remoteHost
 	}
@@ -161,6 +178,7 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 			Help: "Free bytes on the image store's file system (as the upload disk guard last read them, at most 1 s old)."},
 			func() float64 { f, _, _ := srv.disk.read(); return float64(f) }))
 	}
+	srv.gate.preemptAfter, srv.gate.protectRate = cfg.PreemptAfter, cfg.PreemptBelow
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(srv.refused, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "occase_image_uploads_in_progress",
@@ -224,12 +242,12 @@ func (s *Server) upload(c echo.Context) error {
 	if !s.disk.allows(r.ContentLength) {
 		return s.fail(c, http.StatusInsufficientStorage, reasonNoSpace)
 	}
-	release, busy := s.gate.acquire(ctx, s.cfg.ClientKey(r), t.digest, s.cfg.QueueWait)
-	if release == nil {
+	slot, busy := s.gate.enter(ctx, s.cfg.ClientKey(r), t.digest, r.ContentLength, s.cfg.QueueWait)
+	if slot == nil {
 		w.Header().Set("Retry-After", s.retryAfter)
 		return s.fail(c, http.StatusServiceUnavailable, busy)
 	}
-	defer release()
+	defer slot.release()
 
 	// net/http sets the connection's read deadline afresh before it reads
 	// the next request, so this one ends with the upload.
@@ -238,7 +256,11 @@ func (s *Server) upload(c echo.Context) error {
 	if paced.err != nil {
 		s.log.Warn("upload read deadline not supported", zap.Error(paced.err))
 	}
+	slot.attach(paced)
 	body, err := readBody(paced, r.ContentLength, s.cfg.MaxBytes)
+	if err != nil && slot.preempted() || err == nil && !paced.done() {
+		return s.refusePreempted(c, r)
+	}
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		switch {
@@ -258,7 +280,6 @@ func (s *Server) upload(c echo.Context) error {
 		s.log.Debug("upload read failed", zap.String("digest", t.digest), zap.Error(err))
 		return s.fail(c, http.StatusBadRequest, "bad_body")
 	}
-	paced.done()
 
 	clean, err := sanitize(body, t.kind, s.cfg.MaxPixels)
 	if err != nil {
