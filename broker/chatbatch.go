@@ -28,8 +28,7 @@ import (
 // ms, publish command, sender's share and requeue flag (its ARGV[2], 3, 4,
 // 6, 8, 9). Then each message has storeArgs arguments: members, channel,
 // sender, push flag (its ARGV[1], 5, 7, 10), and storeKeys keys: u:{to},
-// q:{to}, s:{to}, pd:{to}, pc:{to} (its KEYS[1], 2, 4, 5, 6; KEYS[3] is
-// unused). The reply has three values per message: what the store script
+// q:{to}, s:{to}, pd:{to}, pc:{to}, bk:{to} (its KEYS[1], 2, 4, 5, 6, 3). The reply has three values per message: what the store script
 // returned ({id, prev, push}, or {code, 0, 0} for a refusal), or {-5,
 // error, 0} when a command inside failed for that message (a wrong type
 // left by a foreign writer, OOM): the error stays that message's own, as
@@ -43,7 +42,7 @@ import (
 var storeManyScript = newScript("chat_store_many", storeManySource)
 
 const (
-	storeKeys   = 5
+	storeKeys   = 6
 	storeArgs   = 4
 	storeShared = 6
 )
@@ -67,7 +66,7 @@ return out`
 // (see storeManyScript): a message's own as KEYS[kb + i] and ARGV[ab + i],
 // the shared ones as ARGV[i]; nothing is copied.
 func offsetArgs(src string) string {
-	keys := map[string]string{"1": "kb + 1", "2": "kb + 2", "4": "kb + 3", "5": "kb + 4", "6": "kb + 5"}
+	keys := map[string]string{"1": "kb + 1", "2": "kb + 2", "4": "kb + 3", "5": "kb + 4", "6": "kb + 5", "3": "kb + 6"}
 	args := map[string]string{"1": "ab + 1", "2": "1", "3": "2", "4": "3", "5": "ab + 2", "6": "4",
 		"7": "ab + 3", "8": "5", "9": "6", "10": "ab + 4"}
 	sub := func(re *regexp.Regexp, name string, to map[string]string) {
@@ -129,7 +128,7 @@ func (c *Client) appendStore(keys, args []string, r *StoreReq) ([]string, []stri
 		ch = c.UserChannel(r.To)
 	}
 	keys = append(keys, c.userKey("u", r.To), c.userKey("q", r.To), c.userKey("s", r.To),
-		c.userKey("pd", r.To), c.userKey("pc", r.To))
+		c.userKey("pd", r.To), c.userKey("pc", r.To), c.userKey("bk", r.To))
 	from, push := r.Opt.From, "0"
 	if r.Opt.Requeue {
 		from = ""
@@ -151,6 +150,8 @@ func storeErr(id int64) error {
 		return ErrSenderShare
 	case -4:
 		return ErrInactive
+	case -6:
+		return ErrBlocked
 	}
 	return nil
 }

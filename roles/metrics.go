@@ -53,6 +53,7 @@ var knownCmds = map[string]bool{
 	"publish": true, "delete": true, "filenames": true,
 	"push_subscribe": true, "push_unsubscribe": true,
 	"update": true, "set_status": true, "renew": true,
+	"block": true, "unblock": true, "blocks": true,
 }
 
 func cmdLabel(cmd string) string {

@@ -62,6 +62,10 @@ type session struct {
 	presLim    *rate.Limiter
 	fileLim    *rate.Limiter
 	pushLim    *rate.Limiter // made on the first push_subscribe or push_unsubscribe
+	blockLim   *rate.Limiter // block, unblock and blocks (blocks.go)
+	// blocked holds the ids this user blocks, for dropping their
+	// presence signals (blocks.go); nil while it blocks nobody.
+	blocked atomic.Pointer[blockSet]
 
 	// Read limits (readlimit.go); the byte budget is on raw. frameLim is
 	// made at the first frame and dropped, while full, when the reader
@@ -234,7 +238,7 @@ func (ss *session) SendTracked(frame []byte, done func(error)) bool {
 // Signal forwards a presence frame, unless the session's login has not
 // passed its password check yet (it is attached before that: accounts.go).
 func (ss *session) Signal(frame []byte) {
-	if ss.gen.Load() != 0 {
+	if ss.gen.Load() != 0 && !ss.blocks(frame) {
 		ss.Send(frame)
 	}
 }
