@@ -23,6 +23,7 @@ export const closeCodes = {
   4005: { reason: "idle timeout", reconnect: true, delay: 0, words: "The connection went quiet." },
   // At least --abuse-window (10 s), doubling on each 4006 in a row.
   4006: { reason: "rate exceeded", reconnect: true, delay: 10000, words: "The app sent too much too fast, so the server paused it." },
+  4007: { reason: "account deleted", reconnect: false, delay: 0, words: "This account was deleted." },
 };
 
 const unknownClose = { reason: "", reconnect: true, delay: 0, words: "Server unreachable." };
