@@ -1,7 +1,7 @@
 // Package presence owns who is connected to this node and the live signals
 // between connected users. Each logged-in user has one pub/sub channel,
 // subscribed by the node that holds the user and only by it. The channel
-// carries four kinds of signal, by their first byte:
+// carries these signals, by their first byte:
 //
 //	p<frame>  a typing (or other) presence frame to forward to the user
 //	n         chat messages are waiting in the user's queue

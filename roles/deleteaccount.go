@@ -99,7 +99,9 @@ func (ss *session) deletePostsOf(user string) error {
 // AccountDeleted is presence.Ender: the user's account was deleted (on
 // any node). Called from the subscriber's reader: it must not block.
 func (ss *session) AccountDeleted() {
-	ss.accountGone.Store(true)
+	if ss.accountGone.Swap(true) {
+		return // told already, or the deleting session after its ack
+	}
 	if ss.gen.Load() == 0 || ss.deleting.Load() {
 		// A login not checked yet finds no account, or meets the flag
 		// once it has its generation (login); the deleting session
