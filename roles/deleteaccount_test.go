@@ -64,6 +64,11 @@ func TestDeleteAccountOverWebSockets(t *testing.T) {
 			got += len(postIDs(t, s.expect("post")))
 		}
 		bob := register(t, n2.url)
+		bob.send(publishFrame("[0,0,0]", "[0,0,2]"))
+		bobPost := bob.expect("publish_ack").num("id")
+		if ids := postIDs(t, s.expect("post")); len(ids) != 1 || ids[0] != bobPost {
+			t.Fatalf("bob's post live: %v", ids)
+		}
 
 		// A wrong password: refused, nothing deleted, the connection stays.
 		a.send(deleteFrame("not-the-password"))
@@ -101,8 +106,8 @@ func TestDeleteAccountOverWebSockets(t *testing.T) {
 			}
 		}
 		for _, n := range []*node{n1, n2} {
-			if body := apiPosts(t, n); strings.Contains(body, `"from":"`+a.id+`"`) {
-				t.Fatalf("posts of the deleted user still listed: %s", body)
+			if body := apiPosts(t, n); strings.Contains(body, `"from":"`+a.id+`"`) || !strings.Contains(body, fmt.Sprintf(`"id":%d,`, bobPost)) {
+				t.Fatalf("after the deletion, want the deleted user's posts gone and bob's kept: %s", body)
 			}
 		}
 		l := dial(t, n2.url)
