@@ -181,13 +181,14 @@ func TestDeleteAccountClosesSessionsOnOtherNodes(t *testing.T) {
 // Redis goes down between the deletion of the user's posts and the
 // script that deletes the account: the command answers unavailable and
 // the account is whole (it may log in; its posts are gone); once Redis is
-// back, the retry on the same connection finishes the deletion. A real
-// redis-server is killed and restarted (its data kept on disk); the
-// embedded server answers every command with an error meanwhile.
+// back, a retry finishes the deletion: on the same connection (a real
+// redis-server, killed and restarted with its data kept on disk), or
+// after a new login (the embedded server, answering every command with
+// an error meanwhile).
 func TestDeleteAccountRetryAfterRedisFailure(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		r := brokertest.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
-		testDeleteRetry(t, broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix(), Timeout: time.Second}, r.Stop, r.Restart)
+		testDeleteRetry(t, broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix(), Timeout: time.Second}, r.Stop, r.Restart, false)
 	})
 	t.Run("embedded", func(t *testing.T) {
 		m, err := broker.StartEmbedded()
@@ -196,11 +197,11 @@ func TestDeleteAccountRetryAfterRedisFailure(t *testing.T) {
 		}
 		t.Cleanup(m.Close)
 		testDeleteRetry(t, broker.Options{Addrs: []string{m.Addr()}, Prefix: brokertest.Prefix(), Timeout: time.Second},
-			func() { m.SetError("LOADING the dataset is being loaded (test)") }, func() { m.SetError("") })
+			func() { m.SetError("LOADING the dataset is being loaded (test)") }, func() { m.SetError("") }, true)
 	})
 }
 
-func testDeleteRetry(t *testing.T, opt broker.Options, down, up func()) {
+func testDeleteRetry(t *testing.T, opt broker.Options, down, up func(), relogin bool) {
 	n := startNode(t, opt, func(c *roles.Config) { c.Posts.QuotaN = 5; c.Posts.PostsPerAddress = 50 })
 	var once sync.Once
 	n.srv.AfterAccountPosts(func() { once.Do(down) })
@@ -219,6 +220,15 @@ func testDeleteRetry(t *testing.T, opt broker.Options, down, up func()) {
 	}
 	if body := apiPosts(t, n); strings.Contains(body, `"from":"`+a.id+`"`) {
 		t.Fatalf("the posts pass before the failure did not delete: %s", body)
+	}
+	if relogin {
+		// The account is whole: it logs in (displacing the first
+		// connection), and the new connection retries.
+		l := login(t, n.url, a.id, a.pwd)
+		if code := a.closed(); code != wire.CloseReplaced {
+			t.Fatalf("the first connection closed with %d, want %d", code, wire.CloseReplaced)
+		}
+		a = l
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -241,4 +251,37 @@ func testDeleteRetry(t *testing.T, opt broker.Options, down, up func()) {
 	if st, err := bc.AccountCheck(context.Background(), a.id, n.srv.Digest(a.pwd)); err != nil || st != broker.AccountGone {
 		t.Fatalf("after the retry: %d %v, want gone", st, err)
 	}
+}
+
+// Another node deletes the account while this connection's deletion is
+// between its posts and its script (the same user twice, or a reply lost
+// and retried): the script finds no account, the connection is answered
+// ok and closed with 4007 (not by the announcement, before its ack), and
+// only the node that deleted counts it.
+func TestDeleteAccountRacingAnotherDeletion(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := postsNode(t, b, 5)
+		bc := brokertest.Open(t, b.Options)
+		a := register(t, n.url)
+		var once sync.Once
+		n.srv.AfterAccountPosts(func() {
+			once.Do(func() {
+				if r, err := bc.DeleteAccount(context.Background(), a.id, n.srv.Digest(a.pwd)); err != nil || r != broker.AccountOK {
+					t.Errorf("DeleteAccount from elsewhere: %d %v", r, err)
+				}
+			})
+		})
+		a.send(deleteFrame(a.pwd))
+		if m := a.expect("delete_account_ack"); m.str("result") != "ok" {
+			t.Fatalf("delete_account: %v", m)
+		}
+		if code := a.closed(); code != wire.CloseAccountDeleted {
+			t.Fatalf("closed with %d", code)
+		}
+		rec := httptest.NewRecorder()
+		n.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if !strings.Contains(rec.Body.String(), "occase_accounts_deleted_total 0\n") {
+			t.Error("the account was counted by a node whose script found it gone")
+		}
+	})
 }
