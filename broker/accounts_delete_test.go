@@ -7,6 +7,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/redis/rueidis"
 )
 
 // Account deletion on a real redis-server, the embedded server and a
@@ -97,5 +98,36 @@ func TestDeleteAccount(t *testing.T) {
 		if _, ok, _ := c.PasswordDigest(ctx, other); !ok {
 			t.Fatal("the other user's account went too")
 		}
+		// On the real server, nothing at all is left under the user's hash
+		// tag: a per-user key added later and not listed in accountKeys
+		// fails here.
+		if b.Redis != nil {
+			if left := keysTagged(t, b.Redis.Addr, gone); len(left) > 0 {
+				t.Fatalf("keys left under {%s} after the deletion: %v", gone, left)
+			}
+		}
 	})
+}
+
+// keysTagged lists the keys of the Redis at addr that carry user id's hash
+// tag.
+func keysTagged(t *testing.T, addr, id string) []string {
+	t.Helper()
+	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var out []string
+	ctx := context.Background()
+	for cursor := uint64(0); ; {
+		e, err := rc.Do(ctx, rc.B().Scan().Cursor(cursor).Match("*{"+id+"}*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e.Elements...)
+		if cursor = e.Cursor; cursor == 0 {
+			return out
+		}
+	}
 }
