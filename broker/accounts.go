@@ -311,3 +311,78 @@ func (c *Client) keptKey(ctx context.Context, name string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// Account states a check or a deletion finds (AccountCheck, DeleteAccount).
+const (
+	AccountGone          = -1 // there is no such account (deleted, expired, never made)
+	AccountWrongPassword = 0  // the digest differs: nothing was changed
+	AccountOK            = 1  // the digest is the stored one (and, for DeleteAccount, the account is gone now)
+)
+
+// accountCheckScript compares a digest with user id's as loginFetchScript
+// does (Lua's == on two interned strings: a time independent of what they
+// hold), changing nothing. KEYS u:{id}; ARGV the digest. Reply
+// AccountGone, AccountWrongPassword or AccountOK.
+var accountCheckScript = newScript("account_check", `
+local p = redis.call('HGET', KEYS[1], 'pwd')
+if not p then return -1 end
+if p ~= ARGV[1] then return 0 end
+return 1`)
+
+// AccountCheck tells whether digest is user id's stored one, without
+// changing anything: AccountOK, AccountWrongPassword or AccountGone.
+func (c *Client) AccountCheck(ctx context.Context, id, digest string) (int, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := accountCheckScript.Exec(ctx, c.rc, []string{c.userKey("u", id)}, []string{digest}).AsInt64()
+	if err != nil {
+		return 0, c.wrap("check account "+id, err)
+	}
+	return int(r), nil
+}
+
+// deleteAccountScript removes a user's account in one step, when the
+// digest is the stored one: every per-user key (all of them carry the
+// user's hash tag, so on a cluster they share one slot) and the
+// announcement 'x' on the user's channel, which closes every live session
+// of the user on every node (presence). KEYS u:{id} first, then the
+// user's other keys; ARGV the digest, the user's channel, the publish
+// command. Reply as accountCheckScript's; nothing changed unless
+// AccountOK.
+var deleteAccountScript = newScript("account_delete", `
+local p = redis.call('HGET', KEYS[1], 'pwd')
+if not p then return -1 end
+if p ~= ARGV[1] then return 0 end
+redis.call('DEL', unpack(KEYS))
+redis.call(ARGV[3], ARGV[2], 'x')
+return 1`)
+
+// accountKeys are the kinds of per-user key an account deletion removes:
+// the account hash (credentials, generation, last login, message seq), the
+// offline queue, its notify key, the per-sender counts, the push devices
+// and push counts, the post quota window, and the users it blocks
+// (broker/block.go).
+var accountKeys = [...]string{"u", "q", "n", "s", "pd", "pc", "pq", "bk"}
+
+// DeleteAccount removes user id's account and everything kept under its
+// hash tag, and tells every node holding a session of the user to close
+// it (payload "x" on the user's channel), in one atomic step, when digest
+// is the stored one. It returns AccountOK when it did, else
+// AccountWrongPassword or AccountGone, having changed nothing. Messages
+// the user sent that wait in other users' queues are theirs and stay; the
+// user's posts live in the {posts} slot and are the posts package's to
+// delete. The id is never given out again (ids come from an INCR).
+func (c *Client) DeleteAccount(ctx context.Context, id, digest string) (int, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	keys := make([]string, len(accountKeys))
+	for i, k := range accountKeys {
+		keys[i] = c.userKey(k, id)
+	}
+	ch := c.UserChannel(id)
+	r, err := deleteAccountScript.Exec(ctx, c.rc, keys, []string{digest, ch, c.publishCmd(ch)}).AsInt64()
+	if err != nil {
+		return 0, c.wrap("delete account "+id, err)
+	}
+	return int(r), nil
+}

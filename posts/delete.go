@@ -3,6 +3,8 @@ package posts
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strconv"
 
 	"github.com/occase/occase/broker"
@@ -34,6 +36,16 @@ func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 		s.log.Warn("deleting a post failed", zap.Uint64("post", id), zap.Error(err))
 		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
 	}
+	s.forget(id)
+	ack := []byte(`{"cmd":"delete_ack","result":"ok","id":`)
+	ack = strconv.AppendUint(ack, id, 10)
+	c.SendPersistent(append(ack, '}'))
+	return nil
+}
+
+// forget takes post id, just deleted in Redis, out of this node's index
+// at once, telling the subscribers that asked for deletions.
+func (s *Service) forget(id uint64) {
 	s.mu.Lock()
 	s.removed(s.x.remove(id))
 	s.x.tidy()
@@ -41,8 +53,41 @@ func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 	// of the post itself must not bring it back.
 	s.tomb[id] = s.cfg.Clock().Unix()
 	s.mu.Unlock()
-	ack := []byte(`{"cmd":"delete_ack","result":"ok","id":`)
-	ack = strconv.AppendUint(ack, id, 10)
-	c.SendPersistent(append(ack, '}'))
-	return nil
+}
+
+// DeleteAllOf deletes every live post of user, each exactly as Delete
+// deletes one (the same owner-checked script, so every node drops it and
+// its subscribers with deletions get post_deleted), for an account
+// deletion; it returns how many it deleted. The posts are found in this
+// node's index, which holds every live post (Redis refuses a publish past
+// MaxPosts, the index's own bound): the Redis work is one script per post
+// the user holds, which the publish quota bounds (QuotaN per QuotaPeriod
+// over a post's lifetime). A Redis failure stops it part-way: what it
+// deleted stays deleted, and a second call deletes the rest.
+func (s *Service) DeleteAllOf(ctx context.Context, user string) (int, error) {
+	if err := s.waitReady(ctx); err != nil {
+		return 0, err
+	}
+	var ids []uint64
+	s.mu.RLock()
+	for id, p := range s.x.byID {
+		if p.From == user {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.RUnlock()
+	slices.Sort(ids)
+	n := 0
+	for _, id := range ids {
+		err := s.b.DeletePost(ctx, id, user)
+		switch {
+		case errors.Is(err, broker.ErrPostNotFound), errors.Is(err, broker.ErrNotOwner):
+			continue // gone meanwhile (expired, deleted), or an index out of step
+		case err != nil:
+			return n, fmt.Errorf("delete post %d of %s: %w", id, user, err)
+		}
+		s.forget(id)
+		n++
+	}
+	return n, nil
 }

@@ -1,7 +1,7 @@
 // Package presence owns who is connected to this node and the live signals
 // between connected users. Each logged-in user has one pub/sub channel,
 // subscribed by the node that holds the user and only by it. The channel
-// carries four kinds of signal, by their first byte:
+// carries these signals, by their first byte:
 //
 //	p<frame>  a typing (or other) presence frame to forward to the user
 //	n         chat messages are waiting in the user's queue
@@ -12,6 +12,8 @@
 //	          for: one per node and kick, once every local peer it reached
 //	          has handed back (nodes of an older version send r<gen>, one
 //	          per session, with that session's generation, or r0)
+//	x         the user's account was deleted: every session must close
+//	          (broker.DeleteAccount publishes it; see Ender)
 //
 // Presence frames are never stored: when the user is offline they vanish.
 package presence
@@ -97,6 +99,13 @@ type Carrier interface {
 // handing it what is for the user would keep that from the user's session.
 type Pending interface {
 	Pending() bool
+}
+
+// Ender is a Peer that can be told its user's account is gone (the 'x'
+// signal): it closes without handing anything back to the user. A peer
+// that is not one is left to find out at its next request.
+type Ender interface {
+	AccountDeleted()
 }
 
 // Hub routes signals to the peers connected to this node.
@@ -389,6 +398,12 @@ func (h *Hub) route(channel, payload string) {
 				c.Carry(prev, id, frame)
 			} else {
 				p.Notify()
+			}
+		}
+	case 'x':
+		for _, p := range ps {
+			if e, ok := p.(Ender); ok {
+				e.AccountDeleted()
 			}
 		}
 	case 'k', 'r':

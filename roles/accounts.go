@@ -113,6 +113,7 @@ func (ss *session) login(req *wire.Request) error {
 	}
 	ss.kickedBy.Store(0)
 	ss.loginFailed.Store(false)
+	ss.accountGone.Store(false)
 	ss.user = user
 	releases := make(chan int64, 8)
 	ss.releases.Store(&releases)
@@ -154,6 +155,11 @@ func (ss *session) login(req *wire.Request) error {
 	if ss.kickedBy.Load() > gen {
 		// A newer login kicked this one before it knew its generation.
 		return &closeError{code: wire.CloseReplaced, reason: "replaced", metric: "replaced"}
+	}
+	if ss.accountGone.Load() {
+		// The account was deleted between this login's script and its
+		// generation (AccountDeleted let it pass as a login not checked).
+		return &closeError{code: wire.CloseAccountDeleted, reason: wire.CloseReason(wire.CloseAccountDeleted), metric: "account_deleted"}
 	}
 	// One login per user in the whole cluster: every older session hands
 	// back what it holds and says so before this one starts delivering.

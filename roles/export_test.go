@@ -15,6 +15,8 @@ type postsHook struct {
 	beforeSubscribe func(c PostsConn)
 	// beforeLoginScript: see BeforeLoginScript.
 	beforeLoginScript func()
+	// afterAccountPosts: see AfterAccountPosts.
+	afterAccountPosts func()
 }
 
 func (h *postsHook) Leave(c PostsConn) {
@@ -70,3 +72,24 @@ func (h *postsHook) LoginQuota() (broker.Quota, int64) {
 func (s *Server) BeforeLoginScript(fn func()) {
 	s.postsHook().beforeLoginScript = fn
 }
+
+// DeleteAllOf lets a test act after each pass of a delete_account over
+// the user's posts (AfterAccountPosts).
+func (h *postsHook) DeleteAllOf(ctx context.Context, user string) (int, error) {
+	n, err := h.postsService.DeleteAllOf(ctx, user)
+	if h.afterAccountPosts != nil {
+		h.afterAccountPosts()
+	}
+	return n, err
+}
+
+// AfterAccountPosts makes every delete_account call fn after each pass
+// over the user's posts: the first comes before the script that deletes
+// the account. Call it before any connection.
+func (s *Server) AfterAccountPosts(fn func()) {
+	s.postsHook().afterAccountPosts = fn
+}
+
+// Digest is the keyed digest of password kept in Redis, for a test that
+// deletes an account through the broker as another node would.
+func (s *Server) Digest(password string) string { return s.digest(password) }

@@ -41,6 +41,9 @@ type metrics struct {
 	ignored          prometheus.Counter
 	// epochChanges counts changes of the data epoch seen by this node.
 	epochChanges prometheus.Counter
+	// accountsDeleted counts delete_account commands that deleted an
+	// account (deleteaccount.go).
+	accountsDeleted prometheus.Counter
 	// heads counts connections the front door ended before a request:
 	// timeout (--read-header-timeout spent), too_large (431), gone (the
 	// client closed or reset).
@@ -53,7 +56,8 @@ var knownCmds = map[string]bool{
 	"publish": true, "delete": true, "filenames": true,
 	"push_subscribe": true, "push_unsubscribe": true,
 	"update": true, "set_status": true, "renew": true,
-	"block": true, "unblock": true, "blocks": true,
+	"delete_account": true,
+	"block":          true, "unblock": true, "blocks": true,
 }
 
 func cmdLabel(cmd string) string {
@@ -111,6 +115,9 @@ func newMetrics(s *Server) *metrics {
 	m.epochChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_data_epoch_changes_total",
 		Help: "Times this node saw the data epoch in Redis change: the data was lost (a Redis without persistence restarted, or a flush)."})
 	reg.MustRegister(m.epochChanges)
+	m.accountsDeleted = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_accounts_deleted_total",
+		Help: "Accounts deleted by their users (delete_account acknowledged ok)."})
+	reg.MustRegister(m.accountsDeleted)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
 		func() float64 { all, _, _ := s.gauges(); return float64(all) }))

@@ -41,6 +41,8 @@ type postsService interface {
 	Renew(ctx context.Context, c PostsConn, req *wire.Request) error
 	Leave(c PostsConn)
 	RemainingPosts(ctx context.Context, user string) (int, error)
+	// DeleteAllOf deletes every post of user (delete_account).
+	DeleteAllOf(ctx context.Context, user string) (int, error)
 }
 
 type nameIssuer interface {

@@ -66,6 +66,14 @@ type session struct {
 	// blocked holds the ids this user blocks, for dropping their
 	// presence signals (blocks.go); nil while it blocks nobody.
 	blocked atomic.Pointer[blockSet]
+	delLim  *rate.Limiter // made on the first delete_account
+
+	// deleting: this session runs a delete_account (it closes after its
+	// ack, not on the deletion's announcement); accountGone: the user's
+	// account was deleted (by this session or announced on the user's
+	// channel), so nothing is handed back to it (deleteaccount.go).
+	deleting    atomic.Bool
+	accountGone atomic.Bool
 
 	// Read limits (readlimit.go); the byte budget is on raw. frameLim is
 	// made at the first frame and dropped, while full, when the reader
@@ -215,7 +223,7 @@ func (ss *session) SendPersistent(frame []byte) bool {
 	// Never queued: the connection is ending. Keep it for the next login.
 	// Persistent frames answer what only a logged-in session can ask, so
 	// its user is set (and was seen by whoever calls this).
-	if ss.user != "" {
+	if ss.user != "" && !ss.accountGone.Load() {
 		if err := ss.srv.chat.Requeue(context.Background(), ss.user, [][]byte{frame}); err != nil {
 			ss.logger().Error("lost a reply that could not be delivered nor stored", zap.Error(err))
 		}

@@ -19,6 +19,9 @@ type closeError struct {
 	code   websocket.StatusCode
 	reason string
 	metric string // the request's reason in occase_request_errors_total
+	// ok: the request succeeded and the close is its outcome (a deleted
+	// account), not counted among the failed requests.
+	ok bool
 }
 
 func (e *closeError) Error() string { return e.reason }
@@ -52,7 +55,11 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	}
 	var ce *closeError
 	if errors.As(err, &ce) {
-		ss.srv.m.request(req.Cmd, start, cmp.Or(ce.metric, "closed"))
+		if ce.ok {
+			ss.srv.m.request(req.Cmd, start, "")
+		} else {
+			ss.srv.m.request(req.Cmd, start, cmp.Or(ce.metric, "closed"))
+		}
 		return ce.code, ce.reason, true
 	}
 	if err == nil {
@@ -83,7 +90,8 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	default:
 		ss.Send(errorFrame(req.Cmd+"_ack", we))
 	}
-	if we.Reason == wire.BadCredentials {
+	// A wrong password of delete_account leaves the session as it was.
+	if we.Reason == wire.BadCredentials && req.Cmd != "delete_account" {
 		return wire.CloseBadCredentials, "bad credentials", true
 	}
 	return 0, "", false
@@ -97,7 +105,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 		case "login":
 			return ss.login(req)
 		case "message", "presence", "subscribe", "publish", "delete", "filenames", "update", "set_status", "renew", "push_subscribe", "push_unsubscribe",
-			"block", "unblock", "blocks":
+			"delete_account", "block", "unblock", "blocks":
 			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
 		}
 		return wire.Malformedf("unknown command %q", req.Cmd)
@@ -115,6 +123,8 @@ func (ss *session) dispatch(req *wire.Request) error {
 		return ss.blocking(req)
 	case "subscribe", "publish", "delete", "update", "set_status", "renew":
 		return ss.posts(req)
+	case "delete_account":
+		return ss.deleteAccount(req)
 	case "push_subscribe", "push_unsubscribe":
 		if ss.srv.push == nil {
 			return wire.Errorf(wire.Unavailable, "push notifications are not configured on this node")

@@ -60,7 +60,7 @@ func (ss *session) shutdown(code websocket.StatusCode, reason string) {
 		if ss.srv.posts != nil {
 			ss.srv.posts.Leave(ss)
 		}
-		if len(pending) > 0 {
+		if len(pending) > 0 && !ss.accountGone.Load() {
 			ss.srv.m.requeued.Add(float64(len(pending)))
 			if err := ss.srv.chat.Requeue(ctx, ss.user, pending); err != nil {
 				ss.leftLogger().Error("lost undelivered replies", zap.Int("count", len(pending)), zap.Error(err))

@@ -20,6 +20,7 @@ const (
 	CloseSlowConsumer   = 4004 // the send queue overflowed
 	CloseIdle           = 4005 // no answer to pings within the idle timeout
 	CloseRateExceeded   = 4006 // kept exceeding its read budget or rate limits
+	CloseAccountDeleted = 4007 // the user's account was deleted (delete_account)
 )
 
 // CloseInfo is what one close code means: the reason text the server sends
@@ -30,8 +31,9 @@ type CloseInfo struct {
 	Code   int
 	Reason string // the close frame's reason text; "" sends none
 	// Reconnect says whether a client reconnects on its own: not after
-	// 4001 (the user is logged in elsewhere) or 4003 (the credentials are
-	// wrong), where reconnecting would only repeat the close.
+	// 4001 (the user is logged in elsewhere), 4003 (the credentials are
+	// wrong) or 4007 (the account is gone), where reconnecting would only
+	// repeat the close.
 	Reconnect bool
 	// MinDelay is the least wait before reconnecting, doubling on each
 	// close of this code in a row; 0: the client's usual backoff.
@@ -54,6 +56,7 @@ var closeTable = [...]CloseInfo{
 	{CloseSlowConsumer, "send queue full", true, 0},
 	{CloseIdle, "idle timeout", true, 0},
 	{CloseRateExceeded, "rate exceeded", true, 10 * time.Second},
+	{CloseAccountDeleted, "account deleted", false, 0},
 }
 
 // CloseCodes returns every close code the server sends, in code order.

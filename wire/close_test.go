@@ -13,7 +13,7 @@ func TestCloseTable(t *testing.T) {
 	}
 	for _, code := range []int{CloseNormal, CloseGoingAway, CloseUnsupported, CloseInvalidPayload, ClosePolicy,
 		CloseTooBig, CloseInternal, CloseReplaced, CloseLoginTimeout, CloseBadCredentials, CloseSlowConsumer,
-		CloseIdle, CloseRateExceeded} {
+		CloseIdle, CloseRateExceeded, CloseAccountDeleted} {
 		if c, ok := Close(code); !ok || c.Code != code {
 			t.Errorf("close code %d has no row", code)
 		}

@@ -3,7 +3,7 @@
 // client of docs/PROTOCOL: every server interaction goes through Session
 // (conn.js); all state lives in `app` and is saved through store.js.
 
-import { Session, Offline } from "./conn.js";
+import { Session, Offline, CloseAccountDeleted } from "./conn.js";
 import * as menu from "./menu.js";
 import * as store from "./store.js";
 import { parse } from "./json.js";
@@ -378,6 +378,8 @@ function onState(state, info) {
     showError(`${info.words} It reconnects on its own in ${Math.ceil(info.retryIn / 1000)} s.`, false, "conn");
   }
   if (state === "online" && $("banner").dataset.kind === "conn") $("banner").hidden = true;
+  // The account was deleted from another device or tab.
+  if (state === "idle" && info.code === CloseAccountDeleted && app.creds) accountGone(codes.closeInfo(CloseAccountDeleted).words);
 }
 
 // renderConn is the header's word for the connection: never "Online" while
@@ -472,6 +474,51 @@ function onLogin(identity, ack, acted) {
   render();
   if (then) then();
   push.loggedIn(identity.user);
+}
+
+// deleteAccount sends delete_account (docs/protocol.md "Account deletion")
+// with the stored password: the confirmation step is the guard here, the
+// password the server's. On ok the account is gone: forget it and start
+// afresh; the server closes the socket (4007), which the stopped session
+// ignores.
+async function deleteAccount() {
+  if (!app.creds) return;
+  const go = $("delete-acct-go");
+  const status = $("delete-acct-status");
+  go.disabled = true;
+  status.hidden = false;
+  status.textContent = "Deleting…";
+  let r;
+  try {
+    r = await app.session.request({ cmd: "delete_account", password: app.creds.password });
+  } catch {
+    r = { result: "fail", reason: "unavailable" };
+  } finally {
+    go.disabled = false;
+  }
+  if (r.result !== "ok") {
+    status.textContent = r.reason === "unavailable" && app.session.state !== "online"
+      ? "You are offline. Connect, then try again."
+      : reasonText(r, "delete_account");
+    return;
+  }
+  accountGone("Your account was deleted.");
+}
+
+// accountGone forgets the account of this browser (deleted here, or on
+// another device: close 4007) and returns to the start screen.
+function accountGone(words) {
+  const id = app.creds ? app.creds.user : "";
+  push.loggedOut();
+  app.session.stop();
+  if (id) store.forgetAccount(id);
+  else store.clearCreds();
+  dropLocal();
+  $("delete-acct-confirm").hidden = true;
+  $("delete-acct-btn").hidden = false;
+  enterGuest("account-view");
+  show("account-view", {}, "replace");
+  notice(words);
 }
 
 function onAuthFailed(r) {
@@ -2086,6 +2133,20 @@ function wireUI() {
     enterGuest("browse-view");
     show("browse-view", {}, "replace");
   });
+  $("delete-acct-btn").addEventListener("click", () => {
+    $("delete-acct-id").textContent = app.creds ? app.creds.user : "";
+    $("delete-acct-status").hidden = true;
+    $("delete-acct-confirm").hidden = false;
+    $("delete-acct-btn").hidden = true;
+    $("delete-acct-confirm").scrollIntoView({ block: "center" });
+    $("delete-acct-cancel").focus();
+  });
+  $("delete-acct-cancel").addEventListener("click", () => {
+    $("delete-acct-confirm").hidden = true;
+    $("delete-acct-btn").hidden = false;
+    $("delete-acct-btn").focus();
+  });
+  $("delete-acct-go").addEventListener("click", deleteAccount);
   $("photo-close").addEventListener("click", () => $("photo-dialog").close());
   $("photo-dialog").addEventListener("close", () => { const i = $("photo-full"); if (i) i.remove(); });
   $("photo-prev").addEventListener("click", () => stepPhoto(-1));

@@ -23,6 +23,7 @@ export const closeCodes = {
   4005: { reason: "idle timeout", reconnect: true, delay: 0, words: "The connection went quiet." },
   // At least --abuse-window (10 s), doubling on each 4006 in a row.
   4006: { reason: "rate exceeded", reconnect: true, delay: 10000, words: "The app sent too much too fast, so the server paused it." },
+  4007: { reason: "account deleted", reconnect: false, delay: 0, words: "This account was deleted." },
 };
 
 const unknownClose = { reason: "", reconnect: true, delay: 0, words: "Server unreachable." };
@@ -102,6 +103,11 @@ export function reasonText(r, what, now = Date.now()) {
     return "Not delivered: you have sent this person many messages they have not read yet. Send it again later.";
   }
   if (what === "delete" && reason === "not_found") return "That post was already deleted.";
+  if (what === "delete_account" && reason === "bad_credentials") {
+    return "The server did not accept this browser's password for the account; nothing was deleted. Log out and in again, then retry.";
+  }
+  if (what === "delete_account" && reason === "rate_limited") return "Too many attempts in a short time. Please wait a minute and try again.";
+  if (what === "delete_account" && reason === "unavailable") return "The account could not be deleted just now; nothing you still see was lost. Please try again.";
   // Issue 15: a seller's changes (docs/protocol.md "Editing a listing").
   const change = what === "update" || what === "set_status" || what === "renew";
   if (change && reason === "not_found") return "This listing does not exist any more (deleted or expired).";

@@ -15,6 +15,7 @@ const ackKind = {
   push_subscribe_ack: "push_subscribe", push_unsubscribe_ack: "push_unsubscribe",
   // Issue 15: a seller's changes (docs/protocol.md "Editing a listing").
   update_ack: "update", set_status_ack: "set_status", renew_ack: "renew",
+  delete_account_ack: "delete_account",
 };
 
 // Close codes the session acts on; what every code means (reconnect or
@@ -22,6 +23,7 @@ const ackKind = {
 export const CloseReplaced = 4001;
 export const CloseBadCredentials = 4003;
 export const CloseRateExceeded = 4006;
+export const CloseAccountDeleted = 4007;
 
 export class Offline extends Error {
   constructor() { super("not connected"); this.name = "Offline"; }

@@ -44,6 +44,13 @@ export function loadCreds() {
 }
 export const saveCreds = (c) => write("creds", { user: c.user, password: c.password });
 export const clearCreds = () => remove("creds");
+// forgetAccount removes a deleted account's credentials and everything
+// kept for it (its conversations, listings seen, drafts).
+export function forgetAccount(id) {
+  remove("creds");
+  remove("user." + id);
+  remove("drafts." + id);
+}
 export const loadNick = () => safe.text(read("nick", ""), safe.MAX_NICK) ?? "";
 export const saveNick = (n) => write("nick", n);
 
