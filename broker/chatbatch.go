@@ -28,7 +28,9 @@ import (
 // ms, publish command, sender's share and requeue flag (its ARGV[2], 3, 4,
 // 6, 8, 9). Then each message has storeArgs arguments: members, channel,
 // sender, push flag (its ARGV[1], 5, 7, 10), and storeKeys keys: u:{to},
-// q:{to}, s:{to}, pd:{to}, pc:{to}, bk:{to} (its KEYS[1], 2, 4, 5, 6, 3). The reply has three values per message: what the store script
+// q:{to}, s:{to}, pd:{to}, pc:{to} (its KEYS[1], 2, 4, 5, 6; its KEYS[3],
+// the recipient's block set, is named in the script from u:{to}: see
+// offsetArgs). The reply has three values per message: what the store script
 // returned ({id, prev, push}, or {code, 0, 0} for a refusal), or {-5,
 // error, 0} when a command inside failed for that message (a wrong type
 // left by a foreign writer, OOM): the error stays that message's own, as
@@ -42,7 +44,7 @@ import (
 var storeManyScript = newScript("chat_store_many", storeManySource)
 
 const (
-	storeKeys   = 6
+	storeKeys   = 5
 	storeArgs   = 4
 	storeShared = 6
 )
@@ -66,7 +68,7 @@ return out`
 // (see storeManyScript): a message's own as KEYS[kb + i] and ARGV[ab + i],
 // the shared ones as ARGV[i]; nothing is copied.
 func offsetArgs(src string) string {
-	keys := map[string]string{"1": "kb + 1", "2": "kb + 2", "4": "kb + 3", "5": "kb + 4", "6": "kb + 5", "3": "kb + 6"}
+	keys := map[string]string{"1": "kb + 1", "2": "kb + 2", "4": "kb + 3", "5": "kb + 4", "6": "kb + 5"}
 	args := map[string]string{"1": "ab + 1", "2": "1", "3": "2", "4": "3", "5": "ab + 2", "6": "4",
 		"7": "ab + 3", "8": "5", "9": "6", "10": "ab + 4"}
 	sub := func(re *regexp.Regexp, name string, to map[string]string) {
@@ -92,6 +94,12 @@ func offsetArgs(src string) string {
 	// It returns its values as such, not in a table: one table less per
 	// message.
 	src = regexp.MustCompile(`return \{([^}]*)\}`).ReplaceAllString(src, "return $1")
+	// The recipient's block set (its KEYS[3]) is named from its hash's key
+	// (u:{to} -> bk:{to}, as userKey names it; the same hash tag, so the
+	// same slot) instead of passed: a key more per message costs every
+	// message its parsing, and the set is read only for a recipient who
+	// blocks someone.
+	src = strings.Replace(src, "KEYS[3]", "(string.gsub(KEYS[kb + 1], 'u:(%b{})$', 'bk:%1'))", 1)
 	sub(regexp.MustCompile(`KEYS\[(\d+)\]`), "KEYS", keys)
 	sub(regexp.MustCompile(`ARGV\[(\d+)\]`), "ARGV", args)
 	return src
@@ -128,7 +136,7 @@ func (c *Client) appendStore(keys, args []string, r *StoreReq) ([]string, []stri
 		ch = c.UserChannel(r.To)
 	}
 	keys = append(keys, c.userKey("u", r.To), c.userKey("q", r.To), c.userKey("s", r.To),
-		c.userKey("pd", r.To), c.userKey("pc", r.To), c.userKey("bk", r.To))
+		c.userKey("pd", r.To), c.userKey("pc", r.To))
 	from, push := r.Opt.From, "0"
 	if r.Opt.Requeue {
 		from = ""
