@@ -42,6 +42,9 @@ func TestDeleteAccount(t *testing.T) {
 		if _, err := c.Store(ctx, other, []byte(`"from":"`+gone+`","msg":"from gone"`), 2000, opt, false); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := c.Block(ctx, gone, "424242", 10); err != nil {
+			t.Fatal(err)
+		}
 		q := broker.Quota{N: 5, PeriodMs: day}
 		if _, _, ok, err := c.TakePostQuota(ctx, gone, 2000, q); err != nil || !ok {
 			t.Fatalf("take quota: %v %v", ok, err)
@@ -73,6 +76,9 @@ func TestDeleteAccount(t *testing.T) {
 		}
 		if n, count, err := c.LoadPush(ctx, gone, other); err != nil || n != 0 || len(count) != 0 {
 			t.Fatalf("push counts after deletion: %d %v %v", n, count, err)
+		}
+		if ids, err := c.Blocks(ctx, gone); err != nil || len(ids) != 0 {
+			t.Fatalf("blocks after deletion: %v %v", ids, err)
 		}
 		if r, err := c.PostQuotaRemaining(ctx, gone, 3000, q); err != nil || r != 5 {
 			t.Fatalf("post quota after deletion: %d %v", r, err)

@@ -32,8 +32,9 @@ var (
 // delivered frame: '{"msg_id":<seq>,' .. members .. '}', so the id is first
 // and the fetch script can read it without decoding JSON.
 //
-// KEYS: u:{to}, q:{to}, n:{to} (unused since messages are carried; kept so
-// the key list stays what scripts/ pass), s:{to}. ARGV: members, cap, ttl
+// KEYS: u:{to}, q:{to}, bk:{to} (the recipient's blocks, broker/block.go;
+// read only when the hash's "bk" says there are any, so scripts/ that pass
+// another key there measure the same work), s:{to}. ARGV: members, cap, ttl
 // ms, now ms, channel (empty: do not publish), the publish command:
 // PUBLISH, or SPUBLISH on a cluster, where the user's channel is sharded
 // (the embedded server knows no SPUBLISH), the sender ("" counts against no
@@ -45,7 +46,8 @@ var (
 // the message id, the id of the message stored before it (the user's
 // previous seq, 0 for none) and the push count (below), or {-1, 0} for an unknown user, {-2, 0} when the queue holds cap
 // messages, {-3, 0} when the sender holds its share, {-4, 0} when the
-// recipient has not logged in within the queue's lifetime: such a queue
+// recipient has not logged in within the queue's lifetime, {-6, 0} when
+// the recipient blocks the sender (a requeued frame is never refused): such a queue
 // would expire at once, so a message to it is refused rather than
 // acknowledged and lost (a requeued frame, already accepted, is kept for a
 // whole lifetime instead).
@@ -111,12 +113,13 @@ func sha1hex(s string) string {
 // scripts/bench-chat.sh can run the very same script under redis-benchmark
 // as the ceiling of one chat message's Redis work.
 const StoreScriptSource = `
-local u = redis.call('HMGET', KEYS[1], 'login', 'seq')
+local u = redis.call('HMGET', KEYS[1], 'login', 'seq', 'bk')
 local login = u[1]
 if not login then return {-1, 0} end
 local now = tonumber(ARGV[4])
 local from = ARGV[7] or ''
 local requeue = ARGV[9] == '1'
+if u[3] and from ~= '' and not requeue and redis.call('SISMEMBER', KEYS[3], from) == 1 then return {-6, 0} end
 local ttl = (tonumber(login) or now) + tonumber(ARGV[3]) - now
 local reset = false
 if ttl <= 0 then
@@ -300,7 +303,7 @@ func (c *Client) Store(ctx context.Context, to string, members []byte, now int64
 		ch = c.UserChannel(to)
 	}
 	pub := c.publishCmd(c.UserChannel(to))
-	keys := []string{c.userKey("u", to), c.userKey("q", to), c.userKey("n", to), c.userKey("s", to),
+	keys := []string{c.userKey("u", to), c.userKey("q", to), c.userKey("bk", to), c.userKey("s", to),
 		c.userKey("pd", to), c.userKey("pc", to)}
 	from, requeue, push := opt.From, "0", "0"
 	if opt.Requeue {
@@ -330,6 +333,8 @@ func (c *Client) Store(ctx context.Context, to string, members []byte, now int64
 		return Stored{}, ErrSenderShare
 	case -4:
 		return Stored{}, ErrInactive
+	case -6:
+		return Stored{}, ErrBlocked
 	}
 	return st, nil
 }

@@ -28,8 +28,9 @@ import (
 // ms, publish command, sender's share and requeue flag (its ARGV[2], 3, 4,
 // 6, 8, 9). Then each message has storeArgs arguments: members, channel,
 // sender, push flag (its ARGV[1], 5, 7, 10), and storeKeys keys: u:{to},
-// q:{to}, s:{to}, pd:{to}, pc:{to} (its KEYS[1], 2, 4, 5, 6; KEYS[3] is
-// unused). The reply has three values per message: what the store script
+// q:{to}, s:{to}, pd:{to}, pc:{to} (its KEYS[1], 2, 4, 5, 6; its KEYS[3],
+// the recipient's block set, is named in the script from u:{to}: see
+// offsetArgs). The reply has three values per message: what the store script
 // returned ({id, prev, push}, or {code, 0, 0} for a refusal), or {-5,
 // error, 0} when a command inside failed for that message (a wrong type
 // left by a foreign writer, OOM): the error stays that message's own, as
@@ -93,6 +94,12 @@ func offsetArgs(src string) string {
 	// It returns its values as such, not in a table: one table less per
 	// message.
 	src = regexp.MustCompile(`return \{([^}]*)\}`).ReplaceAllString(src, "return $1")
+	// The recipient's block set (its KEYS[3]) is named from its hash's key
+	// (u:{to} -> bk:{to}, as userKey names it; the same hash tag, so the
+	// same slot) instead of passed: a key more per message costs every
+	// message its parsing, and the set is read only for a recipient who
+	// blocks someone.
+	src = strings.Replace(src, "KEYS[3]", "(string.gsub(KEYS[kb + 1], 'u:(%b{})$', 'bk:%1'))", 1)
 	sub(regexp.MustCompile(`KEYS\[(\d+)\]`), "KEYS", keys)
 	sub(regexp.MustCompile(`ARGV\[(\d+)\]`), "ARGV", args)
 	return src
@@ -151,6 +158,8 @@ func storeErr(id int64) error {
 		return ErrSenderShare
 	case -4:
 		return ErrInactive
+	case -6:
+		return ErrBlocked
 	}
 	return nil
 }

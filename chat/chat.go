@@ -248,6 +248,8 @@ func (s *Service) Store(ctx context.Context, m *Message, notify bool) ([]byte, e
 	case errors.Is(err, broker.ErrSenderShare):
 		s.refusedShare.Add(1)
 		return nil, wire.Errorf(wire.QueueFull, "this sender's share of user %s's queue is full (%d undelivered messages from you); try again once they have been delivered", m.To, s.cfg.QueueSenderShare)
+	case errors.Is(err, broker.ErrBlocked):
+		return nil, wire.Errorf(wire.Blocked, "user %s does not receive your messages", m.To)
 	case errors.Is(err, broker.ErrInactive):
 		return nil, wire.Errorf(wire.RecipientInactive, "user %s has not logged in for longer than %s, so messages to them are not kept", m.To, s.cfg.QueueTTL)
 	case errors.Is(err, broker.ErrUnavailable):

@@ -146,6 +146,7 @@ func (ss *session) login(req *wire.Request) error {
 		return &wire.Error{Reason: wire.BadCredentials}
 	}
 	gen := st.Gen
+	ss.setBlocks(st.Blocks)
 	ss.gen.Store(gen)
 	// Older sessions on this node, and attempts not checked yet, are this
 	// login's to wait for; the hub gathers them (its kick may have come

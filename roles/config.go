@@ -76,6 +76,12 @@ type Config struct {
 	RegisterNodeBurst int
 	FilenamesRate     float64
 	FilenamesBurst    int
+	// Blocking a user (docs/security.md "Blocking a user"): block,
+	// unblock and blocks requests per second per user and their burst,
+	// and how many users one user may block (0: the default, 1000).
+	BlockRate  float64
+	BlockBurst int
+	MaxBlocks  int
 
 	// Registration budgets (docs/security.md, "Registration").
 	// IPv6Prefix is the network size (bits) one IPv6 client is counted by
@@ -161,6 +167,9 @@ func DefaultConfig() Config {
 		RegisterNodeBurst: 200,
 		FilenamesRate:     1,
 		FilenamesBurst:    10,
+		BlockRate:         1,
+		BlockBurst:        20,
+		MaxBlocks:         1000,
 		IPv6Prefix:        defaultIPv6Prefix,
 		RegisterPerDay:    20,
 		ReadRateBytes:     256 << 10,

@@ -57,6 +57,7 @@ var knownCmds = map[string]bool{
 	"push_subscribe": true, "push_unsubscribe": true,
 	"update": true, "set_status": true, "renew": true,
 	"delete_account": true,
+	"block":          true, "unblock": true, "blocks": true,
 }
 
 func cmdLabel(cmd string) string {

@@ -62,7 +62,11 @@ type session struct {
 	presLim    *rate.Limiter
 	fileLim    *rate.Limiter
 	pushLim    *rate.Limiter // made on the first push_subscribe or push_unsubscribe
-	delLim     *rate.Limiter // made on the first delete_account
+	blockLim   *rate.Limiter // block, unblock and blocks (blocks.go)
+	// blocked holds the ids this user blocks, for dropping their
+	// presence signals (blocks.go); nil while it blocks nobody.
+	blocked atomic.Pointer[blockSet]
+	delLim  *rate.Limiter // made on the first delete_account
 
 	// deleting: this session runs a delete_account (it closes after its
 	// ack, not on the deletion's announcement); accountGone: the user's
@@ -242,7 +246,7 @@ func (ss *session) SendTracked(frame []byte, done func(error)) bool {
 // Signal forwards a presence frame, unless the session's login has not
 // passed its password check yet (it is attached before that: accounts.go).
 func (ss *session) Signal(frame []byte) {
-	if ss.gen.Load() != 0 {
+	if ss.gen.Load() != 0 && !ss.blocks(frame) {
 		ss.Send(frame)
 	}
 }

@@ -105,7 +105,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 		case "login":
 			return ss.login(req)
 		case "message", "presence", "subscribe", "publish", "delete", "filenames", "update", "set_status", "renew", "push_subscribe", "push_unsubscribe",
-			"delete_account":
+			"delete_account", "block", "unblock", "blocks":
 			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
 		}
 		return wire.Malformedf("unknown command %q", req.Cmd)
@@ -119,6 +119,8 @@ func (ss *session) dispatch(req *wire.Request) error {
 		return wire.Errorf(wire.BadRequest, "this connection is already logged in")
 	case "filenames":
 		return ss.filenames(req)
+	case "block", "unblock", "blocks":
+		return ss.blocking(req)
 	case "subscribe", "publish", "delete", "update", "set_status", "renew":
 		return ss.posts(req)
 	case "delete_account":

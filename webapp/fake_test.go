@@ -644,6 +644,13 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		if peer != nil {
 			peer.write(json.RawMessage(b))
 		}
+	case "blocks":
+		// Blocking a user: the fake blocks nobody (the real binary's
+		// test, block_test.go, covers what a block does).
+		c.write(map[string]any{"cmd": "blocks_ack", "result": "ok", "users": []string{}})
+	case "block", "unblock":
+		user, _ := f["user"].(string)
+		c.write(map[string]any{"cmd": cmd + "_ack", "result": "ok", "user": user, "blocks": 0})
 	case "presence":
 		to, _ := f["to"].(string)
 		f["from"] = c.user

@@ -30,6 +30,11 @@ const (
 	// PostsFull: the server holds as many posts as its budget allows
 	// (--max-posts, --max-post-bytes); a publish may succeed later.
 	PostsFull = "posts_full"
+	// Blocked: the recipient of a message (or receipt) blocks its sender;
+	// nothing was stored (docs/protocol.md "Blocking a user").
+	Blocked = "blocked"
+	// TooManyBlocks: a block beyond the most users one may block.
+	TooManyBlocks = "too_many_blocks"
 )
 
 // Error is a failure a client may see: a stable reason code and an optional

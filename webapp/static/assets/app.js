@@ -48,6 +48,7 @@ const app = {
   session: null,
   view: "browse-view",
   openChat: null,
+  blocked: {},   // ids this account blocks (loadBlocks)
   typing: {},    // chat key -> time until which "typing…" shows
   lastPresence: {},
   photos: [],    // {blob, url, progress}
@@ -422,6 +423,7 @@ function dropLocal() {
   app.inflight = null;
   app.openChat = null;
   app.typing = {};
+  app.blocked = {};
   app.remaining = null;
   app.afterLogin = null;
   app.view = "account-view";
@@ -468,12 +470,65 @@ function onLogin(identity, ack, acted) {
   if (rem !== undefined) app.remaining = Math.max(0, Math.trunc(rem));
   subscribe();
   pump();
+  loadBlocks();
   app.signUpWhy = "";
   const then = app.afterLogin;
   app.afterLogin = null;
   render();
   if (then) then();
   push.loggedIn(identity.user);
+}
+
+// Blocking (docs/protocol.md "Blocking a user"): the ids this account
+// blocks live on the server; the app reads them after each login (blocks)
+// and keeps them in app.blocked (id -> true) to show. The server refuses a
+// blocked person's messages to us; we show a conversation with them as
+// blocked, with Unblock there and under Account.
+async function loadBlocks() {
+  let r;
+  try {
+    r = await app.session.request({ cmd: "blocks" });
+  } catch {
+    return; // offline: read again after the next login
+  }
+  if (r.result !== "ok" || !Array.isArray(r.users)) return;
+  app.blocked = {};
+  for (const id of r.users) if (safe.userId(id) != null) app.blocked[String(id)] = true;
+  render();
+}
+
+// setBlock blocks (block true) or unblocks peer; status is the element
+// that says what went wrong.
+async function setBlock(peer, block, status) {
+  status.hidden = true;
+  let r;
+  try {
+    r = await app.session.request({ cmd: block ? "block" : "unblock", user: String(peer) });
+  } catch {
+    r = { result: "fail", reason: "unavailable" };
+  }
+  if (r.result !== "ok") {
+    status.textContent = r.reason === "unavailable" && app.session.state !== "online"
+      ? "You are offline. Connect, then try again."
+      : reasonText(r, block ? "block" : "unblock");
+    status.hidden = false;
+    return false;
+  }
+  if (block) app.blocked[String(peer)] = true;
+  else delete app.blocked[String(peer)];
+  render();
+  return true;
+}
+
+function renderBlocked() {
+  const ids = Object.keys(app.blocked).sort((a, b) => a.length - b.length || (a < b ? -1 : 1));
+  $("blocked-empty").hidden = ids.length > 0;
+  const names = {};
+  for (const c of Object.values(app.u.chats)) if (c.peerNick) names[c.peer] = c.peerNick;
+  syncList($("blocked-list"), ids, (id) => id, (id) => names[id] || "", (id) =>
+    h("li", { "data-testid": "blocked-row", "data-user": id },
+      h("span", {}, names[id] ? `${names[id]} (user ${id})` : `User ${id}`),
+      h("button", { type: "button", "data-testid": "blocked-unblock", onclick: () => setBlock(id, false, $("blocked-status")) }, "Unblock")));
 }
 
 // deleteAccount sends delete_account (docs/protocol.md "Account deletion")
@@ -1760,6 +1815,10 @@ function renderChat() {
   $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "no name given"}`;
   $("chat-typing").hidden = !isTyping(c.key);
   $("chat-removed").hidden = !c.removed;
+  const blocked = Boolean(app.blocked[c.peer]);
+  $("chat-blocked").hidden = !blocked;
+  $("chat-block").hidden = blocked || !$("chat-block-confirm").hidden;
+  if (blocked) $("chat-block-confirm").hidden = true;
   const ol = $("chat-messages");
   const atBottom = ol.scrollHeight - ol.scrollTop - ol.clientHeight < 40;
   syncList(ol, c.msgs, (m) => `${m.mine ? "m" : "t"}${m.id ?? m.date + m.text}`, (m) => `${m.status}|${m.failed || ""}`, (m) =>
@@ -1980,7 +2039,7 @@ function render() {
   }
   // Each panel on its own: one that throws leaves the others working.
   const parts = [renderPosts, renderMore];
-  if (member) parts.push(renderMine, renderChats);
+  if (member) parts.push(renderMine, renderChats, renderBlocked);
   if (member && app.view === "chat-view") parts.push(renderChat);
   if (app.view === "post-view") parts.push(renderPost);
   for (const f of parts) {
@@ -2095,6 +2154,29 @@ function wireUI() {
   $("publish-form").addEventListener("submit", publish);
   $("pub-photos").addEventListener("change", addPhotos);
   $("chat-form").addEventListener("submit", sendChat);
+  $("chat-block").addEventListener("click", () => {
+    $("chat-block-status").hidden = true;
+    $("chat-block-confirm").hidden = false;
+    $("chat-block").hidden = true;
+    $("chat-block-cancel").focus();
+  });
+  $("chat-block-cancel").addEventListener("click", () => {
+    $("chat-block-confirm").hidden = true;
+    $("chat-block").hidden = false;
+    $("chat-block").focus();
+  });
+  $("chat-block-go").addEventListener("click", async () => {
+    const c = app.u && app.u.chats[app.openChat];
+    if (!c) return;
+    $("chat-block-go").disabled = true;
+    const ok = await setBlock(c.peer, true, $("chat-block-status"));
+    $("chat-block-go").disabled = false;
+    if (ok) $("chat-block-confirm").hidden = true;
+  });
+  $("chat-unblock").addEventListener("click", () => {
+    const c = app.u && app.u.chats[app.openChat];
+    if (c) setBlock(c.peer, false, $("chat-block-status"));
+  });
   $("chat-input").addEventListener("input", () => { typed(); saveDraft(); });
   $("chat-back").addEventListener("click", () => goBack("chats-view"));
   $("post-back").addEventListener("click", () => goBack("browse-view"));

@@ -89,6 +89,8 @@ export const reasonWords = {
   queue_full: "Not delivered: the other person has too many messages waiting. Send it again later.",
   recipient_inactive: "Not delivered: this person has not used the app for a long time. Send it again once they are back.",
   bad_token: "This server needs a sign-up token to create an account.",
+  blocked: "Not delivered: this person is not receiving your messages.",
+  too_many_blocks: "You have blocked as many people as you can. Unblock someone first.",
 };
 
 // reasonText is a failed reply in words. what is the request's kind:

@@ -16,6 +16,7 @@ const ackKind = {
   // Issue 15: a seller's changes (docs/protocol.md "Editing a listing").
   update_ack: "update", set_status_ack: "set_status", renew_ack: "renew",
   delete_account_ack: "delete_account",
+  block_ack: "block", unblock_ack: "unblock", blocks_ack: "blocks",
 };
 
 // Close codes the session acts on; what every code means (reconnect or
