@@ -147,7 +147,7 @@ func app() *cli.App {
 			Action: func(c *cli.Context) error {
 				return probe(c.Context, c.Args().First())
 			},
-		}, registerTokenCommand(), bench.Command(), pushCommand(), imagesCommand()},
+		}, registerTokenCommand(), bench.Command(), pushCommand(), imagesCommand(), moderateCommand()},
 	})
 }
 
