@@ -251,6 +251,19 @@ func js(s string) string {
 	return string(q)
 }
 
+// signUpAndOpenChat registers a new user in a fresh tab and opens the chat
+// with seller about the fake server's listing id, from the listing's page.
+func (b *tab) signUpAndOpenChat(srv *fakeServer, id, seller string) {
+	b.do(chromedp.Navigate(srv.URL() + "/"))
+	b.click("#signup-btn")
+	b.click("#register-btn")
+	b.state("online")
+	b.click(`#post-list [data-post-id="` + id + `"] [data-testid=post-link]`)
+	b.wait("the listing", `location.hash === "#/post/`+id+`"`)
+	b.click("[data-testid=detail-chat]")
+	b.wait("the chat", `location.hash === "#/chat/`+id+`/`+seller+`"`)
+}
+
 func (b *tab) click(sel string) { b.do(chromedp.Click(chromedp.CSS(sel))) }
 
 func (b *tab) typeInto(sel, text string) { b.do(chromedp.SendKeys(chromedp.CSS(sel), text)) }

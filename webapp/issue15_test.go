@@ -205,14 +205,7 @@ func TestBrowserPhoneChatOnBadNetwork(t *testing.T) {
 	shots := artifactDir(t, "phonechat")
 	n := 0
 	a := newTab(t, startBrowser(t), "phone", 390, 844, shots, &n)
-	a.do(chromedp.Navigate(srv.URL() + "/"))
-	a.click("#signup-btn")
-	a.click("#register-btn")
-	a.state("online")
-	a.click(`#post-list [data-post-id="` + id + `"] [data-testid=post-link]`)
-	a.wait("the listing", `location.hash === "#/post/`+id+`"`)
-	a.click("[data-testid=detail-chat]")
-	a.wait("the chat", `location.hash === "#/chat/`+id+`/900"`)
+	a.signUpAndOpenChat(srv, id, "900")
 	for i := range 12 {
 		a.typeInto("#chat-input", fmt.Sprintf("Line %d: is the bike still for sale?", i))
 		a.click("#chat-send")

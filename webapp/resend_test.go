@@ -26,14 +26,7 @@ func TestBrowserSafeChatResends(t *testing.T) {
 	shots := artifactDir(t, "resends")
 	n := 0
 	a := newTab(t, startBrowser(t), "buyer", 390, 844, shots, &n)
-	a.do(chromedp.Navigate(srv.URL() + "/"))
-	a.click("#signup-btn")
-	a.click("#register-btn")
-	a.state("online")
-	a.click(`#post-list [data-post-id="` + id + `"] [data-testid=post-link]`)
-	a.wait("the listing", `location.hash === "#/post/`+id+`"`)
-	a.click("[data-testid=detail-chat]")
-	a.wait("the chat", `location.hash === "#/chat/`+id+`/900"`)
+	a.signUpAndOpenChat(srv, id, "900")
 
 	// Sending: the first try is stored but answered unavailable.
 	srv.mu.Lock()
