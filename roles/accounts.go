@@ -139,6 +139,9 @@ func (ss *session) login(req *wire.Request) error {
 		lr.Quota, lr.QuotaNow = qr.LoginQuota()
 	}
 	st, ok, err := srv.broker.LoginFetch(ss.ctx, user, lr)
+	if srv.afterLoginScript != nil {
+		srv.afterLoginScript(ss)
+	}
 	if err != nil || !ok {
 		ss.failLogin()
 		if errors.Is(err, broker.ErrBanned) {
