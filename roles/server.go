@@ -68,7 +68,7 @@ type Server struct {
 	// afterLoginScript, nil but in tests (export_test.go), runs on a
 	// login's goroutine between its script and its generation.
 	afterLoginScript func(*session)
-	app      http.Handler  // the web app
+	app              http.Handler // the web app
 
 	// drainBudget bounds a session's shutdown (cfg.DrainTimeout) with a
 	// context shared by the sessions that end within a tick.
