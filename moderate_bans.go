@@ -9,7 +9,9 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -31,22 +33,24 @@ func banCommands() []*cli.Command {
 		&cli.BoolFlag{Name: "remove-posts", Usage: "also delete every post of the user, as the author's delete would (every node drops them; subscribers with deletions get post_deleted)"},
 		&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("why, for the operators: kept with the ban in the user's hash (at most %d bytes; never shown to the user)", broker.MaxBanNote)})
 	return []*cli.Command{{
-		Name:      "ban",
-		Usage:     "ban a user: its logins are refused (reason banned, close 4008) and its live sessions on every node closed; the account, its queue and (without --remove-posts) its posts are kept",
-		ArgsUsage: "<user id>",
-		Flags:     banFlags,
+		Name:            "ban",
+		SkipFlagParsing: true, // flags before or after the id: withModerateBroker
+		Usage:           "ban a user: its logins are refused (reason banned, close 4008) and its live sessions on every node closed; the account, its queue and (without --remove-posts) its posts are kept",
+		ArgsUsage:       "<user id>",
+		Flags:           banFlags,
 		Action: func(c *cli.Context) error {
-			return withModerateBroker(c, bd, func(ctx context.Context, b *broker.Client, user string, log *zap.Logger) error {
+			return withModerateBroker(c, &bd, func(ctx context.Context, c *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
 				return banUser(ctx, b, user, c.String("note"), c.Bool("remove-posts"), log)
 			})
 		},
 	}, {
-		Name:      "unban",
-		Usage:     "lift a user's ban: its next login is let in",
-		ArgsUsage: "<user id>",
-		Flags:     moderateBrokerFlags(&ud),
+		Name:            "unban",
+		SkipFlagParsing: true,
+		Usage:           "lift a user's ban: its next login is let in",
+		ArgsUsage:       "<user id>",
+		Flags:           moderateBrokerFlags(&ud),
 		Action: func(c *cli.Context) error {
-			return withModerateBroker(c, ud, func(ctx context.Context, b *broker.Client, user string, log *zap.Logger) error {
+			return withModerateBroker(c, &ud, func(ctx context.Context, _ *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
 				was, err := b.UnbanUser(ctx, user)
 				if err != nil {
 					return noUser(user, err)
@@ -76,17 +80,21 @@ func moderateBrokerFlags(d *roles.Config) []cli.Flag {
 	return flags
 }
 
-// withModerateBroker reads the one user id argument, opens the db nodes'
-// Redis and runs fn.
-func withModerateBroker(c *cli.Context, d roles.Config, fn func(ctx context.Context, b *broker.Client, user string, log *zap.Logger) error) error {
-	if c.NArg() != 1 {
-		return fmt.Errorf("want one user id, got %d arguments", c.NArg())
+// withModerateBroker reads the one user id argument and the flags, opens
+// the db nodes' Redis and runs fn.
+func withModerateBroker(c *cli.Context, d *roles.Config, fn func(ctx context.Context, c *cli.Context, b *broker.Client, user string, log *zap.Logger) error) error {
+	c, args, err := parseFlagsAnywhere(c)
+	if err != nil || c == nil {
+		return err // nil, nil: help shown
 	}
-	user := c.Args().First()
+	if len(args) != 1 {
+		return fmt.Errorf("want one user id, got %d arguments (occase moderate %s --help)", len(args), c.Command.Name)
+	}
+	user := args[0]
 	if !chat.ValidUserID(user) {
 		return fmt.Errorf("%q is not a user id", user)
 	}
-	cfg, err := configFrom(c, d)
+	cfg, err := configFrom(c, *d)
 	if err != nil {
 		return err
 	}
@@ -107,7 +115,41 @@ func withModerateBroker(c *cli.Context, d roles.Config, fn func(ctx context.Cont
 		return fmt.Errorf("open Redis: %w", err)
 	}
 	defer b.Close()
-	return fn(ctx, b, user, log.Named("moderate"))
+	return fn(ctx, c, b, user, log.Named("moderate"))
+}
+
+// parseFlagsAnywhere parses the arguments of a command that skips urfave's
+// own parsing, taking flags before and after the arguments alike: urfave/cli
+// v2 stops at the first argument, and an operator writes `occase moderate ban
+// 7 --remove-posts`. It returns a context reading the flags and the
+// arguments; a nil context when it showed the help.
+func parseFlagsAnywhere(c *cli.Context) (*cli.Context, []string, error) {
+	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	for _, f := range c.Command.Flags {
+		if err := f.Apply(set); err != nil {
+			return nil, nil, err
+		}
+	}
+	if set.Lookup("help") == nil {
+		set.Bool("help", false, "")
+	}
+	var pos []string
+	for args := c.Args().Slice(); ; {
+		if err := set.Parse(args); err != nil {
+			return nil, nil, fmt.Errorf("%w (occase moderate %s --help)", err, c.Command.Name)
+		}
+		if args = set.Args(); len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if h, hs := set.Lookup("help"), set.Lookup("h"); h.Value.String() == "true" || (hs != nil && hs.Value.String() == "true") {
+		return nil, nil, cli.ShowCommandHelp(c.Lineage()[1], c.Command.Name)
+	}
+	nc := cli.NewContext(c.App, set, c.Lineage()[1])
+	nc.Command = c.Command
+	return nc, pos, nil
 }
 
 // banUser bans user and, with removePosts, deletes its posts. The ban comes
