@@ -32,7 +32,8 @@ func TestModerateBanCommand(t *testing.T) {
 		if out, errOut, err := moderate("ban", "999999"); err == nil || !strings.Contains(errOut, "no user 999999") {
 			t.Fatalf("ban of an unknown user: err %v\nstdout %s\nstderr %s", err, out, errOut)
 		}
-		if _, errOut, err := moderate("unban", "999999"); err == nil || !strings.Contains(errOut, "no user 999999") {
+		// Flags before the id work as well as after it.
+		if _, errOut, err := run(t, bin, "moderate", "unban", "--redis", redisAddr, "999999"); err == nil || !strings.Contains(errOut, "no user 999999") {
 			t.Fatalf("unban of an unknown user: err %v\nstderr %s", err, errOut)
 		}
 
