@@ -33,7 +33,7 @@ func TestModerateBanCommand(t *testing.T) {
 			t.Fatalf("ban of an unknown user: err %v\nstdout %s\nstderr %s", err, out, errOut)
 		}
 		// Flags before the id work as well as after it.
-		if _, errOut, err := run(t, bin, "moderate", "unban", "--redis", redisAddr, "999999"); err == nil || !strings.Contains(errOut, "no user 999999") {
+		if _, errOut, err := run(t, bin, "moderate", "unban", "--redis", redisAddr, "--log-format", "json", "999999"); err == nil || !strings.Contains(errOut, "no user 999999") {
 			t.Fatalf("unban of an unknown user: err %v\nstderr %s", err, errOut)
 		}
 
