@@ -1,7 +1,201 @@
 package main
 
-import "github.com/urfave/cli/v2"
+// `occase moderate ban|unban`: an operator bans a user (docs/operations.md
+// "Banning a user"). The ban is a field of the user's hash in Redis, read by
+// every login; the same script closes the user's live sessions on every
+// node (broker.BanUser). With --remove-posts, the user's posts go as the
+// author's own delete would take them.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/chat"
+	"github.com/occase/occase/roles"
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+)
 
 // banCommands are `occase moderate ban|unban`.
-// Skeleton: the bans branch fills it.
-func banCommands() []*cli.Command { return nil }
+func banCommands() []*cli.Command {
+	bd := serveDefaults()
+	ud := serveDefaults()
+	banFlags := append(moderateBrokerFlags(&bd),
+		&cli.BoolFlag{Name: "remove-posts", Usage: "also delete every post of the user, as the author's delete would (every node drops them; subscribers with deletions get post_deleted)"},
+		&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("why, for the operators: kept with the ban in the user's hash (at most %d bytes; never shown to the user)", broker.MaxBanNote)})
+	return []*cli.Command{{
+		Name:            "ban",
+		SkipFlagParsing: true, // flags before or after the id: withModerateBroker
+		Usage:           "ban a user: its logins are refused (reason banned, close 4008) and its live sessions on every node closed; the account, its queue and (without --remove-posts) its posts are kept",
+		ArgsUsage:       "<user id>",
+		Flags:           banFlags,
+		Action: func(c *cli.Context) error {
+			return withModerateBroker(c, &bd, func(ctx context.Context, c *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
+				return banUser(ctx, b, user, c.String("note"), c.Bool("remove-posts"), log)
+			})
+		},
+	}, {
+		Name:            "unban",
+		SkipFlagParsing: true,
+		Usage:           "lift a user's ban: its next login is let in",
+		ArgsUsage:       "<user id>",
+		Flags:           moderateBrokerFlags(&ud),
+		Action: func(c *cli.Context) error {
+			return withModerateBroker(c, &ud, func(ctx context.Context, _ *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
+				was, err := b.UnbanUser(ctx, user)
+				if err != nil {
+					return noUser(user, err)
+				}
+				if !was {
+					fmt.Printf("user %s was not banned\n", user)
+					return nil
+				}
+				log.Info("user unbanned", zap.String("user", user))
+				fmt.Printf("user %s unbanned\n", user)
+				return nil
+			})
+		},
+	}}
+}
+
+// moderateBrokerFlags are the serve flags a moderation command needs: the
+// Redis options (as `occase images gc` takes them) and the log's.
+func moderateBrokerFlags(d *roles.Config) []cli.Flag {
+	var flags []cli.Flag
+	for _, f := range serveFlags(d) {
+		n := f.Names()[0]
+		if strings.HasPrefix(n, "redis") || n == "log-format" || n == "log-level" {
+			flags = append(flags, f)
+		}
+	}
+	return flags
+}
+
+// withModerateBroker reads the one user id argument and the flags, opens
+// the db nodes' Redis and runs fn.
+func withModerateBroker(c *cli.Context, d *roles.Config, fn func(ctx context.Context, c *cli.Context, b *broker.Client, user string, log *zap.Logger) error) error {
+	c, args, err := parseFlagsAnywhere(c)
+	if err != nil || c == nil {
+		return err // nil, nil: help shown
+	}
+	if len(args) != 1 {
+		return fmt.Errorf("want one user id, got %d arguments (occase moderate %s --help)", len(args), c.Command.Name)
+	}
+	user := args[0]
+	if !chat.ValidUserID(user) {
+		return fmt.Errorf("%q is not a user id", user)
+	}
+	cfg, err := configFrom(c, *d)
+	if err != nil {
+		return err
+	}
+	ro := cfg.Redis
+	if len(ro.Sentinels) == 0 && (len(ro.Addrs) == 0 || (len(ro.Addrs) == 1 && ro.Addrs[0] == broker.Embedded)) {
+		return errors.New("moderation needs --redis (or --redis-sentinel), the Redis of the db nodes; the embedded server lives inside its node")
+	}
+	log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), 0)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	defer limiter.Close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	b, err := broker.Open(ctx, ro, log.Named("broker"))
+	if err != nil {
+		return fmt.Errorf("open Redis: %w", err)
+	}
+	defer b.Close()
+	return fn(ctx, c, b, user, log.Named("moderate"))
+}
+
+// parseFlagsAnywhere parses the arguments of a command that skips urfave's
+// own parsing, taking flags before and after the arguments alike: urfave/cli
+// v2 stops at the first argument, and an operator writes `occase moderate ban
+// 7 --remove-posts`. It returns a context reading the flags and the
+// arguments; a nil context when it showed the help.
+func parseFlagsAnywhere(c *cli.Context) (*cli.Context, []string, error) {
+	set := flag.NewFlagSet(c.Command.Name, flag.ContinueOnError)
+	set.SetOutput(io.Discard)
+	for _, f := range c.Command.Flags {
+		if err := f.Apply(set); err != nil {
+			return nil, nil, err
+		}
+	}
+	if set.Lookup("help") == nil {
+		set.Bool("help", false, "")
+	}
+	var pos []string
+	for args := c.Args().Slice(); ; {
+		if err := set.Parse(args); err != nil {
+			return nil, nil, fmt.Errorf("%w (occase moderate %s --help)", err, c.Command.Name)
+		}
+		if args = set.Args(); len(args) == 0 {
+			break
+		}
+		pos, args = append(pos, args[0]), args[1:]
+	}
+	if h, hs := set.Lookup("help"), set.Lookup("h"); h.Value.String() == "true" || (hs != nil && hs.Value.String() == "true") {
+		return nil, nil, cli.ShowCommandHelp(c.Lineage()[1], c.Command.Name)
+	}
+	nc := cli.NewContext(c.App, set, c.Lineage()[1])
+	nc.Command = c.Command
+	return nc, pos, nil
+}
+
+// banUser bans user and, with removePosts, deletes its posts. The ban comes
+// first, so that no session of the user publishes while its posts are
+// taken; a publish that was in flight at the ban may still land after the
+// first pass, which a second pass takes (a rerun takes any still later).
+func banUser(ctx context.Context, b *broker.Client, user, note string, removePosts bool, log *zap.Logger) error {
+	already, err := b.BanUser(ctx, user, time.Now().UnixMilli(), note)
+	if err != nil {
+		return noUser(user, err)
+	}
+	log.Info("user banned", zap.String("user", user), zap.Bool("renewed", already), zap.Bool("note", note != ""))
+	if already {
+		fmt.Printf("user %s was banned already: ban renewed (time and note replaced), sessions closed\n", user)
+	} else {
+		fmt.Printf("user %s banned, sessions closed\n", user)
+	}
+	if !removePosts {
+		return nil
+	}
+	n := 0
+	for range 2 {
+		ids, err := b.PostsOf(ctx, user)
+		if err != nil {
+			return fmt.Errorf("user %s is banned; its posts were not all deleted (%d were), run the command again: %w", user, n, err)
+		}
+		for _, id := range ids {
+			err := b.DeletePost(ctx, id, user)
+			switch {
+			case errors.Is(err, broker.ErrPostNotFound), errors.Is(err, broker.ErrNotOwner):
+				continue // gone meanwhile (expired, deleted)
+			case err != nil:
+				return fmt.Errorf("user %s is banned; its posts were not all deleted (%d were), run the command again: %w", user, n, err)
+			}
+			n++
+		}
+	}
+	log.Info("posts of a banned user deleted", zap.String("user", user), zap.Int("deleted", n))
+	fmt.Printf("user %s: %d posts deleted\n", user, n)
+	return nil
+}
+
+// noUser makes broker.ErrNoUser an operator's sentence.
+func noUser(user string, err error) error {
+	if errors.Is(err, broker.ErrNoUser) {
+		return fmt.Errorf("no user %s: never registered, deleted by its owner, or expired", user)
+	}
+	return err
+}

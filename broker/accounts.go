@@ -174,14 +174,17 @@ type LoginRequest struct {
 // digest, the user's channel, the publish command, the quota's now (ms),
 // n (0: not read) and period (ms), the batch (0: no fetch). Reply {-1}
 // when there is no such user or the digest differs (nothing changed, no
-// kick), else {gen, receivers, remaining, seq, nblocks, blocks...,
+// kick), {-2} when the digest is right but the user is banned (its hash's
+// "ban", broker/ban.go: read by the same HMGET, so a ban costs a login
+// nothing; nothing changed, no kick), else {gen, receivers, remaining, seq, nblocks, blocks...,
 // elements...}: when the user blocks anyone (its hash's "bk",
 // broker/block.go) the ids it blocks, whose set's expiry moves with the
 // hash's; for a user who blocks nobody nblocks is 0 and no command more
 // runs.
 var loginFetchScript = newScript("login_fetch", `
-local u = redis.call('HMGET', KEYS[1], 'pwd', 'seq', 'bk')
+local u = redis.call('HMGET', KEYS[1], 'pwd', 'seq', 'bk', 'ban')
 if not u[1] or u[1] ~= ARGV[4] then return {-1} end
+if u[4] then return {-2} end
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
 redis.call('HSET', KEYS[1], 'login', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
@@ -222,7 +225,9 @@ return out`)
 // the new generation, the kick (payload "k<gen>" on the user's channel)
 // and the reads a login needs next (the post quota and the queue's head),
 // in one round trip. ok is false, and nothing changed nor was published,
-// when the user does not exist or the digest differs. The digests are
+// when the user does not exist or the digest differs; the error is
+// ErrBanned, and nothing changed either, when the digest is right and the
+// user is banned (a wrong password of a banned user is only wrong). The digests are
 // compared with Lua's ==, which for Redis' Lua 5.1 compares two interned
 // strings by address: it takes the same time whatever the digests hold,
 // and an unknown user costs the same lookup.
@@ -243,8 +248,11 @@ func (c *Client) LoginFetch(ctx context.Context, id string, r LoginRequest) (st 
 			return LoginState{}, false, c.wrap("login "+id, err)
 		}
 	}
-	if nums[0] < 0 {
+	switch nums[0] {
+	case -1:
 		return LoginState{}, false, nil
+	case -2:
+		return LoginState{}, false, ErrBanned
 	}
 	if len(vs) < 5 {
 		return LoginState{}, false, fmt.Errorf("login %s: unexpected reply of %d values", id, len(vs))

@@ -108,6 +108,14 @@ type Ender interface {
 	AccountDeleted()
 }
 
+// Banner is a Peer that can be told its user was banned (the 'b' signal,
+// broker.BanUser): it closes, keeping what it holds for the user (the
+// account stays). A peer that is not one is left to find out at its next
+// login.
+type Banner interface {
+	Banned()
+}
+
 // Hub routes signals to the peers connected to this node.
 type Hub struct {
 	b   *broker.Client
@@ -404,6 +412,12 @@ func (h *Hub) route(channel, payload string) {
 		for _, p := range ps {
 			if e, ok := p.(Ender); ok {
 				e.AccountDeleted()
+			}
+		}
+	case 'b':
+		for _, p := range ps {
+			if e, ok := p.(Banner); ok {
+				e.Banned()
 			}
 		}
 	case 'k', 'r':

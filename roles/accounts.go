@@ -3,6 +3,7 @@ package roles
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"strconv"
 	"time"
 
@@ -114,6 +115,7 @@ func (ss *session) login(req *wire.Request) error {
 	ss.kickedBy.Store(0)
 	ss.loginFailed.Store(false)
 	ss.accountGone.Store(false)
+	ss.banned.Store(false)
 	ss.user = user
 	releases := make(chan int64, 8)
 	ss.releases.Store(&releases)
@@ -137,8 +139,14 @@ func (ss *session) login(req *wire.Request) error {
 		lr.Quota, lr.QuotaNow = qr.LoginQuota()
 	}
 	st, ok, err := srv.broker.LoginFetch(ss.ctx, user, lr)
+	if srv.afterLoginScript != nil {
+		srv.afterLoginScript(ss)
+	}
 	if err != nil || !ok {
 		ss.failLogin()
+		if errors.Is(err, broker.ErrBanned) {
+			return ss.refuseBanned(user)
+		}
 		if err != nil {
 			return unavailable(err)
 		}
@@ -160,6 +168,12 @@ func (ss *session) login(req *wire.Request) error {
 		// The account was deleted between this login's script and its
 		// generation (AccountDeleted let it pass as a login not checked).
 		return &closeError{code: wire.CloseAccountDeleted, reason: wire.CloseReason(wire.CloseAccountDeleted), metric: "account_deleted"}
+	}
+	if ss.banned.Load() {
+		// The user was banned between this login's script and its
+		// generation (Banned let it pass as a login not checked): it is
+		// refused as a login after the ban is.
+		return ss.refuseBanned(user)
 	}
 	// One login per user in the whole cluster: every older session hands
 	// back what it holds and says so before this one starts delivering.

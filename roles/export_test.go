@@ -93,3 +93,11 @@ func (s *Server) AfterAccountPosts(fn func()) {
 // Digest is the keyed digest of password kept in Redis, for a test that
 // deletes an account through the broker as another node would.
 func (s *Server) Digest(password string) string { return s.digest(password) }
+
+// AfterLoginScript makes every login call fn on the login's goroutine
+// after its script ran and before the login takes its generation; fn's
+// banHeard tells whether the session heard its user's ban ('b') yet. Call
+// it before any connection.
+func (s *Server) AfterLoginScript(fn func(banHeard func() bool)) {
+	s.afterLoginScript = func(ss *session) { fn(ss.banned.Load) }
+}

@@ -44,6 +44,10 @@ type metrics struct {
 	// accountsDeleted counts delete_account commands that deleted an
 	// account (deleteaccount.go).
 	accountsDeleted prometheus.Counter
+	// loginsBanned counts logins refused because the user is banned;
+	// sessionsBanned the live sessions a ban closed (bans.go).
+	loginsBanned   prometheus.Counter
+	sessionsBanned prometheus.Counter
 	// heads counts connections the front door ended before a request:
 	// timeout (--read-header-timeout spent), too_large (431), gone (the
 	// client closed or reset).
@@ -118,6 +122,11 @@ func newMetrics(s *Server) *metrics {
 	m.accountsDeleted = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_accounts_deleted_total",
 		Help: "Accounts deleted by their users (delete_account acknowledged ok)."})
 	reg.MustRegister(m.accountsDeleted)
+	m.loginsBanned = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_logins_banned_total",
+		Help: "Logins refused because an operator banned the user (login_ack fail banned, close 4008)."})
+	m.sessionsBanned = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_sessions_banned_total",
+		Help: "Live sessions closed with 4008 because an operator banned their user."})
+	reg.MustRegister(m.loginsBanned, m.sessionsBanned)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
 		func() float64 { all, _, _ := s.gauges(); return float64(all) }))

@@ -67,6 +67,10 @@ type Server struct {
 	coolOff  *coolOff      // who was closed with 4006, for --abuse-cooloff
 	app      http.Handler  // the web app
 
+	// afterLoginScript, nil but in tests (export_test.go), runs on a
+	// login's goroutine between its script and its generation.
+	afterLoginScript func(*session)
+
 	// drainBudget bounds a session's shutdown (cfg.DrainTimeout) with a
 	// context shared by the sessions that end within a tick.
 	drainBudget *broker.Deadlines

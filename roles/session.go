@@ -74,6 +74,10 @@ type session struct {
 	// channel), so nothing is handed back to it (deleteaccount.go).
 	deleting    atomic.Bool
 	accountGone atomic.Bool
+	// banned: the user's ban was announced on its channel while this
+	// session's login had no generation yet (bans.go); the login meets it
+	// once it has one.
+	banned atomic.Bool
 
 	// Read limits (readlimit.go); the byte budget is on raw. frameLim is
 	// made at the first frame and dropped, while full, when the reader

@@ -94,6 +94,9 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 	if we.Reason == wire.BadCredentials && req.Cmd != "delete_account" {
 		return wire.CloseBadCredentials, "bad credentials", true
 	}
+	if we.Reason == wire.Banned {
+		return wire.CloseBanned, wire.CloseReason(wire.CloseBanned), true
+	}
 	return 0, "", false
 }
 

@@ -21,6 +21,7 @@ const (
 	CloseIdle           = 4005 // no answer to pings within the idle timeout
 	CloseRateExceeded   = 4006 // kept exceeding its read budget or rate limits
 	CloseAccountDeleted = 4007 // the user's account was deleted (delete_account)
+	CloseBanned         = 4008 // an operator banned the user (occase moderate ban)
 )
 
 // CloseInfo is what one close code means: the reason text the server sends
@@ -57,6 +58,7 @@ var closeTable = [...]CloseInfo{
 	{CloseIdle, "idle timeout", true, 0},
 	{CloseRateExceeded, "rate exceeded", true, 10 * time.Second},
 	{CloseAccountDeleted, "account deleted", false, 0},
+	{CloseBanned, "banned", false, 0},
 }
 
 // CloseCodes returns every close code the server sends, in code order.

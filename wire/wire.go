@@ -35,6 +35,10 @@ const (
 	Blocked = "blocked"
 	// TooManyBlocks: a block beyond the most users one may block.
 	TooManyBlocks = "too_many_blocks"
+	// Banned: login refused, the user is banned by an operator; the
+	// connection closes with CloseBanned (docs/protocol.md "Banned
+	// accounts"). A client shows it and does not retry.
+	Banned = "banned"
 )
 
 // Error is a failure a client may see: a stable reason code and an optional

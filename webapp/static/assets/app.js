@@ -3,7 +3,7 @@
 // client of docs/PROTOCOL: every server interaction goes through Session
 // (conn.js); all state lives in `app` and is saved through store.js.
 
-import { Session, Offline, CloseAccountDeleted } from "./conn.js";
+import { Session, Offline, CloseAccountDeleted, CloseBanned } from "./conn.js";
 import * as menu from "./menu.js";
 import * as store from "./store.js";
 import { parse } from "./json.js";
@@ -381,6 +381,8 @@ function onState(state, info) {
   if (state === "online" && $("banner").dataset.kind === "conn") $("banner").hidden = true;
   // The account was deleted from another device or tab.
   if (state === "idle" && info.code === CloseAccountDeleted && app.creds) accountGone(codes.closeInfo(CloseAccountDeleted).words);
+  // An operator banned the user: say so; the session does not reconnect.
+  if (state === "idle" && info.code === CloseBanned) showError(codes.closeInfo(CloseBanned).words, true, "conn");
 }
 
 // renderConn is the header's word for the connection: never "Online" while

@@ -24,6 +24,7 @@ export const closeCodes = {
   // At least --abuse-window (10 s), doubling on each 4006 in a row.
   4006: { reason: "rate exceeded", reconnect: true, delay: 10000, words: "The app sent too much too fast, so the server paused it." },
   4007: { reason: "account deleted", reconnect: false, delay: 0, words: "This account was deleted." },
+  4008: { reason: "banned", reconnect: false, delay: 0, words: "This account has been banned by the operators of this service." },
 };
 
 const unknownClose = { reason: "", reconnect: true, delay: 0, words: "Server unreachable." };
@@ -91,6 +92,7 @@ export const reasonWords = {
   bad_token: "This server needs a sign-up token to create an account.",
   blocked: "Not delivered: this person is not receiving your messages.",
   too_many_blocks: "You have blocked as many people as you can. Unblock someone first.",
+  banned: "This account has been banned by the operators of this service.",
 };
 
 // reasonText is a failed reply in words. what is the request's kind:

@@ -25,6 +25,7 @@ export const CloseReplaced = 4001;
 export const CloseBadCredentials = 4003;
 export const CloseRateExceeded = 4006;
 export const CloseAccountDeleted = 4007;
+export const CloseBanned = 4008;
 
 export class Offline extends Error {
   constructor() { super("not connected"); this.name = "Offline"; }
@@ -156,6 +157,12 @@ export class Session {
       this.stopped = true;
       this.hooks.onAuthFailed(r);
       return; // the server closes with 4003
+    }
+    if (r.reason === "banned") {
+      // Trying again would only be refused again: no reconnect.
+      this.stopped = true;
+      this.hooks.onIdentifyFailed(r, this.identity);
+      return; // the server closes with 4008
     }
     // A refused register is not tried again on its own (a token may be
     // needed, or the day's budget is spent): the person decides.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
+)
+
+// `occase moderate ban|unban`, the real binary against the Redis of two
+// real nodes: an unknown user is a clear error and a non-zero exit; a ban
+// (flags after the id, as an operator types them) closes the user's live
+// session on node 1 with 4008, stores the note, and with --remove-posts
+// deletes the user's posts so that a subscriber on node 2 gets
+// post_deleted for each while another user's post stays; a login is then
+// refused with banned and 4008; unban lets it in again.
+func TestModerateBanCommand(t *testing.T) {
+	eachBackend(t, func(t *testing.T, redisAddr string) {
+		args := []string{"--role=db", "--redis", redisAddr, "--secret", testSecret}
+		n1, n2 := startProc(t, args...), startProc(t, args...)
+		bin := binary(t)
+		moderate := func(extra ...string) (string, string, error) {
+			t.Helper()
+			return run(t, bin, append(append([]string{"moderate"}, extra...), "--redis", redisAddr, "--log-format", "json")...)
+		}
+		bc := brokertest.Open(t, broker.Options{Addrs: []string{redisAddr}, Prefix: "occase:"})
+
+		if out, errOut, err := moderate("ban", "999999"); err == nil || !strings.Contains(errOut, "no user 999999") {
+			t.Fatalf("ban of an unknown user: err %v\nstdout %s\nstderr %s", err, out, errOut)
+		}
+		// Flags before the id work as well as after it.
+		if _, errOut, err := run(t, bin, "moderate", "unban", "--redis", redisAddr, "--log-format", "json", "999999"); err == nil || !strings.Contains(errOut, "no user 999999") {
+			t.Fatalf("unban of an unknown user: err %v\nstderr %s", err, errOut)
+		}
+
+		a := wsDial(t, n1.addr)
+		a.register()
+		bob := wsDial(t, n2.addr)
+		bob.register()
+		s := wsDial(t, n2.addr)
+		s.register()
+		publish := func(w *wsClient) int64 {
+			t.Helper()
+			w.send(`{"cmd":"publish","items":[{"body":"{\"msg\":\"Golf\"}","to":[[[0,0,0]],[[0,0,0]]],"features":4,"range_values":[1,2,3]}]}`)
+			m := expectCmd(t, w, "publish_ack")
+			if m["result"] != "ok" {
+				t.Fatalf("publish: %v", m)
+			}
+			return num(m["id"])
+		}
+		ids := map[int64]bool{publish(a): true, publish(a): true}
+		keep := publish(bob)
+		s.send(`{"cmd":"subscribe","channels":[[],[]],"any_of_features":0,"last_post_id":0,"ranges":[],"deletions":true}`)
+		expectCmd(t, s, "subscribe_ack")
+		for seen := 0; seen < 3; {
+			m := expectCmd(t, s, "post")
+			items, _ := m["items"].([]any)
+			seen += len(items)
+		}
+
+		out, errOut, err := moderate("ban", a.id, "--remove-posts", "--note", "spam, report 12")
+		if err != nil {
+			t.Fatalf("ban: %v\n%s\n%s", err, out, errOut)
+		}
+		if !strings.Contains(out, "user "+a.id+" banned") || !strings.Contains(out, "2 posts deleted") {
+			t.Fatalf("ban output: %s", out)
+		}
+		if code := closeCode(t, a); code != 4008 {
+			t.Fatalf("the live session closed with %d, want 4008", code)
+		}
+		gone := map[int64]bool{}
+		for len(gone) < 2 {
+			gone[num(expectCmd(t, s, "post_deleted")["id"])] = true
+		}
+		for id := range ids {
+			if !gone[id] {
+				t.Fatalf("post_deleted for %v, want %v", gone, ids)
+			}
+		}
+		if ban, err := bc.BanOf(context.Background(), a.id); err != nil || ban.At == 0 || ban.Note != "spam, report 12" {
+			t.Fatalf("the stored ban: %+v %v", ban, err)
+		}
+		if left, err := bc.PostsOf(context.Background(), a.id); err != nil || len(left) != 0 {
+			t.Fatalf("posts left: %v %v", left, err)
+		}
+		if left, _ := bc.PostsOf(context.Background(), bob.id); len(left) != 1 || int64(left[0]) != keep {
+			t.Fatalf("bob's posts: %v, want [%d]", left, keep)
+		}
+
+		l := wsDial(t, n2.addr)
+		l.send(`{"cmd":"login","user":"` + a.id + `","password":"` + a.pw + `"}`)
+		if m := expectCmd(t, l, "login_ack"); m["result"] != "fail" || m["reason"] != "banned" {
+			t.Fatalf("login of the banned user: %v", m)
+		}
+		if code := closeCode(t, l); code != 4008 {
+			t.Fatalf("the refused login closed with %d, want 4008", code)
+		}
+
+		if out, errOut, err := moderate("unban", a.id); err != nil || !strings.Contains(out, "user "+a.id+" unbanned") {
+			t.Fatalf("unban: %v\n%s\n%s", err, out, errOut)
+		}
+		back := wsDial(t, n1.addr)
+		back.login(a.id, a.pw)
+	})
+}
+
+func expectCmd(t *testing.T, w *wsClient, cmd string) map[string]any {
+	t.Helper()
+	m, err := w.recv(10 * time.Second)
+	if err != nil || m["cmd"] != cmd {
+		t.Fatalf("got %v %v, want cmd %s", m, err, cmd)
+	}
+	return m
+}
+
+func closeCode(t *testing.T, w *wsClient) websocket.StatusCode {
+	t.Helper()
+	for {
+		_, err := w.recv(10 * time.Second)
+		if err != nil {
+			if code := websocket.CloseStatus(err); code != -1 {
+				return code
+			}
+			t.Fatalf("the connection ended without a close frame: %v", err)
+		}
+	}
+}
