@@ -37,8 +37,10 @@ type Ban struct {
 	Note string // the operator's note, "" when none
 }
 
-// banScript bans the user of KEYS u:{id}: ARGV now (ms), the note, the
-// user's channel, the publish command. It returns -1 when there is no such
+// banScript bans the user of KEYS u:{id} and forgets its push devices
+// (KEYS[2], pd:{id}: a banned user gets no notifications, and an unbanned
+// one's app registers its device again at its next start): ARGV now (ms),
+// the note, the user's channel, the publish command. It returns -1 when there is no such
 // account (nothing changed, nothing published), 0 when the user was not
 // banned, 1 when it was (its time and note are replaced). Every ban
 // announces 'b', so a session that an old node let in (one that does not
@@ -52,6 +54,7 @@ if ARGV[2] == '' then
 else
   redis.call('HSET', KEYS[1], 'ban', ARGV[1], 'bnote', ARGV[2])
 end
+redis.call('DEL', KEYS[2])
 redis.call(ARGV[4], ARGV[3], 'b')
 return was`)
 
@@ -59,7 +62,7 @@ return was`)
 // session of the user on every node (payload "b" on the user's channel), in
 // one atomic step. It returns whether the user was banned already (its ban
 // is replaced), or ErrNoUser when there is no such account. The account,
-// its offline queue and its posts are kept.
+// its offline queue and its posts are kept; its push devices are not.
 func (c *Client) BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error) {
 	if len(note) > MaxBanNote {
 		return false, fmt.Errorf("a ban note holds at most %d bytes, not %d", MaxBanNote, len(note))
@@ -67,7 +70,7 @@ func (c *Client) BanUser(ctx context.Context, id string, now int64, note string)
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	ch := c.UserChannel(id)
-	r, err := banScript.Exec(ctx, c.rc, []string{c.userKey("u", id)},
+	r, err := banScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("pd", id)},
 		[]string{strconv.FormatInt(now, 10), note, ch, c.publishCmd(ch)}).AsInt64()
 	if err != nil {
 		return false, c.wrap("ban user "+id, err)

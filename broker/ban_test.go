@@ -66,12 +66,24 @@ func TestBanUser(t *testing.T) {
 			t.Fatalf("ban of a user never banned: %+v %v", ban, err)
 		}
 
+		if ok, err := c.AddPushDevice(ctx, id, "dev1", `{"kind":"test"}`, 10, day); err != nil || !ok {
+			t.Fatalf("push device: %v %v", ok, err)
+		}
+		if ok, err := c.AddPushDevice(ctx, sender, "dev2", `{"kind":"test"}`, 10, day); err != nil || !ok {
+			t.Fatalf("push device: %v %v", ok, err)
+		}
 		if already, err := c.BanUser(ctx, id, 5000, "spam"); err != nil || already {
 			t.Fatalf("ban: %v %v", already, err)
 		}
 		expectPayload(t, got, "b")
 		if ban, err := c.BanOf(ctx, id); err != nil || ban != (broker.Ban{At: 5000, Note: "spam"}) {
 			t.Fatalf("the ban stored: %+v %v", ban, err)
+		}
+		if d, err := c.PushDevices(ctx, id); err != nil || len(d) != 0 {
+			t.Fatalf("the banned user's push devices: %v %v, want none", d, err)
+		}
+		if d, err := c.PushDevices(ctx, sender); err != nil || len(d) != 1 {
+			t.Fatalf("another user's push devices: %v %v, want kept", d, err)
 		}
 		if _, ok, err := login("d"); !errors.Is(err, broker.ErrBanned) || ok {
 			t.Fatalf("login of a banned user: %v %v, want ErrBanned", ok, err)

@@ -26,7 +26,7 @@ import (
 
 var (
 	wsURL = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
-	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads")
+	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports")
 	dur   = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
 	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
 	n     = flag.Int("n", 50, "regstorm: registrations per source address")
@@ -70,6 +70,8 @@ func main() {
 		res = filenames()
 	case "heads":
 		res = heads()
+	case "reports":
+		res = reports()
 	default:
 		fmt.Fprintln(os.Stderr, "hostile: unknown mode", *mode)
 		os.Exit(2)
@@ -696,4 +698,111 @@ func heads() string {
 func mustHost() string {
 	u, _ := url.Parse(*wsURL)
 	return u.Host
+}
+
+// reports: an author publishes one post; a reporter then writes report
+// frames for -d as fast as it can, the same post again and again, posts
+// that do not exist, oversized texts and unknown reasons; then every
+// address of -src registers a user that reports the post once. It prints
+// what the acks said and how the connections ended.
+func reports() string {
+	srcs := strings.Split(*src, ",")
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+60*time.Second)
+	defer cancel()
+	a, _, _, err := register(ctx, srcs[0])
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	defer a.CloseNow()
+	if err := send(ctx, a, frame{"cmd": "publish", "items": []any{frame{"body": `{"title":"reported bike"}`,
+		"to": []any{[]any{[]any{0, 0, 0}}, []any{[]any{0, 0, 0}}}, "features": 0, "range_values": []any{}}}}); err != nil {
+		return "setup failed: " + err.Error()
+	}
+	var post any
+	for post == nil {
+		f, err := read(ctx, a)
+		if err != nil {
+			return "setup failed: publish: " + closeCode(err)
+		}
+		if f["cmd"] == "publish_ack" {
+			if f["result"] != "ok" {
+				return fmt.Sprintf("setup failed: publish_%v", f["reason"])
+			}
+			if items, ok := f["items"].([]any); ok && len(items) > 0 {
+				if it, ok := items[0].(map[string]any); ok {
+					post = it["id"]
+				}
+			}
+			if post == nil {
+				post = f["id"]
+			}
+			if post == nil {
+				return "setup failed: no post id in " + fmt.Sprint(f)
+			}
+		}
+	}
+	c, _, _, err := register(ctx, srcs[0])
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	var cs counts
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f, err := read(ctx, c)
+			if err != nil {
+				cs.add(closeCode(err))
+				return
+			}
+			cs.add(fmt.Sprintf("%v/%v/%v", f["cmd"], f["result"], f["reason"]))
+		}
+	}()
+	big := strings.Repeat("x", 10000)
+	frames := []frame{
+		{"cmd": "report", "id": post, "reason": "spam", "text": "same post again"},
+		{"cmd": "report", "id": 987654321, "reason": "scam"},
+		{"cmd": "report", "id": post, "reason": "spam", "text": big},
+		{"cmd": "report", "id": post, "reason": "because"},
+	}
+	wctx, wcancel := context.WithTimeout(ctx, *dur)
+	sent := 0
+	for ; send(wctx, c, frames[sent%len(frames)]) == nil; sent++ {
+	}
+	wcancel()
+	c.CloseNow()
+	<-done
+	// Many reporters, one report each.
+	var many counts
+	var wg sync.WaitGroup
+	for _, s := range srcs {
+		wg.Add(1)
+		go func(s string) {
+			defer wg.Done()
+			r, _, _, err := register(ctx, s)
+			if err != nil {
+				many.add(err.Error())
+				return
+			}
+			defer r.CloseNow()
+			if err := send(ctx, r, frame{"cmd": "report", "id": post, "reason": "scam"}); err != nil {
+				many.add("write_error")
+				return
+			}
+			for {
+				f, err := read(ctx, r)
+				if err != nil {
+					many.add(closeCode(err))
+					return
+				}
+				if f["cmd"] == "report_ack" {
+					many.add(fmt.Sprintf("%v/%v", f["result"], f["reason"]))
+					return
+				}
+			}
+		}(s)
+	}
+	wg.Wait()
+	return fmt.Sprintf("post=%v flood: frames_written=%d seen=[%s]; one report from each of %d addresses: [%s]",
+		post, sent, cs.String(), len(srcs), many.String())
 }
