@@ -104,7 +104,7 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	defer cancel()
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
-	detail := appendReport(nil, r)
+	detail := AppendReport(nil, r)
 	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported")},
 		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(max(b.Reporters, 1)), strconv.Itoa(max(b.Details, 1))}).ToArray()
 	if err != nil {
@@ -136,9 +136,9 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	return ReportResult{}, errors.New("report script: unexpected reply")
 }
 
-// appendReport appends r as the JSON the report list holds; "by" comes
+// AppendReport appends r as the JSON the report list holds; "by" comes
 // first, as the report script finds a reporter's earlier entry by it.
-func appendReport(dst []byte, r Report) []byte {
+func AppendReport(dst []byte, r Report) []byte {
 	dst = append(dst, `{"by":`...)
 	dst = appendJSONString(dst, r.By)
 	dst = append(dst, `,"reason":`...)

@@ -44,6 +44,8 @@ type metrics struct {
 	// accountsDeleted counts delete_account commands that deleted an
 	// account (deleteaccount.go).
 	accountsDeleted prometheus.Counter
+	// reports counts report commands by result (reports.go).
+	reports *prometheus.CounterVec
 	// heads counts connections the front door ended before a request:
 	// timeout (--read-header-timeout spent), too_large (431), gone (the
 	// client closed or reset).
@@ -58,6 +60,7 @@ var knownCmds = map[string]bool{
 	"update": true, "set_status": true, "renew": true,
 	"delete_account": true,
 	"block":          true, "unblock": true, "blocks": true,
+	"report": true,
 }
 
 func cmdLabel(cmd string) string {
@@ -118,6 +121,13 @@ func newMetrics(s *Server) *metrics {
 	m.accountsDeleted = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_accounts_deleted_total",
 		Help: "Accounts deleted by their users (delete_account acknowledged ok)."})
 	reg.MustRegister(m.accountsDeleted)
+	m.reports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_reports_total",
+		Help: "report commands by result: new (a new reporter counted), again (the same reporter again: reason and text replaced), capped (past the reporters kept per post: acknowledged, not stored), or the refusal's reason."},
+		[]string{"result"})
+	reg.MustRegister(m.reports)
+	for _, r := range reportResults {
+		m.reports.WithLabelValues(r)
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
 		func() float64 { all, _, _ := s.gauges(); return float64(all) }))
