@@ -1,14 +1,19 @@
 package posts
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
 	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func TestParseReport(t *testing.T) {
@@ -84,6 +89,50 @@ func FuzzParseReport(f *testing.F) {
 		}
 		if n := len(stored) - len(broker.AppendReport(nil, broker.Report{By: r.By, Reason: r.Reason, At: r.At})); n > 4*utf8.RuneCountInString(r.Text)+len(`,"text":""`) {
 			t.Fatalf("text of %d characters costs %d bytes stored", utf8.RuneCountInString(r.Text), n)
+		}
+	})
+}
+
+// An accepted report is acknowledged naming the post and logged at info
+// with the post, the reporter and the reason, never the text; a repeat is
+// the outcome "again".
+func TestReportAckAndLogLine(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		bc := brokertest.Open(t, b.Options)
+		core, logs := observer.New(zap.InfoLevel)
+		s, err := New(Config{}, bc, zap.New(core))
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := bc.StorePost(ctx, []byte(`"from":"7","date":1`), "7", 1, "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newConn("9")
+		frame := fmt.Sprintf(`{"cmd":"report","id":%d,"reason":"scam","text":"secret words"}`, id)
+		for _, want := range []string{ReportNew, ReportAgain} {
+			outcome, err := s.Report(ctx, c, req(t, frame), broker.DefaultReportBounds)
+			if err != nil || outcome != want {
+				t.Fatalf("report: %q %v, want %q", outcome, err, want)
+			}
+		}
+		ack := fmt.Sprintf(`{"cmd":"report_ack","result":"ok","id":%d}`, id)
+		if f := c.frames(); len(f) != 2 || f[0] != ack || f[1] != ack {
+			t.Fatalf("frames %q, want %s twice", f, ack)
+		}
+		lines := logs.FilterMessage("post reported").All()
+		if len(lines) != 2 {
+			t.Fatalf("%d log lines, want 2", len(lines))
+		}
+		m := lines[0].ContextMap()
+		if lines[0].Level != zap.InfoLevel || m["post"] != id || m["reporter"] != "9" || m["reason"] != "scam" || m["outcome"] != ReportNew {
+			t.Fatalf("log line %v %v", lines[0].Level, m)
+		}
+		for _, l := range logs.All() {
+			if strings.Contains(fmt.Sprint(l.ContextMap()), "secret") || strings.Contains(l.Message, "secret") {
+				t.Fatalf("the report's text was logged: %v", l)
+			}
 		}
 	})
 }
