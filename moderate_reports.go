@@ -1,7 +1,314 @@
 package main
 
-import "github.com/urfave/cli/v2"
+// `occase moderate reports|dismiss|remove`: the operators' side of
+// reported posts (docs/operations.md "Moderation"). Users report posts
+// with the report command (docs/protocol.md "Reporting a post"); the
+// reports wait in Redis, most reported first, until an operator dismisses
+// them or removes the post.
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/roles"
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+)
 
 // reportCommands are `occase moderate reports|dismiss|remove`.
-// Skeleton: the reports branch fills it.
-func reportCommands() []*cli.Command { return nil }
+func reportCommands() []*cli.Command {
+	// Each command's flags bind to its own copy of the serve defaults.
+	var dl, dd, dr = serveDefaults(), serveDefaults(), serveDefaults()
+	return []*cli.Command{{
+		Name:  "reports",
+		Usage: "list the reported posts, most reported first: id, author, distinct reporters, reasons, a snippet of the post, the latest texts",
+		Flags: append(reportRedisFlags(&dl),
+			&cli.IntFlag{Name: "limit", Value: 50, Usage: "posts listed at most (1 to 1000)"},
+			&cli.IntFlag{Name: "texts", Value: 3, Usage: "latest reports shown per post (1 to 20)"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
+		Action: func(c *cli.Context) error {
+			limit, texts := c.Int("limit"), c.Int("texts")
+			if limit < 1 || limit > 1000 {
+				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
+			}
+			if texts < 1 || texts > 20 {
+				return fmt.Errorf("--texts %d: want 1 to 20", texts)
+			}
+			return withReportBroker(c, dl, func(ctx context.Context, b *broker.Client) error {
+				list, err := b.ReportedPosts(ctx, limit, texts)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return writeReportsJSON(c.App.Writer, list)
+				}
+				return writeReportsTable(c.App.Writer, list)
+			})
+		},
+	}, {
+		Name:      "dismiss",
+		Usage:     "clear a post's reports, keeping the post (it leaves the review queue until someone reports it again)",
+		ArgsUsage: "<post id>",
+		Flags:     reportRedisFlags(&dd),
+		Action: func(c *cli.Context) error {
+			id, err := reportPostArg(c)
+			if err != nil {
+				return err
+			}
+			return withReportBroker(c, dd, func(ctx context.Context, b *broker.Client) error {
+				n, err := b.DismissReports(ctx, id)
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					return fmt.Errorf("post %d has no reports: nothing dismissed", id)
+				}
+				fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post stays\n", id, reporters(n))
+				return nil
+			})
+		},
+	}, {
+		Name: "remove",
+		Usage: "delete a post as its author's delete would (every node drops it, subscribers get post_deleted) " +
+			"and its reports with it",
+		ArgsUsage: "<post id>",
+		Flags:     reportRedisFlags(&dr),
+		Action: func(c *cli.Context) error {
+			id, err := reportPostArg(c)
+			if err != nil {
+				return err
+			}
+			return withReportBroker(c, dr, func(ctx context.Context, b *broker.Client) error {
+				author, n, err := b.RemovePost(ctx, id)
+				if errors.Is(err, broker.ErrPostNotFound) {
+					// Reports can outlive a post only if a node of an
+					// older version deleted it; clear them.
+					if left, derr := b.DismissReports(ctx, id); derr == nil && left > 0 {
+						return fmt.Errorf("no post %d (deleted or expired already); cleared its leftover reports (%s)", id, reporters(left))
+					}
+					return fmt.Errorf("no post %d (never published, or deleted or expired already)", id)
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
+					id, author, reporters(n))
+				return nil
+			})
+		},
+	}}
+}
+
+// reportRedisFlags are the serve flags that reach Redis (as `occase images
+// gc` takes them), and the log options; logs go to stderr, at warn unless
+// asked, so stdout holds the command's answer alone.
+func reportRedisFlags(d *roles.Config) []cli.Flag {
+	var flags []cli.Flag
+	for _, f := range serveFlags(d) {
+		n := f.Names()[0]
+		if strings.HasPrefix(n, "redis") || n == "log-format" {
+			flags = append(flags, f)
+		}
+	}
+	return append(flags, &cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"})
+}
+
+// withReportBroker opens the Redis of the serve flags in c (bound to d),
+// runs fn, and closes it. The embedded server lives inside the node that runs it and
+// cannot be reached from here.
+func withReportBroker(c *cli.Context, d roles.Config, fn func(context.Context, *broker.Client) error) error {
+	cfg, err := configFrom(c, d)
+	if err != nil {
+		return err
+	}
+	ro := cfg.Redis
+	if len(ro.Sentinels) == 0 && (len(ro.Addrs) == 0 || (len(ro.Addrs) == 1 && ro.Addrs[0] == broker.Embedded)) {
+		return errors.New("moderation needs --redis (or --redis-sentinel), the Redis of the db nodes; the embedded server lives inside its node and cannot be reached from here")
+	}
+	// An empty variable (OCCASE_LOG_FORMAT=) is the default, not an error.
+	log, limiter, err := newLogger(cmp.Or(c.String("log-format"), "console"), cmp.Or(c.String("log-level"), "warn"), 0)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	defer limiter.Close()
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Give up on an unreachable Redis rather than wait for ever.
+	octx, cancel := context.WithTimeout(ctx, max(3*ro.Timeout, 10*time.Second))
+	defer cancel()
+	b, err := broker.Open(octx, ro, log.Named("broker"))
+	if err != nil {
+		return fmt.Errorf("open Redis: %w", err)
+	}
+	defer b.Close()
+	if err := fn(ctx, b); err != nil {
+		return err
+	}
+	log.Info("moderation command done", zap.String("cmd", c.Command.Name))
+	return nil
+}
+
+func reportPostArg(c *cli.Context) (uint64, error) {
+	if c.NArg() != 1 {
+		return 0, fmt.Errorf("give one post id (see %s --help)", c.Command.HelpName)
+	}
+	id, err := strconv.ParseUint(c.Args().First(), 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("%q is not a post id (a number from 1)", c.Args().First())
+	}
+	return id, nil
+}
+
+func reporters(n int) string {
+	if n == 1 {
+		return "1 reporter"
+	}
+	return strconv.Itoa(n) + " reporters"
+}
+
+// reportLine is one reported post as `reports --json` writes it.
+type reportLine struct {
+	ID        uint64          `json:"id"`
+	Author    string          `json:"author"`
+	Gone      bool            `json:"gone,omitempty"`
+	Reporters int             `json:"reporters"`
+	Reasons   map[string]int  `json:"reasons"`
+	Title     string          `json:"title,omitempty"`
+	Snippet   string          `json:"snippet"`
+	Latest    []broker.Report `json:"latest"`
+}
+
+func toReportLine(p broker.ReportedPost) reportLine {
+	l := reportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
+		Latest: []broker.Report{}}
+	l.Title, l.Snippet = postSnippet(p.Post)
+	for _, s := range p.Latest {
+		var r broker.Report
+		if json.Unmarshal([]byte(s), &r) == nil {
+			l.Latest = append(l.Latest, r)
+		}
+	}
+	return l
+}
+
+func writeReportsJSON(w io.Writer, list []broker.ReportedPost) error {
+	enc := json.NewEncoder(w)
+	for _, p := range list {
+		if err := enc.Encode(toReportLine(p)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeReportsTable(w io.Writer, list []broker.ReportedPost) error {
+	if len(list) == 0 {
+		_, err := fmt.Fprintln(w, "no reported posts")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POST\tAUTHOR\tREPORTERS\tREASONS\tPOST SNIPPET\tLATEST REPORTS")
+	for _, p := range list {
+		l := toReportLine(p)
+		snip := l.Snippet
+		if l.Title != "" {
+			snip = l.Title + ": " + snip
+		}
+		if l.Gone {
+			snip = "(gone)"
+		}
+		var texts []string
+		for _, r := range l.Latest {
+			t := r.Reason
+			if r.Text != "" {
+				t += ": " + r.Text
+			}
+			texts = append(texts, clipText(t, 60))
+		}
+		author := l.Author
+		if author == "" {
+			author = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", l.ID, author, l.Reporters, reasonCounts(l.Reasons),
+			clipText(snip, 50), strings.Join(texts, " | "))
+	}
+	return tw.Flush()
+}
+
+// reasonCounts writes "scam:2 spam:1", most given first.
+func reasonCounts(m map[string]int) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if m[keys[i]] != m[keys[j]] {
+			return m[keys[i]] > m[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + ":" + strconv.Itoa(m[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// postSnippet reads a stored post's body: the app's JSON string, whose
+// "title" and "msg" (the members the search indexes) are shown when it
+// has them, else the body itself.
+func postSnippet(post string) (title, snippet string) {
+	if post == "" {
+		return "", ""
+	}
+	var p struct {
+		Body string `json:"body"`
+	}
+	if json.Unmarshal([]byte(post), &p) != nil {
+		return "", clipText(post, 120)
+	}
+	var b struct {
+		Title string `json:"title"`
+		Msg   string `json:"msg"`
+	}
+	if json.Unmarshal([]byte(p.Body), &b) == nil && (b.Title != "" || b.Msg != "") {
+		return clipText(b.Title, 80), clipText(b.Msg, 120)
+	}
+	return "", clipText(p.Body, 120)
+}
+
+// clipText keeps the first n characters of s on one line, with every
+// control or formatting character (escape sequences, bidirectional
+// overrides: text from users must not steer the operator's terminal) made
+// a space.
+func clipText(s string, n int) string {
+	var b strings.Builder
+	i := 0
+	for _, r := range s {
+		if i == n {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\t' {
+			r = ' '
+		}
+		b.WriteRune(r)
+		i++
+	}
+	return b.String()
+}

@@ -19,6 +19,8 @@ package broker
 //	                epoch); expires after two days
 //	pq:{<user>}     list: the times (Unix ms) of the user's publishes in the
 //	                current quota window, oldest first
+//	{posts}:rby:<id>, {posts}:rlast:<id>, {posts}:reported
+//	                a post's reports and the review queue: see reports.go
 //	posts           pub/sub channel every node subscribes to: new posts and
 //	                deletions (see the envelopes below)
 //
@@ -92,7 +94,9 @@ return id`)
 // deletePostScript removes a post if, and only if, user is its author: the
 // check and the removal are one atomic step, so no other user can ever erase
 // it.
-// KEYS: data, owner, date, bytes. ARGV: id, user, channel.
+// Its reports (reports.go) go with it.
+// KEYS: data, owner, date, bytes, rby:<id>, rlast:<id>, reported. ARGV: id,
+// user, channel.
 // Returns 1 done, 0 no such post, -1 not the owner.
 var deletePostScript = newScript("post_delete", `
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
@@ -104,12 +108,21 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then redis.call('DEL', KEYS[5], KEYS[6]) end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 return 1`)
 
 // expirePostsScript removes up to ARGV[2] posts dated at or before ARGV[1]
-// and announces them in one message. KEYS: data, owner, date, bytes. ARGV:
-// cutoff (s), limit, channel. Returns how many were removed.
+// and announces them in one message; a reported post's reports
+// (reports.go) go with it. KEYS: data, owner, date, bytes, reported. ARGV:
+// cutoff (s), limit, channel, the prefix of the report keys ('<p>{posts}:').
+// Returns how many were removed.
+//
+// The report keys of a post are named here, not passed: there may be
+// thousands of posts per call, and all of them carry the {posts} tag of
+// the keys passed, so they are in the script's slot on a cluster. Only a
+// post that was in the review queue has them (the report script makes the
+// three together), so an unreported post costs one ZREM more.
 var expirePostsScript = newScript("post_expire", `
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids == 0 then return 0 end
@@ -119,6 +132,9 @@ for _, id in ipairs(ids) do
   redis.call('HDEL', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
+  if redis.call('ZREM', KEYS[5], id) == 1 then
+    redis.call('DEL', ARGV[4] .. 'rby:' .. id, ARGV[4] .. 'rlast:' .. id)
+  end
 end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. table.concat(ids, ',') .. ']}')
 return #ids`)
@@ -288,8 +304,9 @@ func (c *Client) DeletePost(ctx context.Context, id uint64, user string) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	sid := strconv.FormatUint(id, 10)
+	by, last := c.reportKeys(sid)
 	r, err := deletePostScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes")},
+		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), by, last, c.postsKey("reported")},
 		[]string{sid, user, c.key(PostsChannel)}).AsInt64()
 	if err != nil {
 		return c.wrap("delete post "+sid, err)
@@ -310,8 +327,8 @@ func (c *Client) ExpirePosts(ctx context.Context, cutoff int64, limit int) (int,
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	n, err := expirePostsScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes")},
-		[]string{strconv.FormatInt(cutoff, 10), strconv.Itoa(limit), c.key(PostsChannel)}).AsInt64()
+		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.postsKey("reported")},
+		[]string{strconv.FormatInt(cutoff, 10), strconv.Itoa(limit), c.key(PostsChannel), c.postsKey("")}).AsInt64()
 	return int(n), c.wrap("expire posts", err)
 }
 

@@ -82,6 +82,12 @@ type Config struct {
 	BlockRate  float64
 	BlockBurst int
 	MaxBlocks  int
+	// Reporting a post (docs/security.md "Reports"): report requests per
+	// second per session and their burst, and the caps of one post's
+	// reports in Redis (zero fields: broker.DefaultReportBounds).
+	ReportRate  float64
+	ReportBurst int
+	Reports     broker.ReportBounds
 
 	// Registration budgets (docs/security.md, "Registration").
 	// IPv6Prefix is the network size (bits) one IPv6 client is counted by
@@ -170,6 +176,9 @@ func DefaultConfig() Config {
 		BlockRate:         1,
 		BlockBurst:        20,
 		MaxBlocks:         1000,
+		ReportRate:        1.0 / 30,
+		ReportBurst:       10,
+		Reports:           broker.DefaultReportBounds,
 		IPv6Prefix:        defaultIPv6Prefix,
 		RegisterPerDay:    20,
 		ReadRateBytes:     256 << 10,

@@ -48,6 +48,9 @@ type metrics struct {
 	// sessionsBanned the live sessions a ban closed (bans.go).
 	loginsBanned   prometheus.Counter
 	sessionsBanned prometheus.Counter
+
+	// reports counts report commands by result (reports.go).
+	reports *prometheus.CounterVec
 	// heads counts connections the front door ended before a request:
 	// timeout (--read-header-timeout spent), too_large (431), gone (the
 	// client closed or reset).
@@ -62,6 +65,7 @@ var knownCmds = map[string]bool{
 	"update": true, "set_status": true, "renew": true,
 	"delete_account": true,
 	"block":          true, "unblock": true, "blocks": true,
+	"report": true,
 }
 
 func cmdLabel(cmd string) string {
@@ -127,6 +131,14 @@ func newMetrics(s *Server) *metrics {
 	m.sessionsBanned = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_sessions_banned_total",
 		Help: "Live sessions closed with 4008 because an operator banned their user."})
 	reg.MustRegister(m.loginsBanned, m.sessionsBanned)
+
+	m.reports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_reports_total",
+		Help: "report commands by result: new (a new reporter counted), again (the same reporter again: reason and text replaced), capped (past the reporters kept per post: acknowledged, not stored), or the refusal's reason."},
+		[]string{"result"})
+	reg.MustRegister(m.reports)
+	for _, r := range reportResults {
+		m.reports.WithLabelValues(r)
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_connections",
 		Help: "Open WebSocket connections on this node.", ConstLabels: prometheus.Labels{"state": "all"}},
 		func() float64 { all, _, _ := s.gauges(); return float64(all) }))

@@ -43,6 +43,8 @@ type postsService interface {
 	RemainingPosts(ctx context.Context, user string) (int, error)
 	// DeleteAllOf deletes every post of user (delete_account).
 	DeleteAllOf(ctx context.Context, user string) (int, error)
+	// Report stores a report of a post (reports.go).
+	Report(ctx context.Context, c PostsConn, req *wire.Request, b broker.ReportBounds) (string, error)
 }
 
 type nameIssuer interface {

@@ -63,6 +63,7 @@ type session struct {
 	fileLim    *rate.Limiter
 	pushLim    *rate.Limiter // made on the first push_subscribe or push_unsubscribe
 	blockLim   *rate.Limiter // block, unblock and blocks (blocks.go)
+	reportLim  *rate.Limiter // report (reports.go)
 	// blocked holds the ids this user blocks, for dropping their
 	// presence signals (blocks.go); nil while it blocks nobody.
 	blocked atomic.Pointer[blockSet]

@@ -8,6 +8,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/logs"
+	"github.com/occase/occase/posts"
 	"github.com/occase/occase/wire"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -87,6 +88,8 @@ func (ss *session) handle(req *wire.Request, start time.Time) (code websocket.St
 		ss.Send(chat.FailAck(req, to, we))
 	case "presence":
 		// presence has no reply
+	case "report":
+		ss.Send(posts.ReportFail(req, we))
 	default:
 		ss.Send(errorFrame(req.Cmd+"_ack", we))
 	}
@@ -108,7 +111,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 		case "login":
 			return ss.login(req)
 		case "message", "presence", "subscribe", "publish", "delete", "filenames", "update", "set_status", "renew", "push_subscribe", "push_unsubscribe",
-			"delete_account", "block", "unblock", "blocks":
+			"delete_account", "block", "unblock", "blocks", "report":
 			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
 		}
 		return wire.Malformedf("unknown command %q", req.Cmd)
@@ -124,6 +127,8 @@ func (ss *session) dispatch(req *wire.Request) error {
 		return ss.filenames(req)
 	case "block", "unblock", "blocks":
 		return ss.blocking(req)
+	case "report":
+		return ss.report(req)
 	case "subscribe", "publish", "delete", "update", "set_status", "renew":
 		return ss.posts(req)
 	case "delete_account":

@@ -1,0 +1,240 @@
+package broker_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/broker/brokertest"
+	"github.com/redis/rueidis"
+)
+
+func storeTestPost(t *testing.T, c *broker.Client, owner string, date int64) uint64 {
+	t.Helper()
+	id, err := c.StorePost(context.Background(), []byte(fmt.Sprintf(`"from":%q,"body":"bike","date":%d`, owner, date)), owner, date, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func noReportKeys(t *testing.T, c *broker.Client, id uint64, when string) {
+	t.Helper()
+	keys, queued, err := c.ReportKeys(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 0 || queued {
+		t.Fatalf("%s: post %d left report keys %v, in the queue %v", when, id, keys, queued)
+	}
+}
+
+// Reports are counted once per reporter (a repeat replaces the reason and
+// text), refused for an unknown post and for one's own, capped, listed
+// most reported first, and dismissed. On a real server, the embedded one
+// and a cluster (every key in the {posts} slot).
+func TestReportPost(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		bounds := broker.ReportBounds{Reporters: 3, Details: 2}
+		p1 := storeTestPost(t, c, "7", 100)
+		p2 := storeTestPost(t, c, "8", 100)
+		rep := func(id uint64, by, reason, text string) (broker.ReportResult, error) {
+			return c.ReportPost(ctx, id, broker.Report{By: by, Reason: reason, At: 1000, Text: text}, bounds)
+		}
+		if _, err := rep(99, "1", "spam", ""); !errors.Is(err, broker.ErrPostNotFound) {
+			t.Fatalf("report of an unknown post: %v", err)
+		}
+		if _, err := rep(p1, "7", "spam", ""); !errors.Is(err, broker.ErrOwnPost) {
+			t.Fatalf("report of one's own post: %v", err)
+		}
+		noReportKeys(t, c, p1, "after refusals")
+		if r, err := rep(p1, "1", "spam", "same ad ten times"); err != nil || r != (broker.ReportResult{Reporters: 1}) {
+			t.Fatalf("first report: %+v %v", r, err)
+		}
+		if r, err := rep(p1, "1", "scam", `asks for a "deposit"`); err != nil || r != (broker.ReportResult{Reporters: 1, Again: true}) {
+			t.Fatalf("repeat: %+v %v, want counted once", r, err)
+		}
+		for i, by := range []string{"2", "3"} {
+			if r, err := rep(p1, by, "scam", ""); err != nil || r.Reporters != i+2 {
+				t.Fatalf("report by %s: %+v %v", by, r, err)
+			}
+		}
+		if r, err := rep(p1, "4", "spam", "one too many"); err != nil || r != (broker.ReportResult{Reporters: 3, Capped: true}) {
+			t.Fatalf("past the cap: %+v %v", r, err)
+		}
+		// A repeat by a counted reporter still changes its reason at the cap.
+		if r, err := rep(p1, "2", "offensive", ""); err != nil || !r.Again || r.Reporters != 3 {
+			t.Fatalf("repeat at the cap: %+v %v", r, err)
+		}
+		if _, err := rep(p2, "1", "prohibited", "\x01ctl <b>"); err != nil {
+			t.Fatal(err)
+		}
+		list, err := c.ReportedPosts(ctx, 10, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 2 || list[0].ID != p1 || list[1].ID != p2 {
+			t.Fatalf("queue %+v, want %d then %d", list, p1, p2)
+		}
+		got := list[0]
+		if got.Author != "7" || got.Reporters != 3 || got.Reasons["scam"] != 2 || got.Reasons["offensive"] != 1 ||
+			!strings.Contains(got.Post, `"body":"bike"`) {
+			t.Fatalf("reported post %+v", got)
+		}
+		// Two details kept, newest first, one per reporter.
+		if len(got.Latest) != 2 {
+			t.Fatalf("details %q, want 2", got.Latest)
+		}
+		var d0, d1 broker.Report
+		if json.Unmarshal([]byte(got.Latest[0]), &d0) != nil || json.Unmarshal([]byte(got.Latest[1]), &d1) != nil {
+			t.Fatalf("details are not JSON: %q", got.Latest)
+		}
+		if d0.By != "2" || d0.Reason != "offensive" || d1.By != "3" || d1.At != 1000 {
+			t.Fatalf("details %+v %+v", d0, d1)
+		}
+		var d broker.Report
+		if json.Unmarshal([]byte(list[1].Latest[0]), &d) != nil || d.Text != "\x01ctl <b>" {
+			t.Fatalf("a text with a control character: %q", list[1].Latest)
+		}
+		// The repeat replaced reporter 1's entry: it is there once, with
+		// its newest reason and text.
+		all, _ := c.ReportedPosts(ctx, 1, 20)
+		n1 := 0
+		for _, e := range all[0].Latest {
+			if strings.HasPrefix(e, `{"by":"1",`) {
+				n1++
+			}
+		}
+		if n1 > 1 {
+			t.Fatalf("reporter 1 listed %d times: %q", n1, all[0].Latest)
+		}
+
+		if n, err := c.DismissReports(ctx, p1); err != nil || n != 3 {
+			t.Fatalf("dismiss: %d %v", n, err)
+		}
+		noReportKeys(t, c, p1, "after dismiss")
+		if n, err := c.DismissReports(ctx, p1); err != nil || n != 0 {
+			t.Fatalf("dismiss again: %d %v", n, err)
+		}
+		if list, _ := c.ReportedPosts(ctx, 10, 5); len(list) != 1 || list[0].ID != p2 {
+			t.Fatalf("queue after dismiss %+v", list)
+		}
+		if n, _ := c.PostCount(ctx); n != 2 {
+			t.Fatalf("dismiss removed a post: %d left", n)
+		}
+	})
+}
+
+// Nothing of a post's reports outlives it: the author's delete, an
+// operator's removal and the expiry sweep drop the report keys and the
+// queue entry in the same script as the post.
+func TestReportsGoWithThePost(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		got := make(chan string, 16)
+		c.Handle(broker.PostsChannel, func(_, payload string) { got <- payload })
+		if err := c.Subscribe(ctx, c.Key(broker.PostsChannel)); err != nil {
+			t.Fatal(err)
+		}
+		bounds := broker.DefaultReportBounds
+		report := func(id uint64) {
+			t.Helper()
+			for _, by := range []string{"1", "2"} {
+				if _, err := c.ReportPost(ctx, id, broker.Report{By: by, Reason: "spam", At: 5, Text: "x"}, bounds); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if keys, queued, _ := c.ReportKeys(ctx, id); len(keys) != 2 || !queued {
+				t.Fatalf("post %d reported: keys %v queued %v", id, keys, queued)
+			}
+		}
+		deleted := storeTestPost(t, c, "7", 100)
+		removed := storeTestPost(t, c, "8", 100)
+		old1, old2 := storeTestPost(t, c, "9", 50), storeTestPost(t, c, "9", 60)
+		plain := storeTestPost(t, c, "9", 70) // expires unreported
+		live := storeTestPost(t, c, "9", 500)
+		for _, id := range []uint64{deleted, removed, old1, old2, live} {
+			report(id)
+		}
+		for range 6 {
+			<-got // the posts' own broadcasts
+		}
+
+		if err := c.DeletePost(ctx, deleted, "7"); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, got, fmt.Sprintf(`{"op":"del","ids":[%d]}`, deleted))
+		noReportKeys(t, c, deleted, "after the author's delete")
+
+		author, n, err := c.RemovePost(ctx, removed)
+		if err != nil || author != "8" || n != 2 {
+			t.Fatalf("remove: %q %d %v", author, n, err)
+		}
+		expect(t, got, fmt.Sprintf(`{"op":"del","ids":[%d]}`, removed))
+		noReportKeys(t, c, removed, "after an operator's removal")
+		if _, _, err := c.RemovePost(ctx, removed); !errors.Is(err, broker.ErrPostNotFound) {
+			t.Fatalf("remove again: %v", err)
+		}
+
+		if n, err := c.ExpirePosts(ctx, 100, 10); err != nil || n != 3 {
+			t.Fatalf("expired %d %v, want 3", n, err)
+		}
+		expect(t, got, fmt.Sprintf(`{"op":"del","ids":[%d,%d,%d]}`, old1, old2, plain))
+		for _, id := range []uint64{old1, old2, plain} {
+			noReportKeys(t, c, id, "after expiry")
+		}
+		// The live post's reports are untouched.
+		list, err := c.ReportedPosts(ctx, 10, 1)
+		if err != nil || len(list) != 1 || list[0].ID != live || list[0].Reporters != 2 {
+			t.Fatalf("queue after the removals: %+v %v, want only post %d", list, err, live)
+		}
+	})
+}
+
+// The memory of one post's reports at the caps, on a real server, with
+// every text at its longest: the figure docs/security.md "Reports"
+// multiplies by --max-posts.
+func TestReportMemoryAtTheCaps(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	opt := broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix()}
+	c := brokertest.Open(t, opt)
+	ctx := context.Background()
+	id := storeTestPost(t, c, "7", 100)
+	// 280 characters that each cost 4 bytes of UTF-8 (the most one may:
+	// the node refuses control characters, which JSON would escape to six);
+	// ids as long as a user id gets (19 digits).
+	text := strings.Repeat("😀", 280)
+	for i := range broker.DefaultReportBounds.Reporters + 5 {
+		by := fmt.Sprintf("%019d", 1_000_000_000_000_000_000+i)
+		if _, err := c.ReportPost(ctx, id, broker.Report{By: by, Reason: "prohibited", At: 1_800_000_000, Text: text}, broker.DefaultReportBounds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	sid := fmt.Sprint(id)
+	total := int64(0)
+	for _, k := range []string{"{posts}:rby:" + sid, "{posts}:rlast:" + sid} {
+		n, err := raw.Do(ctx, raw.B().MemoryUsage().Key(opt.Prefix+k).Samples(0).Build()).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s: %d bytes", k, n)
+		total += n
+	}
+	// The queue entry: a member of a few bytes in one sorted set.
+	t.Logf("one post's reports at the caps: %d bytes", total)
+	if total > 32<<10 {
+		t.Fatalf("one post's reports take %d bytes at the caps, over the 32 KiB docs/security.md states", total)
+	}
+}

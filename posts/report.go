@@ -1,0 +1,155 @@
+package posts
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
+)
+
+// Reporting a post (docs/protocol.md "Reporting a post"): a user tells the
+// operators a post breaks the rules. Reports are stored in Redis next to
+// the post (broker/reports.go) and read only by operators (`occase
+// moderate reports`); no user ever sees another's report.
+
+// MaxReportText is the most characters a report's text may hold.
+const MaxReportText = 280
+
+// ReportReasons are the reasons a report may give.
+var ReportReasons = []string{"spam", "scam", "prohibited", "offensive", "other"}
+
+// Outcomes of an accepted report: the result label of
+// occase_reports_total, next to the refusal reasons.
+const (
+	ReportNew    = "new"    // a new reporter, counted
+	ReportAgain  = "again"  // the same reporter again: reason and text replaced, not counted
+	ReportCapped = "capped" // a new reporter past the cap: acknowledged, not stored
+)
+
+// Report handles {"cmd":"report","id":N,"reason":"...","text":"..."} from
+// the user of c: Redis checks in one script that the post exists and is
+// not the user's own, and stores the report within b. It returns one of
+// the outcomes above, or a *wire.Error. Every refusal is a fail reply on a
+// connection that stays open.
+func (s *Service) Report(ctx context.Context, c Conn, req *wire.Request, b broker.ReportBounds) (string, error) {
+	id, r, err := parseReport(req)
+	if err != nil {
+		return "", err
+	}
+	r.By = c.User()
+	r.At = s.cfg.Clock().Unix()
+	res, err := s.b.ReportPost(ctx, id, r, b)
+	switch {
+	case errors.Is(err, broker.ErrPostNotFound):
+		return "", wire.Errorf(wire.NotFound, "there is no post %d", id)
+	case errors.Is(err, broker.ErrOwnPost):
+		return "", wire.Errorf(wire.BadRequest, "one cannot report one's own post")
+	case err != nil:
+		s.log.Warn("storing a report failed", zap.Uint64("post", id), zap.Error(err))
+		return "", &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+	}
+	outcome := ReportNew
+	switch {
+	case res.Capped:
+		outcome = ReportCapped
+	case res.Again:
+		outcome = ReportAgain
+	}
+	// The text stays out of the log: it is the user's words, for the
+	// operators' review only.
+	s.log.Info("post reported", zap.Uint64("post", id), zap.String("reporter", r.By),
+		zap.String("reason", r.Reason), zap.String("outcome", outcome), zap.Int("reporters", res.Reporters))
+	ack := []byte(`{"cmd":"report_ack","result":"ok","id":`)
+	ack = strconv.AppendUint(ack, id, 10)
+	c.Send(append(ack, '}'))
+	return outcome, nil
+}
+
+// parseReport reads a report request. Every refusal is bad_request,
+// except an id that is a number but no post id (not_found), as for
+// delete.
+func parseReport(req *wire.Request) (uint64, broker.Report, error) {
+	var r broker.Report
+	raw := req.Get("id")
+	if raw == nil {
+		return 0, r, invalid(`missing field "id"`)
+	}
+	id, ok := wire.Uint64(raw)
+	if !ok {
+		if !isNumber(raw) {
+			return 0, r, invalid(`"id" must be a post id`)
+		}
+		return 0, r, wire.Errorf(wire.NotFound, "there is no post %s", clip(raw))
+	}
+	reason, ok := wire.String(req.Get("reason"))
+	if !ok || !validReason(reason) {
+		return id, r, invalid(`"reason" must be one of spam, scam, prohibited, offensive, other`)
+	}
+	r.Reason = reason
+	if raw := req.Get("text"); raw != nil && string(raw) != "null" {
+		// Bound the bytes before unquoting: a character is at most
+		// twelve bytes as sent (a surrogate pair, \ud83d\ude00), plus
+		// the quotes.
+		if len(raw) > MaxReportText*12+2 {
+			return id, r, invalid(`"text" holds at most %d characters`, MaxReportText)
+		}
+		text, ok := wire.String(raw)
+		if !ok {
+			return id, r, invalid(`"text" must be a string`)
+		}
+		if err := checkReportText(text); err != nil {
+			return id, r, err
+		}
+		r.Text = text
+	}
+	return id, r, nil
+}
+
+func validReason(s string) bool {
+	for _, r := range ReportReasons {
+		if s == r {
+			return true
+		}
+	}
+	return false
+}
+
+// checkReportText accepts at most MaxReportText characters of valid
+// UTF-8, with no control character but the newline: what an operator's
+// terminal shows as written, and at most four bytes a character in Redis.
+func checkReportText(s string) error {
+	if !utf8.ValidString(s) {
+		return invalid(`"text" is not valid UTF-8`)
+	}
+	n := 0
+	for _, c := range s {
+		n++
+		if n > MaxReportText {
+			return invalid(`"text" holds at most %d characters`, MaxReportText)
+		}
+		if (c < 0x20 && c != '\n') || c == 0x7f || (c >= 0x80 && c < 0xa0) {
+			return invalid(`"text" must not hold control characters`)
+		}
+	}
+	return nil
+}
+
+// ReportFail is the fail reply to a report: it names the post when the
+// request gave a usable id.
+func ReportFail(req *wire.Request, e *wire.Error) []byte {
+	b := []byte(`{"cmd":"report_ack","result":"fail","reason":`)
+	b = wire.AppendString(b, e.Reason)
+	if e.Detail != "" {
+		b = append(b, `,"detail":`...)
+		b = wire.AppendString(b, e.Detail)
+	}
+	if id, ok := wire.Uint64(req.Get("id")); ok {
+		b = append(b, `,"id":`...)
+		b = strconv.AppendUint(b, id, 10)
+	}
+	return append(b, '}')
+}
