@@ -174,6 +174,7 @@ func TestBrowserReport(t *testing.T) {
 					` && document.getElementById("report-dialog").open && !document.getElementById("report-send").disabled`)
 				if r.refusal == "rate_limited" {
 					b.shot("report-refused")
+					lowContrast(t, b, "#report-status, #report-dialog label, #report-count, #report-about, #post-detail [data-testid=report-btn]")
 				}
 			} else {
 				b.wait("the confirmation", `!document.getElementById("report-done").hidden && `+
@@ -301,6 +302,7 @@ func TestBrowserBanned(t *testing.T) {
 		b.state("idle")
 		b.wait("focus on Create a new account", focused+` === "banned-new"`)
 		b.shot("banned-live")
+		lowContrast(t, b, "#banned p, #banned button")
 		noRedial(t, srv, had, size.name+": after a live ban")
 		if storedUser(t, b) != me {
 			t.Errorf("%s: the banned account's credentials were dropped before the person chose", size.name)
@@ -367,5 +369,17 @@ func TestBrowserBanned(t *testing.T) {
 			}
 		}
 		b.noConsoleErrors("after the ban")
+	}
+}
+
+// lowContrast fails for each element matched by sel whose text has less
+// than 4.5:1 contrast with what is behind it (WCAG AA).
+func lowContrast(t *testing.T, b *tab, sel string) {
+	t.Helper()
+	got := b.eval(withContrast(`return [...document.querySelectorAll(` + js(sel) + `)].filter((e) => e.offsetParent !== null || e.closest("dialog[open]"))
+	  .map((e) => [e.id || e.dataset.testid || e.tagName, contrast(getComputedStyle(e).color, bgOf(e))])
+	  .filter(([, c]) => c < 4.5).map(([n, c]) => n + " " + c.toFixed(2)).join(", ");`))
+	if got != "" {
+		t.Errorf("%s: text below 4.5:1 contrast: %s", b.name, got)
 	}
 }

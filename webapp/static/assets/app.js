@@ -2010,6 +2010,7 @@ function openReport(p, title) {
   $("report-form").reset();
   $("report-form").hidden = false;
   $("report-done").hidden = true;
+  $("report-dialog").setAttribute("aria-labelledby", "report-title");
   $("report-post-title").textContent = `“${title}”`;
   $("report-status").hidden = true;
   $("report-reason-error").hidden = true;
@@ -2076,6 +2077,7 @@ async function sendReport(ev) {
   status.hidden = true;
   $("report-form").hidden = true;
   $("report-done").hidden = false;
+  $("report-dialog").setAttribute("aria-labelledby", "report-done-title");
   // Blocking is about messages: offered when the seller has a conversation
   // with this account and is not blocked already.
   const talked = Object.values(app.u.chats).some((c) => c.peer === rp.from);
