@@ -175,6 +175,19 @@ if (u.outbox.length !== 1 || S(u.seenMsgIds) !== S(["2"])) return "outbox/seen "
 if (store.loadCreds() !== null || store.loadNick() !== "") return "creds or nick of the wrong type loaded";
 localStorage.clear();
 return "";`},
+		{"listings reported: ids only, no repeats, the newest MAX_REPORTED", `
+localStorage.clear();
+const many = Array.from({length: store.MAX_REPORTED + 20}, (_, i) => String(i + 1));
+localStorage.setItem("occase.v1.user.1", JSON.stringify({reported: [5, "x", {}, "7", "7", "12345678901234567890123", ...many]}));
+const r = store.loadUser("1").reported;
+if (r.length !== store.MAX_REPORTED) return "kept " + r.length;
+if (r.some((x) => typeof x !== "string" || !/^\d{1,20}$/.test(x))) return "not ids: " + S(r.slice(0, 5));
+if (new Set(r).size !== r.length) return "repeats";
+if (r[r.length - 1] !== String(store.MAX_REPORTED + 20)) return "newest dropped: " + r[r.length - 1];
+localStorage.setItem("occase.v1.user.1", JSON.stringify({reported: "5"}));
+if (S(store.loadUser("1").reported) !== "[]") return "a string taken as a list";
+localStorage.clear();
+return "";`},
 	})
 }
 

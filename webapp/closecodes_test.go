@@ -68,7 +68,13 @@ func TestCloseCodesAgree(t *testing.T) {
 		app[code] = wire.CloseInfo{Code: code, Reason: m[2], Reconnect: m[3] == "true", MinDelay: time.Duration(ms) * time.Millisecond}
 	}
 	compare(t, "codes.js", app, want, map[int]bool{1006: true})
+	if b, ok := app[closeBannedCode]; !ok || b.Reconnect || b.MinDelay != 0 || b.Reason == "" {
+		t.Errorf("codes.js: 4008 (banned) must be there, with a reason text, and not reconnect: %+v", b)
+	}
 }
+
+// closeBannedCode is the close code of a banned account.
+const closeBannedCode = int(closeBanned)
 
 // compare names every difference between got (read from where) and want.
 func compare(t *testing.T, where string, got, want map[int]wire.CloseInfo, extra map[int]bool) {

@@ -53,6 +53,31 @@ for (const r of [0, 0.5, 0.999]) {
   if (codes.reconnectDelay(4006, 0, 50, r) > 6 * 60 * 1000) return "4006 delay not capped";
 }
 return "";`},
+		{"4008 banned: no reconnect, said in words; a login refused as banned too", `
+const codes = await import("/assets/codes.js");
+const conn = await import("/assets/conn.js");
+if (conn.CloseBanned !== 4008) return "conn.js CloseBanned " + conn.CloseBanned;
+const e = codes.closeInfo(4008);
+if (e.reconnect || e.delay) return "4008 reconnects: " + S(e);
+if (!/banned by the moderators/.test(e.words)) return "4008 words: " + e.words;
+const w = codes.reasonText({reason: "banned"}, "login");
+if (!/banned by the moderators/.test(w)) return "banned: " + w;
+return "";`},
+		{"report refusals in words", `
+const codes = await import("/assets/codes.js");
+const now = Date.UTC(2026, 11, 4, 12, 0, 0);
+const checks = [
+  [{reason: "not_found"}, /listing is gone/],
+  [{reason: "rate_limited"}, /many reports.*try again later/],
+  [{reason: "rate_limited", detail: "too many reports; try again in 120 s"}, /many reports.*try again in 2 minutes/],
+  [{reason: "unavailable"}, /could not be sent just now.*try again/],
+  [{reason: "bad_request"}, /did not accept this report/],
+];
+for (const [r, want] of checks) {
+  const got = codes.reasonText(r, "report", now);
+  if (!want.test(got)) return S(r) + ": " + got;
+}
+return "";`},
 		{"fail reasons in plain words; the posting limit says when", `
 const codes = await import("/assets/codes.js");
 const now = Date.UTC(2026, 11, 4, 12, 0, 0);

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -76,7 +77,19 @@ type fakeServer struct {
 	searches []string // "q|sort|status|before" of each search read
 	changes  []string // update/set_status/renew commands received
 	renewAt  int64    // refuse every renew as too early, naming this time, when not 0
+
+	// Moderation (docs/protocol.md, report and banned accounts).
+	reports    []string        // every report frame received, as sent
+	reportFail string          // refuse every report with this reason, when not ""
+	banned     map[string]bool // accounts whose login is refused with "banned" and close 4008
+	dials      int             // WebSocket connections accepted
 }
+
+// closeBanned is the close code of a banned account (docs/protocol.md).
+const closeBanned websocket.StatusCode = 4008
+
+// reportReasons are the reasons a report may give.
+var reportReasons = map[string]bool{"spam": true, "scam": true, "prohibited": true, "offensive": true, "other": true}
 
 type fakeConn struct {
 	ws   *websocket.Conn
@@ -108,7 +121,7 @@ func newFakeServer(t *testing.T) *fakeServer {
 	s := &fakeServer{
 		t: t, addr: ln.Addr().String(),
 		users: map[string]string{}, queues: map[string][][]byte{}, online: map[string]*fakeConn{},
-		conns: map[*fakeConn]bool{}, seq: map[string]int64{}, images: map[string][]byte{},
+		conns: map[*fakeConn]bool{}, seq: map[string]int64{}, images: map[string][]byte{}, banned: map[string]bool{},
 		nextUser: 1, nextPost: 1,
 	}
 	s.serve(ln)
@@ -364,6 +377,7 @@ func (s *fakeServer) websocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.conns[c] = true
+	s.dials++
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -387,6 +401,11 @@ func (s *fakeServer) websocket(w http.ResponseWriter, r *http.Request) {
 			s.fail(c, "error", wire.BadRequest)
 			_ = ws.Close(websocket.StatusPolicyViolation, "bad request")
 			return
+		}
+		if f["cmd"] == "report" {
+			s.mu.Lock()
+			s.reports = append(s.reports, string(b))
+			s.mu.Unlock()
 		}
 		if !s.handle(c, f) {
 			return
@@ -457,6 +476,12 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 			s.mu.Unlock()
 			c.write(fail)
 			_ = c.ws.Close(wire.CloseBadCredentials, "bad credentials")
+			return false
+		}
+		if s.banned[user] {
+			s.mu.Unlock()
+			c.write(map[string]any{"cmd": "login_ack", "result": "fail", "reason": "banned"})
+			_ = c.ws.Close(closeBanned, "banned")
 			return false
 		}
 		old := s.online[user]
@@ -651,6 +676,8 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 	case "block", "unblock":
 		user, _ := f["user"].(string)
 		c.write(map[string]any{"cmd": cmd + "_ack", "result": "ok", "user": user, "blocks": 0})
+	case "report":
+		s.report(c, f)
 	case "presence":
 		to, _ := f["to"].(string)
 		f["from"] = c.user
@@ -666,6 +693,59 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		return false
 	}
 	return true
+}
+
+// report answers report as docs/protocol.md says: the listing must exist
+// and not be the reporter's own, the reason one of five, the text at most
+// 280 characters; reporting again is ok.
+func (s *fakeServer) report(c *fakeConn, f map[string]any) {
+	n, isNum := f["id"].(json.Number)
+	id := u64(f["id"])
+	reason, _ := f["reason"].(string)
+	text, hasText := f["text"]
+	str, isStr := text.(string)
+	refuse := ""
+	switch {
+	case !isNum || id == 0 || n.String() != strconv.FormatUint(id, 10):
+		refuse = wire.BadRequest
+	case !reportReasons[reason]:
+		refuse = wire.BadRequest
+	case hasText && (!isStr || utf8.RuneCountInString(str) > 280):
+		refuse = wire.BadRequest
+	}
+	s.mu.Lock()
+	if refuse == "" {
+		refuse = wire.NotFound
+		for _, p := range s.posts {
+			if u64(p["id"]) == id {
+				refuse = ""
+				if p["from"] == c.user {
+					refuse = wire.BadRequest
+				}
+			}
+		}
+	}
+	if refuse == "" && s.reportFail != "" {
+		refuse = s.reportFail
+	}
+	s.mu.Unlock()
+	if refuse != "" {
+		c.write(map[string]any{"cmd": "report_ack", "result": "fail", "reason": refuse, "id": id})
+		return
+	}
+	c.write(map[string]any{"cmd": "report_ack", "result": "ok", "id": id})
+}
+
+// ban bans user: its logins are refused, and its live connection is
+// closed with 4008, as an operator's ban does.
+func (s *fakeServer) ban(user string) {
+	s.mu.Lock()
+	s.banned[user] = true
+	c := s.online[user]
+	s.mu.Unlock()
+	if c != nil {
+		_ = c.ws.Close(closeBanned, "banned")
+	}
 }
 
 // withEpoch adds the data epoch to an ack when there is one and on says so.

@@ -74,6 +74,8 @@ const app = {
   search: null,      // its results over GET /api/posts, when a search is active
   editing: null,     // the id (string) of the listing being edited in the Sell form
   renewAt: {},       // id -> Unix seconds from which the server allows a renewal
+  banned: "",        // the id of this browser's account, banned by the moderators (close 4008)
+  report: null,      // the listing the report dialog is about {id, from, title}
 };
 
 // ---------------------------------------------------------------- words
@@ -142,7 +144,7 @@ async function boot() {
   wireUI();
   await loadMenu();
   app.session = new Session(wsURL(), {
-    onState, onLogin, onPush, onStale, onAuthFailed, onIdentifyFailed,
+    onState, onLogin, onPush, onStale, onAuthFailed, onIdentifyFailed, onBanned,
   });
   push.init(app.session, openPeerChat);
   app.creds = store.loadCreds();
@@ -308,6 +310,9 @@ function watchTabs() {
   tabs = new BroadcastChannel("occase");
   tabs.onmessage = (ev) => {
     const d = ev.data;
+    // Another tab of this browser learnt that the account was banned (a
+    // paused tab has no connection to be told on).
+    if (d && d.type === "banned" && app.creds && d.user === app.creds.user) accountBanned(d.user);
     if (d && d.type === "hello" && app.creds && d.user === app.creds.user) {
       // That tab's login closes this tab's connection (4001).
       lastHello = Date.now();
@@ -381,8 +386,8 @@ function onState(state, info) {
   if (state === "online" && $("banner").dataset.kind === "conn") $("banner").hidden = true;
   // The account was deleted from another device or tab.
   if (state === "idle" && info.code === CloseAccountDeleted && app.creds) accountGone(codes.closeInfo(CloseAccountDeleted).words);
-  // An operator banned the user: say so; the session does not reconnect.
-  if (state === "idle" && info.code === CloseBanned) showError(codes.closeInfo(CloseBanned).words, true, "conn");
+  // The moderators banned the account: refused at login, or closed live.
+  if (state === "idle" && info.code === CloseBanned) accountBanned();
 }
 
 // renderConn is the header's word for the connection: never "Online" while
@@ -439,6 +444,10 @@ function onLogin(identity, ack, acted) {
   // a stale login error never stays beside a successful login.
   if (acted || $("banner").dataset.kind === "login") $("banner").hidden = true;
   $("token-box").hidden = true;
+  // A new account (or another one) after a ban: the banned account's
+  // credentials and what was kept for it go (the same id: the ban was lifted).
+  if (app.banned && app.banned !== identity.user) store.forgetAccount(app.banned);
+  app.banned = "";
   app.needToken = false;
   helloTabs();
   if (store.checkEpoch(ack.epoch) === "reset") {
@@ -576,6 +585,50 @@ function accountGone(words) {
   enterGuest("account-view");
   show("account-view", {}, "replace");
   notice(words);
+}
+
+// Banned accounts (docs/protocol.md, close 4008): a login refused with
+// "banned", or a live connection closed with 4008. As for 4003 and 4007 the
+// session stops for good (no reconnect) and the start screen shows; unlike
+// them the account is not forgotten on its own: the ban may be lifted, so
+// the stored credentials stay (a reload tries them once more) until the
+// person chooses "Forget this account on this device" or "Create a new
+// account" in the bar, which stays on every view until then.
+function onBanned(r, identity) {
+  accountBanned(identity && identity.user);
+}
+
+// accountBanned says that account id (by default the one logged in) is
+// banned. The refused login and the close after it both come here: said once.
+function accountBanned(id = app.creds ? app.creds.user : "") {
+  if (!id) return;
+  if (app.creds && app.creds.user === id) {
+    push.loggedOut(); // this browser's subscription: no notifications for it
+    if (tabs) tabs.postMessage({ type: "banned", user: id });
+  }
+  app.session.stop();
+  closeReport();
+  dropLocal();
+  app.banned = id;
+  app.paused = "";
+  enterGuest("account-view");
+  show("account-view", {}, "replace");
+  $("banned-new").focus();
+}
+
+// forgetBanned removes the banned account from this browser, as a deleted
+// one is (accountGone); then shows the start screen or Browse.
+function forgetBanned(view) {
+  if (!app.banned) return;
+  store.forgetAccount(app.banned);
+  app.banned = "";
+  if (view === "account-view") {
+    askSignUp("");
+    notice("The banned account was removed from this browser. Create a new account, or log in with another one.");
+  } else {
+    show("browse-view", {}, "replace");
+    notice("The banned account was removed from this browser.");
+  }
 }
 
 function onAuthFailed(r) {
@@ -1862,7 +1915,7 @@ function renderPost() {
   status.textContent = "";
   status.dataset.state = "ok";
   const mine = Boolean(app.creds && p.from === app.creds.user);
-  const sig = `${id}|${mine}|${app.creds ? 1 : 0}|${postSig(p, mine)}|${JSON.stringify(p.doc)}|${JSON.stringify(p.range_values)}|${p.features}`;
+  const sig = `${id}|${mine}|${app.creds ? 1 : 0}|${isReported(id)}|${postSig(p, mine)}|${JSON.stringify(p.doc)}|${JSON.stringify(p.range_values)}|${p.features}`;
   if (sig === renderedPost) return;
   renderedPost = sig;
   if (p.bad) {
@@ -1906,8 +1959,133 @@ function renderPost() {
       h("div", { class: "actions" },
         mine ? h("span", { class: "tag" }, "Your post")
           : h("button", { type: "button", class: "primary", "data-testid": "detail-chat", onclick: () => chatWithAuthor(p) }, "Message seller"),
-        share),
+        share,
+        // One cannot report one's own listing (the server says bad_request).
+        mine ? null : reportButton(p, title)),
       mine ? sellerTools(p) : null));
+}
+
+// ---------------------------------------------------------------- reports
+//
+// Reporting a listing to the moderators (docs/protocol.md, report): a
+// dialog with the reason and an optional line, then report; the listings
+// reported from this browser are remembered (store.js, bounded) so their
+// button says "Reported". Reporting again is harmless (the server takes it
+// as the same report), so "Reported" still opens nothing worse than a note.
+
+const REPORT_TEXT_MAX = 280;
+
+function isReported(id) {
+  return Boolean(app.u && app.creds && app.u.reported.includes(String(id)));
+}
+
+function markReported(id) {
+  const r = app.u.reported.filter((x) => x !== String(id));
+  r.push(String(id));
+  app.u.reported = r.slice(-store.MAX_REPORTED);
+  save();
+}
+
+function reportButton(p, title) {
+  if (isReported(p.id)) {
+    return h("button", {
+      type: "button", class: "reportbtn", "data-testid": "report-btn", "data-reported": "1", "aria-disabled": "true",
+      title: "You reported this listing",
+      onclick: () => notice("You reported this listing. Thanks — the moderators will look at it."),
+    }, "Reported");
+  }
+  return h("button", {
+    type: "button", class: "reportbtn", "data-testid": "report-btn", "aria-haspopup": "dialog",
+    "aria-label": `Report ${title} to the moderators`, onclick: () => openReport(p, title),
+  }, "Report…");
+}
+
+function openReport(p, title) {
+  if (!app.creds) {
+    askSignUp("To report a listing, create an account first: it takes one click.", () => { openPost(p.id, "replace"); openReport(p, title); });
+    return;
+  }
+  if (app.creds.user === p.from) return;
+  app.report = { id: String(p.id), from: p.from, title };
+  $("report-form").reset();
+  $("report-form").hidden = false;
+  $("report-done").hidden = true;
+  $("report-dialog").setAttribute("aria-labelledby", "report-title");
+  $("report-post-title").textContent = `“${title}”`;
+  $("report-status").hidden = true;
+  $("report-reason-error").hidden = true;
+  $("report-reasons").removeAttribute("aria-invalid");
+  $("report-send").disabled = false;
+  renderReportCount();
+  $("report-dialog").showModal();
+  $("report-reason-spam").focus();
+}
+
+// closeReport closes the dialog; the focus goes back to the listing's
+// Report button (now perhaps "Reported": it stays focusable).
+function closeReport() {
+  if ($("report-dialog").open) $("report-dialog").close();
+}
+
+function renderReportCount() {
+  const n = $("report-text").value.length;
+  $("report-count").textContent = `${n} / ${REPORT_TEXT_MAX}`;
+  $("report-count").classList.toggle("over", n > REPORT_TEXT_MAX);
+}
+
+async function sendReport(ev) {
+  ev.preventDefault();
+  const rp = app.report;
+  if (!rp || $("report-send").disabled) return;
+  const picked = $("report-form").querySelector("input[name=report-reason]:checked");
+  const status = $("report-status");
+  status.hidden = true;
+  if (!picked) {
+    $("report-reason-error").textContent = "Choose what is wrong with this listing.";
+    $("report-reason-error").hidden = false;
+    $("report-reasons").setAttribute("aria-invalid", "true");
+    $("report-reason-spam").focus();
+    return;
+  }
+  $("report-reason-error").hidden = true;
+  $("report-reasons").removeAttribute("aria-invalid");
+  const req = { cmd: "report", id: parse(rp.id), reason: picked.value };
+  const text = $("report-text").value.trim().slice(0, REPORT_TEXT_MAX);
+  if (text) req.text = text;
+  $("report-send").disabled = true;
+  status.textContent = "Sending…";
+  status.dataset.reason = "";
+  status.hidden = false;
+  let r;
+  try {
+    r = await app.session.request(req);
+  } catch {
+    r = { result: "fail", reason: "unavailable" };
+  } finally {
+    $("report-send").disabled = false;
+  }
+  if (app.report !== rp) return; // closed meanwhile
+  if (r.result !== "ok") {
+    status.textContent = r.reason === "unavailable" && app.session.state !== "online"
+      ? "You are offline, so the report was not sent. Connect, then press “Send report” again."
+      : reasonText(r, "report");
+    status.dataset.reason = String(r.reason || "");
+    status.hidden = false;
+    return;
+  }
+  markReported(rp.id);
+  status.hidden = true;
+  $("report-form").hidden = true;
+  $("report-done").hidden = false;
+  $("report-dialog").setAttribute("aria-labelledby", "report-done-title");
+  // Blocking is about messages: offered when the seller has a conversation
+  // with this account and is not blocked already.
+  const talked = Object.values(app.u.chats).some((c) => c.peer === rp.from);
+  $("report-block-box").hidden = !talked || Boolean(app.blocked[String(rp.from)]);
+  $("report-block").hidden = false;
+  $("report-block-status").hidden = true;
+  $("report-done-title").focus();
+  render();
 }
 
 let gallery = { imgs: [], i: 0, title: "" };
@@ -2028,6 +2206,7 @@ function render() {
     ? "This account is now open in another tab of this browser, so this tab is paused: messages and listings are not updated here."
     : "This account was opened on another device or browser, so this tab is paused: messages and listings are not updated here.";
   document.body.classList.toggle("paused", Boolean(member && app.paused));
+  $("banned").hidden = !app.banned;
   if (!member && $("nick-input") !== document.activeElement) $("nick-input").value = app.nick;
   if (renderedU !== app.u) {
     renderedU = app.u;
@@ -2239,6 +2418,37 @@ function wireUI() {
     if (ev.key === "ArrowLeft") stepPhoto(-1);
     if (ev.key === "ArrowRight") stepPhoto(1);
   });
+  $("report-form").addEventListener("submit", sendReport);
+  $("report-text").addEventListener("input", renderReportCount);
+  $("report-cancel").addEventListener("click", closeReport);
+  $("report-close").addEventListener("click", closeReport);
+  $("report-form").addEventListener("change", (ev) => {
+    if (ev.target.name === "report-reason") { $("report-reason-error").hidden = true; $("report-reasons").removeAttribute("aria-invalid"); }
+  });
+  // Escape closes a modal <dialog> by itself (its "cancel"); either way the
+  // focus returns to the listing's Report button.
+  $("report-dialog").addEventListener("close", () => {
+    // The event comes a task after the close: the dialog may be open again.
+    if ($("report-dialog").open) return;
+    app.report = null;
+    const b = document.querySelector("#post-detail [data-testid=report-btn]");
+    if (b && app.view === "post-view") b.focus();
+  });
+  $("report-block").addEventListener("click", async () => {
+    const rp = app.report;
+    if (!rp) return;
+    $("report-block").disabled = true;
+    const ok = await setBlock(rp.from, true, $("report-block-status"));
+    $("report-block").disabled = false;
+    if (ok) {
+      $("report-block").hidden = true;
+      $("report-block-status").textContent = "Blocked: they cannot send you messages any more. You can unblock them under Account.";
+      $("report-block-status").hidden = false;
+      $("report-close").focus();
+    }
+  });
+  $("banned-new").addEventListener("click", () => forgetBanned("account-view"));
+  $("banned-forget").addEventListener("click", () => forgetBanned("browse-view"));
   $("pub-cancel").addEventListener("click", () => { if (app.cancel) app.cancel(); });
   for (const id of ["pub-title", "pub-desc"]) $(id).addEventListener("input", renderCounts);
   // Once errors show, they follow what is typed (on input, not on blur: a

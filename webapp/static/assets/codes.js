@@ -24,7 +24,7 @@ export const closeCodes = {
   // At least --abuse-window (10 s), doubling on each 4006 in a row.
   4006: { reason: "rate exceeded", reconnect: true, delay: 10000, words: "The app sent too much too fast, so the server paused it." },
   4007: { reason: "account deleted", reconnect: false, delay: 0, words: "This account was deleted." },
-  4008: { reason: "banned", reconnect: false, delay: 0, words: "This account has been banned by the operators of this service." },
+  4008: { reason: "banned", reconnect: false, delay: 0, words: "This account was banned by the moderators." },
 };
 
 const unknownClose = { reason: "", reconnect: true, delay: 0, words: "Server unreachable." };
@@ -92,7 +92,7 @@ export const reasonWords = {
   bad_token: "This server needs a sign-up token to create an account.",
   blocked: "Not delivered: this person is not receiving your messages.",
   too_many_blocks: "You have blocked as many people as you can. Unblock someone first.",
-  banned: "This account has been banned by the operators of this service.",
+  banned: "This account was banned by the moderators.",
 };
 
 // reasonText is a failed reply in words. what is the request's kind:
@@ -112,6 +112,13 @@ export function reasonText(r, what, now = Date.now()) {
   }
   if (what === "delete_account" && reason === "rate_limited") return "Too many attempts in a short time. Please wait a minute and try again.";
   if (what === "delete_account" && reason === "unavailable") return "The account could not be deleted just now; nothing you still see was lost. Please try again.";
+  // Reporting a listing (docs/protocol.md, report).
+  if (what === "report" && reason === "not_found") return "This listing is gone: it was removed or has expired, so there is nothing left to report.";
+  if (what === "report" && reason === "rate_limited") {
+    return `You have sent many reports in a short time. Please try again ${secs !== undefined ? whenText(secs, now) : "later"}.`;
+  }
+  if (what === "report" && reason === "unavailable") return "The report could not be sent just now. Please try again in a moment.";
+  if (what === "report" && reason === "bad_request") return "The server did not accept this report. (Your own listings cannot be reported.)";
   // Issue 15: a seller's changes (docs/protocol.md "Editing a listing").
   const change = what === "update" || what === "set_status" || what === "renew";
   if (change && reason === "not_found") return "This listing does not exist any more (deleted or expired).";

@@ -17,6 +17,7 @@ const ackKind = {
   update_ack: "update", set_status_ack: "set_status", renew_ack: "renew",
   delete_account_ack: "delete_account",
   block_ack: "block", unblock_ack: "unblock", blocks_ack: "blocks",
+  report_ack: "report",
 };
 
 // Close codes the session acts on; what every code means (reconnect or
@@ -33,7 +34,8 @@ export class Offline extends Error {
 
 export class Session {
   // hooks: onState(state, info), onLogin(identity, ack, acted), onPush(frame),
-  // onStale(frame), onAuthFailed(reply), onIdentifyFailed(reply)
+  // onStale(frame), onAuthFailed(reply), onIdentifyFailed(reply),
+  // onBanned(reply, identity)
   constructor(url, hooks) {
     this.url = url;
     this.hooks = hooks;
@@ -158,10 +160,11 @@ export class Session {
       this.hooks.onAuthFailed(r);
       return; // the server closes with 4003
     }
+    // A banned account (docs/protocol.md, close 4008): trying again would
+    // only be refused again, so the session stops for good.
     if (r.reason === "banned") {
-      // Trying again would only be refused again: no reconnect.
       this.stopped = true;
-      this.hooks.onIdentifyFailed(r, this.identity);
+      this.hooks.onBanned(r, this.identity);
       return; // the server closes with 4008
     }
     // A refused register is not tried again on its own (a token may be

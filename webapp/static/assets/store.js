@@ -44,10 +44,12 @@ export function loadCreds() {
 }
 export const saveCreds = (c) => write("creds", { user: c.user, password: c.password });
 export const clearCreds = () => remove("creds");
-// forgetAccount removes a deleted account's credentials and everything
-// kept for it (its conversations, listings seen, drafts).
+// forgetAccount removes a deleted (or banned) account's credentials and
+// everything kept for it (its conversations, listings seen, drafts); the
+// stored credentials only if they are that account's.
 export function forgetAccount(id) {
-  remove("creds");
+  const c = loadCreds();
+  if (!c || c.user === String(id)) remove("creds");
   remove("user." + id);
   remove("drafts." + id);
 }
@@ -107,8 +109,14 @@ export function emptyUser() {
     outbox: [],     // message frames not yet acknowledged by the server
     seenMsgIds: [], // recent server msg_ids, to drop redeliveries
     pendingPublish: null,
+    reported: [],   // ids (strings) of listings reported from this browser, oldest first
   };
 }
+
+// MAX_REPORTED bounds the listings remembered as reported: the oldest are
+// forgotten first (their button then offers Report again, which the
+// server takes as the same report).
+export const MAX_REPORTED = 500;
 
 function posts(obj) {
   const out = {};
@@ -151,6 +159,9 @@ export function cleanUser(s) {
   }
   if (Array.isArray(s.seenMsgIds)) u.seenMsgIds = s.seenMsgIds.filter((x) => typeof x === "string");
   if (s.pendingPublish && typeof s.pendingPublish === "object" && s.pendingPublish.post) u.pendingPublish = s.pendingPublish;
+  if (Array.isArray(s.reported)) {
+    u.reported = [...new Set(s.reported.filter((x) => typeof x === "string" && /^\d{1,20}$/.test(x)))].slice(-MAX_REPORTED);
+  }
   return u;
 }
 
