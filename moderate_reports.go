@@ -226,8 +226,11 @@ func writeReportsTable(w io.Writer, list []broker.ReportedPost) error {
 	for _, p := range list {
 		l := toReportLine(p)
 		snip := l.Snippet
-		if l.Title != "" {
+		switch {
+		case l.Title != "" && snip != "":
 			snip = l.Title + ": " + snip
+		case l.Title != "":
+			snip = l.Title
 		}
 		if l.Gone {
 			snip = "(gone)"

@@ -5,7 +5,7 @@
 # behind HAProxy (deploy/compose/haproxy.cfg with loopback ports), then the
 # hostile clients of scripts/tour/hostile against one node with default limits.
 #
-#   scripts/tour/tour.sh [all|operator|rolling|outage|coldstart|flags|misc|hostile]
+#   scripts/tour/tour.sh [all|operator|rolling|outage|coldstart|flags|misc|moderation|hostile]
 #
 # Needs redis-server, redis-cli, haproxy, curl and bc. Bounded in time
 # (operator about 5 minutes, hostile about 3), every process it starts is
@@ -225,6 +225,29 @@ misc() {
 	kill ${DBPID[5]}
 }
 
+moderation() {
+	say "moderation through HAProxy: reports, review, removal, a ban"
+	local R="--redis 127.0.0.1:$RPORT"
+	"$HOSTILE" -mode reports -url ws://127.0.0.1:$LB/ws -d 5s -src "127.0.0.1,$(seq -s, -f '127.0.3.%g' 1 20)" | cut -c1-600
+	"$BIN" moderate reports $R --limit 3
+	local post
+	post=$("$BIN" moderate reports $R --json --limit 1 | grep -o '"id":[0-9]*' | head -1 | cut -d: -f2)
+	echo "report keys in Redis: $(redis-cli -p $RPORT --scan --pattern '*{posts}:r*' | wc -l)"
+	"$BIN" moderate remove $R "$post"
+	"$BIN" moderate remove $R "$post"; echo "  second remove: exit $?"
+	echo "report keys in Redis after the removal: $(redis-cli -p $RPORT --scan --pattern '*{posts}:r*' | wc -l)"
+	"$BIN" moderate dismiss $R 987654321; echo "  dismiss of an unknown post: exit $?"
+	"$HOSTILE" -mode banme -url ws://127.0.0.1:$LB/ws -d 20s >"$T/banme.out" 2>"$T/banme.err" &
+	local h=$! id=""
+	for _ in $(seq 50); do id=$(awk '/^registered/{print $2}' "$T/banme.err"); [ -n "$id" ] && break; sleep 0.2; done
+	"$BIN" moderate ban $R --note "tour: spam" "$id"
+	wait $h; cat "$T/banme.out"
+	"$BIN" moderate ban $R 99999999; echo "  ban of an unknown user: exit $?"
+	"$BIN" moderate unban $R "$id"
+	"$BIN" moderate ban --redis 127.0.0.1:1 "$id"; echo "  ban with Redis unreachable: exit $?"
+	for i in 1 2 3; do metric 1908$i 'occase_reports_total|occase_logins_banned_total|occase_sessions_banned_total' | grep -v ' 0$'; done
+}
+
 hostile() {
 	say "hostile clients against one node with default limits"
 	rm -rf "$T/redis"; redis_stop; redis_start
@@ -284,9 +307,9 @@ hostile() {
 }
 
 case ${1:-all} in
-all) build; cluster; rolling; outage; coldstart; flags; misc; cleanup; PIDS=(); hostile ;;
-operator) build; cluster; rolling; outage; coldstart; flags; misc ;;
-rolling | outage | coldstart | flags | misc) build; cluster; "$1" ;;
+all) build; cluster; rolling; outage; coldstart; flags; misc; moderation; cleanup; PIDS=(); hostile ;;
+operator) build; cluster; rolling; outage; coldstart; flags; misc; moderation ;;
+rolling | outage | coldstart | flags | misc | moderation) build; cluster; "$1" ;;
 hostile) build; hostile ;;
-*) echo "usage: $0 [all|operator|rolling|outage|coldstart|flags|misc|hostile]"; exit 2 ;;
+*) echo "usage: $0 [all|operator|rolling|outage|coldstart|flags|misc|moderation|hostile]"; exit 2 ;;
 esac

@@ -26,7 +26,7 @@ import (
 
 var (
 	wsURL = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
-	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports")
+	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports, banme")
 	dur   = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
 	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
 	n     = flag.Int("n", 50, "regstorm: registrations per source address")
@@ -72,6 +72,8 @@ func main() {
 		res = heads()
 	case "reports":
 		res = reports()
+	case "banme":
+		res = banme()
 	default:
 		fmt.Fprintln(os.Stderr, "hostile: unknown mode", *mode)
 		os.Exit(2)
@@ -805,4 +807,40 @@ func reports() string {
 	wg.Wait()
 	return fmt.Sprintf("post=%v flood: frames_written=%d seen=[%s]; one report from each of %d addresses: [%s]",
 		post, sent, cs.String(), len(srcs), many.String())
+}
+
+// banme: registers a user, says its id on stderr at once ("registered
+// ID"), holds the connection for -d or until the server closes it, then
+// logs in again with the same credentials: the tour bans the user
+// meanwhile (occase moderate ban) and reads how both ended.
+func banme() string {
+	from := strings.Split(*src, ",")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+15*time.Second)
+	defer cancel()
+	c, id, pw, err := register(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	fmt.Fprintln(os.Stderr, "registered", id)
+	hctx, hcancel := context.WithTimeout(ctx, *dur)
+	var held string
+	for {
+		if _, err := read(hctx, c); err != nil {
+			held = closeCode(err)
+			break
+		}
+	}
+	hcancel()
+	c.CloseNow()
+	again := "login_ok"
+	if c2, err := login(ctx, from, id, pw); err != nil {
+		again = err.Error()
+	} else {
+		rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+		_, err := read(rctx, c2)
+		rcancel()
+		again += ", then " + closeCode(err)
+		c2.CloseNow()
+	}
+	return fmt.Sprintf("user=%s live_session=%s login_again=%s", id, held, again)
 }
