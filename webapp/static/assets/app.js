@@ -609,6 +609,10 @@ function accountBanned(id = app.creds ? app.creds.user : "") {
   app.session.stop();
   closeReport();
   dropLocal();
+  // A notice of the account that is now banned ("Welcome! Your account is
+  // ready") would stand above the ban's bar and contradict it.
+  clearTimeout(noticeTimer);
+  $("notice").hidden = true;
   app.banned = id;
   app.paused = "";
   enterGuest("account-view");
