@@ -51,6 +51,8 @@ type metrics struct {
 
 	// reports counts report commands by result (reports.go).
 	reports *prometheus.CounterVec
+	// reportsEvicted counts posts taken out of the full review queue.
+	reportsEvicted prometheus.Counter
 	// heads counts connections the front door ended before a request:
 	// timeout (--read-header-timeout spent), too_large (431), gone (the
 	// client closed or reset).
@@ -133,9 +135,11 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(m.loginsBanned, m.sessionsBanned)
 
 	m.reports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_reports_total",
-		Help: "report commands by result: new (a new reporter counted), again (the same reporter again: reason and text replaced), capped (past the reporters kept per post: acknowledged, not stored), or the refusal's reason."},
+		Help: "report commands by result: new (a new reporter counted), again (the same reporter again: reason and text replaced), capped (past the reporters kept per post: acknowledged, not stored), queue_full (a post not in the review queue, which is full of posts with several reporters: acknowledged, not stored), or the refusal's reason."},
 		[]string{"result"})
-	reg.MustRegister(m.reports)
+	m.reportsEvicted = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_reports_evicted_total",
+		Help: "Posts with a single reporter taken out of the full review queue (--report-queue-max), their reports deleted, to make room for a newly reported post."})
+	reg.MustRegister(m.reports, m.reportsEvicted)
 	for _, r := range reportResults {
 		m.reports.WithLabelValues(r)
 	}
