@@ -198,6 +198,8 @@ func TestReportQueueFullEndToEnd(t *testing.T) {
 			{`occase_reports_total{result="again"}`, 1},
 			{`occase_reports_total{result="queue_full"}`, 1},
 			{`occase_reports_evicted_total`, 1},
+			{`occase_reports_queued`, 2},
+			{`occase_reports_queue_max`, 2},
 		} {
 			if v := metricValue(t, n, want.metric); v != want.n {
 				t.Fatalf("%s = %v, want %v", want.metric, v, want.n)

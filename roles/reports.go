@@ -48,8 +48,11 @@ func (ss *session) reportPost(req *wire.Request) error {
 	return nil
 }
 
-func (ss *session) reportBounds() broker.ReportBounds {
-	b := ss.srv.cfg.Reports
+func (ss *session) reportBounds() broker.ReportBounds { return reportBounds(ss.srv.cfg) }
+
+// reportBounds are cfg's report caps, zero fields the defaults.
+func reportBounds(cfg Config) broker.ReportBounds {
+	b := cfg.Reports
 	if b.Reporters <= 0 {
 		b.Reporters = broker.DefaultReportBounds.Reporters
 	}
