@@ -177,4 +177,9 @@ func TestModerateReportsCommand(t *testing.T) {
 	if _, errOut, err := run(t, binary(t), "moderate", "reports", "--redis", "embedded"); err == nil || !strings.Contains(errOut, "needs --redis") {
 		t.Fatalf("reports on the embedded server: %v %q", err, errOut)
 	}
+	// The review queue is always bounded: a node does not start without.
+	if _, errOut, err := run(t, binary(t), "serve", "--redis", "embedded", "--report-queue-max", "0"); err == nil ||
+		!strings.Contains(errOut, "--report-queue-max 0: want at least 1") {
+		t.Fatalf("serve --report-queue-max 0: %v %q, want a refusal", err, errOut)
+	}
 }
