@@ -342,6 +342,7 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "report-burst", Value: cfg.ReportBurst, Destination: &cfg.ReportBurst, EnvVars: env("REPORT_BURST"), Usage: "report requests one connection may make at once above --report-rate"},
 		&cli.IntFlag{Name: "report-reporters", Value: cfg.Reports.Reporters, Destination: &cfg.Reports.Reporters, EnvVars: env("REPORT_REPORTERS"), Usage: "distinct reporters kept and counted per post (reports past it are acknowledged, not stored)"},
 		&cli.IntFlag{Name: "report-details", Value: cfg.Reports.Details, Destination: &cfg.Reports.Details, EnvVars: env("REPORT_DETAILS"), Usage: "latest reports kept in full (reason, time, text) per post, for 'occase moderate reports'"},
+		&cli.IntFlag{Name: "report-queue-max", Value: cfg.Reports.Queue, Destination: &cfg.Reports.Queue, EnvVars: env("REPORT_QUEUE_MAX"), Usage: "reported posts kept in the review queue, all together (at least 1); when full, a new post's report evicts the oldest post with a single reporter, or is not stored if every post has several"},
 		&cli.Float64Flag{Name: "read-rate-bytes", Value: cfg.ReadRateBytes, Destination: &cfg.ReadRateBytes, EnvVars: env("READ_RATE_BYTES"), Usage: "bytes per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
 		&cli.IntFlag{Name: "read-burst-bytes", Value: cfg.ReadBurstBytes, Destination: &cfg.ReadBurstBytes, EnvVars: env("READ_BURST_BYTES"), Usage: "bytes one connection may send at once above --read-rate-bytes (at least 1024)"},
 		&cli.Float64Flag{Name: "read-rate-frames", Value: cfg.ReadRateFrames, Destination: &cfg.ReadRateFrames, EnvVars: env("READ_RATE_FRAMES"), Usage: "frames per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
@@ -452,6 +453,9 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 		return cfg, err
 	}
 	cfg.RegisterKey = rk
+	if cfg.Reports.Queue < 1 {
+		return cfg, fmt.Errorf("--report-queue-max %d: want at least 1 (the review queue is always bounded)", cfg.Reports.Queue)
+	}
 	if cfg.Redis.AccountTTL < 0 {
 		return cfg, fmt.Errorf("--account-ttl must not be negative")
 	}

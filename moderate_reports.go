@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,7 +37,7 @@ func reportCommands() []*cli.Command {
 	return []*cli.Command{{
 		Name:  "reports",
 		Usage: "list the reported posts, most reported first: id, author, distinct reporters, reasons, a snippet of the post, the latest texts",
-		Flags: append(reportRedisFlags(&dl),
+		Flags: append(reportRedisFlags(&dl, "report-queue-max"),
 			&cli.IntFlag{Name: "limit", Value: 50, Usage: "posts listed at most (1 to 1000)"},
 			&cli.IntFlag{Name: "texts", Value: 3, Usage: "latest reports shown per post (1 to 20)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
@@ -56,7 +57,11 @@ func reportCommands() []*cli.Command {
 				if c.Bool("json") {
 					return writeReportsJSON(c.App.Writer, list)
 				}
-				return writeReportsTable(c.App.Writer, list)
+				queued, err := b.ReportQueueLen(ctx)
+				if err != nil {
+					return err
+				}
+				return writeReportsTable(c.App.Writer, list, queued, c.Int("report-queue-max"))
 			})
 		},
 	}, {
@@ -114,13 +119,14 @@ func reportCommands() []*cli.Command {
 }
 
 // reportRedisFlags are the serve flags that reach Redis (as `occase images
-// gc` takes them), and the log options; logs go to stderr, at warn unless
-// asked, so stdout holds the command's answer alone.
-func reportRedisFlags(d *roles.Config) []cli.Flag {
+// gc` takes them), the log options and the serve flags named in also;
+// logs go to stderr, at warn unless asked, so stdout holds the command's
+// answer alone.
+func reportRedisFlags(d *roles.Config, also ...string) []cli.Flag {
 	var flags []cli.Flag
 	for _, f := range serveFlags(d) {
 		n := f.Names()[0]
-		if strings.HasPrefix(n, "redis") || n == "log-format" {
+		if strings.HasPrefix(n, "redis") || n == "log-format" || slices.Contains(also, n) {
 			flags = append(flags, f)
 		}
 	}
@@ -216,9 +222,20 @@ func writeReportsJSON(w io.Writer, list []broker.ReportedPost) error {
 	return nil
 }
 
-func writeReportsTable(w io.Writer, list []broker.ReportedPost) error {
+// writeReportsTable writes the table under a line that says how full the
+// review queue is: queued posts of at most most (--report-queue-max, as
+// the nodes run with it).
+func writeReportsTable(w io.Writer, list []broker.ReportedPost, queued, most int) error {
 	if len(list) == 0 {
-		_, err := fmt.Fprintln(w, "no reported posts")
+		_, err := fmt.Fprintf(w, "no reported posts (the review queue holds at most %d)\n", most)
+		return err
+	}
+	head := fmt.Sprintf("review queue: %d of at most %d reported posts", queued, most)
+	if queued >= most {
+		head += "; FULL: a newly reported post evicts the oldest with a single reporter, " +
+			"or is not stored when every post has several (dismiss or remove to make room)"
+	}
+	if _, err := fmt.Fprintln(w, head); err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -54,7 +54,7 @@ func (w *wsClient) report(id int64, reason, text string) {
 // address, as a lone Redis).
 func TestModerateReportsCommand(t *testing.T) {
 	eachBackend(t, func(t *testing.T, redisAddr string) {
-		n := startProc(t, "--role=db", "--redis", redisAddr, "--secret", testSecret)
+		n := startProc(t, "--role=db", "--redis", redisAddr, "--secret", testSecret, "--report-queue-max", "2")
 		author, r1, r2, sub := wsDial(t, n.addr), wsDial(t, n.addr), wsDial(t, n.addr), wsDial(t, n.addr)
 		for _, w := range []*wsClient{author, r1, r2, sub} {
 			w.register()
@@ -78,15 +78,19 @@ func TestModerateReportsCommand(t *testing.T) {
 			sub := args[0]
 			return run(t, bin, append([]string{"moderate", sub, "--redis", redisAddr}, args[1:]...)...)
 		}
-		out, errOut, err := moderate("reports")
+		// The node runs with --report-queue-max 2: the queue is full, and
+		// the command, told the same, says so above the table.
+		out, errOut, err := moderate("reports", "--report-queue-max", "2")
 		if err != nil {
 			t.Fatalf("reports: %v\n%s", err, errOut)
 		}
 		t.Logf("reports:\n%s", out)
 		lines := strings.Split(strings.TrimSpace(out), "\n")
-		if len(lines) != 3 || !strings.HasPrefix(lines[0], "POST") {
+		if len(lines) != 4 || !strings.HasPrefix(lines[0], "review queue: 2 of at most 2 reported posts; FULL: ") ||
+			!strings.HasPrefix(lines[1], "POST") {
 			t.Fatalf("reports table:\n%s", out)
 		}
+		lines = lines[1:]
 		first, second := strings.Fields(lines[1]), strings.Fields(lines[2])
 		if first[0] != fmt.Sprint(bike) || first[1] != author.id || first[2] != "2" || first[3] != "scam:2" ||
 			!strings.Contains(lines[1], "Bike: as new, 2016") || !strings.Contains(lines[1], "scam: asks for a deposit") {
@@ -95,6 +99,10 @@ func TestModerateReportsCommand(t *testing.T) {
 		if second[0] != fmt.Sprint(golf) || second[2] != "1" || !strings.Contains(lines[2], "Golf  [2J: as new") ||
 			!strings.Contains(lines[2], "spam: posted ten times") {
 			t.Fatalf("second row %q", lines[2])
+		}
+		// The default max is what the command says when not told.
+		if out, _, _ := moderate("reports"); !strings.HasPrefix(out, "review queue: 2 of at most 5000 reported posts\n") {
+			t.Fatalf("reports without --report-queue-max:\n%s", out)
 		}
 		if strings.ContainsAny(out, "\x1b") {
 			t.Fatalf("a control character from a post reached the operator's terminal: %q", out)
@@ -140,7 +148,7 @@ func TestModerateReportsCommand(t *testing.T) {
 		// The dismissed post stays, and reporting it again queues it again.
 		r2.report(golf, "offensive", "")
 		out, _, _ = moderate("reports")
-		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 || strings.Fields(lines[1])[0] != fmt.Sprint(golf) {
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || strings.Fields(lines[2])[0] != fmt.Sprint(golf) {
 			t.Fatalf("reports after remove and dismiss:\n%s", out)
 		}
 
@@ -157,7 +165,7 @@ func TestModerateReportsCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if out, _, _ := moderate("reports"); strings.TrimSpace(out) != "no reported posts" {
+		if out, _, _ := moderate("reports"); strings.TrimSpace(out) != "no reported posts (the review queue holds at most 5000)" {
 			t.Fatalf("reports when none: %q", out)
 		}
 	})
@@ -168,5 +176,10 @@ func TestModerateReportsCommand(t *testing.T) {
 	}
 	if _, errOut, err := run(t, binary(t), "moderate", "reports", "--redis", "embedded"); err == nil || !strings.Contains(errOut, "needs --redis") {
 		t.Fatalf("reports on the embedded server: %v %q", err, errOut)
+	}
+	// The review queue is always bounded: a node does not start without.
+	if _, errOut, err := run(t, binary(t), "serve", "--redis", "embedded", "--report-queue-max", "0"); err == nil ||
+		!strings.Contains(errOut, "--report-queue-max 0: want at least 1") {
+		t.Fatalf("serve --report-queue-max 0: %v %q, want a refusal", err, errOut)
 	}
 }

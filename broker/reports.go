@@ -14,10 +14,19 @@ package broker
 //	                    '{"by":"<id>","reason":"<r>","at":<unix s>,"text":"..."}'
 //	{posts}:reported    sorted set, the review queue: member post id, score
 //	                    the post's distinct reporters (HLEN of rby:<id>)
+//	                    plus a fraction under 1 that grows with the post id
+//	                    (reportTie), at most ReportBounds.Queue members
 //
 // A post is in the queue exactly when its two report keys exist: the
 // report script makes all three, the dismiss, delete and expiry scripts
 // remove all three.
+//
+// The queue is bounded in total, not only per post: when it holds
+// ReportBounds.Queue posts, a report of a post not in it yet evicts the
+// lowest entry (the fewest reporters, then the lowest id: the oldest post)
+// if that entry has a single reporter, and is not stored otherwise. So a
+// flood of single reports can push out other single reports, never a
+// post that several users report (docs/security.md "Reports").
 
 import (
 	"context"
@@ -38,10 +47,15 @@ type ReportBounds struct {
 	Reporters int
 	// Details: latest full reports (reason, time, text) kept per post.
 	Details int
+	// Queue: reported posts kept in the review queue, all together; the
+	// bound of all reports' memory is Queue times one post's at the
+	// other two caps. Zero or less: DefaultReportBounds.Queue (the queue
+	// is never unbounded).
+	Queue int
 }
 
 // DefaultReportBounds are the caps docs/security.md "Reports" sizes.
-var DefaultReportBounds = ReportBounds{Reporters: 100, Details: 20}
+var DefaultReportBounds = ReportBounds{Reporters: 100, Details: 10, Queue: 5000}
 
 // Report is one user's report of a post.
 type Report struct {
@@ -61,6 +75,13 @@ type ReportResult struct {
 	// Capped: the post has ReportBounds.Reporters reporters already and
 	// this (new) one was not stored.
 	Capped bool
+	// QueueFull: the post was not in the review queue, the queue holds
+	// ReportBounds.Queue posts and none of them has a single reporter;
+	// nothing was stored (Reporters is 0).
+	QueueFull bool
+	// Evicted: the id of the post with a single reporter that this report
+	// took out of the full queue, its reports deleted; 0: none.
+	Evicted uint64
 }
 
 func (c *Client) reportKeys(sid string) (by, last string) {
@@ -69,10 +90,19 @@ func (c *Client) reportKeys(sid string) (by, last string) {
 
 // reportScript stores one report. KEYS: owner, rby:<id>, rlast:<id>,
 // reported. ARGV: id, reporter, reason, the report's JSON (it starts
-// '{"by":"<reporter>",'), max reporters, max details.
-// Returns {1, n} stored, {2, n} stored again (a repeat: reason and text
-// replaced, not counted), {3, n} capped (nothing stored), {0} no such post,
-// {-1} the reporter is the author.
+// '{"by":"<reporter>",'), max reporters, max details, max queued posts,
+// the prefix of the report keys ('<p>{posts}:'), the id's tie fraction
+// (reportTie).
+// Returns {1, n, evicted} stored (evicted: the id of the post taken out
+// of the full queue to make room, empty: none), {2, n} stored again (a
+// repeat: reason and text replaced, not counted), {3, n} capped (nothing
+// stored), {4, 0} the queue is full of posts with several reporters
+// (nothing stored), {0} no such post, {-1} the reporter is the author.
+//
+// An evicted post's report keys are named here, not passed: which post
+// goes is known only inside the script, and its keys carry the {posts}
+// tag of the keys passed, so they are in the script's slot on a cluster
+// (as the expiry script does).
 var reportScript = newScript("post_report", `
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if not owner then return {0} end
@@ -80,6 +110,14 @@ if owner == ARGV[2] then return {-1} end
 local again = redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1
 local n = redis.call('HLEN', KEYS[2])
 if not again and n >= tonumber(ARGV[5]) then return {3, n} end
+local evicted = ''
+if not redis.call('ZSCORE', KEYS[4], ARGV[1]) and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[7]) then
+  local low = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+  if tonumber(low[2]) >= 2 then return {4, 0} end
+  evicted = low[1]
+  redis.call('ZREM', KEYS[4], evicted)
+  redis.call('DEL', ARGV[8] .. 'rby:' .. evicted, ARGV[8] .. 'rlast:' .. evicted)
+end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 if again then
   local head = '{"by":"' .. ARGV[2] .. '",'
@@ -91,9 +129,20 @@ else
 end
 redis.call('LPUSH', KEYS[3], ARGV[4])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
-redis.call('ZADD', KEYS[4], n, ARGV[1])
+redis.call('ZADD', KEYS[4], n + tonumber(ARGV[9]), ARGV[1])
 if again then return {2, n} end
-return {1, n}`)
+return {1, n, evicted}`)
+
+// reportTie is the fraction under 1 that the queue adds to a post's
+// reporter count, so that posts with as many reporters are ordered by id
+// (the oldest lowest): the sorted set alone would order them as strings,
+// "10" before "9". Exact for ids under 2^40 and up to 8,191 reporters
+// (53 bits); ids past 2^40 share the top fraction.
+func reportTie(id uint64) string {
+	const bits = 40
+	id = min(id, 1<<bits-1)
+	return strconv.FormatFloat(float64(id)/(1<<bits), 'g', -1, 64)
+}
 
 // ReportPost stores r as a report of post id, within b, in one atomic step
 // that checks the post exists (ErrPostNotFound) and is not r.By's own
@@ -105,8 +154,13 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
 	detail := AppendReport(nil, r)
+	queue := b.Queue
+	if queue <= 0 {
+		queue = DefaultReportBounds.Queue
+	}
 	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported")},
-		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(max(b.Reporters, 1)), strconv.Itoa(max(b.Details, 1))}).ToArray()
+		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(max(b.Reporters, 1)), strconv.Itoa(max(b.Details, 1)),
+			strconv.Itoa(queue), c.postsKey(""), reportTie(id)}).ToArray()
 	if err != nil {
 		return ReportResult{}, c.wrap("report post "+sid, err)
 	}
@@ -127,11 +181,19 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	case -1:
 		return ReportResult{}, ErrOwnPost
 	case 1:
-		return ReportResult{Reporters: int(n)}, nil
+		res := ReportResult{Reporters: int(n)}
+		if len(vs) > 2 {
+			if e, _ := vs[2].ToString(); e != "" {
+				res.Evicted, _ = strconv.ParseUint(e, 10, 64)
+			}
+		}
+		return res, nil
 	case 2:
 		return ReportResult{Reporters: int(n), Again: true}, nil
 	case 3:
 		return ReportResult{Reporters: int(n), Capped: true}, nil
+	case 4:
+		return ReportResult{QueueFull: true}, nil
 	}
 	return ReportResult{}, errors.New("report script: unexpected reply")
 }
@@ -171,6 +233,12 @@ func appendJSONString(dst []byte, s string) []byte {
 		}
 	}
 	return append(dst, '"')
+}
+
+// ReportQueueLen returns how many posts the review queue holds.
+func (c *Client) ReportQueueLen(ctx context.Context) (int, error) {
+	n, err := c.do(ctx, c.rc.B().Zcard().Key(c.postsKey("reported")).Build()).AsInt64()
+	return int(n), c.wrap("count the reported posts", err)
 }
 
 // ReportedPost is one post of the review queue, as an operator sees it.

@@ -131,6 +131,107 @@ func TestReportPost(t *testing.T) {
 	})
 }
 
+// The review queue is bounded in total: when it is full, a report of a
+// post not in it yet evicts the lowest entry if that has one reporter
+// (the oldest post among such: ids compared as numbers, 9 before 10, not
+// as the sorted set's strings), its report keys with it, and is not
+// stored if every entry has two reporters or more; a report of a post in
+// the queue always counts. On a real server, the embedded one and a
+// cluster.
+func TestReportQueueBound(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		bounds := broker.ReportBounds{Reporters: 5, Details: 2, Queue: 3}
+		rep := func(id uint64, by string) broker.ReportResult {
+			t.Helper()
+			r, err := c.ReportPost(ctx, id, broker.Report{By: by, Reason: "spam", At: 1000, Text: "x"}, bounds)
+			if err != nil {
+				t.Fatalf("report of %d by %s: %v", id, by, err)
+			}
+			return r
+		}
+		queueLen := func(want int) {
+			t.Helper()
+			if n, err := c.ReportQueueLen(ctx); err != nil || n != want {
+				t.Fatalf("queue holds %d (%v), want %d", n, err, want)
+			}
+		}
+		// Posts until two ids cross a power of ten (9 and 10 on a fresh
+		// prefix): the sorted set orders "10" before "9".
+		var ids []uint64
+		for {
+			ids = append(ids, storeTestPost(t, c, "7", 100))
+			if n := len(ids); n > 1 && len(fmt.Sprint(ids[n-1])) > len(fmt.Sprint(ids[n-2])) {
+				break
+			}
+			if len(ids) > 200 {
+				t.Fatal("no power of ten crossed")
+			}
+		}
+		older, newer := ids[len(ids)-2], ids[len(ids)-1]
+		several := ids[0]
+		fresh1, fresh2 := storeTestPost(t, c, "7", 100), storeTestPost(t, c, "7", 100)
+
+		rep(several, "1")
+		rep(several, "2")
+		rep(newer, "1")
+		rep(older, "1")
+		queueLen(3)
+
+		// Full: a new post's first report evicts the oldest single report.
+		if r := rep(fresh1, "1"); r != (broker.ReportResult{Reporters: 1, Evicted: older}) {
+			t.Fatalf("report into the full queue: %+v, want post %d evicted", r, older)
+		}
+		noReportKeys(t, c, older, "after its eviction")
+		queueLen(3)
+		if keys, queued, _ := c.ReportKeys(ctx, fresh1); len(keys) != 2 || !queued {
+			t.Fatalf("the new report: keys %v queued %v", keys, queued)
+		}
+
+		// A post in the queue always counts, full or not.
+		if r := rep(newer, "2"); r != (broker.ReportResult{Reporters: 2}) {
+			t.Fatalf("second reporter of a queued post: %+v", r)
+		}
+		if r := rep(fresh1, "3"); r != (broker.ReportResult{Reporters: 2}) {
+			t.Fatalf("second reporter of a queued post: %+v", r)
+		}
+		queueLen(3)
+
+		// Every entry has two reporters: a new post's report is not stored.
+		if r := rep(fresh2, "1"); r != (broker.ReportResult{QueueFull: true}) {
+			t.Fatalf("report into a queue of several-reporter posts: %+v", r)
+		}
+		noReportKeys(t, c, fresh2, "after a report into the full queue")
+		queueLen(3)
+		// Its evicted predecessor too stays out, as a new post would.
+		if r := rep(older, "9"); !r.QueueFull {
+			t.Fatalf("report of the evicted post: %+v, want queue full", r)
+		}
+		// A repeat and a third reporter of queued posts still count.
+		if r := rep(newer, "2"); !r.Again || r.Reporters != 2 {
+			t.Fatalf("repeat in the full queue: %+v", r)
+		}
+		if r := rep(several, "3"); r != (broker.ReportResult{Reporters: 3}) {
+			t.Fatalf("third reporter in the full queue: %+v", r)
+		}
+		// Most reported first; ties by id as numbers, newer first.
+		list, err := c.ReportedPosts(ctx, 10, 1)
+		if err != nil || len(list) != 3 || list[0].ID != several || list[1].ID != fresh1 || list[2].ID != newer {
+			t.Fatalf("queue %+v %v, want %d, %d, %d", list, err, several, fresh1, newer)
+		}
+
+		// Room again once an operator dismisses one.
+		if n, err := c.DismissReports(ctx, several); err != nil || n != 3 {
+			t.Fatalf("dismiss: %d %v", n, err)
+		}
+		if r := rep(fresh2, "1"); r != (broker.ReportResult{Reporters: 1}) {
+			t.Fatalf("report after a dismissal: %+v", r)
+		}
+		queueLen(3)
+	})
+}
+
 // Nothing of a post's reports outlives it: the author's delete, an
 // operator's removal and the expiry sweep drop the report keys and the
 // queue entry in the same script as the post.
@@ -198,22 +299,24 @@ func TestReportsGoWithThePost(t *testing.T) {
 	})
 }
 
-// The memory of one post's reports at the caps, on a real server, with
-// every text at its longest: the figure docs/security.md "Reports"
-// multiplies by --max-posts.
+// The memory of reports at the caps, on a real server, with every text at
+// its longest: one post's keys at --report-reporters and --report-details,
+// and the review queue at --report-queue-max entries; docs/security.md
+// "Reports" states the product as the bound of all reports.
 func TestReportMemoryAtTheCaps(t *testing.T) {
 	r := brokertest.StartRedis(t)
 	opt := broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix()}
 	c := brokertest.Open(t, opt)
 	ctx := context.Background()
+	bounds := broker.DefaultReportBounds
 	id := storeTestPost(t, c, "7", 100)
 	// 280 characters that each cost 4 bytes of UTF-8 (the most one may:
 	// the node refuses control characters, which JSON would escape to six);
 	// ids as long as a user id gets (19 digits).
 	text := strings.Repeat("😀", 280)
-	for i := range broker.DefaultReportBounds.Reporters + 5 {
+	for i := range bounds.Reporters + 5 {
 		by := fmt.Sprintf("%019d", 1_000_000_000_000_000_000+i)
-		if _, err := c.ReportPost(ctx, id, broker.Report{By: by, Reason: "prohibited", At: 1_800_000_000, Text: text}, broker.DefaultReportBounds); err != nil {
+		if _, err := c.ReportPost(ctx, id, broker.Report{By: by, Reason: "prohibited", At: 1_800_000_000, Text: text}, bounds); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,19 +325,38 @@ func TestReportMemoryAtTheCaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
-	sid := fmt.Sprint(id)
-	total := int64(0)
-	for _, k := range []string{"{posts}:rby:" + sid, "{posts}:rlast:" + sid} {
+	usage := func(k string) int64 {
+		t.Helper()
 		n, err := raw.Do(ctx, raw.B().MemoryUsage().Key(opt.Prefix+k).Samples(0).Build()).AsInt64()
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("%s: %d bytes", k, n)
-		total += n
+		return n
 	}
-	// The queue entry: a member of a few bytes in one sorted set.
-	t.Logf("one post's reports at the caps: %d bytes", total)
-	if total > 32<<10 {
-		t.Fatalf("one post's reports take %d bytes at the caps, over the 32 KiB docs/security.md states", total)
+	sid := fmt.Sprint(id)
+	post := usage("{posts}:rby:"+sid) + usage("{posts}:rlast:"+sid)
+	t.Logf("one post's reports at the caps (%d reporters, %d details): %d bytes", bounds.Reporters, bounds.Details, post)
+	if post > 16<<10 {
+		t.Fatalf("one post's reports take %d bytes at the caps, over the 16 KiB docs/security.md states", post)
+	}
+	// The queue full, with ids of 13 digits (2^40: a trillion posts) and
+	// scores as the report script writes them.
+	cmds := make(rueidis.Commands, 0, bounds.Queue)
+	for i := range bounds.Queue {
+		cmds = append(cmds, raw.B().Zadd().Key(opt.Prefix+"{posts}:reported").ScoreMember().
+			ScoreMember(float64(bounds.Reporters)+0.123456789012345, fmt.Sprint(1<<40+i)).Build())
+	}
+	for _, res := range raw.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queue := usage("{posts}:reported")
+	total := int64(bounds.Queue)*post + queue
+	t.Logf("all reports at the caps: %d posts x %d + the queue %d = %d bytes (%.1f MiB)",
+		bounds.Queue, post, queue, total, float64(total)/(1<<20))
+	if total > 100<<20 {
+		t.Fatalf("all reports take %d bytes at the caps, over the 100 MiB docs/security.md states", total)
 	}
 }

@@ -28,36 +28,58 @@ const (
 	ReportNew    = "new"    // a new reporter, counted
 	ReportAgain  = "again"  // the same reporter again: reason and text replaced, not counted
 	ReportCapped = "capped" // a new reporter past the cap: acknowledged, not stored
+	// ReportQueueFull: a post not in the review queue, which is full of
+	// posts with several reporters: acknowledged, not stored.
+	ReportQueueFull = "queue_full"
 )
+
+// ReportDone says what an accepted report did.
+type ReportDone struct {
+	Outcome string // ReportNew, ReportAgain, ReportCapped or ReportQueueFull
+	// Evicted: the post with a single reporter that the report took out
+	// of the full review queue (its reports deleted); 0: none.
+	Evicted uint64
+}
 
 // Report handles {"cmd":"report","id":N,"reason":"...","text":"..."} from
 // the user of c: Redis checks in one script that the post exists and is
-// not the user's own, and stores the report within b. It returns one of
-// the outcomes above, or a *wire.Error. Every refusal is a fail reply on a
+// not the user's own, and stores the report within b. It returns what the
+// report did, or a *wire.Error. Every refusal is a fail reply on a
 // connection that stays open.
-func (s *Service) Report(ctx context.Context, c Conn, req *wire.Request, b broker.ReportBounds) (string, error) {
+//
+// A report that is not stored (capped, queue_full) is acknowledged ok
+// like one that is: the reporter did nothing wrong, and a distinct answer
+// would tell a prober how reported a post is or how full the queue is.
+// The operator sees these outcomes in the metric and the log.
+func (s *Service) Report(ctx context.Context, c Conn, req *wire.Request, b broker.ReportBounds) (ReportDone, error) {
 	id, r, err := parseReport(req)
 	if err != nil {
-		return "", err
+		return ReportDone{}, err
 	}
 	r.By = c.User()
 	r.At = s.cfg.Clock().Unix()
 	res, err := s.b.ReportPost(ctx, id, r, b)
 	switch {
 	case errors.Is(err, broker.ErrPostNotFound):
-		return "", wire.Errorf(wire.NotFound, "there is no post %d", id)
+		return ReportDone{}, wire.Errorf(wire.NotFound, "there is no post %d", id)
 	case errors.Is(err, broker.ErrOwnPost):
-		return "", wire.Errorf(wire.BadRequest, "one cannot report one's own post")
+		return ReportDone{}, wire.Errorf(wire.BadRequest, "one cannot report one's own post")
 	case err != nil:
 		s.log.Warn("storing a report failed", zap.Uint64("post", id), zap.Error(err))
-		return "", &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+		return ReportDone{}, &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
 	}
 	outcome := ReportNew
 	switch {
+	case res.QueueFull:
+		outcome = ReportQueueFull
 	case res.Capped:
 		outcome = ReportCapped
 	case res.Again:
 		outcome = ReportAgain
+	}
+	if res.Evicted != 0 {
+		s.log.Info("review queue full: a post with one reporter left it", zap.Uint64("evicted", res.Evicted),
+			zap.Uint64("for", id), zap.Int("max", b.Queue))
 	}
 	// The text stays out of the log: it is the user's words, for the
 	// operators' review only.
@@ -66,7 +88,7 @@ func (s *Service) Report(ctx context.Context, c Conn, req *wire.Request, b broke
 	ack := []byte(`{"cmd":"report_ack","result":"ok","id":`)
 	ack = strconv.AppendUint(ack, id, 10)
 	c.Send(append(ack, '}'))
-	return outcome, nil
+	return ReportDone{Outcome: outcome, Evicted: res.Evicted}, nil
 }
 
 // parseReport reads a report request. Every refusal is bad_request,

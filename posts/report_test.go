@@ -112,9 +112,9 @@ func TestReportAckAndLogLine(t *testing.T) {
 		c := newConn("9")
 		frame := fmt.Sprintf(`{"cmd":"report","id":%d,"reason":"scam","text":"secret words"}`, id)
 		for _, want := range []string{ReportNew, ReportAgain} {
-			outcome, err := s.Report(ctx, c, req(t, frame), broker.DefaultReportBounds)
-			if err != nil || outcome != want {
-				t.Fatalf("report: %q %v, want %q", outcome, err, want)
+			done, err := s.Report(ctx, c, req(t, frame), broker.DefaultReportBounds)
+			if err != nil || done != (ReportDone{Outcome: want}) {
+				t.Fatalf("report: %+v %v, want %q", done, err, want)
 			}
 		}
 		ack := fmt.Sprintf(`{"cmd":"report_ack","result":"ok","id":%d}`, id)
@@ -133,6 +133,52 @@ func TestReportAckAndLogLine(t *testing.T) {
 			if strings.Contains(fmt.Sprint(l.ContextMap()), "secret") || strings.Contains(l.Message, "secret") {
 				t.Fatalf("the report's text was logged: %v", l)
 			}
+		}
+	})
+}
+
+// A report into the full review queue is acknowledged ok whether it
+// evicts a post with one reporter (logged, with both ids) or is not
+// stored (queue_full): the reporter did nothing wrong.
+func TestReportIntoTheFullQueue(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		bc := brokertest.Open(t, b.Options)
+		core, logs := observer.New(zap.InfoLevel)
+		s, err := New(Config{}, bc, zap.New(core))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []uint64
+		for range 3 {
+			id, err := bc.StorePost(ctx, []byte(`"from":"7","date":1`), "7", 1, "x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		bounds := broker.ReportBounds{Reporters: 5, Details: 2, Queue: 1}
+		report := func(by string, id uint64) ReportDone {
+			t.Helper()
+			c := newConn(by)
+			done, err := s.Report(ctx, c, req(t, fmt.Sprintf(`{"cmd":"report","id":%d,"reason":"spam"}`, id)), bounds)
+			ack := fmt.Sprintf(`{"cmd":"report_ack","result":"ok","id":%d}`, id)
+			if err != nil || len(c.frames()) != 1 || c.frames()[0] != ack {
+				t.Fatalf("report of %d by %s: %v, frames %q", id, by, err, c.frames())
+			}
+			return done
+		}
+		report("8", ids[0])
+		if d := report("8", ids[1]); d != (ReportDone{Outcome: ReportNew, Evicted: ids[0]}) {
+			t.Fatalf("report into the full queue: %+v, want post %d evicted", d, ids[0])
+		}
+		lines := logs.FilterMessage("review queue full: a post with one reporter left it").All()
+		if len(lines) != 1 || lines[0].ContextMap()["evicted"] != ids[0] || lines[0].ContextMap()["for"] != ids[1] {
+			t.Fatalf("eviction log lines %v", lines)
+		}
+		report("9", ids[1])
+		if d := report("8", ids[2]); d != (ReportDone{Outcome: ReportQueueFull}) {
+			t.Fatalf("report into a queue of several-reporter posts: %+v", d)
 		}
 	})
 }

@@ -84,7 +84,8 @@ type Config struct {
 	MaxBlocks  int
 	// Reporting a post (docs/security.md "Reports"): report requests per
 	// second per session and their burst, and the caps of one post's
-	// reports in Redis (zero fields: broker.DefaultReportBounds).
+	// reports and of the review queue in Redis (zero fields:
+	// broker.DefaultReportBounds).
 	ReportRate  float64
 	ReportBurst int
 	Reports     broker.ReportBounds

@@ -51,6 +51,8 @@ type metrics struct {
 
 	// reports counts report commands by result (reports.go).
 	reports *prometheus.CounterVec
+	// reportsEvicted counts posts taken out of the full review queue.
+	reportsEvicted prometheus.Counter
 	// heads counts connections the front door ended before a request:
 	// timeout (--read-header-timeout spent), too_large (431), gone (the
 	// client closed or reset).
@@ -133,9 +135,11 @@ func newMetrics(s *Server) *metrics {
 	reg.MustRegister(m.loginsBanned, m.sessionsBanned)
 
 	m.reports = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_reports_total",
-		Help: "report commands by result: new (a new reporter counted), again (the same reporter again: reason and text replaced), capped (past the reporters kept per post: acknowledged, not stored), or the refusal's reason."},
+		Help: "report commands by result: new (a new reporter counted), again (the same reporter again: reason and text replaced), capped (past the reporters kept per post: acknowledged, not stored), queue_full (a post not in the review queue, which is full of posts with several reporters: acknowledged, not stored), or the refusal's reason."},
 		[]string{"result"})
-	reg.MustRegister(m.reports)
+	m.reportsEvicted = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_reports_evicted_total",
+		Help: "Posts with a single reporter taken out of the full review queue (--report-queue-max), their reports deleted, to make room for a newly reported post."})
+	reg.MustRegister(m.reports, m.reportsEvicted)
 	for _, r := range reportResults {
 		m.reports.WithLabelValues(r)
 	}
@@ -228,8 +232,47 @@ func newMetrics(s *Server) *metrics {
 				return 0
 			}))
 		reg.MustRegister(&redisMemory{s: s})
+		reg.MustRegister(&reportQueue{s: s})
 	}
 	return m
+}
+
+// reportQueue reports the review queue's size and max at scrape time,
+// asking Redis (ZCARD) at most every redisMemoryEvery.
+type reportQueue struct {
+	s *Server
+
+	mu  sync.Mutex
+	at  time.Time
+	n   int
+	err error
+}
+
+var (
+	reportQueuedDesc = prometheus.NewDesc("occase_reports_queued",
+		"Posts in the review queue of reported posts (all nodes see the same queue); at occase_reports_queue_max new reports evict or are not stored.", nil, nil)
+	reportQueueMaxDesc = prometheus.NewDesc("occase_reports_queue_max",
+		"--report-queue-max of this node: the most posts the review queue holds.", nil, nil)
+)
+
+func (r *reportQueue) Describe(ch chan<- *prometheus.Desc) {
+	ch <- reportQueuedDesc
+	ch <- reportQueueMaxDesc
+}
+
+func (r *reportQueue) Collect(ch chan<- prometheus.Metric) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if b := r.s.broker; b != nil && time.Since(r.at) >= redisMemoryEvery {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		r.n, r.err = b.ReportQueueLen(ctx)
+		r.at = time.Now()
+		cancel()
+	}
+	if r.s.broker != nil && r.err == nil {
+		ch <- prometheus.MustNewConstMetric(reportQueuedDesc, prometheus.GaugeValue, float64(r.n))
+	}
+	ch <- prometheus.MustNewConstMetric(reportQueueMaxDesc, prometheus.GaugeValue, float64(reportBounds(r.s.cfg).Queue))
 }
 
 // BuildInfo names the running binary (occase_build_info).

@@ -147,3 +147,63 @@ func TestReportRateLimited(t *testing.T) {
 		}
 	})
 }
+
+// The review queue's total bound over real WebSockets: at
+// --report-queue-max, a new post's report evicts a post with a single
+// reporter (occase_reports_evicted_total), or, when every queued post has
+// several, is acknowledged ok and not stored (result queue_full); reports
+// of queued posts still count.
+func TestReportQueueFullEndToEnd(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := startNode(t, b.Options, func(c *roles.Config) {
+			c.Posts.PostsPerAddress = 50
+			c.ReportBurst = 100
+			c.Reports.Queue = 2
+		})
+		author, r1, r2 := register(t, n.url), register(t, n.url), register(t, n.url)
+		var ids []int64
+		for range 4 {
+			author.send(publishFrame("[0,0,0]", "[0,0,0]"))
+			ids = append(ids, author.expect("publish_ack").num("id"))
+		}
+		ok := func(c *client, id int64) {
+			t.Helper()
+			if m := c.reportCmd(reportFrame(id, "spam", "")); m.str("result") != "ok" || m.num("id") != id {
+				t.Fatalf("report of %d: %v, want ok", id, m)
+			}
+		}
+		ok(r1, ids[0])
+		ok(r2, ids[0])
+		ok(r1, ids[1]) // the queue is full: two posts
+		ok(r1, ids[2]) // evicts ids[1], the one with a single reporter
+		ok(r2, ids[2])
+		ok(r1, ids[3]) // every queued post has two reporters: not stored
+		ok(r1, ids[0]) // a repeat on a queued post
+
+		bc := brokertest.Open(t, b.Options)
+		list, err := bc.ReportedPosts(context.Background(), 10, 1)
+		if err != nil || len(list) != 2 || list[0].ID != uint64(ids[2]) || list[1].ID != uint64(ids[0]) {
+			t.Fatalf("review queue %+v %v, want posts %d and %d", list, err, ids[2], ids[0])
+		}
+		for _, id := range []int64{ids[1], ids[3]} {
+			if keys, queued, err := bc.ReportKeys(context.Background(), uint64(id)); err != nil || len(keys) != 0 || queued {
+				t.Fatalf("post %d: report keys %v, queued %v (%v), want none", id, keys, queued, err)
+			}
+		}
+		for _, want := range []struct {
+			metric string
+			n      float64
+		}{
+			{`occase_reports_total{result="new"}`, 5},
+			{`occase_reports_total{result="again"}`, 1},
+			{`occase_reports_total{result="queue_full"}`, 1},
+			{`occase_reports_evicted_total`, 1},
+			{`occase_reports_queued`, 2},
+			{`occase_reports_queue_max`, 2},
+		} {
+			if v := metricValue(t, n, want.metric); v != want.n {
+				t.Fatalf("%s = %v, want %v", want.metric, v, want.n)
+			}
+		}
+	})
+}

@@ -14,7 +14,7 @@ import (
 // (broker/reports.go). Operators review reports with `occase moderate`.
 
 // reportResults bound the result label of occase_reports_total.
-var reportResults = []string{posts.ReportNew, posts.ReportAgain, posts.ReportCapped,
+var reportResults = []string{posts.ReportNew, posts.ReportAgain, posts.ReportCapped, posts.ReportQueueFull,
 	wire.NotFound, wire.BadRequest, wire.RateLimited, wire.Unavailable, wire.Internal}
 
 func (ss *session) report(req *wire.Request) error {
@@ -37,21 +37,30 @@ func (ss *session) reportPost(req *wire.Request) error {
 	if !allowLazy(&ss.reportLim, ss.srv.cfg.ReportRate, ss.srv.cfg.ReportBurst) {
 		return wire.Errorf(wire.RateLimited, "too many reports; slow down")
 	}
-	outcome, err := ss.srv.posts.Report(ss.ctx, ss, req, ss.reportBounds())
+	done, err := ss.srv.posts.Report(ss.ctx, ss, req, ss.reportBounds())
 	if err != nil {
 		return err
 	}
-	ss.srv.m.reports.WithLabelValues(outcome).Inc()
+	ss.srv.m.reports.WithLabelValues(done.Outcome).Inc()
+	if done.Evicted != 0 {
+		ss.srv.m.reportsEvicted.Inc()
+	}
 	return nil
 }
 
-func (ss *session) reportBounds() broker.ReportBounds {
-	b := ss.srv.cfg.Reports
+func (ss *session) reportBounds() broker.ReportBounds { return reportBounds(ss.srv.cfg) }
+
+// reportBounds are cfg's report caps, zero fields the defaults.
+func reportBounds(cfg Config) broker.ReportBounds {
+	b := cfg.Reports
 	if b.Reporters <= 0 {
 		b.Reporters = broker.DefaultReportBounds.Reporters
 	}
 	if b.Details <= 0 {
 		b.Details = broker.DefaultReportBounds.Details
+	}
+	if b.Queue <= 0 {
+		b.Queue = broker.DefaultReportBounds.Queue
 	}
 	return b
 }

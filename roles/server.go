@@ -44,7 +44,7 @@ type postsService interface {
 	// DeleteAllOf deletes every post of user (delete_account).
 	DeleteAllOf(ctx context.Context, user string) (int, error)
 	// Report stores a report of a post (reports.go).
-	Report(ctx context.Context, c PostsConn, req *wire.Request, b broker.ReportBounds) (string, error)
+	Report(ctx context.Context, c PostsConn, req *wire.Request, b broker.ReportBounds) (posts.ReportDone, error)
 }
 
 type nameIssuer interface {
