@@ -12,10 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -29,7 +25,7 @@ import (
 func banCommands() []*cli.Command {
 	bd := serveDefaults()
 	ud := serveDefaults()
-	banFlags := append(moderateBrokerFlags(&bd),
+	banFlags := append(moderationFlags(&bd),
 		&cli.BoolFlag{Name: "remove-posts", Usage: "also delete every post of the user, as the author's delete would (every node drops them; subscribers with deletions get post_deleted)"},
 		&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("why, for the operators: kept with the ban in the user's hash (at most %d bytes; never shown to the user)", broker.MaxBanNote)})
 	return []*cli.Command{{
@@ -48,7 +44,7 @@ func banCommands() []*cli.Command {
 		SkipFlagParsing: true,
 		Usage:           "lift a user's ban: its next login is let in",
 		ArgsUsage:       "<user id>",
-		Flags:           moderateBrokerFlags(&ud),
+		Flags:           moderationFlags(&ud),
 		Action: func(c *cli.Context) error {
 			return withModerateBroker(c, &ud, func(ctx context.Context, _ *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
 				was, err := b.UnbanUser(ctx, user)
@@ -67,19 +63,6 @@ func banCommands() []*cli.Command {
 	}}
 }
 
-// moderateBrokerFlags are the serve flags a moderation command needs: the
-// Redis options (as `occase images gc` takes them) and the log's.
-func moderateBrokerFlags(d *roles.Config) []cli.Flag {
-	var flags []cli.Flag
-	for _, f := range serveFlags(d) {
-		n := f.Names()[0]
-		if strings.HasPrefix(n, "redis") || n == "log-format" || n == "log-level" {
-			flags = append(flags, f)
-		}
-	}
-	return flags
-}
-
 // withModerateBroker reads the one user id argument and the flags, opens
 // the db nodes' Redis and runs fn.
 func withModerateBroker(c *cli.Context, d *roles.Config, fn func(ctx context.Context, c *cli.Context, b *broker.Client, user string, log *zap.Logger) error) error {
@@ -94,28 +77,9 @@ func withModerateBroker(c *cli.Context, d *roles.Config, fn func(ctx context.Con
 	if !chat.ValidUserID(user) {
 		return fmt.Errorf("%q is not a user id", user)
 	}
-	cfg, err := configFrom(c, *d)
-	if err != nil {
-		return err
-	}
-	ro := cfg.Redis
-	if len(ro.Sentinels) == 0 && (len(ro.Addrs) == 0 || (len(ro.Addrs) == 1 && ro.Addrs[0] == broker.Embedded)) {
-		return errors.New("moderation needs --redis (or --redis-sentinel), the Redis of the db nodes; the embedded server lives inside its node")
-	}
-	log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), 0)
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
-	defer limiter.Close()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	b, err := broker.Open(ctx, ro, log.Named("broker"))
-	if err != nil {
-		return fmt.Errorf("open Redis: %w", err)
-	}
-	defer b.Close()
-	return fn(ctx, c, b, user, log.Named("moderate"))
+	return withModeration(c, *d, func(ctx context.Context, b *broker.Client, log *zap.Logger) error {
+		return fn(ctx, c, b, user, log)
+	})
 }
 
 // parseFlagsAnywhere parses the arguments of a command that skips urfave's

@@ -7,25 +7,18 @@ package main
 // them or removes the post.
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
-	"time"
 	"unicode"
 
 	"github.com/occase/occase/broker"
-	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 )
@@ -37,7 +30,7 @@ func reportCommands() []*cli.Command {
 	return []*cli.Command{{
 		Name:  "reports",
 		Usage: "list the reported posts, most reported first: id, author, distinct reporters, reasons, a snippet of the post, the latest texts",
-		Flags: append(reportRedisFlags(&dl, "report-queue-max"),
+		Flags: append(moderationFlags(&dl, "report-queue-max"),
 			&cli.IntFlag{Name: "limit", Value: 50, Usage: "posts listed at most (1 to 1000)"},
 			&cli.IntFlag{Name: "texts", Value: 3, Usage: "latest reports shown per post (1 to 20)"},
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
@@ -49,7 +42,7 @@ func reportCommands() []*cli.Command {
 			if texts < 1 || texts > 20 {
 				return fmt.Errorf("--texts %d: want 1 to 20", texts)
 			}
-			return withReportBroker(c, dl, func(ctx context.Context, b *broker.Client) error {
+			return withModeration(c, dl, func(ctx context.Context, b *broker.Client, _ *zap.Logger) error {
 				list, err := b.ReportedPosts(ctx, limit, texts)
 				if err != nil {
 					return err
@@ -68,13 +61,15 @@ func reportCommands() []*cli.Command {
 		Name:      "dismiss",
 		Usage:     "clear a post's reports, keeping the post (it leaves the review queue until someone reports it again)",
 		ArgsUsage: "<post id>",
-		Flags:     reportRedisFlags(&dd),
+		Flags:     moderationFlags(&dd),
+		// Flags before or after the id, as ban takes them.
+		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
-			id, err := reportPostArg(c)
-			if err != nil {
-				return err
+			c, id, err := reportPostArg(c)
+			if err != nil || c == nil {
+				return err // nil, nil: help shown
 			}
-			return withReportBroker(c, dd, func(ctx context.Context, b *broker.Client) error {
+			return withModeration(c, dd, func(ctx context.Context, b *broker.Client, _ *zap.Logger) error {
 				n, err := b.DismissReports(ctx, id)
 				if err != nil {
 					return err
@@ -91,13 +86,15 @@ func reportCommands() []*cli.Command {
 		Usage: "delete a post as its author's delete would (every node drops it, subscribers get post_deleted) " +
 			"and its reports with it",
 		ArgsUsage: "<post id>",
-		Flags:     reportRedisFlags(&dr),
+		Flags:     moderationFlags(&dr),
+		// Flags before or after the id, as ban takes them.
+		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
-			id, err := reportPostArg(c)
-			if err != nil {
-				return err
+			c, id, err := reportPostArg(c)
+			if err != nil || c == nil {
+				return err // nil, nil: help shown
 			}
-			return withReportBroker(c, dr, func(ctx context.Context, b *broker.Client) error {
+			return withModeration(c, dr, func(ctx context.Context, b *broker.Client, _ *zap.Logger) error {
 				author, n, err := b.RemovePost(ctx, id)
 				if errors.Is(err, broker.ErrPostNotFound) {
 					// Reports can outlive a post only if a node of an
@@ -118,66 +115,22 @@ func reportCommands() []*cli.Command {
 	}}
 }
 
-// reportRedisFlags are the serve flags that reach Redis (as `occase images
-// gc` takes them), the log options and the serve flags named in also;
-// logs go to stderr, at warn unless asked, so stdout holds the command's
-// answer alone.
-func reportRedisFlags(d *roles.Config, also ...string) []cli.Flag {
-	var flags []cli.Flag
-	for _, f := range serveFlags(d) {
-		n := f.Names()[0]
-		if strings.HasPrefix(n, "redis") || n == "log-format" || slices.Contains(also, n) {
-			flags = append(flags, f)
-		}
+// reportPostArg parses a dismiss or remove command line, flags anywhere
+// (parseFlagsAnywhere), for its one post id; a nil context when it showed
+// the help.
+func reportPostArg(c *cli.Context) (*cli.Context, uint64, error) {
+	c, args, err := parseFlagsAnywhere(c)
+	if err != nil || c == nil {
+		return nil, 0, err
 	}
-	return append(flags, &cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"})
-}
-
-// withReportBroker opens the Redis of the serve flags in c (bound to d),
-// runs fn, and closes it. The embedded server lives inside the node that runs it and
-// cannot be reached from here.
-func withReportBroker(c *cli.Context, d roles.Config, fn func(context.Context, *broker.Client) error) error {
-	cfg, err := configFrom(c, d)
-	if err != nil {
-		return err
+	if len(args) != 1 {
+		return nil, 0, fmt.Errorf("give one post id (see %s --help)", c.Command.HelpName)
 	}
-	ro := cfg.Redis
-	if len(ro.Sentinels) == 0 && (len(ro.Addrs) == 0 || (len(ro.Addrs) == 1 && ro.Addrs[0] == broker.Embedded)) {
-		return errors.New("moderation needs --redis (or --redis-sentinel), the Redis of the db nodes; the embedded server lives inside its node and cannot be reached from here")
-	}
-	// An empty variable (OCCASE_LOG_FORMAT=) is the default, not an error.
-	log, limiter, err := newLogger(cmp.Or(c.String("log-format"), "console"), cmp.Or(c.String("log-level"), "warn"), 0)
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
-	defer limiter.Close()
-	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// Give up on an unreachable Redis rather than wait for ever.
-	octx, cancel := context.WithTimeout(ctx, max(3*ro.Timeout, 10*time.Second))
-	defer cancel()
-	b, err := broker.Open(octx, ro, log.Named("broker"))
-	if err != nil {
-		return fmt.Errorf("open Redis: %w", err)
-	}
-	defer b.Close()
-	if err := fn(ctx, b); err != nil {
-		return err
-	}
-	log.Info("moderation command done", zap.String("cmd", c.Command.Name))
-	return nil
-}
-
-func reportPostArg(c *cli.Context) (uint64, error) {
-	if c.NArg() != 1 {
-		return 0, fmt.Errorf("give one post id (see %s --help)", c.Command.HelpName)
-	}
-	id, err := strconv.ParseUint(c.Args().First(), 10, 64)
+	id, err := strconv.ParseUint(args[0], 10, 64)
 	if err != nil || id == 0 {
-		return 0, fmt.Errorf("%q is not a post id (a number from 1)", c.Args().First())
+		return nil, 0, fmt.Errorf("%q is not a post id (a number from 1)", args[0])
 	}
-	return id, nil
+	return c, id, nil
 }
 
 func reporters(n int) string {
