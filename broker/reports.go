@@ -385,3 +385,65 @@ func (c *Client) ReportKeys(ctx context.Context, id uint64) (keys []string, queu
 	}
 	return keys, true, nil
 }
+
+// forgetReporterScript takes user's reports out of a batch of reported
+// posts, for an account deletion: its entry in each post's reporters and
+// its full report, one reporter less in the queue's score, and the post's
+// report keys and queue entry gone when it was the only reporter. KEYS:
+// reported. ARGV: the user, the prefix of the report keys ('<p>{posts}:'),
+// then the post ids. The per-post keys are named in Lua (the reportScript's
+// eviction does the same): they share the {posts} slot with KEYS[1].
+// Returns how many posts the user had reported among them.
+var forgetReporterScript = newScript("post_report_forget", `
+local user, head = ARGV[1], '{"by":"' .. ARGV[1] .. '",'
+local n = 0
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local by, last = ARGV[2] .. 'rby:' .. id, ARGV[2] .. 'rlast:' .. id
+  if redis.call('HDEL', by, user) == 1 then
+    n = n + 1
+    for _, e in ipairs(redis.call('LRANGE', last, 0, -1)) do
+      if string.sub(e, 1, #head) == head then redis.call('LREM', last, 0, e) end
+    end
+    if redis.call('HLEN', by) == 0 then
+      redis.call('DEL', by, last)
+      redis.call('ZREM', KEYS[1], id)
+    else
+      redis.call('ZINCRBY', KEYS[1], -1, id)
+    end
+  end
+end
+return n`)
+
+// ForgetReporter removes every report user made (an account deletion:
+// nothing the user wrote stays with the operators): its entries in the
+// reported posts, which then count one reporter less, and the posts it
+// alone had reported leave the review queue. The queue is bounded
+// (ReportBounds.Queue), so this is at most that many checks, in batches
+// of forgetBatch posts a script. It returns how many posts the user had
+// reported. A report the user makes meanwhile, from a session not closed
+// yet, may stay; a second call takes it.
+func (c *Client) ForgetReporter(ctx context.Context, user string) (int, error) {
+	ids, err := c.do(ctx, c.rc.B().Zrange().Key(c.postsKey("reported")).Min("0").Max("-1").Build()).AsStrSlice()
+	if err != nil {
+		return 0, c.wrap("read the review queue", err)
+	}
+	n := 0
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), forgetBatch)]
+		ids = ids[len(batch):]
+		bctx, cancel := c.bound(ctx)
+		r, err := forgetReporterScript.Exec(bctx, c.rc, []string{c.postsKey("reported")},
+			append([]string{user, c.postsKey("")}, batch...)).AsInt64()
+		cancel()
+		if err != nil {
+			return n, c.wrap("forget the reports of "+user, err)
+		}
+		n += int(r)
+	}
+	return n, nil
+}
+
+// forgetBatch is how many reported posts one ForgetReporter script checks:
+// each costs an HDEL, so a batch holds Redis for well under a millisecond.
+const forgetBatch = 200

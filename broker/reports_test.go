@@ -360,3 +360,65 @@ func TestReportMemoryAtTheCaps(t *testing.T) {
 		t.Fatalf("all reports take %d bytes at the caps, over the 100 MiB docs/security.md states", total)
 	}
 }
+
+// An account deletion forgets the user's reports: a post others report
+// too counts one reporter less and keeps only their reports; a post the
+// user alone reported leaves the queue with its keys; others'
+// reports stay. On a real server, the embedded one and a cluster.
+func TestForgetReporter(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		bounds := broker.ReportBounds{Reporters: 10, Details: 10}
+		shared := storeTestPost(t, c, "7", 100)
+		alone := storeTestPost(t, c, "8", 100)
+		others := storeTestPost(t, c, "9", 100)
+		for _, r := range []struct {
+			id uint64
+			by string
+		}{{shared, "1"}, {shared, "2"}, {shared, "3"}, {alone, "1"}, {others, "2"}, {others, "3"}} {
+			if _, err := c.ReportPost(ctx, r.id, broker.Report{By: r.by, Reason: "spam", At: 1000, Text: "by " + r.by}, bounds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n, err := c.ForgetReporter(ctx, "1")
+		if err != nil || n != 2 {
+			t.Fatalf("ForgetReporter: %d %v, want the 2 posts user 1 reported", n, err)
+		}
+		noReportKeys(t, c, alone, "after forgetting its only reporter")
+		list, err := c.ReportedPosts(ctx, 10, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) != 2 {
+			t.Fatalf("queue after forgetting user 1: %+v, want the 2 posts others report", list)
+		}
+		// Both have two reporters now: the queue's order is the ids' (the
+		// higher first), which it is only if the shared post's score fell.
+		if list[0].ID != others || list[1].ID != shared {
+			t.Errorf("queue order: %d, %d, want %d then %d (equal counts)", list[0].ID, list[1].ID, others, shared)
+		}
+		for _, p := range list {
+			if p.Reporters != 2 {
+				t.Errorf("post %d: %d reporters, want 2", p.ID, p.Reporters)
+			}
+			for _, l := range p.Latest {
+				if strings.Contains(l, `"by":"1"`) {
+					t.Errorf("post %d keeps user 1's report: %s", p.ID, l)
+				}
+			}
+			if len(p.Latest) != 2 {
+				t.Errorf("post %d: %d full reports, want the other 2: %v", p.ID, len(p.Latest), p.Latest)
+			}
+		}
+		// The counts are right for what comes next: user 1 may report
+		// again (a new account would have a new id; this is the store's
+		// view), and counts once.
+		if r, err := c.ReportPost(ctx, shared, broker.Report{By: "4", Reason: "scam", At: 1001}, bounds); err != nil || r.Reporters != 3 {
+			t.Fatalf("a report after the forgetting: %+v %v, want 3 reporters", r, err)
+		}
+		if n, err := c.ForgetReporter(ctx, "1"); err != nil || n != 0 {
+			t.Fatalf("second ForgetReporter: %d %v, want nothing left", n, err)
+		}
+	})
+}

@@ -13,7 +13,7 @@ import (
 // posts first, each as the delete command deletes it, then the account
 // and every per-user key in one script that also announces the deletion
 // on the user's channel ('x'), which closes the user's other sessions on
-// every node with 4007. Until that script ran the account is whole (a
+// every node with 4007, then the user's reports of others' posts. Until that script ran the account is whole (a
 // failure before it leaves a login possible and a retry finishing the
 // work); after it, nothing of the user is left to log in with.
 func (ss *session) deleteAccount(req *wire.Request) error {
@@ -70,6 +70,13 @@ func (ss *session) deleteAccount(req *wire.Request) error {
 				ss.logger().Warn("a post stored during an account deletion was not deleted", zap.String("user", user), zap.Error(err))
 			}
 		}
+	}
+	// The user's reports of others' posts (reporter id, reason, text) go
+	// too. After the account, so that a failure here leaves a retry that
+	// finds the account gone (AccountGone) and finishes this.
+	if _, err := srv.broker.ForgetReporter(ss.ctx, user); err != nil {
+		ss.logger().Info("account deletion stopped at the user's reports", zap.String("user", user), zap.Error(err))
+		return unavailable(err)
 	}
 	ss.accountGone.Store(true)
 	ss.Send([]byte(`{"cmd":"delete_account_ack","result":"ok"}`))

@@ -39,7 +39,8 @@ func apiPosts(t *testing.T, n *node) string {
 // are gone from both nodes' /api/posts and a subscriber with deletions on
 // the other node gets post_deleted for each; the id cannot log in; a
 // message to it is refused not_found; a message the user had sent waits
-// for its recipient still; nothing of the user is left in Redis.
+// for its recipient still; its report of another's post is gone; nothing
+// of the user is left in Redis.
 func TestDeleteAccountOverWebSockets(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		n1, n2 := postsNode(t, b, 5), postsNode(t, b, 5)
@@ -68,6 +69,11 @@ func TestDeleteAccountOverWebSockets(t *testing.T) {
 		bobPost := bob.expect("publish_ack").num("id")
 		if ids := postIDs(t, s.expect("post")); len(ids) != 1 || ids[0] != bobPost {
 			t.Fatalf("bob's post live: %v", ids)
+		}
+		// a reports bob's post: the report goes with a's account.
+		a.send(fmt.Sprintf(`{"cmd":"report","id":%d,"reason":"spam","text":"a's own words"}`, bobPost))
+		if m := a.expect("report_ack"); m.str("result") != "ok" {
+			t.Fatalf("report: %v", m)
 		}
 
 		// A wrong password: refused, nothing deleted, the connection stays.
@@ -127,6 +133,9 @@ func TestDeleteAccountOverWebSockets(t *testing.T) {
 		}
 		c2 := login(t, n1.url, c.id, c.pwd)
 		c2.expectChat(a.id, "kept")
+		if list, err := bc.ReportedPosts(ctx, 10, 10); err != nil || len(list) != 0 {
+			t.Fatalf("the deleted user's report outlived the account: %+v %v", list, err)
+		}
 
 		rec := httptest.NewRecorder()
 		n1.srv.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
