@@ -318,18 +318,7 @@ func flood(fields bool) string {
 		msg = []byte(fmt.Sprintf(`{"cmd":"presence","to":%q,"type":"writing"}`, id))
 	}
 	var cs counts
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			f, err := read(ctx, c)
-			if err != nil {
-				cs.add(closeCode(err))
-				return
-			}
-			cs.add(fmt.Sprintf("%v/%v/%v", f["cmd"], f["type"], f["reason"]))
-		}
-	}()
+	done := tally(ctx, c, &cs, "", "type")
 	wctx, wcancel := context.WithTimeout(ctx, *dur)
 	defer wcancel()
 	sent := 0
@@ -364,18 +353,7 @@ func substorm() string {
 		prods[i] = int64(i + 1)
 	}
 	var cs counts
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			f, err := read(ctx, c)
-			if err != nil {
-				cs.add(closeCode(err))
-				return
-			}
-			cs.add(fmt.Sprintf("%v/%v/%v", f["cmd"], f["result"], f["reason"]))
-		}
-	}()
+	done := tally(ctx, c, &cs, "", "result")
 	wctx, wcancel := context.WithTimeout(ctx, *dur)
 	defer wcancel()
 	sent := 0
@@ -432,18 +410,7 @@ func kicked() string {
 		return "setup failed: " + err.Error()
 	}
 	var cs counts
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			f, err := read(ctx, old)
-			if err != nil {
-				cs.add("old_" + closeCode(err))
-				return
-			}
-			cs.add(fmt.Sprintf("old_%v/%v/%v", f["cmd"], f["type"], f["reason"]))
-		}
-	}()
+	done := tally(ctx, old, &cs, "old_", "type")
 	newc, err := login(ctx, from, id, pw)
 	if err != nil {
 		return "second login failed: " + err.Error()
@@ -748,18 +715,7 @@ func reports() string {
 		return "setup failed: " + err.Error()
 	}
 	var cs counts
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			f, err := read(ctx, c)
-			if err != nil {
-				cs.add(closeCode(err))
-				return
-			}
-			cs.add(fmt.Sprintf("%v/%v/%v", f["cmd"], f["result"], f["reason"]))
-		}
-	}()
+	done := tally(ctx, c, &cs, "", "result")
 	big := strings.Repeat("x", 10000)
 	frames := []frame{
 		{"cmd": "report", "id": post, "reason": "spam", "text": "same post again"},
@@ -843,4 +799,23 @@ func banme() string {
 		c2.CloseNow()
 	}
 	return fmt.Sprintf("user=%s live_session=%s login_again=%s", id, held, again)
+}
+
+// tally reads c until it fails, adding to cs each frame as
+// "<prefix><cmd>/<field>/<reason>" and, prefixed too, the way the
+// connection ended; the channel closes when it stops.
+func tally(ctx context.Context, c *websocket.Conn, cs *counts, prefix, field string) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			f, err := read(ctx, c)
+			if err != nil {
+				cs.add(prefix + closeCode(err))
+				return
+			}
+			cs.add(fmt.Sprintf("%s%v/%v/%v", prefix, f["cmd"], f[field], f["reason"]))
+		}
+	}()
+	return done
 }
