@@ -49,13 +49,28 @@ type ReportBounds struct {
 	Details int
 	// Queue: reported posts kept in the review queue, all together; the
 	// bound of all reports' memory is Queue times one post's at the
-	// other two caps. Zero or less: DefaultReportBounds.Queue (the queue
-	// is never unbounded).
+	// other two caps. Zero or less, in any field: DefaultReportBounds'
+	// (OrDefaults).
 	Queue int
 }
 
 // DefaultReportBounds are the caps docs/security.md "Reports" sizes.
 var DefaultReportBounds = ReportBounds{Reporters: 100, Details: 10, Queue: 5000}
+
+// OrDefaults is b with each field of zero or less taken from
+// DefaultReportBounds: no cap is ever unbounded.
+func (b ReportBounds) OrDefaults() ReportBounds {
+	if b.Reporters <= 0 {
+		b.Reporters = DefaultReportBounds.Reporters
+	}
+	if b.Details <= 0 {
+		b.Details = DefaultReportBounds.Details
+	}
+	if b.Queue <= 0 {
+		b.Queue = DefaultReportBounds.Queue
+	}
+	return b
+}
 
 // Report is one user's report of a post.
 type Report struct {
@@ -154,13 +169,10 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
 	detail := AppendReport(nil, r)
-	queue := b.Queue
-	if queue <= 0 {
-		queue = DefaultReportBounds.Queue
-	}
+	b = b.OrDefaults()
 	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported")},
-		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(max(b.Reporters, 1)), strconv.Itoa(max(b.Details, 1)),
-			strconv.Itoa(queue), c.postsKey(""), reportTie(id)}).ToArray()
+		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(b.Reporters), strconv.Itoa(b.Details),
+			strconv.Itoa(b.Queue), c.postsKey(""), reportTie(id)}).ToArray()
 	if err != nil {
 		return ReportResult{}, c.wrap("report post "+sid, err)
 	}

@@ -272,7 +272,7 @@ func (r *reportQueue) Collect(ch chan<- prometheus.Metric) {
 	if r.s.broker != nil && r.err == nil {
 		ch <- prometheus.MustNewConstMetric(reportQueuedDesc, prometheus.GaugeValue, float64(r.n))
 	}
-	ch <- prometheus.MustNewConstMetric(reportQueueMaxDesc, prometheus.GaugeValue, float64(reportBounds(r.s.cfg).Queue))
+	ch <- prometheus.MustNewConstMetric(reportQueueMaxDesc, prometheus.GaugeValue, float64(r.s.cfg.Reports.OrDefaults().Queue))
 }
 
 // BuildInfo names the running binary (occase_build_info).

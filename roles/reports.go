@@ -3,7 +3,6 @@ package roles
 import (
 	"slices"
 
-	"github.com/occase/occase/broker"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/wire"
 )
@@ -37,7 +36,7 @@ func (ss *session) reportPost(req *wire.Request) error {
 	if !allowLazy(&ss.reportLim, ss.srv.cfg.ReportRate, ss.srv.cfg.ReportBurst) {
 		return wire.Errorf(wire.RateLimited, "too many reports; slow down")
 	}
-	done, err := ss.srv.posts.Report(ss.ctx, ss, req, ss.reportBounds())
+	done, err := ss.srv.posts.Report(ss.ctx, ss, req, ss.srv.cfg.Reports.OrDefaults())
 	if err != nil {
 		return err
 	}
@@ -46,21 +45,4 @@ func (ss *session) reportPost(req *wire.Request) error {
 		ss.srv.m.reportsEvicted.Inc()
 	}
 	return nil
-}
-
-func (ss *session) reportBounds() broker.ReportBounds { return reportBounds(ss.srv.cfg) }
-
-// reportBounds are cfg's report caps, zero fields the defaults.
-func reportBounds(cfg Config) broker.ReportBounds {
-	b := cfg.Reports
-	if b.Reporters <= 0 {
-		b.Reporters = broker.DefaultReportBounds.Reporters
-	}
-	if b.Details <= 0 {
-		b.Details = broker.DefaultReportBounds.Details
-	}
-	if b.Queue <= 0 {
-		b.Queue = broker.DefaultReportBounds.Queue
-	}
-	return b
 }
