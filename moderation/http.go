@@ -176,6 +176,7 @@ func (h *Handler) routes() {
 	h.mux.Handle("GET /admin/{$}", pageHandler("index.html"))
 	h.mux.Handle("GET /admin/admin.js", pageHandler("admin.js"))
 	h.mux.Handle("GET /admin/admin.css", pageHandler("admin.css"))
+	h.mux.Handle("GET /admin/favicon.svg", pageHandler("favicon.svg"))
 	h.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, refuse(ReasonNotFound, "not found: %s %s", r.Method, r.URL.Path))
 	})

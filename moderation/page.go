@@ -19,9 +19,10 @@ const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connec
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 var pageTypes = map[string]string{
-	"index.html": "text/html; charset=utf-8",
-	"admin.js":   "text/javascript; charset=utf-8",
-	"admin.css":  "text/css; charset=utf-8",
+	"index.html":  "text/html; charset=utf-8",
+	"admin.js":    "text/javascript; charset=utf-8",
+	"admin.css":   "text/css; charset=utf-8",
+	"favicon.svg": "image/svg+xml",
 }
 
 func pageHandler(name string) http.Handler {
