@@ -341,13 +341,24 @@ func (h *Handler) unban(ctx context.Context, by string, r *http.Request, body []
 
 // failures counts wrong tokens per client address in fixed windows of
 // AuthWindow. At most maxTracked addresses are kept: expired windows are
-// dropped when the map is full, and while it stays full the addresses
-// not in it share one window (so many addresses cannot grow it, and
-// cannot guess more than AuthFailures times a window together).
+// dropped at the first failure of each window and when the map is full,
+// and while it stays full the addresses not in it share one window (so
+// many addresses cannot grow it, and cannot guess more than AuthFailures
+// times a window together).
 type failures struct {
-	mu  sync.Mutex
-	m   map[string]*failWindow
-	now func() time.Time
+	mu    sync.Mutex
+	m     map[string]*failWindow
+	now   func() time.Time
+	swept time.Time // the last sweep of expired windows
+}
+
+func (f *failures) sweep(now time.Time) {
+	for k, w := range f.m {
+		if now.Sub(w.start) >= AuthWindow {
+			delete(f.m, k)
+		}
+	}
+	f.swept = now
 }
 
 type failWindow struct {
@@ -361,12 +372,7 @@ func (f *failures) key(addr string) string {
 	if _, ok := f.m[addr]; ok || len(f.m) < maxTracked {
 		return addr
 	}
-	now := f.now()
-	for k, w := range f.m {
-		if now.Sub(w.start) >= AuthWindow {
-			delete(f.m, k)
-		}
-	}
+	f.sweep(f.now())
 	if len(f.m) < maxTracked {
 		return addr
 	}
@@ -391,8 +397,11 @@ func (f *failures) throttled(addr string) time.Duration {
 func (f *failures) fail(addr string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k := f.key(addr)
 	now := f.now()
+	if now.Sub(f.swept) >= AuthWindow {
+		f.sweep(now)
+	}
+	k := f.key(addr)
 	w := f.m[k]
 	if w == nil || now.Sub(w.start) >= AuthWindow {
 		w = &failWindow{start: now}

@@ -147,6 +147,13 @@ func TestFailuresBounded(t *testing.T) {
 	if len(f.m) != 1 || f.m["203.0.113.9"] == nil {
 		t.Fatalf("after the window the expired entries should go: %d left", len(f.m))
 	}
+	// Expired windows go at the next window's first failure, the map
+	// not full.
+	clk.add(AuthWindow)
+	f.fail("198.51.100.1")
+	if len(f.m) != 1 || f.m["198.51.100.1"] == nil {
+		t.Fatalf("an address gone for a window is still tracked: %d entries", len(f.m))
+	}
 }
 
 // The token file: trimmed, long enough, one token.
