@@ -297,6 +297,12 @@ func TestModerationAPIOff(t *testing.T) {
 			t.Fatalf("the 404 does not say how to turn moderation on: %s", a.raw)
 		}
 	}
+	// Role img holds no posts or users: the token is accepted, the API
+	// says where moderation is served.
+	ia := freeAddr(t)
+	startProc(t, "--role", "img", "--image-dir", t.TempDir(), "--image-key", testSecret, "--admin-addr", ia, "--admin-token-file", good)
+	adminCall(t, "GET", "http://"+ia+"/admin/v1/reports", testAdminToken, nil).refused(t, "role img", 404, "moderation_not_on_this_role")
+
 	if _, errOut, err := run(t, bin, "moderate", "reports", "--node", "http://192.0.2.1:9100", "--admin-token-file", good); err == nil ||
 		!strings.Contains(errOut, "use https") {
 		t.Fatalf("--node over plain http to a remote address: %v %q", err, errOut)
