@@ -25,6 +25,7 @@ import (
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/images"
 	"github.com/occase/occase/logs"
+	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
@@ -212,6 +213,14 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 		return err
 	}
 	cfg.Build = b
+	if f := c.String("admin-token-file"); f != "" {
+		if cfg.AdminAddr == "" {
+			return errors.New("--admin-token-file needs --admin-addr: the moderation API is served on the admin listener only, never on the public one")
+		}
+		if cfg.AdminToken, err = moderation.LoadToken(f); err != nil {
+			return err
+		}
+	}
 	log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), c.Int("log-per-second"))
 	if err != nil {
 		return err
@@ -269,6 +278,7 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "role", Value: cfg.Role, Destination: &cfg.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
 		&cli.StringFlag{Name: "addr", Value: cfg.Addr, Destination: &cfg.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
 		&cli.StringFlag{Name: "admin-addr", Value: cfg.AdminAddr, Destination: &cfg.AdminAddr, EnvVars: env("ADMIN_ADDR"), Usage: "separate listen address for /metrics and /healthz (default: /metrics on --addr)"},
+		&cli.StringFlag{Name: "admin-token-file", EnvVars: env("ADMIN_TOKEN_FILE"), Usage: "file holding the operators' token (at least 32 bytes, e.g. openssl rand -hex 32): serves the moderation API and page under /admin/ on --admin-addr (docs/operations.md \"The moderation API\"); without it they are off"},
 		&cli.StringFlag{Name: "tls-cert", Value: cfg.TLSCert, Destination: &cfg.TLSCert, EnvVars: env("TLS_CERT"), Usage: "TLS certificate file (PEM); with --tls-key serves HTTPS/WSS on --addr"},
 		&cli.StringFlag{Name: "tls-key", Value: cfg.TLSKey, Destination: &cfg.TLSKey, EnvVars: env("TLS_KEY"), Usage: "TLS private key file (PEM)"},
 		&cli.StringSliceFlag{Name: "domain", EnvVars: env("DOMAIN"), Usage: "automatic TLS certificates (ACME) for these host names"},

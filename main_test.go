@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -55,6 +56,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	addr string
 	out  *bytes.Buffer
+	log  *syncBuf // what the node wrote, stdout and stderr
 }
 
 func freeAddr(t *testing.T) string {
@@ -77,16 +79,26 @@ func (b *syncBuf) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
+// text is what was written so far.
+func (b *syncBuf) text() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
+}
+
 // startProc runs `occase serve` and waits until it is ready.
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := &proc{addr: freeAddr(t)}
 	out := &syncBuf{}
+	p.log = out
 	p.cmd = exec.Command(binary(t), append([]string{"serve", "--addr", p.addr, "--log-level", "warn",
 		"--chat-rate", "0", "--register-rate", "0", "--register-per-day", "0", "--register-node-rate", "0",
 		// Tests pipeline thousands of frames on one connection.
 		"--read-rate-bytes", "0", "--read-rate-frames", "0", "--abuse-limit", "0"}, args...)...)
-	p.cmd.Stdout, p.cmd.Stderr = out, out
+	// Only Write: syncBuf's promoted ReadFrom would bypass its lock.
+	w := struct{ io.Writer }{out}
+	p.cmd.Stdout, p.cmd.Stderr = w, w
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -94,9 +106,7 @@ func startProc(t *testing.T, args ...string) *proc {
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
 		if t.Failed() {
-			out.mu.Lock()
-			t.Logf("node %s output:\n%s", p.addr, out.String())
-			out.mu.Unlock()
+			t.Logf("node %s output:\n%s", p.addr, out.text())
 		}
 	})
 	deadline := time.Now().Add(15 * time.Second)

@@ -12,13 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 )
 
 // banCommands are `occase moderate ban|unban`.
@@ -30,13 +29,30 @@ func banCommands() []*cli.Command {
 		&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("why, for the operators: kept with the ban in the user's hash (at most %d bytes; never shown to the user)", broker.MaxBanNote)})
 	return []*cli.Command{{
 		Name:            "ban",
-		SkipFlagParsing: true, // flags before or after the id: withModerateBroker
+		SkipFlagParsing: true, // flags before or after the id: withModerateUser
 		Usage:           "ban a user: its logins are refused (reason banned, close 4008) and its live sessions on every node closed; the account, its queue and (without --remove-posts) its posts are kept",
 		ArgsUsage:       "<user id>",
 		Flags:           banFlags,
 		Action: func(c *cli.Context) error {
-			return withModerateBroker(c, &bd, func(ctx context.Context, c *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
-				return banUser(ctx, b, user, c.String("note"), c.Bool("remove-posts"), log)
+			return withModerateUser(c, &bd, func(ctx context.Context, c *cli.Context, m moderator, user string) error {
+				res, err := m.Ban(ctx, user, moderation.BanRequest{Note: c.String("note"), RemovePosts: c.Bool("remove-posts")})
+				var e *moderation.Error
+				if err != nil && (!errors.As(err, &e) || e.Result == nil) {
+					return err
+				}
+				w := c.App.Writer
+				if res.Already {
+					fmt.Fprintf(w, "user %s was banned already: ban renewed (time and note replaced), sessions closed\n", user)
+				} else {
+					fmt.Fprintf(w, "user %s banned, sessions closed\n", user)
+				}
+				if err != nil {
+					return err // banned; the posts not all deleted
+				}
+				if res.RemovePosts {
+					fmt.Fprintf(w, "user %s: %d posts deleted\n", user, res.PostsDeleted)
+				}
+				return nil
 			})
 		},
 	}, {
@@ -46,26 +62,25 @@ func banCommands() []*cli.Command {
 		ArgsUsage:       "<user id>",
 		Flags:           moderationFlags(&ud),
 		Action: func(c *cli.Context) error {
-			return withModerateBroker(c, &ud, func(ctx context.Context, _ *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
-				was, err := b.UnbanUser(ctx, user)
+			return withModerateUser(c, &ud, func(ctx context.Context, c *cli.Context, m moderator, user string) error {
+				res, err := m.Unban(ctx, user)
 				if err != nil {
-					return noUser(user, err)
+					return err
 				}
-				if !was {
-					fmt.Printf("user %s was not banned\n", user)
+				if !res.WasBanned {
+					fmt.Fprintf(c.App.Writer, "user %s was not banned\n", user)
 					return nil
 				}
-				log.Info("user unbanned", zap.String("user", user))
-				fmt.Printf("user %s unbanned\n", user)
+				fmt.Fprintf(c.App.Writer, "user %s unbanned\n", user)
 				return nil
 			})
 		},
 	}}
 }
 
-// withModerateBroker reads the one user id argument and the flags, opens
-// the db nodes' Redis and runs fn.
-func withModerateBroker(c *cli.Context, d *roles.Config, fn func(ctx context.Context, c *cli.Context, b *broker.Client, user string, log *zap.Logger) error) error {
+// withModerateUser reads the one user id argument and the flags, and runs
+// fn on a moderator (withModeration).
+func withModerateUser(c *cli.Context, d *roles.Config, fn func(ctx context.Context, c *cli.Context, m moderator, user string) error) error {
 	c, args, err := parseFlagsAnywhere(c)
 	if err != nil || c == nil {
 		return err // nil, nil: help shown
@@ -77,8 +92,8 @@ func withModerateBroker(c *cli.Context, d *roles.Config, fn func(ctx context.Con
 	if !chat.ValidUserID(user) {
 		return fmt.Errorf("%q is not a user id", user)
 	}
-	return withModeration(c, *d, func(ctx context.Context, b *broker.Client, log *zap.Logger) error {
-		return fn(ctx, c, b, user, log)
+	return withModeration(c, *d, func(ctx context.Context, m moderator) error {
+		return fn(ctx, c, m, user)
 	})
 }
 
@@ -114,52 +129,4 @@ func parseFlagsAnywhere(c *cli.Context) (*cli.Context, []string, error) {
 	nc := cli.NewContext(c.App, set, c.Lineage()[1])
 	nc.Command = c.Command
 	return nc, pos, nil
-}
-
-// banUser bans user and, with removePosts, deletes its posts. The ban comes
-// first, so that no session of the user publishes while its posts are
-// taken; a publish that was in flight at the ban may still land after the
-// first pass, which a second pass takes (a rerun takes any still later).
-func banUser(ctx context.Context, b *broker.Client, user, note string, removePosts bool, log *zap.Logger) error {
-	already, err := b.BanUser(ctx, user, time.Now().UnixMilli(), note)
-	if err != nil {
-		return noUser(user, err)
-	}
-	log.Info("user banned", zap.String("user", user), zap.Bool("renewed", already), zap.Bool("note", note != ""))
-	if already {
-		fmt.Printf("user %s was banned already: ban renewed (time and note replaced), sessions closed\n", user)
-	} else {
-		fmt.Printf("user %s banned, sessions closed\n", user)
-	}
-	if !removePosts {
-		return nil
-	}
-	n := 0
-	for range 2 {
-		ids, err := b.PostsOf(ctx, user)
-		if err != nil {
-			return fmt.Errorf("user %s is banned; its posts were not all deleted (%d were), run the command again: %w", user, n, err)
-		}
-		for _, id := range ids {
-			err := b.DeletePost(ctx, id, user)
-			switch {
-			case errors.Is(err, broker.ErrPostNotFound), errors.Is(err, broker.ErrNotOwner):
-				continue // gone meanwhile (expired, deleted)
-			case err != nil:
-				return fmt.Errorf("user %s is banned; its posts were not all deleted (%d were), run the command again: %w", user, n, err)
-			}
-			n++
-		}
-	}
-	log.Info("posts of a banned user deleted", zap.String("user", user), zap.Int("deleted", n))
-	fmt.Printf("user %s: %d posts deleted\n", user, n)
-	return nil
-}
-
-// noUser makes broker.ErrNoUser an operator's sentence.
-func noUser(user string, err error) error {
-	if errors.Is(err, broker.ErrNoUser) {
-		return fmt.Errorf("no user %s: never registered, deleted by its owner, or expired", user)
-	}
-	return err
 }

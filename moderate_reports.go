@@ -4,23 +4,21 @@ package main
 // reported posts (docs/operations.md "Moderation"). Users report posts
 // with the report command (docs/protocol.md "Reporting a post"); the
 // reports wait in Redis, most reported first, until an operator dismisses
-// them or removes the post.
+// them or removes the post. The actions are the moderation package's;
+// this file parses the command lines and prints the results.
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"unicode"
 
-	"github.com/occase/occase/broker"
+	"github.com/occase/occase/moderation"
 	"github.com/urfave/cli/v2"
-	"go.uber.org/zap"
 )
 
 // reportCommands are `occase moderate reports|dismiss|remove`.
@@ -36,25 +34,21 @@ func reportCommands() []*cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
 		Action: func(c *cli.Context) error {
 			limit, texts := c.Int("limit"), c.Int("texts")
-			if limit < 1 || limit > 1000 {
-				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
+			if limit < 1 || limit > moderation.MaxListLimit {
+				return fmt.Errorf("--limit %d: want 1 to %d", limit, moderation.MaxListLimit)
 			}
-			if texts < 1 || texts > 20 {
-				return fmt.Errorf("--texts %d: want 1 to 20", texts)
+			if texts < 1 || texts > moderation.MaxListTexts {
+				return fmt.Errorf("--texts %d: want 1 to %d", texts, moderation.MaxListTexts)
 			}
-			return withModeration(c, dl, func(ctx context.Context, b *broker.Client, _ *zap.Logger) error {
-				list, err := b.ReportedPosts(ctx, limit, texts)
+			return withModeration(c, dl, func(ctx context.Context, m moderator) error {
+				q, err := m.Reports(ctx, limit, texts)
 				if err != nil {
 					return err
 				}
 				if c.Bool("json") {
-					return writeReportsJSON(c.App.Writer, list)
+					return writeReportsJSON(c.App.Writer, q.Reports)
 				}
-				queued, err := b.ReportQueueLen(ctx)
-				if err != nil {
-					return err
-				}
-				return writeReportsTable(c.App.Writer, list, queued, c.Int("report-queue-max"))
+				return writeReportsTable(c.App.Writer, q.Reports, q.Queued, q.QueueMax)
 			})
 		},
 	}, {
@@ -69,15 +63,12 @@ func reportCommands() []*cli.Command {
 			if err != nil || c == nil {
 				return err // nil, nil: help shown
 			}
-			return withModeration(c, dd, func(ctx context.Context, b *broker.Client, _ *zap.Logger) error {
-				n, err := b.DismissReports(ctx, id)
+			return withModeration(c, dd, func(ctx context.Context, m moderator) error {
+				d, err := m.Dismiss(ctx, id)
 				if err != nil {
 					return err
 				}
-				if n == 0 {
-					return fmt.Errorf("post %d has no reports: nothing dismissed", id)
-				}
-				fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post stays\n", id, reporters(n))
+				fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post stays\n", d.Post, moderation.Reporters(d.Reporters))
 				return nil
 			})
 		},
@@ -94,21 +85,13 @@ func reportCommands() []*cli.Command {
 			if err != nil || c == nil {
 				return err // nil, nil: help shown
 			}
-			return withModeration(c, dr, func(ctx context.Context, b *broker.Client, _ *zap.Logger) error {
-				author, n, err := b.RemovePost(ctx, id)
-				if errors.Is(err, broker.ErrPostNotFound) {
-					// Reports can outlive a post only if a node of an
-					// older version deleted it; clear them.
-					if left, derr := b.DismissReports(ctx, id); derr == nil && left > 0 {
-						return fmt.Errorf("no post %d (deleted or expired already); cleared its leftover reports (%s)", id, reporters(left))
-					}
-					return fmt.Errorf("no post %d (never published, or deleted or expired already)", id)
-				}
+			return withModeration(c, dr, func(ctx context.Context, m moderator) error {
+				r, err := m.Remove(ctx, id, moderation.RemoveRequest{})
 				if err != nil {
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
-					id, author, reporters(n))
+					r.Post, r.Author, moderation.Reporters(r.Reporters))
 				return nil
 			})
 		},
@@ -126,49 +109,17 @@ func reportPostArg(c *cli.Context) (*cli.Context, uint64, error) {
 	if len(args) != 1 {
 		return nil, 0, fmt.Errorf("give one post id (see %s --help)", c.Command.HelpName)
 	}
-	id, err := strconv.ParseUint(args[0], 10, 64)
-	if err != nil || id == 0 {
-		return nil, 0, fmt.Errorf("%q is not a post id (a number from 1)", args[0])
+	id, err := moderation.ParsePostID(args[0])
+	if err != nil {
+		return nil, 0, err
 	}
 	return c, id, nil
 }
 
-func reporters(n int) string {
-	if n == 1 {
-		return "1 reporter"
-	}
-	return strconv.Itoa(n) + " reporters"
-}
-
-// reportLine is one reported post as `reports --json` writes it.
-type reportLine struct {
-	ID        uint64          `json:"id"`
-	Author    string          `json:"author"`
-	Gone      bool            `json:"gone,omitempty"`
-	Reporters int             `json:"reporters"`
-	Reasons   map[string]int  `json:"reasons"`
-	Title     string          `json:"title,omitempty"`
-	Snippet   string          `json:"snippet"`
-	Latest    []broker.Report `json:"latest"`
-}
-
-func toReportLine(p broker.ReportedPost) reportLine {
-	l := reportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
-		Latest: []broker.Report{}}
-	l.Title, l.Snippet = postSnippet(p.Post)
-	for _, s := range p.Latest {
-		var r broker.Report
-		if json.Unmarshal([]byte(s), &r) == nil {
-			l.Latest = append(l.Latest, r)
-		}
-	}
-	return l
-}
-
-func writeReportsJSON(w io.Writer, list []broker.ReportedPost) error {
+func writeReportsJSON(w io.Writer, list []moderation.ReportLine) error {
 	enc := json.NewEncoder(w)
-	for _, p := range list {
-		if err := enc.Encode(toReportLine(p)); err != nil {
+	for _, l := range list {
+		if err := enc.Encode(l); err != nil {
 			return err
 		}
 	}
@@ -178,7 +129,7 @@ func writeReportsJSON(w io.Writer, list []broker.ReportedPost) error {
 // writeReportsTable writes the table under a line that says how full the
 // review queue is: queued posts of at most most (--report-queue-max, as
 // the nodes run with it).
-func writeReportsTable(w io.Writer, list []broker.ReportedPost, queued, most int) error {
+func writeReportsTable(w io.Writer, list []moderation.ReportLine, queued, most int) error {
 	if len(list) == 0 {
 		_, err := fmt.Fprintf(w, "no reported posts (the review queue holds at most %d)\n", most)
 		return err
@@ -193,8 +144,7 @@ func writeReportsTable(w io.Writer, list []broker.ReportedPost, queued, most int
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "POST\tAUTHOR\tREPORTERS\tREASONS\tPOST SNIPPET\tLATEST REPORTS")
-	for _, p := range list {
-		l := toReportLine(p)
+	for _, l := range list {
 		snip := l.Snippet
 		switch {
 		case l.Title != "" && snip != "":
@@ -242,46 +192,5 @@ func reasonCounts(m map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// postSnippet reads a stored post's body: the app's JSON string, whose
-// "title" and "msg" (the members the search indexes) are shown when it
-// has them, else the body itself.
-func postSnippet(post string) (title, snippet string) {
-	if post == "" {
-		return "", ""
-	}
-	var p struct {
-		Body string `json:"body"`
-	}
-	if json.Unmarshal([]byte(post), &p) != nil {
-		return "", clipText(post, 120)
-	}
-	var b struct {
-		Title string `json:"title"`
-		Msg   string `json:"msg"`
-	}
-	if json.Unmarshal([]byte(p.Body), &b) == nil && (b.Title != "" || b.Msg != "") {
-		return clipText(b.Title, 80), clipText(b.Msg, 120)
-	}
-	return "", clipText(p.Body, 120)
-}
-
-// clipText keeps the first n characters of s on one line, with every
-// control or formatting character (escape sequences, bidirectional
-// overrides: text from users must not steer the operator's terminal) made
-// a space.
-func clipText(s string, n int) string {
-	var b strings.Builder
-	i := 0
-	for _, r := range s {
-		if i == n {
-			b.WriteString("…")
-			break
-		}
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\t' {
-			r = ' '
-		}
-		b.WriteRune(r)
-		i++
-	}
-	return b.String()
-}
+// clipText is moderation.ClipText: user text made one safe line.
+func clipText(s string, n int) string { return moderation.ClipText(s, n) }

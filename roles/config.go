@@ -8,6 +8,7 @@ import (
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/images"
+	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/push"
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,6 +20,10 @@ type Config struct {
 	Role      string // db, img or all
 	Addr      string // listen address
 	AdminAddr string // optional separate listener for /metrics; "" serves it on Addr
+	// AdminToken, when set, serves the moderation API and page under
+	// /admin/ on AdminAddr (which it requires), for operators who send
+	// it as a bearer token (moderation.MinTokenLen bytes at least).
+	AdminToken []byte
 
 	// TLS: a certificate and key, or automatic certificates for Domains
 	// (ACME TLS-ALPN-01 on Addr, and HTTP-01 on ACMEHTTPAddr when set).
@@ -228,6 +233,12 @@ func (c Config) parts() (db, img bool, err error) {
 	}
 	if c.AbuseLimit > 0 && c.AbuseWindow <= 0 {
 		return false, false, fmt.Errorf("--abuse-window %v: want a positive window when --abuse-limit is set", c.AbuseWindow)
+	}
+	if c.AdminToken != nil && c.AdminAddr == "" {
+		return false, false, fmt.Errorf("--admin-token-file needs --admin-addr: the moderation API is served on the admin listener only, never on the public one")
+	}
+	if c.AdminToken != nil && len(c.AdminToken) < moderation.MinTokenLen {
+		return false, false, fmt.Errorf("--admin-token-file: want a token of at least %d bytes, got %d", moderation.MinTokenLen, len(c.AdminToken))
 	}
 	for _, p := range ps {
 		db = db || p == "db"

@@ -34,7 +34,15 @@ func (s *Server) Run(ctx context.Context) error {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}
+		mh, err := s.moderationHandler()
+		if err != nil {
+			al.Close()
+			l.Close()
+			return err
+		}
+		mux.Handle("/admin/", mh)
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout,
+			MaxHeaderBytes: maxHeadBytes, ErrorLog: logs.StdLog(s.log.Named("admin"), "admin server error")}
 		addServer(&g, "admin", admin, al)
 		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
 	}

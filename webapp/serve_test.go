@@ -77,7 +77,10 @@ func startRedis(t *testing.T) string {
 	}
 }
 
-func newServeBinary(t *testing.T) *serveBinary {
+func newServeBinary(t *testing.T) *serveBinary { return newServeBinaryWith(t) }
+
+// newServeBinaryWith is newServeBinary with further serve flags.
+func newServeBinaryWith(t *testing.T, extra ...string) *serveBinary {
 	if _, err := os.Stat(filepath.Join("..", "main.go")); err != nil {
 		t.Skip("no main.go at the repository root: the occase server is not on this branch yet")
 	}
@@ -115,6 +118,7 @@ func newServeBinary(t *testing.T) *serveBinary {
 		_, _ = rand.Read(imgKey)
 		s.args = append(s.args, "--image-key", hex.EncodeToString(imgKey), "--image-dir", t.TempDir())
 	}
+	s.args = append(s.args, extra...)
 	var err error
 	if s.log, err = os.Create(filepath.Join(t.TempDir(), "occase.log")); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,386 @@
+// Package moderation owns the operators' actions on a marketplace: the
+// review queue of reported posts, dismissing a post's reports, removing a
+// post, banning and unbanning a user. One Service runs them, on whatever
+// Store it is given: the node's own broker (the admin API, http.go) or the
+// Redis the CLI opens (`occase moderate` without --node). The CLI over
+// the API (Client, client.go) gets the same results back as JSON, so each
+// action has one implementation, one set of refusals and one wire shape.
+//
+// Adding an action is one method here, one route in http.go's routes and
+// one method of Client.
+package moderation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/chat"
+	"go.uber.org/zap"
+)
+
+// Store is what moderation needs of the broker.
+type Store interface {
+	ReportedPosts(ctx context.Context, limit, details int) ([]broker.ReportedPost, error)
+	ReportQueueLen(ctx context.Context) (int, error)
+	DismissReports(ctx context.Context, id uint64) (int, error)
+	RemovePost(ctx context.Context, id uint64) (author string, reporters int, err error)
+	BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error)
+	UnbanUser(ctx context.Context, id string) (was bool, err error)
+	PostsOf(ctx context.Context, user string) ([]uint64, error)
+	DeletePost(ctx context.Context, id uint64, user string) error
+}
+
+// Bounds of a report listing (the CLI's --limit and --texts).
+const (
+	MaxListLimit = 1000
+	MaxListTexts = 20
+)
+
+// Refusal reasons: stable codes, the same in the HTTP API's "reason" and
+// in the CLI's exit. Each is paired with an HTTP status in http.go.
+const (
+	ReasonBadRequest   = "bad_request"
+	ReasonPostNotFound = "post_not_found"
+	ReasonNoReports    = "no_reports"
+	ReasonUserNotFound = "user_not_found"
+	ReasonPostsLeft    = "posts_not_all_deleted"
+	ReasonUnavailable  = "unavailable"
+)
+
+// Error is a refusal an operator reads: a stable Reason and a sentence.
+// Result, when set, is what was done before the refusal (a ban whose
+// posts were not all deleted).
+type Error struct {
+	Reason string
+	Msg    string
+	Result any
+	err    error // the cause, for logs and errors.Is; never sent
+}
+
+func (e *Error) Error() string { return e.Msg }
+func (e *Error) Unwrap() error { return e.err }
+
+func refuse(reason, format string, a ...any) *Error {
+	return &Error{Reason: reason, Msg: fmt.Sprintf(format, a...)}
+}
+
+// Service runs the moderation actions on a Store.
+type Service struct {
+	store    Store
+	queueMax int
+	now      func() time.Time
+	log      *zap.Logger
+}
+
+// New returns a Service on store; queueMax is the review queue's bound
+// the nodes run with (--report-queue-max), reported with the queue. log
+// gets one info line per action taken, with the operator.
+func New(store Store, queueMax int, now func() time.Time, log *zap.Logger) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, queueMax: queueMax, now: now, log: log}
+}
+
+// Queue is the review queue as an operator sees it: GET /admin/v1/reports.
+type Queue struct {
+	// Queued is how many posts the queue holds, QueueMax its bound.
+	Queued   int          `json:"queued"`
+	QueueMax int          `json:"queue_max"`
+	Reports  []ReportLine `json:"reports"`
+}
+
+// ReportLine is one reported post, as `occase moderate reports --json`
+// writes it, one a line.
+type ReportLine struct {
+	ID        uint64          `json:"id"`
+	Author    string          `json:"author"`
+	Gone      bool            `json:"gone,omitempty"`
+	Reporters int             `json:"reporters"`
+	Reasons   map[string]int  `json:"reasons"`
+	Title     string          `json:"title,omitempty"`
+	Snippet   string          `json:"snippet"`
+	Latest    []broker.Report `json:"latest"`
+}
+
+// CheckList checks a listing's limit and texts.
+func CheckList(limit, texts int) error {
+	if limit < 1 || limit > MaxListLimit {
+		return refuse(ReasonBadRequest, "limit %d: want 1 to %d", limit, MaxListLimit)
+	}
+	if texts < 1 || texts > MaxListTexts {
+		return refuse(ReasonBadRequest, "texts %d: want 1 to %d", texts, MaxListTexts)
+	}
+	return nil
+}
+
+// Reports lists up to limit posts of the review queue, most reported
+// first, each with its latest texts (at most texts).
+func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) {
+	if err := CheckList(limit, texts); err != nil {
+		return Queue{}, err
+	}
+	list, err := s.store.ReportedPosts(ctx, limit, texts)
+	if err != nil {
+		return Queue{}, err
+	}
+	queued, err := s.store.ReportQueueLen(ctx)
+	if err != nil {
+		return Queue{}, err
+	}
+	q := Queue{Queued: queued, QueueMax: s.queueMax, Reports: make([]ReportLine, 0, len(list))}
+	for _, p := range list {
+		q.Reports = append(q.Reports, toReportLine(p))
+	}
+	return q, nil
+}
+
+func toReportLine(p broker.ReportedPost) ReportLine {
+	l := ReportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
+		Latest: []broker.Report{}}
+	l.Title, l.Snippet = postSnippet(p.Post)
+	for _, s := range p.Latest {
+		var r broker.Report
+		if json.Unmarshal([]byte(s), &r) == nil {
+			l.Latest = append(l.Latest, r)
+		}
+	}
+	return l
+}
+
+// Dismissed: a post's reports cleared, the post kept.
+type Dismissed struct {
+	Post      uint64 `json:"post"`
+	Reporters int    `json:"reporters"`
+}
+
+// Dismiss clears post id's reports; the post stays.
+func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed, error) {
+	n, err := s.store.DismissReports(ctx, id)
+	if err != nil {
+		return Dismissed{}, err
+	}
+	if n == 0 {
+		return Dismissed{}, refuse(ReasonNoReports, "post %d has no reports: nothing dismissed", id)
+	}
+	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.String("operator", by))
+	return Dismissed{Post: id, Reporters: n}, nil
+}
+
+// RemoveRequest is what an operator may say with a removal (the body of
+// POST /admin/v1/posts/{id}/remove). Empty for now: a removal reason told
+// to the author is a field here, read in Remove.
+type RemoveRequest struct{}
+
+// Removed: a post deleted as its author's delete would.
+type Removed struct {
+	Post      uint64 `json:"post"`
+	Author    string `json:"author"`
+	Reporters int    `json:"reporters"`
+}
+
+// Remove deletes post id as its author's delete would (every node drops
+// it, subscribers get post_deleted) and its reports with it.
+func (s *Service) Remove(ctx context.Context, by string, id uint64, _ RemoveRequest) (Removed, error) {
+	author, n, err := s.store.RemovePost(ctx, id)
+	if errors.Is(err, broker.ErrPostNotFound) {
+		// Reports can outlive a post only if a node of an older version
+		// deleted it; clear them.
+		if left, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
+			s.log.Info("moderation: leftover reports of a gone post cleared", zap.Uint64("post", id), zap.String("operator", by))
+			return Removed{}, refuse(ReasonPostNotFound, "no post %d (deleted or expired already); cleared its leftover reports (%s)", id, Reporters(left))
+		}
+		return Removed{}, refuse(ReasonPostNotFound, "no post %d (never published, or deleted or expired already)", id)
+	}
+	if err != nil {
+		return Removed{}, err
+	}
+	s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
+		zap.Int("reporters", n), zap.String("operator", by))
+	return Removed{Post: id, Author: author, Reporters: n}, nil
+}
+
+// BanRequest is the body of POST /admin/v1/users/{id}/ban.
+type BanRequest struct {
+	// Note: why, for the operators (at most broker.MaxBanNote bytes).
+	Note string `json:"note,omitempty"`
+	// RemovePosts: also delete every post of the user.
+	RemovePosts bool `json:"remove_posts,omitempty"`
+}
+
+// Banned: what a ban did.
+type Banned struct {
+	User string `json:"user"`
+	// Already: the user was banned before; time and note were replaced.
+	Already      bool `json:"already"`
+	RemovePosts  bool `json:"remove_posts"`
+	PostsDeleted int  `json:"posts_deleted"`
+}
+
+// Ban bans user: its logins are refused and its live sessions on every
+// node closed (4008). With RemovePosts its posts go too. The ban comes
+// first, so that no session of the user publishes while its posts are
+// taken; a publish in flight at the ban may still land after the first
+// pass, which a second pass takes (a rerun takes any still later). A
+// failure while deleting returns the Banned so far in an Error with
+// ReasonPostsLeft.
+func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Banned, error) {
+	if !chat.ValidUserID(user) {
+		return Banned{}, refuse(ReasonBadRequest, "%q is not a user id", user)
+	}
+	if len(req.Note) > broker.MaxBanNote {
+		return Banned{}, refuse(ReasonBadRequest, "a ban note holds at most %d bytes, not %d", broker.MaxBanNote, len(req.Note))
+	}
+	already, err := s.store.BanUser(ctx, user, s.now().UnixMilli(), req.Note)
+	if err != nil {
+		return Banned{}, noUser(user, err)
+	}
+	s.log.Info("moderation: user banned", zap.String("user", user), zap.Bool("renewed", already),
+		zap.Bool("note", req.Note != ""), zap.String("operator", by))
+	res := Banned{User: user, Already: already, RemovePosts: req.RemovePosts}
+	if !req.RemovePosts {
+		return res, nil
+	}
+	left := func(err error) error {
+		return &Error{Reason: ReasonPostsLeft, Result: res, err: err,
+			Msg: fmt.Sprintf("user %s is banned; its posts were not all deleted (%d were), run the command again", user, res.PostsDeleted)}
+	}
+	for range 2 {
+		ids, err := s.store.PostsOf(ctx, user)
+		if err != nil {
+			return res, left(err)
+		}
+		for _, id := range ids {
+			err := s.store.DeletePost(ctx, id, user)
+			switch {
+			case errors.Is(err, broker.ErrPostNotFound), errors.Is(err, broker.ErrNotOwner):
+				continue // gone meanwhile (expired, deleted)
+			case err != nil:
+				return res, left(err)
+			}
+			res.PostsDeleted++
+		}
+	}
+	s.log.Info("moderation: posts of a banned user deleted", zap.String("user", user),
+		zap.Int("deleted", res.PostsDeleted), zap.String("operator", by))
+	return res, nil
+}
+
+// Unbanned: what an unban did.
+type Unbanned struct {
+	User      string `json:"user"`
+	WasBanned bool   `json:"was_banned"`
+}
+
+// Unban lifts user's ban: its next login is let in.
+func (s *Service) Unban(ctx context.Context, by, user string) (Unbanned, error) {
+	if !chat.ValidUserID(user) {
+		return Unbanned{}, refuse(ReasonBadRequest, "%q is not a user id", user)
+	}
+	was, err := s.store.UnbanUser(ctx, user)
+	if err != nil {
+		return Unbanned{}, noUser(user, err)
+	}
+	if was {
+		s.log.Info("moderation: user unbanned", zap.String("user", user), zap.String("operator", by))
+	}
+	return Unbanned{User: user, WasBanned: was}, nil
+}
+
+// noUser makes broker.ErrNoUser an operator's sentence.
+func noUser(user string, err error) error {
+	if errors.Is(err, broker.ErrNoUser) {
+		return &Error{Reason: ReasonUserNotFound, err: err,
+			Msg: fmt.Sprintf("no user %s: never registered, deleted by its owner, or expired", user)}
+	}
+	return err
+}
+
+// ParsePostID reads a post id: a decimal number from 1.
+func ParsePostID(s string) (uint64, error) {
+	id, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || id == 0 {
+		return 0, refuse(ReasonBadRequest, "%q is not a post id (a number from 1)", s)
+	}
+	return id, nil
+}
+
+// Reporters says "1 reporter" or "n reporters".
+func Reporters(n int) string {
+	if n == 1 {
+		return "1 reporter"
+	}
+	return strconv.Itoa(n) + " reporters"
+}
+
+// postSnippet reads a stored post's body: the app's JSON string, whose
+// "title" and "msg" (the members the search indexes) are shown when it
+// has them, else the body itself.
+func postSnippet(post string) (title, snippet string) {
+	if post == "" {
+		return "", ""
+	}
+	var p struct {
+		Body string `json:"body"`
+	}
+	if json.Unmarshal([]byte(post), &p) != nil {
+		return "", ClipText(post, 120)
+	}
+	var b struct {
+		Title string `json:"title"`
+		Msg   string `json:"msg"`
+	}
+	if json.Unmarshal([]byte(p.Body), &b) == nil && (b.Title != "" || b.Msg != "") {
+		return ClipText(b.Title, 80), ClipText(b.Msg, 120)
+	}
+	return "", ClipText(p.Body, 120)
+}
+
+// ClipText keeps the first n characters of s on one line, with every
+// control or formatting character (escape sequences, bidirectional
+// overrides: text from users must not steer the operator's terminal) made
+// a space.
+func ClipText(s string, n int) string {
+	var b strings.Builder
+	i := 0
+	for _, r := range s {
+		if i == n {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\t' {
+			r = ' '
+		}
+		b.WriteRune(r)
+		i++
+	}
+	return b.String()
+}
+
+// LoadToken reads the admin token from path (--admin-token-file): the
+// file's content without surrounding white space, at least MinTokenLen
+// bytes.
+func LoadToken(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-token-file: %w", err)
+	}
+	tok := bytes.TrimSpace(b)
+	if len(tok) < MinTokenLen {
+		return nil, fmt.Errorf("--admin-token-file %s: the token holds %d bytes, want at least %d (make one with: openssl rand -hex 32 > %s)",
+			path, len(tok), MinTokenLen, path)
+	}
+	if bytes.ContainsAny(tok, " \t\r\n") {
+		return nil, fmt.Errorf("--admin-token-file %s: want one token, without spaces or line breaks inside", path)
+	}
+	return tok, nil
+}

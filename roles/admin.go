@@ -1,0 +1,37 @@
+package roles
+
+import (
+	"net/http"
+
+	"github.com/occase/occase/moderation"
+	"go.uber.org/zap"
+)
+
+// moderationHandler is /admin/ on the admin listener: the moderation API
+// and page (moderation.Handler) on the node's own broker, so that it
+// reaches the embedded server as well as Redis; a JSON 404 saying why
+// when the node has no token (--admin-token-file) or no broker (role img).
+func (s *Server) moderationHandler() (http.Handler, error) {
+	if s.cfg.AdminToken == nil {
+		return moderation.Off(moderation.ReasonDisabled,
+			"the moderation API is off on this node: start it with --admin-token-file (docs/operations.md \"The moderation API\")"), nil
+	}
+	if s.broker == nil {
+		return moderation.Off(moderation.ReasonNotOnRole,
+			"moderation is served by nodes of role db or all; this one is role "+s.cfg.Role), nil
+	}
+	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Clock, s.log.Named("moderation"))
+	h, err := moderation.NewHandler(moderation.HandlerConfig{
+		Service:    svc,
+		Token:      s.cfg.AdminToken,
+		ClientAddr: func(r *http.Request) string { return s.clientKey(clientAddr(r, s.cfg.TrustedProxies)) },
+		Metrics:    s.m.reg,
+		Log:        s.log.Named("moderation"),
+		Now:        s.cfg.Clock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("moderation API on the admin listener", zap.String("path", "/admin/"))
+	return h, nil
+}

@@ -1,0 +1,149 @@
+package webapp
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
+)
+
+// The operator page (GET /admin/ on the admin listener) of the real
+// binary on a real Redis, in headless chromium at phone and desktop size:
+// it is served with a strict Content-Security-Policy; the operator pastes
+// the token, sees the review queue with a report whose text is markup
+// (shown as text, never run), removes that post (the seller's
+// subscription hears post_deleted), and bans the author of another
+// (the author's live session closes with 4008).
+func TestBrowserAdminPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	chromiumPath(t)
+	const token = "browser-test-token-0123456789abcdef0123"
+	tf := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := "http://" + freeAddr(t)
+	s := newServeBinaryWith(t, "--admin-addr", strings.TrimPrefix(admin, "http://"), "--admin-token-file", tf)
+	if !s.hasFlag(t, "--admin-token-file") {
+		t.Skip("this server has no moderation API")
+	}
+
+	// The page's headers: nothing inline runs, nothing frames it.
+	for _, p := range []string{"/admin/", "/admin/admin.js"} {
+		r, err := http.Get(admin + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		csp := r.Header.Get("Content-Security-Policy")
+		if r.StatusCode != 200 || !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") ||
+			!strings.Contains(csp, "frame-ancestors 'none'") || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Fatalf("GET %s: %d, headers %v", p, r.StatusCode, r.Header)
+		}
+	}
+	if r, err := http.Get(s.URL() + "/admin/"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == 200 && r.Header.Get("Content-Security-Policy") != "" {
+			t.Fatalf("the public listener serves the operator page")
+		}
+	}
+
+	seller := dialProto(t, s.URL())
+	sellerID := fmt.Sprint(seller.mustOK(`{"cmd":"register"}`)["id"])
+	publish := func(title string) string {
+		pub := seller.mustOK(`{"cmd":"publish","items":[{"body":"{\"title\":\"` + title + `\",\"msg\":\"Barely used\"}","to":[[[0,0,0]],[[0,0,0]]],"features":0,"range_values":[120,2020,0]}]}`)
+		return fmt.Sprint(pub["id"])
+	}
+	bike := publish("Blue city bike")
+	lamp := publish("Desk lamp")
+	seller.mustOK(`{"cmd":"subscribe","channels":[[],[]],"last_post_id":0,"deletions":true}`)
+	other := dialProto(t, s.URL())
+	other.mustOK(`{"cmd":"register"}`)
+	const hostile = `<img src=x onerror="window.pwned=1"><b>bold</b>`
+	other.mustOK(`{"cmd":"report","id":` + bike + `,"reason":"scam","text":` + js(hostile) + `}`)
+	third := dialProto(t, s.URL())
+	third.mustOK(`{"cmd":"register"}`)
+	third.mustOK(`{"cmd":"report","id":` + bike + `,"reason":"scam","text":"Wants a deposit first"}`)
+	third.mustOK(`{"cmd":"report","id":` + lamp + `,"reason":"spam","text":"Posted ten times"}`)
+
+	shots := shotDir(t, "admin-page")
+	n := 0
+	browser := startBrowser(t)
+	ph := newTab(t, browser, "operator-phone", 390, 844, shots, &n)
+	ph.do(chromedp.Navigate(admin + "/admin/"))
+	ph.wait("the token form", `!document.getElementById("signin").hidden`)
+	ph.shot("token")
+	ph.typeInto("#token", "not-the-token-not-the-token-not-the-token")
+	ph.click("#token-save")
+	ph.wait("the refusal", hasText("#status", "refused the token"))
+	ph.shot("refused")
+	ph.consoleErrors() // the refusal's 401, on purpose
+	ph.typeInto("#token", token)
+	ph.click("#token-save")
+	card := `[data-testid=report][data-post="` + bike + `"]`
+	ph.wait("the bike's report", `document.querySelector(`+js(card)+`) !== null`)
+	ph.wait("the queue summary", hasText("#queue-summary", "Review queue: 2 of at most 5000 reported posts"))
+	if got := ph.eval(`[...document.querySelectorAll(` + js(card+` [data-testid=report-text]`) + `)].map(e => e.textContent).join("|")`); !strings.Contains(got, hostile) {
+		t.Fatalf("the report texts read %q, want the markup shown as text %q", got, hostile)
+	}
+	if got := ph.eval(`String(document.querySelectorAll("#reports img, #reports b").length) + ":" + String(window.pwned)`); got != "0:undefined" {
+		t.Fatalf("markup from a report was parsed (elements:window.pwned = %s)", got)
+	}
+	if got := ph.eval(`document.querySelector(` + js(card+` [data-testid=report-meta]`) + `).textContent`); !strings.Contains(got, "2 reporters") || !strings.Contains(got, "author "+sellerID) {
+		t.Fatalf("the card's line: %q", got)
+	}
+	if sessionToken := ph.eval(`sessionStorage.getItem("occase-admin-token") || ""`); sessionToken != token {
+		t.Fatalf("the token in sessionStorage: %q", sessionToken)
+	}
+	if w := ph.eval(`String(document.documentElement.scrollWidth)`); w != "390" {
+		t.Fatalf("the page is %s px wide at phone size, want 390 (no sideways scroll)", w)
+	}
+	ph.shot("queue")
+	ph.click(card + ` [data-action=remove]`)
+	ph.wait("the confirmation", `document.getElementById("confirm").open`)
+	ph.shot("confirm-remove")
+	ph.click("#confirm-ok")
+	ph.wait("the removal said", hasText("#status", "Removed post "+bike))
+	ph.wait("the card gone", `document.querySelector(`+js(card)+`) === null`)
+	ph.shot("removed")
+	ph.noConsoleErrors("on the phone")
+	if !seller.waitPush(func(f map[string]any) bool { return f["cmd"] == "post_deleted" && fmt.Sprint(f["id"]) == bike }, waitFor) {
+		t.Fatalf("the subscription heard no post_deleted for %s", bike)
+	}
+
+	// At desktop size, in a new tab of the same session (the token is
+	// per tab): ban the lamp's author.
+	d := newTab(t, browser, "operator-desktop", 1280, 800, shots, &n)
+	d.do(chromedp.Navigate(admin + "/admin/"))
+	d.typeInto("#token", token)
+	d.click("#token-save")
+	lampCard := `[data-testid=report][data-post="` + lamp + `"]`
+	d.wait("the lamp's report", `document.querySelector(`+js(lampCard)+`) !== null`)
+	d.shot("queue")
+	d.click(lampCard + ` [data-action=ban]`)
+	d.wait("the ban dialog", `document.getElementById("confirm").open && !document.getElementById("ban-fields").hidden`)
+	d.typeInto("#ban-note", "spam ring")
+	d.shot("confirm-ban")
+	d.click("#confirm-ok")
+	d.wait("the ban said", hasText("#status", "User "+sellerID+" banned."))
+	d.shot("banned")
+	d.noConsoleErrors("on the desktop")
+	ctx, cancel := context.WithTimeout(seller.ctx, waitFor)
+	defer cancel()
+	for {
+		if _, _, err := seller.c.Read(ctx); err != nil {
+			if code := websocket.CloseStatus(err); code != 4008 {
+				t.Fatalf("the banned seller's session ended with %v (code %d), want close 4008", err, code)
+			}
+			break
+		}
+	}
+}
