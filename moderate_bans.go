@@ -1,6 +1,6 @@
 package main
 
-// `occase moderate ban|unban`: an operator bans a user (docs/operations.md
+// `occase moderate ban|unban|bans`: an operator bans a user (docs/operations.md
 // "Banning a user"). The ban is a field of the user's hash in Redis, read by
 // every login; the same script closes the user's live sessions on every
 // node (broker.BanUser). With --remove-posts, the user's posts go as the
@@ -8,10 +8,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -21,10 +23,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// banCommands are `occase moderate ban|unban`.
+// banCommands are `occase moderate ban|unban|bans`.
 func banCommands() []*cli.Command {
 	bd := serveDefaults()
 	ud := serveDefaults()
+	ld := serveDefaults()
 	banFlags := append(moderationFlags(&bd),
 		&cli.BoolFlag{Name: "remove-posts", Usage: "also delete every post of the user, as the author's delete would (every node drops them; subscribers with deletions get post_deleted)"},
 		&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("why, for the operators: kept with the ban in the user's hash (at most %d bytes; never shown to the user)", broker.MaxBanNote)})
@@ -48,7 +51,11 @@ func banCommands() []*cli.Command {
 		Action: func(c *cli.Context) error {
 			return withModerateBroker(c, &ud, func(ctx context.Context, _ *cli.Context, b *broker.Client, user string, log *zap.Logger) error {
 				was, err := b.UnbanUser(ctx, user)
-				if err != nil {
+				if errors.Is(err, broker.ErrBanNotListed) {
+					// The ban is lifted; its stale entry is cleaned by the
+					// next listing that meets it.
+					log.Warn("unbanned, but still on the list of bans until a listing cleans it", zap.String("user", user), zap.Error(err))
+				} else if err != nil {
 					return noUser(user, err)
 				}
 				if !was {
@@ -60,8 +67,108 @@ func banCommands() []*cli.Command {
 				return nil
 			})
 		},
+	}, {
+		Name:  "bans",
+		Usage: "list the banned users, newest ban first: user id, when, note (entries of accounts gone since are cleaned as they are met)",
+		Flags: append(moderationFlags(&ld),
+			&cli.IntFlag{Name: "limit", Value: 50, Usage: "bans listed at most (1 to 1000)"},
+			&cli.IntFlag{Name: "offset", Value: 0, Usage: "skip this many of the newest (the line under the table gives the next page's)"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
+		Action: func(c *cli.Context) error {
+			limit, offset := c.Int("limit"), c.Int("offset")
+			if limit < 1 || limit > 1000 {
+				return fmt.Errorf("--limit %d: want 1 to 1000", limit)
+			}
+			if offset < 0 {
+				return fmt.Errorf("--offset %d: want 0 or more", offset)
+			}
+			return withModeration(c, ld, func(ctx context.Context, b *broker.Client, log *zap.Logger) error {
+				page, err := listBans(ctx, b, offset, limit)
+				if err != nil {
+					return err
+				}
+				if page.Cleaned > 0 {
+					log.Info("stale entries cleaned from the list of bans", zap.Int("cleaned", page.Cleaned))
+				}
+				if c.Bool("json") {
+					return writeBansJSON(c.App.Writer, page)
+				}
+				return writeBansTable(c.App.Writer, page)
+			})
+		},
 	}}
 }
+
+// BanPage is one page of the list of bans, as `occase moderate bans`
+// shows it (and an API can serve it).
+type BanPage struct {
+	Bans    []broker.BanEntry `json:"bans"`
+	Offset  int               `json:"offset"`
+	Next    int               `json:"next"`    // the offset of the next page; 0: none
+	Total   int               `json:"total"`   // entries on the list
+	Cleaned int               `json:"cleaned"` // stale entries this read took off
+}
+
+// listBans reads limit bans from offset, newest first (broker.Bans).
+func listBans(ctx context.Context, b *broker.Client, offset, limit int) (BanPage, error) {
+	list, cleaned, total, err := b.Bans(ctx, offset, limit)
+	if err != nil {
+		return BanPage{}, err
+	}
+	p := BanPage{Bans: list, Offset: offset, Total: total, Cleaned: cleaned}
+	if list == nil {
+		p.Bans = []broker.BanEntry{}
+	}
+	if n := offset + len(list); n < total {
+		p.Next = n
+	}
+	return p, nil
+}
+
+// banLine is one ban as `bans --json` writes it.
+type banLine struct {
+	User string `json:"user"`
+	At   int64  `json:"at"`
+	When string `json:"when"`
+	Note string `json:"note,omitempty"`
+}
+
+func writeBansJSON(w io.Writer, p BanPage) error {
+	enc := json.NewEncoder(w)
+	for _, e := range p.Bans {
+		if err := enc.Encode(banLine{User: e.User, At: e.At, When: banTime(e.At), Note: e.Note}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeBansTable(w io.Writer, p BanPage) error {
+	if len(p.Bans) == 0 {
+		if p.Offset > 0 {
+			_, err := fmt.Fprintf(w, "no bans from offset %d (%d on the list)\n", p.Offset, p.Total)
+			return err
+		}
+		_, err := fmt.Fprintln(w, "no banned users")
+		return err
+	}
+	fmt.Fprintf(w, "%d banned users; newest first, from %d\n", p.Total, p.Offset+1)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tBANNED AT (UTC)\tNOTE")
+	for _, e := range p.Bans {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.User, banTime(e.At), clipText(e.Note, 80))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if p.Next > 0 {
+		_, err := fmt.Fprintf(w, "more: --offset %d\n", p.Next)
+		return err
+	}
+	return nil
+}
+
+func banTime(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05") }
 
 // withModerateBroker reads the one user id argument and the flags, opens
 // the db nodes' Redis and runs fn.
@@ -122,6 +229,12 @@ func parseFlagsAnywhere(c *cli.Context) (*cli.Context, []string, error) {
 // first pass, which a second pass takes (a rerun takes any still later).
 func banUser(ctx context.Context, b *broker.Client, user, note string, removePosts bool, log *zap.Logger) error {
 	already, err := b.BanUser(ctx, user, time.Now().UnixMilli(), note)
+	if errors.Is(err, broker.ErrBanNotListed) {
+		// The ban holds (sessions closed, logins refused); only the
+		// operators' list lacks it, and the same command writes it.
+		fmt.Printf("user %s banned, sessions closed; the list of bans could not be updated\n", user)
+		return fmt.Errorf("user %s is banned but not on the list of bans: run the same command again (%w)", user, err)
+	}
 	if err != nil {
 		return noUser(user, err)
 	}
