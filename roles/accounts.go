@@ -197,6 +197,12 @@ func (ss *session) login(req *wire.Request) error {
 	b = strconv.AppendInt(b, int64(remaining), 10)
 	b = append(b, `,"epoch":`...)
 	b = wire.AppendString(b, srv.Epoch())
+	if st.Notices > 0 {
+		// Only when some wait: an app that knows nothing of notices
+		// ignores an extra member, and one that does asks for them.
+		b = append(b, `,"notices":`...)
+		b = strconv.AppendInt(b, int64(st.Notices), 10)
+	}
 	b = append(b, '}')
 	ss.pushToken(req)
 	ss.Send(b)
