@@ -12,11 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/occase/occase/broker"
 	"github.com/urfave/cli/v2"
@@ -84,9 +87,11 @@ func reportCommands() []*cli.Command {
 	}, {
 		Name: "remove",
 		Usage: "delete a post as its author's delete would (every node drops it, subscribers get post_deleted) " +
-			"and its reports with it",
+			"and its reports with it; with --reason its author gets a notice saying why",
 		ArgsUsage: "<post id>",
-		Flags:     moderationFlags(&dr),
+		Flags: append(moderationFlags(&dr, "chat-queue-ttl"),
+			&cli.StringFlag{Name: "reason", Usage: "tell the author why, with a notice: " + strings.Join(broker.RemovalReasons, ", ") + " (without it the author is told nothing)"},
+			&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("a line for the author in the notice, with --reason (at most %d bytes; the author sees it)", broker.MaxNoticeNote)}),
 		// Flags before or after the id, as ban takes them.
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
@@ -94,8 +99,25 @@ func reportCommands() []*cli.Command {
 			if err != nil || c == nil {
 				return err // nil, nil: help shown
 			}
-			return withModeration(c, dr, func(ctx context.Context, b *broker.Client, _ *zap.Logger) error {
-				author, n, err := b.RemovePost(ctx, id)
+			reason, note := c.String("reason"), c.String("note")
+			if reason != "" && !slices.Contains(broker.RemovalReasons, reason) {
+				return fmt.Errorf("--reason %q: want one of %s", reason, strings.Join(broker.RemovalReasons, ", "))
+			}
+			if note != "" && reason == "" {
+				return errors.New("--note is for the author's notice: give --reason too")
+			}
+			if len(note) > broker.MaxNoticeNote || !utf8.ValidString(note) {
+				return fmt.Errorf("--note: at most %d bytes of UTF-8, not %d", broker.MaxNoticeNote, len(note))
+			}
+			if reason != "" {
+				// Every other bound, before anything is removed.
+				if err := (broker.Notice{Kind: broker.NoticePostRemoved, Reason: reason, Note: note}).Check(); err != nil {
+					return fmt.Errorf("--note: %w", err)
+				}
+			}
+			return withModeration(c, dr, func(ctx context.Context, b *broker.Client, log *zap.Logger) error {
+				r, err := removePost(ctx, b, id, reason, note, c.Duration("chat-queue-ttl"))
+				author, n := r.Author, r.Reporters
 				if errors.Is(err, broker.ErrPostNotFound) {
 					// Reports can outlive a post only if a node of an
 					// older version deleted it; clear them.
@@ -109,10 +131,25 @@ func reportCommands() []*cli.Command {
 				}
 				fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
 					id, author, reporters(n))
+				if r.Notice > 0 {
+					log.Info("author told why a post was removed", zap.Uint64("post", id), zap.String("user", author), zap.String("reason", reason))
+					fmt.Fprintf(c.App.Writer, "user %s was told why (%s)\n", author, reason)
+				} else if reason != "" {
+					fmt.Fprintf(c.App.Writer, "user %s is gone: nobody to tell\n", author)
+				}
 				return nil
 			})
 		},
 	}}
+}
+
+// removePost removes post id for an operator (broker.RemoveWithNotice):
+// with a reason (one of broker.RemovalReasons) its author gets a notice
+// with note, living ttl (the offline queue's lifetime); without one the
+// author is told nothing. An error after the removal says the post is
+// gone but the author was not told.
+func removePost(ctx context.Context, b *broker.Client, id uint64, reason, note string, ttl time.Duration) (broker.Removed, error) {
+	return b.RemoveWithNotice(ctx, id, broker.Removal{Reason: reason, Note: note, At: time.Now().UnixMilli(), TTL: ttl})
 }
 
 // reportPostArg parses a dismiss or remove command line, flags anywhere

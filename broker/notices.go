@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/redis/rueidis"
@@ -69,7 +70,7 @@ return id`)
 // sessions; it lives ttl (the offline queue's lifetime; 0: as long as the
 // account). It returns the notice's id, or ErrNoUser.
 func (c *Client) AddNotice(ctx context.Context, user string, n Notice, ttl time.Duration) (int64, error) {
-	if err := n.check(); err != nil {
+	if err := n.Check(); err != nil {
 		return 0, err
 	}
 	b, err := json.Marshal(n)
@@ -90,8 +91,8 @@ func (c *Client) AddNotice(ctx context.Context, user string, n Notice, ttl time.
 	return id, nil
 }
 
-// check bounds every field, so that a notice stays small (under 1 KiB).
-func (n Notice) check() error {
+// Check bounds every field, so that a notice stays small (under 1 KiB).
+func (n Notice) Check() error {
 	switch {
 	case n.Kind != NoticePostRemoved:
 		return fmt.Errorf("a notice of kind %q", n.Kind)
@@ -103,8 +104,16 @@ func (n Notice) check() error {
 		return fmt.Errorf("a notice's note and title must be UTF-8")
 	case utf8.RuneCountInString(n.Title) > MaxNoticeTitle:
 		return fmt.Errorf("a notice's title holds at most %d characters", MaxNoticeTitle)
+	case strings.IndexFunc(n.Note, controlRune) >= 0:
+		return fmt.Errorf("a note to the author may not hold control or formatting characters (a new line is fine)")
 	}
 	return nil
+}
+
+// controlRune: a control or formatting character other than a new line,
+// which a note may not hold and a title has made a space.
+func controlRune(r rune) bool {
+	return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r))
 }
 
 // Notices returns user's notices, oldest first, each the JSON object
@@ -154,7 +163,12 @@ func PostTitle(data string) string {
 	if json.Unmarshal([]byte(data), &p) != nil || json.Unmarshal([]byte(p.Body), &b) != nil {
 		return ""
 	}
-	t := strings.ToValidUTF8(b.Title, "")
+	t := strings.Map(func(r rune) rune {
+		if r == '\n' || controlRune(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(b.Title, ""))
 	if utf8.RuneCountInString(t) > MaxNoticeTitle {
 		t = string([]rune(t)[:MaxNoticeTitle-1]) + "…"
 	}
@@ -186,7 +200,7 @@ func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Re
 	var n Notice
 	if r.Reason != "" {
 		n = Notice{Kind: NoticePostRemoved, Post: id, Reason: r.Reason, Note: r.Note, At: r.At}
-		if err := n.check(); err != nil {
+		if err := n.Check(); err != nil {
 			return Removed{}, err
 		}
 		data, err := c.do(ctx, c.rc.B().Hget().Key(c.postsKey("data")).Field(strconv.FormatUint(id, 10)).Build()).ToString()

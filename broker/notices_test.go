@@ -41,6 +41,8 @@ func TestNotices(t *testing.T) {
 			{Kind: broker.NoticePostRemoved, Reason: "Scam"},
 			{Kind: broker.NoticePostRemoved, Reason: "scam", Note: strings.Repeat("n", broker.MaxNoticeNote+1)},
 			{Kind: broker.NoticePostRemoved, Reason: "scam", Title: strings.Repeat("é", broker.MaxNoticeTitle+1)},
+			{Kind: broker.NoticePostRemoved, Reason: "scam", Note: "look \x1b[2J"},
+			{Kind: broker.NoticePostRemoved, Reason: "scam", Note: "rtl \u202e"},
 		} {
 			if _, err := c.AddNotice(ctx, id, bad, time.Hour); err == nil {
 				t.Fatalf("taken: %+v", bad)
@@ -124,6 +126,7 @@ func TestPostTitle(t *testing.T) {
 		{"no title", `{"body":"{\"msg\":\"x\"}"}`, ""},
 		{"body not JSON", `{"body":"plain"}`, ""},
 		{"not JSON", `garbage`, ""},
+		{"control characters", `{"body":"{\"title\":\"a\\u001b[2J\\nb\\u202e\"}"}`, "a [2J b "},
 		{"long", `{"body":"{\"title\":\"` + strings.Repeat("é", 150) + `\"}"}`, strings.Repeat("é", broker.MaxNoticeTitle-1) + "…"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

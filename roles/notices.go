@@ -78,4 +78,3 @@ func (ss *session) Notice(n []byte) {
 	f = append(f, n[1:]...)
 	ss.Send(f)
 }
-
