@@ -83,6 +83,7 @@ type fakeServer struct {
 	reportFail string          // refuse every report with this reason, when not ""
 	banned     map[string]bool // accounts whose login is refused with "banned" and close 4008
 	dials      int             // WebSocket connections accepted
+	notes      fakeNotices     // notices (notices_test.go)
 }
 
 // closeBanned is the close code of a banned account (docs/protocol.md).
@@ -495,6 +496,9 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		}
 		ack := map[string]any{"cmd": "login_ack", "result": "ok", "remaining_posts": 5}
 		s.mu.Lock()
+		if n := len(s.notes.list[user]); n > 0 {
+			ack["notices"] = n
+		}
 		s.withEpoch(ack, true)
 		s.mu.Unlock()
 		c.write(ack)
@@ -678,6 +682,8 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		c.write(map[string]any{"cmd": cmd + "_ack", "result": "ok", "user": user, "blocks": 0})
 	case "report":
 		s.report(c, f)
+	case "notices", "notices_seen":
+		return s.noticesCmd(c, cmd, f)
 	case "presence":
 		to, _ := f["to"].(string)
 		f["from"] = c.user

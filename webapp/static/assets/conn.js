@@ -18,6 +18,7 @@ const ackKind = {
   delete_account_ack: "delete_account",
   block_ack: "block", unblock_ack: "unblock", blocks_ack: "blocks",
   report_ack: "report",
+  notices_ack: "notices", notices_seen_ack: "notices_seen",
 };
 
 // Close codes the session acts on; what every code means (reconnect or
