@@ -44,6 +44,7 @@ func (ss *session) register(req *wire.Request) error {
 	if err := ss.coolingOff(""); err != nil {
 		return err
 	}
+	ss.optInNotices(req)
 	undo, err := ss.srv.admitRegistration(ss.ctx, ss.remote, req)
 	if err != nil {
 		return err
@@ -83,6 +84,7 @@ func (ss *session) login(req *wire.Request) error {
 	if err != nil {
 		return err
 	}
+	ss.optInNotices(req)
 	pwd, err := req.Str("password")
 	if err != nil {
 		return err

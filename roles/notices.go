@@ -10,9 +10,10 @@ import (
 // Notices (docs/protocol.md "Notices"): what the operators tell a user,
 // stored in Redis (broker/notices.go). A client that knows of them asks
 // with notices (notices_ack lists them), clears them with notices_seen,
-// and from its first notices on is pushed each new one as a notice frame;
-// a client that never asks gets no frame it does not know (its login_ack
-// only gains a "notices" count, an extra member).
+// and, from its first notices on or from a login or register that said
+// "notices":true, is pushed each new one as a notice frame; a client that
+// does neither gets no frame it does not know (its login_ack only gains
+// a "notices" count, an extra member).
 
 // The two requests share a token bucket: a client asks after a login and
 // after a notice, and clears what it showed.
@@ -65,6 +66,15 @@ func (ss *session) notices(req *wire.Request) error {
 	}
 	ss.Send(append(f, "]}"...))
 	return nil
+}
+
+// optInNotices reads a register's or login's "notices":true: the client
+// knows notices, so they are pushed to it from the start (an older node
+// ignores the member, and its login_ack never counts notices).
+func (ss *session) optInNotices(req *wire.Request) {
+	if string(req.Get("notices")) == "true" {
+		ss.wantNotices.Store(true)
+	}
 }
 
 // Notice is presence.Noticer: a notice for the user (on any node's

@@ -17,8 +17,9 @@ import (
 // chat message sent after it arriving first; the next login_ack counts
 // the notice; notices lists it; once asked, a later removal is pushed as
 // a notice frame; notices_seen clears them and the next login_ack has no
-// count; a removal without a reason makes no notice; the requests are
-// rate limited and need a login.
+// count; a login with "notices":true is pushed one without asking; a
+// removal without a reason makes no notice; the requests are rate
+// limited and need a login.
 func TestNoticesOverWebSockets(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		n1, n2 := startNode(t, b.Options), startNode(t, b.Options)
@@ -108,10 +109,16 @@ func TestNoticesOverWebSockets(t *testing.T) {
 			t.Fatalf("closed with %d, want 1008", code)
 		}
 
+		// A login that says "notices":true is pushed them without asking.
 		a3 := dial(t, n1.url)
-		a3.send(loginFrame(a.id, a.pwd))
+		a3.send(`{"cmd":"login","user":"` + a.id + `","password":"` + a.pwd + `","notices":true}`)
 		if m := a3.expect("login_ack"); m.str("result") != "ok" || m["notices"] != nil {
 			t.Fatalf("login_ack after all were seen: %v", m)
+		}
+		p4 := publish(a3, "Desk")
+		remove(p4, "other", "")
+		if m := a3.expect("notice"); m.num("id") != 3 || m.str("title") != "Desk" || m.num("post") != int64(p4) {
+			t.Fatalf("pushed to a login that opted in: %v", m)
 		}
 		anon := dial(t, n1.url)
 		anon.send(`{"cmd":"notices"}`)

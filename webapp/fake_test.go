@@ -463,6 +463,7 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		s.users[id] = pw
 		c.user = id
 		s.online[id] = c
+		s.notes.optIn(c, f)
 		ack := map[string]any{"cmd": "register_ack", "result": "ok", "id": id, "password": pw}
 		s.withEpoch(ack, true)
 		s.mu.Unlock()
@@ -496,6 +497,7 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		}
 		ack := map[string]any{"cmd": "login_ack", "result": "ok", "remaining_posts": 5}
 		s.mu.Lock()
+		s.notes.optIn(c, f)
 		if n := len(s.notes.list[user]); n > 0 {
 			ack["notices"] = n
 		}

@@ -486,7 +486,9 @@ function onLogin(identity, ack, acted) {
   subscribe();
   pump();
   loadBlocks();
-  loadNotices();
+  // Only when some wait: a server without notices never counts them, and
+  // this login asked for new ones to be pushed ("notices":true).
+  if (safe.finite(ack.notices) > 0) loadNotices();
   app.signUpWhy = "";
   const then = app.afterLogin;
   app.afterLogin = null;
@@ -514,7 +516,7 @@ async function loadBlocks() {
 }
 
 // loadNotices asks for what the moderators told this account (docs/protocol.md
-// "Notices"); asking also has the server push new ones to this session.
+// "Notices").
 async function loadNotices() {
   let r;
   try {

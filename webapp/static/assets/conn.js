@@ -125,6 +125,9 @@ export class Session {
       const id = this.identity;
       const req = id.register ? { cmd: "register" }
         : { cmd: "login", user: id.user, password: id.password };
+      // docs/protocol.md "Notices": this app shows them, so the server may
+      // push them (an older server ignores the member).
+      req.notices = true;
       // docs/protocol.md "Registration": an operator may require a token.
       if (id.register && id.token) req.signup_token = id.token;
       this.request(req, true).then((r) => this.identified(r, ws), () => {});

@@ -1,8 +1,8 @@
 // Notices (docs/protocol.md "Notices"): what the moderators tell this
 // account, today that a listing of theirs was removed and why. The server
 // keeps them until the app says they were seen (notices_seen); the app asks
-// for them after each login (notices), which also asks the server to push
-// new ones (notice). Everything in a notice comes from the network: each
+// for them (notices) after a login_ack that counts some, and its login
+// ("notices":true) has the server push new ones (notice). Everything in a notice comes from the network: each
 // field is checked here, and the words are made with textContent only.
 
 import * as safe from "./safe.js";
