@@ -229,11 +229,13 @@ func parseFlagsAnywhere(c *cli.Context) (*cli.Context, []string, error) {
 // first pass, which a second pass takes (a rerun takes any still later).
 func banUser(ctx context.Context, b *broker.Client, user, note string, removePosts bool, log *zap.Logger) error {
 	already, err := b.BanUser(ctx, user, time.Now().UnixMilli(), note)
+	var listErr error
 	if errors.Is(err, broker.ErrBanNotListed) {
 		// The ban holds (sessions closed, logins refused); only the
-		// operators' list lacks it, and the same command writes it.
-		fmt.Printf("user %s banned, sessions closed; the list of bans could not be updated\n", user)
-		return fmt.Errorf("user %s is banned but not on the list of bans: run the same command again (%w)", user, err)
+		// operators' list lacks it, and the same command writes it. The
+		// posts are still removed; the command fails at its end.
+		listErr = fmt.Errorf("user %s is banned but not on the list of bans: run the same command again (%w)", user, err)
+		err = nil
 	}
 	if err != nil {
 		return noUser(user, err)
@@ -245,7 +247,7 @@ func banUser(ctx context.Context, b *broker.Client, user, note string, removePos
 		fmt.Printf("user %s banned, sessions closed\n", user)
 	}
 	if !removePosts {
-		return nil
+		return listErr
 	}
 	n := 0
 	for range 2 {
@@ -266,7 +268,7 @@ func banUser(ctx context.Context, b *broker.Client, user, note string, removePos
 	}
 	log.Info("posts of a banned user deleted", zap.String("user", user), zap.Int("deleted", n))
 	fmt.Printf("user %s: %d posts deleted\n", user, n)
-	return nil
+	return listErr
 }
 
 // noUser makes broker.ErrNoUser an operator's sentence.

@@ -186,7 +186,7 @@ func (c *Client) cleanBans(ctx context.Context, es []BanEntry) ([]BanEntry, int,
 	for i, r := range c.rc.DoMulti(bctx, cmds...) {
 		vs, err := r.ToArray()
 		if err != nil || len(vs) != 3 {
-			return nil, 0, c.wrap("read the bans listed", cmp(err, "a short reply"))
+			return nil, 0, c.wrap("read the bans listed", orShort(err))
 		}
 		e := es[i]
 		at, aerr := vs[1].AsInt64()
@@ -208,11 +208,12 @@ func (c *Client) cleanBans(ctx context.Context, es []BanEntry) ([]BanEntry, int,
 	return kept, int(n), nil
 }
 
-func cmp(err error, what string) error {
+// orShort is err, or the error of a reply shorter than asked for.
+func orShort(err error) error {
 	if err != nil {
 		return err
 	}
-	return errors.New(what)
+	return errors.New("a short reply")
 }
 
 // Bans lists the bans newest first: limit entries from rank offset. It
