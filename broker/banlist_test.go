@@ -7,6 +7,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/redis/rueidis"
 )
 
 // The list of bans on a real redis-server, the embedded server and a Redis
@@ -140,4 +141,51 @@ func TestBanList(t *testing.T) {
 			t.Fatalf("a ban dropped from the list must hold: %+v %v", ban, err)
 		}
 	})
+}
+
+// A ban whose list write fails (here: a Redis user that may not touch
+// the {bans} keys, as a real server's ACL makes it) holds, and says
+// ErrBanNotListed; so does an unban; a rerun by a client that may write
+// the list lists it, and a listing cleans an entry whose unban failed to
+// take it off.
+func TestBanNotListed(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	prefix := brokertest.Prefix()
+	ctx := context.Background()
+	admin := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix})
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nolist", "on", ">pw", "+@all", "&*",
+		"~"+prefix+"u:*", "~"+prefix+"pd:*").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	limited := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: "nolist", Password: "pw"})
+	id, err := admin.CreateUser(ctx, "d", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := limited.BanUser(ctx, id, 2000, "n"); !errors.Is(err, broker.ErrBanNotListed) {
+		t.Fatalf("ban without the list: %v, want ErrBanNotListed", err)
+	}
+	if ban, err := admin.BanOf(ctx, id); err != nil || ban.At != 2000 {
+		t.Fatalf("the ban must hold: %+v %v", ban, err)
+	}
+	if l, _, total, _ := admin.Bans(ctx, 0, 10); len(l) != 0 || total != 0 {
+		t.Fatalf("listed: %v", l)
+	}
+	if was, err := admin.BanUser(ctx, id, 3000, "n"); err != nil || !was {
+		t.Fatalf("the rerun: %v %v", was, err)
+	}
+	if l, _, _, _ := admin.Bans(ctx, 0, 10); len(l) != 1 || l[0].User != id {
+		t.Fatalf("listed after the rerun: %v", l)
+	}
+	if was, err := limited.UnbanUser(ctx, id); !errors.Is(err, broker.ErrBanNotListed) || !was {
+		t.Fatalf("unban without the list: %v %v", was, err)
+	}
+	if l, cleaned, total, err := admin.Bans(ctx, 0, 10); err != nil || len(l) != 0 || cleaned != 1 || total != 0 {
+		t.Fatalf("the listing after a failed unban: %v cleaned %d total %d %v", l, cleaned, total, err)
+	}
 }
