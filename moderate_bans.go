@@ -99,30 +99,10 @@ func banCommands() []*cli.Command {
 	}}
 }
 
-// BanPage is one page of the list of bans, as `occase moderate bans`
-// shows it (and an API can serve it).
-type BanPage struct {
-	Bans    []broker.BanEntry `json:"bans"`
-	Offset  int               `json:"offset"`
-	Next    int               `json:"next"`    // the offset of the next page; 0: none
-	Total   int               `json:"total"`   // entries on the list
-	Cleaned int               `json:"cleaned"` // stale entries this read took off
-}
-
-// listBans reads limit bans from offset, newest first (broker.Bans).
-func listBans(ctx context.Context, b *broker.Client, offset, limit int) (BanPage, error) {
-	list, cleaned, total, err := b.Bans(ctx, offset, limit)
-	if err != nil {
-		return BanPage{}, err
-	}
-	p := BanPage{Bans: list, Offset: offset, Total: total, Cleaned: cleaned}
-	if list == nil {
-		p.Bans = []broker.BanEntry{}
-	}
-	if n := offset + len(list); n < total {
-		p.Next = n
-	}
-	return p, nil
+// listBans reads limit bans from offset, newest first
+// (broker.Client.ListBans, which an API calls the same way).
+func listBans(ctx context.Context, b *broker.Client, offset, limit int) (broker.BanPage, error) {
+	return b.ListBans(ctx, offset, limit)
 }
 
 // banLine is one ban as `bans --json` writes it.
@@ -133,7 +113,7 @@ type banLine struct {
 	Note string `json:"note,omitempty"`
 }
 
-func writeBansJSON(w io.Writer, p BanPage) error {
+func writeBansJSON(w io.Writer, p broker.BanPage) error {
 	enc := json.NewEncoder(w)
 	for _, e := range p.Bans {
 		if err := enc.Encode(banLine{User: e.User, At: e.At, When: banTime(e.At), Note: e.Note}); err != nil {
@@ -143,7 +123,7 @@ func writeBansJSON(w io.Writer, p BanPage) error {
 	return nil
 }
 
-func writeBansTable(w io.Writer, p BanPage) error {
+func writeBansTable(w io.Writer, p broker.BanPage) error {
 	if len(p.Bans) == 0 {
 		if p.Offset > 0 {
 			_, err := fmt.Fprintf(w, "no bans from offset %d (%d on the list)\n", p.Offset, p.Total)

@@ -238,3 +238,29 @@ func (c *Client) Bans(ctx context.Context, offset, limit int) (list []BanEntry, 
 	}
 	return list, cleaned, int(n), nil
 }
+
+// BanPage is one page of the list of bans, as `occase moderate bans`
+// shows it (and an API can serve it as JSON).
+type BanPage struct {
+	Bans    []BanEntry `json:"bans"`
+	Offset  int        `json:"offset"`
+	Next    int        `json:"next"`    // the offset of the next page; 0: none
+	Total   int        `json:"total"`   // entries on the list
+	Cleaned int        `json:"cleaned"` // stale entries this read took off
+}
+
+// ListBans is Bans as one page: limit bans from offset, newest first.
+func (c *Client) ListBans(ctx context.Context, offset, limit int) (BanPage, error) {
+	list, cleaned, total, err := c.Bans(ctx, offset, limit)
+	if err != nil {
+		return BanPage{}, err
+	}
+	p := BanPage{Bans: list, Offset: offset, Total: total, Cleaned: cleaned}
+	if list == nil {
+		p.Bans = []BanEntry{}
+	}
+	if n := offset + len(list); n < total {
+		p.Next = n
+	}
+	return p, nil
+}

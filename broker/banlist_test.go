@@ -71,6 +71,12 @@ func TestBanList(t *testing.T) {
 		p2, _, _, _ := c.Bans(ctx, len(p1), 2)
 		want(p1, users[2], users[1])
 		want(p2, users[0])
+		if pg, err := c.ListBans(ctx, 0, 2); err != nil || pg.Next != 2 || pg.Total != 3 || len(pg.Bans) != 2 {
+			t.Fatalf("page one: %+v %v", pg, err)
+		}
+		if pg, err := c.ListBans(ctx, 2, 2); err != nil || pg.Next != 0 || len(pg.Bans) != 1 {
+			t.Fatalf("the last page: %+v %v", pg, err)
+		}
 
 		// A renewed ban moves up, with its new note.
 		if was, err := c.BanUser(ctx, users[0], 3000, ""); err != nil || !was {
