@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,21 @@ func TestModerateBanCommand(t *testing.T) {
 		if ban, err := bc.BanOf(context.Background(), a.id); err != nil || ban.At == 0 || ban.Note != "spam, report 12" {
 			t.Fatalf("the stored ban: %+v %v", ban, err)
 		}
+		// The list of bans, as JSON lines and as a table.
+		out, errOut, err = moderate("bans", "--json")
+		var line struct {
+			User, Note, When string
+			At               int64
+		}
+		if err != nil || json.Unmarshal([]byte(out), &line) != nil || line.User != a.id || line.Note != "spam, report 12" || line.At == 0 || line.When == "" {
+			t.Fatalf("bans --json: %v %+v\n%s\n%s", err, line, out, errOut)
+		}
+		if out, _, err := moderate("bans", "--limit", "1"); err != nil || !strings.Contains(out, "1 banned users") || !strings.Contains(out, a.id) {
+			t.Fatalf("bans: %v\n%s", err, out)
+		}
+		if _, errOut, err := moderate("bans", "--limit", "0"); err == nil || !strings.Contains(errOut, "--limit 0") {
+			t.Fatalf("bans --limit 0: %v %s", err, errOut)
+		}
 		if left, err := bc.PostsOf(context.Background(), a.id); err != nil || len(left) != 0 {
 			t.Fatalf("posts left: %v %v", left, err)
 		}
@@ -102,6 +118,9 @@ func TestModerateBanCommand(t *testing.T) {
 
 		if out, errOut, err := moderate("unban", a.id); err != nil || !strings.Contains(out, "user "+a.id+" unbanned") {
 			t.Fatalf("unban: %v\n%s\n%s", err, out, errOut)
+		}
+		if out, _, err := moderate("bans"); err != nil || strings.TrimSpace(out) != "no banned users" {
+			t.Fatalf("bans after the unban: %v\n%s", err, out)
 		}
 		back := wsDial(t, n1.addr)
 		back.login(a.id, a.pw)

@@ -46,7 +46,7 @@ func TestHandler(t *testing.T) {
 		clk := &clock{t: time.Unix(1_800_000_000, 0)}
 		reg := prometheus.NewRegistry()
 		addr := "192.0.2.7"
-		h, err := NewHandler(HandlerConfig{Service: New(b, 42, clk.now, zaptest.NewLogger(t)), Token: []byte(token),
+		h, err := NewHandler(HandlerConfig{Service: New(b, 42, 0, clk.now, zaptest.NewLogger(t)), Token: []byte(token),
 			ClientAddr: func(*http.Request) string { return addr }, Metrics: reg, Log: zaptest.NewLogger(t), Now: clk.now})
 		if err != nil {
 			t.Fatal(err)
