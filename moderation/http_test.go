@@ -191,3 +191,22 @@ func TestLoadToken(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 }
+
+// The page's reason select offers exactly the removal reasons the
+// Service takes, in their order.
+func TestPageRemovalReasons(t *testing.T) {
+	b, err := os.ReadFile("page/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(b)
+	sel := html[strings.Index(html, `<select id="remove-reason">`):]
+	sel = sel[:strings.Index(sel, "</select>")]
+	var got []string
+	for _, part := range strings.Split(sel, `<option value="`)[1:] {
+		got = append(got, part[:strings.Index(part, `"`)])
+	}
+	if strings.Join(got, ",") != strings.Join(broker.RemovalReasons, ",") {
+		t.Fatalf("the page offers %v, the Service takes %v", got, broker.RemovalReasons)
+	}
+}
