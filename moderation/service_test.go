@@ -172,3 +172,42 @@ func isReason(err error, reason string) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Reason == reason
 }
+
+// A removal whose notice cannot be written (a Redis user that may not
+// touch the notices' keys): the post is gone, the Service says
+// author_not_told with the Removed in it.
+func TestServiceRemoveNotTold(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	prefix := brokertest.Prefix()
+	ctx := context.Background()
+	admin := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix})
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nonotice", "on", ">pw", "+@all", "&*",
+		"~"+prefix+"[^n]*").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	limited := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: "nonotice", Password: "pw"})
+	user, err := admin.CreateUser(ctx, "d", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := admin.StorePost(ctx, []byte(`"from":"`+user+`","date":1`), user, time.Now().Unix(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := New(limited, 10, 0, nil, zaptest.NewLogger(t)).Remove(ctx, "test", id, RemoveRequest{Reason: "spam"})
+	var e *Error
+	if !errors.As(err, &e) || e.Reason != ReasonNotTold || !strings.Contains(e.Msg, "could not be told why") {
+		t.Fatalf("remove without the notices' keys: %v, want author_not_told", err)
+	}
+	if got, ok := e.Result.(Removed); !ok || got.Told || got.Author != user || res.Post != id {
+		t.Fatalf("the result: %+v %+v", e.Result, res)
+	}
+	if ids, err := admin.PostsOf(ctx, user); err != nil || len(ids) != 0 {
+		t.Fatalf("the post must be gone: %v %v", ids, err)
+	}
+}
