@@ -60,6 +60,7 @@ type moderator interface {
 	Remove(ctx context.Context, id uint64, req moderation.RemoveRequest) (moderation.Removed, error)
 	Ban(ctx context.Context, user string, req moderation.BanRequest) (moderation.Banned, error)
 	Unban(ctx context.Context, user string) (moderation.Unbanned, error)
+	Bans(ctx context.Context, offset, limit int) (broker.BanPage, error)
 }
 
 // localModerator is the Service on the Redis this command opened; by
@@ -80,6 +81,9 @@ func (l localModerator) Remove(ctx context.Context, id uint64, req moderation.Re
 }
 func (l localModerator) Ban(ctx context.Context, user string, req moderation.BanRequest) (moderation.Banned, error) {
 	return l.s.Ban(ctx, l.by, user, req)
+}
+func (l localModerator) Bans(ctx context.Context, offset, limit int) (broker.BanPage, error) {
+	return l.s.Bans(ctx, offset, limit)
 }
 func (l localModerator) Unban(ctx context.Context, user string) (moderation.Unbanned, error) {
 	return l.s.Unban(ctx, l.by, user)
@@ -130,7 +134,7 @@ func withModeration(c *cli.Context, d roles.Config, fn func(context.Context, mod
 		return fmt.Errorf("open Redis: %w", err)
 	}
 	defer b.Close()
-	svc := moderation.New(b, cfg.Reports.OrDefaults().Queue, nil, log.Named("moderate"))
+	svc := moderation.New(b, cfg.Reports.OrDefaults().Queue, cfg.Chat.QueueTTL, nil, log.Named("moderate"))
 	if err := fn(ctx, localModerator{s: svc, by: "cli"}); err != nil {
 		return err
 	}

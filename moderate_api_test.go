@@ -308,3 +308,88 @@ func TestModerationAPIOff(t *testing.T) {
 		t.Fatalf("--node over plain http to a remote address: %v %q", err, errOut)
 	}
 }
+
+// Removal reasons and the list of bans through the real binary's API, on
+// Redis and on the embedded broker: a reason not allowed is 400 with the
+// allowed list and removes nothing; a removal with a reason pushes the
+// notice to the author's session that asked for notices; the CLI with
+// --node does the same (`remove --reason`) and prints what it prints on
+// Redis; GET /admin/v1/bans and `bans --node` list a ban, newest first,
+// and an unban takes it off.
+func TestModerationAPIRemovalReasonsAndBans(t *testing.T) {
+	eachModerationBackend(t, func(t *testing.T, n adminNode) {
+		api := n.admin + "/admin/v1"
+		author := wsDial(t, n.addr)
+		author.register()
+		author.send(`{"cmd":"notices"}`)
+		author.next("notices_ack")
+		bike, golf := author.publish("Bike"), author.publish("Golf")
+
+		bad := adminCall(t, "POST", fmt.Sprintf("%s/posts/%d/remove", api, bike), testAdminToken, []byte(`{"reason":"ugly"}`))
+		bad.refused(t, "a reason not allowed", 400, "bad_request")
+		if !strings.Contains(fmt.Sprint(bad.body["error"]), "spam, scam, prohibited, offensive, other") {
+			t.Fatalf("the refusal does not list the reasons: %s", bad.raw)
+		}
+		adminCall(t, "POST", fmt.Sprintf("%s/posts/%d/remove", api, bike), testAdminToken, []byte(`{"note":"n"}`)).
+			refused(t, "a note without a reason", 400, "bad_request")
+		a := adminCall(t, "POST", fmt.Sprintf("%s/posts/%d/remove", api, bike), testAdminToken, []byte(`{"reason":"scam","note":"A deposit first? No."}`))
+		if a.code != 200 || a.body["told"] != true || a.body["reason"] != "scam" || a.body["author"] != author.id {
+			t.Fatalf("remove with a reason: %d %s", a.code, a.raw)
+		}
+		m := author.next("notice")
+		if num(m["post"]) != bike || m["title"] != "Bike" || m["reason"] != "scam" || m["note"] != "A deposit first? No." {
+			t.Fatalf("notice %v", m)
+		}
+
+		bin := binary(t)
+		cli := func(args ...string) (string, string, error) {
+			t.Helper()
+			return run(t, bin, append([]string{"moderate", args[0], "--node", n.admin, "--admin-token-file", n.tokenFile}, args[1:]...)...)
+		}
+		if _, errOut, err := cli("remove", fmt.Sprint(golf), "--reason", "ugly"); err == nil || !strings.Contains(errOut, `--reason "ugly": want one of`) {
+			t.Fatalf("remove --node --reason ugly: %v %q", err, errOut)
+		}
+		out, errOut, err := cli("remove", fmt.Sprint(golf), "--reason", "spam")
+		if err != nil || !strings.Contains(out, "removed post") || !strings.Contains(out, "user "+author.id+" was told why (spam)") {
+			t.Fatalf("remove --node --reason: %v\n%s%s", err, out, errOut)
+		}
+		if m := author.next("notice"); num(m["post"]) != golf || m["reason"] != "spam" {
+			t.Fatalf("second notice %v", m)
+		}
+
+		if a := adminCall(t, "GET", api+"/bans", testAdminToken, nil); a.code != 200 || num(a.body["total"]) != 0 {
+			t.Fatalf("bans before any: %d %s", a.code, a.raw)
+		}
+		other := wsDial(t, n.addr)
+		other.register()
+		for _, u := range []string{other.id, author.id} {
+			if a := adminCall(t, "POST", api+"/users/"+u+"/ban", testAdminToken, []byte(`{"note":"ring <b>1</b>"}`)); a.code != 200 || a.body["listed"] != true {
+				t.Fatalf("ban %s: %d %s", u, a.code, a.raw)
+			}
+		}
+		a = adminCall(t, "GET", api+"/bans?limit=1", testAdminToken, nil)
+		var p struct {
+			Bans []struct {
+				User string `json:"user"`
+				At   int64  `json:"at"`
+				Note string `json:"note"`
+			} `json:"bans"`
+			Next, Total int
+		}
+		if a.code != 200 || json.Unmarshal([]byte(a.raw), &p) != nil || p.Total != 2 || len(p.Bans) != 1 || p.Bans[0].User != author.id ||
+			p.Bans[0].Note != "ring <b>1</b>" || p.Bans[0].At == 0 || p.Next != 1 {
+			t.Fatalf("bans?limit=1: %d %s", a.code, a.raw)
+		}
+		adminCall(t, "GET", api+"/bans?limit=0", testAdminToken, nil).refused(t, "bans limit 0", 400, "bad_request")
+		out, errOut, err = cli("bans", "--limit", "1", "--offset", "1")
+		if err != nil || !strings.Contains(out, "2 banned users; newest first, from 2") || !strings.Contains(out, other.id) || strings.Contains(out, "more:") {
+			t.Fatalf("bans --node: %v\n%s%s", err, out, errOut)
+		}
+		if out, _, err := cli("unban", author.id); err != nil || !strings.Contains(out, "unbanned") {
+			t.Fatalf("unban --node: %v %s", err, out)
+		}
+		if out, _, err := cli("bans", "--json"); err != nil || strings.Count(out, "\n") != 1 || !strings.Contains(out, `"user":"`+other.id+`"`) {
+			t.Fatalf("bans --node --json after the unban: %v\n%s", err, out)
+		}
+	})
+}

@@ -1,17 +1,21 @@
 package main
 
-// `occase moderate ban|unban`: an operator bans a user (docs/operations.md
+// `occase moderate ban|unban|bans`: an operator bans a user (docs/operations.md
 // "Banning a user"). The ban is a field of the user's hash in Redis, read by
 // every login; the same script closes the user's live sessions on every
 // node (broker.BanUser). With --remove-posts, the user's posts go as the
-// author's own delete would take them.
+// author's own delete would take them. `bans` lists the bans, newest
+// first, from the list kept beside them (broker/banlist.go).
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"text/tabwriter"
+	"time"
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
@@ -20,10 +24,11 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// banCommands are `occase moderate ban|unban`.
+// banCommands are `occase moderate ban|unban|bans`.
 func banCommands() []*cli.Command {
 	bd := serveDefaults()
 	ud := serveDefaults()
+	ld := serveDefaults()
 	banFlags := append(moderationFlags(&bd),
 		&cli.BoolFlag{Name: "remove-posts", Usage: "also delete every post of the user, as the author's delete would (every node drops them; subscribers with deletions get post_deleted)"},
 		&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("why, for the operators: kept with the ban in the user's hash (at most %d bytes; never shown to the user)", broker.MaxBanNote)})
@@ -46,13 +51,15 @@ func banCommands() []*cli.Command {
 				} else {
 					fmt.Fprintf(w, "user %s banned, sessions closed\n", user)
 				}
-				if err != nil {
+				if err != nil && e.Reason != moderation.ReasonBanNotListed {
 					return err // banned; the posts not all deleted
 				}
 				if res.RemovePosts {
 					fmt.Fprintf(w, "user %s: %d posts deleted\n", user, res.PostsDeleted)
 				}
-				return nil
+				// nil, or banned and the posts taken but not on the list of
+				// bans: "run the same command again", exit status 1.
+				return err
 			})
 		},
 	}, {
@@ -75,8 +82,79 @@ func banCommands() []*cli.Command {
 				return nil
 			})
 		},
+	}, {
+		Name:  "bans",
+		Usage: "list the banned users, newest ban first: user id, when, note (entries of accounts gone since are cleaned as they are met)",
+		Flags: append(moderationFlags(&ld),
+			&cli.IntFlag{Name: "limit", Value: 50, Usage: "bans listed at most (1 to 1000)"},
+			&cli.IntFlag{Name: "offset", Value: 0, Usage: "skip this many of the newest (the line under the table gives the next page's)"},
+			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
+		Action: func(c *cli.Context) error {
+			limit, offset := c.Int("limit"), c.Int("offset")
+			if limit < 1 || limit > moderation.MaxBansLimit {
+				return fmt.Errorf("--limit %d: want 1 to %d", limit, moderation.MaxBansLimit)
+			}
+			if offset < 0 || offset > broker.MaxBanList {
+				return fmt.Errorf("--offset %d: want 0 to %d", offset, broker.MaxBanList)
+			}
+			return withModeration(c, ld, func(ctx context.Context, m moderator) error {
+				page, err := m.Bans(ctx, offset, limit)
+				if err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return writeBansJSON(c.App.Writer, page)
+				}
+				return writeBansTable(c.App.Writer, page)
+			})
+		},
 	}}
 }
+
+// banLine is one ban as `bans --json` writes it.
+type banLine struct {
+	User string `json:"user"`
+	At   int64  `json:"at"`
+	When string `json:"when"`
+	Note string `json:"note,omitempty"`
+}
+
+func writeBansJSON(w io.Writer, p broker.BanPage) error {
+	enc := json.NewEncoder(w)
+	for _, e := range p.Bans {
+		if err := enc.Encode(banLine{User: e.User, At: e.At, When: banTime(e.At), Note: e.Note}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeBansTable(w io.Writer, p broker.BanPage) error {
+	if len(p.Bans) == 0 {
+		if p.Offset > 0 {
+			_, err := fmt.Fprintf(w, "no bans from offset %d (%d on the list)\n", p.Offset, p.Total)
+			return err
+		}
+		_, err := fmt.Fprintln(w, "no banned users")
+		return err
+	}
+	fmt.Fprintf(w, "%d banned users; newest first, from %d\n", p.Total, p.Offset+1)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "USER\tBANNED AT (UTC)\tNOTE")
+	for _, e := range p.Bans {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.User, banTime(e.At), clipText(e.Note, 80))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if p.Next > 0 {
+		_, err := fmt.Fprintf(w, "more: --offset %d\n", p.Next)
+		return err
+	}
+	return nil
+}
+
+func banTime(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05") }
 
 // withModerateUser reads the one user id argument and the flags, and runs
 // fn on a moderator (withModeration).

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/redis/rueidis"
 )
 
 // `occase moderate ban|unban`, the real binary against the Redis of two
@@ -84,6 +86,21 @@ func TestModerateBanCommand(t *testing.T) {
 		if ban, err := bc.BanOf(context.Background(), a.id); err != nil || ban.At == 0 || ban.Note != "spam, report 12" {
 			t.Fatalf("the stored ban: %+v %v", ban, err)
 		}
+		// The list of bans, as JSON lines and as a table.
+		out, errOut, err = moderate("bans", "--json")
+		var line struct {
+			User, Note, When string
+			At               int64
+		}
+		if err != nil || json.Unmarshal([]byte(out), &line) != nil || line.User != a.id || line.Note != "spam, report 12" || line.At == 0 || line.When == "" {
+			t.Fatalf("bans --json: %v %+v\n%s\n%s", err, line, out, errOut)
+		}
+		if out, _, err := moderate("bans", "--limit", "1"); err != nil || !strings.Contains(out, "1 banned users") || !strings.Contains(out, a.id) {
+			t.Fatalf("bans: %v\n%s", err, out)
+		}
+		if _, errOut, err := moderate("bans", "--limit", "0"); err == nil || !strings.Contains(errOut, "--limit 0") {
+			t.Fatalf("bans --limit 0: %v %s", err, errOut)
+		}
 		if left, err := bc.PostsOf(context.Background(), a.id); err != nil || len(left) != 0 {
 			t.Fatalf("posts left: %v %v", left, err)
 		}
@@ -102,6 +119,9 @@ func TestModerateBanCommand(t *testing.T) {
 
 		if out, errOut, err := moderate("unban", a.id); err != nil || !strings.Contains(out, "user "+a.id+" unbanned") {
 			t.Fatalf("unban: %v\n%s\n%s", err, out, errOut)
+		}
+		if out, _, err := moderate("bans"); err != nil || strings.TrimSpace(out) != "no banned users" {
+			t.Fatalf("bans after the unban: %v\n%s", err, out)
 		}
 		back := wsDial(t, n1.addr)
 		back.login(a.id, a.pw)
@@ -127,5 +147,48 @@ func closeCode(t *testing.T, w *wsClient) websocket.StatusCode {
 			}
 			t.Fatalf("the connection ended without a close frame: %v", err)
 		}
+	}
+}
+
+// A ban whose list write fails (the CLI's Redis user may not touch the
+// {bans} keys, as a real server's ACL makes it), the real binary: the
+// ban holds (the live session closes with 4008), --remove-posts still
+// deletes the posts, the command prints both and ends with "run the
+// same command again" and exit status 1; the same command run with a
+// user that may write the list lists it.
+func TestModerateBanNotListed(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	n := startProc(t, "--role=db", "--redis", r.Addr, "--secret", testSecret)
+	ctx := context.Background()
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Every key of the node's prefix but those of the {bans} slot.
+	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nolist", "on", ">pw", "+@all", "&*",
+		"~occase:[^{]*", "~occase:{posts}*").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	a := wsDial(t, n.addr)
+	a.register()
+	a.publish("Bike")
+	bin := binary(t)
+	out, errOut, err := run(t, bin, "moderate", "ban", a.id, "--remove-posts", "--redis", r.Addr, "--redis-user", "nolist", "--redis-password", "pw")
+	if err == nil || !strings.Contains(out, "user "+a.id+" banned, sessions closed") || !strings.Contains(out, "user "+a.id+": 1 posts deleted") ||
+		!strings.Contains(errOut, "user "+a.id+" is banned but not on the list of bans: run the same command again") {
+		t.Fatalf("ban without the list: %v\nstdout %s\nstderr %s", err, out, errOut)
+	}
+	if code := closeCode(t, a); code != 4008 {
+		t.Fatalf("the live session closed with %d, want 4008: the ban must hold", code)
+	}
+	if out, _, err := run(t, bin, "moderate", "bans", "--redis", r.Addr); err != nil || !strings.Contains(out, "no banned users") {
+		t.Fatalf("bans before the rerun: %v\n%s", err, out)
+	}
+	if out, errOut, err := run(t, bin, "moderate", "ban", a.id, "--redis", r.Addr); err != nil || !strings.Contains(out, "was banned already") {
+		t.Fatalf("the rerun: %v\n%s%s", err, out, errOut)
+	}
+	if out, _, err := run(t, bin, "moderate", "bans", "--redis", r.Addr); err != nil || !strings.Contains(out, "1 banned users") || !strings.Contains(out, a.id) {
+		t.Fatalf("bans after the rerun: %v\n%s", err, out)
 	}
 }

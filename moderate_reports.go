@@ -4,19 +4,23 @@ package main
 // reported posts (docs/operations.md "Moderation"). Users report posts
 // with the report command (docs/protocol.md "Reporting a post"); the
 // reports wait in Redis, most reported first, until an operator dismisses
-// them or removes the post. The actions are the moderation package's;
+// them or removes the post (with --reason, telling its author why). The actions are the moderation package's;
 // this file parses the command lines and prints the results.
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 
+	"github.com/occase/occase/broker"
 	"github.com/occase/occase/moderation"
 	"github.com/urfave/cli/v2"
 )
@@ -75,9 +79,11 @@ func reportCommands() []*cli.Command {
 	}, {
 		Name: "remove",
 		Usage: "delete a post as its author's delete would (every node drops it, subscribers get post_deleted) " +
-			"and its reports with it",
+			"and its reports with it; with --reason its author gets a notice saying why",
 		ArgsUsage: "<post id>",
-		Flags:     moderationFlags(&dr),
+		Flags: append(moderationFlags(&dr, "chat-queue-ttl"),
+			&cli.StringFlag{Name: "reason", Usage: "tell the author why, with a notice: " + strings.Join(broker.RemovalReasons, ", ") + " (without it the author is told nothing)"},
+			&cli.StringFlag{Name: "note", Usage: fmt.Sprintf("a line for the author in the notice, with --reason (at most %d bytes; the author sees it)", broker.MaxNoticeNote)}),
 		// Flags before or after the id, as ban takes them.
 		SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
@@ -85,17 +91,52 @@ func reportCommands() []*cli.Command {
 			if err != nil || c == nil {
 				return err // nil, nil: help shown
 			}
+			req := moderation.RemoveRequest{Reason: c.String("reason"), Note: c.String("note")}
+			if err := checkRemoveFlags(req); err != nil {
+				return err
+			}
 			return withModeration(c, dr, func(ctx context.Context, m moderator) error {
-				r, err := m.Remove(ctx, id, moderation.RemoveRequest{})
-				if err != nil {
+				r, err := m.Remove(ctx, id, req)
+				var e *moderation.Error
+				if err != nil && (!errors.As(err, &e) || e.Result == nil) {
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
 					r.Post, r.Author, moderation.Reporters(r.Reporters))
+				switch {
+				case err != nil:
+					return err // removed; the author not told
+				case r.Told:
+					fmt.Fprintf(c.App.Writer, "user %s was told why (%s)\n", r.Author, r.Reason)
+				case r.Reason != "":
+					fmt.Fprintf(c.App.Writer, "user %s is gone: nobody to tell\n", r.Author)
+				}
 				return nil
 			})
 		},
 	}}
+}
+
+// checkRemoveFlags refuses --reason and --note in the flags' words,
+// before anything is opened; the Service checks the same again
+// (RemoveRequest.Check), for the API.
+func checkRemoveFlags(r moderation.RemoveRequest) error {
+	if r.Reason != "" && !slices.Contains(broker.RemovalReasons, r.Reason) {
+		return fmt.Errorf("--reason %q: want one of %s", r.Reason, strings.Join(broker.RemovalReasons, ", "))
+	}
+	if r.Note != "" && r.Reason == "" {
+		return errors.New("--note is for the author's notice: give --reason too")
+	}
+	if len(r.Note) > broker.MaxNoticeNote || !utf8.ValidString(r.Note) {
+		return fmt.Errorf("--note: at most %d bytes of UTF-8, not %d", broker.MaxNoticeNote, len(r.Note))
+	}
+	if r.Reason != "" {
+		// Every other bound, before anything is removed.
+		if err := (broker.Notice{Kind: broker.NoticePostRemoved, Reason: r.Reason, Note: r.Note}).Check(); err != nil {
+			return fmt.Errorf("--note: %w", err)
+		}
+	}
+	return nil
 }
 
 // reportPostArg parses a dismiss or remove command line, flags anywhere

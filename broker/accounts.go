@@ -147,6 +147,8 @@ type LoginState struct {
 	Fetched Fetched
 	// Blocks are the ids the user blocks (broker/block.go), nil for none.
 	Blocks []string
+	// Notices is how many notices wait for the user (notices.go).
+	Notices int
 }
 
 // LoginRequest is what LoginFetch is asked for.
@@ -169,20 +171,21 @@ type LoginRequest struct {
 // with nothing to remove). Being one script, no newer login can come
 // between the generation and the kick. Every key holds the user's hash
 // tag, so on a cluster they share a slot; the channel too (SPUBLISH where
-// sharded). KEYS u:{id}, q:{id}, s:{id}, pq:{id}, bk:{id}; ARGV now (ms), the
+// sharded). KEYS u:{id}, q:{id}, s:{id}, pq:{id}, bk:{id}, nt:{id}; ARGV now (ms), the
 // queue's lifetime (ms), the account's lifetime (ms; 0: for ever), the
 // digest, the user's channel, the publish command, the quota's now (ms),
 // n (0: not read) and period (ms), the batch (0: no fetch). Reply {-1}
 // when there is no such user or the digest differs (nothing changed, no
 // kick), {-2} when the digest is right but the user is banned (its hash's
 // "ban", broker/ban.go: read by the same HMGET, so a ban costs a login
-// nothing; nothing changed, no kick), else {gen, receivers, remaining, seq, nblocks, blocks...,
+// nothing; nothing changed, no kick), else {gen, receivers, remaining, seq, nnotices, nblocks, blocks...,
 // elements...}: when the user blocks anyone (its hash's "bk",
 // broker/block.go) the ids it blocks, whose set's expiry moves with the
 // hash's; for a user who blocks nobody nblocks is 0 and no command more
-// runs.
+// runs; nnotices is how many notices wait (notices.go), counted only for
+// a user who was ever sent one (its hash's "nseq").
 var loginFetchScript = newScript("login_fetch", `
-local u = redis.call('HMGET', KEYS[1], 'pwd', 'seq', 'bk', 'ban')
+local u = redis.call('HMGET', KEYS[1], 'pwd', 'seq', 'bk', 'ban', 'nseq')
 if not u[1] or u[1] ~= ARGV[4] then return {-1} end
 if u[4] then return {-2} end
 local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
@@ -191,12 +194,13 @@ redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
 redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[2]))
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
-local out = {gen, redis.call(ARGV[6], ARGV[5], 'k' .. string.format('%d', gen)), 0, 0, 0}
+local out = {gen, redis.call(ARGV[6], ARGV[5], 'k' .. string.format('%d', gen)), 0, 0, 0, 0}
+if u[5] and KEYS[6] then out[5] = redis.call('LLEN', KEYS[6]) end
 if u[3] and KEYS[5] then
   if ttl > 0 then redis.call('PEXPIRE', KEYS[5], ttl) else redis.call('PERSIST', KEYS[5]) end
   local bk = redis.call('SMEMBERS', KEYS[5])
-  out[5] = #bk
-  for i = 1, #bk do out[5 + i] = bk[i] end
+  out[6] = #bk
+  for i = 1, #bk do out[6 + i] = bk[i] end
 end
 local qn = tonumber(ARGV[8])
 if qn > 0 then
@@ -235,15 +239,15 @@ func (c *Client) LoginFetch(ctx context.Context, id string, r LoginRequest) (st 
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	ch := c.UserChannel(id)
-	vs, err := loginFetchScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id), c.userKey("pq", id), c.userKey("bk", id)},
+	vs, err := loginFetchScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id), c.userKey("pq", id), c.userKey("bk", id), c.userKey("nt", id)},
 		[]string{strconv.FormatInt(r.Now, 10), strconv.FormatInt(r.TTLms, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10),
 			r.Digest, ch, c.publishCmd(ch), strconv.FormatInt(r.QuotaNow, 10), strconv.Itoa(r.Quota.N),
 			strconv.FormatInt(r.Quota.PeriodMs, 10), strconv.Itoa(r.Batch)}).ToArray()
 	if err != nil {
 		return LoginState{}, false, c.wrap("login "+id, err)
 	}
-	var nums [4]int64
-	for i := range min(len(vs), 4) {
+	var nums [5]int64
+	for i := range min(len(vs), 5) {
 		if nums[i], err = vs[i].AsInt64(); err != nil {
 			return LoginState{}, false, c.wrap("login "+id, err)
 		}
@@ -254,17 +258,17 @@ func (c *Client) LoginFetch(ctx context.Context, id string, r LoginRequest) (st 
 	case -2:
 		return LoginState{}, false, ErrBanned
 	}
-	if len(vs) < 5 {
+	if len(vs) < 6 {
 		return LoginState{}, false, fmt.Errorf("login %s: unexpected reply of %d values", id, len(vs))
 	}
-	st = LoginState{Gen: nums[0], Receivers: nums[1], Remaining: int(nums[2]), Fetched: Fetched{Removed: true, Seq: nums[3]}}
-	nb, err := vs[4].AsInt64()
-	if err != nil || nb < 0 || int(nb) > len(vs)-5 {
+	st = LoginState{Gen: nums[0], Receivers: nums[1], Remaining: int(nums[2]), Fetched: Fetched{Removed: true, Seq: nums[3]}, Notices: int(nums[4])}
+	nb, err := vs[5].AsInt64()
+	if err != nil || nb < 0 || int(nb) > len(vs)-6 {
 		return LoginState{}, false, fmt.Errorf("login %s: bad count of blocks in the reply", id)
 	}
 	if nb > 0 {
 		st.Blocks = make([]string, 0, nb)
-		for _, v := range vs[5 : 5+nb] {
+		for _, v := range vs[6 : 6+nb] {
 			s, err := v.ToString()
 			if err != nil {
 				return LoginState{}, false, c.wrap("login "+id, err)
@@ -272,7 +276,7 @@ func (c *Client) LoginFetch(ctx context.Context, id string, r LoginRequest) (st 
 			st.Blocks = append(st.Blocks, s)
 		}
 	}
-	if rest := vs[5+nb:]; len(rest) > 0 {
+	if rest := vs[6+nb:]; len(rest) > 0 {
 		st.Fetched.Msgs = make([]string, 0, len(rest))
 		for _, v := range rest {
 			s, err := v.ToString()
@@ -368,9 +372,9 @@ return 1`)
 // accountKeys are the kinds of per-user key an account deletion removes:
 // the account hash (credentials, generation, last login, message seq), the
 // offline queue, its notify key, the per-sender counts, the push devices
-// and push counts, the post quota window, and the users it blocks
-// (broker/block.go).
-var accountKeys = [...]string{"u", "q", "n", "s", "pd", "pc", "pq", "bk"}
+// and push counts, the post quota window, the users it blocks
+// (broker/block.go) and its notices (notices.go).
+var accountKeys = [...]string{"u", "q", "n", "s", "pd", "pc", "pq", "bk", "nt"}
 
 // DeleteAccount removes user id's account and everything kept under its
 // hash tag, and tells every node holding a session of the user to close

@@ -50,6 +50,9 @@ func TestDeleteAccount(t *testing.T) {
 			t.Fatalf("take quota: %v %v", ok, err)
 		}
 
+		if _, err := c.AddNotice(ctx, gone, broker.Notice{Kind: broker.NoticePostRemoved, Post: 1, Reason: "spam", At: 2000}, 0); err != nil {
+			t.Fatal(err)
+		}
 		for _, f := range []func(context.Context, string, string) (int, error){c.AccountCheck, c.DeleteAccount} {
 			if r, err := f(ctx, gone, "wrong"); err != nil || r != broker.AccountWrongPassword {
 				t.Fatalf("wrong digest: %d %v", r, err)
@@ -79,6 +82,9 @@ func TestDeleteAccount(t *testing.T) {
 		}
 		if ids, err := c.Blocks(ctx, gone); err != nil || len(ids) != 0 {
 			t.Fatalf("blocks after deletion: %v %v", ids, err)
+		}
+		if l, err := c.Notices(ctx, gone); err != nil || len(l) != 0 {
+			t.Fatalf("notices after deletion: %v %v", l, err)
 		}
 		if r, err := c.PostQuotaRemaining(ctx, gone, 3000, q); err != nil || r != 5 {
 			t.Fatalf("post quota after deletion: %d %v", r, err)

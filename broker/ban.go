@@ -61,16 +61,18 @@ return was`)
 // BanUser bans user id at now (Unix ms) with note, and closes every live
 // session of the user on every node (payload "b" on the user's channel), in
 // one atomic step. It returns whether the user was banned already (its ban
-// is replaced), or ErrNoUser when there is no such account. The account,
+// is replaced), or ErrNoUser when there is no such account. The list of
+// bans is written after that step (banlist.go): ErrBanNotListed, with the
+// ban made, when it could not be; a rerun writes it. The account,
 // its offline queue and its posts are kept; its push devices are not.
 func (c *Client) BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error) {
 	if len(note) > MaxBanNote {
 		return false, fmt.Errorf("a ban note holds at most %d bytes, not %d", MaxBanNote, len(note))
 	}
-	ctx, cancel := c.bound(ctx)
+	bctx, cancel := c.bound(ctx)
 	defer cancel()
 	ch := c.UserChannel(id)
-	r, err := banScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("pd", id)},
+	r, err := banScript.Exec(bctx, c.rc, []string{c.userKey("u", id), c.userKey("pd", id)},
 		[]string{strconv.FormatInt(now, 10), note, ch, c.publishCmd(ch)}).AsInt64()
 	if err != nil {
 		return false, c.wrap("ban user "+id, err)
@@ -78,7 +80,8 @@ func (c *Client) BanUser(ctx context.Context, id string, now int64, note string)
 	if r < 0 {
 		return false, ErrNoUser
 	}
-	return r == 1, nil
+	// The list of bans is another slot's key: a second step (banlist.go).
+	return r == 1, c.listBan(ctx, id, now)
 }
 
 // unbanScript lifts the ban of KEYS u:{id}: -1 when there is no such
@@ -90,18 +93,22 @@ redis.call('HDEL', KEYS[1], 'ban', 'bnote')
 return was`)
 
 // UnbanUser lifts user id's ban: the user may log in again. It returns
-// whether there was a ban, or ErrNoUser when there is no such account.
+// whether there was a ban, or ErrNoUser when there is no such account;
+// ErrBanNotListed, with the ban lifted, when its entry could not be taken
+// off the list of bans (a listing cleans it, a rerun takes it).
 func (c *Client) UnbanUser(ctx context.Context, id string) (was bool, err error) {
-	ctx, cancel := c.bound(ctx)
+	bctx, cancel := c.bound(ctx)
 	defer cancel()
-	r, err := unbanScript.Exec(ctx, c.rc, []string{c.userKey("u", id)}, nil).AsInt64()
+	r, err := unbanScript.Exec(bctx, c.rc, []string{c.userKey("u", id)}, nil).AsInt64()
 	if err != nil {
 		return false, c.wrap("unban user "+id, err)
 	}
 	if r < 0 {
 		return false, ErrNoUser
 	}
-	return r == 1, nil
+	// Taken off the list even when there was no ban, so that a rerun
+	// after a failed second step finishes it.
+	return r == 1, c.unlistBan(ctx, id)
 }
 
 // BanOf returns user id's ban (At 0: not banned), or ErrNoUser when there

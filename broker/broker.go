@@ -99,6 +99,8 @@ type Options struct {
 	// and at Close. Empty: memory only.
 	SnapshotPath  string
 	SnapshotEvery time.Duration
+	// BanListMax bounds the list of bans (banlist.go); 0: MaxBanList.
+	BanListMax int
 }
 
 // Client is a connection to Redis shared by every feature of a node.
@@ -123,6 +125,8 @@ type Client struct {
 	waitN   int
 	// accountTTL: see Options.AccountTTL.
 	accountTTL time.Duration
+	// banListCap: see Options.BanListMax.
+	banListCap int
 
 	closeOnce sync.Once
 
@@ -149,7 +153,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 	if opt.Timeout <= 0 {
 		opt.Timeout = 5 * time.Second
 	}
-	c := &Client{prefix: opt.Prefix, log: log, tmo: opt.Timeout, waitN: opt.WaitReplicas, accountTTL: opt.AccountTTL}
+	c := &Client{prefix: opt.Prefix, log: log, tmo: opt.Timeout, waitN: opt.WaitReplicas, accountTTL: opt.AccountTTL, banListCap: opt.BanListMax}
 	c.dl = newDeadlines(opt.Timeout)
 	addrs := opt.Addrs
 	switch {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/occase/occase/broker"
 )
 
 // Client calls a node's moderation API: what `occase moderate --node`
@@ -109,11 +111,23 @@ func (c *Client) Dismiss(ctx context.Context, id uint64) (Dismissed, error) {
 	return d, err
 }
 
-// Remove is Service.Remove on the node.
+// Remove is Service.Remove on the node; a ReasonNotTold refusal carries
+// the Removed, as the Service's does.
 func (c *Client) Remove(ctx context.Context, id uint64, req RemoveRequest) (Removed, error) {
 	var d Removed
 	err := c.call(ctx, http.MethodPost, "/admin/v1/posts/"+strconv.FormatUint(id, 10)+"/remove", req, &d)
+	var e *Error
+	if errors.As(err, &e) && e.Result != nil {
+		e.Result = d
+	}
 	return d, err
+}
+
+// Bans is Service.Bans on the node.
+func (c *Client) Bans(ctx context.Context, offset, limit int) (broker.BanPage, error) {
+	var p broker.BanPage
+	err := c.call(ctx, http.MethodGet, "/admin/v1/bans?limit="+strconv.Itoa(limit)+"&offset="+strconv.Itoa(offset), nil, &p)
+	return p, err
 }
 
 // Ban is Service.Ban on the node; a ReasonPostsLeft refusal carries the

@@ -63,6 +63,8 @@ var status = map[string]int{
 	ReasonUserNotFound: http.StatusNotFound,
 	ReasonPostsLeft:    http.StatusServiceUnavailable,
 	ReasonUnavailable:  http.StatusServiceUnavailable,
+	ReasonBanNotListed: http.StatusServiceUnavailable,
+	ReasonNotTold:      http.StatusServiceUnavailable,
 	ReasonDisabled:     http.StatusNotFound,
 	ReasonNotOnRole:    http.StatusNotFound,
 	ReasonUnauthorized: http.StatusUnauthorized,
@@ -170,6 +172,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /admin/v1/posts/{id}/remove", h.api("remove", h.remove))
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/ban", h.api("ban", h.ban))
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/unban", h.api("unban", h.unban))
+	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", h.listBans))
 	h.mux.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, refuse(ReasonNotFound, "no such moderation endpoint: %s %s (docs/http-api.md \"Moderation API\")", r.Method, r.URL.Path))
 	})
@@ -243,7 +246,7 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 			h.refuse(w, e)
 			return
 		}
-		if action != "reports" {
+		if action != "reports" && action != "bans" {
 			h.actions.WithLabelValues(action).Inc()
 		}
 		writeJSON(w, http.StatusOK, v)
@@ -299,6 +302,18 @@ func (h *Handler) listReports(ctx context.Context, _ string, r *http.Request, _ 
 		return nil, err
 	}
 	return h.cfg.Service.Reports(ctx, limit, texts)
+}
+
+func (h *Handler) listBans(ctx context.Context, _ string, r *http.Request, _ []byte) (any, error) {
+	limit, err := intParam(r, "limit", 50)
+	if err != nil {
+		return nil, err
+	}
+	offset, err := intParam(r, "offset", 0)
+	if err != nil {
+		return nil, err
+	}
+	return h.cfg.Service.Bans(ctx, offset, limit)
 }
 
 func (h *Handler) dismiss(ctx context.Context, by string, r *http.Request, body []byte) (any, error) {

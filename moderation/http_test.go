@@ -37,7 +37,8 @@ func (c *clock) add(d time.Duration) {
 
 // The handler on a real Redis and on the embedded server, its clock
 // injected: the listing answers the queue bound it was given; refusals
-// carry their status and reason; a body over 4 KiB sent without a length
+// carry their status and reason (a removal reason not allowed: 400 with
+// the allowed list; a page of bans out of bounds); a body over 4 KiB sent without a length
 // (chunked) is cut at 4 KiB and refused; wrong tokens are throttled from
 // the 11th on, for the rest of the minute only, per address.
 func TestHandler(t *testing.T) {
@@ -46,7 +47,7 @@ func TestHandler(t *testing.T) {
 		clk := &clock{t: time.Unix(1_800_000_000, 0)}
 		reg := prometheus.NewRegistry()
 		addr := "192.0.2.7"
-		h, err := NewHandler(HandlerConfig{Service: New(b, 42, clk.now, zaptest.NewLogger(t)), Token: []byte(token),
+		h, err := NewHandler(HandlerConfig{Service: New(b, 42, 0, clk.now, zaptest.NewLogger(t)), Token: []byte(token),
 			ClientAddr: func(*http.Request) string { return addr }, Metrics: reg, Log: zaptest.NewLogger(t), Now: clk.now})
 		if err != nil {
 			t.Fatal(err)
@@ -85,6 +86,14 @@ func TestHandler(t *testing.T) {
 				strings.NewReader(`{"note":"` + strings.Repeat("n", broker.MaxBanNote+1) + `"}`), 400, `"reason":"bad_request"`},
 			{"not a user id", "POST", "/admin/v1/users/x1/unban", token, nil, 400, `"reason":"bad_request"`},
 			{"dismiss, none", "POST", "/admin/v1/posts/5/dismiss", token, nil, 404, `"reason":"no_reports"`},
+			{"a removal reason not allowed", "POST", "/admin/v1/posts/5/remove", token, strings.NewReader(`{"reason":"ugly"}`), 400,
+				`reason \"ugly\": want one of spam, scam, prohibited, offensive, other","reason":"bad_request"`},
+			{"a note without a reason", "POST", "/admin/v1/posts/5/remove", token, strings.NewReader(`{"note":"n"}`), 400, `"reason":"bad_request"`},
+			{"remove, a reason, no post", "POST", "/admin/v1/posts/5/remove", token, strings.NewReader(`{"reason":"spam"}`), 404, `"reason":"post_not_found"`},
+			{"bans, none", "GET", "/admin/v1/bans", token, nil, 200, `{"bans":[],"offset":0,"next":0,"total":0,"cleaned":0}`},
+			{"bans, limit 1001", "GET", "/admin/v1/bans?limit=1001", token, nil, 400, `"reason":"bad_request"`},
+			{"bans, offset -1", "GET", "/admin/v1/bans?offset=-1", token, nil, 400, `"reason":"bad_request"`},
+			{"bans, no token", "GET", "/admin/v1/bans", "", nil, 401, `"reason":"unauthorized"`},
 			{"the page", "GET", "/admin/", "", nil, 200, `<script src="/admin/admin.js" defer></script>`},
 			{"no inline script in the page", "GET", "/admin/", "", nil, 200, `</html>`},
 		} {
@@ -96,8 +105,8 @@ func TestHandler(t *testing.T) {
 				t.Errorf("the page holds an inline script: %s", body)
 			}
 		}
-		// Two wrong tokens so far; eight more pass as 401, then 429.
-		for i := 0; i < AuthFailures-2; i++ {
+		// Three wrong tokens so far; seven more pass as 401, then 429.
+		for i := 0; i < AuthFailures-3; i++ {
 			if code, body := call("GET", "/admin/v1/reports", "wrong", nil); code != 401 {
 				t.Fatalf("wrong token %d: %d %s", i+3, code, body)
 			}
@@ -180,5 +189,24 @@ func TestLoadToken(t *testing.T) {
 	}
 	if _, err := LoadToken(dir + "/none"); err == nil || !strings.Contains(err.Error(), "--admin-token-file") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// The page's reason select offers exactly the removal reasons the
+// Service takes, in their order.
+func TestPageRemovalReasons(t *testing.T) {
+	b, err := os.ReadFile("page/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	html := string(b)
+	sel := html[strings.Index(html, `<select id="remove-reason">`):]
+	sel = sel[:strings.Index(sel, "</select>")]
+	var got []string
+	for _, part := range strings.Split(sel, `<option value="`)[1:] {
+		got = append(got, part[:strings.Index(part, `"`)])
+	}
+	if strings.Join(got, ",") != strings.Join(broker.RemovalReasons, ",") {
+		t.Fatalf("the page offers %v, the Service takes %v", got, broker.RemovalReasons)
 	}
 }

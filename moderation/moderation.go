@@ -1,6 +1,7 @@
 // Package moderation owns the operators' actions on a marketplace: the
 // review queue of reported posts, dismissing a post's reports, removing a
-// post, banning and unbanning a user. One Service runs them, on whatever
+// post (telling its author why, with a notice, when given a reason),
+// banning and unbanning a user, and the list of bans. One Service runs them, on whatever
 // Store it is given: the node's own broker (the admin API, http.go) or the
 // Redis the CLI opens (`occase moderate` without --node). The CLI over
 // the API (Client, client.go) gets the same results back as JSON, so each
@@ -17,10 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
@@ -32,9 +35,12 @@ type Store interface {
 	ReportedPosts(ctx context.Context, limit, details int) ([]broker.ReportedPost, error)
 	ReportQueueLen(ctx context.Context) (int, error)
 	DismissReports(ctx context.Context, id uint64) (int, error)
-	RemovePost(ctx context.Context, id uint64) (author string, reporters int, err error)
+	RemoveWithNotice(ctx context.Context, id uint64, r broker.Removal) (broker.Removed, error)
+	// BanUser and UnbanUser return broker.ErrBanNotListed when the ban
+	// (or unban) is made but the list of bans was not updated.
 	BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error)
 	UnbanUser(ctx context.Context, id string) (was bool, err error)
+	ListBans(ctx context.Context, offset, limit int) (broker.BanPage, error)
 	PostsOf(ctx context.Context, user string) ([]uint64, error)
 	DeletePost(ctx context.Context, id uint64, user string) error
 }
@@ -54,6 +60,13 @@ const (
 	ReasonUserNotFound = "user_not_found"
 	ReasonPostsLeft    = "posts_not_all_deleted"
 	ReasonUnavailable  = "unavailable"
+	// ReasonBanNotListed: the ban holds (sessions closed, logins
+	// refused), its posts were removed if asked, but the list of bans
+	// lacks it; the same action again writes it.
+	ReasonBanNotListed = "ban_not_listed"
+	// ReasonNotTold: the post is removed, but its author could not be
+	// told why (the notice's write failed).
+	ReasonNotTold = "author_not_told"
 )
 
 // Error is a refusal an operator reads: a stable Reason and a sentence.
@@ -75,20 +88,26 @@ func refuse(reason, format string, a ...any) *Error {
 
 // Service runs the moderation actions on a Store.
 type Service struct {
-	store    Store
-	queueMax int
-	now      func() time.Time
-	log      *zap.Logger
+	store     Store
+	queueMax  int
+	noticeTTL time.Duration
+	now       func() time.Time
+	log       *zap.Logger
 }
 
 // New returns a Service on store; queueMax is the review queue's bound
-// the nodes run with (--report-queue-max), reported with the queue. log
-// gets one info line per action taken, with the operator.
-func New(store Store, queueMax int, now func() time.Time, log *zap.Logger) *Service {
+// the nodes run with (--report-queue-max), reported with the queue;
+// noticeTTL the lifetime of a notice to an author (the offline queue's,
+// --chat-queue-ttl; 0: its default). log gets one info line per action taken, with the
+// operator.
+func New(store Store, queueMax int, noticeTTL time.Duration, now func() time.Time, log *zap.Logger) *Service {
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{store: store, queueMax: queueMax, now: now, log: log}
+	if noticeTTL <= 0 {
+		noticeTTL = chat.DefaultConfig().QueueTTL // as the nodes' chat.New
+	}
+	return &Service{store: store, queueMax: queueMax, noticeTTL: noticeTTL, now: now, log: log}
 }
 
 // Queue is the review queue as an operator sees it: GET /admin/v1/reports.
@@ -177,21 +196,59 @@ func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed,
 }
 
 // RemoveRequest is what an operator may say with a removal (the body of
-// POST /admin/v1/posts/{id}/remove). Empty for now: a removal reason told
-// to the author is a field here, read in Remove.
-type RemoveRequest struct{}
+// POST /admin/v1/posts/{id}/remove, the CLI's --reason and --note).
+type RemoveRequest struct {
+	// Reason, one of broker.RemovalReasons, tells the author why with a
+	// notice; empty: the author is told nothing.
+	Reason string `json:"reason,omitempty"`
+	// Note is a line for the author in the notice (at most
+	// broker.MaxNoticeNote bytes, no control characters but new lines);
+	// only with a Reason.
+	Note string `json:"note,omitempty"`
+}
+
+// Check refuses a request before anything is removed: an unknown
+// reason, a note without a reason, a note over its bounds.
+func (r RemoveRequest) Check() error {
+	if r.Reason != "" && !slices.Contains(broker.RemovalReasons, r.Reason) {
+		return refuse(ReasonBadRequest, "reason %q: want one of %s", r.Reason, strings.Join(broker.RemovalReasons, ", "))
+	}
+	if r.Note != "" && r.Reason == "" {
+		return refuse(ReasonBadRequest, "a note is for the author's notice: give a reason too")
+	}
+	if len(r.Note) > broker.MaxNoticeNote || !utf8.ValidString(r.Note) {
+		return refuse(ReasonBadRequest, "note: at most %d bytes of UTF-8, not %d", broker.MaxNoticeNote, len(r.Note))
+	}
+	if r.Reason != "" {
+		if err := (broker.Notice{Kind: broker.NoticePostRemoved, Reason: r.Reason, Note: r.Note}).Check(); err != nil {
+			return refuse(ReasonBadRequest, "note: %v", err)
+		}
+	}
+	return nil
+}
 
 // Removed: a post deleted as its author's delete would.
 type Removed struct {
 	Post      uint64 `json:"post"`
 	Author    string `json:"author"`
 	Reporters int    `json:"reporters"`
+	// Reason is the request's; Told says the author got a notice (false
+	// with a reason: the author's account is gone, nobody to tell).
+	Reason string `json:"reason,omitempty"`
+	Told   bool   `json:"told"`
 }
 
 // Remove deletes post id as its author's delete would (every node drops
-// it, subscribers get post_deleted) and its reports with it.
-func (s *Service) Remove(ctx context.Context, by string, id uint64, _ RemoveRequest) (Removed, error) {
-	author, n, err := s.store.RemovePost(ctx, id)
+// it, subscribers get post_deleted) and its reports with it; with a
+// reason, its author then gets a notice saying why, living the offline
+// queue's lifetime. The request is checked before anything is touched.
+func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRequest) (Removed, error) {
+	if err := req.Check(); err != nil {
+		return Removed{}, err
+	}
+	r, err := s.store.RemoveWithNotice(ctx, id, broker.Removal{Reason: req.Reason, Note: req.Note,
+		At: s.now().UnixMilli(), TTL: s.noticeTTL})
+	author, n := r.Author, r.Reporters
 	if errors.Is(err, broker.ErrPostNotFound) {
 		// Reports can outlive a post only if a node of an older version
 		// deleted it; clear them.
@@ -201,12 +258,20 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, _ RemoveRequ
 		}
 		return Removed{}, refuse(ReasonPostNotFound, "no post %d (never published, or deleted or expired already)", id)
 	}
+	res := Removed{Post: id, Author: author, Reporters: n, Reason: req.Reason, Told: r.Notice > 0}
+	if err != nil && author != "" {
+		// Removed, but the notice could not be written (retried already).
+		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
+			zap.Int("reporters", n), zap.String("operator", by))
+		return res, &Error{Reason: ReasonNotTold, Result: res, err: err,
+			Msg: fmt.Sprintf("post %d is removed, but its author %s could not be told why", id, author)}
+	}
 	if err != nil {
 		return Removed{}, err
 	}
 	s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
-		zap.Int("reporters", n), zap.String("operator", by))
-	return Removed{Post: id, Author: author, Reporters: n}, nil
+		zap.Int("reporters", n), zap.String("reason", req.Reason), zap.Bool("told", res.Told), zap.String("operator", by))
+	return res, nil
 }
 
 // BanRequest is the body of POST /admin/v1/users/{id}/ban.
@@ -224,6 +289,9 @@ type Banned struct {
 	Already      bool `json:"already"`
 	RemovePosts  bool `json:"remove_posts"`
 	PostsDeleted int  `json:"posts_deleted"`
+	// Listed: the list of bans has it (false: the ban holds, but the
+	// list's write failed; the same ban again writes it).
+	Listed bool `json:"listed"`
 }
 
 // Ban bans user: its logins are refused and its live sessions on every
@@ -232,7 +300,9 @@ type Banned struct {
 // taken; a publish in flight at the ban may still land after the first
 // pass, which a second pass takes (a rerun takes any still later). A
 // failure while deleting returns the Banned so far in an Error with
-// ReasonPostsLeft.
+// ReasonPostsLeft. A ban the list of bans could not record still holds
+// and still takes the posts, then returns an Error with
+// ReasonBanNotListed.
 func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Banned, error) {
 	if !chat.ValidUserID(user) {
 		return Banned{}, refuse(ReasonBadRequest, "%q is not a user id", user)
@@ -241,14 +311,27 @@ func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Ban
 		return Banned{}, refuse(ReasonBadRequest, "a ban note holds at most %d bytes, not %d", broker.MaxBanNote, len(req.Note))
 	}
 	already, err := s.store.BanUser(ctx, user, s.now().UnixMilli(), req.Note)
-	if err != nil {
-		return Banned{}, noUser(user, err)
+	listErr := err
+	if !errors.Is(err, broker.ErrBanNotListed) {
+		if err != nil {
+			return Banned{}, noUser(user, err)
+		}
+		listErr = nil
 	}
 	s.log.Info("moderation: user banned", zap.String("user", user), zap.Bool("renewed", already),
-		zap.Bool("note", req.Note != ""), zap.String("operator", by))
-	res := Banned{User: user, Already: already, RemovePosts: req.RemovePosts}
+		zap.Bool("note", req.Note != ""), zap.Bool("listed", listErr == nil), zap.String("operator", by))
+	res := Banned{User: user, Already: already, RemovePosts: req.RemovePosts, Listed: listErr == nil}
+	// notListed is the end of a ban the list lacks: after the posts.
+	notListed := func() error {
+		if listErr == nil {
+			return nil
+		}
+		s.log.Warn("moderation: a ban not on the list of bans", zap.String("user", user), zap.Error(listErr))
+		return &Error{Reason: ReasonBanNotListed, Result: res, err: listErr,
+			Msg: fmt.Sprintf("user %s is banned but not on the list of bans: run the same command again", user)}
+	}
 	if !req.RemovePosts {
-		return res, nil
+		return res, notListed()
 	}
 	left := func(err error) error {
 		return &Error{Reason: ReasonPostsLeft, Result: res, err: err,
@@ -272,7 +355,7 @@ func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Ban
 	}
 	s.log.Info("moderation: posts of a banned user deleted", zap.String("user", user),
 		zap.Int("deleted", res.PostsDeleted), zap.String("operator", by))
-	return res, nil
+	return res, notListed()
 }
 
 // Unbanned: what an unban did.
@@ -287,13 +370,49 @@ func (s *Service) Unban(ctx context.Context, by, user string) (Unbanned, error) 
 		return Unbanned{}, refuse(ReasonBadRequest, "%q is not a user id", user)
 	}
 	was, err := s.store.UnbanUser(ctx, user)
-	if err != nil {
+	if errors.Is(err, broker.ErrBanNotListed) {
+		// The ban is lifted; its stale entry is cleaned by the next
+		// listing that meets it.
+		s.log.Warn("moderation: unbanned, but still on the list of bans until a listing cleans it",
+			zap.String("user", user), zap.Error(err))
+	} else if err != nil {
 		return Unbanned{}, noUser(user, err)
 	}
 	if was {
 		s.log.Info("moderation: user unbanned", zap.String("user", user), zap.String("operator", by))
 	}
 	return Unbanned{User: user, WasBanned: was}, nil
+}
+
+// MaxBansLimit bounds a page of the list of bans.
+const MaxBansLimit = 1000
+
+// CheckBans checks a page of the list of bans.
+func CheckBans(offset, limit int) error {
+	if limit < 1 || limit > MaxBansLimit {
+		return refuse(ReasonBadRequest, "limit %d: want 1 to %d", limit, MaxBansLimit)
+	}
+	if offset < 0 || offset > broker.MaxBanList {
+		return refuse(ReasonBadRequest, "offset %d: want 0 to %d", offset, broker.MaxBanList)
+	}
+	return nil
+}
+
+// Bans lists limit bans from offset, newest first (GET /admin/v1/bans,
+// `occase moderate bans`). Entries of accounts gone since, or no longer
+// banned, are cleaned as they are met (BanPage.Cleaned).
+func (s *Service) Bans(ctx context.Context, offset, limit int) (broker.BanPage, error) {
+	if err := CheckBans(offset, limit); err != nil {
+		return broker.BanPage{}, err
+	}
+	p, err := s.store.ListBans(ctx, offset, limit)
+	if err != nil {
+		return broker.BanPage{}, err
+	}
+	if p.Cleaned > 0 {
+		s.log.Info("moderation: stale entries cleaned from the list of bans", zap.Int("cleaned", p.Cleaned))
+	}
+	return p, nil
 }
 
 // noUser makes broker.ErrNoUser an operator's sentence.

@@ -116,6 +116,14 @@ type Banner interface {
 	Banned()
 }
 
+// Noticer is a Peer that can be handed a notice for its user (the 'o'
+// signal, broker.AddNotice): a JSON object it pushes to its client if
+// the client asked for notices. A peer that is not one leaves the notice
+// in Redis for the client to ask for.
+type Noticer interface {
+	Notice(notice []byte)
+}
+
 // Hub routes signals to the peers connected to this node.
 type Hub struct {
 	b   *broker.Client
@@ -418,6 +426,16 @@ func (h *Hub) route(channel, payload string) {
 		for _, p := range ps {
 			if e, ok := p.(Banner); ok {
 				e.Banned()
+			}
+		}
+	case 'o':
+		if len(rest) < 2 || rest[0] != '{' || !wire.ValidString(rest) {
+			h.log.Warn("ignoring a notice that is not a JSON object", zap.String("channel", channel))
+			return
+		}
+		for _, p := range ps {
+			if e, ok := p.(Noticer); ok {
+				e.Notice([]byte(rest))
 			}
 		}
 	case 'k', 'r':

@@ -376,3 +376,45 @@ func TestEachKickAnsweredWithItsGeneration(t *testing.T) {
 		}
 	})
 }
+
+type noticer struct{ peer }
+
+func (n *noticer) Notice(f []byte) { n.add("notice " + string(f)) }
+
+// A notice ('o' and a JSON object) goes to a peer that takes notices and
+// to no other; one that is not a JSON object is dropped.
+func TestNoticesRouted(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		h := New(c, zaptest.NewLogger(t))
+		n := &noticer{peer{ch: make(chan string, 16)}}
+		p := &peer{ch: make(chan string, 16)}
+		for _, x := range []Peer{n, p} {
+			if _, err := h.Attach(ctx, "9", x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Publish(ctx, c.UserChannel("9"), `onot json`)
+		c.Publish(ctx, c.UserChannel("9"), `o{"id":1,"kind":"post_removed"}`)
+		c.Publish(ctx, c.UserChannel("9"), "n") // a barrier: both peers get it
+		for _, x := range []*peer{&n.peer, p} {
+			var got []string
+			for len(got) == 0 || got[len(got)-1] != "notify" {
+				select {
+				case e := <-x.ch:
+					got = append(got, e)
+				case <-time.After(5 * time.Second):
+					t.Fatalf("saw only %v", got)
+				}
+			}
+			want := []string{"notify"}
+			if x == &n.peer {
+				want = []string{`notice {"id":1,"kind":"post_removed"}`, "notify"}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Fatalf("got %v, want %v", got, want)
+			}
+		}
+	})
+}

@@ -44,6 +44,7 @@ func (ss *session) register(req *wire.Request) error {
 	if err := ss.coolingOff(""); err != nil {
 		return err
 	}
+	ss.optInNotices(req)
 	undo, err := ss.srv.admitRegistration(ss.ctx, ss.remote, req)
 	if err != nil {
 		return err
@@ -83,6 +84,7 @@ func (ss *session) login(req *wire.Request) error {
 	if err != nil {
 		return err
 	}
+	ss.optInNotices(req)
 	pwd, err := req.Str("password")
 	if err != nil {
 		return err
@@ -197,6 +199,12 @@ func (ss *session) login(req *wire.Request) error {
 	b = strconv.AppendInt(b, int64(remaining), 10)
 	b = append(b, `,"epoch":`...)
 	b = wire.AppendString(b, srv.Epoch())
+	if st.Notices > 0 {
+		// Only when some wait: an app that knows nothing of notices
+		// ignores an extra member, and one that does asks for them.
+		b = append(b, `,"notices":`...)
+		b = strconv.AppendInt(b, int64(st.Notices), 10)
+	}
 	b = append(b, '}')
 	ss.pushToken(req)
 	ss.Send(b)

@@ -20,7 +20,7 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 		return moderation.Off(moderation.ReasonNotOnRole,
 			"moderation is served by nodes of role db or all; this one is role "+s.cfg.Role), nil
 	}
-	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Clock, s.log.Named("moderation"))
+	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Chat.QueueTTL, s.cfg.Clock, s.log.Named("moderation"))
 	h, err := moderation.NewHandler(moderation.HandlerConfig{
 		Service:    svc,
 		Token:      s.cfg.AdminToken,

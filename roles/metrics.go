@@ -67,7 +67,8 @@ var knownCmds = map[string]bool{
 	"update": true, "set_status": true, "renew": true,
 	"delete_account": true,
 	"block":          true, "unblock": true, "blocks": true,
-	"report": true,
+	"report":  true,
+	"notices": true, "notices_seen": true,
 }
 
 func cmdLabel(cmd string) string {

@@ -64,6 +64,10 @@ type session struct {
 	pushLim    *rate.Limiter // made on the first push_subscribe or push_unsubscribe
 	blockLim   *rate.Limiter // block, unblock and blocks (blocks.go)
 	reportLim  *rate.Limiter // report (reports.go)
+	noticeLim  *rate.Limiter // notices and notices_seen (notices.go)
+	// wantNotices: the session asked for notices once, so notices are
+	// pushed to it as they come (notices.go).
+	wantNotices atomic.Bool
 	// blocked holds the ids this user blocks, for dropping their
 	// presence signals (blocks.go); nil while it blocks nobody.
 	blocked atomic.Pointer[blockSet]

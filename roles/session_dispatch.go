@@ -111,7 +111,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 		case "login":
 			return ss.login(req)
 		case "message", "presence", "subscribe", "publish", "delete", "filenames", "update", "set_status", "renew", "push_subscribe", "push_unsubscribe",
-			"delete_account", "block", "unblock", "blocks", "report":
+			"delete_account", "block", "unblock", "blocks", "report", "notices", "notices_seen":
 			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
 		}
 		return wire.Malformedf("unknown command %q", req.Cmd)
@@ -129,6 +129,8 @@ func (ss *session) dispatch(req *wire.Request) error {
 		return ss.blocking(req)
 	case "report":
 		return ss.report(req)
+	case "notices", "notices_seen":
+		return ss.notices(req)
 	case "subscribe", "publish", "delete", "update", "set_status", "renew":
 		return ss.posts(req)
 	case "delete_account":

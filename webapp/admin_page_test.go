@@ -17,9 +17,12 @@ import (
 // binary on a real Redis, in headless chromium at phone and desktop size:
 // it is served with a strict Content-Security-Policy; the operator pastes
 // the token, sees the review queue with a report whose text is markup
-// (shown as text, never run), removes that post (the seller's
-// subscription hears post_deleted), and bans the author of another
-// (the author's live session closes with 4008).
+// (shown as text, never run), removes that post with a reason and a
+// note (the seller's subscription hears post_deleted, and the seller's
+// session, which asked for notices, gets the notice with both; a note
+// over 280 bytes turns Confirm off), bans the author of another, finds
+// the ban in the Bans view at both sizes and unbans (the seller's
+// session closed with 4008 at the ban; a login is let in after).
 func TestBrowserAdminPage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: not in -short mode")
@@ -57,7 +60,8 @@ func TestBrowserAdminPage(t *testing.T) {
 	}
 
 	seller := dialProto(t, s.URL())
-	sellerID := fmt.Sprint(seller.mustOK(`{"cmd":"register"}`)["id"])
+	reg := seller.mustOK(`{"cmd":"register"}`)
+	sellerID, sellerPW := fmt.Sprint(reg["id"]), fmt.Sprint(reg["password"])
 	publish := func(title string) string {
 		pub := seller.mustOK(`{"cmd":"publish","items":[{"body":"{\"title\":\"` + title + `\",\"msg\":\"Barely used\"}","to":[[[0,0,0]],[[0,0,0]]],"features":0,"range_values":[120,2020,0]}]}`)
 		return fmt.Sprint(pub["id"])
@@ -65,6 +69,7 @@ func TestBrowserAdminPage(t *testing.T) {
 	bike := publish("Blue city bike")
 	lamp := publish("Desk lamp")
 	seller.mustOK(`{"cmd":"subscribe","channels":[[],[]],"last_post_id":0,"deletions":true}`)
+	seller.mustOK(`{"cmd":"notices"}`) // opts in: pushed notices from now on
 	other := dialProto(t, s.URL())
 	other.mustOK(`{"cmd":"register"}`)
 	const hostile = `<img src=x onerror="window.pwned=1"><b>bold</b>`
@@ -108,15 +113,32 @@ func TestBrowserAdminPage(t *testing.T) {
 	}
 	ph.shot("queue")
 	ph.click(card + ` [data-action=remove]`)
-	ph.wait("the confirmation", `document.getElementById("confirm").open`)
+	ph.wait("the confirmation", `document.getElementById("confirm").open && !document.getElementById("remove-fields").hidden`)
+	if got := ph.eval(`[document.getElementById("remove-tell").checked, document.getElementById("remove-reason").value, document.getElementById("ban-fields").hidden].join()`); got != "true,scam,true" {
+		t.Fatalf("the remove dialog opens with (tell, reason, ban fields hidden) %s, want true,scam,true (the reporters' reason)", got)
+	}
+	ph.eval(`(() => { const n = document.getElementById("remove-note"); n.value = "é".repeat(141); n.dispatchEvent(new Event("input")); return ""; })()`)
+	if got := ph.eval(`document.getElementById("remove-count").textContent + "|" + document.getElementById("confirm-ok").disabled`); got != "282 / 280|true" {
+		t.Fatalf("a 282-byte note: counter and Confirm %q, want 282 / 280|true", got)
+	}
+	ph.eval(`(() => { const n = document.getElementById("remove-note"); n.value = ""; n.dispatchEvent(new Event("input")); return ""; })()`)
+	const note = `Deposits before viewing are a scam <b>sign</b>.`
+	ph.typeInto("#remove-note", note)
+	ph.wait("the counter", hasText("#remove-count", fmt.Sprintf("%d / 280", len(note))))
 	ph.shot("confirm-remove")
 	ph.click("#confirm-ok")
 	ph.wait("the removal said", hasText("#status", "Removed post "+bike))
+	ph.wait("the author told", hasText("#status", "The author was told why (scam)."))
 	ph.wait("the card gone", `document.querySelector(`+js(card)+`) === null`)
 	ph.shot("removed")
 	ph.noConsoleErrors("on the phone")
 	if !seller.waitPush(func(f map[string]any) bool { return f["cmd"] == "post_deleted" && fmt.Sprint(f["id"]) == bike }, waitFor) {
 		t.Fatalf("the subscription heard no post_deleted for %s", bike)
+	}
+	if !seller.waitPush(func(f map[string]any) bool {
+		return f["cmd"] == "notice" && fmt.Sprint(f["post"]) == bike && f["reason"] == "scam" && f["note"] == note && f["title"] == "Blue city bike"
+	}, waitFor) {
+		t.Fatalf("the seller's session got no notice of the removal (frames kept: %v)", seller.pushes)
 	}
 
 	// At desktop size, in a new tab of the same session (the token is
@@ -135,7 +157,31 @@ func TestBrowserAdminPage(t *testing.T) {
 	d.click("#confirm-ok")
 	d.wait("the ban said", hasText("#status", "User "+sellerID+" banned."))
 	d.shot("banned")
+
+	// The Bans view: newest first, the note as text; at phone size too.
+	banCard := `[data-testid=ban][data-user="` + sellerID + `"]`
+	ph.click("#view-bans")
+	ph.wait("the seller's ban on the phone", `document.querySelector(`+js(banCard)+`) !== null`)
+	if w := ph.eval(`String(document.documentElement.scrollWidth)`); w != "390" {
+		t.Fatalf("the Bans view is %s px wide at phone size, want 390", w)
+	}
+	ph.shot("bans")
+	d.click("#view-bans")
+	d.wait("the seller's ban", `document.querySelector(`+js(banCard)+`) !== null`)
+	if got := d.eval(`document.querySelector(` + js(banCard+` [data-testid=ban-note]`) + `).textContent + "|" + document.getElementById("bans-summary").textContent`); got != "Note: spam ring|1 banned user, newest first." {
+		t.Fatalf("the ban's card and summary: %q", got)
+	}
+	d.shot("bans")
+	d.click(banCard + ` [data-action=unban]`)
+	d.wait("the unban dialog", `document.getElementById("confirm").open && document.getElementById("ban-fields").hidden && document.getElementById("remove-fields").hidden`)
+	d.shot("confirm-unban")
+	d.click("#confirm-ok")
+	d.wait("the unban said", hasText("#status", "User "+sellerID+" unbanned."))
+	d.wait("the card gone", `document.querySelector(`+js(banCard)+`) === null && document.getElementById("ban-list").children.length === 0`)
+	d.wait("the empty list said", hasText("#bans-summary", "No banned users."))
+	d.shot("unbanned")
 	d.noConsoleErrors("on the desktop")
+	ph.noConsoleErrors("on the phone, Bans")
 	ctx, cancel := context.WithTimeout(seller.ctx, waitFor)
 	defer cancel()
 	for {
@@ -146,4 +192,7 @@ func TestBrowserAdminPage(t *testing.T) {
 			break
 		}
 	}
+	// Unbanned: the seller's login is let in.
+	back := dialProto(t, s.URL())
+	back.mustOK(`{"cmd":"login","user":"` + sellerID + `","password":` + js(sellerPW) + `}`)
 }

@@ -83,6 +83,7 @@ type fakeServer struct {
 	reportFail string          // refuse every report with this reason, when not ""
 	banned     map[string]bool // accounts whose login is refused with "banned" and close 4008
 	dials      int             // WebSocket connections accepted
+	notes      fakeNotices     // notices (notices_test.go)
 }
 
 // closeBanned is the close code of a banned account (docs/protocol.md).
@@ -462,6 +463,7 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		s.users[id] = pw
 		c.user = id
 		s.online[id] = c
+		s.notes.optIn(c, f)
 		ack := map[string]any{"cmd": "register_ack", "result": "ok", "id": id, "password": pw}
 		s.withEpoch(ack, true)
 		s.mu.Unlock()
@@ -495,6 +497,10 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		}
 		ack := map[string]any{"cmd": "login_ack", "result": "ok", "remaining_posts": 5}
 		s.mu.Lock()
+		s.notes.optIn(c, f)
+		if n := len(s.notes.list[user]); n > 0 {
+			ack["notices"] = n
+		}
 		s.withEpoch(ack, true)
 		s.mu.Unlock()
 		c.write(ack)
@@ -678,6 +684,8 @@ func (s *fakeServer) handle(c *fakeConn, f map[string]any) bool {
 		c.write(map[string]any{"cmd": cmd + "_ack", "result": "ok", "user": user, "blocks": 0})
 	case "report":
 		s.report(c, f)
+	case "notices", "notices_seen":
+		return s.noticesCmd(c, cmd, f)
 	case "presence":
 		to, _ := f["to"].(string)
 		f["from"] = c.user

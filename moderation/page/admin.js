@@ -1,11 +1,16 @@
 // The operator page of the moderation API (docs/http-api.md "Moderation
 // API"). Every string that comes from users (post titles and text, report
-// texts, ids) is HOSTILE: it is only ever set with textContent, never
-// parsed as markup. The token stays in this tab's sessionStorage.
+// texts, ids, ban notes) is HOSTILE: it is only ever set with
+// textContent, never parsed as markup. The token stays in this tab's
+// sessionStorage. Two views: the review queue and the list of bans.
 "use strict";
 
 const KEY = "occase-admin-token";
+const BANS_PAGE = 20;
+const MAX_NOTE = 280; // bytes of a note to the author (broker.MaxNoticeNote)
 const $ = (id) => document.getElementById(id);
+let view = "reports";
+let bansOffset = 0;
 
 function token() { return sessionStorage.getItem(KEY) || ""; }
 
@@ -25,6 +30,8 @@ function say(text, error) {
 function showSignin(message) {
   $("signin").hidden = false;
   $("queue").hidden = true;
+  $("bans").hidden = true;
+  $("views").hidden = true;
   $("signout").hidden = true;
   if (message) say(message, true);
   $("token").focus();
@@ -61,6 +68,11 @@ function reasonList(reasons) {
     ul.append(el("li", null, r + " × " + reasons[r]));
   });
   return ul;
+}
+
+function whenMs(ms) {
+  const d = new Date(ms);
+  return !ms || isNaN(d) ? "" : d.toISOString().slice(0, 16).replace("T", " ") + " UTC";
 }
 
 function when(at) {
@@ -115,8 +127,86 @@ function card(p) {
   return li;
 }
 
-async function load() {
-  if (!token()) { showSignin(); return; }
+function showView(v) {
+  view = v;
+  $("signin").hidden = true;
+  $("views").hidden = false;
+  $("signout").hidden = false;
+  $("queue").hidden = v !== "reports";
+  $("bans").hidden = v !== "bans";
+  document.querySelectorAll("#views button").forEach((b) => {
+    if (b.dataset.view === v) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
+  });
+}
+
+function load() {
+  if (!token()) { showSignin(); return Promise.resolve(); }
+  return view === "bans" ? loadBans() : loadReports();
+}
+
+function banCard(b) {
+  const li = el("li", "ban");
+  li.dataset.testid = "ban";
+  li.dataset.user = String(b.user);
+  const who = el("div", "who");
+  who.append(el("h3", null, "User " + b.user));
+  who.append(el("p", "meta", "Banned " + whenMs(b.at)));
+  if (b.note) {
+    const n = el("p", "note", "Note: " + b.note);
+    n.dataset.testid = "ban-note";
+    who.append(n);
+  }
+  li.append(who);
+  const u = el("button", null, "Unban");
+  u.type = "button";
+  u.dataset.action = "unban";
+  u.addEventListener("click", () => unban(b.user));
+  li.append(u);
+  return li;
+}
+
+async function loadBans() {
+  say("Loading…");
+  let p;
+  try {
+    p = await api("GET", "/admin/v1/bans?limit=" + BANS_PAGE + "&offset=" + bansOffset);
+    if (p.bans.length === 0 && bansOffset > 0) {
+      // The page emptied (unbans, cleaned entries): the last one left.
+      bansOffset = Math.max(0, Math.floor((p.total - 1) / BANS_PAGE) * BANS_PAGE);
+      p = await api("GET", "/admin/v1/bans?limit=" + BANS_PAGE + "&offset=" + bansOffset);
+    }
+  } catch (e) {
+    if (e.reason !== "unauthorized") say(e.error || "failed", true);
+    return;
+  }
+  showView("bans");
+  let sum = p.total === 0 ? "No banned users." : p.total + (p.total === 1 ? " banned user" : " banned users") + ", newest first";
+  if (p.total > p.bans.length) sum += "; showing " + (p.offset + 1) + "–" + (p.offset + p.bans.length);
+  $("bans-summary").textContent = p.total === 0 ? sum : sum + ".";
+  $("ban-list").replaceChildren(...p.bans.map(banCard));
+  $("bans-newer").hidden = p.offset === 0;
+  $("bans-older").hidden = !p.next;
+  $("bans-older").dataset.next = String(p.next || 0);
+  say("");
+}
+
+async function unban(user) {
+  const ok = await confirmAction("Unban user " + user + "?",
+    "User " + user + " may log in again. Posts deleted with the ban do not come back.", "unban");
+  if (!ok) return;
+  try {
+    const r = await api("POST", "/admin/v1/users/" + encodeURIComponent(user) + "/unban");
+    say(r.was_banned ? "User " + r.user + " unbanned." : "User " + r.user + " was not banned.");
+  } catch (e) {
+    if (e.reason === "unauthorized") return;
+    say(e.error || "failed", true);
+  }
+  const msg = $("status").textContent, err = $("status").classList.contains("error");
+  await loadBans();
+  if (msg) say(msg, err);
+}
+
+async function loadReports() {
   say("Loading…");
   let q;
   try {
@@ -125,9 +215,7 @@ async function load() {
     if (e.reason !== "unauthorized") say(e.error || "failed", true);
     return;
   }
-  $("signin").hidden = true;
-  $("queue").hidden = false;
-  $("signout").hidden = false;
+  showView("reports");
   let sum = "Review queue: " + q.queued + " of at most " + q.queue_max + " reported posts";
   if (q.queued >= q.queue_max) sum += " — FULL: dismiss or remove to make room";
   $("queue-summary").textContent = sum;
@@ -136,22 +224,53 @@ async function load() {
   say(q.reports.length ? "" : "No reported posts.");
 }
 
+// noteBytes is the UTF-8 length of the note, which the node bounds.
+function noteBytes() { return new TextEncoder().encode($("remove-note").value).length; }
+
+// removeFields keeps the removal's fields coherent: the reason and note
+// only when the author is told, the counter, Confirm off past the bound.
+function removeFields() {
+  const tell = $("remove-tell").checked, n = noteBytes();
+  $("remove-reason").disabled = !tell;
+  $("remove-note").disabled = !tell;
+  $("remove-why").setAttribute("aria-disabled", String(!tell));
+  $("remove-count").textContent = n + " / " + MAX_NOTE;
+  $("remove-count").classList.toggle("over", n > MAX_NOTE);
+  $("confirm-ok").disabled = tell && n > MAX_NOTE;
+}
+
 // confirmAction asks in the page's own dialog (no window.confirm, which
-// blocks the page) and resolves to the ban fields, or null when cancelled.
-function confirmAction(title, text, ban) {
+// blocks the page) and resolves to the dialog's fields, or null when
+// cancelled. kind ("ban", "remove", "unban", "dismiss") names the button;
+// "ban" shows the ban's fields, "remove" the removal's,
+// with the reason preset to reason.
+function confirmAction(title, text, kind, reason) {
   const d = $("confirm");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
-  $("ban-fields").hidden = !ban;
+  $("ban-fields").hidden = kind !== "ban";
+  $("remove-fields").hidden = kind !== "remove";
   $("ban-note").value = "";
   $("ban-remove-posts").checked = false;
+  $("remove-tell").checked = true;
+  $("remove-reason").value = [...$("remove-reason").options].some((o) => o.value === reason) ? reason : "other";
+  $("remove-note").value = "";
+  $("confirm-ok").disabled = false;
+  // The button says what it does; red only for what takes something away.
+  const ok = { ban: "Ban", remove: "Remove", unban: "Unban", dismiss: "Dismiss" }[kind] || "Confirm";
+  $("confirm-ok").textContent = ok;
+  $("confirm-ok").classList.toggle("danger", kind === "ban" || kind === "remove");
+  if (kind === "remove") removeFields();
   return new Promise((resolve) => {
     const done = (ok) => {
       $("confirm-form").onsubmit = null;
       $("confirm-cancel").onclick = null;
       d.onclose = null;
       if (d.open) d.close();
-      resolve(ok ? { note: $("ban-note").value, remove_posts: $("ban-remove-posts").checked } : null);
+      resolve(ok ? {
+        note: $("ban-note").value, remove_posts: $("ban-remove-posts").checked,
+        tell: $("remove-tell").checked, reason: $("remove-reason").value, authorNote: $("remove-note").value,
+      } : null);
     };
     $("confirm-form").onsubmit = (ev) => { ev.preventDefault(); done(true); };
     $("confirm-cancel").onclick = () => done(false);
@@ -164,15 +283,21 @@ async function act(action, p) {
   const label = p.gone ? "post " + p.id : "“" + (p.title || "post " + p.id) + "” (post " + p.id + ")";
   let path, body, ok;
   if (action === "dismiss") {
-    ok = await confirmAction("Dismiss the reports?", "The reports of " + label + " are cleared; the post stays.");
+    ok = await confirmAction("Dismiss the reports?", "The reports of " + label + " are cleared; the post stays.", "dismiss");
     path = "/admin/v1/posts/" + p.id + "/dismiss";
   } else if (action === "remove") {
-    ok = await confirmAction("Remove the post?", label + " is deleted for everyone, with its reports.");
+    // The reason preset: the one most reporters gave.
+    const top = Object.keys(p.reasons || {}).sort((a, b) => p.reasons[b] - p.reasons[a] || (a < b ? -1 : 1))[0];
+    ok = await confirmAction("Remove the post?", label + " is deleted for everyone, with its reports.", "remove", top);
     path = "/admin/v1/posts/" + p.id + "/remove";
     body = {};
+    if (ok && ok.tell) {
+      body.reason = ok.reason;
+      if (ok.authorNote.trim()) body.note = ok.authorNote;
+    }
   } else {
     ok = await confirmAction("Ban user " + p.author + "?",
-      "User " + p.author + " is logged out everywhere and cannot log in until unbanned.", true);
+      "User " + p.author + " is logged out everywhere and cannot log in until unbanned.", "ban");
     path = "/admin/v1/users/" + encodeURIComponent(p.author) + "/ban";
     if (ok) body = { note: ok.note, remove_posts: ok.remove_posts };
   }
@@ -180,7 +305,9 @@ async function act(action, p) {
   try {
     const r = await api("POST", path, body);
     if (action === "dismiss") say("Dismissed the reports of post " + r.post + ".");
-    else if (action === "remove") say("Removed post " + r.post + " of user " + r.author + ".");
+    else if (action === "remove") say("Removed post " + r.post + " of user " + r.author + "." +
+      (r.told ? " The author was told why (" + r.reason + ")." :
+        r.reason ? " The author's account is gone: nobody to tell." : " The author was not told."));
     else say("User " + r.user + (r.already ? " was banned already; ban renewed." : " banned.") +
       (r.remove_posts ? " " + r.posts_deleted + " posts deleted." : ""));
   } catch (e) {
@@ -204,9 +331,18 @@ document.addEventListener("DOMContentLoaded", () => {
   $("signout").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
     $("reports").replaceChildren();
+    $("ban-list").replaceChildren();
+    view = "reports";
     say("");
     showSignin();
   });
   $("refresh").addEventListener("click", load);
+  $("bans-refresh").addEventListener("click", load);
+  $("view-reports").addEventListener("click", () => { view = "reports"; load(); });
+  $("view-bans").addEventListener("click", () => { view = "bans"; bansOffset = 0; load(); });
+  $("bans-newer").addEventListener("click", () => { bansOffset = Math.max(0, bansOffset - BANS_PAGE); loadBans(); });
+  $("bans-older").addEventListener("click", () => { bansOffset = Number($("bans-older").dataset.next) || 0; loadBans(); });
+  $("remove-tell").addEventListener("change", removeFields);
+  $("remove-note").addEventListener("input", removeFields);
   if (token()) load(); else showSignin();
 });

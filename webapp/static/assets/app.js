@@ -11,6 +11,7 @@ import * as safe from "./safe.js";
 import * as state from "./state.js";
 import * as codes from "./codes.js";
 import * as push from "./push.js"; // notifications (issue 12)
+import * as notices from "./notices.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -76,6 +77,7 @@ const app = {
   renewAt: {},       // id -> Unix seconds from which the server allows a renewal
   banned: "",        // the id of this browser's account, banned by the moderators (close 4008)
   report: null,      // the listing the report dialog is about {id, from, title}
+  notices: [],       // what the moderators told this account, not yet dismissed (notices.js)
 };
 
 // ---------------------------------------------------------------- words
@@ -361,6 +363,7 @@ function enterUser(id) {
   app.draft = { loc: [...app.u.filter.loc], prod: [...app.u.filter.prod] };
   app.openChat = null;
   app.inflight = null;
+  app.notices = [];
   app.view = "browse-view";
   app.more = { next: "", done: false, loading: false, error: "" };
   if (findActive()) newSearch();
@@ -431,6 +434,7 @@ function dropLocal() {
   app.openChat = null;
   app.typing = {};
   app.blocked = {};
+  app.notices = [];
   app.remaining = null;
   app.afterLogin = null;
   app.view = "account-view";
@@ -482,6 +486,9 @@ function onLogin(identity, ack, acted) {
   subscribe();
   pump();
   loadBlocks();
+  // Only when some wait: a server without notices never counts them, and
+  // this login asked for new ones to be pushed ("notices":true).
+  if (safe.finite(ack.notices) > 0) loadNotices();
   app.signUpWhy = "";
   const then = app.afterLogin;
   app.afterLogin = null;
@@ -506,6 +513,60 @@ async function loadBlocks() {
   app.blocked = {};
   for (const id of r.users) if (safe.userId(id) != null) app.blocked[String(id)] = true;
   render();
+}
+
+// loadNotices asks for what the moderators told this account (docs/protocol.md
+// "Notices").
+async function loadNotices() {
+  let r;
+  try {
+    r = await app.session.request({ cmd: "notices" });
+  } catch {
+    return; // offline: asked again after the next login
+  }
+  if (r.result !== "ok" || !Array.isArray(r.notices)) return;
+  addNotices(r.notices);
+}
+
+// addNotices shows notices; a removed listing leaves My posts.
+function addNotices(list) {
+  const before = app.notices.length;
+  app.notices = notices.merge(app.notices, list);
+  let changed = app.notices.length !== before;
+  for (const n of app.notices) if (n.post && app.u && state.removePost(app.u, n.post)) changed = true;
+  if (!changed) return;
+  save();
+  render();
+}
+
+// dismissNotices tells the server the notices shown were seen; they go.
+async function dismissNotices() {
+  const upto = notices.newest(app.notices);
+  if (!upto) return;
+  $("notices-status").hidden = true;
+  let r;
+  try {
+    r = await app.session.request({ cmd: "notices_seen", upto: parse(upto) });
+  } catch {
+    r = { result: "fail", reason: "unavailable" };
+  }
+  if (r.result !== "ok") {
+    $("notices-status").textContent = app.session.state !== "online"
+      ? "You are offline. Connect, then try again." : reasonText(r, "notices_seen");
+    $("notices-status").hidden = false;
+    return;
+  }
+  app.notices = app.notices.filter((n) => BigInt(n.id) > BigInt(upto));
+  render();
+}
+
+function renderNotices() {
+  const box = $("notices");
+  box.hidden = !(app.creds && app.notices.length);
+  if (box.hidden) return;
+  $("notices-title").textContent = app.notices.length === 1 ? "A message from the moderators" : `${app.notices.length} messages from the moderators`;
+  syncList($("notices-list"), app.notices, (n) => n.id, (n) => notices.text(n), (n) =>
+    h("li", { "data-testid": "notice-row", "data-notice": n.id }, notices.text(n)));
 }
 
 // setBlock blocks (block true) or unblocks peer; status is the element
@@ -660,6 +721,7 @@ function onIdentifyFailed(r, identity) {
 
 function onPush(f) {
   if (!app.u) return;
+  if (f.cmd === "notice") { addNotices([f]); return; }
   if (f.cmd === "post" && Array.isArray(f.items)) onPosts(f.items);
   else if (f.cmd === "post_deleted") onPostDeleted(f);
   else if (f.cmd === "message") onMessage(f);
@@ -2211,6 +2273,7 @@ function render() {
     : "This account was opened on another device or browser, so this tab is paused: messages and listings are not updated here.";
   document.body.classList.toggle("paused", Boolean(member && app.paused));
   $("banned").hidden = !app.banned;
+  renderNotices();
   if (!member && $("nick-input") !== document.activeElement) $("nick-input").value = app.nick;
   if (renderedU !== app.u) {
     renderedU = app.u;
@@ -2291,6 +2354,7 @@ function wireUI() {
     h("input", { type: "checkbox", id: `pub-feat-${f.bit}`, "data-testid": `pub-feat-${f.bit}` }), ` ${f.label}`)));
 
   $("banner-close").addEventListener("click", () => { $("banner").hidden = true; });
+  $("notices-ok").addEventListener("click", dismissNotices);
   $("reconnect-btn").addEventListener("click", () => {
     if (app.session.state === "replaced" && app.creds) takeOver();
     else app.session.reconnectNow();

@@ -18,6 +18,7 @@ const ackKind = {
   delete_account_ack: "delete_account",
   block_ack: "block", unblock_ack: "unblock", blocks_ack: "blocks",
   report_ack: "report",
+  notices_ack: "notices", notices_seen_ack: "notices_seen",
 };
 
 // Close codes the session acts on; what every code means (reconnect or
@@ -124,6 +125,9 @@ export class Session {
       const id = this.identity;
       const req = id.register ? { cmd: "register" }
         : { cmd: "login", user: id.user, password: id.password };
+      // docs/protocol.md "Notices": this app shows them, so the server may
+      // push them (an older server ignores the member).
+      req.notices = true;
       // docs/protocol.md "Registration": an operator may require a token.
       if (id.register && id.token) req.signup_token = id.token;
       this.request(req, true).then((r) => this.identified(r, ws), () => {});

@@ -1,0 +1,235 @@
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/redis/rueidis"
+)
+
+// Notices (docs/protocol.md "Notices"): what the operators tell a user,
+// today why a post of theirs was removed. A user's notices are a list,
+// nt:{id}, oldest first, of JSON objects '{"id":N,...}' whose ids grow
+// (the counter is the field "nseq" of the user's hash). A notice is
+// informational, not an acknowledged message: the list keeps the newest
+// MaxNotices, dropping the oldest, and expires like the user's offline
+// queue. It shares the user's hash tag and goes with the account (its
+// key is among accountKeys). The script that adds one publishes it on the
+// user's channel ('o' and the notice), so a live session that asked for
+// notices gets it at once.
+
+// MaxNotices is the most notices a user's list keeps.
+const MaxNotices = 20
+
+// MaxNoticeNote is the most bytes an operator's note to a user may hold;
+// MaxNoticeTitle the most characters of the post's title a notice keeps.
+const (
+	MaxNoticeNote  = 280
+	MaxNoticeTitle = 100
+)
+
+// NoticePostRemoved is the kind of a notice that a post was removed.
+const NoticePostRemoved = "post_removed"
+
+// RemovalReasons are the stable codes of why an operator removed a post.
+var RemovalReasons = []string{"spam", "scam", "prohibited", "offensive", "other"}
+
+// Notice is one notice as stored and sent, less its id.
+type Notice struct {
+	Kind   string `json:"kind"`
+	Post   uint64 `json:"post,omitempty"`
+	Title  string `json:"title,omitempty"`
+	Reason string `json:"reason"`
+	Note   string `json:"note,omitempty"`
+	At     int64  `json:"at"` // Unix ms
+}
+
+// addNoticeScript: KEYS u:{id}, nt:{id}; ARGV the notice's JSON without
+// its opening brace, the list's bound, its lifetime (ms; 0: none), the
+// user's channel, the publish command. Returns the notice's id, or -1
+// when there is no such account (nothing stored nor published).
+var addNoticeScript = newScript("notice_add", `
+if redis.call('HEXISTS', KEYS[1], 'pwd') == 0 then return -1 end
+local id = redis.call('HINCRBY', KEYS[1], 'nseq', 1)
+local e = '{"id":' .. string.format('%d', id) .. ',' .. ARGV[1]
+redis.call('RPUSH', KEYS[2], e)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+redis.call(ARGV[5], ARGV[4], 'o' .. e)
+return id`)
+
+// AddNotice stores notice n for user and pushes it to the user's live
+// sessions; it lives ttl (the offline queue's lifetime; 0: as long as the
+// account). It returns the notice's id, or ErrNoUser.
+func (c *Client) AddNotice(ctx context.Context, user string, n Notice, ttl time.Duration) (int64, error) {
+	if err := n.Check(); err != nil {
+		return 0, err
+	}
+	b, err := json.Marshal(n)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	ch := c.UserChannel(user)
+	id, err := addNoticeScript.Exec(ctx, c.rc, []string{c.userKey("u", user), c.userKey("nt", user)},
+		[]string{string(b[1:]), strconv.Itoa(MaxNotices), strconv.FormatInt(ttl.Milliseconds(), 10), ch, c.publishCmd(ch)}).AsInt64()
+	if err != nil {
+		return 0, c.wrap("store a notice for "+user, err)
+	}
+	if id < 0 {
+		return 0, ErrNoUser
+	}
+	return id, nil
+}
+
+// Check bounds every field, so that a notice stays small (under 1 KiB).
+func (n Notice) Check() error {
+	switch {
+	case n.Kind != NoticePostRemoved:
+		return fmt.Errorf("a notice of kind %q", n.Kind)
+	case !slices.Contains(RemovalReasons, n.Reason):
+		return fmt.Errorf("%q is not a removal reason (%s)", n.Reason, strings.Join(RemovalReasons, ", "))
+	case len(n.Note) > MaxNoticeNote:
+		return fmt.Errorf("a note to the author holds at most %d bytes, not %d", MaxNoticeNote, len(n.Note))
+	case !utf8.ValidString(n.Note) || !utf8.ValidString(n.Title):
+		return fmt.Errorf("a notice's note and title must be UTF-8")
+	case utf8.RuneCountInString(n.Title) > MaxNoticeTitle:
+		return fmt.Errorf("a notice's title holds at most %d characters", MaxNoticeTitle)
+	case strings.IndexFunc(n.Note, controlRune) >= 0:
+		return fmt.Errorf("a note to the author may not hold control or formatting characters (a new line is fine)")
+	}
+	return nil
+}
+
+// controlRune: a control or formatting character other than a new line,
+// which a note may not hold and a title has made a space.
+func controlRune(r rune) bool {
+	return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r))
+}
+
+// Notices returns user's notices, oldest first, each the JSON object
+// sent to the client.
+func (c *Client) Notices(ctx context.Context, user string) ([]string, error) {
+	l, err := c.do(ctx, c.rc.B().Lrange().Key(c.userKey("nt", user)).Start(0).Stop(MaxNotices-1).Build()).AsStrSlice()
+	if err != nil {
+		return nil, c.wrap("read the notices of "+user, err)
+	}
+	return l, nil
+}
+
+// noticesSeenScript drops the notices whose id is at most ARGV[1] from
+// KEYS nt:{id}; returns how many are left.
+var noticesSeenScript = newScript("notices_seen", `
+local upto = tonumber(ARGV[1])
+while true do
+  local h = redis.call('LINDEX', KEYS[1], 0)
+  if not h then break end
+  local id = tonumber(string.match(h, '^{"id":(%d+),'))
+  if id ~= nil and id > upto then break end
+  redis.call('LPOP', KEYS[1])
+end
+return redis.call('LLEN', KEYS[1])`)
+
+// NoticesSeen drops user's notices up to id upto; it returns how many
+// are left.
+func (c *Client) NoticesSeen(ctx context.Context, user string, upto uint64) (int, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	n, err := noticesSeenScript.Exec(ctx, c.rc, []string{c.userKey("nt", user)}, []string{strconv.FormatUint(upto, 10)}).AsInt64()
+	if err != nil {
+		return 0, c.wrap("clear the notices of "+user, err)
+	}
+	return int(n), nil
+}
+
+// PostTitle is the title a stored post's app body carries ("title" of the
+// body's JSON), cut to MaxNoticeTitle characters; "" when it has none.
+func PostTitle(data string) string {
+	var p struct {
+		Body string `json:"body"`
+	}
+	var b struct {
+		Title string `json:"title"`
+	}
+	if json.Unmarshal([]byte(data), &p) != nil || json.Unmarshal([]byte(p.Body), &b) != nil {
+		return ""
+	}
+	t := strings.Map(func(r rune) rune {
+		if r == '\n' || controlRune(r) {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(b.Title, ""))
+	if utf8.RuneCountInString(t) > MaxNoticeTitle {
+		t = string([]rune(t)[:MaxNoticeTitle-1]) + "…"
+	}
+	return t
+}
+
+// Removal is why an operator removes a post, for its author (a notice);
+// Reason "" tells the author nothing.
+type Removal struct {
+	Reason string
+	Note   string
+	At     int64         // Unix ms
+	TTL    time.Duration // the notice's lifetime: the offline queue's
+}
+
+// Removed is what RemoveWithNotice did.
+type Removed struct {
+	Author    string
+	Reporters int   // distinct reporters the post had
+	Notice    int64 // the notice's id; 0: none made
+}
+
+// RemoveWithNotice removes post id as RemovePost does and, when r has a
+// reason, tells its author why with a notice (AddNotice), made after the
+// removal so that no notice tells of a removal that failed; its attempts
+// are retried, and an error after the post is gone says so (the post is
+// not there to remove again). ErrPostNotFound when there is no such post.
+func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Removed, error) {
+	var n Notice
+	if r.Reason != "" {
+		n = Notice{Kind: NoticePostRemoved, Post: id, Reason: r.Reason, Note: r.Note, At: r.At}
+		if err := n.Check(); err != nil {
+			return Removed{}, err
+		}
+		data, err := c.do(ctx, c.rc.B().Hget().Key(c.postsKey("data")).Field(strconv.FormatUint(id, 10)).Build()).ToString()
+		if rueidis.IsRedisNil(err) {
+			return Removed{}, ErrPostNotFound
+		}
+		if err != nil {
+			return Removed{}, c.wrap("read post "+strconv.FormatUint(id, 10), err)
+		}
+		n.Title = PostTitle(data)
+	}
+	author, reporters, err := c.RemovePost(ctx, id)
+	if err != nil {
+		return Removed{Author: author}, err
+	}
+	out := Removed{Author: author, Reporters: reporters}
+	if r.Reason == "" {
+		return out, nil
+	}
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		out.Notice, err = c.AddNotice(ctx, author, n, r.TTL)
+		if err == ErrNoUser {
+			return nil // the author's account is gone: nobody to tell
+		}
+		return err
+	})
+	if err != nil {
+		return out, fmt.Errorf("post %d is removed, but its author %s could not be told why: %w", id, author, err)
+	}
+	return out, nil
+}
