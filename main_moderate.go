@@ -42,11 +42,14 @@ func moderationFlags(d *roles.Config, also ...string) []cli.Flag {
 	var flags []cli.Flag
 	for _, f := range serveFlags(d) {
 		n := f.Names()[0]
-		if strings.HasPrefix(n, "redis") || n == "log-format" || n == "admin-token-file" || slices.Contains(also, n) {
+		if strings.HasPrefix(n, "redis") || n == "log-format" || slices.Contains(also, n) {
 			flags = append(flags, f)
 		}
 	}
 	return append(flags,
+		// The serve flag's name and variable, with what it means here: the
+		// token this command sends, not one a node serves with.
+		&cli.StringFlag{Name: "admin-token-file", EnvVars: env("ADMIN_TOKEN_FILE"), Usage: "with --node: the file holding that node's admin token (its --admin-token-file)"},
 		&cli.StringFlag{Name: "node", EnvVars: env("NODE"), Usage: "a node's admin listener (its --admin-addr), e.g. http://127.0.0.1:9100: go through its moderation API, with the token of --admin-token-file, instead of Redis (plain http to a loopback address only; else https)"},
 		&cli.StringFlag{Name: "log-level", Value: "warn", EnvVars: env("LOG_LEVEL"), Usage: "debug, info, warn or error"})
 }
