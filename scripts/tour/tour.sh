@@ -19,8 +19,10 @@ BIN=${OCCASE_BIN:-/tmp/optour/occase}
 HOSTILE=${HOSTILE_BIN:-/tmp/optour/hostile}
 RPORT=16379 LB=18080 STATS=18404
 SECRET=$(printf '1%.0s' $(seq 64)) IKEY=$(printf '2%.0s' $(seq 64))
+TOK=$T/admin.token # the operators' token of every node's moderation API
 PIDS=()
 mkdir -p "$T"
+printf '3%.0s' $(seq 64) >"$TOK"
 say() { printf '\n== %s\n' "$*"; }
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -49,7 +51,7 @@ db() {
 	"$BIN" serve --role db --addr 127.0.0.1:1808$i --admin-addr 127.0.0.1:1908$i \
 		--redis 127.0.0.1:$RPORT --secret $SECRET --image-key $IKEY \
 		--log-format json --trusted-proxies 127.0.0.1 --drain-timeout 5s \
-		--menu "$ROOT/posts/demo_menu.json" "$@" \
+		--admin-token-file "$TOK" --menu "$ROOT/posts/demo_menu.json" "$@" \
 		>>"$T/db$i.log" 2>&1 &
 	DBPID[$i]=$!
 	PIDS+=($!)
@@ -245,7 +247,38 @@ moderation() {
 	"$BIN" moderate ban $R 99999999; echo "  ban of an unknown user: exit $?"
 	"$BIN" moderate unban $R "$id"
 	"$BIN" moderate ban --redis 127.0.0.1:1 "$id"; echo "  ban with Redis unreachable: exit $?"
-	for i in 1 2 3; do metric 1908$i 'occase_reports_total|occase_logins_banned_total|occase_sessions_banned_total' | grep -v ' 0$'; done
+	say "moderation through a node's API (--node): the author told why, the list of bans, wrong tokens, the page"
+	local N="--node http://127.0.0.1:19082 --admin-token-file $TOK"
+	"$BIN" moderate reports $N --limit 1 | head -3
+	"$HOSTILE" -mode noticeme -url ws://127.0.0.1:$LB/ws -d 15s >"$T/noticeme.out" 2>"$T/noticeme.err" &
+	h=$! post=""
+	for _ in $(seq 50); do post=$(awk '/^posted/{print $2}' "$T/noticeme.err"); [ -n "$post" ] && break; sleep 0.2; done
+	"$BIN" moderate remove $N --reason scam --note "tour: a fake bank transfer" "$post"
+	wait $h; cat "$T/noticeme.out"
+	"$BIN" moderate remove $N --reason nonsense "$post"; echo "  remove with an unknown reason: exit $?"
+	"$BIN" moderate ban $N --note "tour: again" "$id" | head -2
+	"$BIN" moderate bans $N
+	"$BIN" moderate bans $R --json | head -2
+	"$BIN" moderate unban $N "$id"
+	echo "  12 requests with a wrong token, then the right one, from one address (status codes):"
+	printf 'x%.0s' $(seq 40) >"$T/wrong.token"
+	for _ in $(seq 12); do curl -s -o /dev/null -w '%{http_code} ' -H "Authorization: Bearer $(cat "$T/wrong.token")" http://127.0.0.1:19081/admin/v1/reports; done
+	curl -s -o /dev/null -w '%{http_code}\n' -H "Authorization: Bearer $(cat "$TOK")" http://127.0.0.1:19081/admin/v1/reports
+	echo "  the API on the public listener: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$LB/admin/v1/reports)"
+	echo "  the operator page's headers:"
+	curl -sI http://127.0.0.1:19083/admin/ | grep -i -E '^(HTTP|content-security|x-frame|x-content)' | sed 's/^/    /'
+	echo "  a --node over plain http to a non-loopback name:"
+	"$BIN" moderate reports --node http://example.com:9100 --admin-token-file "$TOK"; echo "  exit $?"
+	echo "  a node on the embedded server (role all, no --redis), reached through its API:"
+	"$BIN" serve --addr 127.0.0.1:18089 --admin-addr 127.0.0.1:19089 --admin-token-file "$TOK" \
+		--image-dir "$T/emb-images" --log-format json >>"$T/embedded.log" 2>&1 &
+	local e=$!; PIDS+=($e)
+	ready 18089 15
+	"$BIN" moderate reports --node http://127.0.0.1:19089 --admin-token-file "$TOK"
+	"$BIN" moderate bans --node http://127.0.0.1:19089 --admin-token-file "$TOK"
+	"$BIN" moderate reports --redis embedded; echo "  the same without --node: exit $?"
+	kill $e; wait $e 2>/dev/null
+	for i in 1 2 3; do metric 1908$i 'occase_reports_total|occase_logins_banned_total|occase_sessions_banned_total|occase_admin_refusals_total|occase_moderation_actions_total' | grep -v ' 0$'; done
 }
 
 hostile() {

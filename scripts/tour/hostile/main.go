@@ -26,7 +26,7 @@ import (
 
 var (
 	wsURL = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
-	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports, banme")
+	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports, banme, noticeme")
 	dur   = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
 	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
 	n     = flag.Int("n", 50, "regstorm: registrations per source address")
@@ -72,6 +72,8 @@ func main() {
 		res = heads()
 	case "reports":
 		res = reports()
+	case "noticeme":
+		res = noticeme()
 	case "banme":
 		res = banme()
 	default:
@@ -683,32 +685,9 @@ func reports() string {
 		return "setup failed: " + err.Error()
 	}
 	defer a.CloseNow()
-	if err := send(ctx, a, frame{"cmd": "publish", "items": []any{frame{"body": `{"title":"reported bike"}`,
-		"to": []any{[]any{[]any{0, 0, 0}}, []any{[]any{0, 0, 0}}}, "features": 0, "range_values": []any{}}}}); err != nil {
+	post, err := publishOne(ctx, a, "reported bike")
+	if err != nil {
 		return "setup failed: " + err.Error()
-	}
-	var post any
-	for post == nil {
-		f, err := read(ctx, a)
-		if err != nil {
-			return "setup failed: publish: " + closeCode(err)
-		}
-		if f["cmd"] == "publish_ack" {
-			if f["result"] != "ok" {
-				return fmt.Sprintf("setup failed: publish_%v", f["reason"])
-			}
-			if items, ok := f["items"].([]any); ok && len(items) > 0 {
-				if it, ok := items[0].(map[string]any); ok {
-					post = it["id"]
-				}
-			}
-			if post == nil {
-				post = f["id"]
-			}
-			if post == nil {
-				return "setup failed: no post id in " + fmt.Sprint(f)
-			}
-		}
 	}
 	c, _, _, err := register(ctx, srcs[0])
 	if err != nil {
@@ -763,6 +742,82 @@ func reports() string {
 	wg.Wait()
 	return fmt.Sprintf("post=%v flood: frames_written=%d seen=[%s]; one report from each of %d addresses: [%s]",
 		post, sent, cs.String(), len(srcs), many.String())
+}
+
+// publishOne publishes one post titled title on c and returns its id.
+func publishOne(ctx context.Context, c *websocket.Conn, title string) (any, error) {
+	body, _ := json.Marshal(map[string]string{"title": title})
+	if err := send(ctx, c, frame{"cmd": "publish", "items": []any{frame{"body": string(body),
+		"to": []any{[]any{[]any{0, 0, 0}}, []any{[]any{0, 0, 0}}}, "features": 0, "range_values": []any{}}}}); err != nil {
+		return nil, err
+	}
+	for {
+		f, err := read(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("publish: %s", closeCode(err))
+		}
+		if f["cmd"] != "publish_ack" {
+			continue
+		}
+		if f["result"] != "ok" {
+			return nil, fmt.Errorf("publish_%v", f["reason"])
+		}
+		if items, ok := f["items"].([]any); ok && len(items) > 0 {
+			if it, ok := items[0].(map[string]any); ok && it["id"] != nil {
+				return it["id"], nil
+			}
+		}
+		if f["id"] != nil {
+			return f["id"], nil
+		}
+		return nil, fmt.Errorf("no post id in %v", f)
+	}
+}
+
+// noticeme: registers a user that takes notices ("notices":true),
+// publishes a post and says its id on stderr ("posted ID"), then reads
+// for -d: the tour removes the post with a reason meanwhile (occase
+// moderate remove --reason) and reads what the author was told.
+func noticeme() string {
+	from := strings.Split(*src, ",")[0]
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+15*time.Second)
+	defer cancel()
+	c, err := dial(ctx, from)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	defer c.CloseNow()
+	if err := send(ctx, c, frame{"cmd": "register", "notices": true}); err != nil {
+		return "setup failed: " + err.Error()
+	}
+	for {
+		f, err := read(ctx, c)
+		if err != nil {
+			return "setup failed: register: " + closeCode(err)
+		}
+		if f["cmd"] == "register_ack" {
+			if f["result"] != "ok" {
+				return fmt.Sprintf("setup failed: register_%v", f["reason"])
+			}
+			break
+		}
+	}
+	post, err := publishOne(ctx, c, "a listing the moderators remove")
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	fmt.Fprintln(os.Stderr, "posted", post)
+	hctx, hcancel := context.WithTimeout(ctx, *dur)
+	defer hcancel()
+	for {
+		f, err := read(hctx, c)
+		if err != nil {
+			return fmt.Sprintf("post=%v no notice before %s", post, closeCode(err))
+		}
+		if f["cmd"] == "notice" {
+			return fmt.Sprintf("post=%v notice: kind=%v post=%v reason=%v note=%q title=%q", post, f["kind"], f["post"], f["reason"], f["note"], f["title"])
+		}
+	}
 }
 
 // banme: registers a user, says its id on stderr at once ("registered
