@@ -184,11 +184,7 @@ type LoginRequest struct {
 // hash's; for a user who blocks nobody nblocks is 0 and no command more
 // runs; nnotices is how many notices wait (notices.go), counted only for
 // a user who was ever sent one (its hash's "nseq").
-var loginFetchScript = newScript("login_fetch", loginFetchSource)
-
-// loginFetchSource is the login script's text; loginManySource applies it
-// to each login of a gathered call (loginbatch.go).
-const loginFetchSource = `
+var loginFetchScript = newScript("login_fetch", `
 local u = redis.call('HMGET', KEYS[1], 'pwd', 'seq', 'bk', 'ban', 'nseq')
 if not u[1] or u[1] ~= ARGV[4] then return {-1} end
 if u[4] then return {-2} end
@@ -227,7 +223,7 @@ if m > 0 then
   local base = #out
   for i = 1, #items do out[base + i] = items[i] end
 end
-return out`
+return out`)
 
 // LoginFetch records a login of user id when r.Digest is the stored one:
 // the new generation, the kick (payload "k<gen>" on the user's channel)
@@ -240,31 +236,16 @@ return out`
 // strings by address: it takes the same time whatever the digests hold,
 // and an unknown user costs the same lookup.
 func (c *Client) LoginFetch(ctx context.Context, id string, r LoginRequest) (st LoginState, ok bool, err error) {
-	return c.gatherLogin(ctx, id, r)
-}
-
-// loginOne is one login in a call of its own: the login script itself.
-func (c *Client) loginOne(ctx context.Context, id string, r LoginRequest) (st LoginState, ok bool, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	ch := c.UserChannel(id)
-	vs, err := loginFetchScript.Exec(ctx, c.rc, c.loginKeys(nil, id),
+	vs, err := loginFetchScript.Exec(ctx, c.rc, []string{c.userKey("u", id), c.userKey("q", id), c.userKey("s", id), c.userKey("pq", id), c.userKey("bk", id), c.userKey("nt", id)},
 		[]string{strconv.FormatInt(r.Now, 10), strconv.FormatInt(r.TTLms, 10), strconv.FormatInt(c.accountTTL.Milliseconds(), 10),
 			r.Digest, ch, c.publishCmd(ch), strconv.FormatInt(r.QuotaNow, 10), strconv.Itoa(r.Quota.N),
 			strconv.FormatInt(r.Quota.PeriodMs, 10), strconv.Itoa(r.Batch)}).ToArray()
 	if err != nil {
 		return LoginState{}, false, c.wrap("login "+id, err)
 	}
-	return c.loginOfValues(id, vs)
-}
-
-// loginKeys appends the login script's keys of user id.
-func (c *Client) loginKeys(keys []string, id string) []string {
-	return append(keys, c.userKey("u", id), c.userKey("q", id), c.userKey("s", id), c.userKey("pq", id), c.userKey("bk", id), c.userKey("nt", id))
-}
-
-// loginOfValues reads the login script's reply for user id.
-func (c *Client) loginOfValues(id string, vs []rueidis.RedisMessage) (st LoginState, ok bool, err error) {
 	var nums [5]int64
 	for i := range min(len(vs), 5) {
 		if nums[i], err = vs[i].AsInt64(); err != nil {

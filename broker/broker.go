@@ -127,8 +127,6 @@ type Client struct {
 	accountTTL time.Duration
 	// banListCap: see Options.BanListMax.
 	banListCap int
-	// logins gathers concurrent logins into one call (loginbatch.go).
-	logins loginGather
 
 	closeOnce sync.Once
 

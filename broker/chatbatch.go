@@ -71,6 +71,16 @@ func offsetArgs(src string) string {
 	keys := map[string]string{"1": "kb + 1", "2": "kb + 2", "4": "kb + 3", "5": "kb + 4", "6": "kb + 5"}
 	args := map[string]string{"1": "ab + 1", "2": "1", "3": "2", "4": "3", "5": "ab + 2", "6": "4",
 		"7": "ab + 3", "8": "5", "9": "6", "10": "ab + 4"}
+	sub := func(re *regexp.Regexp, name string, to map[string]string) {
+		src = re.ReplaceAllStringFunc(src, func(m string) string {
+			i := re.FindStringSubmatch(m)[1]
+			r, ok := to[i]
+			if !ok {
+				panic("store script reads " + m + ", which the gathered store does not pass")
+			}
+			return name + "[" + r + "]"
+		})
+	}
 	// The shared numbers are read once per call (N1...), not per message.
 	numbers := map[string]string{"2": "N1", "3": "N2", "4": "N3"}
 	tonum := regexp.MustCompile(`tonumber\(ARGV\[(\d+)\]\)`)
@@ -90,31 +100,8 @@ func offsetArgs(src string) string {
 	// message its parsing, and the set is read only for a recipient who
 	// blocks someone.
 	src = strings.Replace(src, "KEYS[3]", "(string.gsub(KEYS[kb + 1], 'u:(%b{})$', 'bk:%1'))", 1)
-	return renameArgs(src, keys, args, "store")
-}
-
-var (
-	keysRef = regexp.MustCompile(`KEYS\[(\d+)\]`)
-	argvRef = regexp.MustCompile(`ARGV\[(\d+)\]`)
-)
-
-// renameArgs rewrites a script's KEYS[i] and ARGV[i] to KEYS[keys[i]] and
-// ARGV[args[i]], for a gathered call that applies the script (named what)
-// to each of its items. A key or argument the maps leave out is a bug of
-// the gathered call: it panics (at start, where the script is made).
-func renameArgs(src string, keys, args map[string]string, what string) string {
-	sub := func(re *regexp.Regexp, name string, to map[string]string) {
-		src = re.ReplaceAllStringFunc(src, func(m string) string {
-			i := re.FindStringSubmatch(m)[1]
-			r, ok := to[i]
-			if !ok {
-				panic(what + " script reads " + m + ", which the gathered call does not pass")
-			}
-			return name + "[" + r + "]"
-		})
-	}
-	sub(keysRef, "KEYS", keys)
-	sub(argvRef, "ARGV", args)
+	sub(regexp.MustCompile(`KEYS\[(\d+)\]`), "KEYS", keys)
+	sub(regexp.MustCompile(`ARGV\[(\d+)\]`), "ARGV", args)
 	return src
 }
 

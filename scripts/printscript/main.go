@@ -13,12 +13,7 @@ import (
 
 func main() {
 	many := flag.Bool("many", false, "print the script that stores several messages per call")
-	loginMany := flag.Bool("login-many", false, "print the script that makes several logins per call (broker/loginbatch.go)")
 	flag.Parse()
-	if *loginMany {
-		io.WriteString(os.Stdout, broker.LoginManySource)
-		return
-	}
 	if *many {
 		io.WriteString(os.Stdout, broker.StoreManySource)
 		return
