@@ -185,14 +185,27 @@ func TestStartupLineNamesVersion(t *testing.T) {
 func TestMonitoringNamesExist(t *testing.T) {
 	r := brokertest.StartRedis(t)
 	admin := freeAddr(t)
-	p := startProc(t, "--role", "all", "--redis", r.Addr, "--secret", testSecret, "--image-dir", t.TempDir(), "--admin-addr", admin)
+	// With the moderation API, whose series the alerts and the dashboard
+	// name too (deploy/ turns it on for the db nodes).
+	token := strings.Repeat("t", 40)
+	tokenFile := filepath.Join(t.TempDir(), "admin-token")
+	os.WriteFile(tokenFile, []byte(token), 0o600)
+	p := startProc(t, "--role", "all", "--redis", r.Addr, "--secret", testSecret, "--image-dir", t.TempDir(), "--admin-addr", admin,
+		"--admin-token-file", tokenFile)
 	// Vectors are exported once they have a child: make a request, a
-	// failed one and an HTTP request first.
+	// failed one, an HTTP request and a moderation action first.
 	c := wsDial(t, p.addr)
 	c.register()
 	c.send(`{"cmd":"login","user":"` + c.id + `","password":"wrong"}`)
 	c.recv(5 * time.Second)
 	scrape(t, "http://"+p.addr+"/readyz")
+	req, _ := http.NewRequest("POST", "http://"+admin+"/admin/v1/users/"+c.id+"/unban", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("unban through the moderation API: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	have := map[string]bool{}
 	for _, l := range strings.Split(scrape(t, "http://"+admin+"/metrics"), "\n") {
 		if l == "" || l[0] == '#' {
@@ -250,6 +263,8 @@ func TestMonitoringAndBalancerFiles(t *testing.T) {
 		}
 		var d struct {
 			Panels []struct {
+				ID      int
+				Type    string
 				Title   string
 				Targets []struct{ Expr string }
 			}
@@ -257,9 +272,30 @@ func TestMonitoringAndBalancerFiles(t *testing.T) {
 		if err := json.Unmarshal(b, &d); err != nil || len(d.Panels) == 0 {
 			t.Fatalf("dashboard: %v, %d panels", err, len(d.Panels))
 		}
+		ids := map[int]bool{}
+		rows := map[string]bool{}
 		for _, p := range d.Panels {
+			if ids[p.ID] {
+				t.Errorf("panel id %d twice", p.ID)
+			}
+			ids[p.ID] = true
+			if p.Type == "row" { // a heading, no query
+				rows[p.Title] = true
+				continue
+			}
 			if len(p.Targets) == 0 || p.Targets[0].Expr == "" {
 				t.Errorf("panel %q has no query", p.Title)
+			}
+		}
+		// The moderation row shows what an operator watches: reports,
+		// the queue, actions, refusals, bans.
+		if !rows["Moderation"] {
+			t.Error("dashboard: no Moderation row")
+		}
+		for _, name := range []string{"occase_reports_total", "occase_reports_queued", "occase_reports_queue_max",
+			"occase_moderation_actions_total", "occase_admin_refusals_total", "occase_logins_banned_total", "occase_sessions_banned_total"} {
+			if !strings.Contains(string(b), name) {
+				t.Errorf("dashboard does not show %s", name)
 			}
 		}
 	})
