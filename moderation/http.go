@@ -103,7 +103,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // Off is the admin listener's /admin/ when moderation is not served: a
 // 404 whose JSON says why (reason: ReasonDisabled or ReasonNotOnRole).
 func Off(reason, msg string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		closeUnread(w, r)
 		writeJSON(w, status[reason], errorBody{Error: msg, Reason: reason})
 	})
 }
@@ -174,6 +175,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/unban", h.api("unban", h.unban))
 	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", h.listBans))
 	h.mux.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
+		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "no such moderation endpoint: %s %s (docs/http-api.md \"Moderation API\")", r.Method, r.URL.Path))
 	})
 	h.mux.Handle("GET /admin/{$}", pageHandler("index.html"))
@@ -181,11 +183,24 @@ func (h *Handler) routes() {
 	h.mux.Handle("GET /admin/admin.css", pageHandler("admin.css"))
 	h.mux.Handle("GET /admin/favicon.svg", pageHandler("favicon.svg"))
 	h.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "not found: %s %s", r.Method, r.URL.Path))
 	})
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// closeUnread makes an answer that leaves the request's body unread
+// close the connection at once: net/http would otherwise wait to read
+// (and discard) the body before answering, and again after, so that a
+// client announcing a body it never sends would hold the connection
+// without a token.
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
+}
 
 func (h *Handler) refuse(w http.ResponseWriter, e *Error) {
 	h.refusals.WithLabelValues(e.Reason).Inc()
@@ -198,18 +213,21 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 	return func(w http.ResponseWriter, r *http.Request) {
 		by := h.cfg.ClientAddr(r)
 		if wait := h.fails.throttled(by); wait > 0 {
+			closeUnread(w, r)
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 			h.refuse(w, refuse(ReasonThrottled, "too many wrong tokens from this address; try again in %d s", int((wait+time.Second-1)/time.Second)))
 			return
 		}
 		if !h.authorized(r) {
 			h.fails.fail(by)
+			closeUnread(w, r)
 			h.cfg.Log.Warn("moderation API: wrong or missing token", zap.String("operator", by))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="occase-admin"`)
 			h.refuse(w, refuse(ReasonUnauthorized, "a missing or wrong token: send Authorization: Bearer <the token of --admin-token-file>"))
 			return
 		}
 		if r.ContentLength > MaxBody {
+			closeUnread(w, r)
 			h.refuse(w, refuse(ReasonTooLarge, "a request body holds at most %d bytes", MaxBody))
 			return
 		}
@@ -217,6 +235,7 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 		case h.slots <- struct{}{}:
 			defer func() { <-h.slots }()
 		default:
+			closeUnread(w, r)
 			w.Header().Set("Retry-After", "1")
 			h.refuse(w, refuse(ReasonBusy, "%d moderation requests are in progress; try again", maxInFlight))
 			return
