@@ -38,6 +38,9 @@ const (
 	// maxTracked bounds the addresses whose failures are counted; past
 	// it the addresses not tracked yet share one count.
 	maxTracked = 4096
+	// maxTrusted bounds the addresses remembered for having sent the
+	// right token: they keep a count of their own when the map is full.
+	maxTrusted = 64
 	// maxInFlight bounds the authenticated requests served at once.
 	maxInFlight = 4
 	// requestTimeout bounds one request: its body read and its action.
@@ -226,6 +229,7 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 			h.refuse(w, refuse(ReasonUnauthorized, "a missing or wrong token: send Authorization: Bearer <the token of --admin-token-file>"))
 			return
 		}
+		h.fails.trust(by)
 		if r.ContentLength > MaxBody {
 			closeUnread(w, r)
 			h.refuse(w, refuse(ReasonTooLarge, "a request body holds at most %d bytes", MaxBody))
@@ -378,12 +382,15 @@ func (h *Handler) unban(ctx context.Context, by string, r *http.Request, body []
 // dropped at the first failure of each window and when the map is full,
 // and while it stays full the addresses not in it share one window (so
 // many addresses cannot grow it, and cannot guess more than AuthFailures
-// times a window together).
+// times a window together). An address that sent the right token once
+// (up to maxTrusted of them) never shares that count: else many
+// addresses' wrong tokens would lock the operators out with them.
 type failures struct {
-	mu    sync.Mutex
-	m     map[string]*failWindow
-	now   func() time.Time
-	swept time.Time // the last sweep of expired windows
+	mu      sync.Mutex
+	m       map[string]*failWindow
+	trusted map[string]struct{}
+	now     func() time.Time
+	swept   time.Time // the last sweep of expired windows
 }
 
 func (f *failures) sweep(now time.Time) {
@@ -406,11 +413,27 @@ func (f *failures) key(addr string) string {
 	if _, ok := f.m[addr]; ok || len(f.m) < maxTracked {
 		return addr
 	}
+	if _, ok := f.trusted[addr]; ok {
+		return addr // at most maxTrusted entries past maxTracked
+	}
 	f.sweep(f.now())
 	if len(f.m) < maxTracked {
 		return addr
 	}
 	return sharedKey
+}
+
+// trust remembers addr as an operator's: it sent the right token.
+func (f *failures) trust(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.trusted[addr]; ok || len(f.trusted) >= maxTrusted {
+		return
+	}
+	if f.trusted == nil {
+		f.trusted = map[string]struct{}{}
+	}
+	f.trusted[addr] = struct{}{}
 }
 
 // throttled returns how long addr must wait, 0 when it may try.
