@@ -2,13 +2,19 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
 )
 
 // rawAdmin sends head (a request head, CRLFs included) on a new
@@ -107,5 +113,138 @@ func TestAdminThrottleNoLockout(t *testing.T) {
 			t.Fatalf("the operator's address (right token before) after the storm: %d, want 200", c)
 		}
 		t.Logf("attacker's 4110 addresses: %v; the operator's own address still served", codes)
+	})
+}
+
+// commandCalls reads calls of cmd (lower case, e.g. "lrange") from the
+// Redis at addr's INFO commandstats; -1 when the server does not tell.
+func commandCalls(t *testing.T, addr, cmd string) int {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
+	out, err := exec.Command("redis-cli", "-h", host, "-p", port, "INFO", "commandstats").Output()
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(l, "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+			return n
+		}
+	}
+	if strings.Contains(string(out), "cmdstat_") {
+		return 0
+	}
+	return -1
+}
+
+// A hostile client of notices, on the real binary: a burst of 200
+// notices requests gets at most the burst (5) and a few more answered,
+// the rest refused with rate_limited, and Redis sees no read for the
+// refused ones (the bucket is checked first); upto of every JSON type but
+// an unsigned integer is refused (bad_request, then close 1008, as every malformed frame), 2^64-1 clears all;
+// a post whose title carries markup, a line separator, a lone surrogate,
+// terminal escapes, a bidirectional override and 3000 characters, and a
+// report of it with line and paragraph separators, are listed by the CLI
+// on one line without them; its removal gives its author a notice that is valid JSON, its title one line of at most
+// 100 characters of text with none of those left, and the CLI's output
+// none of them either.
+func TestNoticesHostileClient(t *testing.T) {
+	eachBackend(t, func(t *testing.T, redisAddr string) {
+		n := startProc(t, "--role=db", "--redis", redisAddr, "--secret", testSecret)
+		w := wsDial(t, n.addr)
+		w.register()
+		id, pw := w.id, w.pw
+
+		before := commandCalls(t, redisAddr, "lrange")
+		const burst = 200
+		for range burst {
+			w.send(`{"cmd":"notices"}`)
+		}
+		ok, limited := 0, 0
+		for ok+limited < burst {
+			m, err := w.recv(10 * time.Second)
+			if err != nil {
+				t.Fatalf("after %d answers (%d ok, %d rate_limited): %v", ok+limited, ok, limited, err)
+			}
+			switch {
+			case m["cmd"] == "notices_ack" && m["result"] == "ok":
+				ok++
+			case m["reason"] == "rate_limited":
+				limited++
+			default:
+				t.Fatalf("answer %v", m)
+			}
+		}
+		after := commandCalls(t, redisAddr, "lrange")
+		if ok > 8 || limited < burst-8 {
+			t.Fatalf("a burst of %d notices: %d answered, %d rate_limited; want the bucket (5, 1/s) to hold", burst, ok, limited)
+		}
+		if before >= 0 && after-before > ok {
+			t.Fatalf("Redis saw %d LRANGE for %d answered notices: the refused ones reached Redis", after-before, ok)
+		}
+		t.Logf("a burst of %d notices: %d answered, %d rate_limited, LRANGE calls %d (-1: not told)", burst, ok, limited, after-before)
+
+		// Malformed: an error frame, then close 1008 (docs/protocol.md).
+		for _, v := range []string{`"1"`, `1.5`, `-1`, `1e3`, `true`, `null`, `{}`, `[]`, `18446744073709551616`, `""`, `01`} {
+			c := wsDial(t, n.addr)
+			c.login(id, pw)
+			c.send(`{"cmd":"notices_seen","upto":` + v + `}`)
+			m, err := c.recv(5 * time.Second)
+			if err != nil || m["result"] == "ok" || m["reason"] != "bad_request" {
+				t.Fatalf("upto %s: %v %v, want bad_request", v, m, err)
+			}
+			_, err = c.recv(5 * time.Second)
+			if cs := websocket.CloseStatus(err); cs != websocket.StatusPolicyViolation && cs != websocket.StatusInvalidFramePayloadData {
+				t.Fatalf("upto %s: after the error %v, want close 1008 (1007: not JSON)", v, err)
+			}
+		}
+		// One session per user: each login above replaced the last (4001),
+		// so a user's notice is pushed to one session only.
+		w = wsDial(t, n.addr)
+		w.login(id, pw)
+		w.send(`{"cmd":"notices_seen","upto":18446744073709551615}`)
+		for {
+			m := w.next("notices_seen_ack")
+			if m["result"] == "ok" && num(m["notices"]) == 0 {
+				break
+			}
+			if m["reason"] != "rate_limited" {
+				t.Fatalf("upto 2^64-1: %v", m)
+			}
+			time.Sleep(time.Second)
+			w.send(`{"cmd":"notices_seen","upto":18446744073709551615}`)
+		}
+
+		author := wsDial(t, n.addr)
+		author.send(`{"cmd":"register","notices":true}`)
+		if m := author.next("register_ack"); m["result"] != "ok" {
+			t.Fatalf("register %v", m)
+		}
+		title := `A\ud800B` + "\u2028C\x1b[2J</script><img src=x onerror=alert(1)>\u202eD\u0000" + strings.Repeat("x", 3000)
+		inner := `{"title":"` + strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(title, "\x1b", `\u001b`), "\u0000", `\u0000`), "\u2028", `\u2028`) + `","msg":"m"}`
+		body, _ := json.Marshal(inner)
+		author.send(`{"cmd":"publish","items":[{"body":` + string(body) + `,"to":[[[0,0,0]],[[0,0,0]]],"features":1,"range_values":[]}]}`)
+		pa := author.next("publish_ack")
+		if pa["result"] != "ok" {
+			t.Fatalf("publish_ack %v", pa)
+		}
+		w.report(num(pa["id"]), "spam", "see\u2028this\u2029")
+		out, errOut, err := run(t, binary(t), "moderate", "reports", "--redis", redisAddr)
+		if err != nil || !strings.Contains(out, "A\ufffdB C [2J</script>") || strings.ContainsAny(out+errOut, "\x1b\u2028\u2029\u202e\x00") {
+			t.Fatalf("moderate reports: %v\n%q%s", err, out, errOut)
+		}
+		out, errOut, err = run(t, binary(t), "moderate", "remove", fmt.Sprint(num(pa["id"])), "--redis", redisAddr, "--reason", "spam")
+		if err != nil {
+			t.Fatalf("remove: %v %s", err, errOut)
+		}
+		if strings.ContainsAny(out+errOut, "\x1b\u2028\u202e\x00") {
+			t.Fatalf("the CLI printed a control or separator character: %q", out+errOut)
+		}
+		m := author.next("notice")
+		got, _ := m["title"].(string)
+		if utf8.RuneCountInString(got) > 100 || strings.ContainsAny(got, "\x1b\u2028\u2029\u202e\x00\n") || !utf8.ValidString(got) ||
+			!strings.HasPrefix(got, "A\ufffdB C [2J</script><img src=x onerror=alert(1)> D x") {
+			t.Fatalf("the notice's title %q (%d characters)", got, utf8.RuneCountInString(got))
+		}
 	})
 }
