@@ -111,9 +111,11 @@ func (n Notice) Check() error {
 }
 
 // controlRune: a control or formatting character other than a new line,
-// which a note may not hold and a title has made a space.
+// or a line or paragraph separator (U+2028, U+2029: a line break to some
+// terminals and text views), which a note may not hold and a title has
+// made a space.
 func controlRune(r rune) bool {
-	return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r))
+	return r != '\n' && (unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp))
 }
 
 // Notices returns user's notices, oldest first, each the JSON object

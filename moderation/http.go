@@ -38,6 +38,9 @@ const (
 	// maxTracked bounds the addresses whose failures are counted; past
 	// it the addresses not tracked yet share one count.
 	maxTracked = 4096
+	// maxTrusted bounds the addresses remembered for having sent the
+	// right token: they keep a count of their own when the map is full.
+	maxTrusted = 64
 	// maxInFlight bounds the authenticated requests served at once.
 	maxInFlight = 4
 	// requestTimeout bounds one request: its body read and its action.
@@ -103,7 +106,8 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // Off is the admin listener's /admin/ when moderation is not served: a
 // 404 whose JSON says why (reason: ReasonDisabled or ReasonNotOnRole).
 func Off(reason, msg string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		closeUnread(w, r)
 		writeJSON(w, status[reason], errorBody{Error: msg, Reason: reason})
 	})
 }
@@ -174,6 +178,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/unban", h.api("unban", h.unban))
 	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", h.listBans))
 	h.mux.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
+		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "no such moderation endpoint: %s %s (docs/http-api.md \"Moderation API\")", r.Method, r.URL.Path))
 	})
 	h.mux.Handle("GET /admin/{$}", pageHandler("index.html"))
@@ -181,11 +186,24 @@ func (h *Handler) routes() {
 	h.mux.Handle("GET /admin/admin.css", pageHandler("admin.css"))
 	h.mux.Handle("GET /admin/favicon.svg", pageHandler("favicon.svg"))
 	h.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "not found: %s %s", r.Method, r.URL.Path))
 	})
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// closeUnread makes an answer that leaves the request's body unread
+// close the connection at once: net/http would otherwise wait to read
+// (and discard) the body before answering, and again after, so that a
+// client announcing a body it never sends would hold the connection
+// without a token.
+func closeUnread(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+		http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
+}
 
 func (h *Handler) refuse(w http.ResponseWriter, e *Error) {
 	h.refusals.WithLabelValues(e.Reason).Inc()
@@ -198,18 +216,22 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 	return func(w http.ResponseWriter, r *http.Request) {
 		by := h.cfg.ClientAddr(r)
 		if wait := h.fails.throttled(by); wait > 0 {
+			closeUnread(w, r)
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 			h.refuse(w, refuse(ReasonThrottled, "too many wrong tokens from this address; try again in %d s", int((wait+time.Second-1)/time.Second)))
 			return
 		}
 		if !h.authorized(r) {
 			h.fails.fail(by)
+			closeUnread(w, r)
 			h.cfg.Log.Warn("moderation API: wrong or missing token", zap.String("operator", by))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="occase-admin"`)
 			h.refuse(w, refuse(ReasonUnauthorized, "a missing or wrong token: send Authorization: Bearer <the token of --admin-token-file>"))
 			return
 		}
+		h.fails.trust(by)
 		if r.ContentLength > MaxBody {
+			closeUnread(w, r)
 			h.refuse(w, refuse(ReasonTooLarge, "a request body holds at most %d bytes", MaxBody))
 			return
 		}
@@ -217,6 +239,7 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 		case h.slots <- struct{}{}:
 			defer func() { <-h.slots }()
 		default:
+			closeUnread(w, r)
 			w.Header().Set("Retry-After", "1")
 			h.refuse(w, refuse(ReasonBusy, "%d moderation requests are in progress; try again", maxInFlight))
 			return
@@ -359,12 +382,15 @@ func (h *Handler) unban(ctx context.Context, by string, r *http.Request, body []
 // dropped at the first failure of each window and when the map is full,
 // and while it stays full the addresses not in it share one window (so
 // many addresses cannot grow it, and cannot guess more than AuthFailures
-// times a window together).
+// times a window together). An address that sent the right token once
+// (up to maxTrusted of them) never shares that count: else many
+// addresses' wrong tokens would lock the operators out with them.
 type failures struct {
-	mu    sync.Mutex
-	m     map[string]*failWindow
-	now   func() time.Time
-	swept time.Time // the last sweep of expired windows
+	mu      sync.Mutex
+	m       map[string]*failWindow
+	trusted map[string]struct{}
+	now     func() time.Time
+	swept   time.Time // the last sweep of expired windows
 }
 
 func (f *failures) sweep(now time.Time) {
@@ -387,11 +413,27 @@ func (f *failures) key(addr string) string {
 	if _, ok := f.m[addr]; ok || len(f.m) < maxTracked {
 		return addr
 	}
+	if _, ok := f.trusted[addr]; ok {
+		return addr // at most maxTrusted entries past maxTracked
+	}
 	f.sweep(f.now())
 	if len(f.m) < maxTracked {
 		return addr
 	}
 	return sharedKey
+}
+
+// trust remembers addr as an operator's: it sent the right token.
+func (f *failures) trust(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.trusted[addr]; ok || len(f.trusted) >= maxTrusted {
+		return
+	}
+	if f.trusted == nil {
+		f.trusted = map[string]struct{}{}
+	}
+	f.trusted[addr] = struct{}{}
 }
 
 // throttled returns how long addr must wait, 0 when it may try.

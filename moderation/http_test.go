@@ -210,3 +210,35 @@ func TestPageRemovalReasons(t *testing.T) {
 		t.Fatalf("the page offers %v, the Service takes %v", got, broker.RemovalReasons)
 	}
 }
+
+// Addresses that sent the right token keep their own count when the map
+// is full (so others' wrong tokens cannot lock them out), and there are
+// at most maxTrusted of them: the map grows by that much at most.
+func TestFailuresTrusted(t *testing.T) {
+	clk := &clock{t: time.Unix(1_800_000_000, 0)}
+	f := &failures{m: map[string]*failWindow{}, now: clk.now}
+	for i := range maxTrusted + 100 {
+		f.trust(fmt.Sprintf("192.0.2.%d", i))
+	}
+	for i := range maxTracked + 500 {
+		f.fail(fmt.Sprintf("10.0.%d.%d", i/256, i%256))
+	}
+	if f.throttled("203.0.113.9") == 0 {
+		t.Fatal("a new address while the map is full: want throttled with the overflow")
+	}
+	if f.throttled("192.0.2.1") != 0 {
+		t.Fatal("a trusted address is throttled by the others' failures")
+	}
+	for i := range maxTrusted + 100 {
+		f.fail(fmt.Sprintf("192.0.2.%d", i))
+	}
+	if len(f.trusted) != maxTrusted || len(f.m) > maxTracked+maxTrusted+1 {
+		t.Fatalf("%d trusted, %d tracked: want %d and at most %d", len(f.trusted), len(f.m), maxTrusted, maxTracked+maxTrusted+1)
+	}
+	for range AuthFailures {
+		f.fail("192.0.2.1")
+	}
+	if f.throttled("192.0.2.1") == 0 {
+		t.Fatal("a trusted address's own wrong tokens no longer throttle it")
+	}
+}

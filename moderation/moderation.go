@@ -466,8 +466,8 @@ func postSnippet(post string) (title, snippet string) {
 
 // ClipText keeps the first n characters of s on one line, with every
 // control or formatting character (escape sequences, bidirectional
-// overrides: text from users must not steer the operator's terminal) made
-// a space.
+// overrides: text from users must not steer the operator's terminal) and
+// every line or paragraph separator made a space.
 func ClipText(s string, n int) string {
 	var b strings.Builder
 	i := 0
@@ -476,7 +476,7 @@ func ClipText(s string, n int) string {
 			b.WriteString("…")
 			break
 		}
-		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\t' {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.In(r, unicode.Zl, unicode.Zp) {
 			r = ' '
 		}
 		b.WriteRune(r)

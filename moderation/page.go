@@ -30,7 +30,8 @@ func pageHandler(name string) http.Handler {
 	if err != nil {
 		panic("moderation: page file missing from the build: " + name)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		closeUnread(w, r)
 		h := w.Header()
 		h.Set("Content-Type", pageTypes[name])
 		h.Set("Content-Security-Policy", pageCSP)

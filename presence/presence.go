@@ -20,6 +20,7 @@ package presence
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"sync"
@@ -429,7 +430,10 @@ func (h *Hub) route(channel, payload string) {
 			}
 		}
 	case 'o':
-		if len(rest) < 2 || rest[0] != '{' || !wire.ValidString(rest) {
+		// The session splices the object into its frame after its first
+		// byte ({"cmd":"notice",...): anything but a whole object with
+		// its id first would make that frame malformed.
+		if !strings.HasPrefix(rest, `{"id":`) || !wire.ValidString(rest) || !json.Valid([]byte(rest)) {
 			h.log.Warn("ignoring a notice that is not a JSON object", zap.String("channel", channel))
 			return
 		}

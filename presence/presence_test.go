@@ -382,7 +382,8 @@ type noticer struct{ peer }
 func (n *noticer) Notice(f []byte) { n.add("notice " + string(f)) }
 
 // A notice ('o' and a JSON object) goes to a peer that takes notices and
-// to no other; one that is not a JSON object is dropped.
+// to no other; one that is not a whole JSON object with its id first is
+// dropped (the session splices it into its own frame).
 func TestNoticesRouted(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
@@ -396,6 +397,9 @@ func TestNoticesRouted(t *testing.T) {
 			}
 		}
 		c.Publish(ctx, c.UserChannel("9"), `onot json`)
+		c.Publish(ctx, c.UserChannel("9"), `o{}`)                    // would make {"cmd":"notice",}
+		c.Publish(ctx, c.UserChannel("9"), `o{"id":1,"kind":"post_`) // cut
+		c.Publish(ctx, c.UserChannel("9"), `o{"kind":"x"}{"id":2}`)
 		c.Publish(ctx, c.UserChannel("9"), `o{"id":1,"kind":"post_removed"}`)
 		c.Publish(ctx, c.UserChannel("9"), "n") // a barrier: both peers get it
 		for _, x := range []*peer{&n.peer, p} {

@@ -14,6 +14,12 @@ import (
 	"go.uber.org/zap"
 )
 
+// Bounds of one request on the admin listener.
+const (
+	adminReadTimeout  = 10 * time.Second
+	adminWriteTimeout = 60 * time.Second
+)
+
 // Run serves on cfg.Addr (and cfg.AdminAddr) until ctx ends, then drains.
 func (s *Server) Run(ctx context.Context) error {
 	// No TCP keepalive on the node's sockets (four setsockopt calls per
@@ -41,8 +47,13 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 		mux.Handle("/admin/", mh)
-		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout,
-			MaxHeaderBytes: maxHeadBytes, ErrorLog: logs.StdLog(s.log.Named("admin"), "admin server error")}
+		// ReadTimeout bounds a request's head and body (the moderation
+		// API sets its own, longer, deadline once a token is checked):
+		// without it a request announcing a body it never sends would
+		// hold its connection while net/http waits to discard the body.
+		// WriteTimeout bounds a client that does not read its answer.
+		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: adminReadTimeout,
+			WriteTimeout: adminWriteTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout, MaxHeaderBytes: maxHeadBytes, ErrorLog: logs.StdLog(s.log.Named("admin"), "admin server error")}
 		addServer(&g, "admin", admin, al)
 		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
 	}

@@ -26,7 +26,7 @@ import (
 
 var (
 	wsURL = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
-	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports, banme, noticeme")
+	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports, banme, noticeme, banstorm")
 	dur   = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
 	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
 	n     = flag.Int("n", 50, "regstorm: registrations per source address")
@@ -35,6 +35,8 @@ var (
 	pairs = flag.Int("pairs", 10, "chat: pairs of users, each reconnecting when closed")
 	conns = flag.Int("conns", 1000, "heads: connections per source address")
 	head  = flag.Int("head", 12<<10, "heads: bytes of request head each connection sends, a chunk a second, never finishing it")
+	admin = flag.String("admin", "http://127.0.0.1:9100", "banstorm: the node's admin listener (loopback)")
+	tokf  = flag.String("token-file", "", "banstorm: the file of the node's --admin-token-file")
 )
 
 func main() {
@@ -76,6 +78,8 @@ func main() {
 		res = noticeme()
 	case "banme":
 		res = banme()
+	case "banstorm":
+		res = banstorm()
 	default:
 		fmt.Fprintln(os.Stderr, "hostile: unknown mode", *mode)
 		os.Exit(2)
@@ -873,4 +877,81 @@ func tally(ctx context.Context, c *websocket.Conn, cs *counts, prefix, field str
 		}
 	}()
 	return done
+}
+
+// banstorm: -n users registered per -src address are banned, one after
+// the other, through the moderation API, then the list of bans read from
+// its end, then all unbanned; the times per call tell whether a ban's work
+// on the list stays bounded as the list grows.
+func banstorm() string {
+	au, err := url.Parse(*admin)
+	if err != nil || !loopback(au.Hostname()) {
+		return "setup failed: -admin must be a loopback URL"
+	}
+	tok, err := os.ReadFile(*tokf)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+10*time.Minute)
+	defer cancel()
+	var ids []string
+	for _, s := range strings.Split(*src, ",") {
+		for range *n {
+			c, id, _, err := register(ctx, s)
+			if err != nil {
+				return "setup failed: " + err.Error()
+			}
+			c.CloseNow()
+			ids = append(ids, id)
+		}
+	}
+	call := func(method, path string) (int, []byte, time.Duration) {
+		req, _ := http.NewRequestWithContext(ctx, method, *admin+path, nil)
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		t0 := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, time.Since(t0)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		buf := make([]byte, 4096)
+		for {
+			k, err := resp.Body.Read(buf)
+			b.Write(buf[:k])
+			if err != nil {
+				break
+			}
+		}
+		return resp.StatusCode, []byte(b.String()), time.Since(t0)
+	}
+	// stats: the median and the slowest of the first and last tenth.
+	stats := func(ds []time.Duration) string {
+		k := max(len(ds)/10, 1)
+		med := func(x []time.Duration) time.Duration {
+			y := append([]time.Duration(nil), x...)
+			sort.Slice(y, func(i, j int) bool { return y[i] < y[j] })
+			return y[len(y)/2]
+		}
+		return fmt.Sprintf("first %d median %v, last %d median %v", k, med(ds[:k]).Round(time.Microsecond), k, med(ds[len(ds)-k:]).Round(time.Microsecond))
+	}
+	var cs counts
+	var bans, unbans []time.Duration
+	for _, id := range ids {
+		code, _, d := call("POST", "/admin/v1/users/"+id+"/ban")
+		cs.add(fmt.Sprintf("ban_%d", code))
+		bans = append(bans, d)
+	}
+	code, page, d := call("GET", fmt.Sprintf("/admin/v1/bans?offset=%d&limit=1000", max(len(ids)-1000, 0)))
+	var p struct{ Total, Cleaned int }
+	json.Unmarshal(page, &p)
+	listing := fmt.Sprintf("list_%d total=%d cleaned=%d in %v", code, p.Total, p.Cleaned, d.Round(time.Microsecond))
+	for _, id := range ids {
+		code, _, d := call("POST", "/admin/v1/users/"+id+"/unban")
+		cs.add(fmt.Sprintf("unban_%d", code))
+		unbans = append(unbans, d)
+	}
+	_, page, _ = call("GET", "/admin/v1/bans?limit=1")
+	json.Unmarshal(page, &p)
+	return fmt.Sprintf("users=%d %s; bans: %s; %s; unbans: %s; total after=%d", len(ids), cs.String(), stats(bans), listing, stats(unbans), p.Total)
 }
