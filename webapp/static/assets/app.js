@@ -116,6 +116,8 @@ const money0 = new Intl.NumberFormat("en", { style: "currency", currency: "EUR",
 const money2 = new Intl.NumberFormat("en", { style: "currency", currency: "EUR", minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const money = { format: (v) => (Number.isInteger(v) ? money0 : money2).format(v) };
 const num = new Intl.NumberFormat("en");
+// When a listing was published or edited: to the minute, seconds are noise.
+const WHEN = { dateStyle: "medium", timeStyle: "short" };
 
 // ---------------------------------------------------------------- boot
 
@@ -809,7 +811,13 @@ async function subscribe() {
     const r = await app.session.request(subscribeRequest());
     // Shown in the list's summary rather than as an alarm: the rest of the
     // app (chat) works without posts.
-    if (r.result === "ok") app.subscribeError = "";
+    if (r.result === "ok") {
+      app.subscribeError = "";
+      // The subscription brings new listings; when it holds less than a
+      // page, ask once for older ones too, so that "Load more" shows only
+      // when there is more (and goes when the list is all there is).
+      if (!app.more.done && Object.keys(app.u.posts).length < 20) loadMore();
+    }
     else if (r.reason === "rate_limited") {
       // The earlier subscription stays; this one is asked again when the
       // server says it can be.
@@ -1279,6 +1287,8 @@ function leafCode(tree, code) {
   return n && code.length > 0 && !(n.children && n.children.length);
 }
 
+const BAD_FIELDS = "Please correct the marked fields.";
+
 function setPubStatus(t) {
   $("pub-status").textContent = t;
 }
@@ -1349,7 +1359,7 @@ async function publish(ev) {
   // Nothing is uploaded before the form is valid.
   const v = validatePublish();
   if (!v) {
-    setPubStatus("Please correct the marked fields.");
+    setPubStatus(BAD_FIELDS);
     return;
   }
   let features = v.cond.bit;
@@ -1784,7 +1794,7 @@ function postCard(p, mine) {
   // safe.post let through only relative paths of the signed-name shape.
   const imgs = safe.images(d.images);
   const title = d.title || (d.msg ? d.msg.slice(0, 60) : "A listing");
-  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
+  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString([], WHEN) : "";
   const href = `#/post/${p.id}`;
   const open = (ev) => { ev.preventDefault(); openPost(p.id); };
   return h("li", { class: "card", "data-testid": "post-card", "data-post-id": String(p.id) },
@@ -1852,8 +1862,9 @@ function renderPosts() {
       : "None among the listings searched so far: press “Load more” to search older ones.";
     return;
   }
+  const scope = [what !== "everything" ? ` in ${what}` : "", where !== "everywhere" ? ` in ${where}` : ""].join("");
   $("browse-summary").textContent = (app.creds && app.subscribeError) ||
-    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. ${live}`;
+    (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}${scope}. ${live}` : `No listings yet${scope}. ${live}`);
 }
 
 // renderSearch shows the search's notes: a price order that covers only the
@@ -1899,7 +1910,7 @@ function renderMine() {
     return li;
   });
   const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
-  $("mine-summary").textContent = (list.length ? `${list.length} post${list.length === 1 ? "" : "s"}.` : "You have not published anything yet.") + rem;
+  $("mine-summary").textContent = (list.length ? `${list.length} post${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
 }
 
 const tickWords = { 0: "Not sent yet", 1: "Sent", 2: "Delivered", 3: "Read" };
@@ -1919,7 +1930,7 @@ function renderChats() {
       return h("li", {},
         h("button", { type: "button", class: "chatrow", "data-testid": "chat-row", "data-chat": c.key, onclick: () => openChat(c.key) },
           h("strong", {}, c.title),
-          c.removed ? h("span", { class: "tag", "data-testid": "chat-row-removed" }, " (listing removed)") : null,
+          c.removed ? h("span", { class: "tag", "data-testid": "chat-row-removed" }, "listing removed") : null,
           h("span", { class: "peer" }, ` with ${c.peerNick || (c.iAmSeller ? "a buyer" : "the seller")}`),
           c.unread ? h("span", { class: "badge", "aria-label": `${c.unread} unread` }, String(c.unread)) : null,
           h("span", { class: "last" }, isTyping(c.key) ? "typing…" : last ? `${last.mine ? "You: " : ""}${last.text}` : "")));
@@ -1936,6 +1947,11 @@ function renderChat() {
   $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "no name given"}`;
   $("chat-typing").hidden = !isTyping(c.key);
   $("chat-removed").hidden = !c.removed;
+  // An empty conversation says what to do rather than showing a blank page.
+  $("chat-empty").hidden = c.msgs.length > 0;
+  $("chat-empty").textContent = c.msgs.length ? "" : c.iAmSeller
+    ? "No messages yet."
+    : `No messages yet. Ask ${c.peerNick || "the seller"} about “${c.title}” below: they see it as soon as you send it.`;
   const blocked = Boolean(app.blocked[c.peer]);
   $("chat-blocked").hidden = !blocked;
   $("chat-block").hidden = blocked || !$("chat-block-confirm").hidden;
@@ -2000,7 +2016,7 @@ function renderPost() {
   if (rv[1]) facts.push(String(rv[1]));
   if (rv[2]) facts.push(`${num.format(Number(rv[2]))} km`);
   for (const x of FEATURES) if (Number(p.features) & x.bit) facts.push(x.label);
-  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
+  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString([], WHEN) : "";
   const gallery = imgs.length ? h("div", { class: "gallery", "data-testid": "gallery" },
     h("p", { class: "count", "data-testid": "gallery-count" }, `${imgs.length} photo${imgs.length === 1 ? "" : "s"}`),
     h("ul", { class: "shots" }, imgs.map((src, i) => h("li", {},
@@ -2021,7 +2037,7 @@ function renderPost() {
       h("p", { class: "where" }, placeText(p)),
       d.msg ? h("p", { class: "desc", "data-testid": "detail-desc" }, d.msg) : null,
       h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : "",
-        p.edited ? ` · edited ${new Date(Number(p.edited) * 1000).toLocaleString()}` : ""),
+        p.edited ? ` · edited ${new Date(Number(p.edited) * 1000).toLocaleString([], WHEN)}` : ""),
       h("div", { class: "actions" },
         mine ? h("span", { class: "tag" }, "Your post")
           : h("button", { type: "button", class: "primary", "data-testid": "detail-chat", onclick: () => chatWithAuthor(p) }, "Message seller"),
@@ -2288,6 +2304,8 @@ function render() {
   // Each panel on its own: one that throws leaves the others working.
   const parts = [renderPosts, renderMore];
   if (member) parts.push(renderMine, renderChats, renderBlocked);
+  // A guest (after a log-out or a deletion) has no chats: no count left over.
+  else $("unread-count").hidden = true;
   if (member && app.view === "chat-view") parts.push(renderChat);
   if (app.view === "post-view") parts.push(renderPost);
   for (const f of parts) {
@@ -2522,7 +2540,9 @@ function wireUI() {
   // Once errors show, they follow what is typed (on input, not on blur: a
   // message that vanished on blur would move the field being clicked).
   $("publish-form").addEventListener("input", () => {
-    if ($("publish-form").querySelector("[aria-invalid=true]")) validatePublish(false);
+    if (!$("publish-form").querySelector("[aria-invalid=true]")) return;
+    // Once every field is right, the summary below the button goes too.
+    if (validatePublish(false) && $("pub-status").textContent === BAD_FIELDS) setPubStatus("");
   });
   $("signup-btn").addEventListener("click", () => askSignUp(""));
   renderCounts();
