@@ -153,6 +153,7 @@ func TestBrowserTour(t *testing.T) {
 	both(seller, "published")
 	seller.click("#tab-mine")
 	seller.wait("own post listed", hasText("#mine-list [data-testid=post-title]", title))
+	seller.wait("counted in the same word as Browse", `document.getElementById("mine-summary").textContent.startsWith("1 listing.")`)
 	both(seller, "my-posts")
 
 	buyer.wait("the listing arrives live", hasText("#post-list [data-testid=post-title]", title))
@@ -280,8 +281,13 @@ func TestBrowserTour(t *testing.T) {
 
 	// The seller deletes the account.
 	seller.click("#tab-account")
+	// A new name is saved as it changes: the app says so.
+	seller.eval(`(() => { const i = document.getElementById("acct-nick"); i.value = "Sofia R."; i.dispatchEvent(new Event("change")); return ""; })()`)
+	seller.wait("the name saved, said", hasText("#notice", "Name saved.")+` && document.getElementById("me").textContent === "Sofia R."`)
+	both(seller, "name-saved")
 	seller.click("#delete-acct-btn")
 	seller.do(chromedp.WaitVisible(chromedp.CSS("#delete-acct-go")))
+	seller.wait("the confirmation names the account as the person's", hasText("#delete-acct-warn", "Delete your account (user id "+ids[seller]+") for good?"))
 	both(seller, "delete-confirm")
 	seller.click("#delete-acct-go")
 	seller.wait("deleted", hasText("#notice", "Your account was deleted."))

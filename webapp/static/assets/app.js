@@ -783,7 +783,10 @@ function onPosts(items) {
   save();
   render();
   // A full catch-up page means there may be more: ask from the highest id.
-  if (items.length >= 100) subscribe();
+  if (items.length >= 100) {
+    clearTimeout(thinCheck);
+    subscribe();
+  }
 }
 
 function subscribeRequest() {
@@ -804,7 +807,7 @@ function subscribeRequest() {
   };
 }
 
-let subscribeRetry;
+let subscribeRetry, thinCheck;
 async function subscribe() {
   clearTimeout(subscribeRetry);
   try {
@@ -813,10 +816,16 @@ async function subscribe() {
     // app (chat) works without posts.
     if (r.result === "ok") {
       app.subscribeError = "";
-      // The subscription brings new listings; when it holds less than a
-      // page, ask once for older ones too, so that "Load more" shows only
-      // when there is more (and goes when the list is all there is).
-      if (!app.more.done && Object.keys(app.u.posts).length < 20) loadMore();
+      // The subscription brings new listings, its catch-up right after
+      // this ack. When that leaves less than a page, ask once for older
+      // ones too, so that "Load more" shows only when there is more (and
+      // goes when the list is all there is). A full catch-up page asks
+      // again (onPosts), which puts this check off.
+      clearTimeout(thinCheck);
+      const u = app.u;
+      thinCheck = setTimeout(() => {
+        if (u === app.u && !app.more.done && !app.more.loading && Object.keys(u.posts).length < 20) loadMore();
+      }, 1000);
     }
     else if (r.reason === "rate_limited") {
       // The earlier subscription stays; this one is asked again when the
@@ -1910,7 +1919,7 @@ function renderMine() {
     return li;
   });
   const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
-  $("mine-summary").textContent = (list.length ? `${list.length} post${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
+  $("mine-summary").textContent = (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
 }
 
 const tickWords = { 0: "Not sent yet", 1: "Sent", 2: "Delivered", 3: "Read" };
@@ -2455,6 +2464,8 @@ function wireUI() {
   $("acct-nick").addEventListener("change", () => {
     app.nick = $("acct-nick").value.trim();
     store.saveNick(app.nick);
+    // Saved as it changes, with no button: say so, and what it changes.
+    notice(app.nick ? "Name saved. Your next messages and new listings show it." : "Name removed. Your next messages and new listings show no name.");
     render();
   });
   $("acct-copy").addEventListener("click", copyCreds);
