@@ -146,6 +146,10 @@ func TestBrowserTour(t *testing.T) {
 	seller.typeInto("#pub-desc", "Seven gears, new tyres. Collection in the city centre, evenings or weekends.")
 	seller.do(chromedp.SetUploadFiles(chromedp.CSS("#pub-photos"), []string{writePhoto(t), jp}))
 	seller.wait("two previews", `document.querySelectorAll("#pub-previews img").length === 2`)
+	// No upload bar before anything uploads.
+	if got := seller.eval(`String([...document.querySelectorAll("#pub-previews progress")].every(p => getComputedStyle(p).visibility === "hidden"))`); got != "true" {
+		t.Errorf("upload bars show before the upload")
+	}
 	seller.wait("the form's summary gone once all is right", `document.getElementById("pub-status").textContent === ""`)
 	both(seller, "sell-filled")
 	seller.click("#pub-submit")

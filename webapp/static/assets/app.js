@@ -1382,6 +1382,9 @@ async function publish(ev) {
   };
   $("pub-submit").disabled = true;
   $("pub-cancel").hidden = !app.photos.length;
+  // The upload bars show only while photos upload: an empty (or, for the
+  // photos an edit keeps, a full) bar before that reads as stuck.
+  $("publish-form").classList.add("uploading");
   try {
     const images = app.photos.length ? await uploadPhotos() : [];
     if (app.cancelled) throw new Cancelled();
@@ -1436,6 +1439,7 @@ async function publish(ev) {
   } finally {
     app.publishing = false;
     app.cancel = null;
+    $("publish-form").classList.remove("uploading");
     for (const p of app.photos) if (p.progress < 1) p.progress = 0;
     renderPreviews();
     $("pub-submit").disabled = false;
