@@ -116,6 +116,8 @@ const money0 = new Intl.NumberFormat("en", { style: "currency", currency: "EUR",
 const money2 = new Intl.NumberFormat("en", { style: "currency", currency: "EUR", minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const money = { format: (v) => (Number.isInteger(v) ? money0 : money2).format(v) };
 const num = new Intl.NumberFormat("en");
+// When a listing was published or edited: to the minute, seconds are noise.
+const WHEN = { dateStyle: "medium", timeStyle: "short" };
 
 // ---------------------------------------------------------------- boot
 
@@ -781,7 +783,10 @@ function onPosts(items) {
   save();
   render();
   // A full catch-up page means there may be more: ask from the highest id.
-  if (items.length >= 100) subscribe();
+  if (items.length >= 100) {
+    clearTimeout(thinCheck);
+    subscribe();
+  }
 }
 
 function subscribeRequest() {
@@ -802,14 +807,26 @@ function subscribeRequest() {
   };
 }
 
-let subscribeRetry;
+let subscribeRetry, thinCheck;
 async function subscribe() {
   clearTimeout(subscribeRetry);
   try {
     const r = await app.session.request(subscribeRequest());
     // Shown in the list's summary rather than as an alarm: the rest of the
     // app (chat) works without posts.
-    if (r.result === "ok") app.subscribeError = "";
+    if (r.result === "ok") {
+      app.subscribeError = "";
+      // The subscription brings new listings, its catch-up right after
+      // this ack. When that leaves less than a page, ask once for older
+      // ones too, so that "Load more" shows only when there is more (and
+      // goes when the list is all there is). A full catch-up page asks
+      // again (onPosts), which puts this check off.
+      clearTimeout(thinCheck);
+      const u = app.u;
+      thinCheck = setTimeout(() => {
+        if (u === app.u && !app.more.done && !app.more.loading && Object.keys(u.posts).length < 20) loadMore();
+      }, 1000);
+    }
     else if (r.reason === "rate_limited") {
       // The earlier subscription stays; this one is asked again when the
       // server says it can be.
@@ -1279,6 +1296,8 @@ function leafCode(tree, code) {
   return n && code.length > 0 && !(n.children && n.children.length);
 }
 
+const BAD_FIELDS = "Please correct the marked fields.";
+
 function setPubStatus(t) {
   $("pub-status").textContent = t;
 }
@@ -1349,7 +1368,7 @@ async function publish(ev) {
   // Nothing is uploaded before the form is valid.
   const v = validatePublish();
   if (!v) {
-    setPubStatus("Please correct the marked fields.");
+    setPubStatus(BAD_FIELDS);
     return;
   }
   let features = v.cond.bit;
@@ -1363,6 +1382,9 @@ async function publish(ev) {
   };
   $("pub-submit").disabled = true;
   $("pub-cancel").hidden = !app.photos.length;
+  // The upload bars show only while photos upload: an empty (or, for the
+  // photos an edit keeps, a full) bar before that reads as stuck.
+  $("publish-form").classList.add("uploading");
   try {
     const images = app.photos.length ? await uploadPhotos() : [];
     if (app.cancelled) throw new Cancelled();
@@ -1417,6 +1439,7 @@ async function publish(ev) {
   } finally {
     app.publishing = false;
     app.cancel = null;
+    $("publish-form").classList.remove("uploading");
     for (const p of app.photos) if (p.progress < 1) p.progress = 0;
     renderPreviews();
     $("pub-submit").disabled = false;
@@ -1784,7 +1807,7 @@ function postCard(p, mine) {
   // safe.post let through only relative paths of the signed-name shape.
   const imgs = safe.images(d.images);
   const title = d.title || (d.msg ? d.msg.slice(0, 60) : "A listing");
-  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
+  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString([], WHEN) : "";
   const href = `#/post/${p.id}`;
   const open = (ev) => { ev.preventDefault(); openPost(p.id); };
   return h("li", { class: "card", "data-testid": "post-card", "data-post-id": String(p.id) },
@@ -1852,8 +1875,9 @@ function renderPosts() {
       : "None among the listings searched so far: press “Load more” to search older ones.";
     return;
   }
+  const scope = [what !== "everything" ? ` in ${what}` : "", where !== "everywhere" ? ` in ${where}` : ""].join("");
   $("browse-summary").textContent = (app.creds && app.subscribeError) ||
-    `${list.length} post${list.length === 1 ? "" : "s"} for ${what} in ${where}. ${live}`;
+    (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}${scope}. ${live}` : `No listings yet${scope}. ${live}`);
 }
 
 // renderSearch shows the search's notes: a price order that covers only the
@@ -1899,7 +1923,7 @@ function renderMine() {
     return li;
   });
   const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
-  $("mine-summary").textContent = (list.length ? `${list.length} post${list.length === 1 ? "" : "s"}.` : "You have not published anything yet.") + rem;
+  $("mine-summary").textContent = (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
 }
 
 const tickWords = { 0: "Not sent yet", 1: "Sent", 2: "Delivered", 3: "Read" };
@@ -1919,7 +1943,7 @@ function renderChats() {
       return h("li", {},
         h("button", { type: "button", class: "chatrow", "data-testid": "chat-row", "data-chat": c.key, onclick: () => openChat(c.key) },
           h("strong", {}, c.title),
-          c.removed ? h("span", { class: "tag", "data-testid": "chat-row-removed" }, " (listing removed)") : null,
+          c.removed ? h("span", { class: "tag", "data-testid": "chat-row-removed" }, "listing removed") : null,
           h("span", { class: "peer" }, ` with ${c.peerNick || (c.iAmSeller ? "a buyer" : "the seller")}`),
           c.unread ? h("span", { class: "badge", "aria-label": `${c.unread} unread` }, String(c.unread)) : null,
           h("span", { class: "last" }, isTyping(c.key) ? "typing…" : last ? `${last.mine ? "You: " : ""}${last.text}` : "")));
@@ -1936,6 +1960,11 @@ function renderChat() {
   $("chat-peer").textContent = `${c.iAmSeller ? "Buyer" : "Seller"}: ${c.peerNick || "no name given"}`;
   $("chat-typing").hidden = !isTyping(c.key);
   $("chat-removed").hidden = !c.removed;
+  // An empty conversation says what to do rather than showing a blank page.
+  $("chat-empty").hidden = c.msgs.length > 0;
+  $("chat-empty").textContent = c.msgs.length ? "" : c.iAmSeller
+    ? "No messages yet."
+    : `No messages yet. Ask ${c.peerNick || "the seller"} about “${c.title}” below: they see it as soon as you send it.`;
   const blocked = Boolean(app.blocked[c.peer]);
   $("chat-blocked").hidden = !blocked;
   $("chat-block").hidden = blocked || !$("chat-block-confirm").hidden;
@@ -2000,7 +2029,7 @@ function renderPost() {
   if (rv[1]) facts.push(String(rv[1]));
   if (rv[2]) facts.push(`${num.format(Number(rv[2]))} km`);
   for (const x of FEATURES) if (Number(p.features) & x.bit) facts.push(x.label);
-  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString() : "";
+  const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString([], WHEN) : "";
   const gallery = imgs.length ? h("div", { class: "gallery", "data-testid": "gallery" },
     h("p", { class: "count", "data-testid": "gallery-count" }, `${imgs.length} photo${imgs.length === 1 ? "" : "s"}`),
     h("ul", { class: "shots" }, imgs.map((src, i) => h("li", {},
@@ -2021,7 +2050,7 @@ function renderPost() {
       h("p", { class: "where" }, placeText(p)),
       d.msg ? h("p", { class: "desc", "data-testid": "detail-desc" }, d.msg) : null,
       h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : "",
-        p.edited ? ` · edited ${new Date(Number(p.edited) * 1000).toLocaleString()}` : ""),
+        p.edited ? ` · edited ${new Date(Number(p.edited) * 1000).toLocaleString([], WHEN)}` : ""),
       h("div", { class: "actions" },
         mine ? h("span", { class: "tag" }, "Your post")
           : h("button", { type: "button", class: "primary", "data-testid": "detail-chat", onclick: () => chatWithAuthor(p) }, "Message seller"),
@@ -2288,6 +2317,8 @@ function render() {
   // Each panel on its own: one that throws leaves the others working.
   const parts = [renderPosts, renderMore];
   if (member) parts.push(renderMine, renderChats, renderBlocked);
+  // A guest (after a log-out or a deletion) has no chats: no count left over.
+  else $("unread-count").hidden = true;
   if (member && app.view === "chat-view") parts.push(renderChat);
   if (app.view === "post-view") parts.push(renderPost);
   for (const f of parts) {
@@ -2437,6 +2468,8 @@ function wireUI() {
   $("acct-nick").addEventListener("change", () => {
     app.nick = $("acct-nick").value.trim();
     store.saveNick(app.nick);
+    // Saved as it changes, with no button: say so, and what it changes.
+    notice(app.nick ? "Name saved. Your next messages and new listings show it." : "Name removed. Your next messages and new listings show no name.");
     render();
   });
   $("acct-copy").addEventListener("click", copyCreds);
@@ -2522,7 +2555,9 @@ function wireUI() {
   // Once errors show, they follow what is typed (on input, not on blur: a
   // message that vanished on blur would move the field being clicked).
   $("publish-form").addEventListener("input", () => {
-    if ($("publish-form").querySelector("[aria-invalid=true]")) validatePublish(false);
+    if (!$("publish-form").querySelector("[aria-invalid=true]")) return;
+    // Once every field is right, the summary below the button goes too.
+    if (validatePublish(false) && $("pub-status").textContent === BAD_FIELDS) setPubStatus("");
   });
   $("signup-btn").addEventListener("click", () => askSignUp(""));
   renderCounts();
