@@ -94,7 +94,7 @@ func TestBrowserReport(t *testing.T) {
 		srv.mu.Unlock()
 		b.do(chromedp.Navigate(srv.URL() + "/#/post/" + own))
 		b.wait("my listing", `document.getElementById("post-heading").textContent === "My own lamp"`)
-		b.wait("its seller tools", hasText("#post-detail .tag", "Your post"))
+		b.wait("its seller tools", hasText("#post-detail .tag", "Your listing"))
 		if got := b.eval(`String(document.querySelectorAll("#post-detail [data-testid=report-btn]").length)`); got != "0" {
 			t.Errorf("%s: Report offered on one's own listing", size.name)
 		}

@@ -145,7 +145,7 @@ func TestBrowserNotices(t *testing.T) {
 		b.shot("notice-live")
 		lowContrast(t, b, "#notices h2, #notices li, #notices button")
 		b.click("#tab-mine")
-		b.wait("the bar on My posts", `!document.getElementById("mine-view").hidden && !document.getElementById("notices").hidden`)
+		b.wait("the bar on My listings", `!document.getElementById("mine-view").hidden && !document.getElementById("notices").hidden`)
 
 		// Made while away, hostile: read at login, shown as text.
 		srv.notify(me, "987654", hostile, "other", "line one\n<b>line two</b>")

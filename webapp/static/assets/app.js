@@ -530,7 +530,7 @@ async function loadNotices() {
   addNotices(r.notices);
 }
 
-// addNotices shows notices; a removed listing leaves My posts.
+// addNotices shows notices; a removed listing leaves My listings.
 function addNotices(list) {
   const before = app.notices.length;
   app.notices = notices.merge(app.notices, list);
@@ -833,7 +833,7 @@ async function subscribe() {
       app.subscribeError = reasonText(r, "subscribe");
       const secs = codes.secondsIn(r.detail);
       subscribeRetry = setTimeout(subscribe, Math.min(60, Math.max(1, secs ?? 5)) * 1000 + 200);
-    } else app.subscribeError = `New posts cannot be followed right now. ${reasonText(r, "subscribe")}`;
+    } else app.subscribeError = `New listings cannot be followed right now. ${reasonText(r, "subscribe")}`;
     render();
   } catch (e) {
     if (!(e instanceof Offline)) throw e;
@@ -1162,7 +1162,7 @@ async function deletePost(id) {
       delete app.u.posts[String(id)];
       save();
       render();
-      notice(r.result === "ok" ? "Post deleted." : reasonText(r, "delete"));
+      notice(r.result === "ok" ? "Listing deleted." : reasonText(r, "delete"));
     } else {
       showError(reasonText(r, "delete"));
     }
@@ -1192,7 +1192,7 @@ async function addPhotos(ev) {
   ev.target.value = "";
   for (const f of files) {
     if (app.photos.length >= MAX_PHOTOS) {
-      showError(`A post can have at most ${MAX_PHOTOS} photos.`);
+      showError(`A listing can have at most ${MAX_PHOTOS} photos.`);
       break;
     }
     try {
@@ -1418,18 +1418,18 @@ async function publish(ev) {
     const r = await app.session.request({ cmd: "publish", items: [post] });
     app.u.pendingPublish = null;
     if (r.result !== "ok") throw new UserError(reasonText(r, "publish"));
-    if (!safe.isId(r.id)) throw new UserError("The server's answer did not name the new post.");
+    if (!safe.isId(r.id)) throw new UserError("The server's answer did not name the new listing.");
     adoptPublished(r, post);
     save();
     resetPublishForm();
-    setPubStatus("Published! It is under “My posts”.");
-    notice("Your post is published.");
+    setPubStatus("Published! It is under “My listings”.");
+    notice("Your listing is published.");
     render();
   } catch (e) {
     if (e instanceof Cancelled) {
       setPubStatus("Upload cancelled. Nothing was published; your form and photos are kept.");
     } else if (e instanceof Offline) {
-      setPubStatus("The connection to the server was lost. If the post is not in “My posts” once the app is online again, press Publish again.");
+      setPubStatus("The connection to the server was lost. If the listing is not in “My listings” once the app is online again, press Publish again.");
     } else if (e instanceof UserError) {
       setPubStatus(e.message);
       showError(e.message);
@@ -1823,7 +1823,7 @@ function postCard(p, mine) {
       d.msg ? h("p", { class: "desc" }, d.msg) : null,
       h("p", { class: "meta" }, `by ${d.nick || "someone"} · ${when}`),
       mine
-        ? h("div", { class: "actions" }, h("span", { class: "tag" }, "Your post"))
+        ? h("div", { class: "actions" }, h("span", { class: "tag" }, "Your listing"))
         : h("div", { class: "actions" }, h("button", {
           type: "button", class: "primary", "data-testid": "chat-with-author",
           "aria-label": `Message the seller of ${title}`, onclick: () => chatWithAuthor(p),
@@ -2052,7 +2052,7 @@ function renderPost() {
       h("p", { class: "seller", "data-testid": "detail-seller" }, `Seller: ${d.nick || "no name given"}`, when ? ` · listed ${when}` : "",
         p.edited ? ` · edited ${new Date(Number(p.edited) * 1000).toLocaleString([], WHEN)}` : ""),
       h("div", { class: "actions" },
-        mine ? h("span", { class: "tag" }, "Your post")
+        mine ? h("span", { class: "tag" }, "Your listing")
           : h("button", { type: "button", class: "primary", "data-testid": "detail-chat", onclick: () => chatWithAuthor(p) }, "Message seller"),
         share,
         // One cannot report one's own listing (the server says bad_request).

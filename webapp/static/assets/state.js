@@ -85,7 +85,7 @@ export function removePost(u, id) {
 // replacePost applies a new version of a post (an edit, a status or a
 // renewal: docs/protocol.md "Editing a listing"), from a live `post` frame
 // or from an update/set_status/renew ack. A post is replaced by id wherever
-// it is held (Browse, My posts, extra maps such as search results or posts
+// it is held (Browse, My listings, extra maps such as search results or posts
 // read over HTTP), and conversations about it take its new title. It
 // returns the checked post, or null.
 export function replacePost(u, raw, me, ...maps) {
