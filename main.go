@@ -217,7 +217,7 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 		if cfg.AdminAddr == "" {
 			return errors.New("--admin-token-file needs --admin-addr: the moderation API is served on the admin listener only, never on the public one")
 		}
-		if cfg.AdminToken, err = moderation.LoadToken(f); err != nil {
+		if cfg.AdminTokens, err = moderation.LoadTokens(f); err != nil {
 			return err
 		}
 	}

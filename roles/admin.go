@@ -12,7 +12,7 @@ import (
 // reaches the embedded server as well as Redis; a JSON 404 saying why
 // when the node has no token (--admin-token-file) or no broker (role img).
 func (s *Server) moderationHandler() (http.Handler, error) {
-	if s.cfg.AdminToken == nil {
+	if len(s.cfg.AdminTokens) == 0 {
 		return moderation.Off(moderation.ReasonDisabled,
 			"the moderation API is off on this node: start it with --admin-token-file (docs/operations.md \"The moderation API\")"), nil
 	}
@@ -23,7 +23,7 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Chat.QueueTTL, s.cfg.Clock, s.log.Named("moderation"))
 	h, err := moderation.NewHandler(moderation.HandlerConfig{
 		Service:    svc,
-		Token:      s.cfg.AdminToken,
+		Operators:  s.cfg.AdminTokens,
 		ClientAddr: func(r *http.Request) string { return s.clientKey(clientAddr(r, s.cfg.TrustedProxies)) },
 		Metrics:    s.m.reg,
 		Log:        s.log.Named("moderation"),
