@@ -114,3 +114,12 @@ func cliOperator() string {
 	}
 	return "cli:" + user + "@" + host
 }
+
+// warnNotLogged tells the operator, on stderr, that an action done was
+// not recorded in the moderation log (the node's or this command's log
+// has the error); the action stands.
+func warnNotLogged(c *cli.Context, logged bool) {
+	if !logged {
+		fmt.Fprintln(c.App.ErrWriter, "warning: done, but the moderation log could not record it (see the log for the error)")
+	}
+}

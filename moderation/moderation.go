@@ -195,7 +195,7 @@ func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed,
 	if n == 0 {
 		return Dismissed{}, refuse(ReasonNoReports, "post %d has no reports: nothing dismissed", id)
 	}
-	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.String("operator", by))
+	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
 	d := Dismissed{Post: id, Reporters: n}
 	d.Logged = s.record(ctx, LogEntry{By: by, Action: "dismiss", Target: strconv.FormatUint(id, 10),
 		Result: ResultOK, Detail: Reporters(n)})
@@ -262,7 +262,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		// Reports can outlive a post only if a node of an older version
 		// deleted it; clear them.
 		if left, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
-			s.log.Info("moderation: leftover reports of a gone post cleared", zap.Uint64("post", id), zap.String("operator", by))
+			s.log.Info("moderation: leftover reports of a gone post cleared", zap.Uint64("post", id), zap.String("operator", by), addrField(ctx))
 			return Removed{}, refuse(ReasonPostNotFound, "no post %d (deleted or expired already); cleared its leftover reports (%s)", id, Reporters(left))
 		}
 		return Removed{}, refuse(ReasonPostNotFound, "no post %d (never published, or deleted or expired already)", id)
@@ -271,7 +271,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 	if err != nil && author != "" {
 		// Removed, but the notice could not be written (retried already).
 		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
-			zap.Int("reporters", n), zap.String("operator", by))
+			zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
 		res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
 			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: "author " + author})
 		return res, &Error{Reason: ReasonNotTold, Result: res, err: err,
@@ -281,7 +281,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		return Removed{}, err
 	}
 	s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
-		zap.Int("reporters", n), zap.String("reason", req.Reason), zap.Bool("told", res.Told), zap.String("operator", by))
+		zap.Int("reporters", n), zap.String("reason", req.Reason), zap.Bool("told", res.Told), zap.String("operator", by), addrField(ctx))
 	detail := "author " + author
 	if res.Told {
 		detail += ", told why"
@@ -365,7 +365,7 @@ func (s *Service) ban(ctx context.Context, by, user string, req BanRequest) (Ban
 		listErr = nil
 	}
 	s.log.Info("moderation: user banned", zap.String("user", user), zap.Bool("renewed", already),
-		zap.Bool("note", req.Note != ""), zap.Bool("listed", listErr == nil), zap.String("operator", by))
+		zap.Bool("note", req.Note != ""), zap.Bool("listed", listErr == nil), zap.String("operator", by), addrField(ctx))
 	res := Banned{User: user, Already: already, RemovePosts: req.RemovePosts, Listed: listErr == nil}
 	// notListed is the end of a ban the list lacks: after the posts.
 	notListed := func() error {
@@ -400,7 +400,7 @@ func (s *Service) ban(ctx context.Context, by, user string, req BanRequest) (Ban
 		}
 	}
 	s.log.Info("moderation: posts of a banned user deleted", zap.String("user", user),
-		zap.Int("deleted", res.PostsDeleted), zap.String("operator", by))
+		zap.Int("deleted", res.PostsDeleted), zap.String("operator", by), addrField(ctx))
 	return res, notListed()
 }
 
@@ -427,7 +427,7 @@ func (s *Service) Unban(ctx context.Context, by, user string) (Unbanned, error) 
 		return Unbanned{}, noUser(user, err)
 	}
 	if was {
-		s.log.Info("moderation: user unbanned", zap.String("user", user), zap.String("operator", by))
+		s.log.Info("moderation: user unbanned", zap.String("user", user), zap.String("operator", by), addrField(ctx))
 	}
 	u := Unbanned{User: user, WasBanned: was}
 	e := LogEntry{By: by, Action: "unban", Target: user, Result: ResultOK}

@@ -63,6 +63,14 @@ func WithClientAddr(ctx context.Context, addr string) context.Context {
 	return context.WithValue(ctx, addrKey{}, addr)
 }
 
+// addrField is the node log's field for the client address in ctx.
+func addrField(ctx context.Context) zap.Field {
+	if a, _ := ctx.Value(addrKey{}).(string); a != "" {
+		return zap.String("addr", a)
+	}
+	return zap.Skip()
+}
+
 // record appends e, stamped with the time and the client address, and
 // says whether it was written.
 func (s *Service) record(ctx context.Context, e LogEntry) bool {
