@@ -6,7 +6,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/occase/occase/broker/brokertest"
 )
@@ -88,5 +90,48 @@ func TestModerationLogNamedTokens(t *testing.T) {
 				t.Fatalf("log on Redis: %v %+v\n%s%s", err, e, out, errOut)
 			}
 		})
+	}
+}
+
+// Revoking one operator without a restart: the token file rewritten
+// without bob's line and SIGHUP; bob's token is refused from then on,
+// ana's still works. A file the node refuses on SIGHUP keeps the tokens
+// in use (and says so in the log, without a token).
+func TestModerationTokensReloadOnHUP(t *testing.T) {
+	dir := t.TempDir()
+	tf := filepath.Join(dir, "tokens")
+	write := func(content string) {
+		if err := os.WriteFile(tf, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("ana " + testAdminToken + "\nbob " + otherAdminToken + "\n")
+	aa := freeAddr(t)
+	n := startProc(t, "--role=all", "--redis", "embedded", "--embedded-snapshot", filepath.Join(dir, "e.json"),
+		"--image-dir", filepath.Join(dir, "images"), "--secret", testSecret, "--admin-addr", aa, "--admin-token-file", tf,
+		"--log-level", "info")
+	api := "http://" + aa + "/admin/v1/log"
+	if a := adminCall(t, "GET", api, otherAdminToken, nil); a.code != 200 {
+		t.Fatalf("bob before the reload: %d %s", a.code, a.raw)
+	}
+	write("ana " + testAdminToken + "\n")
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	brokertest.Poll(t, 5*time.Second, "the reload", func() bool {
+		return strings.Contains(n.log.text(), `SIGHUP: admin tokens reloaded	{"operators": ["ana"]}`)
+	})
+	adminCall(t, "GET", api, otherAdminToken, nil).refused(t, "bob after the reload", 401, "unauthorized")
+	if a := adminCall(t, "GET", api, testAdminToken, nil); a.code != 200 {
+		t.Fatalf("ana after the reload: %d %s", a.code, a.raw)
+	}
+	write("ana " + testAdminToken + "\nana " + otherAdminToken + "\n")
+	n.cmd.Process.Signal(syscall.SIGHUP)
+	brokertest.Poll(t, 5*time.Second, "the refused reload", func() bool {
+		return strings.Contains(n.log.text(), "the admin tokens were not reloaded; the ones in use stay")
+	})
+	if strings.Contains(n.log.text(), otherAdminToken) || strings.Contains(n.log.text(), testAdminToken) {
+		t.Fatalf("the node's log holds a token")
+	}
+	if a := adminCall(t, "GET", api, testAdminToken, nil); a.code != 200 {
+		t.Fatalf("ana after a refused reload: %d %s", a.code, a.raw)
 	}
 }

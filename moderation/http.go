@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -133,7 +134,7 @@ type HandlerConfig struct {
 // Handler serves /admin/: the API under /admin/v1/ and the page.
 type Handler struct {
 	cfg      HandlerConfig
-	ops      []opDigest
+	ops      atomic.Pointer[[]opDigest] // swapped whole by SetOperators
 	mux      *http.ServeMux
 	fails    *failures
 	slots    chan struct{}
@@ -147,22 +148,15 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if len(ops) == 0 && cfg.Token != nil {
 		ops = []Operator{{Name: DefaultOperator, Token: cfg.Token}}
 	}
-	if len(ops) == 0 {
-		return nil, errors.New("no admin token")
-	}
-	digests := make([]opDigest, len(ops))
-	for i, o := range ops {
-		if len(o.Token) < MinTokenLen {
-			return nil, errors.New("an admin token must hold at least 32 bytes")
-		}
-		digests[i] = opDigest{name: o.Name, sum: sha256.Sum256(o.Token)}
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, ops: digests, mux: http.NewServeMux(),
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(),
 		fails: &failures{m: map[string]*failWindow{}, now: cfg.Now},
 		slots: make(chan struct{}, maxInFlight)}
+	if err := h.SetOperators(ops); err != nil {
+		return nil, err
+	}
 	h.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_admin_refusals_total",
 		Help: "Requests to the moderation API refused, by reason (unauthorized: a missing or wrong token; too_many_failures: refused with 429 after too many wrong tokens from the address)."},
 		[]string{"reason"})
@@ -292,6 +286,24 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 	}
 }
 
+// SetOperators replaces the tokens the API accepts (a reload of the token
+// file): requests checked after it see the new set whole. An empty set
+// or a short token is refused, and the tokens in use stay.
+func (h *Handler) SetOperators(ops []Operator) error {
+	if len(ops) == 0 {
+		return errors.New("no admin token")
+	}
+	digests := make([]opDigest, len(ops))
+	for i, o := range ops {
+		if len(o.Token) < MinTokenLen {
+			return errors.New("an admin token must hold at least 32 bytes")
+		}
+		digests[i] = opDigest{name: o.Name, sum: sha256.Sum256(o.Token)}
+	}
+	h.ops.Store(&digests)
+	return nil
+}
+
 type opDigest struct {
 	name string
 	sum  [sha256.Size]byte
@@ -307,15 +319,16 @@ func (h *Handler) authorized(r *http.Request) (string, bool) {
 		return "", false
 	}
 	sum := sha256.Sum256([]byte(tok))
+	ops := *h.ops.Load()
 	match := -1
-	for i := range h.ops {
-		eq := subtle.ConstantTimeCompare(sum[:], h.ops[i].sum[:])
+	for i := range ops {
+		eq := subtle.ConstantTimeCompare(sum[:], ops[i].sum[:])
 		match = subtle.ConstantTimeSelect(eq, i, match)
 	}
 	if match < 0 {
 		return "", false
 	}
-	return h.ops[match].name, true
+	return ops[match].name, true
 }
 
 func decodeBody(body []byte, v any) error {

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/occase/occase/moderation"
@@ -32,6 +33,19 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.modAPI.Store(h)
 	s.log.Info("moderation API on the admin listener", zap.String("path", "/admin/"))
 	return h, nil
+}
+
+// SetAdminTokens replaces the operators' tokens of the moderation API
+// (main calls it on SIGHUP with the token file read again); an error
+// when the API is not served (yet), or for a set it refuses (the tokens
+// in use stay).
+func (s *Server) SetAdminTokens(ops []moderation.Operator) error {
+	h := s.modAPI.Load()
+	if h == nil {
+		return errors.New("the moderation API is not served on this node")
+	}
+	return h.SetOperators(ops)
 }
