@@ -217,7 +217,7 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 		if cfg.AdminAddr == "" {
 			return errors.New("--admin-token-file needs --admin-addr: the moderation API is served on the admin listener only, never on the public one")
 		}
-		if cfg.AdminToken, err = moderation.LoadToken(f); err != nil {
+		if cfg.AdminTokens, err = moderation.LoadTokens(f); err != nil {
 			return err
 		}
 	}
@@ -241,6 +241,10 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 	defer stop()
 	srv, err := roles.New(ctx, cfg, log)
 	if err == nil {
+		if f := c.String("admin-token-file"); f != "" {
+			stopReload := reloadTokensOnHUP(ctx, f, srv, log)
+			defer stopReload()
+		}
 		err = srv.Run(ctx)
 	}
 	if err != nil && c.String("log-format") == "json" {
@@ -250,6 +254,45 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 		return loggedError{err}
 	}
 	return err
+}
+
+// reloadTokensOnHUP reads the token file again on each SIGHUP and hands
+// it to the moderation API, so that an operator's access is revoked (or
+// added) without a restart; a file it refuses keeps the tokens in use.
+// The returned func stops it.
+func reloadTokensOnHUP(ctx context.Context, path string, srv *roles.Server, log *zap.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+			}
+			ops, err := moderation.LoadTokens(path)
+			if err == nil {
+				err = srv.SetAdminTokens(ops)
+			}
+			if err != nil {
+				log.Error("SIGHUP: the admin tokens were not reloaded; the ones in use stay", zap.Error(err))
+				continue
+			}
+			names := make([]string, len(ops))
+			for i, o := range ops {
+				names[i] = o.Name
+			}
+			log.Info("SIGHUP: admin tokens reloaded", zap.Strings("operators", names))
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		<-done
+	}
 }
 
 func probe(ctx context.Context, url string) error {

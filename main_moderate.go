@@ -29,7 +29,7 @@ func moderateCommand() *cli.Command {
 	return &cli.Command{
 		Name:        "moderate",
 		Usage:       "moderation tools: reported posts, post removal, banned users",
-		Subcommands: append(reportCommands(), banCommands()...),
+		Subcommands: append(append(reportCommands(), banCommands()...), logCommand()),
 	}
 }
 
@@ -64,10 +64,11 @@ type moderator interface {
 	Ban(ctx context.Context, user string, req moderation.BanRequest) (moderation.Banned, error)
 	Unban(ctx context.Context, user string) (moderation.Unbanned, error)
 	Bans(ctx context.Context, offset, limit int) (broker.BanPage, error)
+	Log(ctx context.Context, offset, limit int) (moderation.LogPage, error)
 }
 
 // localModerator is the Service on the Redis this command opened; by
-// names the operator in the logs.
+// names the operator in the logs and the moderation log (cliOperator).
 type localModerator struct {
 	s  *moderation.Service
 	by string
@@ -87,6 +88,9 @@ func (l localModerator) Ban(ctx context.Context, user string, req moderation.Ban
 }
 func (l localModerator) Bans(ctx context.Context, offset, limit int) (broker.BanPage, error) {
 	return l.s.Bans(ctx, offset, limit)
+}
+func (l localModerator) Log(ctx context.Context, offset, limit int) (moderation.LogPage, error) {
+	return l.s.Log(ctx, offset, limit)
 }
 func (l localModerator) Unban(ctx context.Context, user string) (moderation.Unbanned, error) {
 	return l.s.Unban(ctx, l.by, user)
@@ -138,7 +142,7 @@ func withModeration(c *cli.Context, d roles.Config, fn func(context.Context, mod
 	}
 	defer b.Close()
 	svc := moderation.New(b, cfg.Reports.OrDefaults().Queue, cfg.Chat.QueueTTL, nil, log.Named("moderate"))
-	if err := fn(ctx, localModerator{s: svc, by: "cli"}); err != nil {
+	if err := fn(ctx, localModerator{s: svc, by: cliOperator()}); err != nil {
 		return err
 	}
 	log.Info("moderation command done", zap.String("cmd", c.Command.Name))

@@ -15,7 +15,10 @@ import (
 	"github.com/occase/occase/broker/brokertest"
 )
 
-const testAdminToken = "0123456789abcdef0123456789abcdef-test-token"
+const (
+	testAdminToken  = "0123456789abcdef0123456789abcdef-test-token"
+	otherAdminToken = "fedcba9876543210fedcba9876543210-other-token"
+)
 
 // adminNode is a node with its admin listener and the moderation API on.
 type adminNode struct {
@@ -223,11 +226,11 @@ func TestModerationAPI(t *testing.T) {
 		back := wsDial(t, n.addr)
 		back.login(author.id, author.pw)
 
-		// Each action is logged at info with the operator's address.
+		// Each action is logged at info with the operator's name and address.
 		brokertest.Poll(t, 5*time.Second, "the moderation log lines", func() bool {
 			log := n.log.text()
 			return strings.Contains(log, "moderation: post removed") && strings.Contains(log, "moderation: user banned") &&
-				strings.Contains(log, `"operator": "127.0.0.1"`)
+				strings.Contains(log, `"operator": "admin", "addr": "127.0.0.1"`)
 		})
 
 		// A wrong token from the CLI: its sentence and a non-zero exit.
@@ -271,18 +274,34 @@ func TestModerationAPIOff(t *testing.T) {
 	os.WriteFile(short, []byte("tooshort\n"), 0o600)
 	good := filepath.Join(dir, "good")
 	os.WriteFile(good, []byte(testAdminToken), 0o600)
+	tokenFile := func(content string) string {
+		f, err := os.CreateTemp(dir, "tokens")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.WriteString(content)
+		f.Close()
+		return f.Name()
+	}
 	for _, c := range []struct {
 		name string
 		args []string
 		want string
 	}{
 		{"missing", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", filepath.Join(dir, "none")}, "--admin-token-file: open "},
-		{"short", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", short}, "the token holds 8 bytes, want at least 32"},
+		{"short", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", short}, "line 1: the token holds 8 bytes, want at least 32"},
+		{"short named", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("# team\nana " + testAdminToken + "\nbob tooshort")}, "line 3: the token holds 8 bytes"},
+		{"bad name", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("Ana " + testAdminToken)}, "line 1: a name is 1 to 32 of"},
+		{"same name", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("ana " + testAdminToken + "\nana " + otherAdminToken)}, "line 2: the name ana is on line 1 already"},
+		{"same token", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("ana " + testAdminToken + "\nbob " + testAdminToken)}, "line 2: the same token as line 1"},
+		{"bare among named", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("ana " + testAdminToken + "\n" + otherAdminToken)}, "line 2: a bare token is for a file of one token"},
+		{"no token", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("# nobody yet\n")}, "no token"},
 		{"no admin listener", []string{"--admin-token-file", good}, "--admin-token-file needs --admin-addr"},
 	} {
 		_, errOut, err := run(t, bin, append([]string{"serve", "--log-format", "console", "--addr", "127.0.0.1:0", "--image-dir", filepath.Join(dir, "img"),
 			"--embedded-snapshot", filepath.Join(dir, "e.json")}, c.args...)...)
-		if err == nil || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		if err == nil || !strings.Contains(errOut, c.want) || strings.Count(strings.TrimSpace(errOut), "\n") != 0 ||
+			strings.Contains(errOut, testAdminToken) || strings.Contains(errOut, otherAdminToken) {
 			t.Fatalf("%s: %v, stderr %q, want one line with %q", c.name, err, errOut, c.want)
 		}
 	}

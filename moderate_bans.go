@@ -51,6 +51,7 @@ func banCommands() []*cli.Command {
 				} else {
 					fmt.Fprintf(w, "user %s banned, sessions closed\n", user)
 				}
+				warnNotLogged(c, res.Logged)
 				if err != nil && e.Reason != moderation.ReasonBanNotListed {
 					return err // banned; the posts not all deleted
 				}
@@ -74,6 +75,7 @@ func banCommands() []*cli.Command {
 				if err != nil {
 					return err
 				}
+				warnNotLogged(c, res.Logged)
 				if !res.WasBanned {
 					fmt.Fprintf(c.App.Writer, "user %s was not banned\n", user)
 					return nil

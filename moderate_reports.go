@@ -73,6 +73,7 @@ func reportCommands() []*cli.Command {
 					return err
 				}
 				fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post stays\n", d.Post, moderation.Reporters(d.Reporters))
+				warnNotLogged(c, d.Logged)
 				return nil
 			})
 		},
@@ -103,6 +104,7 @@ func reportCommands() []*cli.Command {
 				}
 				fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
 					r.Post, r.Author, moderation.Reporters(r.Reporters))
+				warnNotLogged(c, r.Logged)
 				switch {
 				case err != nil:
 					return err // removed; the author not told

@@ -148,3 +148,10 @@ func (c *Client) Unban(ctx context.Context, user string) (Unbanned, error) {
 	err := c.call(ctx, http.MethodPost, "/admin/v1/users/"+url.PathEscape(user)+"/unban", nil, &d)
 	return d, err
 }
+
+// Log is Service.Log on the node.
+func (c *Client) Log(ctx context.Context, offset, limit int) (LogPage, error) {
+	var p LogPage
+	err := c.call(ctx, http.MethodGet, "/admin/v1/log?limit="+strconv.Itoa(limit)+"&offset="+strconv.Itoa(offset), nil, &p)
+	return p, err
+}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -115,7 +116,10 @@ func Off(reason, msg string) http.Handler {
 // HandlerConfig is what the API needs from the node.
 type HandlerConfig struct {
 	Service *Service
-	// Token is the operators' bearer token (at least MinTokenLen bytes).
+	// Operators are the named bearer tokens (at least MinTokenLen bytes
+	// each); the name is who the moderation log says acted.
+	Operators []Operator
+	// Token, when Operators is empty, is one token named DefaultOperator.
 	Token []byte
 	// ClientAddr is the client address failed tokens are counted by (the
 	// node's, with its trusted proxies and IPv6 grouping).
@@ -130,7 +134,7 @@ type HandlerConfig struct {
 // Handler serves /admin/: the API under /admin/v1/ and the page.
 type Handler struct {
 	cfg      HandlerConfig
-	token    [sha256.Size]byte
+	ops      atomic.Pointer[[]opDigest] // swapped whole by SetOperators
 	mux      *http.ServeMux
 	fails    *failures
 	slots    chan struct{}
@@ -140,15 +144,19 @@ type Handler struct {
 
 // NewHandler returns the API and page handler.
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
-	if len(cfg.Token) < MinTokenLen {
-		return nil, errors.New("the admin token must hold at least 32 bytes")
+	ops := cfg.Operators
+	if len(ops) == 0 && cfg.Token != nil {
+		ops = []Operator{{Name: DefaultOperator, Token: cfg.Token}}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{cfg: cfg, token: sha256.Sum256(cfg.Token), mux: http.NewServeMux(),
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(),
 		fails: &failures{m: map[string]*failWindow{}, now: cfg.Now},
 		slots: make(chan struct{}, maxInFlight)}
+	if err := h.SetOperators(ops); err != nil {
+		return nil, err
+	}
 	h.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_admin_refusals_total",
 		Help: "Requests to the moderation API refused, by reason (unauthorized: a missing or wrong token; too_many_failures: refused with 429 after too many wrong tokens from the address)."},
 		[]string{"reason"})
@@ -177,6 +185,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/ban", h.api("ban", h.ban))
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/unban", h.api("unban", h.unban))
 	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", h.listBans))
+	h.mux.HandleFunc("GET /admin/v1/log", h.api("log", h.listLog))
 	h.mux.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
 		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "no such moderation endpoint: %s %s (docs/http-api.md \"Moderation API\")", r.Method, r.URL.Path))
@@ -214,22 +223,23 @@ func (h *Handler) refuse(w http.ResponseWriter, e *Error) {
 // in-flight bound and the time bound, then the action's result as JSON.
 func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *http.Request, body []byte) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		by := h.cfg.ClientAddr(r)
-		if wait := h.fails.throttled(by); wait > 0 {
+		addr := h.cfg.ClientAddr(r)
+		if wait := h.fails.throttled(addr); wait > 0 {
 			closeUnread(w, r)
 			w.Header().Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
 			h.refuse(w, refuse(ReasonThrottled, "too many wrong tokens from this address; try again in %d s", int((wait+time.Second-1)/time.Second)))
 			return
 		}
-		if !h.authorized(r) {
-			h.fails.fail(by)
+		by, ok := h.authorized(r)
+		if !ok {
+			h.fails.fail(addr)
 			closeUnread(w, r)
-			h.cfg.Log.Warn("moderation API: wrong or missing token", zap.String("operator", by))
+			h.cfg.Log.Warn("moderation API: wrong or missing token", zap.String("addr", addr))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="occase-admin"`)
 			h.refuse(w, refuse(ReasonUnauthorized, "a missing or wrong token: send Authorization: Bearer <the token of --admin-token-file>"))
 			return
 		}
-		h.fails.trust(by)
+		h.fails.trust(addr)
 		if r.ContentLength > MaxBody {
 			closeUnread(w, r)
 			h.refuse(w, refuse(ReasonTooLarge, "a request body holds at most %d bytes", MaxBody))
@@ -244,7 +254,7 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 			h.refuse(w, refuse(ReasonBusy, "%d moderation requests are in progress; try again", maxInFlight))
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		ctx, cancel := context.WithTimeout(WithClientAddr(r.Context(), addr), requestTimeout)
 		defer cancel()
 		http.NewResponseController(w).SetReadDeadline(h.cfg.Now().Add(requestTimeout))
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
@@ -261,31 +271,64 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 		if err != nil {
 			var e *Error
 			if !errors.As(err, &e) {
-				h.cfg.Log.Error("moderation API: "+action, zap.String("operator", by), zap.Error(err))
+				h.cfg.Log.Error("moderation API: "+action, zap.String("operator", by), zap.String("addr", addr), zap.Error(err))
 				e = refuse(ReasonUnavailable, "the node could not reach its store; try again")
 			} else if e.err != nil {
-				h.cfg.Log.Warn("moderation API: "+action, zap.String("operator", by), zap.Error(e.err))
+				h.cfg.Log.Warn("moderation API: "+action, zap.String("operator", by), zap.String("addr", addr), zap.Error(e.err))
 			}
 			h.refuse(w, e)
 			return
 		}
-		if action != "reports" && action != "bans" {
+		if action != "reports" && action != "bans" && action != "log" {
 			h.actions.WithLabelValues(action).Inc()
 		}
 		writeJSON(w, http.StatusOK, v)
 	}
 }
 
-// authorized compares the bearer token in constant time (as digests, so
-// its length is not told either).
-func (h *Handler) authorized(r *http.Request) bool {
+// SetOperators replaces the tokens the API accepts (a reload of the token
+// file): requests checked after it see the new set whole. An empty set
+// or a short token is refused, and the tokens in use stay.
+func (h *Handler) SetOperators(ops []Operator) error {
+	if len(ops) == 0 {
+		return errors.New("no admin token")
+	}
+	digests := make([]opDigest, len(ops))
+	for i, o := range ops {
+		if len(o.Token) < MinTokenLen {
+			return errors.New("an admin token must hold at least 32 bytes")
+		}
+		digests[i] = opDigest{name: o.Name, sum: sha256.Sum256(o.Token)}
+	}
+	h.ops.Store(&digests)
+	return nil
+}
+
+type opDigest struct {
+	name string
+	sum  [sha256.Size]byte
+}
+
+// authorized compares the bearer token with every operator's in
+// constant time (as digests, so its length is not told either), all of
+// them whatever matched, and returns the name of the one it is.
+func (h *Handler) authorized(r *http.Request) (string, bool) {
 	a := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(a, "Bearer ")
 	if !ok || tok == "" {
-		return false
+		return "", false
 	}
 	sum := sha256.Sum256([]byte(tok))
-	return subtle.ConstantTimeCompare(sum[:], h.token[:]) == 1
+	ops := *h.ops.Load()
+	match := -1
+	for i := range ops {
+		eq := subtle.ConstantTimeCompare(sum[:], ops[i].sum[:])
+		match = subtle.ConstantTimeSelect(eq, i, match)
+	}
+	if match < 0 {
+		return "", false
+	}
+	return ops[match].name, true
 }
 
 func decodeBody(body []byte, v any) error {
@@ -337,6 +380,18 @@ func (h *Handler) listBans(ctx context.Context, _ string, r *http.Request, _ []b
 		return nil, err
 	}
 	return h.cfg.Service.Bans(ctx, offset, limit)
+}
+
+func (h *Handler) listLog(ctx context.Context, _ string, r *http.Request, _ []byte) (any, error) {
+	limit, err := intParam(r, "limit", 50)
+	if err != nil {
+		return nil, err
+	}
+	offset, err := intParam(r, "offset", 0)
+	if err != nil {
+		return nil, err
+	}
+	return h.cfg.Service.Log(ctx, offset, limit)
 }
 
 func (h *Handler) dismiss(ctx context.Context, by string, r *http.Request, body []byte) (any, error) {

@@ -165,15 +165,50 @@ func TestFailuresBounded(t *testing.T) {
 	}
 }
 
-// The token file: trimmed, long enough, one token.
-func TestLoadToken(t *testing.T) {
-	dir := t.TempDir()
+// The token file: one bare token (named admin), or "name token" lines
+// with comments and blank lines; each refusal names its line and never
+// echoes a token. A client's file (LoadToken) holds one token.
+func TestTokenFile(t *testing.T) {
+	other := strings.Repeat("b", 40)
 	for _, c := range []struct {
-		name, content, want string
+		name, content string
+		want          []string // names, in order
+		err           string
 	}{
-		{"good", token + "\n", ""},
-		{"short", "abc\n", "the token holds 3 bytes, want at least 32"},
-		{"two", token + " " + token, "want one token"},
+		{"bare", token + "\n", []string{"admin"}, ""},
+		{"named", "# the team\n\nana " + token + "\n  bo.b-2_x " + other + "\n", []string{"ana", "bo.b-2_x"}, ""},
+		{"empty", "# nobody\n\n", nil, "no token"},
+		{"short", "ana abc\n", nil, "line 1: the token holds 3 bytes, want at least 32"},
+		{"short bare", "abc", nil, "line 1: the token holds 3 bytes"},
+		{"bad name", "# c\nAna " + token, nil, "line 2: a name is 1 to 32 of"},
+		{"long name", strings.Repeat("a", 33) + " " + token, nil, "line 1: a name is"},
+		{"three fields", "ana " + token + " x", nil, "line 1: want \"name token\""},
+		{"same name", "ana " + token + "\nana " + other, nil, "line 2: the name ana is on line 1 already"},
+		{"same token", "ana " + token + "\n\nbob " + token, nil, "line 3: the same token as line 1"},
+		{"bare among named", "ana " + token + "\n" + other, nil, "line 2: a bare token is for a file of one token"},
+	} {
+		ops, err := ParseTokens([]byte(c.content))
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s: %v, want %q", c.name, err, c.err)
+			} else if strings.Contains(err.Error(), token) || strings.Contains(err.Error(), other) {
+				t.Errorf("%s: the refusal echoes a token: %v", c.name, err)
+			}
+			continue
+		}
+		var names []string
+		for _, o := range ops {
+			names = append(names, o.Name)
+		}
+		if err != nil || strings.Join(names, " ") != strings.Join(c.want, " ") {
+			t.Errorf("%s: %v %v, want %v", c.name, names, err, c.want)
+		}
+	}
+	dir := t.TempDir()
+	for _, c := range []struct{ name, content, want string }{
+		{"one", "ana " + token + "\n", ""},
+		{"bare", token, ""},
+		{"two", "ana " + token + "\nbob " + other, "2 tokens; with --node, give a file holding your own token only"},
 	} {
 		p := dir + "/" + c.name
 		if err := os.WriteFile(p, []byte(c.content), 0o600); err != nil {

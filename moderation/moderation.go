@@ -12,12 +12,10 @@
 package moderation
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,6 +41,10 @@ type Store interface {
 	ListBans(ctx context.Context, offset, limit int) (broker.BanPage, error)
 	PostsOf(ctx context.Context, user string) ([]uint64, error)
 	DeletePost(ctx context.Context, id uint64, user string) error
+	// The moderation log (broker/modlog.go): append a line; read lines,
+	// newest first, and how many it holds.
+	AppendModLog(ctx context.Context, line []byte) error
+	ModLog(ctx context.Context, offset, limit int) ([]string, int, error)
 }
 
 // Bounds of a report listing (the CLI's --limit and --texts).
@@ -180,6 +182,8 @@ func toReportLine(p broker.ReportedPost) ReportLine {
 type Dismissed struct {
 	Post      uint64 `json:"post"`
 	Reporters int    `json:"reporters"`
+	// Logged: the moderation log has it (false: done, not recorded).
+	Logged bool `json:"logged"`
 }
 
 // Dismiss clears post id's reports; the post stays.
@@ -191,8 +195,11 @@ func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed,
 	if n == 0 {
 		return Dismissed{}, refuse(ReasonNoReports, "post %d has no reports: nothing dismissed", id)
 	}
-	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.String("operator", by))
-	return Dismissed{Post: id, Reporters: n}, nil
+	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
+	d := Dismissed{Post: id, Reporters: n}
+	d.Logged = s.record(ctx, LogEntry{By: by, Action: "dismiss", Target: strconv.FormatUint(id, 10),
+		Result: ResultOK, Detail: Reporters(n)})
+	return d, nil
 }
 
 // RemoveRequest is what an operator may say with a removal (the body of
@@ -236,6 +243,8 @@ type Removed struct {
 	// with a reason: the author's account is gone, nobody to tell).
 	Reason string `json:"reason,omitempty"`
 	Told   bool   `json:"told"`
+	// Logged: the moderation log has it (false: done, not recorded).
+	Logged bool `json:"logged"`
 }
 
 // Remove deletes post id as its author's delete would (every node drops
@@ -253,7 +262,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		// Reports can outlive a post only if a node of an older version
 		// deleted it; clear them.
 		if left, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
-			s.log.Info("moderation: leftover reports of a gone post cleared", zap.Uint64("post", id), zap.String("operator", by))
+			s.log.Info("moderation: leftover reports of a gone post cleared", zap.Uint64("post", id), zap.String("operator", by), addrField(ctx))
 			return Removed{}, refuse(ReasonPostNotFound, "no post %d (deleted or expired already); cleared its leftover reports (%s)", id, Reporters(left))
 		}
 		return Removed{}, refuse(ReasonPostNotFound, "no post %d (never published, or deleted or expired already)", id)
@@ -262,7 +271,9 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 	if err != nil && author != "" {
 		// Removed, but the notice could not be written (retried already).
 		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
-			zap.Int("reporters", n), zap.String("operator", by))
+			zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
+		res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
+			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: "author " + author})
 		return res, &Error{Reason: ReasonNotTold, Result: res, err: err,
 			Msg: fmt.Sprintf("post %d is removed, but its author %s could not be told why", id, author)}
 	}
@@ -270,7 +281,13 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		return Removed{}, err
 	}
 	s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
-		zap.Int("reporters", n), zap.String("reason", req.Reason), zap.Bool("told", res.Told), zap.String("operator", by))
+		zap.Int("reporters", n), zap.String("reason", req.Reason), zap.Bool("told", res.Told), zap.String("operator", by), addrField(ctx))
+	detail := "author " + author
+	if res.Told {
+		detail += ", told why"
+	}
+	res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
+		Reason: req.Reason, Note: req.Note, Result: ResultOK, Detail: detail})
 	return res, nil
 }
 
@@ -292,6 +309,8 @@ type Banned struct {
 	// Listed: the list of bans has it (false: the ban holds, but the
 	// list's write failed; the same ban again writes it).
 	Listed bool `json:"listed"`
+	// Logged: the moderation log has it (false: done, not recorded).
+	Logged bool `json:"logged"`
 }
 
 // Ban bans user: its logins are refused and its live sessions on every
@@ -304,6 +323,33 @@ type Banned struct {
 // and still takes the posts, then returns an Error with
 // ReasonBanNotListed.
 func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Banned, error) {
+	res, err := s.ban(ctx, by, user, req)
+	if res.User == "" {
+		return res, err // nothing done
+	}
+	e := LogEntry{By: by, Action: "ban", Target: user, Note: req.Note, RemovePosts: req.RemovePosts, Result: ResultOK}
+	var me *Error
+	if errors.As(err, &me) {
+		e.Result = me.Reason
+	} else if err != nil {
+		e.Result = ReasonUnavailable
+	}
+	var d []string
+	if res.Already {
+		d = append(d, "renewed")
+	}
+	if res.RemovePosts {
+		d = append(d, strconv.Itoa(res.PostsDeleted)+" posts deleted")
+	}
+	e.Detail = strings.Join(d, ", ")
+	res.Logged = s.record(ctx, e)
+	if me != nil && me.Result != nil {
+		me.Result = res
+	}
+	return res, err
+}
+
+func (s *Service) ban(ctx context.Context, by, user string, req BanRequest) (Banned, error) {
 	if !chat.ValidUserID(user) {
 		return Banned{}, refuse(ReasonBadRequest, "%q is not a user id", user)
 	}
@@ -319,7 +365,7 @@ func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Ban
 		listErr = nil
 	}
 	s.log.Info("moderation: user banned", zap.String("user", user), zap.Bool("renewed", already),
-		zap.Bool("note", req.Note != ""), zap.Bool("listed", listErr == nil), zap.String("operator", by))
+		zap.Bool("note", req.Note != ""), zap.Bool("listed", listErr == nil), zap.String("operator", by), addrField(ctx))
 	res := Banned{User: user, Already: already, RemovePosts: req.RemovePosts, Listed: listErr == nil}
 	// notListed is the end of a ban the list lacks: after the posts.
 	notListed := func() error {
@@ -354,7 +400,7 @@ func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Ban
 		}
 	}
 	s.log.Info("moderation: posts of a banned user deleted", zap.String("user", user),
-		zap.Int("deleted", res.PostsDeleted), zap.String("operator", by))
+		zap.Int("deleted", res.PostsDeleted), zap.String("operator", by), addrField(ctx))
 	return res, notListed()
 }
 
@@ -362,6 +408,8 @@ func (s *Service) Ban(ctx context.Context, by, user string, req BanRequest) (Ban
 type Unbanned struct {
 	User      string `json:"user"`
 	WasBanned bool   `json:"was_banned"`
+	// Logged: the moderation log has it (false: done, not recorded).
+	Logged bool `json:"logged"`
 }
 
 // Unban lifts user's ban: its next login is let in.
@@ -379,9 +427,15 @@ func (s *Service) Unban(ctx context.Context, by, user string) (Unbanned, error) 
 		return Unbanned{}, noUser(user, err)
 	}
 	if was {
-		s.log.Info("moderation: user unbanned", zap.String("user", user), zap.String("operator", by))
+		s.log.Info("moderation: user unbanned", zap.String("user", user), zap.String("operator", by), addrField(ctx))
 	}
-	return Unbanned{User: user, WasBanned: was}, nil
+	u := Unbanned{User: user, WasBanned: was}
+	e := LogEntry{By: by, Action: "unban", Target: user, Result: ResultOK}
+	if !was {
+		e.Detail = "was not banned"
+	}
+	u.Logged = s.record(ctx, e)
+	return u, nil
 }
 
 // MaxBansLimit bounds a page of the list of bans.
@@ -483,23 +537,4 @@ func ClipText(s string, n int) string {
 		i++
 	}
 	return b.String()
-}
-
-// LoadToken reads the admin token from path (--admin-token-file): the
-// file's content without surrounding white space, at least MinTokenLen
-// bytes.
-func LoadToken(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("--admin-token-file: %w", err)
-	}
-	tok := bytes.TrimSpace(b)
-	if len(tok) < MinTokenLen {
-		return nil, fmt.Errorf("--admin-token-file %s: the token holds %d bytes, want at least %d (make one with: openssl rand -hex 32 > %s)",
-			path, len(tok), MinTokenLen, path)
-	}
-	if bytes.ContainsAny(tok, " \t\r\n") {
-		return nil, fmt.Errorf("--admin-token-file %s: want one token, without spaces or line breaks inside", path)
-	}
-	return tok, nil
 }

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"errors"
 	"net/http"
 
 	"github.com/occase/occase/moderation"
@@ -12,7 +13,7 @@ import (
 // reaches the embedded server as well as Redis; a JSON 404 saying why
 // when the node has no token (--admin-token-file) or no broker (role img).
 func (s *Server) moderationHandler() (http.Handler, error) {
-	if s.cfg.AdminToken == nil {
+	if len(s.cfg.AdminTokens) == 0 {
 		return moderation.Off(moderation.ReasonDisabled,
 			"the moderation API is off on this node: start it with --admin-token-file (docs/operations.md \"The moderation API\")"), nil
 	}
@@ -23,7 +24,7 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Chat.QueueTTL, s.cfg.Clock, s.log.Named("moderation"))
 	h, err := moderation.NewHandler(moderation.HandlerConfig{
 		Service:    svc,
-		Token:      s.cfg.AdminToken,
+		Operators:  s.cfg.AdminTokens,
 		ClientAddr: func(r *http.Request) string { return s.clientKey(clientAddr(r, s.cfg.TrustedProxies)) },
 		Metrics:    s.m.reg,
 		Log:        s.log.Named("moderation"),
@@ -32,6 +33,19 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.modAPI.Store(h)
 	s.log.Info("moderation API on the admin listener", zap.String("path", "/admin/"))
 	return h, nil
+}
+
+// SetAdminTokens replaces the operators' tokens of the moderation API
+// (main calls it on SIGHUP with the token file read again); an error
+// when the API is not served (yet), or for a set it refuses (the tokens
+// in use stay).
+func (s *Server) SetAdminTokens(ops []moderation.Operator) error {
+	h := s.modAPI.Load()
+	if h == nil {
+		return errors.New("the moderation API is not served on this node")
+	}
+	return h.SetOperators(ops)
 }

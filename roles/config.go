@@ -20,10 +20,11 @@ type Config struct {
 	Role      string // db, img or all
 	Addr      string // listen address
 	AdminAddr string // optional separate listener for /metrics; "" serves it on Addr
-	// AdminToken, when set, serves the moderation API and page under
-	// /admin/ on AdminAddr (which it requires), for operators who send
-	// it as a bearer token (moderation.MinTokenLen bytes at least).
-	AdminToken []byte
+	// AdminTokens, when set, serve the moderation API and page under
+	// /admin/ on AdminAddr (which they require), for operators who send
+	// one as a bearer token (moderation.MinTokenLen bytes at least); its
+	// name is who the moderation log says acted.
+	AdminTokens []moderation.Operator
 
 	// TLS: a certificate and key, or automatic certificates for Domains
 	// (ACME TLS-ALPN-01 on Addr, and HTTP-01 on ACMEHTTPAddr when set).
@@ -234,11 +235,13 @@ func (c Config) parts() (db, img bool, err error) {
 	if c.AbuseLimit > 0 && c.AbuseWindow <= 0 {
 		return false, false, fmt.Errorf("--abuse-window %v: want a positive window when --abuse-limit is set", c.AbuseWindow)
 	}
-	if c.AdminToken != nil && c.AdminAddr == "" {
+	if len(c.AdminTokens) > 0 && c.AdminAddr == "" {
 		return false, false, fmt.Errorf("--admin-token-file needs --admin-addr: the moderation API is served on the admin listener only, never on the public one")
 	}
-	if c.AdminToken != nil && len(c.AdminToken) < moderation.MinTokenLen {
-		return false, false, fmt.Errorf("--admin-token-file: want a token of at least %d bytes, got %d", moderation.MinTokenLen, len(c.AdminToken))
+	for _, o := range c.AdminTokens {
+		if len(o.Token) < moderation.MinTokenLen {
+			return false, false, fmt.Errorf("--admin-token-file: the token of %s holds %d bytes, want at least %d", o.Name, len(o.Token), moderation.MinTokenLen)
+		}
 	}
 	for _, p := range ps {
 		db = db || p == "db"

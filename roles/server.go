@@ -17,6 +17,7 @@ import (
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
 	"github.com/occase/occase/images"
+	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/presence"
 	"github.com/occase/occase/push"
@@ -56,6 +57,8 @@ type Server struct {
 	cfg  Config
 	log  *zap.Logger
 	echo *echo.Echo
+	// modAPI is the moderation API once served (SetAdminTokens).
+	modAPI atomic.Pointer[moderation.Handler]
 
 	// db role
 	broker   *broker.Client

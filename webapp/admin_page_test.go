@@ -30,7 +30,8 @@ func TestBrowserAdminPage(t *testing.T) {
 	chromiumPath(t)
 	const token = "browser-test-token-0123456789abcdef0123"
 	tf := filepath.Join(t.TempDir(), "admin-token")
-	if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
+	// A named token: the Log view says who acted.
+	if err := os.WriteFile(tf, []byte("mara "+token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	admin := "http://" + freeAddr(t)
@@ -180,6 +181,21 @@ func TestBrowserAdminPage(t *testing.T) {
 	d.wait("the card gone", `document.querySelector(`+js(banCard)+`) === null && document.getElementById("ban-list").children.length === 0`)
 	d.wait("the empty list said", hasText("#bans-summary", "No banned users."))
 	d.shot("unbanned")
+
+	// The Log view: every action above, newest first (the unban), by
+	// the token's name, at both sizes.
+	d.click("#view-log")
+	d.wait("the log", `document.querySelectorAll("[data-testid=log-entry]").length === 3`)
+	if got := d.eval(`document.querySelector("[data-testid=log-entry]").textContent`); !strings.HasPrefix(got, "mara unbanned user "+sellerID) {
+		t.Fatalf("the newest log entry reads %q, want mara's unban of %s", got, sellerID)
+	}
+	d.shot("log")
+	ph.click("#view-log")
+	ph.wait("the log on the phone", `document.querySelectorAll("[data-testid=log-entry]").length === 3`)
+	if w := ph.eval(`String(document.documentElement.scrollWidth)`); w != "390" {
+		t.Fatalf("the Log view is %s px wide at phone size, want 390", w)
+	}
+	ph.shot("log")
 	d.noConsoleErrors("on the desktop")
 	ph.noConsoleErrors("on the phone, Bans")
 	ctx, cancel := context.WithTimeout(seller.ctx, waitFor)

@@ -2,15 +2,18 @@
 // API"). Every string that comes from users (post titles and text, report
 // texts, ids, ban notes) is HOSTILE: it is only ever set with
 // textContent, never parsed as markup. The token stays in this tab's
-// sessionStorage. Two views: the review queue and the list of bans.
+// sessionStorage. Three views: the review queue, the list of bans and
+// the moderation log (who did what; its notes and names are text too).
 "use strict";
 
 const KEY = "occase-admin-token";
 const BANS_PAGE = 20;
+const LOG_PAGE = 50;
 const MAX_NOTE = 280; // bytes of a note to the author (broker.MaxNoticeNote)
 const $ = (id) => document.getElementById(id);
 let view = "reports";
 let bansOffset = 0;
+let logOffset = 0;
 
 function token() { return sessionStorage.getItem(KEY) || ""; }
 
@@ -31,6 +34,7 @@ function showSignin(message) {
   $("signin").hidden = false;
   $("queue").hidden = true;
   $("bans").hidden = true;
+  $("log").hidden = true;
   $("views").hidden = true;
   $("signout").hidden = true;
   if (message) say(message, true);
@@ -134,6 +138,7 @@ function showView(v) {
   $("signout").hidden = false;
   $("queue").hidden = v !== "reports";
   $("bans").hidden = v !== "bans";
+  $("log").hidden = v !== "log";
   document.querySelectorAll("#views button").forEach((b) => {
     if (b.dataset.view === v) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
   });
@@ -141,7 +146,7 @@ function showView(v) {
 
 function load() {
   if (!token()) { showSignin(); return Promise.resolve(); }
-  return view === "bans" ? loadBans() : loadReports();
+  return view === "bans" ? loadBans() : view === "log" ? loadLog() : loadReports();
 }
 
 function banCard(b) {
@@ -204,6 +209,44 @@ async function unban(user) {
   const msg = $("status").textContent, err = $("status").classList.contains("error");
   await loadBans();
   if (msg) say(msg, err);
+}
+
+// logCard is one entry of the moderation log: who, when, what, on what.
+function logCard(e) {
+  const li = el("li", "entry");
+  li.dataset.testid = "log-entry";
+  const what = { dismiss: "dismissed the reports of post", remove: "removed post", ban: "banned user", unban: "unbanned user" }[e.action] || e.action;
+  const h = el("p", "what");
+  const by = el("strong", null, e.by || "?");
+  by.dataset.testid = "log-by";
+  h.append(by, el("span", null, " " + what + " " + e.target));
+  li.append(h);
+  let meta = whenMs(e.at) + (e.addr ? " · from " + e.addr : "") + " · " + (e.result === "ok" ? "done" : e.result);
+  if (e.detail) meta += " · " + e.detail;
+  if (e.reason) meta += " · reason " + e.reason;
+  if (e.remove_posts) meta += " · posts removed";
+  li.append(el("p", "meta", meta));
+  if (e.note) li.append(el("p", "note", "Note: " + e.note));
+  return li;
+}
+
+async function loadLog() {
+  say("Loading…");
+  let p;
+  try {
+    p = await api("GET", "/admin/v1/log?limit=" + LOG_PAGE + "&offset=" + logOffset);
+  } catch (e) {
+    if (e.reason !== "unauthorized") say(e.error || "failed", true);
+    return;
+  }
+  showView("log");
+  let sum = p.total === 0 ? "No moderation actions yet." : p.total + (p.total === 1 ? " action" : " actions") + " logged, newest first";
+  if (p.total > p.entries.length) sum += "; showing " + (p.offset + 1) + "–" + (p.offset + p.entries.length);
+  $("log-summary").textContent = p.total === 0 ? sum : sum + ".";
+  $("log-list").replaceChildren(...p.entries.map(logCard));
+  $("log-newer").hidden = p.offset === 0;
+  $("log-older").hidden = p.offset + p.entries.length >= p.total;
+  say("");
 }
 
 async function loadReports() {
@@ -332,6 +375,7 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.removeItem(KEY);
     $("reports").replaceChildren();
     $("ban-list").replaceChildren();
+    $("log-list").replaceChildren();
     view = "reports";
     say("");
     showSignin();
@@ -342,6 +386,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("view-bans").addEventListener("click", () => { view = "bans"; bansOffset = 0; load(); });
   $("bans-newer").addEventListener("click", () => { bansOffset = Math.max(0, bansOffset - BANS_PAGE); loadBans(); });
   $("bans-older").addEventListener("click", () => { bansOffset = Number($("bans-older").dataset.next) || 0; loadBans(); });
+  $("log-refresh").addEventListener("click", load);
+  $("view-log").addEventListener("click", () => { view = "log"; logOffset = 0; load(); });
+  $("log-newer").addEventListener("click", () => { logOffset = Math.max(0, logOffset - LOG_PAGE); loadLog(); });
+  $("log-older").addEventListener("click", () => { logOffset += LOG_PAGE; loadLog(); });
   $("remove-tell").addEventListener("change", removeFields);
   $("remove-note").addEventListener("input", removeFields);
   if (token()) load(); else showSignin();
