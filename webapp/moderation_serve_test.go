@@ -3,7 +3,9 @@ package webapp
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,18 +23,31 @@ func TestBrowserModerationAgainstServe(t *testing.T) {
 		t.Skip("browser test: not in -short mode")
 	}
 	chromiumPath(t)
-	s := newServeBinary(t)
+	// On a real Redis the commands reach it directly; on the embedded
+	// server (OCCASE_TEST_REDIS=embedded) only through the node's API.
+	var s *serveBinary
+	var modArgs []string
+	if os.Getenv("OCCASE_TEST_REDIS") == "embedded" {
+		admin := freeAddr(t)
+		tf := filepath.Join(t.TempDir(), "admin-token")
+		if err := os.WriteFile(tf, []byte(strings.Repeat("7", 64)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s = newServeBinaryWith(t, "--admin-addr", admin, "--admin-token-file", tf)
+		modArgs = []string{"--node", "http://" + admin, "--admin-token-file", tf}
+	} else {
+		s = newServeBinary(t)
+		for i, a := range s.args {
+			if a == "--redis" || a == "--redis-prefix" {
+				modArgs = append(modArgs, a, s.args[i+1])
+			}
+		}
+	}
 	if !s.hasFlag(t, "--report-rate") {
 		t.Skip("this server has no reports")
 	}
-	var redisArgs []string
-	for i, a := range s.args {
-		if a == "--redis" || a == "--redis-prefix" {
-			redisArgs = append(redisArgs, a, s.args[i+1])
-		}
-	}
 	moderate := func(args ...string) (string, error) {
-		cmd := exec.Command(s.bin, append(append([]string{"moderate", args[0]}, redisArgs...), args[1:]...)...)
+		cmd := exec.Command(s.bin, append(append([]string{"moderate", args[0]}, modArgs...), args[1:]...)...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

@@ -98,9 +98,15 @@ func newServeBinaryWith(t *testing.T, extra ...string) *serveBinary {
 	prefix := make([]byte, 4)
 	_, _ = rand.Read(prefix)
 	s.addr = freeAddr(t)
+	redis := startRedis(t)
 	s.args = []string{"serve", "--role=all", "--addr", s.addr,
-		"--redis", startRedis(t), "--redis-prefix", "webapp-test-" + hex.EncodeToString(prefix) + ":",
+		"--redis", redis, "--redis-prefix", "webapp-test-" + hex.EncodeToString(prefix) + ":",
 		"--secret", hex.EncodeToString(secret), "--log-level", "warn"}
+	if redis == "embedded" {
+		// The embedded server's snapshot goes with the test, not into
+		// webapp/data/ of the checkout (the serve default, ./data/).
+		s.args = append(s.args, "--embedded-snapshot", filepath.Join(t.TempDir(), "embedded.json"))
+	}
 	if s.hasFlag(t, "--menu") {
 		// A known menu: without one, GET /api/menu answers 404 (an error in
 		// the browser console on every load) and the app falls back to its

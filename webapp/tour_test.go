@@ -35,9 +35,7 @@ func TestBrowserTour(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin := freeAddr(t)
-	// The embedded broker's snapshot goes to a temporary file, not ./data.
-	s := newServeBinaryWith(t, "--admin-addr", admin, "--admin-token-file", tf,
-		"--embedded-snapshot", filepath.Join(t.TempDir(), "embedded.json"))
+	s := newServeBinaryWith(t, "--admin-addr", admin, "--admin-token-file", tf)
 	if !s.hasFlag(t, "--admin-token-file") || !s.hasFlag(t, "--report-rate") {
 		t.Skip("this server has no moderation API")
 	}
