@@ -87,17 +87,11 @@ func banCommands() []*cli.Command {
 	}, {
 		Name:  "bans",
 		Usage: "list the banned users, newest ban first: user id, when, note (entries of accounts gone since are cleaned as they are met)",
-		Flags: append(moderationFlags(&ld),
-			&cli.IntFlag{Name: "limit", Value: 50, Usage: "bans listed at most (1 to 1000)"},
-			&cli.IntFlag{Name: "offset", Value: 0, Usage: "skip this many of the newest (the line under the table gives the next page's)"},
-			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
+		Flags: append(moderationFlags(&ld), pageFlags("bans", moderation.MaxBansLimit, " (the line under the table gives the next page's)")...),
 		Action: func(c *cli.Context) error {
-			limit, offset := c.Int("limit"), c.Int("offset")
-			if limit < 1 || limit > moderation.MaxBansLimit {
-				return fmt.Errorf("--limit %d: want 1 to %d", limit, moderation.MaxBansLimit)
-			}
-			if offset < 0 || offset > broker.MaxBanList {
-				return fmt.Errorf("--offset %d: want 0 to %d", offset, broker.MaxBanList)
+			limit, offset, err := pageArgs(c, moderation.MaxBansLimit, broker.MaxBanList)
+			if err != nil {
+				return err
 			}
 			return withModeration(c, ld, func(ctx context.Context, m moderator) error {
 				page, err := m.Bans(ctx, offset, limit)
@@ -209,4 +203,27 @@ func parseFlagsAnywhere(c *cli.Context) (*cli.Context, []string, error) {
 	nc := cli.NewContext(c.App, set, c.Lineage()[1])
 	nc.Command = c.Command
 	return nc, pos, nil
+}
+
+// pageFlags are the flags of a command that lists a page of what (bans,
+// log entries): --limit (1 to maxLimit), --offset and --json.
+func pageFlags(what string, maxLimit int, offsetHint string) []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "limit", Value: 50, Usage: fmt.Sprintf("%s listed at most (1 to %d)", what, maxLimit)},
+		&cli.IntFlag{Name: "offset", Value: 0, Usage: "skip this many of the newest" + offsetHint},
+		&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"},
+	}
+}
+
+// pageArgs reads and checks --limit and --offset (pageFlags) before
+// anything is opened.
+func pageArgs(c *cli.Context, maxLimit, maxOffset int) (limit, offset int, err error) {
+	limit, offset = c.Int("limit"), c.Int("offset")
+	if limit < 1 || limit > maxLimit {
+		return 0, 0, fmt.Errorf("--limit %d: want 1 to %d", limit, maxLimit)
+	}
+	if offset < 0 || offset > maxOffset {
+		return 0, 0, fmt.Errorf("--offset %d: want 0 to %d", offset, maxOffset)
+	}
+	return limit, offset, nil
 }

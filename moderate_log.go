@@ -24,17 +24,11 @@ func logCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "log",
 		Usage: "list the moderation actions, newest first: when, who (the token's name, or cli:user@host as the CLI declared it), from which address, what, on which post or user, the result",
-		Flags: append(moderationFlags(&d),
-			&cli.IntFlag{Name: "limit", Value: 50, Usage: "entries listed at most (1 to 1000)"},
-			&cli.IntFlag{Name: "offset", Value: 0, Usage: "skip this many of the newest"},
-			&cli.BoolFlag{Name: "json", Usage: "one JSON object per line instead of a table"}),
+		Flags: append(moderationFlags(&d), pageFlags("entries", moderation.MaxLogLimit, "")...),
 		Action: func(c *cli.Context) error {
-			limit, offset := c.Int("limit"), c.Int("offset")
-			if limit < 1 || limit > moderation.MaxLogLimit {
-				return fmt.Errorf("--limit %d: want 1 to %d", limit, moderation.MaxLogLimit)
-			}
-			if offset < 0 || offset > broker.MaxModLog {
-				return fmt.Errorf("--offset %d: want 0 to %d", offset, broker.MaxModLog)
+			limit, offset, err := pageArgs(c, moderation.MaxLogLimit, broker.MaxModLog)
+			if err != nil {
+				return err
 			}
 			return withModeration(c, d, func(ctx context.Context, m moderator) error {
 				p, err := m.Log(ctx, offset, limit)

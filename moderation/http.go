@@ -184,8 +184,8 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /admin/v1/posts/{id}/remove", h.api("remove", h.remove))
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/ban", h.api("ban", h.ban))
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/unban", h.api("unban", h.unban))
-	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", h.listBans))
-	h.mux.HandleFunc("GET /admin/v1/log", h.api("log", h.listLog))
+	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", paged(h.cfg.Service.Bans)))
+	h.mux.HandleFunc("GET /admin/v1/log", h.api("log", paged(h.cfg.Service.Log)))
 	h.mux.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
 		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "no such moderation endpoint: %s %s (docs/http-api.md \"Moderation API\")", r.Method, r.URL.Path))
@@ -370,28 +370,20 @@ func (h *Handler) listReports(ctx context.Context, _ string, r *http.Request, _ 
 	return h.cfg.Service.Reports(ctx, limit, texts)
 }
 
-func (h *Handler) listBans(ctx context.Context, _ string, r *http.Request, _ []byte) (any, error) {
-	limit, err := intParam(r, "limit", 50)
-	if err != nil {
-		return nil, err
+// paged serves a list read by page: ?offset (0) and ?limit (50), each
+// checked by the Service.
+func paged[T any](list func(ctx context.Context, offset, limit int) (T, error)) func(context.Context, string, *http.Request, []byte) (any, error) {
+	return func(ctx context.Context, _ string, r *http.Request, _ []byte) (any, error) {
+		limit, err := intParam(r, "limit", 50)
+		if err != nil {
+			return nil, err
+		}
+		offset, err := intParam(r, "offset", 0)
+		if err != nil {
+			return nil, err
+		}
+		return list(ctx, offset, limit)
 	}
-	offset, err := intParam(r, "offset", 0)
-	if err != nil {
-		return nil, err
-	}
-	return h.cfg.Service.Bans(ctx, offset, limit)
-}
-
-func (h *Handler) listLog(ctx context.Context, _ string, r *http.Request, _ []byte) (any, error) {
-	limit, err := intParam(r, "limit", 50)
-	if err != nil {
-		return nil, err
-	}
-	offset, err := intParam(r, "offset", 0)
-	if err != nil {
-		return nil, err
-	}
-	return h.cfg.Service.Log(ctx, offset, limit)
 }
 
 func (h *Handler) dismiss(ctx context.Context, by string, r *http.Request, body []byte) (any, error) {
