@@ -159,6 +159,12 @@ func TestBrowserSellerTools(t *testing.T) {
 	s.wait("Renew only in the window", `document.querySelector(`+js(card(bike)+"[data-testid=renew-post]")+`).disabled && !document.querySelector(`+js(card(lamp)+"[data-testid=renew-post]")+`).disabled`)
 	s.wait("when renewing becomes possible", hasText(card(bike)+"[data-testid=renew-hint]", "can be renewed from"))
 	s.shot("my-posts")
+	// A listing opened from My listings keeps that tab selected, and Back
+	// returns to it.
+	s.click(card(lamp) + "[data-testid=post-link]")
+	s.wait("the lamp's page under My listings", `!document.getElementById("post-view").hidden && document.getElementById("tab-mine").getAttribute("aria-selected") === "true" && document.getElementById("tab-browse").getAttribute("aria-selected") === "false"`)
+	s.do(chromedp.NavigateBack())
+	s.wait("back on My listings", `!document.getElementById("mine-view").hidden`)
 	// A server whose window differs refuses; the time it names disables
 	// Renew (for this page).
 	srv.mu.Lock()

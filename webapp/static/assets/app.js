@@ -205,6 +205,10 @@ function show(view, extra = {}, how = "push") {
   if (app.editing && (view !== "publish-view" || extra.edit !== app.editing)) stopEdit();
   if (extra.edit) app.editing = extra.edit;
   app.view = view;
+  // A listing's page belongs to the list it was opened from (its tab stays
+  // selected); a shared link or a reload belongs to Browse.
+  if (view === "browse-view" || view === "mine-view") app.listTab = view;
+  else if (view !== "post-view") app.listTab = "";
   app.openChat = extra.chat ?? null;
   app.postId = extra.post ?? null;
   const url = routeOf();
@@ -2288,7 +2292,7 @@ function render() {
   renderConn();
   $("me").textContent = member ? app.nick || "You" : "";
   for (const v of document.querySelectorAll(".view")) v.hidden = v.id !== app.view;
-  const owner = { "chat-view": "chats-view", "post-view": "browse-view", "account-view": "" }[app.view] ?? app.view;
+  const owner = { "chat-view": "chats-view", "post-view": app.listTab || "browse-view", "account-view": "" }[app.view] ?? app.view;
   for (const t of document.querySelectorAll("#tabs [role=tab]")) {
     const sel = t.dataset.view === owner;
     t.setAttribute("aria-selected", String(sel));
