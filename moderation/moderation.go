@@ -487,7 +487,7 @@ func (s *Service) RebuildBans(ctx context.Context, by string) (broker.BanRebuild
 	}
 	defer s.rebuilding.Store(false)
 	r, err := s.store.RebuildBanList(ctx)
-	e := LogEntry{By: by, Action: "rebuild_bans", Result: ResultOK,
+	e := LogEntry{By: by, Action: "rebuild", Target: "bans", Result: ResultOK,
 		Detail: fmt.Sprintf("%d users scanned, %d banned, %d added, %d listed already", r.Scanned, r.Banned, r.Added, r.Listed)}
 	if r.Dropped > 0 {
 		e.Detail += fmt.Sprintf(", %d oldest dropped by the bound", r.Dropped)

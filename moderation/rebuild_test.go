@@ -62,7 +62,7 @@ func TestServiceRebuildBans(t *testing.T) {
 			t.Fatalf("after the rebuild: %+v %v", p, err)
 		}
 		lg, err := s.Log(ctx, 0, 1)
-		if err != nil || len(lg.Entries) != 1 || lg.Entries[0].Action != "rebuild_bans" || lg.Entries[0].By != "test" ||
+		if err != nil || len(lg.Entries) != 1 || lg.Entries[0].Action != "rebuild" || lg.Entries[0].By != "test" ||
 			lg.Entries[0].Detail != "4 users scanned, 3 banned, 2 added, 1 listed already" {
 			t.Fatalf("the moderation log: %+v %v", lg, err)
 		}
@@ -89,7 +89,7 @@ func TestServiceRebuildBans(t *testing.T) {
 		if p, err := cl.Bans(ctx, 0, 10); err != nil || p.Total != 4 || p.Bans[1].User != users[3] || p.Bans[1].Note != "late" {
 			t.Fatalf("after the API's rebuild: %+v %v", p, err)
 		}
-		if lg, _ := s.Log(ctx, 0, 1); len(lg.Entries) != 1 || lg.Entries[0].Action != "rebuild_bans" || !strings.Contains(lg.Entries[0].Detail, ", 1 added,") || lg.Entries[0].Addr != "192.0.2.7" {
+		if lg, _ := s.Log(ctx, 0, 1); len(lg.Entries) != 1 || lg.Entries[0].Action != "rebuild" || !strings.Contains(lg.Entries[0].Detail, ", 1 added,") || lg.Entries[0].Addr != "192.0.2.7" {
 			t.Fatalf("the API's rebuild in the log: %+v", lg)
 		}
 		// A GET is not the rebuild.
