@@ -90,6 +90,9 @@ func banCommands() []*cli.Command {
 		Flags: append(append(moderationFlags(&ld), pageFlags("bans", moderation.MaxBansLimit, " (the line under the table gives the next page's)")...),
 			&cli.BoolFlag{Name: "rebuild", Usage: "instead of listing, put on the list every banned user it lacks (bans made before the list existed, or whose list write failed): reads every user hash, in SCAN steps of 1000; running it again adds nothing"}),
 		Action: func(c *cli.Context) error {
+			if c.Bool("rebuild") && (c.IsSet("limit") || c.IsSet("offset")) {
+				return fmt.Errorf("--rebuild lists nothing: it takes no --limit or --offset")
+			}
 			if c.Bool("rebuild") {
 				return withModeration(c, ld, func(ctx context.Context, m moderator) error {
 					r, err := m.RebuildBans(ctx)

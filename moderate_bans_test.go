@@ -239,6 +239,9 @@ func TestModerateBansRebuild(t *testing.T) {
 		!strings.Contains(out, `"scanned":3,"banned":2,"added":0,"listed":2`) {
 		t.Fatalf("second rebuild: %v\n%s", err, out)
 	}
+	if _, errOut, err := run(t, bin, "moderate", "bans", "--rebuild", "--limit", "5", "--redis", r.Addr); err == nil || !strings.Contains(errOut, "takes no --limit") {
+		t.Fatalf("--rebuild with --limit: %v\n%s", err, errOut)
+	}
 	if out, _, err := run(t, bin, "moderate", "log", "--limit", "2", "--redis", r.Addr); err != nil || strings.Count(out, "rebuild  bans") != 2 {
 		t.Fatalf("the moderation log:\n%s", out)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/rueidis"
@@ -104,4 +105,43 @@ func TestServiceRebuildBans(t *testing.T) {
 			t.Fatal("GET /admin/v1/bans/rebuild answered 200")
 		}
 	})
+}
+
+// slowRebuild holds RebuildBanList until release closes, so that a
+// second rebuild meets the first (a real Redis is never that slow here).
+type slowRebuild struct {
+	*broker.Client
+	started, release chan struct{}
+}
+
+func (s slowRebuild) RebuildBanList(ctx context.Context) (broker.BanRebuild, error) {
+	select {
+	case s.started <- struct{}{}:
+	default: // nobody waits: not the held one
+	}
+	<-s.release
+	return s.Client.RebuildBanList(ctx)
+}
+
+// One rebuild at a time on a Service: a second, while the first runs, is
+// refused busy and changes nothing; after it, a rebuild runs again.
+func TestServiceRebuildBusy(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	b := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix()})
+	st := slowRebuild{Client: b, started: make(chan struct{}, 1), release: make(chan struct{})}
+	s := New(st, 10, 0, nil, zaptest.NewLogger(t))
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { _, err := s.RebuildBans(ctx, "first"); done <- err }()
+	<-st.started
+	if _, err := s.RebuildBans(ctx, "second"); !isReason(err, ReasonBusy) {
+		t.Fatalf("a second rebuild: %v, want busy", err)
+	}
+	close(st.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RebuildBans(ctx, "third"); err != nil {
+		t.Fatalf("a rebuild after the first ended: %v", err)
+	}
 }
