@@ -64,6 +64,7 @@ type moderator interface {
 	Ban(ctx context.Context, user string, req moderation.BanRequest) (moderation.Banned, error)
 	Unban(ctx context.Context, user string) (moderation.Unbanned, error)
 	Bans(ctx context.Context, offset, limit int) (broker.BanPage, error)
+	RebuildBans(ctx context.Context) (broker.BanRebuild, error)
 	Log(ctx context.Context, offset, limit int) (moderation.LogPage, error)
 }
 
@@ -88,6 +89,9 @@ func (l localModerator) Ban(ctx context.Context, user string, req moderation.Ban
 }
 func (l localModerator) Bans(ctx context.Context, offset, limit int) (broker.BanPage, error) {
 	return l.s.Bans(ctx, offset, limit)
+}
+func (l localModerator) RebuildBans(ctx context.Context) (broker.BanRebuild, error) {
+	return l.s.RebuildBans(ctx, l.by)
 }
 func (l localModerator) Log(ctx context.Context, offset, limit int) (moderation.LogPage, error) {
 	return l.s.Log(ctx, offset, limit)

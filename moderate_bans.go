@@ -87,8 +87,32 @@ func banCommands() []*cli.Command {
 	}, {
 		Name:  "bans",
 		Usage: "list the banned users, newest ban first: user id, when, note (entries of accounts gone since are cleaned as they are met)",
-		Flags: append(moderationFlags(&ld), pageFlags("bans", moderation.MaxBansLimit, " (the line under the table gives the next page's)")...),
+		Flags: append(append(moderationFlags(&ld), pageFlags("bans", moderation.MaxBansLimit, " (the line under the table gives the next page's)")...),
+			&cli.BoolFlag{Name: "rebuild", Usage: "instead of listing, put on the list every banned user it lacks (bans made before the list existed, or whose list write failed): reads every user hash, in SCAN steps of 1000; running it again adds nothing"}),
 		Action: func(c *cli.Context) error {
+			if c.Bool("rebuild") && (c.IsSet("limit") || c.IsSet("offset")) {
+				return fmt.Errorf("--rebuild lists nothing: it takes no --limit or --offset")
+			}
+			if c.Bool("rebuild") {
+				return withModeration(c, ld, func(ctx context.Context, m moderator) error {
+					r, err := m.RebuildBans(ctx)
+					if err != nil {
+						if r.Added > 0 {
+							fmt.Fprintf(c.App.Writer, "stopped: %d bans added before the error; run it again\n", r.Added)
+						}
+						return err
+					}
+					if c.Bool("json") {
+						return json.NewEncoder(c.App.Writer).Encode(r)
+					}
+					fmt.Fprintf(c.App.Writer, "%d users scanned, %d banned: %d added to the list, %d listed already\n",
+						r.Scanned, r.Banned, r.Added, r.Listed)
+					if r.Dropped > 0 {
+						fmt.Fprintf(c.App.Writer, "the list is full: its %d oldest entries were dropped from it (their bans hold)\n", r.Dropped)
+					}
+					return nil
+				})
+			}
 			limit, offset, err := pageArgs(c, moderation.MaxBansLimit, broker.MaxBanList)
 			if err != nil {
 				return err

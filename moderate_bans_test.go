@@ -192,3 +192,57 @@ func TestModerateBanNotListed(t *testing.T) {
 		t.Fatalf("bans after the rerun: %v\n%s", err, out)
 	}
 }
+
+// `occase moderate bans --rebuild`, the real binary on a real Redis: bans
+// made the old way (the fields ban and bnote of the user's hash, as the
+// ban script of before the list set them) are not listed until the
+// rebuild lists them, with their time and note; the rebuild prints its
+// counts, and a second one adds nothing.
+func TestModerateBansRebuild(t *testing.T) {
+	r := brokertest.StartRedis(t)
+	ctx := context.Background()
+	b := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: "occase:"})
+	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	var users []string
+	for range 3 {
+		u, err := b.CreateUser(ctx, "d", 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users = append(users, u)
+	}
+	for i, u := range users[:2] {
+		if err := raw.Do(ctx, raw.B().Hset().Key("occase:u:{"+u+"}").FieldValue().
+			FieldValue("ban", "170000000"+string(rune('0'+i))+"000").FieldValue("bnote", "old note "+u).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := binary(t)
+	if out, _, err := run(t, bin, "moderate", "bans", "--redis", r.Addr); err != nil || !strings.Contains(out, "no banned users") {
+		t.Fatalf("bans before the rebuild: %v\n%s", err, out)
+	}
+	out, errOut, err := run(t, bin, "moderate", "bans", "--rebuild", "--redis", r.Addr)
+	if err != nil || !strings.Contains(out, "3 users scanned, 2 banned: 2 added to the list, 0 listed already") {
+		t.Fatalf("rebuild: %v\n%s%s", err, out, errOut)
+	}
+	out, _, err = run(t, bin, "moderate", "bans", "--redis", r.Addr)
+	if err != nil || !strings.Contains(out, "2 banned users") ||
+		!strings.Contains(out, users[0]+"  ") || !strings.Contains(out, "2023-11-14 22:13:20  old note "+users[0]) ||
+		!strings.Contains(out, "2023-11-14 22:13:21  old note "+users[1]) || strings.Index(out, users[1]) > strings.Index(out, "old note "+users[0]) {
+		t.Fatalf("bans after the rebuild:\n%s", out)
+	}
+	if out, _, err := run(t, bin, "moderate", "bans", "--rebuild", "--json", "--redis", r.Addr); err != nil ||
+		!strings.Contains(out, `"scanned":3,"banned":2,"added":0,"listed":2`) {
+		t.Fatalf("second rebuild: %v\n%s", err, out)
+	}
+	if _, errOut, err := run(t, bin, "moderate", "bans", "--rebuild", "--limit", "5", "--redis", r.Addr); err == nil || !strings.Contains(errOut, "takes no --limit") {
+		t.Fatalf("--rebuild with --limit: %v\n%s", err, errOut)
+	}
+	if out, _, err := run(t, bin, "moderate", "log", "--limit", "2", "--redis", r.Addr); err != nil || strings.Count(out, "rebuild  bans") != 2 {
+		t.Fatalf("the moderation log:\n%s", out)
+	}
+}

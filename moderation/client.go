@@ -149,6 +149,13 @@ func (c *Client) Unban(ctx context.Context, user string) (Unbanned, error) {
 	return d, err
 }
 
+// RebuildBans is Service.RebuildBans on the node.
+func (c *Client) RebuildBans(ctx context.Context) (broker.BanRebuild, error) {
+	var r broker.BanRebuild
+	err := c.call(ctx, http.MethodPost, "/admin/v1/bans/rebuild", nil, &r)
+	return r, err
+}
+
 // Log is Service.Log on the node.
 func (c *Client) Log(ctx context.Context, offset, limit int) (LogPage, error) {
 	var p LogPage

@@ -185,6 +185,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/ban", h.api("ban", h.ban))
 	h.mux.HandleFunc("POST /admin/v1/users/{id}/unban", h.api("unban", h.unban))
 	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", paged(h.cfg.Service.Bans)))
+	h.mux.HandleFunc("POST /admin/v1/bans/rebuild", h.api("rebuild_bans", h.rebuildBans))
 	h.mux.HandleFunc("GET /admin/v1/log", h.api("log", paged(h.cfg.Service.Log)))
 	h.mux.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
 		closeUnread(w, r)
@@ -422,6 +423,13 @@ func (h *Handler) unban(ctx context.Context, by string, r *http.Request, body []
 		return nil, err
 	}
 	return h.cfg.Service.Unban(ctx, by, r.PathValue("id"))
+}
+
+func (h *Handler) rebuildBans(ctx context.Context, by string, r *http.Request, body []byte) (any, error) {
+	if err := decodeBody(body, &struct{}{}); err != nil {
+		return nil, err
+	}
+	return h.cfg.Service.RebuildBans(ctx, by)
 }
 
 // failures counts wrong tokens per client address in fixed windows of

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -39,6 +40,9 @@ type Store interface {
 	BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error)
 	UnbanUser(ctx context.Context, id string) (was bool, err error)
 	ListBans(ctx context.Context, offset, limit int) (broker.BanPage, error)
+	// RebuildBanList puts the bans the list lacks on it (a SCAN of the
+	// user hashes): bans made before the list, or whose write failed.
+	RebuildBanList(ctx context.Context) (broker.BanRebuild, error)
 	PostsOf(ctx context.Context, user string) ([]uint64, error)
 	DeletePost(ctx context.Context, id uint64, user string) error
 	// The moderation log (broker/modlog.go): append a line; read lines,
@@ -95,6 +99,8 @@ type Service struct {
 	noticeTTL time.Duration
 	now       func() time.Time
 	log       *zap.Logger
+	// rebuilding: a rebuild of the list of bans runs (one at a time).
+	rebuilding atomic.Bool
 }
 
 // New returns a Service on store; queueMax is the review queue's bound
@@ -467,6 +473,37 @@ func (s *Service) Bans(ctx context.Context, offset, limit int) (broker.BanPage, 
 		s.log.Info("moderation: stale entries cleaned from the list of bans", zap.Int("cleaned", p.Cleaned))
 	}
 	return p, nil
+}
+
+// RebuildBans puts on the list of bans every banned user it lacks (POST
+// /admin/v1/bans/rebuild, `occase moderate bans --rebuild`): bans made
+// by a version before the list, or whose list write failed. It reads
+// every user hash in SCAN steps, so its time grows with the users; one
+// runs at a time on a Service (another is refused ReasonBusy). Running
+// it again adds nothing new; an error leaves what it added so far.
+func (s *Service) RebuildBans(ctx context.Context, by string) (broker.BanRebuild, error) {
+	if !s.rebuilding.CompareAndSwap(false, true) {
+		return broker.BanRebuild{}, refuse(ReasonBusy, "a rebuild of the list of bans is running on this node; try again when it ends")
+	}
+	defer s.rebuilding.Store(false)
+	r, err := s.store.RebuildBanList(ctx)
+	e := LogEntry{By: by, Action: "rebuild", Target: "bans", Result: ResultOK,
+		Detail: fmt.Sprintf("%d users scanned, %d banned, %d added, %d listed already", r.Scanned, r.Banned, r.Added, r.Listed)}
+	if r.Dropped > 0 {
+		e.Detail += fmt.Sprintf(", %d oldest dropped by the bound", r.Dropped)
+	}
+	if err != nil {
+		e.Result = ReasonUnavailable
+		s.log.Warn("moderation: the rebuild of the list of bans stopped", zap.String("operator", by),
+			zap.Int("added", r.Added), zap.Error(err), addrField(ctx))
+	} else {
+		s.log.Info("moderation: the list of bans rebuilt", zap.String("operator", by), zap.Int("scanned", r.Scanned),
+			zap.Int("banned", r.Banned), zap.Int("added", r.Added), zap.Int("listed", r.Listed), addrField(ctx))
+	}
+	if err == nil || r.Added > 0 {
+		s.record(ctx, e)
+	}
+	return r, err
 }
 
 // noUser makes broker.ErrNoUser an operator's sentence.

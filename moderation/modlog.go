@@ -38,8 +38,9 @@ type LogEntry struct {
 	By string `json:"by"`
 	// Addr is the client address of an API call.
 	Addr   string `json:"addr,omitempty"`
-	Action string `json:"action"` // dismiss, remove, ban, unban
-	// Target is the post id (dismiss, remove) or the user id (ban, unban).
+	Action string `json:"action"` // dismiss, remove, ban, unban, rebuild
+	// Target is the post id (dismiss, remove), the user id (ban, unban),
+	// or "bans" (rebuild: of the list of bans).
 	Target      string `json:"target"`
 	Reason      string `json:"reason,omitempty"`
 	Note        string `json:"note,omitempty"`
