@@ -85,7 +85,8 @@ func TestParsePublicURL(t *testing.T) {
 	for _, in := range []string{"", "market.example.com", "/shop", "//market.example.com", "ftp://x.example",
 		"javascript:alert(1)", "https:market.example.com", "https://", "https:///x", "https://u@x.example",
 		"https://x.example/?", "https://x.example/?a=1", "https://x.example/#", "https://x.example/#/post/1",
-		"https://x.example/'; script-src *", "https://x.example/a;b", "https://x.example\n"} {
+		"https://x.example/'; script-src *", "https://x.example/a;b", "https://x.example\n",
+		"https://*.example.com", "https://a_b.example.com", "https://a$b.com", "https://a(b).com", "https://x.example:*"} {
 		if _, _, err := ParsePublicURL(in); err == nil || !strings.Contains(err.Error(), "--public-url") {
 			t.Errorf("%q: %v, want a refusal naming --public-url", in, err)
 		}

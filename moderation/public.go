@@ -54,6 +54,10 @@ func postImages(post string) []string {
 	return out
 }
 
+// hostChars: a DNS name, IPv4 or [IPv6] address and an optional port,
+// nothing a CSP source list would read otherwise ("*", quotes, ...).
+var hostChars = regexp.MustCompile(`^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
+
 // ParsePublicURL checks --public-url: an absolute http or https URL with
 // a host, no user, query or fragment. It returns the URL without its
 // trailing slash (photos are PUBLIC + "/" + path) and its origin, the
@@ -68,6 +72,8 @@ func ParsePublicURL(s string) (public, origin string, err error) {
 		err = fmt.Errorf("--public-url %q: want an absolute http or https URL, e.g. https://market.example.com", s)
 	case u.Host == "" || u.Hostname() == "" || u.Opaque != "":
 		err = fmt.Errorf("--public-url %q: no host: want e.g. https://market.example.com", s)
+	case !hostChars.MatchString(u.Host):
+		err = fmt.Errorf("--public-url %q: the host must be a DNS name or an IP address (letters, digits, '.', '-', [IPv6]) with an optional port", s)
 	case u.User != nil:
 		err = fmt.Errorf("--public-url %q: no user or password in it", s)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(s, "?#"):
