@@ -221,6 +221,12 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 			return err
 		}
 	}
+	if u := c.String("public-url"); u != "" {
+		if _, _, err := moderation.ParsePublicURL(u); err != nil {
+			return err
+		}
+		cfg.PublicURL = u
+	}
 	log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), c.Int("log-per-second"))
 	if err != nil {
 		return err
@@ -321,6 +327,7 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "role", Value: cfg.Role, Destination: &cfg.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
 		&cli.StringFlag{Name: "addr", Value: cfg.Addr, Destination: &cfg.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
 		&cli.StringFlag{Name: "admin-addr", Value: cfg.AdminAddr, Destination: &cfg.AdminAddr, EnvVars: env("ADMIN_ADDR"), Usage: "separate listen address for /metrics and /healthz (default: /metrics on --addr)"},
+		&cli.StringFlag{Name: "public-url", EnvVars: env("PUBLIC_URL"), Usage: "the address users open, e.g. https://market.example.com (absolute http or https, no query or fragment): the moderation page shows reported posts' photos from there and links to the listings; without it, no photos"},
 		&cli.StringFlag{Name: "admin-token-file", EnvVars: env("ADMIN_TOKEN_FILE"), Usage: "file holding the operators' token (at least 32 bytes, e.g. openssl rand -hex 32): serves the moderation API and page under /admin/ on --admin-addr (docs/operations.md \"The moderation API\"); without it they are off"},
 		&cli.StringFlag{Name: "tls-cert", Value: cfg.TLSCert, Destination: &cfg.TLSCert, EnvVars: env("TLS_CERT"), Usage: "TLS certificate file (PEM); with --tls-key serves HTTPS/WSS on --addr"},
 		&cli.StringFlag{Name: "tls-key", Value: cfg.TLSKey, Destination: &cfg.TLSKey, EnvVars: env("TLS_KEY"), Usage: "TLS private key file (PEM)"},

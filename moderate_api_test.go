@@ -297,6 +297,12 @@ func TestModerationAPIOff(t *testing.T) {
 		{"bare among named", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("ana " + testAdminToken + "\n" + otherAdminToken)}, "line 2: a bare token is for a file of one token"},
 		{"no token", []string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile("# nobody yet\n")}, "no token"},
 		{"no admin listener", []string{"--admin-token-file", good}, "--admin-token-file needs --admin-addr"},
+		{"public url relative", []string{"--public-url", "market.example.com"}, "--public-url \"market.example.com\": want an absolute http or https URL"},
+		{"public url scheme", []string{"--public-url", "javascript:alert(1)"}, "want an absolute http or https URL"},
+		{"public url query", []string{"--public-url", "https://market.example.com/?a=1"}, "no query or fragment"},
+		{"public url fragment", []string{"--public-url", "https://market.example.com/#/x"}, "no query or fragment"},
+		{"public url user", []string{"--public-url", "https://u:p@market.example.com"}, "no user or password"},
+		{"public url no host", []string{"--public-url", "https:///x"}, "no host"},
 	} {
 		_, errOut, err := run(t, bin, append([]string{"serve", "--log-format", "console", "--addr", "127.0.0.1:0", "--image-dir", filepath.Join(dir, "img"),
 			"--embedded-snapshot", filepath.Join(dir, "e.json")}, c.args...)...)

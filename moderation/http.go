@@ -129,6 +129,11 @@ type HandlerConfig struct {
 	Metrics prometheus.Registerer
 	Log     *zap.Logger
 	Now     func() time.Time
+	// PublicURL, when set, is the address users open (--public-url,
+	// checked by ParsePublicURL): the page shows the reported posts'
+	// photos from there and links to the listings, and its CSP lets
+	// images of that origin in (and nothing else of it).
+	PublicURL string
 }
 
 // Handler serves /admin/: the API under /admin/v1/ and the page.
@@ -140,6 +145,8 @@ type Handler struct {
 	slots    chan struct{}
 	refusals *prometheus.CounterVec
 	actions  *prometheus.CounterVec
+	public   string // PublicURL without its trailing slash
+	csp      string // the page's Content-Security-Policy
 }
 
 // NewHandler returns the API and page handler.
@@ -156,6 +163,14 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 		slots: make(chan struct{}, maxInFlight)}
 	if err := h.SetOperators(ops); err != nil {
 		return nil, err
+	}
+	h.csp = pageCSP("")
+	if cfg.PublicURL != "" {
+		public, origin, err := ParsePublicURL(cfg.PublicURL)
+		if err != nil {
+			return nil, err
+		}
+		h.public, h.csp = public, pageCSP(origin)
 	}
 	h.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "occase_admin_refusals_total",
 		Help: "Requests to the moderation API refused, by reason (unauthorized: a missing or wrong token; too_many_failures: refused with 429 after too many wrong tokens from the address)."},
@@ -191,10 +206,10 @@ func (h *Handler) routes() {
 		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "no such moderation endpoint: %s %s (docs/http-api.md \"Moderation API\")", r.Method, r.URL.Path))
 	})
-	h.mux.Handle("GET /admin/{$}", pageHandler("index.html"))
-	h.mux.Handle("GET /admin/admin.js", pageHandler("admin.js"))
-	h.mux.Handle("GET /admin/admin.css", pageHandler("admin.css"))
-	h.mux.Handle("GET /admin/favicon.svg", pageHandler("favicon.svg"))
+	h.mux.Handle("GET /admin/{$}", h.pageHandler("index.html"))
+	h.mux.Handle("GET /admin/admin.js", h.pageHandler("admin.js"))
+	h.mux.Handle("GET /admin/admin.css", h.pageHandler("admin.css"))
+	h.mux.Handle("GET /admin/favicon.svg", h.pageHandler("favicon.svg"))
 	h.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "not found: %s %s", r.Method, r.URL.Path))
@@ -368,7 +383,25 @@ func (h *Handler) listReports(ctx context.Context, _ string, r *http.Request, _ 
 	if err != nil {
 		return nil, err
 	}
-	return h.cfg.Service.Reports(ctx, limit, texts)
+	q, err := h.cfg.Service.Reports(ctx, limit, texts)
+	if err != nil {
+		return nil, err
+	}
+	if h.public == "" {
+		// Without --public-url the page could not show them.
+		for i := range q.Reports {
+			q.Reports[i].Images = nil
+		}
+	}
+	return reportsPage{Queue: q, PublicURL: h.public}, nil
+}
+
+// reportsPage is GET /admin/v1/reports: the queue, and the public site's
+// address (--public-url) the photos' paths and the listings' links are
+// relative to, when the node knows it.
+type reportsPage struct {
+	Queue
+	PublicURL string `json:"public_url,omitempty"`
 }
 
 // paged serves a list read by page: ?offset (0) and ?limit (50), each

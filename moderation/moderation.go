@@ -129,14 +129,17 @@ type Queue struct {
 // ReportLine is one reported post, as `occase moderate reports --json`
 // writes it, one a line.
 type ReportLine struct {
-	ID        uint64          `json:"id"`
-	Author    string          `json:"author"`
-	Gone      bool            `json:"gone,omitempty"`
-	Reporters int             `json:"reporters"`
-	Reasons   map[string]int  `json:"reasons"`
-	Title     string          `json:"title,omitempty"`
-	Snippet   string          `json:"snippet"`
-	Latest    []broker.Report `json:"latest"`
+	ID        uint64         `json:"id"`
+	Author    string         `json:"author"`
+	Gone      bool           `json:"gone,omitempty"`
+	Reporters int            `json:"reporters"`
+	Reasons   map[string]int `json:"reasons"`
+	Title     string         `json:"title,omitempty"`
+	Snippet   string         `json:"snippet"`
+	// Images: the post's photo paths, relative to the public site, each
+	// of the web app's shape (postImages), at most MaxImages.
+	Images []string        `json:"images,omitempty"`
+	Latest []broker.Report `json:"latest"`
 }
 
 // CheckList checks a listing's limit and texts.
@@ -175,6 +178,7 @@ func toReportLine(p broker.ReportedPost) ReportLine {
 	l := ReportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
 		Latest: []broker.Report{}}
 	l.Title, l.Snippet = postSnippet(p.Post)
+	l.Images = postImages(p.Post)
 	for _, s := range p.Latest {
 		var r broker.Report
 		if json.Unmarshal([]byte(s), &r) == nil {

@@ -14,9 +14,17 @@ import (
 //go:embed page
 var page embed.FS
 
-// pageCSP: only this origin's own script and style, fetches to itself.
-const pageCSP = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " +
-	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+// pageCSP: only this origin's own script and style, fetches to itself;
+// images from itself and, with --public-url, from the public site's
+// origin (imgOrigin, from ParsePublicURL: never from a request).
+func pageCSP(imgOrigin string) string {
+	img := "img-src 'self'"
+	if imgOrigin != "" {
+		img += " " + imgOrigin
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " + img + "; " +
+		"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}
 
 var pageTypes = map[string]string{
 	"index.html":  "text/html; charset=utf-8",
@@ -25,7 +33,7 @@ var pageTypes = map[string]string{
 	"favicon.svg": "image/svg+xml",
 }
 
-func pageHandler(name string) http.Handler {
+func (hd *Handler) pageHandler(name string) http.Handler {
 	b, err := page.ReadFile("page/" + name)
 	if err != nil {
 		panic("moderation: page file missing from the build: " + name)
@@ -34,7 +42,7 @@ func pageHandler(name string) http.Handler {
 		closeUnread(w, r)
 		h := w.Header()
 		h.Set("Content-Type", pageTypes[name])
-		h.Set("Content-Security-Policy", pageCSP)
+		h.Set("Content-Security-Policy", hd.csp)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Referrer-Policy", "no-referrer")

@@ -29,6 +29,7 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 		Metrics:    s.m.reg,
 		Log:        s.log.Named("moderation"),
 		Now:        s.cfg.Clock,
+		PublicURL:  s.cfg.PublicURL,
 	})
 	if err != nil {
 		return nil, err

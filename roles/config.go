@@ -25,6 +25,10 @@ type Config struct {
 	// one as a bearer token (moderation.MinTokenLen bytes at least); its
 	// name is who the moderation log says acted.
 	AdminTokens []moderation.Operator
+	// PublicURL, optional, is the address users open (checked by
+	// moderation.ParsePublicURL): the moderation page shows reported
+	// posts' photos from there and links to the listings.
+	PublicURL string
 
 	// TLS: a certificate and key, or automatic certificates for Domains
 	// (ACME TLS-ALPN-01 on Addr, and HTTP-01 on ACMEHTTPAddr when set).

@@ -1,8 +1,13 @@
 package webapp
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -97,6 +102,12 @@ func TestBrowserAdminPage(t *testing.T) {
 	card := `[data-testid=report][data-post="` + bike + `"]`
 	ph.wait("the bike's report", `document.querySelector(`+js(card)+`) !== null`)
 	ph.wait("the queue summary", hasText("#queue-summary", "Review queue: 2 of at most 5000 reported posts"))
+	if got := ph.eval(`document.getElementById("photos-off").hidden + "|" + document.getElementById("photos-off").textContent`); !strings.HasPrefix(got, "false|") || !strings.Contains(got, "--public-url") {
+		t.Fatalf("without --public-url the page does not say how to see photos: %q", got)
+	}
+	if got := ph.eval(`String(document.querySelectorAll("[data-testid=report-photos], [data-testid=report-open]").length)`); got != "0" {
+		t.Fatalf("without --public-url the page shows %s photo boxes or links", got)
+	}
 	if got := ph.eval(`[...document.querySelectorAll(` + js(card+` [data-testid=report-text]`) + `)].map(e => e.textContent).join("|")`); !strings.Contains(got, hostile) {
 		t.Fatalf("the report texts read %q, want the markup shown as text %q", got, hostile)
 	}
@@ -211,4 +222,109 @@ func TestBrowserAdminPage(t *testing.T) {
 	// Unbanned: the seller's login is let in.
 	back := dialProto(t, s.URL())
 	back.mustOK(`{"cmd":"login","user":"` + sellerID + `","password":` + js(sellerPW) + `}`)
+}
+
+// With --public-url (here the node's own public address: role all serves
+// the images there) the operator page shows a reported post's uploaded
+// JPEG as a loaded thumbnail that opens the photo in a new tab, and an
+// Open listing link to the post in the web app; the hostile entries of
+// the post's images (not strings, javascript:, //evil, ../) make no
+// element and no URL; the CSP's img-src adds that one origin. At phone
+// and desktop size, screenshots of both.
+func TestBrowserAdminPagePhotos(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	chromiumPath(t)
+	const token = "browser-test-token-0123456789abcdef0123"
+	tf := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := "http://" + freeAddr(t)
+	s := newServeBinaryWith(t, "--admin-addr", strings.TrimPrefix(admin, "http://"), "--admin-token-file", tf, "--public-url", "{public}/")
+	if !s.hasFlag(t, "--public-url") {
+		t.Skip("this server has no --public-url")
+	}
+	public := "http://" + s.addr
+	r, err := http.Get(admin + "/admin/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if csp := r.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "img-src 'self' "+public+";") {
+		t.Fatalf("the page's CSP %q does not let in images of %s", csp, public)
+	}
+
+	seller := dialProto(t, s.URL())
+	seller.mustOK(`{"cmd":"register"}`)
+	fn := seller.mustOK(`{"cmd":"filenames"}`)
+	names, _ := fn["names"].([]any)
+	if len(names) == 0 {
+		t.Fatalf("filenames_ack without names: %v", fn)
+	}
+	var jpg bytes.Buffer
+	img := image.NewRGBA(image.Rect(0, 0, 320, 240))
+	for y := range 240 {
+		for x := range 320 {
+			img.Set(x, y, color.RGBA{uint8(x * 255 / 320), uint8(y * 255 / 240), 160, 255})
+		}
+	}
+	if err := jpeg.Encode(&jpg, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	photo := names[0].(string) + ".jpg"
+	up, err := http.Post(public+"/"+photo, "image/jpeg", bytes.NewReader(jpg.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Body.Close()
+	if up.StatusCode != http.StatusCreated && up.StatusCode != http.StatusOK {
+		t.Fatalf("upload of %s: HTTP %d", photo, up.StatusCode)
+	}
+	images := []any{1, map[string]any{"src": photo}, "javascript:alert(1)//0123abcd/x.jpg", "//evil.example/0123abcd/x.jpg",
+		"../" + photo, "0123abcd/../../x.jpg", photo}
+	doc, _ := json.Marshal(map[string]any{"title": "Vintage camera", "msg": "Send the deposit by wire", "images": images})
+	pub := seller.mustOK(`{"cmd":"publish","items":[{"body":` + js(string(doc)) + `,"to":[[[0,0,0]],[[0,0,0]]],"features":0,"range_values":[120,2020,0]}]}`)
+	post := fmt.Sprint(pub["id"])
+	other := dialProto(t, s.URL())
+	other.mustOK(`{"cmd":"register"}`)
+	other.mustOK(`{"cmd":"report","id":` + post + `,"reason":"scam","text":"The photo is from a shop's site"}`)
+
+	shots := shotDir(t, "admin-photos")
+	n := 0
+	browser := startBrowser(t)
+	card := `[data-testid=report][data-post="` + post + `"]`
+	for _, size := range []struct {
+		name string
+		w, h int64
+	}{{"operator-phone", 390, 844}, {"operator-desktop", 1280, 800}} {
+		tab := newTab(t, browser, size.name, size.w, size.h, shots, &n)
+		tab.do(chromedp.Navigate(admin + "/admin/"))
+		tab.typeInto("#token", token)
+		tab.click("#token-save")
+		tab.wait("the camera's report", `document.querySelector(`+js(card)+`) !== null`)
+		tab.wait("the thumbnail loaded", `(() => { const i = document.querySelector(`+js(card+` [data-testid=report-photo]`)+`); return i !== null && i.complete && i.naturalWidth > 0; })()`)
+		got := tab.eval(`[...document.querySelectorAll("#reports img")].map(i => i.src + " " + i.naturalWidth + "x" + i.naturalHeight + " " + i.loading + " " + i.getBoundingClientRect().width + "x" + i.getBoundingClientRect().height + " " + i.parentElement.href + " " + i.parentElement.target + " " + i.parentElement.rel).join("|")`)
+		if want := public + "/" + photo + " 320x240 lazy 96x96 " + public + "/" + photo + " _blank noopener noreferrer"; got != want {
+			t.Fatalf("%s: the photos read %q, want one: %q", size.name, got, want)
+		}
+		open := tab.eval(`(() => { const a = document.querySelector(` + js(card+` [data-testid=report-open]`) + `); return a ? a.href + " " + a.target + " " + a.rel + " " + a.textContent : ""; })()`)
+		if want := public + "/#/post/" + post + " _blank noopener noreferrer Open listing"; open != want {
+			t.Fatalf("%s: the Open listing link reads %q, want %q", size.name, open, want)
+		}
+		// No element of the card names anything outside PUBLIC/<digest>/<name>
+		// or the listing.
+		if bad := tab.eval(`[...document.querySelectorAll("#reports [src], #reports [href]")].map(e => e.src || e.href).filter(u => u !== ` + js(public+"/"+photo) + ` && u !== ` + js(public+"/#/post/"+post) + `).join("|")`); bad != "" {
+			t.Fatalf("%s: URLs outside the public site's photo and listing: %q", size.name, bad)
+		}
+		if got := tab.eval(`String(document.getElementById("photos-off").hidden)`); got != "true" {
+			t.Fatalf("%s: the photos-off hint shows with --public-url", size.name)
+		}
+		if w := tab.eval(`String(document.documentElement.scrollWidth)`); w != fmt.Sprint(size.w) {
+			t.Fatalf("%s: the page is %s px wide, want %d", size.name, w, size.w)
+		}
+		tab.shot("queue")
+		tab.noConsoleErrors(size.name)
+	}
 }

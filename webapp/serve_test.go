@@ -79,7 +79,8 @@ func startRedis(t *testing.T) string {
 
 func newServeBinary(t *testing.T) *serveBinary { return newServeBinaryWith(t) }
 
-// newServeBinaryWith is newServeBinary with further serve flags.
+// newServeBinaryWith is newServeBinary with further serve flags; in
+// each, "{public}" is the node's public address (http://host:port).
 func newServeBinaryWith(t *testing.T, extra ...string) *serveBinary {
 	if _, err := os.Stat(filepath.Join("..", "main.go")); err != nil {
 		t.Skip("no main.go at the repository root: the occase server is not on this branch yet")
@@ -124,7 +125,11 @@ func newServeBinaryWith(t *testing.T, extra ...string) *serveBinary {
 		_, _ = rand.Read(imgKey)
 		s.args = append(s.args, "--image-key", hex.EncodeToString(imgKey), "--image-dir", t.TempDir())
 	}
-	s.args = append(s.args, extra...)
+	for _, a := range extra {
+		// "{public}" stands for the node's own public address, which
+		// is chosen here (e.g. --public-url {public}).
+		s.args = append(s.args, strings.ReplaceAll(a, "{public}", "http://"+s.addr))
+	}
 	var err error
 	if s.log, err = os.Create(filepath.Join(t.TempDir(), "occase.log")); err != nil {
 		t.Fatal(err)

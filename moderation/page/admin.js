@@ -14,6 +14,53 @@ const $ = (id) => document.getElementById(id);
 let view = "reports";
 let bansOffset = 0;
 let logOffset = 0;
+// publicURL: the public site's address, from the API (--public-url), or
+// "" when the node does not know it: then no photos and no links.
+let publicURL = "";
+// Photo paths as the image server hands them out (webapp safe.js
+// imagePath; the node checks them too): relative, one slash, so that
+// publicURL + "/" + path stays on the public site.
+const IMAGE_PATH = /^[0-9a-f]{8,64}\/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$/;
+const MAX_PHOTOS = 4;
+
+// publicBase returns u when it is an http(s) URL with no query, fragment
+// or user, without its trailing slash, else "".
+function publicBase(u) {
+  if (typeof u !== "string" || u === "") return "";
+  let p;
+  try { p = new URL(u); } catch { return ""; }
+  if ((p.protocol !== "https:" && p.protocol !== "http:") || p.search || p.hash || p.username || p.password) return "";
+  return p.origin + p.pathname.replace(/\/+$/, "");
+}
+
+// photos returns the thumbnails of a post, each a link to the photo at
+// full size in a new tab, or null when it has none to show.
+function photos(p) {
+  if (!publicURL || !Array.isArray(p.images)) return null;
+  const paths = p.images.filter((s) => typeof s === "string" && IMAGE_PATH.test(s)).slice(0, MAX_PHOTOS);
+  if (!paths.length) return null;
+  const box = el("div", "photos");
+  box.dataset.testid = "report-photos";
+  paths.forEach((path, i) => {
+    const src = publicURL + "/" + path;
+    const a = el("a");
+    a.href = src;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    a.title = "Photo " + (i + 1) + " at full size (new tab)";
+    const img = el("img");
+    img.src = src;
+    img.alt = "Photo " + (i + 1) + " of post " + p.id;
+    img.loading = "lazy";
+    img.width = 96;
+    img.height = 96;
+    img.referrerPolicy = "no-referrer";
+    img.dataset.testid = "report-photo";
+    a.append(img);
+    box.append(a);
+  });
+  return box;
+}
 
 function token() { return sessionStorage.getItem(KEY) || ""; }
 
@@ -102,6 +149,8 @@ function card(p) {
     s.dataset.testid = "report-snippet";
     li.append(s);
   }
+  const ph = p.gone ? null : photos(p);
+  if (ph) li.append(ph);
   li.append(reasonList(p.reasons));
   const texts = el("ol", "texts");
   (p.latest || []).forEach((r) => {
@@ -127,6 +176,14 @@ function card(p) {
   btn("Dismiss reports", "dismiss");
   if (!p.gone) btn("Remove post", "remove", "danger");
   if (p.author) btn("Ban author", "ban", "danger");
+  if (publicURL && !p.gone && /^\d{1,20}$/.test(String(p.id))) {
+    const open = el("a", "open", "Open listing");
+    open.href = publicURL + "/#/post/" + String(p.id);
+    open.target = "_blank";
+    open.rel = "noopener noreferrer";
+    open.dataset.testid = "report-open";
+    actions.append(open);
+  }
   li.append(actions);
   return li;
 }
@@ -262,6 +319,8 @@ async function loadReports() {
   let sum = "Review queue: " + q.queued + " of at most " + q.queue_max + " reported posts";
   if (q.queued >= q.queue_max) sum += " — FULL: dismiss or remove to make room";
   $("queue-summary").textContent = sum;
+  publicURL = publicBase(q.public_url);
+  $("photos-off").hidden = !!publicURL;
   const list = $("reports");
   list.replaceChildren(...q.reports.map(card));
   say(q.reports.length ? "" : "No reported posts.");
