@@ -243,11 +243,5 @@ func pageFlags(what string, maxLimit int, offsetHint string) []cli.Flag {
 // anything is opened.
 func pageArgs(c *cli.Context, maxLimit, maxOffset int) (limit, offset int, err error) {
 	limit, offset = c.Int("limit"), c.Int("offset")
-	if limit < 1 || limit > maxLimit {
-		return 0, 0, fmt.Errorf("--limit %d: want 1 to %d", limit, maxLimit)
-	}
-	if offset < 0 || offset > maxOffset {
-		return 0, 0, fmt.Errorf("--offset %d: want 0 to %d", offset, maxOffset)
-	}
-	return limit, offset, nil
+	return limit, offset, moderation.CheckPage("--", offset, limit, maxLimit, maxOffset)
 }

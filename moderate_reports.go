@@ -13,12 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"unicode/utf8"
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/moderation"
@@ -93,7 +91,7 @@ func reportCommands() []*cli.Command {
 				return err // nil, nil: help shown
 			}
 			req := moderation.RemoveRequest{Reason: c.String("reason"), Note: c.String("note")}
-			if err := checkRemoveFlags(req); err != nil {
+			if err := req.CheckAs("--"); err != nil { // in the flags' words, before anything is opened
 				return err
 			}
 			return withModeration(c, dr, func(ctx context.Context, m moderator) error {
@@ -117,28 +115,6 @@ func reportCommands() []*cli.Command {
 			})
 		},
 	}}
-}
-
-// checkRemoveFlags refuses --reason and --note in the flags' words,
-// before anything is opened; the Service checks the same again
-// (RemoveRequest.Check), for the API.
-func checkRemoveFlags(r moderation.RemoveRequest) error {
-	if r.Reason != "" && !slices.Contains(broker.RemovalReasons, r.Reason) {
-		return fmt.Errorf("--reason %q: want one of %s", r.Reason, strings.Join(broker.RemovalReasons, ", "))
-	}
-	if r.Note != "" && r.Reason == "" {
-		return errors.New("--note is for the author's notice: give --reason too")
-	}
-	if len(r.Note) > broker.MaxNoticeNote || !utf8.ValidString(r.Note) {
-		return fmt.Errorf("--note: at most %d bytes of UTF-8, not %d", broker.MaxNoticeNote, len(r.Note))
-	}
-	if r.Reason != "" {
-		// Every other bound, before anything is removed.
-		if err := (broker.Notice{Kind: broker.NoticePostRemoved, Reason: r.Reason, Note: r.Note}).Check(); err != nil {
-			return fmt.Errorf("--note: %w", err)
-		}
-	}
-	return nil
 }
 
 // reportPostArg parses a dismiss or remove command line, flags anywhere

@@ -226,19 +226,29 @@ type RemoveRequest struct {
 
 // Check refuses a request before anything is removed: an unknown
 // reason, a note without a reason, a note over its bounds.
-func (r RemoveRequest) Check() error {
+func (r RemoveRequest) Check() error { return r.CheckAs("") }
+
+// CheckAs is Check with the inputs named as flag names them: "" for the
+// API's fields ("reason", "a note"), "--" for the CLI's flags.
+func (r RemoveRequest) CheckAs(flag string) error {
+	name := func(n string) string {
+		if flag == "" {
+			return "a " + n
+		}
+		return flag + n
+	}
 	if r.Reason != "" && !slices.Contains(broker.RemovalReasons, r.Reason) {
-		return refuse(ReasonBadRequest, "reason %q: want one of %s", r.Reason, strings.Join(broker.RemovalReasons, ", "))
+		return refuse(ReasonBadRequest, "%sreason %q: want one of %s", flag, r.Reason, strings.Join(broker.RemovalReasons, ", "))
 	}
 	if r.Note != "" && r.Reason == "" {
-		return refuse(ReasonBadRequest, "a note is for the author's notice: give a reason too")
+		return refuse(ReasonBadRequest, "%s is for the author's notice: give %s too", name("note"), name("reason"))
 	}
 	if len(r.Note) > broker.MaxNoticeNote || !utf8.ValidString(r.Note) {
-		return refuse(ReasonBadRequest, "note: at most %d bytes of UTF-8, not %d", broker.MaxNoticeNote, len(r.Note))
+		return refuse(ReasonBadRequest, "%snote: at most %d bytes of UTF-8, not %d", flag, broker.MaxNoticeNote, len(r.Note))
 	}
 	if r.Reason != "" {
 		if err := (broker.Notice{Kind: broker.NoticePostRemoved, Reason: r.Reason, Note: r.Note}).Check(); err != nil {
-			return refuse(ReasonBadRequest, "note: %v", err)
+			return refuse(ReasonBadRequest, "%snote: %v", flag, err)
 		}
 	}
 	return nil
@@ -453,11 +463,17 @@ const MaxBansLimit = 1000
 
 // CheckBans checks a page of the list of bans.
 func CheckBans(offset, limit int) error {
-	if limit < 1 || limit > MaxBansLimit {
-		return refuse(ReasonBadRequest, "limit %d: want 1 to %d", limit, MaxBansLimit)
+	return CheckPage("", offset, limit, MaxBansLimit, broker.MaxBanList)
+}
+
+// CheckPage checks a page of a list (bans, the log): limit 1 to maxLimit,
+// offset 0 to maxOffset; flag names them as CheckAs does.
+func CheckPage(flag string, offset, limit, maxLimit, maxOffset int) error {
+	if limit < 1 || limit > maxLimit {
+		return refuse(ReasonBadRequest, "%slimit %d: want 1 to %d", flag, limit, maxLimit)
 	}
-	if offset < 0 || offset > broker.MaxBanList {
-		return refuse(ReasonBadRequest, "offset %d: want 0 to %d", offset, broker.MaxBanList)
+	if offset < 0 || offset > maxOffset {
+		return refuse(ReasonBadRequest, "%soffset %d: want 0 to %d", flag, offset, maxOffset)
 	}
 	return nil
 }

@@ -94,13 +94,7 @@ func (s *Service) record(ctx context.Context, e LogEntry) bool {
 
 // CheckLog checks a page of the log.
 func CheckLog(offset, limit int) error {
-	if limit < 1 || limit > MaxLogLimit {
-		return refuse(ReasonBadRequest, "limit %d: want 1 to %d", limit, MaxLogLimit)
-	}
-	if offset < 0 || offset > broker.MaxModLog {
-		return refuse(ReasonBadRequest, "offset %d: want 0 to %d", offset, broker.MaxModLog)
-	}
-	return nil
+	return CheckPage("", offset, limit, MaxLogLimit, broker.MaxModLog)
 }
 
 // Log reads limit entries of the moderation log from offset, newest
