@@ -9,8 +9,6 @@ import (
 	"image/color"
 	"image/jpeg"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -34,13 +32,8 @@ func TestBrowserAdminPage(t *testing.T) {
 	}
 	chromiumPath(t)
 	const token = "browser-test-token-0123456789abcdef0123"
-	tf := filepath.Join(t.TempDir(), "admin-token")
 	// A named token: the Log view says who acted.
-	if err := os.WriteFile(tf, []byte("mara "+token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	admin := "http://" + freeAddr(t)
-	s := newServeBinaryWith(t, "--admin-addr", strings.TrimPrefix(admin, "http://"), "--admin-token-file", tf)
+	s, admin, _ := newServeBinaryWithAdmin(t, "mara "+token)
 	if !s.hasFlag(t, "--admin-token-file") {
 		t.Skip("this server has no moderation API")
 	}
@@ -237,12 +230,7 @@ func TestBrowserAdminPagePhotos(t *testing.T) {
 	}
 	chromiumPath(t)
 	const token = "browser-test-token-0123456789abcdef0123"
-	tf := filepath.Join(t.TempDir(), "admin-token")
-	if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	admin := "http://" + freeAddr(t)
-	s := newServeBinaryWith(t, "--admin-addr", strings.TrimPrefix(admin, "http://"), "--admin-token-file", tf, "--public-url", "{public}/")
+	s, admin, _ := newServeBinaryWithAdmin(t, token, "--public-url", "{public}/")
 	if !s.hasFlag(t, "--public-url") {
 		t.Skip("this server has no --public-url")
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -28,13 +27,9 @@ func TestBrowserModerationAgainstServe(t *testing.T) {
 	var s *serveBinary
 	var modArgs []string
 	if os.Getenv("OCCASE_TEST_REDIS") == "embedded" {
-		admin := freeAddr(t)
-		tf := filepath.Join(t.TempDir(), "admin-token")
-		if err := os.WriteFile(tf, []byte(strings.Repeat("7", 64)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		s = newServeBinaryWith(t, "--admin-addr", admin, "--admin-token-file", tf)
-		modArgs = []string{"--node", "http://" + admin, "--admin-token-file", tf}
+		var admin, tf string
+		s, admin, tf = newServeBinaryWithAdmin(t, strings.Repeat("7", 64))
+		modArgs = []string{"--node", admin, "--admin-token-file", tf}
 	} else {
 		s = newServeBinary(t)
 		for i, a := range s.args {

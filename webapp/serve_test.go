@@ -79,6 +79,20 @@ func startRedis(t *testing.T) string {
 
 func newServeBinary(t *testing.T) *serveBinary { return newServeBinaryWith(t) }
 
+// newServeBinaryWithAdmin is newServeBinaryWith plus the moderation API:
+// tokenLine (a token, or "name token") in a token file of the test's, and
+// an admin listener; it returns the node, the admin listener's URL
+// (http://host:port) and the token file.
+func newServeBinaryWithAdmin(t *testing.T, tokenLine string, extra ...string) (*serveBinary, string, string) {
+	tf := filepath.Join(t.TempDir(), "admin-token")
+	if err := os.WriteFile(tf, []byte(tokenLine+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := freeAddr(t)
+	s := newServeBinaryWith(t, append([]string{"--admin-addr", admin, "--admin-token-file", tf}, extra...)...)
+	return s, "http://" + admin, tf
+}
+
 // newServeBinaryWith is newServeBinary with further serve flags; in
 // each, "{public}" is the node's public address (http://host:port).
 func newServeBinaryWith(t *testing.T, extra ...string) *serveBinary {

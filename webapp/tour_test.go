@@ -30,18 +30,13 @@ func TestBrowserTour(t *testing.T) {
 	}
 	chromiumPath(t)
 	const token = "tour-test-token-0123456789abcdef0123456789"
-	tf := filepath.Join(t.TempDir(), "admin-token")
-	if err := os.WriteFile(tf, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	admin := freeAddr(t)
-	s := newServeBinaryWith(t, "--admin-addr", admin, "--admin-token-file", tf)
+	s, admin, tf := newServeBinaryWithAdmin(t, token)
 	if !s.hasFlag(t, "--admin-token-file") || !s.hasFlag(t, "--report-rate") {
 		t.Skip("this server has no moderation API")
 	}
 	moderate := func(args ...string) string {
 		t.Helper()
-		cmd := exec.Command(s.bin, append(append([]string{"moderate"}, args...), "--node", "http://"+admin, "--admin-token-file", tf)...)
+		cmd := exec.Command(s.bin, append(append([]string{"moderate"}, args...), "--node", admin, "--admin-token-file", tf)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("moderate %v: %v\n%s", args, err, out)
