@@ -8,7 +8,6 @@ import (
 	"image"
 	"image/jpeg"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -59,14 +58,9 @@ type proc struct {
 	log  *syncBuf // what the node wrote, stdout and stderr
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr is a loopback address for a process the test starts
+// (brokertest.FreeAddr: outside the ports the kernel hands out).
+func freeAddr(t *testing.T) string { return brokertest.FreeAddr(t) }
 
 type syncBuf struct {
 	mu sync.Mutex

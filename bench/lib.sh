@@ -2,8 +2,26 @@
 # it after `set -euo pipefail`. Every process a script starts goes into
 # pids, and all of them are stopped when the script exits.
 
-# freeport prints a free TCP port on 127.0.0.1.
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# freeport prints a free TCP port on 127.0.0.1, drawn below the kernel's
+# ephemeral range (as brokertest.FreeAddr does): a port the kernel hands
+# out may go to another listener or a connection's source before the
+# node binds it (a bench run met "bind: address already in use").
+freeport() {
+	python3 -c '
+import random, socket
+try: low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except Exception: low = 32768
+for _ in range(200):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(10000, max(low, 11001))))
+        print(s.getsockname()[1]); break
+    except OSError: pass
+    finally: s.close()
+else:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])
+'
+}
 # cputicks prints the user plus system CPU time of process $1, in clock ticks.
 cputicks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/occase/occase/broker/brokertest"
 )
 
 // serveBinary runs the real `occase serve --role=all` built from this
@@ -37,14 +38,9 @@ type serveBinary struct {
 	front     *httptest.Server // nil when the binary serves the app itself
 }
 
-func freeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr is a loopback address for a process the test starts
+// (brokertest.FreeAddr: outside the ports the kernel hands out).
+func freeAddr(t *testing.T) string { return brokertest.FreeAddr(t) }
 
 // startRedis runs a throw-away redis-server on loopback, or uses
 // $OCCASE_TEST_REDIS.

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -113,12 +114,58 @@ func (r *Redis) Restart() {
 }
 
 func freePort(t testing.TB) int {
+	_, port, _ := net.SplitHostPort(FreeAddr(t))
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// FreeAddr returns a loopback address ("127.0.0.1:port") that nothing
+// listens on, for a process the test starts. The port is drawn at random
+// below the kernel's ephemeral range: a port of that range (what listening
+// on port 0 hands out) may be handed out again, before the test's process
+// binds it, to another test package's listener or as an outgoing
+// connection's source port. CI met it: the node exited with "bind:
+// address already in use" and the test talked to another package's node.
+func FreeAddr(t testing.TB) string {
+	low := ephemeralLow()
+	for range 200 {
+		if low <= minTestPort+1000 {
+			break // no room below the range: the kernel's choice
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(minTestPort+rand.IntN(low-minTestPort))))
+		if err != nil {
+			continue // in use: draw again
+		}
+		l.Close()
+		return l.Addr().String()
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().String()
+}
+
+// minTestPort: ports below it are left to services of the machine.
+const minTestPort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux;
+// 32768, its default, elsewhere).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return n
 }
 
 var prefixes atomic.Int64
