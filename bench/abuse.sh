@@ -64,6 +64,7 @@ waitready "$PORT"
 
 echo "load before: $(cat /proc/loadavg), $(nproc) CPUs, TASKSET=${TASKSET:-0}, $(redis-server --version | cut -d' ' -f3)" | tee "$OUT/machine.txt"
 git -C "$root" log -1 --format='code: %h %s' | tee -a "$OUT/machine.txt"
+[ "$NODE_BIN" = "$B" ] || echo "node binary: $NODE_BIN" | tee -a "$OUT/machine.txt"
 
 # shellcheck disable=SC2086
 "${gen[@]}" "$B" bench --scenario abuse --url "ws://127.0.0.1:$PORT/ws" \
