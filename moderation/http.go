@@ -138,6 +138,10 @@ type HandlerConfig struct {
 	// photos from there and links to the listings, and its CSP lets
 	// images of that origin in (and nothing else of it).
 	PublicURL string
+	// Authenticated, when set, is called with each request whose token
+	// passed, before its answer (the node's admin listener stops
+	// counting its connection among the anonymous).
+	Authenticated func(*http.Request)
 }
 
 // Handler serves /admin/: the API under /admin/v1/ and the page.
@@ -261,6 +265,9 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 			return
 		}
 		h.fails.trust(addr)
+		if h.cfg.Authenticated != nil {
+			h.cfg.Authenticated(r)
+		}
 		// Every POST acts; a viewer's is refused before its body is
 		// read. Not written to the moderation log: a viewer could
 		// otherwise push the real entries out of its bound.
