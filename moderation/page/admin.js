@@ -299,7 +299,7 @@ async function unban(user) {
 }
 
 // logCard is one entry of the moderation log: who, when, what, on what.
-function logCard(e) {
+function logCard(e, told) {
   const li = el("li", "entry");
   li.dataset.testid = "log-entry";
   const what = { dismiss: "dismissed the reports of post", remove: "removed post", ban: "banned user", unban: "unbanned user" }[e.action] || e.action;
@@ -314,7 +314,30 @@ function logCard(e) {
   if (e.remove_posts) meta += " · posts removed";
   li.append(el("p", "meta", meta));
   if (e.note) li.append(el("p", "note", "Note: " + e.note));
+  // A removal whose notice could not be written keeps it: removing the
+  // post again sends it (the post is gone; the kept notice is what goes).
+  if (canAct() && !told && e.action === "remove" && e.result === "author_not_told" && /^\d{1,20}$/.test(String(e.target))) {
+    const r = el("button", null, "Send the notice again");
+    r.type = "button";
+    r.dataset.action = "resend";
+    r.addEventListener("click", () => resend(String(e.target)));
+    li.append(r);
+  }
   return li;
+}
+
+async function resend(post) {
+  try {
+    const r = await api("POST", "/admin/v1/posts/" + post + "/remove", {});
+    say(r.told ? "The author of post " + r.post + " was told why (" + r.reason + ")." :
+      "The author of post " + r.post + " is gone: nobody to tell.");
+  } catch (e) {
+    if (e.reason === "unauthorized") return;
+    say(e.error || "failed", true);
+  }
+  const msg = $("status").textContent, err = $("status").classList.contains("error");
+  await load();
+  if (msg) say(msg, err);
 }
 
 async function loadLog() {
@@ -330,7 +353,13 @@ async function loadLog() {
   let sum = p.total === 0 ? "No moderation actions yet." : p.total + (p.total === 1 ? " action" : " actions") + " logged, newest first";
   if (p.total > p.entries.length) sum += "; showing " + (p.offset + 1) + "–" + (p.offset + p.entries.length);
   $("log-summary").textContent = p.total === 0 ? sum : sum + ".";
-  $("log-list").replaceChildren(...p.entries.map(logCard));
+  // Entries come newest first: a removal told since (resent) needs no button.
+  const told = new Set();
+  $("log-list").replaceChildren(...p.entries.map((e) => {
+    const li = logCard(e, told.has(e.target));
+    if (e.action === "remove" && e.result === "ok") told.add(e.target);
+    return li;
+  }));
   $("log-newer").hidden = p.offset === 0;
   $("log-older").hidden = p.offset + p.entries.length >= p.total;
   say("");
