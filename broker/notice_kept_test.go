@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -93,6 +94,29 @@ func TestRemoveWithNoticeKept(t *testing.T) {
 		}
 		if l, _ := c.Notices(ctx, author); len(l) != 0 { // the list the string replaced is gone
 			t.Fatalf("an expired notice was sent: %q", l)
+		}
+
+		// The bound: full of living kept notices, a removal goes on
+		// without keeping its own; full of expired ones, they make room.
+		fill := func(exp int64) {
+			cmd := raw.B().Hset().Key(b.Options.Prefix + "{posts}:unsent").FieldValue()
+			for i := range broker.MaxUnsentNotices {
+				cmd = cmd.FieldValue(fmt.Sprint(1_000_000+i), fmt.Sprintf(`{"exp":%d,"author":"x","ttl":1,"notice":{}}`, exp))
+			}
+			if err := raw.Do(ctx, cmd.Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fill(now + time.Hour.Milliseconds())
+		id = store()
+		set(true)
+		if r, err := c.RemoveWithNotice(ctx, id, rm); err == nil || r.Kept || kept() != broker.MaxUnsentNotices {
+			t.Fatalf("a removal with the kept notices full: %+v %v, %d kept", r, err, kept())
+		}
+		fill(now - 1)
+		id = store()
+		if r, err := c.RemoveWithNotice(ctx, id, rm); err == nil || !r.Kept || kept() != 1 {
+			t.Fatalf("a removal with the kept notices full of expired ones: %+v %v, %d kept", r, err, kept())
 		}
 	})
 }

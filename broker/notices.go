@@ -214,24 +214,38 @@ type Removed struct {
 // same removal again) writes it: nothing is lost to a Redis that failed
 // for longer than the retries, and nothing is told of a removal that did
 // not happen (a post still there is never told of; post ids are never
-// reused). The hash holds MaxUnsentNotices at most: past it a removal
-// goes on without keeping its notice (the old behaviour), with a warning.
+// reused). The hash holds MaxUnsentNotices at most: when full, the kept
+// notices past their lifetime (that of the notice itself: the author's
+// offline queue's) are dropped, then, still full, a removal goes on
+// without keeping its notice (the old behaviour), with a warning. So an
+// entry whose author deleted the account, or that nobody resent, lasts
+// no longer than the notice would have.
 const (
 	MaxUnsentNotices   = 1000
 	DefaultNoticeRetry = 10 * time.Second
 )
 
-// unsent is one kept notice.
+// unsent is one kept notice. Exp leads, so that the script that makes
+// room reads it without a JSON parser.
 type unsent struct {
+	Exp    int64  `json:"exp"` // Unix ms the notice's lifetime ends; 0: never
 	Author string `json:"author"`
 	TTL    int64  `json:"ttl"` // ms
 	Notice Notice `json:"notice"`
 }
 
 // keepUnsentScript: KEYS {posts}:unsent; ARGV the post id, the entry,
-// the bound. Returns 1 when kept, 0 when the hash is full.
+// the bound, now (Unix ms). Returns 1 when kept, 0 when the hash is full
+// of notices still living.
 var keepUnsentScript = newScript("notice_keep", `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  local all, now = redis.call('HGETALL', KEYS[1]), tonumber(ARGV[4])
+  for i = 1, #all, 2 do
+    local exp = tonumber(string.match(all[i+1], '^{"exp":(%d+),'))
+    if exp == nil or (exp > 0 and exp <= now) then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1`)
 
@@ -280,12 +294,17 @@ func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Re
 	if err != nil {
 		return Removed{}, err
 	}
-	b, err := json.Marshal(unsent{Author: author, TTL: r.TTL.Milliseconds(), Notice: n})
+	u := unsent{Author: author, TTL: r.TTL.Milliseconds(), Notice: n}
+	if u.TTL > 0 {
+		u.Exp = r.At + u.TTL
+	}
+	b, err := json.Marshal(u)
 	if err != nil {
 		return Removed{}, err
 	}
 	bctx, cancel := c.bound(ctx)
-	kept, err := keepUnsentScript.Exec(bctx, c.rc, []string{c.postsKey("unsent")}, []string{sid, string(b), strconv.Itoa(MaxUnsentNotices)}).AsInt64()
+	kept, err := keepUnsentScript.Exec(bctx, c.rc, []string{c.postsKey("unsent")},
+		[]string{sid, string(b), strconv.Itoa(MaxUnsentNotices), strconv.FormatInt(r.At, 10)}).AsInt64()
 	cancel()
 	if err != nil {
 		// Nothing is done yet: better refused than told of never.
@@ -301,7 +320,7 @@ func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Re
 		}
 		return Removed{Author: removedBy}, err
 	}
-	out, err := c.sendUnsent(ctx, sid, unsent{Author: author, TTL: r.TTL.Milliseconds(), Notice: n}, kept == 1, cmp.Or(r.RetryFor, DefaultNoticeRetry))
+	out, err := c.sendUnsent(ctx, sid, u, kept == 1, cmp.Or(r.RetryFor, DefaultNoticeRetry))
 	out.Reporters = reporters
 	if err != nil {
 		return out, fmt.Errorf("post %d is removed, but its author %s could not be told why: %w", id, author, err)
@@ -356,7 +375,7 @@ func (c *Client) ResendNotice(ctx context.Context, id uint64, now int64, retryFo
 		return Removed{}, false, c.wrap("read the unsent notice of post "+sid, err)
 	}
 	var u unsent
-	if json.Unmarshal([]byte(s), &u) != nil || u.Author == "" || (u.TTL > 0 && now-u.Notice.At > u.TTL) {
+	if json.Unmarshal([]byte(s), &u) != nil || u.Author == "" || (u.Exp > 0 && now >= u.Exp) {
 		c.dropUnsent(ctx, sid)
 		return Removed{}, false, nil
 	}
