@@ -100,8 +100,12 @@ func reportCommands() []*cli.Command {
 				if err != nil && (!errors.As(err, &e) || e.Result == nil) {
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
-					r.Post, r.Author, moderation.Reporters(r.Reporters))
+				if r.Resent {
+					fmt.Fprintf(c.App.Writer, "post %d of user %s was removed before; its kept notice sent again\n", r.Post, r.Author)
+				} else {
+					fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
+						r.Post, r.Author, moderation.Reporters(r.Reporters))
+				}
 				warnNotLogged(c, r.Logged)
 				switch {
 				case err != nil:

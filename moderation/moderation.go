@@ -35,6 +35,9 @@ type Store interface {
 	ReportQueueLen(ctx context.Context) (int, error)
 	DismissReports(ctx context.Context, id uint64) (int, error)
 	RemoveWithNotice(ctx context.Context, id uint64, r broker.Removal) (broker.Removed, error)
+	// ResendNotice writes the notice of a removal whose write failed
+	// (kept by RemoveWithNotice); found false when none is kept.
+	ResendNotice(ctx context.Context, id uint64, now int64, retryFor time.Duration) (r broker.Removed, found bool, err error)
 	// BanUser and UnbanUser return broker.ErrBanNotListed when the ban
 	// (or unban) is made but the list of bans was not updated.
 	BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error)
@@ -71,7 +74,8 @@ const (
 	// lacks it; the same action again writes it.
 	ReasonBanNotListed = "ban_not_listed"
 	// ReasonNotTold: the post is removed, but its author could not be
-	// told why (the notice's write failed).
+	// told why (the notice's write failed, retried for 10 s); the notice
+	// is kept, and the same removal again sends it.
 	ReasonNotTold = "author_not_told"
 )
 
@@ -101,6 +105,9 @@ type Service struct {
 	log       *zap.Logger
 	// rebuilding: a rebuild of the list of bans runs (one at a time).
 	rebuilding atomic.Bool
+	// noticeRetry bounds the retries of a removal's notice (0:
+	// broker.DefaultNoticeRetry); tests shorten it.
+	noticeRetry time.Duration
 }
 
 // New returns a Service on store; queueMax is the review queue's bound
@@ -263,6 +270,12 @@ type Removed struct {
 	// with a reason: the author's account is gone, nobody to tell).
 	Reason string `json:"reason,omitempty"`
 	Told   bool   `json:"told"`
+	// NoticeKept: the notice could not be written and is kept; the same
+	// removal again sends it (with ReasonNotTold).
+	NoticeKept bool `json:"notice_kept,omitempty"`
+	// Resent: the post was removed earlier, and this sent its kept
+	// notice (Reason is the one kept then).
+	Resent bool `json:"resent,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
 	Logged bool `json:"logged"`
 }
@@ -276,9 +289,13 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		return Removed{}, err
 	}
 	r, err := s.store.RemoveWithNotice(ctx, id, broker.Removal{Reason: req.Reason, Note: req.Note,
-		At: s.now().UnixMilli(), TTL: s.noticeTTL})
+		At: s.now().UnixMilli(), TTL: s.noticeTTL, RetryFor: s.noticeRetry})
 	author, n := r.Author, r.Reporters
 	if errors.Is(err, broker.ErrPostNotFound) {
+		// Removed before, its notice unsent: this sends it.
+		if res, done, err := s.resend(ctx, by, id); done {
+			return res, err
+		}
 		// Reports can outlive a post only if a node of an older version
 		// deleted it; clear them.
 		if left, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
@@ -287,15 +304,14 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		}
 		return Removed{}, refuse(ReasonPostNotFound, "no post %d (never published, or deleted or expired already)", id)
 	}
-	res := Removed{Post: id, Author: author, Reporters: n, Reason: req.Reason, Told: r.Notice > 0}
+	res := Removed{Post: id, Author: author, Reporters: n, Reason: req.Reason, Told: r.Notice > 0, NoticeKept: r.Kept}
 	if err != nil && author != "" {
 		// Removed, but the notice could not be written (retried already).
 		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
 			zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
 		res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
-			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: "author " + author})
-		return res, &Error{Reason: ReasonNotTold, Result: res, err: err,
-			Msg: fmt.Sprintf("post %d is removed, but its author %s could not be told why", id, author)}
+			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: notTold(author, r.Kept)})
+		return res, notToldError(id, author, r.Kept, res, err)
 	}
 	if err != nil {
 		return Removed{}, err
@@ -309,6 +325,48 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 	res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
 		Reason: req.Reason, Note: req.Note, Result: ResultOK, Detail: detail})
 	return res, nil
+}
+
+// resend sends the notice kept for post id, removed before (done false:
+// none is kept).
+func (s *Service) resend(ctx context.Context, by string, id uint64) (Removed, bool, error) {
+	r, found, err := s.store.ResendNotice(ctx, id, s.now().UnixMilli(), s.noticeRetry)
+	if !found {
+		if err != nil {
+			return Removed{}, true, err
+		}
+		return Removed{}, false, nil
+	}
+	res := Removed{Post: id, Author: r.Author, Reason: r.Reason, Told: r.Notice > 0, NoticeKept: r.Kept, Resent: true}
+	e := LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10), Reason: r.Reason, Result: ResultOK}
+	if err != nil {
+		e.Result, e.Detail = ReasonNotTold, notTold(r.Author, r.Kept)+" (resend failed)"
+		res.Logged = s.record(ctx, e)
+		return res, true, notToldError(id, r.Author, r.Kept, res, err)
+	}
+	e.Detail = "author " + r.Author + ", removed before; its notice resent"
+	if !res.Told {
+		e.Detail = "author " + r.Author + ", removed before; the account is gone, nobody to tell"
+	}
+	s.log.Info("moderation: a removal's notice resent", zap.Uint64("post", id), zap.String("author", r.Author),
+		zap.Bool("told", res.Told), zap.String("operator", by), addrField(ctx))
+	res.Logged = s.record(ctx, e)
+	return res, true, nil
+}
+
+func notTold(author string, kept bool) string {
+	if kept {
+		return "author " + author + ", notice kept to resend"
+	}
+	return "author " + author
+}
+
+func notToldError(id uint64, author string, kept bool, res Removed, err error) *Error {
+	msg := fmt.Sprintf("post %d is removed, but its author %s could not be told why", id, author)
+	if kept {
+		msg += fmt.Sprintf(" after retries; the notice is kept: remove post %d again to send it", id)
+	}
+	return &Error{Reason: ReasonNotTold, Result: res, err: err, Msg: msg}
 }
 
 // BanRequest is the body of POST /admin/v1/users/{id}/ban.
