@@ -138,7 +138,7 @@ func (c *Client) reportKeys(sid string) (by, last string) {
 // hide threshold (0: none), the posts channel.
 // Returns {1, n, evicted, hid} stored (evicted: the id of the post taken
 // out of the full queue to make room, empty: none; hid: 1 when this
-// report hid the post), {2, n, '', hid} stored again (a repeat: reason
+// report hid the post), {2, n, ”, hid} stored again (a repeat: reason
 // and text replaced, not counted), {3, n} capped (nothing stored), {4, 0}
 // the queue is full of posts with several reporters or hidden ones
 // (nothing stored), {0} no such post, {-1} the reporter is the author.
