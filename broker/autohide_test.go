@@ -132,20 +132,21 @@ func TestAutoHide(t *testing.T) {
 		}
 		none("dismissing a post never hidden")
 
-		// Reports after a dismissal count from zero again.
-		for _, by := range []string{"1", "2"} {
+		// Reports after a dismissal count from zero again, and the
+		// reporters that hid it no longer count (TestAutoHideDistrust).
+		for _, by := range []string{"a", "b"} {
 			if rep(p, by, true).Hidden {
-				t.Fatal("hidden again by the reporters of before the dismissal")
+				t.Fatal("hidden again by two reports")
 			}
 		}
-		if !rep(p, "3", true).Hidden {
+		if !rep(p, "c", true).Hidden {
 			t.Fatal("not hidden again by three new reports")
 		}
 
 		// Every way a post goes takes it out of the hidden set.
 		hideNew := func(owner string) uint64 {
 			id := storeTestPost(t, c, owner, 100)
-			for _, by := range []string{"1", "2", "3"} {
+			for _, by := range []string{"a", "b", "c"} {
 				rep(id, by, true)
 			}
 			return id
@@ -161,10 +162,10 @@ func TestAutoHide(t *testing.T) {
 		noReportKeys(t, c, old, "after its expiry")
 		alone := storeTestPost(t, c, "9", 200)
 		bounds.HideAt = 1
-		if !rep(alone, "1", true).Hidden {
+		if !rep(alone, "a", true).Hidden {
 			t.Fatal("not hidden at a threshold of 1")
 		}
-		if _, err := c.ForgetReporter(ctx, "1"); err != nil {
+		if _, err := c.ForgetReporter(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
 		expect(`{"op":"show","ids":[` + strconv.FormatUint(alone, 10) + `]}`)
@@ -222,6 +223,68 @@ func TestAccountMade(t *testing.T) {
 		}
 		if _, ok, err := c.AccountMade(ctx, "999999"); err != nil || ok {
 			t.Fatalf("AccountMade of no account: ok %v %v", ok, err)
+		}
+	})
+}
+
+// A dismissal of a hidden post puts the reporters that counted toward the
+// hide on the distrust set: their reports no longer count, so the same
+// accounts cannot hide the next post; reporters that were not aged, and
+// dismissals of posts never hidden, mark nobody; an account deletion
+// takes the user off the set.
+func TestAutoHideDistrust(t *testing.T) {
+	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
+		ctx := context.Background()
+		c := brokertest.Open(t, b.Options)
+		bounds := broker.ReportBounds{Reporters: 10, HideAt: 2}
+		rep := func(id uint64, by string, aged bool) broker.ReportResult {
+			t.Helper()
+			r, err := c.ReportPost(ctx, id, broker.Report{By: by, Reason: "spam", At: 1, Aged: aged}, bounds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		distrusted := func(user string) bool {
+			t.Helper()
+			d, err := c.Distrusted(ctx, user)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		// Never hidden: the dismissal marks nobody.
+		calm := storeTestPost(t, c, "7", 100)
+		rep(calm, "1", true)
+		if _, shown, _ := c.DismissReports(ctx, calm); shown || distrusted("1") {
+			t.Fatal("a dismissal of a post never hidden marked its reporter")
+		}
+		p := storeTestPost(t, c, "7", 100)
+		rep(p, "young", false)
+		rep(p, "1", true)
+		if !rep(p, "2", true).Hidden {
+			t.Fatal("not hidden")
+		}
+		if _, shown, err := c.DismissReports(ctx, p); err != nil || !shown {
+			t.Fatalf("dismiss: %v %v", shown, err)
+		}
+		if !distrusted("1") || !distrusted("2") || distrusted("young") {
+			t.Fatalf("distrusted: 1 %v, 2 %v, young %v; want the two aged reporters only",
+				distrusted("1"), distrusted("2"), distrusted("young"))
+		}
+		next := storeTestPost(t, c, "7", 100)
+		rep(next, "1", true)
+		if rep(next, "2", true).Hidden {
+			t.Fatal("the reporters of a dismissed hide hid another post")
+		}
+		if rep(next, "3", true).Hidden {
+			t.Fatal("one trusted aged reporter hid the post")
+		}
+		if !rep(next, "4", true).Hidden {
+			t.Fatal("two trusted aged reporters did not hide the post")
+		}
+		if _, err := c.ForgetReporter(ctx, "1"); err != nil || distrusted("1") {
+			t.Fatalf("after the account's deletion: distrusted %v %v", distrusted("1"), err)
 		}
 	})
 }

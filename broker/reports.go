@@ -19,6 +19,12 @@ package broker
 //	{posts}:hidden      set: the ids of the posts hidden automatically
 //	                    (ReportBounds.HideAt), a subset of the queue, so at
 //	                    most ReportBounds.Queue members
+//	{posts}:distrust    sorted set: member a user id, score when (Unix ms)
+//	                    an operator dismissed the reports of a post that
+//	                    user's report had helped hide; its reports no
+//	                    longer count toward a hide. At most MaxDistrust
+//	                    members (the oldest go first); a member leaves
+//	                    with its account (ForgetReporter)
 //
 // A post is in the queue exactly when its two report keys exist: the
 // report script makes all three, the dismiss, delete and expiry scripts
@@ -49,9 +55,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
+
+// MaxDistrust bounds {posts}:distrust: the users whose reports no longer
+// count toward an automatic hide, since a hide they helped make was
+// dismissed. Past it the oldest entries go (about 5 MB at the bound).
+const MaxDistrust = 100_000
 
 // ErrOwnPost: a user reported its own post; nothing was stored.
 var ErrOwnPost = errors.New("one cannot report one's own post")
@@ -131,11 +143,12 @@ func (c *Client) reportKeys(sid string) (by, last string) {
 }
 
 // reportScript stores one report. KEYS: owner, rby:<id>, rlast:<id>,
-// reported, hidden. ARGV: id, reporter, reason, the report's JSON (it
+// reported, hidden, distrust. ARGV: id, reporter, reason, the report's JSON (it
 // starts '{"by":"<reporter>",'), max reporters, max details, max queued
 // posts, the prefix of the report keys ('<p>{posts}:'), the id's tie
 // fraction (reportTie), '1' when the reporter is aged (Report.Aged), the
-// hide threshold (0: none), the posts channel.
+// hide threshold (0: none), the posts channel. An aged reporter on the
+// distrust set is stored as not aged.
 // Returns {1, n, evicted, hid} stored (evicted: the id of the post taken
 // out of the full queue to make room, empty: none; hid: 1 when this
 // report hid the post), {2, n, ”, hid} stored again (a repeat: reason
@@ -167,7 +180,7 @@ if not redis.call('ZSCORE', KEYS[4], ARGV[1]) and redis.call('ZCARD', KEYS[4]) >
   redis.call('ZREM', KEYS[4], evicted)
   redis.call('DEL', ARGV[8] .. 'rby:' .. evicted, ARGV[8] .. 'rlast:' .. evicted)
 end
-local aged = ARGV[10] == '1'
+local aged = ARGV[10] == '1' and not redis.call('ZSCORE', KEYS[6], ARGV[2])
 local v = ARGV[3]
 if aged then v = v .. '+' end
 redis.call('HSET', KEYS[2], ARGV[2], v)
@@ -224,7 +237,8 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	if r.Aged {
 		aged = "1"
 	}
-	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported"), c.postsKey("hidden")},
+	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported"), c.postsKey("hidden"),
+		c.postsKey("distrust")},
 		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(b.Reporters), strconv.Itoa(b.Details),
 			strconv.Itoa(b.Queue), c.postsKey(""), reportTie(id), aged, strconv.Itoa(max(b.HideAt, 0)),
 			c.key(PostsChannel)}).ToArray()
@@ -436,11 +450,21 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 }
 
 // dismissScript removes a post's reports and its queue entry, and shows
-// the post again when it was hidden. KEYS: rby:<id>, rlast:<id>,
-// reported, hidden. ARGV: id, the posts channel. Returns {how many
+// the post again when it was hidden; then the reporters that counted
+// toward the hide go on the distrust set (trimmed to its bound, oldest
+// first). KEYS: rby:<id>, rlast:<id>, reported, hidden, distrust. ARGV:
+// id, the posts channel, now (Unix ms), MaxDistrust. Returns {how many
 // reporters there were, 1 when the post was hidden}.
 var dismissScript = newScript("post_dismiss", `
 local n = redis.call('HLEN', KEYS[1])
+if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then
+  local kv = redis.call('HGETALL', KEYS[1])
+  for i = 1, #kv, 2 do
+    if string.sub(kv[i + 1], -1) == '+' then redis.call('ZADD', KEYS[5], ARGV[3], kv[i]) end
+  end
+  local over = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[4])
+  if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1) end
+end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local h = redis.call('SREM', KEYS[4], ARGV[1])
@@ -449,14 +473,16 @@ return {n, h}`)
 
 // DismissReports clears post id's reports (the post stays) and returns how
 // many distinct reporters it had (0: none) and whether it was hidden
-// automatically: then it is shown again, on every node.
+// automatically: then it is shown again, on every node, and the
+// reporters whose reports hid it no longer count toward a hide
+// (Distrusted).
 func (c *Client) DismissReports(ctx context.Context, id uint64) (n int, shown bool, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
-	vs, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported"), c.postsKey("hidden")},
-		[]string{sid, c.key(PostsChannel)}).AsIntSlice()
+	vs, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("distrust")},
+		[]string{sid, c.key(PostsChannel), strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.Itoa(MaxDistrust)}).AsIntSlice()
 	if err != nil {
 		return 0, false, c.wrap("dismiss the reports of post "+sid, err)
 	}
@@ -464,6 +490,16 @@ func (c *Client) DismissReports(ctx context.Context, id uint64) (n int, shown bo
 		return 0, false, errors.New("dismiss script: unexpected reply")
 	}
 	return int(vs[0]), vs[1] == 1, nil
+}
+
+// Distrusted tells whether user's reports no longer count toward an
+// automatic hide (a hide they helped make was dismissed).
+func (c *Client) Distrusted(ctx context.Context, user string) (bool, error) {
+	_, err := c.do(ctx, c.rc.B().Zscore().Key(c.postsKey("distrust")).Member(user).Build()).AsFloat64()
+	if rueidis.IsRedisNil(err) {
+		return false, nil
+	}
+	return err == nil, c.wrap("look up the distrusted reporters", err)
 }
 
 // PostOwner returns the author of post id, or ErrPostNotFound.
@@ -569,10 +605,14 @@ return n`)
 // reported posts, which then count one reporter less, and the posts it
 // alone had reported leave the review queue. The queue is bounded
 // (ReportBounds.Queue), so this is at most that many checks, in batches
-// of forgetBatch posts a script. It returns how many posts the user had
+// of forgetBatch posts a script; the user leaves the distrust set too.
+// It returns how many posts the user had
 // reported. A report the user makes meanwhile, from a session not closed
 // yet, may stay; a second call takes it.
 func (c *Client) ForgetReporter(ctx context.Context, user string) (int, error) {
+	if err := c.do(ctx, c.rc.B().Zrem().Key(c.postsKey("distrust")).Member(user).Build()).Error(); err != nil {
+		return 0, c.wrap("forget that "+user+" is distrusted", err)
+	}
 	ids, err := c.do(ctx, c.rc.B().Zrange().Key(c.postsKey("reported")).Min("0").Max("-1").Build()).AsStrSlice()
 	if err != nil {
 		return 0, c.wrap("read the review queue", err)
