@@ -169,6 +169,14 @@ func (s *Service) reloadHidden(ids []uint64, seen map[uint64]*Post) {
 	}
 }
 
+// isHidden tells whether post id is hidden on this node.
+func (s *Service) isHidden(id uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.hidden[id]
+	return ok
+}
+
 // HiddenCount is how many posts this node holds aside as hidden pending
 // review.
 func (s *Service) HiddenCount() int {

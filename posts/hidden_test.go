@@ -141,7 +141,16 @@ func TestHiddenPendingReview(t *testing.T) {
 			}
 		}
 		n.until(t, "hidden again", func() bool { return n.hiddenHas(p) })
-		m2 := len(mine.wait(t, m1+3))
+		// The author's own edit is acked with its copy marked.
+		editor := newConn("7")
+		if err := n.SetStatus(ctx, editor, req(t, fmt.Sprintf(`{"cmd":"set_status","id":%d,"status":"reserved"}`, p))); err != nil {
+			t.Fatal(err)
+		}
+		if got := editor.wait(t, 1)[0]; !strings.HasPrefix(got, `{"cmd":"set_status_ack","result":"ok"`) ||
+			!strings.HasSuffix(got, `"status":"reserved","under_review":true}}`) {
+			t.Fatalf("set_status_ack of a hidden post: %s", got)
+		}
+		m2 := len(mine.wait(t, m1+4))
 		if err := a.Delete(ctx, author, req(t, fmt.Sprintf(`{"cmd":"delete","id":%d}`, p))); err != nil {
 			t.Fatal(err)
 		}
