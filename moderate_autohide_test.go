@@ -170,3 +170,22 @@ func TestAutoHideEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// A threshold the reporters kept per post cannot reach, a negative one
+// and a negative age: the node does not start, and says why.
+func TestAutoHideFlagsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auto-hide-reports", "101"}, "--auto-hide-reports 101: want 0 (off) to --report-reporters (100)"},
+		{[]string{"--auto-hide-reports", "20", "--report-reporters", "10"}, "--auto-hide-reports 20: want 0 (off) to --report-reporters (10)"},
+		{[]string{"--auto-hide-reports", "-1"}, "--auto-hide-reports -1: want 0 (off)"},
+		{[]string{"--auto-hide-min-age", "-1h"}, "--auto-hide-min-age must not be negative"},
+	} {
+		if _, errOut, err := run(t, binary(t), append([]string{"serve", "--redis", "embedded"}, tc.args...)...); err == nil ||
+			!strings.Contains(errOut, tc.want) {
+			t.Fatalf("serve %v: %v %q, want %q", tc.args, err, errOut, tc.want)
+		}
+	}
+}

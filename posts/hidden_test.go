@@ -160,6 +160,24 @@ func TestHiddenPendingReview(t *testing.T) {
 		for _, x := range []*node{a, n, late} {
 			x.until(t, "the hidden post forgotten", func() bool { return !x.hiddenHas(p) && !x.has(p) })
 		}
+
+		// An account deletion deletes the author's hidden posts too.
+		q := a.publish(t, author, publishFrame("[0,1,2]", "[0,3,7]", 1, "30"))
+		for _, by := range []string{"4", "5", "6"} {
+			if _, err := a.Report(ctx, newConn(by), req(t, fmt.Sprintf(`{"cmd":"report","id":%d,"reason":"spam"}`, q)), bounds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.until(t, "the second post hidden", func() bool { return n.hiddenHas(q) })
+		if k, err := n.DeleteAllOf(ctx, "7"); err != nil || k != 1 {
+			t.Fatalf("DeleteAllOf: %d %v, want the hidden post", k, err)
+		}
+		if c, _ := n.b.PostCount(ctx); c != 1 {
+			t.Fatalf("%d posts left in Redis, want only post %d", c, other)
+		}
+		for _, x := range []*node{a, n, late} {
+			x.until(t, "the deleted hidden post forgotten", func() bool { return !x.hiddenHas(q) })
+		}
 	})
 }
 
