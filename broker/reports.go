@@ -482,6 +482,8 @@ func (c *Client) DismissReports(ctx context.Context, id uint64) (n int, shown bo
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
 	vs, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("distrust")},
+		// The score only orders the set's trimming (oldest first): the
+		// node's clock is good enough, and no test waits on it.
 		[]string{sid, c.key(PostsChannel), strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.Itoa(MaxDistrust)}).AsIntSlice()
 	if err != nil {
 		return 0, false, c.wrap("dismiss the reports of post "+sid, err)

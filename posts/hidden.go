@@ -117,7 +117,8 @@ func (s *Service) authorCatchUp(c Conn, f *Filter, floor uint64, cutoff int64) [
 	}
 	var ps []*Post
 	for _, p := range s.hidden {
-		if p != nil && p.From == c.User() && p.ID > floor && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) {
+		if p != nil && p.From == c.User() && p.ID > floor && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) &&
+			(f.Search == nil || f.Search.match(p)) && (f.Status == 0 || f.Status&p.status != 0) {
 			ps = append(ps, p)
 		}
 	}
@@ -156,9 +157,9 @@ func (s *Service) reloadHidden(ids []uint64, seen map[uint64]*Post) {
 	}
 	for id := range want {
 		if _, ok := s.hidden[id]; ok {
-			if p := seen[id]; p != nil && s.hidden[id] == nil {
-				s.hidden[id] = p
-			}
+			// Redis's version: an edit may have been missed, or the
+			// post gone (nil), while the node was cut off.
+			s.hidden[id] = seen[id]
 			continue
 		}
 		if s.x.byID[id] != nil {
