@@ -14,7 +14,7 @@ import (
 // phone shows it in My listings marked "Under review" (and no longer in
 // Browse, where buyers do not see it) once two users report it with
 // --auto-hide-reports 2; a guest's Browse has the seller's other listing
-// and lacks it; the operator's
+// and lacks it; the operator page lists it first, marked; the operator's
 // dismissal through the moderation API takes the marker away and brings
 // it back to Browse, live.
 func TestBrowserUnderReview(t *testing.T) {
@@ -69,6 +69,26 @@ func TestBrowserUnderReview(t *testing.T) {
 	if g.ok(`document.querySelector('#post-list [data-post-id="` + post + `"]') !== null`) {
 		t.Error("a guest's Browse shows the hidden listing")
 	}
+
+	// The operator page lists it first and says it is hidden; the sofa,
+	// reported once, is not marked.
+	lone := dialProto(t, s.URL())
+	lone.mustOK(`{"cmd":"register"}`)
+	lone.mustOK(fmt.Sprintf(`{"cmd":"report","id":%s,"reason":"other"}`, other))
+	op := newTab(t, browser, "operator-desktop", 1280, 800, shots, &n)
+	op.do(chromedp.Navigate(admin + "/admin/"))
+	op.wait("the token form", `!document.getElementById("signin").hidden`)
+	op.typeInto("#token", token)
+	op.click("#token-save")
+	op.wait("both reported listings", `document.querySelectorAll("[data-testid=report]").length === 2`)
+	if first := op.eval(`document.querySelector("[data-testid=report]").dataset.post`); first != post {
+		t.Fatalf("the operator page lists post %s first, want the hidden %s", first, post)
+	}
+	op.wait("the hidden mark", hasText(`[data-testid=report][data-post="`+post+`"] [data-testid=report-hidden]`, "Hidden from buyers pending your decision"))
+	if op.ok(`document.querySelector('[data-testid=report][data-post="` + other + `"] [data-testid=report-hidden]') !== null`) {
+		t.Error("the listing reported once is marked hidden")
+	}
+	op.shot("operator-queue")
 
 	req, _ := http.NewRequest("POST", admin+"/admin/v1/posts/"+post+"/dismiss", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
