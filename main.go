@@ -403,6 +403,8 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "report-burst", Value: cfg.ReportBurst, Destination: &cfg.ReportBurst, EnvVars: env("REPORT_BURST"), Usage: "report requests one connection may make at once above --report-rate"},
 		&cli.IntFlag{Name: "report-reporters", Value: cfg.Reports.Reporters, Destination: &cfg.Reports.Reporters, EnvVars: env("REPORT_REPORTERS"), Usage: "distinct reporters kept and counted per post (reports past it are acknowledged, not stored)"},
 		&cli.IntFlag{Name: "report-details", Value: cfg.Reports.Details, Destination: &cfg.Reports.Details, EnvVars: env("REPORT_DETAILS"), Usage: "latest reports kept in full (reason, time, text) per post, for 'occase moderate reports'"},
+		&cli.IntFlag{Name: "auto-hide-reports", Value: cfg.Reports.HideAt, Destination: &cfg.Reports.HideAt, EnvVars: env("AUTO_HIDE_REPORTS"), Usage: "hide a post from everyone but its author, pending an operator's decision, once this many distinct users with accounts older than --auto-hide-min-age report it (0: never; at most --report-reporters)"},
+		&cli.DurationFlag{Name: "auto-hide-min-age", Value: cfg.Posts.ReportMinAge, Destination: &cfg.Posts.ReportMinAge, EnvVars: env("AUTO_HIDE_MIN_AGE"), Usage: "how old a reporter's account must be for its report to count toward --auto-hide-reports (0: any account)"},
 		&cli.IntFlag{Name: "report-queue-max", Value: cfg.Reports.Queue, Destination: &cfg.Reports.Queue, EnvVars: env("REPORT_QUEUE_MAX"), Usage: "reported posts kept in the review queue, all together (at least 1); when full, a new post's report evicts the oldest post with a single reporter, or is not stored if every post has several"},
 		&cli.Float64Flag{Name: "read-rate-bytes", Value: cfg.ReadRateBytes, Destination: &cfg.ReadRateBytes, EnvVars: env("READ_RATE_BYTES"), Usage: "bytes per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
 		&cli.IntFlag{Name: "read-burst-bytes", Value: cfg.ReadBurstBytes, Destination: &cfg.ReadBurstBytes, EnvVars: env("READ_BURST_BYTES"), Usage: "bytes one connection may send at once above --read-rate-bytes (at least 1024)"},
@@ -514,6 +516,12 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 		return cfg, err
 	}
 	cfg.RegisterKey = rk
+	if h, r := cfg.Reports.HideAt, cfg.Reports.OrDefaults().Reporters; h < 0 || h > r {
+		return cfg, fmt.Errorf("--auto-hide-reports %d: want 0 (off) to --report-reporters (%d): reporters past that are not counted", h, r)
+	}
+	if cfg.Posts.ReportMinAge < 0 {
+		return cfg, fmt.Errorf("--auto-hide-min-age must not be negative")
+	}
 	if cfg.Reports.Queue < 1 {
 		return cfg, fmt.Errorf("--report-queue-max %d: want at least 1 (the review queue is always bounded)", cfg.Reports.Queue)
 	}

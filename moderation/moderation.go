@@ -33,7 +33,9 @@ import (
 type Store interface {
 	ReportedPosts(ctx context.Context, limit, details int) ([]broker.ReportedPost, error)
 	ReportQueueLen(ctx context.Context) (int, error)
-	DismissReports(ctx context.Context, id uint64) (int, error)
+	// DismissReports also says whether the post was hidden automatically
+	// (and is shown again now).
+	DismissReports(ctx context.Context, id uint64) (int, bool, error)
 	RemoveWithNotice(ctx context.Context, id uint64, r broker.Removal) (broker.Removed, error)
 	// ResendNotice writes the notice of a removal whose write failed
 	// (kept by RemoveWithNotice); found false when none is kept.
@@ -147,6 +149,10 @@ type ReportLine struct {
 	// of the web app's shape (postImages), at most MaxImages.
 	Images []string        `json:"images,omitempty"`
 	Latest []broker.Report `json:"latest"`
+	// Hidden: the post is hidden automatically (--auto-hide-reports)
+	// until its reports are dismissed or it is removed; such posts come
+	// first in the queue.
+	Hidden bool `json:"hidden,omitempty"`
 }
 
 // CheckList checks a listing's limit and texts.
@@ -183,7 +189,7 @@ func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) 
 
 func toReportLine(p broker.ReportedPost) ReportLine {
 	l := ReportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
-		Latest: []broker.Report{}}
+		Latest: []broker.Report{}, Hidden: p.Hidden}
 	l.Title, l.Snippet = postSnippet(p.Post)
 	l.Images = postImages(p.Post)
 	for _, s := range p.Latest {
@@ -199,23 +205,31 @@ func toReportLine(p broker.ReportedPost) ReportLine {
 type Dismissed struct {
 	Post      uint64 `json:"post"`
 	Reporters int    `json:"reporters"`
+	// Shown: the post was hidden automatically and is shown again.
+	Shown bool `json:"shown,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
 	Logged bool `json:"logged"`
 }
 
-// Dismiss clears post id's reports; the post stays.
+// Dismiss clears post id's reports; the post stays, and is shown again
+// when it was hidden automatically.
 func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed, error) {
-	n, err := s.store.DismissReports(ctx, id)
+	n, shown, err := s.store.DismissReports(ctx, id)
 	if err != nil {
 		return Dismissed{}, err
 	}
 	if n == 0 {
 		return Dismissed{}, refuse(ReasonNoReports, "post %d has no reports: nothing dismissed", id)
 	}
-	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
-	d := Dismissed{Post: id, Reporters: n}
+	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.Bool("shown", shown),
+		zap.String("operator", by), addrField(ctx))
+	d := Dismissed{Post: id, Reporters: n, Shown: shown}
+	detail := Reporters(n)
+	if shown {
+		detail += "; shown again"
+	}
 	d.Logged = s.record(ctx, LogEntry{By: by, Action: "dismiss", Target: strconv.FormatUint(id, 10),
-		Result: ResultOK, Detail: Reporters(n)})
+		Result: ResultOK, Detail: detail})
 	return d, nil
 }
 
@@ -298,7 +312,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		}
 		// Reports can outlive a post only if a node of an older version
 		// deleted it; clear them.
-		if left, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
+		if left, _, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
 			s.log.Info("moderation: leftover reports of a gone post cleared", zap.Uint64("post", id), zap.String("operator", by), addrField(ctx))
 			return Removed{}, refuse(ReasonPostNotFound, "no post %d (deleted or expired already); cleared its leftover reports (%s)", id, Reporters(left))
 		}

@@ -193,7 +193,7 @@ func DefaultConfig() Config {
 		MaxBlocks:         1000,
 		ReportRate:        1.0 / 30,
 		ReportBurst:       10,
-		Reports:           broker.DefaultReportBounds,
+		Reports:           defaultReportBounds(),
 		IPv6Prefix:        defaultIPv6Prefix,
 		RegisterPerDay:    20,
 		ReadRateBytes:     256 << 10,
@@ -211,6 +211,18 @@ func DefaultConfig() Config {
 		Push:              push.DefaultConfig(),
 		Clock:             time.Now,
 	}
+}
+
+// DefaultAutoHide is --auto-hide-reports' default: distinct reporters,
+// each with an account older than --auto-hide-min-age, that hide a post
+// until an operator decides (docs/security.md "Automatic hiding and
+// brigading" says why five).
+const DefaultAutoHide = 5
+
+func defaultReportBounds() broker.ReportBounds {
+	b := broker.DefaultReportBounds
+	b.HideAt = DefaultAutoHide
+	return b
 }
 
 // roleTable says which parts run in each role; "all" is just the union.

@@ -141,13 +141,20 @@ function when(at) {
 }
 
 function card(p) {
-  const li = el("li", "report");
+  const li = el("li", p.hidden === true ? "report hidden-post" : "report");
   li.dataset.post = String(p.id);
   li.dataset.testid = "report";
   const title = p.gone ? "(post gone)" : (p.title || "(no title)");
   const h = el("h3", null, title);
   h.dataset.testid = "report-title";
   li.append(h);
+  if (p.hidden === true) {
+    // Hidden automatically (--auto-hide-reports): the queue lists these
+    // first; dismissing shows the post again, removing deletes it.
+    const tag = el("p", "hidden-tag", "Hidden from buyers pending your decision: dismiss to show it again, or remove it.");
+    tag.dataset.testid = "report-hidden";
+    li.append(tag);
+  }
   const n = p.reporters === 1 ? "1 reporter" : p.reporters + " reporters";
   const meta = el("p", "meta", "post " + p.id + " · author " + (p.author || "-") + " · " + n);
   meta.dataset.testid = "report-meta";
