@@ -146,7 +146,7 @@ type ReportLine struct {
 	Title     string         `json:"title,omitempty"`
 	Snippet   string         `json:"snippet"`
 	// Images: the post's photo paths, relative to the public site, each
-	// of the web app's shape (postImages), at most MaxImages.
+	// of the web app's shape (readPost), at most MaxImages.
 	Images []string        `json:"images,omitempty"`
 	Latest []broker.Report `json:"latest"`
 	// Hidden: the post is hidden automatically (--auto-hide-reports)
@@ -190,8 +190,7 @@ func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) 
 func toReportLine(p broker.ReportedPost) ReportLine {
 	l := ReportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
 		Latest: []broker.Report{}, Hidden: p.Hidden}
-	l.Title, l.Snippet = postSnippet(p.Post)
-	l.Images = postImages(p.Post)
+	l.Title, l.Snippet, l.Images = readPost(p.Post)
 	for _, s := range p.Latest {
 		var r broker.Report
 		if json.Unmarshal([]byte(s), &r) == nil {
@@ -624,27 +623,33 @@ func Reporters(n int) string {
 	return strconv.Itoa(n) + " reporters"
 }
 
-// postSnippet reads a stored post's body: the app's JSON string, whose
+// readPost reads a stored post's body, the app's JSON string, once: its
 // "title" and "msg" (the members the search indexes) are shown when it
-// has them, else the body itself.
-func postSnippet(post string) (title, snippet string) {
+// has them, else the body itself; its photos are those of "images" that
+// have the web app's shape (postImages). A member of the wrong type is
+// skipped alone.
+func readPost(post string) (title, snippet string, images []string) {
 	if post == "" {
-		return "", ""
+		return "", "", nil
 	}
 	var p struct {
 		Body string `json:"body"`
 	}
 	if json.Unmarshal([]byte(post), &p) != nil {
-		return "", ClipText(post, 120)
+		return "", ClipText(post, 120), nil
 	}
-	var b struct {
-		Title string `json:"title"`
-		Msg   string `json:"msg"`
+	var b map[string]json.RawMessage
+	if json.Unmarshal([]byte(p.Body), &b) != nil {
+		return "", ClipText(p.Body, 120), nil
 	}
-	if json.Unmarshal([]byte(p.Body), &b) == nil && (b.Title != "" || b.Msg != "") {
-		return ClipText(b.Title, 80), ClipText(b.Msg, 120)
+	var t, m string
+	json.Unmarshal(b["title"], &t)
+	json.Unmarshal(b["msg"], &m)
+	images = postImages(b["images"])
+	if t == "" && m == "" {
+		return "", ClipText(p.Body, 120), images
 	}
-	return "", ClipText(p.Body, 120)
+	return ClipText(t, 80), ClipText(m, 120), images
 }
 
 // ClipText keeps the first n characters of s on one line, with every
