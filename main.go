@@ -327,8 +327,9 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "role", Value: cfg.Role, Destination: &cfg.Role, EnvVars: env("ROLE"), Usage: "db, img or all"},
 		&cli.StringFlag{Name: "addr", Value: cfg.Addr, Destination: &cfg.Addr, EnvVars: env("ADDR"), Usage: "listen address"},
 		&cli.StringFlag{Name: "admin-addr", Value: cfg.AdminAddr, Destination: &cfg.AdminAddr, EnvVars: env("ADMIN_ADDR"), Usage: "separate listen address for /metrics and /healthz (default: /metrics on --addr)"},
+		&cli.IntFlag{Name: "admin-max-conns", Value: cfg.AdminMaxConns, Destination: &cfg.AdminMaxConns, EnvVars: env("ADMIN_MAX_CONNS"), Usage: "connections open at once on --admin-addr; half of them at most without a valid operator token yet (each of those closed after its answer); past either bound a new connection is answered 503 and closed"},
 		&cli.StringFlag{Name: "public-url", EnvVars: env("PUBLIC_URL"), Usage: "the address users open, e.g. https://market.example.com (absolute http or https, no query or fragment): the moderation page shows reported posts' photos from there and links to the listings; without it, no photos"},
-		&cli.StringFlag{Name: "admin-token-file", EnvVars: env("ADMIN_TOKEN_FILE"), Usage: "file holding the operators' token (at least 32 bytes, e.g. openssl rand -hex 32): serves the moderation API and page under /admin/ on --admin-addr (docs/operations.md \"The moderation API\"); without it they are off"},
+		&cli.StringFlag{Name: "admin-token-file", EnvVars: env("ADMIN_TOKEN_FILE"), Usage: "file holding the operators' tokens, one 'name token [moderator|viewer]' line each (tokens at least 32 bytes, e.g. openssl rand -hex 32; a viewer reads but may not act): serves the moderation API and page under /admin/ on --admin-addr (docs/operations.md \"The moderation API\"); without it they are off"},
 		&cli.StringFlag{Name: "tls-cert", Value: cfg.TLSCert, Destination: &cfg.TLSCert, EnvVars: env("TLS_CERT"), Usage: "TLS certificate file (PEM); with --tls-key serves HTTPS/WSS on --addr"},
 		&cli.StringFlag{Name: "tls-key", Value: cfg.TLSKey, Destination: &cfg.TLSKey, EnvVars: env("TLS_KEY"), Usage: "TLS private key file (PEM)"},
 		&cli.StringSliceFlag{Name: "domain", EnvVars: env("DOMAIN"), Usage: "automatic TLS certificates (ACME) for these host names"},
@@ -402,6 +403,8 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.IntFlag{Name: "report-burst", Value: cfg.ReportBurst, Destination: &cfg.ReportBurst, EnvVars: env("REPORT_BURST"), Usage: "report requests one connection may make at once above --report-rate"},
 		&cli.IntFlag{Name: "report-reporters", Value: cfg.Reports.Reporters, Destination: &cfg.Reports.Reporters, EnvVars: env("REPORT_REPORTERS"), Usage: "distinct reporters kept and counted per post (reports past it are acknowledged, not stored)"},
 		&cli.IntFlag{Name: "report-details", Value: cfg.Reports.Details, Destination: &cfg.Reports.Details, EnvVars: env("REPORT_DETAILS"), Usage: "latest reports kept in full (reason, time, text) per post, for 'occase moderate reports'"},
+		&cli.IntFlag{Name: "auto-hide-reports", Value: cfg.Reports.HideAt, Destination: &cfg.Reports.HideAt, EnvVars: env("AUTO_HIDE_REPORTS"), Usage: "hide a post from everyone but its author, pending an operator's decision, once this many distinct users with accounts older than --auto-hide-min-age report it (0: never; at most --report-reporters)"},
+		&cli.DurationFlag{Name: "auto-hide-min-age", Value: cfg.Posts.ReportMinAge, Destination: &cfg.Posts.ReportMinAge, EnvVars: env("AUTO_HIDE_MIN_AGE"), Usage: "how old a reporter's account must be for its report to count toward --auto-hide-reports (0: any account)"},
 		&cli.IntFlag{Name: "report-queue-max", Value: cfg.Reports.Queue, Destination: &cfg.Reports.Queue, EnvVars: env("REPORT_QUEUE_MAX"), Usage: "reported posts kept in the review queue, all together (at least 1); when full, a new post's report evicts the oldest post with a single reporter, or is not stored if every post has several"},
 		&cli.Float64Flag{Name: "read-rate-bytes", Value: cfg.ReadRateBytes, Destination: &cfg.ReadRateBytes, EnvVars: env("READ_RATE_BYTES"), Usage: "bytes per second one connection may send; over it the server stops reading it for a while (0: unlimited)"},
 		&cli.IntFlag{Name: "read-burst-bytes", Value: cfg.ReadBurstBytes, Destination: &cfg.ReadBurstBytes, EnvVars: env("READ_BURST_BYTES"), Usage: "bytes one connection may send at once above --read-rate-bytes (at least 1024)"},
@@ -513,6 +516,12 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 		return cfg, err
 	}
 	cfg.RegisterKey = rk
+	if h, r := cfg.Reports.HideAt, cfg.Reports.OrDefaults().Reporters; h < 0 || h > r {
+		return cfg, fmt.Errorf("--auto-hide-reports %d: want 0 (off) to --report-reporters (%d): reporters past that are not counted", h, r)
+	}
+	if cfg.Posts.ReportMinAge < 0 {
+		return cfg, fmt.Errorf("--auto-hide-min-age must not be negative")
+	}
 	if cfg.Reports.Queue < 1 {
 		return cfg, fmt.Errorf("--report-queue-max %d: want at least 1 (the review queue is always bounded)", cfg.Reports.Queue)
 	}

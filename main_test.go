@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -108,15 +109,32 @@ func startProc(t *testing.T, args ...string) *proc {
 		resp, err := http.Get("http://" + p.addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
-			if resp.StatusCode == 200 {
+			if resp.StatusCode == 200 && !exited(p.cmd.Process.Pid) {
 				return p
 			}
+		}
+		if exited(p.cmd.Process.Pid) {
+			// Another process may hold the address and answer /readyz:
+			// what answered is not this node.
+			t.Fatalf("node on %s exited before it was ready:\n%s", p.addr, out.text())
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("node on %s not ready", p.addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// exited reports whether the child pid has ended (a zombie not yet
+// waited for, or gone), without waiting for it: the test may Wait later.
+func exited(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return runtime.GOOS == "linux" // no /proc elsewhere: assume running
+	}
+	// pid (comm) state ...: the state follows the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
 }
 
 type wsClient struct {

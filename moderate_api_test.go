@@ -31,7 +31,14 @@ type adminNode struct {
 // redis-server (role db) and on its own embedded broker (role all, the
 // default `occase serve`, which the CLI cannot reach but through the API).
 func eachModerationBackend(t *testing.T, fn func(t *testing.T, n adminNode)) {
+	eachModerationBackendWith(t, nil, fn)
+}
+
+// eachModerationBackendWith is eachModerationBackend with more flags for
+// the node.
+func eachModerationBackendWith(t *testing.T, extra []string, fn func(t *testing.T, n adminNode)) {
 	start := func(t *testing.T, args ...string) adminNode {
+		args = append(args, extra...)
 		dir := t.TempDir()
 		tf := filepath.Join(dir, "admin-token")
 		if err := os.WriteFile(tf, []byte(testAdminToken+"\n"), 0o600); err != nil {

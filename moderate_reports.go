@@ -70,7 +70,11 @@ func reportCommands() []*cli.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post stays\n", d.Post, moderation.Reporters(d.Reporters))
+				if d.Shown {
+					fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post was hidden pending review and is shown again\n", d.Post, moderation.Reporters(d.Reporters))
+				} else {
+					fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post stays\n", d.Post, moderation.Reporters(d.Reporters))
+				}
 				warnNotLogged(c, d.Logged)
 				return nil
 			})
@@ -100,8 +104,12 @@ func reportCommands() []*cli.Command {
 				if err != nil && (!errors.As(err, &e) || e.Result == nil) {
 					return err
 				}
-				fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
-					r.Post, r.Author, moderation.Reporters(r.Reporters))
+				if r.Resent {
+					fmt.Fprintf(c.App.Writer, "post %d of user %s was removed before; its kept notice sent again\n", r.Post, r.Author)
+				} else {
+					fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
+						r.Post, r.Author, moderation.Reporters(r.Reporters))
+				}
 				warnNotLogged(c, r.Logged)
 				switch {
 				case err != nil:
@@ -173,6 +181,10 @@ func writeReportsTable(w io.Writer, list []moderation.ReportLine, queued, most i
 		}
 		if l.Gone {
 			snip = "(gone)"
+		}
+		if l.Hidden {
+			// Hidden posts come first: say why they lead the table.
+			snip = "[HIDDEN pending review] " + snip
 		}
 		var texts []string
 		for _, r := range l.Latest {

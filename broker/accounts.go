@@ -12,9 +12,11 @@ import (
 )
 
 // createScript stores a new user's hash: KEYS u:{id}; ARGV the digest, the
-// first login (ms), and the account's lifetime in ms (0: for ever).
+// first login (ms), and the account's lifetime in ms (0: for ever). The
+// first login is kept twice: 'login' moves with every login, 'made' stays
+// (the account's age, AccountMade).
 var createScript = newScript("create_user", `
-redis.call('HSET', KEYS[1], 'pwd', ARGV[1], 'gen', '1', 'login', ARGV[2])
+redis.call('HSET', KEYS[1], 'pwd', ARGV[1], 'gen', '1', 'login', ARGV[2], 'made', ARGV[2])
 local ttl = tonumber(ARGV[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1`)
@@ -35,6 +37,27 @@ func (c *Client) CreateUser(ctx context.Context, digest string, now int64) (stri
 		return "", c.wrap("store user "+id, err)
 	}
 	return id, nil
+}
+
+// AccountMade returns when user id's account was made (Unix ms). ok is
+// false when there is no such account; made is 0 for an account made
+// before the field was kept (it is older than any made since).
+func (c *Client) AccountMade(ctx context.Context, id string) (made int64, ok bool, err error) {
+	vs, err := c.do(ctx, c.rc.B().Hmget().Key(c.userKey("u", id)).Field("pwd", "made").Build()).ToArray()
+	if err != nil {
+		return 0, false, c.wrap("read the age of account "+id, err)
+	}
+	if len(vs) != 2 || vs[0].IsNil() {
+		return 0, false, nil
+	}
+	if vs[1].IsNil() {
+		return 0, true, nil
+	}
+	made, err = vs[1].AsInt64()
+	if err != nil {
+		return 0, true, c.wrap("read the age of account "+id, err)
+	}
+	return made, true, nil
 }
 
 // PasswordDigest returns the stored digest of user id; ok is false when the

@@ -1,8 +1,10 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/redis/rueidis"
+	"go.uber.org/zap"
 )
 
 // Notices (docs/protocol.md "Notices"): what the operators tell a user,
@@ -184,54 +187,215 @@ type Removal struct {
 	Note   string
 	At     int64         // Unix ms
 	TTL    time.Duration // the notice's lifetime: the offline queue's
+	// RetryFor bounds how long a failing notice write is retried after
+	// the removal (0: DefaultNoticeRetry), within ctx's deadline.
+	RetryFor time.Duration
 }
 
-// Removed is what RemoveWithNotice did.
+// Removed is what RemoveWithNotice (or ResendNotice) did.
 type Removed struct {
 	Author    string
 	Reporters int   // distinct reporters the post had
 	Notice    int64 // the notice's id; 0: none made
+	// Reason is the notice's (ResendNotice: the one kept).
+	Reason string
+	// Kept: the notice could not be written and is kept among the unsent
+	// ones, for ResendNotice.
+	Kept bool
+}
+
+// Unsent notices. A removal's notice is written to its author's keys
+// ({author}), the post's removal to the posts' ({posts}): two slots, so
+// no one script can do both on a Redis Cluster. Instead the notice is
+// first kept in the posts' slot (the hash {posts}:unsent, post id ->
+// author, lifetime and notice), then the post removed, then the notice
+// written (retried for DefaultNoticeRetry) and only then dropped from
+// the hash. A notice still unwritten stays there, and ResendNotice (the
+// same removal again) writes it: nothing is lost to a Redis that failed
+// for longer than the retries, and nothing is told of a removal that did
+// not happen (a post still there is never told of; post ids are never
+// reused). The hash holds MaxUnsentNotices at most: when full, the kept
+// notices past their lifetime (that of the notice itself: the author's
+// offline queue's) are dropped, then, still full, a removal goes on
+// without keeping its notice (the old behaviour), with a warning. So an
+// entry whose author deleted the account, or that nobody resent, lasts
+// no longer than the notice would have.
+const (
+	MaxUnsentNotices   = 1000
+	DefaultNoticeRetry = 10 * time.Second
+)
+
+// unsent is one kept notice. Exp leads, so that the script that makes
+// room reads it without a JSON parser.
+type unsent struct {
+	Exp    int64  `json:"exp"` // Unix ms the notice's lifetime ends; 0: never
+	Author string `json:"author"`
+	TTL    int64  `json:"ttl"` // ms
+	Notice Notice `json:"notice"`
+}
+
+// keepUnsentScript: KEYS {posts}:unsent; ARGV the post id, the entry,
+// the bound, now (Unix ms). Returns 1 when kept, 0 when the hash is full
+// of notices still living.
+var keepUnsentScript = newScript("notice_keep", `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
+  local all, now = redis.call('HGETALL', KEYS[1]), tonumber(ARGV[4])
+  for i = 1, #all, 2 do
+    local exp = tonumber(string.match(all[i+1], '^{"exp":(%d+),'))
+    if exp == nil or (exp > 0 and exp <= now) then redis.call('HDEL', KEYS[1], all[i]) end
+  end
+  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1`)
+
+// retryFor runs fn until it succeeds, waiting 50 ms, then twice as long
+// each time up to 1 s, for at most budget, and never past 1 s before
+// ctx's deadline (left for what the caller does after).
+func retryFor(ctx context.Context, budget time.Duration, fn func(context.Context) error) error {
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)-time.Second)
+	}
+	end := time.Now().Add(budget)
+	bo := Backoff{First: 50 * time.Millisecond, Max: time.Second}
+	err := fn(ctx)
+	for err != nil && time.Now().Before(end) && bo.Wait(ctx.Done()) {
+		err = fn(ctx)
+	}
+	return err
 }
 
 // RemoveWithNotice removes post id as RemovePost does and, when r has a
 // reason, tells its author why with a notice (AddNotice), made after the
-// removal so that no notice tells of a removal that failed; its attempts
-// are retried, and an error after the post is gone says so (the post is
-// not there to remove again). ErrPostNotFound when there is no such post.
+// removal so that no notice tells of a removal that failed. The notice
+// is kept first (see "Unsent notices"); its write is retried for
+// r.RetryFor, and an error after the post is gone says so, with
+// Removed.Kept when ResendNotice can still send it. ErrPostNotFound when
+// there is no such post.
 func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Removed, error) {
-	var n Notice
-	if r.Reason != "" {
-		n = Notice{Kind: NoticePostRemoved, Post: id, Reason: r.Reason, Note: r.Note, At: r.At}
-		if err := n.Check(); err != nil {
-			return Removed{}, err
-		}
-		data, err := c.do(ctx, c.rc.B().Hget().Key(c.postsKey("data")).Field(strconv.FormatUint(id, 10)).Build()).ToString()
-		if rueidis.IsRedisNil(err) {
-			return Removed{}, ErrPostNotFound
-		}
-		if err != nil {
-			return Removed{}, c.wrap("read post "+strconv.FormatUint(id, 10), err)
-		}
-		n.Title = PostTitle(data)
-	}
-	author, reporters, err := c.RemovePost(ctx, id)
-	if err != nil {
-		return Removed{Author: author}, err
-	}
-	out := Removed{Author: author, Reporters: reporters}
 	if r.Reason == "" {
-		return out, nil
+		author, reporters, err := c.RemovePost(ctx, id)
+		return Removed{Author: author, Reporters: reporters}, err
 	}
-	err = retry(ctx, func(ctx context.Context) error {
-		var err error
-		out.Notice, err = c.AddNotice(ctx, author, n, r.TTL)
-		if err == ErrNoUser {
-			return nil // the author's account is gone: nobody to tell
+	sid := strconv.FormatUint(id, 10)
+	n := Notice{Kind: NoticePostRemoved, Post: id, Reason: r.Reason, Note: r.Note, At: r.At}
+	if err := n.Check(); err != nil {
+		return Removed{}, err
+	}
+	data, err := c.do(ctx, c.rc.B().Hget().Key(c.postsKey("data")).Field(sid).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return Removed{}, ErrPostNotFound
+	}
+	if err != nil {
+		return Removed{}, c.wrap("read post "+sid, err)
+	}
+	n.Title = PostTitle(data)
+	author, err := c.PostOwner(ctx, id)
+	if err != nil {
+		return Removed{}, err
+	}
+	u := unsent{Author: author, TTL: r.TTL.Milliseconds(), Notice: n}
+	if u.TTL > 0 {
+		u.Exp = r.At + u.TTL
+	}
+	b, err := json.Marshal(u)
+	if err != nil {
+		return Removed{}, err
+	}
+	bctx, cancel := c.bound(ctx)
+	kept, err := keepUnsentScript.Exec(bctx, c.rc, []string{c.postsKey("unsent")},
+		[]string{sid, string(b), strconv.Itoa(MaxUnsentNotices), strconv.FormatInt(r.At, 10)}).AsInt64()
+	cancel()
+	if err != nil {
+		// Nothing is done yet: better refused than told of never.
+		return Removed{}, c.wrap("keep the notice of post "+sid, err)
+	}
+	if kept == 0 {
+		c.log.Warn("unsent notices full: a removal's notice is not kept to resend", zap.Uint64("post", id), zap.Int("max", MaxUnsentNotices))
+	}
+	removedBy, reporters, err := c.RemovePost(ctx, id)
+	if err != nil {
+		if kept == 1 {
+			c.dropUnsent(ctx, sid)
 		}
-		return err
-	})
+		return Removed{Author: removedBy}, err
+	}
+	out, err := c.sendUnsent(ctx, sid, u, kept == 1, cmp.Or(r.RetryFor, DefaultNoticeRetry))
+	out.Reporters = reporters
 	if err != nil {
 		return out, fmt.Errorf("post %d is removed, but its author %s could not be told why: %w", id, author, err)
 	}
 	return out, nil
+}
+
+// sendUnsent writes u's notice, retried for budget, then drops it from
+// the unsent ones (when kept there). An account gone is nobody to tell.
+func (c *Client) sendUnsent(ctx context.Context, sid string, u unsent, kept bool, budget time.Duration) (Removed, error) {
+	out := Removed{Author: u.Author, Reason: u.Notice.Reason}
+	err := retryFor(ctx, budget, func(ctx context.Context) error {
+		var err error
+		out.Notice, err = c.AddNotice(ctx, u.Author, u.Notice, time.Duration(u.TTL)*time.Millisecond)
+		if err == ErrNoUser {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		out.Kept = kept
+		return out, err
+	}
+	if kept {
+		c.dropUnsent(ctx, sid)
+	}
+	return out, nil
+}
+
+// dropUnsent forgets post sid's kept notice (retried briefly; left, it
+// is at worst sent twice by a later ResendNotice).
+func (c *Client) dropUnsent(ctx context.Context, sid string) {
+	err := retry(ctx, func(ctx context.Context) error {
+		return c.do(ctx, c.rc.B().Hdel().Key(c.postsKey("unsent")).Field(sid).Build()).Error()
+	})
+	if err != nil {
+		c.log.Warn("an unsent notice not dropped after it was sent", zap.String("post", sid), zap.Error(err))
+	}
+}
+
+// ResendNotice writes the notice kept for post id, removed earlier, whose
+// write failed (RemoveWithNotice's Kept): found false when none is kept.
+// A notice whose lifetime has passed since the removal (at now, Unix
+// ms) is dropped unsent; a post that is still there is never told of.
+func (c *Client) ResendNotice(ctx context.Context, id uint64, now int64, retryFor time.Duration) (Removed, bool, error) {
+	sid := strconv.FormatUint(id, 10)
+	s, err := c.do(ctx, c.rc.B().Hget().Key(c.postsKey("unsent")).Field(sid).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return Removed{}, false, nil
+	}
+	if err != nil {
+		return Removed{}, false, c.wrap("read the unsent notice of post "+sid, err)
+	}
+	var u unsent
+	if json.Unmarshal([]byte(s), &u) != nil || u.Author == "" || (u.Exp > 0 && now >= u.Exp) {
+		c.dropUnsent(ctx, sid)
+		return Removed{}, false, nil
+	}
+	if _, err := c.PostOwner(ctx, id); err == nil {
+		// Kept by a removal that failed: the post is there, nothing to tell.
+		c.dropUnsent(ctx, sid)
+		return Removed{}, false, nil
+	} else if !errors.Is(err, ErrPostNotFound) {
+		return Removed{}, false, err
+	}
+	out, err := c.sendUnsent(ctx, sid, u, true, cmp.Or(retryFor, DefaultNoticeRetry))
+	if err != nil {
+		return out, true, fmt.Errorf("post %d: its author %s could not be told why: %w", id, u.Author, err)
+	}
+	return out, true, nil
+}
+
+// UnsentNotices is how many removal notices are kept unsent, for tests
+// and the operators.
+func (c *Client) UnsentNotices(ctx context.Context) (int, error) {
+	n, err := c.do(ctx, c.rc.B().Hlen().Key(c.postsKey("unsent")).Build()).AsInt64()
+	return int(n), c.wrap("count the unsent notices", err)
 }

@@ -39,6 +39,8 @@ package broker
 //	{"op":"del","ids":[<id>,...]}
 //	{"op":"upd","post":<post JSON>}   (an edit, status change or renewal:
 //	                                   the post's new version, same id)
+//	{"op":"hide","ids":[<id>]}        (hidden pending review: reports.go)
+//	{"op":"show","ids":[<id>]}        (shown again: reports dismissed)
 //
 // origin is an opaque token chosen by the publishing node (letters, digits,
 // ':' and '-' only); it lets that node recognise its own publishes.
@@ -95,8 +97,8 @@ return id`)
 // check and the removal are one atomic step, so no other user can ever erase
 // it.
 // Its reports (reports.go) go with it.
-// KEYS: data, owner, date, bytes, rby:<id>, rlast:<id>, reported. ARGV: id,
-// user, channel.
+// KEYS: data, owner, date, bytes, rby:<id>, rlast:<id>, reported, hidden.
+// ARGV: id, user, channel.
 // Returns 1 done, 0 no such post, -1 not the owner.
 var deletePostScript = newScript("post_delete", `
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
@@ -108,13 +110,17 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then redis.call('DEL', KEYS[5], KEYS[6]) end
+if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[5], KEYS[6])
+  redis.call('SREM', KEYS[8], ARGV[1])
+end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 return 1`)
 
 // expirePostsScript removes up to ARGV[2] posts dated at or before ARGV[1]
 // and announces them in one message; a reported post's reports
-// (reports.go) go with it. KEYS: data, owner, date, bytes, reported. ARGV:
+// (reports.go) go with it. KEYS: data, owner, date, bytes, reported,
+// hidden. ARGV:
 // cutoff (s), limit, channel, the prefix of the report keys ('<p>{posts}:').
 // Returns how many were removed.
 //
@@ -134,6 +140,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[3], id)
   if redis.call('ZREM', KEYS[5], id) == 1 then
     redis.call('DEL', ARGV[4] .. 'rby:' .. id, ARGV[4] .. 'rlast:' .. id)
+    redis.call('SREM', KEYS[6], id)
   end
 end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. table.concat(ids, ',') .. ']}')
@@ -306,7 +313,8 @@ func (c *Client) DeletePost(ctx context.Context, id uint64, user string) error {
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
 	r, err := deletePostScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), by, last, c.postsKey("reported")},
+		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), by, last, c.postsKey("reported"),
+			c.postsKey("hidden")},
 		[]string{sid, user, c.key(PostsChannel)}).AsInt64()
 	if err != nil {
 		return c.wrap("delete post "+sid, err)
@@ -327,7 +335,8 @@ func (c *Client) ExpirePosts(ctx context.Context, cutoff int64, limit int) (int,
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	n, err := expirePostsScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.postsKey("reported")},
+		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.postsKey("reported"),
+			c.postsKey("hidden")},
 		[]string{strconv.FormatInt(cutoff, 10), strconv.Itoa(limit), c.key(PostsChannel), c.postsKey("")}).AsInt64()
 	return int(n), c.wrap("expire posts", err)
 }

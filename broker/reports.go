@@ -16,10 +16,30 @@ package broker
 //	                    the post's distinct reporters (HLEN of rby:<id>)
 //	                    plus a fraction under 1 that grows with the post id
 //	                    (reportTie), at most ReportBounds.Queue members
+//	{posts}:hidden      set: the ids of the posts hidden automatically
+//	                    (ReportBounds.HideAt), a subset of the queue, so at
+//	                    most ReportBounds.Queue members
+//	{posts}:distrust    sorted set: member a user id, score when (Unix ms)
+//	                    an operator dismissed the reports of a post that
+//	                    user's report had helped hide; its reports no
+//	                    longer count toward a hide. At most MaxDistrust
+//	                    members (the oldest go first); a member leaves
+//	                    with its account (ForgetReporter)
 //
 // A post is in the queue exactly when its two report keys exist: the
 // report script makes all three, the dismiss, delete and expiry scripts
-// remove all three.
+// remove all three, and the post's id from the hidden set with them.
+//
+// A reporter's field in rby:<id> holds its reason, with a '+' appended
+// when the reporter's account was old enough to count toward an
+// automatic hide (Report.Aged). The report that brings the post's aged
+// reporters to ReportBounds.HideAt adds the id to the hidden set and
+// announces {"op":"hide","ids":[<id>]} on the posts channel, in the same
+// script as the report: two reports at once cannot both miss the
+// threshold, nor both announce. A dismissal that takes the id out of the
+// set announces {"op":"show","ids":[<id>]}; a deletion or expiry
+// announces the deletion as always, which every node applies to hidden
+// posts too (docs/protocol.md "Listings hidden pending review").
 //
 // The queue is bounded in total, not only per post: when it holds
 // ReportBounds.Queue posts, a report of a post not in it yet evicts the
@@ -29,13 +49,21 @@ package broker
 // post that several users report (docs/security.md "Reports").
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/rueidis"
 )
+
+// MaxDistrust bounds {posts}:distrust: the users whose reports no longer
+// count toward an automatic hide, since a hide they helped make was
+// dismissed. Past it the oldest entries go (about 5 MB at the bound).
+const MaxDistrust = 100_000
 
 // ErrOwnPost: a user reported its own post; nothing was stored.
 var ErrOwnPost = errors.New("one cannot report one's own post")
@@ -49,9 +77,13 @@ type ReportBounds struct {
 	Details int
 	// Queue: reported posts kept in the review queue, all together; the
 	// bound of all reports' memory is Queue times one post's at the
-	// other two caps. Zero or less, in any field: DefaultReportBounds'
-	// (OrDefaults).
+	// other two caps. Zero or less, in any of these three fields:
+	// DefaultReportBounds' (OrDefaults).
 	Queue int
+	// HideAt: a post is hidden automatically once this many distinct
+	// reporters with Report.Aged report it; 0: never. Not a cap:
+	// OrDefaults leaves it as it is.
+	HideAt int
 }
 
 // DefaultReportBounds are the caps docs/security.md "Reports" sizes.
@@ -78,6 +110,10 @@ type Report struct {
 	Reason string `json:"reason"`
 	At     int64  `json:"at"` // Unix seconds
 	Text   string `json:"text,omitempty"`
+	// Aged: the reporter's account is old enough for its report to count
+	// toward an automatic hide (ReportBounds.HideAt). The caller decides;
+	// it is stored with the reporter's reason, not in the JSON.
+	Aged bool `json:"-"`
 }
 
 // ReportResult says what a report changed.
@@ -97,6 +133,9 @@ type ReportResult struct {
 	// Evicted: the id of the post with a single reporter that this report
 	// took out of the full queue, its reports deleted; 0: none.
 	Evicted uint64
+	// Hidden: this report brought the post's aged reporters to
+	// ReportBounds.HideAt; the post is hidden now and every node was told.
+	Hidden bool
 }
 
 func (c *Client) reportKeys(sid string) (by, last string) {
@@ -104,20 +143,28 @@ func (c *Client) reportKeys(sid string) (by, last string) {
 }
 
 // reportScript stores one report. KEYS: owner, rby:<id>, rlast:<id>,
-// reported. ARGV: id, reporter, reason, the report's JSON (it starts
-// '{"by":"<reporter>",'), max reporters, max details, max queued posts,
-// the prefix of the report keys ('<p>{posts}:'), the id's tie fraction
-// (reportTie).
-// Returns {1, n, evicted} stored (evicted: the id of the post taken out
-// of the full queue to make room, empty: none), {2, n} stored again (a
-// repeat: reason and text replaced, not counted), {3, n} capped (nothing
-// stored), {4, 0} the queue is full of posts with several reporters
+// reported, hidden, distrust. ARGV: id, reporter, reason, the report's JSON (it
+// starts '{"by":"<reporter>",'), max reporters, max details, max queued
+// posts, the prefix of the report keys ('<p>{posts}:'), the id's tie
+// fraction (reportTie), '1' when the reporter is aged (Report.Aged), the
+// hide threshold (0: none), the posts channel. An aged reporter on the
+// distrust set is stored as not aged.
+// Returns {1, n, evicted, hid} stored (evicted: the id of the post taken
+// out of the full queue to make room, empty: none; hid: 1 when this
+// report hid the post), {2, n, ”, hid} stored again (a repeat: reason
+// and text replaced, not counted), {3, n} capped (nothing stored), {4, 0}
+// the queue is full of posts with several reporters or hidden ones
 // (nothing stored), {0} no such post, {-1} the reporter is the author.
 //
 // An evicted post's report keys are named here, not passed: which post
 // goes is known only inside the script, and its keys carry the {posts}
 // tag of the keys passed, so they are in the script's slot on a cluster
-// (as the expiry script does).
+// (as the expiry script does). A hidden post is never evicted: it would
+// stay hidden with nothing in the queue to show it to an operator.
+//
+// Counting the aged reporters walks the post's reporters (at most
+// ReportBounds.Reporters fields), and only while the post is not hidden
+// yet and only for an aged reporter's report.
 var reportScript = newScript("post_report", `
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if not owner then return {0} end
@@ -128,12 +175,15 @@ if not again and n >= tonumber(ARGV[5]) then return {3, n} end
 local evicted = ''
 if not redis.call('ZSCORE', KEYS[4], ARGV[1]) and redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[7]) then
   local low = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-  if tonumber(low[2]) >= 2 then return {4, 0} end
+  if tonumber(low[2]) >= 2 or redis.call('SISMEMBER', KEYS[5], low[1]) == 1 then return {4, 0} end
   evicted = low[1]
   redis.call('ZREM', KEYS[4], evicted)
   redis.call('DEL', ARGV[8] .. 'rby:' .. evicted, ARGV[8] .. 'rlast:' .. evicted)
 end
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+local aged = ARGV[10] == '1' and not redis.call('ZSCORE', KEYS[6], ARGV[2])
+local v = ARGV[3]
+if aged then v = v .. '+' end
+redis.call('HSET', KEYS[2], ARGV[2], v)
 if again then
   local head = '{"by":"' .. ARGV[2] .. '",'
   for _, e in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do
@@ -145,8 +195,21 @@ end
 redis.call('LPUSH', KEYS[3], ARGV[4])
 redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[6]) - 1)
 redis.call('ZADD', KEYS[4], n + tonumber(ARGV[9]), ARGV[1])
-if again then return {2, n} end
-return {1, n, evicted}`)
+local hid = 0
+local at = tonumber(ARGV[11])
+if at > 0 and aged and redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 0 then
+  local k = 0
+  for _, r in ipairs(redis.call('HVALS', KEYS[2])) do
+    if string.sub(r, -1) == '+' then k = k + 1 end
+  end
+  if k >= at then
+    redis.call('SADD', KEYS[5], ARGV[1])
+    redis.call('PUBLISH', ARGV[12], '{"op":"hide","ids":[' .. ARGV[1] .. ']}')
+    hid = 1
+  end
+end
+if again then return {2, n, '', hid} end
+return {1, n, evicted, hid}`)
 
 // reportTie is the fraction under 1 that the queue adds to a post's
 // reporter count, so that posts with as many reporters are ordered by id
@@ -170,9 +233,15 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	by, last := c.reportKeys(sid)
 	detail := AppendReport(nil, r)
 	b = b.OrDefaults()
-	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported")},
+	aged := "0"
+	if r.Aged {
+		aged = "1"
+	}
+	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported"), c.postsKey("hidden"),
+		c.postsKey("distrust")},
 		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(b.Reporters), strconv.Itoa(b.Details),
-			strconv.Itoa(b.Queue), c.postsKey(""), reportTie(id)}).ToArray()
+			strconv.Itoa(b.Queue), c.postsKey(""), reportTie(id), aged, strconv.Itoa(max(b.HideAt, 0)),
+			c.key(PostsChannel)}).ToArray()
 	if err != nil {
 		return ReportResult{}, c.wrap("report post "+sid, err)
 	}
@@ -187,13 +256,18 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 	if len(vs) > 1 {
 		n, _ = vs[1].AsInt64()
 	}
+	hid := false
+	if len(vs) > 3 {
+		h, _ := vs[3].AsInt64()
+		hid = h == 1
+	}
 	switch code {
 	case 0:
 		return ReportResult{}, ErrPostNotFound
 	case -1:
 		return ReportResult{}, ErrOwnPost
 	case 1:
-		res := ReportResult{Reporters: int(n)}
+		res := ReportResult{Reporters: int(n), Hidden: hid}
 		if len(vs) > 2 {
 			if e, _ := vs[2].ToString(); e != "" {
 				res.Evicted, _ = strconv.ParseUint(e, 10, 64)
@@ -201,7 +275,7 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 		}
 		return res, nil
 	case 2:
-		return ReportResult{Reporters: int(n), Again: true}, nil
+		return ReportResult{Reporters: int(n), Again: true, Hidden: hid}, nil
 	case 3:
 		return ReportResult{Reporters: int(n), Capped: true}, nil
 	case 4:
@@ -268,19 +342,74 @@ type ReportedPost struct {
 	Post string
 	// Latest are the latest reports in full, newest first.
 	Latest []string
+	// Hidden: the post is hidden automatically (ReportBounds.HideAt)
+	// until an operator dismisses its reports or removes it.
+	Hidden bool
 }
 
-// ReportedPosts returns up to limit posts of the review queue, most
-// reported first (ties: higher id first), each with its latest details
-// (at most details of them).
+// HiddenPosts returns the ids of the posts hidden automatically, in no
+// order. The set is a subset of the review queue, so it holds at most
+// ReportBounds.Queue ids.
+func (c *Client) HiddenPosts(ctx context.Context) ([]uint64, error) {
+	ss, err := c.do(ctx, c.rc.B().Smembers().Key(c.postsKey("hidden")).Build()).AsStrSlice()
+	if err != nil {
+		return nil, c.wrap("read the hidden posts", err)
+	}
+	out := make([]uint64, 0, len(ss))
+	for _, s := range ss {
+		if id, err := strconv.ParseUint(s, 10, 64); err == nil {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// ReportedPosts returns up to limit posts of the review queue: the hidden
+// ones first, then the rest, each part most reported first (ties: higher
+// id first), each post with its latest details (at most details of them).
 func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]ReportedPost, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	ids, err := c.do(ctx, c.rc.B().Zrange().Key(c.postsKey("reported")).Min("+inf").Max("-inf").
-		Byscore().Rev().Limit(0, int64(limit)).Withscores().Build()).AsZScores()
+	hidden, err := c.do(ctx, c.rc.B().Smembers().Key(c.postsKey("hidden")).Build()).AsStrSlice()
 	if err != nil {
-		return nil, c.wrap("read the reported posts", err)
+		return nil, c.wrap("read the hidden posts", err)
+	}
+	isHidden := make(map[string]bool, len(hidden))
+	var ids []rueidis.ZScore
+	if len(hidden) > 0 {
+		cmds := make(rueidis.Commands, 0, len(hidden))
+		for _, h := range hidden {
+			isHidden[h] = true
+			cmds = append(cmds, c.rc.B().Zscore().Key(c.postsKey("reported")).Member(h).Build())
+		}
+		cctx, cancel := c.bound(ctx)
+		for i, r := range c.rc.DoMulti(cctx, cmds...) {
+			f, err := r.AsFloat64()
+			if rueidis.IsRedisNil(err) {
+				continue // not queued: only an older node's dismissal leaves that
+			}
+			if err != nil {
+				cancel()
+				return nil, c.wrap("read the hidden posts", err)
+			}
+			ids = append(ids, rueidis.ZScore{Member: hidden[i], Score: f})
+		}
+		cancel()
+		slices.SortFunc(ids, func(a, b rueidis.ZScore) int { return cmp.Compare(b.Score, a.Score) })
+		ids = ids[:min(len(ids), limit)]
+	}
+	if rest := limit - len(ids); rest > 0 {
+		zs, err := c.do(ctx, c.rc.B().Zrange().Key(c.postsKey("reported")).Min("+inf").Max("-inf").
+			Byscore().Rev().Limit(0, int64(rest+len(hidden))).Withscores().Build()).AsZScores()
+		if err != nil {
+			return nil, c.wrap("read the reported posts", err)
+		}
+		for _, z := range zs {
+			if !isHidden[z.Member] && len(ids) < limit {
+				ids = append(ids, z)
+			}
+		}
 	}
 	out := make([]ReportedPost, 0, len(ids))
 	for _, z := range ids {
@@ -296,7 +425,7 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 			c.rc.B().Hvals().Key(by).Build(),
 			c.rc.B().Lrange().Key(last).Start(0).Stop(int64(max(details, 1))-1).Build())
 		cancel()
-		p := ReportedPost{ID: id, Reasons: map[string]int{}}
+		p := ReportedPost{ID: id, Reasons: map[string]int{}, Hidden: isHidden[z.Member]}
 		var rerr error
 		if p.Author, rerr = rs[0].ToString(); rerr != nil && !rueidis.IsRedisNil(rerr) {
 			return out, c.wrap("read reported post "+z.Member, rerr)
@@ -309,7 +438,7 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 			return out, c.wrap("read the reporters of post "+z.Member, rerr)
 		}
 		for _, r := range reasons {
-			p.Reasons[r]++
+			p.Reasons[strings.TrimSuffix(r, "+")]++
 		}
 		p.Reporters = len(reasons)
 		if p.Latest, rerr = rs[3].AsStrSlice(); rerr != nil {
@@ -320,27 +449,59 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 	return out, nil
 }
 
-// dismissScript removes a post's reports and its queue entry.
-// KEYS: rby:<id>, rlast:<id>, reported. ARGV: id. Returns how many
-// reporters there were.
+// dismissScript removes a post's reports and its queue entry, and shows
+// the post again when it was hidden; then the reporters that counted
+// toward the hide go on the distrust set (trimmed to its bound, oldest
+// first). KEYS: rby:<id>, rlast:<id>, reported, hidden, distrust. ARGV:
+// id, the posts channel, now (Unix ms), MaxDistrust. Returns {how many
+// reporters there were, 1 when the post was hidden}.
 var dismissScript = newScript("post_dismiss", `
 local n = redis.call('HLEN', KEYS[1])
+if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then
+  local kv = redis.call('HGETALL', KEYS[1])
+  for i = 1, #kv, 2 do
+    if string.sub(kv[i + 1], -1) == '+' then redis.call('ZADD', KEYS[5], ARGV[3], kv[i]) end
+  end
+  local over = redis.call('ZCARD', KEYS[5]) - tonumber(ARGV[4])
+  if over > 0 then redis.call('ZREMRANGEBYRANK', KEYS[5], 0, over - 1) end
+end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
-return n`)
+local h = redis.call('SREM', KEYS[4], ARGV[1])
+if h == 1 then redis.call('PUBLISH', ARGV[2], '{"op":"show","ids":[' .. ARGV[1] .. ']}') end
+return {n, h}`)
 
 // DismissReports clears post id's reports (the post stays) and returns how
-// many distinct reporters it had; 0: it had none.
-func (c *Client) DismissReports(ctx context.Context, id uint64) (int, error) {
+// many distinct reporters it had (0: none) and whether it was hidden
+// automatically: then it is shown again, on every node, and the
+// reporters whose reports hid it no longer count toward a hide
+// (Distrusted).
+func (c *Client) DismissReports(ctx context.Context, id uint64) (n int, shown bool, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
-	n, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported")}, []string{sid}).AsInt64()
+	vs, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("distrust")},
+		// The score only orders the set's trimming (oldest first): the
+		// node's clock is good enough, and no test waits on it.
+		[]string{sid, c.key(PostsChannel), strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.Itoa(MaxDistrust)}).AsIntSlice()
 	if err != nil {
-		return 0, c.wrap("dismiss the reports of post "+sid, err)
+		return 0, false, c.wrap("dismiss the reports of post "+sid, err)
 	}
-	return int(n), nil
+	if len(vs) != 2 {
+		return 0, false, errors.New("dismiss script: unexpected reply")
+	}
+	return int(vs[0]), vs[1] == 1, nil
+}
+
+// Distrusted tells whether user's reports no longer count toward an
+// automatic hide (a hide they helped make was dismissed).
+func (c *Client) Distrusted(ctx context.Context, user string) (bool, error) {
+	_, err := c.do(ctx, c.rc.B().Zscore().Key(c.postsKey("distrust")).Member(user).Build()).AsFloat64()
+	if rueidis.IsRedisNil(err) {
+		return false, nil
+	}
+	return err == nil, c.wrap("look up the distrusted reporters", err)
 }
 
 // PostOwner returns the author of post id, or ErrPostNotFound.
@@ -375,10 +536,18 @@ func (c *Client) RemovePost(ctx context.Context, id uint64) (author string, repo
 }
 
 // ReportKeys tells which of post id's report keys exist and whether it is
-// in the review queue, for tests that check nothing outlives a post.
+// in the review queue, for tests that check nothing outlives a post. A
+// post in the hidden set counts as a key named "hidden".
 func (c *Client) ReportKeys(ctx context.Context, id uint64) (keys []string, queued bool, err error) {
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
+	h, err := c.do(ctx, c.rc.B().Sismember().Key(c.postsKey("hidden")).Member(sid).Build()).AsBool()
+	if err != nil {
+		return nil, false, c.wrap("look up the hidden posts", err)
+	}
+	if h {
+		keys = append(keys, "hidden")
+	}
 	for _, k := range []string{by, last} {
 		n, err := c.do(ctx, c.rc.B().Exists().Key(k).Build()).AsInt64()
 		if err != nil {
@@ -401,15 +570,18 @@ func (c *Client) ReportKeys(ctx context.Context, id uint64) (keys []string, queu
 // forgetReporterScript takes user's reports out of a batch of reported
 // posts, for an account deletion: its entry in each post's reporters and
 // its full report, one reporter less in the queue's score, and the post's
-// report keys and queue entry gone when it was the only reporter. KEYS:
-// reported. ARGV: the user, the prefix of the report keys ('<p>{posts}:'),
-// then the post ids. The per-post keys are named in Lua (the reportScript's
+// report keys and queue entry gone when it was the only reporter (a
+// hidden post is then shown again: nothing is left for an operator to
+// review). A hidden post that keeps reporters stays hidden, even below
+// the threshold: an operator decides. KEYS: reported, hidden. ARGV: the
+// user, the prefix of the report keys ('<p>{posts}:'), the posts
+// channel, then the post ids. The per-post keys are named in Lua (the reportScript's
 // eviction does the same): they share the {posts} slot with KEYS[1].
 // Returns how many posts the user had reported among them.
 var forgetReporterScript = newScript("post_report_forget", `
 local user, head = ARGV[1], '{"by":"' .. ARGV[1] .. '",'
 local n = 0
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local id = ARGV[i]
   local by, last = ARGV[2] .. 'rby:' .. id, ARGV[2] .. 'rlast:' .. id
   if redis.call('HDEL', by, user) == 1 then
@@ -420,6 +592,9 @@ for i = 3, #ARGV do
     if redis.call('HLEN', by) == 0 then
       redis.call('DEL', by, last)
       redis.call('ZREM', KEYS[1], id)
+      if redis.call('SREM', KEYS[2], id) == 1 then
+        redis.call('PUBLISH', ARGV[3], '{"op":"show","ids":[' .. id .. ']}')
+      end
     else
       redis.call('ZINCRBY', KEYS[1], -1, id)
     end
@@ -432,10 +607,14 @@ return n`)
 // reported posts, which then count one reporter less, and the posts it
 // alone had reported leave the review queue. The queue is bounded
 // (ReportBounds.Queue), so this is at most that many checks, in batches
-// of forgetBatch posts a script. It returns how many posts the user had
+// of forgetBatch posts a script; the user leaves the distrust set too.
+// It returns how many posts the user had
 // reported. A report the user makes meanwhile, from a session not closed
 // yet, may stay; a second call takes it.
 func (c *Client) ForgetReporter(ctx context.Context, user string) (int, error) {
+	if err := c.do(ctx, c.rc.B().Zrem().Key(c.postsKey("distrust")).Member(user).Build()).Error(); err != nil {
+		return 0, c.wrap("forget that "+user+" is distrusted", err)
+	}
 	ids, err := c.do(ctx, c.rc.B().Zrange().Key(c.postsKey("reported")).Min("0").Max("-1").Build()).AsStrSlice()
 	if err != nil {
 		return 0, c.wrap("read the review queue", err)
@@ -445,8 +624,8 @@ func (c *Client) ForgetReporter(ctx context.Context, user string) (int, error) {
 		batch := ids[:min(len(ids), forgetBatch)]
 		ids = ids[len(batch):]
 		bctx, cancel := c.bound(ctx)
-		r, err := forgetReporterScript.Exec(bctx, c.rc, []string{c.postsKey("reported")},
-			append([]string{user, c.postsKey("")}, batch...)).AsInt64()
+		r, err := forgetReporterScript.Exec(bctx, c.rc, []string{c.postsKey("reported"), c.postsKey("hidden")},
+			append([]string{user, c.postsKey(""), c.key(PostsChannel)}, batch...)).AsInt64()
 		cancel()
 		if err != nil {
 			return n, c.wrap("forget the reports of "+user, err)

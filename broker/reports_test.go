@@ -115,12 +115,12 @@ func TestReportPost(t *testing.T) {
 			t.Fatalf("reporter 1 listed %d times: %q", n1, all[0].Latest)
 		}
 
-		if n, err := c.DismissReports(ctx, p1); err != nil || n != 3 {
-			t.Fatalf("dismiss: %d %v", n, err)
+		if n, shown, err := c.DismissReports(ctx, p1); err != nil || n != 3 || shown {
+			t.Fatalf("dismiss: %d %v %v", n, shown, err)
 		}
 		noReportKeys(t, c, p1, "after dismiss")
-		if n, err := c.DismissReports(ctx, p1); err != nil || n != 0 {
-			t.Fatalf("dismiss again: %d %v", n, err)
+		if n, shown, err := c.DismissReports(ctx, p1); err != nil || n != 0 || shown {
+			t.Fatalf("dismiss again: %d %v %v", n, shown, err)
 		}
 		if list, _ := c.ReportedPosts(ctx, 10, 5); len(list) != 1 || list[0].ID != p2 {
 			t.Fatalf("queue after dismiss %+v", list)
@@ -222,8 +222,8 @@ func TestReportQueueBound(t *testing.T) {
 		}
 
 		// Room again once an operator dismisses one.
-		if n, err := c.DismissReports(ctx, several); err != nil || n != 3 {
-			t.Fatalf("dismiss: %d %v", n, err)
+		if n, shown, err := c.DismissReports(ctx, several); err != nil || n != 3 || shown {
+			t.Fatalf("dismiss: %d %v %v", n, shown, err)
 		}
 		if r := rep(fresh2, "1"); r != (broker.ReportResult{Reporters: 1}) {
 			t.Fatalf("report after a dismissal: %+v", r)

@@ -162,3 +162,11 @@ func (c *Client) Log(ctx context.Context, offset, limit int) (LogPage, error) {
 	err := c.call(ctx, http.MethodGet, "/admin/v1/log?limit="+strconv.Itoa(limit)+"&offset="+strconv.Itoa(offset), nil, &p)
 	return p, err
 }
+
+// WhoAmI is GET /admin/v1/whoami on the node: the name and role of the
+// token this client sends.
+func (c *Client) WhoAmI(ctx context.Context) (WhoAmI, error) {
+	var w WhoAmI
+	err := c.call(ctx, http.MethodGet, "/admin/v1/whoami", nil, &w)
+	return w, err
+}

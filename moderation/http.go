@@ -57,6 +57,9 @@ const (
 	ReasonTooLarge     = "body_too_large"
 	ReasonNotFound     = "not_found"
 	ReasonBusy         = "busy"
+	// ReasonRole: the token's role may read but not act (a viewer's
+	// POST).
+	ReasonRole = "forbidden_for_role"
 )
 
 // status is the HTTP status of each refusal reason.
@@ -76,6 +79,7 @@ var status = map[string]int{
 	ReasonTooLarge:     http.StatusRequestEntityTooLarge,
 	ReasonNotFound:     http.StatusNotFound,
 	ReasonBusy:         http.StatusServiceUnavailable,
+	ReasonRole:         http.StatusForbidden,
 }
 
 // Reasons lists every refusal reason, for the label of the refusals
@@ -134,6 +138,10 @@ type HandlerConfig struct {
 	// photos from there and links to the listings, and its CSP lets
 	// images of that origin in (and nothing else of it).
 	PublicURL string
+	// Authenticated, when set, is called with each request whose token
+	// passed, before its answer (the node's admin listener stops
+	// counting its connection among the anonymous).
+	Authenticated func(*http.Request)
 }
 
 // Handler serves /admin/: the API under /admin/v1/ and the page.
@@ -202,6 +210,7 @@ func (h *Handler) routes() {
 	h.mux.HandleFunc("GET /admin/v1/bans", h.api("bans", paged(h.cfg.Service.Bans)))
 	h.mux.HandleFunc("POST /admin/v1/bans/rebuild", h.api("rebuild_bans", h.rebuildBans))
 	h.mux.HandleFunc("GET /admin/v1/log", h.api("log", paged(h.cfg.Service.Log)))
+	h.mux.HandleFunc("GET /admin/v1/whoami", h.api("whoami", whoami))
 	h.mux.HandleFunc("/admin/v1/", func(w http.ResponseWriter, r *http.Request) {
 		closeUnread(w, r)
 		h.refuse(w, refuse(ReasonNotFound, "no such moderation endpoint: %s %s (docs/http-api.md \"Moderation API\")", r.Method, r.URL.Path))
@@ -246,7 +255,7 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 			h.refuse(w, refuse(ReasonThrottled, "too many wrong tokens from this address; try again in %d s", int((wait+time.Second-1)/time.Second)))
 			return
 		}
-		by, ok := h.authorized(r)
+		by, role, ok := h.authorized(r)
 		if !ok {
 			h.fails.fail(addr)
 			closeUnread(w, r)
@@ -256,6 +265,20 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 			return
 		}
 		h.fails.trust(addr)
+		if h.cfg.Authenticated != nil {
+			h.cfg.Authenticated(r)
+		}
+		// Every POST acts; a viewer's is refused before its body is
+		// read. Not written to the moderation log: a viewer could
+		// otherwise push the real entries out of its bound.
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && !CanAct(role) {
+			closeUnread(w, r)
+			h.cfg.Log.Warn("moderation API: an action refused to a viewer", zap.String("action", action),
+				zap.String("operator", by), zap.String("addr", addr))
+			h.refuse(w, refuse(ReasonRole, "the token of %s is a %s's: it reads the queue, the bans and the log, and may not %s (ask an operator with a moderator's token)", by, role, actionWords[action]))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), roleKey{}, role))
 		if r.ContentLength > MaxBody {
 			closeUnread(w, r)
 			h.refuse(w, refuse(ReasonTooLarge, "a request body holds at most %d bytes", MaxBody))
@@ -295,11 +318,36 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 			h.refuse(w, e)
 			return
 		}
-		if action != "reports" && action != "bans" && action != "log" {
+		if r.Method == http.MethodPost {
 			h.actions.WithLabelValues(action).Inc()
 		}
 		writeJSON(w, http.StatusOK, v)
 	}
+}
+
+// actionWords says what each action does, for a viewer's refusal.
+var actionWords = map[string]string{
+	"dismiss":      "dismiss reports",
+	"remove":       "remove posts",
+	"ban":          "ban users",
+	"unban":        "unban users",
+	"rebuild_bans": "rebuild the list of bans",
+}
+
+// roleKey holds the caller's role in a GET's context, for whoami.
+type roleKey struct{}
+
+// WhoAmI is GET /admin/v1/whoami: whose token the request carries and
+// what it may do, for the page to show only the actions it can take.
+type WhoAmI struct {
+	Name   string `json:"name"`
+	Role   string `json:"role"`
+	CanAct bool   `json:"can_act"`
+}
+
+func whoami(ctx context.Context, by string, _ *http.Request, _ []byte) (any, error) {
+	role, _ := ctx.Value(roleKey{}).(string)
+	return WhoAmI{Name: by, Role: role, CanAct: CanAct(role)}, nil
 }
 
 // SetOperators replaces the tokens the API accepts (a reload of the token
@@ -314,25 +362,29 @@ func (h *Handler) SetOperators(ops []Operator) error {
 		if len(o.Token) < MinTokenLen {
 			return errors.New("an admin token must hold at least 32 bytes")
 		}
-		digests[i] = opDigest{name: o.Name, sum: sha256.Sum256(o.Token)}
+		role := o.RoleOf()
+		if role != RoleModerator && role != RoleViewer {
+			return errors.New("an operator's role is moderator or viewer")
+		}
+		digests[i] = opDigest{name: o.Name, role: role, sum: sha256.Sum256(o.Token)}
 	}
 	h.ops.Store(&digests)
 	return nil
 }
 
 type opDigest struct {
-	name string
-	sum  [sha256.Size]byte
+	name, role string
+	sum        [sha256.Size]byte
 }
 
 // authorized compares the bearer token with every operator's in
 // constant time (as digests, so its length is not told either), all of
-// them whatever matched, and returns the name of the one it is.
-func (h *Handler) authorized(r *http.Request) (string, bool) {
+// them whatever matched, and returns the name and role of the one it is.
+func (h *Handler) authorized(r *http.Request) (name, role string, ok bool) {
 	a := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(a, "Bearer ")
 	if !ok || tok == "" {
-		return "", false
+		return "", "", false
 	}
 	sum := sha256.Sum256([]byte(tok))
 	ops := *h.ops.Load()
@@ -342,9 +394,9 @@ func (h *Handler) authorized(r *http.Request) (string, bool) {
 		match = subtle.ConstantTimeSelect(eq, i, match)
 	}
 	if match < 0 {
-		return "", false
+		return "", "", false
 	}
-	return ops[match].name, true
+	return ops[match].name, ops[match].role, true
 }
 
 func decodeBody(body []byte, v any) error {

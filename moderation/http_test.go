@@ -172,17 +172,21 @@ func TestTokenFile(t *testing.T) {
 	other := strings.Repeat("b", 40)
 	for _, c := range []struct {
 		name, content string
-		want          []string // names, in order
+		want          []string // names:roles, in order
 		err           string
 	}{
-		{"bare", token + "\n", []string{"admin"}, ""},
-		{"named", "# the team\n\nana " + token + "\n  bo.b-2_x " + other + "\n", []string{"ana", "bo.b-2_x"}, ""},
+		{"bare", token + "\n", []string{"admin:moderator"}, ""},
+		{"named", "# the team\n\nana " + token + "\n  bo.b-2_x " + other + "\n", []string{"ana:moderator", "bo.b-2_x:moderator"}, ""},
+		{"roles", "ana " + token + " moderator\nsupport " + other + "\tviewer\n", []string{"ana:moderator", "support:viewer"}, ""},
+		{"unknown role", "ana " + token + "\nbob " + other + " admin", nil, "line 2: the third field is the role: want moderator or viewer"},
+		{"role in capitals", "ana " + token + " Viewer", nil, "line 1: the third field is the role"},
+		{"token as role", "ana " + token + " " + other, nil, "line 1: the third field is the role"},
+		{"four fields", "ana " + token + " viewer x", nil, "line 1: want \"name token\" or \"name token role\" (4 fields)"},
 		{"empty", "# nobody\n\n", nil, "no token"},
 		{"short", "ana abc\n", nil, "line 1: the token holds 3 bytes, want at least 32"},
 		{"short bare", "abc", nil, "line 1: the token holds 3 bytes"},
 		{"bad name", "# c\nAna " + token, nil, "line 2: a name is 1 to 32 of"},
 		{"long name", strings.Repeat("a", 33) + " " + token, nil, "line 1: a name is"},
-		{"three fields", "ana " + token + " x", nil, "line 1: want \"name token\""},
 		{"same name", "ana " + token + "\nana " + other, nil, "line 2: the name ana is on line 1 already"},
 		{"same token", "ana " + token + "\n\nbob " + token, nil, "line 3: the same token as line 1"},
 		{"bare among named", "ana " + token + "\n" + other, nil, "line 2: a bare token is for a file of one token"},
@@ -198,7 +202,7 @@ func TestTokenFile(t *testing.T) {
 		}
 		var names []string
 		for _, o := range ops {
-			names = append(names, o.Name)
+			names = append(names, o.Name+":"+o.RoleOf())
 		}
 		if err != nil || strings.Join(names, " ") != strings.Join(c.want, " ") {
 			t.Errorf("%s: %v %v, want %v", c.name, names, err, c.want)
@@ -208,6 +212,7 @@ func TestTokenFile(t *testing.T) {
 	for _, c := range []struct{ name, content, want string }{
 		{"one", "ana " + token + "\n", ""},
 		{"bare", token, ""},
+		{"viewer", "sue " + token + " viewer\n", ""},
 		{"two", "ana " + token + "\nbob " + other, "2 tokens; with --node, give a file holding your own token only"},
 	} {
 		p := dir + "/" + c.name

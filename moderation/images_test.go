@@ -63,8 +63,37 @@ func TestPostImages(t *testing.T) {
 		{"hostile", `{"body":` + bodyWith(hostileImages()) + `}`, []string{goodA, goodB}},
 		{"1000", `{"body":` + bodyWith(many) + `}`, []string{"00000000/n0.png", "00000001/n1.png", "00000002/n2.png", "00000003/n3.png"}},
 	} {
-		if got := postImages(c.post); !reflect.DeepEqual(got, c.want) {
+		if _, _, got := readPost(c.post); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+// readPost reads the title and text from the same parse as the photos,
+// and a member of the wrong type costs only that member.
+func TestReadPost(t *testing.T) {
+	enc := func(doc map[string]any) string {
+		b, _ := json.Marshal(doc)
+		s, _ := json.Marshal(string(b))
+		return `{"body":` + string(s) + `}`
+	}
+	long := strings.Repeat("é", 200)
+	for _, c := range []struct {
+		name, post, title, snippet string
+		images                     []string
+	}{
+		{"gone", "", "", "", nil},
+		{"not json", "{x", "", "{x", nil},
+		{"body not json", `{"body":"plain words"}`, "", "plain words", nil},
+		{"title, msg, photos", enc(map[string]any{"title": "Bike", "msg": "red", "images": []any{goodA}}), "Bike", "red", []string{goodA}},
+		{"photos of the wrong type", enc(map[string]any{"title": "Bike", "msg": "red", "images": "x"}), "Bike", "red", nil},
+		{"title of the wrong type", enc(map[string]any{"title": 7, "msg": "red", "images": []any{goodB}}), "", "red", []string{goodB}},
+		{"neither title nor msg", enc(map[string]any{"price": 3}), "", `{"price":3}`, nil},
+		{"clipped", enc(map[string]any{"title": long, "msg": long}), strings.Repeat("é", 80) + "…", strings.Repeat("é", 120) + "…", nil},
+	} {
+		title, snippet, images := readPost(c.post)
+		if title != c.title || snippet != c.snippet || !reflect.DeepEqual(images, c.images) {
+			t.Errorf("%s: %q %q %q, want %q %q %q", c.name, title, snippet, images, c.title, c.snippet, c.images)
 		}
 	}
 }

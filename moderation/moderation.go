@@ -33,8 +33,13 @@ import (
 type Store interface {
 	ReportedPosts(ctx context.Context, limit, details int) ([]broker.ReportedPost, error)
 	ReportQueueLen(ctx context.Context) (int, error)
-	DismissReports(ctx context.Context, id uint64) (int, error)
+	// DismissReports also says whether the post was hidden automatically
+	// (and is shown again now).
+	DismissReports(ctx context.Context, id uint64) (int, bool, error)
 	RemoveWithNotice(ctx context.Context, id uint64, r broker.Removal) (broker.Removed, error)
+	// ResendNotice writes the notice of a removal whose write failed
+	// (kept by RemoveWithNotice); found false when none is kept.
+	ResendNotice(ctx context.Context, id uint64, now int64, retryFor time.Duration) (r broker.Removed, found bool, err error)
 	// BanUser and UnbanUser return broker.ErrBanNotListed when the ban
 	// (or unban) is made but the list of bans was not updated.
 	BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error)
@@ -71,7 +76,8 @@ const (
 	// lacks it; the same action again writes it.
 	ReasonBanNotListed = "ban_not_listed"
 	// ReasonNotTold: the post is removed, but its author could not be
-	// told why (the notice's write failed).
+	// told why (the notice's write failed, retried for 10 s); the notice
+	// is kept, and the same removal again sends it.
 	ReasonNotTold = "author_not_told"
 )
 
@@ -101,6 +107,9 @@ type Service struct {
 	log       *zap.Logger
 	// rebuilding: a rebuild of the list of bans runs (one at a time).
 	rebuilding atomic.Bool
+	// noticeRetry bounds the retries of a removal's notice (0:
+	// broker.DefaultNoticeRetry); tests shorten it.
+	noticeRetry time.Duration
 }
 
 // New returns a Service on store; queueMax is the review queue's bound
@@ -137,9 +146,13 @@ type ReportLine struct {
 	Title     string         `json:"title,omitempty"`
 	Snippet   string         `json:"snippet"`
 	// Images: the post's photo paths, relative to the public site, each
-	// of the web app's shape (postImages), at most MaxImages.
+	// of the web app's shape (readPost), at most MaxImages.
 	Images []string        `json:"images,omitempty"`
 	Latest []broker.Report `json:"latest"`
+	// Hidden: the post is hidden automatically (--auto-hide-reports)
+	// until its reports are dismissed or it is removed; such posts come
+	// first in the queue.
+	Hidden bool `json:"hidden,omitempty"`
 }
 
 // CheckList checks a listing's limit and texts.
@@ -176,9 +189,8 @@ func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) 
 
 func toReportLine(p broker.ReportedPost) ReportLine {
 	l := ReportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
-		Latest: []broker.Report{}}
-	l.Title, l.Snippet = postSnippet(p.Post)
-	l.Images = postImages(p.Post)
+		Latest: []broker.Report{}, Hidden: p.Hidden}
+	l.Title, l.Snippet, l.Images = readPost(p.Post)
 	for _, s := range p.Latest {
 		var r broker.Report
 		if json.Unmarshal([]byte(s), &r) == nil {
@@ -192,23 +204,31 @@ func toReportLine(p broker.ReportedPost) ReportLine {
 type Dismissed struct {
 	Post      uint64 `json:"post"`
 	Reporters int    `json:"reporters"`
+	// Shown: the post was hidden automatically and is shown again.
+	Shown bool `json:"shown,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
 	Logged bool `json:"logged"`
 }
 
-// Dismiss clears post id's reports; the post stays.
+// Dismiss clears post id's reports; the post stays, and is shown again
+// when it was hidden automatically.
 func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed, error) {
-	n, err := s.store.DismissReports(ctx, id)
+	n, shown, err := s.store.DismissReports(ctx, id)
 	if err != nil {
 		return Dismissed{}, err
 	}
 	if n == 0 {
 		return Dismissed{}, refuse(ReasonNoReports, "post %d has no reports: nothing dismissed", id)
 	}
-	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
-	d := Dismissed{Post: id, Reporters: n}
+	s.log.Info("moderation: reports dismissed", zap.Uint64("post", id), zap.Int("reporters", n), zap.Bool("shown", shown),
+		zap.String("operator", by), addrField(ctx))
+	d := Dismissed{Post: id, Reporters: n, Shown: shown}
+	detail := Reporters(n)
+	if shown {
+		detail += "; shown again"
+	}
 	d.Logged = s.record(ctx, LogEntry{By: by, Action: "dismiss", Target: strconv.FormatUint(id, 10),
-		Result: ResultOK, Detail: Reporters(n)})
+		Result: ResultOK, Detail: detail})
 	return d, nil
 }
 
@@ -263,6 +283,12 @@ type Removed struct {
 	// with a reason: the author's account is gone, nobody to tell).
 	Reason string `json:"reason,omitempty"`
 	Told   bool   `json:"told"`
+	// NoticeKept: the notice could not be written and is kept; the same
+	// removal again sends it (with ReasonNotTold).
+	NoticeKept bool `json:"notice_kept,omitempty"`
+	// Resent: the post was removed earlier, and this sent its kept
+	// notice (Reason is the one kept then).
+	Resent bool `json:"resent,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
 	Logged bool `json:"logged"`
 }
@@ -276,26 +302,29 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		return Removed{}, err
 	}
 	r, err := s.store.RemoveWithNotice(ctx, id, broker.Removal{Reason: req.Reason, Note: req.Note,
-		At: s.now().UnixMilli(), TTL: s.noticeTTL})
+		At: s.now().UnixMilli(), TTL: s.noticeTTL, RetryFor: s.noticeRetry})
 	author, n := r.Author, r.Reporters
 	if errors.Is(err, broker.ErrPostNotFound) {
+		// Removed before, its notice unsent: this sends it.
+		if res, done, err := s.resend(ctx, by, id); done {
+			return res, err
+		}
 		// Reports can outlive a post only if a node of an older version
 		// deleted it; clear them.
-		if left, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
+		if left, _, derr := s.store.DismissReports(ctx, id); derr == nil && left > 0 {
 			s.log.Info("moderation: leftover reports of a gone post cleared", zap.Uint64("post", id), zap.String("operator", by), addrField(ctx))
 			return Removed{}, refuse(ReasonPostNotFound, "no post %d (deleted or expired already); cleared its leftover reports (%s)", id, Reporters(left))
 		}
 		return Removed{}, refuse(ReasonPostNotFound, "no post %d (never published, or deleted or expired already)", id)
 	}
-	res := Removed{Post: id, Author: author, Reporters: n, Reason: req.Reason, Told: r.Notice > 0}
+	res := Removed{Post: id, Author: author, Reporters: n, Reason: req.Reason, Told: r.Notice > 0, NoticeKept: r.Kept}
 	if err != nil && author != "" {
 		// Removed, but the notice could not be written (retried already).
 		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
 			zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
 		res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
-			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: "author " + author})
-		return res, &Error{Reason: ReasonNotTold, Result: res, err: err,
-			Msg: fmt.Sprintf("post %d is removed, but its author %s could not be told why", id, author)}
+			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: notTold(author, r.Kept)})
+		return res, notToldError(id, author, r.Kept, res, err)
 	}
 	if err != nil {
 		return Removed{}, err
@@ -309,6 +338,48 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 	res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
 		Reason: req.Reason, Note: req.Note, Result: ResultOK, Detail: detail})
 	return res, nil
+}
+
+// resend sends the notice kept for post id, removed before (done false:
+// none is kept).
+func (s *Service) resend(ctx context.Context, by string, id uint64) (Removed, bool, error) {
+	r, found, err := s.store.ResendNotice(ctx, id, s.now().UnixMilli(), s.noticeRetry)
+	if !found {
+		if err != nil {
+			return Removed{}, true, err
+		}
+		return Removed{}, false, nil
+	}
+	res := Removed{Post: id, Author: r.Author, Reason: r.Reason, Told: r.Notice > 0, NoticeKept: r.Kept, Resent: true}
+	e := LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10), Reason: r.Reason, Result: ResultOK}
+	if err != nil {
+		e.Result, e.Detail = ReasonNotTold, notTold(r.Author, r.Kept)+" (resend failed)"
+		res.Logged = s.record(ctx, e)
+		return res, true, notToldError(id, r.Author, r.Kept, res, err)
+	}
+	e.Detail = "author " + r.Author + ", removed before; its notice resent"
+	if !res.Told {
+		e.Detail = "author " + r.Author + ", removed before; the account is gone, nobody to tell"
+	}
+	s.log.Info("moderation: a removal's notice resent", zap.Uint64("post", id), zap.String("author", r.Author),
+		zap.Bool("told", res.Told), zap.String("operator", by), addrField(ctx))
+	res.Logged = s.record(ctx, e)
+	return res, true, nil
+}
+
+func notTold(author string, kept bool) string {
+	if kept {
+		return "author " + author + ", notice kept to resend"
+	}
+	return "author " + author
+}
+
+func notToldError(id uint64, author string, kept bool, res Removed, err error) *Error {
+	msg := fmt.Sprintf("post %d is removed, but its author %s could not be told why", id, author)
+	if kept {
+		msg += fmt.Sprintf(" after retries; the notice is kept: remove post %d again to send it", id)
+	}
+	return &Error{Reason: ReasonNotTold, Result: res, err: err, Msg: msg}
 }
 
 // BanRequest is the body of POST /admin/v1/users/{id}/ban.
@@ -552,27 +623,33 @@ func Reporters(n int) string {
 	return strconv.Itoa(n) + " reporters"
 }
 
-// postSnippet reads a stored post's body: the app's JSON string, whose
+// readPost reads a stored post's body, the app's JSON string, once: its
 // "title" and "msg" (the members the search indexes) are shown when it
-// has them, else the body itself.
-func postSnippet(post string) (title, snippet string) {
+// has them, else the body itself; its photos are those of "images" that
+// have the web app's shape (postImages). A member of the wrong type is
+// skipped alone.
+func readPost(post string) (title, snippet string, images []string) {
 	if post == "" {
-		return "", ""
+		return "", "", nil
 	}
 	var p struct {
 		Body string `json:"body"`
 	}
 	if json.Unmarshal([]byte(post), &p) != nil {
-		return "", ClipText(post, 120)
+		return "", ClipText(post, 120), nil
 	}
-	var b struct {
-		Title string `json:"title"`
-		Msg   string `json:"msg"`
+	var b map[string]json.RawMessage
+	if json.Unmarshal([]byte(p.Body), &b) != nil {
+		return "", ClipText(p.Body, 120), nil
 	}
-	if json.Unmarshal([]byte(p.Body), &b) == nil && (b.Title != "" || b.Msg != "") {
-		return ClipText(b.Title, 80), ClipText(b.Msg, 120)
+	var t, m string
+	json.Unmarshal(b["title"], &t)
+	json.Unmarshal(b["msg"], &m)
+	images = postImages(b["images"])
+	if t == "" && m == "" {
+		return "", ClipText(p.Body, 120), images
 	}
-	return "", ClipText(p.Body, 120)
+	return ClipText(t, 80), ClipText(m, 120), images
 }
 
 // ClipText keeps the first n characters of s on one line, with every

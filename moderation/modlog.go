@@ -3,6 +3,8 @@ package moderation
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -38,7 +40,7 @@ type LogEntry struct {
 	By string `json:"by"`
 	// Addr is the client address of an API call.
 	Addr   string `json:"addr,omitempty"`
-	Action string `json:"action"` // dismiss, remove, ban, unban, rebuild
+	Action string `json:"action"` // dismiss, remove, ban, unban, rebuild; hide (by AutoBy)
 	// Target is the post id (dismiss, remove), the user id (ban, unban),
 	// or "bans" (rebuild: of the list of bans).
 	Target      string `json:"target"`
@@ -47,6 +49,21 @@ type LogEntry struct {
 	RemovePosts bool   `json:"remove_posts,omitempty"`
 	Result      string `json:"result"`
 	Detail      string `json:"detail,omitempty"`
+}
+
+// AutoBy is the By of the entries the nodes write themselves, not an
+// operator: an automatic hide (AutoHideEntry).
+const AutoBy = "auto"
+
+// AutoHideEntry is the log line of post id hidden automatically, once
+// aged distinct reporters reached the threshold (--auto-hide-reports), at
+// now (Unix ms). The node that stored the report writes it, after the
+// script that hid the post: the log is in another slot, so the line may
+// be missing (logged as an error) where the hide is not.
+func AutoHideEntry(now int64, id uint64, reporters, threshold int) []byte {
+	b, _ := json.Marshal(LogEntry{At: now, By: AutoBy, Action: "hide", Target: strconv.FormatUint(id, 10),
+		Result: ResultOK, Detail: fmt.Sprintf("%s; --auto-hide-reports %d", Reporters(reporters), threshold)})
+	return b
 }
 
 // LogPage is a page of the moderation log, newest first.

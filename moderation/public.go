@@ -23,26 +23,15 @@ const MaxImages = 4
 // imagePath is safe.js imagePath, ported.
 var imagePath = regexp.MustCompile(`^[0-9a-f]{8,64}/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$`)
 
-// postImages returns the photo paths of a stored post's body: at most
-// MaxImages, each of imagePath's shape; anything else is skipped.
-func postImages(post string) []string {
-	if post == "" {
-		return nil
-	}
-	var p struct {
-		Body string `json:"body"`
-	}
-	if json.Unmarshal([]byte(post), &p) != nil {
-		return nil
-	}
-	var b struct {
-		Images []json.RawMessage `json:"images"`
-	}
-	if json.Unmarshal([]byte(p.Body), &b) != nil {
+// postImages returns the photo paths of a post body's "images" member:
+// at most MaxImages, each of imagePath's shape; anything else is skipped.
+func postImages(member json.RawMessage) []string {
+	var list []json.RawMessage
+	if json.Unmarshal(member, &list) != nil {
 		return nil
 	}
 	var out []string
-	for _, raw := range b.Images {
+	for _, raw := range list {
 		if len(out) == MaxImages {
 			break
 		}

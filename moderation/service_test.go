@@ -199,7 +199,9 @@ func TestServiceRemoveNotTold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := New(limited, 10, 0, nil, zaptest.NewLogger(t)).Remove(ctx, "test", id, RemoveRequest{Reason: "spam"})
+	ls := New(limited, 10, 0, nil, zaptest.NewLogger(t))
+	ls.noticeRetry = 200 * time.Millisecond
+	res, err := ls.Remove(ctx, "test", id, RemoveRequest{Reason: "spam"})
 	var e *Error
 	if !errors.As(err, &e) || e.Reason != ReasonNotTold || !strings.Contains(e.Msg, "could not be told why") {
 		t.Fatalf("remove without the notices' keys: %v, want author_not_told", err)
@@ -209,5 +211,17 @@ func TestServiceRemoveNotTold(t *testing.T) {
 	}
 	if ids, err := admin.PostsOf(ctx, user); err != nil || len(ids) != 0 {
 		t.Fatalf("the post must be gone: %v %v", ids, err)
+	}
+	// The notice is kept; the same removal by a client that may write
+	// notices sends it.
+	if !res.NoticeKept || !strings.Contains(e.Msg, "the notice is kept") {
+		t.Fatalf("the notice not kept: %+v %q", res, e.Msg)
+	}
+	again, err := New(admin, 10, 0, nil, zaptest.NewLogger(t)).Remove(ctx, "test", id, RemoveRequest{})
+	if err != nil || !again.Resent || !again.Told || again.Reason != "spam" {
+		t.Fatalf("the removal again: %+v %v", again, err)
+	}
+	if ns, err := admin.Notices(ctx, user); err != nil || len(ns) != 1 {
+		t.Fatalf("the author's notices: %q %v", ns, err)
 	}
 }

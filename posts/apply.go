@@ -39,7 +39,17 @@ func (s *Service) apply(payload string) {
 		cutoff := s.cutoff()
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if _, gone := s.tomb[p.ID]; gone || p.expired(cutoff) || !s.admit(p) {
+		if _, gone := s.tomb[p.ID]; gone || p.expired(cutoff) {
+			return
+		}
+		if h, ok := s.hidden[p.ID]; ok {
+			// Hidden before this node got the post: held aside.
+			if h == nil {
+				s.hidden[p.ID] = p
+			}
+			return
+		}
+		if !s.admit(p) {
 			return
 		}
 		// The publisher's own connection gets its echo from Publish, right
@@ -59,6 +69,7 @@ func (s *Service) apply(payload string) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, id := range ids {
+			s.goneHidden(id)
 			s.removed(s.x.remove(id))
 			// The deletion came back through the channel, after the post
 			// itself: the tombstone has done its job.
@@ -74,7 +85,26 @@ func (s *Service) apply(payload string) {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		s.applyChange(p)
+		if !s.changeHidden(p) {
+			s.applyChange(p)
+		}
+	case `"hide"`, `"show"`:
+		// One id per message today; a list leaves room to batch.
+		ids, err := decodeU64s(idsRaw, "ids", 1024)
+		if err != nil {
+			s.log.Warn("skipped a broadcast hide or show that does not parse", zap.Int("bytes", len(payload)))
+			s.skipped.Add(1)
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, id := range ids {
+			if string(op) == `"hide"` {
+				s.hideLocked(id)
+			} else {
+				s.showLocked(id)
+			}
+		}
 	default:
 		s.log.Warn("skipped a posts broadcast of unknown kind", zap.ByteString("op", clipBytes(op)))
 		s.skipped.Add(1)

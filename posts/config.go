@@ -37,6 +37,12 @@ type Config struct {
 	// /api/posts; defaults 20 and 100.
 	PageSize, MaxPage int
 
+	// ReportMinAge: a report counts toward hiding a post automatically
+	// (broker.ReportBounds.HideAt) only when its reporter's account is at
+	// least this old. Zero: every account counts (no default is taken:
+	// DefaultConfig has DefaultReportMinAge).
+	ReportMinAge time.Duration
+
 	// MaxScan bounds the posts one read examines (a catch-up, a page or a
 	// count of GET /api/posts); default 10,000. A read that reaches it
 	// answers what it found with a cursor to continue from.
@@ -82,8 +88,14 @@ type Config struct {
 func DefaultConfig() Config {
 	var c Config
 	c.defaults()
+	c.ReportMinAge = DefaultReportMinAge
 	return c
 }
+
+// DefaultReportMinAge is the age an account needs for its reports to
+// count toward hiding a post automatically (docs/security.md "Automatic
+// hiding and brigading").
+const DefaultReportMinAge = 7 * 24 * time.Hour
 
 func (c *Config) defaults() error {
 	if c.Clock == nil {

@@ -47,6 +47,7 @@ func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 // at once, telling the subscribers that asked for deletions.
 func (s *Service) forget(id uint64) {
 	s.mu.Lock()
+	s.goneHidden(id)
 	s.removed(s.x.remove(id))
 	s.x.tidy()
 	// Until the deletion comes back through the channel, a late broadcast
@@ -72,6 +73,11 @@ func (s *Service) DeleteAllOf(ctx context.Context, user string) (int, error) {
 	s.mu.RLock()
 	for id, p := range s.x.byID {
 		if p.From == user {
+			ids = append(ids, id)
+		}
+	}
+	for id, p := range s.hidden {
+		if p != nil && p.From == user {
 			ids = append(ids, id)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -156,7 +157,13 @@ func (s *Service) change(ctx context.Context, c Conn, cmd string, id uint64, ch 
 		ack = strconv.AppendInt(ack, now+int64(s.cfg.Expiry/time.Second), 10)
 	}
 	ack = append(ack, `,"post":`...)
-	ack = append(ack, post...)
+	if s.isHidden(id) && strings.HasSuffix(post, "}") {
+		// The author's copy of a hidden post is marked (hidden.go).
+		ack = append(ack, post[:len(post)-1]...)
+		ack = append(ack, underReview...)
+	} else {
+		ack = append(ack, post...)
+	}
 	c.SendPersistent(append(ack, '}'))
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 	"unicode/utf8"
 
 	"github.com/occase/occase/broker"
@@ -39,6 +40,11 @@ type ReportDone struct {
 	// Evicted: the post with a single reporter that the report took out
 	// of the full review queue (its reports deleted); 0: none.
 	Evicted uint64
+	// Hidden: this report hid the post (broker.ReportBounds.HideAt);
+	// Reporters: its distinct reporters after it.
+	Hidden    bool
+	Reporters int
+	Post      uint64 // the reported post
 }
 
 // Report handles {"cmd":"report","id":N,"reason":"...","text":"..."} from
@@ -57,7 +63,14 @@ func (s *Service) Report(ctx context.Context, c Conn, req *wire.Request, b broke
 		return ReportDone{}, err
 	}
 	r.By = c.User()
-	r.At = s.cfg.Clock().Unix()
+	now := s.cfg.Clock()
+	r.At = now.Unix()
+	if b.HideAt > 0 {
+		if r.Aged, err = s.aged(ctx, r.By, now); err != nil {
+			s.log.Warn("reading a reporter's account age failed", zap.String("reporter", r.By), zap.Error(err))
+			return ReportDone{}, &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+		}
+	}
 	res, err := s.b.ReportPost(ctx, id, r, b)
 	switch {
 	case errors.Is(err, broker.ErrPostNotFound):
@@ -84,11 +97,28 @@ func (s *Service) Report(ctx context.Context, c Conn, req *wire.Request, b broke
 	// The text stays out of the log: it is the user's words, for the
 	// operators' review only.
 	s.log.Info("post reported", zap.Uint64("post", id), zap.String("reporter", r.By),
-		zap.String("reason", r.Reason), zap.String("outcome", outcome), zap.Int("reporters", res.Reporters))
+		zap.String("reason", r.Reason), zap.String("outcome", outcome), zap.Int("reporters", res.Reporters),
+		zap.Bool("aged", r.Aged), zap.Bool("hid", res.Hidden))
 	ack := []byte(`{"cmd":"report_ack","result":"ok","id":`)
 	ack = strconv.AppendUint(ack, id, 10)
 	c.Send(append(ack, '}'))
-	return ReportDone{Outcome: outcome, Evicted: res.Evicted}, nil
+	return ReportDone{Outcome: outcome, Evicted: res.Evicted, Hidden: res.Hidden, Reporters: res.Reporters, Post: id}, nil
+}
+
+// aged tells whether user's account is at least ReportMinAge old at now,
+// so that its report counts toward hiding a post. The account's age is
+// in its own hash, in another slot than the post's reports: it is read
+// here, before the report's script, which is given the answer. An
+// account made before accounts kept their creation time counts as old.
+func (s *Service) aged(ctx context.Context, user string, now time.Time) (bool, error) {
+	if s.cfg.ReportMinAge <= 0 {
+		return true, nil
+	}
+	made, ok, err := s.b.AccountMade(ctx, user)
+	if err != nil || !ok {
+		return false, err
+	}
+	return now.Sub(time.UnixMilli(made)) >= s.cfg.ReportMinAge, nil
 }
 
 // parseReport reads a report request. Every refusal is bad_request,

@@ -113,7 +113,7 @@ func TestReportAckAndLogLine(t *testing.T) {
 		frame := fmt.Sprintf(`{"cmd":"report","id":%d,"reason":"scam","text":"secret words"}`, id)
 		for _, want := range []string{ReportNew, ReportAgain} {
 			done, err := s.Report(ctx, c, req(t, frame), broker.DefaultReportBounds)
-			if err != nil || done != (ReportDone{Outcome: want}) {
+			if err != nil || done != (ReportDone{Outcome: want, Reporters: 1, Post: id}) {
 				t.Fatalf("report: %+v %v, want %q", done, err, want)
 			}
 		}
@@ -169,7 +169,7 @@ func TestReportIntoTheFullQueue(t *testing.T) {
 			return done
 		}
 		report("8", ids[0])
-		if d := report("8", ids[1]); d != (ReportDone{Outcome: ReportNew, Evicted: ids[0]}) {
+		if d := report("8", ids[1]); d != (ReportDone{Outcome: ReportNew, Evicted: ids[0], Reporters: 1, Post: ids[1]}) {
 			t.Fatalf("report into the full queue: %+v, want post %d evicted", d, ids[0])
 		}
 		lines := logs.FilterMessage("review queue full: a post with one reporter left it").All()
@@ -177,7 +177,7 @@ func TestReportIntoTheFullQueue(t *testing.T) {
 			t.Fatalf("eviction log lines %v", lines)
 		}
 		report("9", ids[1])
-		if d := report("8", ids[2]); d != (ReportDone{Outcome: ReportQueueFull}) {
+		if d := report("8", ids[2]); d != (ReportDone{Outcome: ReportQueueFull, Post: ids[2]}) {
 			t.Fatalf("report into a queue of several-reporter posts: %+v", d)
 		}
 	})

@@ -125,9 +125,15 @@ func (s *Service) waitReady(ctx context.Context) error {
 // matching subscribers, in id order; posts gone from Redis leave; posts
 // already known stay as they are, so nobody gets one twice.
 func (s *Service) reload(ctx context.Context) error {
+	// The hidden set first: a hide or show announced after this read
+	// comes through the channel and is applied after the reload.
+	hidden, err := s.hiddenIDs(ctx)
+	if err != nil {
+		return err
+	}
 	seen := map[uint64]*Post{}
 	bad := 0
-	err := s.b.ScanPosts(ctx, func(js string) {
+	err = s.b.ScanPosts(ctx, func(js string) {
 		p, err := parseStored([]byte(js), s.cfg.LocationDepth, s.cfg.ProductDepth)
 		if err != nil {
 			bad++
@@ -153,9 +159,13 @@ func (s *Service) reload(ctx context.Context) error {
 		}
 	}
 	s.x.tidy()
+	s.reloadHidden(hidden, seen)
 	fresh := make([]*Post, 0)
 	for id, p := range seen {
 		if _, ok := s.x.byID[id]; ok || p.expired(cutoff) {
+			continue
+		}
+		if _, ok := s.hidden[id]; ok {
 			continue
 		}
 		if _, ok := s.tomb[id]; ok {

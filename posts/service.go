@@ -64,6 +64,7 @@ type Service struct {
 	x       *index
 	pending map[string]Conn  // origin -> connection whose publish it is, until acked
 	tomb    map[uint64]int64 // ids deleted here, until their broadcast comes back
+	hidden  map[uint64]*Post // posts hidden pending review, out of the index (hidden.go)
 	menu    []byte           // GET /api/menu body, nil without a menu
 
 	in        inbox
@@ -99,6 +100,7 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 		x:       newIndex(max(cfg.MaxWords, 0)),
 		pending: map[string]Conn{},
 		tomb:    map[uint64]int64{},
+		hidden:  map[uint64]*Post{},
 		in:      inbox{sig: make(chan struct{}, 1)},
 		ready:   make(chan struct{}),
 		// 100,000 keys: a few MB at most, far more than the clients of one node.

@@ -111,6 +111,9 @@ func (s *Service) Subscribe(ctx context.Context, c Conn, req *wire.Request) erro
 		c.Send(liveFrame(p))
 		s.delivered.Add(1)
 	}
+	for _, fr := range s.authorCatchUp(c, f, floor, cutoff) {
+		c.Send(fr)
+	}
 	s.x.subscribe(c, f, floor)
 	return nil
 }

@@ -30,6 +30,8 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 		Log:        s.log.Named("moderation"),
 		Now:        s.cfg.Clock,
 		PublicURL:  s.cfg.PublicURL,
+		// A valid token lifts its connection out of the anonymous ones.
+		Authenticated: adminAuthenticated,
 	})
 	if err != nil {
 		return nil, err

@@ -20,6 +20,9 @@ type Config struct {
 	Role      string // db, img or all
 	Addr      string // listen address
 	AdminAddr string // optional separate listener for /metrics; "" serves it on Addr
+	// AdminMaxConns bounds the connections open on AdminAddr; half of it
+	// bounds those without a valid operator token yet (adminconns.go).
+	AdminMaxConns int
 	// AdminTokens, when set, serve the moderation API and page under
 	// /admin/ on AdminAddr (which they require), for operators who send
 	// one as a bearer token (moderation.MinTokenLen bytes at least); its
@@ -171,6 +174,7 @@ func DefaultConfig() Config {
 		ACMECache:         "./data/acme",
 		ReadHeaderTimeout: 10 * time.Second,
 		HTTPIdleTimeout:   120 * time.Second,
+		AdminMaxConns:     DefaultAdminMaxConns,
 		SharedCheckEvery:  10 * time.Second,
 		KeyWarnEvery:      time.Minute,
 		QuietGCPercent:    25,
@@ -189,7 +193,7 @@ func DefaultConfig() Config {
 		MaxBlocks:         1000,
 		ReportRate:        1.0 / 30,
 		ReportBurst:       10,
-		Reports:           broker.DefaultReportBounds,
+		Reports:           defaultReportBounds(),
 		IPv6Prefix:        defaultIPv6Prefix,
 		RegisterPerDay:    20,
 		ReadRateBytes:     256 << 10,
@@ -207,6 +211,18 @@ func DefaultConfig() Config {
 		Push:              push.DefaultConfig(),
 		Clock:             time.Now,
 	}
+}
+
+// DefaultAutoHide is --auto-hide-reports' default: distinct reporters,
+// each with an account older than --auto-hide-min-age, that hide a post
+// until an operator decides (docs/security.md "Automatic hiding and
+// brigading" says why five).
+const DefaultAutoHide = 5
+
+func defaultReportBounds() broker.ReportBounds {
+	b := broker.DefaultReportBounds
+	b.HideAt = DefaultAutoHide
+	return b
 }
 
 // roleTable says which parts run in each role; "all" is just the union.
@@ -238,6 +254,9 @@ func (c Config) parts() (db, img bool, err error) {
 	}
 	if c.AbuseLimit > 0 && c.AbuseWindow <= 0 {
 		return false, false, fmt.Errorf("--abuse-window %v: want a positive window when --abuse-limit is set", c.AbuseWindow)
+	}
+	if c.AdminAddr != "" && c.AdminMaxConns < 2 {
+		return false, false, fmt.Errorf("--admin-max-conns %d: want at least 2 (half of it may be connections without a token yet)", c.AdminMaxConns)
 	}
 	if len(c.AdminTokens) > 0 && c.AdminAddr == "" {
 		return false, false, fmt.Errorf("--admin-token-file needs --admin-addr: the moderation API is served on the admin listener only, never on the public one")

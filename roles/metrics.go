@@ -53,6 +53,8 @@ type metrics struct {
 	reports *prometheus.CounterVec
 	// reportsEvicted counts posts taken out of the full review queue.
 	reportsEvicted prometheus.Counter
+	// autoHidden counts posts hidden by this node's reports (posts/hidden.go).
+	autoHidden prometheus.Counter
 	// heads counts connections the front door ended before a request:
 	// timeout (--read-header-timeout spent), too_large (431), gone (the
 	// client closed or reset).
@@ -140,7 +142,9 @@ func newMetrics(s *Server) *metrics {
 		[]string{"result"})
 	m.reportsEvicted = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_reports_evicted_total",
 		Help: "Posts with a single reporter taken out of the full review queue (--report-queue-max), their reports deleted, to make room for a newly reported post."})
-	reg.MustRegister(m.reports, m.reportsEvicted)
+	m.autoHidden = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_posts_auto_hidden_total",
+		Help: "Posts hidden pending review by a report this node stored: the report brought the post's distinct reporters with accounts older than --auto-hide-min-age to --auto-hide-reports."})
+	reg.MustRegister(m.reports, m.reportsEvicted, m.autoHidden)
 	for _, r := range reportResults {
 		m.reports.WithLabelValues(r)
 	}

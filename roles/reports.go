@@ -1,7 +1,12 @@
 package roles
 
 import (
+	"context"
 	"slices"
+	"time"
+
+	"github.com/occase/occase/moderation"
+	"go.uber.org/zap"
 
 	"github.com/occase/occase/posts"
 	"github.com/occase/occase/wire"
@@ -44,5 +49,25 @@ func (ss *session) reportPost(req *wire.Request) error {
 	if done.Evicted != 0 {
 		ss.srv.m.reportsEvicted.Inc()
 	}
+	if done.Hidden {
+		ss.srv.autoHidden(ss.ctx, done)
+	}
 	return nil
+}
+
+// autoHidden records a post that a report of this node hid: in the
+// moderation log, by "auto", written after the report's script (the log
+// is in its own slot), so a failed write leaves the post hidden, the
+// hide unlogged and an error in the node's log.
+func (s *Server) autoHidden(ctx context.Context, done posts.ReportDone) {
+	s.m.autoHidden.Inc()
+	line := moderation.AutoHideEntry(s.cfg.Clock().UnixMilli(), done.Post, done.Reporters, s.cfg.Reports.HideAt)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := s.broker.AppendModLog(wctx, line); err != nil {
+		s.log.Error("a post was hidden pending review but the moderation log could not record it",
+			zap.Uint64("post", done.Post), zap.Error(err))
+		return
+	}
+	s.log.Info("post hidden pending review", zap.Uint64("post", done.Post), zap.Int("reporters", done.Reporters))
 }

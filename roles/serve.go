@@ -47,14 +47,18 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 		mux.Handle("/admin/", mh)
+		counted := newAdminConns(al, s.cfg.AdminMaxConns, s.m.reg)
 		// ReadTimeout bounds a request's head and body (the moderation
 		// API sets its own, longer, deadline once a token is checked):
 		// without it a request announcing a body it never sends would
 		// hold its connection while net/http waits to discard the body.
 		// WriteTimeout bounds a client that does not read its answer.
-		admin := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: adminReadTimeout,
-			WriteTimeout: adminWriteTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout, MaxHeaderBytes: maxHeadBytes, ErrorLog: logs.StdLog(s.log.Named("admin"), "admin server error")}
-		addServer(&g, "admin", admin, al)
+		// Its connections are counted (adminconns.go); an anonymous one
+		// is closed after each answer.
+		admin := &http.Server{Handler: closeAnonymous(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: adminReadTimeout,
+			WriteTimeout: adminWriteTimeout, IdleTimeout: s.cfg.HTTPIdleTimeout, MaxHeaderBytes: maxHeadBytes, ErrorLog: logs.StdLog(s.log.Named("admin"), "admin server error"),
+			ConnContext: adminConnContext}
+		addServer(&g, "admin", admin, counted)
 		s.log.Info("admin listener", zap.String("addr", al.Addr().String()))
 	}
 	tctx, stopTuner := context.WithCancel(ctx)

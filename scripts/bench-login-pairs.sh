@@ -13,6 +13,10 @@
 #
 #   scripts/bench-login-pairs.sh A_BINARY B_BINARY [pairs]
 #   ROUNDS=6 USERS=2000 CONC=100 ENV_B=GOMAXPROCS=1 scripts/bench-login-pairs.sh ...
+#
+# TASKSET=1 pins Redis and the nodes to CPU 0 and the load generator to
+# CPU 1, so the load generator does not share the servers' core
+# (docs/benchmarks.md, "Logins, session 7").
 set -uo pipefail
 A=$1
 B=$2
@@ -22,11 +26,13 @@ USERS=${USERS:-2000}
 CONC=${CONC:-100}
 OUT=${OUT:-$(mktemp -d /tmp/occase-login-pairs.XXXXXX)}
 mkdir -p "$OUT"
+srv=() ; gen=()
+if [ "${TASKSET:-0}" = 1 ]; then srv=(taskset -c 0); gen=(taskset -c 1); fi
 
 . "$(dirname "$0")/../bench/lib.sh"
 
 RP=$(freeport)
-redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --protected-mode no \
+"${srv[@]}" redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --protected-mode no \
 	--dir "$OUT" >"$OUT/redis.log" 2>&1 &
 REDIS=$!
 pids+=("$REDIS")
@@ -41,7 +47,7 @@ for name in A B; do
 		env ${!envv:-OCCASE_PAIRS=1} OCCASE_CHAT_RATE=0 OCCASE_PRESENCE_RATE=0 OCCASE_REGISTER_RATE=0 \
 			OCCASE_REGISTER_PER_DAY=0 OCCASE_REGISTER_NODE_RATE=0 OCCASE_READ_RATE=0 OCCASE_READ_RATE_BYTES=0 \
 			OCCASE_READ_RATE_FRAMES=0 OCCASE_ABUSE_LIMIT=0 \
-			"$bin" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" --redis-prefix "$pfx" \
+			"${srv[@]}" "$bin" serve --role db --addr "127.0.0.1:$port" --redis "127.0.0.1:$RP" --redis-prefix "$pfx" \
 			--log-level error >>"$OUT/$name.node$i.log" 2>&1 &
 		pids+=($!)
 		nn="$nn --server-pid $!"
@@ -55,7 +61,7 @@ done
 for p in $(seq "$PAIRS"); do
 	for name in A B; do
 		# shellcheck disable=SC2086
-		"$B" bench --scenario connect --url "${URLS[$name]}" --users "$USERS" --concurrency "$CONC" \
+		"${gen[@]}" "$B" bench --scenario connect --url "${URLS[$name]}" --users "$USERS" --concurrency "$CONC" \
 			--login-rounds "$ROUNDS" --duration 120s --warmup 1s ${NODES[$name]} --server-pid "$REDIS" \
 			--json --quiet >"$OUT/$name.$p.json" 2>>"$OUT/$name.err" || true
 	done

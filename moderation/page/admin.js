@@ -14,6 +14,10 @@ const $ = (id) => document.getElementById(id);
 let view = "reports";
 let bansOffset = 0;
 let logOffset = 0;
+// me: whose token this tab holds, from GET /admin/v1/whoami (name, role,
+// can_act); null until asked. A viewer's token gets no action buttons
+// (the node refuses its actions anyway, 403 forbidden_for_role).
+let me = null;
 // publicURL: the public site's address, from the API (--public-url), or
 // "" when the node does not know it: then no photos and no links.
 let publicURL = "";
@@ -78,6 +82,8 @@ function say(text, error) {
 }
 
 function showSignin(message) {
+  me = null;
+  $("whoami").hidden = true;
   $("signin").hidden = false;
   $("queue").hidden = true;
   $("bans").hidden = true;
@@ -108,6 +114,8 @@ async function api(method, path, body) {
       sessionStorage.removeItem(KEY);
       showSignin("The node refused the token: paste it again.");
     }
+    if (err.reason === "forbidden_for_role") me = null; // the role changed: ask again
+
     throw err;
   }
   return data;
@@ -133,13 +141,20 @@ function when(at) {
 }
 
 function card(p) {
-  const li = el("li", "report");
+  const li = el("li", p.hidden === true ? "report hidden-post" : "report");
   li.dataset.post = String(p.id);
   li.dataset.testid = "report";
   const title = p.gone ? "(post gone)" : (p.title || "(no title)");
   const h = el("h3", null, title);
   h.dataset.testid = "report-title";
   li.append(h);
+  if (p.hidden === true) {
+    // Hidden automatically (--auto-hide-reports): the queue lists these
+    // first; dismissing shows the post again, removing deletes it.
+    const tag = el("p", "hidden-tag", "Hidden from buyers pending your decision: dismiss to show it again, or remove it.");
+    tag.dataset.testid = "report-hidden";
+    li.append(tag);
+  }
   const n = p.reporters === 1 ? "1 reporter" : p.reporters + " reporters";
   const meta = el("p", "meta", "post " + p.id + " · author " + (p.author || "-") + " · " + n);
   meta.dataset.testid = "report-meta";
@@ -173,9 +188,11 @@ function card(p) {
     b.addEventListener("click", () => act(action, p));
     actions.append(b);
   };
-  btn("Dismiss reports", "dismiss");
-  if (!p.gone) btn("Remove post", "remove", "danger");
-  if (p.author) btn("Ban author", "ban", "danger");
+  if (canAct()) {
+    btn("Dismiss reports", "dismiss");
+    if (!p.gone) btn("Remove post", "remove", "danger");
+    if (p.author) btn("Ban author", "ban", "danger");
+  }
   if (publicURL && !p.gone && /^\d{1,20}$/.test(String(p.id))) {
     const open = el("a", "open", "Open listing");
     open.href = publicURL + "/#/post/" + String(p.id);
@@ -201,8 +218,26 @@ function showView(v) {
   });
 }
 
-function load() {
-  if (!token()) { showSignin(); return Promise.resolve(); }
+function canAct() { return !!(me && me.can_act); }
+
+// whoami learns the token's name and role once per token, and shows them.
+async function whoami() {
+  if (me) return true;
+  try {
+    me = await api("GET", "/admin/v1/whoami");
+  } catch (e) {
+    if (e.reason !== "unauthorized") say(e.error || "failed", true);
+    return false;
+  }
+  const w = $("whoami");
+  w.textContent = me.name + " · " + (me.can_act ? me.role : me.role + " (read only)");
+  w.hidden = false;
+  return true;
+}
+
+async function load() {
+  if (!token()) { showSignin(); return; }
+  if (!(await whoami())) return;
   return view === "bans" ? loadBans() : view === "log" ? loadLog() : loadReports();
 }
 
@@ -219,11 +254,13 @@ function banCard(b) {
     who.append(n);
   }
   li.append(who);
-  const u = el("button", null, "Unban");
-  u.type = "button";
-  u.dataset.action = "unban";
-  u.addEventListener("click", () => unban(b.user));
-  li.append(u);
+  if (canAct()) {
+    const u = el("button", null, "Unban");
+    u.type = "button";
+    u.dataset.action = "unban";
+    u.addEventListener("click", () => unban(b.user));
+    li.append(u);
+  }
   return li;
 }
 
@@ -264,12 +301,12 @@ async function unban(user) {
     say(e.error || "failed", true);
   }
   const msg = $("status").textContent, err = $("status").classList.contains("error");
-  await loadBans();
+  await load();
   if (msg) say(msg, err);
 }
 
 // logCard is one entry of the moderation log: who, when, what, on what.
-function logCard(e) {
+function logCard(e, told) {
   const li = el("li", "entry");
   li.dataset.testid = "log-entry";
   const what = { dismiss: "dismissed the reports of post", remove: "removed post", ban: "banned user", unban: "unbanned user" }[e.action] || e.action;
@@ -284,7 +321,30 @@ function logCard(e) {
   if (e.remove_posts) meta += " · posts removed";
   li.append(el("p", "meta", meta));
   if (e.note) li.append(el("p", "note", "Note: " + e.note));
+  // A removal whose notice could not be written keeps it: removing the
+  // post again sends it (the post is gone; the kept notice is what goes).
+  if (canAct() && !told && e.action === "remove" && e.result === "author_not_told" && /^\d{1,20}$/.test(String(e.target))) {
+    const r = el("button", null, "Send the notice again");
+    r.type = "button";
+    r.dataset.action = "resend";
+    r.addEventListener("click", () => resend(String(e.target)));
+    li.append(r);
+  }
   return li;
+}
+
+async function resend(post) {
+  try {
+    const r = await api("POST", "/admin/v1/posts/" + post + "/remove", {});
+    say(r.told ? "The author of post " + r.post + " was told why (" + r.reason + ")." :
+      "The author of post " + r.post + " is gone: nobody to tell.");
+  } catch (e) {
+    if (e.reason === "unauthorized") return;
+    say(e.error || "failed", true);
+  }
+  const msg = $("status").textContent, err = $("status").classList.contains("error");
+  await load();
+  if (msg) say(msg, err);
 }
 
 async function loadLog() {
@@ -300,7 +360,13 @@ async function loadLog() {
   let sum = p.total === 0 ? "No moderation actions yet." : p.total + (p.total === 1 ? " action" : " actions") + " logged, newest first";
   if (p.total > p.entries.length) sum += "; showing " + (p.offset + 1) + "–" + (p.offset + p.entries.length);
   $("log-summary").textContent = p.total === 0 ? sum : sum + ".";
-  $("log-list").replaceChildren(...p.entries.map(logCard));
+  // Entries come newest first: a removal told since (resent) needs no button.
+  const told = new Set();
+  $("log-list").replaceChildren(...p.entries.map((e) => {
+    const li = logCard(e, told.has(e.target));
+    if (e.action === "remove" && e.result === "ok") told.add(e.target);
+    return li;
+  }));
   $("log-newer").hidden = p.offset === 0;
   $("log-older").hidden = p.offset + p.entries.length >= p.total;
   say("");
@@ -432,6 +498,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("signout").addEventListener("click", () => {
     sessionStorage.removeItem(KEY);
+    me = null;
     $("reports").replaceChildren();
     $("ban-list").replaceChildren();
     $("log-list").replaceChildren();

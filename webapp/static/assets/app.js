@@ -1826,6 +1826,11 @@ function postCard(p, mine) {
       h("p", { class: "where" }, placeText(p)),
       d.msg ? h("p", { class: "desc" }, d.msg) : null,
       h("p", { class: "meta" }, `by ${d.nick || "someone"} · ${when}`),
+      mine && p.under_review
+        ? h("p", { class: "review", "data-testid": "under-review" },
+          h("strong", {}, "Under review"),
+          " — several people reported this listing, so buyers do not see it until a moderator has looked at it.")
+        : null,
       mine
         ? h("div", { class: "actions" }, h("span", { class: "tag" }, "Your listing"))
         : h("div", { class: "actions" }, h("button", {
@@ -1837,7 +1842,7 @@ function postCard(p, mine) {
 // postSig changes with every new version of a post (so its card is built
 // again) and with whose it is.
 function postSig(p, mine) {
-  return `${mine ? 1 : 0}|${p.status}|${p.edited}|${p.renewed}|${app.renewAt[String(p.id)] || 0}`;
+  return `${mine ? 1 : 0}|${p.status}|${p.edited}|${p.renewed}|${p.under_review ? 1 : 0}|${app.renewAt[String(p.id)] || 0}`;
 }
 
 function sortedPosts(obj) {

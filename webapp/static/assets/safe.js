@@ -139,6 +139,9 @@ export function post(raw) {
     status: raw.status === "sold" || raw.status === "reserved" ? raw.status : "available",
     renewed: finite(raw.renewed) ?? 0,
     edited: finite(raw.edited) ?? 0,
+    // docs/protocol.md "Listings hidden pending review": only the
+    // author's own copy of a hidden listing has it.
+    under_review: raw.under_review === true,
   };
 }
 

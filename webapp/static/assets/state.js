@@ -28,7 +28,10 @@ function put(u, items, me) {
     kept++;
     if (p.id > max) max = p.id;
     const k = String(p.id);
-    u.posts[k] = p;
+    // A listing under review is hidden from buyers: only My listings
+    // keeps it (its author is the only one sent it).
+    if (p.under_review) delete u.posts[k];
+    else u.posts[k] = p;
     if (p.from === me) u.myPosts[k] = p;
   }
   u.lastPostId = max;
@@ -92,7 +95,8 @@ export function replacePost(u, raw, me, ...maps) {
   const p = safe.post(raw);
   if (!p) return null;
   const k = String(p.id);
-  if (k in u.posts) u.posts[k] = p;
+  if (p.under_review) delete u.posts[k];
+  else if (k in u.posts) u.posts[k] = p;
   if (k in u.myPosts || p.from === me) u.myPosts[k] = p;
   for (const m of maps) if (m && k in m && m[k] && typeof m[k] === "object") m[k] = p;
   const t = !p.bad && (p.doc.title || p.doc.msg);

@@ -1,0 +1,239 @@
+package posts
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+)
+
+// Listings hidden pending review (docs/protocol.md "Listings hidden
+// pending review"): once enough distinct, aged users report a post, the
+// report's script in Redis hides it and announces {"op":"hide"} on the
+// posts channel (broker/reports.go); an operator's dismissal announces
+// {"op":"show"}.
+//
+// A node takes a hidden post out of its index and holds it aside in
+// Service.hidden, so that the fan-out, the catch-up, the counts, the
+// search and the HTTP reads, which all read the index, never meet it and
+// pay nothing for it: the hot paths have no per-post check and no Redis
+// round trip. Only the post's author still sees it: the subscribe of the
+// author's own connection checks the posts held aside (none, nearly
+// always: one length test) and sends the matching ones marked
+// "under_review":true, and the changes of a hidden post go to the
+// author's subscriptions only, marked the same way.
+//
+// Service.hidden maps each id the node knows hidden to the post, or to
+// nil when the node does not hold it (a hide announced for a post it
+// dropped at its bound). Its size is bounded by Redis's hidden set,
+// itself a subset of the review queue (--report-queue-max).
+
+// underReview is the member the author's copy of a hidden post ends with.
+const underReview = `,"under_review":true}`
+
+// reviewFrame is the post frame of hidden post p as its author gets it:
+// the stored JSON with "under_review":true as its last member.
+func reviewFrame(p *Post) []byte {
+	b := make([]byte, 0, len(p.JSON)+len(underReview)+32)
+	b = append(b, `{"cmd":"post","items":[`...)
+	b = append(b, p.JSON[:len(p.JSON)-1]...)
+	b = append(b, underReview...)
+	return append(b, "]}"...)
+}
+
+// hideLocked hides post id on this node: out of the index, held aside.
+// Subscriptions that asked for deletions and match it get post_deleted,
+// but the author's, which get it marked under review. Called with s.mu
+// held.
+func (s *Service) hideLocked(id uint64) {
+	if _, ok := s.hidden[id]; ok {
+		return
+	}
+	p := s.x.byID[id]
+	if p == nil {
+		s.hidden[id] = nil
+		return
+	}
+	aside := *p // remove clears the JSON of the indexed one
+	s.x.remove(id)
+	s.x.tidy()
+	s.hidden[id] = &aside
+	s.counts.deletedSent.Add(uint64(s.x.fanoutHidden(&aside)))
+}
+
+// showLocked shows post id again: back in the index, sent to the
+// subscriptions that asked for changes and match it (as a changed post
+// is: they may have dropped it at the hide). Called with s.mu held.
+func (s *Service) showLocked(id uint64) {
+	p, ok := s.hidden[id]
+	if !ok {
+		return
+	}
+	delete(s.hidden, id)
+	if p == nil || p.expired(s.cutoff()) || !s.admit(p) {
+		return
+	}
+	s.counts.changesSent.Add(uint64(s.x.fanoutChanged(p, p)))
+}
+
+// goneHidden forgets hidden post id, deleted or expired: its author's
+// subscriptions that asked for deletions are told (the others were at
+// the hide). It reports whether the post was hidden. Called with s.mu
+// held.
+func (s *Service) goneHidden(id uint64) bool {
+	p, ok := s.hidden[id]
+	if !ok {
+		return false
+	}
+	delete(s.hidden, id)
+	if p != nil {
+		s.counts.deletedSent.Add(uint64(s.x.fanoutAuthor(p, deletedFrame(p.ID))))
+	}
+	return true
+}
+
+// changeHidden takes p, a new version of a hidden post, aside in place of
+// the old one, and sends it, marked under review, to its author's
+// subscriptions. It reports false when the post is not hidden. Called
+// with s.mu held.
+func (s *Service) changeHidden(p *Post) bool {
+	old, ok := s.hidden[p.ID]
+	if !ok {
+		return false
+	}
+	if old != nil && bytes.Equal(old.JSON, p.JSON) {
+		return true
+	}
+	s.hidden[p.ID] = p
+	s.counts.changesSent.Add(uint64(s.x.fanoutAuthor(p, reviewFrame(p))))
+	return true
+}
+
+// authorCatchUp returns the frames of the hidden posts of c's user that f
+// matches above floor, marked under review, for its subscribe. Called
+// with s.mu held.
+func (s *Service) authorCatchUp(c Conn, f *Filter, floor uint64, cutoff int64) [][]byte {
+	if len(s.hidden) == 0 {
+		return nil
+	}
+	var ps []*Post
+	for _, p := range s.hidden {
+		if p != nil && p.From == c.User() && p.ID > floor && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) &&
+			(f.Search == nil || f.Search.match(p)) && (f.Status == 0 || f.Status&p.status != 0) {
+			ps = append(ps, p)
+		}
+	}
+	sortByID(ps)
+	out := make([][]byte, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, reviewFrame(p))
+	}
+	return out
+}
+
+// reloadHidden makes the hidden posts those of ids (Redis's hidden set,
+// read before the posts of seen), after a reload read seen from Redis:
+// posts of the index now hidden are hidden, posts held aside no longer
+// hidden are shown (when still in Redis), and posts hidden in Redis that
+// the node lacks are held aside. Called with s.mu held, before the
+// reload inserts the posts new to the node, which skips those in
+// s.hidden.
+func (s *Service) reloadHidden(ids []uint64, seen map[uint64]*Post) {
+	want := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	for id, p := range s.hidden {
+		if want[id] {
+			continue
+		}
+		if sp, ok := seen[id]; ok {
+			if p == nil || !bytes.Equal(p.JSON, sp.JSON) {
+				s.hidden[id] = sp
+			}
+			s.showLocked(id)
+		} else {
+			delete(s.hidden, id)
+		}
+	}
+	for id := range want {
+		if _, ok := s.hidden[id]; ok {
+			// Redis's version: an edit may have been missed, or the
+			// post gone (nil), while the node was cut off.
+			s.hidden[id] = seen[id]
+			continue
+		}
+		if s.x.byID[id] != nil {
+			s.hideLocked(id)
+		} else {
+			s.hidden[id] = seen[id] // nil when Redis holds no such post
+		}
+	}
+}
+
+// isHidden tells whether post id is hidden on this node.
+func (s *Service) isHidden(id uint64) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, ok := s.hidden[id]
+	return ok
+}
+
+// HiddenCount is how many posts this node holds aside as hidden pending
+// review.
+func (s *Service) HiddenCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.hidden)
+}
+
+// hiddenIDs reads Redis's hidden set, for a reload.
+func (s *Service) hiddenIDs(ctx context.Context) ([]uint64, error) {
+	ids, err := s.b.HiddenPosts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("load the hidden posts: %w", err)
+	}
+	return ids, nil
+}
+
+// fanoutHidden tells the subscriptions that asked for deletions and match
+// p that it is gone, but those of its author, which get it marked under
+// review. It returns how many were told.
+func (x *index) fanoutHidden(p *Post) int {
+	var gone, review []byte
+	n := 0
+	for _, l := range [2][]*sub{x.prodSubs[p.Prod], x.wild} {
+		for _, s := range l {
+			if !s.f.Deletions || !s.f.matchRest(p) {
+				continue
+			}
+			if s.c.User() == p.From {
+				if review == nil {
+					review = reviewFrame(p)
+				}
+				s.c.SendLive(review)
+			} else {
+				if gone == nil {
+					gone = deletedFrame(p.ID)
+				}
+				s.c.SendLive(gone)
+			}
+			n++
+		}
+	}
+	return n
+}
+
+// fanoutAuthor sends frame to the subscriptions of p's author that asked
+// for changes and match p. It returns how many got it.
+func (x *index) fanoutAuthor(p *Post, frame []byte) int {
+	n := 0
+	for _, l := range [2][]*sub{x.prodSubs[p.Prod], x.wild} {
+		for _, s := range l {
+			if s.f.Deletions && s.c.User() == p.From && s.f.matchRest(p) {
+				s.c.SendLive(frame)
+				n++
+			}
+		}
+	}
+	return n
+}
