@@ -9,6 +9,10 @@
 #   bash bench/abuse.sh                  # results in a fresh /tmp/occase-abuse.* folder
 #   DUR=10s ATTACKS=flood,fields bash bench/abuse.sh
 #   EXTRA_SERVE="--chat-rate 20" bash bench/abuse.sh
+#   TASKSET=1 bash bench/abuse.sh        # node and Redis on CPU 0, the bench on CPU 1
+#
+# TASKSET=1 keeps the load generator (the attackers above all: the bench's
+# own CPU is in the report) from taking the CPU of what is measured.
 #
 # The hostile clients use source addresses all over 127.0.0.0/8 (one /16
 # per kind), so the node must see the peer address: no proxy in front.
@@ -28,6 +32,8 @@ STORED_POSTS=${STORED_POSTS:-10000}
 # meets that budget once the setup has used it.
 EXTRA_SERVE=${EXTRA_SERVE:---register-node-rate 20 --register-node-burst 3000}
 EXTRA_BENCH=${EXTRA_BENCH:-}
+srv=() ; gen=()
+if [ "${TASKSET:-0}" = 1 ]; then srv=(taskset -c 0); gen=(taskset -c 1); fi
 mkdir -p "$OUT"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 echo "results in $OUT"
@@ -40,7 +46,7 @@ NODE_BIN=${NODE_BIN:-$B}           # the binary that serves (default: the one ju
 
 
 RP=$(freeport)
-redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+"${srv[@]}" redis-server --port "$RP" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
 	--protected-mode no --dir "$OUT" >"$OUT/redis.log" 2>&1 &
 pids+=($!)
 waitredis "$RP"
@@ -49,18 +55,19 @@ PORT=$(freeport)
 KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 mkdir -p "$OUT/images"
 # shellcheck disable=SC2086
-"$NODE_BIN" serve --role all --addr "127.0.0.1:$PORT" --redis "127.0.0.1:$RP" \
+"${srv[@]}" "$NODE_BIN" serve --role all --addr "127.0.0.1:$PORT" --redis "127.0.0.1:$RP" \
 	--redis-prefix "abuse$(date +%s):" --image-key "$KEY" --image-dir "$OUT/images" \
 	--log-level error $EXTRA_SERVE >"$OUT/node.log" 2>&1 &
 NODE=$!
 pids+=("$NODE")
 waitready "$PORT"
 
-echo "load before: $(cat /proc/loadavg), $(nproc) CPUs, $(redis-server --version | cut -d' ' -f3)" | tee "$OUT/machine.txt"
+echo "load before: $(cat /proc/loadavg), $(nproc) CPUs, TASKSET=${TASKSET:-0}, $(redis-server --version | cut -d' ' -f3)" | tee "$OUT/machine.txt"
 git -C "$root" log -1 --format='code: %h %s' | tee -a "$OUT/machine.txt"
+[ "$NODE_BIN" = "$B" ] || echo "node binary: $NODE_BIN" | tee -a "$OUT/machine.txt"
 
 # shellcheck disable=SC2086
-"$B" bench --scenario abuse --url "ws://127.0.0.1:$PORT/ws" \
+"${gen[@]}" "$B" bench --scenario abuse --url "ws://127.0.0.1:$PORT/ws" \
 	--users "$USERS" --rate "$RATE" --window 8 --duration "$DUR" --warmup 2s --drain 20s \
 	--attacks "$ATTACKS" --attack-rate "$ATTACK_RATE" --attack-ramp 3s \
 	--stored-posts "$STORED_POSTS" --source-addrs 1024 \

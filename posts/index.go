@@ -2,6 +2,7 @@ package posts
 
 import (
 	"container/heap"
+	"math/bits"
 	"slices"
 	"sort"
 )
@@ -55,6 +56,13 @@ type index struct {
 	// words of posts left unindexed at that bound.
 	maxVocab     int
 	wordsDropped uint64
+
+	// feats[b] counts the live posts with feature bit b, and featMask has
+	// bit b set while feats[b] > 0: a read whose features name no bit of
+	// featMask matches nothing and is answered without a walk (a filter on
+	// a feature no post has walked MaxScan posts for an empty answer).
+	feats    [64]int32
+	featMask uint64
 }
 
 // plist is one id-ordered list of posts and how many of them are alive.
@@ -105,6 +113,11 @@ func (x *index) insert(p *Post) bool {
 	listOf(x.byLoc, p.Loc).add(p)
 	listOf(x.byPair, pair{p.Loc, p.Prod}).add(p)
 	x.addWords(p)
+	for m := p.Features; m != 0; m &= m - 1 {
+		b := bits.TrailingZeros64(m)
+		x.feats[b]++
+		x.featMask |= 1 << b
+	}
 	x.gen++
 	p.ins = x.gen
 	x.recent[x.gen%uint64(len(x.recent))] = p
@@ -147,6 +160,12 @@ func (x *index) remove(id uint64) *Post {
 	x.byLoc[p.Loc].live--
 	x.byPair[pair{p.Loc, p.Prod}].live--
 	x.removeWords(p)
+	for m := p.Features; m != 0; m &= m - 1 {
+		b := bits.TrailingZeros64(m)
+		if x.feats[b]--; x.feats[b] == 0 {
+			x.featMask &^= 1 << b
+		}
+	}
 	return p
 }
 
@@ -280,6 +299,9 @@ type readResult struct {
 // is 0), and examining at most r.maxScan posts.
 func (x *index) scan(f *Filter, cutoff int64, r read) readResult {
 	var res readResult
+	if f.Features != 0 && f.Features&x.featMask == 0 {
+		return res // no live post has any of the features asked for
+	}
 	ls := x.drivers(f)
 	if len(ls) == 0 {
 		return res

@@ -137,10 +137,17 @@ func TestNoMatchReadsExamineNothing(t *testing.T) {
 			t.Fatalf("filter %+v: count %+v", f, c)
 		}
 	}
-	// Features no post has: the read stops after 100 posts with a cursor.
-	res := x.scan(&Filter{Features: 1 << 40}, 0, read{limit: 20, maxScan: 100, desc: true})
+	// A status no post has: the read stops after 100 posts with a cursor.
+	res := x.scan(&Filter{Status: statusBit("sold")}, 0, read{limit: 20, maxScan: 100, desc: true})
 	if len(res.posts) != 0 || res.next != 50_000-99 {
 		t.Fatalf("residual read: %d posts, next %d", len(res.posts), res.next)
+	}
+	// Features no post has: nothing examined, and complete.
+	if res := x.scan(&Filter{Features: 1 << 40}, 0, read{limit: 20, maxScan: 100, desc: true}); res.scanned != 0 || res.next != 0 {
+		t.Fatalf("features no post has: %d examined, next %d", res.scanned, res.next)
+	}
+	if c := x.count(&Filter{Features: 1 << 40}, 0, 0, 100); c.n != 0 || c.scanned != 0 || c.next != 0 {
+		t.Fatalf("count of features no post has: %+v", c)
 	}
 	// A count of channels only is the lists' sizes, without a walk.
 	if c := x.count(&Filter{Prods: []uint64{3, 4}, Locs: []uint64{0, 1, 2}}, 0, 0, 1); c.n != 10_000 || c.next != 0 {
