@@ -94,7 +94,9 @@ cluster() {
 	# The bench registers every user from one address (the balancer's
 	# X-Forwarded-For is 127.0.0.1): the registration budgets are lifted,
 	# as `occase bench -h` says; everything else is the default.
-	for i in 1 2 3; do db $i --register-rate 0 --register-per-day 0 --chat-rate 0; done
+	# --auto-hide-min-age 0: the tour's reporters are minutes old, and the
+	# moderation part shows a listing hidden by its reports.
+	for i in 1 2 3; do db $i --register-rate 0 --register-per-day 0 --chat-rate 0 --auto-hide-min-age 0s; done
 	img
 	for i in 1 2 3; do ready 1808$i 15 || echo "db$i not ready"; done
 	haproxy_start
@@ -234,6 +236,8 @@ moderation() {
 	"$BIN" moderate reports $R --limit 3
 	local post
 	post=$("$BIN" moderate reports $R --json --limit 1 | grep -o '"id":[0-9]*' | head -1 | cut -d: -f2)
+	echo "  post $post hidden pending review: $("$BIN" moderate reports $R --json --limit 1 | grep -o '"hidden":[a-z]*' | head -1);" \
+		"public read: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$LB/api/posts/$post)"
 	echo "report keys in Redis: $(redis-cli -p $RPORT --scan --pattern '*{posts}:r*' | wc -l)"
 	"$BIN" moderate remove $R "$post"
 	"$BIN" moderate remove $R "$post"; echo "  second remove: exit $?"
@@ -278,7 +282,41 @@ moderation() {
 	"$BIN" moderate bans --node http://127.0.0.1:19089 --admin-token-file "$TOK"
 	"$BIN" moderate reports --redis embedded; echo "  the same without --node: exit $?"
 	kill $e; wait $e 2>/dev/null
-	for i in 1 2 3; do metric 1908$i 'occase_reports_total|occase_logins_banned_total|occase_sessions_banned_total|occase_admin_refusals_total|occase_moderation_actions_total' | grep -v ' 0$'; done
+	say "operator roles and the admin listener's bound on node 3 (node 1 refuses this address for a minute after the wrong tokens): a viewer added by SIGHUP, 200 anonymous connections"
+	cp "$TOK" "$T/admin.token.bak"
+	local vt; vt=$(printf '4%.0s' $(seq 64))
+	printf 'admin %s\nsue %s viewer\n' "$(cat "$T/admin.token.bak")" "$vt" >"$TOK"
+	kill -HUP "${DBPID[3]}"; sleep 0.5
+	echo "  whoami: $(curl -s -H "Authorization: Bearer $vt" http://127.0.0.1:19083/admin/v1/whoami)"
+	echo "  the viewer bans: $(curl -s -X POST -H "Authorization: Bearer $vt" http://127.0.0.1:19083/admin/v1/users/1/ban)"
+	printf '%s\n' "$vt" >"$T/viewer.token"
+	"$BIN" moderate ban --node http://127.0.0.1:19083 --admin-token-file "$T/viewer.token" 1; echo "  CLI with the viewer's token: exit $?"
+	printf 'admin %s\nsue %s bogus\n' "$(cat "$T/admin.token.bak")" "$vt" >"$TOK"
+	kill -HUP "${DBPID[3]}"; sleep 0.5
+	echo "  a bad role on reload, the viewer still reads: $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $vt" http://127.0.0.1:19083/admin/v1/reports)"
+	grep -h 'SIGHUP' "$T/db3.log" | tail -1 | grep -o '"msg":"[^"]*","error":"[^"]*"' | sed 's/^/  node 3: /'
+	cp "$T/admin.token.bak" "$TOK"; kill -HUP "${DBPID[3]}"; sleep 0.5
+	python3 - <<'PY'
+import socket, time
+held, answered, closed, open_ = [], 0, 0, 0
+for _ in range(200):
+    held.append(socket.create_connection(("127.0.0.1", 19083)))
+time.sleep(0.5)
+for s in held:
+    s.setblocking(False)
+    try:
+        b = s.recv(4096)
+        if b" 503 " in b: answered += 1
+        elif not b: closed += 1
+    except BlockingIOError:
+        open_ += 1
+    except ConnectionResetError:
+        closed += 1
+print(f"  200 idle connections to the admin listener: {open_} held open, {answered} answered 503, {closed} closed unanswered")
+for s in held: s.close()
+PY
+	echo "  the operator right after: $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$TOK")" http://127.0.0.1:19083/admin/v1/reports)"
+	for i in 1 2 3; do metric 1908$i 'occase_reports_total|occase_logins_banned_total|occase_sessions_banned_total|occase_admin_refusals_total|occase_moderation_actions_total|occase_posts_auto_hidden_total|occase_admin_conns_refused_total' | grep -v ' 0$'; done
 }
 
 hostile() {
