@@ -89,6 +89,13 @@ func TestBrowserUnderReview(t *testing.T) {
 		t.Error("the listing reported once is marked hidden")
 	}
 	op.shot("operator-queue")
+	// The Log view names the automatic hide as such.
+	op.click("#view-log")
+	op.wait("the hide in the log", `document.querySelectorAll("[data-testid=log-entry]").length >= 1`)
+	if got := op.eval(`document.querySelector("[data-testid=log-entry]").textContent`); !strings.HasPrefix(got, "auto hid, pending review, post "+post) {
+		t.Errorf("the newest log entry reads %q, want the automatic hide of %s", got, post)
+	}
+	op.shot("operator-log")
 
 	req, _ := http.NewRequest("POST", admin+"/admin/v1/posts/"+post+"/dismiss", nil)
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -309,7 +309,8 @@ async function unban(user) {
 function logCard(e, told) {
   const li = el("li", "entry");
   li.dataset.testid = "log-entry";
-  const what = { dismiss: "dismissed the reports of post", remove: "removed post", ban: "banned user", unban: "unbanned user" }[e.action] || e.action;
+  const what = { dismiss: "dismissed the reports of post", remove: "removed post", ban: "banned user", unban: "unbanned user",
+    hide: "hid, pending review, post" }[e.action] || e.action;
   const h = el("p", "what");
   const by = el("strong", null, e.by || "?");
   by.dataset.testid = "log-by";
