@@ -2,7 +2,6 @@ package moderation
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,15 +35,7 @@ func TestServiceRemoveNoticeKept(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		post := func(title string) uint64 {
-			body, _ := json.Marshal(map[string]string{"title": title, "msg": "m"})
-			bs, _ := json.Marshal(string(body))
-			id, err := b.StorePost(ctx, []byte(`"from":"`+author+`","date":1,"body":`+string(bs)), author, time.Now().Unix(), "test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return id
-		}
+		post := func(title string) uint64 { return storeTitled(t, b, author, title) }
 		nt := be.Options.Prefix + "nt:{" + author + "}"
 		breakStore := func() {
 			if err := raw.Do(ctx, raw.B().Set().Key(nt).Value("not a list").Build()).Error(); err != nil {

@@ -27,15 +27,7 @@ func TestServiceRemoveWithReason(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		post := func(title string) uint64 {
-			body, _ := json.Marshal(map[string]string{"title": title, "msg": "m"})
-			bs, _ := json.Marshal(string(body))
-			id, err := b.StorePost(ctx, []byte(`"from":"`+author+`","date":1,"body":`+string(bs)), author, time.Now().Unix(), "test")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return id
-		}
+		post := func(title string) uint64 { return storeTitled(t, b, author, title) }
 		bike, golf := post("Bike"), post("Golf")
 		for _, c := range []struct {
 			req  RemoveRequest
@@ -224,4 +216,17 @@ func TestServiceRemoveNotTold(t *testing.T) {
 	if ns, err := admin.Notices(ctx, user); err != nil || len(ns) != 1 {
 		t.Fatalf("the author's notices: %q %v", ns, err)
 	}
+}
+
+// storeTitled stores a post of author's whose body is the app's JSON
+// string with that title, and returns its id.
+func storeTitled(t *testing.T, b *broker.Client, author, title string) uint64 {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"title": title, "msg": "m"})
+	bs, _ := json.Marshal(string(body))
+	id, err := b.StorePost(context.Background(), []byte(`"from":"`+author+`","date":1,"body":`+string(bs)), author, time.Now().Unix(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
