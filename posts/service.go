@@ -59,6 +59,8 @@ type Service struct {
 	quota broker.Quota
 	node  string // origin prefix of this node's publishes
 	seq   atomic.Uint64
+	// legacyMade caches broker.MadeSince (0: not read yet).
+	legacyMade atomic.Int64
 
 	mu      sync.RWMutex
 	x       *index
