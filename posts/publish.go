@@ -106,7 +106,7 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 		// Hidden meanwhile (its broadcast and its hide applied while
 		// this waited): held aside, never indexed (hidden.go).
 		if h == nil {
-			s.hidden[id] = p
+			s.setHidden(id, p)
 		}
 		return nil
 	}
