@@ -4,8 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/occase/occase/broker/brokertest"
 )
 
 // items returns the posts of a post frame.
@@ -186,6 +189,36 @@ func TestAutoHideFlagsRefused(t *testing.T) {
 		if _, errOut, err := run(t, binary(t), append([]string{"serve", "--redis", "embedded"}, tc.args...)...); err == nil ||
 			!strings.Contains(errOut, tc.want) {
 			t.Fatalf("serve %v: %v %q, want %q", tc.args, err, errOut, tc.want)
+		}
+	}
+}
+
+// Settings that let one person hide any listing start, but say so at
+// warn level: a threshold under 3 (one person with two accounts) and an
+// age of 0 (fresh accounts count: registering the threshold's worth of
+// accounts hides a listing at once). The default says nothing.
+func TestAutoHideWeakSettingsWarned(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"--auto-hide-reports", "0", "--auto-hide-min-age", "0"}, ""},
+		{[]string{"--auto-hide-reports", "2"}, "--auto-hide-reports 2: one person with 2 accounts"},
+		{[]string{"--auto-hide-min-age", "0"}, "--auto-hide-min-age 0: accounts registered now count"},
+	} {
+		for _, store := range []string{"redis", "embedded"} {
+			dir := t.TempDir()
+			args := []string{"--role=all", "--redis", "embedded", "--embedded-snapshot", filepath.Join(dir, "e.json"),
+				"--image-dir", filepath.Join(dir, "images")}
+			if store == "redis" {
+				args = []string{"--role=db", "--redis", brokertest.StartRedis(t).Addr}
+			}
+			n := startProc(t, append(append(args, "--secret", testSecret), tc.args...)...)
+			got := n.log.text()
+			if tc.want == "" && strings.Contains(got, "auto-hide") || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Fatalf("%s %v: log %s, want %q", store, tc.args, got, tc.want)
+			}
 		}
 	}
 }

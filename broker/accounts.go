@@ -60,6 +60,34 @@ func (c *Client) AccountMade(ctx context.Context, id string) (made int64, ok boo
 	return made, true, nil
 }
 
+// madeSinceScript reads <p>madesince, setting it to ARGV[1] when absent
+// (the first caller wins). KEYS: <p>madesince. Returns its value.
+var madeSinceScript = newScript("made_since", `
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]`)
+
+// MadeSince returns when (Unix ms) a node that keeps the accounts'
+// creation time ('made') first met this store, recording now (ms) when
+// none did before. An account without 'made' was made before it (or by
+// an older node during the rolling upgrade that followed), so it counts
+// as made then: its age is never more than the time since. One key, set
+// once.
+func (c *Client) MadeSince(ctx context.Context, now int64) (int64, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	s, err := madeSinceScript.Exec(ctx, c.rc, []string{c.key("madesince")}, []string{strconv.FormatInt(now, 10)}).ToString()
+	if err != nil {
+		return 0, c.wrap("read when accounts began to keep their age", err)
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("madesince holds %q: %w", s, err)
+	}
+	return v, nil
+}
+
 // PasswordDigest returns the stored digest of user id; ok is false when the
 // user does not exist.
 func (c *Client) PasswordDigest(ctx context.Context, id string) (digest string, ok bool, err error) {

@@ -112,8 +112,8 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then
   redis.call('DEL', KEYS[5], KEYS[6])
-  redis.call('SREM', KEYS[8], ARGV[1])
 end
+redis.call('SREM', KEYS[8], ARGV[1])
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 return 1`)
 
@@ -140,8 +140,10 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[3], id)
   if redis.call('ZREM', KEYS[5], id) == 1 then
     redis.call('DEL', ARGV[4] .. 'rby:' .. id, ARGV[4] .. 'rlast:' .. id)
-    redis.call('SREM', KEYS[6], id)
   end
+  -- Unconditional: an older node's dismissal can leave the id hidden
+  -- but not queued.
+  redis.call('SREM', KEYS[6], id)
 end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. table.concat(ids, ',') .. ']}')
 return #ids`)

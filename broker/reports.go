@@ -535,6 +535,18 @@ func (c *Client) RemovePost(ctx context.Context, id uint64) (author string, repo
 	return author, int(n), c.DeletePost(ctx, id, author)
 }
 
+// RawDropReports does what an older node's dismissal did: post id's
+// report keys and queue entry go, its id stays in the hidden set. Tests
+// use it to plant what a rolling upgrade can leave.
+func (c *Client) RawDropReports(ctx context.Context, id uint64) error {
+	sid := strconv.FormatUint(id, 10)
+	by, last := c.reportKeys(sid)
+	if err := c.do(ctx, c.rc.B().Del().Key(by, last).Build()).Error(); err != nil {
+		return c.wrap("drop the reports of "+sid, err)
+	}
+	return c.wrap("drop "+sid+" from the queue", c.do(ctx, c.rc.B().Zrem().Key(c.postsKey("reported")).Member(sid).Build()).Error())
+}
+
 // ReportKeys tells which of post id's report keys exist and whether it is
 // in the review queue, for tests that check nothing outlives a post. A
 // post in the hidden set counts as a key named "hidden".

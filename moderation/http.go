@@ -259,13 +259,24 @@ func (h *Handler) api(action string, fn func(ctx context.Context, by string, r *
 		if !ok {
 			h.fails.fail(addr)
 			closeUnread(w, r)
+			// Closed even on a connection a token passed before (a
+			// token revoked by SIGHUP): it keeps no slot of the
+			// listener's.
+			w.Header().Set("Connection", "close")
 			h.cfg.Log.Warn("moderation API: wrong or missing token", zap.String("addr", addr))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="occase-admin"`)
 			h.refuse(w, refuse(ReasonUnauthorized, "a missing or wrong token: send Authorization: Bearer <the token of --admin-token-file>"))
 			return
 		}
 		h.fails.trust(addr)
-		if h.cfg.Authenticated != nil {
+		if !CanAct(role) {
+			// A viewer's connection stays among the anonymous ones and
+			// closes after each answer: a viewer (trusted less than a
+			// moderator) can hold no more of the listener than a
+			// stranger can, never the moderators' slots; a moderator
+			// demoted by SIGHUP loses its keep-alive the same way.
+			w.Header().Set("Connection", "close")
+		} else if h.cfg.Authenticated != nil {
 			h.cfg.Authenticated(r)
 		}
 		// Every POST acts; a viewer's is refused before its body is

@@ -45,7 +45,7 @@ func (s *Service) apply(payload string) {
 		if h, ok := s.hidden[p.ID]; ok {
 			// Hidden before this node got the post: held aside.
 			if h == nil {
-				s.hidden[p.ID] = p
+				s.setHidden(p.ID, p)
 			}
 			return
 		}

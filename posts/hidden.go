@@ -17,8 +17,9 @@ import (
 // search and the HTTP reads, which all read the index, never meet it and
 // pay nothing for it: the hot paths have no per-post check and no Redis
 // round trip. Only the post's author still sees it: the subscribe of the
-// author's own connection checks the posts held aside (none, nearly
-// always: one length test) and sends the matching ones marked
+// author's own connection checks the posts held aside (anyone else's
+// subscribe pays one map lookup, Service.hiddenBy, however many are
+// hidden) and sends the matching ones marked
 // "under_review":true, and the changes of a hidden post go to the
 // author's subscriptions only, marked the same way.
 //
@@ -50,13 +51,13 @@ func (s *Service) hideLocked(id uint64) {
 	}
 	p := s.x.byID[id]
 	if p == nil {
-		s.hidden[id] = nil
+		s.setHidden(id, nil)
 		return
 	}
 	aside := *p // remove clears the JSON of the indexed one
 	s.x.remove(id)
 	s.x.tidy()
-	s.hidden[id] = &aside
+	s.setHidden(id, &aside)
 	s.counts.deletedSent.Add(uint64(s.x.fanoutHidden(&aside)))
 }
 
@@ -68,7 +69,7 @@ func (s *Service) showLocked(id uint64) {
 	if !ok {
 		return
 	}
-	delete(s.hidden, id)
+	s.unhide(id)
 	if p == nil || p.expired(s.cutoff()) || !s.admit(p) {
 		return
 	}
@@ -84,7 +85,7 @@ func (s *Service) goneHidden(id uint64) bool {
 	if !ok {
 		return false
 	}
-	delete(s.hidden, id)
+	s.unhide(id)
 	if p != nil {
 		s.counts.deletedSent.Add(uint64(s.x.fanoutAuthor(p, deletedFrame(p.ID))))
 	}
@@ -103,7 +104,7 @@ func (s *Service) changeHidden(p *Post) bool {
 	if old != nil && bytes.Equal(old.JSON, p.JSON) {
 		return true
 	}
-	s.hidden[p.ID] = p
+	s.setHidden(p.ID, p)
 	s.counts.changesSent.Add(uint64(s.x.fanoutAuthor(p, reviewFrame(p))))
 	return true
 }
@@ -112,7 +113,7 @@ func (s *Service) changeHidden(p *Post) bool {
 // matches above floor, marked under review, for its subscribe. Called
 // with s.mu held.
 func (s *Service) authorCatchUp(c Conn, f *Filter, floor uint64, cutoff int64) [][]byte {
-	if len(s.hidden) == 0 {
+	if s.hiddenBy[c.User()] == 0 {
 		return nil
 	}
 	var ps []*Post
@@ -148,24 +149,24 @@ func (s *Service) reloadHidden(ids []uint64, seen map[uint64]*Post) {
 		}
 		if sp, ok := seen[id]; ok {
 			if p == nil || !bytes.Equal(p.JSON, sp.JSON) {
-				s.hidden[id] = sp
+				s.setHidden(id, sp)
 			}
 			s.showLocked(id)
 		} else {
-			delete(s.hidden, id)
+			s.unhide(id)
 		}
 	}
 	for id := range want {
 		if _, ok := s.hidden[id]; ok {
 			// Redis's version: an edit may have been missed, or the
 			// post gone (nil), while the node was cut off.
-			s.hidden[id] = seen[id]
+			s.setHidden(id, seen[id])
 			continue
 		}
 		if s.x.byID[id] != nil {
 			s.hideLocked(id)
 		} else {
-			s.hidden[id] = seen[id] // nil when Redis holds no such post
+			s.setHidden(id, seen[id]) // nil when Redis holds no such post
 		}
 	}
 }
@@ -236,4 +237,24 @@ func (x *index) fanoutAuthor(p *Post, frame []byte) int {
 		}
 	}
 	return n
+}
+
+// setHidden holds p aside as hidden post id (nil: hidden, not held),
+// keeping hiddenBy. Called with s.mu held.
+func (s *Service) setHidden(id uint64, p *Post) {
+	s.unhide(id)
+	s.hidden[id] = p
+	if p != nil {
+		s.hiddenBy[p.From]++
+	}
+}
+
+// unhide forgets hidden post id, keeping hiddenBy. Called with s.mu held.
+func (s *Service) unhide(id uint64) {
+	if old := s.hidden[id]; old != nil {
+		if s.hiddenBy[old.From]--; s.hiddenBy[old.From] <= 0 {
+			delete(s.hiddenBy, old.From)
+		}
+	}
+	delete(s.hidden, id)
 }

@@ -102,6 +102,14 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 	if _, gone := s.tomb[id]; gone {
 		return nil
 	}
+	if h, ok := s.hidden[id]; ok {
+		// Hidden meanwhile (its broadcast and its hide applied while
+		// this waited): held aside, never indexed (hidden.go).
+		if h == nil {
+			s.setHidden(id, p)
+		}
+		return nil
+	}
 	if s.admit(p) {
 		// First here: everyone matching, the publisher included, gets it.
 		s.delivered.Add(uint64(s.x.fanout(p, liveFrame(p), nil)))

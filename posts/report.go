@@ -109,7 +109,8 @@ func (s *Service) Report(ctx context.Context, c Conn, req *wire.Request, b broke
 // so that its report counts toward hiding a post. The account's age is
 // in its own hash, in another slot than the post's reports: it is read
 // here, before the report's script, which is given the answer. An
-// account made before accounts kept their creation time counts as old.
+// account made before accounts kept their creation time counts as made
+// when the first node that keeps it met the store (broker.MadeSince).
 func (s *Service) aged(ctx context.Context, user string, now time.Time) (bool, error) {
 	if s.cfg.ReportMinAge <= 0 {
 		return true, nil
@@ -117,6 +118,14 @@ func (s *Service) aged(ctx context.Context, user string, now time.Time) (bool, e
 	made, ok, err := s.b.AccountMade(ctx, user)
 	if err != nil || !ok {
 		return false, err
+	}
+	if made == 0 {
+		// Made before accounts kept their age, or by an older node
+		// during the upgrade: as old as the time since the first node
+		// of this version met the store, no older.
+		if made, err = s.madeSince(ctx); err != nil {
+			return false, err
+		}
 	}
 	return now.Sub(time.UnixMilli(made)) >= s.cfg.ReportMinAge, nil
 }
@@ -204,4 +213,17 @@ func ReportFail(req *wire.Request, e *wire.Error) []byte {
 		b = strconv.AppendUint(b, id, 10)
 	}
 	return append(b, '}')
+}
+
+// madeSince is broker.MadeSince, read once per node (it never changes).
+func (s *Service) madeSince(ctx context.Context) (int64, error) {
+	if v := s.legacyMade.Load(); v != 0 {
+		return v, nil
+	}
+	v, err := s.b.MadeSince(ctx, s.cfg.Clock().UnixMilli())
+	if err != nil {
+		return 0, err
+	}
+	s.legacyMade.Store(v)
+	return v, nil
 }

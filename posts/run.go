@@ -127,6 +127,11 @@ func (s *Service) waitReady(ctx context.Context) error {
 func (s *Service) reload(ctx context.Context) error {
 	// The hidden set first: a hide or show announced after this read
 	// comes through the channel and is applied after the reload.
+	// Start the clock of the accounts made without their age (an
+	// upgrade's): reports from them count --auto-hide-min-age after it.
+	if _, err := s.madeSince(ctx); err != nil {
+		s.log.Warn("recording when accounts began to keep their age failed; the first report will", zap.Error(err))
+	}
 	hidden, err := s.hiddenIDs(ctx)
 	if err != nil {
 		return err

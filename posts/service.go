@@ -59,13 +59,18 @@ type Service struct {
 	quota broker.Quota
 	node  string // origin prefix of this node's publishes
 	seq   atomic.Uint64
+	// legacyMade caches broker.MadeSince (0: not read yet).
+	legacyMade atomic.Int64
 
 	mu      sync.RWMutex
 	x       *index
 	pending map[string]Conn  // origin -> connection whose publish it is, until acked
 	tomb    map[uint64]int64 // ids deleted here, until their broadcast comes back
 	hidden  map[uint64]*Post // posts hidden pending review, out of the index (hidden.go)
-	menu    []byte           // GET /api/menu body, nil without a menu
+	// hiddenBy counts the posts held in hidden per author, so that a
+	// subscribe of anyone else skips them at once (hidden.go).
+	hiddenBy map[string]int
+	menu     []byte // GET /api/menu body, nil without a menu
 
 	in        inbox
 	ready     chan struct{} // closed once the index is loaded at start
@@ -95,14 +100,15 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 	var r [6]byte
 	rand.Read(r[:])
 	s := &Service{cfg: cfg, b: b, log: log,
-		quota:   broker.Quota{N: cfg.QuotaN, PeriodMs: cfg.QuotaPeriod.Milliseconds()},
-		node:    hex.EncodeToString(r[:]) + ":",
-		x:       newIndex(max(cfg.MaxWords, 0)),
-		pending: map[string]Conn{},
-		tomb:    map[uint64]int64{},
-		hidden:  map[uint64]*Post{},
-		in:      inbox{sig: make(chan struct{}, 1)},
-		ready:   make(chan struct{}),
+		quota:    broker.Quota{N: cfg.QuotaN, PeriodMs: cfg.QuotaPeriod.Milliseconds()},
+		node:     hex.EncodeToString(r[:]) + ":",
+		x:        newIndex(max(cfg.MaxWords, 0)),
+		pending:  map[string]Conn{},
+		tomb:     map[uint64]int64{},
+		hidden:   map[uint64]*Post{},
+		hiddenBy: map[string]int{},
+		in:       inbox{sig: make(chan struct{}, 1)},
+		ready:    make(chan struct{}),
 		// 100,000 keys: a few MB at most, far more than the clients of one node.
 		readLimit: newKeyed(cfg.ReadRate, cfg.ReadBurst, 100_000),
 		subLimit:  newKeyed(cfg.SubscribeRate, cfg.SubscribeBurst, 100_000),

@@ -2,6 +2,7 @@ package roles
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -70,4 +71,22 @@ func (s *Server) autoHidden(ctx context.Context, done posts.ReportDone) {
 		return
 	}
 	s.log.Info("post hidden pending review", zap.Uint64("post", done.Post), zap.Int("reporters", done.Reporters))
+}
+
+// warnAutoHide says, at start, when the automatic hide's settings let one
+// person hide any listing (docs/security.md "Automatic hiding and
+// brigading"): the node starts all the same, an operator may mean it.
+func (s *Server) warnAutoHide() {
+	h, age := s.cfg.Reports.HideAt, s.cfg.Posts.ReportMinAge
+	if h <= 0 {
+		return
+	}
+	if h < 3 {
+		s.log.Warn(fmt.Sprintf("--auto-hide-reports %d: one person with %d accounts hides any listing (docs/security.md \"Automatic hiding and brigading\": 5 is the default, 3 the least advised)", h, h),
+			zap.Int("auto_hide_reports", h))
+	}
+	if age <= 0 {
+		s.log.Warn(fmt.Sprintf("--auto-hide-min-age 0: accounts registered now count, so registering %d accounts hides any listing at once", h),
+			zap.Int("auto_hide_reports", h))
+	}
 }

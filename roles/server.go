@@ -179,6 +179,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 	}
 	s.registerKeyInfo()
 	if db {
+		s.warnAutoHide()
+	}
+	if db {
 		if err := s.buildDB(ctx); err != nil {
 			return nil, err
 		}
