@@ -85,9 +85,16 @@ func TestBlockEndToEnd(t *testing.T) {
 		if m := me.blockCmd("unblock", pest.id); m.str("result") != "ok" || m.num("blocks") != 0 {
 			t.Fatalf("unblock_ack %v", m)
 		}
-		// The dropped signal went before this one, from the same node.
+		// Signals are dropped as they arrive: one sent while blocked that
+		// was still on its way when the unblock landed may come after the
+		// unblock_ack (seen under load); one that got through the block
+		// would, most times, come before that ack, which expect refuses.
 		pest.send(`{"cmd":"presence","to":"` + me.id + `","type":"typing","n":2}`)
-		if m := me.expect("presence"); m.str("from") != pest.id || m.num("n") != 2 {
+		m := me.expect("presence")
+		if m.str("from") == pest.id && m.num("n") == 1 {
+			m = me.expect("presence")
+		}
+		if m.str("from") != pest.id || m.num("n") != 2 {
 			t.Fatalf("after unblock the blocker got %v, want the pest's second signal", m)
 		}
 		pest.chat(me.id, "sorry", 6)
