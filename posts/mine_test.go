@@ -97,7 +97,7 @@ func TestMyPosts(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		clk := newClock()
-		cfg := Config{Clock: clk.Now, QuotaN: 100, MaxCatchUp: 2, SubscribeRate: 1, SubscribeBurst: 8}
+		cfg := Config{Clock: clk.Now, QuotaN: 100, MaxCatchUp: 2, SubscribeRate: 1, SubscribeBurst: 10}
 		a := startNode(t, b.Options, cfg)
 		n := startNode(t, b.Options, cfg)
 		seller := newConn("7")
@@ -140,10 +140,45 @@ func TestMyPosts(t *testing.T) {
 		if c := n.MineCount("7"); c != 3 {
 			t.Fatalf("MineCount with a hidden post %d, want 3", c)
 		}
+		// A node started now loads it hidden, and lists it so too.
+		late := startNode(t, b.Options, cfg)
+		if got := late.mine(t, newConn("7"), `{"cmd":"my_posts","before":`+fmt.Sprint(mine[2])+`}`); fmt.Sprint(got.ids()) != fmt.Sprint([]uint64{mine[1], mine[0]}) ||
+			got.Items[0]["under_review"] != true || got.Items[1]["under_review"] != nil {
+			t.Fatalf("a node started after the hide: %+v", got)
+		}
 		// Another user never sees it, nor gets the seller's posts.
 		if got := n.mine(t, newConn("8"), `{"cmd":"my_posts"}`); fmt.Sprint(got.ids()) != fmt.Sprint([]uint64{other}) {
 			t.Fatalf("user 8 got %v, want only %d", got.ids(), other)
 		}
+
+		// Edited while hidden: the new version, still marked; dismissed:
+		// unmarked; hidden again.
+		if _, _, err := a.b.ChangePost(ctx, mine[1], "7", clk.Now().Unix(), broker.PostChange{Kind: "status", Status: "sold"}); err != nil {
+			t.Fatal(err)
+		}
+		n.until(t, "the change held aside", func() bool {
+			n.mu.RLock()
+			defer n.mu.RUnlock()
+			h := n.hidden[mine[1]]
+			return h != nil && strings.Contains(string(h.JSON), "sold")
+		})
+		if got := n.mine(t, asker, `{"cmd":"my_posts"}`); got.Items[1]["status"] != "sold" || got.Items[1]["under_review"] != true {
+			t.Fatalf("edited while hidden: %+v", got.Items)
+		}
+		if _, shown, err := a.b.DismissReports(ctx, mine[1]); err != nil || !shown {
+			t.Fatalf("dismiss: %v %v", shown, err)
+		}
+		n.until(t, "the post shown", func() bool { return n.has(mine[1]) })
+		if got := n.mine(t, asker, `{"cmd":"my_posts"}`); fmt.Sprint(got.ids()) != fmt.Sprint([]uint64{mine[2], mine[1]}) ||
+			got.Items[1]["under_review"] != nil || got.Items[1]["status"] != "sold" {
+			t.Fatalf("after the dismissal: %+v", got.Items)
+		}
+		for _, by := range []string{"4", "5", "6"} {
+			if _, err := a.Report(ctx, newConn(by), req(t, fmt.Sprintf(`{"cmd":"report","id":%d,"reason":"spam"}`, mine[1])), bounds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.until(t, "hidden again", func() bool { return n.hiddenHas(mine[1]) })
 
 		// Deleted (the hidden one): gone.
 		if err := a.Delete(ctx, seller, req(t, fmt.Sprintf(`{"cmd":"delete","id":%d}`, mine[1]))); err != nil {
@@ -171,7 +206,7 @@ func TestMyPosts(t *testing.T) {
 			t.Fatalf("a string cursor: %v", err)
 		}
 		var err error
-		for range 10 {
+		for range 12 {
 			if err = n.Mine(ctx, newConn("30"), req(t, `{"cmd":"my_posts"}`)); err != nil {
 				break
 			}
