@@ -1,6 +1,7 @@
 package posts
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -45,21 +46,17 @@ func dropByID(l []*Post, id uint64) []*Post {
 		return l
 	}
 	l = slices.Delete(l, i, i+1)
-	if len(l) == 0 {
+	switch {
+	case len(l) == 0:
 		return nil
+	case cap(l) > 32 && len(l) < cap(l)/4:
+		// An author whose many posts went keeps no large array.
+		return slices.Clone(l)
 	}
 	return l
 }
 
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
+func cmpU64(a, b uint64) int { return cmp.Compare(a, b) }
 
 // MineCount is how many live posts user holds on this node, those under
 // review included, for login_ack. O(1).

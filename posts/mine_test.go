@@ -39,6 +39,16 @@ func TestIndexByFrom(t *testing.T) {
 			x.remove(uint64(3000 + r.IntN(500)))
 		}
 	}
+	// An author whose posts mostly went keeps no large array.
+	for i := range 100 {
+		x.insert(&Post{ID: uint64(10_000 + i), Date: 300, From: "z", JSON: []byte("{}")})
+	}
+	for i := range 90 {
+		x.remove(uint64(10_000 + i))
+	}
+	if l := x.byFrom["z"]; len(l) != 10 || cap(l) >= 64 || l[0].ID != 10_090 {
+		t.Fatalf("author z after 90 of 100 removed: len %d cap %d", len(l), cap(l))
+	}
 	want := map[string][]uint64{}
 	for _, p := range x.byID {
 		want[p.From] = append(want[p.From], p.ID)
