@@ -72,7 +72,8 @@ func BenchmarkMatch(b *testing.B) {
 
 // BenchmarkIndexMemory reports the heap a node spends per stored post
 // (index structures, the word index, plus the post's JSON), for 100,000
-// posts with a 300-byte body over 1,000 products: "opaque" is a body of one
+// posts with a 300-byte body over 1,000 products, by 10,000 authors of 10
+// posts each: "opaque" is a body of one
 // long word, "text" a JSON object whose title and description hold 45 words
 // drawn from a vocabulary of 20,000 (the word index's cost):
 //
@@ -113,7 +114,7 @@ func BenchmarkIndexMemory(b *testing.B) {
 				for i := 0; i < n; i++ {
 					d := &draft{body: []byte(bodies[i]), loc: []uint64{uint64(i % 3), 1, 2}, prod: []uint64{uint64(i % 10), uint64(i % 100), 3},
 						features: 1, ranges: []int64{27000, 2016, 150000}}
-					js := `{"id":` + fmt.Sprint(i+1) + `,` + string(d.members("12345", 1570970000)) + `}`
+					js := `{"id":` + fmt.Sprint(i+1) + `,` + string(d.members(fmt.Sprint(10000+i%10_000), 1570970000)) + `}`
 					p, err := parseStored([]byte(js), 3, 3)
 					if err != nil {
 						b.Fatal(err)

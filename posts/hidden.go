@@ -113,20 +113,16 @@ func (s *Service) changeHidden(p *Post) bool {
 // matches above floor, marked under review, for its subscribe. Called
 // with s.mu held.
 func (s *Service) authorCatchUp(c Conn, f *Filter, floor uint64, cutoff int64) [][]byte {
-	if s.hiddenBy[c.User()] == 0 {
+	mine := s.hiddenBy[c.User()] // in id order
+	if len(mine) == 0 {
 		return nil
 	}
-	var ps []*Post
-	for _, p := range s.hidden {
-		if p != nil && p.From == c.User() && p.ID > floor && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) &&
+	var out [][]byte
+	for _, p := range mine {
+		if p.ID > floor && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) &&
 			(f.Search == nil || f.Search.match(p)) && (f.Status == 0 || f.Status&p.status != 0) {
-			ps = append(ps, p)
+			out = append(out, reviewFrame(p))
 		}
-	}
-	sortByID(ps)
-	out := make([][]byte, 0, len(ps))
-	for _, p := range ps {
-		out = append(out, reviewFrame(p))
 	}
 	return out
 }
@@ -245,15 +241,17 @@ func (s *Service) setHidden(id uint64, p *Post) {
 	s.unhide(id)
 	s.hidden[id] = p
 	if p != nil {
-		s.hiddenBy[p.From]++
+		s.hiddenBy[p.From] = addByID(s.hiddenBy[p.From], p)
 	}
 }
 
 // unhide forgets hidden post id, keeping hiddenBy. Called with s.mu held.
 func (s *Service) unhide(id uint64) {
 	if old := s.hidden[id]; old != nil {
-		if s.hiddenBy[old.From]--; s.hiddenBy[old.From] <= 0 {
+		if l := dropByID(s.hiddenBy[old.From], old.ID); len(l) == 0 {
 			delete(s.hiddenBy, old.From)
+		} else {
+			s.hiddenBy[old.From] = l
 		}
 	}
 	delete(s.hidden, id)

@@ -97,7 +97,14 @@ func (n *node) hiddenByAgrees() (map[string]int, bool) {
 			want[p.From]++
 		}
 	}
-	return want, maps.Equal(want, n.hiddenBy)
+	got := map[string]int{}
+	for from, l := range n.hiddenBy {
+		got[from] = len(l)
+		if !slices.IsSortedFunc(l, cmpID) {
+			return want, false
+		}
+	}
+	return want, maps.Equal(want, got)
 }
 
 // The per-author count of the posts held aside, which lets a
@@ -187,7 +194,7 @@ func TestHiddenByAuthorCount(t *testing.T) {
 // aside, all another author's; compare the two in the same run.
 func BenchmarkAuthorCatchUp(b *testing.B) {
 	for _, n := range []int{0, 5000} {
-		s := &Service{hidden: map[uint64]*Post{}, hiddenBy: map[string]int{}}
+		s := &Service{hidden: map[uint64]*Post{}, hiddenBy: map[string][]*Post{}}
 		for i := 0; i < n; i++ {
 			s.setHidden(uint64(i+1), &Post{ID: uint64(i + 1), From: "7", JSON: []byte(`{"id":1}`)})
 		}

@@ -33,6 +33,10 @@ type index struct {
 	byProd map[uint64]*plist
 	byLoc  map[uint64]*plist
 	byPair map[pair]*plist
+	// byFrom holds each author's live posts in id order, exactly (a
+	// removal takes the post out at once): the author's own list
+	// (mine.go) costs O(the author's posts), never a walk of the index.
+	byFrom map[string][]*Post
 	dead   int
 	bytes  int // JSON bytes of the live posts
 	head   int // all.ps[:head] holds no live post (for evicting the oldest)
@@ -91,7 +95,7 @@ func (s *sub) match(p *Post) bool {
 
 func newIndex(maxVocab int) *index {
 	return &index{maxVocab: maxVocab, byID: map[uint64]*Post{}, byProd: map[uint64]*plist{},
-		byLoc: map[uint64]*plist{}, byPair: map[pair]*plist{},
+		byLoc: map[uint64]*plist{}, byPair: map[pair]*plist{}, byFrom: map[string][]*Post{},
 		subs: map[Conn]*sub{}, prodSubs: map[uint64][]*sub{},
 		words: map[string]*wlist{}, buckets: map[string][]string{}}
 }
@@ -112,6 +116,7 @@ func (x *index) insert(p *Post) bool {
 	listOf(x.byProd, p.Prod).add(p)
 	listOf(x.byLoc, p.Loc).add(p)
 	listOf(x.byPair, pair{p.Loc, p.Prod}).add(p)
+	x.byFrom[p.From] = addByID(x.byFrom[p.From], p)
 	x.addWords(p)
 	for m := p.Features; m != 0; m &= m - 1 {
 		b := bits.TrailingZeros64(m)
@@ -159,6 +164,11 @@ func (x *index) remove(id uint64) *Post {
 	x.byProd[p.Prod].live--
 	x.byLoc[p.Loc].live--
 	x.byPair[pair{p.Loc, p.Prod}].live--
+	if l := dropByID(x.byFrom[p.From], p.ID); len(l) == 0 {
+		delete(x.byFrom, p.From)
+	} else {
+		x.byFrom[p.From] = l
+	}
 	x.removeWords(p)
 	for m := p.Features; m != 0; m &= m - 1 {
 		b := bits.TrailingZeros64(m)

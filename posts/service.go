@@ -67,9 +67,11 @@ type Service struct {
 	pending map[string]Conn  // origin -> connection whose publish it is, until acked
 	tomb    map[uint64]int64 // ids deleted here, until their broadcast comes back
 	hidden  map[uint64]*Post // posts hidden pending review, out of the index (hidden.go)
-	// hiddenBy counts the posts held in hidden per author, so that a
-	// subscribe of anyone else skips them at once (hidden.go).
-	hiddenBy map[string]int
+	// hiddenBy holds the posts held in hidden per author, in id order, so
+	// that a subscribe of anyone else skips them at once and an author's
+	// own reads walk only theirs (hidden.go, mine.go); setHidden and
+	// unhide keep the two in step.
+	hiddenBy map[string][]*Post
 	menu     []byte // GET /api/menu body, nil without a menu
 
 	in        inbox
@@ -106,7 +108,7 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 		pending:  map[string]Conn{},
 		tomb:     map[uint64]int64{},
 		hidden:   map[uint64]*Post{},
-		hiddenBy: map[string]int{},
+		hiddenBy: map[string][]*Post{},
 		in:       inbox{sig: make(chan struct{}, 1)},
 		ready:    make(chan struct{}),
 		// 100,000 keys: a few MB at most, far more than the clients of one node.

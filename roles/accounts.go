@@ -199,6 +199,13 @@ func (ss *session) login(req *wire.Request) error {
 	b = strconv.AppendInt(b, int64(remaining), 10)
 	b = append(b, `,"epoch":`...)
 	b = wire.AppendString(b, srv.Epoch())
+	if srv.posts != nil {
+		// The user's live posts on this node, those under review
+		// included: it tells an app that this node answers my_posts
+		// (an older node never sends it), and how many to expect.
+		b = append(b, `,"my_posts":`...)
+		b = strconv.AppendInt(b, int64(srv.posts.MineCount(user)), 10)
+	}
 	if st.Notices > 0 {
 		// Only when some wait: an app that knows nothing of notices
 		// ignores an extra member, and one that does asks for them.

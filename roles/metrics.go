@@ -71,6 +71,7 @@ var knownCmds = map[string]bool{
 	"block":          true, "unblock": true, "blocks": true,
 	"report":  true,
 	"notices": true, "notices_seen": true,
+	"my_posts": true,
 }
 
 func cmdLabel(cmd string) string {

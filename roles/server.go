@@ -40,6 +40,9 @@ type postsService interface {
 	Update(ctx context.Context, c PostsConn, req *wire.Request) error
 	SetStatus(ctx context.Context, c PostsConn, req *wire.Request) error
 	Renew(ctx context.Context, c PostsConn, req *wire.Request) error
+	// Mine answers my_posts; MineCount is the count login_ack carries.
+	Mine(ctx context.Context, c PostsConn, req *wire.Request) error
+	MineCount(user string) int
 	Leave(c PostsConn)
 	RemainingPosts(ctx context.Context, user string) (int, error)
 	// DeleteAllOf deletes every post of user (delete_account).

@@ -111,7 +111,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 		case "login":
 			return ss.login(req)
 		case "message", "presence", "subscribe", "publish", "delete", "filenames", "update", "set_status", "renew", "push_subscribe", "push_unsubscribe",
-			"delete_account", "block", "unblock", "blocks", "report", "notices", "notices_seen":
+			"delete_account", "block", "unblock", "blocks", "report", "notices", "notices_seen", "my_posts":
 			return wire.Errorf(wire.NotLoggedIn, "send register or login first")
 		}
 		return wire.Malformedf("unknown command %q", req.Cmd)
@@ -131,7 +131,7 @@ func (ss *session) dispatch(req *wire.Request) error {
 		return ss.report(req)
 	case "notices", "notices_seen":
 		return ss.notices(req)
-	case "subscribe", "publish", "delete", "update", "set_status", "renew":
+	case "subscribe", "publish", "delete", "update", "set_status", "renew", "my_posts":
 		return ss.posts(req)
 	case "delete_account":
 		return ss.deleteAccount(req)

@@ -118,6 +118,8 @@ func (ss *session) posts(req *wire.Request) error {
 		return ss.srv.posts.SetStatus(ss.ctx, ss, req)
 	case "renew":
 		return ss.srv.posts.Renew(ss.ctx, ss, req)
+	case "my_posts":
+		return ss.srv.posts.Mine(ss.ctx, ss, req)
 	default:
 		return ss.srv.posts.Delete(ss.ctx, ss, req)
 	}

@@ -231,6 +231,23 @@ if (Object.keys(u.posts).length !== 321) return "a live post trimmed an older pa
 if (u.keep !== 321) return "keep " + u.keep;
 if (state.oldestPostId(store.emptyUser()) !== "") return "oldest of none";
 return "";`},
+		{"my_posts replaces My listings: gone ones leave, hidden ones are marked and out of Browse, new arrivals stay", `
+const u = store.emptyUser();
+state.addPosts(u, [{id: 4, from: "1", body: '{"title":"Old bike"}'}, {id: 6, from: "1", body: '{"title":"Car"}'}, {id: 7, from: "9", body: "{}"}], "1");
+const before = new Set(Object.keys(u.myPosts));
+u.myPosts["12"] = {id: 12, from: "1", doc: {title: "Just published"}, body: "{}"};
+const n = state.setMyPosts(u, [{id: 9, from: "1", body: '{"title":"Lamp"}', under_review: true},
+  {id: 6, from: "1", body: '{"title":"Car, sold"}', status: "sold"}, {id: 8, from: "9", body: "{}"}, null], "1", before);
+if (n !== 3) return "kept " + n + ": " + S(Object.keys(u.myPosts));
+if ("4" in u.myPosts) return "a listing the server no longer has stayed";
+if (!("12" in u.myPosts)) return "a listing published meanwhile left";
+if ("8" in u.myPosts) return "another author's listing kept";
+if (!u.myPosts["9"].under_review || "9" in u.posts) return "the hidden listing: " + S(u.myPosts["9"]);
+if (u.myPosts["6"].doc.title !== "Car, sold" || u.posts["6"].doc.title !== "Car, sold") return "not the server's version";
+if (!("7" in u.posts)) return "Browse lost another author's listing";
+state.setMyPosts(u, [], "1", new Set());
+if (Object.keys(u.myPosts).length !== 3) return "a cut answer dropped listings";
+return "";`},
 		{"post_deleted for a post only a chat knows", `
 const u = store.emptyUser();
 u.chats["9007199254740993:7"] = {key: "9007199254740993:7", postId: 9007199254740993n, peer: "7", msgs: [], removed: false};

@@ -495,6 +495,9 @@ function onLogin(identity, ack, acted) {
   // Only when some wait: a server without notices never counts them, and
   // this login asked for new ones to be pushed ("notices":true).
   if (safe.finite(ack.notices) > 0) loadNotices();
+  // A node that answers my_posts counts the account's listings in
+  // login_ack; an older one never does, and is never asked.
+  if (safe.finite(ack.my_posts) !== undefined) loadMine();
   app.signUpWhy = "";
   const then = app.afterLogin;
   app.afterLogin = null;
@@ -518,6 +521,42 @@ async function loadBlocks() {
   if (r.result !== "ok" || !Array.isArray(r.users)) return;
   app.blocked = {};
   for (const id of r.users) if (safe.userId(id) != null) app.blocked[String(id)] = true;
+  render();
+}
+
+// loadMine fills My listings from the server (docs/protocol.md "My
+// listings"): every live listing of this account, whatever Browse's filter
+// and wherever it was published, those under review marked. It replaces
+// what this browser guessed from Browse and its own publishes: a listing
+// the server no longer has leaves. Pages are read while the server gives a
+// cursor (at most MINE_PAGES of them).
+const MINE_PAGES = 50;
+let mineRead = 0;
+async function loadMine() {
+  const read = ++mineRead;
+  const u = app.u;
+  const me = app.creds && app.creds.user;
+  const before = new Set(Object.keys(u.myPosts));
+  const items = [];
+  let cursor = null;
+  let whole = false;
+  for (let i = 0; i < MINE_PAGES; i++) {
+    let r;
+    try {
+      r = await app.session.request(cursor === null ? { cmd: "my_posts" } : { cmd: "my_posts", before: cursor });
+    } catch {
+      return; // offline: read again after the next login
+    }
+    // A newer login asked again, or another account is in.
+    if (read !== mineRead || app.u !== u) return;
+    if (r.result !== "ok" || !Array.isArray(r.items)) return;
+    items.push(...r.items);
+    if (!safe.isId(r.next)) { whole = true; break; }
+    cursor = r.next;
+  }
+  // Cut at MINE_PAGES: add what was read, drop nothing.
+  state.setMyPosts(u, items, me, whole ? before : new Set());
+  save();
   render();
 }
 

@@ -19,6 +19,7 @@ const ackKind = {
   block_ack: "block", unblock_ack: "unblock", blocks_ack: "blocks",
   report_ack: "report",
   notices_ack: "notices", notices_seen_ack: "notices_seen",
+  my_posts_ack: "my_posts",
 };
 
 // Close codes the session acts on; what every code means (reconnect or

@@ -85,6 +85,29 @@ export function removePost(u, id) {
   return changed;
 }
 
+// setMyPosts makes My listings the server's answer to my_posts (items: every
+// live listing of this account, those under review marked): a listing the
+// server no longer has leaves, whatever this browser guessed. A listing that
+// arrived while the answer was on its way (a key not in before: a publish
+// echoed meanwhile) stays. Items of another author are skipped. It returns
+// how many listings My listings holds.
+export function setMyPosts(u, items, me, before) {
+  const mine = {};
+  for (const raw of Array.isArray(items) ? items : []) {
+    const p = safe.post(raw);
+    if (!p || p.from !== me) continue;
+    const k = String(p.id);
+    mine[k] = p;
+    if (p.under_review) delete u.posts[k];
+    else if (k in u.posts) u.posts[k] = p;
+  }
+  for (const [k, p] of Object.entries(u.myPosts)) {
+    if (!(k in mine) && !(before && before.has(k))) mine[k] = p;
+  }
+  u.myPosts = mine;
+  return Object.keys(mine).length;
+}
+
 // replacePost applies a new version of a post (an edit, a status or a
 // renewal: docs/protocol.md "Editing a listing"), from a live `post` frame
 // or from an update/set_status/renew ack. A post is replaced by id wherever
