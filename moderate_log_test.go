@@ -99,12 +99,7 @@ func TestModerationLogNamedTokens(t *testing.T) {
 // in use (and says so in the log, without a token).
 func TestModerationTokensReloadOnHUP(t *testing.T) {
 	dir := t.TempDir()
-	tf := filepath.Join(dir, "tokens")
-	write := func(content string) {
-		if err := os.WriteFile(tf, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tf, write := tokenFile(t, dir)
 	write("ana " + testAdminToken + "\nbob " + otherAdminToken + "\n")
 	aa := freeAddr(t)
 	n := startProc(t, "--role=all", "--redis", "embedded", "--embedded-snapshot", filepath.Join(dir, "e.json"),
@@ -133,5 +128,17 @@ func TestModerationTokensReloadOnHUP(t *testing.T) {
 	}
 	if a := adminCall(t, "GET", api, testAdminToken, nil); a.code != 200 {
 		t.Fatalf("ana after a refused reload: %d %s", a.code, a.raw)
+	}
+}
+
+// tokenFile is the path of an operators' token file in dir and a function
+// that (re)writes it, mode 0600, as an operator would before a SIGHUP.
+func tokenFile(t *testing.T, dir string) (string, func(content string)) {
+	tf := filepath.Join(dir, "tokens")
+	return tf, func(content string) {
+		t.Helper()
+		if err := os.WriteFile(tf, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -20,12 +20,7 @@ import (
 func TestModerationViewerRoleCLI(t *testing.T) {
 	bin := binary(t)
 	dir := t.TempDir()
-	tf := filepath.Join(dir, "tokens")
-	write := func(content string) {
-		if err := os.WriteFile(tf, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tf, write := tokenFile(t, dir)
 	write("ana " + testAdminToken + "\nsue " + otherAdminToken + " viewer\n")
 	sueFile := filepath.Join(dir, "sue")
 	if err := os.WriteFile(sueFile, []byte("sue "+otherAdminToken+" viewer\n"), 0o600); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -52,12 +51,7 @@ func TestAdminViewerConnections(t *testing.T) {
 
 func adminViewerConnections(t *testing.T, store ...string) {
 	dir := t.TempDir()
-	tf := filepath.Join(dir, "tokens")
-	write := func(content string) {
-		if err := os.WriteFile(tf, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tf, write := tokenFile(t, dir)
 	write("ana " + testAdminToken + "\nsue " + otherAdminToken + " viewer\n")
 	aa := freeAddr(t)
 	n := startProc(t, append(store, "--secret", testSecret,
