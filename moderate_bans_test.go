@@ -159,17 +159,8 @@ func closeCode(t *testing.T, w *wsClient) websocket.StatusCode {
 func TestModerateBanNotListed(t *testing.T) {
 	r := brokertest.StartRedis(t)
 	n := startProc(t, "--role=db", "--redis", r.Addr, "--secret", testSecret)
-	ctx := context.Background()
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
 	// Every key of the node's prefix but those of the {bans} slot.
-	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nolist", "on", ">pw", "+@all", "&*",
-		"~occase:[^{]*", "~occase:{posts}*").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
+	r.ACLUser(t, "nolist", "occase:[^{]*", "occase:{posts}*")
 	a := wsDial(t, n.addr)
 	a.register()
 	a.publish("Bike")

@@ -7,7 +7,6 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // The list of bans on a real redis-server, the embedded server and a Redis
@@ -159,16 +158,7 @@ func TestBanNotListed(t *testing.T) {
 	prefix := brokertest.Prefix()
 	ctx := context.Background()
 	admin := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix})
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nolist", "on", ">pw", "+@all", "&*",
-		"~"+prefix+"u:*", "~"+prefix+"pd:*").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	limited := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: "nolist", Password: "pw"})
+	limited := r.Limited(t, prefix, "nolist", prefix+"u:*", prefix+"pd:*")
 	id, err := admin.CreateUser(ctx, "d", 1000)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -92,16 +91,7 @@ func TestLogWriteFails(t *testing.T) {
 	prefix := brokertest.Prefix()
 	ctx := context.Background()
 	admin := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix})
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nolog", "on", ">pw", "+@all", "&*",
-		"~"+prefix+"u:*", "~"+prefix+"pd:*", "~"+prefix+"{posts}:*", "~"+prefix+"{bans}:*").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	limited := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: "nolog", Password: "pw"})
+	limited := r.Limited(t, prefix, "nolog", prefix+"u:*", prefix+"pd:*", prefix+"{posts}:*", prefix+"{bans}:*")
 	user, err := admin.CreateUser(ctx, "d", 1000)
 	if err != nil {
 		t.Fatal(err)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -114,16 +113,7 @@ func TestServiceBanNotListed(t *testing.T) {
 	prefix := brokertest.Prefix()
 	ctx := context.Background()
 	admin := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix})
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nolist", "on", ">pw", "+@all", "&*",
-		"~"+prefix+"u:*", "~"+prefix+"pd:*", "~"+prefix+"{posts}:*").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	limited := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: "nolist", Password: "pw"})
+	limited := r.Limited(t, prefix, "nolist", prefix+"u:*", prefix+"pd:*", prefix+"{posts}:*")
 	user, err := admin.CreateUser(ctx, "d", 1000)
 	if err != nil {
 		t.Fatal(err)
@@ -173,16 +163,7 @@ func TestServiceRemoveNotTold(t *testing.T) {
 	prefix := brokertest.Prefix()
 	ctx := context.Background()
 	admin := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix})
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
-	if err := raw.Do(ctx, raw.B().Arbitrary("ACL", "SETUSER").Args("nonotice", "on", ">pw", "+@all", "&*",
-		"~"+prefix+"[^n]*").Build()).Error(); err != nil {
-		t.Fatal(err)
-	}
-	limited := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: "nonotice", Password: "pw"})
+	limited := r.Limited(t, prefix, "nonotice", prefix+"[^n]*")
 	user, err := admin.CreateUser(ctx, "d", 1000)
 	if err != nil {
 		t.Fatal(err)

@@ -217,6 +217,26 @@ func EachWithCluster(t *testing.T, fn func(t *testing.T, b Backend)) {
 	})
 }
 
+// ACLUser adds a Redis user, password "pw", allowed every command and
+// channel but only the keys that match patterns (ACL "~" patterns), as a
+// real server's ACL may be set: for tests of a write that fails in one
+// slot while the rest succeeds.
+func (r *Redis) ACLUser(t testing.TB, name string, patterns ...string) {
+	t.Helper()
+	args := []string{"ACL", "SETUSER", name, "on", ">pw", "+@all", "&*"}
+	for _, p := range patterns {
+		args = append(args, "~"+p)
+	}
+	mustOK(t, r.CLI(t, args...))
+}
+
+// Limited is ACLUser, then a client of prefix logged in as that user.
+func (r *Redis) Limited(t testing.TB, prefix, name string, patterns ...string) *broker.Client {
+	t.Helper()
+	r.ACLUser(t, name, patterns...)
+	return Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: name, Password: "pw"})
+}
+
 // Open connects to b, closing the client when the test ends.
 func Open(t testing.TB, opt broker.Options) *broker.Client {
 	t.Helper()
