@@ -10,7 +10,6 @@ import (
 	"github.com/coder/websocket"
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // `occase moderate ban|unban`, the real binary against the Redis of two
@@ -193,11 +192,7 @@ func TestModerateBansRebuild(t *testing.T) {
 	r := brokertest.StartRedis(t)
 	ctx := context.Background()
 	b := brokertest.Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: "occase:"})
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := brokertest.Raw(t, r.Addr)
 	var users []string
 	for range 3 {
 		u, err := b.CreateUser(ctx, "d", 1)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // `occase moderate remove <post> --reason ... --note ...`, the real binary
@@ -89,11 +88,7 @@ func TestModerateRemoveNoticeKept(t *testing.T) {
 	lamp := author.publish("Lamp")
 	author.send(`{"cmd":"notices"}`)
 	author.next("notices_ack")
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := brokertest.Raw(t, r.Addr)
 	nt := "occase:nt:{" + author.id + "}"
 	if err := raw.Do(context.Background(), raw.B().Set().Key(nt).Value("not a list").Build()).Error(); err != nil {
 		t.Fatal(err)

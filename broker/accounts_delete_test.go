@@ -7,7 +7,6 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // Account deletion on a real redis-server, the embedded server and a
@@ -125,11 +124,7 @@ func TestDeleteAccount(t *testing.T) {
 // tag.
 func keysTagged(t *testing.T, addr, id string) []string {
 	t.Helper()
-	rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true, ForceSingleClient: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	rc := brokertest.Raw(t, addr)
 	var out []string
 	ctx := context.Background()
 	for cursor := uint64(0); ; {

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // Bans made the old way (the ban script of before the list: the hash's
@@ -18,15 +17,12 @@ func TestRebuildBanList(t *testing.T) {
 	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
-		raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: b.Options.Addrs, DisableCache: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
+		raw := brokertest.Raw(t, b.Options.Addrs...)
 		// Enough users that a cluster spreads them over its masters.
 		const n = 30
 		users := make([]string, n)
 		for i := range users {
+			var err error
 			if users[i], err = c.CreateUser(ctx, "d", 1000); err != nil {
 				t.Fatal(err)
 			}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // A removal's notice across two slots ({posts} and the author's), on a
@@ -21,11 +20,7 @@ func TestRemoveWithNoticeKept(t *testing.T) {
 	brokertest.EachWithCluster(t, func(t *testing.T, b brokertest.Backend) {
 		ctx := context.Background()
 		c := brokertest.Open(t, b.Options)
-		raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: b.Options.Addrs, DisableCache: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
+		raw := brokertest.Raw(t, b.Options.Addrs...)
 		author, err := c.CreateUser(ctx, "d", 1000)
 		if err != nil {
 			t.Fatal(err)

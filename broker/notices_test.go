@@ -10,7 +10,6 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // Notices on a real redis-server, the embedded server and a Redis Cluster
@@ -107,11 +106,7 @@ func TestNotices(t *testing.T) {
 			t.Fatalf("next id %d, want 26", nid)
 		}
 		if b.Redis != nil {
-			rc, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{b.Redis.Addr}, DisableCache: true, ForceSingleClient: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rc.Close()
+			rc := brokertest.Raw(t, b.Redis.Addr)
 			ms, err := rc.Do(ctx, rc.B().Pttl().Key(b.Options.Prefix+"nt:{"+id+"}").Build()).AsInt64()
 			if err != nil || ms <= 0 || ms > time.Hour.Milliseconds() {
 				t.Fatalf("the list's lifetime: %d ms %v", ms, err)

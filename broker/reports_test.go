@@ -320,11 +320,7 @@ func TestReportMemoryAtTheCaps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{r.Addr}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := brokertest.Raw(t, r.Addr)
 	usage := func(k string) int64 {
 		t.Helper()
 		n, err := raw.Do(ctx, raw.B().MemoryUsage().Key(opt.Prefix+k).Samples(0).Build()).AsInt64()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -25,11 +24,7 @@ func TestServiceRemoveNoticeKept(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, be brokertest.Backend) {
 		ctx := context.Background()
 		b := brokertest.Open(t, be.Options)
-		raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: be.Options.Addrs, DisableCache: true, ForceSingleClient: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
+		raw := brokertest.Raw(t, be.Options.Addrs...)
 		s := New(b, 10, time.Hour, nil, zaptest.NewLogger(t))
 		author, err := b.CreateUser(ctx, "d", time.Now().UnixMilli())
 		if err != nil {

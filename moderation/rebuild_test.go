@@ -12,7 +12,6 @@ import (
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/rueidis"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -28,11 +27,7 @@ func TestServiceRebuildBans(t *testing.T) {
 		b := brokertest.Open(t, be.Options)
 		clk := &clock{t: time.Unix(1_800_000_000, 0)}
 		s := New(b, 10, 0, clk.now, zaptest.NewLogger(t))
-		raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: be.Options.Addrs, DisableCache: true, ForceSingleClient: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
+		raw := brokertest.Raw(t, be.Options.Addrs...)
 		oldBan := func(u string, at int64, note string) {
 			t.Helper()
 			if err := raw.Do(ctx, raw.B().Hset().Key(be.Options.Prefix+"u:{"+u+"}").FieldValue().

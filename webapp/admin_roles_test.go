@@ -13,7 +13,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/occase/occase/broker/brokertest"
-	"github.com/redis/rueidis"
 )
 
 // The operator page with a viewer's token (a "name token viewer" line):
@@ -142,11 +141,7 @@ func TestBrowserAdminPageResend(t *testing.T) {
 	other := dialProto(t, s.URL())
 	other.mustOK(`{"cmd":"register"}`)
 	other.mustOK(`{"cmd":"report","id":` + lamp + `,"reason":"spam","text":"Posted ten times"}`)
-	raw, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{redisAddr}, DisableCache: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	raw := brokertest.Raw(t, redisAddr)
 	nt := prefix + "nt:{" + sellerID + "}"
 	if err := raw.Do(context.Background(), raw.B().Set().Key(nt).Value("not a list").Build()).Error(); err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/occase/occase/broker"
+	"github.com/redis/rueidis"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -235,6 +236,19 @@ func (r *Redis) Limited(t testing.TB, prefix, name string, patterns ...string) *
 	t.Helper()
 	r.ACLUser(t, name, patterns...)
 	return Open(t, broker.Options{Addrs: []string{r.Addr}, Prefix: prefix, Username: name, Password: "pw"})
+}
+
+// Raw is a plain client of the servers at addrs, closed when the test
+// ends: for tests that write what the broker never would (a key of the
+// wrong type, an older layout) or read what it keeps to itself.
+func Raw(t testing.TB, addrs ...string) rueidis.Client {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: addrs, DisableCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
 }
 
 // Open connects to b, closing the client when the test ends.
