@@ -424,8 +424,8 @@ return 1`)
 // the account hash (credentials, generation, last login, message seq), the
 // offline queue, its notify key, the per-sender counts, the push devices
 // and push counts, the post quota window, the users it blocks
-// (broker/block.go) and its notices (notices.go).
-var accountKeys = [...]string{"u", "q", "n", "s", "pd", "pc", "pq", "bk", "nt"}
+// (broker/block.go), its notices and the posts they told of (notices.go).
+var accountKeys = [...]string{"u", "q", "n", "s", "pd", "pc", "pq", "bk", "nt", "ntp"}
 
 // DeleteAccount removes user id's account and everything kept under its
 // hash tag, and tells every node holding a session of the user to close

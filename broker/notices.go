@@ -54,24 +54,50 @@ type Notice struct {
 	At     int64  `json:"at"` // Unix ms
 }
 
-// addNoticeScript: KEYS u:{id}, nt:{id}; ARGV the notice's JSON without
-// its opening brace, the list's bound, its lifetime (ms; 0: none), the
-// user's channel, the publish command. Returns the notice's id, or -1
+// MaxToldPosts is how many posts a user's ntp:{id} remembers having told
+// of (see addNoticeScript).
+const MaxToldPosts = 100
+
+// addNoticeScript: KEYS u:{id}, nt:{id}, ntp:{id}; ARGV the notice's JSON
+// without its opening brace, the list's bound, its lifetime (ms; 0:
+// none), the user's channel, the publish command, the post the notice
+// tells of ("" for none), MaxToldPosts. Returns the notice's id, or -1
 // when there is no such account (nothing stored nor published).
+//
+// A post's removal is told once: ntp:{id} (a sorted set, post id scored
+// by its notice's id, the newest MaxToldPosts kept, living as long as
+// the notices) remembers the posts told of, and a second notice of the
+// same post returns the first one's id, storing and publishing nothing.
+// So a kept notice written by one resend whose drop from {posts}:unsent
+// failed, or written by two resends at once (an operator's and a
+// node's), reaches its author once, even after the author has cleared
+// it: the set outlives every kept notice it could meet (both live the
+// notice's lifetime, the set from a later start).
 var addNoticeScript = newScript("notice_add", `
 if redis.call('HEXISTS', KEYS[1], 'pwd') == 0 then return -1 end
+local ttl = tonumber(ARGV[3])
+if ARGV[6] ~= '' then
+  local told = redis.call('ZSCORE', KEYS[3], ARGV[6])
+  if told then return tonumber(told) end
+end
 local id = redis.call('HINCRBY', KEYS[1], 'nseq', 1)
 local e = '{"id":' .. string.format('%d', id) .. ',' .. ARGV[1]
 redis.call('RPUSH', KEYS[2], e)
 redis.call('LTRIM', KEYS[2], -tonumber(ARGV[2]), -1)
-local ttl = tonumber(ARGV[3])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+if ARGV[6] ~= '' then
+  redis.call('ZADD', KEYS[3], id, ARGV[6])
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -tonumber(ARGV[7]) - 1)
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+end
 redis.call(ARGV[5], ARGV[4], 'o' .. e)
 return id`)
 
 // AddNotice stores notice n for user and pushes it to the user's live
 // sessions; it lives ttl (the offline queue's lifetime; 0: as long as the
-// account). It returns the notice's id, or ErrNoUser.
+// account). It returns the notice's id, or ErrNoUser. A notice of a post
+// the user was told of already (within the last MaxToldPosts and ttl) is
+// not made again: the first one's id is returned.
 func (c *Client) AddNotice(ctx context.Context, user string, n Notice, ttl time.Duration) (int64, error) {
 	if err := n.Check(); err != nil {
 		return 0, err
@@ -83,8 +109,13 @@ func (c *Client) AddNotice(ctx context.Context, user string, n Notice, ttl time.
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	ch := c.UserChannel(user)
-	id, err := addNoticeScript.Exec(ctx, c.rc, []string{c.userKey("u", user), c.userKey("nt", user)},
-		[]string{string(b[1:]), strconv.Itoa(MaxNotices), strconv.FormatInt(ttl.Milliseconds(), 10), ch, c.publishCmd(ch)}).AsInt64()
+	post := ""
+	if n.Post > 0 {
+		post = strconv.FormatUint(n.Post, 10)
+	}
+	id, err := addNoticeScript.Exec(ctx, c.rc, []string{c.userKey("u", user), c.userKey("nt", user), c.userKey("ntp", user)},
+		[]string{string(b[1:]), strconv.Itoa(MaxNotices), strconv.FormatInt(ttl.Milliseconds(), 10), ch, c.publishCmd(ch),
+			post, strconv.Itoa(MaxToldPosts)}).AsInt64()
 	if err != nil {
 		return 0, c.wrap("store a notice for "+user, err)
 	}
@@ -234,15 +265,18 @@ type unsent struct {
 	Notice Notice `json:"notice"`
 }
 
-// keepUnsentScript: KEYS {posts}:unsent; ARGV the post id, the entry,
-// the bound, now (Unix ms). Returns 1 when kept, 0 when the hash is full
-// of notices still living.
+// keepUnsentScript: KEYS {posts}:unsent, {posts}:unsent:next; ARGV the
+// post id, the entry, the bound, now (Unix ms). Returns 1 when kept, 0
+// when the hash is full of notices still living.
 var keepUnsentScript = newScript("notice_keep", `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
   local all, now = redis.call('HGETALL', KEYS[1]), tonumber(ARGV[4])
   for i = 1, #all, 2 do
     local exp = tonumber(string.match(all[i+1], '^{"exp":(%d+),'))
-    if exp == nil or (exp > 0 and exp <= now) then redis.call('HDEL', KEYS[1], all[i]) end
+    if exp == nil or (exp > 0 and exp <= now) then
+      redis.call('HDEL', KEYS[1], all[i])
+      redis.call('HDEL', KEYS[2], all[i])
+    end
   end
   if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
 end
@@ -303,7 +337,7 @@ func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Re
 		return Removed{}, err
 	}
 	bctx, cancel := c.bound(ctx)
-	kept, err := keepUnsentScript.Exec(bctx, c.rc, []string{c.postsKey("unsent")},
+	kept, err := keepUnsentScript.Exec(bctx, c.rc, []string{c.postsKey("unsent"), c.postsKey("unsent:next")},
 		[]string{sid, string(b), strconv.Itoa(MaxUnsentNotices), strconv.FormatInt(r.At, 10)}).AsInt64()
 	cancel()
 	if err != nil {
@@ -350,11 +384,20 @@ func (c *Client) sendUnsent(ctx context.Context, sid string, u unsent, kept bool
 	return out, nil
 }
 
-// dropUnsent forgets post sid's kept notice (retried briefly; left, it
-// is at worst sent twice by a later ResendNotice).
+// dropUnsentScript: KEYS {posts}:unsent, {posts}:unsent:next; ARGV the
+// post id.
+var dropUnsentScript = newScript("notice_drop", `
+redis.call('HDEL', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])`)
+
+// dropUnsent forgets post sid's kept notice and its resend's pace
+// (retried briefly; left, a later ResendNotice finds its author told
+// already: addNoticeScript).
 func (c *Client) dropUnsent(ctx context.Context, sid string) {
 	err := retry(ctx, func(ctx context.Context) error {
-		return c.do(ctx, c.rc.B().Hdel().Key(c.postsKey("unsent")).Field(sid).Build()).Error()
+		ctx, cancel := c.bound(ctx)
+		defer cancel()
+		return dropUnsentScript.Exec(ctx, c.rc, []string{c.postsKey("unsent"), c.postsKey("unsent:next")}, []string{sid}).Error()
 	})
 	if err != nil {
 		c.log.Warn("an unsent notice not dropped after it was sent", zap.String("post", sid), zap.Error(err))
@@ -398,4 +441,85 @@ func (c *Client) ResendNotice(ctx context.Context, id uint64, now int64, retryFo
 func (c *Client) UnsentNotices(ctx context.Context) (int, error) {
 	n, err := c.do(ctx, c.rc.B().Hlen().Key(c.postsKey("unsent")).Build()).AsInt64()
 	return int(n), c.wrap("count the unsent notices", err)
+}
+
+// KeptNotice is one notice kept unsent, as the nodes' automatic resend
+// sees it (moderation.Resender).
+type KeptNotice struct {
+	Post   uint64
+	Author string
+	At     int64 // Unix ms of the removal
+	Exp    int64 // Unix ms its lifetime ends; 0: never
+}
+
+// KeptNotices lists the notices kept unsent, at most MaxUnsentNotices
+// (the hash's bound; one filled past it by hand is read that far), read
+// in HSCAN batches. An entry that does not parse is listed with Post
+// alone (ResendNotice drops it).
+func (c *Client) KeptNotices(ctx context.Context) ([]KeptNotice, error) {
+	var out []KeptNotice
+	seen := map[uint64]bool{}
+	for cursor := uint64(0); ; {
+		cctx, cancel := c.bound(ctx)
+		e, err := c.rc.Do(cctx, c.rc.B().Hscan().Key(c.postsKey("unsent")).Cursor(cursor).Count(200).Build()).AsScanEntry()
+		cancel()
+		if err != nil {
+			return out, c.wrap("list the unsent notices", err)
+		}
+		for i := 0; i+1 < len(e.Elements) && len(out) < MaxUnsentNotices; i += 2 {
+			id, err := strconv.ParseUint(e.Elements[i], 10, 64)
+			if err != nil || seen[id] {
+				continue
+			}
+			seen[id] = true
+			var u unsent
+			json.Unmarshal([]byte(e.Elements[i+1]), &u)
+			out = append(out, KeptNotice{Post: id, Author: u.Author, At: u.Notice.At, Exp: u.Exp})
+		}
+		if e.Cursor == 0 || len(out) >= MaxUnsentNotices {
+			return out, nil
+		}
+		cursor = e.Cursor
+	}
+}
+
+// The automatic resend's pace (moderation.Resender) is kept beside the
+// notices, in {posts}:unsent:next (post id -> Unix ms before which no
+// node tries it again), so that the nodes together try each notice at
+// that pace and never two at once. A lease would not do: the embedded
+// server expires no key by the clock. A field goes with its notice
+// (dropUnsentScript, keepUnsentScript's making room), and the claim
+// empties the hash should it ever hold more fields than twice
+// MaxUnsentNotices (fields left by drops that failed half way): the
+// paces start over, nothing else is lost.
+
+// claimUnsentScript: KEYS {posts}:unsent, {posts}:unsent:next; ARGV the
+// post id, now (Unix ms), the wait (ms), the bound. Returns 1 when the
+// caller is to try the notice now (and no node is until now + wait), 0
+// when another has it until later, -1 when no notice is kept for it.
+var claimUnsentScript = newScript("notice_claim", `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return -1
+end
+if redis.call('HLEN', KEYS[2]) > tonumber(ARGV[4]) then redis.call('DEL', KEYS[2]) end
+local now = tonumber(ARGV[2])
+local next = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if next ~= nil and next > now then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], string.format('%d', now + tonumber(ARGV[3])))
+return 1`)
+
+// ClaimKeptNotice reports whether the caller is to try post id's kept
+// notice now (at now, Unix ms); if so no caller is given it again before
+// now + wait. found false: none is kept.
+func (c *Client) ClaimKeptNotice(ctx context.Context, id uint64, now int64, wait time.Duration) (claimed, found bool, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := claimUnsentScript.Exec(ctx, c.rc, []string{c.postsKey("unsent"), c.postsKey("unsent:next")},
+		[]string{strconv.FormatUint(id, 10), strconv.FormatInt(now, 10), strconv.FormatInt(wait.Milliseconds(), 10),
+			strconv.Itoa(2 * MaxUnsentNotices)}).AsInt64()
+	if err != nil {
+		return false, false, c.wrap("claim the unsent notice of post "+strconv.FormatUint(id, 10), err)
+	}
+	return r == 1, r >= 0, nil
 }

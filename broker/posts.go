@@ -21,6 +21,10 @@ package broker
 //	                current quota window, oldest first
 //	{posts}:rby:<id>, {posts}:rlast:<id>, {posts}:reported
 //	                a post's reports and the review queue: see reports.go
+//	{posts}:mine:<user>  sorted set: the author's stored post ids (scored
+//	                by id), kept by the store, delete and expiry scripts, so
+//	                that a node whose index dropped old posts still lists an
+//	                author's own from Redis (mine.go)
 //	posts           pub/sub channel every node subscribes to: new posts and
 //	                deletions (see the envelopes below)
 //
@@ -72,8 +76,9 @@ func (c *Client) postsKey(name string) string { return c.prefix + "{posts}:" + n
 // total length past ARGV[7] bytes (0: no bound); then it returns 'full' and
 // changes nothing. The length is checked with an upper bound of the id's
 // digits, so the budget is never passed.
-// KEYS: seq, data, owner, date, bytes. ARGV: members after the id (no
-// braces), owner, date (s), channel, origin, max posts, max bytes.
+// KEYS: seq, data, owner, date, bytes, mine:<owner>. ARGV: members after
+// the id (no braces), owner, date (s), channel, origin, max posts, max
+// bytes.
 var storePostScript = newScript("post_store", `
 local maxn = tonumber(ARGV[6])
 local maxb = tonumber(ARGV[7])
@@ -89,6 +94,7 @@ local post = '{"id":' .. id .. ',' .. ARGV[1] .. '}'
 redis.call('HSET', KEYS[2], id, post)
 redis.call('HSET', KEYS[3], id, ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[3], id)
+redis.call('ZADD', KEYS[6], id, id)
 redis.call('INCRBY', KEYS[5], #post)
 redis.call('PUBLISH', ARGV[4], '{"op":"post","origin":"' .. ARGV[5] .. '","post":' .. post .. '}')
 return id`)
@@ -97,8 +103,8 @@ return id`)
 // check and the removal are one atomic step, so no other user can ever erase
 // it.
 // Its reports (reports.go) go with it.
-// KEYS: data, owner, date, bytes, rby:<id>, rlast:<id>, reported, hidden.
-// ARGV: id, user, channel.
+// KEYS: data, owner, date, bytes, rby:<id>, rlast:<id>, reported, hidden,
+// mine:<user>. ARGV: id, user, channel.
 // Returns 1 done, 0 no such post, -1 not the owner.
 var deletePostScript = newScript("post_delete", `
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
@@ -114,6 +120,7 @@ if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then
   redis.call('DEL', KEYS[5], KEYS[6])
 end
 redis.call('SREM', KEYS[8], ARGV[1])
+redis.call('ZREM', KEYS[9], ARGV[1])
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 return 1`)
 
@@ -124,7 +131,8 @@ return 1`)
 // cutoff (s), limit, channel, the prefix of the report keys ('<p>{posts}:').
 // Returns how many were removed.
 //
-// The report keys of a post are named here, not passed: there may be
+// The report keys of a post, and its author's mine:<user>, are named
+// here, not passed: there may be
 // thousands of posts per call, and all of them carry the {posts} tag of
 // the keys passed, so they are in the script's slot on a cluster. Only a
 // post that was in the review queue has them (the report script makes the
@@ -135,6 +143,8 @@ if #ids == 0 then return 0 end
 local counted = redis.call('EXISTS', KEYS[4]) == 1
 for _, id in ipairs(ids) do
   if counted then redis.call('DECRBY', KEYS[4], redis.call('HSTRLEN', KEYS[1], id)) end
+  local author = redis.call('HGET', KEYS[2], id)
+  if author then redis.call('ZREM', ARGV[4] .. 'mine:' .. author, id) end
   redis.call('HDEL', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
@@ -254,7 +264,7 @@ func (c *Client) StorePostWithin(ctx context.Context, members []byte, owner stri
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	s, err := storePostScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes")},
+		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.mineKey(owner)},
 		[]string{string(members), owner, strconv.FormatInt(date, 10), c.key(PostsChannel), origin,
 			strconv.Itoa(max(b.Posts, 0)), strconv.FormatInt(max(b.Bytes, 0), 10)}).ToString()
 	if err != nil {
@@ -316,7 +326,7 @@ func (c *Client) DeletePost(ctx context.Context, id uint64, user string) error {
 	by, last := c.reportKeys(sid)
 	r, err := deletePostScript.Exec(ctx, c.rc,
 		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), by, last, c.postsKey("reported"),
-			c.postsKey("hidden")},
+			c.postsKey("hidden"), c.mineKey(user)},
 		[]string{sid, user, c.key(PostsChannel)}).AsInt64()
 	if err != nil {
 		return c.wrap("delete post "+sid, err)

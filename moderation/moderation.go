@@ -40,6 +40,12 @@ type Store interface {
 	// ResendNotice writes the notice of a removal whose write failed
 	// (kept by RemoveWithNotice); found false when none is kept.
 	ResendNotice(ctx context.Context, id uint64, now int64, retryFor time.Duration) (r broker.Removed, found bool, err error)
+	// KeptNotices lists the kept notices (at most
+	// broker.MaxUnsentNotices), for the automatic resend.
+	KeptNotices(ctx context.Context) ([]broker.KeptNotice, error)
+	// ClaimKeptNotice gives post id's kept notice to one caller, whom
+	// no other follows before now + wait.
+	ClaimKeptNotice(ctx context.Context, id uint64, now int64, wait time.Duration) (claimed, found bool, err error)
 	// BanUser and UnbanUser return broker.ErrBanNotListed when the ban
 	// (or unban) is made but the list of bans was not updated.
 	BanUser(ctx context.Context, id string, now int64, note string) (already bool, err error)

@@ -40,7 +40,7 @@ type LogEntry struct {
 	By string `json:"by"`
 	// Addr is the client address of an API call.
 	Addr   string `json:"addr,omitempty"`
-	Action string `json:"action"` // dismiss, remove, ban, unban, rebuild; hide (by AutoBy)
+	Action string `json:"action"` // dismiss, remove, ban, unban, rebuild; hide, resend (by AutoBy)
 	// Target is the post id (dismiss, remove), the user id (ban, unban),
 	// or "bans" (rebuild: of the list of bans).
 	Target      string `json:"target"`
@@ -52,7 +52,8 @@ type LogEntry struct {
 }
 
 // AutoBy is the By of the entries the nodes write themselves, not an
-// operator: an automatic hide (AutoHideEntry).
+// operator: an automatic hide (AutoHideEntry), a kept notice resent
+// (Resender).
 const AutoBy = "auto"
 
 // AutoHideEntry is the log line of post id hidden automatically, once

@@ -39,6 +39,9 @@ func (s *Service) admit(p *Post) bool {
 
 func (s *Service) evicted(n int) {
 	s.counts.evicted.Add(uint64(n))
+	if s.mineAsked.CompareAndSwap(false, true) {
+		s.mineBackfill <- struct{}{} // once: never blocks
+	}
 	now := s.cfg.Clock().Unix()
 	if last := s.lastEvictLog.Load(); now-last >= 60 && s.lastEvictLog.CompareAndSwap(last, now) {
 		s.log.Warn("the posts index is at its bound (--max-posts, --max-post-bytes); dropped the oldest posts from this node",

@@ -5,8 +5,10 @@ import (
 	"context"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/occase/occase/wire"
+	"go.uber.org/zap"
 )
 
 // A user's own listings (docs/protocol.md "My listings"): my_posts answers
@@ -89,16 +91,28 @@ func (s *Service) Mine(ctx context.Context, c Conn, req *wire.Request) error {
 		return err
 	}
 	cutoff := s.cutoff()
+	limit := s.cfg.MaxCatchUp
 	s.mu.RLock()
-	frame := s.mineFrame(c.User(), before, cutoff, s.cfg.MaxCatchUp)
+	items := s.mineItems(c.User(), before, cutoff, limit+1)
 	s.mu.RUnlock()
-	c.Send(frame)
+	if s.mineReady.Load() {
+		items = s.mineFromRedis(ctx, c.User(), before, cutoff, limit+1, items)
+	}
+	c.Send(mineFrame(items, limit))
 	return nil
 }
 
-// mineFrame builds the my_posts_ack of user's posts below before (0: no
-// bound), at most limit of them. Called with s.mu held (read).
-func (s *Service) mineFrame(user string, before uint64, cutoff int64, limit int) []byte {
+// mineItem is one listing of a my_posts_ack: the post, and whether it is
+// under review.
+type mineItem struct {
+	p      *Post
+	marked bool
+}
+
+// mineItems is user's posts below before (0: no bound), newest first, at
+// most limit of them, from the index and the hidden posts. Called with
+// s.mu held (read).
+func (s *Service) mineItems(user string, before uint64, cutoff int64, limit int) []mineItem {
 	live, hid := s.x.byFrom[user], s.hiddenBy[user]
 	// Both lists are in id order: walk them down from before together.
 	below := func(l []*Post) int {
@@ -109,36 +123,103 @@ func (s *Service) mineFrame(user string, before uint64, cutoff int64, limit int)
 		return i - 1
 	}
 	i, j := below(live), below(hid)
-	b := []byte(`{"cmd":"my_posts_ack","result":"ok","items":[`)
-	n := 0
-	var last uint64
-	for i >= 0 || j >= 0 {
-		var p *Post
-		marked := false
+	var out []mineItem
+	for (i >= 0 || j >= 0) && len(out) < limit {
+		var it mineItem
 		if j < 0 || i >= 0 && live[i].ID > hid[j].ID {
-			p, i = live[i], i-1
+			it.p, i = live[i], i-1
 		} else {
-			p, j, marked = hid[j], j-1, true
+			it.p, j, it.marked = hid[j], j-1, true
 		}
-		if p.expired(cutoff) {
+		if it.p.expired(cutoff) {
 			continue // not swept yet
 		}
+		out = append(out, it)
+	}
+	return out
+}
+
+// mineFrame is the my_posts_ack of items (newest first): the first limit,
+// and "next" when there are more.
+func mineFrame(items []mineItem, limit int) []byte {
+	b := []byte(`{"cmd":"my_posts_ack","result":"ok","items":[`)
+	for n, it := range items {
 		if n == limit {
 			b = append(b, `],"next":`...)
-			b = strconv.AppendUint(b, last, 10)
+			b = strconv.AppendUint(b, items[n-1].p.ID, 10)
 			return append(b, '}')
 		}
 		if n > 0 {
 			b = append(b, ',')
 		}
-		if marked {
-			b = append(b, p.JSON[:len(p.JSON)-1]...)
+		if it.marked {
+			b = append(b, it.p.JSON[:len(it.p.JSON)-1]...)
 			b = append(b, underReview...)
 		} else {
-			b = append(b, p.JSON...)
+			b = append(b, it.p.JSON...)
 		}
-		n++
-		last = p.ID
 	}
 	return append(b, "]}"...)
+}
+
+// My listings beyond the node's bound (docs/protocol.md "My listings
+// beyond a node's bound"): once this node has dropped posts from its
+// index (--max-posts or --max-post-bytes lower than the publishing
+// node's) and has backfilled the authors' sets in Redis
+// (broker.BackfillMine, once, in the background), a my_posts also reads
+// the author's page from Redis ({posts}:mine:<user>, one script, at most
+// limit posts) and merges it with the index's by id: the index's copy
+// wins (it knows the hidden ones), Redis adds the ones the index let go.
+// A node that never dropped a post answers from its index alone, as
+// before. Redis failing, the index's answer stands (logged).
+
+// mineFromRedis merges index (user's items from the index, newest first,
+// at most limit) with user's page from Redis; at most limit items.
+func (s *Service) mineFromRedis(ctx context.Context, user string, before uint64, cutoff int64, limit int, index []mineItem) []mineItem {
+	stored, err := s.b.MinePosts(ctx, user, before, limit)
+	if err != nil {
+		s.log.Warn("my_posts: reading the author's posts from Redis failed; answered from the index", zap.String("user", user), zap.Error(err))
+		return index
+	}
+	var fromRedis []mineItem
+	s.mu.RLock()
+	for _, js := range stored {
+		p, err := parseStored([]byte(js), s.cfg.LocationDepth, s.cfg.ProductDepth)
+		if err != nil || p.From != user || p.expired(cutoff) {
+			continue
+		}
+		_, hidden := s.hidden[p.ID]
+		fromRedis = append(fromRedis, mineItem{p: p, marked: hidden})
+	}
+	s.mu.RUnlock()
+	out := make([]mineItem, 0, min(len(index)+len(fromRedis), limit))
+	i, j := 0, 0
+	for len(out) < limit && (i < len(index) || j < len(fromRedis)) {
+		switch {
+		case j == len(fromRedis) || i < len(index) && index[i].p.ID > fromRedis[j].p.ID:
+			out, i = append(out, index[i]), i+1
+		case i == len(index) || fromRedis[j].p.ID > index[i].p.ID:
+			out, j = append(out, fromRedis[j]), j+1
+		default: // both: the index's
+			out, i, j = append(out, index[i]), i+1, j+1
+		}
+	}
+	return out
+}
+
+// backfillMine puts every stored post in its author's set in Redis
+// (retried until done or ctx ends), then lets my_posts read them.
+func (s *Service) backfillMine(ctx context.Context) {
+	start := time.Now()
+	var added int
+	if !s.retry(ctx, "listing the stored posts by author", func() error {
+		var err error
+		added, err = s.b.BackfillMine(ctx)
+		return err
+	}) {
+		return
+	}
+	s.mineReady.Store(true)
+	s.log.Info("this node dropped posts from its index: my_posts now reads each author's listings from Redis too",
+		zap.Int("backfilled", added), zap.Duration("took", time.Since(start)))
 }

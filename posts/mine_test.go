@@ -226,3 +226,64 @@ func TestMyPosts(t *testing.T) {
 		}
 	})
 }
+
+// docs/protocol.md "My listings beyond a node's bound": a node whose
+// --max-posts is lower than the publishing node's drops the oldest posts
+// from its index, and still lists all of a seller's live listings (from
+// Redis, merged with its index), paged, newest first, no one else's; a
+// listing deleted is gone at once; hidden ones keep their mark. A node
+// that never dropped a post does not read Redis.
+func TestMyPostsBeyondTheBound(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		clk := newClock()
+		cfg := Config{Clock: clk.Now, QuotaN: 100, MaxCatchUp: 4, SubscribeRate: 1, SubscribeBurst: 20}
+		a := startNode(t, b.Options, cfg)
+		small := cfg
+		small.MaxPosts = 3
+		n := startNode(t, b.Options, small)
+		seller := newConn("7")
+		var mine []uint64
+		for i := range 6 {
+			mine = append(mine, a.publish(t, seller, publishFrame("[0,1,2]", "[0,3,7]", 1, fmt.Sprint(10+i))))
+		}
+		other := a.publish(t, newConn("8"), publishFrame("[0,1,2]", "[0,3,7]", 1, "99"))
+		n.until(t, "the newest posts on the small node", func() bool { return n.has(other) && n.has(mine[5]) })
+		if n.size() != 3 || n.has(mine[2]) || n.Stats().Evicted == 0 {
+			t.Fatalf("the small node holds %d posts (evicted %d)", n.size(), n.Stats().Evicted)
+		}
+		brokertest.Poll(t, 10*time.Second, "the authors' sets backfilled", n.mineReady.Load)
+		if a.mineReady.Load() {
+			t.Fatal("a node that dropped nothing reads Redis")
+		}
+
+		asker := newConn("7")
+		p1 := n.mine(t, asker, `{"cmd":"my_posts"}`)
+		if fmt.Sprint(p1.ids()) != fmt.Sprint([]uint64{mine[5], mine[4], mine[3], mine[2]}) || p1.Next != mine[2] {
+			t.Fatalf("first page %v next %d, want the four newest of %v", p1.ids(), p1.Next, mine)
+		}
+		p2 := n.mine(t, asker, fmt.Sprintf(`{"cmd":"my_posts","before":%d}`, p1.Next))
+		if fmt.Sprint(p2.ids()) != fmt.Sprint([]uint64{mine[1], mine[0]}) || p2.Next != 0 {
+			t.Fatalf("second page %v next %d", p2.ids(), p2.Next)
+		}
+		for _, it := range append(p1.Items, p2.Items...) {
+			if it["from"] != "7" || it["under_review"] != nil {
+				t.Fatalf("an item %v", it)
+			}
+		}
+		if got := n.mine(t, newConn("8"), `{"cmd":"my_posts"}`); fmt.Sprint(got.ids()) != fmt.Sprint([]uint64{other}) {
+			t.Fatalf("user 8 got %v", got.ids())
+		}
+		// Deleted (one the small node dropped): gone.
+		if err := a.Delete(context.Background(), seller, req(t, fmt.Sprintf(`{"cmd":"delete","id":%d}`, mine[0]))); err != nil {
+			t.Fatal(err)
+		}
+		if got := n.mine(t, asker, fmt.Sprintf(`{"cmd":"my_posts","before":%d}`, p1.Next)); fmt.Sprint(got.ids()) != fmt.Sprint([]uint64{mine[1]}) {
+			t.Fatalf("after the deletion %v", got.ids())
+		}
+		// Expired (the clock past the expiry; not swept yet): left out.
+		clk.Add(a.cfg.Expiry + time.Hour)
+		if got := n.mine(t, asker, `{"cmd":"my_posts"}`); len(got.Items) != 0 {
+			t.Fatalf("expired listings listed: %v", got.ids())
+		}
+	})
+}

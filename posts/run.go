@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -36,10 +37,18 @@ func (s *Service) Run(ctx context.Context) error {
 	sweep := time.NewTicker(s.cfg.SweepEvery)
 	defer sweep.Stop()
 	var retry <-chan time.Time
+	var bg sync.WaitGroup
+	defer bg.Wait()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-s.mineBackfill:
+			bg.Add(1)
+			go func() {
+				defer bg.Done()
+				s.backfillMine(ctx)
+			}()
 		case <-s.in.sig:
 			for _, it := range s.in.take() {
 				if !it.reload {

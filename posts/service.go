@@ -86,6 +86,12 @@ type Service struct {
 	skipped      atomic.Uint64 // broadcasts and stored posts that did not parse
 	counts       counters
 	lastEvictLog atomic.Int64 // Unix s of the last eviction warning
+	// The authors' listings from Redis (mine.go): the first eviction
+	// asks Run (mineBackfill) to backfill {posts}:mine:<user> once;
+	// mineReady, once it is done, makes my_posts read Redis too.
+	mineAsked    atomic.Bool
+	mineBackfill chan struct{}
+	mineReady    atomic.Bool
 	// applied, when set (by tests), is called after each broadcast or
 	// reload has been applied, so tests wait for events, not for time.
 	applied func()
@@ -102,15 +108,16 @@ func New(cfg Config, b *broker.Client, log *zap.Logger) (*Service, error) {
 	var r [6]byte
 	rand.Read(r[:])
 	s := &Service{cfg: cfg, b: b, log: log,
-		quota:    broker.Quota{N: cfg.QuotaN, PeriodMs: cfg.QuotaPeriod.Milliseconds()},
-		node:     hex.EncodeToString(r[:]) + ":",
-		x:        newIndex(max(cfg.MaxWords, 0)),
-		pending:  map[string]Conn{},
-		tomb:     map[uint64]int64{},
-		hidden:   map[uint64]*Post{},
-		hiddenBy: map[string][]*Post{},
-		in:       inbox{sig: make(chan struct{}, 1)},
-		ready:    make(chan struct{}),
+		quota:        broker.Quota{N: cfg.QuotaN, PeriodMs: cfg.QuotaPeriod.Milliseconds()},
+		node:         hex.EncodeToString(r[:]) + ":",
+		x:            newIndex(max(cfg.MaxWords, 0)),
+		pending:      map[string]Conn{},
+		tomb:         map[uint64]int64{},
+		hidden:       map[uint64]*Post{},
+		hiddenBy:     map[string][]*Post{},
+		in:           inbox{sig: make(chan struct{}, 1)},
+		mineBackfill: make(chan struct{}, 1),
+		ready:        make(chan struct{}),
 		// 100,000 keys: a few MB at most, far more than the clients of one node.
 		readLimit: newKeyed(cfg.ReadRate, cfg.ReadBurst, 100_000),
 		subLimit:  newKeyed(cfg.SubscribeRate, cfg.SubscribeBurst, 100_000),

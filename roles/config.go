@@ -143,6 +143,10 @@ type Config struct {
 	// ImageGC: the image sweep (role all runs it every ImageGC.Every;
 	// `occase images gc` once). Zero fields take images.DefaultGCConfig.
 	ImageGC images.GCConfig
+	// NoticeResend: the pace at which a db node resends the removal
+	// notices kept unsent (moderation.Resender); zero fields take
+	// moderation.DefaultResend. Tests shorten it.
+	NoticeResend moderation.ResendConfig
 
 	// Push notifications (push.Config; FCM and APNs off until configured).
 	Push push.Config

@@ -333,6 +333,7 @@ func (s *Server) buildDB(ctx context.Context) error {
 		defer s.bg.Done()
 		s.watchShared(s.bgCtx)
 	}()
+	s.startNoticeResend()
 	return nil
 }
 

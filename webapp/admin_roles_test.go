@@ -196,3 +196,54 @@ func argAfter(args []string, flag string) string {
 	}
 	return ""
 }
+
+// The log of the operator page after the nodes resent a kept notice by
+// themselves: the entry by "auto" reads as a resend, and the failed
+// removal it answers loses its Send the notice again button, while a
+// removal still not told keeps it. The entries are the ones the nodes
+// write (moderation.Resender), planted in a real Redis; real binary,
+// headless chromium.
+func TestBrowserAdminPageAutoResend(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	chromiumPath(t)
+	const tok = "browser-test-token-0123456789abcdef0123"
+	s, admin, _ := newServeBinaryWithAdmin(t, "mara "+tok)
+	if !s.hasFlag(t, "--admin-token-file") {
+		t.Skip("this server has no moderation API")
+	}
+	redisAddr, prefix := argAfter(s.args, "--redis"), argAfter(s.args, "--redis-prefix")
+	if redisAddr == "embedded" {
+		t.Skip("needs a redis-server to plant the log in")
+	}
+	raw := brokertest.Raw(t, redisAddr)
+	at := time.Now().UnixMilli()
+	for _, l := range []string{
+		fmt.Sprintf(`{"at":%d,"by":"mara","action":"remove","target":"41","reason":"spam","result":"author_not_told","detail":"author 7, notice kept to resend"}`, at-60_000),
+		fmt.Sprintf(`{"at":%d,"by":"mara","action":"remove","target":"42","reason":"scam","result":"author_not_told","detail":"author 7, notice kept to resend"}`, at-50_000),
+		fmt.Sprintf(`{"at":%d,"by":"auto","action":"resend","target":"41","reason":"spam","result":"ok","detail":"author 7, its removal's notice sent by the nodes' automatic resend"}`, at),
+	} {
+		if err := raw.Do(context.Background(), raw.B().Lpush().Key(prefix+"{modlog}:log").Element(l).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shots := shotDir(t, "admin-auto-resend")
+	n := 0
+	browser := startBrowser(t)
+	d := newTab(t, browser, "operator", 1280, 800, shots, &n)
+	d.do(chromedp.Navigate(admin + "/admin/"))
+	d.typeInto("#token", tok)
+	d.click("#token-save")
+	d.click("#view-log")
+	d.wait("the three entries", `document.querySelectorAll("[data-testid=log-entry]").length === 3`)
+	if got := d.eval(`document.querySelector("[data-testid=log-entry]").textContent`); !strings.HasPrefix(got, "auto sent the kept removal notice of post 41") {
+		t.Fatalf("the newest log entry reads %q", got)
+	}
+	buttons := d.eval(`Array.from(document.querySelectorAll("[data-testid=log-entry]")).map(e => e.querySelector("[data-action=resend]") ? "button" : "-").join(",")`)
+	if buttons != "-,button,-" {
+		t.Fatalf("resend buttons %q, want only on post 42's removal", buttons)
+	}
+	d.shot("log")
+	d.noConsoleErrors("the log")
+}

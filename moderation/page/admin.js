@@ -310,7 +310,7 @@ function logCard(e, told) {
   const li = el("li", "entry");
   li.dataset.testid = "log-entry";
   const what = { dismiss: "dismissed the reports of post", remove: "removed post", ban: "banned user", unban: "unbanned user",
-    hide: "hid, pending review, post" }[e.action] || e.action;
+    hide: "hid, pending review, post", resend: "sent the kept removal notice of post" }[e.action] || e.action;
   const h = el("p", "what");
   const by = el("strong", null, e.by || "?");
   by.dataset.testid = "log-by";
@@ -361,11 +361,12 @@ async function loadLog() {
   let sum = p.total === 0 ? "No moderation actions yet." : p.total + (p.total === 1 ? " action" : " actions") + " logged, newest first";
   if (p.total > p.entries.length) sum += "; showing " + (p.offset + 1) + "–" + (p.offset + p.entries.length);
   $("log-summary").textContent = p.total === 0 ? sum : sum + ".";
-  // Entries come newest first: a removal told since (resent) needs no button.
+  // Entries come newest first: a removal told since (resent by an operator
+  // or by the nodes) needs no button.
   const told = new Set();
   $("log-list").replaceChildren(...p.entries.map((e) => {
     const li = logCard(e, told.has(e.target));
-    if (e.action === "remove" && e.result === "ok") told.add(e.target);
+    if ((e.action === "remove" || e.action === "resend") && e.result === "ok") told.add(e.target);
     return li;
   }));
   $("log-newer").hidden = p.offset === 0;
