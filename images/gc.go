@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -358,7 +359,14 @@ type PurgeResult struct {
 // another Purge running beside it can never make it delete a linked
 // image (deleting a file already gone is not an error). A dry run counts.
 func (g *GC) Purge(ctx context.Context, post string) (res PurgeResult, err error) {
-	cands := Links(post, g.signer, MaxWithheldPerPost)
+	return g.PurgeLinks(ctx, Links(post, g.signer, MaxWithheldPerPost))
+}
+
+// PurgeLinks is Purge of the photos cands (as Links returns them, each
+// digest once), those of a post already read.
+func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, err error) {
+	// Only names this key signed: what the sweep would count as links.
+	cands = slices.DeleteFunc(slices.Clone(cands), func(p Photo) bool { return !g.signer.Valid(p.Digest, p.Name) })
 	if len(cands) == 0 {
 		return res, nil
 	}

@@ -321,6 +321,9 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 	// The photos are read before the post goes; a read that fails only
 	// leaves them to the image sweep.
 	var post string
+	if h, ok := s.photos.(PhotoHolder); ok {
+		defer h.Hold(id)()
+	}
 	if s.photos != nil {
 		if ps, err := s.store.PostsJSON(ctx, []uint64{id}); err == nil {
 			post = ps[0]

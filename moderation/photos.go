@@ -20,6 +20,13 @@ type PhotoPurger interface {
 	PurgePhotos(ctx context.Context, id uint64, post string) Photos
 }
 
+// PhotoHolder is a PhotoPurger that wants to know of a removal before it
+// is made: Hold(id) is called before the post is removed, and the func
+// it returns once its photos are purged (or the removal failed).
+type PhotoHolder interface {
+	Hold(id uint64) (release func())
+}
+
 // Photos is what a PhotoPurger did.
 type Photos struct {
 	// Photos are the removed post's photo paths: what to purge from a

@@ -46,8 +46,14 @@ type photoFollower struct {
 	purging *images.Withheld
 	gc      *images.GC // nil: no store here (never, today: the follower runs on img)
 	log     *zap.Logger
+	// photosOf are the photos of each withheld post, for the purge when
+	// it goes; the Run goroutine's alone.
+	photosOf map[uint64][]images.Photo
 
-	mu     sync.Mutex
+	mu sync.Mutex
+	// held are the posts a removal on this node is purging in its
+	// request (hold): their deletion is not purged again by the follower.
+	held   map[uint64]int
 	queue  []photoItem
 	reload bool
 	sig    chan struct{}
@@ -64,6 +70,7 @@ type photoItem struct {
 func newPhotoFollower(b *broker.Client, signer *images.Signer, gc *images.GC, maxHidden int, reg prometheus.Registerer, log *zap.Logger) *photoFollower {
 	f := &photoFollower{b: b, signer: signer, gc: gc, log: log,
 		hidden: images.NewWithheld(maxHidden), purging: images.NewWithheld(0),
+		photosOf: map[uint64][]images.Photo{}, held: map[uint64]int{},
 		sig: make(chan struct{}, 1),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photos_purged_total",
 			Help: "Photos of listings removed by a moderator deleted at once (linked by no other live post)."}),
@@ -201,8 +208,13 @@ func (f *photoFollower) load(ctx context.Context) error {
 		return err
 	}
 	all := make(map[uint64][]string, len(ids))
+	f.photosOf = make(map[uint64][]images.Photo, len(ids))
 	for i, id := range ids {
-		all[id] = digests(images.Links(bodies[i], f.signer, images.MaxWithheldPerPost+1))
+		ps := images.Links(bodies[i], f.signer, images.MaxWithheldPerPost+1)
+		all[id] = digests(ps)
+		if len(ps) <= images.MaxWithheldPerPost {
+			f.photosOf[id] = ps
+		}
 	}
 	if left := f.hidden.Replace(all); left > 0 {
 		f.log.Warn("photos of some hidden posts are served: over the withheld set's bounds", zap.Int("posts", left))
@@ -257,6 +269,7 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 				f.log.Warn("photos of a hidden post served: over the withheld set's bounds", zap.Uint64("post", id), zap.Int("photos", len(ps)))
 				continue
 			}
+			f.photosOf[id] = ps
 			if len(ps) > 0 {
 				// The paths, for a CDN purge: a CDN in front keeps what it
 				// cached until purged.
@@ -265,13 +278,31 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 		}
 	case "show":
 		for _, id := range e.IDs {
+			delete(f.photosOf, id)
 			if d := f.hidden.Drop(id); len(d) > 0 {
 				f.log.Info("photos of a post shown again served", zap.Uint64("post", id), zap.Int("photos", len(d)))
 			}
 		}
 	case "del":
+		// A hidden listing that goes (removed, deleted by its author,
+		// expired) has its photos purged here, withheld until then: its
+		// deletion must not serve them again.
 		for _, id := range e.IDs {
+			ps, ok := f.photosOf[id]
+			delete(f.photosOf, id)
+			if !ok {
+				f.hidden.Drop(id)
+				continue
+			}
+			f.purging.Set(id, digests(ps))
 			f.hidden.Drop(id)
+			if f.isHeld(id) {
+				continue // the removal's request purges, and releases them
+			}
+			pctx, cancel := context.WithTimeout(ctx, PurgeTimeout)
+			f.purgeLinks(pctx, id, ps, "photos of a deleted hidden post purged")
+			cancel()
+			f.purging.Drop(id)
 		}
 	case "upd":
 		var p struct {
@@ -283,7 +314,9 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 		ps := images.Links(string(e.Post), f.signer, images.MaxWithheldPerPost+1)
 		if !f.hidden.Set(p.ID, digests(ps)) {
 			f.log.Warn("photos of an edited hidden post served: over the withheld set's bounds", zap.Uint64("post", p.ID))
+			return
 		}
+		f.photosOf[p.ID] = ps
 	}
 }
 
@@ -303,12 +336,7 @@ func (f *photoFollower) applyPurge(ctx context.Context, payload string) {
 		f.log.Warn("skipped a photos broadcast that does not parse", zap.Int("bytes", len(payload)))
 		return
 	}
-	res, err := f.purge(ctx, m.ID, string(m.Post))
-	if err != nil {
-		f.log.Error("purge the photos of a removed post", zap.Uint64("post", m.ID), zap.Error(err),
-			zap.Strings("photos", res.Photos))
-		return
-	}
+	f.purge(ctx, m.ID, string(m.Post)) // logged there
 }
 
 // purge deletes the photos of removed post id (its JSON) that no live post
@@ -320,15 +348,45 @@ func (f *photoFollower) purge(ctx context.Context, id uint64, post string) (imag
 	}
 	f.purging.Set(id, digests(ps))
 	defer f.purging.Drop(id)
-	res, err := f.gc.Purge(ctx, post)
+	return f.purgeLinks(ctx, id, ps, "photos of a removed post purged")
+}
+
+// purgeLinks deletes the photos ps of post id, gone, that no live post
+// links, and logs done.
+func (f *photoFollower) purgeLinks(ctx context.Context, id uint64, ps []images.Photo, done string) (images.PurgeResult, error) {
+	res, err := f.gc.PurgeLinks(ctx, ps)
 	if err != nil {
+		f.log.Error("purge the photos of a post", zap.Uint64("post", id), zap.Error(err), zap.Strings("photos", res.Photos))
 		f.purgeErr.Inc()
 		return res, err
 	}
 	f.purged.Add(float64(res.Deleted))
-	f.log.Info("photos of a removed post purged", zap.Uint64("post", id), zap.Int("deleted", res.Deleted),
+	f.log.Info(done, zap.Uint64("post", id), zap.Int("deleted", res.Deleted),
 		zap.Int("kept", res.Kept), zap.Int("missing", res.Missing), zap.Strings("photos", res.Photos))
 	return res, nil
+}
+
+// hold marks post id as purged by a removal's request on this node, from
+// before the removal until the returned func, called after the purge,
+// which also ends the withholding a deletion seen meanwhile began.
+func (f *photoFollower) hold(id uint64) func() {
+	f.mu.Lock()
+	f.held[id]++
+	f.mu.Unlock()
+	return func() {
+		f.mu.Lock()
+		if f.held[id]--; f.held[id] <= 0 {
+			delete(f.held, id)
+		}
+		f.mu.Unlock()
+		f.purging.Drop(id)
+	}
+}
+
+func (f *photoFollower) isHeld(id uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held[id] > 0
 }
 
 // photoPurger is what the moderation service calls after a removal
@@ -344,14 +402,22 @@ type photoPurger struct {
 // live post (about 6 to 8 s for a million).
 const PurgeTimeout = 30 * time.Second
 
+// Hold is moderation.PhotoHolder: a removal on a node with the store
+// purges in its request, and the follower leaves that post to it.
+func (p photoPurger) Hold(id uint64) func() {
+	if p.f == nil {
+		return func() {}
+	}
+	return p.f.hold(id)
+}
+
 func (p photoPurger) PurgePhotos(ctx context.Context, id uint64, post string) moderation.Photos {
 	if p.f != nil {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), PurgeTimeout)
 		defer cancel()
 		res, err := p.f.purge(ctx, id, post)
 		out := moderation.Photos{Photos: res.Photos, Deleted: &res.Deleted, Kept: res.Kept}
-		if err != nil {
-			p.f.log.Error("purge the photos of a removed post", zap.Uint64("post", id), zap.Error(err), zap.Strings("photos", res.Photos))
+		if err != nil { // logged by purge
 			out.Deleted = nil
 			out.Error = moderation.PhotosPurgeFailed
 		}

@@ -167,6 +167,20 @@ func TestPhotosHiddenAndRemovedRoleAll(t *testing.T) {
 		if err != nil || len(lines) != 1 || !strings.Contains(lines[0], "2 photos deleted, 1 kept") || !strings.Contains(lines[0], paths[0]) {
 			t.Fatalf("moderation log %q %v", lines, err)
 		}
+		// A hidden listing its author deletes: its photos are purged too,
+		// not served again.
+		c := register(t, n.url)
+		desk := c.publishPhotos("Desk", strings.TrimPrefix(paths[3], "/"))
+		hide(t, bc, desk, 71)
+		awaitPhoto(t, n.base, paths[3], http.StatusNotFound, "hidden")
+		if err := bc.DeletePost(ctx, desk, c.id); err != nil {
+			t.Fatal(err)
+		}
+		awaitPhoto(t, n.base, paths[3], http.StatusNotFound, "not_found")
+		if stored(dir, names[3]) {
+			t.Fatal("a deleted hidden listing's photo is still on disk")
+		}
+
 		// The JSON the API and the CLI carry.
 		raw, _ := json.Marshal(res)
 		if !strings.Contains(string(raw), `"photos_deleted":2`) || !strings.Contains(string(raw), `"photos_kept":1`) {
@@ -174,7 +188,6 @@ func TestPhotosHiddenAndRemovedRoleAll(t *testing.T) {
 		}
 
 		// A removal of a post without photos deleted none.
-		c := register(t, n.url)
 		plain := c.publishPhotos("Sofa")
 		res, err = n.srv.ModerationService().Remove(ctx, "op", plain, moderation.RemoveRequest{})
 		if err != nil || res.PhotosDeleted == nil || *res.PhotosDeleted != 0 || len(res.Photos) != 0 || res.PhotosError != "" {
