@@ -13,6 +13,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/roles"
 )
@@ -274,4 +275,54 @@ func metricLine(t *testing.T, base, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// A hide the img node missed (its subscription was down) is picked up when
+// it reconnects: it reads Redis's hidden set again. A real redis-server
+// with an append-only file, restarted under the node.
+func TestPhotosReloadedAfterReconnect(t *testing.T) {
+	r := brokertest.StartRedis(t, "--appendonly", "yes", "--appendfsync", "always")
+	opt := broker.Options{Addrs: []string{r.Addr}, Prefix: brokertest.Prefix()}
+	img := startNode(t, opt, func(c *roles.Config) {
+		c.Role = "img"
+		c.ImageKey = testImageKey
+		c.ImageDir = t.TempDir()
+	})
+	s, err := images.NewSigner(testImageKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := s.Names(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpg, _ := testPhotos(t)
+	bc := brokertest.Open(t, opt)
+	ctx := context.Background()
+	var ids []uint64
+	for _, n := range names {
+		if code, _ := httpDo(t, http.MethodPost, img.base+"/"+n+".jpg", jpg); code != http.StatusCreated {
+			t.Fatalf("upload: %d", code)
+		}
+		body, _ := json.Marshal(`{"images":["` + n + `.jpg"]}`)
+		id, err := bc.StorePost(ctx, []byte(`"from":"5","body":`+string(body)+`,"to":[[[0,0,0]]],"features":0,"date":0,"range_values":[]`), "5", time.Now().Unix(), "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	path := "/" + names[0] + ".jpg"
+	// The follower is live (loaded, following): a hide announced reaches it.
+	hide(t, bc, ids[1], 91)
+	awaitPhoto(t, img.base, "/"+names[1]+".jpg", http.StatusNotFound, "hidden")
+	id := ids[0]
+	// Hidden in Redis without the announcement: as if the node's
+	// subscription had been down.
+	raw := brokertest.Raw(t, r.Addr)
+	if err := raw.Do(ctx, raw.B().Sadd().Key(opt.Prefix+"{posts}:hidden").Member(fmt.Sprint(id)).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	awaitPhoto(t, img.base, path, http.StatusOK, "")
+	r.Restart()
+	awaitPhoto(t, img.base, path, http.StatusNotFound, "hidden")
 }
