@@ -71,15 +71,15 @@ func newPhotoFollower(b *broker.Client, signer *images.Signer, gc *images.GC, ma
 		photosOf: map[uint64][]images.Photo{}, held: map[uint64]int{},
 		sig: make(chan struct{}, 1),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photos_purged_total",
-			Help: "Photos of listings removed by a moderator deleted at once (linked by no other live post)."}),
+			Help: "Photos deleted at once, linked by no other live post: of listings a moderator removed, or hidden listings that went."}),
 		purgeErr: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photo_purge_failures_total",
-			Help: "Purges of a removed listing's photos that failed (the photos then go with the image sweep)."}),
+			Help: "Purges of a removed or deleted hidden listing's photos that failed (the photos then go with the image sweep)."}),
 	}
 	reg.MustRegister(f.purged, f.purgeErr,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_image_withheld_posts",
 			Help: "Listings hidden pending review whose photos this img node refuses."}, func() float64 { return float64(f.hidden.Posts()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_image_withheld_photos",
-			Help: "Photos this img node refuses: of listings hidden pending review, or being purged."}, func() float64 { return float64(f.hidden.Photos()) }))
+			Help: "Photos this img node refuses as those of listings hidden pending review."}, func() float64 { return float64(f.hidden.Photos()) }))
 	return f
 }
 
