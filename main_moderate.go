@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/roles"
 	"github.com/urfave/cli/v2"
@@ -146,6 +147,12 @@ func withModeration(c *cli.Context, d roles.Config, fn func(context.Context, mod
 	}
 	defer b.Close()
 	svc := moderation.New(b, cfg.Reports.OrDefaults().Queue, cfg.Chat.QueueTTL, nil, log.Named("moderate"))
+	// A removal asks the nodes with an image store to purge its photos.
+	var signer *images.Signer
+	if cfg.ImageKey != nil {
+		signer, _ = images.NewSigner(cfg.ImageKey)
+	}
+	svc.SetPhotoPurger(roles.NewPhotoPurger(b, signer))
 	if err := fn(ctx, localModerator{s: svc, by: cliOperator()}); err != nil {
 		return err
 	}

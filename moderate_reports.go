@@ -110,6 +110,7 @@ func reportCommands() []*cli.Command {
 					fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
 						r.Post, r.Author, moderation.Reporters(r.Reporters))
 				}
+				printPhotos(c.App.Writer, r)
 				warnNotLogged(c, r.Logged)
 				switch {
 				case err != nil:
@@ -225,3 +226,19 @@ func reasonCounts(m map[string]int) string {
 
 // clipText is moderation.ClipText: user text made one safe line.
 func clipText(s string, n int) string { return moderation.ClipText(s, n) }
+
+// printPhotos says what became of a removed post's photos (docs/operations.md
+// "Photos of hidden and removed listings").
+func printPhotos(w io.Writer, r moderation.Removed) {
+	switch {
+	case r.PhotosError != "":
+		fmt.Fprintf(w, "photos not purged (%s): the image sweep deletes them later\n", r.PhotosError)
+	case r.PhotosDeleted != nil && (*r.PhotosDeleted > 0 || r.PhotosKept > 0):
+		fmt.Fprintf(w, "photos: %d deleted, %d kept (linked by another listing)\n", *r.PhotosDeleted, r.PhotosKept)
+	case r.PhotosSent > 0:
+		fmt.Fprintf(w, "photos: purge asked of %d img nodes\n", r.PhotosSent)
+	}
+	if len(r.Photos) > 0 {
+		fmt.Fprintf(w, "purge from a CDN in front of the img nodes: %s\n", strings.Join(r.Photos, " "))
+	}
+}

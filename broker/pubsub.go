@@ -55,8 +55,9 @@ func (p *pubSub) signal() {
 	p.changed = make(chan struct{})
 }
 
-// Handle routes messages on channels starting with prefix to fn. fn runs on
-// the connection's reader: it must not block.
+// Handle routes messages on channels starting with prefix to fn (and to
+// every other handler whose prefix matches). fn runs on the connection's
+// reader: it must not block.
 func (c *Client) Handle(prefix string, fn func(channel, payload string)) {
 	c.ps.mu.Lock()
 	c.ps.handlers = append(c.ps.handlers, handler{c.prefix + prefix, fn})
@@ -203,10 +204,12 @@ func (p *pubSub) dispatch(m rueidis.PubSubMessage) {
 	p.mu.Lock()
 	hs := p.handlers
 	p.mu.Unlock()
+	// Every handler whose prefix matches: on a node of role all both the
+	// posts service and the img half's photo follower read the posts
+	// channel.
 	for _, h := range hs {
 		if strings.HasPrefix(m.Channel, h.prefix) {
 			h.fn(m.Channel, m.Message)
-			return
 		}
 	}
 }

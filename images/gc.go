@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -332,4 +333,104 @@ func (g *GC) Run(ctx context.Context) error {
 			t.Reset(g.cfg.Every)
 		}
 	}
+}
+
+// PurgeResult is what one Purge did.
+type PurgeResult struct {
+	// Photos are the photos the removed post linked (their URL paths,
+	// for a CDN purge), Deleted how many of them were deleted now, Kept
+	// how many another live post still links (not deleted), Missing how
+	// many were not in the store (swept already, or never uploaded).
+	Photos  []string
+	Deleted int
+	Kept    int
+	Missing int
+}
+
+// Purge deletes, at once, the stored photos that post (the JSON of a post
+// a moderator just removed, no longer in Redis) linked and that no live
+// post links: a targeted sweep step, with the sweep's own link check and
+// safety rules. Every live post is read before anything is deleted, with
+// the same generous scan (scanNames); a read that fails deletes nothing;
+// nothing is deleted when no post was ever published under this Redis.
+// The orphan age does not apply: these photos were published, and the
+// listing that showed them is gone for a reason. It takes no lease: it
+// deletes only its candidates, each only when unlinked, so a sweep or
+// another Purge running beside it can never make it delete a linked
+// image (deleting a file already gone is not an error). A dry run counts.
+func (g *GC) Purge(ctx context.Context, post string) (res PurgeResult, err error) {
+	return g.PurgeLinks(ctx, Links(post, g.signer, MaxWithheldPerPost))
+}
+
+// PurgeLinks is Purge of the photos cands (as Links returns them, each
+// digest once), those of a post already read.
+func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, err error) {
+	// Only names this key signed: what the sweep would count as links.
+	cands = slices.DeleteFunc(slices.Clone(cands), func(p Photo) bool { return !g.signer.Valid(p.Digest, p.Name) })
+	if len(cands) == 0 {
+		return res, nil
+	}
+	for i, p := range cands {
+		if p.Ext == "" {
+			if obj, err := g.store.Open(ctx, p.Digest); err == nil {
+				if k, err := sniffObject(obj.Body); err == nil && k != kindNone {
+					cands[i].Ext = extOf(k)
+				}
+				obj.Body.Close()
+			}
+		}
+		res.Photos = append(res.Photos, cands[i].Path())
+	}
+	seq, err := g.posts.PostSeq(ctx)
+	if err != nil {
+		return res, fmt.Errorf("photo purge: read the post counter: %w", err)
+	}
+	var refs refSet
+	posts := 0
+	err = g.posts.ScanPosts(ctx, func(post string) {
+		posts++
+		scanNames(post, g.signer, func(digest, _ string) { refs.add(digest) })
+	})
+	if err != nil {
+		return res, fmt.Errorf("photo purge: read the posts: %w", err)
+	}
+	refs.seal()
+	if posts == 0 && seq == 0 {
+		return res, errors.New("photo purge: no post was ever published under this Redis and key prefix (check --redis and --redis-prefix)")
+	}
+	for _, p := range cands {
+		if refs.has(p.Digest) {
+			res.Kept++
+			continue
+		}
+		obj, err := g.store.Open(ctx, p.Digest)
+		if errors.Is(err, ErrNotFound) {
+			res.Missing++
+			continue
+		}
+		if err != nil {
+			return res, fmt.Errorf("photo purge: %w", err)
+		}
+		size := obj.Size
+		obj.Body.Close()
+		if !g.cfg.DryRun {
+			if err := g.store.remove(p.Digest); err != nil {
+				return res, fmt.Errorf("photo purge: %w", err)
+			}
+			g.swept.Inc()
+			g.freed.Add(float64(size))
+		}
+		res.Deleted++
+	}
+	return res, nil
+}
+
+func extOf(k kind) string {
+	switch k {
+	case kindPNG:
+		return "png"
+	case kindWebP:
+		return "webp"
+	}
+	return "jpg"
 }

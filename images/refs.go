@@ -67,6 +67,11 @@ func (r *refSet) len() int { return len(r.keys) }
 // not one this key issued (nor one the img node would serve) and counts for
 // nothing.
 func scanNames(text string, s *Signer, fn func(digest, name string)) {
+	scanLinks(text, s, func(digest, name string, _ int) { fn(digest, name) })
+}
+
+// scanLinks is scanNames that also passes the index just past the name.
+func scanLinks(text string, s *Signer, fn func(digest, name string, end int)) {
 	for i := 0; i < len(text); i++ {
 		var after int // index just past the separator
 		switch {
@@ -84,13 +89,13 @@ func scanNames(text string, s *Signer, fn func(digest, name string)) {
 		if end < DigestLen || !isDigest(text[end-DigestLen:end]) {
 			continue
 		}
-		name, ok := decodeName(text, after)
+		name, past, ok := decodeName(text, after)
 		if !ok {
 			continue
 		}
 		digest := text[end-DigestLen : end]
 		if s.Valid(digest, name) {
-			fn(digest, name)
+			fn(digest, name, past)
 		}
 	}
 }
@@ -98,7 +103,7 @@ func scanNames(text string, s *Signer, fn func(digest, name string)) {
 // decodeName reads NameLen alphabet symbols from text at i, each written
 // plainly or escaped (percent, or a JSON \u escape behind any number of
 // backslashes).
-func decodeName(text string, i int) (string, bool) {
+func decodeName(text string, i int) (string, int, bool) {
 	var name [NameLen]byte
 	for n := range name {
 		j := i
@@ -110,26 +115,26 @@ func decodeName(text string, i int) (string, bool) {
 		case j > i && j+5 <= len(text) && text[j] == 'u':
 			v, ok := unhex4(text[j+1 : j+5])
 			if !ok {
-				return "", false
+				return "", 0, false
 			}
 			c, i = v, j+5
 		case j+3 <= len(text) && text[j] == '%':
 			b, err := hex.DecodeString(text[j+1 : j+3])
 			if err != nil {
-				return "", false
+				return "", 0, false
 			}
 			c, i = b[0], j+3
 		case j < len(text):
 			c, i = text[j], j+1
 		default:
-			return "", false
+			return "", 0, false
 		}
 		if strings.IndexByte(alphabet, c) < 0 {
-			return "", false
+			return "", 0, false
 		}
 		name[n] = c
 	}
-	return string(name[:]), true
+	return string(name[:]), i, true
 }
 
 func unhex4(s string) (byte, bool) {
@@ -138,4 +143,52 @@ func unhex4(s string) (byte, bool) {
 		return 0, false
 	}
 	return b[1], true
+}
+
+// Photo is one image a post links: the stored image's digest, its name,
+// and the extension the link ends with ("" when the link has none this
+// server serves: the store then says, see GC.Purge).
+type Photo struct {
+	Digest, Name, Ext string
+}
+
+// Path is the photo's URL path on an img node ("/<digest>/<name>.<ext>"):
+// what a CDN in front caches it under. A link without a known extension
+// gets ".jpg"; the purge corrects it from the stored bytes when it can.
+func (p Photo) Path() string {
+	ext := p.Ext
+	if ext == "" {
+		ext = "jpg"
+	}
+	return "/" + p.Digest + "/" + p.Name + "." + ext
+}
+
+// Links returns the photos post links that s signed (each digest once), as
+// the image sweep reads them: what keeps an image from being swept is
+// exactly what Links finds. At most max are returned (0: no bound).
+func Links(post string, s *Signer, max int) []Photo {
+	var out []Photo
+	seen := map[string]bool{}
+	scanLinks(post, s, func(digest, name string, end int) {
+		if seen[digest] || max > 0 && len(out) >= max {
+			return
+		}
+		seen[digest] = true
+		out = append(out, Photo{Digest: digest, Name: name, Ext: linkExt(post[end:])})
+	})
+	return out
+}
+
+// linkExt reads ".<ext>" at the start of rest, for an extension the img
+// node serves, lowercase as the app writes it.
+func linkExt(rest string) string {
+	if len(rest) < 2 || rest[0] != '.' {
+		return ""
+	}
+	for _, e := range []string{"jpeg", "jpg", "png", "webp"} {
+		if strings.HasPrefix(rest[1:], e) {
+			return e
+		}
+	}
+	return ""
 }

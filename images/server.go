@@ -72,7 +72,15 @@ type Config struct {
 	// MinFreePercent refuses uploads likewise while less than this
 	// percentage of the file system is free; 0: no percentage threshold.
 	MinFreePercent float64
+	// Withheld, when set, names the images a GET or HEAD is refused (404
+	// "hidden") while it holds them: the photos of listings hidden
+	// pending review (a *Withheld). Nil: every stored image is served.
+	Withheld interface{ Has(digest string) bool }
 }
+
+// ReasonHidden is the refusal of a photo of a listing hidden pending
+// review (Config.Withheld).
+const ReasonHidden = "hidden"
 
 // DefaultConfig returns the defaults: 10 MB bodies, 50 megapixels, 60 s per upload, 64 uploads at once, no CORS;
 // names live 24 hours, 4 uploads at once per address, 2 s in the queue at
@@ -171,6 +179,9 @@ func NewServer(cfg Config, s *Signer, st Store, log *zap.Logger) *Server {
 		// Exported from 0, so that an alert's rate() sees the first
 		// refusal of a node whose disk fills up.
 		srv.refused.WithLabelValues(reasonNoSpace)
+	}
+	if cfg.Withheld != nil {
+		srv.refused.WithLabelValues(ReasonHidden)
 	}
 	if cfg.Metrics != nil && srv.disk != nil {
 		cfg.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -321,6 +332,10 @@ func (s *Server) serve(c echo.Context) error {
 	// it; say so without touching the disk.
 	if !s.signer.Valid(t.digest, t.name) {
 		return s.fail(c, http.StatusNotFound, "not_found")
+	}
+	// One map lookup: the set is kept in memory from the posts channel.
+	if s.cfg.Withheld != nil && s.cfg.Withheld.Has(t.digest) {
+		return s.fail(c, http.StatusNotFound, ReasonHidden)
 	}
 	obj, err := s.store.Open(r.Context(), t.digest)
 	if err != nil {

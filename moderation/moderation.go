@@ -55,6 +55,9 @@ type Store interface {
 	// user hashes): bans made before the list, or whose write failed.
 	RebuildBanList(ctx context.Context) (broker.BanRebuild, error)
 	PostsOf(ctx context.Context, user string) ([]uint64, error)
+	// PostsJSON reads posts' JSON ("" for one not stored): a removal
+	// reads its post's photos before the post goes.
+	PostsJSON(ctx context.Context, ids []uint64) ([]string, error)
 	DeletePost(ctx context.Context, id uint64, user string) error
 	// The moderation log (broker/modlog.go): append a line; read lines,
 	// newest first, and how many it holds.
@@ -116,6 +119,8 @@ type Service struct {
 	// noticeRetry bounds the retries of a removal's notice (0:
 	// broker.DefaultNoticeRetry); tests shorten it.
 	noticeRetry time.Duration
+	// photos purges a removed post's photos (photos.go); nil: not done.
+	photos PhotoPurger
 }
 
 // New returns a Service on store; queueMax is the review queue's bound
@@ -297,6 +302,18 @@ type Removed struct {
 	Resent bool `json:"resent,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
 	Logged bool `json:"logged"`
+	// The removed post's photos (photos.go). Photos lists their paths on
+	// the img nodes, what to purge from a CDN in front of them.
+	// PhotosDeleted is how many were deleted at once (absent when the
+	// purge was not made here); PhotosKept how many another live post
+	// links; PhotosSent how many nodes with an image store were asked to
+	// purge them; PhotosError a stable code when they were not purged
+	// (the removal stands: they then go with the image sweep).
+	Photos        []string `json:"photos,omitempty"`
+	PhotosDeleted *int     `json:"photos_deleted,omitempty"`
+	PhotosKept    int      `json:"photos_kept,omitempty"`
+	PhotosSent    int      `json:"photos_sent,omitempty"`
+	PhotosError   string   `json:"photos_error,omitempty"`
 }
 
 // Remove deletes post id as its author's delete would (every node drops
@@ -306,6 +323,19 @@ type Removed struct {
 func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRequest) (Removed, error) {
 	if err := req.Check(); err != nil {
 		return Removed{}, err
+	}
+	// The photos are read before the post goes; a read that fails only
+	// leaves them to the image sweep.
+	var post string
+	if h, ok := s.photos.(PhotoHolder); ok {
+		defer h.Hold(id)()
+	}
+	if s.photos != nil {
+		if ps, err := s.store.PostsJSON(ctx, []uint64{id}); err == nil {
+			post = ps[0]
+		} else {
+			s.log.Warn("moderation: read a post's photos before its removal", zap.Uint64("post", id), zap.Error(err))
+		}
 	}
 	r, err := s.store.RemoveWithNotice(ctx, id, broker.Removal{Reason: req.Reason, Note: req.Note,
 		At: s.now().UnixMilli(), TTL: s.noticeTTL, RetryFor: s.noticeRetry})
@@ -328,8 +358,12 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		// Removed, but the notice could not be written (retried already).
 		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
 			zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
+		detail := notTold(author, r.Kept)
+		if ph := s.purgePhotos(ctx, id, post, &res); ph != "" {
+			detail += "; " + ph
+		}
 		res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
-			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: notTold(author, r.Kept)})
+			Reason: req.Reason, Note: req.Note, Result: ReasonNotTold, Detail: detail})
 		return res, notToldError(id, author, r.Kept, res, err)
 	}
 	if err != nil {
@@ -340,6 +374,9 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 	detail := "author " + author
 	if res.Told {
 		detail += ", told why"
+	}
+	if ph := s.purgePhotos(ctx, id, post, &res); ph != "" {
+		detail += "; " + ph
 	}
 	res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
 		Reason: req.Reason, Note: req.Note, Result: ResultOK, Detail: detail})

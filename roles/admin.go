@@ -21,7 +21,7 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 		return moderation.Off(moderation.ReasonNotOnRole,
 			"moderation is served by nodes of role db or all; this one is role "+s.cfg.Role), nil
 	}
-	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Chat.QueueTTL, s.cfg.Clock, s.log.Named("moderation"))
+	svc := s.moderationService()
 	h, err := moderation.NewHandler(moderation.HandlerConfig{
 		Service:    svc,
 		Operators:  s.cfg.AdminTokens,
@@ -39,6 +39,14 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 	s.modAPI.Store(h)
 	s.log.Info("moderation API on the admin listener", zap.String("path", "/admin/"))
 	return h, nil
+}
+
+// moderationService is the moderation Service on the node's broker: its
+// removals purge the removed posts' photos (photos.go).
+func (s *Server) moderationService() *moderation.Service {
+	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Chat.QueueTTL, s.cfg.Clock, s.log.Named("moderation"))
+	svc.SetPhotoPurger(s.photoPurger())
+	return svc
 }
 
 // SetAdminTokens replaces the operators' tokens of the moderation API

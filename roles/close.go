@@ -68,6 +68,9 @@ func (s *Server) close() {
 	if s.broker != nil {
 		s.broker.Close()
 	}
+	if s.photoBroker != nil {
+		s.photoBroker.Close()
+	}
 	if s.imgStore != nil {
 		s.imgStore.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/occase/occase/broker"
+	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/wire"
 )
 
@@ -101,3 +102,6 @@ func (s *Server) Digest(password string) string { return s.digest(password) }
 func (s *Server) AfterLoginScript(fn func(banHeard func() bool)) {
 	s.afterLoginScript = func(ss *session) { fn(ss.banned.Load) }
 }
+
+// ModerationService is the Service the node's moderation API runs.
+func (s *Server) ModerationService() *moderation.Service { return s.moderationService() }

@@ -25,10 +25,10 @@ import (
 // clock, so a lease kept in a snapshot across a crash would stop every
 // later sweep.
 func (s *Server) startImageGC(signer *images.Signer) {
-	if s.cfg.ImageGC.Every <= 0 || s.imgStore == nil || s.broker == nil || signer == nil {
+	if s.cfg.ImageGC.Every <= 0 || s.imgGC == nil {
 		return
 	}
-	gc := s.newImageGC(signer, s.cfg.ImageGC, s.imgStore, s.broker)
+	gc := s.imgGC
 	s.bg.Add(1)
 	go func() {
 		defer s.bg.Done()

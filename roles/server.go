@@ -115,6 +115,12 @@ type Server struct {
 	badSigs   atomic.Int64 // uploads refused for a bad signature since the last warning
 	// img role
 	imgStore *images.DirStore
+	imgGC    *images.GC // sweeps and purges imgStore; nil without Redis
+	// photos follows hides and purges (photos.go); nil without Redis.
+	photos *photoFollower
+	// photoBroker is the Redis connection of a node of role img given
+	// --redis, for photos alone.
+	photoBroker *broker.Client
 
 	mu       sync.Mutex
 	sessions map[*session]struct{}
@@ -198,7 +204,7 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 		}
 	}
 	if img {
-		if err := s.buildImg(signer, !db); err != nil {
+		if err := s.buildImg(ctx, signer, !db); err != nil {
 			return nil, err
 		}
 	}
@@ -252,12 +258,15 @@ func (s *Server) processImageSigner(ctx context.Context) (*images.Signer, error)
 
 // buildImg mounts the image routes. A node without the db role answers its
 // own /readyz: it is ready once the store is open.
-func (s *Server) buildImg(signer *images.Signer, alone bool) error {
+func (s *Server) buildImg(ctx context.Context, signer *images.Signer, alone bool) error {
 	st, err := images.NewDirStore(s.cfg.ImageDir)
 	if err != nil {
 		return err
 	}
 	s.imgStore = st
+	if err := s.buildPhotos(ctx, signer, alone); err != nil {
+		return err
+	}
 	s.echo.Use(s.countBadSignatures)
 	s.bg.Add(1)
 	go func() {
@@ -266,6 +275,9 @@ func (s *Server) buildImg(signer *images.Signer, alone bool) error {
 	}()
 	ic := s.cfg.Images
 	ic.Metrics = s.m.reg
+	if s.photos != nil { // never a typed nil in the interface
+		ic.Withheld = s.photos
+	}
 	if ic.ClientKey == nil {
 		// Uploads per address count the same client as the other limits.
 		ic.ClientKey = func(r *http.Request) string { return s.clientKey(clientAddr(r, s.cfg.TrustedProxies)) }

@@ -1,0 +1,48 @@
+package broker
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/redis/rueidis"
+)
+
+// Photos of hidden and removed listings (docs/security.md, "Photos of
+// hidden and removed listings").
+//
+//	photos    pub/sub channel: a moderator's removal, on a node without
+//	          the image store (role db, the CLI), asks the nodes that have
+//	          one to purge the removed post's photos:
+//	          {"op":"purge","id":<id>,"post":<the removed post's JSON>}
+//
+// The img half of a node reads the posts channel's hide, show, upd and
+// del envelopes (posts.go) to keep the photos of hidden posts withheld.
+
+// PhotosChannel is the pub/sub channel of photo purges.
+const PhotosChannel = "photos"
+
+// PostsJSON returns the stored JSON of each of ids ("" for an id Redis
+// holds no post of), in one round trip.
+func (c *Client) PostsJSON(ctx context.Context, ids []uint64) ([]string, error) {
+	out := make([]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	cmds := make(rueidis.Commands, 0, len(ids))
+	for _, id := range ids {
+		cmds = append(cmds, c.rc.B().Hget().Key(c.postsKey("data")).Field(strconv.FormatUint(id, 10)).Build())
+	}
+	for i, r := range c.rc.DoMulti(ctx, cmds...) {
+		s, err := r.ToString()
+		if rueidis.IsRedisNil(err) {
+			continue
+		}
+		if err != nil {
+			return nil, c.wrap("read post "+strconv.FormatUint(ids[i], 10), err)
+		}
+		out[i] = s
+	}
+	return out, nil
+}

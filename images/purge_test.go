@@ -1,0 +1,143 @@
+package images
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/occase/occase/broker/brokertest"
+)
+
+// A purge deletes the removed post's photos that no live post links,
+// whatever their age, and keeps the rest; it reads every post first, and
+// a scan that fails deletes nothing. On a real redis-server and the
+// embedded server.
+func TestPurge(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, be brokertest.Backend) {
+		e := newGCEnv(t, be.Options)
+		ctx := context.Background()
+		now := time.Now().Unix()
+		own, shared, unrelated := e.upload(), e.upload(), e.upload()
+		// The removed post, as it was in Redis: gone from there now.
+		removed := fmt.Sprintf(`{"id":1,"body":"{\"images\":[\"%s.jpg\",\"%s.png\"]}"}`, own, shared)
+		e.publish("8", `{\"images\":[\"`+shared+`.jpg\"]}`, now)
+
+		res, err := e.gc(GCConfig{}, failingPosts{e.b}).Purge(ctx, removed)
+		if err == nil || res.Deleted != 0 || !e.served(own) {
+			t.Fatalf("failed scan: %+v %v", res, err)
+		}
+		res, err = e.gc(GCConfig{}, nil).Purge(ctx, removed)
+		want := []string{"/" + own + ".jpg", "/" + shared + ".png"}
+		if err != nil || res.Deleted != 1 || res.Kept != 1 || res.Missing != 0 || !reflect.DeepEqual(res.Photos, want) {
+			t.Fatalf("purge: %+v %v, want 1 deleted, 1 kept, photos %v", res, err, want)
+		}
+		if e.served(own) || !e.served(shared) || !e.served(unrelated) {
+			t.Fatal("purge deleted the wrong photos")
+		}
+		// Again: already gone.
+		if res, err = e.gc(GCConfig{}, nil).Purge(ctx, removed); err != nil || res.Deleted != 0 || res.Missing != 1 {
+			t.Fatalf("second purge: %+v %v", res, err)
+		}
+		// A post without photos signed by this key purges nothing.
+		other := otherSigner(t).mustName(t)
+		if res, err = e.gc(GCConfig{}, nil).Purge(ctx, `{"body":"`+other+`.jpg"}`); err != nil || len(res.Photos) != 0 {
+			t.Fatalf("foreign photo: %+v %v", res, err)
+		}
+	})
+}
+
+func (s *Signer) mustName(t *testing.T) string {
+	t.Helper()
+	n, err := s.Names(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n[0]
+}
+
+// Links reads what the sweep reads, each photo once, with the extension
+// the link has ("" when none).
+func TestLinks(t *testing.T) {
+	s := newHarness(t, Config{}).signer
+	a, b := s.mustName(t), s.mustName(t)
+	post := `{"body":"{\"images\":[\"` + a + `.webp\",\"https://cdn.example/` + b + `\",\"` + a + `.jpg\"]}"}`
+	got := Links(post, s, 0)
+	want := []Photo{{Digest: a[:DigestLen], Name: a[DigestLen+1:], Ext: "webp"}, {Digest: b[:DigestLen], Name: b[DigestLen+1:]}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Links: %+v, want %+v", got, want)
+	}
+	if p := got[1].Path(); p != "/"+b+".jpg" {
+		t.Fatalf("Path without an extension: %s", p)
+	}
+	if got := Links(post, s, 1); len(got) != 1 {
+		t.Fatalf("Links bounded to 1: %+v", got)
+	}
+}
+
+// The withheld set counts a photo once per hidden post that links it,
+// and keeps to its bounds.
+func TestWithheld(t *testing.T) {
+	w := NewWithheld(2)
+	w.MaxPerPost = 3
+	if !w.Set(1, []string{"a", "b", "a"}) || !w.Set(2, []string{"b", "c"}) {
+		t.Fatal("Set within bounds refused")
+	}
+	if w.Set(3, []string{"d"}) || w.Has("d") {
+		t.Fatal("a third post withheld past the bound of 2")
+	}
+	if w.Set(1, []string{"a", "b", "c", "d"}) {
+		t.Fatal("four photos withheld past the bound of 3")
+	}
+	if w.Posts() != 2 || w.Photos() != 3 {
+		t.Fatalf("%d posts, %d photos", w.Posts(), w.Photos())
+	}
+	w.Drop(1)
+	if w.Has("a") || !w.Has("b") || !w.Has("c") {
+		t.Fatal("dropping post 1 freed a photo post 2 links, or kept one only 1 linked")
+	}
+	if left := w.Replace(map[uint64][]string{5: {"x"}, 6: {"y"}, 7: {"z"}}); left != 1 || w.Posts() != 2 || w.Has("b") {
+		t.Fatalf("Replace: %d left, %d posts", left, w.Posts())
+	}
+	if !w.Holds(5) && !w.Holds(6) {
+		t.Fatal("Holds")
+	}
+}
+
+type withheldFunc func(string) bool
+
+func (f withheldFunc) Has(d string) bool { return f(d) }
+
+// A withheld photo is refused 404 "hidden", never cached, on GET and
+// HEAD; another is served.
+func TestServeWithheld(t *testing.T) {
+	var hidden atomic.Pointer[string]
+	hidden.Store(new(string))
+	h := newHarness(t, Config{Withheld: withheldFunc(func(d string) bool { return d == *hidden.Load() })})
+	jpg := encodeJPEG(t, 8, 8)
+	a, b := h.name(), h.name()
+	for _, n := range []string{a, b} {
+		if code := h.upload("/"+n+".jpg", jpg); code != http.StatusCreated {
+			t.Fatalf("upload: %d", code)
+		}
+	}
+	d := a[:DigestLen]
+	hidden.Store(&d)
+	for _, m := range []string{http.MethodGet, http.MethodHead} {
+		resp, body := h.do(m, "/"+a+".jpg", nil, nil)
+		if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Cache-Control") != "no-store" ||
+			m == http.MethodGet && string(body) != "hidden\n" {
+			t.Fatalf("%s withheld: %d %q %q", m, resp.StatusCode, resp.Header.Get("Cache-Control"), body)
+		}
+	}
+	if resp, _ := h.do(http.MethodGet, "/"+b+".jpg", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET another: %d", resp.StatusCode)
+	}
+	hidden.Store(new(string))
+	if resp, _ := h.do(http.MethodGet, "/"+a+".jpg", nil, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET once no longer withheld: %d", resp.StatusCode)
+	}
+}

@@ -1,0 +1,388 @@
+package roles
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/occase/occase/broker"
+	"github.com/occase/occase/images"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Photos of hidden and removed listings (docs/security.md, "Photos of
+// hidden and removed listings").
+//
+// The img half of a node that reaches Redis (role all; role img given
+// --redis) follows the posts channel: a hide withholds the hidden post's
+// photos (images.Withheld, one map lookup per GET), a show serves them
+// again, an edit of a hidden post withholds its new photos, and a
+// deletion or expiry of a hidden post purges them (withheld until done). The set is loaded at start and again after every reconnect
+// (Redis's hidden set and those posts' JSON). It also follows the photos
+// channel: a moderator's removal made where no image store is (role db,
+// the CLI) asks it to purge the removed post's photos.
+//
+// The removal's side is photopurge.go.
+
+// photoQueueMax bounds the envelopes waiting for the follower; past it
+// they are dropped for one reload, which reads everything afresh.
+const photoQueueMax = 4096
+
+// photoPayloadMax bounds an envelope the follower reads: a post's JSON is
+// far smaller.
+const photoPayloadMax = 1 << 20
+
+type photoFollower struct {
+	b      *broker.Client
+	signer *images.Signer
+	hidden *images.Withheld
+	// purging withholds the photos of a post being purged, so that they
+	// are refused from the removal on, not only once deleted.
+	purging *images.Withheld
+	gc      *images.GC // nil: no store here (never, today: the follower runs on img)
+	log     *zap.Logger
+	// photosOf are the photos of each withheld post, for the purge when
+	// it goes; the Run goroutine's alone.
+	photosOf map[uint64][]images.Photo
+
+	mu sync.Mutex
+	// held are the posts a removal on this node is purging in its
+	// request (hold): their deletion is not purged again by the follower.
+	held   map[uint64]int
+	queue  []photoItem
+	reload bool
+	sig    chan struct{}
+
+	purged   prometheus.Counter
+	purgeErr prometheus.Counter
+}
+
+type photoItem struct {
+	purge   bool // from the photos channel
+	payload string
+}
+
+func newPhotoFollower(b *broker.Client, signer *images.Signer, gc *images.GC, maxHidden int, reg prometheus.Registerer, log *zap.Logger) *photoFollower {
+	f := &photoFollower{b: b, signer: signer, gc: gc, log: log,
+		hidden: images.NewWithheld(maxHidden), purging: images.NewWithheld(0),
+		photosOf: map[uint64][]images.Photo{}, held: map[uint64]int{},
+		sig: make(chan struct{}, 1),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photos_purged_total",
+			Help: "Photos deleted at once, linked by no other live post: of listings a moderator removed, or hidden listings that went."}),
+		purgeErr: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photo_purge_failures_total",
+			Help: "Purges of a removed or deleted hidden listing's photos that failed (the photos then go with the image sweep)."}),
+	}
+	reg.MustRegister(f.purged, f.purgeErr,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_image_withheld_posts",
+			Help: "Listings hidden pending review whose photos this img node refuses."}, func() float64 { return float64(f.hidden.Posts()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_image_withheld_photos",
+			Help: "Photos this img node refuses as those of listings hidden pending review."}, func() float64 { return float64(f.hidden.Photos()) }))
+	return f
+}
+
+// Has is what the image server asks on every GET.
+func (f *photoFollower) Has(digest string) bool {
+	return f.hidden.Has(digest) || f.purging.Has(digest)
+}
+
+// push queues an envelope; it never blocks (it runs on the subscriber's
+// reader).
+func (f *photoFollower) push(it photoItem) {
+	f.mu.Lock()
+	if len(f.queue) >= photoQueueMax {
+		f.queue, f.reload = nil, true
+	} else {
+		f.queue = append(f.queue, it)
+	}
+	f.mu.Unlock()
+	select {
+	case f.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (f *photoFollower) askReload() {
+	f.mu.Lock()
+	f.queue, f.reload = nil, true
+	f.mu.Unlock()
+	select {
+	case f.sig <- struct{}{}:
+	default:
+	}
+}
+
+func (f *photoFollower) take() ([]photoItem, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	q, r := f.queue, f.reload
+	f.queue, f.reload = nil, false
+	return q, r
+}
+
+// Run subscribes to the two channels, loads the withheld set, then follows
+// until ctx ends. Redis may be unreachable at start: it keeps trying, and
+// serves every photo meanwhile.
+func (f *photoFollower) Run(ctx context.Context) {
+	f.b.Handle(broker.PostsChannel, func(_, payload string) {
+		// Most of the channel is new posts: skipped without parsing (the
+		// scripts build the envelope, so its start is fixed).
+		if strings.HasPrefix(payload, `{"op":"post"`) {
+			return
+		}
+		f.push(photoItem{payload: payload})
+	})
+	f.b.Handle(broker.PhotosChannel, func(_, payload string) { f.push(photoItem{purge: true, payload: payload}) })
+	f.b.OnResubscribed(f.askReload)
+	for _, name := range []string{broker.PostsChannel, broker.PhotosChannel} {
+		ch := f.b.Key(name)
+		if !retryUntil(ctx, f.log, "subscribe to the "+name+" channel", func() error { return f.b.Subscribe(ctx, ch) }) {
+			return
+		}
+		defer f.b.Unsubscribe(context.WithoutCancel(ctx), ch)
+	}
+	if !retryUntil(ctx, f.log, "load the photos of hidden posts", func() error { return f.load(ctx) }) {
+		return
+	}
+	var retry <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-retry:
+			retry = nil
+			f.askReload()
+		case <-f.sig:
+			items, reload := f.take()
+			if reload {
+				if err := f.load(ctx); err != nil {
+					f.log.Warn("reloading the photos of hidden posts failed; retrying", zap.Error(err))
+					retry = time.After(time.Second)
+				}
+				continue
+			}
+			for _, it := range items {
+				if it.purge {
+					f.applyPurge(ctx, it.payload)
+				} else {
+					f.apply(ctx, it.payload)
+				}
+			}
+		}
+	}
+}
+
+func retryUntil(ctx context.Context, log *zap.Logger, what string, fn func() error) bool {
+	backoff := broker.Backoff{First: 100 * time.Millisecond, Max: 2 * time.Second}
+	var last string
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if cause := err.Error(); cause != last {
+			log.Warn(what+" failed; retrying", zap.Error(err))
+			last = cause
+		}
+		if !backoff.Wait(ctx.Done()) {
+			return false
+		}
+	}
+}
+
+// load makes the withheld set the photos of Redis's hidden posts.
+func (f *photoFollower) load(ctx context.Context) error {
+	ids, err := f.b.HiddenPosts(ctx)
+	if err != nil {
+		return err
+	}
+	bodies, err := f.b.PostsJSON(ctx, ids)
+	if err != nil {
+		return err
+	}
+	all := make(map[uint64][]string, len(ids))
+	f.photosOf = make(map[uint64][]images.Photo, len(ids))
+	for i, id := range ids {
+		ps := images.Links(bodies[i], f.signer, images.MaxWithheldPerPost+1)
+		all[id] = digests(ps)
+		if len(ps) <= images.MaxWithheldPerPost {
+			f.photosOf[id] = ps
+		}
+	}
+	if left := f.hidden.Replace(all); left > 0 {
+		f.log.Warn("photos of some hidden posts are served: over the withheld set's bounds", zap.Int("posts", left))
+	}
+	f.log.Info("photos of hidden posts withheld", zap.Int("posts", f.hidden.Posts()), zap.Int("photos", f.hidden.Photos()))
+	return nil
+}
+
+func digests(ps []images.Photo) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Digest
+	}
+	return out
+}
+
+func paths(ps []images.Photo) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Path()
+	}
+	return out
+}
+
+// apply reads one posts-channel envelope.
+func (f *photoFollower) apply(ctx context.Context, payload string) {
+	if len(payload) > photoPayloadMax {
+		return
+	}
+	var e struct {
+		Op   string          `json:"op"`
+		IDs  []uint64        `json:"ids"`
+		Post json.RawMessage `json:"post"`
+	}
+	if json.Unmarshal([]byte(payload), &e) != nil {
+		return // the posts service logs and counts what does not parse
+	}
+	switch e.Op {
+	case "hide":
+		bodies, err := f.b.PostsJSON(ctx, e.IDs)
+		if err != nil {
+			f.log.Warn("read a hidden post's photos failed; reloading", zap.Error(err))
+			f.askReload()
+			return
+		}
+		for i, id := range e.IDs {
+			if bodies[i] == "" {
+				continue // gone already
+			}
+			ps := images.Links(bodies[i], f.signer, images.MaxWithheldPerPost+1)
+			if !f.hidden.Set(id, digests(ps)) {
+				f.log.Warn("photos of a hidden post served: over the withheld set's bounds", zap.Uint64("post", id), zap.Int("photos", len(ps)))
+				continue
+			}
+			f.photosOf[id] = ps
+			if len(ps) > 0 {
+				// The paths, for a CDN purge: a CDN in front keeps what it
+				// cached until purged.
+				f.log.Info("photos of a hidden post withheld", zap.Uint64("post", id), zap.Strings("photos", paths(ps)))
+			}
+		}
+	case "show":
+		for _, id := range e.IDs {
+			delete(f.photosOf, id)
+			if d := f.hidden.Drop(id); len(d) > 0 {
+				f.log.Info("photos of a post shown again served", zap.Uint64("post", id), zap.Int("photos", len(d)))
+			}
+		}
+	case "del":
+		// A hidden listing that goes (removed, deleted by its author,
+		// expired) has its photos purged here, withheld until then: its
+		// deletion must not serve them again.
+		for _, id := range e.IDs {
+			ps, ok := f.photosOf[id]
+			delete(f.photosOf, id)
+			if !ok {
+				f.hidden.Drop(id)
+				continue
+			}
+			f.purging.Set(id, digests(ps))
+			f.hidden.Drop(id)
+			if f.isHeld(id) {
+				continue // the removal's request purges, and releases them
+			}
+			pctx, cancel := context.WithTimeout(ctx, PurgeTimeout)
+			f.purgeLinks(pctx, id, ps, "photos of a deleted hidden post purged")
+			cancel()
+			f.purging.Drop(id)
+		}
+	case "upd":
+		var p struct {
+			ID uint64 `json:"id"`
+		}
+		if json.Unmarshal(e.Post, &p) != nil || !f.hidden.Holds(p.ID) {
+			return
+		}
+		ps := images.Links(string(e.Post), f.signer, images.MaxWithheldPerPost+1)
+		if !f.hidden.Set(p.ID, digests(ps)) {
+			f.log.Warn("photos of an edited hidden post served: over the withheld set's bounds", zap.Uint64("post", p.ID))
+			return
+		}
+		f.photosOf[p.ID] = ps
+	}
+}
+
+// purgeMsg is a removal's request on the photos channel.
+type purgeMsg struct {
+	Op   string          `json:"op"`
+	ID   uint64          `json:"id"`
+	Post json.RawMessage `json:"post"`
+}
+
+func (f *photoFollower) applyPurge(ctx context.Context, payload string) {
+	if f.gc == nil || len(payload) > photoPayloadMax {
+		return
+	}
+	var m purgeMsg
+	if json.Unmarshal([]byte(payload), &m) != nil || m.Op != "purge" {
+		f.log.Warn("skipped a photos broadcast that does not parse", zap.Int("bytes", len(payload)))
+		return
+	}
+	f.purge(ctx, m.ID, string(m.Post)) // logged there
+}
+
+// purge deletes the photos of removed post id (its JSON) that no live post
+// links, withholding them meanwhile.
+func (f *photoFollower) purge(ctx context.Context, id uint64, post string) (images.PurgeResult, error) {
+	ps := images.Links(post, f.signer, images.MaxWithheldPerPost)
+	if len(ps) == 0 {
+		return images.PurgeResult{}, nil
+	}
+	f.purging.Set(id, digests(ps))
+	defer f.purging.Drop(id)
+	return f.purgeLinks(ctx, id, ps, "photos of a removed post purged")
+}
+
+// purgeLinks deletes the photos ps of post id, gone, that no live post
+// links, and logs done.
+func (f *photoFollower) purgeLinks(ctx context.Context, id uint64, ps []images.Photo, done string) (images.PurgeResult, error) {
+	res, err := f.gc.PurgeLinks(ctx, ps)
+	if err != nil {
+		f.log.Error("purge the photos of a post", zap.Uint64("post", id), zap.Error(err), zap.Strings("photos", res.Photos))
+		f.purgeErr.Inc()
+		return res, err
+	}
+	f.purged.Add(float64(res.Deleted))
+	f.log.Info(done, zap.Uint64("post", id), zap.Int("deleted", res.Deleted),
+		zap.Int("kept", res.Kept), zap.Int("missing", res.Missing), zap.Strings("photos", res.Photos))
+	return res, nil
+}
+
+// hold marks post id as purged by a removal's request on this node, from
+// before the removal until the returned func, called after the purge,
+// which also ends the withholding a deletion seen meanwhile began.
+func (f *photoFollower) hold(id uint64) func() {
+	f.mu.Lock()
+	f.held[id]++
+	f.mu.Unlock()
+	return func() {
+		f.mu.Lock()
+		if f.held[id]--; f.held[id] <= 0 {
+			delete(f.held, id)
+		}
+		f.mu.Unlock()
+		f.purging.Drop(id)
+	}
+}
+
+func (f *photoFollower) isHeld(id uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held[id] > 0
+}
