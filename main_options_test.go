@@ -1,9 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -46,4 +51,197 @@ func TestEveryOptionDocumented(t *testing.T) {
 	if len(noDoc) > 0 {
 		t.Errorf("flags in neither README.md's options table nor docs/operations.md: %s", strings.Join(noDoc, " "))
 	}
+}
+
+// docFiles are the pages a newcomer and an operator read for options.
+// (docs/backup.md is left out: its flags are redis-cli's and rsync's.)
+var docFiles = []string{"README.md", "docs/operations.md", "docs/http-api.md", "docs/security.md", "docs/push.md"}
+
+// foreignFlags are other tools' flags the docs name (kubelet, docker,
+// sysctl, any --help).
+var foreignFlags = map[string]bool{"allowed-unsafe-sysctls": true, "build-arg": true, "system": true, "help": true}
+
+// allFlags maps every flag name of every command and subcommand to its
+// flags (a name such as --redis is on several commands).
+func allFlags() map[string][]cli.Flag {
+	m := map[string][]cli.Flag{}
+	var walk func([]*cli.Command)
+	walk = func(cs []*cli.Command) {
+		for _, c := range cs {
+			for _, f := range c.Flags {
+				for _, n := range f.Names() {
+					m[n] = append(m[n], f)
+				}
+			}
+			walk(c.Subcommands)
+		}
+	}
+	walk(app().Commands)
+	return m
+}
+
+// TestDocumentedOptionsExist is TestEveryOptionDocumented the other way
+// round: every --flag the docs name is a flag of some occase command (a
+// --name-* pattern: the start of one), and every row of an option table
+// (`| --flag | default | ...`) gives the serve flag's real default, so a
+// renamed flag or a changed default cannot leave the docs behind.
+func TestDocumentedOptionsExist(t *testing.T) {
+	flags := allFlags()
+	d := serveDefaults()
+	serve := map[string]cli.Flag{}
+	for _, f := range append(append(serveFlags(&d), pushFlags(&d)...), imageLifecycleFlags(&d)...) {
+		serve[f.Names()[0]] = f
+	}
+	mention := regexp.MustCompile("--[a-z][a-z0-9-]*\\*?")
+	for _, file := range docFiles {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range mention.FindAllString(line, -1) {
+				name := strings.TrimPrefix(m, "--")
+				if seen[name] || foreignFlags[name] {
+					continue
+				}
+				seen[name] = true
+				if strings.HasSuffix(name, "*") || strings.HasSuffix(name, "-") {
+					prefix := strings.TrimSuffix(name, "*")
+					found := false
+					for n := range flags {
+						found = found || strings.HasPrefix(n, prefix)
+					}
+					if !found {
+						t.Errorf("%s:%d names --%s, and no flag starts so", file, i+1, name)
+					}
+				} else if flags[name] == nil {
+					t.Errorf("%s:%d names --%s, which no occase command has", file, i+1, name)
+				}
+			}
+			if strings.HasPrefix(line, "| `--") {
+				for _, e := range checkDefaultRow(line, serve) {
+					t.Errorf("%s:%d: %s", file, i+1, e)
+				}
+			}
+		}
+	}
+}
+
+var backticked = regexp.MustCompile("`([^`]*)`")
+
+// checkDefaultRow checks one option table row. Its first cell holds
+// groups of flags separated by commas (`--a` / `--a-file` is one group,
+// whose first flag holds the default); its second cell one default per
+// group, separated by commas: the first backticked value, nothing (the
+// default is empty, zero or off) or a parenthesis, which describes and is
+// not checked. A second cell of one part stands for every group.
+func checkDefaultRow(line string, serve map[string]cli.Flag) []string {
+	cells := strings.Split(strings.ReplaceAll(line, `\|`, "\x00"), "|")
+	if len(cells) < 4 {
+		return []string{"option row with fewer than three cells"}
+	}
+	var groups []string
+	for _, g := range strings.Split(cells[1], ",") {
+		if m := backticked.FindStringSubmatch(g); m != nil {
+			groups = append(groups, strings.TrimPrefix(m[1], "--"))
+		}
+	}
+	var errs []string
+	for _, name := range groups {
+		if serve[name] == nil {
+			errs = append(errs, fmt.Sprintf("--%s is not a serve flag", name))
+		}
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	parts := splitTop(cells[2])
+	if len(parts) == 1 && len(groups) > 1 && !backticked.MatchString(strings.TrimSpace(parts[0])) {
+		for len(parts) < len(groups) {
+			parts = append(parts, parts[0])
+		}
+	}
+	if len(parts) != len(groups) {
+		return []string{fmt.Sprintf("%d defaults for %d flags: cannot tell which is whose", len(parts), len(groups))}
+	}
+	for i, name := range groups {
+		part := strings.TrimSpace(parts[i])
+		v := flagDefault(serve[name])
+		switch m := backticked.FindStringSubmatch(part); {
+		case strings.HasPrefix(part, "("):
+		case m == nil:
+			if !zeroDefault(v) {
+				errs = append(errs, fmt.Sprintf("--%s: the table gives no default, the binary's is %q", name, v))
+			}
+		case !sameDefault(m[1], v):
+			errs = append(errs, fmt.Sprintf("--%s: the table says %q, the binary %q", name, m[1], v))
+		}
+	}
+	return errs
+}
+
+// splitTop splits s at the commas outside parentheses and backticks.
+func splitTop(s string) []string {
+	var parts []string
+	depth, tick, start := 0, false, 0
+	for i, r := range s {
+		switch {
+		case r == '`':
+			tick = !tick
+		case tick:
+		case r == '(':
+			depth++
+		case r == ')':
+			depth--
+		case r == ',' && depth == 0:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
+}
+
+// flagDefault is the default --help shows.
+func flagDefault(f cli.Flag) string {
+	d := f.(cli.DocGenerationFlag)
+	if s := d.GetDefaultText(); s != "" {
+		return strings.Trim(s, `"`)
+	}
+	return strings.Trim(d.GetValue(), `"`)
+}
+
+func zeroDefault(v string) bool {
+	switch v {
+	case "", "0", "0s", "false", "[]":
+		return true
+	}
+	return false
+}
+
+// sameDefault compares a documented default with the binary's, as text,
+// as durations (60s is 1m0s) or as numbers with binary units (64KiB is
+// 65536; 0.0333 is 1/30 to 1 %).
+func sameDefault(doc, bin string) bool {
+	if doc == bin {
+		return true
+	}
+	if a, err := time.ParseDuration(doc); err == nil {
+		b, err := time.ParseDuration(bin)
+		return err == nil && a == b
+	}
+	a, okA := docNumber(doc)
+	b, okB := docNumber(bin)
+	return okA && okB && math.Abs(a-b) <= 0.01*math.Abs(b)
+}
+
+func docNumber(s string) (float64, bool) {
+	mult := 1.0
+	for suffix, m := range map[string]float64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSuffix(s, suffix), m
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f * mult, err == nil
 }
