@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -227,7 +228,7 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 		}
 		cfg.PublicURL = u
 	}
-	log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), c.Int("log-per-second"))
+	log, limiter, err := newLogger(cmp.Or(c.String("log-format"), "console"), cmp.Or(c.String("log-level"), "info"), c.Int("log-per-second"))
 	if err != nil {
 		return err
 	}
