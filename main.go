@@ -573,7 +573,54 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 	if err := imageLifecycleConfigFrom(c, &cfg); err != nil {
 		return cfg, err
 	}
+	if err := checkNumbers(c); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// checkNumbers refuses what no number flag means: a negative value (a
+// negative --idle-timeout crashed the node at its first connection) and a
+// burst under 1 beside a rate that is on (--chat-burst 0 refused every
+// message as rate_limited). Flags with a check of their own have made it
+// already.
+func checkNumbers(c *cli.Context) error {
+	num := func(f cli.Flag) (float64, string, bool) {
+		n := f.Names()[0]
+		switch f.(type) {
+		case *cli.DurationFlag:
+			return float64(c.Duration(n)), c.Duration(n).String(), true
+		case *cli.IntFlag:
+			return float64(c.Int(n)), fmt.Sprint(c.Int(n)), true
+		case *cli.Int64Flag:
+			return float64(c.Int64(n)), fmt.Sprint(c.Int64(n)), true
+		case *cli.Float64Flag:
+			return c.Float64(n), fmt.Sprint(c.Float64(n)), true
+		}
+		return 0, "", false
+	}
+	byName := map[string]cli.Flag{}
+	for _, f := range c.Command.Flags {
+		byName[f.Names()[0]] = f
+	}
+	for _, f := range c.Command.Flags {
+		n := f.Names()[0]
+		v, text, ok := num(f)
+		if !ok {
+			continue
+		}
+		if v < 0 {
+			return fmt.Errorf("--%s %s: must not be negative", n, text)
+		}
+		rf := byName[strings.Replace(n, "burst", "rate", 1)]
+		if !strings.Contains(n, "burst") || rf == nil {
+			continue
+		}
+		if rate, rtext, _ := num(rf); rate > 0 && v < 1 {
+			return fmt.Errorf("--%s %s: want at least 1 while --%s is %s (0 there turns the limit off)", n, text, rf.Names()[0], rtext)
+		}
+	}
+	return nil
 }
 
 // splitList accepts both repeated flags and comma-separated values.

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -244,4 +247,54 @@ func docNumber(s string) (float64, bool) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	return f * mult, err == nil
+}
+
+// refusedAtStart runs the binary with args, which must be refused: a
+// non-zero exit within seconds, one "occase: " line on stderr holding
+// want, and no stack trace.
+func refusedAtStart(t *testing.T, want string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var e bytes.Buffer
+	cmd := exec.CommandContext(ctx, binary(t), args...)
+	cmd.Stderr = &e
+	cmd.Env = append(os.Environ(), "OCCASE_LOG_FORMAT=")
+	err := cmd.Run()
+	var lines []string
+	for _, l := range strings.Split(e.String(), "\n") {
+		if strings.HasPrefix(l, "occase: ") {
+			lines = append(lines, l)
+		}
+	}
+	if err == nil || ctx.Err() != nil || len(lines) != 1 || !strings.Contains(lines[0], want) ||
+		strings.Contains(e.String(), "goroutine ") || strings.Contains(e.String(), "panic:") {
+		t.Errorf("occase %s: %v, stderr:\n%s\nwant one line holding %q", strings.Join(args, " "), err, e.String(), want)
+	}
+}
+
+// Number flags that no value makes sense of are refused at start, with
+// one line: a negative --idle-timeout crashed the node at its first
+// connection; 0 there, in --login-timeout, --max-frame or --send-queue
+// closed every connection at once; a burst of 0 beside a rate refused
+// every request.
+func TestBadNumberFlagsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--idle-timeout", "-5s"}, "--idle-timeout -5s: must not be negative"},
+		{[]string{"--drain-timeout", "-1s"}, "--drain-timeout -1s: must not be negative"},
+		{[]string{"--chat-queue-cap", "-3"}, "--chat-queue-cap -3: must not be negative"},
+		{[]string{"--report-rate", "-1"}, "--report-rate -1: must not be negative"},
+		{[]string{"--idle-timeout", "0s"}, "--idle-timeout 0s: want more than 0"},
+		{[]string{"--login-timeout", "0s"}, "--login-timeout 0s: want more than 0"},
+		{[]string{"--max-frame", "0"}, "--max-frame 0: want at least 1024 bytes"},
+		{[]string{"--send-queue", "0"}, "--send-queue 0: want at least 1"},
+		{[]string{"--send-queue-bytes", "0"}, "--send-queue-bytes 0: want at least 1"},
+		{[]string{"--chat-burst", "0"}, "--chat-burst 0: want at least 1 while --chat-rate is 50"},
+		{[]string{"--read-burst", "0"}, "--read-burst 0: want at least 1 while --read-rate is 20"},
+	} {
+		refusedAtStart(t, tc.want, append([]string{"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", ""}, tc.args...)...)
+	}
 }

@@ -237,6 +237,20 @@ func (c Config) parts() (db, img bool, err error) {
 	if !ok {
 		return false, false, fmt.Errorf("unknown role %q (want db, img or all)", c.Role)
 	}
+	// Zero here is no "off": every connection would be closed at once
+	// (4002, 4005, 1009, 4004).
+	switch {
+	case c.LoginTimeout <= 0:
+		return false, false, fmt.Errorf("--login-timeout %v: want more than 0", c.LoginTimeout)
+	case c.IdleTimeout <= 0:
+		return false, false, fmt.Errorf("--idle-timeout %v: want more than 0", c.IdleTimeout)
+	case c.MaxFrame < 1024:
+		return false, false, fmt.Errorf("--max-frame %d: want at least 1024 bytes", c.MaxFrame)
+	case c.SendQueue < 1:
+		return false, false, fmt.Errorf("--send-queue %d: want at least 1", c.SendQueue)
+	case c.SendQueueBytes < 1:
+		return false, false, fmt.Errorf("--send-queue-bytes %d: want at least 1", c.SendQueueBytes)
+	}
 	if c.WriteDelay < 0 || c.WriteDelay > time.Second {
 		return false, false, fmt.Errorf("--write-delay %v: want 0 to 1s", c.WriteDelay)
 	}
