@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -209,6 +210,11 @@ func registerTokenCommand() *cli.Command {
 }
 
 func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
+	if c.NArg() > 0 {
+		// "--redis= redis:6379" or a value after a boolean flag: the value
+		// would otherwise be dropped without a word.
+		return fmt.Errorf("serve takes no arguments, got %q (give values as --flag value or --flag=value)", c.Args().First())
+	}
 	cfg, err := configFrom(c, d)
 	if err != nil {
 		return err
@@ -465,6 +471,12 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 	cfg.Domains = splitList(c.StringSlice("domain"))
 	cfg.Redis.Addrs = splitList(c.StringSlice("redis"))
 	cfg.Redis.Sentinels = splitList(c.StringSlice("redis-sentinel"))
+	if err := checkAddrs("redis", cfg.Redis.Addrs); err != nil {
+		return cfg, err
+	}
+	if err := checkAddrs("redis-sentinel", cfg.Redis.Sentinels); err != nil {
+		return cfg, err
+	}
 	if f := c.String("redis-password-file"); f != "" {
 		if cfg.Redis.Password != "" {
 			return cfg, fmt.Errorf("give --redis-password or --redis-password-file, not both")
@@ -577,6 +589,23 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 		return cfg, err
 	}
 	return cfg, nil
+}
+
+// checkAddrs refuses a Redis address that no retry can reach: not
+// host:port (a redis:// URL, a missing or named port), which a node
+// would otherwise retry in the background for ever. A host that does not
+// resolve yet is left to the retries.
+func checkAddrs(flag string, addrs []string) error {
+	for _, a := range addrs {
+		if flag == "redis" && a == broker.Embedded {
+			continue
+		}
+		_, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("--%s %q: want host:port, e.g. redis:6379 (no URL scheme)", flag, a)
+		}
+	}
+	return nil
 }
 
 // checkNumbers refuses what no number flag means: a negative value (a

@@ -298,3 +298,23 @@ func TestBadNumberFlagsRefused(t *testing.T) {
 		refusedAtStart(t, tc.want, append([]string{"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", ""}, tc.args...)...)
 	}
 }
+
+// A Redis address no retry can reach and a stray argument are refused at
+// start: the node used to retry "redis://host" in the background for
+// ever, and dropped "serve extra" (the value of "--redis-cluster true",
+// of "--redis= host") without a word.
+func TestBadAddressesAndArgumentsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--redis", "redis://cache:6379"}, `--redis "redis://cache:6379": want host:port`},
+		{[]string{"--redis", "cache:redis"}, `--redis "cache:redis": want host:port`},
+		{[]string{"--redis", "h1:7000,h2"}, `--redis "h2": want host:port`},
+		{[]string{"--redis-sentinel", "s1:26379,s2", "--redis-master", "m"}, `--redis-sentinel "s2": want host:port`},
+		{[]string{"--redis-cluster", "true"}, `serve takes no arguments, got "true"`},
+	} {
+		refusedAtStart(t, tc.want, append([]string{"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", ""}, tc.args...)...)
+	}
+	refusedAtStart(t, `--redis "redis://cache:6379": want host:port`, "moderate", "bans", "--redis", "redis://cache:6379")
+}
