@@ -135,7 +135,7 @@ func imagesCommand() *cli.Command {
 				defer stop()
 				res, err := roles.SweepImages(ctx, cfg, log)
 				if err != nil {
-					return fmt.Errorf("image sweep (%s): %w", res.Outcome, err)
+					return fmt.Errorf("image sweep (%s): %w", cmp.Or(res.Outcome, "not started"), err)
 				}
 				return nil
 			},
