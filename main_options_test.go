@@ -318,3 +318,11 @@ func TestBadAddressesAndArgumentsRefused(t *testing.T) {
 	}
 	refusedAtStart(t, `--redis "redis://cache:6379": want host:port`, "moderate", "bans", "--redis", "redis://cache:6379")
 }
+
+// An embedded snapshot that cannot be written is refused at start: the
+// node used to run with its data in memory only, logging a failed write
+// every 5 s.
+func TestUnwritableSnapshotRefused(t *testing.T) {
+	refusedAtStart(t, "the embedded snapshot /proc/occase/embedded.json cannot be written: mkdir /proc/occase",
+		"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", "/proc/occase/embedded.json")
+}

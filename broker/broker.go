@@ -182,6 +182,10 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 				zap.String("addr", m.Addr()))
 			break
 		}
+		if err := checkSnapshotDir(opt.SnapshotPath); err != nil {
+			m.Close()
+			return nil, err
+		}
 		n, err := restoreSnapshot(m, opt.SnapshotPath)
 		if err != nil {
 			m.Close()
