@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -325,4 +326,17 @@ func TestBadAddressesAndArgumentsRefused(t *testing.T) {
 func TestUnwritableSnapshotRefused(t *testing.T) {
 	refusedAtStart(t, "the embedded snapshot /proc/occase/embedded.json cannot be written: mkdir /proc/occase",
 		"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", "/proc/occase/embedded.json")
+}
+
+// A listen address in use is refused with the flag that names it: the
+// line said "listen on host:port" for --addr and --admin-addr alike.
+func TestAddressInUseNamesItsFlag(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	used := l.Addr().String()
+	refusedAtStart(t, "--addr: listen on "+used+": ", "serve", "--addr", used, "--embedded-snapshot", "")
+	refusedAtStart(t, "--admin-addr: listen on "+used+": ", "serve", "--addr", "127.0.0.1:0", "--admin-addr", used, "--embedded-snapshot", "")
 }
