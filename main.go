@@ -234,6 +234,9 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 		}
 		cfg.PublicURL = u
 	}
+	if err := cfg.Check(); err != nil {
+		return err
+	}
 	log, limiter, err := newLogger(cmp.Or(c.String("log-format"), "console"), cmp.Or(c.String("log-level"), "info"), c.Int("log-per-second"))
 	if err != nil {
 		return err

@@ -260,7 +260,7 @@ func docNumber(s string) (float64, bool) {
 // refusedAtStart runs the binary with args, which must be refused: a
 // non-zero exit within seconds, one "occase: " line on stderr holding
 // want, and no stack trace.
-func refusedAtStart(t *testing.T, want string, args ...string) {
+func refusedAtStart(t *testing.T, want string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -278,6 +278,16 @@ func refusedAtStart(t *testing.T, want string, args ...string) {
 	if err == nil || ctx.Err() != nil || len(lines) != 1 || !strings.Contains(lines[0], want) ||
 		strings.Contains(e.String(), "goroutine ") || strings.Contains(e.String(), "panic:") {
 		t.Errorf("occase %s: %v, stderr:\n%s\nwant one line holding %q", strings.Join(args, " "), err, e.String(), want)
+	}
+	return e.String()
+}
+
+// refusedAlone is refusedAtStart for a mistake found before the node
+// logs anything: the refusal is all stderr holds.
+func refusedAlone(t *testing.T, want string, args ...string) {
+	t.Helper()
+	if out := refusedAtStart(t, want, args...); strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("occase %s: more than the refusal on stderr:\n%s", strings.Join(args, " "), out)
 	}
 }
 
@@ -302,8 +312,10 @@ func TestBadNumberFlagsRefused(t *testing.T) {
 		{[]string{"--send-queue-bytes", "0"}, "--send-queue-bytes 0: want at least 1"},
 		{[]string{"--chat-burst", "0"}, "--chat-burst 0: want at least 1 while --chat-rate is 50"},
 		{[]string{"--read-burst", "0"}, "--read-burst 0: want at least 1 while --read-rate is 20"},
+		{[]string{"--role", "dB"}, `unknown role "dB" (want db, img or all)`},
+		{[]string{"--role", "db"}, "role db needs --redis"},
 	} {
-		refusedAtStart(t, tc.want, append([]string{"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", ""}, tc.args...)...)
+		refusedAlone(t, tc.want, append([]string{"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", ""}, tc.args...)...)
 	}
 }
 
@@ -322,7 +334,7 @@ func TestBadAddressesAndArgumentsRefused(t *testing.T) {
 		{[]string{"--redis-sentinel", "s1:26379,s2", "--redis-master", "m"}, `--redis-sentinel "s2": want host:port`},
 		{[]string{"--redis-cluster", "true"}, `serve takes no arguments, got "true"`},
 	} {
-		refusedAtStart(t, tc.want, append([]string{"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", ""}, tc.args...)...)
+		refusedAlone(t, tc.want, append([]string{"serve", "--addr", "127.0.0.1:0", "--embedded-snapshot", ""}, tc.args...)...)
 	}
 	refusedAtStart(t, `--redis "redis://cache:6379": want host:port`, "moderate", "bans", "--redis", "redis://cache:6379")
 }

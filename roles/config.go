@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -230,6 +231,23 @@ var roleTable = map[string][]string{
 	"db":  {"db"},
 	"img": {"img"},
 	"all": {"db", "img"},
+}
+
+// Check says what is wrong with c, if anything, before New opens
+// anything: main calls it before its first log line, so a mistyped flag
+// is one line.
+func (c Config) Check() error {
+	db, img, err := c.parts()
+	if err != nil {
+		return err
+	}
+	if c.Secret != nil && len(c.Secret) != 32 {
+		return fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(c.Secret))
+	}
+	if db && !img && len(c.Redis.Addrs) == 0 && len(c.Redis.Sentinels) == 0 {
+		return errors.New("role db needs --redis, the Redis shared by every node (--redis=embedded runs the in-process server, for a single node)")
+	}
+	return nil
 }
 
 func (c Config) parts() (db, img bool, err error) {
