@@ -199,6 +199,10 @@ func registerTokenCommand() *cli.Command {
 			if key == nil {
 				return errors.New("give --register-key or --register-key-file")
 			}
+			if ttl := c.Duration("ttl"); ttl <= 0 || ttl > roles.MaxSignupTokenLife {
+				// A node answers such a token bad_token: say so here.
+				return fmt.Errorf("--ttl %v: want more than 0 and at most %v (nodes refuse a token that expires later)", ttl, roles.MaxSignupTokenLife)
+			}
 			tok, err := roles.SignupToken(key, c.String("subject"), time.Now().Add(c.Duration("ttl")))
 			if err != nil {
 				return err
