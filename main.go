@@ -316,6 +316,9 @@ func reloadTokensOnHUP(ctx context.Context, path string, srv *roles.Server, log 
 }
 
 func probe(ctx context.Context, url string) error {
+	if url == "" {
+		return errors.New("probe needs a URL, e.g. occase probe http://127.0.0.1:8080/healthz")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -358,4 +360,23 @@ func TestAddressInUseNamesItsFlag(t *testing.T) {
 	used := l.Addr().String()
 	refusedAtStart(t, "--addr: listen on "+used+": ", "serve", "--addr", used, "--embedded-snapshot", "")
 	refusedAtStart(t, "--admin-addr: listen on "+used+": ", "serve", "--addr", "127.0.0.1:0", "--admin-addr", used, "--embedded-snapshot", "")
+}
+
+// occase probe (the container's HEALTHCHECK) passes on 200 only, and
+// without a URL says what it needs: it said `Get "": unsupported protocol
+// scheme ""`.
+func TestProbe(t *testing.T) {
+	code := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }))
+	defer srv.Close()
+	if err := probe(context.Background(), srv.URL); err != nil {
+		t.Fatalf("probe of a 200: %v", err)
+	}
+	code = http.StatusServiceUnavailable
+	if err := probe(context.Background(), srv.URL); err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("probe of a 503: %v", err)
+	}
+	if err := probe(context.Background(), ""); err == nil || !strings.Contains(err.Error(), "probe needs a URL") {
+		t.Fatalf("probe without a URL: %v", err)
+	}
 }
