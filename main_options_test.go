@@ -94,10 +94,11 @@ func allFlags() map[string][]cli.Flag {
 }
 
 // TestDocumentedOptionsExist is TestEveryOptionDocumented the other way
-// round: every --flag the docs name is a flag of some occase command (a
-// --name-* pattern: the start of one), and every row of an option table
-// (`| --flag | default | ...`) gives the serve flag's real default, so a
-// renamed flag or a changed default cannot leave the docs behind.
+// round: every --flag (a --name-* pattern: the start of one) and every
+// OCCASE_ variable the docs name is one of some occase command, and
+// every row of an option table (`| --flag | default | ...`) gives the
+// serve flag's real default, so a renamed flag or a changed default
+// cannot leave the docs behind.
 func TestDocumentedOptionsExist(t *testing.T) {
 	flags := allFlags()
 	d := serveDefaults()
@@ -106,6 +107,20 @@ func TestDocumentedOptionsExist(t *testing.T) {
 		serve[f.Names()[0]] = f
 	}
 	mention := regexp.MustCompile("--[a-z][a-z0-9-]*\\*?")
+	// Every OCCASE_ variable the docs name is some flag's, or one the
+	// tests read (scripts/test.sh, webapp/README.md).
+	envs := map[string]bool{"OCCASE_SKIP_BROWSER": true, "OCCASE_CHROMIUM": true, "OCCASE_ARTIFACTS": true,
+		"OCCASE_BIN": true, "OCCASE_TEST_REDIS": true}
+	for _, fs := range flags {
+		for _, f := range fs {
+			if ev, ok := f.(interface{ GetEnvVars() []string }); ok {
+				for _, e := range ev.GetEnvVars() {
+					envs[e] = true
+				}
+			}
+		}
+	}
+	envMention := regexp.MustCompile(`OCCASE_[A-Z0-9_]*[A-Z0-9]`)
 	for _, file := range docFiles {
 		b, err := os.ReadFile(file)
 		if err != nil {
@@ -113,6 +128,11 @@ func TestDocumentedOptionsExist(t *testing.T) {
 		}
 		seen := map[string]bool{}
 		for i, line := range strings.Split(string(b), "\n") {
+			for _, e := range envMention.FindAllString(line, -1) {
+				if !envs[e] {
+					t.Errorf("%s:%d names %s, which is no flag's variable", file, i+1, e)
+				}
+			}
 			for _, m := range mention.FindAllString(line, -1) {
 				name := strings.TrimPrefix(m, "--")
 				if seen[name] || foreignFlags[name] {
