@@ -5,6 +5,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -197,6 +199,10 @@ func registerTokenCommand() *cli.Command {
 			if key == nil {
 				return errors.New("give --register-key or --register-key-file")
 			}
+			if ttl := c.Duration("ttl"); ttl <= 0 || ttl > roles.MaxSignupTokenLife {
+				// A node answers such a token bad_token: say so here.
+				return fmt.Errorf("--ttl %v: want more than 0 and at most %v (nodes refuse a token that expires later)", ttl, roles.MaxSignupTokenLife)
+			}
 			tok, err := roles.SignupToken(key, c.String("subject"), time.Now().Add(c.Duration("ttl")))
 			if err != nil {
 				return err
@@ -208,6 +214,11 @@ func registerTokenCommand() *cli.Command {
 }
 
 func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
+	if c.NArg() > 0 {
+		// "--redis= redis:6379" or a value after a boolean flag: the value
+		// would otherwise be dropped without a word.
+		return fmt.Errorf("serve takes no arguments, got %q (give values as --flag value or --flag=value)", c.Args().First())
+	}
 	cfg, err := configFrom(c, d)
 	if err != nil {
 		return err
@@ -227,7 +238,10 @@ func serve(c *cli.Context, d roles.Config, b roles.BuildInfo) error {
 		}
 		cfg.PublicURL = u
 	}
-	log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), c.Int("log-per-second"))
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	log, limiter, err := newLogger(cmp.Or(c.String("log-format"), "console"), cmp.Or(c.String("log-level"), "info"), c.Int("log-per-second"))
 	if err != nil {
 		return err
 	}
@@ -302,6 +316,9 @@ func reloadTokensOnHUP(ctx context.Context, path string, srv *roles.Server, log 
 }
 
 func probe(ctx context.Context, url string) error {
+	if url == "" {
+		return errors.New("probe needs a URL, e.g. occase probe http://127.0.0.1:8080/healthz")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -366,7 +383,7 @@ func serveFlags(cfg *roles.Config) []cli.Flag {
 		&cli.DurationFlag{Name: "idle-timeout", Value: cfg.IdleTimeout, Destination: &cfg.IdleTimeout, EnvVars: env("IDLE_TIMEOUT"), Usage: "drop peers that answer no ping for this long"},
 		&cli.IntFlag{Name: "quiet-gc-percent", Value: cfg.QuietGCPercent, Destination: &cfg.QuietGCPercent, EnvVars: env("QUIET_GC_PERCENT"), Usage: "GOGC while the node allocates little against its live heap (idle connections): the memory the collector kept as headroom goes back to the system; GOGC is 100 again as soon as it is busy (0: never change GOGC; GOGC or GOMEMLIMIT in the environment also turn this off)"},
 		&cli.DurationFlag{Name: "write-timeout", Value: cfg.WriteTimeout, Destination: &cfg.WriteTimeout, EnvVars: env("WRITE_TIMEOUT"), Usage: "bound on writing one frame"},
-		&cli.Int64Flag{Name: "max-frame", Value: cfg.MaxFrame, Destination: &cfg.MaxFrame, EnvVars: env("MAX_FRAME"), Usage: "largest frame in bytes (larger: close 1009)"},
+		&cli.Int64Flag{Name: "max-frame", Value: cfg.MaxFrame, Destination: &cfg.MaxFrame, EnvVars: env("MAX_FRAME"), Usage: "largest frame in bytes, at least 1024 (larger: close 1009)"},
 		&cli.IntFlag{Name: "send-queue", Value: cfg.SendQueue, Destination: &cfg.SendQueue, EnvVars: env("SEND_QUEUE"), Usage: "frames queued per connection before it is closed as a slow consumer"},
 		&cli.DurationFlag{Name: "write-delay", Value: cfg.WriteDelay, Destination: &cfg.WriteDelay, EnvVars: env("WRITE_DELAY"), Usage: "how long a live post to an idle connection may wait for others to share its write(2): fewer system calls under fan-out, at most this much more latency for live posts (chat, presence and replies never wait; 0: none; at most 1s)"},
 		&cli.IntFlag{Name: "write-batch", Value: cfg.WriteBatch, Destination: &cfg.WriteBatch, EnvVars: env("WRITE_BATCH"), Usage: "most queued frames a connection sends in one write(2) (1: each frame alone)"},
@@ -464,6 +481,12 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 	cfg.Domains = splitList(c.StringSlice("domain"))
 	cfg.Redis.Addrs = splitList(c.StringSlice("redis"))
 	cfg.Redis.Sentinels = splitList(c.StringSlice("redis-sentinel"))
+	if err := checkAddrs("redis", cfg.Redis.Addrs); err != nil {
+		return cfg, err
+	}
+	if err := checkAddrs("redis-sentinel", cfg.Redis.Sentinels); err != nil {
+		return cfg, err
+	}
 	if f := c.String("redis-password-file"); f != "" {
 		if cfg.Redis.Password != "" {
 			return cfg, fmt.Errorf("give --redis-password or --redis-password-file, not both")
@@ -572,7 +595,71 @@ func configFrom(c *cli.Context, cfg roles.Config) (roles.Config, error) {
 	if err := imageLifecycleConfigFrom(c, &cfg); err != nil {
 		return cfg, err
 	}
+	if err := checkNumbers(c); err != nil {
+		return cfg, err
+	}
 	return cfg, nil
+}
+
+// checkAddrs refuses a Redis address that no retry can reach: not
+// host:port (a redis:// URL, a missing or named port), which a node
+// would otherwise retry in the background for ever. A host that does not
+// resolve yet is left to the retries.
+func checkAddrs(flag string, addrs []string) error {
+	for _, a := range addrs {
+		if flag == "redis" && a == broker.Embedded {
+			continue
+		}
+		_, port, err := net.SplitHostPort(a)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("--%s %q: want host:port, e.g. redis:6379 (no URL scheme)", flag, a)
+		}
+	}
+	return nil
+}
+
+// checkNumbers refuses what no number flag means: a negative value (a
+// negative --idle-timeout crashed the node at its first connection) and a
+// burst under 1 beside a rate that is on (--chat-burst 0 refused every
+// message as rate_limited). Flags with a check of their own have made it
+// already.
+func checkNumbers(c *cli.Context) error {
+	num := func(f cli.Flag) (float64, string, bool) {
+		n := f.Names()[0]
+		switch f.(type) {
+		case *cli.DurationFlag:
+			return float64(c.Duration(n)), c.Duration(n).String(), true
+		case *cli.IntFlag:
+			return float64(c.Int(n)), fmt.Sprint(c.Int(n)), true
+		case *cli.Int64Flag:
+			return float64(c.Int64(n)), fmt.Sprint(c.Int64(n)), true
+		case *cli.Float64Flag:
+			return c.Float64(n), fmt.Sprint(c.Float64(n)), true
+		}
+		return 0, "", false
+	}
+	byName := map[string]cli.Flag{}
+	for _, f := range c.Command.Flags {
+		byName[f.Names()[0]] = f
+	}
+	for _, f := range c.Command.Flags {
+		n := f.Names()[0]
+		v, text, ok := num(f)
+		if !ok {
+			continue
+		}
+		if v < 0 {
+			return fmt.Errorf("--%s %s: must not be negative", n, text)
+		}
+		rf := byName[strings.Replace(n, "burst", "rate", 1)]
+		if !strings.Contains(n, "burst") || rf == nil {
+			continue
+		}
+		if rate, rtext, _ := num(rf); rate > 0 && v < 1 {
+			return fmt.Errorf("--%s %s: want at least 1 while --%s is %s (0 there turns the limit off)", n, text, rf.Names()[0], rtext)
+		}
+	}
+	return nil
 }
 
 // splitList accepts both repeated flags and comma-separated values.

@@ -4,6 +4,7 @@ package main
 // `occase images gc` command, kept apart from main.go's long flag list.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -124,7 +125,7 @@ func imagesCommand() *cli.Command {
 					return err
 				}
 				cfg.ImageGC.DryRun = c.Bool("dry-run")
-				log, limiter, err := newLogger(c.String("log-format"), c.String("log-level"), 0)
+				log, limiter, err := newLogger(cmp.Or(c.String("log-format"), "console"), cmp.Or(c.String("log-level"), "info"), 0)
 				if err != nil {
 					return err
 				}
@@ -134,7 +135,7 @@ func imagesCommand() *cli.Command {
 				defer stop()
 				res, err := roles.SweepImages(ctx, cfg, log)
 				if err != nil {
-					return fmt.Errorf("image sweep (%s): %w", res.Outcome, err)
+					return fmt.Errorf("image sweep (%s): %w", cmp.Or(res.Outcome, "not started"), err)
 				}
 				return nil
 			},

@@ -129,6 +129,7 @@ func withModeration(c *cli.Context, d roles.Config, fn func(context.Context, mod
 		return err
 	}
 	ro := cfg.Redis
+	ro.Once = true
 	if len(ro.Sentinels) == 0 && (len(ro.Addrs) == 0 || (len(ro.Addrs) == 1 && ro.Addrs[0] == broker.Embedded)) {
 		return errors.New("moderation needs --redis (or --redis-sentinel), the Redis of the db nodes, or --node, a node's admin listener; the embedded server lives inside its node and is reached through its --node only")
 	}

@@ -21,7 +21,7 @@ func pushFlags(cfg *roles.Config) []cli.Flag {
 		&cli.StringFlag{Name: "vapid-public-key", Value: cfg.Push.VAPIDPublicKey, Destination: &cfg.Push.VAPIDPublicKey, EnvVars: env("VAPID_PUBLIC_KEY"), Usage: "Web Push VAPID public key, base64url (occase push keygen); checked against the private key"},
 		&cli.StringFlag{Name: "vapid-private-key", Value: cfg.Push.VAPIDPrivateKey, Destination: &cfg.Push.VAPIDPrivateKey, EnvVars: env("VAPID_PRIVATE_KEY"), Usage: "Web Push VAPID private key, base64url; none: a pair generated once and kept in Redis"},
 		&cli.StringFlag{Name: "vapid-private-key-file", EnvVars: env("VAPID_PRIVATE_KEY_FILE"), Usage: "file holding --vapid-private-key"},
-		&cli.StringFlag{Name: "vapid-subject", Value: cfg.Push.VAPIDSubject, Destination: &cfg.Push.VAPIDSubject, EnvVars: env("VAPID_SUBJECT"), Usage: "contact the push services see in VAPID tokens (mailto:you@example.com or an https URL)"},
+		&cli.StringFlag{Name: "vapid-subject", Value: cfg.Push.VAPIDSubject, Destination: &cfg.Push.VAPIDSubject, EnvVars: env("VAPID_SUBJECT"), DefaultText: "mailto:admin@localhost", Usage: "contact the push services see in VAPID tokens (mailto:you@example.com or an https URL), so they can reach you about this server"},
 		&cli.StringFlag{Name: "fcm-credentials-file", EnvVars: env("FCM_CREDENTIALS_FILE"), Usage: "Firebase service-account JSON key; none: FCM off"},
 		&cli.StringFlag{Name: "fcm-endpoint", Value: cfg.Push.FCMEndpoint, Destination: &cfg.Push.FCMEndpoint, EnvVars: env("FCM_ENDPOINT"), Usage: "FCM HTTP v1 base URL"},
 		&cli.StringFlag{Name: "apns-key-file", EnvVars: env("APNS_KEY_FILE"), Usage: "APNs token-signing key (.p8); none: APNs off"},

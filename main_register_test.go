@@ -39,4 +39,14 @@ func TestRegisterTokenCommand(t *testing.T) {
 	if err := app().Run([]string{"occase", "register-token"}); err == nil {
 		t.Fatal("no error without a key")
 	}
+	// A token nodes would refuse (bad_token) is not printed.
+	for _, ttl := range []string{"169h", "0s", "-1h"} {
+		out.Reset()
+		a := app()
+		a.Writer = &out
+		err := a.Run([]string{"occase", "register-token", "--register-key", key, "--ttl", ttl})
+		if err == nil || !strings.Contains(err.Error(), "--ttl") || out.Len() != 0 {
+			t.Fatalf("--ttl %s: %v, printed %q", ttl, err, out.String())
+		}
+	}
 }

@@ -101,6 +101,10 @@ type Options struct {
 	SnapshotEvery time.Duration
 	// BanListMax bounds the list of bans (banlist.go); 0: MaxBanList.
 	BanListMax int
+	// Once is for a one-shot tool (occase moderate, images gc): a Redis
+	// unreachable at Open is Open's error, not retried in the background
+	// as a node does.
+	Once bool
 }
 
 // Client is a connection to Redis shared by every feature of a node.
@@ -178,6 +182,10 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 				zap.String("addr", m.Addr()))
 			break
 		}
+		if err := checkSnapshotDir(opt.SnapshotPath); err != nil {
+			m.Close()
+			return nil, err
+		}
 		n, err := restoreSnapshot(m, opt.SnapshotPath)
 		if err != nil {
 			m.Close()
@@ -233,7 +241,7 @@ func Open(ctx context.Context, opt Options, log *zap.Logger) (*Client, error) {
 	case err == nil:
 		c.connect(ctx, rc, opt)
 		close(c.dialDone)
-	case errors.As(err, new(*dialError)) && c.mini == nil:
+	case errors.As(err, new(*dialError)) && c.mini == nil && !opt.Once:
 		// A node must start while Redis is down (pods restarted during an
 		// outage would otherwise crash-loop): commands answer unavailable
 		// until the connection is made in the background.

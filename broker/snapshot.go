@@ -115,6 +115,25 @@ func writeFileAtomic(path string, b []byte) error {
 	return nil
 }
 
+// checkSnapshotDir makes sure a snapshot can be written next to path: a
+// node that could not (a mistyped path, a read-only volume) used to start
+// and log a failed write every interval, its data in memory only.
+func checkSnapshotDir(path string) error {
+	dir := filepath.Dir(path)
+	err := os.MkdirAll(dir, 0o700)
+	if err == nil {
+		var f *os.File
+		if f, err = os.CreateTemp(dir, filepath.Base(path)+".tmp*"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the embedded snapshot %s cannot be written: %w", path, err)
+	}
+	return nil
+}
+
 // restoreSnapshot loads path into m (a fresh server); a missing file is an
 // empty start.
 func restoreSnapshot(m *miniredis.Miniredis, path string) (int, error) {

@@ -2,6 +2,7 @@ package posts
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -158,7 +159,12 @@ func (s *Service) listPosts(c echo.Context) error {
 		f.Ranges, err = i64List(q["ranges"], 2*lim.MaxRangeValues)
 	}
 	if err != nil {
-		return fail(c, http.StatusBadRequest, wire.BadRequest, err.Error())
+		// The detail alone: a wire error's text repeats the reason first.
+		detail := err.Error()
+		if we := (*wire.Error)(nil); errors.As(err, &we) {
+			detail = we.Detail
+		}
+		return fail(c, http.StatusBadRequest, wire.BadRequest, detail)
 	}
 	f.Locs, f.Prods = normalise(f.Locs), normalise(f.Prods)
 	cutoff := s.cutoff()

@@ -116,8 +116,11 @@ func TestHTTPReadAPI(t *testing.T) {
 				t.Errorf("count %q: %d %s, want %d", tc.query, code, body, tc.want)
 			}
 		}
-		for _, bad := range []string{"product=x", "features=-1", "ranges=1", "ranges=a,b", "limit=0", "before=x"} {
-			if code, _, body := get(t, srv.URL+"/api/posts?"+bad); code != http.StatusBadRequest || !strings.Contains(body, `"reason":"bad_request"`) {
+		// The detail is a sentence, not the reason again ("bad_request: sort
+		// must be ...").
+		for _, bad := range []string{"product=x", "features=-1", "ranges=1", "ranges=a,b", "limit=0", "before=x", "sort=x", "q=a"} {
+			if code, _, body := get(t, srv.URL+"/api/posts?"+bad); code != http.StatusBadRequest || !strings.Contains(body, `"reason":"bad_request"`) ||
+				strings.Contains(body, `"detail":"bad_request`) {
 				t.Errorf("%s: %d %s", bad, code, body)
 			}
 		}

@@ -1,6 +1,7 @@
 package roles
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -236,10 +237,41 @@ var roleTable = map[string][]string{
 	"all": {"db", "img"},
 }
 
+// Check says what is wrong with c, if anything, before New opens
+// anything: main calls it before its first log line, so a mistyped flag
+// is one line.
+func (c Config) Check() error {
+	db, img, err := c.parts()
+	if err != nil {
+		return err
+	}
+	if c.Secret != nil && len(c.Secret) != 32 {
+		return fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(c.Secret))
+	}
+	if db && !img && len(c.Redis.Addrs) == 0 && len(c.Redis.Sentinels) == 0 {
+		return errors.New("role db needs --redis, the Redis shared by every node (--redis=embedded runs the in-process server, for a single node)")
+	}
+	return nil
+}
+
 func (c Config) parts() (db, img bool, err error) {
 	ps, ok := roleTable[c.Role]
 	if !ok {
 		return false, false, fmt.Errorf("unknown role %q (want db, img or all)", c.Role)
+	}
+	// Zero here is no "off": every connection would be closed at once
+	// (4002, 4005, 1009, 4004).
+	switch {
+	case c.LoginTimeout <= 0:
+		return false, false, fmt.Errorf("--login-timeout %v: want more than 0", c.LoginTimeout)
+	case c.IdleTimeout <= 0:
+		return false, false, fmt.Errorf("--idle-timeout %v: want more than 0", c.IdleTimeout)
+	case c.MaxFrame < 1024:
+		return false, false, fmt.Errorf("--max-frame %d: want at least 1024 bytes", c.MaxFrame)
+	case c.SendQueue < 1:
+		return false, false, fmt.Errorf("--send-queue %d: want at least 1", c.SendQueue)
+	case c.SendQueueBytes < 1:
+		return false, false, fmt.Errorf("--send-queue-bytes %d: want at least 1", c.SendQueueBytes)
 	}
 	if c.WriteDelay < 0 || c.WriteDelay > time.Second {
 		return false, false, fmt.Errorf("--write-delay %v: want 0 to 1s", c.WriteDelay)

@@ -67,6 +67,7 @@ func SweepImages(ctx context.Context, cfg Config, log *zap.Logger) (images.Sweep
 	}
 	defer st.Close()
 	ro := cfg.Redis
+	ro.Once = true
 	b, err := broker.Open(ctx, ro, log.Named("broker"))
 	if err != nil {
 		return images.SweepResult{}, fmt.Errorf("open Redis: %w", err)

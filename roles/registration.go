@@ -33,9 +33,10 @@ import (
 
 const (
 	registerWindow = 24 * time.Hour
-	// maxSignupTokenLife bounds how far ahead a token may expire: its
-	// nonce is remembered in Redis until then.
-	maxSignupTokenLife = 7 * 24 * time.Hour
+	// MaxSignupTokenLife bounds how far ahead a token may expire: its
+	// nonce is remembered in Redis until then. occase register-token
+	// refuses to print one that nodes would refuse.
+	MaxSignupTokenLife = 7 * 24 * time.Hour
 	maxSignupToken     = 1024 // bytes of a signup_token, at most
 	// signupNonceSkew keeps a used nonce past its token's expiry, so a
 	// node whose clock is behind the one that took it still finds it used.
@@ -168,8 +169,8 @@ func verifySignupToken(key []byte, tok string, now time.Time) (nonce string, exp
 	switch {
 	case !now.Before(exp):
 		return "", exp, errors.New("the signup_token has expired")
-	case exp.Sub(now) > maxSignupTokenLife:
-		return "", exp, fmt.Errorf("the signup_token expires more than %s ahead", maxSignupTokenLife)
+	case exp.Sub(now) > MaxSignupTokenLife:
+		return "", exp, fmt.Errorf("the signup_token expires more than %s ahead", MaxSignupTokenLife)
 	case len(c.Nonce) < 8 || len(c.Nonce) > 128:
 		return "", exp, errors.New("the signup_token's nonce must have 8 to 128 characters")
 	}

@@ -28,14 +28,14 @@ func (s *Server) Run(ctx context.Context) error {
 	lc := net.ListenConfig{KeepAlive: -1}
 	l, err := lc.Listen(context.Background(), "tcp", s.cfg.Addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+		return fmt.Errorf("--addr: listen on %s: %w", s.cfg.Addr, err)
 	}
 	var g run.Group
 	if s.cfg.AdminAddr != "" {
 		al, err := net.Listen("tcp", s.cfg.AdminAddr)
 		if err != nil {
 			l.Close()
-			return fmt.Errorf("listen on %s: %w", s.cfg.AdminAddr, err)
+			return fmt.Errorf("--admin-addr: listen on %s: %w", s.cfg.AdminAddr, err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", s.MetricsHandler())
@@ -112,7 +112,7 @@ func (s *Server) serve(ctx context.Context, l net.Listener, g *run.Group) error 
 		hl, err := net.Listen("tcp", s.cfg.ACMEHTTPAddr)
 		if err != nil {
 			l.Close()
-			return fmt.Errorf("listen on %s: %w", s.cfg.ACMEHTTPAddr, err)
+			return fmt.Errorf("--acme-http-addr: listen on %s: %w", s.cfg.ACMEHTTPAddr, err)
 		}
 		addServer(g, "ACME HTTP-01", &http.Server{Handler: acmeHTTP, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: s.cfg.HTTPIdleTimeout}, hl)
 	}

@@ -150,16 +150,10 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 	if cfg.KeyWarnEvery <= 0 {
 		cfg.KeyWarnEvery = time.Minute
 	}
-	db, img, err := cfg.parts()
-	if err != nil {
+	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	if cfg.Secret != nil && len(cfg.Secret) != 32 {
-		return nil, fmt.Errorf("the password-digest secret must be 32 bytes, got %d", len(cfg.Secret))
-	}
-	if db && !img && len(cfg.Redis.Addrs) == 0 && len(cfg.Redis.Sentinels) == 0 {
-		return nil, errors.New("role db needs --redis, the Redis shared by every node (--redis=embedded runs the in-process server, for a single node)")
-	}
+	db, img, _ := cfg.parts()
 	s := &Server{cfg: cfg, log: log, sessions: map[*session]struct{}{},
 		stopDog: make(chan struct{}), dogDone: make(chan struct{}),
 		fatal: make(chan error, 1), checkNow: make(chan struct{}, 1)}
