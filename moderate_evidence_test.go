@@ -190,3 +190,76 @@ func TestEvidenceKeptEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// publishRefused publishes title and expects publish_ack fail with reason.
+func (w *wsClient) publishRefused(title, reason string) map[string]any {
+	w.t.Helper()
+	inner, _ := json.Marshal(map[string]string{"title": title})
+	body, _ := json.Marshal(string(inner))
+	w.send(`{"cmd":"publish","items":[{"body":` + string(body) + `,"to":[[[0,0,0]],[[0,0,0]]],"features":1,"range_values":[]}]}`)
+	m := w.next("publish_ack")
+	if m["result"] != "fail" || m["reason"] != reason {
+		w.t.Fatalf("publish_ack %v, want fail %s", m, reason)
+	}
+	return m
+}
+
+// Publishing while under review, against the real binary
+// (--auto-hide-reports 2): once a listing of the author's is hidden, its
+// publishes are refused under_review (with the sentence, on a connection
+// that stays open, counted), also after the author deleted the hidden
+// listing; a dismissal of the last such listing, or a removal, lets the
+// author publish again; two hidden listings keep it waiting until both
+// went; other users publish all along. On Redis and the embedded broker.
+func TestUnderReviewEndToEnd(t *testing.T) {
+	eachModerationBackendWith(t, []string{"--auto-hide-reports", "2", "--auto-hide-min-age", "0s"}, func(t *testing.T, n adminNode) {
+		api := n.admin + "/admin/v1"
+		author, other := wsDial(t, n.addr), wsDial(t, n.addr)
+		reporters := []*wsClient{wsDial(t, n.addr), wsDial(t, n.addr)}
+		for _, w := range append(reporters, author, other) {
+			w.register()
+		}
+		hide := func(id int64) {
+			t.Helper()
+			reporters[0].report(id, "scam", "")
+			reporters[1].report(id, "scam", "")
+		}
+		bike, golf, sofa := author.publish("Bike"), author.publish("Golf"), author.publish("Sofa")
+		hide(bike)
+		m := author.publishRefused("Bike again", "under_review")
+		if d, _ := m["detail"].(string); d != "a listing of yours is under review; you can publish again once a moderator has looked at it" {
+			t.Fatalf("the refusal's words: %v", m)
+		}
+		other.publish("Lamp") // others are not held
+		author.send(fmt.Sprintf(`{"cmd":"delete","id":%d}`, bike))
+		if m := author.next("delete_ack"); m["result"] != "ok" {
+			t.Fatalf("delete_ack %v", m)
+		}
+		author.publishRefused("Bike, deleted and republished", "under_review")
+		if a := adminCall(t, "POST", fmt.Sprintf("%s/posts/%d/dismiss", api, bike), testAdminToken, nil); a.code != 200 {
+			t.Fatalf("dismiss: %d %s", a.code, a.raw)
+		}
+		author.publish("Kettle")
+
+		// Two hidden: one removed, the other still holds; its removal
+		// (a live listing) releases. New reporters: the dismissal made
+		// the first two distrusted.
+		reporters = []*wsClient{wsDial(t, n.addr), wsDial(t, n.addr)}
+		for _, w := range reporters {
+			w.register()
+		}
+		hide(golf)
+		hide(sofa)
+		if a := adminCall(t, "POST", fmt.Sprintf("%s/posts/%d/remove", api, golf), testAdminToken, []byte(`{}`)); a.code != 200 {
+			t.Fatalf("remove: %d %s", a.code, a.raw)
+		}
+		author.publishRefused("Still waiting", "under_review")
+		if a := adminCall(t, "POST", fmt.Sprintf("%s/posts/%d/remove", api, sofa), testAdminToken, []byte(`{}`)); a.code != 200 {
+			t.Fatalf("remove: %d %s", a.code, a.raw)
+		}
+		author.publish("Mirror")
+		if m := adminCall(t, "GET", n.admin+"/metrics", "", nil); !strings.Contains(m.raw, "occase_posts_refused_under_review_total 3\n") {
+			t.Fatalf("metrics: %s", grepLines(m.raw, "occase_posts_refused"))
+		}
+	})
+}

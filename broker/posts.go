@@ -61,6 +61,10 @@ var (
 	ErrNotOwner     = errors.New("not the author of the post")
 	// ErrPostsFull: storing the post would pass a PostBounds bound.
 	ErrPostsFull = errors.New("the posts budget is used up")
+	// ErrUnderReview: the author has a post hidden pending review (or
+	// deleted while hidden); nothing was stored (reports.go, "Under
+	// review").
+	ErrUnderReview = errors.New("a post of the author is under review")
 )
 
 // PostsChannel is the pub/sub channel of post broadcasts, and the prefix to
@@ -76,9 +80,26 @@ func (c *Client) postsKey(name string) string { return c.prefix + "{posts}:" + n
 // digits, so the budget is never passed.
 // The bytes counted are those of the posts and of the snapshots the gone
 // hash keeps (reports.go, "Evidence kept").
-// KEYS: seq, data, owner, date, bytes, gone. ARGV: members after the id
-// (no braces), owner, date (s), channel, origin, max posts, max bytes.
+//
+// First of all, while the owner has a post hidden pending review (live,
+// or deleted by them while hidden: the ids of its set rv:<owner> still
+// in the hidden set and in the review queue), it returns 'review' and
+// changes nothing but the set: ids no longer hidden, or out of the queue
+// where no operator would see them, leave it there (reports.go, "Under
+// review"). An owner with no set pays one EXISTS.
+// KEYS: seq, data, owner, date, bytes, gone, hidden, rv:<owner>,
+// reported. ARGV:
+// members after the id (no braces), owner, date (s), channel, origin,
+// max posts, max bytes.
 var storePostScript = newScript("post_store", `
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[8])) do
+    if redis.call('SISMEMBER', KEYS[7], id) == 0 or not redis.call('ZSCORE', KEYS[9], id) then
+      redis.call('SREM', KEYS[8], id)
+    end
+  end
+  if redis.call('EXISTS', KEYS[8]) == 1 then return 'review' end
+end
 local maxn = tonumber(ARGV[6])
 local maxb = tonumber(ARGV[7])
 if maxn > 0 and redis.call('HLEN', KEYS[2]) >= maxn then return 'full' end
@@ -109,7 +130,9 @@ return id`)
 // the gone hash, its bytes still counted in the byte budget (reports.go,
 // "Evidence kept"). Everyone is told of the deletion all the same.
 // KEYS: data, owner, date, bytes, rby:<id>, rlast:<id>, reported, hidden,
-// gone. ARGV: id, user, channel, '1' to keep the evidence.
+// gone. ARGV: id, user, channel, '1' to keep the evidence, the prefix of
+// the per-author review sets ('<p>{posts}:'). A hidden post deleted
+// without its evidence leaves its author's review set.
 // Returns 1 done, 2 done with the evidence kept, 0 no such post, -1 not
 // the owner.
 var deletePostScript = newScript("post_delete", `
@@ -133,7 +156,9 @@ if not keep then
   if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then
     redis.call('DEL', KEYS[5], KEYS[6])
   end
-  redis.call('SREM', KEYS[8], ARGV[1])
+  if redis.call('SREM', KEYS[8], ARGV[1]) == 1 then
+    redis.call('SREM', ARGV[5] .. 'rv:' .. owner, ARGV[1])
+  end
 end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 if keep then return 2 end
@@ -157,15 +182,18 @@ if #ids == 0 then return 0 end
 local counted = redis.call('EXISTS', KEYS[4]) == 1
 for _, id in ipairs(ids) do
   if counted then redis.call('DECRBY', KEYS[4], redis.call('HSTRLEN', KEYS[1], id)) end
+  -- Unconditional: an older node's dismissal can leave the id hidden
+  -- but not queued. A hidden one leaves its author's review set.
+  if redis.call('SREM', KEYS[6], id) == 1 then
+    local o = redis.call('HGET', KEYS[2], id)
+    if o then redis.call('SREM', ARGV[4] .. 'rv:' .. o, id) end
+  end
   redis.call('HDEL', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
   if redis.call('ZREM', KEYS[5], id) == 1 then
     redis.call('DEL', ARGV[4] .. 'rby:' .. id, ARGV[4] .. 'rlast:' .. id)
   end
-  -- Unconditional: an older node's dismissal can leave the id hidden
-  -- but not queued.
-  redis.call('SREM', KEYS[6], id)
 end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. table.concat(ids, ',') .. ']}')
 return #ids`)
@@ -270,20 +298,25 @@ type PostBounds struct {
 }
 
 // StorePostWithin is StorePost, refused with ErrPostsFull when the post
-// would pass b: the check, the store and the broadcast are one atomic step,
-// so every node sees one budget.
+// would pass b, or with ErrUnderReview while owner has a post hidden
+// pending review: the checks, the store and the broadcast are one atomic
+// step, so every node sees one budget.
 func (c *Client) StorePostWithin(ctx context.Context, members []byte, owner string, date int64, origin string, b PostBounds) (uint64, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	s, err := storePostScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.postsKey("gone")},
+		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.postsKey("gone"),
+			c.postsKey("hidden"), c.reviewKey(owner), c.postsKey("reported")},
 		[]string{string(members), owner, strconv.FormatInt(date, 10), c.key(PostsChannel), origin,
 			strconv.Itoa(max(b.Posts, 0)), strconv.FormatInt(max(b.Bytes, 0), 10)}).ToString()
 	if err != nil {
 		return 0, c.wrap("store post of "+owner, err)
 	}
-	if s == "full" {
+	switch s {
+	case "full":
 		return 0, ErrPostsFull
+	case "review":
+		return 0, ErrUnderReview
 	}
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
@@ -358,7 +391,7 @@ func (c *Client) deletePost(ctx context.Context, id uint64, user string, keep bo
 	r, err := deletePostScript.Exec(ctx, c.rc,
 		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), by, last, c.postsKey("reported"),
 			c.postsKey("hidden"), c.postsKey("gone")},
-		[]string{sid, user, c.key(PostsChannel), k}).AsInt64()
+		[]string{sid, user, c.key(PostsChannel), k, c.postsKey("")}).AsInt64()
 	if err != nil {
 		return false, c.wrap("delete post "+sid, err)
 	}

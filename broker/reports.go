@@ -29,6 +29,24 @@ package broker
 //	{posts}:gone        hash: post id -> snapshot of a queued post its
 //	                    author deleted, '{"author":"<id>","post":<JSON>}',
 //	                    a subset of the queue (see "Evidence kept")
+//	{posts}:rv:<user>   set: the ids of user's posts in the hidden set,
+//	                    live or deleted by the user while hidden (see
+//	                    "Under review"); gone when empty
+//
+// Under review (docs/security.md "Evidence kept when an author deletes a
+// reported listing", "Publishing while under review"): while an author
+// has a post hidden pending review, or one deleted while hidden, the
+// store script refuses their publishes (ErrUnderReview), so a hide is not
+// slipped past by publishing the listing again. The report script that
+// hides a post adds its id to the author's set rv:<user>; every script
+// that takes an id out of the hidden set (dismiss, the delete without
+// evidence, expiry, RemoveEvidence, the account erasure, the last
+// reporter's account deletion) takes it out of the author's set, and the
+// store script drops the ids no longer hidden, or no longer queued (no
+// operator would see them), before it decides, so an id an older node
+// un-hid or dequeued during an upgrade never blocks for good. The
+// sets hold only hidden ids: all together at most ReportBounds.Queue.
+// The account erasure deletes the user's set.
 //
 // A post is in the queue exactly when its two report keys exist: the
 // report script makes all three, the dismiss, delete and expiry scripts
@@ -156,6 +174,10 @@ type ReportResult struct {
 	Hidden bool
 }
 
+// reviewKey is the set of user's posts hidden pending review ("Under
+// review").
+func (c *Client) reviewKey(user string) string { return c.postsKey("rv:" + user) }
+
 func (c *Client) reportKeys(sid string) (by, last string) {
 	return c.postsKey("rby:" + sid), c.postsKey("rlast:" + sid)
 }
@@ -238,6 +260,7 @@ if at > 0 and aged and redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 0 then
   end
   if k >= at then
     redis.call('SADD', KEYS[5], ARGV[1])
+    redis.call('SADD', ARGV[8] .. 'rv:' .. owner, ARGV[1])
     redis.call('PUBLISH', ARGV[12], '{"op":"hide","ids":[' .. ARGV[1] .. ']}')
     hid = 1
   end
@@ -500,8 +523,10 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 // distrust set (trimmed to its bound, oldest first). A deleted post is
 // not shown: its id is announced deleted again, which tells no client
 // anything (no node holds it) and clears a node's hidden mark.
-// KEYS: rby:<id>, rlast:<id>, reported, hidden, distrust, gone, bytes.
-// ARGV: id, the posts channel, now (Unix ms), MaxDistrust. Returns {how
+// A hidden post leaves its author's review set ("Under review").
+// KEYS: rby:<id>, rlast:<id>, reported, hidden, distrust, gone, bytes,
+// owner. ARGV: id, the posts channel, now (Unix ms), MaxDistrust, the
+// prefix of the review sets ('<p>{posts}:'). Returns {how
 // many reporters there were, 1 when the post was hidden, 1 when it was a
 // snapshot}.
 var dismissScript = newScript("post_dismiss", luaDropGone+`
@@ -517,8 +542,10 @@ end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 local g = 0
-if dropgone(KEYS[6], KEYS[7], ARGV[1]) then g = 1 end
+local author = dropgone(KEYS[6], KEYS[7], ARGV[1])
+if author then g = 1 else author = redis.call('HGET', KEYS[8], ARGV[1]) end
 local h = redis.call('SREM', KEYS[4], ARGV[1])
+if h == 1 and author then redis.call('SREM', ARGV[5] .. 'rv:' .. author, ARGV[1]) end
 if h == 1 and g == 1 then
   redis.call('PUBLISH', ARGV[2], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 elseif h == 1 then
@@ -539,10 +566,11 @@ func (c *Client) DismissReports(ctx context.Context, id uint64) (n int, shown bo
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
 	vs, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("distrust"),
-		c.postsKey("gone"), c.postsKey("bytes")},
+		c.postsKey("gone"), c.postsKey("bytes"), c.postsKey("owner")},
 		// The score only orders the set's trimming (oldest first): the
 		// node's clock is good enough, and no test waits on it.
-		[]string{sid, c.key(PostsChannel), strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.Itoa(MaxDistrust)}).AsIntSlice()
+		[]string{sid, c.key(PostsChannel), strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.Itoa(MaxDistrust),
+			c.postsKey("")}).AsIntSlice()
 	if err != nil {
 		return 0, false, c.wrap("dismiss the reports of post "+sid, err)
 	}
@@ -609,8 +637,8 @@ func (c *Client) removePost(ctx context.Context, id uint64) (author string, repo
 // deleted while queued, with its reports, queue entry and hidden mark
 // (announcing the id deleted again when hidden, as the dismissal does).
 // KEYS: gone, bytes, rby:<id>, rlast:<id>, reported, hidden. ARGV: id,
-// the posts channel. Returns {0} when there is no snapshot, else {1,
-// author, reporters}.
+// the posts channel, the prefix of the review sets. Returns {0} when
+// there is no snapshot, else {1, author, reporters}.
 var removeEvidenceScript = newScript("post_remove_gone", luaDropGone+`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0} end
 local n = redis.call('HLEN', KEYS[3])
@@ -618,6 +646,7 @@ local author = dropgone(KEYS[1], KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[5], ARGV[1])
 if redis.call('SREM', KEYS[6], ARGV[1]) == 1 then
+  redis.call('SREM', ARGV[3] .. 'rv:' .. author, ARGV[1])
   redis.call('PUBLISH', ARGV[2], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
 end
 return {1, author, n}`)
@@ -632,7 +661,7 @@ func (c *Client) RemoveEvidence(ctx context.Context, id uint64) (author string, 
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
 	vs, err := removeEvidenceScript.Exec(ctx, c.rc, []string{c.postsKey("gone"), c.postsKey("bytes"), by, last,
-		c.postsKey("reported"), c.postsKey("hidden")}, []string{sid, c.key(PostsChannel)}).ToArray()
+		c.postsKey("reported"), c.postsKey("hidden")}, []string{sid, c.key(PostsChannel), c.postsKey("")}).ToArray()
 	if err != nil {
 		return "", 0, c.wrap("remove the snapshot of post "+sid, err)
 	}
@@ -717,6 +746,14 @@ func (c *Client) RawDropReports(ctx context.Context, id uint64) error {
 	return c.wrap("drop "+sid+" from the queue", c.do(ctx, c.rc.B().Zrem().Key(c.postsKey("reported")).Member(sid).Build()).Error())
 }
 
+// RawUnhide takes post id out of the hidden set and nothing else, as a
+// node from before the review sets did when it dismissed or removed a
+// hidden post. Tests use it to plant a stale review set.
+func (c *Client) RawUnhide(ctx context.Context, id uint64) error {
+	sid := strconv.FormatUint(id, 10)
+	return c.wrap("unhide "+sid, c.do(ctx, c.rc.B().Srem().Key(c.postsKey("hidden")).Member(sid).Build()).Error())
+}
+
 // ReportKeys tells which of post id's report keys exist and whether it is
 // in the review queue, for tests that check nothing outlives a post. A
 // post in the hidden set counts as a key named "hidden", one with a
@@ -765,7 +802,7 @@ func (c *Client) ReportKeys(ctx context.Context, id uint64) (keys []string, queu
 // review; a post its author deleted loses its snapshot, and its id is
 // announced deleted instead). A hidden post that keeps reporters stays
 // hidden, even below the threshold: an operator decides. KEYS: reported,
-// hidden, gone, bytes. ARGV: the
+// hidden, gone, bytes, owner. ARGV: the
 // user, the prefix of the report keys ('<p>{posts}:'), the posts
 // channel, then the post ids. The per-post keys are named in Lua (the reportScript's
 // eviction does the same): they share the {posts} slot with KEYS[1].
@@ -785,8 +822,10 @@ for i = 4, #ARGV do
       redis.call('DEL', by, last)
       redis.call('ZREM', KEYS[1], id)
       local op = 'show'
-      if dropgone(KEYS[3], KEYS[4], id) then op = 'del' end
+      local author = dropgone(KEYS[3], KEYS[4], id)
+      if author then op = 'del' else author = redis.call('HGET', KEYS[5], id) end
       if redis.call('SREM', KEYS[2], id) == 1 then
+        if author then redis.call('SREM', ARGV[2] .. 'rv:' .. author, id) end
         redis.call('PUBLISH', ARGV[3], '{"op":"' .. op .. '","ids":[' .. id .. ']}')
       end
     else
@@ -818,7 +857,8 @@ func (c *Client) ForgetReporter(ctx context.Context, user string) (int, error) {
 		batch := ids[:min(len(ids), forgetBatch)]
 		ids = ids[len(batch):]
 		bctx, cancel := c.bound(ctx)
-		r, err := forgetReporterScript.Exec(bctx, c.rc, []string{c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("gone"), c.postsKey("bytes")},
+		r, err := forgetReporterScript.Exec(bctx, c.rc, []string{c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("gone"), c.postsKey("bytes"),
+			c.postsKey("owner")},
 			append([]string{user, c.postsKey(""), c.key(PostsChannel)}, batch...)).AsInt64()
 		cancel()
 		if err != nil {
@@ -848,6 +888,7 @@ for i = 4, #ARGV do
     if redis.call('SREM', KEYS[2], id) == 1 then
       redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. id .. ']}')
     end
+    redis.call('SREM', ARGV[2] .. 'rv:' .. ARGV[1], id)
     n = n + 1
   end
 end
@@ -862,8 +903,11 @@ return n`)
 // It returns how many snapshots it dropped.
 func (c *Client) EraseEvidenceOf(ctx context.Context, user string) (int, error) {
 	n, err := c.do(ctx, c.rc.B().Hlen().Key(c.postsKey("gone")).Build()).AsInt64()
-	if err != nil || n == 0 {
+	if err != nil {
 		return 0, c.wrap("count the snapshots", err)
+	}
+	if n == 0 {
+		return 0, c.dropReview(ctx, user)
 	}
 	ids, err := c.do(ctx, c.rc.B().Zrange().Key(c.postsKey("reported")).Min("0").Max("-1").Build()).AsStrSlice()
 	if err != nil {
@@ -882,7 +926,48 @@ func (c *Client) EraseEvidenceOf(ctx context.Context, user string) (int, error) 
 		}
 		done += int(r)
 	}
-	return done, nil
+	return done, c.dropReview(ctx, user)
+}
+
+// UnderReview returns the ids of user's posts that keep user from
+// publishing: hidden pending review, live or deleted by the user while
+// hidden ("Under review"); ids no longer hidden, or no longer queued,
+// are left out.
+func (c *Client) UnderReview(ctx context.Context, user string) ([]uint64, error) {
+	ss, err := c.do(ctx, c.rc.B().Smembers().Key(c.reviewKey(user)).Build()).AsStrSlice()
+	if err != nil {
+		return nil, c.wrap("read the posts of "+user+" under review", err)
+	}
+	var out []uint64
+	for _, s := range ss {
+		h, err := c.do(ctx, c.rc.B().Sismember().Key(c.postsKey("hidden")).Member(s).Build()).AsBool()
+		if err != nil {
+			return nil, c.wrap("look up the hidden posts", err)
+		}
+		_, qerr := c.do(ctx, c.rc.B().Zscore().Key(c.postsKey("reported")).Member(s).Build()).AsFloat64()
+		if qerr != nil && !rueidis.IsRedisNil(qerr) {
+			return nil, c.wrap("look up the review queue", qerr)
+		}
+		if id, perr := strconv.ParseUint(s, 10, 64); perr == nil && h && qerr == nil {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// ReviewSetLen is how many ids user's review set holds, stale ones
+// included (tests check that it empties).
+func (c *Client) ReviewSetLen(ctx context.Context, user string) (int, error) {
+	n, err := c.do(ctx, c.rc.B().Scard().Key(c.reviewKey(user)).Build()).AsInt64()
+	return int(n), c.wrap("count the review set of "+user, err)
+}
+
+// dropReview deletes user's review set, the last step of an account
+// deletion: the user's hidden posts left it as they went, this takes what
+// an older node's removal or a race left behind.
+func (c *Client) dropReview(ctx context.Context, user string) error {
+	return c.wrap("drop the review set of "+user, c.do(ctx, c.rc.B().Del().Key(c.reviewKey(user)).Build()).Error())
 }
 
 // forgetBatch is how many reported posts one ForgetReporter script checks:

@@ -13,7 +13,10 @@ import (
 // first, marked hidden and deleted by its author, with the listing as it
 // was (its body, though no listing is left to open), and removing it
 // says it was deleted already; a listing reported once and deleted is
-// listed after it, marked deleted, not hidden.
+// listed after it, marked deleted, not hidden. Meanwhile the seller's
+// phone cannot publish: the form says the listing is under review
+// (docs/protocol.md "Publishing while under review"), and publishes
+// again once the operator removed it.
 func TestBrowserEvidenceKept(t *testing.T) {
 	if testing.Short() {
 		t.Skip("browser test: not in -short mode")
@@ -25,7 +28,8 @@ func TestBrowserEvidenceKept(t *testing.T) {
 		t.Skip("this server does not hide reported listings")
 	}
 	seller := dialProto(t, s.URL())
-	seller.mustOK(`{"cmd":"register"}`)
+	reg := seller.mustOK(`{"cmd":"register"}`)
+	sellerID, sellerPW := fmt.Sprint(reg["id"]), fmt.Sprint(reg["password"])
 	post := fmt.Sprint(seller.mustOK(`{"cmd":"publish","items":[{"body":"{\"title\":\"Blue city bike\",\"msg\":\"Pay a deposit by wire first, then I ship\",\"price\":120}","to":[[[0,0,0]],[[0,0,0]]],"features":0,"range_values":[120,2020,0]}]}`)["id"])
 	other := fmt.Sprint(seller.mustOK(`{"cmd":"publish","items":[{"body":"{\"title\":\"Red sofa\",\"msg\":\"Two seats\",\"price\":80}","to":[[[0,0,0]],[[0,0,0]]],"features":0,"range_values":[80,2019,0]}]}`)["id"])
 	for i, reason := range []string{"scam", "spam"} {
@@ -38,10 +42,30 @@ func TestBrowserEvidenceKept(t *testing.T) {
 	}
 	seller.mustOK(`{"cmd":"delete","id":` + post + `}`)
 	seller.mustOK(`{"cmd":"delete","id":` + other + `}`)
+	seller.c.CloseNow()
 
 	shots := shotDir(t, "evidence")
 	n := 0
 	browser := startBrowser(t)
+	b := newTab(t, browser, "seller-phone", 390, 844, shots, &n)
+	b.do(chromedp.Navigate(s.URL() + "/"))
+	b.eval(`localStorage.setItem("occase.v1.creds", JSON.stringify({user: ` + js(sellerID) + `, password: ` + js(sellerPW) + `})), ""`)
+	b.do(chromedp.Reload())
+	b.state("online")
+	publish := func(title string) {
+		b.click("#tab-publish")
+		b.eval(`(() => { document.getElementById("publish-form").reset(); return "" })()`)
+		b.typeInto("#pub-title", title)
+		b.pickFirst("pub-loc")
+		b.pickFirst("pub-prod")
+		b.click("#pub-feat-1")
+		b.typeInto("#pub-price", "120")
+		b.click("#pub-submit")
+	}
+	publish("Blue city bike, again")
+	b.wait("the refusal in words", hasText("#pub-status", "Not published: a listing of yours is under review. You can publish again once a moderator has looked at it"))
+	b.shot("under-review-refused")
+
 	op := newTab(t, browser, "operator-desktop", 1280, 800, shots, &n)
 	op.do(chromedp.Navigate(admin + "/admin/"))
 	op.wait("the token form", `!document.getElementById("signin").hidden`)
@@ -84,4 +108,10 @@ func TestBrowserEvidenceKept(t *testing.T) {
 	op.wait("one card left", `document.querySelectorAll("[data-testid=report]").length === 1`)
 	op.shot("removed")
 	op.noConsoleErrors("the whole run")
+
+	// Removed: the seller publishes again.
+	publish("Green city bike")
+	b.wait("published", hasText("#pub-status", "Published"))
+	b.shot("published-after-review")
+	b.noConsoleErrors("the whole run")
 }

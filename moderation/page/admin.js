@@ -152,8 +152,8 @@ function card(p) {
     // Hidden automatically (--auto-hide-reports): the queue lists these
     // first; dismissing shows the post again, removing deletes it.
     const tag = el("p", "hidden-tag", p.deleted_by_author === true ?
-      "Hidden from buyers pending your decision when its author deleted it." :
-      "Hidden from buyers pending your decision: dismiss to show it again, or remove it.");
+      "Hidden from buyers pending your decision when its author deleted it; its author cannot publish until you dismiss or remove it." :
+      "Hidden from buyers pending your decision: dismiss to show it again, or remove it. Its author cannot publish meanwhile.");
     tag.dataset.testid = "report-hidden";
     li.append(tag);
   }
