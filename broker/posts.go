@@ -140,9 +140,11 @@ local owner = redis.call('HGET', KEYS[2], ARGV[1])
 if not owner then return 0 end
 if owner ~= ARGV[2] then return -1 end
 local counted = redis.call('EXISTS', KEYS[4]) == 1
-local keep = ARGV[4] == '1' and redis.call('ZSCORE', KEYS[7], ARGV[1])
+-- A post whose JSON is missing (a foreign or damaged writer) has
+-- nothing to keep: it is deleted as before.
+local keep = ARGV[4] == '1' and redis.call('ZSCORE', KEYS[7], ARGV[1]) and redis.call('HGET', KEYS[1], ARGV[1])
 if keep then
-  local snap = '{"author":"' .. owner .. '","post":' .. redis.call('HGET', KEYS[1], ARGV[1]) .. '}'
+  local snap = '{"author":"' .. owner .. '","post":' .. keep .. '}'
   redis.call('HSET', KEYS[9], ARGV[1], snap)
   if counted then redis.call('INCRBY', KEYS[4], #snap) end
 end
