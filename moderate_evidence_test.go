@@ -188,6 +188,14 @@ func TestEvidenceKeptEndToEnd(t *testing.T) {
 		if q := readQueue(t, api); q.Queued != 1 || q.Reports[0].ID != sofa {
 			t.Fatalf("queue after the account deletion %+v, want only the sofa's", q)
 		}
+		// The CLI's remove of the last one says what it did.
+		out, errOut, err = cli("remove", fmt.Sprint(sofa))
+		if err != nil || !strings.Contains(out, fmt.Sprintf("removed post %d of user %s (1 reporter): deleted by its author before review", sofa, author.id)) {
+			t.Fatalf("remove --node: %v\n%s%s", err, out, errOut)
+		}
+		if q := readQueue(t, api); q.Queued != 0 {
+			t.Fatalf("queue after the last removal %+v", q)
+		}
 	})
 }
 
