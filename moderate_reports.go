@@ -104,9 +104,13 @@ func reportCommands() []*cli.Command {
 				if err != nil && (!errors.As(err, &e) || e.Result == nil) {
 					return err
 				}
-				if r.Resent {
+				switch {
+				case r.Resent:
 					fmt.Fprintf(c.App.Writer, "post %d of user %s was removed before; its kept notice sent again\n", r.Post, r.Author)
-				} else {
+				case r.DeletedByAuthor:
+					fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s): deleted by its author before review; its snapshot and reports cleared, the removal recorded\n",
+						r.Post, r.Author, moderation.Reporters(r.Reporters))
+				default:
 					fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
 						r.Post, r.Author, moderation.Reporters(r.Reporters))
 				}
@@ -183,6 +187,13 @@ func writeReportsTable(w io.Writer, list []moderation.ReportLine, queued, most i
 		if l.Gone {
 			snip = "(gone)"
 		}
+		// The marks go before the clipped snippet, so that the title
+		// still shows.
+		snip = clipText(snip, 50)
+		if l.DeletedByAuthor {
+			// Gone for everyone; the snippet is the snapshot kept of it.
+			snip = "[DELETED BY ITS AUTHOR] " + snip
+		}
 		if l.Hidden {
 			// Hidden posts come first: say why they lead the table.
 			snip = "[HIDDEN pending review] " + snip
@@ -200,7 +211,7 @@ func writeReportsTable(w io.Writer, list []moderation.ReportLine, queued, most i
 			author = "-"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", l.ID, author, l.Reporters, reasonCounts(l.Reasons),
-			clipText(snip, 50), strings.Join(texts, " | "))
+			snip, strings.Join(texts, " | "))
 	}
 	return tw.Flush()
 }

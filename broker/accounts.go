@@ -434,7 +434,8 @@ var accountKeys = [...]string{"u", "q", "n", "s", "pd", "pc", "pq", "bk", "nt", 
 // AccountWrongPassword or AccountGone, having changed nothing. Messages
 // the user sent that wait in other users' queues are theirs and stay; the
 // user's posts live in the {posts} slot and are the posts package's to
-// delete. The id is never given out again (ids come from an INCR).
+// delete, and the copies kept of its reported posts it deleted, with its
+// review set, are EraseEvidenceOf's (reports.go), run after this. The id is never given out again (ids come from an INCR).
 func (c *Client) DeleteAccount(ctx context.Context, id, digest string) (int, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()

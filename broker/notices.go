@@ -233,6 +233,10 @@ type Removed struct {
 	// Kept: the notice could not be written and is kept among the unsent
 	// ones, for ResendNotice.
 	Kept bool
+	// DeletedByAuthor: the post was gone already, deleted by its author
+	// while queued; what was removed is its snapshot and its reports
+	// (reports.go, "Evidence kept"), and no client was told again.
+	DeletedByAuthor bool
 }
 
 // Unsent notices. A removal's notice is written to its author's keys
@@ -308,8 +312,8 @@ func retryFor(ctx context.Context, budget time.Duration, fn func(context.Context
 // there is no such post.
 func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Removed, error) {
 	if r.Reason == "" {
-		author, reporters, err := c.RemovePost(ctx, id)
-		return Removed{Author: author, Reporters: reporters}, err
+		author, reporters, gone, err := c.removePost(ctx, id)
+		return Removed{Author: author, Reporters: reporters, DeletedByAuthor: gone}, err
 	}
 	sid := strconv.FormatUint(id, 10)
 	n := Notice{Kind: NoticePostRemoved, Post: id, Reason: r.Reason, Note: r.Note, At: r.At}
@@ -317,17 +321,22 @@ func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Re
 		return Removed{}, err
 	}
 	data, err := c.do(ctx, c.rc.B().Hget().Key(c.postsKey("data")).Field(sid).Build()).ToString()
+	var author string
 	if rueidis.IsRedisNil(err) {
-		return Removed{}, ErrPostNotFound
-	}
-	if err != nil {
+		// Deleted by its author while queued: the snapshot tells who and
+		// what (its removal below is RemoveEvidence's).
+		var found bool
+		if author, data, found, err = c.Evidence(ctx, id); err != nil {
+			return Removed{}, err
+		} else if !found {
+			return Removed{}, ErrPostNotFound
+		}
+	} else if err != nil {
 		return Removed{}, c.wrap("read post "+sid, err)
-	}
-	n.Title = PostTitle(data)
-	author, err := c.PostOwner(ctx, id)
-	if err != nil {
+	} else if author, err = c.PostOwner(ctx, id); err != nil {
 		return Removed{}, err
 	}
+	n.Title = PostTitle(data)
 	u := unsent{Author: author, TTL: r.TTL.Milliseconds(), Notice: n}
 	if u.TTL > 0 {
 		u.Exp = r.At + u.TTL
@@ -347,7 +356,7 @@ func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Re
 	if kept == 0 {
 		c.log.Warn("unsent notices full: a removal's notice is not kept to resend", zap.Uint64("post", id), zap.Int("max", MaxUnsentNotices))
 	}
-	removedBy, reporters, err := c.RemovePost(ctx, id)
+	removedBy, reporters, gone, err := c.removePost(ctx, id)
 	if err != nil {
 		if kept == 1 {
 			c.dropUnsent(ctx, sid)
@@ -355,7 +364,7 @@ func (c *Client) RemoveWithNotice(ctx context.Context, id uint64, r Removal) (Re
 		return Removed{Author: removedBy}, err
 	}
 	out, err := c.sendUnsent(ctx, sid, u, kept == 1, cmp.Or(r.RetryFor, DefaultNoticeRetry))
-	out.Reporters = reporters
+	out.Reporters, out.DeletedByAuthor = reporters, gone
 	if err != nil {
 		return out, fmt.Errorf("post %d is removed, but its author %s could not be told why: %w", id, author, err)
 	}

@@ -11,16 +11,18 @@ package broker
 //	                script checks ownership without decoding JSON
 //	{posts}:date    sorted set: member post id, score the post's date (Unix
 //	                seconds), or its last renewal, for the expiry sweep
-//	{posts}:bytes   the total length of the posts in {posts}:data, kept by
-//	                the store, delete and expiry scripts for the byte budget
+//	{posts}:bytes   the total length of the posts in {posts}:data and of
+//	                the snapshots in {posts}:gone (reports.go), kept by
+//	                the scripts that change either, for the byte budget
 //	                (rebuilt by the store script when missing)
 //	pa:{<addr>}:<day>  posts published from one client address (the key
 //	                given by the caller) on one UTC day (days since the
 //	                epoch); expires after two days
 //	pq:{<user>}     list: the times (Unix ms) of the user's publishes in the
 //	                current quota window, oldest first
-//	{posts}:rby:<id>, {posts}:rlast:<id>, {posts}:reported
-//	                a post's reports and the review queue: see reports.go
+//	{posts}:rby:<id>, {posts}:rlast:<id>, {posts}:reported, {posts}:gone
+//	                a post's reports, the review queue and the snapshots
+//	                of queued posts their authors deleted: see reports.go
 //	{posts}:mine:<user>  sorted set: the author's stored post ids (scored
 //	                by id), kept by the store, delete and expiry scripts, so
 //	                that a node whose index dropped old posts still lists an
@@ -63,6 +65,10 @@ var (
 	ErrNotOwner     = errors.New("not the author of the post")
 	// ErrPostsFull: storing the post would pass a PostBounds bound.
 	ErrPostsFull = errors.New("the posts budget is used up")
+	// ErrUnderReview: the author has a post hidden pending review (or
+	// deleted while hidden); nothing was stored (reports.go, "Under
+	// review").
+	ErrUnderReview = errors.New("a post of the author is under review")
 )
 
 // PostsChannel is the pub/sub channel of post broadcasts, and the prefix to
@@ -76,16 +82,35 @@ func (c *Client) postsKey(name string) string { return c.prefix + "{posts}:" + n
 // total length past ARGV[7] bytes (0: no bound); then it returns 'full' and
 // changes nothing. The length is checked with an upper bound of the id's
 // digits, so the budget is never passed.
-// KEYS: seq, data, owner, date, bytes, mine:<owner>. ARGV: members after
-// the id (no braces), owner, date (s), channel, origin, max posts, max
-// bytes.
+// The bytes counted are those of the posts and of the snapshots the gone
+// hash keeps (reports.go, "Evidence kept").
+//
+// First of all, while the owner has a post hidden pending review (live,
+// or deleted by them while hidden: the ids of its set rv:<owner> still
+// in the hidden set and in the review queue), it returns 'review' and
+// changes nothing but the set: ids no longer hidden, or out of the queue
+// where no operator would see them, leave it there (reports.go, "Under
+// review"). An owner with no set pays one EXISTS.
+// KEYS: seq, data, owner, date, bytes, gone, hidden, rv:<owner>,
+// reported, mine:<owner>. ARGV:
+// members after the id (no braces), owner, date (s), channel, origin,
+// max posts, max bytes.
 var storePostScript = newScript("post_store", `
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[8])) do
+    if redis.call('SISMEMBER', KEYS[7], id) == 0 or not redis.call('ZSCORE', KEYS[9], id) then
+      redis.call('SREM', KEYS[8], id)
+    end
+  end
+  if redis.call('EXISTS', KEYS[8]) == 1 then return 'review' end
+end
 local maxn = tonumber(ARGV[6])
 local maxb = tonumber(ARGV[7])
 if maxn > 0 and redis.call('HLEN', KEYS[2]) >= maxn then return 'full' end
 if redis.call('EXISTS', KEYS[5]) == 0 then
   local t = 0
   for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do t = t + redis.call('HSTRLEN', KEYS[2], k) end
+  for _, k in ipairs(redis.call('HKEYS', KEYS[6])) do t = t + redis.call('HSTRLEN', KEYS[6], k) end
   redis.call('SET', KEYS[5], t)
 end
 if maxb > 0 and tonumber(redis.call('GET', KEYS[5])) + #ARGV[1] + 28 > maxb then return 'full' end
@@ -94,7 +119,7 @@ local post = '{"id":' .. id .. ',' .. ARGV[1] .. '}'
 redis.call('HSET', KEYS[2], id, post)
 redis.call('HSET', KEYS[3], id, ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[3], id)
-redis.call('ZADD', KEYS[6], id, id)
+redis.call('ZADD', KEYS[10], id, id)
 redis.call('INCRBY', KEYS[5], #post)
 redis.call('PUBLISH', ARGV[4], '{"op":"post","origin":"' .. ARGV[5] .. '","post":' .. post .. '}')
 return id`)
@@ -102,26 +127,49 @@ return id`)
 // deletePostScript removes a post if, and only if, user is its author: the
 // check and the removal are one atomic step, so no other user can ever erase
 // it.
-// Its reports (reports.go) go with it.
+//
+// Its reports (reports.go) go with it, unless ARGV[4] is '1' (the
+// author's own delete) and the post is in the review queue: then the
+// reports, the queue entry and the hidden mark stay, and a snapshot of
+// the post as it was, '{"author":"<id>","post":<its JSON>}', is kept in
+// the gone hash, its bytes still counted in the byte budget (reports.go,
+// "Evidence kept"). Everyone is told of the deletion all the same.
 // KEYS: data, owner, date, bytes, rby:<id>, rlast:<id>, reported, hidden,
-// mine:<user>. ARGV: id, user, channel.
-// Returns 1 done, 0 no such post, -1 not the owner.
+// gone, mine:<user>. ARGV: id, user, channel, '1' to keep the evidence, the prefix of
+// the per-author review sets ('<p>{posts}:'). A hidden post deleted
+// without its evidence leaves its author's review set.
+// Returns 1 done, 2 done with the evidence kept, 0 no such post, -1 not
+// the owner.
 var deletePostScript = newScript("post_delete", `
 local owner = redis.call('HGET', KEYS[2], ARGV[1])
 if not owner then return 0 end
 if owner ~= ARGV[2] then return -1 end
-if redis.call('EXISTS', KEYS[4]) == 1 then
+local counted = redis.call('EXISTS', KEYS[4]) == 1
+-- A post whose JSON is missing (a foreign or damaged writer) has
+-- nothing to keep: it is deleted as before.
+local keep = ARGV[4] == '1' and redis.call('ZSCORE', KEYS[7], ARGV[1]) and redis.call('HGET', KEYS[1], ARGV[1])
+if keep then
+  local snap = '{"author":"' .. owner .. '","post":' .. keep .. '}'
+  redis.call('HSET', KEYS[9], ARGV[1], snap)
+  if counted then redis.call('INCRBY', KEYS[4], #snap) end
+end
+if counted then
   redis.call('DECRBY', KEYS[4], redis.call('HSTRLEN', KEYS[1], ARGV[1]))
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then
-  redis.call('DEL', KEYS[5], KEYS[6])
+redis.call('ZREM', KEYS[10], ARGV[1])
+if not keep then
+  if redis.call('ZREM', KEYS[7], ARGV[1]) == 1 then
+    redis.call('DEL', KEYS[5], KEYS[6])
+  end
+  if redis.call('SREM', KEYS[8], ARGV[1]) == 1 then
+    redis.call('SREM', ARGV[5] .. 'rv:' .. owner, ARGV[1])
+  end
 end
-redis.call('SREM', KEYS[8], ARGV[1])
-redis.call('ZREM', KEYS[9], ARGV[1])
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
+if keep then return 2 end
 return 1`)
 
 // expirePostsScript removes up to ARGV[2] posts dated at or before ARGV[1]
@@ -143,17 +191,19 @@ if #ids == 0 then return 0 end
 local counted = redis.call('EXISTS', KEYS[4]) == 1
 for _, id in ipairs(ids) do
   if counted then redis.call('DECRBY', KEYS[4], redis.call('HSTRLEN', KEYS[1], id)) end
-  local author = redis.call('HGET', KEYS[2], id)
-  if author then redis.call('ZREM', ARGV[4] .. 'mine:' .. author, id) end
+  -- Unconditional: an older node's dismissal can leave the id hidden
+  -- but not queued. A hidden one leaves its author's review set.
+  local o = redis.call('HGET', KEYS[2], id)
+  if o then redis.call('ZREM', ARGV[4] .. 'mine:' .. o, id) end
+  if redis.call('SREM', KEYS[6], id) == 1 and o then
+    redis.call('SREM', ARGV[4] .. 'rv:' .. o, id)
+  end
   redis.call('HDEL', KEYS[1], id)
   redis.call('HDEL', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
   if redis.call('ZREM', KEYS[5], id) == 1 then
     redis.call('DEL', ARGV[4] .. 'rby:' .. id, ARGV[4] .. 'rlast:' .. id)
   end
-  -- Unconditional: an older node's dismissal can leave the id hidden
-  -- but not queued.
-  redis.call('SREM', KEYS[6], id)
 end
 redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. table.concat(ids, ',') .. ']}')
 return #ids`)
@@ -258,20 +308,25 @@ type PostBounds struct {
 }
 
 // StorePostWithin is StorePost, refused with ErrPostsFull when the post
-// would pass b: the check, the store and the broadcast are one atomic step,
-// so every node sees one budget.
+// would pass b, or with ErrUnderReview while owner has a post hidden
+// pending review: the checks, the store and the broadcast are one atomic
+// step, so every node sees one budget.
 func (c *Client) StorePostWithin(ctx context.Context, members []byte, owner string, date int64, origin string, b PostBounds) (uint64, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	s, err := storePostScript.Exec(ctx, c.rc,
-		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.mineKey(owner)},
+		[]string{c.postsKey("seq"), c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), c.postsKey("gone"),
+			c.postsKey("hidden"), c.reviewKey(owner), c.postsKey("reported"), c.mineKey(owner)},
 		[]string{string(members), owner, strconv.FormatInt(date, 10), c.key(PostsChannel), origin,
 			strconv.Itoa(max(b.Posts, 0)), strconv.FormatInt(max(b.Bytes, 0), 10)}).ToString()
 	if err != nil {
 		return 0, c.wrap("store post of "+owner, err)
 	}
-	if s == "full" {
+	switch s {
+	case "full":
 		return 0, ErrPostsFull
+	case "review":
+		return 0, ErrUnderReview
 	}
 	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
@@ -318,26 +373,45 @@ func (c *Client) RefundAddressPost(ctx context.Context, addr string, day int64) 
 }
 
 // DeletePost removes post id if user is its author, and broadcasts the
-// deletion. It fails with ErrPostNotFound or ErrNotOwner.
+// deletion; its reports go with it. It fails with ErrPostNotFound or
+// ErrNotOwner. Operators' removals and account deletions use it; the
+// author's own delete is DeleteOwnPost.
 func (c *Client) DeletePost(ctx context.Context, id uint64, user string) error {
+	_, err := c.deletePost(ctx, id, user, false)
+	return err
+}
+
+// DeleteOwnPost is DeletePost for the author's own delete command: a post
+// in the review queue leaves its reports, its queue entry and its hidden
+// mark behind, with a snapshot of itself for the operators (reports.go,
+// "Evidence kept"); kept says so.
+func (c *Client) DeleteOwnPost(ctx context.Context, id uint64, user string) (kept bool, err error) {
+	return c.deletePost(ctx, id, user, true)
+}
+
+func (c *Client) deletePost(ctx context.Context, id uint64, user string, keep bool) (bool, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
+	k := "0"
+	if keep {
+		k = "1"
+	}
 	r, err := deletePostScript.Exec(ctx, c.rc,
 		[]string{c.postsKey("data"), c.postsKey("owner"), c.postsKey("date"), c.postsKey("bytes"), by, last, c.postsKey("reported"),
-			c.postsKey("hidden"), c.mineKey(user)},
-		[]string{sid, user, c.key(PostsChannel)}).AsInt64()
+			c.postsKey("hidden"), c.postsKey("gone"), c.mineKey(user)},
+		[]string{sid, user, c.key(PostsChannel), k, c.postsKey("")}).AsInt64()
 	if err != nil {
-		return c.wrap("delete post "+sid, err)
+		return false, c.wrap("delete post "+sid, err)
 	}
 	switch r {
 	case 0:
-		return ErrPostNotFound
+		return false, ErrPostNotFound
 	case -1:
-		return ErrNotOwner
+		return false, ErrNotOwner
 	}
-	return nil
+	return r == 2, nil
 }
 
 // ExpirePosts removes up to limit posts dated at or before cutoff (Unix
@@ -577,4 +651,15 @@ func (c *Client) ChangePost(ctx context.Context, id uint64, user string, now int
 		return "", 0, ErrPostsFull
 	}
 	return "", 0, errors.New("change post script: unexpected reply")
+}
+
+// PostBytes returns the byte budget's count, {posts}:bytes (the posts'
+// JSON and the snapshots kept of deleted reported posts); counted false
+// when the count is missing (the next store rebuilds it).
+func (c *Client) PostBytes(ctx context.Context) (n int64, counted bool, err error) {
+	n, err = c.do(ctx, c.rc.B().Get().Key(c.postsKey("bytes")).Build()).AsInt64()
+	if rueidis.IsRedisNil(err) {
+		return 0, false, nil
+	}
+	return n, err == nil, c.wrap("read the posts' byte count", err)
 }

@@ -26,9 +26,45 @@ package broker
 //	                    members (the oldest go first); a member leaves
 //	                    with its account (ForgetReporter)
 //
+//	{posts}:gone        hash: post id -> snapshot of a queued post its
+//	                    author deleted, '{"author":"<id>","post":<JSON>}',
+//	                    a subset of the queue (see "Evidence kept")
+//	{posts}:rv:<user>   set: the ids of user's posts in the hidden set,
+//	                    live or deleted by the user while hidden (see
+//	                    "Under review"); gone when empty
+//
+// Under review (docs/security.md "Evidence kept when an author deletes a
+// reported listing", "Publishing while under review"): while an author
+// has a post hidden pending review, or one deleted while hidden, the
+// store script refuses their publishes (ErrUnderReview), so a hide is not
+// slipped past by publishing the listing again. The report script that
+// hides a post adds its id to the author's set rv:<user>; every script
+// that takes an id out of the hidden set (dismiss, the delete without
+// evidence, expiry, RemoveEvidence, the account erasure, the last
+// reporter's account deletion) takes it out of the author's set, and the
+// store script drops the ids no longer hidden, or no longer queued (no
+// operator would see them), before it decides, so an id an older node
+// un-hid or dequeued during an upgrade never blocks for good. The
+// sets hold only hidden ids: all together at most ReportBounds.Queue.
+// The account erasure deletes the user's set.
+//
 // A post is in the queue exactly when its two report keys exist: the
 // report script makes all three, the dismiss, delete and expiry scripts
 // remove all three, and the post's id from the hidden set with them.
+//
+// Evidence kept (docs/security.md "Evidence kept when an author deletes a
+// reported listing"): the author's own delete of a post in the queue
+// removes the post for everyone, as any delete, but leaves its report
+// keys, its queue entry and its hidden mark, and keeps the post as it was
+// in the gone hash, in the same script. The operators then see it,
+// marked deleted by its author; a dismissal, a removal, the queue's
+// eviction and the author's account deletion drop the snapshot with the
+// reports. The snapshot's bytes count in {posts}:bytes with the posts'
+// (the --max-post-bytes budget), and the hash is a subset of the queue
+// (--report-queue-max): no new bound is needed. The expiry sweep does
+// not see a deleted post (it is out of {posts}:date), so a snapshot
+// waits for an operator, or for the eviction when it has one reporter
+// and is not hidden.
 //
 // A reporter's field in rby:<id> holds its reason, with a '+' appended
 // when the reporter's account was old enough to count toward an
@@ -138,12 +174,30 @@ type ReportResult struct {
 	Hidden bool
 }
 
+// reviewKey is the set of user's posts hidden pending review ("Under
+// review").
+func (c *Client) reviewKey(user string) string { return c.postsKey("rv:" + user) }
+
 func (c *Client) reportKeys(sid string) (by, last string) {
 	return c.postsKey("rby:" + sid), c.postsKey("rlast:" + sid)
 }
 
+// luaDropGone is a Lua function the scripts that drop a queue entry share:
+// dropgone(gone, bytes, id) removes post id's snapshot, if any, and its
+// bytes from the byte budget's count; it returns the snapshot's author
+// (nil when there was none).
+const luaDropGone = `
+local function dropgone(gone, bytes, id)
+  local s = redis.call('HGET', gone, id)
+  if not s then return nil end
+  redis.call('HDEL', gone, id)
+  if redis.call('EXISTS', bytes) == 1 then redis.call('DECRBY', bytes, #s) end
+  return string.match(s, '^{"author":"([^"]*)"') or ''
+end
+`
+
 // reportScript stores one report. KEYS: owner, rby:<id>, rlast:<id>,
-// reported, hidden, distrust. ARGV: id, reporter, reason, the report's JSON (it
+// reported, hidden, distrust, gone, bytes. ARGV: id, reporter, reason, the report's JSON (it
 // starts '{"by":"<reporter>",'), max reporters, max details, max queued
 // posts, the prefix of the report keys ('<p>{posts}:'), the id's tie
 // fraction (reportTie), '1' when the reporter is aged (Report.Aged), the
@@ -160,12 +214,13 @@ func (c *Client) reportKeys(sid string) (by, last string) {
 // goes is known only inside the script, and its keys carry the {posts}
 // tag of the keys passed, so they are in the script's slot on a cluster
 // (as the expiry script does). A hidden post is never evicted: it would
-// stay hidden with nothing in the queue to show it to an operator.
+// stay hidden with nothing in the queue to show it to an operator. An
+// evicted entry's snapshot (a post its author deleted) goes with it.
 //
 // Counting the aged reporters walks the post's reporters (at most
 // ReportBounds.Reporters fields), and only while the post is not hidden
 // yet and only for an aged reporter's report.
-var reportScript = newScript("post_report", `
+var reportScript = newScript("post_report", luaDropGone+`
 local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if not owner then return {0} end
 if owner == ARGV[2] then return {-1} end
@@ -179,6 +234,7 @@ if not redis.call('ZSCORE', KEYS[4], ARGV[1]) and redis.call('ZCARD', KEYS[4]) >
   evicted = low[1]
   redis.call('ZREM', KEYS[4], evicted)
   redis.call('DEL', ARGV[8] .. 'rby:' .. evicted, ARGV[8] .. 'rlast:' .. evicted)
+  dropgone(KEYS[7], KEYS[8], evicted)
 end
 local aged = ARGV[10] == '1' and not redis.call('ZSCORE', KEYS[6], ARGV[2])
 local v = ARGV[3]
@@ -204,6 +260,7 @@ if at > 0 and aged and redis.call('SISMEMBER', KEYS[5], ARGV[1]) == 0 then
   end
   if k >= at then
     redis.call('SADD', KEYS[5], ARGV[1])
+    redis.call('SADD', ARGV[8] .. 'rv:' .. owner, ARGV[1])
     redis.call('PUBLISH', ARGV[12], '{"op":"hide","ids":[' .. ARGV[1] .. ']}')
     hid = 1
   end
@@ -238,7 +295,7 @@ func (c *Client) ReportPost(ctx context.Context, id uint64, r Report, b ReportBo
 		aged = "1"
 	}
 	vs, err := reportScript.Exec(ctx, c.rc, []string{c.postsKey("owner"), by, last, c.postsKey("reported"), c.postsKey("hidden"),
-		c.postsKey("distrust")},
+		c.postsKey("distrust"), c.postsKey("gone"), c.postsKey("bytes")},
 		[]string{sid, r.By, r.Reason, string(detail), strconv.Itoa(b.Reporters), strconv.Itoa(b.Details),
 			strconv.Itoa(b.Queue), c.postsKey(""), reportTie(id), aged, strconv.Itoa(max(b.HideAt, 0)),
 			c.key(PostsChannel)}).ToArray()
@@ -345,6 +402,9 @@ type ReportedPost struct {
 	// Hidden: the post is hidden automatically (ReportBounds.HideAt)
 	// until an operator dismisses its reports or removes it.
 	Hidden bool
+	// DeletedByAuthor: the author deleted the post while it was queued;
+	// Author and Post are the snapshot kept of it ("Evidence kept").
+	DeletedByAuthor bool
 }
 
 // HiddenPosts returns the ids of the posts hidden automatically, in no
@@ -423,7 +483,8 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 			c.rc.B().Hget().Key(c.postsKey("owner")).Field(z.Member).Build(),
 			c.rc.B().Hget().Key(c.postsKey("data")).Field(z.Member).Build(),
 			c.rc.B().Hvals().Key(by).Build(),
-			c.rc.B().Lrange().Key(last).Start(0).Stop(int64(max(details, 1))-1).Build())
+			c.rc.B().Lrange().Key(last).Start(0).Stop(int64(max(details, 1))-1).Build(),
+			c.rc.B().Hget().Key(c.postsKey("gone")).Field(z.Member).Build())
 		cancel()
 		p := ReportedPost{ID: id, Reasons: map[string]int{}, Hidden: isHidden[z.Member]}
 		var rerr error
@@ -432,6 +493,13 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 		}
 		if p.Post, rerr = rs[1].ToString(); rerr != nil && !rueidis.IsRedisNil(rerr) {
 			return out, c.wrap("read reported post "+z.Member, rerr)
+		}
+		if snap, rerr := rs[4].ToString(); rerr == nil && p.Post == "" {
+			if author, post, ok := parseGone(snap); ok {
+				p.Author, p.Post, p.DeletedByAuthor = author, post, true
+			}
+		} else if rerr != nil && !rueidis.IsRedisNil(rerr) {
+			return out, c.wrap("read the snapshot of post "+z.Member, rerr)
 		}
 		reasons, rerr := rs[2].AsStrSlice()
 		if rerr != nil {
@@ -449,13 +517,19 @@ func (c *Client) ReportedPosts(ctx context.Context, limit, details int) ([]Repor
 	return out, nil
 }
 
-// dismissScript removes a post's reports and its queue entry, and shows
-// the post again when it was hidden; then the reporters that counted
-// toward the hide go on the distrust set (trimmed to its bound, oldest
-// first). KEYS: rby:<id>, rlast:<id>, reported, hidden, distrust. ARGV:
-// id, the posts channel, now (Unix ms), MaxDistrust. Returns {how many
-// reporters there were, 1 when the post was hidden}.
-var dismissScript = newScript("post_dismiss", `
+// dismissScript removes a post's reports, its queue entry and its
+// snapshot (a post its author deleted), and shows the post again when it
+// was hidden; then the reporters that counted toward the hide go on the
+// distrust set (trimmed to its bound, oldest first). A deleted post is
+// not shown: its id is announced deleted again, which tells no client
+// anything (no node holds it) and clears a node's hidden mark.
+// A hidden post leaves its author's review set ("Under review").
+// KEYS: rby:<id>, rlast:<id>, reported, hidden, distrust, gone, bytes,
+// owner. ARGV: id, the posts channel, now (Unix ms), MaxDistrust, the
+// prefix of the review sets ('<p>{posts}:'). Returns {how
+// many reporters there were, 1 when the post was hidden, 1 when it was a
+// snapshot}.
+var dismissScript = newScript("post_dismiss", luaDropGone+`
 local n = redis.call('HLEN', KEYS[1])
 if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then
   local kv = redis.call('HGETALL', KEYS[1])
@@ -467,31 +541,43 @@ if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
+local g = 0
+local author = dropgone(KEYS[6], KEYS[7], ARGV[1])
+if author then g = 1 else author = redis.call('HGET', KEYS[8], ARGV[1]) end
 local h = redis.call('SREM', KEYS[4], ARGV[1])
-if h == 1 then redis.call('PUBLISH', ARGV[2], '{"op":"show","ids":[' .. ARGV[1] .. ']}') end
-return {n, h}`)
+if h == 1 and author then redis.call('SREM', ARGV[5] .. 'rv:' .. author, ARGV[1]) end
+if h == 1 and g == 1 then
+  redis.call('PUBLISH', ARGV[2], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
+elseif h == 1 then
+  redis.call('PUBLISH', ARGV[2], '{"op":"show","ids":[' .. ARGV[1] .. ']}')
+end
+return {n, h, g}`)
 
 // DismissReports clears post id's reports (the post stays) and returns how
 // many distinct reporters it had (0: none) and whether it was hidden
 // automatically: then it is shown again, on every node, and the
 // reporters whose reports hid it no longer count toward a hide
-// (Distrusted).
+// (Distrusted). For a post its author deleted the snapshot goes too and
+// shown is false (nothing is shown), though its reporters are distrusted
+// as for a hidden post when it was hidden.
 func (c *Client) DismissReports(ctx context.Context, id uint64) (n int, shown bool, err error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
-	vs, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("distrust")},
+	vs, err := dismissScript.Exec(ctx, c.rc, []string{by, last, c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("distrust"),
+		c.postsKey("gone"), c.postsKey("bytes"), c.postsKey("owner")},
 		// The score only orders the set's trimming (oldest first): the
 		// node's clock is good enough, and no test waits on it.
-		[]string{sid, c.key(PostsChannel), strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.Itoa(MaxDistrust)}).AsIntSlice()
+		[]string{sid, c.key(PostsChannel), strconv.FormatInt(time.Now().UnixMilli(), 10), strconv.Itoa(MaxDistrust),
+			c.postsKey("")}).AsIntSlice()
 	if err != nil {
 		return 0, false, c.wrap("dismiss the reports of post "+sid, err)
 	}
-	if len(vs) != 2 {
+	if len(vs) != 3 {
 		return 0, false, errors.New("dismiss script: unexpected reply")
 	}
-	return int(vs[0]), vs[1] == 1, nil
+	return int(vs[0]), vs[1] == 1 && vs[2] == 0, nil
 }
 
 // Distrusted tells whether user's reports no longer count toward an
@@ -518,21 +604,134 @@ func (c *Client) PostOwner(ctx context.Context, id uint64) (string, error) {
 // script: every node drops it, subscribers with deletions get
 // post_deleted, its reports go with it), for an operator. It returns the
 // author and how many distinct reporters the post had, or ErrPostNotFound.
+// A post its author deleted while queued is removed too: its snapshot and
+// reports go, with no second deletion for the clients (RemoveEvidence).
 func (c *Client) RemovePost(ctx context.Context, id uint64) (author string, reporters int, err error) {
+	author, reporters, _, err = c.removePost(ctx, id)
+	return author, reporters, err
+}
+
+// removePost is RemovePost, saying whether it was a snapshot's removal.
+func (c *Client) removePost(ctx context.Context, id uint64) (author string, reporters int, gone bool, err error) {
 	author, err = c.PostOwner(ctx, id)
+	if errors.Is(err, ErrPostNotFound) {
+		author, reporters, err = c.RemoveEvidence(ctx, id)
+		return author, reporters, err == nil, err
+	}
 	if err != nil {
-		return "", 0, err
+		return "", 0, false, err
 	}
 	sid := strconv.FormatUint(id, 10)
 	by, _ := c.reportKeys(sid)
 	n, err := c.do(ctx, c.rc.B().Hlen().Key(by).Build()).AsInt64()
 	if err != nil {
-		return author, 0, c.wrap("count the reporters of post "+sid, err)
+		return author, 0, false, c.wrap("count the reporters of post "+sid, err)
 	}
 	// Post ids are never reused, so the author read above is still the
 	// post's when the script runs; ErrPostNotFound here means it went
 	// meanwhile (deleted by its author, expired).
-	return author, int(n), c.DeletePost(ctx, id, author)
+	return author, int(n), false, c.DeletePost(ctx, id, author)
+}
+
+// removeEvidenceScript drops the snapshot of post id, a post its author
+// deleted while queued, with its reports, queue entry and hidden mark
+// (announcing the id deleted again when hidden, as the dismissal does).
+// KEYS: gone, bytes, rby:<id>, rlast:<id>, reported, hidden. ARGV: id,
+// the posts channel, the prefix of the review sets. Returns {0} when
+// there is no snapshot, else {1, author, reporters}.
+var removeEvidenceScript = newScript("post_remove_gone", luaDropGone+`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return {0} end
+local n = redis.call('HLEN', KEYS[3])
+local author = dropgone(KEYS[1], KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if redis.call('SREM', KEYS[6], ARGV[1]) == 1 then
+  redis.call('SREM', ARGV[3] .. 'rv:' .. author, ARGV[1])
+  redis.call('PUBLISH', ARGV[2], '{"op":"del","ids":[' .. ARGV[1] .. ']}')
+end
+return {1, author, n}`)
+
+// RemoveEvidence removes the snapshot kept of post id, deleted by its
+// author while queued, with its reports: an operator's removal of a post
+// already gone. It returns the author and how many distinct reporters
+// there were, or ErrPostNotFound when no snapshot is kept.
+func (c *Client) RemoveEvidence(ctx context.Context, id uint64) (author string, reporters int, err error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	sid := strconv.FormatUint(id, 10)
+	by, last := c.reportKeys(sid)
+	vs, err := removeEvidenceScript.Exec(ctx, c.rc, []string{c.postsKey("gone"), c.postsKey("bytes"), by, last,
+		c.postsKey("reported"), c.postsKey("hidden")}, []string{sid, c.key(PostsChannel), c.postsKey("")}).ToArray()
+	if err != nil {
+		return "", 0, c.wrap("remove the snapshot of post "+sid, err)
+	}
+	if len(vs) == 0 {
+		return "", 0, errors.New("remove snapshot script: empty reply")
+	}
+	if code, _ := vs[0].AsInt64(); code == 0 {
+		return "", 0, ErrPostNotFound
+	}
+	if len(vs) != 3 {
+		return "", 0, errors.New("remove snapshot script: unexpected reply")
+	}
+	author, _ = vs[1].ToString()
+	n, _ := vs[2].AsInt64()
+	return author, int(n), nil
+}
+
+// Evidence returns the snapshot kept of post id, deleted by its author
+// while queued: its author and its JSON; found false when none is kept.
+func (c *Client) Evidence(ctx context.Context, id uint64) (author, post string, found bool, err error) {
+	sid := strconv.FormatUint(id, 10)
+	s, err := c.do(ctx, c.rc.B().Hget().Key(c.postsKey("gone")).Field(sid).Build()).ToString()
+	if rueidis.IsRedisNil(err) {
+		return "", "", false, nil
+	}
+	if err != nil {
+		return "", "", false, c.wrap("read the snapshot of post "+sid, err)
+	}
+	author, post, found = parseGone(s)
+	return author, post, found, nil
+}
+
+// ScanEvidence calls fn with the JSON of every post kept in the gone
+// hash (deleted by its author while queued), in batches as ScanPosts
+// reads the posts; the hash is a subset of the queue, so it holds at most
+// ReportBounds.Queue of them.
+func (c *Client) ScanEvidence(ctx context.Context, fn func(post string)) error {
+	cursor := uint64(0)
+	for {
+		cctx, cancel := c.bound(ctx)
+		e, err := c.rc.Do(cctx, c.rc.B().Hscan().Key(c.postsKey("gone")).Cursor(cursor).Count(200).Build()).AsScanEntry()
+		cancel()
+		if err != nil {
+			return c.wrap("scan the posts kept for review", err)
+		}
+		for i := 1; i < len(e.Elements); i += 2 {
+			if _, post, ok := parseGone(e.Elements[i]); ok {
+				fn(post)
+			}
+		}
+		if e.Cursor == 0 {
+			return nil
+		}
+		cursor = e.Cursor
+	}
+}
+
+// parseGone splits a snapshot of the gone hash into its author and the
+// post's JSON; ok false when it is not in the delete script's format.
+func parseGone(s string) (author, post string, ok bool) {
+	const head, sep = `{"author":"`, `","post":`
+	if !strings.HasPrefix(s, head) || !strings.HasSuffix(s, "}") {
+		return "", "", false
+	}
+	rest := s[len(head) : len(s)-1]
+	i := strings.Index(rest, sep)
+	if i <= 0 {
+		return "", "", false
+	}
+	return rest[:i], rest[i+len(sep):], true
 }
 
 // RawDropReports does what an older node's dismissal did: post id's
@@ -547,9 +746,18 @@ func (c *Client) RawDropReports(ctx context.Context, id uint64) error {
 	return c.wrap("drop "+sid+" from the queue", c.do(ctx, c.rc.B().Zrem().Key(c.postsKey("reported")).Member(sid).Build()).Error())
 }
 
+// RawUnhide takes post id out of the hidden set and nothing else, as a
+// node from before the review sets did when it dismissed or removed a
+// hidden post. Tests use it to plant a stale review set.
+func (c *Client) RawUnhide(ctx context.Context, id uint64) error {
+	sid := strconv.FormatUint(id, 10)
+	return c.wrap("unhide "+sid, c.do(ctx, c.rc.B().Srem().Key(c.postsKey("hidden")).Member(sid).Build()).Error())
+}
+
 // ReportKeys tells which of post id's report keys exist and whether it is
 // in the review queue, for tests that check nothing outlives a post. A
-// post in the hidden set counts as a key named "hidden".
+// post in the hidden set counts as a key named "hidden", one with a
+// snapshot in the gone hash as one named "gone".
 func (c *Client) ReportKeys(ctx context.Context, id uint64) (keys []string, queued bool, err error) {
 	sid := strconv.FormatUint(id, 10)
 	by, last := c.reportKeys(sid)
@@ -559,6 +767,13 @@ func (c *Client) ReportKeys(ctx context.Context, id uint64) (keys []string, queu
 	}
 	if h {
 		keys = append(keys, "hidden")
+	}
+	g, err := c.do(ctx, c.rc.B().Hexists().Key(c.postsKey("gone")).Field(sid).Build()).AsBool()
+	if err != nil {
+		return nil, false, c.wrap("look up the snapshots", err)
+	}
+	if g {
+		keys = append(keys, "gone")
 	}
 	for _, k := range []string{by, last} {
 		n, err := c.do(ctx, c.rc.B().Exists().Key(k).Build()).AsInt64()
@@ -584,13 +799,15 @@ func (c *Client) ReportKeys(ctx context.Context, id uint64) (keys []string, queu
 // its full report, one reporter less in the queue's score, and the post's
 // report keys and queue entry gone when it was the only reporter (a
 // hidden post is then shown again: nothing is left for an operator to
-// review). A hidden post that keeps reporters stays hidden, even below
-// the threshold: an operator decides. KEYS: reported, hidden. ARGV: the
+// review; a post its author deleted loses its snapshot, and its id is
+// announced deleted instead). A hidden post that keeps reporters stays
+// hidden, even below the threshold: an operator decides. KEYS: reported,
+// hidden, gone, bytes, owner. ARGV: the
 // user, the prefix of the report keys ('<p>{posts}:'), the posts
 // channel, then the post ids. The per-post keys are named in Lua (the reportScript's
 // eviction does the same): they share the {posts} slot with KEYS[1].
 // Returns how many posts the user had reported among them.
-var forgetReporterScript = newScript("post_report_forget", `
+var forgetReporterScript = newScript("post_report_forget", luaDropGone+`
 local user, head = ARGV[1], '{"by":"' .. ARGV[1] .. '",'
 local n = 0
 for i = 4, #ARGV do
@@ -604,8 +821,12 @@ for i = 4, #ARGV do
     if redis.call('HLEN', by) == 0 then
       redis.call('DEL', by, last)
       redis.call('ZREM', KEYS[1], id)
+      local op = 'show'
+      local author = dropgone(KEYS[3], KEYS[4], id)
+      if author then op = 'del' else author = redis.call('HGET', KEYS[5], id) end
       if redis.call('SREM', KEYS[2], id) == 1 then
-        redis.call('PUBLISH', ARGV[3], '{"op":"show","ids":[' .. id .. ']}')
+        if author then redis.call('SREM', ARGV[2] .. 'rv:' .. author, id) end
+        redis.call('PUBLISH', ARGV[3], '{"op":"' .. op .. '","ids":[' .. id .. ']}')
       end
     else
       redis.call('ZINCRBY', KEYS[1], -1, id)
@@ -636,7 +857,8 @@ func (c *Client) ForgetReporter(ctx context.Context, user string) (int, error) {
 		batch := ids[:min(len(ids), forgetBatch)]
 		ids = ids[len(batch):]
 		bctx, cancel := c.bound(ctx)
-		r, err := forgetReporterScript.Exec(bctx, c.rc, []string{c.postsKey("reported"), c.postsKey("hidden")},
+		r, err := forgetReporterScript.Exec(bctx, c.rc, []string{c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("gone"), c.postsKey("bytes"),
+			c.postsKey("owner")},
 			append([]string{user, c.postsKey(""), c.key(PostsChannel)}, batch...)).AsInt64()
 		cancel()
 		if err != nil {
@@ -645,6 +867,107 @@ func (c *Client) ForgetReporter(ctx context.Context, user string) (int, error) {
 		n += int(r)
 	}
 	return n, nil
+}
+
+// eraseEvidenceScript drops, among a batch of queued posts, the
+// snapshots whose author is ARGV[1] (an account deletion: nothing of the
+// user stays), each with its reports, queue entry and hidden mark (the id
+// announced deleted again when hidden). KEYS: reported, hidden, gone,
+// bytes. ARGV: the user, the prefix of the report keys ('<p>{posts}:'),
+// the posts channel, then the post ids. Returns how many it dropped.
+var eraseEvidenceScript = newScript("post_gone_erase", luaDropGone+`
+local head = '{"author":"' .. ARGV[1] .. '",'
+local n = 0
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  local s = redis.call('HGET', KEYS[3], id)
+  if s and string.sub(s, 1, #head) == head then
+    dropgone(KEYS[3], KEYS[4], id)
+    redis.call('DEL', ARGV[2] .. 'rby:' .. id, ARGV[2] .. 'rlast:' .. id)
+    redis.call('ZREM', KEYS[1], id)
+    if redis.call('SREM', KEYS[2], id) == 1 then
+      redis.call('PUBLISH', ARGV[3], '{"op":"del","ids":[' .. id .. ']}')
+    end
+    redis.call('SREM', ARGV[2] .. 'rv:' .. ARGV[1], id)
+    n = n + 1
+  end
+end
+return n`)
+
+// EraseEvidenceOf drops every snapshot kept of user's posts, deleted by
+// the user while queued, with their reports and queue entries: for an
+// account deletion, after the user's live posts went (whose reports go
+// with them). The gone hash is a subset of the queue, so this walks the
+// queue (ReportBounds.Queue at most) in batches of forgetBatch posts, as
+// ForgetReporter does; most cost one HGET of a field that is not there.
+// It returns how many snapshots it dropped.
+func (c *Client) EraseEvidenceOf(ctx context.Context, user string) (int, error) {
+	n, err := c.do(ctx, c.rc.B().Hlen().Key(c.postsKey("gone")).Build()).AsInt64()
+	if err != nil {
+		return 0, c.wrap("count the snapshots", err)
+	}
+	if n == 0 {
+		return 0, c.dropReview(ctx, user)
+	}
+	ids, err := c.do(ctx, c.rc.B().Zrange().Key(c.postsKey("reported")).Min("0").Max("-1").Build()).AsStrSlice()
+	if err != nil {
+		return 0, c.wrap("read the review queue", err)
+	}
+	done := 0
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), forgetBatch)]
+		ids = ids[len(batch):]
+		bctx, cancel := c.bound(ctx)
+		r, err := eraseEvidenceScript.Exec(bctx, c.rc, []string{c.postsKey("reported"), c.postsKey("hidden"), c.postsKey("gone"),
+			c.postsKey("bytes")}, append([]string{user, c.postsKey(""), c.key(PostsChannel)}, batch...)).AsInt64()
+		cancel()
+		if err != nil {
+			return done, c.wrap("erase the snapshots of "+user, err)
+		}
+		done += int(r)
+	}
+	return done, c.dropReview(ctx, user)
+}
+
+// UnderReview returns the ids of user's posts that keep user from
+// publishing: hidden pending review, live or deleted by the user while
+// hidden ("Under review"); ids no longer hidden, or no longer queued,
+// are left out.
+func (c *Client) UnderReview(ctx context.Context, user string) ([]uint64, error) {
+	ss, err := c.do(ctx, c.rc.B().Smembers().Key(c.reviewKey(user)).Build()).AsStrSlice()
+	if err != nil {
+		return nil, c.wrap("read the posts of "+user+" under review", err)
+	}
+	var out []uint64
+	for _, s := range ss {
+		h, err := c.do(ctx, c.rc.B().Sismember().Key(c.postsKey("hidden")).Member(s).Build()).AsBool()
+		if err != nil {
+			return nil, c.wrap("look up the hidden posts", err)
+		}
+		_, qerr := c.do(ctx, c.rc.B().Zscore().Key(c.postsKey("reported")).Member(s).Build()).AsFloat64()
+		if qerr != nil && !rueidis.IsRedisNil(qerr) {
+			return nil, c.wrap("look up the review queue", qerr)
+		}
+		if id, perr := strconv.ParseUint(s, 10, 64); perr == nil && h && qerr == nil {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// ReviewSetLen is how many ids user's review set holds, stale ones
+// included (tests check that it empties).
+func (c *Client) ReviewSetLen(ctx context.Context, user string) (int, error) {
+	n, err := c.do(ctx, c.rc.B().Scard().Key(c.reviewKey(user)).Build()).AsInt64()
+	return int(n), c.wrap("count the review set of "+user, err)
+}
+
+// dropReview deletes user's review set, the last step of an account
+// deletion: the user's hidden posts left it as they went, this takes what
+// an older node's removal or a race left behind.
+func (c *Client) dropReview(ctx context.Context, user string) error {
+	return c.wrap("drop the review set of "+user, c.do(ctx, c.rc.B().Del().Key(c.reviewKey(user)).Build()).Error())
 }
 
 // forgetBatch is how many reported posts one ForgetReporter script checks:

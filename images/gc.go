@@ -60,6 +60,11 @@ type PostSource interface {
 	// ScanPosts calls fn with every stored post's JSON; an error means the
 	// scan did not see them all.
 	ScanPosts(ctx context.Context, fn func(post string)) error
+	// ScanEvidence calls fn with the JSON of every post kept for the
+	// operators after its author deleted it while reported
+	// (docs/security.md "Evidence kept when an author deletes a reported
+	// listing"): its photos are evidence too, so they stay linked.
+	ScanEvidence(ctx context.Context, fn func(post string)) error
 	// PostSeq is the highest post id ever issued.
 	PostSeq(ctx context.Context) (uint64, error)
 }
@@ -87,6 +92,7 @@ const (
 type SweepResult struct {
 	Outcome    string
 	Posts      int   // live posts read
+	Evidence   int   // posts kept for the operators, deleted by their authors, read
 	Links      int   // distinct linked images (by digest)
 	Stored     int   // images found in the store
 	Linked     int   // of those, linked from a live post
@@ -233,6 +239,13 @@ func (g *GC) Sweep(ctx context.Context) (res SweepResult, err error) {
 	if err != nil {
 		return res, fmt.Errorf("image sweep: read the posts: %w", err)
 	}
+	err = g.posts.ScanEvidence(ctx, func(post string) {
+		res.Evidence++
+		scanNames(post, g.signer, func(digest, _ string) { refs.add(digest) })
+	})
+	if err != nil {
+		return res, fmt.Errorf("image sweep: read the posts kept for review: %w", err)
+	}
 	if leaseErr != nil {
 		return res, leaseErr
 	}
@@ -299,7 +312,7 @@ func (g *GC) Sweep(ctx context.Context) (res SweepResult, err error) {
 
 func (g *GC) logResult(res SweepResult, err error) {
 	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.Bool("dry_run", res.DryRun),
-		zap.Int("posts", res.Posts), zap.Int("links", res.Links), zap.Int("stored", res.Stored),
+		zap.Int("posts", res.Posts), zap.Int("evidence", res.Evidence), zap.Int("links", res.Links), zap.Int("stored", res.Stored),
 		zap.Int("linked", res.Linked), zap.Int("young", res.Young), zap.Int("deleted", res.Deleted),
 		zap.Int64("bytes_freed", res.BytesFreed), zap.Duration("took", res.Took)}
 	switch {

@@ -132,7 +132,8 @@ func TestImageSweep(t *testing.T) {
 		forged := e.upload()    // "linked" by its digest with another name: not ours, deleted
 		ofDeleted := e.upload() // its post was deleted: deleted
 		ofExpired := e.upload() // its post expired: deleted
-		for _, n := range []string{linked, escaped, orphan, forged, ofDeleted, ofExpired} {
+		evidence := e.upload()  // its post was reported, then deleted by its author: kept for review
+		for _, n := range []string{linked, escaped, orphan, forged, ofDeleted, ofExpired, evidence} {
 			e.age(n, old)
 		}
 		e.age(young, time.Hour)
@@ -145,18 +146,25 @@ func TestImageSweep(t *testing.T) {
 		if err := e.b.DeletePost(ctx, del, "9"); err != nil {
 			t.Fatal(err)
 		}
+		reported := e.publish("9", `{\"images\":[\"`+evidence+`.jpg\"]}`, now)
+		if _, err := e.b.ReportPost(ctx, reported, broker.Report{By: "7", Reason: "scam", At: now}, broker.ReportBounds{}); err != nil {
+			t.Fatal(err)
+		}
+		if kept, err := e.b.DeleteOwnPost(ctx, reported, "9"); err != nil || !kept {
+			t.Fatalf("the author's delete of a reported post: %v %v", kept, err)
+		}
 		if _, err := e.b.ExpirePosts(ctx, now-90*24*3600, 100); err != nil {
 			t.Fatal(err)
 		}
 		gone := []string{orphan, forged, ofDeleted, ofExpired}
-		kept := []string{linked, escaped, young}
+		kept := []string{linked, escaped, young, evidence}
 
 		// A dry run counts and deletes nothing.
 		res, err := e.gc(GCConfig{OrphanAge: week, DryRun: true}, nil).Sweep(ctx)
 		if err != nil || res.Outcome != OutcomeOK {
 			t.Fatalf("dry run: %+v, %v", res, err)
 		}
-		if res.Deleted != len(gone) || res.Stored != 7 || res.Linked != 2 || res.Young != 1 || res.Posts != 3 {
+		if res.Deleted != len(gone) || res.Stored != 8 || res.Linked != 3 || res.Young != 1 || res.Posts != 3 || res.Evidence != 1 {
 			t.Fatalf("dry run: %+v", res)
 		}
 		for _, n := range append(gone, kept...) {
@@ -191,7 +199,7 @@ func TestImageSweep(t *testing.T) {
 		}
 		// The lease was given back: the next sweep runs, and finds nothing.
 		res, err = g.Sweep(ctx)
-		if err != nil || res.Outcome != OutcomeOK || res.Deleted != 0 || res.Stored != 3 {
+		if err != nil || res.Outcome != OutcomeOK || res.Deleted != 0 || res.Stored != 4 {
 			t.Fatalf("second sweep: %+v, %v", res, err)
 		}
 	})

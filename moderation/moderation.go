@@ -164,6 +164,13 @@ type ReportLine struct {
 	// until its reports are dismissed or it is removed; such posts come
 	// first in the queue.
 	Hidden bool `json:"hidden,omitempty"`
+	// DeletedByAuthor: the author deleted the post while it was in the
+	// queue; it is gone for everyone, and Title, Snippet, Images and
+	// Snapshot are taken from the snapshot kept of it (docs/security.md
+	// "Evidence kept when an author deletes a reported listing").
+	DeletedByAuthor bool `json:"deleted_by_author,omitempty"`
+	// Snapshot: the post's JSON as it was when its author deleted it.
+	Snapshot json.RawMessage `json:"snapshot,omitempty"`
 }
 
 // CheckList checks a listing's limit and texts.
@@ -200,7 +207,10 @@ func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) 
 
 func toReportLine(p broker.ReportedPost) ReportLine {
 	l := ReportLine{ID: p.ID, Author: p.Author, Gone: p.Post == "", Reporters: p.Reporters, Reasons: p.Reasons,
-		Latest: []broker.Report{}, Hidden: p.Hidden}
+		Latest: []broker.Report{}, Hidden: p.Hidden, DeletedByAuthor: p.DeletedByAuthor}
+	if p.DeletedByAuthor && json.Valid([]byte(p.Post)) {
+		l.Snapshot = json.RawMessage(p.Post)
+	}
 	l.Title, l.Snippet, l.Images = readPost(p.Post)
 	for _, s := range p.Latest {
 		var r broker.Report
@@ -300,6 +310,10 @@ type Removed struct {
 	// Resent: the post was removed earlier, and this sent its kept
 	// notice (Reason is the one kept then).
 	Resent bool `json:"resent,omitempty"`
+	// DeletedByAuthor: the author had deleted the post while it was
+	// queued; the removal cleared its snapshot and reports and is
+	// recorded, and nobody was told of a deletion again.
+	DeletedByAuthor bool `json:"deleted_by_author,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
 	Logged bool `json:"logged"`
 	// The removed post's photos (photos.go). Photos lists their paths on
@@ -353,7 +367,8 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		}
 		return Removed{}, refuse(ReasonPostNotFound, "no post %d (never published, or deleted or expired already)", id)
 	}
-	res := Removed{Post: id, Author: author, Reporters: n, Reason: req.Reason, Told: r.Notice > 0, NoticeKept: r.Kept}
+	res := Removed{Post: id, Author: author, Reporters: n, Reason: req.Reason, Told: r.Notice > 0, NoticeKept: r.Kept,
+		DeletedByAuthor: r.DeletedByAuthor}
 	if err != nil && author != "" {
 		// Removed, but the notice could not be written (retried already).
 		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
@@ -370,8 +385,12 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		return Removed{}, err
 	}
 	s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
-		zap.Int("reporters", n), zap.String("reason", req.Reason), zap.Bool("told", res.Told), zap.String("operator", by), addrField(ctx))
+		zap.Int("reporters", n), zap.String("reason", req.Reason), zap.Bool("told", res.Told),
+		zap.Bool("deleted_by_author", res.DeletedByAuthor), zap.String("operator", by), addrField(ctx))
 	detail := "author " + author
+	if res.DeletedByAuthor {
+		detail += ", deleted by its author before review"
+	}
 	if res.Told {
 		detail += ", told why"
 	}

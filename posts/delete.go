@@ -13,7 +13,9 @@ import (
 )
 
 // Delete handles {"cmd":"delete","id":N}: only the author may delete, and
-// Redis checks that atomically with the removal.
+// Redis checks that atomically with the removal. A post in the review
+// queue leaves its reports and a snapshot of itself to the operators
+// (broker.DeleteOwnPost): deleting it hides nothing from them.
 func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 	raw := req.Get("id")
 	if raw == nil {
@@ -26,7 +28,7 @@ func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 		}
 		return wire.Errorf(wire.NotFound, "there is no post %s", clip(raw))
 	}
-	err := s.b.DeletePost(ctx, id, c.User())
+	kept, err := s.b.DeleteOwnPost(ctx, id, c.User())
 	switch {
 	case errors.Is(err, broker.ErrPostNotFound):
 		return wire.Errorf(wire.NotFound, "there is no post %d", id)
@@ -35,6 +37,10 @@ func (s *Service) Delete(ctx context.Context, c Conn, req *wire.Request) error {
 	case err != nil:
 		s.log.Warn("deleting a post failed", zap.Uint64("post", id), zap.Error(err))
 		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}
+	}
+	if kept {
+		s.log.Info("a reported post deleted by its author; its reports and a snapshot kept for review",
+			zap.Uint64("post", id), zap.String("user", c.User()))
 	}
 	s.forget(id)
 	ack := []byte(`{"cmd":"delete_ack","result":"ok","id":`)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/occase/occase/wire"
 )
 
 func (n *node) hiddenHas(id uint64) bool {
@@ -159,6 +160,19 @@ func TestHiddenPendingReview(t *testing.T) {
 		}
 		for _, x := range []*node{a, n, late} {
 			x.until(t, "the hidden post forgotten", func() bool { return !x.hiddenHas(p) && !x.has(p) })
+		}
+
+		// Deleted by its author while hidden, it is still under review:
+		// the author publishes again once an operator removed it.
+		err := a.Publish(ctx, author, req(t, publishFrame("[0,1,2]", "[0,3,7]", 1, "30")))
+		if we := wire.AsError(err); we == nil || we.Reason != wire.UnderReview {
+			t.Fatalf("publish while a deleted hidden post is under review: %v", err)
+		}
+		if st := a.Stats(); st.RefusedReview != 1 {
+			t.Fatalf("RefusedReview %d, want 1", st.RefusedReview)
+		}
+		if _, _, err := a.b.RemovePost(ctx, p); err != nil {
+			t.Fatal(err)
 		}
 
 		// An account deletion deletes the author's hidden posts too.

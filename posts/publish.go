@@ -14,7 +14,9 @@ import (
 // Publish handles {"cmd":"publish","items":[<post>]}: validate, take one
 // publish of the user's quota, store and broadcast, reply publish_ack, then
 // echo the post to the publisher if it matches the publisher's own
-// subscription.
+// subscription. The store script refuses an author with a listing hidden
+// pending review (under_review, docs/protocol.md "Publishing while under
+// review"); the quotas taken are given back, as for posts_full.
 func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error {
 	d, err := decodePublish(req, &s.cfg.Limits)
 	if err != nil {
@@ -74,6 +76,11 @@ func (s *Service) Publish(ctx context.Context, c Conn, req *wire.Request) error 
 		if errors.Is(err, broker.ErrPostsFull) {
 			s.counts.full.Add(1)
 			return wire.Errorf(wire.PostsFull, "this server holds as many posts as it may; try again later")
+		}
+		if errors.Is(err, broker.ErrUnderReview) {
+			// Checked in the store script: no round trip more for anyone.
+			s.counts.underReview.Add(1)
+			return wire.Errorf(wire.UnderReview, "a listing of yours is under review; you can publish again once a moderator has looked at it")
 		}
 		s.log.Warn("storing a post failed", zap.String("user", p.From), zap.Error(err))
 		return &wire.Error{Reason: wire.Unavailable, Detail: "try again later"}

@@ -144,6 +144,7 @@ type Stats struct {
 	ScansCapped       uint64 // reads that stopped at MaxScan and answered a cursor
 	RefusedFull       uint64 // publishes refused posts_full
 	RefusedAddress    uint64 // publishes refused quota_exceeded by the per-address budget
+	RefusedReview     uint64 // publishes refused under_review: a listing of the author's is hidden pending review
 	Evicted           uint64 // posts this node dropped from its index at its bound
 	DeletedSent       uint64 // post_deleted frames queued to connections
 
@@ -157,7 +158,7 @@ type Stats struct {
 
 // counters are the refusal and guard counts behind Stats.
 type counters struct {
-	readLimited, subLimited, scanCapped, full, addressQuota, evicted, deletedSent atomic.Uint64
+	readLimited, subLimited, scanCapped, full, addressQuota, evicted, deletedSent, underReview atomic.Uint64
 
 	changed, editLimited, renewEarly, changesSent atomic.Uint64
 }
@@ -171,7 +172,7 @@ func (s *Service) Stats() Stats {
 		Delivered: s.delivered.Load(), Skipped: s.skipped.Load(),
 		ReadsLimited: k.readLimited.Load(), SubscribesLimited: k.subLimited.Load(),
 		ScansCapped: k.scanCapped.Load(), RefusedFull: k.full.Load(),
-		RefusedAddress: k.addressQuota.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load(),
+		RefusedAddress: k.addressQuota.Load(), RefusedReview: k.underReview.Load(), Evicted: k.evicted.Load(), DeletedSent: k.deletedSent.Load(),
 		Changed: k.changed.Load(), EditsLimited: k.editLimited.Load(), RenewEarly: k.renewEarly.Load(),
 		ChangesSent: k.changesSent.Load(), Words: len(s.x.words), WordsDropped: s.x.wordsDropped}
 }

@@ -78,6 +78,13 @@ func (ss *session) deleteAccount(req *wire.Request) error {
 		ss.logger().Info("account deletion stopped at the user's reports", zap.String("user", user), zap.Error(err))
 		return unavailable(err)
 	}
+	// The snapshots kept of the user's reported posts that the user
+	// deleted (broker/reports.go "Evidence kept") go too, with their
+	// reports: a deleted account's data goes, evidence included.
+	if _, err := srv.broker.EraseEvidenceOf(ss.ctx, user); err != nil {
+		ss.logger().Info("account deletion stopped at the snapshots of the user's deleted posts", zap.String("user", user), zap.Error(err))
+		return unavailable(err)
+	}
 	ss.accountGone.Store(true)
 	ss.Send([]byte(`{"cmd":"delete_account_ack","result":"ok"}`))
 	// The reader closes the session after the ack is written (shutdown

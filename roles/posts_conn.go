@@ -26,6 +26,8 @@ func registerPostsMetrics(reg prometheus.Registerer, ps *posts.Service) {
 		func(s posts.Stats) uint64 { return s.RefusedFull })
 	counter("occase_posts_refused_address_total", "Publishes refused quota_exceeded by --posts-per-address.",
 		func(s posts.Stats) uint64 { return s.RefusedAddress })
+	counter("occase_posts_refused_under_review_total", "Publishes refused under_review: the author has a listing hidden pending review.",
+		func(s posts.Stats) uint64 { return s.RefusedReview })
 	counter("occase_posts_evicted_total", "Posts this node dropped from its index at its bound, keeping the newest (logged).",
 		func(s posts.Stats) uint64 { return s.Evicted })
 	counter("occase_posts_deleted_sent_total", "post_deleted frames queued to connections of this node.",

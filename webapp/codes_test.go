@@ -87,6 +87,8 @@ const a = codes.reasonText({reason: "quota_exceeded", detail: "50 posts per addr
 if (!/from this network\. You can post again in 2 minutes/.test(a)) return "address quota: " + a;
 const checks = [
   [{reason: "posts_full"}, "publish", /as many listings as it can/],
+  [{reason: "under_review", detail: "a listing of yours is under review; you can publish again once a moderator has looked at it"}, "publish", /^Not published: a listing of yours is under review\. You can publish again once a moderator has looked at it/],
+  [{reason: "under_review"}, undefined, /under review; you can publish again once a moderator/],
   [{reason: "queue_full", detail: "user 7 has 1000 undelivered messages"}, "chat", /too many messages waiting/],
   [{reason: "queue_full", detail: "this sender's share of user 7's queue is full"}, "chat", /many messages they have not read/],
   [{reason: "recipient_inactive"}, "chat", /not used the app for a long time/],

@@ -39,6 +39,11 @@ const (
 	// connection closes with CloseBanned (docs/protocol.md "Banned
 	// accounts"). A client shows it and does not retry.
 	Banned = "banned"
+	// UnderReview: a publish refused while the author has a listing
+	// hidden pending review, or deleted by them while hidden; possible
+	// again once an operator dismissed or removed it (docs/protocol.md
+	// "Publishing while under review").
+	UnderReview = "under_review"
 )
 
 // Error is a failure a client may see: a stable reason code and an optional

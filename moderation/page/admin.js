@@ -151,8 +151,18 @@ function card(p) {
   if (p.hidden === true) {
     // Hidden automatically (--auto-hide-reports): the queue lists these
     // first; dismissing shows the post again, removing deletes it.
-    const tag = el("p", "hidden-tag", "Hidden from buyers pending your decision: dismiss to show it again, or remove it.");
+    const tag = el("p", "hidden-tag", p.deleted_by_author === true ?
+      "Hidden from buyers pending your decision when its author deleted it; its author cannot publish until you dismiss or remove it." :
+      "Hidden from buyers pending your decision: dismiss to show it again, or remove it. Its author cannot publish meanwhile.");
     tag.dataset.testid = "report-hidden";
+    li.append(tag);
+  }
+  if (p.deleted_by_author === true) {
+    // The author deleted it while it was reported: gone for everyone,
+    // kept here as it was (its snapshot) until you dismiss or remove it.
+    li.classList.add("deleted-post");
+    const tag = el("p", "deleted-tag", "Deleted by its author while reported: gone for everyone; shown as it was when deleted. Dismiss or remove to close it.");
+    tag.dataset.testid = "report-deleted";
     li.append(tag);
   }
   const n = p.reporters === 1 ? "1 reporter" : p.reporters + " reporters";
@@ -166,6 +176,16 @@ function card(p) {
   }
   const ph = p.gone ? null : photos(p);
   if (ph) li.append(ph);
+  if (p.deleted_by_author === true && p.snapshot && typeof p.snapshot.body === "string") {
+    // The whole body as it was: the snippet is clipped, and there is no
+    // listing left to open.
+    const d = el("details", "snapshot");
+    d.append(el("summary", null, "The listing as it was"));
+    const pre = el("pre", null, p.snapshot.body);
+    pre.dataset.testid = "report-snapshot";
+    d.append(pre);
+    li.append(d);
+  }
   li.append(reasonList(p.reasons));
   const texts = el("ol", "texts");
   (p.latest || []).forEach((r) => {
@@ -193,7 +213,7 @@ function card(p) {
     if (!p.gone) btn("Remove post", "remove", "danger");
     if (p.author) btn("Ban author", "ban", "danger");
   }
-  if (publicURL && !p.gone && /^\d{1,20}$/.test(String(p.id))) {
+  if (publicURL && !p.gone && p.deleted_by_author !== true && /^\d{1,20}$/.test(String(p.id))) {
     const open = el("a", "open", "Open listing");
     open.href = publicURL + "/#/post/" + String(p.id);
     open.target = "_blank";
@@ -458,7 +478,9 @@ async function act(action, p) {
   } else if (action === "remove") {
     // The reason preset: the one most reporters gave.
     const top = Object.keys(p.reasons || {}).sort((a, b) => p.reasons[b] - p.reasons[a] || (a < b ? -1 : 1))[0];
-    ok = await confirmAction("Remove the post?", label + " is deleted for everyone, with its reports.", "remove", top);
+    ok = await confirmAction("Remove the post?", p.deleted_by_author === true ?
+      label + " was deleted by its author already: its snapshot and reports are cleared and the removal recorded." :
+      label + " is deleted for everyone, with its reports.", "remove", top);
     path = "/admin/v1/posts/" + p.id + "/remove";
     body = {};
     if (ok && ok.tell) {
@@ -475,7 +497,8 @@ async function act(action, p) {
   try {
     const r = await api("POST", path, body);
     if (action === "dismiss") say("Dismissed the reports of post " + r.post + ".");
-    else if (action === "remove") say("Removed post " + r.post + " of user " + r.author + "." +
+    else if (action === "remove") say("Removed post " + r.post + " of user " + r.author +
+      (r.deleted_by_author ? " (deleted by its author before review)." : ".") +
       (r.told ? " The author was told why (" + r.reason + ")." :
         r.reason ? " The author's account is gone: nobody to tell." : " The author was not told."));
     else say("User " + r.user + (r.already ? " was banned already; ban renewed." : " banned.") +

@@ -93,6 +93,7 @@ export const reasonWords = {
   blocked: "Not delivered: this person is not receiving your messages.",
   too_many_blocks: "You have blocked as many people as you can. Unblock someone first.",
   banned: "This account was banned by the moderators.",
+  under_review: "A listing of yours is under review; you can publish again once a moderator has looked at it.",
 };
 
 // reasonText is a failed reply in words. what is the request's kind:
@@ -127,6 +128,11 @@ export function reasonText(r, what, now = Date.now()) {
   }
   if (what === "update" && reason === "too_large") return "The listing is too long. Please shorten the description.";
   if (what === "publish" && reason === "too_large") return "The post is too long. Please shorten the description.";
+  // docs/protocol.md "Publishing while under review": the seller waits
+  // for a moderator; retrying will not help, so no "try again".
+  if (what === "publish" && reason === "under_review") {
+    return "Not published: a listing of yours is under review. You can publish again once a moderator has looked at it (My listings shows it marked “Under review”, unless you deleted it).";
+  }
   if (reason === "quota_exceeded") {
     const perAddress = /address/.test(detail) ? " from this network" : "";
     return secs !== undefined
