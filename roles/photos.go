@@ -3,6 +3,7 @@ package roles
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -45,8 +46,10 @@ type photoFollower struct {
 	gc      *images.GC // nil: no store here (never, today: the follower runs on img)
 	log     *zap.Logger
 	// photosOf are the photos of each withheld post, for the purge when
-	// it goes; the Run goroutine's alone.
-	photosOf map[uint64][]images.Photo
+	// it goes: every photo it linked while hidden, those an edit dropped
+	// included (droppedOf names these); the Run goroutine's alone.
+	photosOf  map[uint64][]images.Photo
+	droppedOf map[uint64][]images.Photo
 
 	mu sync.Mutex
 	// held are the posts a removal on this node is purging in its
@@ -68,7 +71,7 @@ type photoItem struct {
 func newPhotoFollower(b *broker.Client, signer *images.Signer, gc *images.GC, maxHidden int, reg prometheus.Registerer, log *zap.Logger) *photoFollower {
 	f := &photoFollower{b: b, signer: signer, gc: gc, log: log,
 		hidden: images.NewWithheld(maxHidden), purging: images.NewWithheld(0),
-		photosOf: map[uint64][]images.Photo{}, held: map[uint64]int{},
+		photosOf: map[uint64][]images.Photo{}, droppedOf: map[uint64][]images.Photo{}, held: map[uint64]int{},
 		sig: make(chan struct{}, 1),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photos_purged_total",
 			Help: "Photos deleted at once, linked by no other live post: of listings a moderator removed, or hidden listings that went."}),
@@ -207,6 +210,7 @@ func (f *photoFollower) load(ctx context.Context) error {
 	}
 	all := make(map[uint64][]string, len(ids))
 	f.photosOf = make(map[uint64][]images.Photo, len(ids))
+	f.droppedOf = map[uint64][]images.Photo{}
 	for i, id := range ids {
 		ps := images.Links(bodies[i], f.signer, images.MaxWithheldPerPost+1)
 		all[id] = digests(ps)
@@ -277,6 +281,7 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 	case "show":
 		for _, id := range e.IDs {
 			delete(f.photosOf, id)
+			delete(f.droppedOf, id)
 			if d := f.hidden.Drop(id); len(d) > 0 {
 				f.log.Info("photos of a post shown again served", zap.Uint64("post", id), zap.Int("photos", len(d)))
 			}
@@ -287,7 +292,9 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 		// deletion must not serve them again.
 		for _, id := range e.IDs {
 			ps, ok := f.photosOf[id]
+			dropped := f.droppedOf[id]
 			delete(f.photosOf, id)
+			delete(f.droppedOf, id)
 			if !ok {
 				f.hidden.Drop(id)
 				continue
@@ -295,7 +302,15 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 			f.purging.Set(id, digests(ps))
 			f.hidden.Drop(id)
 			if f.isHeld(id) {
-				continue // the removal's request purges, and releases them
+				// The removal's request purges the photos its JSON links,
+				// and releases them; those an edit dropped while hidden
+				// are not in that JSON: purged here.
+				if len(dropped) > 0 {
+					pctx, cancel := context.WithTimeout(ctx, PurgeTimeout)
+					f.purgeLinks(pctx, id, dropped, "photos a deleted hidden post's edits dropped purged")
+					cancel()
+				}
+				continue
 			}
 			pctx, cancel := context.WithTimeout(ctx, PurgeTimeout)
 			f.purgeLinks(pctx, id, ps, "photos of a deleted hidden post purged")
@@ -309,13 +324,58 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 		if json.Unmarshal(e.Post, &p) != nil || !f.hidden.Holds(p.ID) {
 			return
 		}
-		ps := images.Links(string(e.Post), f.signer, images.MaxWithheldPerPost+1)
-		if !f.hidden.Set(p.ID, digests(ps)) {
+		// The photos it linked stay withheld with the new ones: its
+		// author must not get a photo under review served again (nor
+		// kept from the purge when the post goes) by editing its link
+		// out. The old ones first, then the new up to the bound.
+		now := images.Links(string(e.Post), f.signer, images.MaxWithheldPerPost+1)
+		all, left := unionPhotos(f.photosOf[p.ID], now, images.MaxWithheldPerPost)
+		if left > 0 {
+			f.log.Warn("photos of an edited hidden post served: over the withheld set's bounds", zap.Uint64("post", p.ID), zap.Int("photos", left))
+		}
+		if !f.hidden.Set(p.ID, digests(all)) {
 			f.log.Warn("photos of an edited hidden post served: over the withheld set's bounds", zap.Uint64("post", p.ID))
 			return
 		}
-		f.photosOf[p.ID] = ps
+		f.photosOf[p.ID] = all
+		linked := make(map[string]bool, len(now))
+		for _, x := range now {
+			linked[x.Digest] = true
+		}
+		var dropped []images.Photo
+		for _, x := range all {
+			if !linked[x.Digest] {
+				dropped = append(dropped, x)
+			}
+		}
+		if len(dropped) > 0 {
+			f.droppedOf[p.ID] = dropped
+		} else {
+			delete(f.droppedOf, p.ID)
+		}
 	}
+}
+
+// unionPhotos is old then the photos of now not in it (by digest), at
+// most max; left is how many of now did not fit.
+func unionPhotos(old, now []images.Photo, max int) (all []images.Photo, left int) {
+	all = slices.Clone(old)
+	seen := make(map[string]bool, len(old)+len(now))
+	for _, x := range old {
+		seen[x.Digest] = true
+	}
+	for _, x := range now {
+		if seen[x.Digest] {
+			continue
+		}
+		seen[x.Digest] = true
+		if len(all) >= max {
+			left++
+			continue
+		}
+		all = append(all, x)
+	}
+	return all, left
 }
 
 // purgeMsg is a removal's request on the photos channel.

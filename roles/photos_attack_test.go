@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/occase/occase/broker/brokertest"
+	"github.com/occase/occase/moderation"
 	"github.com/occase/occase/roles"
 )
 
@@ -80,6 +81,17 @@ func TestPhotosHiddenEditKeepsDroppedWithheld(t *testing.T) {
 		}
 		if !stored(dir, names[2]) {
 			t.Fatal("the other hidden listing's photo was deleted")
+		}
+
+		// A moderator's removal on this node (the request purges what
+		// the post's JSON links) purges what an edit dropped too.
+		seller.updatePhotos(later)
+		if _, err := n.srv.ModerationService().Remove(ctx, "op", later, moderation.RemoveRequest{Reason: "prohibited"}); err != nil {
+			t.Fatal(err)
+		}
+		awaitPhoto(t, n.base, "/"+rel[2], http.StatusNotFound, "not_found")
+		if stored(dir, names[2]) {
+			t.Fatal("a photo a removed hidden listing's edit dropped is still on disk")
 		}
 	})
 }
