@@ -113,3 +113,26 @@ func (c *Client) BackfillMine(ctx context.Context) (int, error) {
 		cursor = e.Cursor
 	}
 }
+
+// MineIDs returns user's stored post ids from {posts}:mine:<user>, all
+// of them, read MaxMinePage at a time (one ZRANGE each): an account
+// deletion's list on a node whose index let some go. The set holds no
+// more than the posts Redis holds.
+func (c *Client) MineIDs(ctx context.Context, user string) ([]uint64, error) {
+	var out []uint64
+	for start := int64(0); ; start += MaxMinePage {
+		vs, err := c.do(ctx, c.rc.B().Zrange().Key(c.mineKey(user)).Min(strconv.FormatInt(start, 10)).
+			Max(strconv.FormatInt(start+MaxMinePage-1, 10)).Build()).AsStrSlice()
+		if err != nil {
+			return out, c.wrap("list the posts of "+user, err)
+		}
+		for _, v := range vs {
+			if id, err := strconv.ParseUint(v, 10, 64); err == nil {
+				out = append(out, id)
+			}
+		}
+		if len(vs) < MaxMinePage {
+			return out, nil
+		}
+	}
+}
