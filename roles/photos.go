@@ -43,13 +43,21 @@ type photoFollower struct {
 	// purging withholds the photos of a post being purged, so that they
 	// are refused from the removal on, not only once deleted.
 	purging *images.Withheld
-	gc      *images.GC // nil: no store here (never, today: the follower runs on img)
-	log     *zap.Logger
+	// gathering withholds the photos of the purges gathered for one pass
+	// (jobs), each under a key of its own (seq), so that two purges of
+	// one post never replace each other's; the Run goroutine writes it.
+	gathering *images.Withheld
+	seq       uint64
+	gc        *images.GC // nil: no store here (never, today: the follower runs on img)
+	log       *zap.Logger
 	// photosOf are the photos of each withheld post, for the purge when
 	// it goes: every photo it linked while hidden, those an edit dropped
 	// included (droppedOf names these); the Run goroutine's alone.
 	photosOf  map[uint64][]images.Photo
 	droppedOf map[uint64][]images.Photo
+	// jobs are the purges gathered from one batch of envelopes, made in
+	// one pass (flush); the Run goroutine's alone.
+	jobs []purgeJob
 
 	mu sync.Mutex
 	// held are the posts a removal on this node is purging in its
@@ -61,7 +69,28 @@ type photoFollower struct {
 
 	purged   prometheus.Counter
 	purgeErr prometheus.Counter
+	passes   prometheus.Counter
 }
+
+// purgeJob is one post's photos to purge, withheld under key in
+// gathering until the pass is done.
+type purgeJob struct {
+	id, key uint64
+	ps      []images.Photo
+}
+
+// gather queues a purge of ps, post id's photos, for the next pass, and
+// withholds them until it is done.
+func (f *photoFollower) gather(id uint64, ps []images.Photo) {
+	f.seq++
+	f.gathering.Set(f.seq, digests(ps))
+	f.jobs = append(f.jobs, purgeJob{id: id, key: f.seq, ps: ps})
+}
+
+// purgeBatchPosts bounds the posts whose photos one pass purges (at most
+// 256 photos each): a queue of deletions, however long, costs one read of
+// every live post per this many.
+const purgeBatchPosts = 256
 
 type photoItem struct {
 	purge   bool // from the photos channel
@@ -70,7 +99,7 @@ type photoItem struct {
 
 func newPhotoFollower(b *broker.Client, signer *images.Signer, gc *images.GC, maxHidden int, reg prometheus.Registerer, log *zap.Logger) *photoFollower {
 	f := &photoFollower{b: b, signer: signer, gc: gc, log: log,
-		hidden: images.NewWithheld(maxHidden), purging: images.NewWithheld(0),
+		hidden: images.NewWithheld(maxHidden), purging: images.NewWithheld(0), gathering: images.NewWithheld(0),
 		photosOf: map[uint64][]images.Photo{}, droppedOf: map[uint64][]images.Photo{}, held: map[uint64]int{},
 		sig: make(chan struct{}, 1),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photos_purged_total",
@@ -78,7 +107,9 @@ func newPhotoFollower(b *broker.Client, signer *images.Signer, gc *images.GC, ma
 		purgeErr: prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photo_purge_failures_total",
 			Help: "Purges of a removed or deleted hidden listing's photos that failed (the photos then go with the image sweep)."}),
 	}
-	reg.MustRegister(f.purged, f.purgeErr,
+	f.passes = prometheus.NewCounter(prometheus.CounterOpts{Name: "occase_image_photo_purge_passes_total",
+		Help: "Reads of every live post made to purge photos: one per removal purged in its request (role all), one per batch of deletions the follower gathered."})
+	reg.MustRegister(f.purged, f.purgeErr, f.passes,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_image_withheld_posts",
 			Help: "Listings hidden pending review whose photos this img node refuses."}, func() float64 { return float64(f.hidden.Posts()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "occase_image_withheld_photos",
@@ -88,7 +119,7 @@ func newPhotoFollower(b *broker.Client, signer *images.Signer, gc *images.GC, ma
 
 // Has is what the image server asks on every GET.
 func (f *photoFollower) Has(digest string) bool {
-	return f.hidden.Has(digest) || f.purging.Has(digest)
+	return f.hidden.Has(digest) || f.purging.Has(digest) || f.gathering.Has(digest)
 }
 
 // push queues an envelope; it never blocks (it runs on the subscriber's
@@ -166,13 +197,21 @@ func (f *photoFollower) Run(ctx context.Context) {
 				}
 				continue
 			}
+			// The purges these envelopes ask for share one read of
+			// every live post (flush), made after them: however many
+			// hidden listings go at once, the follower is one pass
+			// behind at most, and their photos are withheld meanwhile.
 			for _, it := range items {
 				if it.purge {
-					f.applyPurge(ctx, it.payload)
+					f.applyPurge(it.payload)
 				} else {
 					f.apply(ctx, it.payload)
 				}
+				if len(f.jobs) >= purgeBatchPosts {
+					f.flush(ctx)
+				}
 			}
+			f.flush(ctx)
 		}
 	}
 }
@@ -299,23 +338,19 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 				f.hidden.Drop(id)
 				continue
 			}
-			f.purging.Set(id, digests(ps))
-			f.hidden.Drop(id)
-			if f.isHeld(id) {
-				// The removal's request purges the photos its JSON links,
-				// and releases them; those an edit dropped while hidden
-				// are not in that JSON: purged here.
-				if len(dropped) > 0 {
-					pctx, cancel := context.WithTimeout(ctx, PurgeTimeout)
-					f.purgeLinks(pctx, id, dropped, "photos a deleted hidden post's edits dropped purged")
-					cancel()
-				}
+			if !f.isHeld(id) {
+				f.gather(id, ps)
+				f.hidden.Drop(id)
 				continue
 			}
-			pctx, cancel := context.WithTimeout(ctx, PurgeTimeout)
-			f.purgeLinks(pctx, id, ps, "photos of a deleted hidden post purged")
-			cancel()
-			f.purging.Drop(id)
+			// The removal's request purges the photos its JSON links,
+			// and releases them; those an edit dropped while hidden are
+			// not in that JSON: purged here.
+			f.purging.Set(id, digests(ps))
+			f.hidden.Drop(id)
+			if len(dropped) > 0 {
+				f.gather(id, dropped)
+			}
 		}
 	case "upd":
 		var p struct {
@@ -385,7 +420,7 @@ type purgeMsg struct {
 	Post json.RawMessage `json:"post"`
 }
 
-func (f *photoFollower) applyPurge(ctx context.Context, payload string) {
+func (f *photoFollower) applyPurge(payload string) {
 	if f.gc == nil || len(payload) > photoPayloadMax {
 		return
 	}
@@ -394,7 +429,50 @@ func (f *photoFollower) applyPurge(ctx context.Context, payload string) {
 		f.log.Warn("skipped a photos broadcast that does not parse", zap.Int("bytes", len(payload)))
 		return
 	}
-	f.purge(ctx, m.ID, string(m.Post)) // logged there
+	ps := images.Links(string(m.Post), f.signer, images.MaxWithheldPerPost)
+	if len(ps) == 0 {
+		return
+	}
+	f.gather(m.ID, ps)
+}
+
+// flush purges the photos of the jobs gathered, in one pass (one read of
+// every live post), then stops withholding those of the jobs to release.
+func (f *photoFollower) flush(ctx context.Context) {
+	if len(f.jobs) == 0 {
+		return
+	}
+	jobs := f.jobs
+	f.jobs = nil
+	var all []images.Photo
+	ids := make([]uint64, 0, len(jobs))
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		ids = append(ids, j.id)
+		for _, p := range j.ps {
+			if !seen[p.Digest] {
+				seen[p.Digest] = true
+				all = append(all, p)
+			}
+		}
+	}
+	if f.gc != nil {
+		pctx, cancel := context.WithTimeout(ctx, PurgeTimeout)
+		f.passes.Inc()
+		res, err := f.gc.PurgeLinks(pctx, all)
+		cancel()
+		if err != nil {
+			f.log.Error("purge the photos of posts gone", zap.Uint64s("posts", ids), zap.Error(err), zap.Strings("photos", res.Photos))
+			f.purgeErr.Inc()
+		} else {
+			f.purged.Add(float64(res.Deleted))
+			f.log.Info("photos of posts gone purged (removed, or hidden and deleted)", zap.Uint64s("posts", ids), zap.Int("deleted", res.Deleted),
+				zap.Int("kept", res.Kept), zap.Int("missing", res.Missing), zap.Strings("photos", res.Photos))
+		}
+	}
+	for _, j := range jobs {
+		f.gathering.Drop(j.key)
+	}
 }
 
 // purge deletes the photos of removed post id (its JSON) that no live post
@@ -412,6 +490,7 @@ func (f *photoFollower) purge(ctx context.Context, id uint64, post string) (imag
 // purgeLinks deletes the photos ps of post id, gone, that no live post
 // links, and logs done.
 func (f *photoFollower) purgeLinks(ctx context.Context, id uint64, ps []images.Photo, done string) (images.PurgeResult, error) {
+	f.passes.Inc()
 	res, err := f.gc.PurgeLinks(ctx, ps)
 	if err != nil {
 		f.log.Error("purge the photos of a post", zap.Uint64("post", id), zap.Error(err), zap.Strings("photos", res.Photos))
