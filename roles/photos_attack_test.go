@@ -177,3 +177,116 @@ func hscans(t *testing.T, b brokertest.Backend) int {
 	}
 	return 0
 }
+
+// rawGet sends GET (or method) with the request target exactly as given
+// (no cleaning, no re-escaping) and returns the status, the body's first
+// line and the Cache-Control.
+func rawGet(t *testing.T, method, base, target string, hdr map[string]string) (int, string, string) {
+	t.Helper()
+	host := strings.TrimPrefix(base, "http://")
+	req, err := http.NewRequest(method, base+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = "//" + host + target
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 64)
+	k, _ := resp.Body.Read(buf)
+	b.Write(buf[:k])
+	line, _, _ := strings.Cut(b.String(), "\n")
+	return resp.StatusCode, line, resp.Header.Get("Cache-Control")
+}
+
+// A hidden listing's photo asked for under every spelling of its path
+// that could reach its file: each is refused (404 hidden, no-store) or
+// is no image path at all (400 bad_path, no-store); none serves it. A
+// conditional or ranged GET is refused the same. On a real redis-server
+// and the embedded broker.
+func TestPhotosHiddenPathVariants(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		n := startNode(t, b.Options, func(c *roles.Config) {
+			c.Role = "all"
+			c.ImageKey = testImageKey
+			c.ImageDir = t.TempDir()
+			c.FilenamesRate = 0
+		})
+		bc := brokertest.Open(t, b.Options)
+		jpg, _ := testPhotos(t)
+		seller := register(t, n.url)
+		name := seller.filenames()[0] // "<digest>/<name>"
+		d, nm := name[:32], name[33:]
+		if code, _ := httpDo(t, http.MethodPost, n.base+"/"+name+".jpg", jpg); code != http.StatusCreated {
+			t.Fatalf("upload: %d", code)
+		}
+		req, _ := http.NewRequest(http.MethodGet, n.base+"/"+name+".jpg", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		etag := resp.Header.Get("ETag")
+		id := seller.publishPhotos("Hidden", name+".jpg")
+		hide(t, bc, id, 91)
+		awaitPhoto(t, n.base, "/"+name+".jpg", http.StatusNotFound, "hidden")
+
+		esc := func(s string) string { // every character percent-encoded
+			var b strings.Builder
+			for i := 0; i < len(s); i++ {
+				fmt.Fprintf(&b, "%%%02X", s[i])
+			}
+			return b.String()
+		}
+		hidden := []string{
+			"/" + d + "/" + nm + ".jpg",
+			"/" + d + "/" + nm + ".jpeg",
+			"/" + d + "/" + esc(nm) + ".jpg",
+			"/" + d + "/" + esc(nm+".jpg"),
+			"/" + d + "/" + nm + ".jpg?v=2",
+		}
+		bad := []string{
+			"/" + strings.ToUpper(d) + "/" + nm + ".jpg",
+			"//" + d + "/" + nm + ".jpg",
+			"/" + d + "//" + nm + ".jpg",
+			"/" + d + "/" + nm + ".jpg/",
+			"/" + d + "/" + nm + ".JPG",
+			"/" + d + "/" + nm + ".jpg.jpg",
+			"/" + d + "%2F" + nm + ".jpg",
+			"/" + d + "/" + nm + "%2Ejpg%2F",
+			"/./" + d + "/" + nm + ".jpg",
+			"/x/../" + d + "/" + nm + ".jpg",
+			"/" + d + "/./" + nm + ".jpg",
+			"/" + d[:31] + "/" + nm + ".jpg",
+			"/" + esc(d) + "/" + nm + ".jpg",
+			"/" + d + "/" + nm + ".jpg%00",
+			"/" + d + "/" + nm + ";.jpg",
+			"/" + d + "/" + nm + ".jpg#x",
+		}
+		for _, p := range hidden {
+			for _, m := range []string{http.MethodGet, http.MethodHead} {
+				code, line, cc := rawGet(t, m, n.base, p, nil)
+				if code != http.StatusNotFound || m == http.MethodGet && line != "hidden" || cc != "no-store" {
+					t.Errorf("%s %s: %d %q %q, want 404 hidden no-store", m, p, code, line, cc)
+				}
+			}
+		}
+		for _, p := range bad {
+			code, line, cc := rawGet(t, http.MethodGet, n.base, p, nil)
+			if code == http.StatusOK || code/100 == 3 || cc != "no-store" {
+				t.Errorf("GET %s: %d %q %q, want a refusal", p, code, line, cc)
+			}
+		}
+		for _, h := range []map[string]string{{"Range": "bytes=0-10"}, {"If-None-Match": etag}, {"If-Modified-Since": time.Now().UTC().Format(http.TimeFormat)}} {
+			if code, line, _ := rawGet(t, http.MethodGet, n.base, "/"+name+".jpg", h); code != http.StatusNotFound || line != "hidden" {
+				t.Errorf("GET with %v: %d %q, want 404 hidden", h, code, line)
+			}
+		}
+	})
+}
