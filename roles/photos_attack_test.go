@@ -290,3 +290,60 @@ func TestPhotosHiddenPathVariants(t *testing.T) {
 		}
 	})
 }
+
+// The author of a listing hidden pending review (a scam the buyers
+// reported, no brigade needed) edits it to link a competitor's photos:
+// those stay served, the competitor's live listing shows them. Only the
+// photos the listing had when hidden are withheld; one an edit adds is
+// purged with the listing if no live listing links it. Before, the edit
+// withheld whatever it linked (up to 256 photos a listing) until an
+// operator acted. On a real redis-server and the embedded broker.
+func TestPhotosHiddenEditCannotWithholdOthers(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		dir := t.TempDir()
+		n := startNode(t, b.Options, func(c *roles.Config) {
+			c.Role = "all"
+			c.ImageKey = testImageKey
+			c.ImageDir = dir
+			c.FilenamesRate = 0
+		})
+		bc := brokertest.Open(t, b.Options)
+		ctx := context.Background()
+		jpg, _ := testPhotos(t)
+		victim, scammer := register(t, n.url), register(t, n.url)
+		up := func(c *client) string {
+			nm := c.filenames()[0]
+			if code, body := httpDo(t, http.MethodPost, n.base+"/"+nm+".jpg", jpg); code != http.StatusCreated {
+				t.Fatalf("upload: %d %s", code, body)
+			}
+			return nm
+		}
+		v, own, added, sync := up(victim), up(scammer), up(scammer), up(scammer)
+		victim.publishPhotos("Honest bike", v+".jpg")
+		scam := scammer.publishPhotos("Scam", own+".jpg")
+		hide(t, bc, scam, 91)
+		awaitPhoto(t, n.base, "/"+own+".jpg", http.StatusNotFound, "hidden")
+
+		scammer.updatePhotos(scam, own+".jpg", v+".jpg", added+".jpg")
+		later := scammer.publishPhotos("Later", sync+".jpg")
+		hide(t, bc, later, 81)
+		awaitPhoto(t, n.base, "/"+sync+".jpg", http.StatusNotFound, "hidden")
+		if code, _ := httpDo(t, http.MethodGet, n.base+"/"+v+".jpg", nil); code != http.StatusOK {
+			t.Fatalf("the competitor's photo, linked by a hidden listing's edit: %d, want 200", code)
+		}
+		awaitPhoto(t, n.base, "/"+own+".jpg", http.StatusNotFound, "hidden")
+
+		if err := bc.DeletePost(ctx, scam, scammer.id); err != nil {
+			t.Fatal(err)
+		}
+		awaitPhoto(t, n.base, "/"+own+".jpg", http.StatusNotFound, "not_found")
+		awaitPhoto(t, n.base, "/"+added+".jpg", http.StatusNotFound, "not_found")
+		if stored(dir, own) || stored(dir, added) {
+			t.Fatal("the deleted hidden listing's own photos are still on disk")
+		}
+		awaitPhoto(t, n.base, "/"+v+".jpg", http.StatusOK, "")
+		if !stored(dir, v) {
+			t.Fatal("the competitor's photo was deleted")
+		}
+	})
+}
