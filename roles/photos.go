@@ -80,10 +80,10 @@ type purgeJob struct {
 }
 
 // gather queues a purge of ps, post id's photos, for the next pass, and
-// withholds them until it is done.
-func (f *photoFollower) gather(id uint64, ps []images.Photo) {
+// withholds those of them in withhold until it is done.
+func (f *photoFollower) gather(id uint64, ps []images.Photo, withhold []string) {
 	f.seq++
-	f.gathering.Set(f.seq, digests(ps))
+	f.gathering.Set(f.seq, withhold)
 	f.jobs = append(f.jobs, purgeJob{id: id, key: f.seq, ps: ps})
 }
 
@@ -338,18 +338,21 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 				f.hidden.Drop(id)
 				continue
 			}
+			// Withheld until purged: what was withheld (the photos it
+			// had when hidden), not what an edit added.
+			w := f.hidden.Get(id)
 			if !f.isHeld(id) {
-				f.gather(id, ps)
+				f.gather(id, ps, w)
 				f.hidden.Drop(id)
 				continue
 			}
 			// The removal's request purges the photos its JSON links,
 			// and releases them; those an edit dropped while hidden are
 			// not in that JSON: purged here.
-			f.purging.Set(id, digests(ps))
+			f.purging.Set(id, w)
 			f.hidden.Drop(id)
 			if len(dropped) > 0 {
-				f.gather(id, dropped)
+				f.gather(id, dropped, w)
 			}
 		}
 	case "upd":
@@ -359,18 +362,16 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 		if json.Unmarshal(e.Post, &p) != nil || !f.hidden.Holds(p.ID) {
 			return
 		}
-		// The photos it linked stay withheld with the new ones: its
-		// author must not get a photo under review served again (nor
-		// kept from the purge when the post goes) by editing its link
-		// out. The old ones first, then the new up to the bound.
+		// What is withheld stays the photos it had when hidden, those
+		// under review: an edit neither serves one again (its author
+		// editing the link out) nor withholds one it adds (a link
+		// copied from a competitor's live listing). Every photo it
+		// linked while hidden is purged when it goes (old first, up to
+		// the bound), where no live listing links it.
 		now := images.Links(string(e.Post), f.signer, images.MaxWithheldPerPost+1)
 		all, left := unionPhotos(f.photosOf[p.ID], now, images.MaxWithheldPerPost)
 		if left > 0 {
-			f.log.Warn("photos of an edited hidden post served: over the withheld set's bounds", zap.Uint64("post", p.ID), zap.Int("photos", left))
-		}
-		if !f.hidden.Set(p.ID, digests(all)) {
-			f.log.Warn("photos of an edited hidden post served: over the withheld set's bounds", zap.Uint64("post", p.ID))
-			return
+			f.log.Warn("photos an edit added to a hidden post left to the sweep: over the bound a post", zap.Uint64("post", p.ID), zap.Int("photos", left))
 		}
 		f.photosOf[p.ID] = all
 		linked := make(map[string]bool, len(now))
@@ -433,7 +434,7 @@ func (f *photoFollower) applyPurge(payload string) {
 	if len(ps) == 0 {
 		return
 	}
-	f.gather(m.ID, ps)
+	f.gather(m.ID, ps, digests(ps))
 }
 
 // flush purges the photos of the jobs gathered, in one pass (one read of
