@@ -51,3 +51,32 @@ func TestDeleteAllOfBeyondTheBound(t *testing.T) {
 		a.until(t, "the deleted posts gone from the big node", func() bool { return !a.has(mine[0]) && !a.has(mine[5]) })
 	})
 }
+
+// A member of {posts}:mine:<user> whose post went without the set being
+// told (a node of the version before the set deleted or expired it,
+// during a rolling upgrade) does not keep the set alive after the
+// account: the account deletion drops what is stale, and the key goes.
+// On a real redis-server and the embedded broker.
+func TestDeleteAllOfDropsStaleMine(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		clk := newClock()
+		cfg := Config{Clock: clk.Now, QuotaN: 100}
+		a := startNode(t, b.Options, cfg)
+		seller := newConn("7")
+		id := a.publish(t, seller, publishFrame("[0,1,2]", "[0,3,7]", 1, "10"))
+		ctx := context.Background()
+		raw := brokertest.Raw(t, b.Options.Addrs[0])
+		// As the delete script of the version before the set did.
+		for _, k := range []string{"data", "owner"} {
+			if err := raw.Do(ctx, raw.B().Hdel().Key(b.Options.Prefix+"{posts}:"+k).Field(fmt.Sprint(id)).Build()).Error(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := a.DeleteAllOf(ctx, "7"); err != nil {
+			t.Fatal(err)
+		}
+		if e, err := raw.Do(ctx, raw.B().Exists().Key(b.Options.Prefix+"{posts}:mine:7").Build()).AsInt64(); err != nil || e != 0 {
+			t.Fatalf("mine:7 after the account's deletion: exists %d %v", e, err)
+		}
+	})
+}
