@@ -114,5 +114,10 @@ func (s *Service) DeleteAllOf(ctx context.Context, user string) (int, error) {
 		s.forget(id)
 		n++
 	}
+	// The author's set goes with the last post; a member a node of the
+	// version before it left would keep it.
+	if _, err := s.b.PruneMine(ctx, user); err != nil {
+		return n, fmt.Errorf("drop the stale posts of %s: %w", user, err)
+	}
 	return n, nil
 }
