@@ -20,11 +20,15 @@ import (
 // The img half of a node that reaches Redis (role all; role img given
 // --redis) follows the posts channel: a hide withholds the hidden post's
 // photos (images.Withheld, one map lookup per GET), a show serves them
-// again, an edit of a hidden post withholds its new photos, and a
-// deletion or expiry of a hidden post purges them (withheld until done). The set is loaded at start and again after every reconnect
+// again, an edit of a hidden post changes nothing withheld (it can
+// neither serve a photo under review again nor withhold a competitor's)
+// but adds what it links to the purge, and a deletion or expiry of a
+// hidden post purges every photo it linked while hidden (withheld until
+// done). The set is loaded at start and again after every reconnect
 // (Redis's hidden set and those posts' JSON). It also follows the photos
 // channel: a moderator's removal made where no image store is (role db,
-// the CLI) asks it to purge the removed post's photos.
+// the CLI) asks it to purge the removed post's photos. The purges one
+// batch of envelopes asks for share one pass (flush).
 //
 // The removal's side is photopurge.go.
 
