@@ -113,3 +113,63 @@ func (c *Client) BackfillMine(ctx context.Context) (int, error) {
 		cursor = e.Cursor
 	}
 }
+
+// MineIDs returns user's stored post ids from {posts}:mine:<user>, all
+// of them, read MaxMinePage at a time (one ZRANGE each): an account
+// deletion's list on a node whose index let some go. The set holds no
+// more than the posts Redis holds.
+func (c *Client) MineIDs(ctx context.Context, user string) ([]uint64, error) {
+	var out []uint64
+	for start := int64(0); ; start += MaxMinePage {
+		vs, err := c.do(ctx, c.rc.B().Zrange().Key(c.mineKey(user)).Min(strconv.FormatInt(start, 10)).
+			Max(strconv.FormatInt(start+MaxMinePage-1, 10)).Build()).AsStrSlice()
+		if err != nil {
+			return out, c.wrap("list the posts of "+user, err)
+		}
+		for _, v := range vs {
+			if id, err := strconv.ParseUint(v, 10, 64); err == nil {
+				out = append(out, id)
+			}
+		}
+		if len(vs) < MaxMinePage {
+			return out, nil
+		}
+	}
+}
+
+// pruneMineScript: KEYS mine:<user>, data; ARGV post ids. Drops each id
+// whose post is no longer stored; returns how many.
+var pruneMineScript = newScript("post_mine_prune", `
+local n = 0
+for i = 1, #ARGV do
+  if redis.call('HEXISTS', KEYS[2], ARGV[i]) == 0 then n = n + redis.call('ZREM', KEYS[1], ARGV[i]) end
+end
+return n`)
+
+// PruneMine drops from user's {posts}:mine:<user> the members whose post
+// is gone without the set being told (a node of the version before it
+// deleted or expired the post during a rolling upgrade), so that the key
+// goes with the account: MaxMinePage ids a script. It returns how many.
+func (c *Client) PruneMine(ctx context.Context, user string) (int, error) {
+	ids, err := c.MineIDs(ctx, user)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for len(ids) > 0 {
+		k := min(len(ids), MaxMinePage)
+		args := make([]string, k)
+		for i, id := range ids[:k] {
+			args[i] = strconv.FormatUint(id, 10)
+		}
+		ids = ids[k:]
+		cctx, cancel := c.bound(ctx)
+		r, err := pruneMineScript.Exec(cctx, c.rc, []string{c.mineKey(user), c.postsKey("data")}, args).AsInt64()
+		cancel()
+		if err != nil {
+			return n, c.wrap("prune the posts of "+user, err)
+		}
+		n += int(r)
+	}
+	return n, nil
+}

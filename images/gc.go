@@ -67,7 +67,14 @@ type PostSource interface {
 	ScanEvidence(ctx context.Context, fn func(post string)) error
 	// PostSeq is the highest post id ever issued.
 	PostSeq(ctx context.Context) (uint64, error)
+	// PostsJSON reads the JSON of each of ids ("" for one not stored).
+	PostsJSON(ctx context.Context, ids []uint64) ([]string, error)
 }
+
+// purgeRecheckMax bounds the posts a purge reads again after its scan
+// (those issued meanwhile); past it the purge deletes nothing, and the
+// photos go with the sweep.
+const purgeRecheckMax = 100_000
 
 // Leaser hands out the lease that lets one sweep run at a time over a
 // store several nodes share (the broker).
@@ -402,9 +409,10 @@ func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, er
 	}
 	var refs refSet
 	posts := 0
+	link := func(post string) { scanNames(post, g.signer, func(digest, _ string) { refs.add(digest) }) }
 	err = g.posts.ScanPosts(ctx, func(post string) {
 		posts++
-		scanNames(post, g.signer, func(digest, _ string) { refs.add(digest) })
+		link(post)
 	})
 	if err != nil {
 		return res, fmt.Errorf("photo purge: read the posts: %w", err)
@@ -412,11 +420,17 @@ func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, er
 	// The copies kept for the operators link their photos as the sweep
 	// counts them: a purge never deletes evidence another listing's
 	// removal shares.
-	err = g.posts.ScanEvidence(ctx, func(post string) {
-		scanNames(post, g.signer, func(digest, _ string) { refs.add(digest) })
-	})
+	err = g.posts.ScanEvidence(ctx, link)
 	if err != nil {
 		return res, fmt.Errorf("photo purge: read the posts kept for review: %w", err)
+	}
+	// A post published while the scan ran may have been missed by it
+	// (HSCAN promises only what was there throughout): the ids issued
+	// since it began are read again, so a listing that links one of
+	// these photos the moment it is purged (its author publishing it
+	// again, a copy) keeps it. No orphan age protects them here.
+	if err := g.recheck(ctx, seq, link); err != nil {
+		return res, err
 	}
 	refs.seal()
 	if posts == 0 && seq == 0 {
@@ -447,6 +461,37 @@ func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, er
 		res.Deleted++
 	}
 	return res, nil
+}
+
+// recheck reads the posts issued after seq (in pages of 1,000) and
+// passes each one stored to link.
+func (g *GC) recheck(ctx context.Context, seq uint64, link func(string)) error {
+	now, err := g.posts.PostSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("photo purge: read the post counter again: %w", err)
+	}
+	if now <= seq {
+		return nil
+	}
+	if now-seq > purgeRecheckMax {
+		return fmt.Errorf("photo purge: %d posts published during the scan (more than %d): nothing deleted", now-seq, purgeRecheckMax)
+	}
+	for from := seq + 1; from <= now; from += 1000 {
+		ids := make([]uint64, 0, 1000)
+		for id := from; id <= now && id < from+1000; id++ {
+			ids = append(ids, id)
+		}
+		bodies, err := g.posts.PostsJSON(ctx, ids)
+		if err != nil {
+			return fmt.Errorf("photo purge: read the posts published during the scan: %w", err)
+		}
+		for _, b := range bodies {
+			if b != "" {
+				link(b)
+			}
+		}
+	}
+	return nil
 }
 
 func extOf(k kind) string {

@@ -143,6 +143,44 @@ func TestServeWithheld(t *testing.T) {
 	}
 }
 
+// publishAfterScan is a PostSource whose scan ends with a post published
+// just after it (one the scan did not see), before the purge deletes.
+type publishAfterScan struct {
+	PostSource
+	then func()
+}
+
+func (p publishAfterScan) ScanPosts(ctx context.Context, fn func(string)) error {
+	err := p.PostSource.ScanPosts(ctx, fn)
+	p.then()
+	return err
+}
+
+// A post published while a purge reads the posts, linking one of the
+// removed post's photos (its author publishing it again, a listing that
+// copied the link), keeps that photo: the purge reads the posts issued
+// since its scan began before it deletes. Before, the scan missed it and
+// the photo went under a live listing. On a real redis-server and the
+// embedded server.
+func TestPurgeKeepsPhotoPublishedDuringScan(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, be brokertest.Backend) {
+		e := newGCEnv(t, be.Options)
+		ctx := context.Background()
+		now := time.Now().Unix()
+		own, again := e.upload(), e.upload()
+		e.publish("7", `{}`, now)
+		removed := fmt.Sprintf(`{"id":1,"body":"{\"images\":[\"%s.jpg\",\"%s.jpg\"]}"}`, own, again)
+		ps := publishAfterScan{e.b, func() { e.publish("8", `{\"images\":[\"`+again+`.jpg\"]}`, now) }}
+		res, err := e.gc(GCConfig{}, ps).Purge(ctx, removed)
+		if err != nil || res.Deleted != 1 || res.Kept != 1 {
+			t.Fatalf("purge: %+v %v, want 1 deleted, 1 kept", res, err)
+		}
+		if e.served(own) || !e.served(again) {
+			t.Fatalf("served after the purge: own %v, again %v (want false, true)", e.served(own), e.served(again))
+		}
+	})
+}
+
 // A purge keeps a photo that a copy kept for review links (a listing its
 // author deleted while reported), as the sweep does: the moderators'
 // evidence. On a real redis-server and the embedded server.

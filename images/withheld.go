@@ -1,6 +1,7 @@
 package images
 
 import (
+	"slices"
 	"sync"
 )
 
@@ -47,6 +48,13 @@ func (w *Withheld) Holds(post uint64) bool {
 	defer w.mu.RUnlock()
 	_, ok := w.byPost[post]
 	return ok
+}
+
+// Get returns the digests withheld as the photos of post (nil: none).
+func (w *Withheld) Get(post uint64) []string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return slices.Clone(w.byPost[post])
 }
 
 // Set withholds digests as the photos of post (replacing what it had). It

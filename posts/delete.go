@@ -67,7 +67,8 @@ func (s *Service) forget(id uint64) {
 // its subscribers with deletions get post_deleted), for an account
 // deletion; it returns how many it deleted. The posts are found in this
 // node's index, which holds every live post (Redis refuses a publish past
-// MaxPosts, the index's own bound): the Redis work is one script per post
+// MaxPosts, the index's own bound) unless the node's bound is lower than
+// the publisher's (then Redis names the rest): the Redis work is one script per post
 // the user holds, which the publish quota bounds (QuotaN per QuotaPeriod
 // over a post's lifetime). A Redis failure stops it part-way: what it
 // deleted stays deleted, and a second call deletes the rest.
@@ -88,7 +89,25 @@ func (s *Service) DeleteAllOf(ctx context.Context, user string) (int, error) {
 		}
 	}
 	s.mu.RUnlock()
+	// A node whose index let posts go (--max-posts lower than the
+	// publisher's) holds only some: the author's set in Redis names the
+	// rest (broker/mine.go), or, before its backfill is done, the owner
+	// hash (a scan of every stored post, once per such deletion).
+	if s.mineAsked.Load() {
+		var more []uint64
+		var err error
+		if s.mineReady.Load() {
+			more, err = s.b.MineIDs(ctx, user)
+		} else {
+			more, err = s.b.PostsOf(ctx, user)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("list the posts of %s: %w", user, err)
+		}
+		ids = append(ids, more...)
+	}
 	slices.Sort(ids)
+	ids = slices.Compact(ids)
 	n := 0
 	for _, id := range ids {
 		err := s.b.DeletePost(ctx, id, user)
@@ -100,6 +119,11 @@ func (s *Service) DeleteAllOf(ctx context.Context, user string) (int, error) {
 		}
 		s.forget(id)
 		n++
+	}
+	// The author's set goes with the last post; a member a node of the
+	// version before it left would keep it.
+	if _, err := s.b.PruneMine(ctx, user); err != nil {
+		return n, fmt.Errorf("drop the stale posts of %s: %w", user, err)
 	}
 	return n, nil
 }

@@ -58,6 +58,11 @@ func TestImageGCRoleAll(t *testing.T) {
 				t.Fatalf("GET %s after the sweep: %d", nm, code)
 			}
 		}
+		// The sweep counts a deletion just after the file goes: wait
+		// for it, as a GET can land in between.
+		brokertest.Poll(t, 10*time.Second, "the deletion counted", func() bool {
+			return metricLine(t, n.base, "occase_images_swept_total ") == "occase_images_swept_total 1"
+		})
 		_, body := httpDo(t, http.MethodGet, n.base+"/metrics", nil)
 		for _, want := range []string{"occase_images_swept_total 1", `occase_image_gc_runs_total{outcome="ok"}`,
 			"occase_image_bytes_freed_total ", "occase_image_disk_free_bytes "} {

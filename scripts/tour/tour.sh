@@ -231,10 +231,9 @@ misc() {
 
 moderation() {
 	say "moderation through HAProxy: reports, review, removal, a ban"
-	local R="--redis 127.0.0.1:$RPORT"
+	local R="--redis 127.0.0.1:$RPORT" h post
 	"$HOSTILE" -mode reports -url ws://127.0.0.1:$LB/ws -d 5s -src "127.0.0.1,$(seq -s, -f '127.0.3.%g' 1 20)" | cut -c1-600
 	"$BIN" moderate reports $R --limit 3
-	local post
 	post=$("$BIN" moderate reports $R --json --limit 1 | grep -o '"id":[0-9]*' | head -1 | cut -d: -f2)
 	echo "  post $post hidden pending review: $("$BIN" moderate reports $R --json --limit 1 | grep -o '"hidden":[a-z]*' | head -1);" \
 		"public read: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$LB/api/posts/$post)"
@@ -243,8 +242,18 @@ moderation() {
 	"$BIN" moderate remove $R "$post"; echo "  second remove: exit $?"
 	echo "report keys in Redis after the removal: $(redis-cli -p $RPORT --scan --pattern '*{posts}:r*' | wc -l)"
 	"$BIN" moderate dismiss $R 987654321; echo "  dismiss of an unknown post: exit $?"
+	say "a seller deletes a listing hidden by its reports and publishes again: the evidence stays, the seller waits for review"
+	"$HOSTILE" -mode evidence -url ws://127.0.0.1:$LB/ws -d 15s -src "127.0.0.1,$(seq -s, -f '127.0.4.%g' 1 5)" >"$T/evidence.out" 2>"$T/evidence.err" &
+	h=$! post=""
+	for _ in $(seq 100); do post=$(awk '/^deleted/{print $2}' "$T/evidence.err" 2>/dev/null); [ -n "$post" ] && break; sleep 0.2; done
+	echo "  public read of the deleted listing: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$LB/api/posts/$post)"
+	"$BIN" moderate reports $R --limit 5 | grep -A2 -- "$post" | head -4
+	sleep 2
+	"$BIN" moderate dismiss $R "$post"
+	wait $h; cat "$T/evidence.out"
 	"$HOSTILE" -mode banme -url ws://127.0.0.1:$LB/ws -d 20s >"$T/banme.out" 2>"$T/banme.err" &
-	local h=$! id=""
+	local id=""
+	h=$!
 	for _ in $(seq 50); do id=$(awk '/^registered/{print $2}' "$T/banme.err"); [ -n "$id" ] && break; sleep 0.2; done
 	"$BIN" moderate ban $R --note "tour: spam" "$id"
 	wait $h; cat "$T/banme.out"

@@ -80,6 +80,8 @@ func main() {
 		res = banme()
 	case "banstorm":
 		res = banstorm()
+	case "evidence":
+		res = evidence()
 	default:
 		fmt.Fprintln(os.Stderr, "hostile: unknown mode", *mode)
 		os.Exit(2)
@@ -108,6 +110,16 @@ func (c *counts) add(k string) {
 	}
 	c.m[k]++
 	c.mu.Unlock()
+}
+
+func (c *counts) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, v := range c.m {
+		n += v
+	}
+	return n
 }
 
 func (c *counts) String() string {
@@ -954,4 +966,79 @@ func banstorm() string {
 	_, page, _ = call("GET", "/admin/v1/bans?limit=1")
 	json.Unmarshal(page, &p)
 	return fmt.Sprintf("users=%d %s; bans: %s; %s; unbans: %s; total after=%d", len(ids), cs.String(), stats(bans), listing, stats(unbans), p.Total)
+}
+
+// evidence: a seller publishes a listing that five users report (the
+// tour's nodes hide it at five counted reporters); the seller deletes it
+// and publishes again at once, then says "deleted ID" on stderr and
+// tries to publish once a second for -d: the tour looks at the review
+// queue and dismisses the entry meanwhile. It reports the five report
+// acks, the delete's ack, the publishes refused and the one accepted.
+func evidence() string {
+	srcs := strings.Split(*src, ",")
+	ctx, cancel := context.WithTimeout(context.Background(), *dur+30*time.Second)
+	defer cancel()
+	s, _, _, err := register(ctx, srcs[0])
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	defer s.CloseNow()
+	post, err := publishOne(ctx, s, "a listing its seller deletes while reported")
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	var acks counts
+	for i := range 5 {
+		r, _, _, err := register(ctx, srcs[(i+1)%len(srcs)])
+		if err != nil {
+			acks.add(err.Error())
+			continue
+		}
+		if err := send(ctx, r, frame{"cmd": "report", "id": post, "reason": "scam"}); err != nil {
+			acks.add("write_error")
+		}
+		for {
+			f, err := read(ctx, r)
+			if err != nil {
+				acks.add(closeCode(err))
+				break
+			}
+			if f["cmd"] == "report_ack" {
+				acks.add(fmt.Sprintf("%v/%v", f["result"], f["reason"]))
+				break
+			}
+		}
+		r.CloseNow()
+	}
+	if err := send(ctx, s, frame{"cmd": "delete", "id": post}); err != nil {
+		return "delete failed: " + err.Error()
+	}
+	del := ""
+	for del == "" {
+		f, err := read(ctx, s)
+		if err != nil {
+			return "delete failed: " + closeCode(err)
+		}
+		if f["cmd"] == "delete_ack" {
+			del = fmt.Sprintf("%v/%v", f["result"], f["reason"])
+		}
+	}
+	fmt.Fprintln(os.Stderr, "deleted", post)
+	var refused counts
+	accepted := "none before -d"
+	wctx, wcancel := context.WithTimeout(ctx, *dur)
+	defer wcancel()
+	for wctx.Err() == nil {
+		id, err := publishOne(wctx, s, "the same listing again")
+		if err == nil {
+			accepted = fmt.Sprintf("post %v after %d refusals", id, refused.total())
+			break
+		}
+		refused.add(err.Error())
+		select {
+		case <-wctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return fmt.Sprintf("post=%v reports=[%s] delete=%s publishes refused=[%s] accepted=%s", post, acks.String(), del, refused.String(), accepted)
 }
