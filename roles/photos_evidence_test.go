@@ -163,6 +163,16 @@ func TestPhotosOfEvidenceRoleAll(t *testing.T) {
 		// photo 2: a live listing's removal keeps it.
 		lamp := register(t, n.url).publishPhotos("Lamp", rel(paths[2]))
 		reportOnce(t, bc, lamp, "71")
+		// Live and not hidden: its photos are served, no token needed.
+		if q, err := svc.Reports(ctx, 10, 1); err != nil {
+			t.Fatal(err)
+		} else {
+			for _, l := range q.Reports {
+				if l.ID == lamp && (len(l.Images) != 1 || l.ImagesReview != nil) {
+					t.Fatalf("a live listing reported once: %+v", l)
+				}
+			}
+		}
 		lampOwner, _ := bc.PostOwner(ctx, lamp)
 		deleteOwn(t, bc, lamp, lampOwner)
 		// (its seller is under review: another publishes it)
