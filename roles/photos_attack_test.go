@@ -55,7 +55,8 @@ func TestPhotosHiddenEditKeepsDroppedWithheld(t *testing.T) {
 			rel = append(rel, nm+".jpg")
 		}
 		bad := seller.publishPhotos("Prohibited", rel[0], rel[1])
-		// Published before the hide: its seller is under review after.
+		// Published before the hide: an author with a listing under
+		// review may not publish (under_review).
 		later := seller.publishPhotos("Later", rel[2])
 		hide(t, bc, bad, 91)
 		awaitPhoto(t, n.base, "/"+rel[0], http.StatusNotFound, "hidden")
@@ -127,8 +128,8 @@ func TestPhotosPurgesShareOnePass(t *testing.T) {
 			names = append(names, seller.filenames()...)
 		}
 		names = names[:count]
-		// All published before the first hide: the seller is under
-		// review after it.
+		// All published before the first hide: an author with a listing
+		// under review may not publish (under_review).
 		var ids []uint64
 		for i, nm := range names {
 			if code, body := httpDo(t, http.MethodPost, n.base+"/"+nm+".jpg", jpg); code != http.StatusCreated {
@@ -327,7 +328,8 @@ func TestPhotosHiddenEditCannotWithholdOthers(t *testing.T) {
 		v, own, added, sync := up(victim), up(scammer), up(scammer), up(scammer)
 		victim.publishPhotos("Honest bike", v+".jpg")
 		scam := scammer.publishPhotos("Scam", own+".jpg")
-		// Published before the hide: the scammer is under review after.
+		// Published before the hide: an author with a listing under
+		// review may not publish (under_review).
 		later := scammer.publishPhotos("Later", sync+".jpg")
 		hide(t, bc, scam, 91)
 		awaitPhoto(t, n.base, "/"+own+".jpg", http.StatusNotFound, "hidden")
