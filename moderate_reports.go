@@ -70,7 +70,11 @@ func reportCommands() []*cli.Command {
 				if err != nil {
 					return err
 				}
-				if d.Shown {
+				if d.DeletedByAuthor {
+					fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); its author had deleted it: the copy kept for review is dropped\n", d.Post, moderation.Reporters(d.Reporters))
+					printPhotos(c.App.Writer, moderation.Removed{Photos: d.Photos, PhotosDeleted: d.PhotosDeleted,
+						PhotosKept: d.PhotosKept, PhotosSent: d.PhotosSent, PhotosError: d.PhotosError})
+				} else if d.Shown {
 					fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post was hidden pending review and is shown again\n", d.Post, moderation.Reporters(d.Reporters))
 				} else {
 					fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post stays\n", d.Post, moderation.Reporters(d.Reporters))

@@ -46,3 +46,34 @@ func (c *Client) PostsJSON(ctx context.Context, ids []uint64) ([]string, error) 
 	}
 	return out, nil
 }
+
+// EvidenceJSON returns the JSON of each of ids as kept in the gone hash,
+// a post its author deleted while queued ("" for an id with no copy
+// kept), in one round trip: an img node withholds the photos of the
+// copies still hidden (docs/security.md "Photos of hidden and removed
+// listings").
+func (c *Client) EvidenceJSON(ctx context.Context, ids []uint64) ([]string, error) {
+	out := make([]string, len(ids))
+	if len(ids) == 0 {
+		return out, nil
+	}
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	cmds := make(rueidis.Commands, 0, len(ids))
+	for _, id := range ids {
+		cmds = append(cmds, c.rc.B().Hget().Key(c.postsKey("gone")).Field(strconv.FormatUint(id, 10)).Build())
+	}
+	for i, r := range c.rc.DoMulti(ctx, cmds...) {
+		s, err := r.ToString()
+		if rueidis.IsRedisNil(err) {
+			continue
+		}
+		if err != nil {
+			return nil, c.wrap("read the copy kept of post "+strconv.FormatUint(ids[i], 10), err)
+		}
+		if _, post, ok := parseGone(s); ok {
+			out[i] = post
+		}
+	}
+	return out, nil
+}

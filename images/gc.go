@@ -383,7 +383,9 @@ func (g *GC) Purge(ctx context.Context, post string) (res PurgeResult, err error
 }
 
 // PurgeLinks is Purge of the photos cands (as Links returns them, each
-// digest once), those of a post already read.
+// digest once), those of a post already read. A photo a copy kept for
+// review links (PostSource.ScanEvidence) is kept, as one a live post
+// links.
 func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, err error) {
 	// Only names this key signed: what the sweep would count as links.
 	cands = slices.DeleteFunc(slices.Clone(cands), func(p Photo) bool { return !g.signer.Valid(p.Digest, p.Name) })
@@ -414,6 +416,13 @@ func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, er
 	})
 	if err != nil {
 		return res, fmt.Errorf("photo purge: read the posts: %w", err)
+	}
+	// The copies kept for the operators link their photos as the sweep
+	// counts them: a purge never deletes evidence another listing's
+	// removal shares.
+	err = g.posts.ScanEvidence(ctx, link)
+	if err != nil {
+		return res, fmt.Errorf("photo purge: read the posts kept for review: %w", err)
 	}
 	// A post published while the scan ran may have been missed by it
 	// (HSCAN promises only what was there throughout): the ids issued

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/occase/occase/broker"
 	"github.com/occase/occase/broker/brokertest"
 )
 
@@ -176,6 +177,33 @@ func TestPurgeKeepsPhotoPublishedDuringScan(t *testing.T) {
 		}
 		if e.served(own) || !e.served(again) {
 			t.Fatalf("served after the purge: own %v, again %v (want false, true)", e.served(own), e.served(again))
+		}
+	})
+}
+
+// A purge keeps a photo that a copy kept for review links (a listing its
+// author deleted while reported), as the sweep does: the moderators'
+// evidence. On a real redis-server and the embedded server.
+func TestPurgeKeepsEvidence(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, be brokertest.Backend) {
+		e := newGCEnv(t, be.Options)
+		ctx := context.Background()
+		now := time.Now().Unix()
+		own, evidence := e.upload(), e.upload()
+		reported := e.publish("9", `{\"images\":[\"`+evidence+`.jpg\"]}`, now)
+		if _, err := e.b.ReportPost(ctx, reported, broker.Report{By: "7", Reason: "scam", At: now}, broker.ReportBounds{}); err != nil {
+			t.Fatal(err)
+		}
+		if kept, err := e.b.DeleteOwnPost(ctx, reported, "9"); err != nil || !kept {
+			t.Fatalf("the author's delete of a reported post: %v %v", kept, err)
+		}
+		removed := fmt.Sprintf(`{"id":99,"body":"{\"images\":[\"%s.jpg\",\"%s.jpg\"]}"}`, own, evidence)
+		res, err := e.gc(GCConfig{}, nil).Purge(ctx, removed)
+		if err != nil || res.Deleted != 1 || res.Kept != 1 {
+			t.Fatalf("purge beside a kept copy: %+v %v, want 1 deleted, 1 kept", res, err)
+		}
+		if e.served(own) || !e.served(evidence) {
+			t.Fatal("purge deleted the photo a kept copy links, or kept its own")
 		}
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -76,6 +77,26 @@ type Config struct {
 	// "hidden") while it holds them: the photos of listings hidden
 	// pending review (a *Withheld). Nil: every stored image is served.
 	Withheld interface{ Has(digest string) bool }
+}
+
+// Reviewable is a Config.Withheld that tells which of the photos it
+// holds an operator's review URL may show: those withheld for review
+// (hidden listings, copies kept of them), not those being purged.
+type Reviewable interface {
+	Reviewable(digest string) bool
+}
+
+// reviewParam returns the "review" parameter of a query, "" when there is
+// none or the query is longer than a review URL's (it is not parsed then).
+func reviewParam(q string) string {
+	if q == "" || len(q) > len("review=")+ReviewTokenMax {
+		return ""
+	}
+	v, ok := strings.CutPrefix(q, "review=")
+	if !ok {
+		return ""
+	}
+	return v
 }
 
 // ReasonHidden is the refusal of a photo of a listing hidden pending
@@ -334,8 +355,14 @@ func (s *Server) serve(c echo.Context) error {
 		return s.fail(c, http.StatusNotFound, "not_found")
 	}
 	// One map lookup: the set is kept in memory from the posts channel.
+	// A review URL (review.go) is the operators' way past it; a request
+	// that carries one is never cached.
+	review := reviewParam(r.URL.RawQuery)
 	if s.cfg.Withheld != nil && s.cfg.Withheld.Has(t.digest) {
-		return s.fail(c, http.StatusNotFound, ReasonHidden)
+		rv, ok := s.cfg.Withheld.(Reviewable)
+		if review == "" || !ok || !rv.Reviewable(t.digest) || !s.signer.ValidReview(t.digest, review) {
+			return s.fail(c, http.StatusNotFound, ReasonHidden)
+		}
 	}
 	obj, err := s.store.Open(r.Context(), t.digest)
 	if err != nil {
@@ -358,7 +385,11 @@ func (s *Server) serve(c echo.Context) error {
 	}
 	h := w.Header()
 	h.Set("Content-Type", k.contentType())
-	h.Set("Cache-Control", cacheForever)
+	if review != "" {
+		h.Set("Cache-Control", "private, no-store")
+	} else {
+		h.Set("Cache-Control", cacheForever)
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	// Content under a key is never replaced, so digest, size and time of
 	// storing identify the bytes: a strong validator without hashing them.

@@ -58,6 +58,9 @@ type Store interface {
 	// PostsJSON reads posts' JSON ("" for one not stored): a removal
 	// reads its post's photos before the post goes.
 	PostsJSON(ctx context.Context, ids []uint64) ([]string, error)
+	// Evidence reads the copy kept of a post its author deleted while
+	// queued: a dismissal or removal of it purges its photos.
+	Evidence(ctx context.Context, id uint64) (author, post string, found bool, err error)
 	DeletePost(ctx context.Context, id uint64, user string) error
 	// The moderation log (broker/modlog.go): append a line; read lines,
 	// newest first, and how many it holds.
@@ -121,6 +124,8 @@ type Service struct {
 	noticeRetry time.Duration
 	// photos purges a removed post's photos (photos.go); nil: not done.
 	photos PhotoPurger
+	// review makes a photo's review token (SetReviewer); nil: none.
+	review func(digest string) string
 }
 
 // New returns a Service on store; queueMax is the review queue's bound
@@ -171,6 +176,12 @@ type ReportLine struct {
 	DeletedByAuthor bool `json:"deleted_by_author,omitempty"`
 	// Snapshot: the post's JSON as it was when its author deleted it.
 	Snapshot json.RawMessage `json:"snapshot,omitempty"`
+	// ImagesReview: for a hidden listing or a copy kept of one, whose
+	// photos the img nodes refuse to everyone else, a review token per
+	// entry of Images ("" for none), to add as "?review=<token>": the img
+	// nodes serve the photo for it, for 10 minutes (images.ReviewTTL).
+	// Only where the node has the image key.
+	ImagesReview []string `json:"images_review,omitempty"`
 }
 
 // CheckList checks a listing's limit and texts.
@@ -200,7 +211,11 @@ func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) 
 	}
 	q := Queue{Queued: queued, QueueMax: s.queueMax, Reports: make([]ReportLine, 0, len(list))}
 	for _, p := range list {
-		q.Reports = append(q.Reports, toReportLine(p))
+		l := toReportLine(p)
+		if s.review != nil && (l.Hidden || l.DeletedByAuthor) {
+			l.ImagesReview = reviewTokens(l.Images, s.review)
+		}
+		q.Reports = append(q.Reports, l)
 	}
 	return q, nil
 }
@@ -227,13 +242,32 @@ type Dismissed struct {
 	Reporters int    `json:"reporters"`
 	// Shown: the post was hidden automatically and is shown again.
 	Shown bool `json:"shown,omitempty"`
+	// DeletedByAuthor: the post was a copy kept after its author deleted
+	// it while queued; the copy went with the reports, and its photos
+	// are purged as a removal's (the Photos fields, as Removed's).
+	DeletedByAuthor bool `json:"deleted_by_author,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
-	Logged bool `json:"logged"`
+	Logged        bool     `json:"logged"`
+	Photos        []string `json:"photos,omitempty"`
+	PhotosDeleted *int     `json:"photos_deleted,omitempty"`
+	PhotosKept    int      `json:"photos_kept,omitempty"`
+	PhotosSent    int      `json:"photos_sent,omitempty"`
+	PhotosError   string   `json:"photos_error,omitempty"`
 }
 
 // Dismiss clears post id's reports; the post stays, and is shown again
 // when it was hidden automatically.
 func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed, error) {
+	// A copy kept of a post its author deleted goes with the dismissal:
+	// nobody will see the listing again, so its photos are purged.
+	var copied string
+	if s.photos != nil {
+		if copied = s.photosBefore(ctx, id, false); copied != "" {
+			if h, ok := s.photos.(PhotoHolder); ok {
+				defer h.Hold(id)()
+			}
+		}
+	}
 	n, shown, err := s.store.DismissReports(ctx, id)
 	if err != nil {
 		return Dismissed{}, err
@@ -247,6 +281,16 @@ func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed,
 	detail := Reporters(n)
 	if shown {
 		detail += "; shown again"
+	}
+	if copied != "" {
+		var res Removed
+		ph := s.purgePhotos(ctx, id, copied, &res)
+		d.DeletedByAuthor, d.Photos, d.PhotosDeleted, d.PhotosKept, d.PhotosSent, d.PhotosError =
+			true, res.Photos, res.PhotosDeleted, res.PhotosKept, res.PhotosSent, res.PhotosError
+		detail += "; deleted by its author, its copy dropped"
+		if ph != "" {
+			detail += "; " + ph
+		}
 	}
 	d.Logged = s.record(ctx, LogEntry{By: by, Action: "dismiss", Target: strconv.FormatUint(id, 10),
 		Result: ResultOK, Detail: detail})
@@ -345,11 +389,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		defer h.Hold(id)()
 	}
 	if s.photos != nil {
-		if ps, err := s.store.PostsJSON(ctx, []uint64{id}); err == nil {
-			post = ps[0]
-		} else {
-			s.log.Warn("moderation: read a post's photos before its removal", zap.Uint64("post", id), zap.Error(err))
-		}
+		post = s.photosBefore(ctx, id, true)
 	}
 	r, err := s.store.RemoveWithNotice(ctx, id, broker.Removal{Reason: req.Reason, Note: req.Note,
 		At: s.now().UnixMilli(), TTL: s.noticeTTL, RetryFor: s.noticeRetry})

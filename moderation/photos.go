@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 // Photos of a removed listing (docs/security.md, "Photos of hidden and
@@ -113,4 +115,33 @@ func PhotoPaths(post string) []string {
 		out[i] = p
 	}
 	return out
+}
+
+// photosBefore reads, before a removal (live true) or a dismissal, the
+// JSON whose photos it purges: the live post's, else the copy kept of
+// it after its author deleted it while queued (docs/security.md
+// "Evidence kept when an author deletes a reported listing"); a
+// dismissal purges only the copy's (a live post stays). "" when there is
+// none, or the read failed (logged: the photos then go with the image
+// sweep).
+func (s *Service) photosBefore(ctx context.Context, id uint64, live bool) string {
+	if live {
+		ps, err := s.store.PostsJSON(ctx, []uint64{id})
+		if err != nil {
+			s.log.Warn("moderation: read a post's photos before its removal", zap.Uint64("post", id), zap.Error(err))
+			return ""
+		}
+		if ps[0] != "" {
+			return ps[0]
+		}
+	}
+	_, post, found, err := s.store.Evidence(ctx, id)
+	if err != nil {
+		s.log.Warn("moderation: read the photos of a copy kept for review", zap.Uint64("post", id), zap.Error(err))
+		return ""
+	}
+	if !found {
+		return ""
+	}
+	return post
 }

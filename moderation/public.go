@@ -76,3 +76,25 @@ func ParsePublicURL(s string) (public, origin string, err error) {
 	origin = u.Scheme + "://" + strings.ToLower(u.Host)
 	return origin + strings.TrimRight(u.EscapedPath(), "/"), origin, nil
 }
+
+// SetReviewer makes the report lines of hidden listings, and of the
+// copies kept of listings their authors deleted, carry a review token
+// per photo (ReportLine.ImagesReview) made by token from the photo's
+// digest (images.Signer.ReviewToken): the img nodes refuse those photos
+// to everyone else.
+func (s *Service) SetReviewer(token func(digest string) string) { s.review = token }
+
+// reviewTokens returns a token per path (of imagePath's shape), "" for a
+// path whose digest is not one an img node names (32 hex digits).
+func reviewTokens(paths []string, token func(digest string) string) []string {
+	if len(paths) == 0 {
+		return nil
+	}
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		if d, _, ok := strings.Cut(p, "/"); ok && len(d) == 32 {
+			out[i] = token(d)
+		}
+	}
+	return out
+}

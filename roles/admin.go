@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/occase/occase/images"
 	"github.com/occase/occase/moderation"
 	"go.uber.org/zap"
 )
@@ -46,6 +47,10 @@ func (s *Server) moderationHandler() (http.Handler, error) {
 func (s *Server) moderationService() *moderation.Service {
 	svc := moderation.New(s.broker, s.cfg.Reports.OrDefaults().Queue, s.cfg.Chat.QueueTTL, s.cfg.Clock, s.log.Named("moderation"))
 	svc.SetPhotoPurger(s.photoPurger())
+	if sg, ok := s.names.(*images.Signer); ok {
+		// The operator page shows the photos the img nodes withhold.
+		svc.SetReviewer(sg.ReviewToken)
+	}
 	return svc
 }
 

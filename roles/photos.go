@@ -126,6 +126,13 @@ func (f *photoFollower) Has(digest string) bool {
 	return f.hidden.Has(digest) || f.purging.Has(digest) || f.gathering.Has(digest)
 }
 
+// Reviewable is what the image server asks of a withheld photo on a GET
+// with a valid review URL (images.Reviewable): a photo withheld for
+// review may be shown to the operators, one being purged may not.
+func (f *photoFollower) Reviewable(digest string) bool {
+	return f.hidden.Has(digest) && !f.purging.Has(digest) && !f.gathering.Has(digest)
+}
+
 // push queues an envelope; it never blocks (it runs on the subscriber's
 // reader).
 func (f *photoFollower) push(it photoItem) {
@@ -251,6 +258,9 @@ func (f *photoFollower) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := f.loadEvidence(ctx, ids, bodies); err != nil {
+		return err
+	}
 	all := make(map[uint64][]string, len(ids))
 	f.photosOf = make(map[uint64][]images.Photo, len(ids))
 	f.droppedOf = map[uint64][]images.Photo{}
@@ -332,8 +342,12 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 	case "del":
 		// A hidden listing that goes (removed, deleted by its author,
 		// expired) has its photos purged here, withheld until then: its
-		// deletion must not serve them again.
+		// deletion must not serve them again. One its author deleted
+		// while under review is kept for the moderators (photoevidence.go).
 		for _, id := range e.IDs {
+			if f.keptForReview(ctx, id) {
+				continue
+			}
 			ps, ok := f.photosOf[id]
 			dropped := f.droppedOf[id]
 			delete(f.photosOf, id)
