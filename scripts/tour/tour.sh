@@ -59,7 +59,7 @@ db() {
 img() {
 	"$BIN" serve --role img --addr 127.0.0.1:18084 --admin-addr 127.0.0.1:19084 \
 		--image-key $IKEY --image-dir "$T/images" --log-format json \
-		--trusted-proxies 127.0.0.1 >>"$T/img.log" 2>&1 &
+		--redis 127.0.0.1:$RPORT --trusted-proxies 127.0.0.1 >>"$T/img.log" 2>&1 &
 	PIDS+=($!)
 }
 ready() { # ready PORT [seconds]: wait for /readyz 200
@@ -88,15 +88,18 @@ lbstate() { # one line: server=status for the db backend
 	curl -s "http://127.0.0.1:$STATS/;csv" | awk -F, '$1=="db" && $2!="BACKEND"{printf "%s=%s ", $2, $18} END{print ""}'
 }
 
+# The db nodes' flags beyond db()'s, the same at every (re)start.
+# The bench registers every user from one address (the balancer's
+# X-Forwarded-For is 127.0.0.1): the registration budgets are lifted, as
+# `occase bench -h` says; everything else is the default.
+# --auto-hide-min-age 0: the tour's reporters are minutes old, and the
+# moderation part shows a listing hidden by its reports.
+DBFLAGS=(--register-rate 0 --register-per-day 0 --chat-rate 0 --auto-hide-min-age 0s)
+
 cluster() {
 	rm -rf "$T"/*.log "$T/redis" "$T/images"
 	redis_start
-	# The bench registers every user from one address (the balancer's
-	# X-Forwarded-For is 127.0.0.1): the registration budgets are lifted,
-	# as `occase bench -h` says; everything else is the default.
-	# --auto-hide-min-age 0: the tour's reporters are minutes old, and the
-	# moderation part shows a listing hidden by its reports.
-	for i in 1 2 3; do db $i --register-rate 0 --register-per-day 0 --chat-rate 0 --auto-hide-min-age 0s; done
+	for i in 1 2 3; do db $i "${DBFLAGS[@]}"; done
 	img
 	for i in 1 2 3; do ready 1808$i 15 || echo "db$i not ready"; done
 	haproxy_start
@@ -121,7 +124,7 @@ rolling() {
 		local t0=$(date +%s.%N)
 		kill -TERM ${DBPID[$i]}; wait ${DBPID[$i]} 2>/dev/null; local rc=$?
 		local t1=$(date +%s.%N)
-		db $i --register-rate 0 --register-per-day 0 --chat-rate 0
+		db $i "${DBFLAGS[@]}"
 		ready 1808$i 15; local t2=$(date +%s.%N)
 		printf 'db%s: exit %s after %.1fs of drain, ready %.1fs after start; balancer: %s\n' \
 			$i $rc "$(echo "$t1 - $t0" | bc)" "$(echo "$t2 - $t1" | bc)" "$(lbstate)"
