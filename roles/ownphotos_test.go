@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/occase/occase/broker/brokertest"
 	"github.com/occase/occase/roles"
@@ -212,4 +213,62 @@ func mustJSONString(t *testing.T, v any) string {
 	}
 	s, _ := json.Marshal(string(body))
 	return string(s)
+}
+
+// Separate roles: the db node's tokens open the photo on the img node
+// (they share the image key); a db node without the image key sends the
+// author's copy without images_review (nothing it could sign).
+func TestPhotosAuthorReviewTokensSeparateRoles(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		db := startNode(t, b.Options, func(c *roles.Config) {
+			c.Role = "db"
+			c.ImageKey = testImageKey
+			c.FilenamesRate = 0
+		})
+		img := startNode(t, b.Options, func(c *roles.Config) {
+			c.Role = "img"
+			c.ImageKey = testImageKey
+			c.ImageDir = t.TempDir()
+		})
+		keyless := startNode(t, b.Options, func(c *roles.Config) { c.Role = "db" })
+		bc := brokertest.Open(t, b.Options)
+		jpg, _ := testPhotos(t)
+		seller := register(t, db.url)
+		photo := seller.filenames()[0] + ".jpg"
+		if code, _ := httpDo(t, http.MethodPost, img.base+"/"+photo, jpg); code != http.StatusCreated {
+			t.Fatalf("upload: %d", code)
+		}
+		id := seller.publishPhotos("Camera", photo)
+		hide(t, bc, id, 91)
+		awaitPhoto(t, img.base, "/"+photo, http.StatusNotFound, "hidden")
+		seller.send(`{"cmd":"my_posts"}`)
+		m, _ := seller.until("my_posts_ack")
+		tok := itemTokens(t, m["items"].([]any)[0])
+		if len(tok) != 1 || !reviewTokenShape.MatchString(tok[0]) {
+			t.Fatalf("my_posts on the db node: images_review %q", tok)
+		}
+		if code, body := httpDo(t, http.MethodGet, img.base+"/"+photo+"?review="+tok[0], nil); code != http.StatusOK || len(body) != len(jpg) {
+			t.Fatalf("the img node, the db node's token: %d", code)
+		}
+
+		// The node without the key: the same listing, marked, no tokens.
+		s2 := dial(t, keyless.url)
+		s2.send(loginFrame(seller.id, seller.pwd))
+		s2.expect("login_ack")
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			s2.send(`{"cmd":"my_posts"}`)
+			m, _ = s2.until("my_posts_ack")
+			items, _ := m["items"].([]any)
+			if len(items) == 1 && items[0].(map[string]any)["under_review"] == true {
+				if tok := itemTokens(t, items[0]); tok != nil {
+					t.Fatalf("a node without the image key sent images_review %q", tok)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("my_posts on the keyless node: %v", m)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
