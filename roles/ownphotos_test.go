@@ -182,6 +182,18 @@ func TestPhotosAuthorReviewTokens(t *testing.T) {
 			}
 		}
 
+		// A status: its ack too.
+		s2.send(fmt.Sprintf(`{"cmd":"set_status","id":%d,"status":"reserved"}`, id))
+		for acked := false; !acked; {
+			if m = s2.recv(); m.str("cmd") == "set_status_ack" {
+				if m.str("result") != "ok" {
+					t.Fatalf("set_status_ack %v", m)
+				}
+				check("the status's ack", m["post"])
+				acked = true
+			}
+		}
+
 		// Nobody else: the buyer's subscription got the hide as a
 		// deletion, and no frame of the buyer's, nor of another user's
 		// catch-up or my_posts, carries a token.
@@ -194,6 +206,13 @@ func TestPhotosAuthorReviewTokens(t *testing.T) {
 		buyer.send(`{"cmd":"my_posts"}`)
 		_, more = buyer.until("my_posts_ack")
 		buyerSeen = append(buyerSeen, more...)
+		deleted := false
+		for _, f := range buyerSeen {
+			deleted = deleted || strings.Contains(f, `"cmd":"post_deleted"`) && strings.Contains(f, fmt.Sprintf(`"id":%d`, id))
+		}
+		if !deleted {
+			t.Fatalf("the buyer's subscription was not told of the hide: %q", buyerSeen)
+		}
 		for _, f := range append(buyerSeen, otherSeen...) {
 			if strings.Contains(f, "images_review") || strings.Contains(f, "under_review") {
 				t.Fatalf("another user got %s", f)
