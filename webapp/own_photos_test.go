@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -91,6 +92,15 @@ func TestBrowserOwnHiddenPhotos(t *testing.T) {
 	n := 0
 	browser := startBrowser(t)
 	b := newTab(t, browser, "seller-phone", 390, 844, shots, &n)
+	// The refresh before the tokens expire (9.5 minutes after my_posts)
+	// runs 1.1 s after instead, twice at most: a later second, so fresh
+	// tokens differ.
+	const soon = `(() => { const st = window.setTimeout; window.setTimeout = function (f, ms, ...a) {
+	  if (ms > 540000 && ms <= 600000 && (window.__rr = (window.__rr || 0) + 1) <= 2) ms = 1100;
+	  return st.call(this, f, ms, ...a); }; })();`
+	if _, err := chromedp.Call(b.ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: soon}); err != nil {
+		t.Fatal(err)
+	}
 	b.do(chromedp.Navigate(s.URL() + "/"))
 	b.click("#signup-btn")
 	b.typeInto("#login-id", id)
@@ -109,6 +119,14 @@ func TestBrowserOwnHiddenPhotos(t *testing.T) {
 		t.Fatalf("My listings' photo reads %q, want a review URL of %s, 200x150", got, photo)
 	}
 	b.shot("my-listings")
+	// Fresh tokens before these expire: my_posts again, the card built
+	// again with a new review URL that loads.
+	first, _, _ := strings.Cut(got, " ")
+	b.wait("a fresh review URL loaded", `(() => { const i = document.querySelector(`+js(card+` [data-testid=post-photo]`)+`);
+	  return i !== null && i.getAttribute("src") !== `+js(first)+` && i.getAttribute("src").startsWith(`+js("/"+photo+"?review=")+`) && i.complete && i.naturalWidth > 0; })()`)
+	if rr := b.eval(`String(window.__rr || 0)`); rr == "0" {
+		t.Fatal("no refresh was scheduled")
+	}
 
 	// The listing's own view: the gallery and the full-size photo.
 	b.click(card + ` [data-testid=post-link]`)
