@@ -159,8 +159,7 @@ func (s *Service) change(ctx context.Context, c Conn, cmd string, id uint64, ch 
 	ack = append(ack, `,"post":`...)
 	if s.isHidden(id) && strings.HasSuffix(post, "}") {
 		// The author's copy of a hidden post is marked (hidden.go).
-		ack = append(ack, post[:len(post)-1]...)
-		ack = append(ack, underReview...)
+		ack = s.appendReview(ack, []byte(post))
 	} else {
 		ack = append(ack, post...)
 	}

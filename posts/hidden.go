@@ -3,7 +3,9 @@ package posts
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"regexp"
 )
 
 // Listings hidden pending review (docs/protocol.md "Listings hidden
@@ -31,14 +33,105 @@ import (
 // underReview is the member the author's copy of a hidden post ends with.
 const underReview = `,"under_review":true}`
 
-// reviewFrame is the post frame of hidden post p as its author gets it:
-// the stored JSON with "under_review":true as its last member.
-func reviewFrame(p *Post) []byte {
+// reviewFrame is the post frame of hidden post p as its author gets it
+// (appendReview).
+func (s *Service) reviewFrame(p *Post) []byte {
 	b := make([]byte, 0, len(p.JSON)+len(underReview)+32)
 	b = append(b, `{"cmd":"post","items":[`...)
-	b = append(b, p.JSON[:len(p.JSON)-1]...)
-	b = append(b, underReview...)
+	b = s.appendReview(b, p.JSON)
 	return append(b, "]}"...)
+}
+
+// The author's photos of a hidden post (docs/protocol.md "The author's
+// photos of a listing under review"): the img nodes refuse them to
+// everyone (404 hidden), so on a node with the image key (SetReviewer)
+// the author's copy also carries "images_review", a review token per
+// photo path of its body's "images" (the entries of imagePath's shape, at
+// most maxReviewPhotos, in order; "" for a path whose digest is not one
+// the img nodes name), made when the copy is sent and working for 10
+// minutes: the same member, tokens and life as the report lines of the
+// operator page. Only the author's copy is built here: the fan-out to
+// anyone else, the catch-up, the counts and the HTTP reads never meet a
+// hidden post.
+
+// imagePath is the shape of a photo path the web app shows (webapp
+// safe.js imagePath, moderation's imagePath).
+var imagePath = regexp.MustCompile(`^[0-9a-f]{8,64}/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$`)
+
+// maxReviewPhotos is how many photo paths of a body get a token: the ones
+// the web app shows (safe.js MAX_PHOTOS).
+const maxReviewPhotos = 4
+
+// reviewDigestLen is the length of the digest of a name the img nodes
+// hand out (images.DigestLen).
+const reviewDigestLen = 32
+
+// SetReviewer makes the author's copies of hidden posts carry a review
+// token per photo (images_review) made by token from the photo's digest
+// (images.Signer.ReviewToken). The roles set it on nodes with the image
+// key; nil: none.
+func (s *Service) SetReviewer(token func(digest string) string) {
+	if token == nil {
+		s.reviewer.Store(nil)
+		return
+	}
+	s.reviewer.Store(&token)
+}
+
+// appendReview appends js, the stored JSON of a hidden post, as its
+// author gets it: "under_review":true and, on a node with a reviewer and
+// for a body with photo paths, "images_review" as its last members.
+func (s *Service) appendReview(b, js []byte) []byte {
+	b = append(b, js[:len(js)-1]...)
+	if tok := s.reviewer.Load(); tok != nil {
+		if paths := bodyPhotos(js); len(paths) > 0 {
+			b = append(b, `,"under_review":true,"images_review":[`...)
+			for i, p := range paths {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				t := ""
+				if len(p) > reviewDigestLen && p[reviewDigestLen] == '/' {
+					t = (*tok)(p[:reviewDigestLen])
+				}
+				b = append(b, '"')
+				b = append(b, t...) // digits, '.' and hex: nothing to escape
+				b = append(b, '"')
+			}
+			return append(b, "]}"...)
+		}
+	}
+	return append(b, underReview...)
+}
+
+// bodyPhotos returns the photo paths of the "images" of the body of js, a
+// stored post: the strings of imagePath's shape, at most maxReviewPhotos.
+func bodyPhotos(js []byte) []string {
+	var p struct {
+		Body string `json:"body"`
+	}
+	if json.Unmarshal(js, &p) != nil {
+		return nil
+	}
+	var b map[string]json.RawMessage
+	if json.Unmarshal([]byte(p.Body), &b) != nil {
+		return nil
+	}
+	var list []json.RawMessage
+	if json.Unmarshal(b["images"], &list) != nil {
+		return nil
+	}
+	var out []string
+	for _, raw := range list {
+		var s string
+		if json.Unmarshal(raw, &s) == nil && imagePath.MatchString(s) {
+			out = append(out, s)
+			if len(out) == maxReviewPhotos {
+				break
+			}
+		}
+	}
+	return out
 }
 
 // hideLocked hides post id on this node: out of the index, held aside.
@@ -58,7 +151,7 @@ func (s *Service) hideLocked(id uint64) {
 	s.x.remove(id)
 	s.x.tidy()
 	s.setHidden(id, &aside)
-	s.counts.deletedSent.Add(uint64(s.x.fanoutHidden(&aside)))
+	s.counts.deletedSent.Add(uint64(s.x.fanoutHidden(&aside, s.reviewFrame)))
 }
 
 // showLocked shows post id again: back in the index, sent to the
@@ -105,7 +198,7 @@ func (s *Service) changeHidden(p *Post) bool {
 		return true
 	}
 	s.setHidden(p.ID, p)
-	s.counts.changesSent.Add(uint64(s.x.fanoutAuthor(p, reviewFrame(p))))
+	s.counts.changesSent.Add(uint64(s.x.fanoutAuthor(p, s.reviewFrame(p))))
 	return true
 }
 
@@ -121,7 +214,7 @@ func (s *Service) authorCatchUp(c Conn, f *Filter, floor uint64, cutoff int64) [
 	for _, p := range mine {
 		if p.ID > floor && !p.expired(cutoff) && f.matchProd(p) && f.matchRest(p) &&
 			(f.Search == nil || f.Search.match(p)) && (f.Status == 0 || f.Status&p.status != 0) {
-			out = append(out, reviewFrame(p))
+			out = append(out, s.reviewFrame(p))
 		}
 	}
 	return out
@@ -194,8 +287,8 @@ func (s *Service) hiddenIDs(ctx context.Context) ([]uint64, error) {
 
 // fanoutHidden tells the subscriptions that asked for deletions and match
 // p that it is gone, but those of its author, which get it marked under
-// review. It returns how many were told.
-func (x *index) fanoutHidden(p *Post) int {
+// review (frame). It returns how many were told.
+func (x *index) fanoutHidden(p *Post, frame func(*Post) []byte) int {
 	var gone, review []byte
 	n := 0
 	for _, l := range [2][]*sub{x.prodSubs[p.Prod], x.wild} {
@@ -205,7 +298,7 @@ func (x *index) fanoutHidden(p *Post) int {
 			}
 			if s.c.User() == p.From {
 				if review == nil {
-					review = reviewFrame(p)
+					review = frame(p)
 				}
 				s.c.SendLive(review)
 			} else {

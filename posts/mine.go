@@ -98,7 +98,7 @@ func (s *Service) Mine(ctx context.Context, c Conn, req *wire.Request) error {
 	if s.mineReady.Load() {
 		items = s.mineFromRedis(ctx, c.User(), before, cutoff, limit+1, items)
 	}
-	c.Send(mineFrame(items, limit))
+	c.Send(s.mineFrame(items, limit))
 	return nil
 }
 
@@ -141,7 +141,7 @@ func (s *Service) mineItems(user string, before uint64, cutoff int64, limit int)
 
 // mineFrame is the my_posts_ack of items (newest first): the first limit,
 // and "next" when there are more.
-func mineFrame(items []mineItem, limit int) []byte {
+func (s *Service) mineFrame(items []mineItem, limit int) []byte {
 	b := []byte(`{"cmd":"my_posts_ack","result":"ok","items":[`)
 	for n, it := range items {
 		if n == limit {
@@ -153,8 +153,7 @@ func mineFrame(items []mineItem, limit int) []byte {
 			b = append(b, ',')
 		}
 		if it.marked {
-			b = append(b, it.p.JSON[:len(it.p.JSON)-1]...)
-			b = append(b, underReview...)
+			b = s.appendReview(b, it.p.JSON)
 		} else {
 			b = append(b, it.p.JSON...)
 		}

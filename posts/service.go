@@ -61,6 +61,9 @@ type Service struct {
 	seq   atomic.Uint64
 	// legacyMade caches broker.MadeSince (0: not read yet).
 	legacyMade atomic.Int64
+	// reviewer makes the review tokens of the author's copies of hidden
+	// posts (SetReviewer); nil: none.
+	reviewer atomic.Pointer[func(digest string) string]
 
 	mu      sync.RWMutex
 	x       *index

@@ -49,6 +49,10 @@ type postsService interface {
 	DeleteAllOf(ctx context.Context, user string) (int, error)
 	// Report stores a report of a post (reports.go).
 	Report(ctx context.Context, c PostsConn, req *wire.Request, b broker.ReportBounds) (posts.ReportDone, error)
+	// SetReviewer makes the author's copies of hidden posts carry review
+	// tokens of their photos (docs/protocol.md "The author's photos of a
+	// listing under review").
+	SetReviewer(token func(digest string) string)
 }
 
 type nameIssuer interface {
@@ -195,6 +199,9 @@ func New(ctx context.Context, cfg Config, log *zap.Logger) (_ *Server, err error
 		}
 		if signer != nil { // never store a typed nil in the interface
 			s.names = signer
+			// The seller sees the photos of its own listings under
+			// review, which the img nodes refuse to everyone else.
+			s.posts.SetReviewer(signer.ReviewToken)
 		}
 	}
 	if img {

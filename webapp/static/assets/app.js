@@ -558,6 +558,7 @@ async function loadMine() {
   state.setMyPosts(u, items, me, whole ? before : new Set());
   save();
   render();
+  scheduleReviewRefresh();
 }
 
 // loadNotices asks for what the moderators told this account (docs/protocol.md
@@ -1164,7 +1165,8 @@ function startEdit(id, how = "push") {
     const ch = d.channel || p.to || [];
     app.pub = { loc: [...((ch[0] && ch[0][0]) || [])].map(Number), prod: [...((ch[1] && ch[1][0]) || [])].map(Number) };
     for (const f of FEATURES) { const el = $(`pub-feat-${f.bit}`); if (el) el.checked = Boolean(Number(p.features) & f.bit); }
-    app.photos = safe.images(d.images).map((path) => ({ kept: path, url: `/${path}`, progress: 1 }));
+    const urls = photoURLs(p, true);
+    app.photos = safe.images(d.images).map((path, i) => ({ kept: path, url: urls[i], progress: 1 }));
     renderPublishSelects();
     renderPreviews();
     renderCounts();
@@ -1848,14 +1850,14 @@ function postCard(p, mine) {
   if (rv[2]) facts.push(`${num.format(Number(rv[2]))} km`);
   for (const f of FEATURES) if (Number(p.features) & f.bit) facts.push(f.label);
   // safe.post let through only relative paths of the signed-name shape.
-  const imgs = safe.images(d.images);
+  const imgs = photoURLs(p, mine);
   const title = d.title || (d.msg ? d.msg.slice(0, 60) : "A listing");
   const when = p.date ? new Date(Number(p.date) * 1000).toLocaleString([], WHEN) : "";
   const href = `#/post/${p.id}`;
   const open = (ev) => { ev.preventDefault(); openPost(p.id); };
   return h("li", { class: "card", "data-testid": "post-card", "data-post-id": String(p.id) },
     imgs.length ? h("a", { class: "photos", href, onclick: open, "aria-label": `${title}: ${imgs.length} photo${imgs.length === 1 ? "" : "s"}`, tabindex: "-1" },
-      h("img", { src: `/${imgs[0]}`, alt: `Photo 1 of ${imgs.length} of ${title}`, loading: "lazy", "data-testid": "post-photo" }),
+      h("img", { src: imgs[0], alt: `Photo 1 of ${imgs.length} of ${title}`, loading: "lazy", "data-testid": "post-photo" }),
       imgs.length > 1 ? h("span", { class: "count", "data-testid": "photo-count-badge" }, `1 / ${imgs.length}`) : null) : null,
     h("div", { class: "body" },
       p.status !== "available" ? h("p", { class: "state" }, statusBadge(p)) : null,
@@ -1879,9 +1881,52 @@ function postCard(p, mine) {
 }
 
 // postSig changes with every new version of a post (so its card is built
-// again) and with whose it is.
+// again), with whose it is, and with its review tokens (fresh ones replace
+// expired ones).
 function postSig(p, mine) {
-  return `${mine ? 1 : 0}|${p.status}|${p.edited}|${p.renewed}|${p.under_review ? 1 : 0}|${app.renewAt[String(p.id)] || 0}`;
+  return `${mine ? 1 : 0}|${p.status}|${p.edited}|${p.renewed}|${p.under_review ? 1 : 0}|${app.renewAt[String(p.id)] || 0}|${reviewExp(p)}`;
+}
+
+// photoURLs returns the addresses of p's photos (paths of the signed-name
+// shape only: safe.images). The img nodes withhold the photos of a listing
+// under review from everyone; the author's copy carries a review token per
+// photo (docs/protocol.md "The author's photos of a listing under review"),
+// so the seller's own listing asks for them with "?review=<token>" while
+// the token lasts (its shape checked by safe.post, as the operator page
+// does). Nobody else's copy has tokens.
+function photoURLs(p, mine) {
+  const now = Date.now() / 1000;
+  const review = mine && p.under_review && Array.isArray(p.review) ? p.review : [];
+  return safe.images(p.doc.images).map((path, i) => {
+    const t = review[i];
+    return t && Number(t.split(".")[0]) > now ? `/${path}?review=${t}` : `/${path}`;
+  });
+}
+
+// reviewExp is when the first review token of p stops working (Unix s),
+// 0 when it has none.
+function reviewExp(p) {
+  const t = p.under_review && Array.isArray(p.review) ? p.review.find(Boolean) : "";
+  return t ? Number(t.split(".")[0]) : 0;
+}
+
+// Review tokens last 10 minutes: while a listing of this account under
+// review has photos, My listings is read again (my_posts) 30 s before the
+// first token stops working, so the photos keep showing. Offline, the
+// read after the next login brings fresh ones.
+let reviewTimer = null;
+function scheduleReviewRefresh() {
+  clearTimeout(reviewTimer);
+  reviewTimer = null;
+  if (!app.u || !app.creds) return;
+  let first = 0;
+  for (const p of Object.values(app.u.myPosts)) {
+    const e = reviewExp(p);
+    if (e && (!first || e < first)) first = e;
+  }
+  if (!first) return;
+  const wait = Math.max(5, first - 30 - Date.now() / 1000);
+  reviewTimer = setTimeout(() => { reviewTimer = null; if (app.creds) loadMine(); }, wait * 1000);
 }
 
 function sortedPosts(obj) {
@@ -2069,7 +2114,7 @@ function renderPost() {
   const d = p.doc;
   const rv = Array.isArray(p.range_values) ? p.range_values : [];
   const price = d.price ?? rv[0];
-  const imgs = safe.images(d.images);
+  const imgs = photoURLs(p, mine);
   const title = d.title || (d.msg ? d.msg.slice(0, 60) : "A listing");
   $("post-heading").textContent = title;
   document.title = `${title} · occase`;
@@ -2083,7 +2128,7 @@ function renderPost() {
     h("ul", { class: "shots" }, imgs.map((src, i) => h("li", {},
       h("button", { type: "button", class: "shot", "data-testid": "gallery-photo", onclick: () => openPhoto(imgs, i, title),
         "aria-label": `Photo ${i + 1} of ${imgs.length}: show full size` },
-      h("img", { src: `/${src}`, alt: `Photo ${i + 1} of ${imgs.length} of ${title}`, loading: i ? "lazy" : "eager" })))))) : h("p", { class: "muted" }, "No photos.");
+      h("img", { src, alt: `Photo ${i + 1} of ${imgs.length} of ${title}`, loading: i ? "lazy" : "eager" })))))) : h("p", { class: "muted" }, "No photos.");
   const share = h("button", { type: "button", "data-testid": "share-link", onclick: async () => {
     const url = location.href;
     try { await navigator.clipboard.writeText(url); notice("Link copied. Anyone with it can see this listing."); }
@@ -2245,7 +2290,7 @@ function stepPhoto(d) {
   // The image exists only while a photo is shown (an <img> without a
   // source would be one more thing to check).
   const img = $("photo-full") || $("photo-dialog").insertBefore(h("img", { id: "photo-full", "data-testid": "photo-full" }), $("photo-dialog").firstChild);
-  img.src = `/${g.imgs[g.i]}`;
+  img.src = g.imgs[g.i]; // photoURLs
   img.alt = `Photo ${g.i + 1} of ${g.imgs.length} of ${g.title}`;
   $("photo-count").textContent = `${g.i + 1} of ${g.imgs.length}`;
   $("photo-prev").hidden = $("photo-next").hidden = g.imgs.length < 2;

@@ -53,6 +53,19 @@ export function images(v) {
   return v.filter((s) => typeof s === "string" && imagePath.test(s)).slice(0, MAX_PHOTOS);
 }
 
+// reviewTokenShape is the shape of a review token (docs/protocol.md "The
+// author's photos of a listing under review"): the Unix second it stops
+// working, a dot, 64 hex digits of MAC. The operator page checks the same.
+export const reviewTokenShape = /^\d{1,12}\.[0-9a-f]{64}$/;
+
+// reviewTokens returns v's review tokens, one per photo path of the
+// listing's images (those images() keeps), "" where none or not of the
+// token's shape.
+export function reviewTokens(v) {
+  if (!Array.isArray(v)) return [];
+  return v.slice(0, MAX_PHOTOS).map((t) => (typeof t === "string" && reviewTokenShape.test(t) ? t : ""));
+}
+
 // code returns a menu code (a path of small child indexes) or null.
 export function code(v) {
   if (!Array.isArray(v) || v.length > 16) return null;
@@ -142,6 +155,10 @@ export function post(raw) {
     // docs/protocol.md "Listings hidden pending review": only the
     // author's own copy of a hidden listing has it.
     under_review: raw.under_review === true,
+    // The author's copy of a hidden listing only: a review token per
+    // photo, so that the seller sees the photos the img nodes withhold
+    // from everyone else ("review" when stored by this app).
+    review: raw.under_review === true ? reviewTokens(has(raw, "images_review") ? raw.images_review : raw.review) : [],
   };
 }
 
