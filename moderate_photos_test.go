@@ -127,7 +127,7 @@ func TestRemovedListingPhotosEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("remove: %v\n%s%s", err, out, errOut)
 	}
-	if !strings.Contains(out, "photos: purge asked of 1 img nodes") ||
+	if !strings.Contains(out, "photos: purge asked of 1 img node") ||
 		!strings.Contains(out, "purge from a CDN in front of the img nodes: /"+names[0]+".jpg /"+names[1]+".jpg") {
 		t.Fatalf("remove printed:\n%s", out)
 	}

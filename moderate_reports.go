@@ -251,9 +251,17 @@ func printPhotos(w io.Writer, r moderation.Removed) {
 	case r.PhotosDeleted != nil && (*r.PhotosDeleted > 0 || r.PhotosKept > 0):
 		fmt.Fprintf(w, "photos: %d deleted, %d kept (linked by another listing)\n", *r.PhotosDeleted, r.PhotosKept)
 	case r.PhotosSent > 0:
-		fmt.Fprintf(w, "photos: purge asked of %d img nodes\n", r.PhotosSent)
+		fmt.Fprintf(w, "photos: purge asked of %s\n", plural(r.PhotosSent, "img node"))
 	}
 	if len(r.Photos) > 0 {
 		fmt.Fprintf(w, "purge from a CDN in front of the img nodes: %s\n", strings.Join(r.Photos, " "))
 	}
+}
+
+// plural is n and noun, with an s unless n is 1.
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -7,11 +7,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"net"
 	"net/http"
 	"net/url"
@@ -761,8 +764,12 @@ func reports() string {
 }
 
 // publishOne publishes one post titled title on c and returns its id.
-func publishOne(ctx context.Context, c *websocket.Conn, title string) (any, error) {
-	body, _ := json.Marshal(map[string]string{"title": title})
+func publishOne(ctx context.Context, c *websocket.Conn, title string, photos ...string) (any, error) {
+	m := map[string]any{"title": title}
+	if len(photos) > 0 {
+		m["images"] = photos
+	}
+	body, _ := json.Marshal(m)
 	if err := send(ctx, c, frame{"cmd": "publish", "items": []any{frame{"body": string(body),
 		"to": []any{[]any{[]any{0, 0, 0}}, []any{[]any{0, 0, 0}}}, "features": 0, "range_values": []any{}}}}); err != nil {
 		return nil, err
@@ -983,10 +990,15 @@ func evidence() string {
 		return "setup failed: " + err.Error()
 	}
 	defer s.CloseNow()
-	post, err := publishOne(ctx, s, "a listing its seller deletes while reported")
+	photo, err := uploadPhoto(ctx, s)
 	if err != nil {
 		return "setup failed: " + err.Error()
 	}
+	post, err := publishOne(ctx, s, "a listing its seller deletes while reported", photo)
+	if err != nil {
+		return "setup failed: " + err.Error()
+	}
+	photos := []string{"published " + getPhoto(ctx, photo)}
 	var acks counts
 	for i := range 5 {
 		r, _, _, err := register(ctx, srcs[(i+1)%len(srcs)])
@@ -1023,6 +1035,9 @@ func evidence() string {
 			del = fmt.Sprintf("%v/%v", f["result"], f["reason"])
 		}
 	}
+	// The img node learns of the hide through Redis, a moment after the ack.
+	time.Sleep(500 * time.Millisecond)
+	photos = append(photos, "deleted "+getPhoto(ctx, photo))
 	fmt.Fprintln(os.Stderr, "deleted", post)
 	var refused counts
 	accepted := "none before -d"
@@ -1040,5 +1055,75 @@ func evidence() string {
 		case <-time.After(time.Second):
 		}
 	}
-	return fmt.Sprintf("post=%v reports=[%s] delete=%s publishes refused=[%s] accepted=%s", post, acks.String(), del, refused.String(), accepted)
+	time.Sleep(500 * time.Millisecond)
+	photos = append(photos, "reviewed "+getPhoto(ctx, photo))
+	return fmt.Sprintf("post=%v reports=[%s] delete=%s publishes refused=[%s] accepted=%s; its photo: %s", post, acks.String(), del,
+		refused.String(), accepted, strings.Join(photos, ", "))
+}
+
+// uploadPhoto asks c's node for a file name and uploads a small JPEG
+// under it through the same front (the balancer routes image paths to
+// the img nodes); it returns the photo's path as a post links it.
+func uploadPhoto(ctx context.Context, c *websocket.Conn) (string, error) {
+	if err := send(ctx, c, frame{"cmd": "filenames"}); err != nil {
+		return "", err
+	}
+	var name string
+	for name == "" {
+		f, err := read(ctx, c)
+		if err != nil {
+			return "", fmt.Errorf("filenames: %s", closeCode(err))
+		}
+		if f["cmd"] != "filenames_ack" {
+			continue
+		}
+		names, ok := f["names"].([]any)
+		if !ok || len(names) == 0 {
+			return "", fmt.Errorf("filenames_%v", f["reason"])
+		}
+		name = fmt.Sprint(names[0])
+	}
+	img := image.NewRGBA(image.Rect(0, 0, 32, 24))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := jpeg.Encode(&buf, img, nil); err != nil {
+		return "", err
+	}
+	path := name + ".jpg"
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, httpBase()+"/"+path, &buf)
+	req.Header.Set("Content-Type", "image/jpeg")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("upload: %s", res.Status)
+	}
+	return path, nil
+}
+
+// getPhoto fetches a photo through the front and says how it was
+// answered: the status and, for a refusal, its reason.
+func getPhoto(ctx context.Context, path string) string {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, httpBase()+"/"+path, nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusOK {
+		return "200"
+	}
+	b := make([]byte, 64)
+	k, _ := res.Body.Read(b)
+	return fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(b[:k])))
+}
+
+// httpBase is the http origin of -url.
+func httpBase() string {
+	u, _ := url.Parse(*wsURL)
+	return "http://" + u.Host
 }
