@@ -118,6 +118,12 @@ func TestBrowserOwnHiddenPhotos(t *testing.T) {
 	if src, size, _ := strings.Cut(got, " "); !strings.HasPrefix(src, "/"+photo+"?review=") || size != "200x150" {
 		t.Fatalf("My listings' photo reads %q, want a review URL of %s, 200x150", got, photo)
 	}
+	// The summary does not offer publishes the server would refuse
+	// (under_review).
+	b.wait("the summary says publishing waits for the review", hasText("#mine-summary", "you can publish again once a moderator has looked at it"))
+	if got := b.eval(`document.querySelector("#mine-summary").textContent`); strings.Contains(got, "more right now") {
+		t.Fatalf("My listings' summary offers publishes while a listing is under review: %q", got)
+	}
 	b.shot("my-listings")
 	// Fresh tokens before these expire: my_posts again, the card built
 	// again with a new review URL that loads.

@@ -2015,7 +2015,10 @@ function renderMine() {
     (li.querySelector(".body") || li).append(sellerTools(p));
     return li;
   });
-  const rem = typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
+  // A listing under review blocks publishing (under_review) whatever the
+  // quota says.
+  const rem = list.some((p) => p.under_review) ? " One is under review: you can publish again once a moderator has looked at it."
+    : typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
   $("mine-summary").textContent = (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
 }
 
