@@ -26,6 +26,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
 	"go.uber.org/zap"
 )
 
@@ -213,7 +214,7 @@ func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) 
 	for _, p := range list {
 		l := toReportLine(p)
 		if s.review != nil && (l.Hidden || l.DeletedByAuthor) {
-			l.ImagesReview = reviewTokens(l.Images, s.review)
+			l.ImagesReview = images.ReviewTokens(l.Images, s.review)
 		}
 		q.Reports = append(q.Reports, l)
 	}
@@ -728,9 +729,9 @@ func Reporters(n int) string {
 // readPost reads a stored post's body, the app's JSON string, once: its
 // "title" and "msg" (the members the search indexes) are shown when it
 // has them, else the body itself; its photos are those of "images" that
-// have the web app's shape (postImages). A member of the wrong type is
+// have the web app's shape (images.PostPhotos). A member of the wrong type is
 // skipped alone.
-func readPost(post string) (title, snippet string, images []string) {
+func readPost(post string) (title, snippet string, photos []string) {
 	if post == "" {
 		return "", "", nil
 	}
@@ -747,11 +748,11 @@ func readPost(post string) (title, snippet string, images []string) {
 	var t, m string
 	json.Unmarshal(b["title"], &t)
 	json.Unmarshal(b["msg"], &m)
-	images = postImages(b["images"])
+	photos = images.PostPhotos(b["images"])
 	if t == "" && m == "" {
-		return "", ClipText(p.Body, 120), images
+		return "", ClipText(p.Body, 120), photos
 	}
-	return ClipText(t, 80), ClipText(m, 120), images
+	return ClipText(t, 80), ClipText(m, 120), photos
 }
 
 // ClipText keeps the first n characters of s on one line, with every
