@@ -72,8 +72,7 @@ func reportCommands() []*cli.Command {
 				}
 				if d.DeletedByAuthor {
 					fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); its author had deleted it: the copy kept for review is dropped\n", d.Post, moderation.Reporters(d.Reporters))
-					printPhotos(c.App.Writer, moderation.Removed{Photos: d.Photos, PhotosDeleted: d.PhotosDeleted,
-						PhotosKept: d.PhotosKept, PhotosSent: d.PhotosSent, PhotosError: d.PhotosError})
+					printPhotos(c.App.Writer, d.PhotosAnswer)
 				} else if d.Shown {
 					fmt.Fprintf(c.App.Writer, "dismissed the reports of post %d (%s); the post was hidden pending review and is shown again\n", d.Post, moderation.Reporters(d.Reporters))
 				} else {
@@ -118,7 +117,7 @@ func reportCommands() []*cli.Command {
 					fmt.Fprintf(c.App.Writer, "removed post %d of user %s (%s); every node drops it and its subscribers get post_deleted\n",
 						r.Post, r.Author, moderation.Reporters(r.Reporters))
 				}
-				printPhotos(c.App.Writer, r)
+				printPhotos(c.App.Writer, r.PhotosAnswer)
 				warnNotLogged(c, r.Logged)
 				switch {
 				case err != nil:
@@ -244,7 +243,7 @@ func clipText(s string, n int) string { return moderation.ClipText(s, n) }
 
 // printPhotos says what became of a removed post's photos (docs/operations.md
 // "Photos of hidden and removed listings").
-func printPhotos(w io.Writer, r moderation.Removed) {
+func printPhotos(w io.Writer, r moderation.PhotosAnswer) {
 	switch {
 	case r.PhotosError != "":
 		fmt.Fprintf(w, "photos not purged (%s): the image sweep deletes them later\n", r.PhotosError)

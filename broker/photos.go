@@ -24,27 +24,7 @@ const PhotosChannel = "photos"
 // PostsJSON returns the stored JSON of each of ids ("" for an id Redis
 // holds no post of), in one round trip.
 func (c *Client) PostsJSON(ctx context.Context, ids []uint64) ([]string, error) {
-	out := make([]string, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	ctx, cancel := c.bound(ctx)
-	defer cancel()
-	cmds := make(rueidis.Commands, 0, len(ids))
-	for _, id := range ids {
-		cmds = append(cmds, c.rc.B().Hget().Key(c.postsKey("data")).Field(strconv.FormatUint(id, 10)).Build())
-	}
-	for i, r := range c.rc.DoMulti(ctx, cmds...) {
-		s, err := r.ToString()
-		if rueidis.IsRedisNil(err) {
-			continue
-		}
-		if err != nil {
-			return nil, c.wrap("read post "+strconv.FormatUint(ids[i], 10), err)
-		}
-		out[i] = s
-	}
-	return out, nil
+	return c.hashFields(ctx, "data", "read post ", ids, func(s string) string { return s })
 }
 
 // EvidenceJSON returns the JSON of each of ids as kept in the gone hash,
@@ -53,6 +33,19 @@ func (c *Client) PostsJSON(ctx context.Context, ids []uint64) ([]string, error) 
 // copies still hidden (docs/security.md "Photos of hidden and removed
 // listings").
 func (c *Client) EvidenceJSON(ctx context.Context, ids []uint64) ([]string, error) {
+	return c.hashFields(ctx, "gone", "read the copy kept of post ", ids, func(s string) string {
+		if _, post, ok := parseGone(s); ok {
+			return post
+		}
+		return ""
+	})
+}
+
+// hashFields reads the field of each of ids in the posts hash named by
+// hash, in one pipelined round trip, and returns what keep makes of each
+// value ("" for a field Redis does not hold). PostsJSON and EvidenceJSON
+// differ only in the hash and in how a value becomes a post's JSON.
+func (c *Client) hashFields(ctx context.Context, hash, what string, ids []uint64, keep func(string) string) ([]string, error) {
 	out := make([]string, len(ids))
 	if len(ids) == 0 {
 		return out, nil
@@ -61,7 +54,7 @@ func (c *Client) EvidenceJSON(ctx context.Context, ids []uint64) ([]string, erro
 	defer cancel()
 	cmds := make(rueidis.Commands, 0, len(ids))
 	for _, id := range ids {
-		cmds = append(cmds, c.rc.B().Hget().Key(c.postsKey("gone")).Field(strconv.FormatUint(id, 10)).Build())
+		cmds = append(cmds, c.rc.B().Hget().Key(c.postsKey(hash)).Field(strconv.FormatUint(id, 10)).Build())
 	}
 	for i, r := range c.rc.DoMulti(ctx, cmds...) {
 		s, err := r.ToString()
@@ -69,11 +62,9 @@ func (c *Client) EvidenceJSON(ctx context.Context, ids []uint64) ([]string, erro
 			continue
 		}
 		if err != nil {
-			return nil, c.wrap("read the copy kept of post "+strconv.FormatUint(ids[i], 10), err)
+			return nil, c.wrap(what+strconv.FormatUint(ids[i], 10), err)
 		}
-		if _, post, ok := parseGone(s); ok {
-			out[i] = post
-		}
+		out[i] = keep(s)
 	}
 	return out, nil
 }

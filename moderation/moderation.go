@@ -26,6 +26,7 @@ import (
 
 	"github.com/occase/occase/broker"
 	"github.com/occase/occase/chat"
+	"github.com/occase/occase/images"
 	"go.uber.org/zap"
 )
 
@@ -213,7 +214,7 @@ func (s *Service) Reports(ctx context.Context, limit, texts int) (Queue, error) 
 	for _, p := range list {
 		l := toReportLine(p)
 		if s.review != nil && (l.Hidden || l.DeletedByAuthor) {
-			l.ImagesReview = reviewTokens(l.Images, s.review)
+			l.ImagesReview = images.ReviewTokens(l.Images, s.review)
 		}
 		q.Reports = append(q.Reports, l)
 	}
@@ -244,15 +245,11 @@ type Dismissed struct {
 	Shown bool `json:"shown,omitempty"`
 	// DeletedByAuthor: the post was a copy kept after its author deleted
 	// it while queued; the copy went with the reports, and its photos
-	// are purged as a removal's (the Photos fields, as Removed's).
+	// are purged as a removal's (PhotosAnswer, as Removed's).
 	DeletedByAuthor bool `json:"deleted_by_author,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
-	Logged        bool     `json:"logged"`
-	Photos        []string `json:"photos,omitempty"`
-	PhotosDeleted *int     `json:"photos_deleted,omitempty"`
-	PhotosKept    int      `json:"photos_kept,omitempty"`
-	PhotosSent    int      `json:"photos_sent,omitempty"`
-	PhotosError   string   `json:"photos_error,omitempty"`
+	Logged bool `json:"logged"`
+	PhotosAnswer
 }
 
 // Dismiss clears post id's reports; the post stays, and is shown again
@@ -283,10 +280,8 @@ func (s *Service) Dismiss(ctx context.Context, by string, id uint64) (Dismissed,
 		detail += "; shown again"
 	}
 	if copied != "" {
-		var res Removed
-		ph := s.purgePhotos(ctx, id, copied, &res)
-		d.DeletedByAuthor, d.Photos, d.PhotosDeleted, d.PhotosKept, d.PhotosSent, d.PhotosError =
-			true, res.Photos, res.PhotosDeleted, res.PhotosKept, res.PhotosSent, res.PhotosError
+		ph := s.purgePhotos(ctx, id, copied, &d.PhotosAnswer)
+		d.DeletedByAuthor = true
 		detail += "; deleted by its author, its copy dropped"
 		if ph != "" {
 			detail += "; " + ph
@@ -360,13 +355,20 @@ type Removed struct {
 	DeletedByAuthor bool `json:"deleted_by_author,omitempty"`
 	// Logged: the moderation log has it (false: done, not recorded).
 	Logged bool `json:"logged"`
-	// The removed post's photos (photos.go). Photos lists their paths on
-	// the img nodes, what to purge from a CDN in front of them.
-	// PhotosDeleted is how many were deleted at once (absent when the
-	// purge was not made here); PhotosKept how many another live post
-	// links; PhotosSent how many nodes with an image store were asked to
-	// purge them; PhotosError a stable code when they were not purged
-	// (the removal stands: they then go with the image sweep).
+	// The removed post's photos (photos.go).
+	PhotosAnswer
+}
+
+// PhotosAnswer is what a removal, or the dismissal of a copy kept after
+// its author deleted the post, answers of the post's photos (photos.go);
+// its members are the answer's own (Removed, Dismissed). Photos lists
+// their paths on the img nodes, what to purge from a CDN in front of
+// them. PhotosDeleted is how many were deleted at once (absent when the
+// purge was not made here); PhotosKept how many another live post links;
+// PhotosSent how many nodes with an image store were asked to purge them;
+// PhotosError a stable code when they were not purged (the removal
+// stands: they then go with the image sweep).
+type PhotosAnswer struct {
 	Photos        []string `json:"photos,omitempty"`
 	PhotosDeleted *int     `json:"photos_deleted,omitempty"`
 	PhotosKept    int      `json:"photos_kept,omitempty"`
@@ -414,7 +416,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 		s.log.Info("moderation: post removed", zap.Uint64("post", id), zap.String("author", author),
 			zap.Int("reporters", n), zap.String("operator", by), addrField(ctx))
 		detail := notTold(author, r.Kept)
-		if ph := s.purgePhotos(ctx, id, post, &res); ph != "" {
+		if ph := s.purgePhotos(ctx, id, post, &res.PhotosAnswer); ph != "" {
 			detail += "; " + ph
 		}
 		res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
@@ -434,7 +436,7 @@ func (s *Service) Remove(ctx context.Context, by string, id uint64, req RemoveRe
 	if res.Told {
 		detail += ", told why"
 	}
-	if ph := s.purgePhotos(ctx, id, post, &res); ph != "" {
+	if ph := s.purgePhotos(ctx, id, post, &res.PhotosAnswer); ph != "" {
 		detail += "; " + ph
 	}
 	res.Logged = s.record(ctx, LogEntry{By: by, Action: "remove", Target: strconv.FormatUint(id, 10),
@@ -728,9 +730,9 @@ func Reporters(n int) string {
 // readPost reads a stored post's body, the app's JSON string, once: its
 // "title" and "msg" (the members the search indexes) are shown when it
 // has them, else the body itself; its photos are those of "images" that
-// have the web app's shape (postImages). A member of the wrong type is
+// have the web app's shape (images.PostPhotos). A member of the wrong type is
 // skipped alone.
-func readPost(post string) (title, snippet string, images []string) {
+func readPost(post string) (title, snippet string, photos []string) {
 	if post == "" {
 		return "", "", nil
 	}
@@ -747,11 +749,11 @@ func readPost(post string) (title, snippet string, images []string) {
 	var t, m string
 	json.Unmarshal(b["title"], &t)
 	json.Unmarshal(b["msg"], &m)
-	images = postImages(b["images"])
+	photos = images.PostPhotos(b["images"])
 	if t == "" && m == "" {
-		return "", ClipText(p.Body, 120), images
+		return "", ClipText(p.Body, 120), photos
 	}
-	return ClipText(t, 80), ClipText(m, 120), images
+	return ClipText(t, 80), ClipText(m, 120), photos
 }
 
 // ClipText keeps the first n characters of s on one line, with every

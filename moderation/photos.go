@@ -45,7 +45,7 @@ type Photos struct {
 	Error string
 }
 
-// Codes of Removed.PhotosError.
+// Codes of PhotosAnswer.PhotosError.
 const (
 	// PhotosPurgeFailed: the purge failed (Redis or the disk); the
 	// photos go with the image sweep.
@@ -63,9 +63,9 @@ const maxLoggedPhotos = 16
 // SetPhotoPurger makes removals purge the removed posts' photos with p.
 func (s *Service) SetPhotoPurger(p PhotoPurger) { s.photos = p }
 
-// purgePhotos runs the purger on a removed post and fills res's photo
-// fields, and returns the moderation log's words for it.
-func (s *Service) purgePhotos(ctx context.Context, id uint64, post string, res *Removed) string {
+// purgePhotos runs the purger on a removed post and fills res, and
+// returns the moderation log's words for it.
+func (s *Service) purgePhotos(ctx context.Context, id uint64, post string, res *PhotosAnswer) string {
 	if post == "" {
 		return ""
 	}
@@ -75,8 +75,7 @@ func (s *Service) purgePhotos(ctx context.Context, id uint64, post string, res *
 	} else {
 		ph = s.photos.PurgePhotos(ctx, id, post)
 	}
-	res.Photos, res.PhotosDeleted, res.PhotosKept, res.PhotosSent, res.PhotosError =
-		ph.Photos, ph.Deleted, ph.Kept, ph.Sent, ph.Error
+	*res = PhotosAnswer{Photos: ph.Photos, PhotosDeleted: ph.Deleted, PhotosKept: ph.Kept, PhotosSent: ph.Sent, PhotosError: ph.Error}
 	if len(ph.Photos) == 0 && ph.Error == "" {
 		return "" // no photos: nothing for the log
 	}

@@ -1,11 +1,12 @@
 package moderation
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/occase/occase/images"
 )
 
 // Photos on the operator page. A post's body holds its photos as paths
@@ -17,31 +18,8 @@ import (
 // one, so that PUBLIC + "/" + path can never leave PUBLIC.
 
 // MaxImages is how many photos of a post are shown: the web app's cap
-// (safe.js MAX_PHOTOS), which is all a post it publishes can hold.
-const MaxImages = 4
-
-// imagePath is safe.js imagePath, ported.
-var imagePath = regexp.MustCompile(`^[0-9a-f]{8,64}/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$`)
-
-// postImages returns the photo paths of a post body's "images" member:
-// at most MaxImages, each of imagePath's shape; anything else is skipped.
-func postImages(member json.RawMessage) []string {
-	var list []json.RawMessage
-	if json.Unmarshal(member, &list) != nil {
-		return nil
-	}
-	var out []string
-	for _, raw := range list {
-		if len(out) == MaxImages {
-			break
-		}
-		var s string
-		if json.Unmarshal(raw, &s) == nil && imagePath.MatchString(s) {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+// (images.MaxPostPhotos), which is all a post it publishes can hold.
+const MaxImages = images.MaxPostPhotos
 
 // hostChars: a DNS name, IPv4 or [IPv6] address and an optional port,
 // nothing a CSP source list would read otherwise ("*", quotes, ...).
@@ -83,18 +61,3 @@ func ParsePublicURL(s string) (public, origin string, err error) {
 // digest (images.Signer.ReviewToken): the img nodes refuse those photos
 // to everyone else.
 func (s *Service) SetReviewer(token func(digest string) string) { s.review = token }
-
-// reviewTokens returns a token per path (of imagePath's shape), "" for a
-// path whose digest is not one an img node names (32 hex digits).
-func reviewTokens(paths []string, token func(digest string) string) []string {
-	if len(paths) == 0 {
-		return nil
-	}
-	out := make([]string, len(paths))
-	for i, p := range paths {
-		if d, _, ok := strings.Cut(p, "/"); ok && len(d) == 32 {
-			out[i] = token(d)
-		}
-	}
-	return out
-}

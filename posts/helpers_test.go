@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -199,4 +200,23 @@ func reason(err error) string {
 		return we.Reason
 	}
 	return "none"
+}
+
+// beyondTheBound starts two nodes of cfg, the second (n) bounded to three
+// posts (MaxPosts), has seller "7" publish six posts (mine, oldest first)
+// and user "8" one (other) through a, and waits until n holds the newest:
+// the start of the tests of My listings beyond a node's bound.
+func beyondTheBound(t *testing.T, opt broker.Options, cfg Config) (a, n *node, seller *fakeConn, mine []uint64, other uint64) {
+	t.Helper()
+	a = startNode(t, opt, cfg)
+	small := cfg
+	small.MaxPosts = 3
+	n = startNode(t, opt, small)
+	seller = newConn("7")
+	for i := range 6 {
+		mine = append(mine, a.publish(t, seller, publishFrame("[0,1,2]", "[0,3,7]", 1, fmt.Sprint(10+i))))
+	}
+	other = a.publish(t, newConn("8"), publishFrame("[0,1,2]", "[0,3,7]", 1, "99"))
+	n.until(t, "the newest posts on the small node", func() bool { return n.has(other) && n.has(mine[5]) })
+	return a, n, seller, mine, other
 }

@@ -5,7 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"regexp"
+
+	"github.com/occase/occase/images"
 )
 
 // Listings hidden pending review (docs/protocol.md "Listings hidden
@@ -46,25 +47,13 @@ func (s *Service) reviewFrame(p *Post) []byte {
 // photos of a listing under review"): the img nodes refuse them to
 // everyone (404 hidden), so on a node with the image key (SetReviewer)
 // the author's copy also carries "images_review", a review token per
-// photo path of its body's "images" (the entries of imagePath's shape, at
-// most maxReviewPhotos, in order; "" for a path whose digest is not one
-// the img nodes name), made when the copy is sent and working for 10
-// minutes: the same member, tokens and life as the report lines of the
-// operator page. Only the author's copy is built here: the fan-out to
-// anyone else, the catch-up, the counts and the HTTP reads never meet a
-// hidden post.
-
-// imagePath is the shape of a photo path the web app shows (webapp
-// safe.js imagePath, moderation's imagePath).
-var imagePath = regexp.MustCompile(`^[0-9a-f]{8,64}/[A-Za-z0-9+_-]{1,64}\.(jpg|jpeg|png|webp)$`)
-
-// maxReviewPhotos is how many photo paths of a body get a token: the ones
-// the web app shows (safe.js MAX_PHOTOS).
-const maxReviewPhotos = 4
-
-// reviewDigestLen is the length of the digest of a name the img nodes
-// hand out (images.DigestLen).
-const reviewDigestLen = 32
+// photo path of its body's "images" (images.PostPhotos and
+// images.ReviewTokens: the entries of the web app's shape, at most four,
+// in order; "" for a path whose digest is not one the img nodes name),
+// made when the copy is sent and working for 10 minutes: the same
+// member, tokens and life as the report lines of the operator page. Only
+// the author's copy is built here: the fan-out to anyone else, the
+// catch-up, the counts and the HTTP reads never meet a hidden post.
 
 // SetReviewer makes the author's copies of hidden posts carry a review
 // token per photo (images_review) made by token from the photo's digest
@@ -86,13 +75,9 @@ func (s *Service) appendReview(b, js []byte) []byte {
 	if tok := s.reviewer.Load(); tok != nil {
 		if paths := bodyPhotos(js); len(paths) > 0 {
 			b = append(b, `,"under_review":true,"images_review":[`...)
-			for i, p := range paths {
+			for i, t := range images.ReviewTokens(paths, *tok) {
 				if i > 0 {
 					b = append(b, ',')
-				}
-				t := ""
-				if len(p) > reviewDigestLen && p[reviewDigestLen] == '/' {
-					t = (*tok)(p[:reviewDigestLen])
 				}
 				b = append(b, '"')
 				b = append(b, t...) // digits, '.' and hex: nothing to escape
@@ -105,7 +90,7 @@ func (s *Service) appendReview(b, js []byte) []byte {
 }
 
 // bodyPhotos returns the photo paths of the "images" of the body of js, a
-// stored post: the strings of imagePath's shape, at most maxReviewPhotos.
+// stored post (images.PostPhotos).
 func bodyPhotos(js []byte) []string {
 	var p struct {
 		Body string `json:"body"`
@@ -117,21 +102,7 @@ func bodyPhotos(js []byte) []string {
 	if json.Unmarshal([]byte(p.Body), &b) != nil {
 		return nil
 	}
-	var list []json.RawMessage
-	if json.Unmarshal(b["images"], &list) != nil {
-		return nil
-	}
-	var out []string
-	for _, raw := range list {
-		var s string
-		if json.Unmarshal(raw, &s) == nil && imagePath.MatchString(s) {
-			out = append(out, s)
-			if len(out) == maxReviewPhotos {
-				break
-			}
-		}
-	}
-	return out
+	return images.PostPhotos(b["images"])
 }
 
 // hideLocked hides post id on this node: out of the index, held aside.

@@ -18,18 +18,7 @@ import (
 func TestDeleteAllOfBeyondTheBound(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		clk := newClock()
-		cfg := Config{Clock: clk.Now, QuotaN: 100}
-		a := startNode(t, b.Options, cfg)
-		small := cfg
-		small.MaxPosts = 3
-		n := startNode(t, b.Options, small)
-		seller := newConn("7")
-		var mine []uint64
-		for i := range 6 {
-			mine = append(mine, a.publish(t, seller, publishFrame("[0,1,2]", "[0,3,7]", 1, fmt.Sprint(10+i))))
-		}
-		other := a.publish(t, newConn("8"), publishFrame("[0,1,2]", "[0,3,7]", 1, "99"))
-		n.until(t, "the newest posts on the small node", func() bool { return n.has(other) && n.has(mine[5]) })
+		a, n, _, mine, other := beyondTheBound(t, b.Options, Config{Clock: clk.Now, QuotaN: 100})
 		if n.has(mine[0]) {
 			t.Fatal("the small node holds the oldest post")
 		}

@@ -237,17 +237,7 @@ func TestMyPostsBeyondTheBound(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		clk := newClock()
 		cfg := Config{Clock: clk.Now, QuotaN: 100, MaxCatchUp: 4, SubscribeRate: 1, SubscribeBurst: 20}
-		a := startNode(t, b.Options, cfg)
-		small := cfg
-		small.MaxPosts = 3
-		n := startNode(t, b.Options, small)
-		seller := newConn("7")
-		var mine []uint64
-		for i := range 6 {
-			mine = append(mine, a.publish(t, seller, publishFrame("[0,1,2]", "[0,3,7]", 1, fmt.Sprint(10+i))))
-		}
-		other := a.publish(t, newConn("8"), publishFrame("[0,1,2]", "[0,3,7]", 1, "99"))
-		n.until(t, "the newest posts on the small node", func() bool { return n.has(other) && n.has(mine[5]) })
+		a, n, seller, mine, other := beyondTheBound(t, b.Options, cfg)
 		if n.size() != 3 || n.has(mine[2]) || n.Stats().Evicted == 0 {
 			t.Fatalf("the small node holds %d posts (evicted %d)", n.size(), n.Stats().Evicted)
 		}

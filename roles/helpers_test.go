@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -190,4 +191,51 @@ func (c *client) chat(to, text string, id int) {
 func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
+}
+
+// photoAll configures a role-all node that names and stores photos: the
+// test image key, the image store under dir, no filenames rate. More
+// settings go after it in startNode's list.
+func photoAll(dir string) func(*roles.Config) {
+	return func(c *roles.Config) {
+		c.Role = "all"
+		c.ImageKey = testImageKey
+		c.ImageDir = dir
+		c.FilenamesRate = 0
+	}
+}
+
+// photoDB configures a db node that names photos (the test image key, no
+// filenames rate) but stores none: the db half of the separate roles.
+func photoDB(c *roles.Config) {
+	c.Role = "db"
+	c.ImageKey = testImageKey
+	c.FilenamesRate = 0
+}
+
+// photoImg configures an img node with the test image key and its store
+// under dir: the img half of the separate roles.
+func photoImg(dir string) func(*roles.Config) {
+	return func(c *roles.Config) {
+		c.Role = "img"
+		c.ImageKey = testImageKey
+		c.ImageDir = dir
+	}
+}
+
+// uploadJPG uploads the test JPEG as "<name>.jpg" through the img node at
+// base for each of names and returns those paths without the leading
+// slash (what a post's "images" member links).
+func uploadJPG(t *testing.T, base string, names ...string) []string {
+	t.Helper()
+	jpg, _ := testPhotos(t)
+	var rel []string
+	for _, nm := range names {
+		p := nm + ".jpg"
+		if code, body := httpDo(t, http.MethodPost, base+"/"+p, jpg); code != http.StatusCreated {
+			t.Fatalf("POST /%s: %d %s", p, code, body)
+		}
+		rel = append(rel, p)
+	}
+	return rel
 }

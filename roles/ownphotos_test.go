@@ -63,23 +63,12 @@ func itemTokens(t *testing.T, item any) []string {
 // listing not under review carries none.
 func TestPhotosAuthorReviewTokens(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
-		n := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "all"
-			c.ImageKey = testImageKey
-			c.ImageDir = t.TempDir()
-			c.FilenamesRate = 0
-		})
+		n := startNode(t, b.Options, photoAll(t.TempDir()))
 		bc := brokertest.Open(t, b.Options)
 		jpg, _ := testPhotos(t)
 		seller := register(t, n.url)
 		names := seller.filenames()
-		var photos []string
-		for _, nm := range names[:2] {
-			if code, _ := httpDo(t, http.MethodPost, n.base+"/"+nm+".jpg", jpg); code != http.StatusCreated {
-				t.Fatalf("upload: %d", code)
-			}
-			photos = append(photos, nm+".jpg")
-		}
+		photos := uploadJPG(t, n.base, names[:2]...)
 		// A path of the shape whose digest no img node names: no token.
 		odd := "abcdef12/odd.png"
 		live := seller.publishPhotos("Live", photos[1])
@@ -239,24 +228,13 @@ func mustJSONString(t *testing.T, v any) string {
 // author's copy without images_review (nothing it could sign).
 func TestPhotosAuthorReviewTokensSeparateRoles(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
-		db := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "db"
-			c.ImageKey = testImageKey
-			c.FilenamesRate = 0
-		})
-		img := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "img"
-			c.ImageKey = testImageKey
-			c.ImageDir = t.TempDir()
-		})
+		db := startNode(t, b.Options, photoDB)
+		img := startNode(t, b.Options, photoImg(t.TempDir()))
 		keyless := startNode(t, b.Options, func(c *roles.Config) { c.Role = "db" })
 		bc := brokertest.Open(t, b.Options)
 		jpg, _ := testPhotos(t)
 		seller := register(t, db.url)
-		photo := seller.filenames()[0] + ".jpg"
-		if code, _ := httpDo(t, http.MethodPost, img.base+"/"+photo, jpg); code != http.StatusCreated {
-			t.Fatalf("upload: %d", code)
-		}
+		photo := uploadJPG(t, img.base, seller.filenames()[0])[0]
 		id := seller.publishPhotos("Camera", photo)
 		hide(t, bc, id, 91)
 		awaitPhoto(t, img.base, "/"+photo, http.StatusNotFound, "hidden")

@@ -36,24 +36,12 @@ func (c *client) updatePhotos(id uint64, photos ...string) {
 func TestPhotosHiddenEditKeepsDroppedWithheld(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		dir := t.TempDir()
-		n := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "all"
-			c.ImageKey = testImageKey
-			c.ImageDir = dir
-			c.FilenamesRate = 0
-		})
+		n := startNode(t, b.Options, photoAll(dir))
 		bc := brokertest.Open(t, b.Options)
 		ctx := context.Background()
-		jpg, _ := testPhotos(t)
 		seller := register(t, n.url)
 		names := seller.filenames()[:3]
-		var rel []string
-		for _, nm := range names {
-			if code, body := httpDo(t, http.MethodPost, n.base+"/"+nm+".jpg", jpg); code != http.StatusCreated {
-				t.Fatalf("upload: %d %s", code, body)
-			}
-			rel = append(rel, nm+".jpg")
-		}
+		rel := uploadJPG(t, n.base, names...)
 		bad := seller.publishPhotos("Prohibited", rel[0], rel[1])
 		// Published before the hide: an author with a listing under
 		// review may not publish (under_review).
@@ -111,16 +99,9 @@ func TestPhotosHiddenEditKeepsDroppedWithheld(t *testing.T) {
 func TestPhotosPurgesShareOnePass(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		dir := t.TempDir()
-		n := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "all"
-			c.ImageKey = testImageKey
-			c.ImageDir = dir
-			c.FilenamesRate = 0
-			c.Posts.QuotaN = 100
-		})
+		n := startNode(t, b.Options, photoAll(dir), func(c *roles.Config) { c.Posts.QuotaN = 100 })
 		bc := brokertest.Open(t, b.Options)
 		ctx := context.Background()
-		jpg, _ := testPhotos(t)
 		seller := register(t, n.url)
 		const count = 20
 		var names []string
@@ -132,10 +113,7 @@ func TestPhotosPurgesShareOnePass(t *testing.T) {
 		// under review may not publish (under_review).
 		var ids []uint64
 		for i, nm := range names {
-			if code, body := httpDo(t, http.MethodPost, n.base+"/"+nm+".jpg", jpg); code != http.StatusCreated {
-				t.Fatalf("upload: %d %s", code, body)
-			}
-			ids = append(ids, seller.publishPhotos(fmt.Sprint("Item ", i), nm+".jpg"))
+			ids = append(ids, seller.publishPhotos(fmt.Sprint("Item ", i), uploadJPG(t, n.base, nm)...))
 		}
 		for i, id := range ids {
 			hide(t, bc, id, 1000+10*i)
@@ -219,20 +197,12 @@ func rawGet(t *testing.T, method, base, target string, hdr map[string]string) (i
 // and the embedded broker.
 func TestPhotosHiddenPathVariants(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
-		n := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "all"
-			c.ImageKey = testImageKey
-			c.ImageDir = t.TempDir()
-			c.FilenamesRate = 0
-		})
+		n := startNode(t, b.Options, photoAll(t.TempDir()))
 		bc := brokertest.Open(t, b.Options)
-		jpg, _ := testPhotos(t)
 		seller := register(t, n.url)
 		name := seller.filenames()[0] // "<digest>/<name>"
 		d, nm := name[:32], name[33:]
-		if code, _ := httpDo(t, http.MethodPost, n.base+"/"+name+".jpg", jpg); code != http.StatusCreated {
-			t.Fatalf("upload: %d", code)
-		}
+		uploadJPG(t, n.base, name)
 		req, _ := http.NewRequest(http.MethodGet, n.base+"/"+name+".jpg", nil)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -308,21 +278,13 @@ func TestPhotosHiddenPathVariants(t *testing.T) {
 func TestPhotosHiddenEditCannotWithholdOthers(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		dir := t.TempDir()
-		n := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "all"
-			c.ImageKey = testImageKey
-			c.ImageDir = dir
-			c.FilenamesRate = 0
-		})
+		n := startNode(t, b.Options, photoAll(dir))
 		bc := brokertest.Open(t, b.Options)
 		ctx := context.Background()
-		jpg, _ := testPhotos(t)
 		victim, scammer := register(t, n.url), register(t, n.url)
 		up := func(c *client) string {
 			nm := c.filenames()[0]
-			if code, body := httpDo(t, http.MethodPost, n.base+"/"+nm+".jpg", jpg); code != http.StatusCreated {
-				t.Fatalf("upload: %d %s", code, body)
-			}
+			uploadJPG(t, n.base, nm)
 			return nm
 		}
 		v, own, added, sync := up(victim), up(scammer), up(scammer), up(scammer)

@@ -12,22 +12,16 @@ import (
 	"github.com/occase/occase/broker/brokertest"
 	"github.com/occase/occase/images"
 	"github.com/occase/occase/moderation"
-	"github.com/occase/occase/roles"
 )
 
 // evidenceSetup uploads n photos through img (names from a seller
 // registered on db) and returns their paths, names and the seller.
 func evidenceSetup(t *testing.T, db, img *node, n int) (paths, names []string, seller *client) {
 	t.Helper()
-	jpg, _ := testPhotos(t)
 	seller = register(t, db.url)
 	names = seller.filenames()[:n]
-	for _, nm := range names {
-		p := "/" + nm + ".jpg"
-		if code, b := httpDo(t, http.MethodPost, img.base+p, jpg); code != http.StatusCreated {
-			t.Fatalf("POST %s: %d %s", p, code, b)
-		}
-		paths = append(paths, p)
+	for _, p := range uploadJPG(t, img.base, names...) {
+		paths = append(paths, "/"+p)
 	}
 	return paths, names, seller
 }
@@ -113,12 +107,7 @@ func checkWithheldReview(t *testing.T, base, path string) {
 func TestPhotosOfEvidenceRoleAll(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		dir := t.TempDir()
-		n := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "all"
-			c.ImageKey = testImageKey
-			c.ImageDir = dir
-			c.FilenamesRate = 0
-		})
+		n := startNode(t, b.Options, photoAll(dir))
 		bc := brokertest.Open(t, b.Options)
 		ctx := context.Background()
 		svc := n.srv.ModerationService()
@@ -230,16 +219,8 @@ func TestPhotosOfEvidenceRoleAll(t *testing.T) {
 func TestPhotosOfEvidenceSeparateRoles(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		dir := t.TempDir()
-		db := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "db"
-			c.ImageKey = testImageKey
-			c.FilenamesRate = 0
-		})
-		imgCfg := func(c *roles.Config) {
-			c.Role = "img"
-			c.ImageKey = testImageKey
-			c.ImageDir = dir
-		}
+		db := startNode(t, b.Options, photoDB)
+		imgCfg := photoImg(dir)
 		img := startNode(t, b.Options, imgCfg)
 		bc := brokertest.Open(t, b.Options)
 		ctx := context.Background()

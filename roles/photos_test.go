@@ -101,12 +101,7 @@ func photoSetup(t *testing.T, db, img *node) (paths []string, names []string, mi
 func TestPhotosHiddenAndRemovedRoleAll(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		dir := t.TempDir()
-		n := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "all"
-			c.ImageKey = testImageKey
-			c.ImageDir = dir
-			c.FilenamesRate = 0
-		})
+		n := startNode(t, b.Options, photoAll(dir))
 		bc := brokertest.Open(t, b.Options)
 		ctx := context.Background()
 		paths, names, mine, theirs := photoSetup(t, n, n)
@@ -204,16 +199,8 @@ func TestPhotosHiddenAndRemovedRoleAll(t *testing.T) {
 func TestPhotosHiddenAndRemovedSeparateRoles(t *testing.T) {
 	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
 		dir := t.TempDir()
-		db := startNode(t, b.Options, func(c *roles.Config) {
-			c.Role = "db"
-			c.ImageKey = testImageKey
-			c.FilenamesRate = 0
-		})
-		imgCfg := func(c *roles.Config) {
-			c.Role = "img"
-			c.ImageKey = testImageKey
-			c.ImageDir = dir
-		}
+		db := startNode(t, b.Options, photoDB)
+		imgCfg := photoImg(dir)
 		img := startNode(t, b.Options, imgCfg)
 		bc := brokertest.Open(t, b.Options)
 		ctx := context.Background()

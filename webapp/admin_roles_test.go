@@ -119,19 +119,8 @@ func TestBrowserAdminPageViewer(t *testing.T) {
 // mended, the button sends it (the seller's session gets the notice) and
 // is gone from the log, whose newest entry is the resend.
 func TestBrowserAdminPageResend(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test: not in -short mode")
-	}
-	chromiumPath(t)
 	const tok = "browser-test-token-0123456789abcdef0123"
-	s, admin, _ := newServeBinaryWithAdmin(t, "mara "+tok)
-	if !s.hasFlag(t, "--admin-token-file") {
-		t.Skip("this server has no moderation API")
-	}
-	redisAddr, prefix := argAfter(s.args, "--redis"), argAfter(s.args, "--redis-prefix")
-	if redisAddr == "embedded" {
-		t.Skip("needs a redis-server to make fail")
-	}
+	s, admin, redisAddr, prefix := adminOnRedis(t, tok, "make fail")
 	seller := dialProto(t, s.URL())
 	reg := seller.mustOK(`{"cmd":"register"}`)
 	sellerID := fmt.Sprint(reg["id"])
@@ -204,19 +193,8 @@ func argAfter(args []string, flag string) string {
 // write (moderation.Resender), planted in a real Redis; real binary,
 // headless chromium.
 func TestBrowserAdminPageAutoResend(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser test: not in -short mode")
-	}
-	chromiumPath(t)
 	const tok = "browser-test-token-0123456789abcdef0123"
-	s, admin, _ := newServeBinaryWithAdmin(t, "mara "+tok)
-	if !s.hasFlag(t, "--admin-token-file") {
-		t.Skip("this server has no moderation API")
-	}
-	redisAddr, prefix := argAfter(s.args, "--redis"), argAfter(s.args, "--redis-prefix")
-	if redisAddr == "embedded" {
-		t.Skip("needs a redis-server to plant the log in")
-	}
+	_, admin, redisAddr, prefix := adminOnRedis(t, tok, "plant the log in")
 	raw := brokertest.Raw(t, redisAddr)
 	at := time.Now().UnixMilli()
 	for _, l := range []string{
@@ -246,4 +224,26 @@ func TestBrowserAdminPageAutoResend(t *testing.T) {
 	}
 	d.shot("log")
 	d.noConsoleErrors("the log")
+}
+
+// adminOnRedis starts, for a browser test of the operator page, the real
+// binary with the moderation API and tok as the token of operator mara,
+// on a real redis-server (the test skips on the embedded broker: it
+// needs one to do what), and returns the node, the admin listener's URL and
+// the redis-server's address and key prefix.
+func adminOnRedis(t *testing.T, tok, what string) (s *serveBinary, admin, redisAddr, prefix string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("browser test: not in -short mode")
+	}
+	chromiumPath(t)
+	s, admin, _ = newServeBinaryWithAdmin(t, "mara "+tok)
+	if !s.hasFlag(t, "--admin-token-file") {
+		t.Skip("this server has no moderation API")
+	}
+	redisAddr, prefix = argAfter(s.args, "--redis"), argAfter(s.args, "--redis-prefix")
+	if redisAddr == "embedded" {
+		t.Skip("needs a redis-server to " + what)
+	}
+	return s, admin, redisAddr, prefix
 }

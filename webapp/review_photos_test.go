@@ -1,17 +1,9 @@
 package webapp
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"image"
-	"image/color"
-	"image/jpeg"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -44,55 +36,7 @@ func TestBrowserAdminPageHiddenPhotos(t *testing.T) {
 
 	seller := dialProto(t, s.URL())
 	seller.mustOK(`{"cmd":"register"}`)
-	names, _ := seller.mustOK(`{"cmd":"filenames"}`)["names"].([]any)
-	if len(names) == 0 {
-		t.Fatal("filenames_ack without names")
-	}
-	var jpg bytes.Buffer
-	img := image.NewRGBA(image.Rect(0, 0, 200, 150))
-	for y := range 150 {
-		for x := range 200 {
-			img.Set(x, y, color.RGBA{uint8(x), uint8(y), 90, 255})
-		}
-	}
-	if err := jpeg.Encode(&jpg, img, nil); err != nil {
-		t.Fatal(err)
-	}
-	photo := names[0].(string) + ".jpg"
-	up, err := http.Post(public+"/"+photo, "image/jpeg", bytes.NewReader(jpg.Bytes()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	up.Body.Close()
-	if up.StatusCode != http.StatusCreated {
-		t.Fatalf("upload: HTTP %d", up.StatusCode)
-	}
-	doc, _ := json.Marshal(map[string]any{"title": "Camera", "msg": "Deposit by wire", "images": []string{photo}})
-	post := fmt.Sprint(seller.mustOK(`{"cmd":"publish","items":[{"body":` + js(string(doc)) + `,"to":[[[0,0,0]],[[0,0,0]]],"features":0,"range_values":[120,2020,0]}]}`)["id"])
-	for _, reason := range []string{"scam", "spam"} {
-		rp := dialProto(t, s.URL())
-		rp.mustOK(`{"cmd":"register"}`)
-		rp.mustOK(fmt.Sprintf(`{"cmd":"report","id":%s,"reason":%q}`, post, reason))
-	}
-	refused := func(when string) {
-		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			resp, err := http.Get(public + "/" + photo)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNotFound && strings.TrimSpace(string(b)) == "hidden" {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: GET the photo: %d, want 404 hidden", when, resp.StatusCode)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	refused("hidden")
+	post, photo, refused := hiddenPhotoListing(t, s, seller, "Camera", "Deposit by wire")
 
 	shots := shotDir(t, "admin-hidden-photos")
 	n := 0

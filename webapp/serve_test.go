@@ -7,6 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
 	"io"
 	"net"
 	"net/http"
@@ -408,4 +411,67 @@ func TestBrowserAgainstServe(t *testing.T) {
 		t.Logf("skipping the search stage: %s", have.search)
 	}
 	runScenario(t, s, "serve", have)
+}
+
+// hiddenPhotoListing has seller, registered on s, upload a 200x150 JPEG
+// under its first filename and publish a listing of title and msg that
+// links it; two fresh users then report it (scam, spam), which hides it
+// on a server run with --auto-hide-reports 2 --auto-hide-min-age 0s. It
+// waits until the photo is refused and returns the post's id, the
+// photo's name ("<digest>/<name>.jpg") and refused, which waits until a
+// GET of the photo on the public listener answers 404 hidden (when names
+// the moment in a failure).
+func hiddenPhotoListing(t *testing.T, s *serveBinary, seller *protoClient, title, msg string) (post, photo string, refused func(when string)) {
+	t.Helper()
+	public := "http://" + s.addr
+	names, _ := seller.mustOK(`{"cmd":"filenames"}`)["names"].([]any)
+	if len(names) == 0 {
+		t.Fatal("filenames_ack without names")
+	}
+	var jpg bytes.Buffer
+	img := image.NewRGBA(image.Rect(0, 0, 200, 150))
+	for y := range 150 {
+		for x := range 200 {
+			img.Set(x, y, color.RGBA{uint8(x), uint8(y), 90, 255})
+		}
+	}
+	if err := jpeg.Encode(&jpg, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	photo = names[0].(string) + ".jpg"
+	up, err := http.Post(public+"/"+photo, "image/jpeg", bytes.NewReader(jpg.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Body.Close()
+	if up.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: HTTP %d", up.StatusCode)
+	}
+	doc, _ := json.Marshal(map[string]any{"title": title, "msg": msg, "images": []string{photo}})
+	post = fmt.Sprint(seller.mustOK(`{"cmd":"publish","items":[{"body":` + js(string(doc)) + `,"to":[[[0,0,0]],[[0,0,0]]],"features":0,"range_values":[120,2020,0]}]}`)["id"])
+	for _, reason := range []string{"scam", "spam"} {
+		rp := dialProto(t, s.URL())
+		rp.mustOK(`{"cmd":"register"}`)
+		rp.mustOK(fmt.Sprintf(`{"cmd":"report","id":%s,"reason":%q}`, post, reason))
+	}
+	refused = func(when string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			resp, err := http.Get(public + "/" + photo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNotFound && strings.TrimSpace(string(b)) == "hidden" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: GET the photo: %d, want 404 hidden", when, resp.StatusCode)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	refused("hidden")
+	return post, photo, refused
 }

@@ -1896,18 +1896,29 @@ function postSig(p, mine) {
 // does). Nobody else's copy has tokens.
 function photoURLs(p, mine) {
   const now = Date.now() / 1000;
-  const review = mine && p.under_review && Array.isArray(p.review) ? p.review : [];
+  const review = mine ? reviewTokensOf(p) : [];
   return safe.images(p.doc.images).map((path, i) => {
     const t = review[i];
-    return t && Number(t.split(".")[0]) > now ? `/${path}?review=${t}` : `/${path}`;
+    return t && tokenExp(t) > now ? `/${path}?review=${t}` : `/${path}`;
   });
+}
+
+// reviewTokensOf is p's review tokens, one per photo ("" for none): those
+// of the author's copy of a listing under review only.
+function reviewTokensOf(p) {
+  return p.under_review && Array.isArray(p.review) ? p.review : [];
+}
+
+// tokenExp is when review token t stops working (Unix s): its first part.
+function tokenExp(t) {
+  return Number(t.split(".")[0]);
 }
 
 // reviewExp is when the first review token of p stops working (Unix s),
 // 0 when it has none.
 function reviewExp(p) {
-  const t = p.under_review && Array.isArray(p.review) ? p.review.find(Boolean) : "";
-  return t ? Number(t.split(".")[0]) : 0;
+  const t = reviewTokensOf(p).find(Boolean);
+  return t ? tokenExp(t) : 0;
 }
 
 // Review tokens last 10 minutes: while a listing of this account under
