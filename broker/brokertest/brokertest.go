@@ -8,11 +8,13 @@ package brokertest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -43,24 +45,53 @@ func StartRedis(t testing.TB, extraArgs ...string) *Redis {
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Fatalf("redis-server is not installed (apt-get install redis-server, or run .ci/run): %v", err)
 	}
-	for _, a := range extraArgs {
-		if a == "--cluster-enabled" {
+	cluster := slices.Contains(extraArgs, "--cluster-enabled")
+	r := &Redis{dir: t.TempDir(), t: t}
+	// A port drawn free can be taken before redis-server binds it (by
+	// another test package's process): then it exits, and other ports are
+	// drawn.
+	for attempt := 1; ; attempt++ {
+		r.args = extraArgs
+		if cluster {
 			// The cluster bus defaults to port+10000, which is out of range
 			// for free ports above 55535 (Redis then refuses to start) and
 			// may be taken: give it a free port of its own.
-			extraArgs = append(extraArgs, "--cluster-port", strconv.Itoa(freePort(t)))
+			r.args = append(slices.Clone(extraArgs), "--cluster-port", strconv.Itoa(freePort(t)))
+		}
+		r.port = freePort(t)
+		r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
+		err := r.tryStart()
+		if err == nil {
 			break
 		}
+		if !errors.Is(err, errExited) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("%v; drawing another port", err)
 	}
-	r := &Redis{port: freePort(t), dir: t.TempDir(), t: t, args: extraArgs}
-	r.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
-	r.start()
 	t.Cleanup(r.Stop)
 	return r
 }
 
 func (r *Redis) start() {
 	r.t.Helper()
+	if err := r.tryStart(); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// errExited: redis-server ended before it was ready (most often its port,
+// drawn free a moment before, was taken meanwhile by another test's
+// process).
+var errExited = errors.New("redis-server exited before it was ready")
+
+// readyWait bounds how long a redis-server may take to be ready: on a
+// loaded 2-core CI machine a cluster node took over 10 s once.
+const readyWait = 30 * time.Second
+
+// tryStart starts the server and waits until it is ready; an error wraps
+// errExited when the process ended first, with its last lines.
+func (r *Redis) tryStart() error {
 	args := append([]string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", r.dir, "--daemonize", "no",
 		"--protected-mode", "no"}, r.args...)
@@ -70,16 +101,18 @@ func (r *Redis) start() {
 	cmd := exec.Command("redis-server", args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	if err := cmd.Start(); err != nil {
-		r.t.Fatalf("start redis-server: %v", err)
+		return fmt.Errorf("start redis-server: %w", err)
 	}
 	r.cmd = cmd
 	ready := make(chan struct{})
+	ended := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(out)
 		signalled := false
+		var tail []string
 		for sc.Scan() {
 			// A Sentinel never says it is ready; it is once it monitors.
 			line := sc.Text()
@@ -87,12 +120,21 @@ func (r *Redis) start() {
 				close(ready)
 				signalled = true
 			}
+			if !signalled {
+				tail = append(tail[max(len(tail)-4, 0):], line)
+			}
 		}
+		ended <- tail
 	}()
 	select {
 	case <-ready:
-	case <-time.After(10 * time.Second):
-		r.t.Fatalf("redis-server on %s did not become ready", r.Addr)
+		return nil
+	case tail := <-ended:
+		r.Stop()
+		return fmt.Errorf("redis-server on %s: %w: %s", r.Addr, errExited, strings.Join(tail, " | "))
+	case <-time.After(readyWait):
+		r.Stop()
+		return fmt.Errorf("redis-server on %s did not become ready in %s", r.Addr, readyWait)
 	}
 }
 
