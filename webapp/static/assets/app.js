@@ -1453,6 +1453,7 @@ async function publish(ev) {
       applyChanged(r.post && typeof r.post === "object" ? r.post
         : { ...rawOf(editing), body: post.body, to: post.to, features, range_values: post.range_values });
       stopEdit();
+      if ($("banner").dataset.kind === "publish") $("banner").hidden = true;
       notice("Your changes are saved.");
       openPost(id);
       return;
@@ -1468,6 +1469,8 @@ async function publish(ev) {
     save();
     resetPublishForm();
     setPubStatus("Published! It is under “My listings”.");
+    // The refusal of an earlier try is over: it would contradict this.
+    if ($("banner").dataset.kind === "publish") $("banner").hidden = true;
     notice("Your listing is published.");
     render();
   } catch (e) {
@@ -1477,7 +1480,9 @@ async function publish(ev) {
       setPubStatus("The connection to the server was lost. If the listing is not in “My listings” once the app is online again, press Publish again.");
     } else if (e instanceof UserError) {
       setPubStatus(e.message);
-      showError(e.message);
+      // A "published" notice from a publish before is not true of this one.
+      $("notice").hidden = true;
+      showError(e.message, false, "publish");
     } else {
       throw e;
     }
