@@ -1190,6 +1190,15 @@ function renderEditing() {
   $("pub-heading").textContent = e ? "Edit your listing" : "";
   $("pub-submit").textContent = e ? "Save changes" : "Publish";
   $("pub-edit-cancel").hidden = !e;
+  renderPubReview();
+}
+
+// A listing under review refuses every publish (under_review): the Sell
+// form says so before the seller fills it in and uploads photos. Edits
+// of one's listings still work, so an edit shows no such note.
+function renderPubReview() {
+  const mine = (app.u && app.u.myPosts) || {};
+  $("pub-under-review").hidden = Boolean(app.editing) || !Object.values(mine).some((p) => p && p.under_review);
 }
 
 function adoptPublished(ack, post) {
@@ -2035,6 +2044,7 @@ function renderMine() {
   // quota says.
   const rem = list.some((p) => p.under_review) ? " One is under review: you can publish again once a moderator has looked at it."
     : typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
+  renderPubReview();
   $("mine-summary").textContent = (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
 }
 
