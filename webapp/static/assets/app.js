@@ -2042,7 +2042,8 @@ function renderMine() {
   });
   // A listing under review blocks publishing (under_review) whatever the
   // quota says.
-  const rem = list.some((p) => p.under_review) ? " One is under review: you can publish again once a moderator has looked at it."
+  const review = list.filter((p) => p.under_review).length;
+  const rem = review ? ` ${list.length === 1 ? "It is" : review === 1 ? "One is" : `${review} are`} under review: you can publish again once a moderator has looked at it.`
     : typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
   renderPubReview();
   $("mine-summary").textContent = (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
