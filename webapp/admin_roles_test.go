@@ -114,8 +114,9 @@ func TestBrowserAdminPageViewer(t *testing.T) {
 
 // A removal from the page whose notice cannot be written (the real
 // Redis made to fail: the seller's notice list replaced by a string):
-// the page says the author was not told and that the notice is kept; the
-// Log view offers "Send the notice again" on that entry; once Redis is
+// the page says the author was not told and that the notice is kept, in
+// words that name what the page offers (not the node's "remove post N
+// again": the post has left the queue); the Log view offers "Send the notice again" on that entry; once Redis is
 // mended, the button sends it (the seller's session gets the notice) and
 // is gone from the log, whose newest entry is the resend.
 func TestBrowserAdminPageResend(t *testing.T) {
@@ -150,7 +151,7 @@ func TestBrowserAdminPageResend(t *testing.T) {
 	d.click("#confirm-ok")
 	// The node retries the notice for 10 s before it answers.
 	brokertest.Poll(t, 30*time.Second, "the refusal said", func() bool {
-		return strings.Contains(d.eval(`document.getElementById("status").textContent`), "the notice is kept: remove post "+lamp+" again to send it")
+		return strings.Contains(d.eval(`document.getElementById("status").textContent`), "Post "+lamp+" is removed, but its author (user "+sellerID+") could not be told why. The notice is kept: the nodes send it again on their own, or press “Send the notice again” on the removal's entry in the Log.")
 	})
 	d.consoleErrors() // the 503, on purpose
 	d.shot("not-told")

@@ -60,6 +60,12 @@ func TestBrowserUnderReview(t *testing.T) {
 	b.wait("the marker", `(() => { const m = document.querySelector(`+js(card+` [data-testid=under-review]`)+`);
 	  return m !== null && m.textContent.includes("Under review") && m.textContent.includes("buyers do not see it"); })()`)
 	b.shot("under-review")
+	// The Sell form says publishing waits for the review before the
+	// seller fills it in (a publish would be refused: under_review).
+	b.click("#tab-publish")
+	b.wait("the note on the Sell form", `!document.getElementById("pub-under-review").hidden`)
+	b.shot("sell-under-review")
+	b.click("#tab-mine")
 	if b.ok(inBrowse) {
 		t.Error("the hidden listing stayed in the seller's Browse")
 	}
@@ -110,6 +116,9 @@ func TestBrowserUnderReview(t *testing.T) {
 	}
 	b.wait("the marker gone", `document.querySelector(`+js(card)+`) !== null && document.querySelector(`+js(card+` [data-testid=under-review]`)+`) === null`)
 	b.wait("back in Browse", inBrowse)
+	if !b.ok(`document.getElementById("pub-under-review").hidden`) {
+		t.Error("the Sell form still says a listing is under review after the dismissal")
+	}
 	b.shot("dismissed")
 	b.noConsoleErrors("the whole run")
 }

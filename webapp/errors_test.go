@@ -130,8 +130,14 @@ func TestBrowserErrors(t *testing.T) {
 	srv.publishFail = wire.QuotaExceeded
 	srv.publishDetail = "10 posts per 24h0m0s; the next is possible in 5400 s"
 	srv.mu.Unlock()
+	// A notice of a publish just before (it shows 5 s) is not true of
+	// this one: the refusal takes it away.
+	a.eval(`(() => { const n = document.getElementById("notice"); n.textContent = "Your listing is published."; n.hidden = false; return ""; })()`)
 	a.click("#pub-submit")
 	a.wait("quota in words, with when", hasText("#pub-status", "You can post again in 1 hour 30 min (at "))
+	if !a.ok(`document.getElementById("notice").hidden`) {
+		t.Errorf("beside the refusal, the notice still reads %q", a.eval(`document.getElementById("notice").textContent`))
+	}
 	a.shot("quota")
 	srv.mu.Lock()
 	srv.publishFail = wire.PostsFull

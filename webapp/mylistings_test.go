@@ -89,6 +89,8 @@ func TestBrowserMyListingsFromServer(t *testing.T) {
 			  return m !== null && m.textContent.includes("Under review"); })()`)
 			b.wait("the deleted bike gone from My listings", "!("+mineCard(bike)+")")
 			b.wait("the summary counts one listing", `document.getElementById("mine-summary").textContent.startsWith("1 listing.")`)
+			// Its only listing is the one under review: not "1 listing. One is ...".
+			b.wait("the summary says it is under review", `document.getElementById("mine-summary").textContent === "1 listing. It is under review: you can publish again once a moderator has looked at it."`)
 			b.shot("my-listings")
 			// A listing Browse never brought can be marked sold from here.
 			b.click(`#mine-list [data-post-id="` + lamp + `"] [data-testid=mark-sold]`)

@@ -371,7 +371,7 @@ async function resend(post) {
       "The author of post " + r.post + " is gone: nobody to tell.");
   } catch (e) {
     if (e.reason === "unauthorized") return;
-    say(e.error || "failed", true);
+    say(notToldText(e) || e.error || "failed", true);
   }
   const msg = $("status").textContent, err = $("status").classList.contains("error");
   await load();
@@ -514,12 +514,23 @@ async function act(action, p) {
     else say("User " + r.user + (r.already ? " was banned already; ban renewed." : " banned.") +
       (r.remove_posts ? " " + r.posts_deleted + " posts deleted." : ""));
   } catch (e) {
-    if (e.reason !== "unauthorized") say(e.error || "failed", true);
+    if (e.reason !== "unauthorized") say(notToldText(e) || e.error || "failed", true);
     if (e.reason === "unauthorized") return;
   }
   const msg = $("status").textContent, err = $("status").classList.contains("error");
   await load();
   if (msg) say(msg, err);
+}
+
+// notToldText words a removal whose notice is kept for this page: the
+// node's own words ("remove post N again") name an action the page no
+// longer offers once the post left the queue; its Log entry's button and
+// the nodes' automatic resend are how the notice goes.
+function notToldText(e) {
+  const r = e && e.reason === "author_not_told" && e.result;
+  if (!r || !r.notice_kept) return "";
+  return "Post " + r.post + " is removed, but its author (user " + r.author + ") could not be told why. " +
+    "The notice is kept: the nodes send it again on their own, or press “Send the notice again” on the removal's entry in the Log.";
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -1190,6 +1190,15 @@ function renderEditing() {
   $("pub-heading").textContent = e ? "Edit your listing" : "";
   $("pub-submit").textContent = e ? "Save changes" : "Publish";
   $("pub-edit-cancel").hidden = !e;
+  renderPubReview();
+}
+
+// A listing under review refuses every publish (under_review): the Sell
+// form says so before the seller fills it in and uploads photos. Edits
+// of one's listings still work, so an edit shows no such note.
+function renderPubReview() {
+  const mine = (app.u && app.u.myPosts) || {};
+  $("pub-under-review").hidden = Boolean(app.editing) || !Object.values(mine).some((p) => p && p.under_review);
 }
 
 function adoptPublished(ack, post) {
@@ -1453,6 +1462,7 @@ async function publish(ev) {
       applyChanged(r.post && typeof r.post === "object" ? r.post
         : { ...rawOf(editing), body: post.body, to: post.to, features, range_values: post.range_values });
       stopEdit();
+      if ($("banner").dataset.kind === "publish") $("banner").hidden = true;
       notice("Your changes are saved.");
       openPost(id);
       return;
@@ -1468,6 +1478,8 @@ async function publish(ev) {
     save();
     resetPublishForm();
     setPubStatus("Published! It is under “My listings”.");
+    // The refusal of an earlier try is over: it would contradict this.
+    if ($("banner").dataset.kind === "publish") $("banner").hidden = true;
     notice("Your listing is published.");
     render();
   } catch (e) {
@@ -1477,7 +1489,9 @@ async function publish(ev) {
       setPubStatus("The connection to the server was lost. If the listing is not in “My listings” once the app is online again, press Publish again.");
     } else if (e instanceof UserError) {
       setPubStatus(e.message);
-      showError(e.message);
+      // A "published" notice from a publish before is not true of this one.
+      $("notice").hidden = true;
+      showError(e.message, false, "publish");
     } else {
       throw e;
     }
@@ -2028,8 +2042,10 @@ function renderMine() {
   });
   // A listing under review blocks publishing (under_review) whatever the
   // quota says.
-  const rem = list.some((p) => p.under_review) ? " One is under review: you can publish again once a moderator has looked at it."
+  const review = list.filter((p) => p.under_review).length;
+  const rem = review ? ` ${list.length === 1 ? "It is" : review === 1 ? "One is" : `${review} are`} under review: you can publish again once a moderator has looked at it.`
     : typeof app.remaining === "number" ? ` You can publish ${app.remaining} more right now.` : "";
+  renderPubReview();
   $("mine-summary").textContent = (list.length ? `${list.length} listing${list.length === 1 ? "" : "s"}.` : "You have no listings right now. Press “Sell” to publish one.") + rem;
 }
 
