@@ -105,3 +105,10 @@ func (s *Server) AfterLoginScript(fn func(banHeard func() bool)) {
 
 // ModerationService is the Service the node's moderation API runs.
 func (s *Server) ModerationService() *moderation.Service { return s.moderationService() }
+
+// BeforePhotoApply makes the img half's photo follower call fn with each
+// envelope before it applies it, on the follower's goroutine: a test
+// blocks in fn to make the follower lag behind the posts channel.
+func (s *Server) BeforePhotoApply(fn func(payload string)) {
+	s.photos.beforeApply.Store(&fn)
+}

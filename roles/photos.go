@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/occase/occase/broker"
@@ -62,6 +63,9 @@ type photoFollower struct {
 	// jobs are the purges gathered from one batch of envelopes, made in
 	// one pass (flush); the Run goroutine's alone.
 	jobs []purgeJob
+	// beforeApply, set by tests, sees each envelope before it is applied
+	// (to make the follower lag behind).
+	beforeApply atomic.Pointer[func(payload string)]
 
 	mu sync.Mutex
 	// held are the posts a removal on this node is purging in its
@@ -213,6 +217,9 @@ func (f *photoFollower) Run(ctx context.Context) {
 			// hidden listings go at once, the follower is one pass
 			// behind at most, and their photos are withheld meanwhile.
 			for _, it := range items {
+				if fn := f.beforeApply.Load(); fn != nil {
+					(*fn)(it.payload)
+				}
 				if it.purge {
 					f.applyPurge(it.payload)
 				} else {
@@ -310,6 +317,13 @@ func (f *photoFollower) apply(ctx context.Context, payload string) {
 	switch e.Op {
 	case "hide":
 		bodies, err := f.b.PostsJSON(ctx, e.IDs)
+		if err == nil {
+			// A hide read after its author already deleted the post (this
+			// node a moment behind) finds the copy kept for review: its
+			// photos are withheld all the same, and the deletion that
+			// follows keeps them so (keptForReview).
+			err = f.loadEvidence(ctx, e.IDs, bodies)
+		}
 		if err != nil {
 			f.log.Warn("read a hidden post's photos failed; reloading", zap.Error(err))
 			f.askReload()

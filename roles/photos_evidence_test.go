@@ -268,3 +268,46 @@ func TestPhotosOfEvidenceSeparateRoles(t *testing.T) {
 		awaitPhoto(t, img.base, paths[3], http.StatusNotFound, "hidden")
 	})
 }
+
+// A follower a moment behind the posts channel reads a hide after the
+// author already deleted the post (the tour met it on a loaded machine:
+// the hidden listing's photo was served, then purged at the dismissal).
+// The hide then finds the copy kept for review and withholds its photos
+// from it, and the deletion that follows keeps them withheld. Before, the
+// hide found no post and withheld nothing. Role all, on a real
+// redis-server and the embedded broker.
+func TestPhotosOfEvidenceHideReadLate(t *testing.T) {
+	brokertest.Each(t, func(t *testing.T, b brokertest.Backend) {
+		dir := t.TempDir()
+		n := startNode(t, b.Options, photoAll(dir))
+		bc := brokertest.Open(t, b.Options)
+		paths, names, seller := evidenceSetup(t, n, n, 1)
+		bike := seller.publishPhotos("Bike", rel(paths[0]))
+		// The follower stops at the hide's envelope until the author's
+		// delete is done.
+		deleted := make(chan struct{})
+		n.srv.BeforePhotoApply(func(payload string) {
+			if strings.HasPrefix(payload, `{"op":"hide"`) {
+				select {
+				case <-deleted:
+				case <-time.After(10 * time.Second):
+				}
+			}
+		})
+		hide(t, bc, bike, 91)
+		deleteOwn(t, bc, bike, seller.id)
+		close(deleted)
+		awaitPhoto(t, n.base, paths[0], http.StatusNotFound, "hidden")
+		// Still withheld once the deletion is applied too (a later hide
+		// on the same channel is applied after it), and on disk.
+		other := register(t, n.url)
+		more := uploadJPG(t, n.base, other.filenames()[0])
+		desk := other.publishPhotos("Desk", more[0])
+		hide(t, bc, desk, 81)
+		awaitPhoto(t, n.base, "/"+more[0], http.StatusNotFound, "hidden")
+		checkWithheldReview(t, n.base, paths[0])
+		if !stored(dir, names[0]) {
+			t.Fatal("the photo of a listing kept for review was deleted")
+		}
+	})
+}

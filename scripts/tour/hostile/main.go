@@ -28,18 +28,19 @@ import (
 )
 
 var (
-	wsURL = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
-	mode  = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports, banme, noticeme, banstorm")
-	dur   = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
-	src   = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
-	n     = flag.Int("n", 50, "regstorm: registrations per source address")
-	rate  = flag.Float64("rate", 5, "honest, chat: messages per second (per pair)")
-	size  = flag.Int("size", 60000, "fields: bytes of each many-field frame")
-	pairs = flag.Int("pairs", 10, "chat: pairs of users, each reconnecting when closed")
-	conns = flag.Int("conns", 1000, "heads: connections per source address")
-	head  = flag.Int("head", 12<<10, "heads: bytes of request head each connection sends, a chunk a second, never finishing it")
-	admin = flag.String("admin", "http://127.0.0.1:9100", "banstorm: the node's admin listener (loopback)")
-	tokf  = flag.String("token-file", "", "banstorm: the file of the node's --admin-token-file")
+	wsURL  = flag.String("url", "ws://127.0.0.1:8080/ws", "node WebSocket URL (loopback)")
+	mode   = flag.String("mode", "honest", "honest, flood, fields, substorm, regstorm, kicked, chat, filenames, heads, reports, banme, noticeme, banstorm")
+	dur    = flag.Duration("d", 10*time.Second, "how long the attack (or honest chat) lasts")
+	src    = flag.String("src", "127.0.0.1", "source address(es), comma-separated (loopback)")
+	n      = flag.Int("n", 50, "regstorm: registrations per source address")
+	rate   = flag.Float64("rate", 5, "honest, chat: messages per second (per pair)")
+	size   = flag.Int("size", 60000, "fields: bytes of each many-field frame")
+	pairs  = flag.Int("pairs", 10, "chat: pairs of users, each reconnecting when closed")
+	conns  = flag.Int("conns", 1000, "heads: connections per source address")
+	head   = flag.Int("head", 12<<10, "heads: bytes of request head each connection sends, a chunk a second, never finishing it")
+	admin  = flag.String("admin", "http://127.0.0.1:9100", "banstorm: the node's admin listener (loopback)")
+	tokf   = flag.String("token-file", "", "banstorm: the file of the node's --admin-token-file")
+	imgURL = flag.String("img", "", "evidence: the origin that takes and serves photos (default: -url's, as behind the balancer)")
 )
 
 func main() {
@@ -48,6 +49,12 @@ func main() {
 	if err != nil || !loopback(u.Hostname()) {
 		fmt.Fprintln(os.Stderr, "hostile: only loopback URLs")
 		os.Exit(2)
+	}
+	if *imgURL != "" {
+		if iu, err := url.Parse(*imgURL); err != nil || !loopback(iu.Hostname()) {
+			fmt.Fprintln(os.Stderr, "hostile: only loopback URLs")
+			os.Exit(2)
+		}
 	}
 	for _, s := range strings.Split(*src, ",") {
 		if !loopback(s) {
@@ -1035,9 +1042,9 @@ func evidence() string {
 			del = fmt.Sprintf("%v/%v", f["result"], f["reason"])
 		}
 	}
-	// The img node learns of the hide through Redis, a moment after the ack.
-	time.Sleep(500 * time.Millisecond)
-	photos = append(photos, "deleted "+getPhoto(ctx, photo))
+	// The img node learns of the hide through Redis, a moment after the
+	// ack: wait for the refusal (at most 5 s).
+	photos = append(photos, "deleted "+awaitPhoto(ctx, photo, "404 hidden"))
 	fmt.Fprintln(os.Stderr, "deleted", post)
 	var refused counts
 	accepted := "none before -d"
@@ -1055,8 +1062,7 @@ func evidence() string {
 		case <-time.After(time.Second):
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
-	photos = append(photos, "reviewed "+getPhoto(ctx, photo))
+	photos = append(photos, "reviewed "+awaitPhoto(ctx, photo, "404 not_found"))
 	return fmt.Sprintf("post=%v reports=[%s] delete=%s publishes refused=[%s] accepted=%s; its photo: %s", post, acks.String(), del,
 		refused.String(), accepted, strings.Join(photos, ", "))
 }
@@ -1122,8 +1128,24 @@ func getPhoto(ctx context.Context, path string) string {
 	return fmt.Sprintf("%d %s", res.StatusCode, strings.TrimSpace(string(b[:k])))
 }
 
-// httpBase is the http origin of -url.
+// httpBase is the origin of the photos: -img, or the http origin of -url.
 func httpBase() string {
+	if *imgURL != "" {
+		return strings.TrimSuffix(*imgURL, "/")
+	}
 	u, _ := url.Parse(*wsURL)
 	return "http://" + u.Host
+}
+
+// awaitPhoto polls getPhoto for at most 5 s until it answers want, and
+// says what it answered last.
+func awaitPhoto(ctx context.Context, path, want string) string {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := getPhoto(ctx, path)
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
