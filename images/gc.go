@@ -396,7 +396,7 @@ func (g *GC) PurgeLinks(ctx context.Context, cands []Photo) (res PurgeResult, er
 		if p.Ext == "" {
 			if obj, err := g.store.Open(ctx, p.Digest); err == nil {
 				if k, err := sniffObject(obj.Body); err == nil && k != kindNone {
-					cands[i].Ext = extOf(k)
+					cands[i].Ext = k.ext()
 				}
 				obj.Body.Close()
 			}
@@ -492,14 +492,4 @@ func (g *GC) recheck(ctx context.Context, seq uint64, link func(string)) error {
 		}
 	}
 	return nil
-}
-
-func extOf(k kind) string {
-	switch k {
-	case kindPNG:
-		return "png"
-	case kindWebP:
-		return "webp"
-	}
-	return "jpg"
 }

@@ -29,6 +29,18 @@ func (k kind) contentType() string {
 	return ""
 }
 
+// ext is the extension a link to an image of kind k carries (the
+// inverse of kindOfExt; "jpg" for JPEG).
+func (k kind) ext() string {
+	switch k {
+	case kindPNG:
+		return "png"
+	case kindWebP:
+		return "webp"
+	}
+	return "jpg"
+}
+
 func kindOfExt(ext string) kind {
 	// Lowercase only: the app builds these URLs from the names it was given,
 	// and one spelling per type keeps CDN cache keys unique.

@@ -1,6 +1,7 @@
 package moderation
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"strconv"
@@ -122,7 +123,7 @@ func (r *Resender) Round(ctx context.Context) Round {
 	r.lastErr = ""
 	out := Round{Kept: len(list)}
 	r.kept.Set(float64(len(list)))
-	slices.SortFunc(list, func(a, b broker.KeptNotice) int { return compareInt64(a.At, b.At) })
+	slices.SortFunc(list, func(a, b broker.KeptNotice) int { return cmp.Compare(a.At, b.At) })
 	var oldest time.Duration
 	for _, k := range list {
 		if k.At > 0 { // 0: an entry that does not parse, dropped below
@@ -176,16 +177,6 @@ func (r *Resender) Round(ctx context.Context) Round {
 		}
 	}
 	return out
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // autoResend is the node's own resend of post id's kept notice: one try
