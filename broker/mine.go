@@ -18,8 +18,9 @@ import (
 // more than the posts Redis holds (--max-posts).
 //
 // Posts stored before the set existed, or by a node of an older version
-// during a rolling upgrade, are put in it by BackfillMine, which every
-// node runs after loading its index.
+// during a rolling upgrade, are put in it by BackfillMine, which a node
+// runs once, after its index first drops a post (the only node that then
+// reads the sets).
 
 func (c *Client) mineKey(user string) string { return c.postsKey("mine:" + user) }
 
